@@ -1,0 +1,341 @@
+"""The ``ecg-automl`` command line: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Callable, Sequence
+
+# Quiet TensorFlow's C++ start-up chatter before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def deco(fn):
+        COMMANDS[name] = fn
+        return fn
+    return deco
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input or environment: printed as one line, exit code 2."""
+    from ecg_data import DataError
+    from spaces import SpaceError
+
+    errs: list[type[BaseException]] = [DataError, SpaceError, FileNotFoundError]
+    try:
+        from search import StorageError, StudyMismatchError, TrackingError
+
+        errs += [StorageError, StudyMismatchError, TrackingError]
+    except ImportError:  # the Pi runtime has no search engine installed
+        pass
+    try:
+        from ecg_automl.tflite import TFLiteError
+
+        errs.append(TFLiteError)
+    except ImportError:
+        pass
+    return tuple(errs)
+
+
+# --------------------------------------------------------------------------------------------
+# search / worker
+# --------------------------------------------------------------------------------------------
+def _add_tracking_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("MLflow")
+    g.add_argument("--mlflow-config", default=None, help="MLflow settings file (default: ./mlflow.yaml if present)")
+    g.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)")
+    g.add_argument("--experiment", default=None, help="MLflow experiment name (overrides mlflow.yaml)")
+    g.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+
+
+def _tracking(args):
+    from search import TrackingConfig
+
+    if args.no_mlflow:
+        return None
+    return TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri, experiment_name=args.experiment)
+
+
+@command("search")
+def cmd_search(args: argparse.Namespace) -> int:
+    from search import StudySettings, run_search
+    from spaces import SearchSpace
+
+    space = SearchSpace.load(args.space)
+    if args.epochs is not None:
+        space = space.with_overrides(epochs=args.epochs)
+    objectives = _objectives(args.objective)
+    settings = StudySettings(dataset=args.dataset, space_yaml=space.to_yaml(), folds=args.folds,
+                             metric=args.metric, seed=args.seed, max_beats=args.max_beats,
+                             records=args.records.split(",") if args.records else None,
+                             objectives=objectives, latency_budget_ms=args.latency_budget_ms,
+                             on_bad_record=args.on_bad_record, data_path=args.data_path)
+    if args.engine == "keras-tuner":
+        from search.keras_tuner_engine import run_keras_tuner
+
+        run_keras_tuner(args.study, settings, tuner=args.tuner, n_trials=args.trials, tracking=_tracking(args),
+                        out_dir=args.out_dir, progress=not args.quiet, verbose=args.verbose)
+        return 0
+    gates = _gates(args, settings)
+    result = run_search(args.study, settings, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
+                        timeout=args.timeout, pruner=args.pruner, final=not args.no_final, out_dir=args.out_dir,
+                        progress=not args.quiet, verbose=args.verbose, gates=gates)
+    _print_summary(result)
+    return 130 if result.interrupted else 0
+
+
+def _objectives(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    mapping = {"f1": "quality", "auc": "quality", "quality": "quality", "latency": "latency", "size": "size"}
+    bad = [n for n in names if n not in mapping]
+    if bad or not names:
+        raise SystemExit(f"error: --objective takes f1 or auc, optionally followed by latency and/or size "
+                         f"(e.g. f1,latency,size); got {text!r}")
+    out = [mapping[n] for n in names]
+    if out[0] != "quality" or len(set(out)) != len(out):
+        raise SystemExit("error: --objective must start with the quality metric and name each objective once")
+    return out
+
+
+def _gates(args, settings) -> list:
+    """Latency gate / extra objectives, when the TFLite tooling is installed and asked for."""
+    if settings.latency_budget_ms is None and len(settings.objectives) == 1:
+        return []
+    from ecg_automl.tflite.gate import LatencyGate
+
+    return [LatencyGate(budget_ms=settings.latency_budget_ms, target=getattr(args, "latency_target", None))]
+
+
+def _print_summary(result) -> None:
+    study = result.study
+    states: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    print(f"study {study.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items())))
+    if result.tracking_failures:
+        print(f"warning: {len(result.tracking_failures)} MLflow calls failed; run `ecg-automl sync --study "
+              f"{study.study_name}` when the tracking server is back", file=sys.stderr)
+
+
+@command("worker")
+def cmd_worker(args: argparse.Namespace) -> int:
+    from search import run_search
+
+    result = run_search(args.study, None, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
+                        timeout=args.timeout, pruner=args.pruner, final=False, progress=not args.quiet,
+                        verbose=args.verbose)
+    _print_summary(result)
+    return 130 if result.interrupted else 0
+
+
+@command("sync")
+def cmd_sync(args: argparse.Namespace) -> int:
+    from search import Tracker, open_study
+
+    tracker = Tracker(_tracking(args))
+    tracker.check()
+    study, _ = open_study(args.study, args.storage, None)
+    counts = tracker.sync(study)
+    print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+@command("data")
+def cmd_data(args: argparse.Namespace) -> int:
+    from ecg_data import fetch_database, load_dataset
+
+    if args.data_cmd == "fetch":
+        path = fetch_database(args.name, args.root)
+        print(f"{args.name} is in {path}")
+        return 0
+    ds = load_dataset(args.name, root=args.root, fs=args.fs, window=args.window,
+                      records=args.records.split(",") if args.records else None,
+                      on_bad_record=args.on_bad_record, path=args.data_path)
+    summary = ds.summary()
+    if args.json:
+        print(json.dumps({**summary, "skipped": ds.info.get("skipped", [])}, indent=2))
+        return 0
+    print(f"{ds.name}: {summary['beats']} beats at {summary['fs']:g} Hz, windows of {summary['window']} samples "
+          f"x {summary['channels']} channel(s)")
+    for part, title in (("search", "search side (train/validation folds)"), ("test", "held-out test patients")):
+        s = summary[part]
+        classes = ", ".join(f"{k} {v}" for k, v in s["classes"].items())
+        pct = 100 * s["abnormal"] / max(s["beats"], 1)
+        print(f"  {title}: {s['patients']} patients, {s['records']} records, {s['beats']} beats, "
+              f"{s['abnormal']} abnormal ({pct:.1f}%)\n    classes: {classes}")
+    import numpy as np
+
+    for part in ("search", "test"):
+        recs = sorted(np.unique(ds.records[ds.split == part]).tolist())
+        print(f"  {part} records: {' '.join(recs[:60])}{' ...' if len(recs) > 60 else ''}")
+    skipped = ds.info.get("skipped", [])
+    if skipped:
+        print(f"  skipped {len(skipped)} bad record(s):")
+        for s in skipped:
+            print(f"    {s['path']}: {s['problem']}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# MLflow UI
+# --------------------------------------------------------------------------------------------
+@command("ui")
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    cfg = _tracking(args)
+    if cfg is None:
+        raise SystemExit("error: the UI needs MLflow; drop --no-mlflow")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: the MLflow UI will listen on {args.host}, reachable from other machines; it has no "
+              f"authentication", file=sys.stderr)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.tracking_uri,
+           "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    if cfg.artifact_location:
+        from pathlib import Path
+
+        art = cfg.artifact_location if "://" in cfg.artifact_location else Path(cfg.artifact_location).resolve().as_uri()
+        cmd += ["--default-artifact-root", art]
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        cmd += ["--allowed-hosts", "*"]
+    print(f"MLflow UI on http://{args.host}:{args.port} (store {cfg.tracking_uri}); Ctrl-C to stop")
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+# --------------------------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    try:
+        from search.storage import DEFAULT_STORAGE
+    except ImportError:  # the Pi runtime (ecg-automl[pi]) has predict and bench-server only
+        DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
+
+    p = argparse.ArgumentParser(prog="ecg-automl",
+                                description="Search ECG classifiers that are accurate on unseen patients and fast on a Raspberry Pi.")
+    p.add_argument("--log-level", default="WARNING", help="Python log level (INFO shows data/cache details)")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("search", help="launch or resume a study")
+    s.add_argument("--dataset", default="mitdb", help="mitdb (default), ptbdb, ptbxl or heartbeat-csv")
+    s.add_argument("--data-path", default=None, help="read the dataset from this file/folder instead of the data root")
+    s.add_argument("--space", default="spaces/default.yaml", help="space file, or a built-in name: default, edge")
+    s.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials the study should hold")
+    s.add_argument("--folds", type=int, default=3, help="patient-grouped, stratified CV folds per trial")
+    s.add_argument("--study", required=True, help="study name (rerun the same command to resume it)")
+    s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
+    s.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--epochs", type=int, default=None, help="override the space's epochs")
+    s.add_argument("--max-beats", type=int, default=None,
+                   help="subsample the search side to this many beats (stratified, every patient kept)")
+    s.add_argument("--records", default=None, help="comma-separated record ids to use (default: all)")
+    s.add_argument("--metric", choices=["f1", "auc"], default="f1", help="validation metric of the abnormal class")
+    s.add_argument("--objective", default="f1",
+                   help="f1 (single objective) or e.g. f1,latency,size (multi-objective, Pareto front)")
+    s.add_argument("--latency-budget-ms", type=float, default=None,
+                   help="reject candidates slower than this (TFLite, 1 thread) before training")
+    s.add_argument("--latency-target", default=None, help="measure latency on a bench-server (http://HOST:PORT)")
+    s.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    s.add_argument("--engine", choices=["optuna", "keras-tuner"], default="optuna")
+    s.add_argument("--tuner", choices=["hyperband", "bayesian", "random"], default="hyperband",
+                   help="KerasTuner tuner (with --engine keras-tuner)")
+    s.add_argument("--on-bad-record", choices=["error", "skip"], default="error",
+                   help="a corrupt record stops the run (default) or is skipped with a warning")
+    s.add_argument("--no-final", action="store_true", help="skip the final retrain and held-out test")
+    s.add_argument("--out-dir", default="runs", help="where final models go (default runs/)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--verbose", type=int, default=0, help="Keras fit verbosity (0 quiet, 2 one line per epoch)")
+    _add_tracking_args(s)
+
+    w = sub.add_parser("worker", help="join an existing study and run its trials (scale-out)")
+    w.add_argument("--study", required=True)
+    w.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
+    w.add_argument("--trials", type=int, required=True, help="total finished trials the study should reach")
+    w.add_argument("--timeout", type=float, default=None)
+    w.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    w.add_argument("--quiet", action="store_true")
+    w.add_argument("--verbose", type=int, default=0)
+    _add_tracking_args(w)
+
+    y = sub.add_parser("sync", help="back-fill MLflow from the Optuna study (after a tracking outage)")
+    y.add_argument("--study", required=True)
+    y.add_argument("--storage", default=DEFAULT_STORAGE)
+    _add_tracking_args(y)
+
+    d = sub.add_parser("data", help="fetch a database or show what it holds")
+    dsub = d.add_subparsers(dest="data_cmd", required=True)
+    f = dsub.add_parser("fetch", help="download a PhysioNet database into the data root")
+    f.add_argument("name", choices=["mitdb", "ptbdb", "ptbxl"])
+    f.add_argument("--root", default=None, help="data root (default $ECG_AUTOML_DATA or the user cache)")
+    i = dsub.add_parser("info", help="records, beats, class balance and the splits")
+    i.add_argument("name")
+    i.add_argument("--root", default=None)
+    i.add_argument("--data-path", default=None)
+    i.add_argument("--fs", type=float, default=180.0)
+    i.add_argument("--window", type=int, default=256)
+    i.add_argument("--records", default=None)
+    i.add_argument("--on-bad-record", choices=["error", "skip"], default="error")
+    i.add_argument("--json", action="store_true")
+
+    u = sub.add_parser("ui", help="start the MLflow UI on the tracking store")
+    u.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    u.add_argument("--port", type=int, default=5000)
+    _add_tracking_args(u)
+
+    for extra in _extra_parsers:
+        extra(sub)
+    return p
+
+
+#: Subcommands contributed by optional modules (TFLite export, predict, bench-server).
+_extra_parsers: list[Callable] = []
+
+
+def _load_extras() -> None:
+    try:
+        from ecg_automl.tflite import cli as tflite_cli
+    except ImportError:
+        return
+    tflite_cli.register(_extra_parsers, COMMANDS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_extras()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("tensorflow", "absl", "mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.ERROR, logging.getLogger().level))
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+    except ImportError:
+        pass
+    try:
+        return COMMANDS[args.cmd](args) or 0
+    except _user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

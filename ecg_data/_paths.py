@@ -1,0 +1,84 @@
+"""Where databases live: ``$ECG_AUTOML_DATA`` or a per-user cache directory, PhysioNet's WFDB layout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import DatabaseNotFoundError
+
+#: PhysioNet database slug (for ``wfdb.dl_database``) and a file whose presence means "already here".
+PHYSIONET = {
+    "mitdb": ("mitdb", "RECORDS"),
+    "ptbdb": ("ptbdb", "RECORDS"),
+    "ptbxl": ("ptb-xl", "ptbxl_database.csv"),
+}
+
+
+def data_root() -> Path:
+    """The data root: ``$ECG_AUTOML_DATA`` if set, else ``$XDG_CACHE_HOME/ecg-automl/data`` (``~/.cache``)."""
+    env = os.environ.get("ECG_AUTOML_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ecg-automl" / "data"
+
+
+def cache_dir() -> Path:
+    """Where preprocessed arrays are cached: ``$ECG_AUTOML_CACHE`` or ``~/.cache/ecg-automl/arrays``.
+
+    Kept apart from the data root, which may be read-only (a shared copy of PhysioNet).
+    """
+    env = os.environ.get("ECG_AUTOML_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ecg-automl" / "arrays"
+
+
+def database_dir(name: str, root: str | os.PathLike | None = None, *, download: bool = True) -> Path:
+    """Directory of database ``name`` under the root; downloads it from PhysioNet when missing."""
+    root = Path(root).expanduser().resolve() if root is not None else data_root()
+    path = root / name
+    if name not in PHYSIONET:
+        if path.is_dir():
+            return path
+        raise DatabaseNotFoundError(f"{path} does not exist")
+    slug, marker = PHYSIONET[name]
+    if (path / marker).exists():
+        return path
+    if not download:
+        raise DatabaseNotFoundError(
+            f"database {name!r} is not under {root} (looked for {path / marker}). "
+            f"Run `ecg-automl data fetch {name}` or set ECG_AUTOML_DATA to a folder holding {name}/.")
+    return fetch_database(name, root)
+
+
+def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Download database ``name`` from PhysioNet into ``<root>/<name>/`` with ``wfdb.dl_database``."""
+    import wfdb
+
+    if name not in PHYSIONET:
+        raise DatabaseNotFoundError(f"unknown PhysioNet database {name!r}; known: {', '.join(PHYSIONET)}")
+    root = Path(root).expanduser().resolve() if root is not None else data_root()
+    slug, marker = PHYSIONET[name]
+    path = root / name
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        if name == "ptbxl":
+            # PTB-XL's CSV files are not WFDB records: fetch the 100 Hz records plus the two tables.
+            wfdb.dl_files(slug, str(path), ["ptbxl_database.csv", "scp_statements.csv"])
+            import pandas as pd
+
+            table = pd.read_csv(path / "ptbxl_database.csv")
+            wfdb.dl_database(slug, str(path), records=list(table["filename_lr"]), annotators=None)
+        else:
+            wfdb.dl_database(slug, str(path))
+            if not (path / marker).exists():
+                wfdb.dl_files(slug, str(path), [marker])
+    except Exception as exc:  # network errors come in many types (requests, urllib3, OSError)
+        raise DatabaseNotFoundError(
+            f"could not download {name!r} from PhysioNet into {path}: {exc}. "
+            f"Without network access, copy the PhysioNet files of {slug} there yourself "
+            f"(the folder must contain {marker}), or set ECG_AUTOML_DATA to a folder that holds {name}/.") from exc
+    return path

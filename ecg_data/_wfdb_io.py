@@ -1,0 +1,104 @@
+"""Reading WFDB records and annotations with errors that name the file and the problem."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RecordError
+
+_BYTES_PER_SAMPLE = {"212": 1.5, "16": 2, "61": 2, "80": 1, "8": 1, "24": 3, "32": 4, "310": 4 / 3, "311": 4 / 3}
+
+
+@dataclass
+class Record:
+    """One WFDB record in physical units."""
+
+    path: Path
+    signal: np.ndarray  # (samples, channels) float64
+    fs: float
+    sig_names: list[str]
+    comments: list[str]
+
+
+def _check_signal_files(path: Path, header) -> None:
+    """Compare each signal file's size with what the header promises (catches truncated .dat files)."""
+    files: dict[str, list[int]] = {}
+    for i, fname in enumerate(header.file_name or []):
+        files.setdefault(fname, []).append(i)
+    for fname, chans in files.items():
+        fpath = path.parent / fname
+        if not fpath.exists():
+            raise RecordError(str(fpath), "signal file is missing (the header names it)")
+        fmt = str(header.fmt[chans[0]])
+        per = _BYTES_PER_SAMPLE.get(fmt)
+        if per is None or header.sig_len is None:
+            continue
+        offset = int((header.byte_offset or [0] * len(header.fmt))[chans[0]] or 0)
+        need = offset + math.ceil(header.sig_len * len(chans) * per)
+        have = fpath.stat().st_size
+        if have < need:
+            raise RecordError(str(fpath), f"truncated: {have} bytes, but the header ({path.name}.hea) declares "
+                                          f"{header.sig_len} samples x {len(chans)} signals in format {fmt} "
+                                          f"= {need} bytes")
+
+
+def read_record(path: str | Path, channels: list[str] | None = None) -> Record:
+    """Read a WFDB record (``path`` without extension), optionally only the named channels."""
+    import wfdb
+
+    path = Path(path)
+    hea = path.with_name(path.name + ".hea")
+    if not hea.exists():
+        raise RecordError(str(hea), "header file not found")
+    try:
+        header = wfdb.rdheader(str(path))
+    except Exception as exc:
+        raise RecordError(str(hea), f"unreadable header ({type(exc).__name__}: {exc})") from exc
+    _check_signal_files(path, header)
+    names = list(header.sig_name or [])
+    idx = None
+    if channels is not None:
+        missing = [c for c in channels if c not in names]
+        if missing:
+            raise RecordError(str(hea), f"no channel {missing[0]!r} (channels: {', '.join(names)})")
+        idx = [names.index(c) for c in channels]
+    try:
+        rec = wfdb.rdrecord(str(path), channels=idx)
+    except Exception as exc:
+        raise RecordError(str(path) + ".dat", f"unreadable signal ({type(exc).__name__}: {exc})") from exc
+    sig = rec.p_signal
+    if sig is None or sig.shape[0] != header.sig_len:
+        got = None if sig is None else sig.shape[0]
+        raise RecordError(str(path) + ".dat", f"decoded {got} samples but the header declares {header.sig_len}")
+    return Record(path, np.asarray(sig, dtype=np.float64), float(rec.fs), list(rec.sig_name), list(rec.comments or []))
+
+
+def read_annotations(path: str | Path, extension: str = "atr") -> tuple[np.ndarray, np.ndarray]:
+    """Reference annotations of a record: (sample indices, symbols)."""
+    import wfdb
+
+    path = Path(path)
+    ann_path = path.with_name(f"{path.name}.{extension}")
+    if not ann_path.exists():
+        raise RecordError(str(ann_path), "annotation file not found (beat labels come from it)")
+    try:
+        ann = wfdb.rdann(str(path), extension)
+    except Exception as exc:
+        raise RecordError(str(ann_path), f"unreadable annotations ({type(exc).__name__}: {exc})") from exc
+    return np.asarray(ann.sample, dtype=np.int64), np.asarray(ann.symbol)
+
+
+def detect_qrs(x: np.ndarray, fs: float) -> np.ndarray:
+    """R-peak sample indices from wfdb's XQRS detector (used where no beat annotations exist)."""
+    from wfdb import processing
+
+    sig = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(sig).all() or np.ptp(sig) == 0:
+        return np.zeros(0, dtype=np.int64)
+    xqrs = processing.XQRS(sig=sig, fs=fs)
+    xqrs.detect(verbose=False)
+    return np.asarray(xqrs.qrs_inds, dtype=np.int64)

@@ -1,0 +1,85 @@
+"""The container every source returns: beat windows with labels, patients and the search/test split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class BeatDataset:
+    """Beats of one database, ready for training.
+
+    ``X`` (n, length, channels) float32 windows; ``rr`` (n, 4) rhythm features; ``y`` 1 = abnormal;
+    ``label`` the fine class (AAMI N/S/V/F for MIT-BIH, the record's label elsewhere); ``groups`` the
+    patient of each beat (what splits group on); ``records`` the record; ``split`` 'search' or 'test'.
+    """
+
+    name: str
+    X: np.ndarray
+    rr: np.ndarray
+    y: np.ndarray
+    label: np.ndarray
+    groups: np.ndarray
+    records: np.ndarray
+    split: np.ndarray
+    fs: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, mask_or_index) -> "BeatDataset":
+        """A new dataset holding only the selected beats (boolean mask or index array)."""
+        sel = np.asarray(mask_or_index)
+        return BeatDataset(self.name, self.X[sel], self.rr[sel], self.y[sel], self.label[sel],
+                           self.groups[sel], self.records[sel], self.split[sel], self.fs, dict(self.info))
+
+    def search_part(self) -> "BeatDataset":
+        """Beats of the patients the search may see (train and validation folds)."""
+        return self.subset(self.split == "search")
+
+    def test_part(self) -> "BeatDataset":
+        """Beats of the held-out patients, used once for the final test."""
+        return self.subset(self.split == "test")
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per split and class, for ``data info`` and run logs."""
+        out: dict[str, Any] = {"dataset": self.name, "beats": len(self), "fs": self.fs,
+                               "window": int(self.X.shape[1]) if len(self) else None,
+                               "channels": int(self.X.shape[2]) if len(self) else None}
+        for part in ("search", "test"):
+            m = self.split == part
+            labels, counts = np.unique(self.label[m], return_counts=True)
+            out[part] = {
+                "records": int(len(np.unique(self.records[m]))),
+                "patients": int(len(np.unique(self.groups[m]))),
+                "beats": int(m.sum()),
+                "abnormal": int(self.y[m].sum()),
+                "classes": {str(k): int(v) for k, v in zip(labels, counts)},
+            }
+        return out
+
+    def save(self, path) -> None:
+        """Write the arrays to one ``.npz`` (no pickle: every array is a plain dtype)."""
+        np.savez(path, X=self.X, rr=self.rr, y=self.y, label=self.label.astype("U8"),
+                 groups=self.groups.astype("U32"), records=self.records.astype("U32"),
+                 split=self.split.astype("U8"), fs=np.float64(self.fs), name=np.str_(self.name))
+
+    @classmethod
+    def load(cls, path, info: dict[str, Any] | None = None) -> "BeatDataset":
+        """Read a dataset written by :meth:`save` (``allow_pickle=False``)."""
+        with np.load(path, allow_pickle=False) as z:
+            return cls(str(z["name"]), z["X"], z["rr"], z["y"], z["label"], z["groups"], z["records"],
+                       z["split"], float(z["fs"]), dict(info or {}))
+
+
+def concat(name: str, parts: list[BeatDataset], fs: float, info: dict[str, Any]) -> BeatDataset:
+    """Concatenate per-record datasets into one."""
+    if not parts:
+        raise ValueError(f"{name}: no beats were read")
+    cat = lambda attr: np.concatenate([getattr(p, attr) for p in parts])  # noqa: E731
+    return BeatDataset(name, cat("X"), cat("rr"), cat("y").astype(np.int8), cat("label"), cat("groups"),
+                       cat("records"), cat("split"), fs, info)

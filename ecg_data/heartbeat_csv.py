@@ -1,0 +1,214 @@
+"""Heartbeat CSV files (Kaggle "ECG Heartbeat Categorization" layout): one beat per row.
+
+Each row holds 187 samples at 125 Hz and a last column with the class, no header (``mitbih_train.csv``,
+``mitbih_test.csv`` with classes 0-4, ``ptbdb_normal.csv``/``ptbdb_abnormal.csv`` with 0/1). Class 0 is
+normal (y=0), any other class abnormal; ``label`` keeps the class number. Rows are resampled to ``fs``,
+centre-cropped or zero-padded to ``window`` samples and normalised per window. There are no RR intervals
+(``rr`` is 1.0 everywhere, ``info['rr_available'] = False``).
+
+The format has no patient ids, and without them every split leaks patients. A sidecar ``<file>.groups``
+(one patient id per line, one line per row) supplies them. Without it the reader refuses, unless
+``allow_beat_level_split=True`` (or ``ECG_AUTOML_ALLOW_BEAT_SPLIT=1`` in the environment, which is how
+``load_dataset`` passes it): then every row is its own group, with a loud warning and
+``info['beat_level_split'] = True``. Files whose name contains 'test' are the test part.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._records import ON_BAD_RECORD
+from .dataset import BeatDataset, concat
+from .errors import DataError
+from .preprocess import N_RR_FEATURES, normalise, resample
+
+log = logging.getLogger("ecg_data")
+
+FS_IN = 125.0
+N_SAMPLES = 187
+N_COLUMNS = N_SAMPLES + 1
+ENV_ALLOW = "ECG_AUTOML_ALLOW_BEAT_SPLIT"
+GROUPS_SUFFIX = ".groups"
+_MAX_GROUP_LEN = 32  # BeatDataset.save stores groups as U32
+
+
+def allow_beat_split_from_env() -> bool:
+    return os.environ.get(ENV_ALLOW, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def csv_files(path: Path) -> list[Path]:
+    """``path`` itself, or the ``*.csv`` files of the folder ``path`` (sorted)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.csv") if p.is_file())
+        if not files:
+            raise DataError(f"heartbeat-csv: no .csv files in {path}")
+        return files
+    if not path.exists():
+        raise DataError(f"heartbeat-csv: {path} does not exist")
+    return [path]
+
+
+def groups_file(csv: Path) -> Path:
+    return csv.with_name(csv.name + GROUPS_SUFFIX)
+
+
+def cache_inputs(path: Path) -> dict:
+    """What besides the CSV files changes the result: the sidecars and the beat-level-split switch.
+
+    ``load_dataset`` adds this to the cache key (the generic fingerprint only covers .csv/.hea/... files).
+    """
+    sidecars = []
+    for csv in csv_files(path):
+        g = groups_file(csv)
+        if g.exists():
+            st = g.stat()
+            sidecars.append([g.name, st.st_size, st.st_mtime_ns])
+        st = csv.stat()
+        sidecars.append([csv.name, st.st_size, st.st_mtime_ns])
+    return {"files": sidecars, "allow_beat_level_split": allow_beat_split_from_env()}
+
+
+def _locate_problem(csv: Path) -> None:
+    """Scan ``csv`` line by line and raise a DataError naming the first malformed line."""
+    rows = 0
+    with open(csv, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            fields = text.split(",")
+            if len(fields) != N_COLUMNS:
+                raise DataError(f"{csv}, line {lineno}: {len(fields)} columns, expected {N_COLUMNS} "
+                                f"({N_SAMPLES} samples at {FS_IN:g} Hz and the class)")
+            for col, field in enumerate(fields, start=1):
+                try:
+                    v = float(field)
+                except ValueError:
+                    raise DataError(f"{csv}, line {lineno}, column {col}: {field.strip()[:40]!r} is not a number") from None
+                if not math.isfinite(v):
+                    raise DataError(f"{csv}, line {lineno}, column {col}: {field.strip()!r} is not a finite number")
+            label = float(fields[-1])
+            if label < 0 or not label.is_integer():
+                raise DataError(f"{csv}, line {lineno}: class {fields[-1].strip()!r} is not a whole number >= 0")
+            rows += 1
+    if rows == 0:
+        raise DataError(f"{csv}: no rows")
+
+
+def read_rows(csv: Path) -> np.ndarray:
+    """The rows of one file as a float array (rows, 188); DataError naming file and line when malformed."""
+    import pandas as pd
+
+    try:
+        # na_filter=False: an empty or short row fails to parse instead of turning into NaN
+        arr = pd.read_csv(csv, header=None, dtype=np.float64, na_filter=False, engine="c").to_numpy()
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        arr = None
+    if arr is not None and arr.ndim == 2 and arr.shape[0] > 0 and arr.shape[1] == N_COLUMNS \
+            and np.isfinite(arr).all() and (arr[:, -1] >= 0).all() and (arr[:, -1] == np.round(arr[:, -1])).all():
+        return arr
+    _locate_problem(csv)
+    raise DataError(f"{csv}: not a heartbeat CSV ({N_COLUMNS} numeric columns per row, no header)")
+
+
+def read_groups(csv: Path, n_rows: int) -> np.ndarray | None:
+    """Patient ids from ``<csv>.groups``, or None when there is no sidecar."""
+    g = groups_file(csv)
+    if not g.exists():
+        return None
+    lines = g.read_text(encoding="utf-8").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    ids = [ln.strip() for ln in lines]
+    for i, pid in enumerate(ids, start=1):
+        if not pid:
+            raise DataError(f"{g}, line {i}: empty patient id")
+        if len(pid) > _MAX_GROUP_LEN:
+            raise DataError(f"{g}, line {i}: patient id longer than {_MAX_GROUP_LEN} characters")
+    if len(ids) != n_rows:
+        raise DataError(f"{g}: {len(ids)} patient ids, but {csv.name} has {n_rows} rows (one id per row)")
+    return np.array(ids)
+
+
+def windows_of(samples: np.ndarray, fs: float, window: int) -> np.ndarray:
+    """Resample rows from 125 Hz to ``fs``, centre-crop or zero-pad to ``window``, normalise: (n, window, 1)."""
+    res = resample(samples.T, FS_IN, fs).T
+    n = res.shape[1]
+    if n >= window:
+        start = (n - window) // 2
+        res = res[:, start:start + window]
+    else:
+        left = (window - n) // 2
+        res = np.pad(res, ((0, 0), (left, window - n - left)))
+    return normalise(res[:, :, None])
+
+
+def read_heartbeat_csv(path: Path, *, fs: float = 180.0, window: int = 256, records: list[str] | None = None,
+                       on_bad_record: str = "error", allow_beat_level_split: bool | None = None) -> BeatDataset:
+    """Beats of one heartbeat CSV or a folder of them (``records`` selects files by name or stem).
+
+    Malformed files always raise (there is no record to skip: ``on_bad_record`` is accepted for the
+    loader's interface).
+    """
+    if on_bad_record not in ON_BAD_RECORD:
+        raise ValueError(f"on_bad_record must be one of {ON_BAD_RECORD}, not {on_bad_record!r}")
+    if allow_beat_level_split is None:
+        allow_beat_level_split = allow_beat_split_from_env()
+    files = csv_files(path)
+    if records is not None:
+        want = {str(r) for r in records}
+        files = [f for f in files if f.name in want or f.stem in want]
+        if not files:
+            raise DataError(f"heartbeat-csv: none of {sorted(want)} among the CSV files at {path}")
+
+    parts: list[BeatDataset] = []
+    beat_level: list[str] = []
+    for i, csv in enumerate(files):
+        rows = read_rows(csv)
+        n = len(rows)
+        groups = read_groups(csv, n)
+        if groups is None:
+            if not allow_beat_level_split:
+                raise DataError(
+                    f"{csv}: no patient ids. This format has none, and without them any split puts beats of "
+                    f"the same patient on both sides (a leaking, optimistic test score). Provide "
+                    f"{groups_file(csv).name} next to it with one patient id per row, or accept a "
+                    f"beat-level split with allow_beat_level_split=True / {ENV_ALLOW}=1.")
+            groups = np.char.add(f"{i}:", np.arange(n).astype(str))
+            beat_level.append(csv.name)
+        classes = rows[:, -1].astype(np.int64)
+        split = "test" if "test" in csv.name.lower() else "search"
+        parts.append(BeatDataset(
+            "heartbeat-csv", windows_of(rows[:, :-1], fs, window), np.ones((n, N_RR_FEATURES), dtype=np.float32),
+            (classes != 0).astype(np.int8), classes.astype(str), groups, np.full(n, csv.stem[:32]),
+            np.full(n, split), fs))
+    warnings = []
+    if beat_level:
+        warnings.append(f"heartbeat-csv: NO PATIENT IDS for {', '.join(beat_level)} - every beat is its own group, "
+                        f"so the search/test split and cross-validation mix beats of the same patients: scores "
+                        f"will be optimistic and do not measure generalisation to new patients")
+        log.warning("%s", warnings[-1])
+    ds = concat("heartbeat-csv", parts, fs, {
+        "rr_available": False,
+        "beat_level_split": bool(beat_level),
+        "files": [f.name for f in files],
+        "skipped": [],
+        "warnings": warnings,
+        "protocol": f"heartbeat CSV, {N_SAMPLES} samples at {FS_IN:g} Hz per row; class 0 normal; "
+                    f"files named *test* are the test part",
+    })
+    if not beat_level:
+        crossing = np.intersect1d(np.unique(ds.groups[ds.split == "search"]), np.unique(ds.groups[ds.split == "test"]))
+        if len(crossing):
+            raise DataError(f"heartbeat-csv: patient(s) {', '.join(crossing[:10])} have beats in both the test "
+                            f"file(s) and the others; the test split would leak patients")
+    return ds
+
+
+read_heartbeat_csv.cache_inputs = cache_inputs  # type: ignore[attr-defined]

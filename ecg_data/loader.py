@@ -1,0 +1,67 @@
+"""One entry point for every source: ``load_dataset(name, ...)`` -> :class:`BeatDataset`, cached."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from ._paths import database_dir
+from .cache import cached
+from .dataset import BeatDataset
+from .errors import DataError
+
+log = logging.getLogger("ecg_data")
+
+#: name -> reader(path, *, fs, window, records, on_bad_record) -> BeatDataset. A reader may carry a
+#: ``cache_inputs(path) -> JSON-able`` attribute: what else changes its result goes into the cache key.
+SOURCES: dict[str, Callable[..., BeatDataset]] = {}
+
+
+def register_source(name: str, reader: Callable[..., BeatDataset]) -> None:
+    """Make ``reader`` available as ``load_dataset(name)`` and on the CLI's ``--dataset``."""
+    SOURCES[name] = reader
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    fs: float = 180.0,
+    window: int = 256,
+    records: list[str] | None = None,
+    on_bad_record: str = "error",
+    use_cache: bool = True,
+    download: bool = True,
+    path: str | Path | None = None,
+) -> BeatDataset:
+    """Load database ``name`` as beat windows of ``window`` samples at ``fs`` Hz.
+
+    ``path`` points at the data directly (the heartbeat-CSV source takes a file or folder); otherwise the
+    database is ``<root>/<name>/`` (``$ECG_AUTOML_DATA`` or the user cache), downloaded when missing.
+    """
+    if name not in SOURCES:
+        raise DataError(f"unknown dataset {name!r}; available: {', '.join(sorted(SOURCES))}")
+    if window < 8:
+        raise DataError(f"window must be at least 8 samples, not {window}")
+    if fs <= 0:
+        raise DataError(f"sampling rate must be positive, not {fs}")
+    db_path = Path(path).expanduser().resolve() if path is not None else database_dir(name, root, download=download)
+    if not db_path.exists():
+        raise DataError(f"{db_path} does not exist")
+    settings: dict[str, Any] = {"fs": float(fs), "window": int(window),
+                                "records": sorted(records) if records else None,
+                                "on_bad_record": on_bad_record, "path": str(db_path)}
+    reader = SOURCES[name]
+    cache_inputs = getattr(reader, "cache_inputs", None)
+    if cache_inputs is not None:  # inputs beyond the fingerprinted files (sidecars, switches read from the env)
+        settings["inputs"] = cache_inputs(db_path)
+    ds = cached(name, db_path if db_path.is_dir() else db_path.parent, settings,
+                lambda: reader(db_path, fs=fs, window=window, records=records, on_bad_record=on_bad_record),
+                use_cache=use_cache)
+    for skip in ds.info.get("skipped", []):
+        log.warning("skipped bad record %s: %s", skip["path"], skip["problem"])
+    if ds.info.get("cache", {}).get("hit"):  # the reader logged these when it built the arrays; repeat them
+        for message in ds.info.get("warnings", []):
+            log.warning("%s", message)
+    return ds

@@ -1,0 +1,64 @@
+"""MIT-BIH Arrhythmia: AAMI beat classes on lead MLII and the de Chazal inter-patient split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ._records import read_all
+from ._wfdb_io import read_annotations, read_record
+from .dataset import BeatDataset, concat
+from .errors import DataError
+from .preprocess import beats_from_signal
+
+#: AAMI EC57 mapping of MIT-BIH beat symbols. N is normal; S, V, F are abnormal; Q is excluded.
+AAMI = {
+    "N": "N", "L": "N", "R": "N", "e": "N", "j": "N",
+    "A": "S", "a": "S", "J": "S", "S": "S",
+    "V": "V", "E": "V",
+    "F": "F",
+    "/": "Q", "f": "Q", "Q": "Q",
+}
+ABNORMAL = ("S", "V", "F")
+
+#: Paced records, excluded by the AAMI protocol.
+PACED = ("102", "104", "107", "217")
+#: de Chazal et al. (2004) inter-patient split: DS1 for the search, DS2 held out for the final test.
+DS1 = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201", "203",
+       "205", "207", "208", "209", "215", "220", "223", "230")
+DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213", "214",
+       "219", "221", "222", "228", "231", "232", "233", "234")
+
+LEAD = "MLII"
+
+
+def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: str) -> BeatDataset:
+    """Beats of one record: AAMI-labelled windows on MLII, rhythm features from all beat annotations."""
+    rec = read_record(path / record, channels=[LEAD])
+    samples, symbols = read_annotations(path / record)
+    is_beat = np.isin(symbols, list(AAMI))
+    samples, symbols = samples[is_beat], symbols[is_beat]
+    if len(samples) == 0:
+        raise DataError(f"{path / record}.atr: no beat annotations")
+    X, rr, keep = beats_from_signal(rec.signal, rec.fs, samples, fs=fs, length=window)
+    classes = np.array([AAMI[s] for s in symbols[keep]])
+    use = classes != "Q"
+    n = int(use.sum())
+    return BeatDataset(
+        "mitdb", X[use], rr[use], np.isin(classes[use], ABNORMAL).astype(np.int8), classes[use],
+        np.full(n, record), np.full(n, record), np.full(n, split), fs)
+
+
+def read_mitdb(path: Path, *, fs: float = 180.0, window: int = 256, records: list[str] | None = None,
+               on_bad_record: str = "error") -> BeatDataset:
+    """All non-paced MIT-BIH records (or ``records``), DS1 as 'search' and DS2 as 'test'."""
+    wanted = [r for r in DS1 + DS2 if records is None or r in records]
+    unknown = sorted(set(records or []) - set(DS1 + DS2))
+    if unknown:
+        raise DataError(f"mitdb: records {unknown} are not in DS1/DS2 (paced records {PACED} are excluded)")
+    skipped: list[dict] = []
+    parts = read_all(wanted, lambda r: beats_of_record(path, r, fs=fs, window=window,
+                                                        split="search" if r in DS1 else "test"),
+                     on_bad_record, skipped)
+    return concat("mitdb", parts, fs, {"skipped": skipped, "protocol": "de Chazal DS1/DS2, AAMI, MLII"})

@@ -1,0 +1,175 @@
+"""PTB Diagnostic ECG Database: healthy controls vs patients, beats from XQRS on lead ii.
+
+Layout (PhysioNet ``ptbdb``): ``<path>/patientNNN/sNNNNlre.{hea,dat,xyz}`` and a ``RECORDS`` file listing
+``patientNNN/sNNNN_re`` lines; 1000 Hz, 15 leads (i, ii, ..., v6, vx, vy, vz). The label is the header's
+``Reason for admission:`` comment: "Healthy control" is normal (y=0, label 'normal'), any other reason
+abnormal (y=1, 'abnormal'). A header without that line is a bad record; a reason of "n/a" (PTB leaves
+some patients undiagnosed) is not a label, so those records are left out and counted.
+
+The patient is the ``patientNNN`` folder. The test part is a deterministic, label-stratified hold-out of
+about 20 % of the patients (first fold of ``StratifiedGroupKFold(5, shuffle=True, random_state=0)`` over
+all patients of the database), so the split does not depend on the ``records`` filter.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._records import ON_BAD_RECORD, read_all
+from ._wfdb_io import detect_qrs, read_record
+from .dataset import BeatDataset, concat
+from .errors import DataError, RecordError
+from .preprocess import beats_from_signal
+
+log = logging.getLogger("ecg_data")
+
+LEAD = "ii"
+NORMAL_REASON = "healthy control"
+#: Reasons that are no diagnosis: such records carry no label and are left out.
+NO_REASON = ("n/a", "na", "")
+N_FOLDS = 5
+SEED = 0
+_REASON = re.compile(r"^\s*#?\s*reason for admission\s*:\s*(.*?)\s*$", re.IGNORECASE)
+
+
+def record_names(path: Path) -> list[str]:
+    """Record names (``patient001/s0010_re``) from ``RECORDS``, or from the ``.hea`` files when it is absent."""
+    listing = path / "RECORDS"
+    if listing.exists():
+        names = [ln.strip().strip("/") for ln in listing.read_text().splitlines()]
+        names = [n for n in names if n and not n.startswith("#")]
+    else:
+        names = sorted(str(h.relative_to(path).with_suffix("")) for h in path.glob("*/*.hea"))
+    if not names:
+        raise DataError(f"ptbdb: no records in {path} (neither a RECORDS file nor patient*/ *.hea headers)")
+    return names
+
+
+def patient_of(record: str) -> str:
+    """``patient001/s0010_re`` -> ``patient001``."""
+    return record.split("/")[0] if "/" in record else record
+
+
+def reason_of(comments: list[str], hea: str) -> str:
+    """The ``Reason for admission`` of a header's comment lines; RecordError when there is none."""
+    for line in comments:
+        m = _REASON.match(line)
+        if m:
+            return m.group(1)
+    raise RecordError(hea, "no 'Reason for admission:' comment line in the header (the label comes from it)")
+
+
+def label_of(reason: str) -> int | None:
+    """0 for a healthy control, 1 for any other reason, None for 'n/a' (no diagnosis)."""
+    r = reason.strip().lower()
+    if r in NO_REASON:
+        return None
+    return 0 if r.startswith(NORMAL_REASON) else 1
+
+
+def _header_label(path: Path, record: str) -> int | None:
+    import wfdb
+
+    hea = path / f"{record}.hea"
+    if not hea.exists():
+        raise RecordError(str(hea), "header file not found")
+    try:
+        header = wfdb.rdheader(str(path / record))
+    except Exception as exc:
+        raise RecordError(str(hea), f"unreadable header ({type(exc).__name__}: {exc})") from exc
+    return label_of(reason_of(list(header.comments or []), str(hea)))
+
+
+def held_out_patients(patient_labels: dict[str, int]) -> set[str]:
+    """The held-out patients: first fold of a patient-level stratified, shuffled 5-fold split."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    patients = sorted(patient_labels)
+    y = np.array([patient_labels[p] for p in patients], dtype=np.int64)
+    counts = np.bincount(y, minlength=2)
+    if counts.max(initial=0) < N_FOLDS:
+        raise DataError(f"ptbdb: a label-stratified 1/{N_FOLDS} patient hold-out needs at least {N_FOLDS} patients "
+                        f"of a class; the database has {counts[0]} healthy and {counts[1]} other labelled patients")
+    cv = StratifiedGroupKFold(n_splits=N_FOLDS, shuffle=True, random_state=SEED)
+    with warnings.catch_warnings():
+        # "The least populated class in y has only k members": fine for small databases, the fold is still valid.
+        warnings.simplefilter("ignore", UserWarning)
+        _, test_idx = next(cv.split(np.zeros((len(patients), 1)), y, groups=np.array(patients)))
+    return {patients[i] for i in test_idx}
+
+
+def beats_of_record(path: Path, record: str, *, fs: float, window: int, y: int, split: str) -> BeatDataset:
+    """Beats of one record on lead ii (first channel when there is no ii), all with the record's label."""
+    rec = read_record(path / record)
+    lower = [n.lower() for n in rec.sig_names]
+    lead = lower.index(LEAD) if LEAD in lower else 0
+    x = rec.signal[:, lead]
+    peaks = detect_qrs(x, rec.fs)
+    if len(peaks) == 0:
+        raise RecordError(str(path / record) + ".dat", f"no QRS complexes detected on lead {rec.sig_names[lead]}")
+    X, rr, _ = beats_from_signal(x, rec.fs, peaks, fs=fs, length=window)
+    n = len(X)
+    return BeatDataset("ptbdb", X, rr, np.full(n, y, dtype=np.int8), np.full(n, "abnormal" if y else "normal"),
+                       np.full(n, patient_of(record)), np.full(n, record), np.full(n, split), fs)
+
+
+def read_ptbdb(path: Path, *, fs: float = 180.0, window: int = 256, records: list[str] | None = None,
+               on_bad_record: str = "error") -> BeatDataset:
+    """PTB records (all, or those in ``records``: ``patient001/s0010_re`` or ``s0010_re``) as lead-ii beats."""
+    if on_bad_record not in ON_BAD_RECORD:
+        raise ValueError(f"on_bad_record must be one of {ON_BAD_RECORD}, not {on_bad_record!r}")
+    path = Path(path)
+    names = record_names(path)
+    if records is not None:
+        want = {str(r).strip().strip("/") for r in records}
+        selected = [n for n in names if n in want or n.split("/")[-1] in want]
+        found = set(selected) | {n.split("/")[-1] for n in selected}
+        unknown = sorted(want - found)
+        if unknown:
+            raise DataError(f"ptbdb: records {unknown[:10]} are not listed in {path / 'RECORDS'}")
+    else:
+        selected = names
+
+    # Labels of every record's header first: the split is over all patients of the database.
+    labels: dict[str, int | None] = {}
+    header_errors: dict[str, RecordError] = {}
+    for name in names:
+        try:
+            labels[name] = _header_label(path, name)
+        except RecordError as exc:
+            header_errors[name] = exc
+    patient_labels: dict[str, int] = {}
+    for name, y in labels.items():
+        if y is not None:  # a patient is abnormal when any of its records is
+            p = patient_of(name)
+            patient_labels[p] = max(patient_labels.get(p, 0), y)
+    held_out = held_out_patients(patient_labels)
+
+    no_diagnosis = [n for n in selected if n in labels and labels[n] is None]
+    if no_diagnosis:
+        log.info("ptbdb: %d record(s) with reason for admission 'n/a' left out", len(no_diagnosis))
+
+    def read_one(name: str) -> BeatDataset:
+        if name in header_errors:
+            raise header_errors[name]
+        return beats_of_record(path, name, fs=fs, window=window, y=int(labels[name]),
+                               split="test" if patient_of(name) in held_out else "search")
+
+    skipped: list[dict] = []
+    parts = read_all([n for n in selected if n not in no_diagnosis], read_one, on_bad_record, skipped)
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        raise DataError(f"ptbdb: no beat windows from {len(selected)} record(s) in {path}")
+    info = {
+        "skipped": skipped,
+        "excluded_no_diagnosis": len(no_diagnosis),
+        "protocol": f"PTB lead ii, XQRS beats; healthy control vs other reasons; "
+                    f"{len(held_out)}/{len(patient_labels)} patients held out "
+                    f"(StratifiedGroupKFold({N_FOLDS}, shuffle, random_state={SEED}), fold 0)",
+    }
+    return concat("ptbdb", parts, fs, info)

@@ -1,0 +1,54 @@
+"""Patient-grouped splitters: every splitter here keeps all beats of a patient on one side.
+
+They follow scikit-learn's splitter protocol (``split(X, y, groups)``, ``get_n_splits``), so any
+scikit-learn group splitter can be passed as ``cv=`` instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+
+class PatientLeakError(AssertionError):
+    """A patient's beats appear on both sides of a split."""
+
+
+def patient_kfold(n_splits: int = 5, *, seed: int | None = 0) -> StratifiedGroupKFold:
+    """The default cross-validation: stratified by class, grouped by patient (scikit-learn)."""
+    return StratifiedGroupKFold(n_splits=n_splits, shuffle=seed is not None, random_state=seed)
+
+
+def check_no_leak(groups: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray) -> None:
+    """Raise :class:`PatientLeakError` if any patient has beats in both index sets."""
+    shared = np.intersect1d(np.unique(groups[train_idx]), np.unique(groups[test_idx]))
+    if len(shared):
+        raise PatientLeakError(f"patients on both sides of the split: {', '.join(map(str, shared[:10]))}")
+
+
+def grouped_splits(cv, X, y: np.ndarray, groups: np.ndarray):
+    """Yield (train_idx, val_idx) from ``cv``, checking each fold for patient leakage."""
+    n_groups = len(np.unique(groups))
+    n_splits = cv.get_n_splits(X, y, groups)
+    if n_groups < n_splits:
+        raise ValueError(f"{n_splits} folds need at least {n_splits} patients; the data has {n_groups}")
+    for train_idx, val_idx in cv.split(X, y, groups):
+        check_no_leak(groups, train_idx, val_idx)
+        yield train_idx, val_idx
+
+
+def subsample_beats(y: np.ndarray, groups: np.ndarray, max_beats: int, *, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``max_beats`` beats, drawn stratified by (patient, class): every patient and
+    every class of every patient keeps its share (at least one beat), so groups and balance survive."""
+    n = len(y)
+    if max_beats >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    frac = max_beats / n
+    keys = np.char.add(np.asarray(groups).astype(str), np.char.add("|", np.asarray(y).astype(str)))
+    chosen = []
+    for key in np.unique(keys):
+        idx = np.flatnonzero(keys == key)
+        k = max(1, int(round(len(idx) * frac)))
+        chosen.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
+    return np.sort(np.concatenate(chosen))

@@ -1,0 +1,16 @@
+"""The Optuna search driver (and KerasTuner as a second engine) with MLflow tracking."""
+
+from .metrics import best_threshold, binary_metrics, format_report, full_report
+from .objective import CVObjective
+from .settings import StudySettings
+from .storage import DEFAULT_STORAGE, StorageError, make_storage
+from .study import SearchResult, StudyMismatchError, make_pruner, open_study, run_final, run_search, run_trials
+from .tracking import Tracker, TrackingConfig, TrackingError
+from .training import TrainingDiverged, fit, predict
+
+__all__ = [
+    "CVObjective", "DEFAULT_STORAGE", "SearchResult", "StorageError", "StudyMismatchError", "StudySettings",
+    "Tracker", "TrackingConfig", "TrackingError", "TrainingDiverged", "best_threshold", "binary_metrics",
+    "fit", "format_report", "full_report", "make_pruner", "make_storage", "open_study", "predict",
+    "run_final", "run_search", "run_trials",
+]

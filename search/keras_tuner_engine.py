@@ -1,0 +1,136 @@
+"""KerasTuner as a second engine over the same space, folds and MLflow tracking as the Optuna driver."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecg_data import patient_kfold
+from spaces import SearchSpace
+
+from .metrics import best_threshold, binary_metrics, objective_value
+from .settings import StudySettings
+from .study import load_study_data, search_data
+from .tracking import Tracker, TrackingConfig
+from .training import fit
+
+log = logging.getLogger("search")
+
+TUNERS = ("hyperband", "bayesian", "random")
+
+
+def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int):
+    """KerasTuner's own oracle for ``tuner``, maximising the mean validation metric across folds."""
+    import keras_tuner as kt
+
+    objective = kt.Objective("val_objective", direction="max")
+    if tuner == "hyperband":
+        oracle = kt.oracles.HyperbandOracle(objective=objective, max_epochs=max(max_epochs, 2), factor=3, seed=seed)
+        oracle.max_trials = n_trials  # Hyperband has no trial cap of its own; the CLI's --trials is one
+        return oracle
+    if tuner == "bayesian":
+        return kt.oracles.BayesianOptimizationOracle(objective=objective, max_trials=n_trials, seed=seed)
+    if tuner == "random":
+        return kt.oracles.RandomSearchOracle(objective=objective, max_trials=n_trials, seed=seed)
+    raise ValueError(f"unknown tuner {tuner!r} ({', '.join(TUNERS)})")
+
+
+def _tuner_class():
+    import keras_tuner as kt
+
+    class CVTuner(kt.engine.base_tuner.BaseTuner):
+        """Runs each KerasTuner trial as K patient-grouped folds (same folds as the Optuna driver)."""
+
+        def __init__(self, oracle, *, space, data, folds, metric, seed, tracker, parent_run_id, on_trial, **kw):
+            super().__init__(oracle, hypermodel=None, **kw)
+            self.space, self.data, self.folds, self.metric, self.seed = space, data, folds, metric, seed
+            self.tracker, self.parent_run_id, self.on_trial = tracker, parent_run_id, on_trial
+
+        def run_trial(self, trial, *args, **kwargs):
+            hp = trial.hyperparameters
+            config = self.space.keras_tuner_config(hp)
+            if "tuner/epochs" in hp.values:  # Hyperband's budget for this round
+                config["epochs"] = int(hp.values["tuner/epochs"])
+            number = len(self.oracle.trials) - 1
+            run_id = None
+            if self.tracker is not None:
+                run_id = self.tracker.start_trial(self.parent_run_id, number, self.project_name, config)
+            scores, oof = [], np.full(len(self.data), np.nan)
+            status = "FAILED"
+            try:
+                for k, (tr, va) in enumerate(self.folds):
+                    val = self.data.subset(va)
+                    res = fit(config, self.data.subset(tr), val, seed=self.seed * 100003 + number * 101 + k)
+                    scores.append(objective_value(self.metric, val.y, res.val_prob))
+                    oof[va] = res.val_prob
+                    if self.tracker is not None:
+                        self.tracker.log_metrics(run_id, {f"fold.{m}": v for m, v in
+                                                          binary_metrics(val.y, res.val_prob).items()}, step=k)
+                status = "FINISHED"
+            finally:
+                if self.tracker is not None and run_id is not None:
+                    if scores:
+                        self.tracker.log_metrics(run_id, {"objective.quality": float(np.mean(scores))})
+                    self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id})
+                    self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
+            seen = ~np.isnan(oof)
+            value = float(np.mean(scores))
+            self.on_trial(number, value, config, best_threshold(self.data.y[seen], oof[seen]))
+            return {"val_objective": value}
+
+        def save_model(self, trial_id, model, step=0):  # models are rebuilt from configs, not stored
+            pass
+
+        def load_model(self, trial):
+            raise NotImplementedError("rebuild a KerasTuner trial's model from its config")
+
+    return CVTuner
+
+
+def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "hyperband", n_trials: int = 10,
+                    tracking: TrackingConfig | None = None, out_dir: str | Path = "runs", progress: bool = True,
+                    verbose: int = 0, timeout: float | None = None) -> dict[str, Any]:
+    """Run a KerasTuner search; returns the history (trial, seconds, value, best so far) and the best config."""
+    from tqdm.auto import tqdm
+
+    space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
+    data = search_data(load_study_data(settings, space), settings)
+    folds = list(patient_kfold(settings.folds, seed=settings.seed).split(data.X, data.y, data.groups))
+    tracker = parent = None
+    if tracking is not None:
+        tracker = Tracker(tracking)
+        tracker.check()
+        run = tracker.client.create_run(tracker.experiment_id, run_name=f"{study_name} (keras-tuner {tuner})",
+                                        tags={"ecg_automl.kind": "study", "engine": "keras-tuner"})
+        parent = run.info.run_id
+        tracker.log_params(parent, {f"study.{k}": v for k, v in settings.to_dict().items() if k != "space_yaml"})
+    epochs = int(space.params["epochs"]) if not isinstance(space.params["epochs"], dict) else int(space.params["epochs"]["high"])
+    oracle = make_oracle(tuner, n_trials, epochs, settings.seed)
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    bar = tqdm(total=n_trials, desc=f"keras-tuner {tuner}", unit="trial", disable=not progress, file=sys.stderr)
+
+    def on_trial(number, value, config, threshold):
+        best = max([h["value"] for h in history] + [value])
+        history.append({"trial": number, "seconds": time.perf_counter() - start, "value": value, "best": best,
+                        "config": config, "threshold": threshold})
+        bar.update(1)
+        bar.write(f"keras-tuner trial {number}: {value:.4f} (best {best:.4f})")
+        if timeout is not None and time.perf_counter() - start > timeout:
+            oracle.max_trials = len(oracle.trials)
+
+    cls = _tuner_class()
+    t = cls(oracle, space=space, data=data, folds=folds, metric=settings.metric, seed=settings.seed,
+            tracker=tracker, parent_run_id=parent, on_trial=on_trial,
+            directory=str(Path(out_dir) / "keras_tuner"), project_name=study_name, overwrite=False)
+    t.search()
+    bar.close()
+    if tracker is not None:
+        tracker.end_study(parent)
+    best = max(history, key=lambda h: h["value"]) if history else None
+    return {"history": history, "best": best, "seconds": time.perf_counter() - start}

@@ -1,0 +1,87 @@
+"""Quality metrics for the abnormal class (scikit-learn), and the validation-chosen decision threshold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+METRICS = ("f1", "auc")
+
+
+def binary_metrics(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, precision (PPV), recall (sensitivity), specificity, F1 and ROC-AUC of the abnormal class."""
+    y = np.asarray(y).astype(int)
+    prob = np.asarray(prob, dtype=np.float64).ravel()
+    pred = (prob >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    out = {
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "specificity": float(tn / (tn + fp)) if tn + fp else 0.0,
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(skm.roc_auc_score(y, prob)) if len(np.unique(y)) == 2 else float("nan"),
+        "threshold": float(threshold),
+    }
+    return out
+
+
+def objective_value(metric: str, y: np.ndarray, prob: np.ndarray) -> float:
+    """The search objective on one validation fold: F1 of the abnormal class at 0.5, or ROC-AUC."""
+    if metric == "f1":
+        return binary_metrics(y, prob)["f1"]
+    if metric == "auc":
+        return binary_metrics(y, prob)["roc_auc"]
+    raise ValueError(f"unknown metric {metric!r} (choose from {', '.join(METRICS)})")
+
+
+def best_threshold(y: np.ndarray, prob: np.ndarray) -> float:
+    """Decision threshold that maximises F1 on (out-of-fold) validation predictions."""
+    precision, recall, thresholds = skm.precision_recall_curve(np.asarray(y).astype(int), np.ravel(prob))
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    if len(thresholds) == 0:
+        return 0.5
+    return float(thresholds[int(np.argmax(f1[:-1]))])
+
+
+def full_report(y: np.ndarray, prob: np.ndarray, threshold: float, labels: np.ndarray | None = None) -> dict[str, Any]:
+    """Everything the final test reports: abnormal-class metrics, per-class P/R/F1 (normal too), the
+    confusion matrix and, for multi-class labels (AAMI N/S/V/F), the detection rate of each fine class."""
+    y = np.asarray(y).astype(int)
+    pred = (np.ravel(prob) >= threshold).astype(int)
+    report = skm.classification_report(y, pred, labels=[0, 1], target_names=["normal", "abnormal"],
+                                       output_dict=True, zero_division=0)
+    out: dict[str, Any] = {
+        "abnormal": binary_metrics(y, prob, threshold),
+        "per_class": {k: {m: float(v) for m, v in report[k].items()} for k in ("normal", "abnormal")},
+        "confusion_matrix": skm.confusion_matrix(y, pred, labels=[0, 1]).tolist(),
+        "n": int(len(y)),
+    }
+    if labels is not None:
+        out["by_label"] = {str(lab): {"n": int((labels == lab).sum()),
+                                      "flagged_abnormal": float(pred[labels == lab].mean())}
+                           for lab in np.unique(labels)}
+    return out
+
+
+def format_report(report: dict[str, Any], title: str = "") -> str:
+    """A plain-text table of :func:`full_report` for the terminal."""
+    a = report["abnormal"]
+    lines = [title] if title else []
+    lines.append(f"  beats {report['n']}, decision threshold {a['threshold']:.3f}")
+    lines.append("  abnormal class: " + "  ".join(f"{k} {a[k]:.4f}" for k in
+                                                     ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")))
+    lines.append(f"  {'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+    for name, r in report["per_class"].items():
+        lines.append(f"  {name:<10}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1-score']:>10.4f}{int(r['support']):>10}")
+    (tn, fp), (fn, tp) = report["confusion_matrix"]
+    lines.append("  confusion matrix (rows true, cols predicted):")
+    lines.append(f"  {'':<10}{'normal':>10}{'abnormal':>10}")
+    lines.append(f"  {'normal':<10}{tn:>10}{fp:>10}")
+    lines.append(f"  {'abnormal':<10}{fn:>10}{tp:>10}")
+    if "by_label" in report:
+        lines.append("  flagged abnormal by fine class: " + "  ".join(
+            f"{k} {v['flagged_abnormal']:.3f} (n={v['n']})" for k, v in report["by_label"].items()))
+    return "\n".join(lines)

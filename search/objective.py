@@ -1,0 +1,162 @@
+"""The per-trial objective: K patient-grouped folds, running fold mean reported for pruning."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import optuna
+
+from ecg_data import BeatDataset, grouped_splits
+from spaces import SearchSpace
+
+from . import plots
+from .metrics import best_threshold, binary_metrics, objective_value
+from .tracking import Tracker
+from .training import TrainingDiverged, fit
+
+log = logging.getLogger("search")
+
+#: A gate runs before training and may reject a candidate (raise optuna.TrialPruned) or add objectives.
+Gate = Callable[[dict[str, Any], optuna.Trial], dict[str, float]]
+
+
+class CVObjective:
+    """Optuna objective: draws a config from the space, trains it on every fold, returns the mean
+    validation metric (plus extra objectives, e.g. latency and size, from the gates)."""
+
+    def __init__(
+        self,
+        data: BeatDataset,
+        space: SearchSpace,
+        cv,
+        *,
+        metric: str = "f1",
+        seed: int = 0,
+        tracker: Tracker | None = None,
+        parent_run_id: str | None = None,
+        gates: Sequence[Gate] = (),
+        objectives: Sequence[str] = ("quality",),
+        progress=None,
+        verbose: int = 0,
+    ):
+        self.data = data
+        self.space = space
+        self.metric = metric
+        self.seed = seed
+        self.tracker = tracker
+        self.parent_run_id = parent_run_id
+        self.gates = list(gates)
+        self.objectives = list(objectives)
+        self.progress = progress
+        self.verbose = verbose
+        # The folds are fixed once, so every trial is judged on the same patients.
+        self.folds = list(grouped_splits(cv, data.X, data.y, data.groups))
+
+    def _status(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.set_postfix_str(text, refresh=True)
+
+    def __call__(self, trial: optuna.Trial):
+        config = self.space.suggest(trial)
+        trial.set_user_attr("config", config)
+        trial.set_user_attr("objective_names", self.objectives)
+        run_id = None
+        if self.tracker is not None and self.parent_run_id is not None:
+            run_id = self.tracker.start_trial(self.parent_run_id, trial.number, trial.study.study_name, config)
+            if run_id is not None:
+                trial.set_user_attr("mlflow_run_id", run_id)
+        try:
+            return self._run(trial, config, run_id)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            trial.set_user_attr("interrupted", True)
+            if self.tracker is not None and run_id is not None:
+                self.tracker.set_tags(run_id, {"optuna.state": "FAIL", "fail_reason": "interrupted (Ctrl-C)"})
+                self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, "FAILED")
+            raise
+        except Exception as exc:
+            reason = _reason(exc)
+            trial.set_user_attr("fail_reason", reason)
+            raise
+
+    def _run(self, trial: optuna.Trial, config: dict[str, Any], run_id: str | None):
+        extra: dict[str, float] = {}
+        for gate in self.gates:
+            extra.update(gate(config, trial))
+        if extra and self.tracker is not None:
+            self.tracker.log_metrics(run_id, extra)
+
+        scores: list[float] = []
+        fold_metrics: list[dict[str, float]] = []
+        oof = np.full(len(self.data), np.nan)
+        result = None
+        n_folds = len(self.folds)
+        for k, (tr, va) in enumerate(self.folds):
+            self._status(f"trial {trial.number} fold {k + 1}/{n_folds}")
+            train, val = self.data.subset(tr), self.data.subset(va)
+
+            def on_epoch(epoch: int, logs: dict[str, float], k=k) -> None:
+                if self.tracker is not None:
+                    self.tracker.log_metrics(run_id, {f"fold{k}.{name}": v for name, v in logs.items()}, step=epoch)
+
+            result = fit(config, train, val, seed=self.seed * 100003 + trial.number * 101 + k,
+                         on_epoch_end=on_epoch, verbose=self.verbose)
+            score = objective_value(self.metric, val.y, result.val_prob)
+            if not np.isfinite(score):
+                raise TrainingDiverged(f"validation {self.metric} is {score} on fold {k}")
+            scores.append(score)
+            oof[va] = result.val_prob
+            m = binary_metrics(val.y, result.val_prob)
+            m.update({"objective": score, "train_seconds": result.seconds, "beats_per_s": result.beats_per_s})
+            fold_metrics.append(m)
+            trial.set_user_attr("fold_metrics", fold_metrics)
+            if self.tracker is not None:
+                self.tracker.log_metrics(run_id, {f"fold.{name}": v for name, v in m.items()}, step=k)
+            running = float(np.mean(scores))
+            if len(self.objectives) == 1:
+                trial.report(running, step=k)
+                if trial.should_prune():
+                    trial.set_user_attr("prune_reason", f"running mean {self.metric} {running:.4f} after fold {k + 1}")
+                    raise optuna.TrialPruned(f"{self.metric} {running:.4f} after fold {k + 1}/{n_folds}")
+
+        seen = ~np.isnan(oof)
+        threshold = best_threshold(self.data.y[seen], oof[seen])
+        trial.set_user_attr("threshold", threshold)
+        mean = float(np.mean(scores))
+        summary = {f"mean.{name}": float(np.mean([f[name] for f in fold_metrics])) for name in fold_metrics[0]}
+        oof_m = binary_metrics(self.data.y[seen], oof[seen], threshold)
+        summary.update({f"oof_tuned.{name}": v for name, v in oof_m.items()})
+        trial.set_user_attr("mean_metrics", summary)
+        if self.tracker is not None and run_id is not None:
+            self.tracker.log_metrics(run_id, summary)
+            fig = plots.confusion_figure(_cm(self.data.y[seen], oof[seen], threshold),
+                                         f"trial {trial.number}: validation folds")
+            self.tracker.log_figure(run_id, fig, "confusion_matrix.png")
+            plots.close(fig)
+            fig = plots.roc_figure(self.data.y[seen], oof[seen], f"trial {trial.number}: validation folds")
+            self.tracker.log_figure(run_id, fig, "roc.png")
+            plots.close(fig)
+            self.tracker.log_model(run_id, result.model)
+        values = {"quality": mean, **extra}
+        if len(self.objectives) == 1:
+            return mean
+        return tuple(values[name] for name in self.objectives)
+
+
+def _cm(y, prob, threshold):
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(y, (prob >= threshold).astype(int), labels=[0, 1])
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason for a failed trial (out of memory named as such)."""
+    name = type(exc).__name__
+    if isinstance(exc, MemoryError) or "ResourceExhausted" in name or "OOM" in str(exc)[:200]:
+        return f"out of memory: {name}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    text = str(exc).splitlines()[0][:500] if str(exc) else ""
+    return f"{name}: {text}"

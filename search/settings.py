@@ -1,0 +1,41 @@
+"""A study's settings, stored in the study itself so a resumed run or another worker needs nothing else."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StudySettings:
+    """Everything that defines what a study's trials mean (dataset, space, folds, objective)."""
+
+    dataset: str = "mitdb"
+    space_yaml: str = ""
+    folds: int = 3
+    metric: str = "f1"
+    seed: int = 0
+    max_beats: int | None = None
+    records: list[str] | None = None
+    objectives: list[str] = field(default_factory=lambda: ["quality"])
+    latency_budget_ms: float | None = None
+    on_bad_record: str = "error"
+    data_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StudySettings":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def differences(self, other: "StudySettings") -> list[str]:
+        """Human-readable list of settings that differ (resuming with other settings is refused)."""
+        out = []
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if a != b:
+                out.append(f.name if f.name == "space_yaml" else f"{f.name}: study has {a!r}, command gives {b!r}")
+        return out

@@ -1,0 +1,53 @@
+"""Optuna storages: a local SQLite file by default, any RDB URL (PostgreSQL for many workers)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import optuna
+
+DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
+
+
+class StorageError(RuntimeError):
+    """The study storage URL is wrong or the database cannot be reached."""
+
+
+def make_storage(url: str | None = None, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """An ``RDBStorage`` for ``url`` with Optuna's heartbeat on, so trials of a killed worker are failed
+    and retried (``RetryFailedTrialCallback``) instead of staying RUNNING forever."""
+    url = url or DEFAULT_STORAGE
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        path = Path(url[len("sqlite:///"):]).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    if "://" not in url:
+        raise StorageError(f"{url!r} is not a storage URL (examples: sqlite:///runs/optuna.db, "
+                           f"postgresql://user:pass@host/db)")
+    kwargs = {}
+    if heartbeat:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kwargs = dict(heartbeat_interval=30, grace_period=120,
+                          heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+    engine_kwargs = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except Exception as exc:
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise StorageError(f"cannot open study storage {_redact(url)}: {first}") from None
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url

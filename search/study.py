@@ -1,0 +1,255 @@
+"""The Optuna driver: create or resume a study, run trials until it holds N finished ones, final test."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from ecg_data import BeatDataset, load_dataset, patient_kfold, subsample_beats
+from spaces import SearchSpace
+
+from .final import final_test
+from .metrics import format_report
+from .objective import CVObjective, Gate
+from .settings import StudySettings
+from .storage import make_storage
+from .tracking import Tracker, TrackingConfig
+
+log = logging.getLogger("search")
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: Objective name -> Optuna direction.
+DIRECTIONS = {"quality": "maximize", "latency": "minimize", "size": "minimize"}
+
+
+class StudyMismatchError(RuntimeError):
+    """The named study exists with other settings than the command gives."""
+
+
+@dataclass
+class SearchResult:
+    """What a search run leaves: the study, the final test report (if run) and MLflow problems."""
+
+    study: optuna.Study
+    final: dict[str, Any] | None
+    tracking_failures: list[str]
+    interrupted: bool = False
+
+
+def make_sampler(settings: StudySettings, n_existing: int) -> optuna.samplers.BaseSampler:
+    """TPE (multivariate, constant liar for parallel workers); NSGA-II for 3+ objectives.
+
+    The seed is offset by the number of trials already in the study, so a resumed run does not replay
+    the random start-up draws of the first run.
+    """
+    seed = settings.seed + 7919 * n_existing
+    if len(settings.objectives) >= 3:
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                      n_startup_trials=min(8, 4 + settings.folds))
+
+
+def make_pruner(name: str = "median") -> optuna.pruners.BasePruner:
+    """A real Optuna pruner over the running fold mean (``median``, ``hyperband`` or ``none``)."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"unknown pruner {name!r} (median, hyperband, none)")
+
+
+def open_study(name: str, storage_url: str | None, settings: StudySettings | None,
+               pruner: str = "median") -> tuple[optuna.Study, StudySettings]:
+    """Create the study or load it; a loaded study keeps its stored settings (``settings=None`` means
+    "take them from the study", as a worker does). Other settings than the stored ones are refused."""
+    storage = make_storage(storage_url)
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing:
+        study = optuna.load_study(study_name=name, storage=storage, pruner=make_pruner(pruner))
+        stored = StudySettings.from_dict(study.user_attrs.get("settings", {}))
+        if settings is not None:
+            diff = stored.differences(settings)
+            if diff:
+                raise StudyMismatchError(
+                    f"study {name!r} already exists with other settings ({'; '.join(diff)}). "
+                    f"Resume it with the same options, or choose a new --study name.")
+        settings = stored
+    else:
+        if settings is None:
+            raise StudyMismatchError(f"no study named {name!r} in the storage (known: {', '.join(sorted(existing)) or 'none'})")
+        directions = [DIRECTIONS[o] for o in settings.objectives]
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions,
+                                    pruner=make_pruner(pruner), load_if_exists=True)
+        study.set_user_attr("settings", settings.to_dict())
+    n = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(settings, n)
+    return study, settings
+
+
+def load_study_data(settings: StudySettings, space: SearchSpace) -> BeatDataset:
+    """The study's dataset with the space's sampling rate and window."""
+    return load_dataset(settings.dataset, fs=space.fs, window=space.window, records=settings.records,
+                        on_bad_record=settings.on_bad_record, path=settings.data_path)
+
+
+def search_data(data: BeatDataset, settings: StudySettings) -> BeatDataset:
+    """The search side (never a test patient), subsampled to ``max_beats`` if asked."""
+    part = data.search_part()
+    if settings.max_beats:
+        part = part.subset(subsample_beats(part.y, part.groups, settings.max_beats, seed=settings.seed))
+    return part
+
+
+def _requeue_interrupted(study: optuna.Study) -> int:
+    """Enqueue once more the params of trials stopped by Ctrl-C, so the resumed study redoes them."""
+    done = set(study.user_attrs.get("requeued", []))
+    todo = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if t.user_attrs.get("interrupted") and t.number not in done]
+    for t in todo:
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+    if todo:
+        study.set_user_attr("requeued", sorted(done | {t.number for t in todo}))
+    return len(todo)
+
+
+def n_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def run_trials(
+    study: optuna.Study,
+    settings: StudySettings,
+    *,
+    n_trials: int,
+    data: BeatDataset,
+    space: SearchSpace,
+    tracker: Tracker | None,
+    timeout: float | None = None,
+    gates: Sequence[Gate] = (),
+    progress: bool = True,
+    verbose: int = 0,
+    extra_callbacks: Sequence[Callable] = (),
+) -> bool:
+    """Run trials until the study holds ``n_trials`` finished (complete or pruned) trials; failed trials
+    do not count and the study goes on. Returns False if interrupted with Ctrl-C."""
+    from tqdm.auto import tqdm
+
+    parent = tracker.study_run(study, settings.to_dict()) if tracker is not None else None
+    _requeue_interrupted(study)
+    search = search_data(data, settings)
+    cv = patient_kfold(settings.folds, seed=settings.seed)
+    bar = tqdm(total=n_trials, initial=min(n_finished(study), n_trials), desc=f"study {study.study_name}",
+               unit="trial", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    objective = CVObjective(search, space, cv, metric=settings.metric, seed=settings.seed, tracker=tracker,
+                            parent_run_id=parent, gates=gates, objectives=settings.objectives,
+                            progress=bar if progress else None, verbose=verbose)
+
+    def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if tracker is not None:
+            tracker.end_trial(trial)
+        bar.n = min(n_finished(study), n_trials)
+        state = trial.state.name.lower()
+        if trial.state == TrialState.FAIL:
+            bar.write(f"trial {trial.number} failed: {trial.user_attrs.get('fail_reason', '?')}")
+        elif trial.state == TrialState.PRUNED:
+            bar.write(f"trial {trial.number} pruned: {trial.user_attrs.get('prune_reason', '')}")
+        else:
+            vals = ", ".join(f"{v:.4f}" for v in trial.values)
+            bar.write(f"trial {trial.number} {state}: {vals}")
+        bar.refresh()
+
+    remaining = n_trials - n_finished(study)
+    interrupted = False
+    if remaining > 0:
+        callbacks = [on_trial_end, optuna.study.MaxTrialsCallback(n_trials, states=FINISHED), *extra_callbacks]
+        try:
+            study.optimize(objective, n_trials=None, timeout=timeout,
+                           callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
+        except KeyboardInterrupt:
+            interrupted = True
+            bar.write("interrupted: the running trial is marked failed and will be redone; "
+                      "run the same command again to resume the study")
+    bar.close()
+    return not interrupted
+
+
+def run_search(
+    study_name: str,
+    settings: StudySettings,
+    *,
+    n_trials: int,
+    storage: str | None = None,
+    tracking: TrackingConfig | None = None,
+    timeout: float | None = None,
+    pruner: str = "median",
+    final: bool = True,
+    out_dir: str | Path = "runs",
+    progress: bool = True,
+    verbose: int = 0,
+    gates: Sequence[Gate] = (),
+    print_fn: Callable[[str], None] = print,
+) -> SearchResult:
+    """Launch or resume ``study_name`` and, when it holds ``n_trials`` finished trials, run the final test."""
+    tracker = None
+    if tracking is not None:
+        tracker = Tracker(tracking)
+        tracker.check()  # an unreachable tracking server is an error before any training
+    study, settings = open_study(study_name, storage, settings, pruner)
+    space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
+    data = load_study_data(settings, space)
+    completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
+                           timeout=timeout, gates=gates, progress=progress, verbose=verbose)
+    report = None
+    if completed and final and len(settings.objectives) == 1:
+        report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn)
+    if tracker is not None and completed and n_finished(study) >= n_trials:
+        parent = study.user_attrs.get("mlflow_parent_run_id")
+        if parent:
+            tracker.end_study(parent)
+    return SearchResult(study, report, tracker.failures if tracker else [], interrupted=not completed)
+
+
+def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *, tracker: Tracker | None,
+              out_dir: str | Path = "runs", print_fn: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """Final test of the best trial (once: a resumed study with the same best trial reuses the report)."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        print_fn("no completed trial: nothing to test")
+        return None
+    cached = study.user_attrs.get("final")
+    if cached and cached.get("trial") == best.number and Path(cached.get("model_path", "")).exists():
+        print_fn(format_report(cached, f"final test of trial {best.number} (already done)"))
+        return cached
+    config, threshold = best.user_attrs["config"], float(best.user_attrs.get("threshold", 0.5))
+    title = f"final test on held-out patients: trial {best.number}, {data.name}"
+    print_fn(f"retraining trial {best.number} on all {int((data.split == 'search').sum())} search beats, "
+             f"testing on {int((data.split == 'test').sum())} held-out beats ...")
+    parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
+    report = final_test(config, threshold, data, seed=settings.seed,
+                        out_path=Path(out_dir) / study.study_name / f"final-trial{best.number}.keras",
+                        tracker=tracker, run_id=parent, title=title)
+    report["trial"] = best.number
+    report["config"] = config
+    study.set_user_attr("final", _jsonable(report))
+    print_fn(format_report(report, title))
+    return report
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj

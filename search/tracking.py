@@ -1,0 +1,258 @@
+"""MLflow tracking: one parent run per study, one nested run per Optuna trial (state included).
+
+Uses ``MlflowClient`` with explicit run ids rather than the fluent API, so trial runs can be written
+from callbacks, resumed studies continue their parent run, and a lost tracking server can be
+back-filled later from the Optuna study (:meth:`Tracker.sync`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+log = logging.getLogger("search")
+
+#: Optuna trial state -> MLflow run status (pruned trials end KILLED, failed ones FAILED).
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "RUNNING": "RUNNING",
+              "WAITING": "SCHEDULED"}
+DEFAULTS = {"tracking_uri": "sqlite:///runs/mlflow.db", "artifact_location": "runs/mlartifacts",
+            "experiment_name": "ecg-automl"}
+
+
+class TrackingError(RuntimeError):
+    """The MLflow tracking store cannot be reached or used."""
+
+
+@dataclass
+class TrackingConfig:
+    """Where MLflow runs go."""
+
+    tracking_uri: str
+    artifact_location: str | None
+    experiment_name: str
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, tracking_uri: str | None = None,
+             experiment_name: str | None = None) -> "TrackingConfig":
+        """Read ``mlflow.yaml`` (``path``, else ./mlflow.yaml if present, else defaults); flags and
+        ``MLFLOW_TRACKING_URI`` override the file."""
+        doc: dict[str, Any] = dict(DEFAULTS)
+        p = Path(path) if path else Path("mlflow.yaml")
+        if path and not p.exists():
+            raise TrackingError(f"{p}: MLflow config file not found")
+        if p.exists():
+            try:
+                loaded = yaml.safe_load(p.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise TrackingError(f"{p}: not valid YAML ({exc})") from None
+            unknown = set(loaded) - set(DEFAULTS)
+            if unknown:
+                raise TrackingError(f"{p}: unknown keys {sorted(unknown)} (allowed: {sorted(DEFAULTS)})")
+            doc.update(loaded)
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or doc["tracking_uri"]
+        return cls(_absolute_uri(str(uri)), doc.get("artifact_location"), experiment_name or doc["experiment_name"])
+
+
+def _absolute_uri(uri: str) -> str:
+    """Make ``sqlite:///relative.db`` absolute (and create its folder) so runs land in one place."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = Path(uri[len("sqlite:///"):]).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if "://" not in uri:  # a plain folder: MLflow's file store
+        return Path(uri).resolve().as_uri()
+    return uri
+
+
+class Tracker:
+    """Writes studies and trials to MLflow. Failures after start-up do not stop the search: they are
+    logged, counted in :attr:`failures`, and the trial's data stays in Optuna for :meth:`sync`."""
+
+    def __init__(self, config: TrackingConfig):
+        from mlflow.tracking import MlflowClient
+
+        self.config = config
+        self.client = MlflowClient(tracking_uri=config.tracking_uri)
+        self.failures: list[str] = []
+        self._experiment_id: str | None = None
+
+    # -- set-up -----------------------------------------------------------------------------
+    def check(self) -> str:
+        """Reach the store and return the experiment id; raise :class:`TrackingError` with the URI if not."""
+        try:
+            return self.experiment_id
+        except TrackingError:
+            raise
+        except Exception as exc:
+            raise TrackingError(f"cannot reach the MLflow tracking store at {self.config.tracking_uri}: "
+                                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            exp = self.client.get_experiment_by_name(self.config.experiment_name)
+            if exp is None:
+                art = self.config.artifact_location
+                if art and "://" not in art:
+                    art = Path(art).resolve().as_uri()
+                self._experiment_id = self.client.create_experiment(self.config.experiment_name, artifact_location=art)
+            else:
+                self._experiment_id = exp.experiment_id
+        return self._experiment_id
+
+    def _safe(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # a lost server must not lose the trial (it stays in Optuna)
+            msg = f"MLflow {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+            log.warning("%s; the study goes on, run `ecg-automl sync` later to back-fill", msg)
+            self.failures.append(msg)
+            return None
+
+    # -- study ------------------------------------------------------------------------------
+    def study_run(self, study, settings: dict[str, Any]) -> str:
+        """The study's parent run id: reused when the study resumes, created (and remembered) otherwise."""
+        run_id = study.user_attrs.get("mlflow_parent_run_id")
+        if run_id:
+            try:
+                run = self.client.get_run(run_id)
+                if run.info.status != "RUNNING":
+                    self.client.update_run(run_id, status="RUNNING")
+                return run_id
+            except Exception:
+                log.warning("parent run %s not found in %s; starting a new one", run_id, self.config.tracking_uri)
+        run = self.client.create_run(self.experiment_id, run_name=study.study_name,
+                                     tags={"optuna.study_name": study.study_name, "ecg_automl.kind": "study"})
+        run_id = run.info.run_id
+        study.set_user_attr("mlflow_parent_run_id", run_id)
+        self.log_params(run_id, {f"study.{k}": v for k, v in settings.items() if k != "space_yaml"})
+        if "space_yaml" in settings:
+            self.log_text(run_id, settings["space_yaml"], "space.yaml")
+        return run_id
+
+    def end_study(self, run_id: str, status: str = "FINISHED") -> None:
+        self._safe("end of study run", self.client.set_terminated, run_id, status)
+
+    # -- trials -----------------------------------------------------------------------------
+    def start_trial(self, parent_id: str, trial_number: int, study_name: str, params: dict[str, Any]) -> str | None:
+        """Create the trial's nested run and log its params; returns the run id (None if MLflow is down)."""
+        def _start():
+            run = self.client.create_run(
+                self.experiment_id, run_name=f"trial-{trial_number}",
+                tags={"mlflow.parentRunId": parent_id, "optuna.study_name": study_name,
+                      "optuna.trial_number": str(trial_number), "ecg_automl.kind": "trial"})
+            self.log_params(run.info.run_id, params)
+            return run.info.run_id
+        return self._safe(f"start of trial {trial_number}", _start)
+
+    def log_params(self, run_id: str | None, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        if run_id is None:
+            return
+        items = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self._safe("log_params", self.client.log_batch, run_id, params=items[i:i + 100])
+
+    def log_metrics(self, run_id: str | None, metrics: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        if run_id is None:
+            return
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and v == v]
+        if items:
+            self._safe("log_metrics", self.client.log_batch, run_id, metrics=items)
+
+    def set_tags(self, run_id: str | None, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        if run_id is not None:
+            self._safe("set_tags", self.client.log_batch, run_id,
+                       tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_text(self, run_id: str | None, text: str, name: str) -> None:
+        if run_id is not None:
+            self._safe(f"log_text {name}", self.client.log_text, run_id, text, name)
+
+    def log_json(self, run_id: str | None, obj: Any, name: str) -> None:
+        self.log_text(run_id, json.dumps(obj, indent=2, default=str), name)
+
+    def log_figure(self, run_id: str | None, fig, name: str) -> None:
+        if run_id is not None:
+            self._safe(f"log_figure {name}", self.client.log_figure, run_id, fig, name)
+
+    def log_artifact(self, run_id: str | None, path: str | Path, artifact_path: str | None = None) -> None:
+        if run_id is not None:
+            self._safe(f"log_artifact {Path(path).name}", self.client.log_artifact, run_id, str(path), artifact_path)
+
+    def log_model(self, run_id: str | None, model, name: str = "model.keras") -> None:
+        """Save a Keras model (native .keras format, loadable with safe_mode) as a run artifact."""
+        if run_id is None:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            model.save(path)
+            self.log_artifact(run_id, path, "model")
+
+    def end_trial(self, frozen_trial) -> None:
+        """Write the trial's final state, value and attributes (called from the study callback)."""
+        run_id = frozen_trial.user_attrs.get("mlflow_run_id")
+        if run_id is None:
+            return
+        state = frozen_trial.state.name
+        metrics = {}
+        if frozen_trial.values is not None:
+            names = frozen_trial.user_attrs.get("objective_names") or [f"objective_{i}" for i in range(len(frozen_trial.values))]
+            metrics.update({f"objective.{n}": v for n, v in zip(names, frozen_trial.values)})
+        for key in ("threshold", "latency_ms", "size_kb"):
+            if key in frozen_trial.user_attrs:
+                metrics[key] = frozen_trial.user_attrs[key]
+        self.log_metrics(run_id, metrics)
+        tags = {"optuna.state": state}
+        if "fail_reason" in frozen_trial.user_attrs:
+            tags["fail_reason"] = frozen_trial.user_attrs["fail_reason"]
+        if "prune_reason" in frozen_trial.user_attrs:
+            tags["prune_reason"] = frozen_trial.user_attrs["prune_reason"]
+        self.set_tags(run_id, tags)
+        self._safe("end of trial run", self.client.set_terminated, run_id, RUN_STATUS.get(state, "FAILED"))
+
+    # -- back-fill ----------------------------------------------------------------------------
+    def trial_runs(self, parent_id: str) -> dict[int, Any]:
+        """Existing nested runs of a study, by trial number."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'",
+                                       max_results=10000)
+        return {int(r.data.tags["optuna.trial_number"]): r for r in runs if "optuna.trial_number" in r.data.tags}
+
+    def sync(self, study, trials: Iterable | None = None) -> dict[str, int]:
+        """Create or complete the MLflow runs of finished trials that MLflow missed (server was down)."""
+        parent = study.user_attrs.get("mlflow_parent_run_id") or self.study_run(study, study.user_attrs.get("settings", {}))
+        existing = self.trial_runs(parent)
+        created = updated = 0
+        for t in trials if trials is not None else study.get_trials(deepcopy=False):
+            if t.state.name in ("RUNNING", "WAITING"):
+                continue
+            run = existing.get(t.number)
+            if run is None:
+                run_id = self.start_trial(parent, t.number, study.study_name, t.params)
+                if run_id is None:
+                    continue
+                study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", run_id)
+                for i, fold in enumerate(t.user_attrs.get("fold_metrics", [])):
+                    self.log_metrics(run_id, {f"fold.{k}": v for k, v in fold.items()}, step=i)
+                t = study._storage.get_trial(t._trial_id)
+                self.end_trial(t)
+                created += 1
+            elif run.info.status != RUN_STATUS.get(t.state.name):
+                study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", run.info.run_id)
+                self.end_trial(study._storage.get_trial(t._trial_id))
+                updated += 1
+        return {"created": created, "updated": updated}

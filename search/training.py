@@ -1,0 +1,97 @@
+"""Train one model on one fold: seeds, class weights, quiet Keras, NaN detection."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ecg_data import BeatDataset
+from spaces import build_model, model_inputs
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the trial is recorded as failed with this reason."""
+
+
+@dataclass
+class FitResult:
+    """A trained model with its per-epoch history and predictions on the validation beats."""
+
+    model: Any
+    history: dict[str, list[float]]
+    val_prob: np.ndarray | None = None
+    seconds: float = 0.0
+    beats_per_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, numpy and TensorFlow so a trial is repeatable."""
+    import keras
+
+    keras.utils.set_random_seed(int(seed) % (2**31))
+
+
+def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
+    """Balanced class weights (n / (2 * count)) or None."""
+    if mode == "none":
+        return None
+    counts = np.bincount(np.asarray(y).astype(int), minlength=2)
+    if (counts == 0).any():
+        return None
+    return {c: float(len(y) / (2 * counts[c])) for c in (0, 1)}
+
+
+def fit(
+    config: Mapping[str, Any],
+    train: BeatDataset,
+    val: BeatDataset | None = None,
+    *,
+    seed: int = 0,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    verbose: int = 0,
+) -> FitResult:
+    """Build the model for ``config``, train it on ``train`` and predict ``val``."""
+    import time
+
+    import keras
+
+    set_seed(seed)
+    model = build_model(config, channels=int(train.X.shape[2]))
+
+    class _Watch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            if not math.isfinite(logs.get("loss", 0.0)):
+                self.model.stop_training = True
+                raise TrainingDiverged(f"loss became {logs.get('loss')} at epoch {epoch + 1}")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, logs)
+
+    x_train = model_inputs(config, train.X, train.rr)
+    val_data = None
+    if val is not None:
+        val_data = (model_inputs(config, val.X, val.rr), val.y.astype(np.float32))
+    start = time.perf_counter()
+    hist = model.fit(
+        x_train, train.y.astype(np.float32),
+        batch_size=int(config["batch_size"]), epochs=int(config["epochs"]),
+        class_weight=class_weights(train.y, config.get("class_weight", "none")),
+        validation_data=val_data, callbacks=[_Watch()], verbose=verbose, shuffle=True,
+    )
+    seconds = time.perf_counter() - start
+    result = FitResult(model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}, seconds=seconds,
+                       beats_per_s=len(train) * int(config["epochs"]) / max(seconds, 1e-9))
+    if val is not None:
+        result.val_prob = predict(model, config, val)
+        if not np.isfinite(result.val_prob).all():
+            raise TrainingDiverged("the model predicts NaN on validation beats")
+    return result
+
+
+def predict(model, config: Mapping[str, Any], ds: BeatDataset, batch_size: int = 1024) -> np.ndarray:
+    """Abnormal-class probabilities for every beat of ``ds``."""
+    return np.ravel(model.predict(model_inputs(config, ds.X, ds.rr), batch_size=batch_size, verbose=0))

@@ -1,0 +1,117 @@
+"""Build the residual-Conv1D + LSTM classifier from a plain config dict.
+
+The builder takes nothing but a dict of hyperparameters (what a trial logs), so any trial can be rebuilt
+from its logged params alone, by either search engine or by the TFLite exporter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+#: Number of rhythm (RR-interval) features the data layer provides per beat.
+N_RR_FEATURES = 4
+
+
+def build_model(
+    config: Mapping[str, Any],
+    *,
+    channels: int = 1,
+    unroll_lstm: bool = False,
+    compile_model: bool = True,
+):
+    """Return a Keras model for ``config``: conv branch and LSTM branch on the same window, concatenated,
+    dense head, one sigmoid unit (probability of *abnormal*).
+
+    ``unroll_lstm`` builds the LSTM unrolled (plain ops; used for TFLite export, same weights).
+    """
+    import keras
+    from keras import layers
+
+    length = int(config["input_length"])
+    ecg = keras.Input(shape=(length, channels), name="ecg")
+    inputs = [ecg]
+
+    # --- residual Conv1D branch -------------------------------------------------------------
+    k = int(config["kernel_size"])
+    x = layers.Conv1D(int(config["stem_filters"]), k, padding="same", use_bias=False, name="stem_conv")(ecg)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    pool_cls = layers.MaxPooling1D if config["pool"] == "max" else layers.AveragePooling1D
+    filters = int(config["conv_filters"])
+    for b in range(int(config["res_blocks"])):
+        shortcut = x
+        y = layers.Conv1D(filters, k, padding="same", use_bias=False, name=f"res{b}_conv1")(x)
+        y = layers.BatchNormalization(name=f"res{b}_bn1")(y)
+        y = layers.Activation("relu", name=f"res{b}_relu1")(y)
+        y = layers.Conv1D(filters, k, padding="same", use_bias=False, name=f"res{b}_conv2")(y)
+        y = layers.BatchNormalization(name=f"res{b}_bn2")(y)
+        if shortcut.shape[-1] != filters:
+            shortcut = layers.Conv1D(filters, 1, padding="same", use_bias=False, name=f"res{b}_proj")(shortcut)
+        x = layers.Add(name=f"res{b}_add")([y, shortcut])
+        x = layers.Activation("relu", name=f"res{b}_relu2")(x)
+        x = pool_cls(2, name=f"res{b}_pool")(x)
+    if config["pool"] == "max":
+        conv_feat = layers.GlobalMaxPooling1D(name="conv_gpool")(x)
+    else:
+        conv_feat = layers.GlobalAveragePooling1D(name="conv_gpool")(x)
+    if float(config.get("conv_dropout", 0.0)) > 0:
+        conv_feat = layers.Dropout(float(config["conv_dropout"]), name="conv_dropout")(conv_feat)
+
+    # --- LSTM branch ------------------------------------------------------------------------
+    down = int(config.get("lstm_downsample", 1))
+    s = layers.AveragePooling1D(down, name="lstm_downsample")(ecg) if down > 1 else ecg
+    n_layers = int(config["lstm_layers"])
+    for i in range(n_layers):
+        last = i == n_layers - 1
+        cell = layers.LSTM(int(config["lstm_units"]), return_sequences=not last, unroll=unroll_lstm, name=f"lstm{i}")
+        if config.get("lstm_bidirectional", False):
+            cell = layers.Bidirectional(cell, name=f"bilstm{i}")
+        s = cell(s)
+    features = [conv_feat, s]
+
+    # --- optional rhythm context (RR intervals) ---------------------------------------------
+    if config.get("rr_features", False):
+        rr = keras.Input(shape=(N_RR_FEATURES,), name="rr")
+        inputs.append(rr)
+        features.append(layers.Dense(8, activation="relu", name="rr_dense")(rr))
+
+    # --- dense head -------------------------------------------------------------------------
+    h = layers.Concatenate(name="concat")(features)
+    for j in range(int(config["dense_layers"])):
+        h = layers.Dense(int(config["dense_units"]), activation="relu", name=f"head{j}")(h)
+        if float(config.get("dense_dropout", 0.0)) > 0:
+            h = layers.Dropout(float(config["dense_dropout"]), name=f"head{j}_dropout")(h)
+    out = layers.Dense(1, activation="sigmoid", name="abnormal")(h)
+    model = keras.Model(inputs=inputs, outputs=out, name="ecg_resconv_lstm")
+    if compile_model:
+        model.compile(optimizer=make_optimizer(config), loss="binary_crossentropy",
+                      metrics=[keras.metrics.AUC(name="auc")])
+    return model
+
+
+def make_optimizer(config: Mapping[str, Any]):
+    """Keras optimizer named by ``config['optimizer']`` at ``config['learning_rate']``."""
+    import keras
+
+    lr = float(config["learning_rate"])
+    name = config.get("optimizer", "adam")
+    if name == "adam":
+        return keras.optimizers.Adam(lr, clipnorm=1.0)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(lr, clipnorm=1.0)
+    if name == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, clipnorm=1.0)
+    raise ValueError(f"unknown optimizer {name!r} (expected adam, rmsprop or sgd)")
+
+
+def model_inputs(config: Mapping[str, Any], X, rr) -> dict:
+    """The input dict the model built from ``config`` expects, centre-cropping windows to ``input_length``."""
+    length = int(config["input_length"])
+    full = X.shape[1]
+    if length > full:
+        raise ValueError(f"input_length {length} is longer than the prepared windows ({full} samples)")
+    start = (full - length) // 2
+    inputs = {"ecg": X[:, start:start + length, :]}
+    if config.get("rr_features", False):
+        inputs["rr"] = rr
+    return inputs

@@ -1,0 +1,149 @@
+"""What a search-space file may say: the known hyperparameters, their value domains, and validation
+that names the bad key and value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+class SpaceError(ValueError):
+    """A space file is malformed; the message names the key and what is wrong."""
+
+
+@dataclass(frozen=True)
+class ParamDomain:
+    """The values a hyperparameter may take, whatever distribution the space draws them from."""
+
+    kind: type  # int, float, bool or str
+    check: Callable[[Any], bool] = lambda v: True
+    describe: str = ""
+
+
+def _choice(*allowed):
+    return ParamDomain(str, lambda v: v in allowed, f"one of {', '.join(map(str, allowed))}")
+
+
+_pos_int = ParamDomain(int, lambda v: v >= 1, "an integer >= 1")
+_nonneg_int = ParamDomain(int, lambda v: v >= 0, "an integer >= 0")
+_dropout = ParamDomain(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+
+#: Every hyperparameter of the model family and its training, with its domain.
+PARAMS: dict[str, ParamDomain] = {
+    # input
+    "input_length": ParamDomain(int, lambda v: v >= 16, "window length in samples, >= 16"),
+    "rr_features": ParamDomain(bool, describe="true/false: feed RR-interval rhythm context to the head"),
+    # residual Conv1D branch
+    "stem_filters": _pos_int,
+    "res_blocks": _nonneg_int,
+    "conv_filters": _pos_int,
+    "kernel_size": ParamDomain(int, lambda v: 1 <= v <= 63, "an integer in [1, 63]"),
+    "pool": _choice("max", "avg"),
+    "conv_dropout": _dropout,
+    # LSTM branch
+    "lstm_units": _pos_int,
+    "lstm_layers": _pos_int,
+    "lstm_bidirectional": ParamDomain(bool, describe="true/false"),
+    "lstm_downsample": ParamDomain(int, lambda v: 1 <= v <= 32, "an integer in [1, 32]"),
+    # dense head
+    "dense_layers": _nonneg_int,
+    "dense_units": _pos_int,
+    "dense_dropout": _dropout,
+    # training
+    "optimizer": _choice("adam", "rmsprop", "sgd"),
+    "learning_rate": ParamDomain(float, lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "batch_size": _pos_int,
+    "epochs": _pos_int,
+    "class_weight": _choice("balanced", "none"),
+}
+
+DISTRIBUTIONS = ("int", "float", "categorical")
+TOP_KEYS = {"name", "description", "params", "data"}
+DATA_KEYS = {"fs": ParamDomain(float, lambda v: 50 <= v <= 1000, "a sampling rate in Hz in [50, 1000]"),
+             "window": ParamDomain(int, lambda v: v >= 16, "samples per prepared window, >= 16")}
+
+
+def _type_ok(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_value(key: str, value: Any, domain: ParamDomain) -> None:
+    """Raise :class:`SpaceError` naming ``key`` if ``value`` is outside ``domain``."""
+    if not _type_ok(value, domain.kind):
+        raise SpaceError(f"{key}: {value!r} is a {type(value).__name__}, expected {domain.kind.__name__}"
+                         + (f" ({domain.describe})" if domain.describe else ""))
+    if not domain.check(value):
+        raise SpaceError(f"{key}: {value!r} is out of range, expected {domain.describe}")
+
+
+def validate(doc: Any) -> None:
+    """Validate a parsed space file; raise :class:`SpaceError` naming the first bad key."""
+    if not isinstance(doc, dict):
+        raise SpaceError(f"a space file must be a mapping at the top level, not {type(doc).__name__}")
+    for key in doc:
+        if key not in TOP_KEYS:
+            raise SpaceError(f"unknown top-level key {key!r} (allowed: {', '.join(sorted(TOP_KEYS))})")
+    data = doc.get("data") or {}
+    if not isinstance(data, dict):
+        raise SpaceError("data: must be a mapping")
+    for key, value in data.items():
+        if key not in DATA_KEYS:
+            raise SpaceError(f"data.{key}: unknown key (allowed: {', '.join(DATA_KEYS)})")
+        check_value(f"data.{key}", value, DATA_KEYS[key])
+    params = doc.get("params")
+    if not isinstance(params, dict) or not params:
+        raise SpaceError("params: missing or empty; it maps hyperparameter names to values or distributions")
+    missing = [k for k in PARAMS if k not in params]
+    if missing:
+        raise SpaceError(f"params: missing {', '.join(missing)} (every hyperparameter needs a value or a range)")
+    for key, spec in params.items():
+        where = f"params.{key}"
+        if key not in PARAMS:
+            raise SpaceError(f"{where}: unknown hyperparameter (known: {', '.join(PARAMS)})")
+        domain = PARAMS[key]
+        if not isinstance(spec, dict):
+            check_value(where, spec, domain)
+            continue
+        kind = spec.get("type")
+        if kind not in DISTRIBUTIONS:
+            raise SpaceError(f"{where}.type: {kind!r} is not one of {', '.join(DISTRIBUTIONS)}")
+        allowed = {"type", "choices"} if kind == "categorical" else {"type", "low", "high", "step", "log"}
+        for k in spec:
+            if k not in allowed:
+                raise SpaceError(f"{where}.{k}: unknown key for a {kind} distribution "
+                                 f"(allowed: {', '.join(sorted(allowed))})")
+        if kind == "categorical":
+            choices = spec.get("choices")
+            if not isinstance(choices, list) or not choices:
+                raise SpaceError(f"{where}.choices: must be a non-empty list")
+            for i, c in enumerate(choices):
+                check_value(f"{where}.choices[{i}]", c, domain)
+            if len(set(map(repr, choices))) != len(choices):
+                raise SpaceError(f"{where}.choices: duplicates in {choices!r}")
+            continue
+        if kind == "int" and domain.kind is not int or kind == "float" and domain.kind is not float:
+            raise SpaceError(f"{where}.type: {key} is a {domain.kind.__name__} hyperparameter; "
+                             f"use type {'categorical' if domain.kind in (bool, str) else domain.kind.__name__}")
+        for bound in ("low", "high"):
+            if bound not in spec:
+                raise SpaceError(f"{where}.{bound}: missing")
+            check_value(f"{where}.{bound}", spec[bound], domain)
+        if spec["low"] > spec["high"]:
+            raise SpaceError(f"{where}: low ({spec['low']}) is greater than high ({spec['high']})")
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise SpaceError(f"{where}.log: must be true or false, not {log!r}")
+        if log and spec["low"] <= 0:
+            raise SpaceError(f"{where}.log: a log scale needs low > 0 (low is {spec['low']})")
+        if "step" in spec:
+            step = spec["step"]
+            if not _type_ok(step, domain.kind) or step <= 0:
+                raise SpaceError(f"{where}.step: must be a positive {domain.kind.__name__}, not {step!r}")
+            if log:
+                raise SpaceError(f"{where}: step and log cannot be combined")

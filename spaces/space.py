@@ -1,0 +1,136 @@
+"""A declarative search space read from YAML, serving Optuna and KerasTuner from one definition."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .schema import PARAMS, SpaceError, validate
+
+_BUILTIN_DIR = Path(__file__).resolve().parent
+
+
+@dataclass
+class SearchSpace:
+    """Hyperparameters to search (``params`` specs) plus data settings (``fs``, ``window``)."""
+
+    name: str
+    params: dict[str, Any]
+    description: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, doc: Any, source: str = "<dict>") -> "SearchSpace":
+        """Validate ``doc`` (a parsed YAML mapping) and build the space."""
+        try:
+            validate(doc)
+        except SpaceError as exc:
+            raise SpaceError(f"{source}: {exc}") from None
+        return cls(name=str(doc.get("name") or Path(source).stem), params=copy.deepcopy(doc["params"]),
+                   description=str(doc.get("description", "")), data=dict(doc.get("data") or {}), source=source)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "<string>") -> "SearchSpace":
+        """Parse YAML text (safe loader only) and validate it."""
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpaceError(f"{source}: not valid YAML ({exc})") from None
+        return cls.from_dict(doc, source)
+
+    @classmethod
+    def load(cls, path_or_name: str | Path) -> "SearchSpace":
+        """Load a space file, or a built-in space by name (``default``, ``edge``)."""
+        p = Path(path_or_name)
+        if not p.exists() and not p.suffix:
+            builtin = _BUILTIN_DIR / f"{path_or_name}.yaml"
+            if builtin.exists():
+                p = builtin
+        if not p.exists():
+            names = ", ".join(sorted(x.stem for x in _BUILTIN_DIR.glob("*.yaml")))
+            raise SpaceError(f"{path_or_name}: no such space file (built-in spaces: {names})")
+        return cls.from_yaml(p.read_text(), str(p))
+
+    def to_yaml(self) -> str:
+        """The space as YAML, so a study can store the exact space it ran with."""
+        doc = {"name": self.name, "description": self.description, "data": self.data, "params": self.params}
+        return yaml.safe_dump(doc, sort_keys=False)
+
+    # -- views ------------------------------------------------------------------------------
+    @property
+    def fixed(self) -> dict[str, Any]:
+        """Hyperparameters with one value (not searched)."""
+        return {k: v for k, v in self.params.items() if not isinstance(v, dict)}
+
+    @property
+    def searched(self) -> dict[str, dict]:
+        """Hyperparameters with a distribution."""
+        return {k: v for k, v in self.params.items() if isinstance(v, dict)}
+
+    @property
+    def fs(self) -> float:
+        return float(self.data.get("fs", 180.0))
+
+    @property
+    def window(self) -> int:
+        """Samples per prepared window: the largest input length the space can ask for."""
+        if "window" in self.data:
+            return int(self.data["window"])
+        spec = self.params["input_length"]
+        if isinstance(spec, dict):
+            return int(max(spec["choices"]) if spec["type"] == "categorical" else spec["high"])
+        return int(spec)
+
+    def with_overrides(self, **values: Any) -> "SearchSpace":
+        """A copy where the given hyperparameters are fixed to ``values`` (e.g. ``epochs`` from the CLI)."""
+        doc = {"name": self.name, "description": self.description, "data": self.data,
+               "params": {**self.params, **{k: v for k, v in values.items() if v is not None}}}
+        return SearchSpace.from_dict(doc, self.source)
+
+    # -- engines ----------------------------------------------------------------------------
+    def suggest(self, trial) -> dict[str, Any]:
+        """Draw a full config with an Optuna trial (``trial.suggest_*``)."""
+        config = dict(self.fixed)
+        for key, spec in self.searched.items():
+            kind = spec["type"]
+            if kind == "categorical":
+                config[key] = trial.suggest_categorical(key, spec["choices"])
+            elif kind == "int":
+                config[key] = trial.suggest_int(key, spec["low"], spec["high"], step=spec.get("step", 1),
+                                                log=spec.get("log", False))
+            else:
+                config[key] = trial.suggest_float(key, float(spec["low"]), float(spec["high"]),
+                                                  step=spec.get("step"), log=spec.get("log", False))
+        return config
+
+    def keras_tuner_config(self, hp) -> dict[str, Any]:
+        """Draw a full config from a KerasTuner ``HyperParameters`` object (``hp.Int/Float/Choice/Fixed``)."""
+        config = {}
+        for key, spec in self.params.items():
+            if not isinstance(spec, dict):
+                config[key] = hp.Fixed(key, spec)
+            elif spec["type"] == "categorical":
+                config[key] = hp.Choice(key, spec["choices"])
+            elif spec["type"] == "int":
+                # KerasTuner reads a log-scale step as a factor; leave it unset there, as Optuna does.
+                config[key] = hp.Int(key, spec["low"], spec["high"],
+                                     step=None if spec.get("log") else spec.get("step", 1),
+                                     sampling="log" if spec.get("log") else "linear")
+            else:
+                config[key] = hp.Float(key, float(spec["low"]), float(spec["high"]), step=spec.get("step"),
+                                       sampling="log" if spec.get("log") else "linear")
+        return config
+
+    def config_from_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A full config from a trial's logged params (searched values) plus this space's fixed values."""
+        config = {**self.fixed, **{k: v for k, v in params.items() if k in PARAMS}}
+        missing = [k for k in PARAMS if k not in config]
+        if missing:
+            raise SpaceError(f"params do not determine {', '.join(missing)}")
+        return config

@@ -1,0 +1,119 @@
+"""MIT-BIH loading, AAMI labels, the inter-patient split, caching and clear errors for bad records."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+import wfdb
+
+from ecg_data import DS1, DS2, DataError, RecordError, load_dataset
+from ecg_data.mitdb import AAMI, PACED
+
+
+def test_ds1_ds2_are_the_de_chazal_split():
+    assert len(DS1) == 22 and len(DS2) == 22
+    assert not set(DS1) & set(DS2)
+    assert not set(PACED) & (set(DS1) | set(DS2))
+
+
+def test_labels_match_reference_annotations(small_mitdb, data_root):
+    """Every beat of record 208 maps to its AAMI class; counts agree with wfdb's own annotation reader."""
+    ann = wfdb.rdann(str(data_root / "mitdb" / "208"), "atr")
+    expected = Counter(AAMI[s] for s in ann.symbol if s in AAMI and AAMI[s] != "Q")
+    got = Counter(small_mitdb.label[small_mitdb.records == "208"])
+    for cls, n in expected.items():  # windows at the very start/end of the record are dropped
+        assert n - 2 <= got[cls] <= n
+    m = small_mitdb.records == "208"
+    assert set(np.unique(small_mitdb.y[m][small_mitdb.label[m] == "N"])) == {0}
+    assert set(np.unique(small_mitdb.y[m][small_mitdb.label[m] == "V"])) == {1}
+
+
+def test_windows_are_normalised_and_split_by_patient(small_mitdb):
+    ds = small_mitdb
+    assert ds.X.shape[1:] == (256, 1) and ds.X.dtype == np.float32
+    assert np.isfinite(ds.X).all() and np.isfinite(ds.rr).all()
+    assert np.allclose(ds.X.mean(axis=(1, 2)), 0, atol=1e-3)
+    assert set(ds.records[ds.split == "search"]) <= set(DS1)
+    assert set(ds.records[ds.split == "test"]) <= set(DS2)
+    assert not set(ds.groups[ds.split == "search"]) & set(ds.groups[ds.split == "test"])
+
+
+def test_rr_features_flag_premature_beats(small_mitdb):
+    """Premature (S/V) beats have a shorter pre-RR relative to the recent rhythm than normal beats."""
+    ds = small_mitdb
+    assert np.median(ds.rr[ds.label == "V", 2]) < np.median(ds.rr[ds.label == "N", 2]) - 0.1
+
+
+def test_cache_hit_returns_same_arrays(small_mitdb):
+    from conftest import SMALL_RECORDS
+
+    again = load_dataset("mitdb", records=SMALL_RECORDS, window=256)
+    assert again.info["cache"]["hit"]
+    np.testing.assert_array_equal(again.X, small_mitdb.X)
+    np.testing.assert_array_equal(again.groups, small_mitdb.groups)
+
+
+def _copy_db(data_root, tmp_path, records):
+    db = tmp_path / "mitdb"
+    db.mkdir()
+    for r in records:
+        for ext in ("hea", "dat", "atr"):
+            shutil.copy(data_root / "mitdb" / f"{r}.{ext}", db / f"{r}.{ext}")
+    (db / "RECORDS").write_text("\n".join(records) + "\n")
+    return tmp_path
+
+
+def test_truncated_record_names_file(data_root, tmp_path):
+    root = _copy_db(data_root, tmp_path, ["100", "101"])
+    dat = root / "mitdb" / "101.dat"
+    dat.write_bytes(dat.read_bytes()[:50_000])
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["100", "101"], use_cache=False)
+    assert "101.dat" in str(err.value) and "truncated" in str(err.value)
+
+
+def test_missing_annotations_and_bad_header(data_root, tmp_path):
+    root = _copy_db(data_root, tmp_path, ["100", "101"])
+    (root / "mitdb" / "100.atr").unlink()
+    with pytest.raises(RecordError, match=r"100\.atr: annotation file not found"):
+        load_dataset("mitdb", root=root, records=["100"], use_cache=False)
+    (root / "mitdb" / "101.hea").write_text("this is not a header\n")
+    with pytest.raises(RecordError, match=r"101\.hea: unreadable header"):
+        load_dataset("mitdb", root=root, records=["101"], use_cache=False)
+
+
+def test_skip_mode_counts_bad_records(data_root, tmp_path, caplog):
+    root = _copy_db(data_root, tmp_path, ["100", "101"])
+    (root / "mitdb" / "100.atr").unlink()
+    ds = load_dataset("mitdb", root=root, records=["100", "101"], on_bad_record="skip", use_cache=False)
+    assert set(ds.records) == {"101"}
+    assert len(ds.info["skipped"]) == 1 and ds.info["skipped"][0]["path"].endswith("100.atr")
+    assert "skipping bad record" in caplog.text
+
+
+def test_missing_database_says_where_to_put_it(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_dataset("mitdb", root=tmp_path / "nowhere", download=False)
+    assert "ecg-automl data fetch mitdb" in str(err.value) and "ECG_AUTOML_DATA" in str(err.value)
+
+
+def test_unknown_dataset_and_records():
+    with pytest.raises(DataError, match="unknown dataset"):
+        load_dataset("nosuchdb")
+    with pytest.raises(DataError, match="paced"):
+        load_dataset("mitdb", records=["102"])
+
+
+def test_download_failure_says_where_to_put_files(tmp_path, monkeypatch):
+    """With no network, fetching fails with the folder to fill by hand (wfdb's download is made to fail)."""
+    def offline(*args, **kwargs):
+        raise ConnectionError("Failed to establish a new connection: network is unreachable")
+
+    monkeypatch.setattr(wfdb, "dl_database", offline)
+    with pytest.raises(DataError) as err:
+        load_dataset("mitdb", root=tmp_path)
+    msg = str(err.value)
+    assert "could not download 'mitdb'" in msg and str(tmp_path / "mitdb") in msg and "RECORDS" in msg

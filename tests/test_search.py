@@ -1,0 +1,178 @@
+"""The Optuna driver end to end on real MIT-BIH beats: a tiny study, failed trials, resume after
+Ctrl-C, MLflow runs 1:1 with Optuna trials, and KerasTuner over the same space."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import ROOT, SMALL_RECORDS, run_cli
+
+from search import StudySettings, Tracker, TrackingConfig, run_search
+from spaces import SearchSpace
+
+# One tiny config: searched over two values only, 1 epoch, so a trial takes seconds on 2 cores.
+TINY = {
+    "input_length": {"type": "categorical", "choices": [128, 192]}, "rr_features": True,
+    "stem_filters": 8, "res_blocks": 1, "conv_filters": {"type": "int", "low": 8, "high": 16, "step": 8},
+    "kernel_size": 5, "pool": "max", "conv_dropout": 0.0, "lstm_units": 8, "lstm_layers": 1,
+    "lstm_bidirectional": False, "lstm_downsample": 8, "dense_layers": 1, "dense_units": 16,
+    "dense_dropout": 0.0, "optimizer": "adam", "learning_rate": {"type": "float", "low": 0.001, "high": 0.01, "log": True},
+    "batch_size": 128, "epochs": 1, "class_weight": "balanced",
+}
+
+
+def tiny_space_file(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump({"name": "tiny", "data": {"fs": 180, "window": 192}, "params": TINY}))
+    return p
+
+
+def tiny_settings(tmp_path: Path, **kw) -> StudySettings:
+    space = SearchSpace.load(tiny_space_file(tmp_path))
+    return StudySettings(dataset="mitdb", space_yaml=space.to_yaml(), folds=2, seed=1, max_beats=800,
+                         records=SMALL_RECORDS, **kw)
+
+
+def tracking(tmp_path: Path) -> TrackingConfig:
+    return TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "test")
+
+
+def mlflow_trial_runs(tmp_path: Path, study) -> dict[int, object]:
+    tracker = Tracker(tracking(tmp_path))
+    return tracker.trial_runs(study.user_attrs["mlflow_parent_run_id"])
+
+
+def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    failing = {"n": 0}
+
+    def flaky_gate(config, trial):  # the study must survive a failing trial and record why
+        if trial.number == 1:
+            raise RuntimeError("simulated failure in trial 1")
+        return {}
+
+    result = run_search("t1", tiny_settings(tmp_path), n_trials=3, storage=storage, tracking=tracking(tmp_path),
+                        out_dir=tmp_path / "runs", progress=False, gates=[flaky_gate], pruner="none")
+    study = result.study
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1
+    failed = [t for t in study.trials if t.state.name == "FAIL"][0]
+    assert failed.user_attrs["fail_reason"] == "RuntimeError: simulated failure in trial 1"
+
+    # MLflow: exactly one nested run per Optuna trial, with matching state, params and metrics
+    runs = mlflow_trial_runs(tmp_path, study)
+    assert sorted(runs) == sorted(t.number for t in study.trials)
+    for t in study.trials:
+        run = runs[t.number]
+        assert run.data.tags["optuna.state"] == t.state.name
+        assert run.info.status == {"COMPLETE": "FINISHED", "FAIL": "FAILED"}[t.state.name]
+        if t.state.name == "COMPLETE":
+            assert float(run.data.params["learning_rate"]) == pytest.approx(t.params["learning_rate"])
+            assert run.data.metrics["objective.quality"] == pytest.approx(t.value)
+            assert "fold.f1" in run.data.metrics and "fold0.loss" in run.data.metrics
+        else:
+            assert "simulated failure" in run.data.tags["fail_reason"]
+    tracker = Tracker(tracking(tmp_path))
+    art = {a.path for a in tracker.client.list_artifacts(runs[0].info.run_id)}
+    assert {"confusion_matrix.png", "roc.png", "model"} <= art
+    curve = tracker.client.get_metric_history(runs[0].info.run_id, "fold0.loss")
+    assert len(curve) == 1  # one point per epoch
+
+    # final test on DS2 patients, logged on the parent run
+    final = result.final
+    assert final["test_patients"] == 3 and final["train_patients"] == 5
+    assert 0 <= final["abnormal"]["f1"] <= 1 and 0.5 < final["abnormal"]["roc_auc"] <= 1
+    assert sum(map(sum, final["confusion_matrix"])) == final["n"]
+    parent = tracker.client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
+    assert Path(final["model_path"]).exists()
+    out = capsys.readouterr().out
+    assert "confusion matrix" in out and "abnormal" in out
+
+
+def test_rerun_of_a_finished_study_redoes_nothing(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    settings = tiny_settings(tmp_path)
+    first = run_search("t2", settings, n_trials=2, storage=storage, tracking=None, progress=False, final=False)
+    before = [(t.number, t.params) for t in first.study.trials]
+    again = run_search("t2", settings, n_trials=2, storage=storage, tracking=None, progress=False, final=False)
+    assert [(t.number, t.params) for t in again.study.trials] == before
+    grown = run_search("t2", settings, n_trials=3, storage=storage, tracking=None, progress=False, final=False)
+    assert len(grown.study.trials) == 3 and [(t.number, t.params) for t in grown.study.trials[:2]] == before
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    from search import StudyMismatchError
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    run_search("t3", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=None, progress=False, final=False)
+    with pytest.raises(StudyMismatchError, match="folds: study has 2, command gives 3"):
+        s = tiny_settings(tmp_path)
+        s.folds = 3
+        run_search("t3", s, n_trials=2, storage=storage, tracking=None, progress=False, final=False)
+
+
+def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env):
+    """SIGINT during trial 1 marks it failed; the same command again finishes the study: every
+    finished trial kept, the interrupted one redone, none run twice, MLflow still 1:1."""
+    space = tiny_space_file(tmp_path)
+    args = ["search", "--dataset", "mitdb", "--space", space, "--trials", 3, "--folds", 2, "--epochs", 1,
+            "--max-beats", 800, "--records", ",".join(SMALL_RECORDS), "--study", "ctrlc", "--seed", 3,
+            "--pruner", "none", "--no-final", "--storage", f"sqlite:///{tmp_path / 'o.db'}",
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "test"]
+    proc = subprocess.Popen([sys.executable, "-m", "ecg_automl", *map(str, args)], cwd=tmp_path, env=cli_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until trial 0 is complete and trial 1 is running
+        time.sleep(1)
+        try:
+            trials = optuna.load_study(study_name="ctrlc", storage=storage).trials
+        except Exception:
+            continue
+        if any(t.state.name == "COMPLETE" for t in trials) and any(t.state.name == "RUNNING" for t in trials):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "run the same command again to resume" in out
+    study = optuna.load_study(study_name="ctrlc", storage=storage)
+    interrupted = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(interrupted) == 1 and interrupted[0].user_attrs["interrupted"]
+    done_before = {t.number: t.params for t in study.trials if t.state.name == "COMPLETE"}
+
+    run_cli(args, tmp_path, cli_env)
+    study = optuna.load_study(study_name="ctrlc", storage=storage)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 3
+    for n, params in done_before.items():  # nothing lost
+        assert study.trials[n].params == params and study.trials[n].state.name == "COMPLETE"
+    # the interrupted trial's params were redone exactly once
+    redo = [t for t in complete if t.user_attrs.get("retry_of") == interrupted[0].number]
+    assert len(redo) == 1 and redo[0].params == interrupted[0].params
+    runs = mlflow_trial_runs(tmp_path, study)
+    assert sorted(runs) == [t.number for t in study.trials]
+    assert runs[interrupted[0].number].info.status == "FAILED"
+
+
+def test_keras_tuner_engine_on_the_same_space(tmp_path):
+    from search.keras_tuner_engine import run_keras_tuner
+
+    out = run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=2, tracking=tracking(tmp_path),
+                          out_dir=tmp_path, progress=False)
+    assert len(out["history"]) == 2
+    space = SearchSpace.load(tiny_space_file(tmp_path))
+    for h in out["history"]:
+        assert set(h["config"]) == set(space.params)
+        assert h["config"]["input_length"] in (128, 192) and 0 <= h["value"] <= 1
+    tracker = Tracker(tracking(tmp_path))
+    runs = tracker.client.search_runs([tracker.experiment_id], "tags.engine = 'keras-tuner'")
+    assert len([r for r in runs if r.data.tags.get("ecg_automl.kind") == "trial"]) == 2

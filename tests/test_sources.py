@@ -1,0 +1,338 @@
+"""The PTB-XL, PTB and heartbeat-CSV sources.
+
+PTB-XL runs on a few records of the real subset under ``$ECG_AUTOML_DATA`` (default ``<repo>/../shared/data``).
+PTB and the heartbeat CSVs have no copy on this machine: the tests write small files in their real formats
+(PTB records with ``wfdb.wrsamp``, from real MIT-BIH signal resampled to 1000 Hz).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_data import DataError, RecordError, load_dataset, normalise, read_heartbeat_csv, read_ptbdb, resample
+from ecg_data.ptbdb import held_out_patients
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("ECG_AUTOML_DATA", REPO.parent / "shared" / "data"))
+PTBXL = DATA / "ptbxl"
+MITDB = DATA / "mitdb"
+
+needs_ptbxl = pytest.mark.skipif(not (PTBXL / "ptbxl_database.csv").exists(), reason=f"no PTB-XL under {DATA}")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ECG_AUTOML_ALLOW_BEAT_SPLIT", raising=False)
+
+
+# ----------------------------------------------------------------------------------------------- PTB-XL
+
+def _ptbxl_expected():
+    """ecg_id -> (y or None, patient, split), computed here straight from the two CSV files."""
+    import pandas as pd
+
+    db = pd.read_csv(PTBXL / "ptbxl_database.csv", index_col="ecg_id")
+    st = pd.read_csv(PTBXL / "scp_statements.csv", index_col=0)
+    diag = st[st["diagnostic"] == 1]["diagnostic_class"].to_dict()
+    out = {}
+    for ecg_id, row in db.iterrows():
+        classes = {diag[c] for c in ast.literal_eval(row["scp_codes"]) if c in diag}
+        y = None if not classes else int(bool(classes - {"NORM"}))
+        out[int(ecg_id)] = (y, str(int(row["patient_id"])), "test" if row["strat_fold"] == 10 else "search")
+    return out
+
+
+@needs_ptbxl
+def test_ptbxl_real_records():
+    expected = _ptbxl_expected()
+    no_diag = [e for e, (y, _, _) in expected.items() if y is None][:2]
+    fold10 = [e for e, (y, _, s) in expected.items() if s == "test" and y is not None][:10]
+    others = [e for e, (y, _, s) in expected.items() if s == "search" and y is not None][:18]
+    ids = [str(e) for e in no_diag + fold10 + others]
+    assert len(ids) == 30
+
+    ds = load_dataset("ptbxl", root=DATA, records=ids, download=False)
+    assert ds.X.ndim == 3 and ds.X.shape[1:] == (256, 12) and ds.X.dtype == np.float32
+    assert ds.rr.shape == (len(ds), 4) and np.isfinite(ds.X).all()
+    assert ds.info["excluded_no_diagnosis"] == len(no_diag)
+    assert set(ds.records) == {str(e) for e in fold10 + others}  # every labelled record gives beats
+    for rec in np.unique(ds.records):
+        y, patient, split = expected[int(rec)]
+        m = ds.records == rec
+        assert 3 <= m.sum() <= 30, rec  # 10 s of ECG
+        assert (ds.y[m] == y).all() and (ds.label[m] == ("ABN" if y else "NORM")).all()
+        assert (ds.groups[m] == patient).all() and (ds.split[m] == split).all()
+    assert set(ds.split) == {"search", "test"}
+    assert not set(ds.groups[ds.split == "search"]) & set(ds.groups[ds.split == "test"])
+
+    again = load_dataset("ptbxl", root=DATA, records=list(reversed(ids)), download=False)
+    assert again.info["cache"]["hit"] and np.array_equal(again.X, ds.X)
+
+
+@needs_ptbxl
+def test_ptbxl_detects_beats_not_t_waves():
+    # Record 1 is sinus rhythm at ~65 bpm; XQRS run directly at 100 Hz reports 22 "beats" (T waves).
+    from ecg_data._wfdb_io import read_record
+    from ecg_data.ptbxl import detect_r_peaks
+
+    rec = read_record(PTBXL / "records100" / "00000" / "00001_lr")
+    peaks = detect_r_peaks(rec.signal[:, 1], rec.fs)
+    rr = np.diff(peaks) / rec.fs
+    assert 9 <= len(peaks) <= 12 and rr.min() > 0.8
+
+
+def _ptbxl_tables(tmp_path: Path, edit) -> Path:
+    import pandas as pd
+
+    db = pd.read_csv(PTBXL / "ptbxl_database.csv").head(40)
+    edit(db)
+    folder = tmp_path / "ptbxl"
+    folder.mkdir()
+    db.to_csv(folder / "ptbxl_database.csv", index=False)
+    shutil.copy(PTBXL / "scp_statements.csv", folder)
+    return folder
+
+
+@needs_ptbxl
+def test_ptbxl_patient_crossing_folds_is_refused(tmp_path):
+    def leak(db):
+        test_row = db.index[db["strat_fold"] == 10][0]
+        db.loc[db.index[db["strat_fold"] != 10][0], "patient_id"] = db.loc[test_row, "patient_id"]
+
+    folder = _ptbxl_tables(tmp_path, leak)
+    with pytest.raises(DataError, match="leak"):
+        load_dataset("ptbxl", path=folder)
+
+
+@needs_ptbxl
+def test_ptbxl_scp_codes_are_never_evaluated(tmp_path):
+    def inject(db):
+        db.loc[db.index[3], "scp_codes"] = "__import__('os').getcwd()"
+
+    folder = _ptbxl_tables(tmp_path, inject)
+    with pytest.raises(DataError, match="ecg_id 4: scp_codes"):
+        load_dataset("ptbxl", path=folder)
+
+
+@needs_ptbxl
+def test_ptbxl_unknown_record():
+    with pytest.raises(DataError, match="999999"):
+        load_dataset("ptbxl", root=DATA, records=["1", "999999"], download=False)
+
+
+# ----------------------------------------------------------------------------------------------- PTB (ptbdb)
+
+#: patient -> reason for admission (5 healthy, 5 not); patient002 has two records, patient011 no diagnosis.
+PTB_PATIENTS = {
+    "patient001": "Myocardial infarction", "patient002": "Healthy control", "patient003": "Myocardial infarction",
+    "patient004": "Healthy control", "patient005": "Bundle branch block", "patient006": "Healthy control",
+    "patient007": "Cardiomyopathy", "patient008": "Healthy control", "patient009": "Dysrhythmia",
+    "patient010": "Healthy control", "patient011": "n/a",
+}
+
+
+def _mlii_at_1000hz(start_s: float, seconds: float = 10.0) -> np.ndarray:
+    import wfdb
+
+    rec = wfdb.rdrecord(str(MITDB / "100"), channels=[0, 1], sampfrom=int(start_s * 360),
+                        sampto=int((start_s + seconds) * 360))
+    return resample(rec.p_signal, 360, 1000)  # (samples, [MLII, V5])
+
+
+def _write_ptb(folder: Path, record: str, signal: np.ndarray, comments: list[str]) -> None:
+    import wfdb
+
+    d = folder / record.split("/")[0]
+    d.mkdir(parents=True, exist_ok=True)
+    # PTB's leads are named in lower case; 'ii' is second, as in the real headers
+    wfdb.wrsamp(record.split("/")[1], fs=1000, units=["mV", "mV"], sig_name=["i", "ii"],
+                p_signal=np.column_stack([signal[:, 1], signal[:, 0]]), fmt=["16", "16"],
+                comments=comments, write_dir=str(d))
+
+
+@pytest.fixture(scope="module")
+def ptb_folder(tmp_path_factory) -> Path:
+    if not (MITDB / "100.dat").exists():
+        pytest.skip(f"no MIT-BIH record 100 under {DATA}")
+    folder = tmp_path_factory.mktemp("ptbdb")
+    names = []
+    for i, (patient, reason) in enumerate(PTB_PATIENTS.items()):
+        n_records = 2 if patient == "patient002" else 1
+        for k in range(n_records):
+            name = f"{patient}/s{10 * (i + 1) + k:04d}_re"
+            sig = _mlii_at_1000hz(start_s=15.0 * (2 * i + k))
+            _write_ptb(folder, name, sig, ["age: 60", "sex: male", "ECG date: 01/10/1990", "Diagnose:",
+                                           f"Reason for admission: {reason}", "Additional diagnoses: n/a"])
+            names.append(name)
+    (folder / "RECORDS").write_text("".join(f"{n}\n" for n in names))
+    return folder
+
+
+def test_ptbdb_reads_the_real_layout(ptb_folder):
+    ds = load_dataset("ptbdb", path=ptb_folder)
+    assert ds.X.shape[1:] == (256, 1) and ds.X.dtype == np.float32 and len(ds) > 50
+    assert ds.info["excluded_no_diagnosis"] == 1 and "patient011" not in set(ds.groups)
+    for patient, reason in PTB_PATIENTS.items():
+        m = ds.groups == patient
+        if patient == "patient011":
+            continue
+        assert 8 * (2 if patient == "patient002" else 1) <= m.sum() <= 15 * (2 if patient == "patient002" else 1)
+        healthy = reason == "Healthy control"
+        assert (ds.y[m] == (0 if healthy else 1)).all()
+        assert (ds.label[m] == ("normal" if healthy else "abnormal")).all()
+        assert len(set(ds.split[m])) == 1  # a patient is on one side only
+    assert set(ds.records[ds.groups == "patient002"]) == {"patient002/s0020_re", "patient002/s0021_re"}
+    test_patients = set(ds.groups[ds.split == "test"])
+    assert len(test_patients) == 2  # 20 % of 10 labelled patients, one of each class
+    assert set(ds.y[ds.split == "test"]) == {0, 1}
+    assert test_patients == held_out_patients({p: int(r != "Healthy control") for p, r in PTB_PATIENTS.items()
+                                               if r != "n/a"})
+    # the split does not depend on the records filter
+    one = read_ptbdb(ptb_folder, records=["s0010_re", "patient002/s0021_re"])
+    for rec in np.unique(one.records):
+        assert set(one.split[one.records == rec]) == set(ds.split[ds.records == rec])
+
+
+def test_ptbdb_truncated_record(ptb_folder, tmp_path):
+    folder = tmp_path / "ptbdb"
+    shutil.copytree(ptb_folder, folder)
+    dat = folder / "patient003" / "s0030_re.dat"
+    dat.write_bytes(dat.read_bytes()[: dat.stat().st_size // 2])
+    with pytest.raises(RecordError, match="s0030_re.dat") as err:
+        load_dataset("ptbdb", path=folder)
+    assert "truncated" in str(err.value)
+    ds = read_ptbdb(folder, on_bad_record="skip")
+    assert [s["record"] for s in ds.info["skipped"]] == ["patient003/s0030_re"]
+    assert "patient003" not in set(ds.groups) and "patient001" in set(ds.groups)
+
+
+def test_ptbdb_header_without_reason(ptb_folder, tmp_path):
+    folder = tmp_path / "ptbdb"
+    shutil.copytree(ptb_folder, folder)
+    hea = folder / "patient005" / "s0050_re.hea"
+    hea.write_text("".join(ln for ln in hea.read_text().splitlines(keepends=True) if "Reason" not in ln))
+    with pytest.raises(RecordError, match="s0050_re.hea") as err:
+        read_ptbdb(folder)
+    assert "Reason for admission" in str(err.value)
+    ds = read_ptbdb(folder, on_bad_record="skip")
+    assert ds.info["skipped"][0]["path"].endswith("s0050_re.hea")
+
+
+# ----------------------------------------------------------------------------------------------- heartbeat CSV
+
+def _beat_rows(n: int, classes: list[int], seed: int) -> np.ndarray:
+    """Kaggle-style rows: 187 samples at 125 Hz from an R peak on, scaled to [0, 1], zero-padded, + class."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(187) / 125.0
+    rows = []
+    for i in range(n):
+        beat = np.exp(-((t - 0.02) / 0.015) ** 2) + 0.3 * np.exp(-((t - 0.3) / 0.05) ** 2)
+        beat = beat * (1 + 0.1 * rng.standard_normal()) + 0.01 * rng.standard_normal(187)
+        beat[100 + int(rng.integers(0, 60)):] = 0.0
+        beat = (beat - beat.min()) / (beat.max() - beat.min())
+        rows.append(np.append(beat, classes[i % len(classes)]))
+    return np.array(rows)
+
+
+def _write_csv(path: Path, rows: np.ndarray, groups: list[str] | None = None) -> None:
+    np.savetxt(path, rows, delimiter=",", fmt="%.18e")  # the Kaggle files' number format
+    if groups is not None:
+        Path(str(path) + ".groups").write_text("".join(f"{g}\n" for g in groups))
+
+
+@pytest.fixture
+def csv_folder(tmp_path) -> Path:
+    folder = tmp_path / "heartbeat"
+    folder.mkdir()
+    _write_csv(folder / "mitbih_train.csv", _beat_rows(40, [0, 0, 1, 2, 3, 4], 0), [f"p{i % 4}" for i in range(40)])
+    _write_csv(folder / "mitbih_test.csv", _beat_rows(20, [0, 2], 1), [f"q{i % 2}" for i in range(20)])
+    return folder
+
+
+def test_heartbeat_csv_folder_with_groups(csv_folder):
+    ds = load_dataset("heartbeat-csv", path=csv_folder)
+    assert ds.X.shape == (60, 256, 1) and ds.X.dtype == np.float32
+    assert (ds.rr == 1.0).all() and ds.info["rr_available"] is False and ds.info["beat_level_split"] is False
+    rows = np.loadtxt(csv_folder / "mitbih_train.csv", delimiter=",")
+    train = ds.records == "mitbih_train"
+    assert train.sum() == 40 and (ds.split[train] == "search").all() and (ds.split[~train] == "test").all()
+    assert (ds.label[train] == rows[:, -1].astype(int).astype(str)).all()
+    assert (ds.y[train] == (rows[:, -1] != 0)).all()
+    assert set(ds.groups) == {"p0", "p1", "p2", "p3", "q0", "q1"}
+
+    single = load_dataset("heartbeat-csv", path=csv_folder / "mitbih_test.csv", fs=125, window=187)
+    assert len(single) == 20 and (single.split == "test").all()
+    test_rows = np.loadtxt(csv_folder / "mitbih_test.csv", delimiter=",")
+    np.testing.assert_allclose(single.X[:, :, 0], normalise(test_rows[:, :-1]), atol=1e-5)  # 125 Hz, no crop
+
+
+def test_heartbeat_csv_resample_and_centre(csv_folder):
+    rows = np.loadtxt(csv_folder / "mitbih_test.csv", delimiter=",")[:, :-1]
+    ds = read_heartbeat_csv(csv_folder, records=["mitbih_test"], fs=250, window=300)  # 374 samples -> crop 37
+    full = resample(rows.T, 125, 250).T
+    np.testing.assert_allclose(ds.X[:, :, 0], normalise(full[:, 37:337]), atol=1e-5)
+    padded = read_heartbeat_csv(csv_folder, records=["mitbih_test"], fs=125, window=191)  # pad 2 left, 2 right
+    np.testing.assert_allclose(padded.X[:, :, 0], normalise(np.pad(rows, ((0, 0), (2, 2)))), atol=1e-5)
+
+
+def test_heartbeat_csv_needs_patient_ids(csv_folder, monkeypatch, caplog):
+    Path(str(csv_folder / "mitbih_test.csv") + ".groups").unlink()
+    with pytest.raises(DataError, match="no patient ids.*mitbih_test.csv.groups"):
+        load_dataset("heartbeat-csv", path=csv_folder)
+    monkeypatch.setenv("ECG_AUTOML_ALLOW_BEAT_SPLIT", "1")
+    with caplog.at_level(logging.WARNING, logger="ecg_data"):
+        ds = load_dataset("heartbeat-csv", path=csv_folder)
+    assert ds.info["beat_level_split"] is True and "NO PATIENT IDS" in caplog.text
+    test = ds.split == "test"
+    assert len(set(ds.groups[test])) == 20 and set(ds.groups[~test]) == {"p0", "p1", "p2", "p3"}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ecg_data"):
+        hit = load_dataset("heartbeat-csv", path=csv_folder)
+    assert hit.info["cache"]["hit"] and "NO PATIENT IDS" in caplog.text  # the warning survives the cache
+    # the switch is part of the cache key: turned off, the cached beat-level arrays are not handed out
+    monkeypatch.delenv("ECG_AUTOML_ALLOW_BEAT_SPLIT")
+    with pytest.raises(DataError, match="no patient ids"):
+        load_dataset("heartbeat-csv", path=csv_folder)
+    assert read_heartbeat_csv(csv_folder, allow_beat_level_split=True).info["beat_level_split"] is True
+
+
+def test_heartbeat_csv_groups_sidecar_changes_miss_the_cache(csv_folder):
+    first = load_dataset("heartbeat-csv", path=csv_folder)
+    Path(str(csv_folder / "mitbih_test.csv") + ".groups").write_text("".join(f"r{i % 5}\n" for i in range(20)))
+    second = load_dataset("heartbeat-csv", path=csv_folder)
+    assert not second.info["cache"]["hit"] and set(second.groups) != set(first.groups)
+
+
+def test_heartbeat_csv_patient_in_train_and_test(csv_folder):
+    Path(str(csv_folder / "mitbih_test.csv") + ".groups").write_text("".join(f"p{i % 2}\n" for i in range(20)))
+    with pytest.raises(DataError, match="p0, p1.*leak"):
+        read_heartbeat_csv(csv_folder)
+
+
+@pytest.mark.parametrize("bad_line, message", [
+    (lambda good: good.rsplit(",", 1)[0], r"line 3: 187 columns, expected 188"),
+    (lambda good: good.replace(",", ",abc,", 1).rsplit(",", 1)[0], r"line 3, column 2: 'abc' is not a number"),
+    (lambda good: good.rsplit(",", 1)[0] + ",1.5", r"line 3: class '1.5' is not a whole number"),
+])
+def test_heartbeat_csv_malformed_line(csv_folder, bad_line, message):
+    csv = csv_folder / "mitbih_train.csv"
+    lines = csv.read_text().splitlines()
+    lines[2] = bad_line(lines[2])
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=f"mitbih_train.csv, {message}"):
+        read_heartbeat_csv(csv)
+
+
+def test_heartbeat_csv_header_row_is_malformed(csv_folder):
+    csv = csv_folder / "mitbih_train.csv"
+    csv.write_text(",".join(f"c{i}" for i in range(188)) + "\n" + csv.read_text())
+    with pytest.raises(DataError, match="line 1, column 1: 'c0' is not a number"):
+        read_heartbeat_csv(csv)

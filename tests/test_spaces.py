@@ -1,0 +1,82 @@
+"""Space files: validation that names the bad key, and one space serving both engines."""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+import optuna
+import pytest
+import yaml
+
+from spaces import PARAMS, SearchSpace, SpaceError, build_model
+
+
+def _doc():
+    return yaml.safe_load(SearchSpace.load("default").to_yaml())
+
+
+@pytest.mark.parametrize("name", ["default", "edge"])
+def test_builtin_spaces_load(name):
+    space = SearchSpace.load(name)
+    assert set(space.params) == set(PARAMS)
+    assert space.window >= 128
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["params"].update(lstm_unitz=8), "params.lstm_unitz: unknown hyperparameter"),
+    (lambda d: d["params"].update(lstm_units={"type": "int", "low": "eight", "high": 16}),
+     "params.lstm_units.low: 'eight' is a str, expected int"),
+    (lambda d: d["params"].update(conv_dropout={"type": "float", "low": 0.5, "high": 0.1}),
+     "params.conv_dropout: low (0.5) is greater than high (0.1)"),
+    (lambda d: d["params"].update(conv_dropout=1.5), "params.conv_dropout: 1.5 is out of range"),
+    (lambda d: d["params"].update(pool={"type": "categorical", "choices": ["max", "median"]}),
+     "params.pool.choices[1]: 'median' is out of range"),
+    (lambda d: d["params"].update(learning_rate={"type": "float", "low": 0, "high": 0.1, "log": True}),
+     "params.learning_rate"),
+    (lambda d: d["params"].pop("epochs"), "params: missing epochs"),
+    (lambda d: d.update(colour="blue"), "unknown top-level key 'colour'"),
+    (lambda d: d["params"].update(batch_size={"type": "normal", "mean": 64}), "params.batch_size.type"),
+    (lambda d: d["params"].update(rr_features="yes"), "params.rr_features: 'yes' is a str, expected bool"),
+])
+def test_malformed_space_names_the_key(mutate, message):
+    doc = _doc()
+    mutate(doc)
+    with pytest.raises(SpaceError) as err:
+        SearchSpace.from_dict(doc, "bad.yaml")
+    assert message in str(err.value)
+    assert str(err.value).startswith("bad.yaml: ")
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("params: {a: [1, 2\n")
+    with pytest.raises(SpaceError, match="not valid YAML"):
+        SearchSpace.load(p)
+    with pytest.raises(SpaceError, match="no such space file"):
+        SearchSpace.load(tmp_path / "missing.yaml")
+
+
+def test_one_space_serves_optuna_and_keras_tuner():
+    space = SearchSpace.load("default")
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(3)).ask()
+    a = space.suggest(trial)
+    b = space.keras_tuner_config(kt.HyperParameters())
+    assert set(a) == set(b) == set(PARAMS)
+    for key, spec in space.searched.items():
+        for cfg in (a, b):
+            if spec["type"] == "categorical":
+                assert cfg[key] in spec["choices"]
+            else:
+                assert spec["low"] <= cfg[key] <= spec["high"]
+    # a trial's logged params alone rebuild the same config
+    assert space.config_from_params(trial.params) == a
+
+
+def test_config_builds_a_two_branch_model():
+    space = SearchSpace.load("default")
+    cfg = space.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask())
+    cfg.update(rr_features=True, lstm_bidirectional=True, lstm_layers=2)
+    model = build_model(cfg)
+    names = [layer.name for layer in model.layers]
+    assert {"ecg", "rr", "concat", "abnormal"} <= set(names)
+    assert any(n.startswith("res0_") for n in names) and any("lstm" in n for n in names)
+    assert model.output_shape == (None, 1)

@@ -1,0 +1,54 @@
+"""No beat of a validation or test patient may ever reach training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.model_selection import KFold
+
+from ecg_data import PatientLeakError, check_no_leak, grouped_splits, patient_kfold, subsample_beats
+
+
+def test_patient_kfold_never_leaks(small_mitdb):
+    search = small_mitdb.search_part()
+    folds = list(grouped_splits(patient_kfold(3, seed=1), search.X, search.y, search.groups))
+    assert len(folds) == 3
+    seen_val = set()
+    for tr, va in folds:
+        assert not set(search.groups[tr]) & set(search.groups[va])
+        assert search.y[va].sum() > 0  # stratified: every fold has abnormal beats
+        seen_val |= set(search.groups[va])
+    assert seen_val == set(search.groups)  # every patient validated exactly once
+
+
+def test_beat_level_split_is_caught(small_mitdb):
+    """A plain (beat-level) KFold leaks patients, and the check says which."""
+    search = small_mitdb.search_part()
+    with pytest.raises(PatientLeakError, match="patients on both sides"):
+        list(grouped_splits(KFold(3, shuffle=True, random_state=0), search.X, search.y, search.groups))
+
+
+def test_search_side_never_holds_test_patients(small_mitdb):
+    from search.settings import StudySettings
+    from search.study import search_data
+
+    part = search_data(small_mitdb, StudySettings(max_beats=500))
+    check_no_leak(np.concatenate([part.groups, small_mitdb.test_part().groups]),
+                  np.arange(len(part)), len(part) + np.arange(len(small_mitdb.test_part())))
+    assert set(part.split) == {"search"}
+
+
+def test_subsample_keeps_every_patient_and_class(small_mitdb):
+    search = small_mitdb.search_part()
+    idx = subsample_beats(search.y, search.groups, 400, seed=0)
+    assert 350 <= len(idx) <= 460
+    for g in np.unique(search.groups):
+        for c in np.unique(search.y[search.groups == g]):
+            assert ((search.groups[idx] == g) & (search.y[idx] == c)).any()
+    assert len(np.unique(idx)) == len(idx)
+
+
+def test_too_few_patients_for_folds(small_mitdb):
+    search = small_mitdb.search_part()
+    with pytest.raises(ValueError, match="need at least 9 patients"):
+        list(grouped_splits(patient_kfold(9), search.X, search.y, search.groups))
