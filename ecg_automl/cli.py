@@ -86,7 +86,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     gates = _gates(args, settings)
     result = run_search(args.study, settings, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=not args.no_final, out_dir=args.out_dir,
-                        progress=not args.quiet, verbose=args.verbose, gates=gates)
+                        progress=not args.quiet, verbose=args.verbose, gates=gates, heartbeat=args.heartbeat)
     _print_summary(result)
     return 130 if result.interrupted else 0
 
@@ -130,7 +130,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     result = run_search(args.study, None, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=False, progress=not args.quiet,
-                        verbose=args.verbose)
+                        verbose=args.verbose, heartbeat=args.heartbeat)
     _print_summary(result)
     return 130 if result.interrupted else 0
 
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="launch or resume a study")
     s.add_argument("--dataset", default="mitdb", help="mitdb (default), ptbdb, ptbxl or heartbeat-csv")
     s.add_argument("--data-path", default=None, help="read the dataset from this file/folder instead of the data root")
-    s.add_argument("--space", default="spaces/default.yaml", help="space file, or a built-in name: default, edge")
+    s.add_argument("--space", default="default", help="space file, or a built-in name: default (the default), edge")
     s.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials the study should hold")
     s.add_argument("--folds", type=int, default=3, help="patient-grouped, stratified CV folds per trial")
     s.add_argument("--study", required=True, help="study name (rerun the same command to resume it)")
@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a corrupt record stops the run (default) or is skipped with a warning")
     s.add_argument("--no-final", action="store_true", help="skip the final retrain and held-out test")
     s.add_argument("--out-dir", default="runs", help="where final models go (default runs/)")
+    s.add_argument("--heartbeat", type=float, default=30,
+                   help="seconds between trial heartbeats; a trial silent for 4 beats is failed and retried")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--verbose", type=int, default=0, help="Keras fit verbosity (0 quiet, 2 one line per epoch)")
     _add_tracking_args(s)
@@ -267,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--trials", type=int, required=True, help="total finished trials the study should reach")
     w.add_argument("--timeout", type=float, default=None)
     w.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    w.add_argument("--heartbeat", type=float, default=30, help="as for search")
     w.add_argument("--quiet", action="store_true")
     w.add_argument("--verbose", type=int, default=0)
     _add_tracking_args(w)

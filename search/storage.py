@@ -14,9 +14,10 @@ class StorageError(RuntimeError):
     """The study storage URL is wrong or the database cannot be reached."""
 
 
-def make_storage(url: str | None = None, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+def make_storage(url: str | None = None, *, heartbeat: float | None = 30) -> optuna.storages.BaseStorage:
     """An ``RDBStorage`` for ``url`` with Optuna's heartbeat on, so trials of a killed worker are failed
-    and retried (``RetryFailedTrialCallback``) instead of staying RUNNING forever."""
+    and retried (``RetryHeartbeatStaleTrialCallback``) instead of staying RUNNING forever. ``heartbeat`` is
+    the interval in seconds (a trial is stale after 4 missed beats); None turns it off."""
     url = url or DEFAULT_STORAGE
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         path = Path(url[len("sqlite:///"):]).resolve()
@@ -29,7 +30,7 @@ def make_storage(url: str | None = None, *, heartbeat: bool = True) -> optuna.st
     if heartbeat:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            kwargs = dict(heartbeat_interval=30, grace_period=120,
+            kwargs = dict(heartbeat_interval=max(1, int(heartbeat)), grace_period=max(2, int(4 * heartbeat)),
                           heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
     engine_kwargs = {"pool_pre_ping": True}
     if url.startswith("sqlite"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -68,10 +69,10 @@ def make_pruner(name: str = "median") -> optuna.pruners.BasePruner:
 
 
 def open_study(name: str, storage_url: str | None, settings: StudySettings | None,
-               pruner: str = "median") -> tuple[optuna.Study, StudySettings]:
+               pruner: str = "median", heartbeat: float | None = 30) -> tuple[optuna.Study, StudySettings]:
     """Create the study or load it; a loaded study keeps its stored settings (``settings=None`` means
     "take them from the study", as a worker does). Other settings than the stored ones are refused."""
-    storage = make_storage(storage_url)
+    storage = make_storage(storage_url, heartbeat=heartbeat)
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name in existing:
         study = optuna.load_study(study_name=name, storage=storage, pruner=make_pruner(pruner))
@@ -138,6 +139,7 @@ def run_trials(
     progress: bool = True,
     verbose: int = 0,
     extra_callbacks: Sequence[Callable] = (),
+    poll: float = 5.0,
 ) -> bool:
     """Run trials until the study holds ``n_trials`` finished (complete or pruned) trials; failed trials
     do not count and the study goes on. Returns False if interrupted with Ctrl-C."""
@@ -167,19 +169,54 @@ def run_trials(
             bar.write(f"trial {trial.number} {state}: {vals}")
         bar.refresh()
 
-    remaining = n_trials - n_finished(study)
     interrupted = False
-    if remaining > 0:
-        callbacks = [on_trial_end, optuna.study.MaxTrialsCallback(n_trials, states=FINISHED), *extra_callbacks]
-        try:
-            study.optimize(objective, n_trials=None, timeout=timeout,
-                           callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
-        except KeyboardInterrupt:
-            interrupted = True
-            bar.write("interrupted: the running trial is marked failed and will be redone; "
-                      "run the same command again to resume the study")
+    try:
+        _optimize_until(study, objective, n_trials, timeout, [on_trial_end, *extra_callbacks], poll)
+    except KeyboardInterrupt:
+        interrupted = True
+        bar.write("interrupted: the running trial is marked failed and will be redone; "
+                  "run the same command again to resume the study")
     bar.close()
+    if tracker is not None:
+        # trials of dead workers (failed by the heartbeat) and runs missed while MLflow was down
+        counts = tracker._safe("sync", tracker.sync, study)
+        if counts and (counts["created"] or counts["updated"]):
+            log.warning("MLflow back-filled: %s", counts)
     return not interrupted
+
+
+def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: float | None,
+                    callbacks: list, poll: float) -> None:
+    """Run one trial at a time until the study holds ``n_trials`` finished trials, across all workers.
+
+    A worker starts a trial only while finished + running trials (of every worker) stay below the
+    target, so N workers end with exactly ``n_trials``. When the rest are running elsewhere it waits:
+    if their worker dies, the heartbeat fails the trial, the retry callback re-queues it, and a waiting
+    worker runs it. (Optuna's MaxTrialsCallback alone would overshoot by up to N-1 trials.)
+    """
+    import time
+
+    start = time.monotonic()
+    heartbeat = optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)
+    while True:
+        if timeout is not None and time.monotonic() - start >= timeout:
+            return
+        if heartbeat:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in FINISHED for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        if finished >= n_trials:
+            return
+        if finished + running >= n_trials and not waiting:
+            if not heartbeat:
+                return  # without a heartbeat a dead worker's trial would be waited for forever
+            time.sleep(poll)
+            continue
+        study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
 
 
 def run_search(
@@ -197,13 +234,14 @@ def run_search(
     verbose: int = 0,
     gates: Sequence[Gate] = (),
     print_fn: Callable[[str], None] = print,
+    heartbeat: float | None = 30,
 ) -> SearchResult:
     """Launch or resume ``study_name`` and, when it holds ``n_trials`` finished trials, run the final test."""
     tracker = None
     if tracking is not None:
         tracker = Tracker(tracking)
         tracker.check()  # an unreachable tracking server is an error before any training
-    study, settings = open_study(study_name, storage, settings, pruner)
+    study, settings = open_study(study_name, storage, settings, pruner, heartbeat=heartbeat)
     space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
     data = load_study_data(settings, space)
     completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,

@@ -58,7 +58,10 @@ class TrackingConfig:
                 raise TrackingError(f"{p}: unknown keys {sorted(unknown)} (allowed: {sorted(DEFAULTS)})")
             doc.update(loaded)
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or doc["tracking_uri"]
-        return cls(_absolute_uri(str(uri)), doc.get("artifact_location"), experiment_name or doc["experiment_name"])
+        artifacts = doc.get("artifact_location")
+        if str(uri).startswith(("http://", "https://")) and artifacts and "://" not in str(artifacts):
+            artifacts = None  # a tracking server stores artifacts itself (--artifacts-destination)
+        return cls(_absolute_uri(str(uri)), artifacts, experiment_name or doc["experiment_name"])
 
 
 def _absolute_uri(uri: str) -> str:
@@ -77,6 +80,11 @@ class Tracker:
     logged, counted in :attr:`failures`, and the trial's data stays in Optuna for :meth:`sync`."""
 
     def __init__(self, config: TrackingConfig):
+        # MLflow's HTTP client retries 7 times with exponential back-off (minutes per call) by default;
+        # a lost server should cost a trial seconds, not minutes. Users' own settings win.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow.tracking import MlflowClient
 
         self.config = config
@@ -87,6 +95,14 @@ class Tracker:
     # -- set-up -----------------------------------------------------------------------------
     def check(self) -> str:
         """Reach the store and return the experiment id; raise :class:`TrackingError` with the URI if not."""
+        uri = self.config.tracking_uri
+        if uri.startswith(("http://", "https://")):
+            import urllib.request
+
+            try:
+                urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).read()
+            except Exception as exc:
+                raise TrackingError(f"cannot reach the MLflow tracking store at {uri}: {exc}") from None
         try:
             return self.experiment_id
         except TrackingError:
@@ -220,6 +236,8 @@ class Tracker:
         tags = {"optuna.state": state}
         if "fail_reason" in frozen_trial.user_attrs:
             tags["fail_reason"] = frozen_trial.user_attrs["fail_reason"]
+        elif state == "FAIL":
+            tags["fail_reason"] = "the worker stopped without a result (heartbeat went stale); the trial is retried"
         if "prune_reason" in frozen_trial.user_attrs:
             tags["prune_reason"] = frozen_trial.user_attrs["prune_reason"]
         self.set_tags(run_id, tags)

@@ -48,9 +48,10 @@ class SearchSpace:
     def load(cls, path_or_name: str | Path) -> "SearchSpace":
         """Load a space file, or a built-in space by name (``default``, ``edge``)."""
         p = Path(path_or_name)
-        if not p.exists() and not p.suffix:
-            builtin = _BUILTIN_DIR / f"{path_or_name}.yaml"
-            if builtin.exists():
+        if not p.exists():
+            # "default", or "spaces/default.yaml" run from outside a checkout: the installed copy
+            builtin = _BUILTIN_DIR / (p.name if p.suffix == ".yaml" else f"{p.name}.yaml")
+            if builtin.exists() and (not p.suffix or p.parent.name in ("spaces", "")):
                 p = builtin
         if not p.exists():
             names = ", ".join(sorted(x.stem for x in _BUILTIN_DIR.glob("*.yaml")))

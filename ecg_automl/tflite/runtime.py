@@ -1,0 +1,171 @@
+"""TensorFlow-free prediction with a ``.tflite`` model (LiteRT interpreter), as run on the Raspberry Pi.
+
+Models exported by :func:`ecg_automl.tflite.convert.convert` have a fixed batch of 1 and may keep LSTM state
+in variable tensors, so windows are run one at a time and the variables are reset before every window.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import numpy as np
+
+#: Builtin operators that keep state in variable tensors between invocations.
+STATEFUL_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM",
+                          "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "RNN", "SVDF",
+                          "ASSIGN_VARIABLE", "VAR_HANDLE", "READ_VARIABLE"})
+
+
+def load_model_bytes(model) -> bytes:
+    """``model`` as flatbuffer bytes (bytes-like or a path)."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    with open(os.fspath(model), "rb") as fh:
+        return fh.read()
+
+
+def make_interpreter(model_bytes: bytes, threads: int = 1):
+    """A LiteRT interpreter with tensors allocated."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=model_bytes, num_threads=int(threads))
+    interp.allocate_tensors()
+    return interp
+
+
+def is_stateful(model_bytes: bytes) -> bool:
+    """Whether the model has variable tensors or stateful ops (state must be reset per window)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(bytearray(model_bytes), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        if names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode())) in STATEFUL_OPS:
+            return True
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        for t in range(sg.TensorsLength()):
+            if sg.Tensors(t).IsVariable():
+                return True
+    return False
+
+
+def input_map(interp, names=("ecg", "rr")) -> dict[str, dict]:
+    """Input tensor details keyed by model input name (``ecg``/``rr``): from the signature when the model
+    has one, else by matching the tensor names (``serving_default_ecg:0`` -> ``ecg``)."""
+    details = interp.get_input_details()
+    by_index = {d["index"]: d for d in details}
+    out: dict[str, dict] = {}
+    try:
+        sigs = interp.get_signature_list()
+    except Exception:  # pragma: no cover - very old runtimes
+        sigs = {}
+    if len(sigs) == 1:
+        key = next(iter(sigs))
+        try:
+            runner = interp.get_signature_runner(key)
+            for name, d in runner.get_input_details().items():
+                if d["index"] in by_index:
+                    out[name] = by_index[d["index"]]
+        except Exception:  # pragma: no cover
+            out = {}
+    if len(out) == len(details):
+        return out
+    out = {}
+    for d in details:
+        tname = str(d["name"])
+        base = tname.split(":")[0]
+        for prefix in ("serving_default_",):
+            if base.startswith(prefix):
+                base = base[len(prefix):]
+        match = [n for n in names if base == n] or [n for n in names if n in base]
+        if len(match) != 1 or match[0] in out:
+            if len(details) == 1:
+                match = [names[0]]
+            else:
+                raise ValueError(f"cannot tell which model input tensor {tname!r} is (expected names {names})")
+        out[match[0]] = d
+    return out
+
+
+def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    """``x`` in the dtype the input tensor wants (int8/uint8 inputs quantised with its scale/zero point)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind in "iu":
+        scale, zero = detail["quantization"]
+        if not scale:
+            raise ValueError(f"integer input {detail['name']!r} has no quantisation parameters")
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+    return x.astype(dtype, copy=False)
+
+
+def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
+    """Float values of an output tensor (int8/uint8 outputs dequantised)."""
+    if np.dtype(detail["dtype"]).kind in "iu":
+        scale, zero = detail["quantization"]
+        return (y.astype(np.float32) - zero) * np.float32(scale)
+    return y.astype(np.float32, copy=False)
+
+
+class TFLiteModel:
+    """A ``.tflite`` beat classifier: ``predict(inputs) -> (n,)`` probabilities of *abnormal*.
+
+    ``inputs`` is the model-input dict (``"ecg"`` (n, L, 1) float32, ``"rr"`` (n, 4) when the model has it);
+    extra keys are ignored. Windows run one at a time (the exported batch size is 1); integer inputs and
+    outputs are (de)quantised from the tensor details; LSTM state is reset before every window.
+    """
+
+    def __init__(self, model, threads: int = 1):
+        self.model_bytes = load_model_bytes(model)
+        self.threads = int(threads)
+        self._interp = make_interpreter(self.model_bytes, self.threads)
+        self.inputs = input_map(self._interp)
+        outs = self._interp.get_output_details()
+        if len(outs) != 1:
+            raise ValueError(f"expected one output tensor, the model has {len(outs)}")
+        self._out = outs[0]
+        self.stateful = is_stateful(self.model_bytes)
+        if any(len(d["shape"]) and int(d["shape"][0]) != 1 for d in self.inputs.values()):
+            # Another fixed batch: run one window at a time all the same.
+            for d in self.inputs.values():
+                self._interp.resize_tensor_input(d["index"], [1, *d["shape"][1:]])
+            self._interp.allocate_tensors()
+            self.inputs = input_map(self._interp)
+            self._out = self._interp.get_output_details()[0]
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.inputs)
+
+    @property
+    def input_dtypes(self) -> dict[str, np.dtype]:
+        return {k: np.dtype(d["dtype"]) for k, d in self.inputs.items()}
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        missing = [k for k in self.inputs if k not in inputs]
+        if missing:
+            raise ValueError(f"inputs lack {missing} (the model takes {self.input_names})")
+        arrays = {k: np.asarray(inputs[k], dtype=np.float32) for k in self.inputs}
+        n = {len(a) for a in arrays.values()}
+        if len(n) != 1:
+            raise ValueError(f"inputs have different numbers of windows: { {k: len(a) for k, a in arrays.items()} }")
+        n_rows = n.pop()
+        for k, a in arrays.items():
+            want = tuple(int(s) for s in self.inputs[k]["shape"][1:])
+            if tuple(a.shape[1:]) != want:
+                raise ValueError(f"input {k!r} has windows of shape {a.shape[1:]}, the model wants {want}")
+        interp, out = self._interp, self._out
+        probs = np.empty(n_rows, dtype=np.float32)
+        for i in range(n_rows):
+            for k, d in self.inputs.items():
+                interp.set_tensor(d["index"], quantize_input(arrays[k][i:i + 1], d))
+            if self.stateful:
+                interp.reset_all_variables()
+            interp.invoke()
+            probs[i] = dequantize_output(interp.get_tensor(out["index"]), out).reshape(-1)[0]
+        return probs
+
+    __call__ = predict

@@ -1,0 +1,51 @@
+"""The CLI as a user meets it: help, data info, and one clear line (exit 2) for each bad input."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SMALL_RECORDS, run_cli
+
+
+def test_help_lists_the_commands(tmp_path, cli_env):
+    out = run_cli(["--help"], tmp_path, cli_env).stdout
+    for cmd in ("search", "worker", "sync", "data", "ui"):
+        assert cmd in out
+
+
+def test_data_info_prints_balance_and_splits(tmp_path, cli_env):
+    out = run_cli(["data", "info", "mitdb", "--records", ",".join(SMALL_RECORDS)], tmp_path, cli_env).stdout
+    assert "search side (train/validation folds): 5 patients" in out
+    assert "held-out test patients: 3 patients" in out
+    assert "search records: 101 106 119 208 223" in out and "test records: 100 200 213" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search", "--study", "x", "--space", "nosuch.yaml"], "nosuch.yaml: no such space file"),
+    (["search", "--study", "x", "--dataset", "nosuchdb", "--no-mlflow"], "unknown dataset 'nosuchdb'"),
+    (["search", "--study", "x", "--storage", "notaurl", "--no-mlflow"], "is not a storage URL"),
+    (["search", "--study", "x", "--storage", "postgresql://u:secret@127.0.0.1:1/db", "--no-mlflow"],
+     "cannot open study storage postgresql://u:***@127.0.0.1:1/db"),
+    (["search", "--study", "x", "--objective", "f1,speed"], "--objective takes f1 or auc"),
+    (["data", "info", "mitdb", "--records", "102"], "paced"),
+])
+def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
+    proc = run_cli(args, tmp_path, cli_env, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_data_root_is_named(tmp_path, cli_env):
+    env = dict(cli_env, ECG_AUTOML_DATA=str(tmp_path / "no-data-here"))
+    proc = run_cli(["search", "--study", "x", "--no-mlflow", "--storage", f"sqlite:///{tmp_path / 'o.db'}"],
+                   tmp_path, env, check=False, timeout=300)
+    assert proc.returncode == 2
+    assert "no-data-here" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_malformed_space_file_names_the_key(tmp_path, cli_env):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nparams:\n  lstm_units: {type: int, low: 8}\n")
+    proc = run_cli(["search", "--study", "x", "--space", bad, "--no-mlflow"], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2
+    assert "params: missing" in proc.stderr or "params.lstm_units.high: missing" in proc.stderr
