@@ -75,6 +75,18 @@ def _absolute_uri(uri: str) -> str:
     return uri
 
 
+def trial_tags(trial) -> dict[str, str]:
+    """MLflow tags that say where a trial ran and what it retries: ``worker`` (host:pid) and
+    ``optuna.retry_of`` (the number of the trial a dead worker left, or one stopped with Ctrl-C)."""
+    tags = {}
+    if "worker" in trial.user_attrs:
+        tags["worker"] = str(trial.user_attrs["worker"])
+    retry_of = trial.system_attrs.get("failed_trial", trial.user_attrs.get("retry_of"))
+    if retry_of is not None:
+        tags["optuna.retry_of"] = str(retry_of)
+    return tags
+
+
 class Tracker:
     """Writes studies and trials to MLflow. Failures after start-up do not stop the search: they are
     logged, counted in :attr:`failures`, and the trial's data stays in Optuna for :meth:`sync`."""
@@ -93,8 +105,8 @@ class Tracker:
         self._experiment_id: str | None = None
 
     # -- set-up -----------------------------------------------------------------------------
-    def check(self) -> str:
-        """Reach the store and return the experiment id; raise :class:`TrackingError` with the URI if not."""
+    def ping(self) -> None:
+        """Raise :class:`TrackingError` if a tracking server (http/https URI) does not answer; writes nothing."""
         uri = self.config.tracking_uri
         if uri.startswith(("http://", "https://")):
             import urllib.request
@@ -103,6 +115,11 @@ class Tracker:
                 urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).read()
             except Exception as exc:
                 raise TrackingError(f"cannot reach the MLflow tracking store at {uri}: {exc}") from None
+
+    def check(self) -> str:
+        """Reach the store and return the experiment id (created if missing); raise
+        :class:`TrackingError` with the URI if the store cannot be used."""
+        self.ping()
         try:
             return self.experiment_id
         except TrackingError:
@@ -119,7 +136,12 @@ class Tracker:
                 art = self.config.artifact_location
                 if art and "://" not in art:
                     art = Path(art).resolve().as_uri()
-                self._experiment_id = self.client.create_experiment(self.config.experiment_name, artifact_location=art)
+                self._experiment_id = self.client.create_experiment(
+                    self.config.experiment_name, artifact_location=art,
+                    # open the UI on the model-training runs table, not the GenAI overview
+                    tags={"mlflow.experimentKind": "custom_model_development",
+                          "mlflow.note.content": "ecg-automl studies: one parent run per Optuna study, "
+                                                 "one nested run per trial."})
             else:
                 self._experiment_id = exp.experiment_id
         return self._experiment_id
@@ -158,13 +180,16 @@ class Tracker:
         self._safe("end of study run", self.client.set_terminated, run_id, status)
 
     # -- trials -----------------------------------------------------------------------------
-    def start_trial(self, parent_id: str, trial_number: int, study_name: str, params: dict[str, Any]) -> str | None:
-        """Create the trial's nested run and log its params; returns the run id (None if MLflow is down)."""
+    def start_trial(self, parent_id: str, trial_number: int, study_name: str, params: dict[str, Any],
+                    tags: dict[str, Any] | None = None) -> str | None:
+        """Create the trial's nested run and log its params; returns the run id (None if MLflow is down).
+        ``tags`` adds run tags (e.g. ``worker``, ``optuna.retry_of``)."""
         def _start():
             run = self.client.create_run(
                 self.experiment_id, run_name=f"trial-{trial_number}",
                 tags={"mlflow.parentRunId": parent_id, "optuna.study_name": study_name,
-                      "optuna.trial_number": str(trial_number), "ecg_automl.kind": "trial"})
+                      "optuna.trial_number": str(trial_number), "ecg_automl.kind": "trial",
+                      **{k: str(v) for k, v in (tags or {}).items()}})
             self.log_params(run.info.run_id, params)
             return run.info.run_id
         return self._safe(f"start of trial {trial_number}", _start)
@@ -260,7 +285,7 @@ class Tracker:
                 continue
             run = existing.get(t.number)
             if run is None:
-                run_id = self.start_trial(parent, t.number, study.study_name, t.params)
+                run_id = self.start_trial(parent, t.number, study.study_name, t.params, trial_tags(t))
                 if run_id is None:
                     continue
                 study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", run_id)
