@@ -76,6 +76,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                              metric=args.metric, seed=args.seed, max_beats=args.max_beats,
                              records=args.records.split(",") if args.records else None,
                              objectives=objectives, latency_budget_ms=args.latency_budget_ms,
+                             latency_mode=args.latency_mode, latency_target=args.latency_target,
                              on_bad_record=args.on_bad_record, data_path=args.data_path)
     if args.engine == "keras-tuner":
         from search.keras_tuner_engine import run_keras_tuner
@@ -83,10 +84,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         run_keras_tuner(args.study, settings, tuner=args.tuner, n_trials=args.trials, tracking=_tracking(args),
                         out_dir=args.out_dir, progress=not args.quiet, verbose=args.verbose)
         return 0
-    gates = _gates(args, settings)
     result = run_search(args.study, settings, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=not args.no_final, out_dir=args.out_dir,
-                        progress=not args.quiet, verbose=args.verbose, gates=gates, heartbeat=args.heartbeat)
+                        progress=not args.quiet, verbose=args.verbose, heartbeat=args.heartbeat)
     _print_summary(result)
     return 130 if result.interrupted else 0
 
@@ -102,15 +102,6 @@ def _objectives(text: str) -> list[str]:
     if out[0] != "quality" or len(set(out)) != len(out):
         raise SystemExit("error: --objective must start with the quality metric and name each objective once")
     return out
-
-
-def _gates(args, settings) -> list:
-    """Latency gate / extra objectives, when the TFLite tooling is installed and asked for."""
-    if settings.latency_budget_ms is None and len(settings.objectives) == 1:
-        return []
-    from ecg_automl.tflite.gate import LatencyGate
-
-    return [LatencyGate(budget_ms=settings.latency_budget_ms, target=getattr(args, "latency_target", None))]
 
 
 def _print_summary(result) -> None:
@@ -139,9 +130,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     from search import Tracker, open_study
 
-    tracker = Tracker(_tracking(args))
+    config = _tracking(args)
+    if config is None:
+        raise SystemExit("error: sync writes to MLflow; drop --no-mlflow")
+    tracker = Tracker(config)
+    tracker.ping()
+    study, _ = open_study(args.study, args.storage, None)  # the study must exist: nothing is created
     tracker.check()
-    study, _ = open_study(args.study, args.storage, None)
     counts = tracker.sync(study)
     print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated")
     return 0
@@ -249,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--latency-budget-ms", type=float, default=None,
                    help="reject candidates slower than this (TFLite, 1 thread) before training")
     s.add_argument("--latency-target", default=None, help="measure latency on a bench-server (http://HOST:PORT)")
-    s.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    s.add_argument("--latency-mode", choices=["fp32", "dynamic", "fp16", "int8"], default="int8",
+                   help="TFLite mode whose latency is gated and optimised (default int8, the Pi deployment)")
+    s.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
+                   help="pruner of a new study (default median); stored with the study, so a resume or a "
+                        "worker uses the same one unless given here")
     s.add_argument("--engine", choices=["optuna", "keras-tuner"], default="optuna")
     s.add_argument("--tuner", choices=["hyperband", "bayesian", "random"], default="hyperband",
                    help="KerasTuner tuner (with --engine keras-tuner)")
@@ -268,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
     w.add_argument("--trials", type=int, required=True, help="total finished trials the study should reach")
     w.add_argument("--timeout", type=float, default=None)
-    w.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    w.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
+                   help="default: the pruner the study was created with")
     w.add_argument("--heartbeat", type=float, default=30, help="as for search")
     w.add_argument("--quiet", action="store_true")
     w.add_argument("--verbose", type=int, default=0)

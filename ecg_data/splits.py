@@ -7,15 +7,17 @@ scikit-learn group splitter can be passed as ``cv=`` instead.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 
 class PatientLeakError(AssertionError):
     """A patient's beats appear on both sides of a split."""
 
 
-def patient_kfold(n_splits: int = 5, *, seed: int | None = 0) -> StratifiedGroupKFold:
-    """The default cross-validation: stratified by class, grouped by patient (scikit-learn)."""
+def patient_kfold(n_splits: int = 5, *, seed: int | None = 0):
+    """The default cross-validation: stratified by class, grouped by patient (scikit-learn's
+    ``StratifiedGroupKFold``; imported here so the Pi runtime needs no scikit-learn)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
     return StratifiedGroupKFold(n_splits=n_splits, shuffle=seed is not None, random_state=seed)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -13,10 +15,16 @@ from spaces import SearchSpace
 
 from . import plots
 from .metrics import best_threshold, binary_metrics, objective_value
-from .tracking import Tracker
+from .tracking import Tracker, trial_tags
 from .training import TrainingDiverged, fit
 
 log = logging.getLogger("search")
+
+
+def worker_id() -> str:
+    """host:pid of this process, stored on each trial it runs (user attr and MLflow tag ``worker``)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 #: A gate runs before training and may reject a candidate (raise optuna.TrialPruned) or add objectives.
 Gate = Callable[[dict[str, Any], optuna.Trial], dict[str, float]]
@@ -62,9 +70,11 @@ class CVObjective:
         config = self.space.suggest(trial)
         trial.set_user_attr("config", config)
         trial.set_user_attr("objective_names", self.objectives)
+        trial.set_user_attr("worker", worker_id())  # which machine/process ran it (scale-out, dead workers)
         run_id = None
         if self.tracker is not None and self.parent_run_id is not None:
-            run_id = self.tracker.start_trial(self.parent_run_id, trial.number, trial.study.study_name, config)
+            tags = trial_tags(trial.storage.get_trial(trial._trial_id))
+            run_id = self.tracker.start_trial(self.parent_run_id, trial.number, trial.study.study_name, config, tags)
             if run_id is not None:
                 trial.set_user_attr("mlflow_run_id", run_id)
         try:
@@ -119,7 +129,8 @@ class CVObjective:
             running = float(np.mean(scores))
             if len(self.objectives) == 1:
                 trial.report(running, step=k)
-                if trial.should_prune():
+                # after the last fold the work is done: keep the result rather than prune it
+                if k < n_folds - 1 and trial.should_prune():
                     trial.set_user_attr("prune_reason", f"running mean {self.metric} {running:.4f} after fold {k + 1}")
                     raise optuna.TrialPruned(f"{self.metric} {running:.4f} after fold {k + 1}/{n_folds}")
 

@@ -20,6 +20,8 @@ class StudySettings:
     records: list[str] | None = None
     objectives: list[str] = field(default_factory=lambda: ["quality"])
     latency_budget_ms: float | None = None
+    latency_mode: str = "int8"
+    latency_target: str | None = None
     on_bad_record: str = "error"
     data_path: str | None = None
 

@@ -14,15 +14,24 @@ class StorageError(RuntimeError):
     """The study storage URL is wrong or the database cannot be reached."""
 
 
-def make_storage(url: str | None = None, *, heartbeat: float | None = 30) -> optuna.storages.BaseStorage:
+def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
+                 create: bool = True) -> optuna.storages.BaseStorage:
     """An ``RDBStorage`` for ``url`` with Optuna's heartbeat on, so trials of a killed worker are failed
     and retried (``RetryHeartbeatStaleTrialCallback``) instead of staying RUNNING forever. ``heartbeat`` is
-    the interval in seconds (a trial is stale after 4 missed beats); None turns it off."""
+    the interval in seconds (a trial is stale after 4 missed beats); None turns it off.
+
+    ``create=False`` (a worker, ``sync``: the study must exist) refuses a SQLite file that is not there
+    instead of creating an empty database at a mistyped path."""
     url = url or DEFAULT_STORAGE
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+    if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
+        relative = not url.startswith("sqlite:////")
         path = Path(url[len("sqlite:///"):]).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{path}"
+        if not create and not path.exists():
+            raise StorageError(f"cannot open study storage {url}: {path} does not exist (create the study "
+                               f"first with `ecg-automl search ... --storage {url}`)")
+        if relative:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{path}"
     if "://" not in url:
         raise StorageError(f"{url!r} is not a storage URL (examples: sqlite:///runs/optuna.db, "
                            f"postgresql://user:pass@host/db)")

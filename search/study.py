@@ -69,13 +69,17 @@ def make_pruner(name: str = "median") -> optuna.pruners.BasePruner:
 
 
 def open_study(name: str, storage_url: str | None, settings: StudySettings | None,
-               pruner: str = "median", heartbeat: float | None = 30) -> tuple[optuna.Study, StudySettings]:
+               pruner: str | None = None, heartbeat: float | None = 30) -> tuple[optuna.Study, StudySettings]:
     """Create the study or load it; a loaded study keeps its stored settings (``settings=None`` means
-    "take them from the study", as a worker does). Other settings than the stored ones are refused."""
-    storage = make_storage(storage_url, heartbeat=heartbeat)
+    "take them from the study", as a worker does). Other settings than the stored ones are refused.
+
+    The pruner named when the study was created is stored with it; ``pruner=None`` (a worker, or a
+    resume without ``--pruner``) uses that one, so every worker prunes alike."""
+    storage = make_storage(storage_url, heartbeat=heartbeat, create=settings is not None)
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name in existing:
-        study = optuna.load_study(study_name=name, storage=storage, pruner=make_pruner(pruner))
+        study = optuna.load_study(study_name=name, storage=storage)
+        study.pruner = make_pruner(pruner or study.user_attrs.get("pruner", "median"))
         stored = StudySettings.from_dict(study.user_attrs.get("settings", {}))
         if settings is not None:
             diff = stored.differences(settings)
@@ -89,8 +93,9 @@ def open_study(name: str, storage_url: str | None, settings: StudySettings | Non
             raise StudyMismatchError(f"no study named {name!r} in the storage (known: {', '.join(sorted(existing)) or 'none'})")
         directions = [DIRECTIONS[o] for o in settings.objectives]
         study = optuna.create_study(study_name=name, storage=storage, directions=directions,
-                                    pruner=make_pruner(pruner), load_if_exists=True)
+                                    pruner=make_pruner(pruner or "median"), load_if_exists=True)
         study.set_user_attr("settings", settings.to_dict())
+        study.set_user_attr("pruner", pruner or "median")
     n = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(settings, n)
     return study, settings
@@ -227,7 +232,7 @@ def run_search(
     storage: str | None = None,
     tracking: TrackingConfig | None = None,
     timeout: float | None = None,
-    pruner: str = "median",
+    pruner: str | None = None,
     final: bool = True,
     out_dir: str | Path = "runs",
     progress: bool = True,
@@ -236,24 +241,50 @@ def run_search(
     print_fn: Callable[[str], None] = print,
     heartbeat: float | None = 30,
 ) -> SearchResult:
-    """Launch or resume ``study_name`` and, when it holds ``n_trials`` finished trials, run the final test."""
+    """Launch or resume ``study_name`` and, when it holds ``n_trials`` finished trials, run the final test.
+
+    Bad input is rejected before anything is written: the tracking server is reached, the space and the
+    dataset are loaded, and only then is the study created (a rejected command leaves no study behind
+    that a corrected command would then refuse as "other settings")."""
     tracker = None
     if tracking is not None:
         tracker = Tracker(tracking)
-        tracker.check()  # an unreachable tracking server is an error before any training
-    study, settings = open_study(study_name, storage, settings, pruner, heartbeat=heartbeat)
-    space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
-    data = load_study_data(settings, space)
+        tracker.ping()  # an unreachable tracking server is an error before anything else
+    if settings is not None:  # a new or resumed study: check the input first
+        space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
+        data = load_study_data(settings, space)
+        if tracker is not None:
+            tracker.check()
+        study, settings = open_study(study_name, storage, settings, pruner, heartbeat=heartbeat)
+    else:  # a worker: everything comes from the existing study
+        study, settings = open_study(study_name, storage, None, pruner, heartbeat=heartbeat)
+        space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
+        data = load_study_data(settings, space)
+        if tracker is not None:
+            tracker.check()
+    gates = [*latency_gates(settings), *gates]
     completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
                            timeout=timeout, gates=gates, progress=progress, verbose=verbose)
     report = None
     if completed and final and len(settings.objectives) == 1:
         report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn)
+    if len(settings.objectives) > 1:
+        report_pareto(study, tracker, print_fn)
     if tracker is not None and completed and n_finished(study) >= n_trials:
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent:
             tracker.end_study(parent)
     return SearchResult(study, report, tracker.failures if tracker else [], interrupted=not completed)
+
+
+def latency_gates(settings: StudySettings) -> list[Gate]:
+    """The TFLite latency gate when the study has a latency budget or latency/size objectives."""
+    if settings.latency_budget_ms is None and settings.objectives == ["quality"]:
+        return []
+    from ecg_automl.tflite.gate import LatencyGate
+
+    return [LatencyGate(budget_ms=settings.latency_budget_ms, mode=settings.latency_mode,
+                        target=settings.latency_target)]
 
 
 def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *, tracker: Tracker | None,
@@ -291,3 +322,20 @@ def _jsonable(obj):
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
     return obj
+
+
+def report_pareto(study: optuna.Study, tracker: Tracker | None, print_fn: Callable[[str], None] = print) -> list:
+    """Print the Pareto front and log it (table + plot) on the study's MLflow run."""
+    from . import plots
+    from .pareto import format_pareto, pareto_figure, pareto_table
+
+    rows = pareto_table(study)
+    print_fn(f"Pareto front of {study.study_name} ({len(rows)} trials):\n{format_pareto(rows)}")
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if tracker is not None and parent:
+        tracker.log_json(parent, rows, "pareto_front.json")
+        fig = pareto_figure(study)
+        if fig is not None:
+            tracker.log_figure(parent, fig, "pareto_front.png")
+            plots.close(fig)
+    return rows

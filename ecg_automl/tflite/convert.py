@@ -1,24 +1,27 @@
 """Keras -> TFLite export of the residual-Conv1D + LSTM classifier (``spaces.model.build_model``).
 
-Which path, and why (measured with tensorflow-cpu 2.21.0, keras 3.15.1, ai-edge-litert 2.3.0):
+Which path, and why (measured with tensorflow-cpu 2.21.0, keras 3.15.1, ai-edge-litert 2.3.0 on real
+MIT-BIH beats; see the test module for the bounds):
 
-* ``TFLiteConverter.from_keras_model`` on a Keras 3 ``LSTM`` fails (``tf.TensorListReserve ... requires
-  element_shape to be static``), and a fixed batch gives a ``WHILE`` loop over resource variables.
-  ``unroll=True`` converts to plain ops but the graph grows with the sequence length (64 steps: ~970 ops,
-  217 KB fp32; 256 steps: 477 KB and 3x slower than the fused op).
+* ``TFLiteConverter.from_keras_model`` on a Keras 3 ``LSTM`` fails (``'tf.TensorListReserve' op requires
+  element_shape to be static``). With a fixed batch it converts to a ``WHILE`` loop: correct in fp32 but
+  3x slower than the fused op for a 2-layer bidirectional LSTM, and its int8 conversion crashed the process
+  (segmentation fault). ``unroll=True`` converts to plain ops, but the graph grows with the sequence
+  (64 steps: ~970 ops, 217 KB fp32; 2-layer bidirectional: 491 KB, 2.6x slower than the fused op).
 * Keras 3 has no TFLite fusion hook, so :func:`build_export_model` rebuilds the model with the same weights
   and replaces every ``LSTM`` (and ``Bidirectional(LSTM)``) by a layer whose recurrence is a
-  ``tf.function`` carrying the ``api_implements="lstm_<uuid>"`` attribute, the contract tf_keras uses and
-  the converter's ``prepare-composite-functions`` pass turns into ONE builtin ``UNIDIRECTIONAL_SEQUENCE_LSTM``
-  op (``go_backwards`` -> ``REVERSE_V2``). The batch is fixed to 1 (the fusion needs static state shapes).
+  ``tf.function`` carrying the ``api_implements="lstm_<uuid>"`` attribute -- the contract tf_keras uses,
+  which the converter's prepare-composite-functions pass turns into ONE builtin
+  ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op (``go_backwards`` -> ``REVERSE_V2``). No tf_keras needed. The batch is
+  fixed to 1 (the fusion needs static state shapes).
 * fp32 / dynamic / fp16 use that graph directly.
-* int8: TFLite's fully-integer LSTM kernel gave wrong results (max |dprob| 0.39, 73 % decision agreement)
-  and was 5x slower than the float LSTM; 16x8 is refused for this op ("Quantization to 16x8-bit not yet
-  supported for op: 'UNIDIRECTIONAL_SEQUENCE_LSTM'"). So the model is calibrated and quantised with the
-  LSTM (and ``REVERSE_V2``, see below) kept in float: int8 input/output, int8 conv/dense/pool ops,
-  ``DEQUANTIZE``/``QUANTIZE`` around the LSTM. ``REVERSE_V2`` is kept float because the quantiser gives its
-  input and output different scales while the int8 kernel only copies bytes (bidirectional models lost
-  30 % decision agreement).
+* int8: TFLite's fully-integer LSTM kernel was wrong (max |dprob| 0.41, 72 % decision agreement with Keras;
+  54 % for a bidirectional model) and 5x slower than the float LSTM; 16x8 is refused for this op
+  ("Quantization to 16x8-bit not yet supported for op: 'UNIDIRECTIONAL_SEQUENCE_LSTM'"). So the model is
+  calibrated and quantised with the LSTM (and ``REVERSE_V2``) kept in float: int8 input/output, int8
+  conv/pool/dense ops, ``DEQUANTIZE``/``QUANTIZE`` around the LSTM. ``REVERSE_V2`` stays float because the
+  quantiser gives its input and output different scales while the int8 kernel only copies bytes (a
+  bidirectional model fell to 70 % decision agreement); :func:`convert` re-checks every data-movement op.
 
 The fused LSTM keeps its hidden/cell state in TFLite *variable tensors*: the state of one ``invoke()``
 carries into the next. Every inference must start with ``interpreter.reset_all_variables()`` (as
@@ -30,8 +33,11 @@ Importing this module does not import TensorFlow; :func:`convert` does.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import uuid
+import warnings
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -83,7 +89,8 @@ def convert(model, config: Mapping[str, Any], mode: str,
 
     import tensorflow as tf
 
-    twin = build_export_model(model)
+    with _quiet_tensorflow():
+        twin = build_export_model(model)
     conv = tf.lite.TFLiteConverter.from_keras_model(twin)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if mode == "dynamic":
@@ -96,9 +103,10 @@ def convert(model, config: Mapping[str, Any], mode: str,
         conv.representative_dataset = functools.partial(_representative_samples, rep, input_names)
         conv._experimental_calibrate_only = True  # pylint: disable=protected-access
     try:
-        out = conv.convert()
-        if mode == "int8":
-            out = _quantize_int8(out)
+        with _quiet_tensorflow():
+            out = conv.convert()
+            if mode == "int8":
+                out = _quantize_int8(out)
     except Exception as exc:  # ConverterError, RuntimeError from the calibrator, ...
         raise TFLiteError(f"TFLite conversion ({mode}) failed: {exc}") from exc
     out = bytes(out)
@@ -166,6 +174,21 @@ def op_list(tflite_bytes) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # checks
 # --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_tensorflow():
+    """Silence the expected converter chatter (retracing notices, 'Statistics for quantized inputs')."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _check_config(config: Mapping[str, Any], input_names: list[str]) -> None:
     want_rr = bool(config.get("rr_features", False))
     if "ecg" not in input_names:

@@ -1,0 +1,135 @@
+"""A tiny HTTP service that runs on the Raspberry Pi: POST a ``.tflite``, get its measured latency back.
+
+LiteRT + numpy + the standard library only (no TensorFlow). Binds 127.0.0.1 unless told otherwise;
+accepts only TFLite flatbuffers up to a size limit; runs one benchmark at a time so measurements do not
+disturb each other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from .latency import measure_latency
+
+log = logging.getLogger("bench_server")
+
+MAX_BYTES = 16 * 1024 * 1024
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def is_tflite(payload: bytes) -> bool:
+    """A TFLite flatbuffer carries the file identifier ``TFL3`` at bytes 4..8."""
+    return len(payload) >= 8 and payload[4:8] == TFLITE_IDENTIFIER
+
+
+def _device() -> dict[str, Any]:
+    info = {"machine": platform.machine(), "system": platform.system(), "python": platform.python_version()}
+    try:  # Raspberry Pi OS names the board here
+        with open("/proc/device-tree/model", "rb") as fh:
+            info["model"] = fh.read().rstrip(b"\0").decode(errors="replace")
+    except OSError:
+        pass
+    try:
+        import ai_edge_litert
+
+        info["litert"] = getattr(ai_edge_litert, "__version__", "?")
+    except Exception:
+        pass
+    return info
+
+
+def make_server(host: str = "127.0.0.1", port: int = 8765, *, max_bytes: int = MAX_BYTES,
+                max_runs: int = 2000) -> ThreadingHTTPServer:
+    """The HTTP server (not started): ``GET /health``, ``POST /benchmark?runs=N&warmup=W&threads=T``."""
+    lock = threading.Lock()
+    device = _device()
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "ecg-automl-bench/1"
+
+        def _reply(self, code: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, fmt, *args):  # route to logging, not stderr
+            log.info("%s %s", self.address_string(), fmt % args)
+
+        def do_GET(self):
+            if urlparse(self.path).path == "/health":
+                return self._reply(200, {"ok": True, "device": device})
+            return self._reply(404, {"error": "unknown path; use GET /health or POST /benchmark"})
+
+        def do_POST(self):
+            url = urlparse(self.path)
+            if url.path != "/benchmark":
+                return self._reply(404, {"error": "unknown path; use POST /benchmark"})
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                return self._reply(411, {"error": "Content-Length required"})
+            if length > max_bytes:
+                return self._reply(413, {"error": f"model of {length} bytes is over the {max_bytes}-byte limit"})
+            payload = self.rfile.read(length)
+            if not is_tflite(payload):
+                return self._reply(415, {"error": "payload is not a TFLite flatbuffer (no TFL3 identifier)"})
+            q = parse_qs(url.query)
+            try:
+                runs = min(int(q.get("runs", ["200"])[0]), max_runs)
+                warmup = min(int(q.get("warmup", ["20"])[0]), max_runs)
+                threads = min(max(int(q.get("threads", ["1"])[0]), 1), 8)
+            except ValueError:
+                return self._reply(400, {"error": "runs, warmup and threads must be integers"})
+            with lock:
+                try:
+                    result = measure_latency(payload, n_runs=runs, warmup=warmup, threads=threads)
+                except Exception as exc:  # a flatbuffer LiteRT cannot load or run
+                    return self._reply(422, {"error": f"LiteRT could not run the model: {type(exc).__name__}: {exc}"})
+            return self._reply(200, {**result, "size_bytes": length, "device": device})
+
+    return ThreadingHTTPServer((host, port), Handler)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, **kw) -> None:
+    """Run the server until Ctrl-C, warning when it listens beyond loopback."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("bench-server listens on %s: anyone who can reach this port can make it run models", host)
+    server = make_server(host, port, **kw)
+    print(f"bench-server on http://{host}:{server.server_address[1]} (POST /benchmark a .tflite; Ctrl-C to stop)",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: int = 20, threads: int = 1,
+                   timeout: float = 300) -> dict[str, Any]:
+    """Ask a bench-server at ``url`` (http://HOST:PORT) to time ``tflite_bytes``."""
+    import urllib.error
+    import urllib.request
+
+    from .convert import TFLiteError
+
+    req = urllib.request.Request(f"{url.rstrip('/')}/benchmark?runs={runs}&warmup={warmup}&threads={threads}",
+                                 data=tflite_bytes, method="POST",
+                                 headers={"Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:300]
+        raise TFLiteError(f"bench-server {url} refused the model ({exc.code}): {detail}") from None
+    except OSError as exc:
+        raise TFLiteError(f"cannot reach bench-server {url}: {exc}") from None

@@ -1,0 +1,71 @@
+"""CLI subcommands of the TFLite tooling: ``export``, ``predict``, ``bench-server``.
+
+``predict`` and ``bench-server`` import nothing beyond LiteRT/numpy/scipy/wfdb, so they run on a Pi with
+``pip install ecg-automl[pi]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Callable
+
+
+def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> None:
+    extra_parsers.append(_add_parsers)
+    commands.update({"predict": cmd_predict, "bench-server": cmd_bench_server})
+    try:
+        from .export import cmd_export
+
+        commands["export"] = cmd_export
+    except ImportError:
+        pass
+
+
+def _add_parsers(sub) -> None:
+    p = sub.add_parser("predict", help="classify a WFDB record or a CSV of beats with a .tflite (no TensorFlow)")
+    p.add_argument("model", help="the .tflite (its .json sidecar must lie beside it)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--record", help="WFDB record path without extension (e.g. mitdb/100)")
+    src.add_argument("--csv", help="CSV with one beat window per row")
+    p.add_argument("--annotations", default=None,
+                   help="use this annotation file's beats (e.g. atr) instead of the QRS detector, and compare")
+    p.add_argument("--csv-fs", type=float, default=None, help="sampling rate of the CSV rows (default: the model's)")
+    p.add_argument("--csv-has-label", action="store_true", help="the CSV's last column is a label (0 = normal)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="print every beat and the summary as JSON")
+    p.add_argument("--all", action="store_true", help="print every beat, not the first 50")
+
+    b = sub.add_parser("bench-server", help="serve LiteRT latency measurements over HTTP (run it on the Pi)")
+    b.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    b.add_argument("--port", type=int, default=8765)
+    b.add_argument("--max-mb", type=float, default=16, help="largest model accepted")
+
+    try:
+        from .export import add_export_parser
+    except ImportError:
+        return
+    add_export_parser(sub)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import format_prediction, predict_csv, predict_record
+
+    if args.record:
+        pred = predict_record(args.model, args.record, annotations=args.annotations, threads=args.threads)
+    else:
+        pred = predict_csv(args.model, args.csv, fs=args.csv_fs, has_label=args.csv_has_label, threads=args.threads)
+    if args.json:
+        print(json.dumps({"summary": pred.summary, "beats": [
+            {"sample": int(s), "p_abnormal": float(p), "abnormal": bool(p >= pred.threshold)}
+            for s, p in zip(pred.samples, pred.prob)]}, indent=1))
+    else:
+        print(format_prediction(pred, max_beats=len(pred.prob) if args.all else 50))
+    return 0
+
+
+def cmd_bench_server(args: argparse.Namespace) -> int:
+    from .bench_server import serve
+
+    serve(args.host, args.port, max_bytes=int(args.max_mb * 1024 * 1024))
+    return 0

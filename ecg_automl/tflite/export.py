@@ -1,0 +1,151 @@
+"""``ecg-automl export``: rebuild a trial's model, convert it, verify it, time it, write .tflite + sidecar."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .convert import MODES, TFLiteError, convert, op_list
+from .latency import measure_latency
+from .runtime import TFLiteModel
+from .sidecar import write_sidecar
+from .verify import format_verification, verify
+
+log = logging.getLogger("search")
+
+
+def add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a trial's model to TFLite, verified against Keras and timed")
+    p.add_argument("--study", required=True)
+    p.add_argument("--storage", default="sqlite:///runs/optuna.db")
+    p.add_argument("--trial", default="best", help="best (the final model of the study) or a trial number")
+    p.add_argument("--mode", choices=MODES, default="int8")
+    p.add_argument("--out", required=True, help="output .tflite path (the .json sidecar goes beside it)")
+    p.add_argument("--verify-beats", type=int, default=20000,
+                   help="held-out beats to verify on (evenly spaced; 0 = all)")
+    p.add_argument("--runs", type=int, default=300, help="timed invocations for the latency")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--strict", action="store_true", help="exit 1 when int8 loses more than 1 F1 point")
+    p.add_argument("--mlflow-config", default=None)
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--no-mlflow", action="store_true")
+
+
+def _trial_model(study, trial, settings, data, tracker):
+    """The trained Keras model of ``trial``: the study's final model for the best trial, else the trial's
+    logged model (MLflow), else a retrain of its config on all search patients (said so)."""
+    import keras
+
+    final = study.user_attrs.get("final") or {}
+    if final.get("trial") == trial.number and Path(final.get("model_path", "")).exists():
+        return keras.models.load_model(final["model_path"], safe_mode=True), "final model (all search patients)"
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if tracker is not None and run_id:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = tracker.client.download_artifacts(run_id, "model/model.keras", tmp)
+                return keras.models.load_model(path, safe_mode=True), f"trial model from MLflow run {run_id}"
+        except Exception as exc:
+            log.warning("could not fetch trial %d's model from MLflow (%s); retraining it", trial.number, exc)
+    from search.training import fit
+
+    print(f"retraining trial {trial.number} on all search patients (its model is not stored) ...", file=sys.stderr)
+    return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, "retrained"
+
+
+def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out: str | Path, *,
+                 tracking=None, verify_beats: int = 20000, runs: int = 300, threads: int = 1) -> dict[str, Any]:
+    """Export one trial of a study; returns the sidecar content (metrics, verification, latency, ops)."""
+    from search import Tracker, open_study
+    from search.study import load_study_data
+    from search.training import predict
+    from spaces import SearchSpace, model_inputs
+
+    from .pi_estimate import estimate_pi4_ms
+    from .stats import model_stats
+
+    study, settings = open_study(study_name, storage, None, heartbeat=None)
+    if trial_spec == "best":
+        try:
+            trial = study.best_trial
+        except (ValueError, RuntimeError) as exc:
+            raise TFLiteError(f"study {study_name!r} has no single best trial ({exc}); pass --trial N") from None
+    else:
+        try:
+            trial = study.trials[int(trial_spec)]
+        except (ValueError, IndexError):
+            raise TFLiteError(f"no trial {trial_spec!r} in study {study_name!r} ({len(study.trials)} trials)") from None
+    if trial.state.name != "COMPLETE":
+        raise TFLiteError(f"trial {trial.number} is {trial.state.name}, not COMPLETE: nothing to export")
+    config = trial.user_attrs["config"]
+    threshold = float(trial.user_attrs.get("threshold", 0.5))
+    space = SearchSpace.from_yaml(settings.space_yaml)
+    data = load_study_data(settings, space)
+    tracker = Tracker(tracking) if tracking is not None else None
+    model, origin = _trial_model(study, trial, settings, data, tracker)
+
+    search, test = data.search_part(), data.test_part()
+    rng = np.random.default_rng(settings.seed)
+    rep_idx = rng.choice(len(search), size=min(500, len(search)), replace=False)
+    rep = model_inputs(config, search.X[rep_idx], search.rr[rep_idx])
+    flat = convert(model, config, mode, rep if mode == "int8" else None)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(flat)
+
+    if verify_beats and len(test) > verify_beats:
+        test = test.subset(np.linspace(0, len(test) - 1, verify_beats).astype(int))
+    keras_prob = predict(model, config, test)
+    tflite_prob = TFLiteModel(flat, threads=threads).predict(model_inputs(config, test.X, test.rr))
+    check = verify(keras_prob, tflite_prob, test.y, threshold, mode)
+    lat = measure_latency(flat, n_runs=runs, warmup=20, threads=threads)
+    meta = {
+        "study": study_name, "trial": trial.number, "model_origin": origin, "mode": mode,
+        "dataset": settings.dataset, "fs": space.fs, "window": space.window, "lead": "MLII",
+        "channels": int(data.X.shape[2]), "input_length": int(config["input_length"]),
+        "rr_features": bool(config["rr_features"]), "filter": {"low": 0.5, "high": 40.0, "type": "butterworth-3"},
+        "normalisation": "per-window z-score", "class_meaning": {"0": "normal (AAMI N)", "1": "abnormal (AAMI S, V, F)"},
+        "threshold": threshold, "config": config, "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),
+        "latency": {**lat, "pi4_estimate_ms": estimate_pi4_ms(lat["median_ms"], "int8" if mode == "int8" else "float32")},
+        "verification": check, **model_stats(model),
+    }
+    if data.name != "mitdb":
+        meta["lead"] = "II" if data.name in ("ptbxl", "ptbdb") else "first"
+    write_sidecar(out, meta)
+    if tracker is not None:
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        tracker.log_artifact(run_id, out, f"tflite/{mode}")
+        tracker.log_artifact(run_id, out.with_suffix(".json"), f"tflite/{mode}")
+        tracker.log_metrics(run_id, {f"tflite.{mode}.size_kb": meta["size_kb"],
+                                     f"tflite.{mode}.median_ms": lat["median_ms"],
+                                     f"tflite.{mode}.f1": check["tflite"]["f1"],
+                                     f"tflite.{mode}.max_abs_dprob": check["max_abs_dprob"]})
+    return meta
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from search import TrackingConfig
+
+    tracking = None if args.no_mlflow else TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri,
+                                                                  experiment_name=args.experiment)
+    meta = export_trial(args.study, args.storage, args.trial, args.mode, args.out, tracking=tracking,
+                        verify_beats=args.verify_beats, runs=args.runs, threads=args.threads)
+    lat = meta["latency"]
+    print(f"wrote {args.out} ({meta['size_kb']:.1f} KB, {args.mode}) from trial {meta['trial']} ({meta['model_origin']})")
+    print(f"  ops: {', '.join(meta['ops'])}")
+    print(f"  params {meta['params']}, MACs/beat {meta['macs']}")
+    print(f"  latency ({lat['threads']} thread, {lat['n_runs']} runs): median {lat['median_ms']:.3f} ms, "
+          f"p90 {lat['p90_ms']:.3f} ms; Raspberry Pi 4 estimate {lat['pi4_estimate_ms']:.3f} ms")
+    print(format_verification(meta["verification"]))
+    if meta["verification"]["flagged"]:
+        print("warning: int8 F1 drop over 1 point (see above)", file=sys.stderr)
+        if args.strict:
+            return 1
+    return 0

@@ -1,0 +1,52 @@
+"""Check an exported ``.tflite`` against its Keras model on held-out patients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: An int8 export whose F1 falls more than this below the float model's is flagged.
+INT8_F1_TOLERANCE = 0.01
+
+
+def _metrics(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float]:
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    pred = prob >= threshold
+    return {"accuracy": float((pred == y.astype(bool)).mean()),
+            "f1": float(f1_score(y, pred, zero_division=0)),
+            "roc_auc": float(roc_auc_score(y, prob)) if len(np.unique(y)) == 2 else float("nan")}
+
+
+def verify(keras_prob: np.ndarray, tflite_prob: np.ndarray, y: np.ndarray, threshold: float,
+           mode: str) -> dict[str, Any]:
+    """Agreement of the TFLite model with Keras (max |Δprob|, decision agreement) and the TFLite model's
+    own accuracy/F1/AUC on the held-out beats; ``flagged`` when int8 loses more than 1 F1 point."""
+    keras_prob = np.asarray(keras_prob, dtype=np.float64).ravel()
+    tflite_prob = np.asarray(tflite_prob, dtype=np.float64).ravel()
+    delta = np.abs(keras_prob - tflite_prob)
+    k = _metrics(y, keras_prob, threshold)
+    t = _metrics(y, tflite_prob, threshold)
+    report: dict[str, Any] = {
+        "mode": mode, "beats": int(len(y)), "threshold": float(threshold),
+        "max_abs_dprob": float(delta.max()), "mean_abs_dprob": float(delta.mean()),
+        "decision_agreement": float(((keras_prob >= threshold) == (tflite_prob >= threshold)).mean()),
+        "keras": k, "tflite": t, "f1_drop": k["f1"] - t["f1"],
+    }
+    report["flagged"] = bool(mode == "int8" and report["f1_drop"] > INT8_F1_TOLERANCE)
+    return report
+
+
+def format_verification(v: dict[str, Any]) -> str:
+    k, t = v["keras"], v["tflite"]
+    lines = [f"verification on {v['beats']} held-out beats ({v['mode']}, threshold {v['threshold']:.3f}):",
+             f"  max |dprob| {v['max_abs_dprob']:.5f}, mean |dprob| {v['mean_abs_dprob']:.5f}, "
+             f"decision agreement {100 * v['decision_agreement']:.2f}%",
+             f"  {'':<8}{'accuracy':>10}{'F1':>10}{'ROC-AUC':>10}",
+             f"  {'keras':<8}{k['accuracy']:>10.4f}{k['f1']:>10.4f}{k['roc_auc']:>10.4f}",
+             f"  {'tflite':<8}{t['accuracy']:>10.4f}{t['f1']:>10.4f}{t['roc_auc']:>10.4f}"]
+    if v["flagged"]:
+        lines.append(f"  WARNING: the int8 model's F1 is {100 * v['f1_drop']:.1f} points below the float model's "
+                     f"(more than {100 * INT8_F1_TOLERANCE:.0f}); int8 quantisation hurts this model")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""The Pareto front of a multi-objective study (quality vs Pi latency vs size), as a table and a plot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+
+def pareto_table(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per Pareto-optimal trial: its number, objective values and the measured latency details."""
+    names = study.user_attrs.get("settings", {}).get("objectives") or [f"objective_{i}" for i in range(len(study.directions))]
+    rows = []
+    for t in sorted(study.best_trials, key=lambda t: t.values[0], reverse=True):
+        row = {"trial": t.number, **{n: v for n, v in zip(names, t.values)}}
+        for key in ("host_median_ms", "host_p90_ms", "pi4_estimate_ms", "size_kb", "params", "macs"):
+            if key in t.user_attrs:
+                row[key] = t.user_attrs[key]
+        rows.append(row)
+    return rows
+
+
+def pareto_figure(study: optuna.Study):
+    """Quality against latency for every finished trial; the front highlighted, marker area ~ size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = study.user_attrs.get("settings", {}).get("objectives", [])
+    if "latency" not in names:
+        return None
+    qi, li = names.index("quality"), names.index("latency")
+    si = names.index("size") if "size" in names else None
+    done = [t for t in study.trials if t.values is not None]
+    front = {t.number for t in study.best_trials}
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+    for group, color, label in ((False, "#9aa5b1", "trial"), (True, "#d62728", "Pareto front")):
+        pts = [t for t in done if (t.number in front) == group]
+        if not pts:
+            continue
+        sizes = [20 + 2 * t.values[si] if si is not None else 30 for t in pts]
+        ax.scatter([t.values[li] for t in pts], [t.values[qi] for t in pts], s=sizes, c=color, alpha=0.8, label=label)
+        for t in pts if group else []:
+            ax.annotate(str(t.number), (t.values[li], t.values[qi]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("Raspberry Pi 4 latency per beat (ms, estimate)")
+    ax.set_ylabel("validation F1 (abnormal)")
+    ax.set_title(f"{study.study_name}: quality vs latency" + (" (marker area ~ size)" if si is not None else ""))
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def format_pareto(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no Pareto-optimal trial yet"
+    keys = list(rows[0])
+    head = "  ".join(f"{k:>14}" for k in keys)
+    body = ["  ".join(f"{r.get(k, ''):>14.4f}" if isinstance(r.get(k), float) else f"{r.get(k, ''):>14}" for k in keys)
+            for r in rows]
+    return "\n".join([head, *body])
