@@ -203,10 +203,28 @@ def cmd_ui(args: argparse.Namespace) -> int:
         cmd += ["--default-artifact-root", art]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         cmd += ["--allowed-hosts", "*"]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {cfg.tracking_uri}); Ctrl-C to stop")
+    print(f"MLflow UI on http://{args.host}:{args.port} (store {cfg.tracking_uri}); Ctrl-C to stop", flush=True)
+    # The server forks workers: run it in its own process group and stop the whole group with us, so
+    # neither Ctrl-C nor a SIGTERM to this process leaves a server behind.
+    import signal
+
+    proc = subprocess.Popen(cmd, start_new_session=True)
+
+    def stop(*_):
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
     try:
-        return subprocess.call(cmd)
+        return proc.wait()
     except KeyboardInterrupt:
+        stop()
         return 0
 
 

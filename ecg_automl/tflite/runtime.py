@@ -119,7 +119,12 @@ class TFLiteModel:
     """
 
     def __init__(self, model, threads: int = 1):
+        from .convert import TFLiteError
+
         self.model_bytes = load_model_bytes(model)
+        if len(self.model_bytes) < 8 or self.model_bytes[4:8] != b"TFL3":
+            where = "the given bytes" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
+            raise TFLiteError(f"{where}: not a TFLite model (no TFL3 flatbuffer identifier)")
         self.threads = int(threads)
         self._interp = make_interpreter(self.model_bytes, self.threads)
         self.inputs = input_map(self._interp)
