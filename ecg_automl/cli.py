@@ -29,12 +29,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from spaces import SpaceError
 
     errs: list[type[BaseException]] = [DataError, SpaceError, FileNotFoundError]
-    try:
+    if "search" in sys.modules:  # only commands that loaded the search stack can raise its errors
         from search import StorageError, StudyMismatchError, TrackingError
 
         errs += [StorageError, StudyMismatchError, TrackingError]
-    except ImportError:  # the Pi runtime has no search engine installed
-        pass
     try:
         from ecg_automl.tflite import TFLiteError
 
@@ -111,8 +109,11 @@ def _print_summary(result) -> None:
         states[t.state.name] = states.get(t.state.name, 0) + 1
     print(f"study {study.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items())))
     if result.tracking_failures:
-        print(f"warning: {len(result.tracking_failures)} MLflow calls failed; run `ecg-automl sync --study "
-              f"{study.study_name}` when the tracking server is back", file=sys.stderr)
+        skipped = getattr(result, "tracking_skipped", 0)
+        print(f"warning: {len(result.tracking_failures)} MLflow calls failed"
+              + (f" and {skipped} were skipped while the tracking store was unreachable" if skipped else "")
+              + f"; the results are in the Optuna study: run `ecg-automl sync --study {study.study_name}` "
+              f"when the tracking server is back", file=sys.stderr)
 
 
 @command("worker")
@@ -194,6 +195,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: the MLflow UI will listen on {args.host}, reachable from other machines; it has no "
               f"authentication", file=sys.stderr)
+    if cfg.tracking_uri.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(cfg.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.tracking_uri,
            "--host", args.host, "--port", str(args.port), "--workers", "1"]
     if cfg.artifact_location:
@@ -232,10 +237,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 # parser
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    try:
-        from search.storage import DEFAULT_STORAGE
-    except ImportError:  # the Pi runtime (ecg-automl[pi]) has predict and bench-server only
-        DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
+    from ecg_automl.defaults import DEFAULT_STORAGE
 
     p = argparse.ArgumentParser(prog="ecg-automl",
                                 description="Search ECG classifiers that are accurate on unseen patients and fast on a Raspberry Pi.")
@@ -313,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
 
     u = sub.add_parser("ui", help="start the MLflow UI on the tracking store")
-    u.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    u.add_argument("--host", default="127.0.0.1",
+                   help="bind address (default 127.0.0.1: this machine only). Any other address exposes the "
+                        "UI, which has no authentication, to the network; a warning says so")
     u.add_argument("--port", type=int, default=5000)
     _add_tracking_args(u)
 
@@ -340,19 +344,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("tensorflow", "absl", "mlflow", "alembic"):
+    for noisy in ("tensorflow", "absl", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.ERROR, logging.getLogger().level))
-    try:
+    if args.cmd not in ("predict", "bench-server"):  # the Pi commands never load the search stack
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
-    except ImportError:
-        pass
     try:
         return COMMANDS[args.cmd](args) or 0
-    except _user_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if isinstance(exc, _user_errors()):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

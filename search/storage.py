@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 
-DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
+from ecg_automl.defaults import DEFAULT_STORAGE  # noqa: F401  (re-exported)
 
 
 class StorageError(RuntimeError):
@@ -48,6 +48,38 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except Exception as exc:
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise StorageError(f"cannot open study storage {_redact(url)}: {first}") from None
+
+
+def check_storage(url: str | None = None) -> None:
+    """Reject a bad storage URL early, before the (slow) data loading, and without writing anything:
+    the URL must parse and name a known database driver; a server database (PostgreSQL, MySQL) must
+    accept a connection; a SQLite file's folder must exist (a relative one is created later)."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    url = url or DEFAULT_STORAGE
+    if "://" not in url:
+        raise StorageError(f"{url!r} is not a storage URL (examples: sqlite:///runs/optuna.db, "
+                           f"postgresql://user:pass@host/db)")
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+        if parsed.get_backend_name() == "sqlite":
+            db = parsed.database or ""
+            if db and db != ":memory:" and url.startswith("sqlite:////") and not Path(db).parent.is_dir():
+                raise StorageError(f"cannot open study storage {url}: folder {Path(db).parent} does not exist")
+            return
+        engine = sqlalchemy.create_engine(parsed, pool_pre_ping=True)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except StorageError:
+        raise
     except Exception as exc:
         first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         raise StorageError(f"cannot open study storage {_redact(url)}: {first}") from None

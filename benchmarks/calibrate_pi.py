@@ -1,0 +1,267 @@
+#!/usr/bin/env python
+"""Re-measure the host side of the Raspberry Pi 4 latency calibration and re-fit the host -> Pi model.
+
+For every calibration point in :data:`ecg_automl.tflite.pi_estimate.CALIBRATION` (a published Raspberry Pi 4
+TFLite latency of a standard architecture) this script rebuilds the same architecture with
+``keras.applications`` (random weights: latency does not depend on weight values), converts it with
+``tf.lite.TFLiteConverter`` (float32, or full-integer int8 with a random representative dataset), and times
+it on *this* machine the way :func:`ecg_automl.tflite.measure_latency` does (LiteRT interpreter, 1 thread,
+default delegates; set inputs, invoke, read the output), in interleaved rounds. Per model it keeps
+
+* ``host_ms``: the 5th percentile of all timed invokes pooled over the rounds (the figure that is fitted: on a
+  shared machine it is the contention-free latency, and it is what the median is on a quiet machine);
+* ``host_median_ms``: the median over rounds of the per-round medians (load-dependent, printed for reference);
+
+then fits ``log(pi_ms) = a + b*log(host_ms)`` per Pi thread count with
+:func:`ecg_automl.tflite.pi_estimate.fit_calibration`, prints the table, the fits, their leave-one-out
+relative errors, and the constants to paste into ``ecg_automl/tflite/pi_estimate.py``.
+
+Usage (repository root, venv with the ``search`` extra: TensorFlow is needed for the conversion)::
+
+    python benchmarks/calibrate_pi.py                    # 15 rounds (~3 min on 2 vCPUs)
+    python benchmarks/calibrate_pi.py --rounds 21 --json calib.json
+    python benchmarks/calibrate_pi.py --fit-only         # no measuring: re-fit the values in pi_estimate.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ecg_automl.tflite.pi_estimate import (CALIBRATION, fit_calibration, fit_loglog, fit_ratio,  # noqa: E402
+                                           host_cpu_name, loo_errors)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# models
+# ----------------------------------------------------------------------------------------------------------
+def build_keras(arch: str, alpha: float, res: int):
+    """The Keras model of a calibration architecture (1000 classes, random weights)."""
+    import keras
+
+    shape = (res, res, 3)
+    if arch == "mobilenet_v1":
+        return keras.applications.MobileNet(input_shape=shape, alpha=alpha, weights=None)
+    if arch == "mobilenet_v2":
+        return keras.applications.MobileNetV2(input_shape=shape, alpha=alpha, weights=None)
+    if arch == "mobilenet_v3_large":
+        return keras.applications.MobileNetV3Large(input_shape=shape, alpha=alpha, weights=None,
+                                                   include_preprocessing=False)
+    if arch == "mobilenet_v3_small":
+        return keras.applications.MobileNetV3Small(input_shape=shape, alpha=alpha, weights=None,
+                                                   include_preprocessing=False)
+    raise ValueError(f"unknown architecture {arch!r}")
+
+
+def convert(model, dtype: str, res: int, seed: int = 0) -> bytes:
+    """float32, or full-integer int8 (int8 input/output) calibrated on 16 random images in [-1, 1]."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if dtype == "int8":
+        rng = np.random.default_rng(seed)
+
+        def representative():
+            for _ in range(16):
+                yield [rng.uniform(-1.0, 1.0, (1, res, res, 3)).astype(np.float32)]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    elif dtype != "float32":
+        raise ValueError(f"unknown dtype {dtype!r}")
+    return bytes(conv.convert())
+
+
+def model_key(p: dict) -> str:
+    return f"{p['arch']}-{p['alpha']:g}-{p['res']}-{p['dtype']}"
+
+
+def get_models(points, cache: Path) -> dict[str, bytes]:
+    """Flatbuffers of every distinct (arch, alpha, res, dtype), converted once and cached on disk."""
+    cache.mkdir(parents=True, exist_ok=True)
+    out: dict[str, bytes] = {}
+    for p in points:
+        key = model_key(p)
+        if key in out:
+            continue
+        path = cache / f"{key}.tflite"
+        if not path.exists():
+            import keras
+
+            t0 = time.time()
+            keras.utils.set_random_seed(0)
+            path.write_bytes(convert(build_keras(p["arch"], p["alpha"], p["res"]), p["dtype"], p["res"]))
+            keras.backend.clear_session()
+            print(f"  converted {key} ({path.stat().st_size / 1e6:.2f} MB, {time.time() - t0:.0f} s)", flush=True)
+        out[key] = path.read_bytes()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# timing
+# ----------------------------------------------------------------------------------------------------------
+def loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # pragma: no cover
+        return float("nan")
+
+
+def time_invokes(model_bytes: bytes, n_runs: int, warmup: int = 10, seed: int = 0) -> np.ndarray:
+    """Per-invoke wall times (ms) of one input, timed exactly as :func:`ecg_automl.tflite.measure_latency`
+    times them (set inputs, reset state if stateful, invoke, read the output; 1 thread), all returned so that
+    low quantiles can be taken as well as the median."""
+    from ecg_automl.tflite.runtime import input_map, is_stateful, make_interpreter, quantize_input
+
+    interp = make_interpreter(model_bytes, 1)
+    inputs = input_map(interp)
+    out_index = interp.get_output_details()[0]["index"]
+    stateful = is_stateful(model_bytes)
+    rng = np.random.default_rng(seed)
+    feed = {d["index"]: quantize_input(rng.standard_normal([1, *d["shape"][1:]]).astype(np.float32), d)
+            for d in inputs.values()}
+
+    def once():
+        for index, x in feed.items():
+            interp.set_tensor(index, x)
+        if stateful:
+            interp.reset_all_variables()
+        interp.invoke()
+        interp.get_tensor(out_index)
+
+    for _ in range(warmup):
+        once()
+    times = np.empty(n_runs)
+    clock = time.perf_counter_ns
+    for i in range(n_runs):
+        t0 = clock()
+        once()
+        times[i] = (clock() - t0) / 1e6
+    return times
+
+
+def measure_host(models: dict[str, bytes], rounds: int, min_runs: int, min_seconds: float,
+                 seed: int = 0) -> dict[str, dict]:
+    """Interleaved rounds: every round times every model once, in a shuffled order, with a fresh interpreter
+    (10 warm-up invokes, then at least ``min_runs`` timed ones and at least ``min_seconds``)."""
+    rng = random.Random(seed)
+    keys = list(models)
+    med: dict[str, list[float]] = {k: [] for k in keys}
+    pooled: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    loads: list[float] = []
+    n_runs = {}
+    for k in keys:  # a short probe sets the number of runs that fills min_seconds
+        probe = float(np.median(time_invokes(models[k], 5, warmup=3)))
+        n_runs[k] = max(min_runs, int(min_seconds * 1000.0 / max(probe, 1e-3)))
+    for r in range(rounds):
+        rng.shuffle(keys)
+        loads.append(loadavg())
+        for k in keys:
+            t = time_invokes(models[k], n_runs[k])
+            med[k].append(float(np.median(t)))
+            pooled[k].append(t)
+        print(f"  round {r + 1}/{rounds}: load1={loads[-1]:.2f}", flush=True)
+    loads.append(loadavg())
+    out = {}
+    for k in keys:
+        allt = np.concatenate(pooled[k])
+        out[k] = {"host_ms": float(np.percentile(allt, 5)), "host_median_ms": statistics.median(med[k]),
+                  "host_min_ms": float(allt.min()), "round_medians": med[k], "n_runs": n_runs[k],
+                  "n_total": int(allt.size), "load1": loads}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------------------
+def _loo(errs: list[float]) -> str:
+    return f"LOO rel. error median {100 * statistics.median(errs):.0f} %, max {100 * max(errs):.0f} %"
+
+
+def alternatives(points: list[dict], key: str) -> list[str]:
+    """Other candidate fits (constant ratio; per dtype) for comparison with the shipped one."""
+    lines = []
+    for threads in sorted({p["pi_threads"] for p in points}):
+        for dtype in (None, "float32", "int8"):
+            g = [p for p in points if p["pi_threads"] == threads and (dtype is None or p["dtype"] == dtype)]
+            if len(g) < 3:
+                continue
+            x, y = [p[key] for p in g], [p["pi_ms"] for p in g]
+            a, b = fit_loglog(x, y)
+            tag = f"Pi {threads} thr, {dtype or 'all dtypes'}, n={len(g)}"
+            lines.append(f"  {tag:32s} log-log a={a:+.4f} b={b:.4f}: {_loo(loo_errors(x, y, slope=True))}")
+            lines.append(f"  {'':32s} ratio {np.exp(fit_ratio(x, y)):8.3f}:      {_loo(loo_errors(x, y, slope=False))}")
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--min-runs", type=int, default=50, help="timed invokes per model per round (at least)")
+    ap.add_argument("--min-seconds", type=float, default=0.5, help="...and at least this long per round")
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ecg-automl" / "pi-calibration")
+    ap.add_argument("--json", type=Path, default=None, help="write every measurement here")
+    ap.add_argument("--fit-only", action="store_true", help="no measuring: fit the host values in pi_estimate.py")
+    args = ap.parse_args(argv)
+
+    points = [dict(p) for p in CALIBRATION]
+    print(f"host CPU: {host_cpu_name()} ({os.cpu_count()} logical CPUs), {platform.platform()}")
+    if not args.fit_only:
+        import ai_edge_litert
+
+        print(f"LiteRT {getattr(ai_edge_litert, '__version__', '?')}; load1 before: {loadavg():.2f}")
+        models = get_models(points, args.cache)
+        stats = measure_host(models, args.rounds, args.min_runs, args.min_seconds)
+        for p in points:
+            s = stats[model_key(p)]
+            p["host_ms"] = round(s["host_ms"], 3)
+            p["host_median_ms"] = round(s["host_median_ms"], 3)
+        loads = next(iter(stats.values()))["load1"]
+        print(f"load1 during the rounds: min {min(loads):.2f}, median {statistics.median(loads):.2f}, "
+              f"max {max(loads):.2f}")
+        if args.json:
+            args.json.write_text(json.dumps({"host_cpu": host_cpu_name(), "platform": platform.platform(),
+                                             "points": points, "stats": stats}, indent=1))
+
+    print(f"\n{'id':24s} {'model':26s} {'dtype':7s} {'thr':>3s} {'pi_ms':>7s} {'host_ms':>8s} {'ratio':>5s} "
+          f"{'host_med':>8s}")
+    for p in points:
+        name = f"{p['arch']} {p['alpha']:g} {p['res']}"
+        print(f"{p['id']:24s} {name:26s} {p['dtype']:7s} {p['pi_threads']:3d} {p['pi_ms']:7.2f} "
+              f"{p['host_ms']:8.3f} {p['pi_ms'] / p['host_ms']:5.1f} {p['host_median_ms']:8.3f}")
+
+    fit, err = fit_calibration(points)
+    print("\nshipped fit (host_ms = pooled 5th percentile):")
+    for name, f in fit.items():
+        e = err[name]
+        print(f"  {name:14s} log(pi) = {f['a']:+.4f} + {f['b']:.4f} log(host)  n={f['n']}  "
+              f"LOO rel. error median {100 * e['loo_median']:.0f} %, max {100 * e['loo_max']:.0f} %  "
+              f"(worst: {e['loo_worst']})")
+    print("\nalternatives on host_ms (pooled 5th percentile):")
+    print("\n".join(alternatives(points, "host_ms")))
+    print("\nalternatives on host_median_ms (median; depends on the machine's load):")
+    print("\n".join(alternatives(points, "host_median_ms")))
+    print("\nhost values to paste into CALIBRATION (id: host_ms, host_median_ms):")
+    for p in points:
+        print(f"  {p['id']}: {p['host_ms']}, {p['host_median_ms']}")
+    print("\nFIT =", json.dumps(fit, indent=1))
+    print("CALIBRATION_ERROR =", json.dumps(err, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""TFLite as a first-class citizen: export of a real study's model in every mode, TensorFlow-free
+prediction on a real record, the latency gate, a multi-objective Pareto study, and the bench-server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import SMALL_RECORDS, run_cli
+from test_search import tiny_settings, tracking
+
+from ecg_automl.tflite import MODES, op_list
+from search import Tracker, run_search
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A real 2-trial study (final model trained on DS1 patients), exported in all four modes."""
+    from ecg_automl.tflite.export import export_trial
+
+    tmp = tmp_path_factory.mktemp("export")
+    storage = f"sqlite:///{tmp / 'o.db'}"
+    run_search("ex", tiny_settings(tmp), n_trials=2, storage=storage, tracking=tracking(tmp), out_dir=tmp / "runs",
+               progress=False, pruner="none", print_fn=lambda s: None)
+    out = {}
+    for mode in MODES:
+        meta = export_trial("ex", storage, "best", mode, tmp / f"model-{mode}.tflite", tracking=tracking(tmp),
+                            verify_beats=1500, runs=50)
+        out[mode] = (tmp / f"model-{mode}.tflite", meta)
+    return tmp, storage, out
+
+
+def test_every_mode_exports_builtin_ops_matching_keras(exported):
+    tmp, _, out = exported
+    tolerance = {"fp32": 1e-4, "fp16": 5e-3, "dynamic": 0.05, "int8": 0.2}
+    for mode, (path, meta) in out.items():
+        ops = op_list(path.read_bytes())
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops  # the LSTM branch survived as one builtin op
+        assert not [o for o in ops if o.startswith("CUSTOM")]
+        v = meta["verification"]
+        assert v["max_abs_dprob"] < tolerance[mode], (mode, v)
+        assert v["decision_agreement"] >= (1.0 if mode == "fp32" else 0.95), (mode, v)
+        assert v["beats"] == 1500 and 0 <= v["tflite"]["f1"] <= 1
+        side = json.loads(path.with_suffix(".json").read_text())
+        assert side["mode"] == mode and side["input_length"] in (128, 192) and side["lead"] == "MLII"
+        assert side["latency"]["median_ms"] > 0 and side["latency"]["pi4_estimate_ms"] > side["latency"]["median_ms"]
+        assert side["size_kb"] == pytest.approx(path.stat().st_size / 1024)
+    assert out["int8"][1]["size_kb"] < out["fp32"][1]["size_kb"]
+    # the artifacts are on the trial's MLflow run
+    tracker = Tracker(tracking(tmp))
+    run_id = out["int8"][1]["trial"]
+    runs = tracker.trial_runs(tracker.client.search_runs([tracker.experiment_id], "tags.`ecg_automl.kind` = 'study'")[0].info.run_id)
+    arts = {a.path for a in tracker.client.list_artifacts(runs[run_id].info.run_id, "tflite/int8")}
+    assert {"tflite/int8/model-int8.tflite", "tflite/int8/model-int8.json"} <= arts
+
+
+def test_predict_on_a_record_without_tensorflow(exported, data_root, tmp_path, cli_env):
+    """`ecg-automl predict` classifies a real MIT-BIH record with LiteRT alone: no TensorFlow, Keras,
+    scikit-learn, Optuna or MLflow is imported on that path (pandas comes with wfdb, which needs it)."""
+    _, _, out = exported
+    model = out["int8"][0]
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['ecg-automl', 'predict', {str(model)!r}, '--record', {str(data_root / 'mitdb' / '213')!r},"
+        " '--annotations', 'atr']\n"
+        "from ecg_automl.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'sklearn', 'optuna', 'mlflow', 'search') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+        "sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "HEAVY []" in proc.stdout
+    assert "beats," in proc.stdout and "against the record's annotations: accuracy" in proc.stdout
+    # the QRS-detector path finds about as many beats as the reference annotations
+    proc = run_cli(["predict", model, "--record", data_root / "mitdb" / "213", "--json"], tmp_path, cli_env)
+    summary = json.loads(proc.stdout)["summary"]
+    assert 3000 < summary["beats"] < 3400 and summary["beat_source"] == "XQRS detector"
+
+
+def test_not_a_tflite_file_is_refused(tmp_path, cli_env, data_root):
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(b"this is not a flatbuffer at all")
+    bad.with_suffix(".json").write_text(json.dumps({"fs": 180, "window": 256, "input_length": 192,
+                                                    "rr_features": True, "threshold": 0.5, "lead": "MLII"}))
+    proc = run_cli(["predict", bad, "--record", data_root / "mitdb" / "100"], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "not a TFLite model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_latency_gate_rejects_without_training(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    t0 = time.time()
+    result = run_search("gate", tiny_settings(tmp_path, latency_budget_ms=1e-4), n_trials=2, storage=storage,
+                        tracking=tracking(tmp_path), progress=False, final=False)
+    trials = result.study.trials
+    assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
+    for t in trials:
+        assert "budget" in t.user_attrs["prune_reason"] and t.user_attrs["latency_ms"] > 1e-4
+        assert "fold_metrics" not in t.user_attrs  # rejected before any training
+    assert time.time() - t0 < 120
+    runs = Tracker(tracking(tmp_path)).trial_runs(result.study.user_attrs["mlflow_parent_run_id"])
+    assert all(r.info.status == "KILLED" and "latency_ms" in r.data.metrics for r in runs.values())
+
+
+def test_multi_objective_study_has_a_pareto_front(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    result = run_search("moo", tiny_settings(tmp_path, objectives=["quality", "latency", "size"]), n_trials=3,
+                        storage=storage, tracking=tracking(tmp_path), progress=False, print_fn=lambda s: None)
+    study = result.study
+    assert len(study.directions) == 3 and len(study.best_trials) >= 1
+    for t in study.best_trials:
+        quality, latency, size = t.values
+        assert 0 <= quality <= 1 and latency > 0 and size > 0
+    tracker = Tracker(tracking(tmp_path))
+    arts = {a.path for a in tracker.client.list_artifacts(study.user_attrs["mlflow_parent_run_id"])}
+    assert {"pareto_front.json", "pareto_front.png"} <= arts
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_bench_server_times_a_real_model_and_rejects_garbage(exported, tmp_path, cli_env):
+    _, _, out = exported
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ecg_automl", "bench-server", "--port", str(port), "--max-mb", "1"],
+                            cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(60):
+            try:
+                health = json.loads(urllib.request.urlopen(f"{url}/health", timeout=2).read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert health["ok"]
+        from ecg_automl.tflite.bench_server import remote_latency
+
+        res = remote_latency(url, out["int8"][0].read_bytes(), runs=30)
+        assert res["median_ms"] > 0 and res["n_runs"] == 30 and res["threads"] == 1
+
+        def post(body: bytes) -> int:
+            req = urllib.request.Request(f"{url}/benchmark", data=body, method="POST")
+            try:
+                return urllib.request.urlopen(req, timeout=30).status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert post(b"garbage that is no flatbuffer") == 415
+        assert post(b"\0\0\0\0TFL3" + b"\0" * 64) == 422  # identifier right, model broken
+        assert post(b"\0\0\0\0TFL3" + b"\0" * (2 * 1024 * 1024)) == 413
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
