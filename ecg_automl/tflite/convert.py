@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
 import uuid
 import warnings
@@ -181,7 +182,8 @@ def _quiet_tensorflow():
     level = logger.level
     logger.setLevel(max(level, logging.ERROR))
     try:
-        with warnings.catch_warnings():
+        # Keras 3's export (used by from_keras_model) prints every captured variable's TensorSpec to stdout.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
             yield
