@@ -30,6 +30,8 @@ def bandpass(x: np.ndarray, fs: float, low: float = 0.5, high: float = 40.0, ord
 def fill_nans(x: np.ndarray) -> np.ndarray:
     """Linear interpolation over NaN/inf samples per channel (all-NaN channels become zeros)."""
     x = np.array(x, dtype=np.float64, copy=True)
+    if x.size == 0:  # an empty record (0 samples, or 0 channels): nothing to fill
+        return x
     flat = x.reshape(x.shape[0], -1)
     idx = np.arange(flat.shape[0])
     for c in range(flat.shape[1]):
@@ -51,12 +53,23 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
 
 
 def normalise(windows: np.ndarray) -> np.ndarray:
-    """Per-window z-score over time (and channels); flat windows stay zero instead of dividing by 0."""
+    """Per-window z-score over time (and channels); flat windows stay zero instead of dividing by 0.
+
+    Missing samples (NaN, inf) are left out of a window's mean and spread and come out as 0, so the
+    result is always finite (a window with no finite sample is all zeros)."""
     w = np.asarray(windows, dtype=np.float64)
     axes = tuple(range(1, w.ndim))
-    mean = w.mean(axis=axes, keepdims=True)
-    std = w.std(axis=axes, keepdims=True)
-    out = (w - mean) / np.where(std > 1e-8, std, 1.0)
+    finite = np.isfinite(w)
+    if finite.all():
+        mean = w.mean(axis=axes, keepdims=True)
+        std = w.std(axis=axes, keepdims=True)
+        out = (w - mean) / np.where(std > 1e-8, std, 1.0)
+    else:
+        count = np.maximum(finite.sum(axis=axes, keepdims=True), 1)
+        mean = np.where(finite, w, 0.0).sum(axis=axes, keepdims=True) / count
+        centred = np.where(finite, w - np.where(finite, mean, 0.0), 0.0)
+        std = np.sqrt((centred ** 2).sum(axis=axes, keepdims=True) / count)
+        out = centred / np.where(std > 1e-8, std, 1.0)
     return np.clip(out, -20, 20).astype(np.float32)
 
 

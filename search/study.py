@@ -20,7 +20,7 @@ from .final import final_test
 from .metrics import format_report
 from .objective import CVObjective, Gate
 from .settings import StudySettings
-from .storage import make_storage
+from .storage import check_storage, make_storage
 from .tracking import Tracker, TrackingConfig
 
 log = logging.getLogger("search")
@@ -42,15 +42,17 @@ class SearchResult:
     final: dict[str, Any] | None
     tracking_failures: list[str]
     interrupted: bool = False
+    tracking_skipped: int = 0  # MLflow calls not made while the tracking store was unreachable
 
 
-def make_sampler(settings: StudySettings, n_existing: int) -> optuna.samplers.BaseSampler:
+def make_sampler(settings: StudySettings, n_existing: int, salt: int = 0) -> optuna.samplers.BaseSampler:
     """TPE (multivariate, constant liar for parallel workers); NSGA-II for 3+ objectives.
 
     The seed is offset by the number of trials already in the study, so a resumed run does not replay
-    the random start-up draws of the first run.
+    the random start-up draws of the first run, and by ``salt``: processes that share a study (workers
+    started together see the same number of trials) must not draw the same "random" configs.
     """
-    seed = settings.seed + 7919 * n_existing
+    seed = (settings.seed + 7919 * n_existing + 104729 * salt) % 2**32
     if len(settings.objectives) >= 3:
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
@@ -68,14 +70,18 @@ def make_pruner(name: str = "median") -> optuna.pruners.BasePruner:
     raise ValueError(f"unknown pruner {name!r} (median, hyperband, none)")
 
 
-def open_study(name: str, storage_url: str | None, settings: StudySettings | None,
+def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None, settings: StudySettings | None,
                pruner: str | None = None, heartbeat: float | None = 30) -> tuple[optuna.Study, StudySettings]:
     """Create the study or load it; a loaded study keeps its stored settings (``settings=None`` means
     "take them from the study", as a worker does). Other settings than the stored ones are refused.
 
     The pruner named when the study was created is stored with it; ``pruner=None`` (a worker, or a
     resume without ``--pruner``) uses that one, so every worker prunes alike."""
-    storage = make_storage(storage_url, heartbeat=heartbeat, create=settings is not None)
+    settings_given = settings
+    if isinstance(storage_url, optuna.storages.BaseStorage):
+        storage = storage_url
+    else:
+        storage = make_storage(storage_url, heartbeat=heartbeat, create=settings is not None)
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name in existing:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -96,9 +102,22 @@ def open_study(name: str, storage_url: str | None, settings: StudySettings | Non
                                     pruner=make_pruner(pruner or "median"), load_if_exists=True)
         study.set_user_attr("settings", settings.to_dict())
         study.set_user_attr("pruner", pruner or "median")
-    n = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(settings, n)
+    trials = study.get_trials(deepcopy=False)
+    # A worker, or any run joining a study that other processes are running, gets its own seed;
+    # a lone search keeps the reproducible one.
+    shared = settings_given is None or any(t.state == TrialState.RUNNING for t in trials)
+    study.sampler = make_sampler(settings, len(trials), salt=_process_salt() if shared else 0)
     return study, settings
+
+
+def _process_salt() -> int:
+    """A number that differs between processes (host, pid, start time) to decorrelate their samplers."""
+    import os
+    import socket
+    import time
+    import zlib
+
+    return zlib.crc32(f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}".encode())
 
 
 def load_study_data(settings: StudySettings, space: SearchSpace) -> BeatDataset:
@@ -244,18 +263,21 @@ def run_search(
     """Launch or resume ``study_name`` and, when it holds ``n_trials`` finished trials, run the final test.
 
     Bad input is rejected before anything is written: the tracking server is reached, the space and the
-    dataset are loaded, and only then is the study created (a rejected command leaves no study behind
-    that a corrected command would then refuse as "other settings")."""
+    dataset are loaded, the storage URL is opened, and only then are the MLflow experiment and the study
+    created (a rejected command leaves no study behind that a corrected command would then refuse as
+    "other settings")."""
     tracker = None
     if tracking is not None:
         tracker = Tracker(tracking)
         tracker.ping()  # an unreachable tracking server is an error before anything else
+    check_storage(storage)  # so is a bad storage URL (the data loading below can take minutes)
     if settings is not None:  # a new or resumed study: check the input first
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
         data = load_study_data(settings, space)
+        rdb = make_storage(storage, heartbeat=heartbeat)
         if tracker is not None:
             tracker.check()
-        study, settings = open_study(study_name, storage, settings, pruner, heartbeat=heartbeat)
+        study, settings = open_study(study_name, rdb, settings, pruner, heartbeat=heartbeat)
     else:  # a worker: everything comes from the existing study
         study, settings = open_study(study_name, storage, None, pruner, heartbeat=heartbeat)
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
@@ -274,7 +296,8 @@ def run_search(
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent:
             tracker.end_study(parent)
-    return SearchResult(study, report, tracker.failures if tracker else [], interrupted=not completed)
+    return SearchResult(study, report, tracker.failures if tracker else [], interrupted=not completed,
+                        tracking_skipped=tracker.skipped if tracker else 0)
 
 
 def latency_gates(settings: StudySettings) -> list[Gate]:

@@ -31,6 +31,19 @@ class TrackingError(RuntimeError):
     """The MLflow tracking store cannot be reached or used."""
 
 
+#: After a call finds the tracking store unreachable, skip MLflow calls for this many seconds.
+OFFLINE_RETRY_S = 30.0
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether an MLflow failure means "cannot reach the store" (rather than a rejected request)."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    text = str(exc)
+    return any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish",
+                                   "Read timed out", "Connection aborted", "RemoteDisconnected"))
+
+
 @dataclass
 class TrackingConfig:
     """Where MLflow runs go."""
@@ -65,10 +78,10 @@ class TrackingConfig:
 
 
 def _absolute_uri(uri: str) -> str:
-    """Make ``sqlite:///relative.db`` absolute (and create its folder) so runs land in one place."""
+    """Make ``sqlite:///relative.db`` absolute so runs land in one place (its folder is created when the
+    :attr:`Tracker.client` is first used, once the command's input has been accepted)."""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         path = Path(uri[len("sqlite:///"):]).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}"
     if "://" not in uri:  # a plain folder: MLflow's file store
         return Path(uri).resolve().as_uri()
@@ -97,12 +110,25 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-        from mlflow.tracking import MlflowClient
-
         self.config = config
-        self.client = MlflowClient(tracking_uri=config.tracking_uri)
+        self._client = None
         self.failures: list[str] = []
+        self.skipped = 0  # calls not made while the store was unreachable
+        self._offline_until: float | None = None
         self._experiment_id: str | None = None
+
+    @property
+    def client(self):
+        """The ``MlflowClient``, made on first use: a local store (SQLite file) is created by MLflow as
+        soon as a client opens it, which must not happen before the command's input is accepted."""
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            uri = self.config.tracking_uri
+            if uri.startswith("sqlite:///"):
+                Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            self._client = MlflowClient(tracking_uri=uri)
+        return self._client
 
     # -- set-up -----------------------------------------------------------------------------
     def ping(self) -> None:
@@ -147,13 +173,29 @@ class Tracker:
         return self._experiment_id
 
     def _safe(self, what: str, fn, *args, **kwargs):
+        """Call MLflow; a failure is a warning, never an error (the trial's data stays in Optuna).
+
+        Once the store looks unreachable (connection refused, timeouts), further calls are skipped for
+        :data:`OFFLINE_RETRY_S` seconds instead of each waiting for its own retries: a lost server costs
+        a trial seconds, not minutes of failing calls (per epoch, per fold, per figure)."""
+        if self._offline_until is not None and time.monotonic() < self._offline_until:
+            self.skipped += 1
+            return None
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except Exception as exc:  # a lost server must not lose the trial (it stays in Optuna)
             msg = f"MLflow {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
-            log.warning("%s; the study goes on, run `ecg-automl sync` later to back-fill", msg)
             self.failures.append(msg)
+            if _unreachable(exc):
+                self._offline_until = time.monotonic() + OFFLINE_RETRY_S
+                log.warning("%s; the tracking store looks unreachable: MLflow calls are skipped for %.0f s "
+                            "at a time while it is; the study goes on, run `ecg-automl sync` later to back-fill",
+                            msg, OFFLINE_RETRY_S)
+            else:
+                log.warning("%s; the study goes on, run `ecg-automl sync` later to back-fill", msg)
             return None
+        self._offline_until = None
+        return result
 
     # -- study ------------------------------------------------------------------------------
     def study_run(self, study, settings: dict[str, Any]) -> str:
@@ -244,9 +286,10 @@ class Tracker:
             model.save(path)
             self.log_artifact(run_id, path, "model")
 
-    def end_trial(self, frozen_trial) -> None:
-        """Write the trial's final state, value and attributes (called from the study callback)."""
-        run_id = frozen_trial.user_attrs.get("mlflow_run_id")
+    def end_trial(self, frozen_trial, run_id: str | None = None) -> None:
+        """Write the trial's final state, value and attributes to its run (``run_id``, else the one the
+        trial recorded when it started); called from the study callback and by :meth:`sync`."""
+        run_id = run_id or frozen_trial.user_attrs.get("mlflow_run_id")
         if run_id is None:
             return
         state = frozen_trial.state.name
@@ -283,19 +326,18 @@ class Tracker:
         for t in trials if trials is not None else study.get_trials(deepcopy=False):
             if t.state.name in ("RUNNING", "WAITING"):
                 continue
+            # A finished Optuna trial cannot be changed any more: the run id is passed, not stored.
             run = existing.get(t.number)
             if run is None:
-                run_id = self.start_trial(parent, t.number, study.study_name, t.params, trial_tags(t))
+                run_id = self.start_trial(parent, t.number, study.study_name, t.user_attrs.get("config", t.params),
+                                          trial_tags(t))
                 if run_id is None:
                     continue
-                study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", run_id)
                 for i, fold in enumerate(t.user_attrs.get("fold_metrics", [])):
                     self.log_metrics(run_id, {f"fold.{k}": v for k, v in fold.items()}, step=i)
-                t = study._storage.get_trial(t._trial_id)
-                self.end_trial(t)
+                self.end_trial(t, run_id)
                 created += 1
             elif run.info.status != RUN_STATUS.get(t.state.name):
-                study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", run.info.run_id)
-                self.end_trial(study._storage.get_trial(t._trial_id))
+                self.end_trial(t, run.info.run_id)
                 updated += 1
         return {"created": created, "updated": updated}

@@ -147,3 +147,10 @@ def validate(doc: Any) -> None:
                 raise SpaceError(f"{where}.step: must be a positive {domain.kind.__name__}, not {step!r}")
             if log:
                 raise SpaceError(f"{where}: step and log cannot be combined")
+    if "window" in data:  # every input_length the space can draw is cropped from the prepared window
+        spec = params["input_length"]
+        longest = spec if not isinstance(spec, dict) else (
+            max(spec["choices"]) if spec["type"] == "categorical" else spec["high"])
+        if longest > data["window"]:
+            raise SpaceError(f"data.window: {data['window']} samples is shorter than the longest "
+                             f"params.input_length ({longest}); make the window at least that long")

@@ -122,11 +122,14 @@ class TFLiteModel:
         from .convert import TFLiteError
 
         self.model_bytes = load_model_bytes(model)
+        where = "the given bytes" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
         if len(self.model_bytes) < 8 or self.model_bytes[4:8] != b"TFL3":
-            where = "the given bytes" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
             raise TFLiteError(f"{where}: not a TFLite model (no TFL3 flatbuffer identifier)")
         self.threads = int(threads)
-        self._interp = make_interpreter(self.model_bytes, self.threads)
+        try:
+            self._interp = make_interpreter(self.model_bytes, self.threads)
+        except ValueError as exc:  # e.g. a truncated or damaged file that still starts like a model
+            raise TFLiteError(f"{where}: not a valid TFLite model ({exc})") from None
         self.inputs = input_map(self._interp)
         outs = self._interp.get_output_details()
         if len(outs) != 1:

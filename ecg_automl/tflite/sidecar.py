@@ -20,6 +20,8 @@ def read_sidecar(model_path: str | Path) -> dict[str, Any]:
     """Read and check the sidecar of ``model_path``; a missing or incomplete one is a clear error."""
     from .convert import TFLiteError
 
+    if not Path(model_path).exists():
+        raise TFLiteError(f"{model_path}: no such model file")
     path = sidecar_path(model_path)
     if not path.exists():
         raise TFLiteError(f"{path}: sidecar not found; it is written by `ecg-automl export` next to the .tflite")

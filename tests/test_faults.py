@@ -1,0 +1,246 @@
+"""Faults a user meets: the tracking server lost in the middle of a study (nothing lost, a warning,
+``ecg-automl sync`` back-fills MLflow), and bad input (a clear one-line message, exit 2, and nothing
+half-written: no study database, no MLflow store, no runs/ folder).
+
+Complements test_cli.py (messages of the simple cases), test_data.py (the data layer's errors) and
+test_mlflow_server.py (tracking server unreachable at start)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from conftest import SMALL_RECORDS, run_cli
+from optuna.trial import TrialState
+from servers import free_port, start_mlflow_server, trial_runs_by_number
+from test_search import TINY, tiny_space_file
+
+
+# --------------------------------------------------------------------------------------------
+# tracking server lost mid-study
+# --------------------------------------------------------------------------------------------
+def _wait_for(predicate, timeout: float, what: str, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the search exited ({proc.returncode}) while waiting for {what}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_tracking_server_lost_mid_study_then_sync_back_fills(tmp_path, cli_env):
+    backend = f"sqlite:///{tmp_path / 'mlflow-server.db'}"
+    port = free_port()
+    server = start_mlflow_server(backend, tmp_path / "mlartifacts", tmp_path / "mlflow.log", port=port)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    log = open(tmp_path / "search.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecg_automl", "search", "--dataset", "mitdb", "--space", str(tiny_space_file(tmp_path)),
+         "--trials", "3", "--folds", "2", "--max-beats", "600", "--records", ",".join(SMALL_RECORDS),
+         "--study", "lost", "--no-final", "--pruner", "none", "--storage", storage, "--quiet",
+         "--tracking-uri", server.url, "--experiment", "lost"],
+        cwd=tmp_path, env=cli_env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    try:
+        def first_trial_logged():
+            if not (tmp_path / "optuna.db").exists():
+                return False
+            try:
+                study = optuna.load_study(study_name="lost", storage=storage)
+            except KeyError:
+                return False
+            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if not done:
+                return False
+            _, runs = trial_runs_by_number(server.url, "lost")
+            return done[0].number in runs and runs[done[0].number][0].info.status == "FINISHED"
+
+        _wait_for(first_trial_logged, 300, "the first trial in MLflow", proc)
+        server.stop()  # the tracking server goes away with trials 1 and 2 still to run
+        t_lost = time.time()
+        proc.wait(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.stop()
+    out = (tmp_path / "search.log").read_text()
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    # the run says what happened and what to do
+    assert "MLflow" in out and "failed" in out and "ecg-automl sync --study lost" in out, out[-3000:]
+    # no result is lost: Optuna holds every trial with its value and metrics
+    study = optuna.load_study(study_name="lost", storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert all(t.value is not None and t.user_attrs["fold_metrics"] for t in trials)
+
+    # the server comes back on the same backend and port; before sync it lacks the lost trials
+    server = start_mlflow_server(backend, tmp_path / "mlartifacts", tmp_path / "mlflow.log", port=port)
+    try:
+        _, before = trial_runs_by_number(server.url, "lost")
+        finished_before = sum(r[0].info.status == "FINISHED" for r in before.values())
+        assert finished_before < 3
+        sync = run_cli(["sync", "--study", "lost", "--storage", storage, "--tracking-uri", server.url,
+                        "--experiment", "lost"], tmp_path, cli_env, timeout=300)
+        assert "MLflow back-fill for study lost:" in sync.stdout
+        studies, runs = trial_runs_by_number(server.url, "lost")
+        assert len(studies) == 1
+        assert sorted(runs) == [0, 1, 2] and all(len(r) == 1 for r in runs.values())
+        for t in trials:
+            run = runs[t.number][0]
+            assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == "COMPLETE"
+            assert run.data.metrics["objective.quality"] == pytest.approx(t.value)
+            assert float(run.data.params["learning_rate"]) == pytest.approx(t.params["learning_rate"])
+            assert run.data.tags["mlflow.parentRunId"] == studies[0].info.run_id
+        again = run_cli(["sync", "--study", "lost", "--storage", storage, "--tracking-uri", server.url,
+                         "--experiment", "lost"], tmp_path, cli_env, timeout=300)
+        assert "0 runs created, 0 updated" in again.stdout  # idempotent
+    finally:
+        server.stop()
+    print(f"\nMLflow lost mid-study: {finished_before} of 3 runs FINISHED before sync, 3 after; "
+          f"search ran {time.time() - t_lost:.0f} s after the server went away; "
+          f"sync said: {sync.stdout.strip().splitlines()[-1]}")
+
+
+# --------------------------------------------------------------------------------------------
+# bad input: one clear line, exit 2, nothing half-written
+# --------------------------------------------------------------------------------------------
+def _copy_mitdb(data_root, root, records=("100", "101")):
+    db = root / "mitdb"
+    db.mkdir(parents=True)
+    for r in records:
+        for ext in ("hea", "dat", "atr"):
+            shutil.copy(data_root / "mitdb" / f"{r}.{ext}", db / f"{r}.{ext}")
+    (db / "RECORDS").write_text("\n".join(records) + "\n")
+    return db
+
+
+def _double_sample_count(db):
+    hea = db / "101.hea"
+    lines = hea.read_text().splitlines()
+    first = lines[0].split()
+    first[3] = str(int(first[3]) * 2)  # record line: name, signals, fs, samples
+    hea.write_text("\n".join([" ".join(first), *lines[1:]]) + "\n")
+
+
+CORRUPTIONS = {
+    "truncated .dat": (lambda db: (db / "101.dat").write_bytes((db / "101.dat").read_bytes()[:40_000]),
+                       ["101.dat: truncated: 40000 bytes, but the header (101.hea) declares 650000 samples"]),
+    "header longer than signal": (_double_sample_count, ["101.dat: truncated", "declares 1300000 samples"]),
+    "missing .dat": (lambda db: (db / "101.dat").unlink(), ["101.dat: signal file is missing"]),
+    "missing .atr": (lambda db: (db / "100.atr").unlink(), ["100.atr: annotation file not found"]),
+    "garbage header": (lambda db: (db / "101.hea").write_text("101 two 360 x\n"), ["101.hea: unreadable header"]),
+}
+
+
+def _assert_rejected(proc, messages, tmp_path, *, written=()):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    for m in messages:
+        assert m in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1
+    print(f"\n{' '.join(map(str, proc.args[3:]))}\n  -> {errors[0]}")
+    # nothing half-written: no study database, no MLflow store, not even an empty runs/ folder
+    assert not (tmp_path / "runs").exists(), sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == sorted(written)
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_corrupt_wfdb_records_are_rejected_before_anything_is_written(tmp_path, cli_env, data_root, case):
+    corrupt, messages = CORRUPTIONS[case]
+    root = tmp_path / "data"
+    corrupt(_copy_mitdb(data_root, root))
+    env = dict(cli_env, ECG_AUTOML_DATA=str(root))
+    # the defaults: sqlite:///runs/optuna.db and the local MLflow store sqlite:///runs/mlflow.db
+    proc = run_cli(["search", "--study", "x", "--space", tiny_space_file(tmp_path), "--records", "101,100",
+                    "--trials", 1, "--folds", 2], tmp_path, env, check=False, timeout=300)
+    _assert_rejected(proc, messages, tmp_path)
+
+
+@pytest.mark.parametrize("args, messages", [
+    (["--dataset", "nosuchdb"], ["unknown dataset 'nosuchdb'"]),
+    (["--records", "100,999"], ["999"]),
+    (["--storage", "foo://nowhere/db"], ["cannot open study storage foo://nowhere/db"]),
+    (["--storage", "sqlite:////proc/no-such-dir/o.db"], ["cannot open study storage sqlite:////proc/no-such-dir/o.db"]),
+], ids=["unknown-dataset", "unknown-record", "unknown-db-scheme", "unwritable-sqlite-path"])
+def test_bad_dataset_or_storage_leaves_no_study(tmp_path, cli_env, args, messages):
+    """Rejected before the study is created (a bad storage URL even before the data is read): rerunning
+    the corrected command must not meet a half-made study "with other settings"."""
+    base = ["search", "--study", "x", "--space", tiny_space_file(tmp_path), "--records", ",".join(SMALL_RECORDS),
+            "--trials", 1, "--folds", 2]
+    proc = run_cli(base + args, tmp_path, cli_env, check=False, timeout=300)
+    _assert_rejected(proc, messages, tmp_path)
+
+
+def test_missing_data_root_leaves_no_study(tmp_path, cli_env):
+    env = dict(cli_env, ECG_AUTOML_DATA=str(tmp_path / "no-data-here"))
+    proc = run_cli(["search", "--study", "x", "--space", tiny_space_file(tmp_path), "--storage",
+                    f"sqlite:///{tmp_path / 'o.db'}"], tmp_path, env, check=False, timeout=300)
+    # (the data layer may make no-data-here/mitdb/ while trying to download: the folder it says to fill)
+    _assert_rejected(proc, ["no-data-here"], tmp_path)
+
+
+def _space(tmp_path, **changes):
+    params = {**TINY, **changes}
+    p = tmp_path / "space.yaml"
+    p.write_text(yaml.safe_dump({"name": "s", "data": {"fs": 180, "window": 192}, "params": params}))
+    return p
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"lstm_units": {"type": "int", "low": "eight", "high": 16}}, "params.lstm_units.low: 'eight' is a str, expected int"),
+    ({"epochs": 2.5}, "params.epochs: 2.5 is a float, expected int"),
+    ({"rr_features": "yes"}, "params.rr_features: 'yes' is a str, expected bool"),
+    ({"kernel_size": 99}, "params.kernel_size: 99 is out of range, expected an integer in [1, 63]"),
+    ({"learning_rate": {"type": "float", "low": 0.1, "high": 0.01}}, "params.learning_rate: low (0.1) is greater than high (0.01)"),
+    ({"lstm_unitz": 8}, "params.lstm_unitz: unknown hyperparameter"),
+    ({"pool": {"type": "categorical", "choices": ["max"], "weights": [1]}}, "params.pool.weights: unknown key"),
+], ids=["wrong-type", "float-for-int", "str-for-bool", "out-of-range", "low-above-high", "unknown-key",
+        "unknown-dist-key"])
+def test_bad_space_file_is_rejected_before_anything_is_written(tmp_path, cli_env, changes, message):
+    proc = run_cli(["search", "--study", "x", "--space", _space(tmp_path, **changes), "--trials", 1],
+                   tmp_path, cli_env, check=False, timeout=300)
+    _assert_rejected(proc, [f"space.yaml: {message}"], tmp_path)
+
+
+def test_worker_and_sync_with_a_mistyped_sqlite_path_create_nothing(tmp_path, cli_env):
+    typo = f"sqlite:///{tmp_path / 'optuan.db'}"
+    for cmd in (["worker", "--study", "x", "--storage", typo, "--trials", 1, "--no-mlflow"],
+                ["sync", "--study", "x", "--storage", typo]):
+        proc = run_cli(cmd, tmp_path, cli_env, check=False, timeout=300)
+        _assert_rejected(proc, ["optuan.db does not exist", "create the study first"], tmp_path)
+
+
+def test_worker_with_an_unknown_study_creates_no_study(tmp_path, cli_env):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    optuna.create_study(study_name="real", storage=storage)
+    proc = run_cli(["worker", "--study", "typo", "--storage", storage, "--trials", 1], tmp_path, cli_env,
+                   check=False, timeout=300)
+    _assert_rejected(proc, ["no study named 'typo' in the storage (known: real)"], tmp_path, written=["o.db"])
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["real"]
+
+
+def test_a_damaged_or_missing_tflite_is_a_clear_error(tmp_path, cli_env, data_root):
+    """Beyond test_export's "not a flatbuffer at all": a file that starts like a model (TFL3 identifier)
+    but is damaged, e.g. cut short in a copy, and a model path that does not exist."""
+    import json
+
+    sidecar = {"fs": 180, "window": 256, "input_length": 192, "rr_features": True, "threshold": 0.5, "lead": "MLII"}
+    damaged = tmp_path / "damaged.tflite"
+    damaged.write_bytes(b"\0\0\0\0TFL3" + bytes(range(256)) * 4)
+    damaged.with_suffix(".json").write_text(json.dumps(sidecar))
+    record = data_root / "mitdb" / "100"
+    for model, message in ((damaged, "damaged.tflite: not a valid TFLite model"),
+                           (tmp_path / "nosuch.tflite", "nosuch.tflite: no such model file")):
+        proc = run_cli(["predict", model, "--record", record], tmp_path, cli_env, check=False, timeout=300)
+        _assert_rejected(proc, [message], tmp_path)

@@ -1,0 +1,103 @@
+"""Security defaults: servers the toolkit starts listen on loopback unless told otherwise (with a
+warning), and nothing read from disk or the network is unpickled or eval'ed."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tokenize
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli
+
+from ecg_automl import cli
+
+PRODUCT_PACKAGES = ["ecg_automl", "ecg_data", "spaces", "search"]
+
+
+def test_ui_help_says_it_binds_loopback_by_default(tmp_path, cli_env):
+    out = run_cli(["ui", "--help"], tmp_path, cli_env).stdout
+    assert "default 127.0.0.1" in " ".join(out.split())
+    assert cli.build_parser().parse_args(["ui"]).host == "127.0.0.1"
+
+
+def test_bench_server_binds_loopback_by_default(monkeypatch):
+    monkeypatch.setattr(cli, "_extra_parsers", [])  # main() and this test each register the extras
+    cli._load_extras()
+    assert cli.build_parser().parse_args(["bench-server"]).host == "127.0.0.1"
+
+
+class _NoServer:
+    """Stands in for subprocess.Popen: records the command instead of starting a server."""
+
+    started: list = []
+
+    def __init__(self, cmd, **kwargs):
+        self.pid = -1
+        _NoServer.started.append(cmd)
+
+    def wait(self, timeout=None):
+        return 0
+
+
+@pytest.mark.parametrize("host, exposed", [(None, False), ("127.0.0.1", False), ("0.0.0.0", True)])
+def test_ui_exposes_only_when_asked_and_warns(tmp_path, monkeypatch, capsys, host, exposed):
+    """The command ``ecg-automl ui`` would run, captured instead of started."""
+    import signal
+
+    started = _NoServer.started = []
+    monkeypatch.setattr(subprocess, "Popen", _NoServer)
+    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: _NoServer(cmd).wait())
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # ui installs a SIGTERM handler
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+    monkeypatch.chdir(tmp_path)
+    args = ["ui", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"] + (["--host", host] if host else [])
+    assert cli.main(args) == 0
+    cmd = started[0]
+    assert cmd[cmd.index("--host") + 1] == (host or "127.0.0.1")
+    err = capsys.readouterr().err
+    assert ("warning:" in err and "no authentication" in err) == exposed
+
+
+def _code_tokens(path: Path) -> list[str]:
+    """The file's code tokens (comments and strings left out), so a comment saying "never eval()" is fine."""
+    skip = {tokenize.COMMENT, tokenize.STRING, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+            tokenize.ENCODING, tokenize.ENDMARKER}
+    skip |= {getattr(tokenize, n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END") if hasattr(tokenize, n)}
+    toks = tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+    return [t.string for t in toks if t.type not in skip]
+
+
+#: Token sequences that would unpickle or evaluate data (or load a Keras model unsafely).
+FORBIDDEN = [
+    ("pickle", ".", "load"), ("pickle", ".", "loads"), ("cPickle", ".", "load"), ("dill", ".", "load"),
+    ("joblib", ".", "load"), ("marshal", ".", "loads"), ("shelve", ".", "open"), ("yaml", ".", "load"),
+    ("yaml", ".", "unsafe_load"), ("torch", ".", "load"),
+    ("allow_pickle", "=", "True"), ("safe_mode", "=", "False"), ("exec", "("),
+]
+
+
+def _hits(tokens: list[str]) -> list[str]:
+    found = []
+    for i in range(len(tokens)):
+        for seq in FORBIDDEN:
+            if tuple(tokens[i:i + len(seq)]) == seq:
+                found.append("".join(seq))
+        if tokens[i] == "eval" and tokens[i + 1:i + 2] == ["("] and (i == 0 or tokens[i - 1] != "."):
+            found.append("eval(")
+    return found
+
+
+def test_the_scanner_finds_what_it_looks_for(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import pickle, numpy as np\nx = pickle.load(f)\ny = eval(s)\nz = np.load(p, allow_pickle=True)\n"
+                   "m = keras.saving.load_model(p, safe_mode=False)\n# eval(comment) is fine\nok = ast.literal_eval(s)\n")
+    assert sorted(_hits(_code_tokens(bad))) == sorted(["pickle.load", "eval(", "allow_pickle=True", "safe_mode=False"])
+
+
+def test_product_code_neither_unpickles_nor_evals():
+    files = [p for pkg in PRODUCT_PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))]
+    assert len(files) > 20
+    found = {str(p.relative_to(ROOT)): h for p in files if (h := _hits(_code_tokens(p)))}
+    assert found == {}
