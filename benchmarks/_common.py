@@ -1,0 +1,194 @@
+"""Shared helpers of the benchmark scripts: machine and version record, config loading, JSON output.
+
+Not a public module: ``benchmarks/quality.py`` and ``benchmarks/pipeline_cost.py`` import it from their own
+folder (a script's folder is on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+#: The config both scripts use unless ``--config`` or ``--study`` says otherwise.
+DEFAULT_CONFIG = ROOT / "benchmarks" / "configs" / "quality_default.json"
+DEFAULT_OUT = ROOT / "benchmarks" / "results"
+
+
+def loadavg() -> list[float]:
+    """1, 5 and 15 minute load averages."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on Linux
+        return [float("nan")] * 3
+
+
+def lscpu_model_name() -> str:
+    """``Model name`` as ``lscpu`` prints it (``/proc/cpuinfo`` when lscpu is missing)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10,
+                             env={**os.environ, "LC_ALL": "C"}).stdout
+        for line in out.splitlines():
+            if line.strip().lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from ecg_automl.tflite.pi_estimate import host_cpu_name
+
+    return host_cpu_name()
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on (load averages are added at start and end by the caller)."""
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        affinity = None
+    return {"logical_cpus": os.cpu_count(), "cpus_usable_by_process": affinity,
+            "lscpu_model_name": lscpu_model_name(), "platform": platform.platform(),
+            "hostname": platform.node()}
+
+
+def versions() -> dict[str, str | None]:
+    """Python and the libraries whose versions change the numbers."""
+    from importlib import metadata
+
+    def dist(*names: str) -> str | None:
+        for n in names:
+            try:
+                return metadata.version(n)
+            except metadata.PackageNotFoundError:
+                continue
+        return None
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    try:
+        import tensorflow as tf
+
+        out["tensorflow"] = tf.__version__
+    except ImportError:  # pragma: no cover
+        out["tensorflow"] = dist("tensorflow-cpu", "tensorflow")
+    out["keras"] = dist("keras")
+    out["ai-edge-litert"] = dist("ai-edge-litert")
+    out["optuna"] = dist("optuna")
+    out["numpy"] = np.__version__
+    out["scikit-learn"] = dist("scikit-learn")
+    out["mlflow"] = dist("mlflow")
+    return out
+
+
+def command_line() -> str:
+    """The exact command that ran this script (interpreter included), shell-quoted."""
+    return shlex.join([sys.executable, *sys.argv])
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def header(script: str, mode: str) -> dict[str, Any]:
+    """The common head of a result file; ``finish`` adds the end time and load."""
+    return {"benchmark": script, "mode": mode, "command": command_line(), "argv": sys.argv[1:],
+            "cwd": os.getcwd(), "started_utc": now(), "machine": {**machine_info(), "loadavg_start": loadavg()},
+            "versions": versions(),
+            "env": {k: os.environ.get(k) for k in ("ECG_AUTOML_DATA", "ECG_AUTOML_CACHE", "TF_NUM_INTEROP_THREADS",
+                                                   "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")}}
+
+
+def finish(result: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    result["finished_utc"] = now()
+    result["wall_seconds"] = round(wall_s, 2)
+    result["machine"]["loadavg_end"] = loadavg()
+    return result
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """A model config from a JSON file (keys starting with ``_`` are comments), validated as a space."""
+    from spaces import PARAMS, SearchSpace
+
+    doc = json.loads(Path(path).read_text())
+    config = {k: v for k, v in doc.items() if not str(k).startswith("_")}
+    missing = [k for k in PARAMS if k not in config]
+    if missing:
+        raise SystemExit(f"{path}: the config lacks {', '.join(missing)}")
+    unknown = [k for k in config if k not in PARAMS]
+    if unknown:
+        raise SystemExit(f"{path}: unknown keys {', '.join(unknown)} (known: {', '.join(PARAMS)})")
+    SearchSpace.from_dict({"name": "config", "params": config}, str(path))  # type and range checks
+    return config
+
+
+def study_config(name: str, storage: str) -> tuple[dict[str, Any], float, dict[str, Any]]:
+    """The best trial's config and decision threshold, and the study's stored settings."""
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    best = study.best_trial
+    config = dict(best.user_attrs["config"])
+    threshold = float(best.user_attrs.get("threshold", 0.5))
+    settings = dict(study.user_attrs.get("settings", {}))
+    return config, threshold, {"study": name, "trial": best.number, "value": best.value,
+                               "settings": {k: v for k, v in settings.items() if k != "space_yaml"},
+                               "space_yaml": settings.get("space_yaml")}
+
+
+def jsonable(obj):
+    """Plain JSON types; NaN and infinities become None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: Path, result: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(jsonable(result), indent=1, allow_nan=False))
+    os.replace(tmp, path)
+    return path
+
+
+def median_of(dicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Key-wise median of numeric values over ``dicts`` (nested dicts recursed; non-numbers dropped)."""
+    out: dict[str, Any] = {}
+    if not dicts:
+        return out
+    for key, first in dicts[0].items():
+        vals = [d.get(key) for d in dicts]
+        if isinstance(first, dict):
+            out[key] = median_of([v for v in vals if isinstance(v, dict)])
+        elif isinstance(first, (int, float, np.integer, np.floating)) and not isinstance(first, bool):
+            nums = [float(v) for v in vals if isinstance(v, (int, float, np.integer, np.floating))]
+            nums = [v for v in nums if math.isfinite(v)]
+            out[key] = float(np.median(nums)) if nums else float("nan")
+    return out
+
+
+def quiet_tensorflow() -> None:
+    """Less TensorFlow start-up noise on stderr (set before TensorFlow is imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
