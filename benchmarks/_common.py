@@ -192,3 +192,13 @@ def median_of(dicts: list[dict[str, Any]]) -> dict[str, Any]:
 def quiet_tensorflow() -> None:
     """Less TensorFlow start-up noise on stderr (set before TensorFlow is imported)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def clear_keras() -> None:
+    """Free the last model's graph between runs, so repeated runs do not slow down or grow."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()

@@ -122,36 +122,11 @@ def loadavg() -> float:
 
 
 def time_invokes(model_bytes: bytes, n_runs: int, warmup: int = 10, seed: int = 0) -> np.ndarray:
-    """Per-invoke wall times (ms) of one input, timed exactly as :func:`ecg_automl.tflite.measure_latency`
-    times them (set inputs, reset state if stateful, invoke, read the output; 1 thread), all returned so that
-    low quantiles can be taken as well as the median."""
-    from ecg_automl.tflite.runtime import input_map, is_stateful, make_interpreter, quantize_input
+    """Per-invoke wall times (ms), timed exactly as :func:`ecg_automl.tflite.measure_latency` times them
+    (1 thread), all returned so that low quantiles can be taken as well as the median."""
+    from ecg_automl.tflite.latency import time_invocations
 
-    interp = make_interpreter(model_bytes, 1)
-    inputs = input_map(interp)
-    out_index = interp.get_output_details()[0]["index"]
-    stateful = is_stateful(model_bytes)
-    rng = np.random.default_rng(seed)
-    feed = {d["index"]: quantize_input(rng.standard_normal([1, *d["shape"][1:]]).astype(np.float32), d)
-            for d in inputs.values()}
-
-    def once():
-        for index, x in feed.items():
-            interp.set_tensor(index, x)
-        if stateful:
-            interp.reset_all_variables()
-        interp.invoke()
-        interp.get_tensor(out_index)
-
-    for _ in range(warmup):
-        once()
-    times = np.empty(n_runs)
-    clock = time.perf_counter_ns
-    for i in range(n_runs):
-        t0 = clock()
-        once()
-        times[i] = (clock() - t0) / 1e6
-    return times
+    return time_invocations(model_bytes, n_runs, warmup, threads=1, seed=seed)
 
 
 def measure_host(models: dict[str, bytes], rounds: int, min_runs: int, min_seconds: float,

@@ -104,7 +104,7 @@ def throughput(config: dict, data, max_beats: int | None, epochs: int, seed: int
            "overall_beats_per_s": res.beats_per_s, "fit_seconds": res.seconds}
     log.info("throughput: %d beats x %d epochs, per epoch %s beats/s", len(train), epochs,
              ", ".join(f"{v:.0f}" for v in per_epoch))
-    _clear()
+    C.clear_keras()
     return out
 
 
@@ -114,7 +114,7 @@ def gate(config: dict) -> dict[str, Any]:
     m = LatencyGate(mode="int8").measure(config)
     log.info("latency gate: %.2f s (host %.3f ms, Pi 4 estimate %.3f ms, %.1f KB)", m["gate_seconds"],
              m["host_median_ms"], m["pi4_estimate_ms"], m["size_kb"])
-    _clear()
+    C.clear_keras()
     return {k: m[k] for k in ("gate_seconds", "host_median_ms", "host_p90_ms", "pi4_estimate_ms", "size_kb",
                               "params", "macs") if k in m}
 
@@ -165,17 +165,8 @@ def tiny_study(config: dict, *, records, max_beats: int, folds: int, epochs: int
            "tracking_failures": list(result.tracking_failures), "folds": folds, "max_beats": max_beats,
            "epochs": epochs, "completed": sum(t["state"] == "COMPLETE" for t in trials)}
     log.info("study: run_search %.1f s, %.1f s of it outside the trials", wall, wall - in_trials)
-    _clear()
+    C.clear_keras()
     return out
-
-
-def _clear() -> None:
-    import gc
-
-    import keras
-
-    keras.backend.clear_session()
-    gc.collect()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def oof_threshold(config: dict, train, folds: int, seed: int) -> dict[str, Any]:
         res = fit(config, train.subset(tr), train.subset(va), seed=seed * 1009 + k)
         oof[va] = res.val_prob
         fold_f1.append(binary_metrics(train.y[va], res.val_prob)["f1"])
-        _clear()
+        C.clear_keras()
         log.info("  OOF fold %d/%d: %d train / %d val beats, val F1@0.5 %.3f (%.0f s)", k + 1, folds, len(tr),
                  len(va), fold_f1[-1], res.seconds)
     seen = ~np.isnan(oof)
@@ -183,7 +183,7 @@ def inter_patient(config: dict, data, seed: int, max_beats: int | None, folds: i
     log.info("seed %d: DS2 int8   F1 %.3f Se %.3f PPV %.3f AUC %.3f (agreement with Keras %.4f)", seed,
              *(out["int8"]["metrics"][k] for k in ("f1", "sensitivity", "ppv", "roc_auc")),
              out["int8_vs_keras"]["decision_agreement"])
-    _clear()
+    C.clear_keras()
     return out
 
 
@@ -220,17 +220,8 @@ def beat_level(config: dict, data, seed: int, max_beats: int | None) -> dict[str
            "keras": summarise(test.y, prob, BEAT_LEVEL_THRESHOLD, test.label)}
     log.info("seed %d: beat-level F1 %.3f Se %.3f PPV %.3f AUC %.3f", seed,
              *(out["keras"]["metrics"][k] for k in ("f1", "sensitivity", "ppv", "roc_auc")))
-    _clear()
+    C.clear_keras()
     return out
-
-
-def _clear() -> None:
-    import gc
-
-    import keras
-
-    keras.backend.clear_session()
-    gc.collect()
 
 
 # ---------------------------------------------------------------------------------------------------------

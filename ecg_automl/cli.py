@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow resets its logger level on import
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import SMALL_RECORDS, run_cli
+from conftest import run_cli
 from test_search import tiny_settings, tracking
 
 from ecg_automl.tflite import MODES, op_list

@@ -81,7 +81,6 @@ def test_study_is_browsable_on_a_tracking_server(tmp_path, cli_env, mlflow_serve
 
 def test_unreachable_tracking_server_fails_before_training(tmp_path, cli_env):
     port = _free_port()  # nothing listens there
-    t0 = time.time()
     proc = run_cli(["search", "--dataset", "mitdb", "--space", tiny_space_file(tmp_path), "--trials", 1,
                     "--folds", 2, "--records", ",".join(SMALL_RECORDS), "--study", "nope",
                     "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri", f"http://127.0.0.1:{port}"],

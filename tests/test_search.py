@@ -3,7 +3,6 @@ Ctrl-C, MLflow runs 1:1 with Optuna trials, and KerasTuner over the same space."
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import ROOT, SMALL_RECORDS, run_cli
+from conftest import SMALL_RECORDS, run_cli
 
 from search import StudySettings, Tracker, TrackingConfig, run_search
 from spaces import SearchSpace
@@ -52,7 +51,6 @@ def mlflow_trial_runs(tmp_path: Path, study) -> dict[int, object]:
 
 def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    failing = {"n": 0}
 
     def flaky_gate(config, trial):  # the study must survive a failing trial and record why
         if trial.number == 1:

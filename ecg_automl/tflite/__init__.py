@@ -6,8 +6,8 @@ flatbuffer for one of ``MODES``; ``TFLiteModel`` and ``measure_latency`` only ne
 
 from .convert import (INT8_FLOAT_OPS, MODES, TFLiteError, TFLiteInputError, build_export_model, convert,
                       op_list)
-from .latency import measure_latency
+from .latency import measure_latency, time_invocations
 from .runtime import TFLiteModel
 
 __all__ = ["INT8_FLOAT_OPS", "MODES", "TFLiteError", "TFLiteInputError", "TFLiteModel", "build_export_model",
-           "convert", "measure_latency", "op_list"]
+           "convert", "measure_latency", "op_list", "time_invocations"]

@@ -9,14 +9,13 @@ import numpy as np
 from .runtime import input_map, is_stateful, load_model_bytes, make_interpreter, quantize_input
 
 
-def measure_latency(tflite_bytes_or_path, n_runs: int = 200, warmup: int = 20, threads: int = 1,
-                    seed: int = 0) -> dict:
-    """Time ``n_runs`` single-window inferences after ``warmup`` untimed ones.
+def time_invocations(tflite_bytes_or_path, n_runs: int = 200, warmup: int = 20, threads: int = 1,
+                     seed: int = 0) -> np.ndarray:
+    """Wall time (ms) of each of ``n_runs`` single-window inferences after ``warmup`` untimed ones.
 
     Each timed run is what a real window costs through the interpreter: set the input tensors (a fixed
     random, z-scored-like window, quantised for int8 inputs), reset the LSTM state when the model keeps
-    one, ``invoke()``, read the output. Returns ``median_ms``, ``p90_ms``, ``mean_ms``, ``n_runs``,
-    ``threads``.
+    one, ``invoke()``, read the output.
     """
     n_runs, warmup, threads = int(n_runs), int(warmup), int(threads)
     if n_runs < 1 or warmup < 0 or threads < 1:
@@ -46,5 +45,13 @@ def measure_latency(tflite_bytes_or_path, n_runs: int = 200, warmup: int = 20, t
         t0 = clock()
         once()
         times[i] = (clock() - t0) / 1e6
+    return times
+
+
+def measure_latency(tflite_bytes_or_path, n_runs: int = 200, warmup: int = 20, threads: int = 1,
+                    seed: int = 0) -> dict:
+    """Median, p90 and mean of :func:`time_invocations`: ``median_ms``, ``p90_ms``, ``mean_ms``,
+    ``n_runs``, ``threads``."""
+    times = time_invocations(tflite_bytes_or_path, n_runs, warmup, threads, seed)
     return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
-            "mean_ms": float(times.mean()), "n_runs": n_runs, "threads": threads}
+            "mean_ms": float(times.mean()), "n_runs": int(n_runs), "threads": int(threads)}
