@@ -145,6 +145,24 @@ def study_config(name: str, storage: str) -> tuple[dict[str, Any], float, dict[s
                                "space_yaml": settings.get("space_yaml")}
 
 
+def resolve_config(args) -> tuple[dict[str, Any], float | None, float, int, str, dict[str, Any] | None]:
+    """Config, threshold (None unless from a study), sampling rate, window, a description of where the
+    config came from, and the study's info: from ``--study/--storage`` (its best trial) or ``--config``."""
+    fs, window, threshold, study_info = 180.0, 256, None, None
+    if args.study:
+        from spaces import SearchSpace
+
+        config, threshold, study_info = study_config(args.study, args.storage)
+        if study_info.get("space_yaml"):
+            space = SearchSpace.from_yaml(study_info["space_yaml"], f"study {args.study}")
+            fs, window = space.fs, space.window
+        source = f"study {args.study!r} ({args.storage}), best trial {study_info['trial']}"
+    else:
+        path = args.config or DEFAULT_CONFIG
+        config, source = load_config(path), str(path)
+    return config, threshold, fs, max(window, int(config["input_length"])), source, study_info
+
+
 def jsonable(obj):
     """Plain JSON types; NaN and infinities become None (strict JSON)."""
     if isinstance(obj, dict):

@@ -261,20 +261,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     result = C.header("pipeline_cost", args.mode)
 
-    fs, window = 180.0, 256
-    if args.study:
-        from spaces import SearchSpace
-
-        config, _, study_info = C.study_config(args.study, args.storage)
-        if study_info.get("space_yaml"):
-            sp = SearchSpace.from_yaml(study_info["space_yaml"], f"study {args.study}")
-            fs, window = sp.fs, sp.window
-        config_source = f"study {args.study!r} ({args.storage}), best trial {study_info['trial']}"
-    else:
-        path = args.config or C.DEFAULT_CONFIG
-        config = C.load_config(path)
-        config_source = str(path)
-    window = max(window, int(config["input_length"]))
+    config, _, fs, window, config_source, _ = C.resolve_config(args)
     records = [r.strip() for r in args.records.split(",")] if args.records else None
     tp_epochs = int(args.throughput_epochs or config["epochs"])
     st_epochs = int(args.study_epochs or config["epochs"])

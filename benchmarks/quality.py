@@ -312,24 +312,10 @@ def main(argv=None) -> int:
     result = C.header("quality", args.mode)
 
     from ecg_data import DS1, DS2, load_dataset
-    from spaces import SearchSpace
 
-    study_info = None
-    threshold = None
-    fs, window = 180.0, 256
-    if args.study:
-        config, threshold, study_info = C.study_config(args.study, args.storage)
-        if study_info.get("space_yaml"):
-            space = SearchSpace.from_yaml(study_info["space_yaml"], f"study {args.study}")
-            fs, window = space.fs, space.window
-        config_source = f"study {args.study!r} ({args.storage}), best trial {study_info['trial']}"
-    else:
-        path = args.config or C.DEFAULT_CONFIG
-        config = C.load_config(path)
-        config_source = str(path)
+    config, threshold, fs, window, config_source, study_info = C.resolve_config(args)
     if args.epochs is not None:
         config["epochs"] = int(args.epochs)
-    window = max(window, int(config["input_length"]))
 
     records = [r.strip() for r in args.records.split(",")] if args.records else None
     if records is not None and (not set(records) & set(DS1) or not set(records) & set(DS2)):
