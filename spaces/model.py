@@ -8,22 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-#: Number of rhythm (RR-interval) features the data layer provides per beat.
-N_RR_FEATURES = 4
+from ecg_data.preprocess import N_RR_FEATURES  # rhythm (RR-interval) features per beat
 
 
 def build_model(
     config: Mapping[str, Any],
     *,
     channels: int = 1,
-    unroll_lstm: bool = False,
     compile_model: bool = True,
 ):
     """Return a Keras model for ``config``: conv branch and LSTM branch on the same window, concatenated,
-    dense head, one sigmoid unit (probability of *abnormal*).
-
-    ``unroll_lstm`` builds the LSTM unrolled (plain ops; used for TFLite export, same weights).
-    """
+    dense head, one sigmoid unit (probability of *abnormal*)."""
     import keras
     from keras import layers
 
@@ -63,7 +58,7 @@ def build_model(
     n_layers = int(config["lstm_layers"])
     for i in range(n_layers):
         last = i == n_layers - 1
-        cell = layers.LSTM(int(config["lstm_units"]), return_sequences=not last, unroll=unroll_lstm, name=f"lstm{i}")
+        cell = layers.LSTM(int(config["lstm_units"]), return_sequences=not last, name=f"lstm{i}")
         if config.get("lstm_bidirectional", False):
             cell = layers.Bidirectional(cell, name=f"bilstm{i}")
         s = cell(s)
