@@ -20,6 +20,8 @@ from .latency import measure_latency
 log = logging.getLogger("bench_server")
 
 MAX_BYTES = 16 * 1024 * 1024
+#: Oversized uploads up to this size are read and dropped before the 413 answer (see do_POST).
+_DRAIN_LIMIT = 64 * 1024 * 1024
 TFLITE_IDENTIFIER = b"TFL3"
 
 
@@ -78,6 +80,16 @@ def make_server(host: str = "127.0.0.1", port: int = 8765, *, max_bytes: int = M
             except ValueError:
                 return self._reply(411, {"error": "Content-Length required"})
             if length > max_bytes:
+                # Read (and drop) a moderately oversized body first, so the client gets the 413 instead of a
+                # broken pipe; a huge one just gets the answer and the connection closed.
+                if length <= _DRAIN_LIMIT:
+                    remaining = length
+                    while remaining > 0:
+                        chunk = self.rfile.read(min(remaining, 1 << 16))
+                        if not chunk:
+                            break
+                        remaining -= len(chunk)
+                self.close_connection = True
                 return self._reply(413, {"error": f"model of {length} bytes is over the {max_bytes}-byte limit"})
             payload = self.rfile.read(length)
             if not is_tflite(payload):
