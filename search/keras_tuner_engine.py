@@ -24,19 +24,26 @@ log = logging.getLogger("search")
 TUNERS = ("hyperband", "bayesian", "random")
 
 
-def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int):
-    """KerasTuner's own oracle for ``tuner``, maximising the mean validation metric across folds."""
+def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int, space: SearchSpace):
+    """KerasTuner's own oracle for ``tuner``, maximising the mean validation metric across folds, over the
+    space's hyperparameters (registered up front: with no hypermodel KerasTuner would otherwise see an
+    empty space and run every trial at the default values)."""
     import keras_tuner as kt
 
-    objective = kt.Objective("val_objective", direction="max")
+    hp = kt.HyperParameters()
+    space.keras_tuner_config(hp)
     if tuner == "hyperband":
-        oracle = kt.oracles.HyperbandOracle(objective=objective, max_epochs=max(max_epochs, 2), factor=3, seed=seed)
+        hp.values.pop("epochs", None)  # Hyperband sets each round's epochs itself (tuner/epochs)
+    common = dict(objective=kt.Objective("val_objective", direction="max"), seed=seed, hyperparameters=hp,
+                  tune_new_entries=False, allow_new_entries=True)
+    if tuner == "hyperband":
+        oracle = kt.oracles.HyperbandOracle(max_epochs=max(max_epochs, 2), factor=3, **common)
         oracle.max_trials = n_trials  # Hyperband has no trial cap of its own; the CLI's --trials is one
         return oracle
     if tuner == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(objective=objective, max_trials=n_trials, seed=seed)
+        return kt.oracles.BayesianOptimizationOracle(max_trials=n_trials, **common)
     if tuner == "random":
-        return kt.oracles.RandomSearchOracle(objective=objective, max_trials=n_trials, seed=seed)
+        return kt.oracles.RandomSearchOracle(max_trials=n_trials, **common)
     raise ValueError(f"unknown tuner {tuner!r} ({', '.join(TUNERS)})")
 
 
@@ -110,7 +117,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         parent = run.info.run_id
         tracker.log_params(parent, {f"study.{k}": v for k, v in settings.to_dict().items() if k != "space_yaml"})
     epochs = int(space.params["epochs"]) if not isinstance(space.params["epochs"], dict) else int(space.params["epochs"]["high"])
-    oracle = make_oracle(tuner, n_trials, epochs, settings.seed)
+    oracle = make_oracle(tuner, n_trials, epochs, settings.seed, space)
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     bar = tqdm(total=n_trials, desc=f"keras-tuner {tuner}", unit="trial", disable=not progress, file=sys.stderr)
@@ -128,7 +135,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     t = cls(oracle, space=space, data=data, folds=folds, metric=settings.metric, seed=settings.seed,
             tracker=tracker, parent_run_id=parent, on_trial=on_trial,
             directory=str(Path(out_dir) / "keras_tuner"), project_name=study_name, overwrite=False)
-    t.search()
+    t.search(verbose=0)  # our progress bar and trial lines replace KerasTuner's own tables
     bar.close()
     if tracker is not None:
         tracker.end_study(parent)

@@ -171,6 +171,9 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path):
     for h in out["history"]:
         assert set(h["config"]) == set(space.params)
         assert h["config"]["input_length"] in (128, 192) and 0 <= h["value"] <= 1
+    # KerasTuner really searched the space (not every trial at its default values)
+    a, b = (h["config"] for h in out["history"])
+    assert a["learning_rate"] != b["learning_rate"]
     tracker = Tracker(tracking(tmp_path))
     runs = tracker.client.search_runs([tracker.experiment_id], "tags.engine = 'keras-tuner'")
     assert len([r for r in runs if r.data.tags.get("ecg_automl.kind") == "trial"]) == 2
