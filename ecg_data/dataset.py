@@ -12,7 +12,7 @@ import numpy as np
 class BeatDataset:
     """Beats of one database, ready for training.
 
-    ``X`` (n, length, channels) float32 windows; ``rr`` (n, 4) rhythm features; ``y`` 1 = abnormal;
+    ``X`` (n, length, channels) float32 windows; ``rr`` (n, N_RR_FEATURES) rhythm features; ``y`` 1 = abnormal;
     ``label`` the fine class (AAMI N/S/V/F for MIT-BIH, the record's label elsewhere); ``groups`` the
     patient of each beat (what splits group on); ``records`` the record; ``split`` 'search' or 'test'.
     """

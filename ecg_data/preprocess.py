@@ -11,8 +11,9 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal as _signal
 
-#: Number of RR features per beat: pre-RR, post-RR (s), and both divided by the local mean RR.
-N_RR_FEATURES = 4
+#: Number of RR features per beat: pre-RR, post-RR (s), both divided by the local mean RR, and both divided
+#: by the record's median RR.
+N_RR_FEATURES = 6
 
 
 def bandpass(x: np.ndarray, fs: float, low: float = 0.5, high: float = 40.0, order: int = 3) -> np.ndarray:
@@ -90,11 +91,14 @@ def extract_windows(x: np.ndarray, peaks: np.ndarray, length: int) -> tuple[np.n
 
 
 def rr_features(peaks: np.ndarray, fs: float, local: int = 8) -> np.ndarray:
-    """Rhythm context per beat: pre-RR and post-RR in seconds, and each divided by the mean of the
-    previous ``local`` RR intervals (the patient's recent rhythm). Shape (n, 4), float32.
+    """Rhythm context per beat: pre-RR and post-RR in seconds, each divided by the mean of the previous
+    ``local`` RR intervals (the patient's recent rhythm), and each divided by the median RR of the whole
+    record (the patient's usual rhythm). Shape (n, 6), float32.
 
-    A premature beat has a short pre-RR and a long post-RR relative to the recent rhythm, which is
-    what cardiologists read; the ratios make the feature independent of the patient's heart rate.
+    A premature beat has a short pre-RR and a long post-RR relative to the patient's rhythm, which is
+    what cardiologists read; the ratios make the features independent of the patient's heart rate. The
+    record-level ratios matter in runs of ectopic beats (bigeminy), where the recent mean is itself
+    distorted; on MIT-BIH DS2 they raised ROC-AUC from 0.902 to 0.925 for a fixed config (docs/RESULTS.md).
     """
     peaks = np.asarray(peaks, dtype=np.float64)
     n = len(peaks)
@@ -110,7 +114,8 @@ def rr_features(peaks: np.ndarray, fs: float, local: int = 8) -> np.ndarray:
     count = np.maximum(i - lo, 1)
     loc = np.where(i > 0, (csum[i] - csum[lo]) / count, med)
     loc = np.where(loc > 1e-6, loc, med if med > 1e-6 else 1.0)
-    feats = np.stack([pre, post, pre / loc, post / loc], axis=1)
+    rec = med if med > 1e-6 else 1.0
+    feats = np.stack([pre, post, pre / loc, post / loc, pre / rec, post / rec], axis=1)
     return np.clip(feats, 0.0, 10.0).astype(np.float32)
 
 
@@ -121,7 +126,7 @@ def beats_from_signal(
     """Full pipeline for one record: filter, resample, window around peaks, normalise, RR features.
 
     ``x`` is (samples,) or (samples, channels) at ``fs_in``; ``peaks`` are sample indices at ``fs_in``.
-    Returns (windows (n, length, channels) float32, rr (n, 4) float32, kept-mask over ``peaks``).
+    Returns (windows (n, length, channels) float32, rr (n, N_RR_FEATURES) float32, kept-mask over ``peaks``).
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:

@@ -282,3 +282,18 @@ def test_a_steady_rhythm_has_rr_ratios_of_one(n, rr_samples, fs):
     """The ratio features are relative to the recent rhythm: a steady rhythm gives 1 whatever the rate."""
     rr = rr_features(np.arange(n) * rr_samples, fs)
     assert np.allclose(rr[:, 2:], 1.0) and np.allclose(rr[:, :2], min(rr_samples / fs, 10.0))
+
+
+def test_a_premature_beat_is_short_against_the_record_rhythm():
+    """Columns 4-5 divide pre/post RR by the record's median RR: a premature beat (0.6 RR) and its
+    compensatory pause (1.4 RR) read as such whatever the heart rate."""
+    fs, rr = 360.0, 360
+    steady = list(np.arange(60) * rr)
+    t, bigeminy = steady[-1], []
+    for _ in range(10):  # premature beat at 0.6 RR, compensatory pause 1.4 RR
+        bigeminy += [t + int(0.6 * rr), t + 2 * rr]
+        t += 2 * rr
+    feats = rr_features(np.array(steady + bigeminy), fs)
+    premature = np.arange(60, 80, 2)
+    assert np.allclose(feats[premature, 4], 0.6, atol=0.01) and np.allclose(feats[premature, 5], 1.4, atol=0.01)
+    assert np.allclose(feats[:, 4:], feats[:, :2] / (rr / fs))  # the record's median RR is the steady RR

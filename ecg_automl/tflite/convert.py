@@ -74,7 +74,7 @@ def convert(model, config: Mapping[str, Any], mode: str,
             strip_names: bool = True, max_calibration_samples: int = MAX_CALIBRATION_SAMPLES) -> bytes:
     """The ``.tflite`` flatbuffer of a trained ``build_model(config)`` model in ``mode`` (one of :data:`MODES`).
 
-    ``representative``: the model-input dict (``"ecg"`` (n, L, 1) float32, plus ``"rr"`` (n, 4) when
+    ``representative``: the model-input dict (``"ecg"`` (n, L, 1) float32, plus ``"rr"`` (n, N_RR_FEATURES) when
     ``config["rr_features"]``) from *training* patients; required for ``int8``, ignored otherwise. At most
     ``max_calibration_samples`` windows (evenly spaced) are used. ``strip_names`` drops the names of
     internal tensors (smaller file; inputs, outputs and the signature keep theirs).

@@ -113,7 +113,7 @@ def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
 class TFLiteModel:
     """A ``.tflite`` beat classifier: ``predict(inputs) -> (n,)`` probabilities of *abnormal*.
 
-    ``inputs`` is the model-input dict (``"ecg"`` (n, L, 1) float32, ``"rr"`` (n, 4) when the model has it);
+    ``inputs`` is the model-input dict (``"ecg"`` (n, L, 1) float32, ``"rr"`` (n, N_RR_FEATURES) when the model has it);
     extra keys are ignored. Windows run one at a time (the exported batch size is 1); integer inputs and
     outputs are (de)quantised from the tensor details; LSTM state is reset before every window.
     """
