@@ -11,9 +11,8 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal as _signal
 
-#: Number of RR features per beat: pre-RR, post-RR (s), both divided by the local mean RR, and both divided
-#: by the record's median RR.
-N_RR_FEATURES = 6
+#: Number of RR features per beat (see :func:`rr_features`).
+N_RR_FEATURES = 9
 
 
 def bandpass(x: np.ndarray, fs: float, low: float = 0.5, high: float = 40.0, order: int = 3) -> np.ndarray:
@@ -91,14 +90,16 @@ def extract_windows(x: np.ndarray, peaks: np.ndarray, length: int) -> tuple[np.n
 
 
 def rr_features(peaks: np.ndarray, fs: float, local: int = 8) -> np.ndarray:
-    """Rhythm context per beat: pre-RR and post-RR in seconds, each divided by the mean of the previous
-    ``local`` RR intervals (the patient's recent rhythm), and each divided by the median RR of the whole
-    record (the patient's usual rhythm). Shape (n, 6), float32.
+    """Rhythm context per beat, shape (n, 9) float32: pre-RR and post-RR in seconds; each divided by the
+    mean of the previous ``local`` RR intervals (the recent rhythm); each divided by the median RR of the
+    whole record (the patient's usual rhythm); the RR before the previous beat and the RR after the next
+    beat, both over the record's median (the neighbours' rhythm); and pre-RR / post-RR.
 
-    A premature beat has a short pre-RR and a long post-RR relative to the patient's rhythm, which is
-    what cardiologists read; the ratios make the features independent of the patient's heart rate. The
-    record-level ratios matter in runs of ectopic beats (bigeminy), where the recent mean is itself
-    distorted; on MIT-BIH DS2 they raised ROC-AUC from 0.902 to 0.925 for a fixed config (docs/RESULTS.md).
+    A premature beat has a short pre-RR and a long post-RR relative to the patient's rhythm, which is what
+    cardiologists read; the ratios make the features independent of the heart rate, and the neighbours'
+    intervals tell an isolated premature beat from a run or a rhythm change. On MIT-BIH DS2, for a fixed
+    config (4 epochs), the record-level and neighbour features raised ROC-AUC from 0.902 to 0.941 and F1 at
+    0.5 from 0.51 to 0.74 (docs/RESULTS.md).
     """
     peaks = np.asarray(peaks, dtype=np.float64)
     n = len(peaks)
@@ -115,7 +116,11 @@ def rr_features(peaks: np.ndarray, fs: float, local: int = 8) -> np.ndarray:
     loc = np.where(i > 0, (csum[i] - csum[lo]) / count, med)
     loc = np.where(loc > 1e-6, loc, med if med > 1e-6 else 1.0)
     rec = med if med > 1e-6 else 1.0
-    feats = np.stack([pre, post, pre / loc, post / loc, pre / rec, post / rec], axis=1)
+    prev_pre = np.concatenate([[med], pre[:-1]])  # RR between the two beats before this one
+    next_post = np.concatenate([post[1:], [med]])  # RR between the two beats after it
+    ratio = pre / np.where(post > 1e-6, post, 1e-6)
+    feats = np.stack([pre, post, pre / loc, post / loc, pre / rec, post / rec, prev_pre / rec, next_post / rec,
+                      ratio], axis=1)
     return np.clip(feats, 0.0, 10.0).astype(np.float32)
 
 

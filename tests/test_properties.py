@@ -296,4 +296,7 @@ def test_a_premature_beat_is_short_against_the_record_rhythm():
     feats = rr_features(np.array(steady + bigeminy), fs)
     premature = np.arange(60, 80, 2)
     assert np.allclose(feats[premature, 4], 0.6, atol=0.01) and np.allclose(feats[premature, 5], 1.4, atol=0.01)
-    assert np.allclose(feats[:, 4:], feats[:, :2] / (rr / fs))  # the record's median RR is the steady RR
+    assert np.allclose(feats[:, 4:6], feats[:, :2] / (rr / fs))  # the record's median RR is the steady RR
+    after = premature + 1  # the beat after a premature beat: its neighbours' intervals show the pattern
+    assert np.allclose(feats[after[:-1], 6], 0.6, atol=0.01) and np.allclose(feats[after[:-1], 7], 1.4, atol=0.01)
+    assert np.allclose(feats[premature, 8], 0.6 / 1.4, atol=0.01)
