@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -101,8 +101,11 @@ def _tuner_class():
 
 def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "hyperband", n_trials: int = 10,
                     tracking: TrackingConfig | None = None, out_dir: str | Path = "runs", progress: bool = True,
-                    verbose: int = 0, timeout: float | None = None) -> dict[str, Any]:
-    """Run a KerasTuner search; returns the history (trial, seconds, value, best so far) and the best config."""
+                    verbose: int = 0, timeout: float | None = None,
+                    on_trial_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run a KerasTuner search; returns the history (trial, seconds, value, best so far) and the best config.
+
+    ``on_trial_end`` gets each trial's history entry as it finishes (benchmarks record progress with it)."""
     from tqdm.auto import tqdm
 
     space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
@@ -126,6 +129,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         best = max([h["value"] for h in history] + [value])
         history.append({"trial": number, "seconds": time.perf_counter() - start, "value": value, "best": best,
                         "config": config, "threshold": threshold})
+        if on_trial_end is not None:
+            on_trial_end(history[-1])
         bar.update(1)
         bar.write(f"keras-tuner trial {number}: {value:.4f} (best {best:.4f})")
         if timeout is not None and time.perf_counter() - start > timeout:

@@ -68,3 +68,119 @@ def test_quality_and_pipeline_cost_quick(tmp_path, cli_env):
     for t in trials:
         assert 0 < t["training_seconds"] < t["total_seconds"]
         assert math.isclose(t["training_seconds"] + t["other_seconds"], t["total_seconds"])
+
+
+def test_search_efficiency_quick(tmp_path, cli_env):
+    r = _run("search_efficiency.py", tmp_path, cli_env)
+    st = r["settings"]
+    assert st["seeds"] == [0] and st["engines"] == ["optuna", "kt-hyperband", "kt-random"]
+    budget = st["budget_s"]
+    assert {(run["engine"], run["seed"]) for run in r["runs"]} == {(e, 0) for e in st["engines"]}
+    for run in r["runs"]:
+        assert run["trials"], f"{run['engine']} finished no trial in {budget} s"
+        assert all(0 <= t["seconds"] <= budget for t in run["trials"])
+        assert all(t["state"] in ("complete", "pruned", "rejected", "failed") for t in run["trials"])
+    for engine, s in r["per_seed"]["0"].items():
+        assert s["trials_finished"] == s["complete"] + s["pruned"] + s["rejected_by_latency_gate"] + s["failed"]
+        values = [v for _, v in s["curve"]]
+        assert values == sorted(values) and all(_rate(v) for v in values)  # best-so-far never drops
+        if s["best_f1"] is not None:
+            assert s["best_f1"] == max(t["value"] for run in r["runs"] if run["engine"] == engine
+                                       for t in run["trials"] if t["state"] == "complete")
+    assert r["medians"]["optuna"]["runs"] == 1 and _rate(st["target_f1"])
+    comp = r["optuna_vs_baselines"]
+    assert comp["comparisons"] == len(comp["per_seed"]) <= 2
+    for c in comp["per_seed"]:
+        assert c["optuna_reached"] == (c["optuna_time_s"] is not None)
+
+
+def test_ptbxl_records_quick(tmp_path, cli_env, data_root):
+    import pandas as pd
+    import pytest
+
+    table = data_root / "ptbxl" / "ptbxl_database.csv"
+    if not table.exists():
+        pytest.skip(f"no PTB-XL under {data_root}")
+    # without the data: a clear error that names the folder and the fetch command, no download attempt
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ptbxl_records.py"), "--quick", "--out-dir",
+                           str(tmp_path / "none")], cwd=ROOT, env={**cli_env, "ECG_AUTOML_DATA": str(empty)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and str(empty / "ptbxl") in proc.stderr and "ecg-automl data fetch ptbxl" in proc.stderr
+    assert not (tmp_path / "none").exists()
+
+    r = _run("ptbxl_records.py", tmp_path, cli_env)
+    s = r["settings"]
+    assert s["seeds"] == [0] and s["epochs"] == 1 and s["folds"] == 2 and s["aggregate"] == "mean"
+    assert r["leak_check"]["no_leak"] is True and r["leak_check"]["patients_in_both_parts"] == 0
+    assert r["data"]["strat_folds"] == {"search": list(range(1, 10)), "test": [10]}
+    assert r["data"]["channels"] == 12 and r["data"]["rr_features_per_beat"] >= 1
+    for level in ("record", "beat"):
+        med = r["results"][level]["median"]
+        for k in RATES:
+            assert _rate(med[k]), (level, k, med[k])
+        assert _rate(med["threshold"])
+    seed0 = r["results"]["per_seed"][0]
+    folds = pd.read_csv(table, index_col="ecg_id")["strat_fold"]
+    test_ids = [int(t["ecg_id"]) for t in seed0["test_records"]]
+    assert len(set(test_ids)) == len(test_ids) == seed0["test"]["records"] == r["data"]["test"]["records"] > 30
+    assert (folds.loc[test_ids] == 10).all()  # test records are fold 10 only, straight from the CSV
+    assert sum(t["beats"] for t in seed0["test_records"]) == seed0["test"]["beats"] == seed0["beat"]["n"]
+    assert sum(t["y"] for t in seed0["test_records"]) == seed0["test"]["abnormal_records"]
+    assert all(_rate(t["prob"]) for t in seed0["test_records"])
+    for level, n in (("record", seed0["test"]["records"]), ("beat", seed0["test"]["beats"])):
+        cm = seed0[level]["confusion_matrix"]
+        assert cm["tn"] + cm["fp"] + cm["fn"] + cm["tp"] == seed0[level]["n"] == n
+        assert cm["fn"] + cm["tp"] == seed0[level]["n_abnormal"]
+    assert seed0["train"]["records"] + seed0["test"]["records"] == r["data"]["search"]["records"] + r["data"]["test"]["records"]
+    assert seed0["train"]["records"] > 300 and seed0["oof"]["folds"] == 2 and seed0["oof"]["oof_records"] == seed0["train"]["records"]
+    ctx = r["context_published_not_measured"]
+    assert "not measured" in ctx["note"].lower() or "not results" in ctx["note"].lower()
+    assert _rate(ctx["accuracy"]) and _rate(ctx["f1"])
+
+
+def test_edge_quick(tmp_path, cli_env):
+    """The edge benchmark: a small latency-aware study, its Pareto front exported in all four TFLite modes."""
+    e = _run("edge.py", tmp_path, cli_env)
+    study = e["study"]
+    assert study["objectives"][:2] == ["quality", "latency"] and study["directions"][:2] == ["maximize", "minimize"]
+    assert e["settings"]["folds"] == 2 and e["settings"]["epochs"] == 1 and len(e["trials"]) >= 3
+    completed = [t for t in e["trials"] if t["state"] == "COMPLETE"]
+    assert completed and e["front"] and e["members"]
+    objectives, directions = study["objectives"], study["directions"]
+
+    def dominates(a, b):
+        ge = all((x >= y) if d == "maximize" else (x <= y) for x, y, d in zip(a, b, directions))
+        return ge and any((x > y) if d == "maximize" else (x < y) for x, y, d in zip(a, b, directions))
+
+    front = {r["trial"] for r in e["front"]}
+    assert front <= {t["number"] for t in completed}
+    for r in e["front"]:  # no completed trial dominates a front member
+        v = [r[o] for o in objectives]
+        assert not any(dominates([t["values"][o] for o in objectives], v) for t in completed), r
+    dominated = [t for t in completed if t["number"] not in front]
+    for t in dominated:  # and every other completed trial is dominated by some front member
+        assert any(dominates([r[o] for o in objectives], [t["values"][o] for o in objectives]) or
+                   [r[o] for o in objectives] == [t["values"][o] for o in objectives] for r in e["front"]), t
+    assert {m["trial"] for m in e["members"]} <= front and len(e["members"]) <= e["settings"]["max_front"]
+    assert e["front_dominated_by_a_completed_trial"] == []
+    n_ds2 = e["settings"]["ds2_beats_used"]
+    assert 0 < n_ds2 < e["settings"]["ds2_beats_total"]
+    for m in e["members"]:
+        assert set(m["modes"]) == {"fp32", "dynamic", "fp16", "int8"}, m["trial"]
+        assert m["params"] > 0 and _rate(m["threshold"]) and _rate(m["study"]["val_f1"])
+        assert m["study"]["latency_objective_ms"] > 0 and m["train"]["beats"] > 0
+        assert all(_rate(m["keras"]["ds2"][k]) for k in ("f1", "sensitivity", "ppv", "roc_auc"))
+        for mode, x in m["modes"].items():
+            assert x["size_bytes"] > 0 and math.isclose(x["size_kb"], x["size_bytes"] / 1024)
+            lat = x["latency"]
+            assert lat["p90_ms"] >= lat["median_ms"] > 0 and lat["threads"] == 1, (m["trial"], mode, lat)
+            assert x["pi4_estimate_ms"] > 0 and x["pi4_dtype"] == ("int8" if mode == "int8" else "float32")
+            ds2 = x["ds2"]
+            assert ds2["n"] == n_ds2 and ds2["threshold"] == m["threshold"]
+            assert all(_rate(ds2[k]) for k in ("f1", "sensitivity", "ppv", "specificity", "roc_auc")), (mode, ds2)
+            assert _rate(x["vs_keras"]["decision_agreement"])
+        assert m["modes"]["int8"]["size_bytes"] < m["modes"]["fp32"]["size_bytes"], m["trial"]
+        assert m["modes"]["fp32"]["vs_keras"]["decision_agreement"] >= 0.999  # fp32 is the Keras model
+    assert len(e["table"]) == 4 * len(e["members"])

@@ -1,0 +1,436 @@
+#!/usr/bin/env python
+"""Search efficiency: the Optuna driver (TPE + median pruner + TFLite latency gate) against KerasTuner's
+Hyperband and random search, on the same space, data, patient folds and wall-clock budget (MIT-BIH DS1).
+
+For every seed, the three engines run one after another in a rotating order (seed 0: optuna, hyperband,
+random; seed 1: hyperband, random, optuna; ...), so slow drift of the machine's load hits each alike. Each
+run is its own Python process with the libraries imported before its clock starts; it appends one JSON
+line per finished trial (seconds since its start, state, mean validation F1 over the K folds at 0.5) and is
+stopped when its budget is spent: a trial still running then does not count. The same ``StudySettings``
+(dataset, space, ``--max-beats`` drawn by patient and class with the seed, ``--folds`` patient-grouped
+folds with the seed) feed both engines' objectives, and neither logs to MLflow (same overhead).
+
+Reported per engine and seed, and as medians over seeds: best validation F1 within the budget and over
+time (plot), trials finished, trials pruned (Optuna's pruner), rejected (latency gate) or stopped early
+(Hyperband rounds that were not promoted), the time to reach ``--target`` and the time the Optuna driver
+needs to reach each KerasTuner baseline's best F1, as a fraction of the time the baseline needed.
+
+    python benchmarks/search_efficiency.py --quick        # 1 seed, 45 s per engine (~3 min)
+    python benchmarks/search_efficiency.py                # 3 seeds, 300 s per engine (~47 min)
+    python benchmarks/search_efficiency.py --seeds 0 1 2 3 4 --budget 600 --space spaces/edge.yaml
+
+Writes ``search_efficiency_<mode>.json`` and ``search_efficiency_<mode>.png`` to ``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+log = logging.getLogger("benchmarks.search_efficiency")
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINES = ("optuna", "kt-hyperband", "kt-random")
+LABELS = {"optuna": "Optuna driver (TPE + median pruner + latency gate)",
+          "kt-hyperband": "KerasTuner Hyperband", "kt-random": "KerasTuner random search"}
+COLOURS = {"optuna": "#1f77b4", "kt-hyperband": "#d62728", "kt-random": "#7f7f7f"}
+QUICK = {"seeds": [0], "budget": 45.0, "max_beats": 1200, "folds": 2, "epochs": 1}
+FULL = {"seeds": [0, 1, 2], "budget": 300.0, "max_beats": 4000, "folds": 3, "epochs": None}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one engine run (a child process)
+# ---------------------------------------------------------------------------------------------------------
+def _settings(args: argparse.Namespace, seed: int):
+    from search import StudySettings
+    from spaces import SearchSpace
+
+    space = SearchSpace.load(args.space)
+    if args.epochs:
+        space = space.with_overrides(epochs=int(args.epochs))
+    return StudySettings(dataset="mitdb", space_yaml=space.to_yaml(), folds=args.folds, seed=seed,
+                         max_beats=args.max_beats, latency_budget_ms=args.latency_budget_ms)
+
+
+def _run_one(args: argparse.Namespace) -> int:
+    """Child: run one engine for one seed until killed, appending a JSON line per finished trial."""
+    import keras  # noqa: F401  -- import cost before the clock starts
+    import keras_tuner  # noqa: F401
+    import optuna
+
+    from search import keras_tuner_engine as kte
+    from search.study import latency_gates, load_study_data, open_study, run_trials
+    from spaces import SearchSpace
+
+    C.quiet_tensorflow()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed, engine, out = args.seed, args.engine, Path(args.trials_file)
+    settings = _settings(args, seed)
+    t0 = time.perf_counter()
+
+    def write(row: dict[str, Any]) -> None:
+        row["seconds"] = time.perf_counter() - t0
+        with out.open("a") as fh:
+            fh.write(json.dumps(C.jsonable(row)) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    work = Path(args.work)
+    if engine == "optuna":
+        space = SearchSpace.from_yaml(settings.space_yaml, "benchmark")
+        data = load_study_data(settings, space)
+        study, settings = open_study(f"eff-{seed}", f"sqlite:///{work / 'optuna.db'}", settings, "median",
+                                     heartbeat=None)
+
+        def on_trial(study, trial) -> None:
+            a = trial.user_attrs
+            state = trial.state.name
+            kind = "complete" if state == "COMPLETE" else "failed" if state == "FAIL" else (
+                "rejected" if "latency" in a.get("prune_reason", "") else "pruned")
+            write({"trial": trial.number, "state": kind, "value": trial.value if state == "COMPLETE" else None,
+                   "folds_trained": len(a.get("fold_metrics", [])), "latency_ms": a.get("latency_ms"),
+                   "reason": a.get("prune_reason") or a.get("fail_reason")})
+
+        run_trials(study, settings, n_trials=100_000, data=data, space=space, tracker=None,
+                   gates=latency_gates(settings), progress=False, extra_callbacks=[on_trial])
+    else:
+        tuner = engine.removeprefix("kt-")
+        max_epochs = None
+
+        def on_trial(h: dict[str, Any]) -> None:
+            nonlocal max_epochs
+            if max_epochs is None:
+                space = SearchSpace.from_yaml(settings.space_yaml, "benchmark")
+                e = space.params["epochs"]
+                max_epochs = int(e["high"]) if isinstance(e, dict) else int(e)
+            epochs = int(h["config"]["epochs"])
+            write({"trial": h["trial"], "state": "complete", "value": h["value"], "epochs": epochs,
+                   "max_epochs": max_epochs})
+
+        kte.run_keras_tuner(f"eff-{seed}-{tuner}", settings, tuner=tuner, n_trials=100_000, tracking=None,
+                            out_dir=work, progress=False, on_trial_end=on_trial)
+    return 0
+
+
+def _spawn(args: argparse.Namespace, engine: str, seed: int, work: Path, budget: float) -> dict[str, Any]:
+    """Run one engine in a child process for ``budget`` seconds; return its trials and timings."""
+    trials_file = work / f"{engine}-{seed}.jsonl"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", "--engine", engine, "--seed", str(seed),
+           "--trials-file", str(trials_file), "--work", str(work / f"{engine}-{seed}"), "--space", args.space,
+           "--folds", str(args.folds), "--max-beats", str(args.max_beats)]
+    if args.epochs:
+        cmd += ["--epochs", str(args.epochs)]
+    if args.latency_budget_ms is not None:
+        cmd += ["--latency-budget-ms", str(args.latency_budget_ms)]
+    (work / f"{engine}-{seed}").mkdir(parents=True, exist_ok=True)
+    logf = (work / f"{engine}-{seed}.log").open("w")
+    t_start = time.time()
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    # the child's clock starts after its imports and data loading; give it that time on top of the budget,
+    # then read its trials by their own clock and keep only those finished within the budget
+    deadline = time.monotonic() + budget + args.startup_allowance
+    exited = None
+    while time.monotonic() < deadline:
+        exited = proc.poll()
+        if exited is not None:
+            break
+        if trials_file.exists():
+            rows = _read_rows(trials_file)
+            if rows and rows[-1]["seconds"] >= budget:
+                break
+        time.sleep(0.5)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    logf.close()
+    rows = _read_rows(trials_file) if trials_file.exists() else []
+    if exited not in (None, 0):
+        tail = (work / f"{engine}-{seed}.log").read_text()[-3000:]
+        raise RuntimeError(f"{engine} (seed {seed}) exited with {exited} before its budget was spent:\n{tail}")
+    within = [r for r in rows if r["seconds"] <= budget]
+    return {"engine": engine, "seed": seed, "budget_s": budget, "process_seconds": time.time() - t_start,
+            "trials": within, "trials_after_budget": len(rows) - len(within), "load_avg_end": C.loadavg()}
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by the kill
+            pass
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# analysis
+# ---------------------------------------------------------------------------------------------------------
+def best_curve(trials: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(seconds, best validation F1 so far) at every improvement, from the complete trials."""
+    curve, best = [], -np.inf
+    for r in sorted(trials, key=lambda r: r["seconds"]):
+        if r["state"] == "complete" and r["value"] is not None and r["value"] > best:
+            best = r["value"]
+            curve.append((r["seconds"], best))
+    return curve
+
+
+def time_to(curve: list[tuple[float, float]], target: float) -> float | None:
+    """Seconds until the best-so-far first reaches ``target`` (None: never within the budget)."""
+    for t, v in curve:
+        if v >= target - 1e-12:
+            return t
+    return None
+
+
+def summarise_run(run: dict[str, Any], target: float) -> dict[str, Any]:
+    """Counts, best F1 and time-to-target of one engine run."""
+    trials = run["trials"]
+    curve = best_curve(trials)
+    states = [r["state"] for r in trials]
+    early = sum(1 for r in trials if r.get("epochs") is not None and r["epochs"] < r["max_epochs"])
+    return {
+        "engine": run["engine"], "seed": run["seed"], "budget_s": run["budget_s"],
+        "trials_finished": len(trials), "complete": states.count("complete"), "pruned": states.count("pruned"),
+        "rejected_by_latency_gate": states.count("rejected"), "failed": states.count("failed"),
+        "hyperband_short_rounds": early,
+        "best_f1": curve[-1][1] if curve else None, "time_to_best_s": curve[-1][0] if curve else None,
+        "time_to_target_s": time_to(curve, target), "curve": curve,
+    }
+
+
+def compare(per_seed: dict[int, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per seed and baseline: the time Optuna needs to reach the baseline's best F1 over the baseline's time."""
+    rows = []
+    for seed, runs in per_seed.items():
+        opt = runs["optuna"]
+        for base in ("kt-hyperband", "kt-random"):
+            b = runs[base]
+            if b["best_f1"] is None:
+                continue
+            t_opt = time_to(opt["curve"], b["best_f1"])
+            rows.append({"seed": seed, "baseline": base, "baseline_best_f1": b["best_f1"],
+                         "baseline_time_s": b["time_to_best_s"], "optuna_time_s": t_opt,
+                         "ratio": (t_opt / b["time_to_best_s"]) if t_opt is not None and b["time_to_best_s"] else None,
+                         "optuna_reached": t_opt is not None})
+    return rows
+
+
+def _median(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.median(vals)) if vals else None
+
+
+def medians(per_seed: dict[int, dict[str, dict[str, Any]]], budget: float) -> dict[str, dict[str, Any]]:
+    """Median over seeds of every count and time per engine (a never-reached target counts as the budget
+    for the median of time-to-target, and is also counted)."""
+    out = {}
+    for e in ENGINES:
+        runs = [per_seed[s][e] for s in per_seed]
+        out[e] = {k: _median(r[k] for r in runs) for k in
+                  ("trials_finished", "complete", "pruned", "rejected_by_latency_gate", "failed",
+                   "hyperband_short_rounds", "best_f1", "time_to_best_s")}
+        out[e]["time_to_target_s"] = _median(r["time_to_target_s"] if r["time_to_target_s"] is not None else budget
+                                             for r in runs)
+        out[e]["target_reached"] = sum(r["time_to_target_s"] is not None for r in runs)
+        out[e]["runs"] = len(runs)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# plot
+# ---------------------------------------------------------------------------------------------------------
+def plot(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    st = result["settings"]
+    budget, target = st["budget_s"], st["target_f1"]
+    seeds = sorted(result["per_seed"], key=int)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1.6, 1]})
+    for e in ENGINES:
+        for i, s in enumerate(seeds):
+            curve = result["per_seed"][s][e]["curve"]
+            if not curve:
+                continue
+            xs = [0.0] + [c[0] for c in curve] + [budget]
+            ys = [np.nan] + [c[1] for c in curve] + [curve[-1][1]]
+            ax.step(xs, ys, where="post", color=COLOURS[e], alpha=0.85, lw=1.6,
+                    ls=("-", "--", ":", "-.")[i % 4], label=f"{LABELS[e]}" if i == 0 else None)
+            fin = [r for r in result["runs"] if r["engine"] == e and str(r["seed"]) == s][0]["trials"]
+            for r in fin:
+                if r["state"] == "complete" and r["value"] is not None:
+                    ax.plot(r["seconds"], r["value"], "o", ms=3, color=COLOURS[e], alpha=0.35)
+    ax.axhline(target, color="k", lw=0.8, ls=":")
+    ax.text(budget, target, f" target {target:g}", va="bottom", ha="right", fontsize=8)
+    ax.set_xlim(0, budget)
+    ax.set_xlabel("wall-clock seconds since the engine started")
+    ax.set_ylabel("best mean validation F1 so far (abnormal, K patient folds)")
+    ax.set_title(f"best validation F1 over time, {len(seeds)} seed(s) (line style = seed; dots = trials)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+
+    med = result["medians"]
+    x = np.arange(len(ENGINES))
+    comp = [med[e]["complete"] or 0 for e in ENGINES]
+    pr = [med[e]["pruned"] or 0 for e in ENGINES]
+    rej = [med[e]["rejected_by_latency_gate"] or 0 for e in ENGINES]
+    short = [med[e]["hyperband_short_rounds"] or 0 for e in ENGINES]
+    ax2.bar(x, comp, 0.6, label="complete (all folds)", color="#2ca02c")
+    ax2.bar(x, pr, 0.6, bottom=comp, label="pruned after a fold", color="#ff7f0e")
+    ax2.bar(x, rej, 0.6, bottom=np.add(comp, pr), label="rejected by latency gate", color="#9467bd")
+    for i, e in enumerate(ENGINES):
+        if short[i]:
+            ax2.text(i, comp[i] / 2, f"{short[i]:g} short\nHyperband\nrounds", ha="center", fontsize=7, color="w")
+        ttt = med[e]["time_to_target_s"]
+        best = med[e]["best_f1"]
+        ax2.text(i, comp[i] + pr[i] + rej[i], (f"best {best:.3f}" if best is not None else "no complete trial") + "\n"
+                 f"target at {ttt:.0f} s" + (" (not all)" if med[e]["target_reached"] < med[e]["runs"] else ""),
+                 ha="center", va="bottom", fontsize=8)
+    ax2.set_xticks(x, ["Optuna\ndriver", "KT\nHyperband", "KT\nrandom"])
+    ax2.set_ylabel("trials finished within the budget (median over seeds)")
+    ax2.set_ylim(0, max(np.add(np.add(comp, pr), rej).max(), 1) * 1.35)
+    ax2.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"search efficiency ({result['mode']}): {st['space_name']} space, {st['max_beats']} DS1 beats, "
+                 f"{st['folds']} folds, {budget:.0f} s per engine; {result['machine']['lscpu_model_name']}, "
+                 f"{result['machine']['logical_cpus']} CPUs", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------------------
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--quick", action="store_true", help="1 seed, 45 s per engine, 1,200 beats, 2 folds, 1 epoch")
+    ap.add_argument("--seeds", type=int, nargs="+", help="seeds (full: 0 1 2)")
+    ap.add_argument("--budget", type=float, help="wall-clock seconds per engine and seed (full: 300)")
+    ap.add_argument("--space", default=str(ROOT / "spaces" / "default.yaml"), help="space (default spaces/default.yaml)")
+    ap.add_argument("--max-beats", type=int, help="DS1 beats drawn by patient and class (full: 4000)")
+    ap.add_argument("--folds", type=int, help="patient-grouped folds per trial (full: 3)")
+    ap.add_argument("--epochs", type=int, help="override the space's epochs (quick: 1)")
+    ap.add_argument("--latency-budget-ms", type=float, default=1.0,
+                    help="Optuna's latency gate: Pi 4 estimate of the int8 model (default 1.0 ms)")
+    ap.add_argument("--target", type=float, help="validation F1 for time-to-target (default: the median over "
+                                                 "seeds of the weakest engine's best)")
+    ap.add_argument("--startup-allowance", type=float, default=60.0,
+                    help="seconds a child may spend on imports and data before its budget clock starts")
+    ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--work-dir", help="keep the studies and trial logs here (default: a temporary folder)")
+    ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--trials-file", help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._child:
+        return args
+    preset = QUICK if args.quick else FULL
+    args.mode = "quick" if args.quick else "full"
+    for k in ("seeds", "budget", "max_beats", "folds", "epochs"):
+        if getattr(args, k) is None:
+            setattr(args, k, preset[k])
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args._child:
+        return _run_one(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from spaces import SearchSpace
+
+    space = SearchSpace.load(args.space)  # a malformed space fails here, before any run
+    result = C.header("search_efficiency.py", args.mode)
+    t0 = time.perf_counter()
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="search-efficiency-"))
+    work.mkdir(parents=True, exist_ok=True)
+    # warm the preprocessed-array cache once, so no engine pays for the cold data preparation
+    from ecg_data import load_dataset
+
+    load_dataset("mitdb", fs=space.fs, window=space.window)
+    runs: list[dict[str, Any]] = []
+    for i, seed in enumerate(args.seeds):
+        order = ENGINES[i % 3:] + ENGINES[:i % 3]
+        for engine in order:
+            log.info("seed %d: %s for %.0f s ...", seed, engine, args.budget)
+            run = _spawn(args, engine, seed, work, args.budget)
+            done = run["trials"]
+            log.info("  %d trials within the budget, best F1 %s", len(done),
+                     max((r["value"] for r in done if r["state"] == "complete" and r["value"] is not None),
+                         default=None))
+            runs.append(run)
+    provisional = {s: {r["engine"]: summarise_run(r, 1.0) for r in runs if r["seed"] == s} for s in args.seeds}
+    if args.target is None:
+        bests = {e: _median(provisional[s][e]["best_f1"] for s in args.seeds) for e in ENGINES}
+        reached = [v for v in bests.values() if v is not None]
+        args.target = round(min(reached), 3) if reached else 0.0
+    per_seed = {s: {r["engine"]: summarise_run(r, args.target) for r in runs if r["seed"] == s} for s in args.seeds}
+    comparisons = compare(per_seed)
+    ratios = [c["ratio"] for c in comparisons]
+    result["settings"] = {"seeds": args.seeds, "budget_s": args.budget, "space": str(args.space),
+                          "space_name": space.name, "max_beats": args.max_beats, "folds": args.folds,
+                          "epochs_override": args.epochs, "latency_budget_ms": args.latency_budget_ms,
+                          "target_f1": args.target, "engines": list(ENGINES), "mlflow": False,
+                          "objective": "mean over folds of validation F1 (abnormal) at threshold 0.5",
+                          "order": "rotating per seed", "work_dir": str(work)}
+    result["runs"] = runs
+    result["per_seed"] = {str(s): v for s, v in per_seed.items()}
+    result["medians"] = medians(per_seed, args.budget)
+    result["optuna_vs_baselines"] = {
+        "per_seed": comparisons,
+        "median_ratio": _median(ratios),
+        "all_reached": all(c["optuna_reached"] for c in comparisons),
+        "within_half_time": sum(1 for r in ratios if r is not None and r <= 0.5),
+        "comparisons": len(comparisons),
+        "rule": "time the Optuna driver needs to reach a KerasTuner engine's best validation F1, divided by the "
+                "time that engine needed; the bar is <= 0.5",
+    }
+    C.finish(result, time.perf_counter() - t0)
+    out = Path(args.out_dir)
+    js = C.write_json(out / f"search_efficiency_{args.mode}.json", result)
+    png = plot(result, out / f"search_efficiency_{args.mode}.png")
+    print_summary(result)
+    print(f"wrote {js} and {png}")
+    return 0
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    st, med = result["settings"], result["medians"]
+    print(f"\nsearch efficiency ({result['mode']}), {len(st['seeds'])} seed(s), {st['budget_s']:.0f} s per engine, "
+          f"target F1 {st['target_f1']}")
+    print(f"{'engine':<14}{'finished':>9}{'complete':>9}{'pruned':>8}{'gated':>7}{'best F1':>9}{'t(best)':>9}{'t(target)':>11}")
+    for e in ENGINES:
+        m = med[e]
+        fmt = lambda v, f: format(v, f) if v is not None else "-"  # noqa: E731
+        print(f"{e:<14}{fmt(m['trials_finished'], '9.1f')}{fmt(m['complete'], '9.1f')}{fmt(m['pruned'], '8.1f')}"
+              f"{fmt(m['rejected_by_latency_gate'], '7.1f')}{fmt(m['best_f1'], '9.4f')}{fmt(m['time_to_best_s'], '9.0f')}"
+              f"{fmt(m['time_to_target_s'], '11.0f')}")
+    o = result["optuna_vs_baselines"]
+    print(f"Optuna time to a KerasTuner best / that engine's time: median {o['median_ratio']}, "
+          f"{o['within_half_time']}/{o['comparisons']} within half the time")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
