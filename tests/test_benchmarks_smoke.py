@@ -88,6 +88,12 @@ def test_search_efficiency_quick(tmp_path, cli_env):
             assert s["best_f1"] == max(t["value"] for run in r["runs"] if run["engine"] == engine
                                        for t in run["trials"] if t["state"] == "complete")
     assert r["medians"]["optuna"]["runs"] == 1 and _rate(st["target_f1"])
+    for run in r["runs"]:  # KerasTuner's configs are timed afterwards with the driver's latency gate
+        if run["engine"] != "optuna":
+            assert all(t["latency_ms"] > 0 and t["within_latency_budget"] == (t["latency_ms"] <= 1.0)
+                       for t in run["trials"])
+    dep = r["optuna_vs_baselines_deployable"]
+    assert dep["comparisons"] == len(dep["per_seed"]) <= 2
     comp = r["optuna_vs_baselines"]
     assert comp["comparisons"] == len(comp["per_seed"]) <= 2
     for c in comp["per_seed"]:
