@@ -16,7 +16,7 @@ VERSIONS = ("python", "tensorflow", "keras", "ai-edge-litert", "optuna", "numpy"
 
 def _run(script: str, out_dir, env) -> dict:
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out-dir", str(out_dir)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)  # a hang guard, generous for busy CI hosts
     assert proc.returncode == 0, f"{script} exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     stem = script.removesuffix(".py")
     js, png = out_dir / f"{stem}_quick.json", out_dir / f"{stem}_quick.png"
