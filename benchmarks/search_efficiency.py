@@ -235,6 +235,8 @@ def summarise_run(run: dict[str, Any], target: float) -> dict[str, Any]:
         "best_f1": curve[-1][1] if curve else None, "time_to_best_s": curve[-1][0] if curve else None,
         "time_to_target_s": time_to(curve, target), "curve": curve,
         "over_latency_budget": sum(1 for r in trials if r.get("within_latency_budget") is False),
+        # Optuna's gate timed every trial before training; KerasTuner's configs are timed after the run
+        "latency_timed": run["engine"] == "optuna" or any("within_latency_budget" in r for r in trials),
         "best_deployable_f1": dcurve[-1][1] if dcurve else None,
         "time_to_best_deployable_s": dcurve[-1][0] if dcurve else None, "deployable_curve": dcurve,
     }
@@ -249,7 +251,7 @@ def compare(per_seed: dict[int, dict[str, dict[str, Any]]], deployable: bool = F
         opt = runs["optuna"]
         for base in ("kt-hyperband", "kt-random"):
             b = runs[base]
-            if b[best_key] is None:
+            if b[best_key] is None or (deployable and not b.get("latency_timed")):
                 continue
             t_opt = time_to(opt["curve"], b[best_key])
             rows.append({"seed": seed, "baseline": base, "baseline_best_f1": b[best_key],
@@ -372,6 +374,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="seconds a child may spend on imports and data before its budget clock starts")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--work-dir", help="keep the studies and trial logs here (default: a temporary folder)")
+    ap.add_argument("--reanalyse", metavar="JSON", help="recompute the summaries and the plot of a result file "
+                                                        "(its runs are kept; nothing is trained) and rewrite it")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -392,6 +396,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args._child:
         return _run_one(args)
+    if args.reanalyse:
+        return _reanalyse(Path(args.reanalyse))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from spaces import SearchSpace
 
@@ -416,27 +422,14 @@ def main(argv=None) -> int:
                          default=None))
             runs.append(run)
     _gate_kerastuner_trials(runs, args.latency_budget_ms)
-    provisional = {s: {r["engine"]: summarise_run(r, 1.0) for r in runs if r["seed"] == s} for s in args.seeds}
-    if args.target is None:
-        bests = {e: _median(provisional[s][e]["best_f1"] for s in args.seeds) for e in ENGINES}
-        reached = [v for v in bests.values() if v is not None]
-        args.target = round(min(reached), 3) if reached else 0.0
-    per_seed = {s: {r["engine"]: summarise_run(r, args.target) for r in runs if r["seed"] == s} for s in args.seeds}
-    comparisons = compare(per_seed)
+    result["runs"] = runs
     result["settings"] = {"seeds": args.seeds, "budget_s": args.budget, "space": str(args.space),
                           "space_name": space.name, "max_beats": args.max_beats, "folds": args.folds,
                           "epochs_override": args.epochs, "latency_budget_ms": args.latency_budget_ms,
                           "target_f1": args.target, "engines": list(ENGINES), "mlflow": False,
                           "objective": "mean over folds of validation F1 (abnormal) at threshold 0.5",
                           "order": "rotating per seed", "work_dir": str(work)}
-    result["runs"] = runs
-    result["per_seed"] = {str(s): v for s, v in per_seed.items()}
-    result["medians"] = medians(per_seed, args.budget)
-    result["optuna_vs_baselines"] = _verdict(comparisons, "best validation F1 of any model")
-    result["optuna_vs_baselines_deployable"] = _verdict(
-        compare(per_seed, deployable=True),
-        f"best validation F1 among the baseline's models within the latency budget ({args.latency_budget_ms} ms "
-        "Pi 4 estimate, int8), timed after the run with the driver's own gate")
+    analyse(result)
     C.finish(result, time.perf_counter() - t0)
     out = Path(args.out_dir)
     js = C.write_json(out / f"search_efficiency_{args.mode}.json", result)
@@ -446,10 +439,49 @@ def main(argv=None) -> int:
     return 0
 
 
+def analyse(result: dict[str, Any]) -> dict[str, Any]:
+    """Fill in per-seed summaries, medians and the Optuna-vs-baseline verdicts from ``result['runs']``
+    (the target F1 defaults to the median over seeds of the weakest engine's best)."""
+    st, runs = result["settings"], result["runs"]
+    seeds = st["seeds"]
+    if st.get("target_f1") is None or st.get("target_auto"):
+        provisional = {s: {r["engine"]: summarise_run(r, 1.0) for r in runs if r["seed"] == s} for s in seeds}
+        bests = {e: _median(provisional[s][e]["best_f1"] for s in seeds) for e in ENGINES}
+        reached = [v for v in bests.values() if v is not None]
+        st["target_f1"], st["target_auto"] = (round(min(reached), 3) if reached else 0.0), True
+    per_seed = {s: {r["engine"]: summarise_run(r, st["target_f1"]) for r in runs if r["seed"] == s} for s in seeds}
+    result["per_seed"] = {str(s): v for s, v in per_seed.items()}
+    result["medians"] = medians(per_seed, st["budget_s"])
+    result["optuna_vs_baselines"] = _verdict(compare(per_seed), "best validation F1 of any model")
+    result["optuna_vs_baselines_deployable"] = _verdict(
+        compare(per_seed, deployable=True),
+        f"best validation F1 among the baseline's models within the latency budget ({st['latency_budget_ms']} ms "
+        "Pi 4 estimate, int8), timed after the run with the driver's own gate")
+    return result
+
+
+def _reanalyse(path: Path) -> int:
+    """Recompute a saved result's summaries and plot (after a change to the analysis, not to the runs)."""
+    result = json.loads(path.read_text())
+    result["reanalysed_with"] = C.command_line()
+    analyse(result)
+    C.write_json(path, result)
+    png = plot(result, path.with_suffix(".png"))
+    print_summary(result)
+    print(f"rewrote {path} and {png}")
+    return 0
+
+
 def _verdict(comparisons: list[dict[str, Any]], what: str) -> dict[str, Any]:
-    """Median ratio and count of comparisons within half the baseline's time."""
+    """Median ratio (a baseline best that Optuna never reached counts as an infinite ratio; a median that
+    is infinite is reported as None with ``median_not_reached``) and the count within half the time."""
     ratios = [c["ratio"] for c in comparisons]
-    return {"baseline_best": what, "per_seed": comparisons, "median_ratio": _median(ratios),
+    as_inf = [r if r is not None else np.inf for r in ratios]
+    med = float(np.median(as_inf)) if as_inf else None
+    return {"baseline_best": what, "per_seed": comparisons,
+            "median_ratio": med if med is not None and np.isfinite(med) else None,
+            "median_not_reached": bool(med is not None and not np.isfinite(med)),
+            "not_reached": sum(r is None for r in ratios),
             "all_reached": all(c["optuna_reached"] for c in comparisons),
             "within_half_time": sum(1 for r in ratios if r is not None and r <= 0.5),
             "comparisons": len(comparisons),
@@ -470,8 +502,9 @@ def print_summary(result: dict[str, Any]) -> None:
               f"{fmt(m['time_to_target_s'], '11.0f')}")
     for key, what in (("optuna_vs_baselines", "any"), ("optuna_vs_baselines_deployable", "within the latency budget")):
         o = result[key]
-        print(f"Optuna time to a KerasTuner best ({what}) / that engine's time: median {o['median_ratio']}, "
-              f"{o['within_half_time']}/{o['comparisons']} within half the time")
+        med = "never reached" if o["median_not_reached"] else o["median_ratio"]
+        print(f"Optuna time to a KerasTuner best ({what}) / that engine's time: median {med}, "
+              f"{o['within_half_time']}/{o['comparisons']} within half the time, {o['not_reached']} never reached")
 
 
 if __name__ == "__main__":

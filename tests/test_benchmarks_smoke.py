@@ -98,6 +98,13 @@ def test_search_efficiency_quick(tmp_path, cli_env):
     assert comp["comparisons"] == len(comp["per_seed"]) <= 2
     for c in comp["per_seed"]:
         assert c["optuna_reached"] == (c["optuna_time_s"] is not None)
+    # --reanalyse recomputes the same summaries from the saved runs, without training
+    js = tmp_path / "search_efficiency_quick.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--reanalyse", str(js)],
+                          cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads(js.read_text())
+    assert again["medians"] == r["medians"] and again["optuna_vs_baselines"] == r["optuna_vs_baselines"]
 
 
 def test_ptbxl_records_quick(tmp_path, cli_env, data_root):
