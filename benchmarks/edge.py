@@ -65,7 +65,7 @@ CALIBRATION_WINDOWS = 500
 def run_study(args, work: Path) -> tuple[Any, Any, str, str, float]:
     """Run the latency-aware study (``run_search``, as ``ecg-automl search`` does); returns the study, its
     settings, name, storage URL and wall seconds."""
-    from ecg_automl.cli import _objectives
+    from ecg_automl.cli import parse_objectives
     from search import StudySettings, TrackingConfig, run_search
     from spaces import SearchSpace
 
@@ -74,7 +74,7 @@ def run_study(args, work: Path) -> tuple[Any, Any, str, str, float]:
         space = space.with_overrides(epochs=args.epochs)
     settings = StudySettings(dataset="mitdb", space_yaml=space.to_yaml(), folds=args.folds, metric="f1",
                              seed=args.seed, max_beats=args.max_beats, records=args.records,
-                             objectives=_objectives(args.objectives), latency_budget_ms=args.latency_budget_ms,
+                             objectives=parse_objectives(args.objectives), latency_budget_ms=args.latency_budget_ms,
                              latency_mode="int8")
     name = f"edge-{args.mode}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = f"sqlite:///{work / 'optuna.db'}"

@@ -70,7 +70,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     space = SearchSpace.load(args.space)
     if args.epochs is not None:
         space = space.with_overrides(epochs=args.epochs)
-    objectives = _objectives(args.objective)
+    objectives = parse_objectives(args.objective)
     settings = StudySettings(dataset=args.dataset, space_yaml=space.to_yaml(), folds=args.folds,
                              metric=args.metric, seed=args.seed, max_beats=args.max_beats,
                              records=args.records.split(",") if args.records else None,
@@ -90,7 +90,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
-def _objectives(text: str) -> list[str]:
+def parse_objectives(text: str) -> list[str]:
+    """``"f1,latency,size"`` -> the study's objective names (``["quality", "latency", "size"]``)."""
     names = [x.strip() for x in text.split(",") if x.strip()]
     mapping = {"f1": "quality", "auc": "quality", "quality": "quality", "latency": "latency", "size": "size"}
     bad = [n for n in names if n not in mapping]
