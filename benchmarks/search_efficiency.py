@@ -15,7 +15,7 @@ time (plot), trials finished, trials pruned (Optuna's pruner), rejected (latency
 (Hyperband rounds that were not promoted), the time to reach ``--target`` and the time the Optuna driver
 needs to reach each KerasTuner baseline's best F1, as a fraction of the time the baseline needed.
 
-    python benchmarks/search_efficiency.py --quick        # 1 seed, 45 s per engine (~3 min)
+    python benchmarks/search_efficiency.py --quick        # 1 seed, 60 s per engine (~4 min)
     python benchmarks/search_efficiency.py                # 3 seeds, 300 s per engine (~47 min)
     python benchmarks/search_efficiency.py --seeds 0 1 2 3 4 --budget 600 --space spaces/edge.yaml
 
@@ -48,7 +48,7 @@ ENGINES = ("optuna", "kt-hyperband", "kt-random")
 LABELS = {"optuna": "Optuna driver (TPE + median pruner + latency gate)",
           "kt-hyperband": "KerasTuner Hyperband", "kt-random": "KerasTuner random search"}
 COLOURS = {"optuna": "#1f77b4", "kt-hyperband": "#d62728", "kt-random": "#7f7f7f"}
-QUICK = {"seeds": [0], "budget": 45.0, "max_beats": 1200, "folds": 2, "epochs": 1}
+QUICK = {"seeds": [0], "budget": 60.0, "max_beats": 1200, "folds": 2, "epochs": 1}
 FULL = {"seeds": [0, 1, 2], "budget": 300.0, "max_beats": 4000, "folds": 3, "epochs": None}
 
 
@@ -359,7 +359,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--quick", action="store_true", help="1 seed, 45 s per engine, 1,200 beats, 2 folds, 1 epoch")
+    ap.add_argument("--quick", action="store_true", help="1 seed, 60 s per engine, 1,200 beats, 2 folds, 1 epoch")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds (full: 0 1 2)")
     ap.add_argument("--budget", type=float, help="wall-clock seconds per engine and seed (full: 300)")
     ap.add_argument("--space", default=str(ROOT / "spaces" / "default.yaml"), help="space (default spaces/default.yaml)")
