@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_data import DataError, RecordError, load_dataset, normalise, read_heartbeat_csv, read_ptbdb, resample
+from ecg_data import (N_RR_FEATURES, DataError, RecordError, load_dataset, normalise, read_heartbeat_csv, read_ptbdb,
+                      resample)
 from ecg_data.ptbdb import held_out_patients
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def test_ptbxl_real_records():
 
     ds = load_dataset("ptbxl", root=DATA, records=ids, download=False)
     assert ds.X.ndim == 3 and ds.X.shape[1:] == (256, 12) and ds.X.dtype == np.float32
-    assert ds.rr.shape == (len(ds), 4) and np.isfinite(ds.X).all()
+    assert ds.rr.shape == (len(ds), N_RR_FEATURES) and np.isfinite(ds.X).all()
     assert ds.info["excluded_no_diagnosis"] == len(no_diag)
     assert set(ds.records) == {str(e) for e in fold10 + others}  # every labelled record gives beats
     for rec in np.unique(ds.records):
