@@ -1,4 +1,4 @@
-"""The per-trial objective: K patient-grouped folds, running fold mean reported every epoch for pruning."""
+"""The per-trial objective: K patient-grouped folds, running fold mean reported for pruning."""
 
 from __future__ import annotations
 
@@ -32,10 +32,7 @@ Gate = Callable[[dict[str, Any], optuna.Trial], dict[str, float]]
 
 class CVObjective:
     """Optuna objective: draws a config from the space, trains it on every fold, returns the mean
-    validation metric (plus extra objectives, e.g. latency and size, from the gates).
-
-    Single-objective trials report the running fold mean after every epoch, so the study's pruner can
-    stop a trial during its first folds (Optuna cannot prune multi-objective trials)."""
+    validation metric (plus extra objectives, e.g. latency and size, from the gates)."""
 
     def __init__(
         self,
@@ -108,8 +105,6 @@ class CVObjective:
         oof = np.full(len(self.data), np.nan)
         result = None
         n_folds = len(self.folds)
-        single = len(self.objectives) == 1
-        epochs = int(config["epochs"])
         for k, (tr, va) in enumerate(self.folds):
             self._status(f"trial {trial.number} fold {k + 1}/{n_folds}")
             train, val = self.data.subset(tr), self.data.subset(va)
@@ -117,23 +112,9 @@ class CVObjective:
             def on_epoch(epoch: int, logs: dict[str, float], k=k) -> None:
                 if self.tracker is not None:
                     self.tracker.log_metrics(run_id, {f"fold{k}.{name}": v for name, v in logs.items()}, step=epoch)
-                if not single or not np.isfinite(logs.get("val_objective", np.nan)):
-                    return
-                # The running mean over folds, with this fold's current epoch standing in for the fold:
-                # reported at step fold * epochs + epoch, so a pruner compares trials at the same point and
-                # can stop a hopeless one after an epoch instead of a fold. Never during the last fold: the
-                # work is nearly done by then, keep the result.
-                running = float((sum(scores) + logs["val_objective"]) / (k + 1))
-                step = k * epochs + epoch
-                trial.report(running, step=step)
-                if k < n_folds - 1 and trial.should_prune():
-                    where = f"fold {k + 1}/{n_folds}, epoch {epoch + 1}/{epochs}"
-                    trial.set_user_attr("prune_reason", f"running mean {self.metric} {running:.4f} after {where}")
-                    raise optuna.TrialPruned(f"{self.metric} {running:.4f} after {where}")
 
             result = fit(config, train, val, seed=self.seed * 100003 + trial.number * 101 + k,
-                         on_epoch_end=on_epoch, verbose=self.verbose,
-                         epoch_score=lambda y, p: objective_value(self.metric, y, p))
+                         on_epoch_end=on_epoch, verbose=self.verbose)
             score = objective_value(self.metric, val.y, result.val_prob)
             if not np.isfinite(score):
                 raise TrainingDiverged(f"validation {self.metric} is {score} on fold {k}")
@@ -145,6 +126,13 @@ class CVObjective:
             trial.set_user_attr("fold_metrics", fold_metrics)
             if self.tracker is not None:
                 self.tracker.log_metrics(run_id, {f"fold.{name}": v for name, v in m.items()}, step=k)
+            running = float(np.mean(scores))
+            if len(self.objectives) == 1:
+                trial.report(running, step=k)
+                # after the last fold the work is done: keep the result rather than prune it
+                if k < n_folds - 1 and trial.should_prune():
+                    trial.set_user_attr("prune_reason", f"running mean {self.metric} {running:.4f} after fold {k + 1}")
+                    raise optuna.TrialPruned(f"{self.metric} {running:.4f} after fold {k + 1}/{n_folds}")
 
         seen = ~np.isnan(oof)
         threshold = best_threshold(self.data.y[seen], oof[seen])

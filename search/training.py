@@ -53,12 +53,8 @@ def fit(
     seed: int = 0,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     verbose: int = 0,
-    epoch_score: Callable[[np.ndarray, np.ndarray], float] | None = None,
 ) -> FitResult:
-    """Build the model for ``config``, train it on ``train`` and predict ``val``.
-
-    With ``epoch_score(y, prob)`` the validation beats are predicted after every epoch and the score is
-    passed to ``on_epoch_end`` as ``logs["val_objective"]`` (what a pruner needs to stop a trial mid-fold)."""
+    """Build the model for ``config``, train it on ``train`` and predict ``val``."""
     import time
 
     import keras
@@ -72,10 +68,6 @@ def fit(
             if not math.isfinite(logs.get("loss", 0.0)):
                 self.model.stop_training = True
                 raise TrainingDiverged(f"loss became {logs.get('loss')} at epoch {epoch + 1}")
-            if epoch_score is not None and val_data is not None:
-                prob = np.ravel(self.model.predict(val_data[0], batch_size=1024, verbose=0))
-                self.last_val_prob = prob
-                logs["val_objective"] = float(epoch_score(val.y, prob)) if np.isfinite(prob).all() else float("nan")
             if on_epoch_end is not None:
                 on_epoch_end(epoch, logs)
 
@@ -83,20 +75,18 @@ def fit(
     val_data = None
     if val is not None:
         val_data = (model_inputs(config, val.X, val.rr), val.y.astype(np.float32))
-    watch = _Watch()
     start = time.perf_counter()
     hist = model.fit(
         x_train, train.y.astype(np.float32),
         batch_size=int(config["batch_size"]), epochs=int(config["epochs"]),
         class_weight=class_weights(train.y, config.get("class_weight", "none")),
-        validation_data=val_data, callbacks=[watch], verbose=verbose, shuffle=True,
+        validation_data=val_data, callbacks=[_Watch()], verbose=verbose, shuffle=True,
     )
     seconds = time.perf_counter() - start
     result = FitResult(model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}, seconds=seconds,
                        beats_per_s=len(train) * int(config["epochs"]) / max(seconds, 1e-9))
     if val is not None:
-        last = getattr(watch, "last_val_prob", None)  # the last epoch's predictions are the final ones
-        result.val_prob = last if last is not None else predict(model, config, val)
+        result.val_prob = predict(model, config, val)
         if not np.isfinite(result.val_prob).all():
             raise TrainingDiverged("the model predicts NaN on validation beats")
     return result

@@ -179,30 +179,3 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path):
     tracker = Tracker(tracking(tmp_path))
     runs = tracker.client.search_runs([tracker.experiment_id], "tags.engine = 'keras-tuner'")
     assert len([r for r in runs if r.data.tags.get("ecg_automl.kind") == "trial"]) == 2
-
-
-def test_the_pruner_can_stop_a_trial_after_one_epoch_but_never_in_the_last_fold(tmp_path):
-    """Single-objective trials report the running fold mean after every epoch (step fold*epochs+epoch)."""
-    from ecg_data import patient_kfold
-    from search.objective import CVObjective
-    from search.study import load_study_data, search_data
-
-    settings = tiny_settings(tmp_path)
-    space = SearchSpace.from_yaml(settings.space_yaml).with_overrides(epochs=2)
-    data = search_data(load_study_data(settings, space), settings)
-    objective = CVObjective(data, space, patient_kfold(2, seed=1), seed=1)
-    # ThresholdPruner(lower=2) prunes whenever it is asked (an F1 is never 2) from step n_warmup_steps on
-    always = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
-    always.optimize(objective, n_trials=1)
-    t = always.trials[0]
-    assert t.state.name == "PRUNED" and list(t.intermediate_values) == [0]
-    assert t.user_attrs["prune_reason"].endswith("after fold 1/2, epoch 1/2") and "fold_metrics" not in t.user_attrs
-
-    last_fold_only = optuna.create_study(direction="maximize",
-                                         pruner=optuna.pruners.ThresholdPruner(lower=2.0, n_warmup_steps=2))
-    last_fold_only.optimize(objective, n_trials=1)
-    t = last_fold_only.trials[0]
-    assert t.state.name == "COMPLETE" and sorted(t.intermediate_values) == [0, 1, 2, 3]
-    assert len(t.user_attrs["fold_metrics"]) == 2
-    # the last report is the finished trial's value: the last epoch's predictions are the fold's
-    assert t.intermediate_values[3] == pytest.approx(t.value)
