@@ -220,3 +220,14 @@ def clear_keras() -> None:
 
     keras.backend.clear_session()
     gc.collect()
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write (120 dpi, creating the folder) and close a benchmark's matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -208,11 +208,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"pipeline cost ({result['mode']} mode, {st['repeats']} repeat(s)), "
                  f"{result['machine']['lscpu_model_name']}, {result['machine']['logical_cpus']} CPUs, "
                  f"load {result['machine']['loadavg_start'][0]:.1f}", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return C.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------------

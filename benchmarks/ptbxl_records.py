@@ -314,11 +314,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                  f"trained on strat_fold 1-9 ({d['search']['records']} records, {d['search']['patients']} patients), "
                  f"tested once on fold 10 ({d['test']['records']} records, {d['test']['patients']} patients); "
                  f"no patient in both parts", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return C.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------------

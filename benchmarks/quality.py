@@ -259,11 +259,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                  f"{result['results']['beat_level_split']['train_beats']} (beat-level)", fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=4, frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return C.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------------

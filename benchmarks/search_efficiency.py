@@ -346,11 +346,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"search efficiency ({result['mode']}): {st['space_name']} space, {st['max_beats']} DS1 beats, "
                  f"{st['folds']} folds, {budget:.0f} s per engine; {result['machine']['lscpu_model_name']}, "
                  f"{result['machine']['logical_cpus']} CPUs", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return C.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------------
