@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from ecg_data import BeatDataset, load_dataset, patient_kfold, subsample_beats
 from spaces import SearchSpace
 
+from . import _interrupt
 from .final import final_test
 from .metrics import format_report
 from .objective import CVObjective, Gate
@@ -194,12 +195,16 @@ def run_trials(
         bar.refresh()
 
     interrupted = False
+    _interrupt.clear()
+    previous_handler = _interrupt.install()
     try:
         _optimize_until(study, objective, n_trials, timeout, [on_trial_end, *extra_callbacks], poll)
     except KeyboardInterrupt:
         interrupted = True
         bar.write("interrupted: the running trial is marked failed and will be redone; "
                   "run the same command again to resume the study")
+    finally:
+        _interrupt.restore(previous_handler)
     bar.close()
     if tracker is not None:
         # trials of dead workers (failed by the heartbeat) and runs missed while MLflow was down
@@ -223,6 +228,7 @@ def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: floa
     start = time.monotonic()
     heartbeat = optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)
     while True:
+        _interrupt.check()
         if timeout is not None and time.monotonic() - start >= timeout:
             return
         if heartbeat:

@@ -62,7 +62,12 @@ def fit(
     set_seed(seed)
     model = build_model(config, channels=int(train.X.shape[2]))
 
+    from . import _interrupt
+
     class _Watch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            _interrupt.check()  # a Ctrl-C swallowed by a finaliser still stops the training
+
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
             if not math.isfinite(logs.get("loss", 0.0)):

@@ -1,0 +1,39 @@
+"""Ctrl-C that cannot get lost: a SIGINT raised while Python runs a finaliser (``__del__`` during garbage
+collection, frequent while TensorFlow trains) is printed and swallowed by the interpreter. The handler
+also sets a flag, and the training loop and the trial loop check it at safe points."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+_requested = threading.Event()
+
+
+def _handler(signum, frame) -> None:
+    _requested.set()
+    raise KeyboardInterrupt
+
+
+def install():
+    """Use the flag-setting SIGINT handler (main thread only); returns the previous handler, or None."""
+    if threading.current_thread() is threading.main_thread():
+        return signal.signal(signal.SIGINT, _handler)
+    return None
+
+
+def restore(previous) -> None:
+    """Put back the handler :func:`install` replaced, and forget any request."""
+    _requested.clear()
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, previous)
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C was pressed and its exception was swallowed somewhere."""
+    if _requested.is_set():
+        raise KeyboardInterrupt
+
+
+def clear() -> None:
+    _requested.clear()
