@@ -337,7 +337,22 @@ class Tracker:
                     self.log_metrics(run_id, {f"fold.{k}": v for k, v in fold.items()}, step=i)
                 self.end_trial(t, run_id)
                 created += 1
-            elif run.info.status != RUN_STATUS.get(t.state.name):
+            elif run.info.status != RUN_STATUS.get(t.state.name) or self._incomplete(run, t):
+                # the run may have been created just before the server went away, without its params
+                # or fold metrics: log what it lacks (a param's value cannot change, so only new keys)
+                params = t.user_attrs.get("config", t.params)
+                self.log_params(run.info.run_id, {k: v for k, v in params.items() if k not in run.data.params})
+                if not any(k.startswith("fold.") for k in run.data.metrics):
+                    for i, fold in enumerate(t.user_attrs.get("fold_metrics", [])):
+                        self.log_metrics(run.info.run_id, {f"fold.{k}": v for k, v in fold.items()}, step=i)
                 self.end_trial(t, run.info.run_id)
                 updated += 1
         return {"created": created, "updated": updated}
+
+    @staticmethod
+    def _incomplete(run, trial) -> bool:
+        """True when a finished trial's run lacks some of its params or all of its fold metrics."""
+        params = trial.user_attrs.get("config", trial.params)
+        if any(k not in run.data.params for k in params):
+            return True
+        return bool(trial.user_attrs.get("fold_metrics")) and not any(k.startswith("fold.") for k in run.data.metrics)

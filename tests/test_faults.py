@@ -244,3 +244,39 @@ def test_a_damaged_or_missing_tflite_is_a_clear_error(tmp_path, cli_env, data_ro
                            (tmp_path / "nosuch.tflite", "nosuch.tflite: no such model file")):
         proc = run_cli(["predict", model, "--record", record], tmp_path, cli_env, check=False, timeout=300)
         _assert_rejected(proc, [message], tmp_path)
+
+
+def test_sync_completes_a_run_created_just_before_the_server_went_away(tmp_path):
+    """The race the end-to-end test above can hit: a trial's run was created, then the server went
+    away before its params and fold metrics were logged. ``sync`` must fill in what the run lacks."""
+    from search import Tracker, TrackingConfig
+    from search.tracking import trial_tags
+
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "race"))
+    study = optuna.create_study(study_name="race", storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                                direction="maximize")
+    config = {"learning_rate": 0.003, "batch_size": 64, "filters": [16, 32]}
+    folds = [{"f1": 0.5, "auc": 0.8}, {"f1": 0.6, "auc": 0.9}]
+    study.add_trial(optuna.trial.create_trial(
+        params={"learning_rate": 0.003, "batch_size": 64},
+        distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+                       "batch_size": optuna.distributions.CategoricalDistribution([32, 64])},
+        value=0.55, user_attrs={"config": config, "fold_metrics": folds, "objective_names": ["quality"]}))
+    parent = tracker.study_run(study, {})
+    trial = study.get_trials()[0]
+    # what the lost server left behind: the run exists, RUNNING, with tags only
+    run = tracker.client.create_run(tracker.experiment_id, run_name="trial-0",
+                                    tags={"mlflow.parentRunId": parent, "optuna.trial_number": "0",
+                                          **trial_tags(trial)})
+    assert tracker.client.get_run(run.info.run_id).data.params == {}
+
+    assert tracker.sync(study) == {"created": 0, "updated": 1}
+    done = tracker.client.get_run(run.info.run_id)
+    assert done.info.status == "FINISHED"
+    assert float(done.data.params["learning_rate"]) == pytest.approx(0.003)
+    assert yaml.safe_load(done.data.params["filters"]) == [16, 32]
+    history = tracker.client.get_metric_history(run.info.run_id, "fold.f1")
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == [0.5, 0.6]
+    assert done.data.metrics["objective.quality"] == pytest.approx(0.55)
+    # a second sync finds nothing left to do (and does not try to change a logged param)
+    assert tracker.sync(study) == {"created": 0, "updated": 0}
