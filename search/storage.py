@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 import warnings
 from pathlib import Path
 
@@ -44,13 +46,36 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
     engine_kwargs = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": 60}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-    except Exception as exc:
-        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        raise StorageError(f"cannot open study storage {_redact(url)}: {first}") from None
+    for attempt in range(_SCHEMA_RACE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except Exception as exc:
+            if _schema_race(exc) and attempt + 1 < _SCHEMA_RACE_ATTEMPTS:
+                # another worker is creating the same fresh database's tables right now: once it is done
+                # the schema is there and opening it succeeds
+                time.sleep(0.2 + random.random() * 0.5 * (attempt + 1))
+                continue
+            first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise StorageError(f"cannot open study storage {_redact(url)}: {first}") from None
+    raise AssertionError("unreachable")
+
+
+#: Tries to open a storage whose schema another process is creating at the same moment.
+_SCHEMA_RACE_ATTEMPTS = 8
+
+
+def _schema_race(exc: BaseException) -> bool:
+    """True for the errors of two processes creating one fresh database's schema at once (several
+    workers started together on a new storage): a table that "already exists", or the schema version row
+    inserted twice (a UNIQUE/duplicate-key violation on ``alembic_version``)."""
+    import sqlalchemy.exc
+
+    text = str(exc).lower()
+    if isinstance(exc, sqlalchemy.exc.IntegrityError):
+        return "alembic_version" in text or "version_info" in text
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and ("already exists" in text or "database is locked" in text)
 
 
 def check_storage(url: str | None = None) -> None:
