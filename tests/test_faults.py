@@ -58,7 +58,7 @@ def test_tracking_server_lost_mid_study_then_sync_back_fills(tmp_path, cli_env):
                 return False
             # through make_storage: it waits while the search is still creating the database
             try:
-                study = optuna.load_study(study_name="lost", storage=make_storage(storage, heartbeat=None))  # waits while the search creates the db
+                study = optuna.load_study(study_name="lost", storage=make_storage(storage, heartbeat=None))
             except KeyError:
                 return False
             done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
