@@ -1,0 +1,224 @@
+#!/usr/bin/env python
+"""Fold ensemble on unseen patients (MIT-BIH DS1 -> DS2): do the K patient-grouped fold models that choose
+the decision threshold rank DS2 beats better as an average than one by one, and does the threshold transfer?
+
+For one config (``--config``, default ``benchmarks/configs/quality_default.json``) and each seed: split the 22
+DS1 patients into ``--folds`` patient-grouped folds (``ecg_data.patient_kfold``), train one model per fold on
+the other folds, choose the F1-maximising threshold on the pooled out-of-fold predictions (as
+``benchmarks/quality.py`` and the search do), then score every DS2 beat with each fold model and with their
+average. Reported per member and for the average, in Keras and int8 TFLite (each member converted and run
+with LiteRT at 1 thread; the ensemble's int8 latency is the sum of its members', as three files run one after
+another: a single-file export of the ensemble is not implemented): ROC-AUC, F1 at the DS1 threshold, F1 at
+0.5, and -- labelled as such, it is **not a deployable figure** -- the F1 at the DS2-optimal threshold, which
+shows how much of the gap to a better F1 is threshold transfer rather than ranking.
+
+    python benchmarks/fold_ensemble.py --quick     # 4,000 DS1 beats, 1 epoch, 1 seed, 2 folds (~2 min)
+    python benchmarks/fold_ensemble.py             # all beats, 8 epochs, 3 folds, 3 seeds (~35 min alone)
+
+Writes ``fold_ensemble_<mode>.json`` and ``fold_ensemble_<mode>.png`` (ROC-AUC of members vs ensemble per
+seed; F1 against the threshold on DS1 out-of-fold and on DS2) to ``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+log = logging.getLogger("benchmarks.fold_ensemble")
+
+QUICK = {"seeds": 1, "max_beats": 4000, "epochs": 1, "folds": 2, "runs": 50}
+FULL = {"seeds": 3, "max_beats": None, "epochs": 8, "folds": 3, "runs": 300}
+CURVE = np.round(np.concatenate([np.arange(0.05, 0.95, 0.05), [0.95, 0.97, 0.98, 0.99, 0.995, 0.999]]), 3)
+
+
+def scores(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float]:
+    """ROC-AUC, F1/Se/PPV at ``threshold`` and at 0.5, and the F1 at the (test-set) optimal threshold."""
+    from sklearn.metrics import precision_recall_curve
+
+    from search import binary_metrics
+
+    at = binary_metrics(y, prob, threshold)
+    half = binary_metrics(y, prob, 0.5)
+    p, r, t = precision_recall_curve(y, prob)
+    f = 2 * p * r / np.maximum(p + r, 1e-12)
+    i = int(np.argmax(f[:-1])) if len(t) else 0
+    return {"roc_auc": at["roc_auc"], "f1": at["f1"], "sensitivity": at["recall"], "ppv": at["precision"],
+            "f1_at_0.5": half["f1"], "f1_at_test_optimal_threshold_not_deployable": float(f[i]),
+            "test_optimal_threshold": float(t[i]) if len(t) else 0.5}
+
+
+def f1_curve(y: np.ndarray, prob: np.ndarray) -> list[float]:
+    from sklearn.metrics import f1_score
+
+    return [float(f1_score(y, prob >= t, zero_division=0)) for t in CURVE]
+
+
+def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, runs: int) -> dict[str, Any]:
+    """K fold models on DS1, OOF threshold, DS2 scores of each member and of their average (Keras, int8)."""
+    from ecg_automl.tflite import TFLiteModel, convert, time_invocations
+    from ecg_data import check_no_leak, grouped_splits, patient_kfold, subsample_beats
+    from search import best_threshold, fit, predict
+    from spaces import model_inputs
+
+    train, test = data.search_part(), data.test_part()
+    if max_beats:
+        train = train.subset(subsample_beats(train.y, train.groups, max_beats, seed=seed))
+    all_groups = np.concatenate([train.groups, test.groups])
+    check_no_leak(all_groups, np.arange(len(train)), np.arange(len(train), len(all_groups)))
+    oof = np.full(len(train), np.nan)
+    keras_probs, int8_probs, members = [], [], []
+    test_inputs = model_inputs(config, test.X, test.rr)
+    for k, (tr, va) in enumerate(grouped_splits(patient_kfold(folds, seed=seed), train.X, train.y, train.groups)):
+        part = train.subset(tr)
+        res = fit(config, part, train.subset(va), seed=seed * 1009 + k)
+        oof[va] = res.val_prob
+        keras_probs.append(predict(res.model, config, test))
+        flat = convert(res.model, config, "int8", model_inputs(config, part.X, part.rr))
+        int8_probs.append(TFLiteModel(flat, threads=1).predict(test_inputs))
+        ms = time_invocations(flat, n_runs=runs, threads=1, seed=seed)
+        members.append({"fold": k, "train_beats": int(len(tr)), "val_beats": int(len(va)),
+                        "train_seconds": res.seconds, "int8_size_kb": len(flat) / 1024,
+                        "int8_ms_median": float(np.median(ms)), "int8_ms_p90": float(np.percentile(ms, 90))})
+        log.info("seed %d fold %d/%d: DS2 ROC-AUC Keras %.3f int8 %.3f (%.0f s training)", seed, k + 1, folds,
+                 scores(test.y, keras_probs[-1], 0.5)["roc_auc"], scores(test.y, int8_probs[-1], 0.5)["roc_auc"],
+                 res.seconds)
+        C.clear_keras()
+    seen = ~np.isnan(oof)
+    thr = best_threshold(train.y[seen], oof[seen])
+    ens_keras, ens_int8 = np.mean(keras_probs, axis=0), np.mean(int8_probs, axis=0)
+    for m, pk, p8 in zip(members, keras_probs, int8_probs):
+        m["keras"], m["int8"] = scores(test.y, pk, thr), scores(test.y, p8, thr)
+    out = {"seed": seed, "train_beats": int(len(train)), "test_beats": int(len(test)), "threshold": thr,
+           "oof_f1_at_threshold": scores(train.y[seen], oof[seen], thr)["f1"], "members": members,
+           "ensemble_keras": scores(test.y, ens_keras, thr), "ensemble_int8": scores(test.y, ens_int8, thr),
+           "ensemble_int8_size_kb": sum(m["int8_size_kb"] for m in members),
+           "ensemble_int8_ms_median": sum(m["int8_ms_median"] for m in members),
+           "curves": {"threshold": CURVE, "ds1_oof": f1_curve(train.y[seen], oof[seen]),
+                      "ds2_ensemble_keras": f1_curve(test.y, ens_keras)}}
+    e = out["ensemble_keras"]
+    log.info("seed %d: threshold %.3f; DS2 ensemble ROC-AUC %.3f (members %s), F1 %.3f at it, %.3f at 0.5, "
+             "%.3f at the DS2-optimal threshold %.2f", seed, thr, e["roc_auc"],
+             ", ".join(f"{m['keras']['roc_auc']:.3f}" for m in members), e["f1"], e["f1_at_0.5"],
+             e["f1_at_test_optimal_threshold_not_deployable"], e["test_optimal_threshold"])
+    return out
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over seeds: the ensemble's figures, and the median member's."""
+    med_member = {kind: C.median_of([C.median_of([m[kind] for m in r["members"]]) for r in runs])
+                  for kind in ("keras", "int8")}
+    return {"ensemble_keras": C.median_of([r["ensemble_keras"] for r in runs]),
+            "ensemble_int8": C.median_of([r["ensemble_int8"] for r in runs]),
+            "member_keras_median": med_member["keras"], "member_int8_median": med_member["int8"],
+            "threshold": float(np.median([r["threshold"] for r in runs])),
+            "ensemble_int8_size_kb": float(np.median([r["ensemble_int8_size_kb"] for r in runs])),
+            "ensemble_int8_ms_median": float(np.median([r["ensemble_int8_ms_median"] for r in runs])),
+            "member_int8_ms_median": float(np.median([m["int8_ms_median"] for r in runs for m in r["members"]]))}
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["runs"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, r in enumerate(runs):
+        aucs = [m["keras"]["roc_auc"] for m in r["members"]]
+        a.scatter([i] * len(aucs), aucs, color="#7f7f7f", label="fold model" if i == 0 else None, zorder=3)
+        a.scatter([i], [r["ensemble_keras"]["roc_auc"]], color="#d62728", marker="D", s=50,
+                  label="their average" if i == 0 else None, zorder=4)
+    a.set_xticks(range(len(runs)), [f"seed {r['seed']}" for r in runs])
+    a.set_ylabel("DS2 ROC-AUC (Keras)")
+    a.set_title("K fold models vs their average, unseen patients")
+    a.grid(alpha=0.3)
+    a.legend()
+    r0 = runs[0]
+    t = r0["curves"]["threshold"]
+    b.plot(t, r0["curves"]["ds1_oof"], "-o", ms=3, label="DS1 out-of-fold (chooses the threshold)")
+    b.plot(t, r0["curves"]["ds2_ensemble_keras"], "-o", ms=3, color="#d62728", label="DS2, average of fold models")
+    b.axvline(r0["threshold"], color="k", ls="--", lw=1, label=f"chosen threshold {r0['threshold']:.3f}")
+    b.set_xscale("logit")  # the DS1 threshold sits at 0.97-0.999, where a linear axis has no room
+    b.set_xlabel("decision threshold (logit scale)")
+    b.set_ylabel("F1 (abnormal)")
+    b.set_title(f"threshold transfer, seed {r0['seed']}")
+    b.grid(alpha=0.3)
+    b.legend(fontsize=8)
+    return C.save_figure(fig, path)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
+    ap.add_argument("--config", type=Path, default=None,
+                    help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
+    ap.add_argument("--seeds", type=int, default=None, help="repeats (full 3, quick 1); medians reported")
+    ap.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
+    ap.add_argument("--folds", type=int, default=None, help="patient-grouped DS1 folds = ensemble members (full 3)")
+    ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs (full 8, quick 1)")
+    ap.add_argument("--max-beats", type=int, default=None, help="DS1 beats drawn by patient and class (full: all)")
+    ap.add_argument("--runs", type=int, default=None, help="timed int8 invokes per member (full 300)")
+    ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    args.mode = "quick" if args.quick else "full"
+    base = QUICK if args.quick else FULL
+    for key in ("seeds", "folds", "epochs", "max_beats", "runs"):
+        if getattr(args, key) is None:
+            setattr(args, key, base[key])
+    if args.folds < 2:
+        ap.error("--folds must be at least 2")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    C.quiet_tensorflow()
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    t_start = time.perf_counter()
+    result = C.header("fold_ensemble", args.mode)
+    from ecg_data import load_dataset
+
+    path = args.config or C.DEFAULT_CONFIG
+    config = C.load_config(path)
+    config["epochs"] = int(args.epochs)
+    seeds = [args.seed + i for i in range(args.seeds)]
+    result.update({"config": config, "config_source": str(path),
+                   "settings": {"seeds": seeds, "folds": args.folds, "epochs": args.epochs, "max_beats": args.max_beats,
+                                "timed_runs": args.runs, "tflite_threads": 1}})
+    data = load_dataset("mitdb", fs=180.0, window=max(256, int(config["input_length"])))
+    result["data"] = data.summary()
+    result["runs"] = [one_seed(config, data, s, args.folds, args.max_beats, args.runs) for s in seeds]
+    result["medians"] = summarise(result["runs"])
+    C.finish(result, time.perf_counter() - t_start)
+    out = C.write_json(args.out_dir / f"fold_ensemble_{args.mode}.json", result)
+    png = plot(result, args.out_dir / f"fold_ensemble_{args.mode}.png")
+    m = result["medians"]
+    print(f"fold ensemble ({args.mode}, {len(seeds)} seed(s), {args.folds} folds, {args.epochs} epochs), medians:")
+    for name, key in (("ensemble Keras", "ensemble_keras"), ("ensemble int8", "ensemble_int8"),
+                      ("one fold model, Keras", "member_keras_median")):
+        s = m[key]
+        print(f"  {name:22s} ROC-AUC {s['roc_auc']:.3f}  F1 {s['f1']:.3f} at the DS1 threshold "
+              f"{m['threshold']:.3f}, {s['f1_at_0.5']:.3f} at 0.5, "
+              f"{s['f1_at_test_optimal_threshold_not_deployable']:.3f} at the DS2-optimal one (not deployable)")
+    print(f"  ensemble int8: {m['ensemble_int8_size_kb']:.1f} KB in {args.folds} files, "
+          f"{m['ensemble_int8_ms_median']:.3f} ms per beat at 1 thread (member {m['member_int8_ms_median']:.3f} ms)")
+    print(f"wrote {out} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
