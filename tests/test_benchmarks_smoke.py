@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark scripts: both run in --quick mode on real MIT-BIH beats and write a complete
+"""Smoke test of the benchmark scripts: each runs in --quick mode on real MIT-BIH beats and writes a complete
 JSON result and a PNG plot (about 2-3 minutes on 2 busy cores)."""
 
 from __future__ import annotations
@@ -199,3 +199,26 @@ def test_edge_quick(tmp_path, cli_env):
         assert m["modes"]["int8"]["size_bytes"] < m["modes"]["fp32"]["size_bytes"], m["trial"]
         assert m["modes"]["fp32"]["vs_keras"]["decision_agreement"] >= 0.999  # fp32 is the Keras model
     assert len(e["table"]) == 4 * len(e["members"])
+
+
+def test_fold_ensemble_quick(tmp_path, cli_env):
+    r = _run("fold_ensemble.py", tmp_path, cli_env)
+    st = r["settings"]
+    assert st["seeds"] == [0] and st["folds"] == 2 and st["epochs"] == 1 and r["config"]["epochs"] == 1
+    run = r["runs"][0]
+    assert run["train_beats"] <= 4100 and run["test_beats"] > 40_000  # ~4,000 DS1 beats; every DS2 beat
+    assert _rate(run["threshold"]) and _rate(run["oof_f1_at_threshold"])
+    members = run["members"]
+    assert [m["fold"] for m in members] == [0, 1]
+    assert sum(m["train_beats"] for m in members) == run["train_beats"]  # each beat is trained on by K-1 folds
+    for scored in [m[kind] for m in members for kind in ("keras", "int8")] + [run["ensemble_keras"], run["ensemble_int8"]]:
+        for k in ("roc_auc", "f1", "sensitivity", "ppv", "f1_at_0.5", "f1_at_test_optimal_threshold_not_deployable"):
+            assert _rate(scored[k]), (k, scored[k])
+        # the DS2-optimal F1 is an upper bound of the F1 at any fixed threshold
+        assert scored["f1_at_test_optimal_threshold_not_deployable"] >= max(scored["f1"], scored["f1_at_0.5"]) - 1e-9
+    assert math.isclose(run["ensemble_int8_ms_median"], sum(m["int8_ms_median"] for m in members))
+    assert math.isclose(run["ensemble_int8_size_kb"], sum(m["int8_size_kb"] for m in members))
+    assert all(0 < m["int8_ms_median"] <= m["int8_ms_p90"] for m in members)
+    c = run["curves"]
+    assert len(c["threshold"]) == len(c["ds1_oof"]) == len(c["ds2_ensemble_keras"]) > 10
+    assert r["medians"]["ensemble_keras"]["roc_auc"] == run["ensemble_keras"]["roc_auc"]
