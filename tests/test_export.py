@@ -161,3 +161,41 @@ def test_bench_server_times_a_real_model_and_rejects_garbage(exported, tmp_path,
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_threshold_above_the_int8_output_ceiling_is_called_out(exported, data_root, tmp_path, cli_env):
+    """An int8 sigmoid output has 256 levels and tops out at 255/256; a validation-chosen threshold of 0.999
+    (seen with 8-epoch models, benchmarks/fold_ensemble.py) would silently flag no beat. Export's check and
+    `predict` must say so instead of reporting "no abnormal beat found"."""
+    import shutil
+
+    import numpy as np
+
+    from ecg_automl.tflite import TFLiteModel
+    from ecg_automl.tflite.verify import format_verification, verify
+
+    _, _, out = exported
+    int8_path, fp32_path = out["int8"][0], out["fp32"][0]
+    ceiling = TFLiteModel(int8_path).output_max
+    assert ceiling == pytest.approx(255 / 256, abs=1e-6)
+    assert TFLiteModel(fp32_path).output_max == float("inf")
+    assert out["int8"][1]["verification"]["output_max"] == pytest.approx(ceiling)
+    assert out["int8"][1]["verification"]["threshold_unreachable"] is None  # the study's own threshold is fine
+
+    y = np.array([0, 1, 1, 0])
+    v = verify(np.array([0.1, 0.9995, 0.9992, 0.2]), np.array([0.1, ceiling, ceiling, 0.2]), y, 0.999, "int8", ceiling)
+    assert v["flagged"] and "flags no beat" in v["threshold_unreachable"] and v["tflite"]["f1"] == 0.0
+    assert "WARNING: the decision threshold 0.9990 is above" in format_verification(v)
+
+    model = tmp_path / "high.tflite"
+    shutil.copy(int8_path, model)
+    side = json.loads(int8_path.with_suffix(".json").read_text())
+    model.with_suffix(".json").write_text(json.dumps({**side, "threshold": 0.999}))
+    proc = run_cli(["predict", model, "--record", data_root / "mitdb" / "100", "--annotations", "atr", "--json"],
+                   tmp_path, cli_env)
+    summary = json.loads(proc.stdout)["summary"]
+    assert summary["abnormal_beats"] == 0 and summary["verdict"].startswith("unknown")
+    assert "above the largest probability this int8 model can output (0.9961" in summary["warning"]
+    text = run_cli(["predict", model, "--record", data_root / "mitdb" / "100", "--annotations", "atr"],
+                   tmp_path, cli_env).stdout
+    assert "WARNING: the decision threshold 0.9990" in text and "no abnormal beat found" not in text

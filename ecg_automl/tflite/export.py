@@ -103,8 +103,9 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     if verify_beats and len(test) > verify_beats:
         test = test.subset(np.linspace(0, len(test) - 1, verify_beats).astype(int))
     keras_prob = predict(model, config, test)
-    tflite_prob = TFLiteModel(flat, threads=threads).predict(model_inputs(config, test.X, test.rr))
-    check = verify(keras_prob, tflite_prob, test.y, threshold, mode)
+    runner = TFLiteModel(flat, threads=threads)
+    tflite_prob = runner.predict(model_inputs(config, test.X, test.rr))
+    check = verify(keras_prob, tflite_prob, test.y, threshold, mode, runner.output_max)
     lat = measure_latency(flat, n_runs=runs, warmup=20, threads=threads)
     meta = {
         "study": study_name, "trial": trial.number, "model_origin": origin, "mode": mode,
@@ -144,7 +145,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  latency ({lat['threads']} thread, {lat['n_runs']} runs): median {lat['median_ms']:.3f} ms, "
           f"p90 {lat['p90_ms']:.3f} ms; Raspberry Pi 4 estimate {lat['pi4_estimate_ms']:.3f} ms")
     print(format_verification(meta["verification"]))
-    if meta["verification"]["flagged"]:
+    if meta["verification"].get("threshold_unreachable"):
+        print(f"warning: {meta['verification']['threshold_unreachable']}", file=sys.stderr)
+        if args.strict:
+            return 1
+    elif meta["verification"]["flagged"]:
         print("warning: int8 F1 drop over 1 point (see above)", file=sys.stderr)
         if args.strict:
             return 1

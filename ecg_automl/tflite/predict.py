@@ -18,7 +18,7 @@ from ecg_data.mitdb import AAMI, ABNORMAL
 from ecg_data.preprocess import beats_from_signal, normalise, resample
 
 from .convert import TFLiteError
-from .runtime import TFLiteModel
+from .runtime import TFLiteModel, unreachable_threshold_message
 from .sidecar import read_sidecar
 
 
@@ -38,7 +38,7 @@ class Prediction:
         return self.prob >= self.threshold
 
 
-def _summary(pred: Prediction) -> dict[str, Any]:
+def _summary(pred: Prediction, output_max: float = float("inf")) -> dict[str, Any]:
     n = len(pred.prob)
     flagged = int(pred.abnormal.sum())
     out: dict[str, Any] = {"beats": n, "abnormal_beats": flagged,
@@ -46,6 +46,10 @@ def _summary(pred: Prediction) -> dict[str, Any]:
                            "mean_probability": float(pred.prob.mean()) if n else 0.0,
                            "threshold": pred.threshold,
                            "verdict": "abnormal beats present" if flagged else "no abnormal beat found"}
+    unreachable = unreachable_threshold_message(pred.threshold, output_max)
+    if unreachable:  # "no abnormal beat" would be a statement the model cannot make
+        out["warning"] = unreachable
+        out["verdict"] = "unknown: the model cannot reach its threshold"
     if pred.reference is not None and n:
         ref, hat = pred.reference.astype(bool), pred.abnormal
         tp, tn = int((ref & hat).sum()), int((~ref & ~hat).sum())
@@ -101,7 +105,7 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         reference = np.isin([AAMI[s] for s in symbols[kept][use]], ABNORMAL)
     prob = model.predict(_model_inputs(meta, windows, rr))
     pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference)
-    pred.summary = {**_summary(pred), "lead": head.sig_names[ch], "fs_record": head.fs,
+    pred.summary = {**_summary(pred, model.output_max), "lead": head.sig_names[ch], "fs_record": head.fs,
                     "beat_source": f"annotations ({annotations})" if annotations else "XQRS detector"}
     return pred
 
@@ -133,7 +137,7 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     windows = normalise(beats[:, start:start + window, None])
     prob = model.predict(_model_inputs(meta, windows, np.ones((len(windows), 4), np.float32)))
     pred = Prediction(str(csv_path), np.arange(len(prob)), prob, float(meta["threshold"]), labels)
-    pred.summary = {**_summary(pred), "beat_source": "CSV rows"}
+    pred.summary = {**_summary(pred, model.output_max), "beat_source": "CSV rows"}
     return pred
 
 
@@ -151,6 +155,8 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
     s = pred.summary
     lines.append(f"{pred.source}: {s['beats']} beats, {s['abnormal_beats']} abnormal "
                  f"({100 * s['abnormal_fraction']:.1f}%) at threshold {s['threshold']:.3f}: {s['verdict']}")
+    if "warning" in s:
+        lines.append(f"  WARNING: {s['warning']}")
     if "against_annotations" in s:
         a = s["against_annotations"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731

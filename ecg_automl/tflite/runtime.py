@@ -110,6 +110,24 @@ def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
     return y.astype(np.float32, copy=False)
 
 
+def output_max(detail: dict) -> float:
+    """Largest value an output tensor can take (``inf`` unless it is integer-quantised)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind not in "iu":
+        return float("inf")
+    scale, zero = detail["quantization"]
+    return float((np.iinfo(dtype).max - zero) * np.float32(scale)) if scale else float(np.iinfo(dtype).max)
+
+
+def unreachable_threshold_message(threshold: float, ceiling: float) -> str | None:
+    """The warning for a decision threshold an integer output cannot reach (None when it can)."""
+    if threshold <= ceiling:
+        return None
+    return (f"the decision threshold {threshold:.4f} is above the largest probability this int8 model can output "
+            f"({ceiling:.4f}: its sigmoid output has 256 levels), so it flags no beat at all; use a float16 or "
+            f"dynamic-range export, or a threshold of at most {ceiling:.4f}")
+
+
 class TFLiteModel:
     """A ``.tflite`` beat classifier: ``predict(inputs) -> (n,)`` probabilities of *abnormal*.
 
@@ -147,6 +165,13 @@ class TFLiteModel:
     @property
     def input_names(self) -> list[str]:
         return list(self.inputs)
+
+    @property
+    def output_max(self) -> float:
+        """The largest probability the model can output: ``inf`` for a float output; for an int8/uint8
+        one the top quantisation level (about 0.996 for a sigmoid: 256 levels of 1/256). A decision
+        threshold above it can never be reached."""
+        return output_max(self._out)
 
     @property
     def input_dtypes(self) -> dict[str, np.dtype]:

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from .runtime import unreachable_threshold_message
+
 #: An int8 export whose F1 falls more than this below the float model's is flagged.
 INT8_F1_TOLERANCE = 0.01
 
@@ -20,9 +22,10 @@ def _metrics(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, flo
 
 
 def verify(keras_prob: np.ndarray, tflite_prob: np.ndarray, y: np.ndarray, threshold: float,
-           mode: str) -> dict[str, Any]:
+           mode: str, output_max: float = float("inf")) -> dict[str, Any]:
     """Agreement of the TFLite model with Keras (max |Δprob|, decision agreement) and the TFLite model's
-    own accuracy/F1/AUC on the held-out beats; ``flagged`` when int8 loses more than 1 F1 point."""
+    own accuracy/F1/AUC on the held-out beats; ``flagged`` when int8 loses more than 1 F1 point.
+    ``output_max`` (``TFLiteModel.output_max``) adds a warning when the threshold is above it."""
     keras_prob = np.asarray(keras_prob, dtype=np.float64).ravel()
     tflite_prob = np.asarray(tflite_prob, dtype=np.float64).ravel()
     delta = np.abs(keras_prob - tflite_prob)
@@ -35,6 +38,10 @@ def verify(keras_prob: np.ndarray, tflite_prob: np.ndarray, y: np.ndarray, thres
         "keras": k, "tflite": t, "f1_drop": k["f1"] - t["f1"],
     }
     report["flagged"] = bool(mode == "int8" and report["f1_drop"] > INT8_F1_TOLERANCE)
+    report["output_max"] = float(output_max) if np.isfinite(output_max) else None
+    report["threshold_unreachable"] = unreachable_threshold_message(threshold, output_max)
+    if report["threshold_unreachable"]:
+        report["flagged"] = True
     return report
 
 
@@ -46,7 +53,9 @@ def format_verification(v: dict[str, Any]) -> str:
              f"  {'':<8}{'accuracy':>10}{'F1':>10}{'ROC-AUC':>10}",
              f"  {'keras':<8}{k['accuracy']:>10.4f}{k['f1']:>10.4f}{k['roc_auc']:>10.4f}",
              f"  {'tflite':<8}{t['accuracy']:>10.4f}{t['f1']:>10.4f}{t['roc_auc']:>10.4f}"]
-    if v["flagged"]:
+    if v.get("threshold_unreachable"):
+        lines.append(f"  WARNING: {v['threshold_unreachable']}")
+    elif v["flagged"]:
         lines.append(f"  WARNING: the int8 model's F1 is {100 * v['f1_drop']:.1f} points below the float model's "
                      f"(more than {100 * INT8_F1_TOLERANCE:.0f}); int8 quantisation hurts this model")
     return "\n".join(lines)
