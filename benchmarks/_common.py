@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import math
 import os
 import platform
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +207,16 @@ def median_of(dicts: list[dict[str, Any]]) -> dict[str, Any]:
             nums = [v for v in nums if math.isfinite(v)]
             out[key] = float(np.median(nums)) if nums else float("nan")
     return out
+
+
+def start(script: str, mode: str, verbose: bool = False) -> tuple[dict[str, Any], float]:
+    """A benchmark's start: quieter TensorFlow, timestamped logging on stderr, the result header and the
+    start time (for ``finish``)."""
+    quiet_tensorflow()
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices of the fold loops
+    return header(script, mode), time.perf_counter()
 
 
 def quiet_tensorflow() -> None:

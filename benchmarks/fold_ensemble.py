@@ -184,12 +184,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    C.quiet_tensorflow()
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    t_start = time.perf_counter()
-    result = C.header("fold_ensemble", args.mode)
+    result, t_start = C.start("fold_ensemble", args.mode, args.verbose)
     from ecg_data import load_dataset
 
     path = args.config or C.DEFAULT_CONFIG

@@ -373,13 +373,8 @@ def _ptbxl_dir() -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write its JSON and PNG."""
     args = parse_args(argv)
-    C.quiet_tensorflow()
-    logging.basicConfig(level=logging.INFO if not args.verbose else logging.DEBUG,
-                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices of the fold loop
-    t_start = time.perf_counter()
+    result, t_start = C.start("ptbxl_records", args.mode, args.verbose)
     ptbxl = _ptbxl_dir()
-    result = C.header("ptbxl_records", args.mode)
 
     from ecg_data import DataError, load_dataset
 

@@ -300,12 +300,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    C.quiet_tensorflow()
-    logging.basicConfig(level=logging.INFO if not args.verbose else logging.DEBUG,
-                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices of the fold loop
-    t_start = time.perf_counter()
-    result = C.header("quality", args.mode)
+    result, t_start = C.start("quality", args.mode, args.verbose)
 
     from ecg_data import DS1, DS2, load_dataset
 
