@@ -219,6 +219,14 @@ def start(script: str, mode: str, verbose: bool = False) -> tuple[dict[str, Any]
     return header(script, mode), time.perf_counter()
 
 
+def apply_mode(args, quick: dict[str, Any], full: dict[str, Any]) -> None:
+    """Set ``args.mode`` ("quick"/"full") and fill every option left at None from that mode's presets."""
+    args.mode = "quick" if args.quick else "full"
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
 def quiet_tensorflow() -> None:
     """Less TensorFlow start-up noise on stderr (set before TensorFlow is imported)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -405,11 +405,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.study is not None and not args.storage:
         ap.error("--study needs --storage (e.g. sqlite:///runs/optuna.db)")
-    mode = QUICK if args.quick else FULL
-    args.mode = "quick" if args.quick else "full"
-    for key, value in mode.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    C.apply_mode(args, QUICK, FULL)
     args.records = [r.strip() for r in args.records.split(",")] if args.records else None
     if args.trials < 1 or args.folds < 2 or args.max_front < 1 or args.runs < 1 or args.threads < 1:
         ap.error("--trials, --max-front, --runs and --threads must be at least 1 and --folds at least 2")

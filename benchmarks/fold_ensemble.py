@@ -172,11 +172,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    args.mode = "quick" if args.quick else "full"
-    base = QUICK if args.quick else FULL
-    for key in ("seeds", "folds", "epochs", "max_beats", "runs"):
-        if getattr(args, key) is None:
-            setattr(args, key, base[key])
+    C.apply_mode(args, QUICK, FULL)
     if args.folds < 2:
         ap.error("--folds must be at least 2")
     return args

@@ -234,11 +234,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("give --config or --study, not both")
     if args.study is not None and not args.storage:
         ap.error("--study needs --storage")
-    mode = QUICK if args.quick else FULL
-    args.mode = "quick" if args.quick else "full"
-    for key, value in mode.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    C.apply_mode(args, QUICK, FULL)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
     return args

@@ -344,11 +344,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("give --config or --study, not both")
     if args.study is not None and not args.storage:
         ap.error("--study needs --storage (e.g. sqlite:///runs/optuna.db)")
-    mode = QUICK if args.quick else FULL
-    args.mode = "quick" if args.quick else "full"
-    args.seeds = args.seeds if args.seeds is not None else mode["seeds"]
-    args.folds = args.folds if args.folds is not None else mode["folds"]
-    args.epochs = args.epochs if args.epochs is not None else mode["epochs"]
+    C.apply_mode(args, QUICK, FULL)
     if args.config is None and args.study is None:
         args.config = DEFAULT_CONFIG
     if args.seeds < 1:

@@ -288,11 +288,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("give --config or --study, not both")
     if args.study is not None and not args.storage:
         ap.error("--study needs --storage (e.g. sqlite:///runs/optuna.db)")
-    mode = QUICK if args.quick else FULL
-    args.mode = "quick" if args.quick else "full"
-    args.seeds = args.seeds if args.seeds is not None else mode["seeds"]
-    args.max_beats = args.max_beats if args.max_beats is not None else mode["max_beats"]
-    args.epochs = args.epochs if args.epochs is not None else mode["epochs"]
+    C.apply_mode(args, QUICK, FULL)
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
     return args
