@@ -329,30 +329,31 @@ class Tracker:
             # A finished Optuna trial cannot be changed any more: the run id is passed, not stored.
             run = existing.get(t.number)
             if run is None:
-                run_id = self.start_trial(parent, t.number, study.study_name, t.user_attrs.get("config", t.params),
-                                          trial_tags(t))
+                run_id = self.start_trial(parent, t.number, study.study_name, _params(t), trial_tags(t))
                 if run_id is None:
                     continue
-                for i, fold in enumerate(t.user_attrs.get("fold_metrics", [])):
-                    self.log_metrics(run_id, {f"fold.{k}": v for k, v in fold.items()}, step=i)
+                self._log_folds(run_id, t)
                 self.end_trial(t, run_id)
                 created += 1
-            elif run.info.status != RUN_STATUS.get(t.state.name) or self._incomplete(run, t):
-                # the run may have been created just before the server went away, without its params
-                # or fold metrics: log what it lacks (a param's value cannot change, so only new keys)
-                params = t.user_attrs.get("config", t.params)
-                self.log_params(run.info.run_id, {k: v for k, v in params.items() if k not in run.data.params})
-                if not any(k.startswith("fold.") for k in run.data.metrics):
-                    for i, fold in enumerate(t.user_attrs.get("fold_metrics", [])):
-                        self.log_metrics(run.info.run_id, {f"fold.{k}": v for k, v in fold.items()}, step=i)
+                continue
+            # the run may have been created just before the server went away, without its params or fold
+            # metrics: log what it lacks (a logged param's value cannot change, so only the missing keys)
+            missing = {k: v for k, v in _params(t).items() if k not in run.data.params}
+            no_folds = bool(t.user_attrs.get("fold_metrics")) and not any(k.startswith("fold.") for k in run.data.metrics)
+            if missing or no_folds or run.info.status != RUN_STATUS.get(t.state.name):
+                self.log_params(run.info.run_id, missing)
+                if no_folds:
+                    self._log_folds(run.info.run_id, t)
                 self.end_trial(t, run.info.run_id)
                 updated += 1
         return {"created": created, "updated": updated}
 
-    @staticmethod
-    def _incomplete(run, trial) -> bool:
-        """True when a finished trial's run lacks some of its params or all of its fold metrics."""
-        params = trial.user_attrs.get("config", trial.params)
-        if any(k not in run.data.params for k in params):
-            return True
-        return bool(trial.user_attrs.get("fold_metrics")) and not any(k.startswith("fold.") for k in run.data.metrics)
+    def _log_folds(self, run_id: str, trial) -> None:
+        """A finished trial's per-fold validation metrics, one step per fold (as the objective logs them)."""
+        for i, fold in enumerate(trial.user_attrs.get("fold_metrics", [])):
+            self.log_metrics(run_id, {f"fold.{k}": v for k, v in fold.items()}, step=i)
+
+
+def _params(trial) -> dict[str, Any]:
+    """The params a trial's run carries: its full model config, else Optuna's sampled params."""
+    return trial.user_attrs.get("config", trial.params)

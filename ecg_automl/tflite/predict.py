@@ -135,7 +135,7 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
         beats = np.pad(beats, ((0, 0), (pad // 2, pad - pad // 2)))
     start = (beats.shape[1] - window) // 2
     windows = normalise(beats[:, start:start + window, None])
-    prob = model.predict(_model_inputs(meta, windows, np.ones((len(windows), 4), np.float32)))
+    prob = model.predict(_model_inputs(meta, windows, np.zeros((len(windows), 0), np.float32)))  # no RR: refused above
     pred = Prediction(str(csv_path), np.arange(len(prob)), prob, float(meta["threshold"]), labels)
     pred.summary = {**_summary(pred, model.output_max), "beat_source": "CSV rows"}
     return pred
