@@ -173,8 +173,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     C.apply_mode(args, QUICK, FULL)
-    if args.folds < 2:
-        ap.error("--folds must be at least 2")
+    if args.folds < 2 or args.seeds < 1 or args.runs < 1:
+        ap.error("--folds must be at least 2, --seeds and --runs at least 1")
     return args
 
 
