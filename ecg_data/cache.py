@@ -15,7 +15,7 @@ from .dataset import BeatDataset
 log = logging.getLogger("ecg_data")
 
 #: Bump when preprocessing changes, so old caches are not reused.
-PIPELINE_VERSION = 5
+PIPELINE_VERSION = 6
 
 
 def _fingerprint(path: Path) -> list:

@@ -28,10 +28,11 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)
 #: Value ranges inside each hyperparameter's documented domain (spaces/schema.py).
 INT_RANGES = {"input_length": (16, 512), "stem_filters": (1, 64), "res_blocks": (0, 4), "conv_filters": (1, 64),
               "kernel_size": (1, 63), "lstm_units": (1, 64), "lstm_layers": (1, 3), "lstm_downsample": (1, 32),
-              "dense_layers": (0, 3), "dense_units": (1, 64), "batch_size": (1, 512), "epochs": (1, 50)}
+              "dense_layers": (0, 3), "dense_units": (1, 64), "batch_size": (1, 512), "epochs": (1, 50),
+              "rr_units": (1, 64)}
 FLOAT_RANGES = {"conv_dropout": (0.0, 0.95), "dense_dropout": (0.0, 0.95), "learning_rate": (1e-6, 0.9)}
 CHOICES = {"pool": ["max", "avg"], "optimizer": ["adam", "rmsprop", "sgd"], "class_weight": ["balanced", "none"],
-           "rr_features": [True, False], "lstm_bidirectional": [True, False]}
+           "rr_features": [True, False], "lstm_bidirectional": [True, False], "lr_schedule": ["constant", "cosine"]}
 assert set(INT_RANGES) | set(FLOAT_RANGES) | set(CHOICES) == set(PARAMS)
 
 
@@ -281,7 +282,8 @@ def test_rr_features_are_finite_bounded_and_one_row_per_beat(peaks, fs, sort, lo
 def test_a_steady_rhythm_has_rr_ratios_of_one(n, rr_samples, fs):
     """The ratio features are relative to the recent rhythm: a steady rhythm gives 1 whatever the rate."""
     rr = rr_features(np.arange(n) * rr_samples, fs)
-    assert np.allclose(rr[:, 2:], 1.0) and np.allclose(rr[:, :2], min(rr_samples / fs, 10.0))
+    assert np.allclose(rr[:, 2:11], 1.0) and np.allclose(rr[:, :2], min(rr_samples / fs, 10.0))
+    assert np.allclose(rr[:, 11:], 0.0)  # and no irregularity
 
 
 def test_a_premature_beat_is_short_against_the_record_rhythm():
@@ -300,3 +302,20 @@ def test_a_premature_beat_is_short_against_the_record_rhythm():
     after = premature + 1  # the beat after a premature beat: its neighbours' intervals show the pattern
     assert np.allclose(feats[after[:-1], 6], 0.6, atol=0.01) and np.allclose(feats[after[:-1], 7], 1.4, atol=0.01)
     assert np.allclose(feats[premature, 8], 0.6 / 1.4, atol=0.01)
+
+
+def test_irregularity_tells_atrial_fibrillation_from_an_isolated_premature_beat():
+    """Columns 11-12 measure the spread of successive RR differences around a beat: zero in a steady
+    rhythm, small around one premature beat, large in an irregular (AF-like) stretch; column 13 is one
+    value for the whole record."""
+    fs, rr = 360.0, 360
+    rng = np.random.default_rng(0)
+    steady = np.arange(80) * rr
+    premature = steady.copy()
+    premature[40] -= int(0.4 * rr)  # one beat 0.6 RR early, the next one on time
+    af = np.concatenate([steady, steady[-1] + np.cumsum(rng.uniform(0.5, 1.5, 80) * rr).astype(int)])
+    f_steady, f_pvc, f_af = rr_features(steady, fs), rr_features(premature, fs), rr_features(af, fs)
+    assert np.allclose(f_steady[:, 11:], 0.0)
+    assert 0 < f_pvc[40, 11] < f_af[120, 11] and f_af[120, 11] > 0.2
+    assert np.allclose(f_af[:70, 11], 0.0)  # more than `local` beats before the irregular stretch
+    assert np.allclose(f_af[:, 13], f_af[0, 13]) and f_af[0, 13] > f_pvc[0, 13]

@@ -15,7 +15,7 @@ import numpy as np
 from ecg_data._wfdb_io import detect_qrs, read_annotations, read_record
 from ecg_data.errors import DataError
 from ecg_data.mitdb import AAMI, ABNORMAL
-from ecg_data.preprocess import beats_from_signal, normalise, resample
+from ecg_data.preprocess import N_RR_FEATURES, beats_from_signal, normalise, resample
 
 from .convert import TFLiteError
 from .runtime import TFLiteModel, unreachable_threshold_message
@@ -70,6 +70,18 @@ def _model_inputs(meta: dict[str, Any], windows: np.ndarray, rr: np.ndarray) -> 
     return inputs
 
 
+def _check_rr_width(model: TFLiteModel, model_path) -> None:
+    """Refuse a model whose RR input has another width than the features this version computes (a model
+    exported by an older ecg-automl), with a message that says what to do instead of a shape error."""
+    if "rr" not in model.inputs:
+        return
+    width = int(model.inputs["rr"]["shape"][-1])
+    if width != N_RR_FEATURES:
+        raise TFLiteError(f"{model_path}: the model takes {width} RR-interval features, but this ecg-automl "
+                          f"computes {N_RR_FEATURES}; it was exported by another version -- re-export it "
+                          f"(ecg-automl export) or predict with the version that exported it")
+
+
 def predict_record(model_path: str | Path, record: str | Path, *, annotations: str | None = None,
                    threads: int = 1) -> Prediction:
     """Classify every beat of a WFDB record (``record`` without extension).
@@ -79,6 +91,7 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     """
     meta = read_sidecar(model_path)
     model = TFLiteModel(model_path, threads=threads)
+    _check_rr_width(model, model_path)
     record = Path(record)
     head = read_record(record)
     lead = meta["lead"]
