@@ -119,10 +119,11 @@ def finish(result: dict[str, Any], wall_s: float) -> dict[str, Any]:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """A model config from a JSON file (keys starting with ``_`` are comments), validated as a space."""
-    from spaces import PARAMS, SearchSpace
+    from spaces import OPTIONAL, PARAMS, SearchSpace
 
     doc = json.loads(Path(path).read_text())
     config = {k: v for k, v in doc.items() if not str(k).startswith("_")}
+    config.update({k: v for k, v in OPTIONAL.items() if k not in config})
     missing = [k for k in PARAMS if k not in config]
     if missing:
         raise SystemExit(f"{path}: the config lacks {', '.join(missing)}")

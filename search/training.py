@@ -60,7 +60,8 @@ def fit(
     import keras
 
     set_seed(seed)
-    model = build_model(config, channels=int(train.X.shape[2]))
+    steps = math.ceil(len(train) / int(config["batch_size"])) * int(config["epochs"])
+    model = build_model(config, channels=int(train.X.shape[2]), decay_steps=steps)
 
     from . import _interrupt
 

@@ -1,8 +1,8 @@
 """Declarative search spaces over the residual-Conv1D + LSTM family, and the model builder."""
 
-from .model import N_RR_FEATURES, build_model, make_optimizer, model_inputs
-from .schema import PARAMS, SpaceError, validate
+from .model import N_RR_FEATURES, build_ensemble, build_model, make_optimizer, model_inputs
+from .schema import OPTIONAL, PARAMS, SpaceError, validate
 from .space import SearchSpace
 
-__all__ = ["N_RR_FEATURES", "PARAMS", "SearchSpace", "SpaceError", "build_model", "make_optimizer",
-           "model_inputs", "validate"]
+__all__ = ["N_RR_FEATURES", "OPTIONAL", "PARAMS", "SearchSpace", "SpaceError", "build_ensemble", "build_model",
+           "make_optimizer", "model_inputs", "validate"]

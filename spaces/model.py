@@ -16,79 +16,124 @@ def build_model(
     *,
     channels: int = 1,
     compile_model: bool = True,
+    decay_steps: int | None = None,
 ):
     """Return a Keras model for ``config``: conv branch and LSTM branch on the same window, concatenated,
-    dense head, one sigmoid unit (probability of *abnormal*)."""
+    dense head, one sigmoid unit (probability of *abnormal*). ``decay_steps``: the training's length in
+    batches, which a ``cosine`` learning-rate schedule decays over."""
     import keras
-    from keras import layers
 
-    length = int(config["input_length"])
-    ecg = keras.Input(shape=(length, channels), name="ecg")
-    inputs = [ecg]
-
-    # --- residual Conv1D branch -------------------------------------------------------------
-    k = int(config["kernel_size"])
-    x = layers.Conv1D(int(config["stem_filters"]), k, padding="same", use_bias=False, name="stem_conv")(ecg)
-    x = layers.BatchNormalization(name="stem_bn")(x)
-    x = layers.Activation("relu", name="stem_relu")(x)
-    pool_cls = layers.MaxPooling1D if config["pool"] == "max" else layers.AveragePooling1D
-    filters = int(config["conv_filters"])
-    for b in range(int(config["res_blocks"])):
-        shortcut = x
-        y = layers.Conv1D(filters, k, padding="same", use_bias=False, name=f"res{b}_conv1")(x)
-        y = layers.BatchNormalization(name=f"res{b}_bn1")(y)
-        y = layers.Activation("relu", name=f"res{b}_relu1")(y)
-        y = layers.Conv1D(filters, k, padding="same", use_bias=False, name=f"res{b}_conv2")(y)
-        y = layers.BatchNormalization(name=f"res{b}_bn2")(y)
-        if shortcut.shape[-1] != filters:
-            shortcut = layers.Conv1D(filters, 1, padding="same", use_bias=False, name=f"res{b}_proj")(shortcut)
-        x = layers.Add(name=f"res{b}_add")([y, shortcut])
-        x = layers.Activation("relu", name=f"res{b}_relu2")(x)
-        x = pool_cls(2, name=f"res{b}_pool")(x)
-    if config["pool"] == "max":
-        conv_feat = layers.GlobalMaxPooling1D(name="conv_gpool")(x)
-    else:
-        conv_feat = layers.GlobalAveragePooling1D(name="conv_gpool")(x)
-    if float(config.get("conv_dropout", 0.0)) > 0:
-        conv_feat = layers.Dropout(float(config["conv_dropout"]), name="conv_dropout")(conv_feat)
-
-    # --- LSTM branch ------------------------------------------------------------------------
-    down = int(config.get("lstm_downsample", 1))
-    s = layers.AveragePooling1D(down, name="lstm_downsample")(ecg) if down > 1 else ecg
-    n_layers = int(config["lstm_layers"])
-    for i in range(n_layers):
-        last = i == n_layers - 1
-        cell = layers.LSTM(int(config["lstm_units"]), return_sequences=not last, name=f"lstm{i}")
-        if config.get("lstm_bidirectional", False):
-            cell = layers.Bidirectional(cell, name=f"bilstm{i}")
-        s = cell(s)
-    features = [conv_feat, s]
-
-    # --- optional rhythm context (RR intervals) ---------------------------------------------
-    if config.get("rr_features", False):
-        rr = keras.Input(shape=(N_RR_FEATURES,), name="rr")
-        inputs.append(rr)
-        features.append(layers.Dense(8, activation="relu", name="rr_dense")(rr))
-
-    # --- dense head -------------------------------------------------------------------------
-    h = layers.Concatenate(name="concat")(features)
-    for j in range(int(config["dense_layers"])):
-        h = layers.Dense(int(config["dense_units"]), activation="relu", name=f"head{j}")(h)
-        if float(config.get("dense_dropout", 0.0)) > 0:
-            h = layers.Dropout(float(config["dense_dropout"]), name=f"head{j}_dropout")(h)
-    out = layers.Dense(1, activation="sigmoid", name="abnormal")(h)
-    model = keras.Model(inputs=inputs, outputs=out, name="ecg_resconv_lstm")
+    ecg, rr = _inputs(config, channels)
+    out = _network(config, ecg, rr)
+    model = keras.Model(inputs=[t for t in (ecg, rr) if t is not None], outputs=out, name="ecg_resconv_lstm")
     if compile_model:
-        model.compile(optimizer=make_optimizer(config), loss="binary_crossentropy",
+        model.compile(optimizer=make_optimizer(config, decay_steps), loss="binary_crossentropy",
                       metrics=[keras.metrics.AUC(name="auc")])
     return model
 
 
-def make_optimizer(config: Mapping[str, Any]):
-    """Keras optimizer named by ``config['optimizer']`` at ``config['learning_rate']``."""
+def build_ensemble(config: Mapping[str, Any], members, *, channels: int = 1):
+    """One model averaging the probabilities of ``members`` (trained ``build_model(config)`` models, e.g.
+    the same config trained with different seeds): each member's layers are copied under an ``m<i>_``
+    prefix into a single flat graph with the members' inputs, so it saves, loads and converts to TFLite
+    like any one model (one file, the members run one after another)."""
+    import keras
+    from keras import layers
+
+    members = list(members)
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    ecg, rr = _inputs(config, channels)
+    outs = [_network(config, ecg, rr, prefix=f"m{i}_") for i in range(len(members))]
+    out = outs[0] if len(outs) == 1 else layers.Average(name="abnormal")(outs)
+    model = keras.Model(inputs=[t for t in (ecg, rr) if t is not None], outputs=out,
+                        name=f"ecg_resconv_lstm_x{len(members)}")
+    for i, member in enumerate(members):
+        for layer in member.layers:
+            if layer.weights:
+                model.get_layer(f"m{i}_{layer.name}").set_weights(layer.get_weights())
+    return model
+
+
+def _inputs(config: Mapping[str, Any], channels: int):
+    import keras
+
+    ecg = keras.Input(shape=(int(config["input_length"]), channels), name="ecg")
+    rr = keras.Input(shape=(N_RR_FEATURES,), name="rr") if config.get("rr_features", False) else None
+    return ecg, rr
+
+
+def _network(config: Mapping[str, Any], ecg, rr, prefix: str = ""):
+    """The family's layers from the inputs to the sigmoid output (layer names prefixed by ``prefix``)."""
+    from keras import layers
+
+    def name(n: str) -> str:
+        return prefix + n
+
+    # --- residual Conv1D branch -------------------------------------------------------------
+    k = int(config["kernel_size"])
+    x = layers.Conv1D(int(config["stem_filters"]), k, padding="same", use_bias=False, name=name("stem_conv"))(ecg)
+    x = layers.BatchNormalization(name=name("stem_bn"))(x)
+    x = layers.Activation("relu", name=name("stem_relu"))(x)
+    pool_cls = layers.MaxPooling1D if config["pool"] == "max" else layers.AveragePooling1D
+    filters = int(config["conv_filters"])
+    for b in range(int(config["res_blocks"])):
+        shortcut = x
+        y = layers.Conv1D(filters, k, padding="same", use_bias=False, name=name(f"res{b}_conv1"))(x)
+        y = layers.BatchNormalization(name=name(f"res{b}_bn1"))(y)
+        y = layers.Activation("relu", name=name(f"res{b}_relu1"))(y)
+        y = layers.Conv1D(filters, k, padding="same", use_bias=False, name=name(f"res{b}_conv2"))(y)
+        y = layers.BatchNormalization(name=name(f"res{b}_bn2"))(y)
+        if shortcut.shape[-1] != filters:
+            shortcut = layers.Conv1D(filters, 1, padding="same", use_bias=False, name=name(f"res{b}_proj"))(shortcut)
+        x = layers.Add(name=name(f"res{b}_add"))([y, shortcut])
+        x = layers.Activation("relu", name=name(f"res{b}_relu2"))(x)
+        x = pool_cls(2, name=name(f"res{b}_pool"))(x)
+    if config["pool"] == "max":
+        conv_feat = layers.GlobalMaxPooling1D(name=name("conv_gpool"))(x)
+    else:
+        conv_feat = layers.GlobalAveragePooling1D(name=name("conv_gpool"))(x)
+    if float(config.get("conv_dropout", 0.0)) > 0:
+        conv_feat = layers.Dropout(float(config["conv_dropout"]), name=name("conv_dropout"))(conv_feat)
+
+    # --- LSTM branch ------------------------------------------------------------------------
+    down = int(config.get("lstm_downsample", 1))
+    s = layers.AveragePooling1D(down, name=name("lstm_downsample"))(ecg) if down > 1 else ecg
+    n_layers = int(config["lstm_layers"])
+    for i in range(n_layers):
+        last = i == n_layers - 1
+        cell = layers.LSTM(int(config["lstm_units"]), return_sequences=not last, name=name(f"lstm{i}"))
+        if config.get("lstm_bidirectional", False):
+            cell = layers.Bidirectional(cell, name=name(f"bilstm{i}"))
+        s = cell(s)
+    features = [conv_feat, s]
+
+    # --- optional rhythm context (RR intervals) ---------------------------------------------
+    if rr is not None:
+        features.append(layers.Dense(int(config.get("rr_units", 8)), activation="relu", name=name("rr_dense"))(rr))
+
+    # --- dense head -------------------------------------------------------------------------
+    h = layers.Concatenate(name=name("concat"))(features)
+    for j in range(int(config["dense_layers"])):
+        h = layers.Dense(int(config["dense_units"]), activation="relu", name=name(f"head{j}"))(h)
+        if float(config.get("dense_dropout", 0.0)) > 0:
+            h = layers.Dropout(float(config["dense_dropout"]), name=name(f"head{j}_dropout"))(h)
+    return layers.Dense(1, activation="sigmoid", name=name("abnormal"))(h)
+
+
+def make_optimizer(config: Mapping[str, Any], decay_steps: int | None = None):
+    """Keras optimizer named by ``config['optimizer']`` at ``config['learning_rate']``; with
+    ``lr_schedule: cosine`` the rate decays to zero over ``decay_steps`` batches (cosine decay)."""
     import keras
 
     lr = float(config["learning_rate"])
+    schedule = config.get("lr_schedule", "constant")
+    if schedule == "cosine":
+        if not decay_steps:
+            raise ValueError("lr_schedule 'cosine' needs the number of training steps (decay_steps)")
+        lr = keras.optimizers.schedules.CosineDecay(lr, int(decay_steps))
+    elif schedule != "constant":
+        raise ValueError(f"unknown lr_schedule {schedule!r} (expected constant or cosine)")
     name = config.get("optimizer", "adam")
     if name == "adam":
         return keras.optimizers.Adam(lr, clipnorm=1.0)

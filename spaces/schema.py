@@ -55,7 +55,14 @@ PARAMS: dict[str, ParamDomain] = {
     "batch_size": _pos_int,
     "epochs": _pos_int,
     "class_weight": _choice("balanced", "none"),
+    # added later: optional, a space or config that leaves them out gets OPTIONAL below (the behaviour
+    # before they existed), so older space files and trial configs still load and rebuild the same model
+    "rr_units": _pos_int,
+    "lr_schedule": _choice("constant", "cosine"),
 }
+
+#: Hyperparameters a space may leave out, with the value it then gets.
+OPTIONAL: dict[str, Any] = {"rr_units": 8, "lr_schedule": "constant"}
 
 DISTRIBUTIONS = ("int", "float", "categorical")
 TOP_KEYS = {"name", "description", "params", "data"}
@@ -99,7 +106,7 @@ def validate(doc: Any) -> None:
     params = doc.get("params")
     if not isinstance(params, dict) or not params:
         raise SpaceError("params: missing or empty; it maps hyperparameter names to values or distributions")
-    missing = [k for k in PARAMS if k not in params]
+    missing = [k for k in PARAMS if k not in params and k not in OPTIONAL]
     if missing:
         raise SpaceError(f"params: missing {', '.join(missing)} (every hyperparameter needs a value or a range)")
     for key, spec in params.items():

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .schema import PARAMS, SpaceError, validate
+from .schema import OPTIONAL, PARAMS, SpaceError, validate
 
 _BUILTIN_DIR = Path(__file__).resolve().parent
 
@@ -32,7 +32,9 @@ class SearchSpace:
             validate(doc)
         except SpaceError as exc:
             raise SpaceError(f"{source}: {exc}") from None
-        return cls(name=str(doc.get("name") or Path(source).stem), params=copy.deepcopy(doc["params"]),
+        params = copy.deepcopy(doc["params"])
+        params.update({k: v for k, v in OPTIONAL.items() if k not in params})
+        return cls(name=str(doc.get("name") or Path(source).stem), params=params,
                    description=str(doc.get("description", "")), data=dict(doc.get("data") or {}), source=source)
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras_tuner as kt
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -75,8 +76,41 @@ def test_config_builds_a_two_branch_model():
     space = SearchSpace.load("default")
     cfg = space.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask())
     cfg.update(rr_features=True, lstm_bidirectional=True, lstm_layers=2)
-    model = build_model(cfg)
+    model = build_model(cfg, decay_steps=100)  # the steps a cosine schedule (if drawn) decays over
     names = [layer.name for layer in model.layers]
     assert {"ecg", "rr", "concat", "abnormal"} <= set(names)
     assert any(n.startswith("res0_") for n in names) and any("lstm" in n for n in names)
     assert model.output_shape == (None, 1)
+
+
+def test_hyperparameters_added_later_are_optional_with_the_old_behaviour():
+    """A space or config written before rr_units / lr_schedule existed still loads and builds the model
+    it built then (8 RR units, a constant learning rate)."""
+    from spaces import OPTIONAL
+
+    doc = _doc()
+    for key in OPTIONAL:
+        doc["params"].pop(key, None)
+    space = SearchSpace.from_dict(doc, "old.yaml")
+    assert set(space.params) == set(PARAMS)
+    assert {k: space.params[k] for k in OPTIONAL} == {"rr_units": 8, "lr_schedule": "constant"}
+    cfg = space.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask())
+    cfg.update(rr_features=True)
+    assert build_model(cfg).get_layer("rr_dense").units == 8
+    doc["params"]["lr_schedule"] = "step"
+    with pytest.raises(SpaceError, match="params.lr_schedule: 'step' is out of range"):
+        SearchSpace.from_dict(doc, "bad.yaml")
+
+
+def test_a_cosine_schedule_decays_the_learning_rate_over_the_training(small_mitdb):
+    from search.training import fit
+
+    space = SearchSpace.load("edge")
+    cfg = space.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask())
+    cfg.update(lr_schedule="cosine", epochs=2, learning_rate=0.005)
+    part = small_mitdb.subset(np.flatnonzero(small_mitdb.split == "search")[:600])
+    opt = fit(cfg, part).model.optimizer
+    assert int(opt.iterations) == 2 * int(np.ceil(600 / cfg["batch_size"]))
+    assert float(opt.learning_rate) < 1e-6  # decayed to zero at the last step
+    with pytest.raises(ValueError, match="needs the number of training steps"):
+        build_model(cfg)

@@ -185,3 +185,26 @@ def test_runtime_needs_no_tensorflow(trained, tmp_path):
     prob = np.array(proc.stdout.split(), dtype=float)
     assert prob.shape == (20,)
     assert np.abs(prob - ref[:20]).max() < TOLERANCE["int8"][0]
+
+
+def test_an_ensemble_is_one_model_and_exports_to_one_file(trained):
+    """build_ensemble copies its members into one flat graph: its output is their mean, and it converts
+    (fused LSTMs, int8) like a single model, to one file about as large as the members together."""
+    import keras
+
+    from ecg_automl.tflite import TFLiteModel, convert, op_list
+    from spaces import build_ensemble, build_model
+
+    config, model, x_test, ref, rep = trained["bilstm2_rr"]
+    keras.utils.set_random_seed(1)
+    other = build_model(config)  # untrained: a second member that differs from the first
+    ens = build_ensemble(config, [model, other])
+    p_other = other.predict(x_test, batch_size=256, verbose=0).ravel()
+    p_ens = ens.predict(x_test, batch_size=256, verbose=0).ravel()
+    assert np.allclose(p_ens, (ref + p_other) / 2, atol=1e-6)
+    flat = convert(ens, config, "int8", representative=rep)
+    assert op_list(flat).count("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1 and "WHILE" not in op_list(flat)
+    prob = TFLiteModel(flat).predict(x_test)
+    bound, min_agree = TOLERANCE["int8"]
+    assert np.abs(prob - p_ens).max() < bound and ((prob > 0.5) == (p_ens > 0.5)).mean() >= min_agree
+    assert 1.5 < len(flat) / len(_converted(trained, "bilstm2_rr", "int8")) < 2.5
