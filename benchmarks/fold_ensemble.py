@@ -75,12 +75,14 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
     all_groups = np.concatenate([train.groups, test.groups])
     check_no_leak(all_groups, np.arange(len(train)), np.arange(len(train), len(all_groups)))
     oof = np.full(len(train), np.nan)
+    fold_of = np.full(len(train), -1)
     keras_probs, int8_probs, members = [], [], []
     test_inputs = model_inputs(config, test.X, test.rr)
     for k, (tr, va) in enumerate(grouped_splits(patient_kfold(folds, seed=seed), train.X, train.y, train.groups)):
         part = train.subset(tr)
         res = fit(config, part, train.subset(va), seed=seed * 1009 + k)
         oof[va] = res.val_prob
+        fold_of[va] = k
         keras_probs.append(predict(res.model, config, test))
         flat = convert(res.model, config, "int8", model_inputs(config, part.X, part.rr))
         int8_probs.append(TFLiteModel(flat, threads=1).predict(test_inputs))
@@ -93,7 +95,7 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
                  res.seconds)
         C.clear_keras()
     seen = ~np.isnan(oof)
-    thr = best_threshold(train.y[seen], oof[seen])
+    thr = best_threshold(train.y[seen], oof[seen], fold_of[seen])
     ens_keras, ens_int8 = np.mean(keras_probs, axis=0), np.mean(int8_probs, axis=0)
     for m, pk, p8 in zip(members, keras_probs, int8_probs):
         m["keras"], m["int8"] = scores(test.y, pk, thr), scores(test.y, p8, thr)

@@ -44,8 +44,8 @@ import _common as C  # noqa: E402
 
 log = logging.getLogger("benchmarks.quality")
 
-QUICK = {"max_beats": 4000, "epochs": 1, "seeds": 1}
-FULL = {"max_beats": None, "epochs": None, "seeds": 3}
+QUICK = {"max_beats": 4000, "epochs": 1, "seeds": 1, "members": 1}
+FULL = {"max_beats": None, "epochs": None, "seeds": 3, "members": 3}
 BEAT_LEVEL_THRESHOLD = 0.5
 TEST_FRACTION = 0.2
 ARMS = ("inter_patient_keras", "inter_patient_int8", "inter_patient_keras_at_0.5", "beat_level_split")
@@ -117,28 +117,34 @@ def oof_threshold(config: dict, train, folds: int, seed: int) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     oof = np.full(len(train), np.nan)
+    fold_of = np.full(len(train), -1)
     fold_f1 = []
     for k, (tr, va) in enumerate(grouped_splits(patient_kfold(folds, seed=seed), train.X, train.y, train.groups)):
         res = fit(config, train.subset(tr), train.subset(va), seed=seed * 1009 + k)
         oof[va] = res.val_prob
+        fold_of[va] = k
         fold_f1.append(binary_metrics(train.y[va], res.val_prob)["f1"])
         C.clear_keras()
         log.info("  OOF fold %d/%d: %d train / %d val beats, val F1@0.5 %.3f (%.0f s)", k + 1, folds, len(tr),
                  len(va), fold_f1[-1], res.seconds)
     seen = ~np.isnan(oof)
-    thr = best_threshold(train.y[seen], oof[seen])
+    thr = best_threshold(train.y[seen], oof[seen], fold_of[seen])
     m = binary_metrics(train.y[seen], oof[seen], thr)
     return {"threshold": thr, "folds": folds, "fold_f1_at_0.5": fold_f1,
+            "rule": "median over folds of each fold's F1-maximising threshold (search.best_threshold)",
+            "per_fold_thresholds": [best_threshold(train.y[fold_of == k], oof[fold_of == k]) for k in range(folds)],
+            "pooled_threshold_not_used": best_threshold(train.y[seen], oof[seen]),
             "oof_at_threshold": {k: v for k, v in m.items() if k != "threshold"},
             "seconds": time.perf_counter() - t0}
 
 
 def inter_patient(config: dict, data, seed: int, max_beats: int | None, folds: int,
-                  threshold: float | None) -> dict[str, Any]:
-    """Train on DS1, threshold from DS1 OOF (or given), test on DS2: Keras and int8 TFLite."""
-    from ecg_automl.tflite import TFLiteModel, convert
+                  threshold: float | None, members: int = 1) -> dict[str, Any]:
+    """Train on DS1 (``members`` seeds averaged into one model, as ``search --final-members``), threshold
+    from DS1 OOF (or given), test on DS2: Keras and int8 TFLite."""
+    from ecg_automl.tflite import TFLiteModel, convert, measure_latency
     from ecg_data import check_no_leak, subsample_beats
-    from search import fit, predict
+    from search import fit_final, predict
     from spaces import model_inputs
 
     train, test = data.search_part(), data.test_part()
@@ -157,22 +163,28 @@ def inter_patient(config: dict, data, seed: int, max_beats: int | None, folds: i
         out["threshold_source"] = f"DS1 out-of-fold predictions, {folds} patient-grouped folds"
     else:
         out["threshold_source"] = "given (study best trial)"
-    log.info("seed %d: training on DS1 (%d beats, %d patients), threshold %.3f", seed, len(train),
-             out["train_patients"], threshold)
-    res = fit(config, train, None, seed=seed)
-    out["train_seconds"] = res.seconds
-    out["train_beats_per_s"] = res.beats_per_s
+    log.info("seed %d: training on DS1 (%d beats, %d patients, %d member(s)), threshold %.3f", seed, len(train),
+             out["train_patients"], members, threshold)
+    model, fits = fit_final(config, train, seed=seed, members=members)
+    out["members"] = members
+    out["train_seconds"] = sum(f.seconds for f in fits)
+    out["train_beats_per_s"] = float(np.median([f.beats_per_s for f in fits]))
     t0 = time.perf_counter()
-    prob = predict(res.model, config, test)
+    prob = predict(model, config, test)
     out["keras_predict_seconds"] = time.perf_counter() - t0
+    if members > 1:  # each member alone, at the same threshold: what the average adds
+        out["members_keras"] = [summarise(test.y, predict(f.model, config, test), threshold, test.label)["metrics"]
+                                for f in fits]
     out["keras"] = summarise(test.y, prob, threshold, test.label)
     log.info("seed %d: DS2 Keras  F1 %.3f Se %.3f PPV %.3f AUC %.3f", seed, *(out["keras"]["metrics"][k] for k in
                                                                              ("f1", "sensitivity", "ppv", "roc_auc")))
 
     t0 = time.perf_counter()
-    flatbuffer = convert(res.model, config, "int8", model_inputs(config, train.X, train.rr))
+    flatbuffer = convert(model, config, "int8", model_inputs(config, train.X, train.rr))
     out["int8_convert_seconds"] = time.perf_counter() - t0
     out["int8_size_kb"] = len(flatbuffer) / 1024
+    lat = measure_latency(flatbuffer, n_runs=300, warmup=20, threads=1)
+    out["int8_latency_ms"] = {"median": lat["median_ms"], "p90": lat["p90_ms"], "threads": 1, "runs": lat["n_runs"]}
     t0 = time.perf_counter()
     prob8 = TFLiteModel(flatbuffer, threads=1).predict(model_inputs(config, test.X, test.rr))
     out["int8_predict_seconds"] = time.perf_counter() - t0
@@ -280,6 +292,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "full: all, quick: 4000")
     ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs (quick: 1)")
     ap.add_argument("--folds", type=int, default=3, help="patient-grouped folds for the DS1 out-of-fold threshold")
+    ap.add_argument("--members", type=int, default=None,
+                    help="inter-patient model = average of this many seeds' models, as `search --final-members` "
+                         "(full 3, quick 1); the threshold still comes from single fold models")
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
     ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -289,8 +304,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.study is not None and not args.storage:
         ap.error("--study needs --storage (e.g. sqlite:///runs/optuna.db)")
     C.apply_mode(args, QUICK, FULL)
-    if args.seeds < 1:
-        ap.error("--seeds must be at least 1")
+    if args.seeds < 1 or args.members < 1:
+        ap.error("--seeds and --members must be at least 1")
     return args
 
 
@@ -310,7 +325,7 @@ def main(argv=None) -> int:
     seeds = [args.seed + i for i in range(args.seeds)]
     result.update({
         "config": config, "config_source": config_source, "study": study_info,
-        "settings": {"seeds": seeds, "max_beats": args.max_beats, "epochs": int(config["epochs"]),
+        "settings": {"seeds": seeds, "max_beats": args.max_beats, "epochs": int(config["epochs"]), "members": args.members,
                      "folds": args.folds if threshold is None else None, "records": records or "all 44 non-paced",
                      "fs": fs, "window": window, "beat_level_test_fraction": TEST_FRACTION,
                      "beat_level_threshold": BEAT_LEVEL_THRESHOLD, "tflite_threads": 1},
@@ -327,7 +342,7 @@ def main(argv=None) -> int:
 
     runs_inter, runs_beat = [], []
     for seed in seeds:
-        runs_inter.append(inter_patient(config, data, seed, args.max_beats, args.folds, threshold))
+        runs_inter.append(inter_patient(config, data, seed, args.max_beats, args.folds, threshold, args.members))
         runs_beat.append(beat_level(config, data, seed, args.max_beats))
 
     def arm(runs, key):
@@ -359,6 +374,9 @@ def main(argv=None) -> int:
         "inter_patient_roc_auc": results["inter_patient_keras"]["median"]["roc_auc"],
         "beat_level_roc_auc": results["beat_level_split"]["median"]["roc_auc"],
         "beat_level_patients_on_both_sides": results["beat_level_split"]["leak"]["patients_on_both_sides"],
+        "inter_patient_int8_ms_median_1_thread": float(np.median([r["int8_latency_ms"]["median"] for r in runs_inter])),
+        "inter_patient_int8_size_kb": float(np.median([r["int8_size_kb"] for r in runs_inter])),
+        "members": args.members,
     }
 
     out_dir = args.out_dir
@@ -387,6 +405,9 @@ def print_summary(result: dict[str, Any]) -> None:
         m = r[name]["median"]
         print(f"  {name:30s} flagged abnormal: " + "  ".join(f"{c} {m[f'flagged_{c}']:.3f}" for c in "NSVF"
                                                              if f"flagged_{c}" in m))
+    h = result["headline"]
+    print(f"  inter-patient model: {h['members']} member(s); int8 {h['inter_patient_int8_size_kb']:.1f} KB, "
+          f"{h['inter_patient_int8_ms_median_1_thread']:.3f} ms per beat at 1 thread (median)")
     leak = r["beat_level_split"]["leak"]
     print(f"  beat-level split: {leak['patients_on_both_sides']} of {leak['patients_total']} patients on both sides "
           f"(check_no_leak failed: {leak['check_no_leak_failed']})")

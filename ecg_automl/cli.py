@@ -76,7 +76,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                              records=args.records.split(",") if args.records else None,
                              objectives=objectives, latency_budget_ms=args.latency_budget_ms,
                              latency_mode=args.latency_mode, latency_target=args.latency_target,
-                             on_bad_record=args.on_bad_record, data_path=args.data_path)
+                             on_bad_record=args.on_bad_record, data_path=args.data_path,
+                             final_members=args.final_members)
     if args.engine == "keras-tuner":
         from search.keras_tuner_engine import run_keras_tuner
 
@@ -238,6 +239,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ecg_automl.defaults import DEFAULT_STORAGE
 
@@ -277,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--on-bad-record", choices=["error", "skip"], default="error",
                    help="a corrupt record stops the run (default) or is skipped with a warning")
     s.add_argument("--no-final", action="store_true", help="skip the final retrain and held-out test")
+    s.add_argument("--final-members", type=_positive_int, default=1, metavar="K",
+                   help="final model = average of the best config trained with K seeds (one exported file, "
+                        "K times the latency; default 1)")
     s.add_argument("--out-dir", default="runs", help="where final models go (default runs/)")
     s.add_argument("--heartbeat", type=float, default=30,
                    help="seconds between trial heartbeats; a trial silent for 4 beats is failed and retried")

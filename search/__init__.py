@@ -1,5 +1,6 @@
 """The Optuna search driver (and KerasTuner as a second engine) with MLflow tracking."""
 
+from .final import final_test, fit_final
 from .metrics import best_threshold, binary_metrics, format_report, full_report
 from .objective import CVObjective
 from .settings import StudySettings
@@ -11,6 +12,6 @@ from .training import TrainingDiverged, fit, predict
 __all__ = [
     "CVObjective", "DEFAULT_STORAGE", "SearchResult", "StorageError", "StudyMismatchError", "StudySettings",
     "Tracker", "TrackingConfig", "TrackingError", "TrainingDiverged", "best_threshold", "binary_metrics",
-    "fit", "format_report", "full_report", "make_pruner", "make_storage", "open_study", "predict",
+    "final_test", "fit", "fit_final", "format_report", "full_report", "make_pruner", "make_storage", "open_study", "predict",
     "run_final", "run_search", "run_trials",
 ]

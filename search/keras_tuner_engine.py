@@ -67,7 +67,7 @@ def _tuner_class():
             run_id = None
             if self.tracker is not None:
                 run_id = self.tracker.start_trial(self.parent_run_id, number, self.project_name, config)
-            scores, oof = [], np.full(len(self.data), np.nan)
+            scores, oof, fold_of = [], np.full(len(self.data), np.nan), np.full(len(self.data), -1)
             status = "FAILED"
             try:
                 for k, (tr, va) in enumerate(self.folds):
@@ -75,6 +75,7 @@ def _tuner_class():
                     res = fit(config, self.data.subset(tr), val, seed=self.seed * 100003 + number * 101 + k)
                     scores.append(objective_value(self.metric, val.y, res.val_prob))
                     oof[va] = res.val_prob
+                    fold_of[va] = k
                     if self.tracker is not None:
                         self.tracker.log_metrics(run_id, {f"fold.{m}": v for m, v in
                                                           binary_metrics(val.y, res.val_prob).items()}, step=k)
@@ -87,7 +88,7 @@ def _tuner_class():
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
             seen = ~np.isnan(oof)
             value = float(np.mean(scores))
-            self.on_trial(number, value, config, best_threshold(self.data.y[seen], oof[seen]))
+            self.on_trial(number, value, config, best_threshold(self.data.y[seen], oof[seen], fold_of[seen]))
             return {"val_objective": value}
 
         def save_model(self, trial_id, model, step=0):  # models are rebuilt from configs, not stored

@@ -37,12 +37,30 @@ def objective_value(metric: str, y: np.ndarray, prob: np.ndarray) -> float:
     raise ValueError(f"unknown metric {metric!r} (choose from {', '.join(METRICS)})")
 
 
-def best_threshold(y: np.ndarray, prob: np.ndarray) -> float:
-    """Decision threshold that maximises F1 on (out-of-fold) validation predictions."""
-    precision, recall, thresholds = skm.precision_recall_curve(np.asarray(y).astype(int), np.ravel(prob))
+def best_threshold(y: np.ndarray, prob: np.ndarray, folds: np.ndarray | None = None) -> float:
+    """Decision threshold that maximises F1 on (out-of-fold) validation predictions.
+
+    With ``folds`` (each prediction's validation fold), the median over folds of each fold's F1-maximising
+    threshold: one fold of unusual patients cannot set the threshold for all. On MIT-BIH DS1 one fold
+    holding record 207 (bundle-branch-block beats that models trained without it call ventricular) pushed
+    the pooled threshold to 0.99, where unseen patients lose half their sensitivity (docs/RESULTS.md)."""
+    y, prob = np.asarray(y).astype(int), np.ravel(prob)
+    if folds is not None:
+        folds = np.ravel(folds)
+        per_fold = [_f1_threshold(y[folds == k], prob[folds == k]) for k in np.unique(folds)]
+        per_fold = [t for t in per_fold if t is not None]
+        if per_fold:
+            return float(np.median(per_fold))
+    t = _f1_threshold(y, prob)
+    return 0.5 if t is None else t
+
+
+def _f1_threshold(y: np.ndarray, prob: np.ndarray) -> float | None:
+    """The F1-maximising threshold, or None when ``y`` holds only one class."""
+    if len(np.unique(y)) < 2:
+        return None
+    precision, recall, thresholds = skm.precision_recall_curve(y, prob)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    if len(thresholds) == 0:
-        return 0.5
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 

@@ -103,6 +103,7 @@ class CVObjective:
         scores: list[float] = []
         fold_metrics: list[dict[str, float]] = []
         oof = np.full(len(self.data), np.nan)
+        fold_of = np.full(len(self.data), -1)
         result = None
         n_folds = len(self.folds)
         for k, (tr, va) in enumerate(self.folds):
@@ -120,6 +121,7 @@ class CVObjective:
                 raise TrainingDiverged(f"validation {self.metric} is {score} on fold {k}")
             scores.append(score)
             oof[va] = result.val_prob
+            fold_of[va] = k
             m = binary_metrics(val.y, result.val_prob)
             m.update({"objective": score, "train_seconds": result.seconds, "beats_per_s": result.beats_per_s})
             fold_metrics.append(m)
@@ -135,7 +137,7 @@ class CVObjective:
                     raise optuna.TrialPruned(f"{self.metric} {running:.4f} after fold {k + 1}/{n_folds}")
 
         seen = ~np.isnan(oof)
-        threshold = best_threshold(self.data.y[seen], oof[seen])
+        threshold = best_threshold(self.data.y[seen], oof[seen], fold_of[seen])
         trial.set_user_attr("threshold", threshold)
         mean = float(np.mean(scores))
         summary = {f"mean.{name}": float(np.mean([f[name] for f in fold_metrics])) for name in fold_metrics[0]}

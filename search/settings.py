@@ -24,6 +24,11 @@ class StudySettings:
     latency_target: str | None = None
     on_bad_record: str = "error"
     data_path: str | None = None
+    #: models averaged into the final model (the best config trained with as many seeds); 1 = one model
+    final_members: int = 1
+    #: ``ecg_data.cache.PIPELINE_VERSION`` the study was made with: trials measured on other preprocessing
+    #: (other RR features, say) are not comparable, so such a study is not resumed or exported
+    pipeline_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

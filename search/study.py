@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import warnings
@@ -14,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ecg_data import BeatDataset, load_dataset, patient_kfold, subsample_beats
+from ecg_data.cache import PIPELINE_VERSION
 from spaces import SearchSpace
 
 from . import _interrupt
@@ -78,6 +80,8 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None,
 
     The pruner named when the study was created is stored with it; ``pruner=None`` (a worker, or a
     resume without ``--pruner``) uses that one, so every worker prunes alike."""
+    if settings is not None and settings.pipeline_version is None:
+        settings = dataclasses.replace(settings, pipeline_version=PIPELINE_VERSION)
     settings_given = settings
     if isinstance(storage_url, optuna.storages.BaseStorage):
         storage = storage_url
@@ -88,6 +92,12 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None,
         study = optuna.load_study(study_name=name, storage=storage)
         study.pruner = make_pruner(pruner or study.user_attrs.get("pruner", "median"))
         stored = StudySettings.from_dict(study.user_attrs.get("settings", {}))
+        if stored.pipeline_version != PIPELINE_VERSION:
+            raise StudyMismatchError(
+                f"study {name!r} was made with data pipeline version {stored.pipeline_version or '5 or older'}, "
+                f"this ecg-automl prepares beats with version {PIPELINE_VERSION} (other RR-interval features): "
+                f"its trials were measured on other inputs, so it is not resumed or exported. Start a new "
+                f"--study, or use the ecg-automl release that made it.")
         if settings is not None:
             diff = stored.differences(settings)
             if diff:
@@ -330,10 +340,11 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
         return cached
     config, threshold = best.user_attrs["config"], float(best.user_attrs.get("threshold", 0.5))
     title = f"final test on held-out patients: trial {best.number}, {data.name}"
-    print_fn(f"retraining trial {best.number} on all {int((data.split == 'search').sum())} search beats, "
+    members = f" ({settings.final_members} seeds, averaged)" if settings.final_members > 1 else ""
+    print_fn(f"retraining trial {best.number} on all {int((data.split == 'search').sum())} search beats{members}, "
              f"testing on {int((data.split == 'test').sum())} held-out beats ...")
     parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
-    report = final_test(config, threshold, data, seed=settings.seed,
+    report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
                         out_path=Path(out_dir) / study.study_name / f"final-trial{best.number}.keras",
                         tracker=tracker, run_id=parent, title=title)
     report["trial"] = best.number

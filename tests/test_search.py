@@ -57,7 +57,7 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
             raise RuntimeError("simulated failure in trial 1")
         return {}
 
-    result = run_search("t1", tiny_settings(tmp_path), n_trials=3, storage=storage, tracking=tracking(tmp_path),
+    result = run_search("t1", tiny_settings(tmp_path, final_members=2), n_trials=3, storage=storage, tracking=tracking(tmp_path),
                         out_dir=tmp_path / "runs", progress=False, gates=[flaky_gate], pruner="none")
     study = result.study
     states = [t.state.name for t in study.trials]
@@ -93,7 +93,13 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
     assert Path(final["model_path"]).exists()
     out = capsys.readouterr().out
-    assert "confusion matrix" in out and "abnormal" in out
+    assert "confusion matrix" in out and "abnormal" in out and "(2 seeds, averaged)" in out
+    # final_members=2: the final model is one file holding both seeds' models, averaged
+    import keras
+
+    model = keras.models.load_model(final["model_path"], safe_mode=True)
+    assert final["members"] == 2 and len(final["member_roc_auc"]) == 2
+    assert {"m0_abnormal", "m1_abnormal"} <= {layer.name for layer in model.layers}
 
 
 def test_rerun_of_a_finished_study_redoes_nothing(tmp_path):
@@ -116,6 +122,22 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         s = tiny_settings(tmp_path)
         s.folds = 3
         run_search("t3", s, n_trials=2, storage=storage, tracking=None, progress=False, final=False)
+
+
+def test_a_study_made_with_other_preprocessing_is_refused(tmp_path):
+    """Trials measured on other features (an older data pipeline) must not mix with new ones."""
+    from ecg_data.cache import PIPELINE_VERSION
+    from search import StudyMismatchError, open_study
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    old = optuna.create_study(study_name="old", storage=storage)
+    old.set_user_attr("settings", {**tiny_settings(tmp_path).to_dict(), "pipeline_version": None})
+    for settings in (tiny_settings(tmp_path), None):  # resuming it, and a worker/export joining it
+        with pytest.raises(StudyMismatchError, match=f"pipeline version 5 or older.*version {PIPELINE_VERSION}"):
+            open_study("old", storage, settings, heartbeat=None)
+    _, made = open_study("new", storage, tiny_settings(tmp_path), heartbeat=None)
+    assert made.pipeline_version == PIPELINE_VERSION
+    assert open_study("new", storage, None, heartbeat=None)[1].pipeline_version == PIPELINE_VERSION
 
 
 def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env):
