@@ -89,6 +89,9 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
     a = report["abnormal"]
     lines = [title] if title else []
     lines.append(f"  beats {report['n']}, decision threshold {a['threshold']:.3f}")
+    if report.get("members", 1) > 1:
+        alone = ", ".join(f"{v:.4f}" for v in report.get("member_roc_auc", []))
+        lines.append(f"  model: the average of {report['members']} seeds' models (ROC-AUC of each alone: {alone})")
     lines.append("  abnormal class: " + "  ".join(f"{k} {a[k]:.4f}" for k in
                                                      ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")))
     lines.append(f"  {'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")

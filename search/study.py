@@ -323,7 +323,7 @@ def latency_gates(settings: StudySettings) -> list[Gate]:
     from ecg_automl.tflite.gate import LatencyGate
 
     return [LatencyGate(budget_ms=settings.latency_budget_ms, mode=settings.latency_mode,
-                        target=settings.latency_target)]
+                        target=settings.latency_target, members=settings.final_members)]
 
 
 def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *, tracker: Tracker | None,

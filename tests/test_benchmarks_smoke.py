@@ -222,3 +222,15 @@ def test_fold_ensemble_quick(tmp_path, cli_env):
     c = run["curves"]
     assert len(c["threshold"]) == len(c["ds1_oof"]) == len(c["ds2_ensemble_keras"]) > 10
     assert r["medians"]["ensemble_keras"]["roc_auc"] == run["ensemble_keras"]["roc_auc"]
+
+
+def test_rr_features_quick(tmp_path, cli_env):
+    r = _run("rr_features.py", tmp_path, cli_env)
+    assert r["settings"]["seeds"] == [0] and r["settings"]["rounds"] == 50
+    groups = r["settings"]["groups"]
+    assert groups["nine (pipeline version 5)"] == list(range(9)) and groups["all fourteen (pipeline version 6)"] == list(range(14))
+    for name in groups:
+        med = r["medians"][name]
+        assert all(_rate(med[k]) and med[k] > 0.8 for k in ("ds1_oof_roc_auc", "ds2_roc_auc", "ds2_roc_auc_N_vs_V")), (name, med)
+        assert _rate(med["ds2_roc_auc_N_vs_S"]) and _rate(med["ds2_roc_auc_N_vs_F"])  # F beats: near chance from rhythm
+        assert len(r["per_seed"][name]) == 1

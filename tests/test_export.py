@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 from conftest import run_cli
-from test_search import tiny_settings, tracking
+from test_search import TINY, tiny_settings, tracking
 
 from ecg_automl.tflite import MODES, op_list
 from search import Tracker, run_search
@@ -107,6 +107,22 @@ def test_latency_gate_rejects_without_training(tmp_path):
     assert time.time() - t0 < 120
     runs = Tracker(tracking(tmp_path)).trial_runs(result.study.user_attrs["mlflow_parent_run_id"])
     assert all(r.info.status == "KILLED" and "latency_ms" in r.data.metrics for r in runs.values())
+
+
+def test_the_gate_times_what_will_be_deployed_an_ensemble_of_final_members():
+    """With --final-members K the exported model runs K members one after another: the gate converts and
+    times that, not one member (a budget that one member meets could otherwise ship a model K times over it)."""
+    from ecg_automl.tflite.gate import LatencyGate
+
+    import optuna
+
+    from spaces import SearchSpace
+
+    space = SearchSpace.from_dict({"name": "tiny", "params": TINY})
+    config = space.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask())
+    one, three = LatencyGate(runs=50).measure(config), LatencyGate(runs=50, members=3).measure(config)
+    assert three["params"] == 3 * one["params"] and 2.2 < three["size_kb"] / one["size_kb"] < 3.5
+    assert three["host_median_ms"] > 1.5 * one["host_median_ms"]
 
 
 def test_multi_objective_study_has_a_pareto_front(tmp_path):

@@ -60,6 +60,12 @@ def _trial_model(study, trial, settings, data, tracker):
     return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, "retrained"
 
 
+def _members(model) -> int:
+    """How many models ``model`` averages (``spaces.build_ensemble`` names each member's output
+    ``m<i>_abnormal``); 1 for a plain model."""
+    return sum(1 for layer in model.layers if layer.name.startswith("m") and layer.name.endswith("_abnormal")) or 1
+
+
 def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out: str | Path, *,
                  tracking=None, verify_beats: int = 20000, runs: int = 300, threads: int = 1) -> dict[str, Any]:
     """Export one trial of a study; returns the sidecar content (metrics, verification, latency, ops)."""
@@ -113,7 +119,8 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
         "channels": int(data.X.shape[2]), "input_length": int(config["input_length"]),
         "rr_features": bool(config["rr_features"]), "filter": {"low": 0.5, "high": 40.0, "type": "butterworth-3"},
         "normalisation": "per-window z-score", "class_meaning": {"0": "normal (AAMI N)", "1": "abnormal (AAMI S, V, F)"},
-        "threshold": threshold, "config": config, "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),
+        "threshold": threshold, "config": config, "members": _members(model),
+        "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),
         "latency": {**lat, "pi4_estimate_ms": estimate_pi4_ms(lat["median_ms"], "int8" if mode == "int8" else "float32")},
         "verification": check, **model_stats(model),
     }

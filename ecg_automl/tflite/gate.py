@@ -21,16 +21,18 @@ class LatencyGate:
     """
 
     def __init__(self, budget_ms: float | None = None, *, mode: str = "int8", target: str | None = None,
-                 runs: int = 100, threads: int = 1):
+                 runs: int = 100, threads: int = 1, members: int = 1):
         self.budget_ms = budget_ms
+        self.members = int(members)  # the final model averages this many copies (search --final-members)
         self.mode = mode
         self.target = target
         self.runs = runs
         self.threads = threads
 
     def measure(self, config: dict[str, Any], channels: int = 1) -> dict[str, Any]:
-        """Convert the untrained model for ``config`` and time it; no training involved."""
-        from spaces import N_RR_FEATURES, build_model
+        """Convert the untrained model for ``config`` (``members`` copies averaged, as the final model will be)
+        and time it; no training involved."""
+        from spaces import N_RR_FEATURES, build_ensemble, build_model
 
         from .convert import convert
         from .latency import measure_latency
@@ -38,6 +40,10 @@ class LatencyGate:
 
         t0 = time.perf_counter()
         model = build_model(config, channels=channels, compile_model=False)
+        if self.members > 1:  # what will be deployed: the members run one after another in one file. Each
+            # member its own (random) weights: the converter would store identical ones once, and undersize it
+            others = [build_model(config, channels=channels, compile_model=False) for _ in range(self.members - 1)]
+            model = build_ensemble(config, [model, *others], channels=channels)
         rng = np.random.default_rng(0)
         rep = {"ecg": rng.standard_normal((64, int(config["input_length"]), channels)).astype(np.float32)}
         if config.get("rr_features"):
