@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -100,6 +101,31 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     model = keras.models.load_model(final["model_path"], safe_mode=True)
     assert final["members"] == 2 and len(final["member_roc_auc"]) == 2
     assert {"m0_abnormal", "m1_abnormal"} <= {layer.name for layer in model.layers}
+
+
+def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tmp_path, small_mitdb):
+    """The running fold mean is reported every epoch (from Keras' validation pass), so a pruner can stop
+    a trial mid-fold; never during the last fold."""
+    from ecg_data import patient_kfold
+    from search import CVObjective
+
+    space = SearchSpace.load(tiny_space_file(tmp_path)).with_overrides(epochs=2)
+    data = small_mitdb.search_part()
+    data = data.subset(np.flatnonzero(np.isin(data.groups, ["106", "119", "208"])))
+    data = data.subset(np.arange(0, len(data), 4))
+    objective = CVObjective(data, space, patient_kfold(2, seed=0))
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.5))
+    study.optimize(objective, n_trials=1)
+    t = study.trials[0]
+    assert t.state.name == "PRUNED" and list(t.intermediate_values) == [0]
+    assert t.user_attrs["prune_reason"].endswith("after fold 1/2, epoch 1/2")
+    assert "fold_metrics" not in t.user_attrs  # stopped inside the first fold
+    # with nothing to prune, every epoch of every fold but the last is reported
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    study.optimize(objective, n_trials=1)
+    t = study.trials[0]
+    assert t.state.name == "COMPLETE" and list(t.intermediate_values) == [0, 1]
+    assert all(0 <= v <= 1 for v in t.intermediate_values.values())
 
 
 def test_rerun_of_a_finished_study_redoes_nothing(tmp_path):
