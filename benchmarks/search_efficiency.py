@@ -254,10 +254,16 @@ def compare(per_seed: dict[int, dict[str, dict[str, Any]]], deployable: bool = F
             if b[best_key] is None or (deployable and not b.get("latency_timed")):
                 continue
             t_opt = time_to(opt["curve"], b[best_key])
+            half = opt["budget_s"] / 2
+            at_half = max((v for t, v in opt["curve"] if t <= half), default=None)
             rows.append({"seed": seed, "baseline": base, "baseline_best_f1": b[best_key],
                          "baseline_time_s": b[time_key], "optuna_time_s": t_opt,
                          "ratio": (t_opt / b[time_key]) if t_opt is not None and b[time_key] else None,
-                         "optuna_reached": t_opt is not None})
+                         "optuna_reached": t_opt is not None,
+                         # the other reading of the bar: by half the (common) budget, the driver holds a model
+                         # at least as good as the best the baseline found in the whole budget
+                         "optuna_best_by_half_budget": at_half,
+                         "reached_by_half_budget": at_half is not None and at_half >= b[best_key] - 1e-12})
     return rows
 
 
@@ -480,9 +486,12 @@ def _verdict(comparisons: list[dict[str, Any]], what: str) -> dict[str, Any]:
             "not_reached": sum(r is None for r in ratios),
             "all_reached": all(c["optuna_reached"] for c in comparisons),
             "within_half_time": sum(1 for r in ratios if r is not None and r <= 0.5),
+            "reached_by_half_budget": sum(1 for c in comparisons if c["reached_by_half_budget"]),
             "comparisons": len(comparisons),
             "rule": "time the Optuna driver needs to reach a KerasTuner engine's best validation F1, divided by "
-                    "the time that engine needed; the bar is <= 0.5 (never reaching it counts as failing)"}
+                    "the time that engine needed; the bar is <= 0.5 (never reaching it counts as failing)",
+            "rule_by_half_budget": "the driver's best within half the common budget is at least the engine's "
+                                   "best within the whole budget"}
 
 
 def print_summary(result: dict[str, Any]) -> None:
@@ -500,7 +509,8 @@ def print_summary(result: dict[str, Any]) -> None:
         o = result[key]
         med = "never reached" if o["median_not_reached"] else o["median_ratio"]
         print(f"Optuna time to a KerasTuner best ({what}) / that engine's time: median {med}, "
-              f"{o['within_half_time']}/{o['comparisons']} within half the time, {o['not_reached']} never reached")
+              f"{o['within_half_time']}/{o['comparisons']} within half the time, {o['not_reached']} never reached; "
+              f"{o.get('reached_by_half_budget', 0)}/{o['comparisons']} reached by half the budget")
 
 
 if __name__ == "__main__":
