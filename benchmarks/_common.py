@@ -7,6 +7,7 @@ folder (a script's folder is on ``sys.path``).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import logging
 import math
@@ -92,6 +93,21 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def source() -> dict[str, Any]:
+    """Which code produced the numbers: the git commit (and whether the tree had uncommitted changes) and the
+    data pipeline version, so a result file can be matched to the code that wrote it."""
+    from ecg_data.cache import PIPELINE_VERSION
+
+    out: dict[str, Any] = {"pipeline_version": PIPELINE_VERSION, "git_commit": None, "git_dirty": None}
+    try:
+        run = functools.partial(subprocess.run, cwd=ROOT, capture_output=True, text=True, timeout=10, check=True)
+        out["git_commit"] = run(["git", "rev-parse", "HEAD"]).stdout.strip()
+        out["git_dirty"] = bool(run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip())
+    except (OSError, subprocess.SubprocessError):  # not a git checkout (e.g. an sdist): leave them None
+        pass
+    return out
+
+
 def command_line() -> str:
     """The exact command that ran this script (interpreter included), shell-quoted."""
     return shlex.join([sys.executable, *sys.argv])
@@ -105,7 +121,7 @@ def header(script: str, mode: str) -> dict[str, Any]:
     """The common head of a result file; ``finish`` adds the end time and load."""
     return {"benchmark": script, "mode": mode, "command": command_line(), "argv": sys.argv[1:],
             "cwd": os.getcwd(), "started_utc": now(), "machine": {**machine_info(), "loadavg_start": loadavg()},
-            "versions": versions(),
+            "versions": versions(), "source": source(),
             "env": {k: os.environ.get(k) for k in ("ECG_AUTOML_DATA", "ECG_AUTOML_CACHE", "TF_NUM_INTEROP_THREADS",
                                                    "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")}}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -27,6 +28,11 @@ def _run(script: str, out_dir, env) -> dict:
     assert m["logical_cpus"] >= 1 and m["lscpu_model_name"]
     assert len(m["loadavg_start"]) == 3 and len(m["loadavg_end"]) == 3
     assert all(result["versions"][k] for k in VERSIONS)
+    from ecg_data.cache import PIPELINE_VERSION
+
+    assert result["source"]["pipeline_version"] == PIPELINE_VERSION
+    if (ROOT / ".git").exists():  # the commit that wrote the numbers
+        assert re.fullmatch(r"[0-9a-f]{40}", result["source"]["git_commit"]) and isinstance(result["source"]["git_dirty"], bool)
     return result
 
 
