@@ -331,7 +331,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     rej = [med[e]["rejected_by_latency_gate"] or 0 for e in ENGINES]
     short = [med[e]["hyperband_short_rounds"] or 0 for e in ENGINES]
     ax2.bar(x, comp, 0.6, label="complete (all folds)", color="#2ca02c")
-    ax2.bar(x, pr, 0.6, bottom=comp, label="pruned after a fold", color="#ff7f0e")
+    ax2.bar(x, pr, 0.6, bottom=comp, label="pruned (after an epoch or a fold)", color="#ff7f0e")
     ax2.bar(x, rej, 0.6, bottom=np.add(comp, pr), label="rejected by latency gate", color="#9467bd")
     for i, e in enumerate(ENGINES):
         if short[i]:
