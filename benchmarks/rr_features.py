@@ -15,8 +15,8 @@ for each feature group (the nine columns the pipeline had until cache version 5,
 reference, the irregularity columns, and all fourteen), over ``--seeds`` seeds (model seed and folds change
 with the seed); medians are reported. Writes ``rr_features_<mode>.json`` and ``rr_features_<mode>.png``.
 
-    python benchmarks/rr_features.py --quick     # 1 seed, 50 boosting rounds (~20 s)
-    python benchmarks/rr_features.py             # 3 seeds, 200 rounds (~1-2 min)
+    python benchmarks/rr_features.py --quick     # 1 seed, 50 boosting rounds (1-2 min on 2 cores)
+    python benchmarks/rr_features.py             # 3 seeds, 200 rounds (about 5 min)
 """
 
 from __future__ import annotations
