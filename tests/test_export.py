@@ -121,8 +121,11 @@ def test_the_gate_times_what_will_be_deployed_an_ensemble_of_final_members():
     space = SearchSpace.from_dict({"name": "tiny", "params": TINY})
     config = space.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask())
     one, three = LatencyGate(runs=50).measure(config), LatencyGate(runs=50, members=3).measure(config)
-    assert three["params"] == 3 * one["params"] and 2.2 < three["size_kb"] / one["size_kb"] < 3.5
-    assert three["host_median_ms"] > 1.5 * one["host_median_ms"]
+    assert three["params"] == 3 * one["params"] and three["macs"] == 3 * one["macs"]
+    assert 2.2 < three["size_kb"] / one["size_kb"] < 3.5
+    # Slower, but not 3x: a tiny model's invoke has a fixed cost, and a busy host adds noise (a 1.5x bound
+    # failed once in CI at 1.49x), so only the direction is asserted; the work is pinned by the MACs above.
+    assert three["host_median_ms"] > one["host_median_ms"]
 
 
 def test_multi_objective_study_has_a_pareto_front(tmp_path):
