@@ -49,7 +49,7 @@ import _common as C  # noqa: E402
 log = logging.getLogger("benchmarks.edge")
 
 QUICK = {"trials": 4, "folds": 2, "max_beats": 1500, "epochs": 1, "final_beats": 3000, "ds2_beats": 3000,
-         "max_front": 2, "runs": 200}
+         "max_front": 2, "runs": 100}
 FULL = {"trials": 14, "folds": 2, "max_beats": 3000, "epochs": None, "final_beats": None, "ds2_beats": None,
         "max_front": 4, "runs": 500}
 MODES = ("fp32", "dynamic", "fp16", "int8")
@@ -280,7 +280,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                    edgecolors=[colors[m["trial"]]], linewidths=2, zorder=5)
     failed = sum(t["state"] == "FAIL" for t in trials)
     ax.set_xlabel("latency objective: Pi 4 estimate of the untrained int8 model (ms)")
-    ax.set_ylabel("validation F1 (mean over DS1 patient folds, threshold 0.5)")
+    ax.set_ylabel("validation F1 (mean over DS1 patient folds, at the threshold chosen on them)")
     ax.set_title(f"study {result['study']['name']}\n{len(trials)} trials: {len(done)} complete, "
                  f"{len(rejected)} rejected, {failed} failed; ringed = exported"
                  + ("\n(3-D front: a member may look dominated in this 2-D view; labels give its int8 size)"

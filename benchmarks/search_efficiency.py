@@ -5,7 +5,8 @@ Hyperband and random search, on the same space, data, patient folds and wall-clo
 For every seed, the three engines run one after another in a rotating order (seed 0: optuna, hyperband,
 random; seed 1: hyperband, random, optuna; ...), so slow drift of the machine's load hits each alike. Each
 run is its own Python process with the libraries imported before its clock starts; it appends one JSON
-line per finished trial (seconds since its start, state, mean validation F1 over the K folds at 0.5) and is
+line per finished trial (seconds since its start, state, the objective: mean validation F1 over the K folds
+at the threshold chosen on them, ``--metric f1``, the search's default) and is
 stopped when its budget is spent: a trial still running then does not count. The same ``StudySettings``
 (dataset, space, ``--max-beats`` drawn by patient and class with the seed, ``--folds`` patient-grouped
 folds with the seed) feed both engines' objectives, and neither logs to MLflow (same overhead).
@@ -15,7 +16,7 @@ time (plot), trials finished, trials pruned (Optuna's pruner), rejected (latency
 (Hyperband rounds that were not promoted), the time to reach ``--target`` and the time the Optuna driver
 needs to reach each KerasTuner baseline's best F1, as a fraction of the time the baseline needed.
 
-    python benchmarks/search_efficiency.py --quick        # 1 seed, 60 s per engine (~4 min)
+    python benchmarks/search_efficiency.py --quick        # 1 seed, 40 s per engine (~3 min)
     python benchmarks/search_efficiency.py                # 3 seeds, 300 s per engine (~47 min)
     python benchmarks/search_efficiency.py --seeds 0 1 2 3 4 --budget 600 --space spaces/edge.yaml
 
@@ -48,7 +49,11 @@ ENGINES = ("optuna", "kt-hyperband", "kt-random")
 LABELS = {"optuna": "Optuna driver (TPE + median pruner + latency gate)",
           "kt-hyperband": "KerasTuner Hyperband", "kt-random": "KerasTuner random search"}
 COLOURS = {"optuna": "#1f77b4", "kt-hyperband": "#d62728", "kt-random": "#7f7f7f"}
-QUICK = {"seeds": [0], "budget": 60.0, "max_beats": 1200, "folds": 2, "epochs": 1}
+OBJECTIVES = {"f1": "mean over folds of validation F1 (abnormal) at the one threshold chosen from the folds' "
+                    "predictions (median of each fold's F1-best threshold), the threshold the model is exported with",
+              "f1@0.5": "mean over folds of validation F1 (abnormal) at threshold 0.5",
+              "auc": "mean over folds of validation ROC-AUC (abnormal)"}
+QUICK = {"seeds": [0], "budget": 40.0, "max_beats": 1200, "folds": 2, "epochs": 1}
 FULL = {"seeds": [0, 1, 2], "budget": 300.0, "max_beats": 4000, "folds": 3, "epochs": None}
 
 
@@ -63,7 +68,7 @@ def _settings(args: argparse.Namespace, seed: int):
     if args.epochs:
         space = space.with_overrides(epochs=int(args.epochs))
     return StudySettings(dataset="mitdb", space_yaml=space.to_yaml(), folds=args.folds, seed=seed,
-                         max_beats=args.max_beats, latency_budget_ms=args.latency_budget_ms)
+                         max_beats=args.max_beats, latency_budget_ms=args.latency_budget_ms, metric=args.metric)
 
 
 def _run_one(args: argparse.Namespace) -> int:
@@ -93,7 +98,7 @@ def _run_one(args: argparse.Namespace) -> int:
     if engine == "optuna":
         space = SearchSpace.from_yaml(settings.space_yaml, "benchmark")
         data = load_study_data(settings, space)
-        study, settings = open_study(f"eff-{seed}", f"sqlite:///{work / 'optuna.db'}", settings, "median",
+        study, settings = open_study(f"eff-{seed}", f"sqlite:///{work / 'optuna.db'}", settings, args.pruner,
                                      heartbeat=None)
 
         def on_trial(study, trial) -> None:
@@ -131,7 +136,8 @@ def _spawn(args: argparse.Namespace, engine: str, seed: int, work: Path, budget:
     trials_file = work / f"{engine}-{seed}.jsonl"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", "--engine", engine, "--seed", str(seed),
            "--trials-file", str(trials_file), "--work", str(work / f"{engine}-{seed}"), "--space", args.space,
-           "--folds", str(args.folds), "--max-beats", str(args.max_beats)]
+           "--folds", str(args.folds), "--max-beats", str(args.max_beats), "--pruner", args.pruner,
+           "--metric", args.metric]
     if args.epochs:
         cmd += ["--epochs", str(args.epochs)]
     if args.latency_budget_ms is not None:
@@ -292,6 +298,11 @@ def medians(per_seed: dict[int, dict[str, dict[str, Any]]], budget: float) -> di
 # ---------------------------------------------------------------------------------------------------------
 # plot
 # ---------------------------------------------------------------------------------------------------------
+def _label(engine: str, settings: dict[str, Any]) -> str:
+    pruner = settings.get("optuna_pruner", "median")
+    return LABELS[engine].replace("median pruner", f"{pruner} pruner") if engine == "optuna" else LABELS[engine]
+
+
 def plot(result: dict[str, Any], path: Path) -> Path:
     import matplotlib
 
@@ -310,7 +321,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
             xs = [0.0] + [c[0] for c in curve] + [budget]
             ys = [np.nan] + [c[1] for c in curve] + [curve[-1][1]]
             ax.step(xs, ys, where="post", color=COLOURS[e], alpha=0.85, lw=1.6,
-                    ls=("-", "--", ":", "-.")[i % 4], label=f"{LABELS[e]}" if i == 0 else None)
+                    ls=("-", "--", ":", "-.")[i % 4], label=_label(e, st) if i == 0 else None)
             fin = [r for r in result["runs"] if r["engine"] == e and str(r["seed"]) == s][0]["trials"]
             for r in fin:
                 if r["state"] == "complete" and r["value"] is not None:
@@ -319,7 +330,10 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.text(budget, target, f" target {target:g}", va="bottom", ha="right", fontsize=8)
     ax.set_xlim(0, budget)
     ax.set_xlabel("wall-clock seconds since the engine started")
-    ax.set_ylabel("best mean validation F1 so far (abnormal, K patient folds)")
+    metric = st.get("metric", "f1@0.5")  # result files from before the option were all at 0.5
+    ax.set_ylabel({"f1": "best validation F1 so far (abnormal, mean of K patient folds)\nat the threshold "
+                         "chosen on the folds", "f1@0.5": "best validation F1 so far (abnormal, mean of K "
+                         "patient folds)\nat 0.5", "auc": "best validation ROC-AUC so far (mean of K folds)"}[metric])
     ax.set_title(f"best validation F1 over time, {len(seeds)} seed(s) (line style = seed; dots = trials)", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
@@ -361,7 +375,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--quick", action="store_true", help="1 seed, 60 s per engine, 1,200 beats, 2 folds, 1 epoch")
+    ap.add_argument("--quick", action="store_true", help="1 seed, 40 s per engine, 1,200 beats, 2 folds, 1 epoch")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds (full: 0 1 2)")
     ap.add_argument("--budget", type=float, help="wall-clock seconds per engine and seed (full: 300)")
     ap.add_argument("--space", default=str(ROOT / "spaces" / "default.yaml"), help="space (default spaces/default.yaml)")
@@ -370,6 +384,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, help="override the space's epochs (quick: 1)")
     ap.add_argument("--latency-budget-ms", type=float, default=1.0,
                     help="Optuna's latency gate: Pi 4 estimate of the int8 model (default 1.0 ms)")
+    ap.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median",
+                    help="the Optuna driver's pruner (default median, as ecg-automl search)")
+    ap.add_argument("--metric", choices=["f1", "f1@0.5", "auc"], default="f1",
+                    help="both engines' objective (default f1: at the threshold chosen on the folds, as "
+                         "ecg-automl search; f1@0.5 is the rule of the runs before it)")
     ap.add_argument("--target", type=float, help="validation F1 for time-to-target (default: the median over "
                                                  "seeds of the weakest engine's best)")
     ap.add_argument("--startup-allowance", type=float, default=60.0,
@@ -428,8 +447,9 @@ def main(argv=None) -> int:
     result["settings"] = {"seeds": args.seeds, "budget_s": args.budget, "space": str(args.space),
                           "space_name": space.name, "max_beats": args.max_beats, "folds": args.folds,
                           "epochs_override": args.epochs, "latency_budget_ms": args.latency_budget_ms,
+                          "optuna_pruner": args.pruner,
                           "target_f1": args.target, "engines": list(ENGINES), "mlflow": False,
-                          "objective": "mean over folds of validation F1 (abnormal) at threshold 0.5",
+                          "metric": args.metric, "objective": OBJECTIVES[args.metric],
                           "order": "rotating per seed", "work_dir": str(work)}
     analyse(result)
     C.finish(result, time.perf_counter() - t0)

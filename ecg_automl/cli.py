@@ -272,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-beats", type=int, default=None,
                    help="subsample the search side to this many beats (stratified, every patient kept)")
     s.add_argument("--records", default=None, help="comma-separated record ids to use (default: all)")
-    s.add_argument("--metric", choices=["f1", "auc"], default="f1", help="validation metric of the abnormal class")
+    s.add_argument("--metric", choices=["f1", "f1@0.5", "auc"], default="f1",
+                   help="validation metric of the abnormal class: F1 at the threshold chosen on the folds (the one "
+                        "the exported model uses; default), F1 at 0.5, or ROC-AUC")
     s.add_argument("--objective", default="f1",
                    help="f1 (single objective) or e.g. f1,latency,size (multi-objective, Pareto front)")
     s.add_argument("--latency-budget-ms", type=float, default=None,

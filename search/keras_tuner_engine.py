@@ -13,7 +13,7 @@ import numpy as np
 from ecg_data import patient_kfold
 from spaces import SearchSpace
 
-from .metrics import best_threshold, binary_metrics, objective_value
+from .metrics import binary_metrics, cv_objective
 from .settings import StudySettings
 from .study import load_study_data, search_data
 from .tracking import Tracker, TrackingConfig
@@ -67,28 +67,28 @@ def _tuner_class():
             run_id = None
             if self.tracker is not None:
                 run_id = self.tracker.start_trial(self.parent_run_id, number, self.project_name, config)
-            scores, oof, fold_of = [], np.full(len(self.data), np.nan), np.full(len(self.data), -1)
+            oof, fold_of = np.full(len(self.data), np.nan), np.full(len(self.data), -1)
+            value = None
             status = "FAILED"
             try:
                 for k, (tr, va) in enumerate(self.folds):
                     val = self.data.subset(va)
                     res = fit(config, self.data.subset(tr), val, seed=self.seed * 100003 + number * 101 + k)
-                    scores.append(objective_value(self.metric, val.y, res.val_prob))
                     oof[va] = res.val_prob
                     fold_of[va] = k
                     if self.tracker is not None:
                         self.tracker.log_metrics(run_id, {f"fold.{m}": v for m, v in
                                                           binary_metrics(val.y, res.val_prob).items()}, step=k)
+                # the same objective as the Optuna driver: every fold at the threshold chosen from all of them
+                value, _, threshold = cv_objective(self.metric, self.data.y, oof, fold_of)
                 status = "FINISHED"
             finally:
                 if self.tracker is not None and run_id is not None:
-                    if scores:
-                        self.tracker.log_metrics(run_id, {"objective.quality": float(np.mean(scores))})
+                    if value is not None:
+                        self.tracker.log_metrics(run_id, {"objective.quality": value})
                     self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id})
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
-            seen = ~np.isnan(oof)
-            value = float(np.mean(scores))
-            self.on_trial(number, value, config, best_threshold(self.data.y[seen], oof[seen], fold_of[seen]))
+            self.on_trial(number, value, config, threshold)
             return {"val_objective": value}
 
         def save_model(self, trial_id, model, step=0):  # models are rebuilt from configs, not stored

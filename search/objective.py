@@ -14,7 +14,7 @@ from ecg_data import BeatDataset, grouped_splits
 from spaces import SearchSpace
 
 from . import plots
-from .metrics import best_threshold, binary_metrics, objective_value
+from .metrics import binary_metrics, cv_objective, epoch_signal, fold_signal
 from .tracking import Tracker, trial_tags
 from .training import TrainingDiverged, fit
 
@@ -120,23 +120,27 @@ class CVObjective:
 
             result = fit(config, train, val, seed=self.seed * 100003 + trial.number * 101 + k,
                          on_epoch_end=on_epoch, verbose=self.verbose)
-            score = objective_value(self.metric, val.y, result.val_prob)
-            if not np.isfinite(score):
-                raise TrainingDiverged(f"validation {self.metric} is {score} on fold {k}")
-            scores.append(score)
+            signal = fold_signal(self.metric, val.y, result.val_prob)
+            if not np.isfinite(signal):
+                raise TrainingDiverged(f"validation {self.metric} is not finite on fold {k}")
+            scores.append(signal)
             oof[va] = result.val_prob
             fold_of[va] = k
             m = binary_metrics(val.y, result.val_prob)
-            m.update({"objective": score, "train_seconds": result.seconds, "beats_per_s": result.beats_per_s})
+            m.update({"train_seconds": result.seconds, "beats_per_s": result.beats_per_s})
             fold_metrics.append(m)
             trial.set_user_attr("fold_metrics", fold_metrics)
             if self.tracker is not None:
                 self.tracker.log_metrics(run_id, {f"fold.{name}": v for name, v in m.items()}, step=k)
 
         seen = ~np.isnan(oof)
-        threshold = best_threshold(self.data.y[seen], oof[seen], fold_of[seen])
+        mean, per_fold, threshold = cv_objective(self.metric, self.data.y[seen], oof[seen], fold_of[seen])
+        for k, (m, value) in enumerate(zip(fold_metrics, per_fold)):  # each fold at the one chosen threshold
+            m["objective"] = value
+            if self.tracker is not None:
+                self.tracker.log_metrics(run_id, {"fold.objective": value}, step=k)
+        trial.set_user_attr("fold_metrics", fold_metrics)
         trial.set_user_attr("threshold", threshold)
-        mean = float(np.mean(scores))
         summary = {f"mean.{name}": float(np.mean([f[name] for f in fold_metrics])) for name in fold_metrics[0]}
         oof_m = binary_metrics(self.data.y[seen], oof[seen], threshold)
         summary.update({f"oof_tuned.{name}": v for name, v in oof_m.items()})
@@ -161,23 +165,20 @@ class CVObjective:
                       n_folds: int, logs: dict[str, float]) -> None:
         """Report the running fold mean after an epoch and prune if the pruner says so.
 
-        This fold's current validation value (F1 at 0.5 from Keras' precision and recall, or its ROC-AUC)
-        stands in for the fold, at step ``fold * epochs + epoch``: a pruner compares trials at the same point
-        and can stop a hopeless one after an epoch rather than a fold (no extra pass over the beats: Keras
-        evaluates the validation beats every epoch anyway)."""
-        if self.metric == "f1":
-            p, r = logs.get("val_precision", np.nan), logs.get("val_recall", np.nan)
-            current = 2 * p * r / (p + r) if p + r > 0 else 0.0
-        else:
-            current = logs.get("val_auc", np.nan)
+        This fold's current validation value (:func:`search.metrics.epoch_signal`: ROC-AUC, or F1 at 0.5 for
+        ``f1@0.5``) stands in for the fold, at step ``fold * epochs + epoch``: a pruner compares trials at the
+        same point and can stop a hopeless one after an epoch rather than a fold (no extra pass over the
+        beats: Keras evaluates the validation beats every epoch anyway)."""
+        current = epoch_signal(self.metric, logs)
+        signal = "f1 at 0.5" if self.metric == "f1@0.5" else "roc_auc"
         if not np.isfinite(current):
             return
         running = float((sum(scores) + current) / (k + 1))
         trial.report(running, step=k * epochs + epoch)
         if trial.should_prune():
             where = f"fold {k + 1}/{n_folds}, epoch {epoch + 1}/{epochs}"
-            trial.set_user_attr("prune_reason", f"running mean {self.metric} {running:.4f} after {where}")
-            raise optuna.TrialPruned(f"{self.metric} {running:.4f} after {where}")
+            trial.set_user_attr("prune_reason", f"running mean validation {signal} {running:.4f} after {where}")
+            raise optuna.TrialPruned(f"validation {signal} {running:.4f} after {where}")
 
 
 def _cm(y, prob, threshold):

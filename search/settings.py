@@ -14,6 +14,7 @@ class StudySettings:
     dataset: str = "mitdb"
     space_yaml: str = ""
     folds: int = 3
+    #: ``search.metrics.METRICS``: ``f1`` at the validation-chosen threshold (default), ``f1@0.5``, ``auc``
     metric: str = "f1"
     seed: int = 0
     max_beats: int | None = None
@@ -33,9 +34,15 @@ class StudySettings:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    #: what ``metric: f1`` means: 2 = at the validation-chosen threshold. Settings stored without it come from
+    #: before that rule, when ``f1`` was F1 at 0.5: they read as ``f1@0.5``, so a resume cannot mix the two
+    metric_version: int = 2
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudySettings":
         names = {f.name for f in dataclasses.fields(cls)}
+        if d and "metric_version" not in d and d.get("metric", "f1") == "f1":
+            d = {**d, "metric": "f1@0.5"}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def differences(self, other: "StudySettings") -> list[str]:

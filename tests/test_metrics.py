@@ -37,3 +37,49 @@ def test_threshold_edge_cases():
     assert best_threshold(y, p) == 0.7
     assert best_threshold(y, p, np.array([0, 0, 1, 1])) == 0.7  # folds of one class are left out
     assert best_threshold(np.zeros(4), p) == 0.5  # no abnormal beat at all: the default
+
+
+def test_the_f1_objective_scores_the_threshold_the_model_will_be_exported_with():
+    """A model that separates the classes perfectly but puts every probability under 0.5 (as class-weight
+    'none' models often do after a few epochs) scores 0 at 0.5 and 1 at the validation-chosen threshold:
+    the search must rank configs by what they will deliver, not by their calibration."""
+    import pytest
+
+    from search.metrics import cv_objective, epoch_signal, fold_signal
+
+    rng = np.random.default_rng(1)
+    parts = [_fold(rng, 300, 60, normal_at=(0.0, 0.1), abnormal_at=(0.2, 0.4)) for _ in range(3)]
+    y = np.concatenate([p[0] for p in parts])
+    prob = np.concatenate([p[1] for p in parts])
+    folds = np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(parts)])
+    value, per_fold, threshold = cv_objective("f1", y, prob, folds)
+    assert value > 0.99 and len(per_fold) == 3 and min(per_fold) > 0.99  # the median fold's threshold
+    assert 0.1 < threshold <= 0.4 and threshold == best_threshold(y, prob, folds)
+    at_half, per_half, _ = cv_objective("f1@0.5", y, prob, folds)
+    assert at_half == 0.0 and per_half == [0.0, 0.0, 0.0]
+    assert cv_objective("auc", y, prob, folds)[0] == 1.0
+    # one threshold for all folds (the exported model has one), not each fold's own best
+    shifted = prob.copy()
+    shifted[folds == 2] += 0.45  # fold 2 separates at 0.55-0.85 instead
+    value, per_fold, threshold = cv_objective("f1", y, shifted, folds)
+    assert min(per_fold[:2]) > 0.99 and per_fold[2] < 0.5 and value < 0.85
+    # mid-fold the pruner compares the threshold-free ROC-AUC, except for the F1-at-0.5 objective
+    assert fold_signal("f1", y, prob) == 1.0 and fold_signal("f1@0.5", y, prob) == 0.0
+    logs = {"val_auc": 0.9, "val_precision": 0.5, "val_recall": 0.5}
+    assert epoch_signal("f1", logs) == 0.9 == epoch_signal("auc", logs) and epoch_signal("f1@0.5", logs) == 0.5
+    with pytest.raises(ValueError, match="unknown metric 'f2'"):
+        cv_objective("f2", y, prob, folds)
+
+
+def test_a_study_stored_before_the_threshold_objective_keeps_f1_at_half():
+    """Settings stored without ``metric_version`` meant F1 at 0.5 by ``f1``: they read as ``f1@0.5``, so a
+    resume with today's default is refused instead of mixing two objectives in one study."""
+    from search import StudySettings
+
+    old = {"dataset": "mitdb", "metric": "f1", "folds": 3, "pipeline_version": 6}
+    assert StudySettings.from_dict(old).metric == "f1@0.5"
+    assert StudySettings.from_dict({**old, "metric": "auc"}).metric == "auc"
+    assert "metric: study has 'f1@0.5', command gives 'f1'" in StudySettings.from_dict(old).differences(
+        StudySettings(folds=3, pipeline_version=6))
+    now = StudySettings(folds=3)
+    assert StudySettings.from_dict(now.to_dict()) == now and now.metric == "f1"
