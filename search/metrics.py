@@ -68,7 +68,8 @@ def cv_objective(metric: str, y: np.ndarray, prob: np.ndarray, folds: np.ndarray
     for k in np.unique(folds):
         m = binary_metrics(y[folds == k], prob[folds == k], threshold if metric == "f1" else 0.5)
         per_fold.append(m["roc_auc"] if metric == "auc" else m["f1"])
-    return float(np.mean(per_fold)), [float(v) for v in per_fold], threshold
+    finite = [v for v in per_fold if np.isfinite(v)]  # ROC-AUC is undefined on a fold of one class
+    return (float(np.mean(finite)) if finite else float("nan")), [float(v) for v in per_fold], threshold
 
 
 def best_threshold(y: np.ndarray, prob: np.ndarray, folds: np.ndarray | None = None) -> float:

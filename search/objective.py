@@ -16,7 +16,7 @@ from spaces import SearchSpace
 from . import plots
 from .metrics import binary_metrics, cv_objective, epoch_signal, fold_signal
 from .tracking import Tracker, trial_tags
-from .training import TrainingDiverged, fit
+from .training import fit
 
 log = logging.getLogger("search")
 
@@ -120,10 +120,8 @@ class CVObjective:
 
             result = fit(config, train, val, seed=self.seed * 100003 + trial.number * 101 + k,
                          on_epoch_end=on_epoch, verbose=self.verbose)
-            signal = fold_signal(self.metric, val.y, result.val_prob)
-            if not np.isfinite(signal):
-                raise TrainingDiverged(f"validation {self.metric} is not finite on fold {k}")
-            scores.append(signal)
+            # NaN for a fold whose validation patients have one class only (no ROC-AUC): left out of the mean
+            scores.append(fold_signal(self.metric, val.y, result.val_prob))
             oof[va] = result.val_prob
             fold_of[va] = k
             m = binary_metrics(val.y, result.val_prob)
@@ -135,6 +133,8 @@ class CVObjective:
 
         seen = ~np.isnan(oof)
         mean, per_fold, threshold = cv_objective(self.metric, self.data.y[seen], oof[seen], fold_of[seen])
+        if not np.isfinite(mean):
+            raise ValueError(f"validation {self.metric} is undefined: every validation fold holds one class only")
         for k, (m, value) in enumerate(zip(fold_metrics, per_fold)):  # each fold at the one chosen threshold
             m["objective"] = value
             if self.tracker is not None:
@@ -173,7 +173,7 @@ class CVObjective:
         signal = "f1 at 0.5" if self.metric == "f1@0.5" else "roc_auc"
         if not np.isfinite(current):
             return
-        running = float((sum(scores) + current) / (k + 1))
+        running = float(np.nanmean([*scores, current]))
         trial.report(running, step=k * epochs + epoch)
         if trial.should_prune():
             where = f"fold {k + 1}/{n_folds}, epoch {epoch + 1}/{epochs}"

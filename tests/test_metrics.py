@@ -83,3 +83,20 @@ def test_a_study_stored_before_the_threshold_objective_keeps_f1_at_half():
         StudySettings(folds=3, pipeline_version=6))
     now = StudySettings(folds=3)
     assert StudySettings.from_dict(now.to_dict()) == now and now.metric == "f1"
+
+
+def test_a_validation_fold_of_one_class_does_not_void_the_objective():
+    """Patient-grouped folds of a few records can hold no abnormal beat: its F1 counts (0, nothing to
+    find), its undefined ROC-AUC is left out of the mean, and all-undefined is NaN for the caller to refuse."""
+    from search.metrics import cv_objective
+
+    rng = np.random.default_rng(2)
+    (y0, p0), (y1, p1) = _fold(rng, 200, 40), _fold(rng, 200, 40)
+    y = np.r_[y0, y1, np.zeros(100, int)]
+    prob = np.r_[p0, p1, rng.uniform(0.0, 0.3, 100)]
+    folds = np.r_[np.zeros(240), np.ones(240), np.full(100, 2)].astype(int)
+    value, per_fold, _ = cv_objective("auc", y, prob, folds)
+    assert value == 1.0 and np.isnan(per_fold[2])
+    value, per_fold, _ = cv_objective("f1", y, prob, folds)
+    assert min(per_fold[:2]) > 0.98 and per_fold[2] == 0.0
+    assert np.isnan(cv_objective("auc", np.zeros(10, int), np.linspace(0, 1, 10), np.r_[np.zeros(5), np.ones(5)])[0])
