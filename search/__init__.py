@@ -1,7 +1,7 @@
 """The Optuna search driver (and KerasTuner as a second engine) with MLflow tracking."""
 
 from .final import final_test, fit_final
-from .metrics import best_threshold, binary_metrics, format_report, full_report
+from .metrics import METRICS, best_threshold, binary_metrics, cv_objective, format_report, full_report
 from .objective import CVObjective
 from .settings import StudySettings
 from .storage import DEFAULT_STORAGE, StorageError, make_storage
@@ -10,8 +10,8 @@ from .tracking import Tracker, TrackingConfig, TrackingError
 from .training import TrainingDiverged, fit, predict
 
 __all__ = [
-    "CVObjective", "DEFAULT_STORAGE", "SearchResult", "StorageError", "StudyMismatchError", "StudySettings",
-    "Tracker", "TrackingConfig", "TrackingError", "TrainingDiverged", "best_threshold", "binary_metrics",
+    "CVObjective", "DEFAULT_STORAGE", "METRICS", "SearchResult", "StorageError", "StudyMismatchError", "StudySettings",
+    "Tracker", "TrackingConfig", "TrackingError", "TrainingDiverged", "best_threshold", "binary_metrics", "cv_objective",
     "final_test", "fit", "fit_final", "format_report", "full_report", "make_pruner", "make_storage", "open_study", "predict",
     "run_final", "run_search", "run_trials",
 ]

@@ -100,3 +100,13 @@ def test_a_validation_fold_of_one_class_does_not_void_the_objective():
     value, per_fold, _ = cv_objective("f1", y, prob, folds)
     assert min(per_fold[:2]) > 0.98 and per_fold[2] == 0.0
     assert np.isnan(cv_objective("auc", np.zeros(10, int), np.linspace(0, 1, 10), np.r_[np.zeros(5), np.ones(5)])[0])
+
+
+def test_the_cli_offers_every_metric_the_objective_knows():
+    """ecg_automl.cli spells the choices out (importing search there would load TensorFlow on every command)."""
+    from ecg_automl.cli import build_parser
+    from search import METRICS
+
+    search_cmd = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "search")[1]
+    metric = next(a for a in search_cmd._actions if a.dest == "metric")
+    assert tuple(metric.choices) == METRICS and metric.default == "f1"
