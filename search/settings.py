@@ -16,6 +16,9 @@ class StudySettings:
     folds: int = 3
     #: ``search.metrics.METRICS``: ``f1`` at the validation-chosen threshold (default), ``f1@0.5``, ``auc``
     metric: str = "f1"
+    #: what ``metric: f1`` means: 2 = at the validation-chosen threshold. Settings stored without it come from
+    #: before that rule, when ``f1`` was F1 at 0.5: they read as ``f1@0.5``, so a resume cannot mix the two
+    metric_version: int = 2
     seed: int = 0
     max_beats: int | None = None
     records: list[str] | None = None
@@ -33,10 +36,6 @@ class StudySettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    #: what ``metric: f1`` means: 2 = at the validation-chosen threshold. Settings stored without it come from
-    #: before that rule, when ``f1`` was F1 at 0.5: they read as ``f1@0.5``, so a resume cannot mix the two
-    metric_version: int = 2
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudySettings":
