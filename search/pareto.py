@@ -13,7 +13,7 @@ def pareto_table(study: optuna.Study) -> list[dict[str, Any]]:
     rows = []
     for t in sorted(study.best_trials, key=lambda t: t.values[0], reverse=True):
         row = {"trial": t.number, **{n: v for n, v in zip(names, t.values)}}
-        for key in ("host_median_ms", "host_p90_ms", "pi4_estimate_ms", "size_kb", "params", "macs"):
+        for key in ("host_ms", "host_median_ms", "host_p90_ms", "pi4_estimate_ms", "size_kb", "params", "macs"):
             if key in t.user_attrs:
                 row[key] = t.user_attrs[key]
         rows.append(row)
