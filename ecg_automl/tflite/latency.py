@@ -67,16 +67,26 @@ class ReferenceClock:
     clock has seen); dividing it out gives the latency of the contention-free host, which is also what the
     Raspberry Pi estimate was calibrated on (a 5th percentile pooled over interleaved rounds)."""
 
-    def __init__(self, reference_bytes: bytes, threads: int = 1, *, probe_rounds: int = 20, per_round: int = 10):
+    def __init__(self, reference_bytes: bytes, threads: int = 1, *, probe_seconds: float = 3.0, per_round: int = 10):
         self.threads = int(threads)
         self.per_round = int(per_round)
         self._ref = _invoker(reference_bytes, self.threads, 0)
         for _ in range(10):
             self._ref()
         self.fastest_ms = float("inf")
-        for _ in range(int(probe_rounds)):  # a short spread-out probe for the fast state
-            self._note(float(np.median(_timed(self._ref, self.per_round))))
+        self.probe_rounds = self._probe(float(probe_seconds))
+
+    def _probe(self, seconds: float) -> int:
+        """Time reference rounds until both speeds have been seen (the slowest round is over 1.4x the fastest)
+        or ``seconds`` have passed: a process that starts in a slow stretch (they last up to seconds) would
+        otherwise take the slow speed for the fast one, and its first candidates would look slower than they are."""
+        t_end, slowest, n = time.perf_counter() + seconds, 0.0, 0
+        while n < 20 or (slowest <= 1.4 * self.fastest_ms and time.perf_counter() < t_end):
+            r = float(np.median(_timed(self._ref, self.per_round)))
+            self._note(r)
+            slowest, n = max(slowest, r), n + 1
             time.sleep(0.01)
+        return n
 
     def _note(self, ref_round_ms: float) -> None:
         self.fastest_ms = min(self.fastest_ms, ref_round_ms)
