@@ -4,8 +4,9 @@ the decision threshold rank DS2 beats better as an average than one by one, and 
 
 For one config (``--config``, default ``benchmarks/configs/quality_default.json``) and each seed: split the 22
 DS1 patients into ``--folds`` patient-grouped folds (``ecg_data.patient_kfold``), train one model per fold on
-the other folds, choose the F1-maximising threshold on the pooled out-of-fold predictions (as
-``benchmarks/quality.py`` and the search do), then score every DS2 beat with each fold model and with their
+the other folds, choose the threshold from their out-of-fold predictions (``search.best_threshold`` with the
+folds: the median over folds of each fold's F1-best threshold, as ``benchmarks/quality.py`` and the search
+do), then score every DS2 beat with each fold model and with their
 average. Reported per member and for the average, in Keras and int8 TFLite (each member converted and run
 with LiteRT at 1 thread; the ensemble's int8 latency is the sum of its members', as three files run one after
 another: a single-file export of the ensemble is not implemented): ROC-AUC, F1 at the DS1 threshold, F1 at
