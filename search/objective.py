@@ -67,17 +67,20 @@ class CVObjective:
             self.progress.set_postfix_str(text, refresh=True)
 
     def __call__(self, trial: optuna.Trial):
-        config = self.space.suggest(trial)
-        trial.set_user_attr("config", config)
-        trial.set_user_attr("objective_names", self.objectives)
-        trial.set_user_attr("worker", worker_id())  # which machine/process ran it (scale-out, dead workers)
         run_id = None
-        if self.tracker is not None and self.parent_run_id is not None:
-            tags = trial_tags(trial.storage.get_trial(trial._trial_id))
-            run_id = self.tracker.start_trial(self.parent_run_id, trial.number, trial.study.study_name, config, tags)
-            if run_id is not None:
-                trial.set_user_attr("mlflow_run_id", run_id)
+        # Everything from the first suggestion on sits in the try: a Ctrl-C while the MLflow run is being
+        # opened (a few hundred ms on SQLite) must mark the trial interrupted too, or it is never redone.
         try:
+            config = self.space.suggest(trial)
+            trial.set_user_attr("config", config)
+            trial.set_user_attr("objective_names", self.objectives)
+            trial.set_user_attr("worker", worker_id())  # which machine/process ran it (scale-out, dead workers)
+            if self.tracker is not None and self.parent_run_id is not None:
+                tags = trial_tags(trial.storage.get_trial(trial._trial_id))
+                run_id = self.tracker.start_trial(self.parent_run_id, trial.number, trial.study.study_name,
+                                                  config, tags)
+                if run_id is not None:
+                    trial.set_user_attr("mlflow_run_id", run_id)
             return self._run(trial, config, run_id)
         except optuna.TrialPruned:
             raise

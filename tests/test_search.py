@@ -128,6 +128,27 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tmp_path, small_mitdb)
     assert all(0 <= v <= 1 for v in t.intermediate_values.values())
 
 
+def test_ctrl_c_while_the_trial_run_is_being_opened_still_marks_it_interrupted(tmp_path, small_mitdb):
+    """The window between Optuna creating the trial and training (opening its MLflow run) is covered:
+    otherwise the trial fails without the mark and a resumed study never redoes it."""
+    from ecg_data import patient_kfold
+    from search import CVObjective
+
+    class MLflowCtrlC:  # stands in for a Tracker whose create_run gets the SIGINT
+        def start_trial(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    data = small_mitdb.search_part()
+    objective = CVObjective(data, SearchSpace.load(tiny_space_file(tmp_path)), patient_kfold(2, seed=0),
+                            tracker=MLflowCtrlC(), parent_run_id="parent")
+    study = optuna.create_study(direction="maximize")
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(objective, n_trials=1)
+    t = study.trials[0]
+    assert t.state.name == "FAIL" and t.user_attrs["interrupted"] is True
+    assert t.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
+
+
 def test_rerun_of_a_finished_study_redoes_nothing(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     settings = tiny_settings(tmp_path)
