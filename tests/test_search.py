@@ -149,6 +149,33 @@ def test_ctrl_c_while_the_trial_run_is_being_opened_still_marks_it_interrupted(t
     assert t.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
 
 
+def test_the_default_pruner_first_compares_a_trial_on_its_second_fold(tmp_path):
+    """The median pruner waits one fold's epochs (steps are fold * epochs + epoch): a trial that trails the
+    finished ones on its first fold's patients goes on; one still trailing on the second fold is stopped.
+    It waits for the study's own epochs, also when the study is resumed or joined by a worker."""
+    from search import open_study
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    settings = tiny_settings(tmp_path)
+    settings.space_yaml = SearchSpace.from_yaml(settings.space_yaml).with_overrides(epochs=3).to_yaml()
+    settings.folds = 3
+    made, _ = open_study("warm", storage, settings, heartbeat=None)
+    joined, _ = open_study("warm", storage, None, heartbeat=None)
+    for study in (made, joined):
+        for _ in range(3 if study is made else 0):  # three finished trials, 0.9 at every step
+            t = study.ask()
+            for step in range(6):
+                t.report(0.9, step)
+            study.tell(t, 0.8)
+        t = study.ask()
+        verdicts = []
+        for step in range(6):
+            t.report(0.6, step)
+            verdicts.append(t.should_prune())
+        study.tell(t, state=optuna.trial.TrialState.FAIL)
+        assert verdicts == [False, False, False, True, True, True]
+
+
 def test_rerun_of_a_finished_study_redoes_nothing(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     settings = tiny_settings(tmp_path)
