@@ -19,6 +19,7 @@ needs to reach each KerasTuner baseline's best F1, as a fraction of the time the
     python benchmarks/search_efficiency.py --quick        # 1 seed, 40 s per engine (~3 min)
     python benchmarks/search_efficiency.py                # 3 seeds, 300 s per engine (~47 min)
     python benchmarks/search_efficiency.py --seeds 0 1 2 3 4 --budget 600 --space spaces/edge.yaml
+    python benchmarks/search_efficiency.py --pruner-signal WORK_DIR ...   # what the pruner's signal predicts
 
 Writes ``search_efficiency_<mode>.json`` and ``search_efficiency_<mode>.png`` to ``--out-dir``.
 """
@@ -397,6 +398,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--work-dir", help="keep the studies and trial logs here (default: a temporary folder)")
     ap.add_argument("--reanalyse", metavar="JSON", help="recompute the summaries and the plot of a result file "
                                                         "(its runs are kept; nothing is trained) and rewrite it")
+    ap.add_argument("--pruner-signal", nargs="+", metavar="DIR", help="instead of a run: how well the pruner's "
+                    "running signal at each step ranks the completed trials of the Optuna studies under these "
+                    "--work-dir folders (writes search_efficiency_pruner_signal.json/.png)")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -419,6 +423,8 @@ def main(argv=None) -> int:
         return _run_one(args)
     if args.reanalyse:
         return _reanalyse(Path(args.reanalyse))
+    if args.pruner_signal:
+        return _pruner_signal([Path(p) for p in args.pruner_signal], Path(args.out_dir))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from spaces import SearchSpace
 
@@ -491,6 +497,31 @@ def _reanalyse(path: Path) -> int:
     png = plot(result, path.with_suffix(".png"))
     print_summary(result)
     print(f"rewrote {path} and {png}")
+    return 0
+
+
+def _pruner_signal(paths: list[Path], out_dir: Path) -> int:
+    """Spearman's rho of the pruner's signal at each step with where the completed trials ended up."""
+    import _pruner_signal as PS
+
+    t0 = time.perf_counter()
+    result = C.header("search_efficiency.py", "pruner_signal")
+    rows = PS.collect(paths)
+    if not rows:
+        raise SystemExit(f"error: no completed trial with every fold in the studies under {', '.join(map(str, paths))}")
+    result["what"] = PS.__doc__.strip()
+    result["groups"] = PS.analyse(rows)
+    C.finish(result, time.perf_counter() - t0)
+    js = C.write_json(out_dir / "search_efficiency_pruner_signal.json", result)
+    png = PS.plot(result["groups"], out_dir / "search_efficiency_pruner_signal.png")
+    for g in result["groups"]:
+        print(f"{g['trials']} completed trials, {g['folds']} folds x {g['epochs_per_fold']} epochs, metric {g['metric']}")
+        for p in g["per_step"]:
+            o, u = p["vs_objective"], p.get("vs_unseen_folds")
+            extra = f"   unseen folds {u['rho']:+.2f} [{u['ci90'][0]:+.2f}, {u['ci90'][1]:+.2f}]" if u else ""
+            print(f"  fold {p['fold']} epoch {p['epoch']}: objective {o['rho']:+.2f} "
+                  f"[{o['ci90'][0]:+.2f}, {o['ci90'][1]:+.2f}]{extra}")
+    print(f"wrote {js} and {png}")
     return 0
 
 

@@ -66,13 +66,13 @@ def make_pruner(name: str = "median", epochs_per_fold: int = 0) -> optuna.pruner
     """A real Optuna pruner over the running fold mean (``median``, ``hyperband`` or ``none``).
 
     The median pruner first compares a trial after one epoch of its second fold (``n_warmup_steps`` =
-    ``epochs_per_fold``; steps are ``fold * epochs + epoch``): what predicts a config's final F1 on unseen
-    patients is how it does on a second group of patients, not more epochs on the first. Over 57 finished
-    trials of the search-efficiency benchmark, the running validation ROC-AUC after the first epoch ranked
-    the rest of the trial's folds with Spearman 0.45, after the whole first fold 0.41, after one epoch of the
-    second fold 0.64; pruning at the first epoch stopped 30 of 42 trials of a 900 s study and, in another, every
-    trial after the first three (docs/RESULTS.md, section 6). With 2 folds (only the first is reported) it
-    therefore never prunes."""
+    ``epochs_per_fold``; steps are ``fold * epochs + epoch``): what tells a config's F1 on unseen patients is
+    how it does on a second group of patients, not more epochs on the first. Over 58 completed trials of the
+    search-efficiency benchmark, the running validation ROC-AUC ranked the trials' objective with Spearman
+    0.46 after the first epoch, 0.47 after the whole first fold and 0.64 after one epoch of the second fold
+    (90 % intervals overlap: ``benchmarks/search_efficiency.py --pruner-signal``), and pruning from the first
+    epoch stopped 43 of 56 trials of a 900 s study and, in another, every trial after the first three
+    (docs/RESULTS.md, section 6). With 2 folds (only the first is reported) it therefore never prunes."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(int(epochs_per_fold), 0))
     if name == "hyperband":

@@ -240,3 +240,55 @@ def test_rr_features_quick(tmp_path, cli_env):
         assert all(_rate(med[k]) and med[k] > 0.8 for k in ("ds1_oof_roc_auc", "ds2_roc_auc", "ds2_roc_auc_N_vs_V")), (name, med)
         assert _rate(med["ds2_roc_auc_N_vs_S"]) and _rate(med["ds2_roc_auc_N_vs_F"])  # F beats: near chance from rhythm
         assert len(r["per_seed"][name]) == 1
+
+
+def test_pruner_signal_ranks_what_a_study_stored(tmp_path, cli_env):
+    """search_efficiency.py --pruner-signal reads the studies of a work dir: a step whose reported value
+    orders the trials as their objective does gets rho 1; a step that reports noise does not."""
+    import numpy as np
+    import optuna
+    from test_search import tiny_settings
+
+    from spaces import SearchSpace
+
+    settings = tiny_settings(tmp_path)
+    settings.folds = 3
+    settings.space_yaml = SearchSpace.from_yaml(settings.space_yaml).with_overrides(epochs=2).to_yaml()
+    work = tmp_path / "work" / "optuna-0"
+    work.mkdir(parents=True)
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{work / 'optuna.db'}", direction="maximize")
+    study.set_user_attr("settings", settings.to_dict())
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        t = study.ask()
+        folds = [0.3 + 0.05 * i, 0.2 + 0.04 * i, 0.1 + 0.03 * i]  # every fold ranks the trials alike
+        for step, value in enumerate([0.5 + 0.01 * i, 0.6 + 0.02 * i, rng.random(), rng.random()]):
+            t.report(value, step)
+        t.set_user_attr("fold_metrics", [{"objective": f} for f in folds])
+        study.tell(t, float(np.mean(folds)))
+    lost = study.ask()  # a trial without its folds (pruned, failed) is left out
+    study.tell(lost, state=optuna.trial.TrialState.FAIL)
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--pruner-signal",
+                           str(tmp_path / "work"), "--out-dir", str(out)], cwd=ROOT, env=cli_env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((out / "search_efficiency_pruner_signal.json").read_text())
+    png = out / "search_efficiency_pruner_signal.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    (g,) = r["groups"]
+    assert g["trials"] == 12 and g["folds"] == 3 and g["epochs_per_fold"] == 2
+    steps = {p["step"]: p for p in g["per_step"]}
+    assert sorted(steps) == [0, 1, 2, 3] and steps[2]["fold"] == 2 and steps[2]["epoch"] == 1
+    for s in (0, 1):
+        assert steps[s]["vs_objective"]["rho"] == 1.0 and steps[s]["vs_unseen_folds"]["rho"] == 1.0
+    assert abs(steps[2]["vs_objective"]["rho"]) < 0.9
+    lo, hi = steps[2]["vs_objective"]["ci90"]
+    assert -1 <= lo <= steps[2]["vs_objective"]["rho"] <= hi <= 1
+    # nothing to read: a clear error naming the folder
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--pruner-signal",
+                           str(empty)], cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and f"no optuna.db under {empty}" in proc.stderr
