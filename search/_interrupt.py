@@ -35,5 +35,10 @@ def check() -> None:
         raise KeyboardInterrupt
 
 
+def requested() -> bool:
+    """True once Ctrl-C was pressed (until :func:`clear`), also if a library turned it into another error."""
+    return _requested.is_set()
+
+
 def clear() -> None:
     _requested.clear()

@@ -13,7 +13,7 @@ import optuna
 from ecg_data import BeatDataset, grouped_splits
 from spaces import SearchSpace
 
-from . import plots
+from . import _interrupt, plots
 from .metrics import binary_metrics, cv_objective, epoch_signal, fold_signal
 from .tracking import Tracker, trial_tags
 from .training import fit
@@ -85,16 +85,25 @@ class CVObjective:
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-            trial.set_user_attr("interrupted", True)
-            if self.tracker is not None and run_id is not None:
-                self.tracker.set_tags(run_id, {"optuna.state": "FAIL", "fail_reason": "interrupted (Ctrl-C)"})
-                self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, "FAILED")
+            self._mark_interrupted(trial, run_id)
             raise
         except Exception as exc:
+            if _interrupt.requested():
+                # Ctrl-C landed inside TensorFlow, which turned it into another error (seen: "TypeError: Failed
+                # to convert elements of (None,) to Tensor"): the trial was interrupted, not broken.
+                self._mark_interrupted(trial, run_id)
+                raise KeyboardInterrupt from exc
             reason = _reason(exc)
             trial.set_user_attr("fail_reason", reason)
             raise
+
+    def _mark_interrupted(self, trial: optuna.Trial, run_id: str | None) -> None:
+        """Mark the trial (and its MLflow run) stopped by Ctrl-C, so a resumed study redoes it."""
+        trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+        trial.set_user_attr("interrupted", True)
+        if self.tracker is not None and run_id is not None:
+            self.tracker.set_tags(run_id, {"optuna.state": "FAIL", "fail_reason": "interrupted (Ctrl-C)"})
+            self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, "FAILED")
 
     def _run(self, trial: optuna.Trial, config: dict[str, Any], run_id: str | None):
         extra: dict[str, float] = {}

@@ -149,6 +149,37 @@ def test_ctrl_c_while_the_trial_run_is_being_opened_still_marks_it_interrupted(t
     assert t.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
 
 
+def test_ctrl_c_that_tensorflow_turns_into_another_error_still_marks_the_trial_interrupted(tmp_path, small_mitdb):
+    """A SIGINT inside TensorFlow can surface as e.g. a TypeError (seen in CI); the handler's flag tells it
+    from a broken trial, so the trial is marked interrupted and the study stops as for Ctrl-C."""
+    from ecg_data import patient_kfold
+    from search import CVObjective, _interrupt
+
+    def ctrl_c_inside_tensorflow(config, trial):
+        _interrupt._requested.set()  # what the SIGINT handler does before its KeyboardInterrupt is converted
+        raise TypeError("Failed to convert elements of (None,) to Tensor.")
+
+    objective = CVObjective(small_mitdb.search_part(), SearchSpace.load(tiny_space_file(tmp_path)),
+                            patient_kfold(2, seed=0), gates=[ctrl_c_inside_tensorflow])
+    study = optuna.create_study(direction="maximize")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            study.optimize(objective, n_trials=1, catch=(Exception,))
+    finally:
+        _interrupt.clear()
+    t = study.trials[0]
+    assert t.state.name == "FAIL" and t.user_attrs["interrupted"] is True
+    # without Ctrl-C the same error is an ordinary failure with its reason
+    def broken(config, trial):
+        raise TypeError("Failed to convert elements of (None,) to Tensor.")
+
+    objective.gates = [broken]
+    study.optimize(objective, n_trials=1, catch=(Exception,))
+    t = study.trials[1]
+    assert t.state.name == "FAIL" and "interrupted" not in t.user_attrs
+    assert t.user_attrs["fail_reason"].startswith("TypeError: Failed to convert")
+
+
 def test_the_default_pruner_first_compares_a_trial_on_its_second_fold(tmp_path):
     """The median pruner waits one fold's epochs (steps are fold * epochs + epoch): a trial that trails the
     finished ones on its first fold's patients goes on; one still trailing on the second fold is stopped.
