@@ -120,9 +120,7 @@ def _run_one(args: argparse.Namespace) -> int:
         def on_trial(h: dict[str, Any]) -> None:
             nonlocal max_epochs
             if max_epochs is None:
-                space = SearchSpace.from_yaml(settings.space_yaml, "benchmark")
-                e = space.params["epochs"]
-                max_epochs = int(e["high"]) if isinstance(e, dict) else int(e)
+                max_epochs = SearchSpace.from_yaml(settings.space_yaml, "benchmark").epochs_range[1]
             epochs = int(h["config"]["epochs"])
             write({"trial": h["trial"], "state": "complete", "value": h["value"], "epochs": epochs,
                    "max_epochs": max_epochs, "config": h["config"]})

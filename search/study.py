@@ -134,12 +134,9 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None,
 def _epochs_per_fold(settings: StudySettings) -> int:
     """Epochs each fold trains for in this study's space (the fewest, if epochs is searched); 0 if unknown."""
     try:
-        spec = SearchSpace.from_yaml(settings.space_yaml).params.get("epochs", 0)
+        return SearchSpace.from_yaml(settings.space_yaml).epochs_range[0]
     except SpaceError:  # a study stored without its space: the pruner then compares from the first epoch
         return 0
-    if isinstance(spec, dict):
-        return int(min(spec["choices"]) if spec["type"] == "categorical" else spec["low"])
-    return int(spec)
 
 
 def _process_salt() -> int:

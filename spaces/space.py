@@ -81,6 +81,16 @@ class SearchSpace:
         return float(self.data.get("fs", 180.0))
 
     @property
+    def epochs_range(self) -> tuple[int, int]:
+        """Fewest and most epochs a trial can train each fold for (equal when epochs is fixed)."""
+        spec = self.params["epochs"]
+        if not isinstance(spec, dict):
+            return int(spec), int(spec)
+        if spec["type"] == "categorical":
+            return int(min(spec["choices"])), int(max(spec["choices"]))
+        return int(spec["low"]), int(spec["high"])
+
+    @property
     def window(self) -> int:
         """Samples per prepared window: the largest input length the space can ask for."""
         if "window" in self.data:
