@@ -19,6 +19,7 @@ needs to reach each KerasTuner baseline's best F1, as a fraction of the time the
     python benchmarks/search_efficiency.py --quick        # 1 seed, 40 s per engine (~3 min)
     python benchmarks/search_efficiency.py                # 3 seeds, 300 s per engine (~47 min)
     python benchmarks/search_efficiency.py --seeds 0 1 2 3 4 --budget 600 --space spaces/edge.yaml
+    python benchmarks/search_efficiency.py --budget 600 --optuna-workers 2   # the driver as 2 workers x 1 TF thread
     python benchmarks/search_efficiency.py --pruner-signal WORK_DIR ...   # what the pruner's signal predicts
 
 Writes ``search_efficiency_<mode>.json`` and ``search_efficiency_<mode>.png`` to ``--out-dir``.
@@ -82,25 +83,42 @@ def _run_one(args: argparse.Namespace) -> int:
     from search.study import latency_gates, load_study_data, open_study, run_trials
     from spaces import SearchSpace
 
+    from search import set_threads
+    from search.study import make_sampler
+
+    set_threads(args.tf_threads)
     C.quiet_tensorflow()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed, engine, out = args.seed, args.engine, Path(args.trials_file)
     settings = _settings(args, seed)
-    t0 = time.perf_counter()
+    work = Path(args.work)
+    index, workers = args.worker_index, args.workers
+    if workers > 1:  # the driver's workers start their clocks together, once all have imported everything
+        (work / f"ready-{index}").touch()
+        while len(list(work.glob("ready-*"))) < workers:
+            time.sleep(0.02)
+    t0 = time.time()
 
     def write(row: dict[str, Any]) -> None:
-        row["seconds"] = time.perf_counter() - t0
+        row["seconds"] = time.time() - t0
+        row["worker"] = index
         with out.open("a") as fh:
             fh.write(json.dumps(C.jsonable(row)) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
-    work = Path(args.work)
     if engine == "optuna":
         space = SearchSpace.from_yaml(settings.space_yaml, "benchmark")
         data = load_study_data(settings, space)
+        if index > 0:  # join the study worker 0 creates, as `ecg-automl worker` would
+            while not (work / "study-created").exists():
+                time.sleep(0.02)
         study, settings = open_study(f"eff-{seed}", f"sqlite:///{work / 'optuna.db'}", settings, args.pruner,
                                      heartbeat=None)
+        if index == 0:
+            (work / "study-created").touch()
+        else:  # its own random draws (workers that start together must not draw the same start-up configs)
+            study.sampler = make_sampler(settings, len(study.trials), salt=index)
 
         def on_trial(study, trial) -> None:
             a = trial.user_attrs
@@ -131,42 +149,55 @@ def _run_one(args: argparse.Namespace) -> int:
 
 
 def _spawn(args: argparse.Namespace, engine: str, seed: int, work: Path, budget: float) -> dict[str, Any]:
-    """Run one engine in a child process for ``budget`` seconds; return its trials and timings."""
+    """Run one engine in a child process (the Optuna driver: ``--optuna-workers`` processes on one study)
+    for ``budget`` seconds; return its trials and timings."""
     trials_file = work / f"{engine}-{seed}.jsonl"
+    workers = args.optuna_workers if engine == "optuna" else 1
+    threads = args.optuna_tf_threads if engine == "optuna" else None
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", "--engine", engine, "--seed", str(seed),
            "--trials-file", str(trials_file), "--work", str(work / f"{engine}-{seed}"), "--space", args.space,
            "--folds", str(args.folds), "--max-beats", str(args.max_beats), "--pruner", args.pruner,
-           "--metric", args.metric]
+           "--metric", args.metric, "--workers", str(workers)]
     if args.epochs:
         cmd += ["--epochs", str(args.epochs)]
     if args.latency_budget_ms is not None:
         cmd += ["--latency-budget-ms", str(args.latency_budget_ms)]
+    if threads:
+        cmd += ["--tf-threads", str(threads)]
     (work / f"{engine}-{seed}").mkdir(parents=True, exist_ok=True)
-    logf = (work / f"{engine}-{seed}.log").open("w")
+    for stale in [*(work / f"{engine}-{seed}").glob("ready-*"), work / f"{engine}-{seed}" / "study-created"]:
+        stale.unlink(missing_ok=True)  # the workers' start-up files of an earlier run in this --work-dir
+    logs = [work / (f"{engine}-{seed}.log" if i == 0 else f"{engine}-{seed}-worker{i}.log") for i in range(workers)]
+    handles = [p.open("w") for p in logs]
     t_start = time.time()
-    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    procs = [subprocess.Popen(cmd + ["--worker-index", str(i)], stdout=fh, stderr=subprocess.STDOUT,
+                              start_new_session=True) for i, fh in enumerate(handles)]
     # the child's clock starts after its imports and data loading; give it that time on top of the budget,
     # then read its trials by their own clock and keep only those finished within the budget
     deadline = time.monotonic() + budget + args.startup_allowance
-    exited = None
+    exited, failed = None, None
     while time.monotonic() < deadline:
-        exited = proc.poll()
-        if exited is not None:
+        codes = [p.poll() for p in procs]
+        failed = next((i for i, c in enumerate(codes) if c not in (None, 0)), None)
+        if failed is not None or all(c is not None for c in codes):
+            exited = codes[failed] if failed is not None else 0
             break
         if trials_file.exists():
             rows = _read_rows(trials_file)
-            if rows and rows[-1]["seconds"] >= budget:
+            if rows and max(r["seconds"] for r in rows) >= budget:
                 break
         time.sleep(0.5)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    logf.close()
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    for fh in handles:
+        fh.close()
     rows = _read_rows(trials_file) if trials_file.exists() else []
     if exited not in (None, 0):
-        tail = (work / f"{engine}-{seed}.log").read_text()[-3000:]
+        tail = logs[failed or 0].read_text()[-3000:]
         raise RuntimeError(f"{engine} (seed {seed}) exited with {exited} before its budget was spent:\n{tail}")
-    within = [r for r in rows if r["seconds"] <= budget]
+    within = sorted((r for r in rows if r["seconds"] <= budget), key=lambda r: r["seconds"])
     return {"engine": engine, "seed": seed, "budget_s": budget, "process_seconds": time.time() - t_start,
             "trials": within, "trials_after_budget": len(rows) - len(within), "load_avg_end": C.loadavg()}
 
@@ -299,7 +330,12 @@ def medians(per_seed: dict[int, dict[str, dict[str, Any]]], budget: float) -> di
 # ---------------------------------------------------------------------------------------------------------
 def _label(engine: str, settings: dict[str, Any]) -> str:
     pruner = settings.get("optuna_pruner", "median")
-    return LABELS[engine].replace("median pruner", f"{pruner} pruner") if engine == "optuna" else LABELS[engine]
+    if engine != "optuna":
+        return LABELS[engine]
+    label = LABELS[engine].replace("median pruner", f"{pruner} pruner")
+    workers = settings.get("optuna_workers", 1)
+    return label if workers == 1 else label.replace("driver", f"driver, {workers} workers x "
+                                                    f"{settings.get('optuna_tf_threads')} TF thread")
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
@@ -390,6 +426,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "ecg-automl search; f1@0.5 is the rule of the runs before it)")
     ap.add_argument("--target", type=float, help="validation F1 for time-to-target (default: the median over "
                                                  "seeds of the weakest engine's best)")
+    ap.add_argument("--optuna-workers", type=int, default=1,
+                    help="run the Optuna driver as this many worker processes on one study (default 1)")
+    ap.add_argument("--optuna-tf-threads", type=int,
+                    help="TensorFlow threads per driver worker (default: 1 with several workers, else TF's choice)")
     ap.add_argument("--startup-allowance", type=float, default=60.0,
                     help="seconds a child may spend on imports and data before its budget clock starts")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
@@ -404,9 +444,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--trials-file", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--tf-threads", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child:
         return args
+    if args.optuna_workers < 1:
+        ap.error("--optuna-workers must be at least 1")
+    if args.optuna_tf_threads is None and args.optuna_workers > 1:
+        args.optuna_tf_threads = 1
     preset = QUICK if args.quick else FULL
     args.mode = "quick" if args.quick else "full"
     for k in ("seeds", "budget", "max_beats", "folds", "epochs"):
@@ -451,7 +498,8 @@ def main(argv=None) -> int:
     result["settings"] = {"seeds": args.seeds, "budget_s": args.budget, "space": str(args.space),
                           "space_name": space.name, "max_beats": args.max_beats, "folds": args.folds,
                           "epochs_override": args.epochs, "latency_budget_ms": args.latency_budget_ms,
-                          "optuna_pruner": args.pruner,
+                          "optuna_pruner": args.pruner, "optuna_workers": args.optuna_workers,
+                          "optuna_tf_threads": args.optuna_tf_threads,
                           "target_f1": args.target, "engines": list(ENGINES), "mlflow": False,
                           "metric": args.metric, "objective": OBJECTIVES[args.metric],
                           "order": "rotating per seed", "work_dir": str(work)}

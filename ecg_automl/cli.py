@@ -64,9 +64,10 @@ def _tracking(args):
 
 @command("search")
 def cmd_search(args: argparse.Namespace) -> int:
-    from search import StudySettings, run_search
+    from search import StudySettings, run_search, set_threads
     from spaces import SearchSpace
 
+    set_threads(args.tf_threads)
     space = SearchSpace.load(args.space)
     if args.epochs is not None:
         space = space.with_overrides(epochs=args.epochs)
@@ -121,8 +122,9 @@ def _print_summary(result) -> None:
 
 @command("worker")
 def cmd_worker(args: argparse.Namespace) -> int:
-    from search import run_search
+    from search import run_search, set_threads
 
+    set_threads(args.tf_threads)
     result = run_search(args.study, None, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=False, progress=not args.quiet,
                         verbose=args.verbose, heartbeat=args.heartbeat)
@@ -297,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", default="runs", help="where final models go (default runs/)")
     s.add_argument("--heartbeat", type=float, default=30,
                    help="seconds between trial heartbeats; a trial silent for 4 beats is failed and retried")
+    s.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
+                   help="TensorFlow threads for this process (default: its own choice); on a small machine run "
+                        "one worker per core with --tf-threads 1 (see README, Scaling out)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--verbose", type=int, default=0, help="Keras fit verbosity (0 quiet, 2 one line per epoch)")
     _add_tracking_args(s)
@@ -309,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
                    help="default: the pruner the study was created with")
     w.add_argument("--heartbeat", type=float, default=30, help="as for search")
+    w.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N", help="as for search")
     w.add_argument("--quiet", action="store_true")
     w.add_argument("--verbose", type=int, default=0)
     _add_tracking_args(w)

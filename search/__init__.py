@@ -7,11 +7,11 @@ from .settings import StudySettings
 from .storage import DEFAULT_STORAGE, StorageError, make_storage
 from .study import SearchResult, StudyMismatchError, make_pruner, open_study, run_final, run_search, run_trials
 from .tracking import Tracker, TrackingConfig, TrackingError
-from .training import TrainingDiverged, fit, predict
+from .training import TrainingDiverged, fit, predict, set_threads
 
 __all__ = [
     "CVObjective", "DEFAULT_STORAGE", "METRICS", "SearchResult", "StorageError", "StudyMismatchError", "StudySettings",
     "Tracker", "TrackingConfig", "TrackingError", "TrainingDiverged", "best_threshold", "binary_metrics", "cv_objective",
     "final_test", "fit", "fit_final", "format_report", "full_report", "make_pruner", "make_storage", "open_study", "predict",
-    "run_final", "run_search", "run_trials",
+    "run_final", "run_search", "run_trials", "set_threads",
 ]

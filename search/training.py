@@ -28,6 +28,25 @@ class FitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def set_threads(threads: int | None) -> None:
+    """Limit TensorFlow to ``threads`` intra- and inter-op threads in this process (None: its own choice).
+
+    Must run before TensorFlow starts its runtime. Why: this model family keeps about 1.2 of 2 cores busy
+    (its LSTM steps are small kernels), so two 1-thread workers on one study finish more trials than one
+    worker with both cores (docs/RESULTS.md, section 6)."""
+    if threads is None:
+        return
+    if int(threads) < 1:
+        raise ValueError(f"threads must be a positive number, got {threads}")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    except RuntimeError as exc:  # the runtime is already up: the setting would be silently ignored
+        raise RuntimeError(f"cannot limit TensorFlow to {threads} threads after it has started ({exc})") from exc
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, numpy and TensorFlow so a trial is repeatable."""
     import keras

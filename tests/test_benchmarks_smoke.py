@@ -15,8 +15,8 @@ RATES = ("accuracy", "sensitivity", "specificity", "ppv", "f1", "roc_auc")
 VERSIONS = ("python", "tensorflow", "keras", "ai-edge-litert", "optuna", "numpy")
 
 
-def _run(script: str, out_dir, env) -> dict:
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out-dir", str(out_dir)],
+def _run(script: str, out_dir, env, *extra: str) -> dict:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out-dir", str(out_dir), *extra],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)  # a hang guard, generous for busy CI hosts
     assert proc.returncode == 0, f"{script} exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     stem = script.removesuffix(".py")
@@ -77,9 +77,19 @@ def test_quality_and_pipeline_cost_quick(tmp_path, cli_env):
 
 
 def test_search_efficiency_quick(tmp_path, cli_env):
-    r = _run("search_efficiency.py", tmp_path, cli_env)
+    # the driver as two worker processes on one study (the one-worker run is the same code minus the start barrier)
+    r = _run("search_efficiency.py", tmp_path, cli_env, "--optuna-workers", "2", "--work-dir", str(tmp_path / "work"))
     st = r["settings"]
     assert st["seeds"] == [0] and st["engines"] == ["optuna", "kt-hyperband", "kt-random"]
+    assert st["optuna_workers"] == 2 and st["optuna_tf_threads"] == 1
+    import optuna
+
+    study = optuna.load_study(study_name="eff-0", storage=f"sqlite:///{tmp_path / 'work' / 'optuna-0' / 'optuna.db'}")
+    rows = [t for run in r["runs"] if run["engine"] == "optuna" for t in run["trials"]]
+    assert {t["worker"] for t in rows} <= {0, 1} and len({t["trial"] for t in rows}) == len(rows)
+    started = [t for t in study.trials if t.params]
+    assert len({tuple(sorted(t.params.items())) for t in started}) == len(started), "two workers drew the same config"
+    assert len({t.user_attrs.get("worker") for t in started}) == 2, "one of the two workers ran no trial"
     budget = st["budget_s"]
     assert {(run["engine"], run["seed"]) for run in r["runs"]} == {(e, 0) for e in st["engines"]}
     assert any(run["trials"] for run in r["runs"])

@@ -13,7 +13,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from conftest import SMALL_RECORDS, run_cli
+from conftest import ROOT, SMALL_RECORDS, run_cli
 
 from search import StudySettings, Tracker, TrackingConfig, run_search
 from spaces import SearchSpace
@@ -306,3 +306,18 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path):
     tracker = Tracker(tracking(tmp_path))
     runs = tracker.client.search_runs([tracker.experiment_id], "tags.engine = 'keras-tuner'")
     assert len([r for r in runs if r.data.tags.get("ecg_automl.kind") == "trial"]) == 2
+
+
+def test_tf_threads_limit_tensorflow_and_refuse_to_be_ignored(tmp_path):
+    """search/worker --tf-threads N: TensorFlow then runs N threads; asked too late it says so, not silently."""
+    code = ("import tensorflow as tf, search\n"
+            "search.set_threads(1)\n"
+            "assert tf.config.threading.get_intra_op_parallelism_threads() == 1\n"
+            "assert tf.config.threading.get_inter_op_parallelism_threads() == 1\n"
+            "tf.constant(1.0) + 1.0\n"
+            "try:\n    search.set_threads(2)\nexcept RuntimeError as e:\n    print('refused:', e)\n"
+            "try:\n    search.set_threads(0)\nexcept ValueError as e:\n    print('bad:', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "refused: cannot limit TensorFlow to 2 threads after it has started" in proc.stdout
+    assert "bad: threads must be a positive number" in proc.stdout
