@@ -21,6 +21,7 @@ needs to reach each KerasTuner baseline's best F1, as a fraction of the time the
     python benchmarks/search_efficiency.py --seeds 0 1 2 3 4 --budget 600 --space spaces/edge.yaml
     python benchmarks/search_efficiency.py --budget 600 --optuna-workers 2   # the driver as 2 workers x 1 TF thread
     python benchmarks/search_efficiency.py --pruner-signal WORK_DIR ...   # what the pruner's signal predicts
+    python benchmarks/search_efficiency.py --worker-throughput   # 1 process vs 2 workers x 1 TF thread (~15 min)
 
 Writes ``search_efficiency_<mode>.json`` and ``search_efficiency_<mode>.png`` to ``--out-dir``.
 """
@@ -439,6 +440,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--pruner-signal", nargs="+", metavar="DIR", help="instead of a run: how well the pruner's "
                     "running signal at each step ranks the completed trials of the Optuna studies under these "
                     "--work-dir folders (writes search_efficiency_pruner_signal.json/.png)")
+    ap.add_argument("--worker-throughput", action="store_true",
+                    help="instead of a run: train the same random draws with one process and with --optuna-workers "
+                         "(default 2) 1-thread workers (writes search_efficiency_worker_throughput[_quick].json/.png)")
+    ap.add_argument("--draws", type=int, help="draws for --worker-throughput (full 8, quick 2)")
+    ap.add_argument("--repeats", type=int, help="repeats for --worker-throughput (full 3, quick 1)")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -470,6 +476,8 @@ def main(argv=None) -> int:
         return _reanalyse(Path(args.reanalyse))
     if args.pruner_signal:
         return _pruner_signal([Path(p) for p in args.pruner_signal], Path(args.out_dir))
+    if args.worker_throughput:
+        return _worker_throughput(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from spaces import SearchSpace
 
@@ -567,6 +575,44 @@ def _pruner_signal(paths: list[Path], out_dir: Path) -> int:
             extra = f"   unseen folds {u['rho']:+.2f} [{u['ci90'][0]:+.2f}, {u['ci90'][1]:+.2f}]" if u else ""
             print(f"  fold {p['fold']} epoch {p['epoch']}: objective {o['rho']:+.2f} "
                   f"[{o['ci90'][0]:+.2f}, {o['ci90'][1]:+.2f}]{extra}")
+    print(f"wrote {js} and {png}")
+    return 0
+
+
+def _worker_throughput(args: argparse.Namespace) -> int:
+    """One search process against N 1-thread workers on the same draws: why the driver runs as workers."""
+    import _worker_throughput as WT
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from ecg_data import load_dataset
+    from spaces import SearchSpace
+
+    t0 = time.perf_counter()
+    space = SearchSpace.load(args.space)
+    load_dataset("mitdb", fs=space.fs, window=space.window)  # warm the cache: no layout pays the preparation
+    draws = args.draws or (2 if args.quick else 8)
+    repeats = args.repeats or (1 if args.quick else 3)
+    workers = args.optuna_workers if args.optuna_workers > 1 else 2
+    if draws < workers:
+        raise SystemExit(f"error: --draws {draws} is fewer than the {workers} workers")
+    mode = "worker_throughput" + ("_quick" if args.quick else "")
+    result = C.header("search_efficiency.py", mode)
+    result["what"] = WT.__doc__.strip()
+    result["settings"] = {"space": str(args.space), "max_beats": args.max_beats, "folds": args.folds,
+                          "epochs_override": args.epochs, "seed": args.seeds[0], "draws": draws, "repeats": repeats,
+                          "workers": workers}
+    with tempfile.TemporaryDirectory(prefix="worker-throughput-") as tmp:
+        result["measurement"] = WT.measure(space=str(args.space), max_beats=args.max_beats, folds=args.folds,
+                                           epochs=args.epochs, seed=args.seeds[0], draws=draws, workers=workers,
+                                           repeats=repeats, work=Path(tmp), log=log.info)
+    C.finish(result, time.perf_counter() - t0)
+    out = Path(args.out_dir)
+    js = C.write_json(out / f"search_efficiency_{mode}.json", result)
+    png = WT.plot(result, out / f"search_efficiency_{mode}.png")
+    m = result["measurement"]
+    for k in WT.LAYOUTS:
+        print(f"{k:<11} {m['medians'][k]['wall_s']:7.1f} s wall, {m['medians'][k]['cores_busy']:.2f} cores busy")
+    print(f"speed-up of {workers} workers x 1 TF thread over one process: {m['speedup_median']:.2f}x")
     print(f"wrote {js} and {png}")
     return 0
 

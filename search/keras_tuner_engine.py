@@ -34,7 +34,7 @@ def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int, space: Se
     space.keras_tuner_config(hp)
     if tuner == "hyperband":
         hp.values.pop("epochs", None)  # Hyperband sets each round's epochs itself (tuner/epochs)
-    common = dict(objective=kt.Objective("val_objective", direction="max"), seed=seed, hyperparameters=hp,
+    common = dict(objective=kt.Objective("val_objective", direction="max"), seed=_kt_seed(seed), hyperparameters=hp,
                   tune_new_entries=False, allow_new_entries=True)
     if tuner == "hyperband":
         oracle = kt.oracles.HyperbandOracle(max_epochs=max(max_epochs, 2), factor=3, **common)
@@ -45,6 +45,12 @@ def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int, space: Se
     if tuner == "random":
         return kt.oracles.RandomSearchOracle(max_trials=n_trials, **common)
     raise ValueError(f"unknown tuner {tuner!r} ({', '.join(TUNERS)})")
+
+
+def _kt_seed(seed: int) -> int:
+    """KerasTuner reads seed 0 as "none" (``seed or random.randint(1, 10000)``), so ``--seed 0`` drew other
+    configs on every run; 0 is passed as a fixed other number, every other seed as it is."""
+    return int(seed) if int(seed) != 0 else 2**31 - 1
 
 
 def _tuner_class():

@@ -302,3 +302,26 @@ def test_pruner_signal_ranks_what_a_study_stored(tmp_path, cli_env):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--pruner-signal",
                            str(empty)], cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and f"no optuna.db under {empty}" in proc.stderr
+
+
+def test_worker_throughput_quick(tmp_path, cli_env):
+    """search_efficiency.py --worker-throughput: the same draws with one process and with two 1-thread workers."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--worker-throughput",
+                           "--quick", "--out-dir", str(tmp_path)], cwd=ROOT, env=cli_env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "search_efficiency_worker_throughput_quick.json").read_text())
+    png = tmp_path / "search_efficiency_worker_throughput_quick.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert all(r["versions"][k] for k in VERSIONS) and r["machine"]["lscpu_model_name"]
+    m = r["measurement"]
+    assert m["workers"] == 2 and m["draws"] == 2 and len(m["repeats"]) == 1
+    rep = m["repeats"][0]
+    for layout in ("default", "one_thread", "workers"):
+        x = rep[layout]
+        assert len(x["draw_seconds"]) == 2 and all(s > 0 for s in x["draw_seconds"])
+        # the layout's wall time holds its draws (in sequence, or split over the workers)
+        assert x["wall_s"] >= (sum(x["draw_seconds"]) / 2 if layout == "workers" else sum(x["draw_seconds"])) * 0.999
+        assert 0 < x["cores_busy"] <= r["machine"]["logical_cpus"] + 0.5
+    assert math.isclose(rep["speedup"], rep["default"]["wall_s"] / rep["workers"]["wall_s"])
+    assert f"{m['speedup_median']:.2f}x" in proc.stdout

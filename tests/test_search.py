@@ -321,3 +321,20 @@ def test_tf_threads_limit_tensorflow_and_refuse_to_be_ignored(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "refused: cannot limit TensorFlow to 2 threads after it has started" in proc.stdout
     assert "bad: threads must be a positive number" in proc.stdout
+
+
+@pytest.mark.parametrize("tuner", ["random", "hyperband", "bayesian"])
+def test_keras_tuner_draws_repeat_for_every_seed_including_0(tuner):
+    """KerasTuner reads seed 0 as "no seed" (``seed or random.randint``); the engine must not inherit that:
+    the same --seed draws the same configs, for 0 (the CLI's default) as for any other, and seeds differ."""
+    from search.keras_tuner_engine import make_oracle
+
+    space = SearchSpace.load("default")
+
+    def first_draws(seed: int) -> list[dict]:
+        oracle = make_oracle(tuner, n_trials=10, max_epochs=4, seed=seed, space=space)
+        return [oracle.populate_space(f"t{i}")["values"] for i in range(3)]
+
+    assert first_draws(0) == first_draws(0)
+    assert first_draws(1) == first_draws(1)
+    assert first_draws(0) != first_draws(1)
