@@ -236,6 +236,15 @@ def start(script: str, mode: str, verbose: bool = False) -> tuple[dict[str, Any]
     return header(script, mode), time.perf_counter()
 
 
+def start_together(folder: Path, me: str, n: int, poll: float = 0.01) -> None:
+    """Barrier for benchmark worker processes: mark ``me`` ready in ``folder`` and wait until ``n`` are, so
+    their clocks start together after each has paid its imports and data loading."""
+    folder = Path(folder)
+    (folder / f"ready-{me}").touch()
+    while len(list(folder.glob("ready-*"))) < n:
+        time.sleep(poll)
+
+
 def apply_mode(args, quick: dict[str, Any], full: dict[str, Any]) -> None:
     """Set ``args.mode`` ("quick"/"full") and fill every option left at None from that mode's presets."""
     args.mode = "quick" if args.quick else "full"

@@ -59,10 +59,9 @@ def _child(argv: list[str]) -> int:
     sampler_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=a.seed))
     configs = [space.suggest(sampler_study.ask()) for _ in range(a.draws)]
     if a.barrier:  # start together with the other workers
-        barrier = Path(a.barrier)
-        (barrier / f"ready-{a.indices}").touch()
-        while len(list(barrier.glob("ready-*"))) < a.workers:
-            time.sleep(0.01)
+        from _common import start_together
+
+        start_together(Path(a.barrier), a.indices, a.workers)
     cpu0, start = resource.getrusage(resource.RUSAGE_SELF), time.time()
     for i in [int(x) for x in a.indices.split(",") if x]:
         t = time.time()
@@ -104,10 +103,8 @@ def measure(*, space: str, max_beats: int, folds: int, epochs: int | None, seed:
         one: dict[str, Any] = {}
         for layout in LAYOUTS:
             if layout == "workers":
-                barrier = work / f"barrier-{rep}"
-                barrier.mkdir(parents=True, exist_ok=True)
-                for stale in barrier.glob("ready-*"):
-                    stale.unlink()
+                barrier = work / f"barrier-{rep}"  # a fresh folder per repeat (``work`` is a new temp dir)
+                barrier.mkdir(parents=True)
                 procs = [_spawn(common, 1, everything[w::workers], barrier, workers) for w in range(workers)]
                 parts = [_collect(p, f"worker {w}") for w, p in enumerate(procs)]
                 rows = sorted((r for rs, _ in parts for r in rs), key=lambda r: r["draw"])

@@ -95,9 +95,7 @@ def _run_one(args: argparse.Namespace) -> int:
     work = Path(args.work)
     index, workers = args.worker_index, args.workers
     if workers > 1:  # the driver's workers start their clocks together, once all have imported everything
-        (work / f"ready-{index}").touch()
-        while len(list(work.glob("ready-*"))) < workers:
-            time.sleep(0.02)
+        C.start_together(work, str(index), workers)
     t0 = time.time()
 
     def write(row: dict[str, Any]) -> None:
