@@ -8,10 +8,11 @@ the other folds, choose the threshold from their out-of-fold predictions (``sear
 folds: the median over folds of each fold's F1-best threshold, as ``benchmarks/quality.py`` and the search
 do), then score every DS2 beat with each fold model and with their
 average. Reported per member and for the average, in Keras and int8 TFLite (each member converted and run
-with LiteRT at 1 thread; the ensemble's int8 latency is the sum of its members', as three files run one after
-another: a single-file export of the ensemble is not implemented): ROC-AUC, F1 at the DS1 threshold, F1 at
-0.5, and -- labelled as such, it is **not a deployable figure** -- the F1 at the DS2-optimal threshold, which
-shows how much of the gap to a better F1 is threshold transfer rather than ranking.
+with LiteRT at 1 thread, their outputs averaged; and the average as **one int8 file**, the fold models in one
+graph through ``spaces.build_ensemble`` as ``ecg-automl search --final-members`` exports its members, timed
+and run on every DS2 beat): ROC-AUC, F1 at the DS1 threshold, F1 at 0.5, and -- labelled as such, it is
+**not a deployable figure** -- the F1 at the DS2-optimal threshold, which shows how much of the gap to a
+better F1 is threshold transfer rather than ranking.
 
     python benchmarks/fold_ensemble.py --quick     # 4,000 DS1 beats, 1 epoch, 1 seed, 2 folds (~2 min)
     python benchmarks/fold_ensemble.py             # all beats, 8 epochs, 3 folds, 3 seeds (~35 min alone)
@@ -68,7 +69,7 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
     from ecg_automl.tflite import TFLiteModel, convert, time_invocations
     from ecg_data import check_no_leak, grouped_splits, patient_kfold, subsample_beats
     from search import best_threshold, fit, predict
-    from spaces import model_inputs
+    from spaces import build_ensemble, model_inputs
 
     train, test = data.search_part(), data.test_part()
     if max_beats:
@@ -77,7 +78,7 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
     check_no_leak(all_groups, np.arange(len(train)), np.arange(len(train), len(all_groups)))
     oof = np.full(len(train), np.nan)
     fold_of = np.full(len(train), -1)
-    keras_probs, int8_probs, members = [], [], []
+    keras_probs, int8_probs, members, models = [], [], [], []
     test_inputs = model_inputs(config, test.X, test.rr)
     for k, (tr, va) in enumerate(grouped_splits(patient_kfold(folds, seed=seed), train.X, train.y, train.groups)):
         part = train.subset(tr)
@@ -85,6 +86,7 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
         oof[va] = res.val_prob
         fold_of[va] = k
         keras_probs.append(predict(res.model, config, test))
+        models.append(res.model)
         flat = convert(res.model, config, "int8", model_inputs(config, part.X, part.rr))
         int8_probs.append(TFLiteModel(flat, threads=1).predict(test_inputs))
         ms = time_invocations(flat, n_runs=runs, threads=1, seed=seed)
@@ -100,9 +102,19 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
     ens_keras, ens_int8 = np.mean(keras_probs, axis=0), np.mean(int8_probs, axis=0)
     for m, pk, p8 in zip(members, keras_probs, int8_probs):
         m["keras"], m["int8"] = scores(test.y, pk, thr), scores(test.y, p8, thr)
+    # the deployable form: the K fold models averaged inside one graph, converted to one int8 file
+    one = convert(build_ensemble(config, models, channels=int(train.X.shape[2])), config, "int8",
+                  model_inputs(config, train.X, train.rr))
+    one_prob = TFLiteModel(one, threads=1).predict(test_inputs)
+    one_ms = time_invocations(one, n_runs=runs, threads=1, seed=seed)
+    one_file = {**scores(test.y, one_prob, thr), "size_kb": len(one) / 1024, "ms_median": float(np.median(one_ms)),
+                "ms_p90": float(np.percentile(one_ms, 90)),
+                "decision_agreement_with_keras": float(np.mean((one_prob >= thr) == (ens_keras >= thr)))}
+    C.clear_keras()
     out = {"seed": seed, "train_beats": int(len(train)), "test_beats": int(len(test)), "threshold": thr,
            "oof_f1_at_threshold": scores(train.y[seen], oof[seen], thr)["f1"], "members": members,
            "ensemble_keras": scores(test.y, ens_keras, thr), "ensemble_int8": scores(test.y, ens_int8, thr),
+           "ensemble_int8_one_file": one_file,
            "ensemble_int8_size_kb": sum(m["int8_size_kb"] for m in members),
            "ensemble_int8_ms_median": sum(m["int8_ms_median"] for m in members),
            "curves": {"threshold": CURVE, "ds1_oof": f1_curve(train.y[seen], oof[seen]),
@@ -112,6 +124,8 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
              "%.3f at the DS2-optimal threshold %.2f", seed, thr, e["roc_auc"],
              ", ".join(f"{m['keras']['roc_auc']:.3f}" for m in members), e["f1"], e["f1_at_0.5"],
              e["f1_at_test_optimal_threshold_not_deployable"], e["test_optimal_threshold"])
+    log.info("seed %d: one int8 file of the %d fold models: %.1f KB, %.3f ms per beat, DS2 ROC-AUC %.3f, F1 %.3f",
+             seed, folds, one_file["size_kb"], one_file["ms_median"], one_file["roc_auc"], one_file["f1"])
     return out
 
 
@@ -121,6 +135,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                   for kind in ("keras", "int8")}
     return {"ensemble_keras": C.median_of([r["ensemble_keras"] for r in runs]),
             "ensemble_int8": C.median_of([r["ensemble_int8"] for r in runs]),
+            "ensemble_int8_one_file": C.median_of([r["ensemble_int8_one_file"] for r in runs]),
             "member_keras_median": med_member["keras"], "member_int8_median": med_member["int8"],
             "threshold": float(np.median([r["threshold"] for r in runs])),
             "ensemble_int8_size_kb": float(np.median([r["ensemble_int8_size_kb"] for r in runs])),
@@ -203,13 +218,15 @@ def main(argv=None) -> int:
     m = result["medians"]
     print(f"fold ensemble ({args.mode}, {len(seeds)} seed(s), {args.folds} folds, {args.epochs} epochs), medians:")
     for name, key in (("ensemble Keras", "ensemble_keras"), ("ensemble int8", "ensemble_int8"),
+                      ("ensemble int8, one file", "ensemble_int8_one_file"),
                       ("one fold model, Keras", "member_keras_median")):
         s = m[key]
         print(f"  {name:22s} ROC-AUC {s['roc_auc']:.3f}  F1 {s['f1']:.3f} at the DS1 threshold "
               f"{m['threshold']:.3f}, {s['f1_at_0.5']:.3f} at 0.5, "
               f"{s['f1_at_test_optimal_threshold_not_deployable']:.3f} at the DS2-optimal one (not deployable)")
     print(f"  ensemble int8: {m['ensemble_int8_size_kb']:.1f} KB in {args.folds} files, "
-          f"{m['ensemble_int8_ms_median']:.3f} ms per beat at 1 thread (member {m['member_int8_ms_median']:.3f} ms)")
+          f"{m['ensemble_int8_ms_median']:.3f} ms per beat at 1 thread (member {m['member_int8_ms_median']:.3f} ms); "
+          f"as one file {m['ensemble_int8_one_file']['size_kb']:.1f} KB, {m['ensemble_int8_one_file']['ms_median']:.3f} ms")
     print(f"wrote {out} and {png}")
     return 0
 

@@ -227,7 +227,9 @@ def test_fold_ensemble_quick(tmp_path, cli_env):
     members = run["members"]
     assert [m["fold"] for m in members] == [0, 1]
     assert sum(m["train_beats"] for m in members) == run["train_beats"]  # each beat is trained on by K-1 folds
-    for scored in [m[kind] for m in members for kind in ("keras", "int8")] + [run["ensemble_keras"], run["ensemble_int8"]]:
+    one = run["ensemble_int8_one_file"]  # the fold models averaged in one graph, one int8 file
+    for scored in ([m[kind] for m in members for kind in ("keras", "int8")]
+                   + [run["ensemble_keras"], run["ensemble_int8"], one]):
         for k in ("roc_auc", "f1", "sensitivity", "ppv", "f1_at_0.5", "f1_at_test_optimal_threshold_not_deployable"):
             assert _rate(scored[k]), (k, scored[k])
         # the DS2-optimal F1 is an upper bound of the F1 at any fixed threshold
@@ -235,6 +237,10 @@ def test_fold_ensemble_quick(tmp_path, cli_env):
     assert math.isclose(run["ensemble_int8_ms_median"], sum(m["int8_ms_median"] for m in members))
     assert math.isclose(run["ensemble_int8_size_kb"], sum(m["int8_size_kb"] for m in members))
     assert all(0 < m["int8_ms_median"] <= m["int8_ms_p90"] for m in members)
+    assert 0 < one["ms_median"] <= one["ms_p90"] and one["size_kb"] > max(m["int8_size_kb"] for m in members)
+    # one file computes what the members' files average: the same ranking, nearly the same decisions
+    assert abs(one["roc_auc"] - run["ensemble_int8"]["roc_auc"]) < 0.01 and one["decision_agreement_with_keras"] > 0.95
+    assert r["medians"]["ensemble_int8_one_file"]["roc_auc"] == one["roc_auc"]
     c = run["curves"]
     assert len(c["threshold"]) == len(c["ds1_oof"]) == len(c["ds2_ensemble_keras"]) > 10
     assert r["medians"]["ensemble_keras"]["roc_auc"] == run["ensemble_keras"]["roc_auc"]
