@@ -19,10 +19,6 @@ from ecg_automl.tflite import MODES, op_list
 from search import Tracker, run_search
 
 
-# Under pytest-xdist (`.ci/run` runs two workers) this module stays on one worker: the exported study is built once.
-pytestmark = pytest.mark.xdist_group("test_export")
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A real 2-trial study (final model trained on DS1 patients), exported in all four modes."""

@@ -26,10 +26,6 @@ from test_search import tiny_space_file
 HEARTBEAT = 2  # seconds; a trial is stale after 4 missed beats (8 s)
 
 
-# Under pytest-xdist (`.ci/run` runs two workers) this module stays on one worker: one PostgreSQL cluster serves the module.
-pytestmark = pytest.mark.xdist_group("test_scaleout")
-
-
 @pytest.fixture(scope="module")
 def postgres():
     try:

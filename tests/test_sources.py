@@ -159,10 +159,6 @@ def _write_ptb(folder: Path, record: str, signal: np.ndarray, comments: list[str
                 comments=comments, write_dir=str(d))
 
 
-# Under pytest-xdist (`.ci/run` runs two workers) this module stays on one worker: the PTB-style folder is written once.
-pytestmark = pytest.mark.xdist_group("test_sources")
-
-
 @pytest.fixture(scope="module")
 def ptb_folder(tmp_path_factory) -> Path:
     if not (MITDB / "100.dat").exists():

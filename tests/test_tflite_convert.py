@@ -34,10 +34,6 @@ TOLERANCE = {"fp32": (1e-4, 1.0), "fp16": (5e-3, 0.99), "dynamic": (0.05, 0.97),
 N_TRAIN, N_TEST, N_REP = 2000, 1000, 300
 
 
-# Under pytest-xdist (`.ci/run` runs two workers) this module stays on one worker: the trained models are built once.
-pytestmark = pytest.mark.xdist_group("test_tflite_convert")
-
-
 @pytest.fixture(scope="module")
 def beats(small_mitdb):
     rng = np.random.default_rng(0)
