@@ -66,7 +66,7 @@ def f1_curve(y: np.ndarray, prob: np.ndarray) -> list[float]:
 
 def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, runs: int) -> dict[str, Any]:
     """K fold models on DS1, OOF threshold, DS2 scores of each member and of their average (Keras, int8)."""
-    from ecg_automl.tflite import TFLiteModel, convert, time_invocations
+    from ecg_automl.tflite import TFLiteModel, convert, measure_latency, time_invocations
     from ecg_data import check_no_leak, grouped_splits, patient_kfold, subsample_beats
     from search import best_threshold, fit, predict
     from spaces import build_ensemble, model_inputs
@@ -106,9 +106,9 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
     one = convert(build_ensemble(config, models, channels=int(train.X.shape[2])), config, "int8",
                   model_inputs(config, train.X, train.rr))
     one_prob = TFLiteModel(one, threads=1).predict(test_inputs)
-    one_ms = time_invocations(one, n_runs=runs, threads=1, seed=seed)
-    one_file = {**scores(test.y, one_prob, thr), "size_kb": len(one) / 1024, "ms_median": float(np.median(one_ms)),
-                "ms_p90": float(np.percentile(one_ms, 90)),
+    lat = measure_latency(one, n_runs=runs, threads=1, seed=seed)
+    one_file = {**scores(test.y, one_prob, thr), "size_kb": len(one) / 1024, "ms_median": lat["median_ms"],
+                "ms_p90": lat["p90_ms"],
                 "decision_agreement_with_keras": float(np.mean((one_prob >= thr) == (ens_keras >= thr)))}
     C.clear_keras()
     out = {"seed": seed, "train_beats": int(len(train)), "test_beats": int(len(test)), "threshold": thr,
