@@ -64,7 +64,7 @@ def _tracking(args):
 
 @command("search")
 def cmd_search(args: argparse.Namespace) -> int:
-    from search import StudySettings, run_search, set_threads
+    from search import run_search, set_threads
     from spaces import SearchSpace
 
     set_threads(args.tf_threads)
@@ -72,13 +72,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         space = space.with_overrides(epochs=args.epochs)
     objectives = parse_objectives(args.objective)
-    settings = StudySettings(dataset=args.dataset, space_yaml=space.to_yaml(), folds=args.folds,
-                             metric=args.metric, seed=args.seed, max_beats=args.max_beats,
-                             records=args.records.split(",") if args.records else None,
-                             objectives=objectives, latency_budget_ms=args.latency_budget_ms,
-                             latency_mode=args.latency_mode, latency_target=args.latency_target,
-                             on_bad_record=args.on_bad_record, data_path=args.data_path,
-                             final_members=args.final_members)
+    try:
+        settings = _search_settings(args, space, objectives)
+    except ValueError as exc:  # options that contradict each other (--final-model folds with --final-members 3)
+        raise SystemExit(f"error: {exc}") from None
     if args.engine == "keras-tuner":
         from search.keras_tuner_engine import run_keras_tuner
 
@@ -91,6 +88,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     _print_summary(result)
     return 130 if result.interrupted else 0
 
+
+def _search_settings(args: argparse.Namespace, space, objectives: list[str]):
+    """The study's settings from the search command line (ValueError: options that contradict each other)."""
+    from search import StudySettings
+
+    return StudySettings(dataset=args.dataset, space_yaml=space.to_yaml(), folds=args.folds,
+                         metric=args.metric, seed=args.seed, max_beats=args.max_beats,
+                         records=args.records.split(",") if args.records else None,
+                         objectives=objectives, latency_budget_ms=args.latency_budget_ms,
+                         latency_mode=args.latency_mode, latency_target=args.latency_target,
+                         on_bad_record=args.on_bad_record, data_path=args.data_path,
+                         final_members=args.final_members, final_model=args.final_model)
 
 def parse_objectives(text: str) -> list[str]:
     """``"f1,latency,size"`` -> the study's objective names (``["quality", "latency", "size"]``)."""
@@ -296,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--final-members", type=_positive_int, default=1, metavar="K",
                    help="final model = average of the best config trained with K seeds (one exported file, "
                         "K times the latency; default 1)")
+    s.add_argument("--final-model", choices=["refit", "folds"], default="refit",
+                   help="refit: the best config retrained on all search patients (default); folds: the average of "
+                        "its --folds patient-grouped fold models, threshold from their out-of-fold predictions "
+                        "(one exported file, --folds times the latency)")
     s.add_argument("--out-dir", default="runs", help="where final models go (default runs/)")
     s.add_argument("--heartbeat", type=float, default=30,
                    help="seconds between trial heartbeats; a trial silent for 4 beats is failed and retried")

@@ -127,7 +127,11 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
     lines.append(f"  beats {report['n']}, decision threshold {a['threshold']:.3f}")
     if report.get("members", 1) > 1:
         alone = ", ".join(f"{v:.4f}" for v in report.get("member_roc_auc", []))
-        lines.append(f"  model: the average of {report['members']} seeds' models (ROC-AUC of each alone: {alone})")
+        what = "patient-grouped fold models" if report.get("final_model") == "folds" else "seeds' models"
+        lines.append(f"  model: the average of {report['members']} {what} (ROC-AUC of each alone: {alone})")
+    if "search_threshold" in report:
+        lines.append(f"  threshold chosen on the fold models' out-of-fold predictions (out-of-fold F1 "
+                     f"{report['oof']['f1']:.4f}; the search trial's was {report['search_threshold']:.3f})")
     lines.append("  abnormal class: " + "  ".join(f"{k} {a[k]:.4f}" for k in
                                                      ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")))
     lines.append(f"  {'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")

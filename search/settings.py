@@ -30,9 +30,26 @@ class StudySettings:
     data_path: str | None = None
     #: models averaged into the final model (the best config trained with as many seeds); 1 = one model
     final_members: int = 1
+    #: ``search.final.FINAL_MODELS``: ``refit`` (the best config retrained on all search patients, with
+    #: ``final_members`` seeds) or ``folds`` (the average of its ``folds`` patient-grouped fold models)
+    final_model: str = "refit"
     #: ``ecg_data.cache.PIPELINE_VERSION`` the study was made with: trials measured on other preprocessing
     #: (other RR features, say) are not comparable, so such a study is not resumed or exported
     pipeline_version: int | None = None
+
+    def __post_init__(self) -> None:
+        from .final import FINAL_MODELS
+
+        if self.final_model not in FINAL_MODELS:
+            raise ValueError(f"unknown final model {self.final_model!r} (choose from {', '.join(FINAL_MODELS)})")
+        if self.final_model == "folds" and self.final_members > 1:
+            raise ValueError("final model 'folds' averages the study's fold models; it cannot also take "
+                             f"{self.final_members} seeds (final_members): use one or the other")
+
+    @property
+    def n_final_members(self) -> int:
+        """How many models the final model averages (what its latency is multiplied by)."""
+        return self.folds if self.final_model == "folds" else self.final_members
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

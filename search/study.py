@@ -341,7 +341,7 @@ def latency_gates(settings: StudySettings) -> list[Gate]:
     from ecg_automl.tflite.gate import LatencyGate
 
     return [LatencyGate(budget_ms=settings.latency_budget_ms, mode=settings.latency_mode,
-                        target=settings.latency_target, members=settings.final_members)]
+                        target=settings.latency_target, members=settings.n_final_members)]
 
 
 def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *, tracker: Tracker | None,
@@ -358,11 +358,17 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
         return cached
     config, threshold = best.user_attrs["config"], float(best.user_attrs.get("threshold", 0.5))
     title = f"final test on held-out patients: trial {best.number}, {data.name}"
-    members = f" ({settings.final_members} seeds, averaged)" if settings.final_members > 1 else ""
-    print_fn(f"retraining trial {best.number} on all {int((data.split == 'search').sum())} search beats{members}, "
-             f"testing on {int((data.split == 'test').sum())} held-out beats ...")
+    n_search, n_test = int((data.split == "search").sum()), int((data.split == "test").sum())
+    if settings.final_model == "folds":
+        print_fn(f"training trial {best.number}'s {settings.folds} patient-grouped fold models on the {n_search} "
+                 f"search beats (averaged into one model), testing on {n_test} held-out beats ...")
+    else:
+        members = f" ({settings.final_members} seeds, averaged)" if settings.final_members > 1 else ""
+        print_fn(f"retraining trial {best.number} on all {n_search} search beats{members}, "
+                 f"testing on {n_test} held-out beats ...")
     parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
     report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
+                        final_model=settings.final_model, folds=settings.folds,
                         out_path=Path(out_dir) / study.study_name / f"final-trial{best.number}.keras",
                         tracker=tracker, run_id=parent, title=title)
     report["trial"] = best.number

@@ -103,6 +103,65 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     assert {"m0_abnormal", "m1_abnormal"} <= {layer.name for layer in model.layers}
 
 
+def test_the_fold_models_averaged_score_what_their_members_average_at_their_own_threshold(tmp_path, small_mitdb):
+    """fit_fold_models: K models on patient-grouped folds (each search patient validated once, by the one model
+    that did not see it), the threshold chosen on those out-of-fold predictions, and one model that outputs
+    the mean of the K models."""
+    from search import best_threshold, fit_fold_models, predict
+
+    config = SearchSpace.load(tiny_space_file(tmp_path)).config_from_params(
+        {"input_length": 192, "conv_filters": 8, "learning_rate": 0.005})
+    data = small_mitdb.search_part()
+    data = data.subset(np.arange(0, len(data), 6))
+    ens = fit_fold_models(config, data, folds=2, seed=3)
+    assert len(ens.fits) == len(ens.splits) == 2
+    (tr0, va0), (tr1, va1) = ens.splits
+    assert not set(data.groups[va0]) & set(data.groups[va1])  # patient-grouped
+    assert sorted([*va0, *va1]) == list(range(len(data))) and (ens.fold_of >= 0).all()
+    assert np.allclose(ens.oof[va1], ens.fits[1].val_prob)
+    assert ens.threshold == best_threshold(data.y, ens.oof, ens.fold_of)
+    test = small_mitdb.test_part()
+    test = test.subset(np.arange(0, len(test), 10))
+    members = np.mean([predict(f.model, config, test) for f in ens.fits], axis=0)
+    assert np.allclose(predict(ens.model, config, test), members, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        fit_fold_models(config, data, folds=1)
+
+
+def test_final_model_folds_is_tested_and_exported_with_its_own_threshold(tmp_path, capsys):
+    """--final-model folds: the final test scores the average of the fold models at the threshold chosen on
+    their out-of-fold predictions, and export writes that model with that threshold."""
+    import json
+
+    from ecg_automl.tflite.export import export_trial
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = run_search("tf", tiny_settings(tmp_path, final_model="folds"), n_trials=1, storage=storage,
+                        tracking=None, out_dir=tmp_path / "runs", progress=False, pruner="none")
+    final, best = result.final, result.study.best_trial
+    assert final["final_model"] == "folds" and final["members"] == 2 and len(final["member_roc_auc"]) == 2
+    assert final["search_threshold"] == best.user_attrs["threshold"]
+    assert final["abnormal"]["threshold"] == final["oof"]["threshold"]
+    assert len(final["fold_train_beats"]) == 2 and sum(final["fold_train_beats"]) == final["train_beats"]
+    out = capsys.readouterr().out
+    assert "2 patient-grouped fold models" in out and "out-of-fold predictions" in out
+    meta = export_trial("tf", storage, "best", "fp32", tmp_path / "m.tflite", verify_beats=300, runs=20)
+    assert meta["members"] == 2 and "fold models" in meta["model_origin"]
+    assert meta["threshold"] == final["abnormal"]["threshold"]
+    assert json.loads((tmp_path / "m.json").read_text())["threshold"] == final["abnormal"]["threshold"]
+
+
+def test_contradicting_final_model_options_are_refused():
+    with pytest.raises(ValueError, match="use one or the other"):
+        StudySettings(final_model="folds", final_members=3)
+    with pytest.raises(ValueError, match="unknown final model 'bagged'"):
+        StudySettings(final_model="bagged")
+    assert StudySettings(folds=5, final_model="folds").n_final_members == 5
+    assert StudySettings(folds=5, final_members=2).n_final_members == 2
+    # a study stored before the setting existed reads as the refit it was
+    assert StudySettings.from_dict({"folds": 3, "final_members": 2}).final_model == "refit"
+
+
 def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tmp_path, small_mitdb):
     """The running fold mean is reported every epoch (from Keras' validation pass), so a pruner can stop
     a trial mid-fold; never during the last fold."""

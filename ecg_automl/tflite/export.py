@@ -44,7 +44,11 @@ def _trial_model(study, trial, settings, data, tracker):
 
     final = study.user_attrs.get("final") or {}
     if final.get("trial") == trial.number and Path(final.get("model_path", "")).exists():
-        return keras.models.load_model(final["model_path"], safe_mode=True), "final model (all search patients)"
+        if final.get("final_model") == "folds":
+            origin = f"final model (the average of {final.get('members')} patient-grouped fold models)"
+        else:
+            origin = "final model (all search patients)"
+        return keras.models.load_model(final["model_path"], safe_mode=True), origin
     run_id = trial.user_attrs.get("mlflow_run_id")
     if tracker is not None and run_id:
         try:
@@ -57,6 +61,15 @@ def _trial_model(study, trial, settings, data, tracker):
 
     print(f"retraining trial {trial.number} on all search patients (its model is not stored) ...", file=sys.stderr)
     return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, "retrained"
+
+
+def _final_threshold(study, trial, origin: str, threshold: float) -> float:
+    """The decision threshold of the exported model: the final test's when it is the study's final model (a
+    fold ensemble's is chosen on its own out-of-fold predictions), else the trial's."""
+    final = study.user_attrs.get("final") or {}
+    if origin.startswith("final model") and final.get("trial") == trial.number:
+        return float(final.get("abnormal", {}).get("threshold", threshold))
+    return threshold
 
 
 def _members(model) -> int:
@@ -96,6 +109,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     data = load_study_data(settings, space)
     tracker = Tracker(tracking) if tracking is not None else None
     model, origin = _trial_model(study, trial, settings, data, tracker)
+    threshold = _final_threshold(study, trial, origin, threshold)
 
     search, test = data.search_part(), data.test_part()
     rng = np.random.default_rng(settings.seed)

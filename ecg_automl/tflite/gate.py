@@ -63,7 +63,7 @@ class LatencyGate:
     def __init__(self, budget_ms: float | None = None, *, mode: str = "int8", target: str | None = None,
                  runs: int = 100, threads: int = 1, members: int = 1):
         self.budget_ms = budget_ms
-        self.members = int(members)  # the final model averages this many copies (search --final-members)
+        self.members = int(members)  # the final model averages this many copies (--final-members, --final-model folds)
         self.mode = mode
         self.target = target
         self.runs = runs
