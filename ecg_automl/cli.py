@@ -79,8 +79,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.engine == "keras-tuner":
         from search.keras_tuner_engine import run_keras_tuner
 
+        # recorded in the Optuna study of the same name, so the final test and `export` work as for the driver
         run_keras_tuner(args.study, settings, tuner=args.tuner, n_trials=args.trials, tracking=_tracking(args),
-                        out_dir=args.out_dir, progress=not args.quiet, verbose=args.verbose)
+                        out_dir=args.out_dir, progress=not args.quiet, verbose=args.verbose, timeout=args.timeout,
+                        storage=args.storage, final=not args.no_final)
         return 0
     result = run_search(args.study, settings, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=not args.no_final, out_dir=args.out_dir,

@@ -5,12 +5,14 @@ seeds averaged) or the average of its K patient-grouped fold models (``folds``).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ecg_data import BeatDataset
 
@@ -27,6 +29,13 @@ log = logging.getLogger("search")
 #: ranked unseen patients' beats better than 3 seeds refit on all DS1 (docs/RESULTS.md, sections 1 and 7).
 FINAL_MODELS = ("refit", "folds")
 
+#: Called after every epoch of every model the final model is made of: (model index, epoch, Keras logs).
+EpochCallback = Callable[[int, int, dict], None]
+
+
+def _member_epochs(on_epoch_end: EpochCallback | None, i: int):
+    return None if on_epoch_end is None else (lambda epoch, logs: on_epoch_end(i, epoch, logs))
+
 
 @dataclass
 class FoldEnsemble:
@@ -41,7 +50,8 @@ class FoldEnsemble:
     fold_of: np.ndarray
 
 
-def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 3, seed: int = 0) -> FoldEnsemble:
+def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 3, seed: int = 0,
+                    on_epoch_end: EpochCallback | None = None) -> FoldEnsemble:
     """Train ``config`` on each of ``folds`` patient-grouped folds of ``train`` (``ecg_data.patient_kfold``,
     split seed ``seed``; fold k trained with seed ``seed * 1009 + k``), pick the threshold from their
     out-of-fold predictions as the search does (:func:`search.best_threshold` with the folds), and average
@@ -56,7 +66,8 @@ def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 
     fits, splits = [], []
     for k, (tr, va) in enumerate(grouped_splits(patient_kfold(folds, seed=seed), train.X, train.y, train.groups)):
         log.info("final model: training fold model %d/%d on %d beats", k + 1, folds, len(tr))
-        res = fit(config, train.subset(tr), train.subset(va), seed=seed * 1009 + k)
+        res = fit(config, train.subset(tr), train.subset(va), seed=seed * 1009 + k,
+                  on_epoch_end=_member_epochs(on_epoch_end, k))
         oof[va], fold_of[va] = res.val_prob, k
         fits.append(res)
         splits.append((tr, va))
@@ -66,7 +77,8 @@ def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 
     return FoldEnsemble(model, fits, splits, threshold, oof, fold_of)
 
 
-def fit_final(config: dict[str, Any], train: BeatDataset, *, seed: int = 0, members: int = 1):
+def fit_final(config: dict[str, Any], train: BeatDataset, *, seed: int = 0, members: int = 1,
+              on_epoch_end: EpochCallback | None = None):
     """The final model: ``config`` trained on ``train`` (seed ``seed``), or with ``members`` > 1 the average
     of that many such models (seeds ``seed``, ``seed + 1``, ...) as one model (:func:`spaces.build_ensemble`).
     Returns (model, the members' :class:`~search.training.FitResult`)."""
@@ -76,7 +88,7 @@ def fit_final(config: dict[str, Any], train: BeatDataset, *, seed: int = 0, memb
     for i in range(members):
         if members > 1:
             log.info("final model: training member %d/%d", i + 1, members)
-        fits.append(fit(config, train, None, seed=seed + i))
+        fits.append(fit(config, train, None, seed=seed + i, on_epoch_end=_member_epochs(on_epoch_end, i)))
     if members == 1:
         return fits[0].model, fits
     from spaces import build_ensemble
@@ -97,6 +109,7 @@ def final_test(
     tracker: Tracker | None = None,
     run_id: str | None = None,
     title: str = "final test",
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train the final model of ``config`` on the 'search' beats, test on every 'test' beat at the
     validation-chosen ``threshold``; return the report (also at threshold 0.5), save the model, log all to ``run_id``.
@@ -117,8 +130,16 @@ def final_test(
         raise ValueError(f"{data.name}: no held-out test patients")
     t0 = time.perf_counter()
     extra: dict[str, Any] = {"final_model": final_model}
+    n_models, epochs = (folds if final_model == "folds" else members), int(config["epochs"])
+    bar = tqdm(total=n_models * epochs, desc="final model", unit="epoch", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
+
+    def on_epoch(i: int, epoch: int, logs: dict) -> None:  # minutes of training per model on a full database
+        bar.set_postfix_str(f"model {i + 1}/{n_models}, epoch {epoch + 1}/{epochs}, loss {logs.get('loss', 0):.4f}")
+        bar.update(1)
+
     if final_model == "folds":
-        ens = fit_fold_models(config, train, folds=folds, seed=seed)
+        ens = fit_fold_models(config, train, folds=folds, seed=seed, on_epoch_end=on_epoch)
         model, fits, members = ens.model, ens.fits, len(ens.fits)
         seen = ens.fold_of >= 0
         extra.update(search_threshold=float(threshold),
@@ -126,7 +147,8 @@ def final_test(
                      fold_train_beats=[int(len(tr)) for tr, _ in ens.splits])
         threshold = ens.threshold
     else:
-        model, fits = fit_final(config, train, seed=seed, members=members)
+        model, fits = fit_final(config, train, seed=seed, members=members, on_epoch_end=on_epoch)
+    bar.close()
     prob = predict(model, config, test)
     report = full_report(test.y, prob, threshold, labels=test.label)
     report["at_0.5"] = binary_metrics(test.y, prob, 0.5)

@@ -15,7 +15,7 @@ from spaces import SearchSpace
 
 from .metrics import binary_metrics, cv_objective
 from .settings import StudySettings
-from .study import load_study_data, search_data
+from .study import load_study_data, open_study, run_final, search_data
 from .tracking import Tracker, TrackingConfig
 from .training import fit
 
@@ -94,7 +94,7 @@ def _tuner_class():
                         self.tracker.log_metrics(run_id, {"objective.quality": value})
                     self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id})
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
-            self.on_trial(number, value, config, threshold)
+            self.on_trial(number, value, config, threshold, trial.trial_id)
             return {"val_objective": value}
 
         def save_model(self, trial_id, model, step=0):  # models are rebuilt from configs, not stored
@@ -109,15 +109,25 @@ def _tuner_class():
 def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "hyperband", n_trials: int = 10,
                     tracking: TrackingConfig | None = None, out_dir: str | Path = "runs", progress: bool = True,
                     verbose: int = 0, timeout: float | None = None,
-                    on_trial_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                    on_trial_end: Callable[[dict[str, Any]], None] | None = None, storage: str | None = None,
+                    final: bool = False, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
     """Run a KerasTuner search; returns the history (trial, seconds, value, best so far) and the best config.
 
-    ``on_trial_end`` gets each trial's history entry as it finishes (benchmarks record progress with it)."""
+    ``on_trial_end`` gets each trial's history entry as it finishes (benchmarks record progress with it).
+    With ``storage`` (an Optuna RDB URL) every finished trial is also recorded, as it finishes, in the Optuna
+    study ``study_name`` (``optuna.trial.create_trial``: its params, value, config and threshold), so that
+    ``ecg-automl export`` and the final test treat KerasTuner's best like the driver's; ``final`` then runs the
+    final test of the best trial (:func:`search.run_final`). KerasTuner keeps its own state under ``out_dir``
+    and resumes from it; a trial recorded before is not recorded twice."""
     from tqdm.auto import tqdm
 
     space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
-    data = search_data(load_study_data(settings, space), settings)
+    full = load_study_data(settings, space)
+    data = search_data(full, settings)
     folds = list(patient_kfold(settings.folds, seed=settings.seed).split(data.X, data.y, data.groups))
+    study = None
+    if storage is not None:
+        study, settings = open_study(study_name, storage, settings, heartbeat=None, engine=f"keras-tuner:{tuner}")
     tracker = parent = None
     if tracking is not None:
         tracker = Tracker(tracking)
@@ -126,16 +136,20 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
                                         tags={"ecg_automl.kind": "study", "engine": "keras-tuner"})
         parent = run.info.run_id
         tracker.log_params(parent, {f"study.{k}": v for k, v in settings.to_dict().items() if k != "space_yaml"})
+        if study is not None:
+            study.set_user_attr("mlflow_parent_run_id", parent)  # the final test is logged on it
     epochs = space.epochs_range[1]
     oracle = make_oracle(tuner, n_trials, epochs, settings.seed, space)
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     bar = tqdm(total=n_trials, desc=f"keras-tuner {tuner}", unit="trial", disable=not progress, file=sys.stderr)
 
-    def on_trial(number, value, config, threshold):
+    def on_trial(number, value, config, threshold, trial_id):
         best = max([h["value"] for h in history] + [value])
         history.append({"trial": number, "seconds": time.perf_counter() - start, "value": value, "best": best,
                         "config": config, "threshold": threshold})
+        if study is not None:
+            record_trial(study, space, config, value, threshold, trial_id, tuner)
         if on_trial_end is not None:
             on_trial_end(history[-1])
         bar.update(1)
@@ -149,7 +163,42 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             directory=str(Path(out_dir) / "keras_tuner"), project_name=study_name, overwrite=False)
     t.search(verbose=0)  # our progress bar and trial lines replace KerasTuner's own tables
     bar.close()
+    best = max(history, key=lambda h: h["value"]) if history else None
+    out: dict[str, Any] = {"history": history, "best": best, "seconds": time.perf_counter() - start,
+                           "study": study, "final": None}
+    if study is not None:
+        done = [tr for tr in study.get_trials(deepcopy=False) if tr.state.name == "COMPLETE"]
+        if done:
+            b = study.best_trial
+            print_fn(f"keras-tuner study {study_name}: {len(done)} trials recorded in {storage}; best trial "
+                     f"{b.number}: validation {settings.metric} {b.value:.4f} (KerasTuner trial "
+                     f"{b.user_attrs.get('keras_tuner.trial_id')})")
+        if final and done and len(settings.objectives) == 1:
+            out["final"] = run_final(study, settings, full, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
+                                     progress=progress)
     if tracker is not None:
         tracker.end_study(parent)
-    best = max(history, key=lambda h: h["value"]) if history else None
-    return {"history": history, "best": best, "seconds": time.perf_counter() - start}
+    return out
+
+
+def record_trial(study, space: SearchSpace, config: dict[str, Any], value: float | None, threshold: float,
+                 trial_id: str, tuner: str) -> None:
+    """Add one finished KerasTuner trial to the Optuna ``study`` (once: a resumed search skips trials recorded
+    before). Hyperband's epochs are its round's budget, not a draw from the space: kept in ``config`` only."""
+    import math
+
+    import optuna
+
+    if any(tr.user_attrs.get("keras_tuner.trial_id") == trial_id for tr in study.get_trials(deepcopy=False)):
+        return
+    dists = space.optuna_distributions()
+    if tuner == "hyperband":
+        dists.pop("epochs", None)
+    ok = value is not None and math.isfinite(value)
+    attrs = {"config": config, "threshold": float(threshold), "keras_tuner.trial_id": trial_id,
+             "engine": f"keras-tuner:{tuner}"}
+    if not ok:
+        attrs["fail_reason"] = f"validation objective is {value}"
+    study.add_trial(optuna.trial.create_trial(
+        params={k: config[k] for k in dists}, distributions=dists, value=float(value) if ok else None,
+        state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL, user_attrs=attrs))

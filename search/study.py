@@ -83,12 +83,15 @@ def make_pruner(name: str = "median", epochs_per_fold: int = 0) -> optuna.pruner
 
 
 def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None, settings: StudySettings | None,
-               pruner: str | None = None, heartbeat: float | None = 30) -> tuple[optuna.Study, StudySettings]:
+               pruner: str | None = None, heartbeat: float | None = 30,
+               engine: str | None = None) -> tuple[optuna.Study, StudySettings]:
     """Create the study or load it; a loaded study keeps its stored settings (``settings=None`` means
     "take them from the study", as a worker does). Other settings than the stored ones are refused.
 
     The pruner named when the study was created is stored with it; ``pruner=None`` (a worker, or a
-    resume without ``--pruner``) uses that one, so every worker prunes alike."""
+    resume without ``--pruner``) uses that one, so every worker prunes alike. ``engine`` (``optuna``, or
+    ``keras-tuner:<tuner>`` for trials KerasTuner ran) is stored on a new study; a study another engine
+    searched is refused (``None``: any engine, as export does)."""
     if settings is not None and settings.pipeline_version is None:
         settings = dataclasses.replace(settings, pipeline_version=PIPELINE_VERSION)
     settings_given = settings
@@ -107,6 +110,11 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None,
                 f"this ecg-automl prepares beats with version {PIPELINE_VERSION} (other RR-interval features): "
                 f"its trials were measured on other inputs, so it is not resumed or exported. Start a new "
                 f"--study, or use the ecg-automl release that made it.")
+        made_by = study.user_attrs.get("engine", "optuna")  # studies from before the attr: the driver's
+        if engine is not None and made_by != engine and study.get_trials(deepcopy=False):
+            raise StudyMismatchError(
+                f"study {name!r} holds trials searched by {made_by}, not {engine}: one study, one engine "
+                f"(their draws and budgets differ). Choose a new --study name.")
         if settings is not None:
             diff = stored.differences(settings)
             if diff:
@@ -123,6 +131,8 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None,
                                     load_if_exists=True)
         study.set_user_attr("settings", settings.to_dict())
         study.set_user_attr("pruner", pruner or "median")
+    if engine is not None and study.user_attrs.get("engine", "optuna") != engine:
+        study.set_user_attr("engine", engine)  # a new study, or an empty one another engine left
     trials = study.get_trials(deepcopy=False)
     # A worker, or any run joining a study that other processes are running, gets its own seed;
     # a lone search keeps the reproducible one.
@@ -311,9 +321,9 @@ def run_search(
         rdb = make_storage(storage, heartbeat=heartbeat)
         if tracker is not None:
             tracker.check()
-        study, settings = open_study(study_name, rdb, settings, pruner, heartbeat=heartbeat)
+        study, settings = open_study(study_name, rdb, settings, pruner, heartbeat=heartbeat, engine="optuna")
     else:  # a worker: everything comes from the existing study
-        study, settings = open_study(study_name, storage, None, pruner, heartbeat=heartbeat)
+        study, settings = open_study(study_name, storage, None, pruner, heartbeat=heartbeat, engine="optuna")
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
         data = load_study_data(settings, space)
         if tracker is not None:
@@ -323,7 +333,8 @@ def run_search(
                            timeout=timeout, gates=gates, progress=progress, verbose=verbose)
     report = None
     if completed and final and len(settings.objectives) == 1:
-        report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn)
+        report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
+                           progress=progress)
     if len(settings.objectives) > 1:
         report_pareto(study, tracker, print_fn)
     if tracker is not None and completed and n_finished(study) >= n_trials:
@@ -345,8 +356,10 @@ def latency_gates(settings: StudySettings) -> list[Gate]:
 
 
 def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *, tracker: Tracker | None,
-              out_dir: str | Path = "runs", print_fn: Callable[[str], None] = print) -> dict[str, Any] | None:
-    """Final test of the best trial (once: a resumed study with the same best trial reuses the report)."""
+              out_dir: str | Path = "runs", print_fn: Callable[[str], None] = print,
+              progress: bool = False) -> dict[str, Any] | None:
+    """Final test of the best trial (once: a resumed study with the same best trial reuses the report);
+    ``progress`` shows a bar over the final model's epochs."""
     try:
         best = study.best_trial
     except ValueError:
@@ -370,7 +383,7 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
                         final_model=settings.final_model, folds=settings.folds,
                         out_path=Path(out_dir) / study.study_name / f"final-trial{best.number}.keras",
-                        tracker=tracker, run_id=parent, title=title)
+                        tracker=tracker, run_id=parent, title=title, progress=progress)
     report["trial"] = best.number
     report["config"] = config
     study.set_user_attr("final", _jsonable(report))

@@ -122,6 +122,22 @@ class SearchSpace:
                                                   step=spec.get("step"), log=spec.get("log", False))
         return config
 
+    def optuna_distributions(self) -> dict[str, Any]:
+        """The searched hyperparameters as Optuna distributions, the ones :meth:`suggest` draws from (so
+        trials run by another engine can be recorded in an Optuna study with ``optuna.trial.create_trial``)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        out: dict[str, Any] = {}
+        for key, spec in self.searched.items():
+            if spec["type"] == "categorical":
+                out[key] = CategoricalDistribution(spec["choices"])
+            elif spec["type"] == "int":
+                out[key] = IntDistribution(spec["low"], spec["high"], step=spec.get("step", 1), log=spec.get("log", False))
+            else:
+                out[key] = FloatDistribution(float(spec["low"]), float(spec["high"]), step=spec.get("step"),
+                                             log=spec.get("log", False))
+        return out
+
     def keras_tuner_config(self, hp) -> dict[str, Any]:
         """Draw a full config from a KerasTuner ``HyperParameters`` object (``hp.Int/Float/Choice/Fixed``)."""
         config = {}

@@ -137,14 +137,15 @@ def test_final_model_folds_is_tested_and_exported_with_its_own_threshold(tmp_pat
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     result = run_search("tf", tiny_settings(tmp_path, final_model="folds"), n_trials=1, storage=storage,
-                        tracking=None, out_dir=tmp_path / "runs", progress=False, pruner="none")
+                        tracking=None, out_dir=tmp_path / "runs", progress=True, pruner="none")
     final, best = result.final, result.study.best_trial
     assert final["final_model"] == "folds" and final["members"] == 2 and len(final["member_roc_auc"]) == 2
     assert final["search_threshold"] == best.user_attrs["threshold"]
     assert final["abnormal"]["threshold"] == final["oof"]["threshold"]
     assert len(final["fold_train_beats"]) == 2 and sum(final["fold_train_beats"]) == final["train_beats"]
-    out = capsys.readouterr().out
-    assert "2 patient-grouped fold models" in out and "out-of-fold predictions" in out
+    captured = capsys.readouterr()
+    assert "2 patient-grouped fold models" in captured.out and "out-of-fold predictions" in captured.out
+    assert "final model" in captured.err and "model 2/2, epoch 1/1" in captured.err  # the final's progress bar
     meta = export_trial("tf", storage, "best", "fp32", tmp_path / "m.tflite", verify_beats=300, runs=20)
     assert meta["members"] == 2 and "fold models" in meta["model_origin"]
     assert meta["threshold"] == final["abnormal"]["threshold"]
@@ -349,12 +350,39 @@ def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env):
     assert runs[interrupted[0].number].info.status == "FAILED"
 
 
-def test_keras_tuner_engine_on_the_same_space(tmp_path):
+def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
+    """KerasTuner searches the same space; its trials go to an Optuna study of the same name, so the final
+    test and export treat its best like the driver's, and a resumed search records nothing twice."""
+    from ecg_automl.tflite.export import export_trial
+    from search import StudyMismatchError
     from search.keras_tuner_engine import run_keras_tuner
 
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     out = run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=2, tracking=tracking(tmp_path),
-                          out_dir=tmp_path, progress=False)
+                          out_dir=tmp_path, progress=False, storage=storage, final=True)
     assert len(out["history"]) == 2
+    study = out["study"]
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert [t.value for t in done] == [h["value"] for h in out["history"]]
+    assert [t.user_attrs["config"] for t in done] == [h["config"] for h in out["history"]]
+    assert [t.user_attrs["threshold"] for t in done] == [h["threshold"] for h in out["history"]]
+    assert study.user_attrs["engine"] == "keras-tuner:random"
+    best = max(done, key=lambda t: t.value)
+    final = out["final"]
+    assert final["trial"] == best.number and final["config"] == best.user_attrs["config"]
+    assert Path(final["model_path"]).exists() and 0.5 < final["abnormal"]["roc_auc"] <= 1
+    assert "keras-tuner study kt: 2 trials recorded" in capsys.readouterr().out
+    parent = Tracker(tracking(tmp_path)).client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.data.tags["engine"] == "keras-tuner"  # the final test is on KerasTuner's study run
+    assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
+    meta = export_trial("kt", storage, "best", "fp32", tmp_path / "kt.tflite", verify_beats=300, runs=20)
+    assert meta["trial"] == best.number and meta["threshold"] == best.user_attrs["threshold"]
+    assert meta["model_origin"] == "final model (all search patients)"
+    again = run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=2, tracking=None,
+                            out_dir=tmp_path, progress=False, storage=storage)
+    assert len(again["study"].trials) == 2  # KerasTuner resumed its finished search: nothing new, nothing twice
+    with pytest.raises(StudyMismatchError, match="searched by keras-tuner:random, not optuna"):
+        run_search("kt", tiny_settings(tmp_path), n_trials=3, storage=storage, tracking=None, progress=False)
     space = SearchSpace.load(tiny_space_file(tmp_path))
     for h in out["history"]:
         assert set(h["config"]) == set(space.params)
