@@ -95,6 +95,10 @@ def _search_settings(args: argparse.Namespace, space, objectives: list[str]):
     """The study's settings from the search command line (ValueError: options that contradict each other)."""
     from search import StudySettings
 
+    if len(objectives) > 1 and (args.final_members > 1 or args.final_model != "refit"):
+        # the gate would time K members while each Pareto member is exported alone
+        raise ValueError("a multi-objective study has no final model (its Pareto front is exported trial by "
+                         "trial, one model each): --final-members and --final-model folds need --objective f1 or auc")
     return StudySettings(dataset=args.dataset, space_yaml=space.to_yaml(), folds=args.folds,
                          metric=args.metric, seed=args.seed, max_beats=args.max_beats,
                          records=args.records.split(",") if args.records else None,

@@ -28,6 +28,8 @@ def test_data_info_prints_balance_and_splits(tmp_path, cli_env):
     (["search", "--study", "x", "--objective", "f1,speed"], "--objective takes f1 or auc"),
     (["search", "--study", "x", "--final-model", "folds", "--final-members", "3", "--no-mlflow"],
      "cannot also take 3 seeds (final_members): use one or the other"),
+    (["search", "--study", "x", "--objective", "f1,latency", "--final-model", "folds", "--no-mlflow"],
+     "a multi-objective study has no final model"),
     (["data", "info", "mitdb", "--records", "102"], "paced"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
