@@ -107,6 +107,7 @@ def _search_settings(args: argparse.Namespace, space, objectives: list[str]):
                          on_bad_record=args.on_bad_record, data_path=args.data_path,
                          final_members=args.final_members, final_model=args.final_model)
 
+
 def parse_objectives(text: str) -> list[str]:
     """``"f1,latency,size"`` -> the study's objective names (``["quality", "latency", "size"]``)."""
     names = [x.strip() for x in text.split(",") if x.strip()]
