@@ -38,38 +38,34 @@ def add_export_parser(sub) -> None:
 
 
 def _trial_model(study, trial, settings, data, tracker):
-    """The trained Keras model of ``trial``: the study's final model for the best trial, else the trial's
-    logged model (MLflow), else a retrain of its config on all search patients (said so)."""
+    """The trained Keras model of ``trial`` with its origin and decision threshold: the study's final model
+    for the best trial (at the final test's threshold: a fold ensemble's is chosen on its own out-of-fold
+    predictions), else the trial's logged model (MLflow), else a retrain of its config on all search patients
+    (said so), both at the trial's threshold."""
     import keras
 
+    threshold = float(trial.user_attrs.get("threshold", 0.5))
     final = study.user_attrs.get("final") or {}
     if final.get("trial") == trial.number and Path(final.get("model_path", "")).exists():
         if final.get("final_model") == "folds":
             origin = f"final model (the average of {final.get('members')} patient-grouped fold models)"
         else:
             origin = "final model (all search patients)"
-        return keras.models.load_model(final["model_path"], safe_mode=True), origin
+        threshold = float(final.get("abnormal", {}).get("threshold", threshold))
+        return keras.models.load_model(final["model_path"], safe_mode=True), origin, threshold
     run_id = trial.user_attrs.get("mlflow_run_id")
     if tracker is not None and run_id:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = tracker.client.download_artifacts(run_id, "model/model.keras", tmp)
-                return keras.models.load_model(path, safe_mode=True), f"trial model from MLflow run {run_id}"
+                model = keras.models.load_model(path, safe_mode=True)
+                return model, f"trial model from MLflow run {run_id}", threshold
         except Exception as exc:
             log.warning("could not fetch trial %d's model from MLflow (%s); retraining it", trial.number, exc)
     from search.training import fit
 
     print(f"retraining trial {trial.number} on all search patients (its model is not stored) ...", file=sys.stderr)
-    return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, "retrained"
-
-
-def _final_threshold(study, trial, origin: str, threshold: float) -> float:
-    """The decision threshold of the exported model: the final test's when it is the study's final model (a
-    fold ensemble's is chosen on its own out-of-fold predictions), else the trial's."""
-    final = study.user_attrs.get("final") or {}
-    if origin.startswith("final model") and final.get("trial") == trial.number:
-        return float(final.get("abnormal", {}).get("threshold", threshold))
-    return threshold
+    return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, "retrained", threshold
 
 
 def _members(model) -> int:
@@ -104,12 +100,10 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     if trial.state.name != "COMPLETE":
         raise TFLiteError(f"trial {trial.number} is {trial.state.name}, not COMPLETE: nothing to export")
     config = trial.user_attrs["config"]
-    threshold = float(trial.user_attrs.get("threshold", 0.5))
     space = SearchSpace.from_yaml(settings.space_yaml)
     data = load_study_data(settings, space)
     tracker = Tracker(tracking) if tracking is not None else None
-    model, origin = _trial_model(study, trial, settings, data, tracker)
-    threshold = _final_threshold(study, trial, origin, threshold)
+    model, origin, threshold = _trial_model(study, trial, settings, data, tracker)
 
     search, test = data.search_part(), data.test_part()
     rng = np.random.default_rng(settings.seed)
