@@ -16,6 +16,11 @@ better F1 is threshold transfer rather than ranking.
 
     python benchmarks/fold_ensemble.py --quick     # 4,000 DS1 beats, 1 epoch, 1 seed, 2 folds (~2 min)
     python benchmarks/fold_ensemble.py             # all beats, 8 epochs, 3 folds, 3 seeds (~35 min alone)
+    python benchmarks/fold_ensemble.py --folds 5 --repeats 2   # 2 x 5 fold models per seed (repeated K-fold)
+
+With ``--repeats R`` the K-fold split is repeated with R patient splits (``search.fit_fold_models(repeats=R)``):
+R x K members, and each DS1 beat is scored out of fold by R models, whose mean chooses the threshold. The
+threshold the single models' out-of-fold predictions would give (the rule of one repeat) is reported beside it.
 
 Writes ``fold_ensemble_<mode>.json`` and ``fold_ensemble_<mode>.png`` (ROC-AUC of members vs ensemble per
 seed; F1 against the threshold on DS1 out-of-fold and on DS2) to ``--out-dir``.
@@ -37,8 +42,8 @@ import _common as C  # noqa: E402
 
 log = logging.getLogger("benchmarks.fold_ensemble")
 
-QUICK = {"seeds": 1, "max_beats": 4000, "epochs": 1, "folds": 2, "runs": 50}
-FULL = {"seeds": 3, "max_beats": None, "epochs": 8, "folds": 3, "runs": 300}
+QUICK = {"seeds": 1, "max_beats": 4000, "epochs": 1, "folds": 2, "repeats": 1, "runs": 50}
+FULL = {"seeds": 3, "max_beats": None, "epochs": 8, "folds": 3, "repeats": 1, "runs": 300}
 CURVE = np.round(np.concatenate([np.arange(0.05, 0.95, 0.05), [0.95, 0.97, 0.98, 0.99, 0.995, 0.999]]), 3)
 
 
@@ -64,11 +69,12 @@ def f1_curve(y: np.ndarray, prob: np.ndarray) -> list[float]:
     return [float(f1_score(y, prob >= t, zero_division=0)) for t in CURVE]
 
 
-def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, runs: int) -> dict[str, Any]:
+def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, runs: int,
+             repeats: int = 1) -> dict[str, Any]:
     """K fold models on DS1, OOF threshold, DS2 scores of each member and of their average (Keras, int8)."""
     from ecg_automl.tflite import TFLiteModel, convert, measure_latency, time_invocations
     from ecg_data import check_no_leak, subsample_beats
-    from search import fit_fold_models, predict
+    from search import best_threshold, fit_fold_models, predict
     from spaces import model_inputs
 
     train, test = data.search_part(), data.test_part()
@@ -78,8 +84,11 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
     check_no_leak(all_groups, np.arange(len(train)), np.arange(len(train), len(all_groups)))
     # the product's fold ensemble (`ecg-automl search --final-model folds`): the K fold models, their average
     # as one model, and the threshold from their out-of-fold predictions
-    ens = fit_fold_models(config, train, folds=folds, seed=seed)
-    oof, fold_of, thr = ens.oof, ens.fold_of, ens.threshold
+    ens = fit_fold_models(config, train, folds=folds, seed=seed, repeats=repeats)
+    oof, thr = ens.oof, ens.threshold
+    # the rule of one repeat: each fold's F1-best threshold on single models' out-of-fold probabilities
+    single_thr = float(np.median([best_threshold(train.y[row == k], ens.oof_by_repeat[r][row == k])
+                                  for r, row in enumerate(ens.fold_of) for k in range(folds)]))
     keras_probs, int8_probs, members = [], [], []
     test_inputs = model_inputs(config, test.X, test.rr)
     for k, (res, (tr, va)) in enumerate(zip(ens.fits, ens.splits)):
@@ -88,13 +97,13 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
         flat = convert(res.model, config, "int8", model_inputs(config, part.X, part.rr))
         int8_probs.append(TFLiteModel(flat, threads=1).predict(test_inputs))
         ms = time_invocations(flat, n_runs=runs, threads=1, seed=seed)
-        members.append({"fold": k, "train_beats": int(len(tr)), "val_beats": int(len(va)),
+        members.append({"repeat": k // folds, "fold": k % folds, "train_beats": int(len(tr)), "val_beats": int(len(va)),
                         "train_seconds": res.seconds, "int8_size_kb": len(flat) / 1024,
                         "int8_ms_median": float(np.median(ms)), "int8_ms_p90": float(np.percentile(ms, 90))})
-        log.info("seed %d fold %d/%d: DS2 ROC-AUC Keras %.3f int8 %.3f (%.0f s training)", seed, k + 1, folds,
+        log.info("seed %d fold model %d/%d: DS2 ROC-AUC Keras %.3f int8 %.3f (%.0f s training)", seed, k + 1,
+                 len(ens.fits),
                  scores(test.y, keras_probs[-1], 0.5)["roc_auc"], scores(test.y, int8_probs[-1], 0.5)["roc_auc"],
                  res.seconds)
-    seen = fold_of >= 0
     ens_keras, ens_int8 = np.mean(keras_probs, axis=0), np.mean(int8_probs, axis=0)
     for m, pk, p8 in zip(members, keras_probs, int8_probs):
         m["keras"], m["int8"] = scores(test.y, pk, thr), scores(test.y, p8, thr)
@@ -107,20 +116,27 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
                 "decision_agreement_with_keras": float(np.mean((one_prob >= thr) == (ens_keras >= thr)))}
     C.clear_keras()
     out = {"seed": seed, "train_beats": int(len(train)), "test_beats": int(len(test)), "threshold": thr,
-           "oof_f1_at_threshold": scores(train.y[seen], oof[seen], thr)["f1"], "members": members,
+           "oof_f1_at_threshold": scores(train.y, oof, thr)["f1"], "members": members, "repeats": repeats,
            "ensemble_keras": scores(test.y, ens_keras, thr), "ensemble_int8": scores(test.y, ens_int8, thr),
            "ensemble_int8_one_file": one_file,
            "ensemble_int8_size_kb": sum(m["int8_size_kb"] for m in members),
            "ensemble_int8_ms_median": sum(m["int8_ms_median"] for m in members),
-           "curves": {"threshold": CURVE, "ds1_oof": f1_curve(train.y[seen], oof[seen]),
+           "curves": {"threshold": CURVE, "ds1_oof": f1_curve(train.y, oof),
                       "ds2_ensemble_keras": f1_curve(test.y, ens_keras)}}
     e = out["ensemble_keras"]
     log.info("seed %d: threshold %.3f; DS2 ensemble ROC-AUC %.3f (members %s), F1 %.3f at it, %.3f at 0.5, "
              "%.3f at the DS2-optimal threshold %.2f", seed, thr, e["roc_auc"],
              ", ".join(f"{m['keras']['roc_auc']:.3f}" for m in members), e["f1"], e["f1_at_0.5"],
              e["f1_at_test_optimal_threshold_not_deployable"], e["test_optimal_threshold"])
+    if repeats > 1:
+        out["single_model_oof_threshold"] = single_thr
+        out["ensemble_keras_at_single_model_oof_threshold"] = scores(test.y, ens_keras, single_thr)
+        out["ensemble_int8_one_file_at_single_model_oof_threshold"] = scores(test.y, one_prob, single_thr)
+        log.info("seed %d: threshold %.3f from the %d-model mean out-of-fold (single models' rule: %.3f, one-file "
+                 "F1 at it %.3f)", seed, thr, repeats, single_thr,
+                 out["ensemble_int8_one_file_at_single_model_oof_threshold"]["f1"])
     log.info("seed %d: one int8 file of the %d fold models: %.1f KB, %.3f ms per beat, DS2 ROC-AUC %.3f, F1 %.3f",
-             seed, folds, one_file["size_kb"], one_file["ms_median"], one_file["roc_auc"], one_file["f1"])
+             seed, len(ens.fits), one_file["size_kb"], one_file["ms_median"], one_file["roc_auc"], one_file["f1"])
     return out
 
 
@@ -135,7 +151,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "threshold": float(np.median([r["threshold"] for r in runs])),
             "ensemble_int8_size_kb": float(np.median([r["ensemble_int8_size_kb"] for r in runs])),
             "ensemble_int8_ms_median": float(np.median([r["ensemble_int8_ms_median"] for r in runs])),
-            "member_int8_ms_median": float(np.median([m["int8_ms_median"] for r in runs for m in r["members"]]))}
+            "member_int8_ms_median": float(np.median([m["int8_ms_median"] for r in runs for m in r["members"]])),
+            **({"single_model_oof_threshold": float(np.median([r["single_model_oof_threshold"] for r in runs])),
+                "ensemble_int8_one_file_at_single_model_oof_threshold": C.median_of(
+                    [r["ensemble_int8_one_file_at_single_model_oof_threshold"] for r in runs])}
+               if all("single_model_oof_threshold" in r for r in runs) else {})}
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
@@ -183,6 +203,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, default=None, help="repeats (full 3, quick 1); medians reported")
     ap.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
     ap.add_argument("--folds", type=int, default=None, help="patient-grouped DS1 folds = ensemble members (full 3)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="repeat the K-fold split with other patient splits: repeats x folds members (default 1)")
     ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs (full 8, quick 1)")
     ap.add_argument("--max-beats", type=int, default=None, help="DS1 beats drawn by patient and class (full: all)")
     ap.add_argument("--runs", type=int, default=None, help="timed int8 invokes per member (full 300)")
@@ -190,8 +212,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     C.apply_mode(args, QUICK, FULL)
-    if args.folds < 2 or args.seeds < 1 or args.runs < 1:
-        ap.error("--folds must be at least 2, --seeds and --runs at least 1")
+    if args.folds < 2 or args.seeds < 1 or args.runs < 1 or args.repeats < 1:
+        ap.error("--folds must be at least 2, --seeds, --repeats and --runs at least 1")
     return args
 
 
@@ -205,17 +227,18 @@ def main(argv=None) -> int:
     config["epochs"] = int(args.epochs)
     seeds = [args.seed + i for i in range(args.seeds)]
     result.update({"config": config, "config_source": str(path),
-                   "settings": {"seeds": seeds, "folds": args.folds, "epochs": args.epochs, "max_beats": args.max_beats,
+                   "settings": {"seeds": seeds, "folds": args.folds, "repeats": args.repeats, "epochs": args.epochs, "max_beats": args.max_beats,
                                 "timed_runs": args.runs, "tflite_threads": 1}})
     data = load_dataset("mitdb", fs=180.0, window=max(256, int(config["input_length"])))
     result["data"] = data.summary()
-    result["runs"] = [one_seed(config, data, s, args.folds, args.max_beats, args.runs) for s in seeds]
+    result["runs"] = [one_seed(config, data, s, args.folds, args.max_beats, args.runs, args.repeats) for s in seeds]
     result["medians"] = summarise(result["runs"])
     C.finish(result, time.perf_counter() - t_start)
     out = C.write_json(args.out_dir / f"fold_ensemble_{args.mode}.json", result)
     png = plot(result, args.out_dir / f"fold_ensemble_{args.mode}.png")
     m = result["medians"]
-    print(f"fold ensemble ({args.mode}, {len(seeds)} seed(s), {args.folds} folds, {args.epochs} epochs), medians:")
+    print(f"fold ensemble ({args.mode}, {len(seeds)} seed(s), {args.repeats} x {args.folds} folds, {args.epochs} epochs), "
+          "medians:")
     for name, key in (("ensemble Keras", "ensemble_keras"), ("ensemble int8", "ensemble_int8"),
                       ("ensemble int8, one file", "ensemble_int8_one_file"),
                       ("one fold model, Keras", "member_keras_median")):
@@ -223,7 +246,7 @@ def main(argv=None) -> int:
         print(f"  {name:22s} ROC-AUC {s['roc_auc']:.3f}  F1 {s['f1']:.3f} at the DS1 threshold "
               f"{m['threshold']:.3f}, {s['f1_at_0.5']:.3f} at 0.5, "
               f"{s['f1_at_test_optimal_threshold_not_deployable']:.3f} at the DS2-optimal one (not deployable)")
-    print(f"  ensemble int8: {m['ensemble_int8_size_kb']:.1f} KB in {args.folds} files, "
+    print(f"  ensemble int8: {m['ensemble_int8_size_kb']:.1f} KB in {args.repeats * args.folds} files, "
           f"{m['ensemble_int8_ms_median']:.3f} ms per beat at 1 thread (member {m['member_int8_ms_median']:.3f} ms); "
           f"as one file {m['ensemble_int8_one_file']['size_kb']:.1f} KB, {m['ensemble_int8_one_file']['ms_median']:.3f} ms")
     print(f"wrote {out} and {png}")

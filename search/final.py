@@ -39,42 +39,58 @@ def _member_epochs(on_epoch_end: EpochCallback | None, i: int):
 
 @dataclass
 class FoldEnsemble:
-    """The K fold models of :func:`fit_fold_models`, their average as one model, and the decision threshold
-    chosen on their out-of-fold predictions (each search beat scored by the one model that did not see it)."""
+    """The fold models of :func:`fit_fold_models`, their average as one model, and the decision threshold
+    chosen on their out-of-fold predictions (each search beat scored by the models that did not see it)."""
 
     model: Any
+    #: one per fold model, repeat by repeat (repeat r, fold k at index ``r * folds + k``)
     fits: list[FitResult]
     splits: list[tuple[np.ndarray, np.ndarray]]
     threshold: float
+    #: each search beat's out-of-fold probability: the mean over repeats of the one model per repeat that did
+    #: not see its patient (with one repeat, that model's probability)
     oof: np.ndarray
+    #: each beat's validation fold, one row per repeat (shape repeats x beats)
     fold_of: np.ndarray
+    #: the out-of-fold probabilities of each repeat on its own (shape repeats x beats)
+    oof_by_repeat: np.ndarray
 
 
-def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 3, seed: int = 0,
+def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 3, seed: int = 0, repeats: int = 1,
                     on_epoch_end: EpochCallback | None = None) -> FoldEnsemble:
     """Train ``config`` on each of ``folds`` patient-grouped folds of ``train`` (``ecg_data.patient_kfold``,
     split seed ``seed``; fold k trained with seed ``seed * 1009 + k``), pick the threshold from their
     out-of-fold predictions as the search does (:func:`search.best_threshold` with the folds), and average
-    the fold models into one (:func:`spaces.build_ensemble`: one file to save, export and time)."""
+    the fold models into one (:func:`spaces.build_ensemble`: one file to save, export and time).
+
+    ``repeats`` > 1 repeats that with other patient splits (split seed ``seed + 7919 * r``, training seeds
+    ``seed * 1009 + r * folds + k``): ``repeats * folds`` models in the average, and every search beat is
+    scored out of fold by ``repeats`` of them, whose mean chooses the threshold -- closer to the smoother
+    average the threshold is applied to than one model's probabilities are."""
     from ecg_data import grouped_splits, patient_kfold
     from spaces import build_ensemble
 
     if folds < 2:
         raise ValueError(f"a fold ensemble needs at least 2 folds, not {folds}")
-    oof = np.full(len(train), np.nan)
-    fold_of = np.full(len(train), -1)
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, not {repeats}")
+    oof = np.full((repeats, len(train)), np.nan)
+    fold_of = np.full((repeats, len(train)), -1)
     fits, splits = [], []
-    for k, (tr, va) in enumerate(grouped_splits(patient_kfold(folds, seed=seed), train.X, train.y, train.groups)):
-        log.info("final model: training fold model %d/%d on %d beats", k + 1, folds, len(tr))
-        res = fit(config, train.subset(tr), train.subset(va), seed=seed * 1009 + k,
-                  on_epoch_end=_member_epochs(on_epoch_end, k))
-        oof[va], fold_of[va] = res.val_prob, k
-        fits.append(res)
-        splits.append((tr, va))
-    seen = fold_of >= 0
-    threshold = best_threshold(train.y[seen], oof[seen], fold_of[seen])
+    for r in range(repeats):
+        cv = patient_kfold(folds, seed=seed + 7919 * r)
+        for k, (tr, va) in enumerate(grouped_splits(cv, train.X, train.y, train.groups)):
+            i = r * folds + k
+            log.info("final model: training fold model %d/%d on %d beats", i + 1, repeats * folds, len(tr))
+            res = fit(config, train.subset(tr), train.subset(va), seed=seed * 1009 + i,
+                      on_epoch_end=_member_epochs(on_epoch_end, i))
+            oof[r, va], fold_of[r, va] = res.val_prob, k
+            fits.append(res)
+            splits.append((tr, va))
+    mean_oof = oof.mean(axis=0)
+    threshold = best_threshold(train.y, mean_oof, fold_of)
     model = build_ensemble(config, [f.model for f in fits], channels=int(train.X.shape[2]))
-    return FoldEnsemble(model, fits, splits, threshold, oof, fold_of)
+    return FoldEnsemble(model, fits, splits, threshold, mean_oof, fold_of, oof)
 
 
 def fit_final(config: dict[str, Any], train: BeatDataset, *, seed: int = 0, members: int = 1,
@@ -105,6 +121,7 @@ def final_test(
     members: int = 1,
     final_model: str = "refit",
     folds: int = 3,
+    fold_repeats: int = 1,
     out_path: str | Path | None = None,
     tracker: Tracker | None = None,
     run_id: str | None = None,
@@ -119,8 +136,9 @@ def final_test(
     disagree on unseen patients, and their average ranks those patients' beats better than a typical one.
 
     ``final_model="folds"`` makes the final model the average of the config's ``folds`` patient-grouped fold
-    models instead (:func:`fit_fold_models`); ``threshold`` is then replaced by the one chosen on those
-    models' own out-of-fold predictions (reported as ``search_threshold`` beside it)."""
+    models instead (:func:`fit_fold_models`, ``fold_repeats`` times over with other patient splits);
+    ``threshold`` is then replaced by the one chosen on those models' own out-of-fold predictions (reported
+    as ``search_threshold`` beside it)."""
     if final_model not in FINAL_MODELS:
         raise ValueError(f"unknown final model {final_model!r} (choose from {', '.join(FINAL_MODELS)})")
     if final_model == "folds" and members > 1:
@@ -130,7 +148,7 @@ def final_test(
         raise ValueError(f"{data.name}: no held-out test patients")
     t0 = time.perf_counter()
     extra: dict[str, Any] = {"final_model": final_model}
-    n_models, epochs = (folds if final_model == "folds" else members), int(config["epochs"])
+    n_models, epochs = (folds * fold_repeats if final_model == "folds" else members), int(config["epochs"])
     bar = tqdm(total=n_models * epochs, desc="final model", unit="epoch", disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
 
@@ -139,11 +157,10 @@ def final_test(
         bar.update(1)
 
     if final_model == "folds":
-        ens = fit_fold_models(config, train, folds=folds, seed=seed, on_epoch_end=on_epoch)
+        ens = fit_fold_models(config, train, folds=folds, seed=seed, repeats=fold_repeats, on_epoch_end=on_epoch)
         model, fits, members = ens.model, ens.fits, len(ens.fits)
-        seen = ens.fold_of >= 0
-        extra.update(search_threshold=float(threshold),
-                     oof=binary_metrics(train.y[seen], ens.oof[seen], ens.threshold),
+        extra.update(search_threshold=float(threshold), fold_repeats=int(fold_repeats),
+                     oof=binary_metrics(train.y, ens.oof, ens.threshold),
                      fold_train_beats=[int(len(tr)) for tr, _ in ens.splits])
         threshold = ens.threshold
     else:

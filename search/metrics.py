@@ -79,11 +79,14 @@ def best_threshold(y: np.ndarray, prob: np.ndarray, folds: np.ndarray | None = N
     threshold: one fold of unusual patients cannot set the threshold for all. On MIT-BIH DS1 one fold
     holding record 207 (bundle-branch-block beats that models trained without it call ventricular) pushed
     the pooled threshold to 0.99. On the full quality benchmark the two rules end up close on unseen
-    patients' F1 (docs/RESULTS.md section 1); this one is the less exposed to a single fold."""
+    patients' F1 (docs/RESULTS.md section 1); this one is the less exposed to a single fold.
+
+    ``folds`` may hold several fold assignments, one row each (repeated K-fold): the median is then over
+    every fold of every row."""
     y, prob = np.asarray(y).astype(int), np.ravel(prob)
     if folds is not None:
-        folds = np.ravel(folds)
-        per_fold = [_f1_threshold(y[folds == k], prob[folds == k]) for k in np.unique(folds)]
+        rows = np.atleast_2d(np.asarray(folds))
+        per_fold = [_f1_threshold(y[row == k], prob[row == k]) for row in rows for k in np.unique(row)]
         per_fold = [t for t in per_fold if t is not None]
         if per_fold:
             return float(np.median(per_fold))
