@@ -18,9 +18,12 @@ better F1 is threshold transfer rather than ranking.
     python benchmarks/fold_ensemble.py             # all beats, 8 epochs, 3 folds, 3 seeds (~35 min alone)
     python benchmarks/fold_ensemble.py --folds 5 --repeats 2   # 2 x 5 fold models per seed (repeated K-fold)
 
-With ``--repeats R`` the K-fold split is repeated with R patient splits (``search.fit_fold_models(repeats=R)``):
-R x K members, and each DS1 beat is scored out of fold by R models, whose mean chooses the threshold. The
-threshold the single models' out-of-fold predictions would give (the rule of one repeat) is reported beside it.
+With ``--repeats R`` the K-fold training is repeated R times with other seeds (``search.fit_fold_models(
+repeats=R)``): R x K members, and each DS1 beat is scored out of fold by R models, whose mean chooses the
+threshold. The threshold the single models' out-of-fold predictions give (the rule of one repeat) is reported
+beside it. The repeats' split seeds differ too, but scikit-learn's StratifiedGroupKFold gives the same DS1
+patient folds for every seed (its shuffle only breaks ties between patients of equal class balance), so on
+MIT-BIH the repeats share the folds and differ in training seed.
 
 Writes ``fold_ensemble_<mode>.json`` and ``fold_ensemble_<mode>.png`` (ROC-AUC of members vs ensemble per
 seed; F1 against the threshold on DS1 out-of-fold and on DS2) to ``--out-dir``.
@@ -204,7 +207,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
     ap.add_argument("--folds", type=int, default=None, help="patient-grouped DS1 folds = ensemble members (full 3)")
     ap.add_argument("--repeats", type=int, default=None,
-                    help="repeat the K-fold split with other patient splits: repeats x folds members (default 1)")
+                    help="train each fold model this many times with other seeds: repeats x folds members (default 1)")
     ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs (full 8, quick 1)")
     ap.add_argument("--max-beats", type=int, default=None, help="DS1 beats drawn by patient and class (full: all)")
     ap.add_argument("--runs", type=int, default=None, help="timed int8 invokes per member (full 300)")

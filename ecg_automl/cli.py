@@ -95,6 +95,8 @@ def _search_settings(args: argparse.Namespace, space, objectives: list[str]):
     """The study's settings from the search command line (ValueError: options that contradict each other)."""
     from search import StudySettings
 
+    if args.fold_repeats > 1 and args.final_model != "folds":
+        raise ValueError("--fold-repeats repeats the fold ensemble's training: it needs --final-model folds")
     if len(objectives) > 1 and (args.final_members > 1 or args.final_model != "refit"):
         # the gate would time K members while each Pareto member is exported alone
         raise ValueError("a multi-objective study has no final model (its Pareto front is exported trial by "
@@ -105,7 +107,8 @@ def _search_settings(args: argparse.Namespace, space, objectives: list[str]):
                          objectives=objectives, latency_budget_ms=args.latency_budget_ms,
                          latency_mode=args.latency_mode, latency_target=args.latency_target,
                          on_bad_record=args.on_bad_record, data_path=args.data_path,
-                         final_members=args.final_members, final_model=args.final_model)
+                         final_members=args.final_members, final_model=args.final_model,
+                         fold_repeats=args.fold_repeats)
 
 
 def parse_objectives(text: str) -> list[str]:
@@ -316,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refit: the best config retrained on all search patients (default); folds: the average of "
                         "its --folds patient-grouped fold models, threshold from their out-of-fold predictions "
                         "(one exported file, --folds times the latency)")
+    s.add_argument("--fold-repeats", type=_positive_int, default=1, metavar="R",
+                   help="with --final-model folds: train each fold model R times with other seeds (R x --folds "
+                        "models averaged, R x the latency; each search beat scored out of fold by R of them for "
+                        "the threshold; default 1)")
     s.add_argument("--out-dir", default="runs", help="where final models go (default runs/)")
     s.add_argument("--heartbeat", type=float, default=30,
                    help="seconds between trial heartbeats; a trial silent for 4 beats is failed and retried")

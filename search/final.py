@@ -63,10 +63,13 @@ def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 
     out-of-fold predictions as the search does (:func:`search.best_threshold` with the folds), and average
     the fold models into one (:func:`spaces.build_ensemble`: one file to save, export and time).
 
-    ``repeats`` > 1 repeats that with other patient splits (split seed ``seed + 7919 * r``, training seeds
-    ``seed * 1009 + r * folds + k``): ``repeats * folds`` models in the average, and every search beat is
-    scored out of fold by ``repeats`` of them, whose mean chooses the threshold -- closer to the smoother
-    average the threshold is applied to than one model's probabilities are."""
+    ``repeats`` > 1 repeats all that (split seed ``seed + 7919 * r``, training seeds ``seed * 1009 + r * folds
+    + k``): ``repeats * folds`` models in the average, and every search beat is scored out of fold by
+    ``repeats`` of them, whose mean chooses the threshold -- closer to the smoother average the threshold is
+    applied to than one model's probabilities are. The repeats always differ in training seed; their patient
+    folds differ only where the split seed changes them: scikit-learn's ``StratifiedGroupKFold`` shuffles
+    only to break ties between patients of equal class balance, and on MIT-BIH DS1 every seed gives the same
+    folds."""
     from ecg_data import grouped_splits, patient_kfold
     from spaces import build_ensemble
 
@@ -136,7 +139,7 @@ def final_test(
     disagree on unseen patients, and their average ranks those patients' beats better than a typical one.
 
     ``final_model="folds"`` makes the final model the average of the config's ``folds`` patient-grouped fold
-    models instead (:func:`fit_fold_models`, ``fold_repeats`` times over with other patient splits);
+    models instead (:func:`fit_fold_models`, each trained ``fold_repeats`` times with other seeds);
     ``threshold`` is then replaced by the one chosen on those models' own out-of-fold predictions (reported
     as ``search_threshold`` beside it)."""
     if final_model not in FINAL_MODELS:

@@ -33,6 +33,10 @@ class StudySettings:
     #: ``search.final.FINAL_MODELS``: ``refit`` (the best config retrained on all search patients, with
     #: ``final_members`` seeds) or ``folds`` (the average of its ``folds`` patient-grouped fold models)
     final_model: str = "refit"
+    #: with ``final_model="folds"``: each fold model trained this many times with other seeds (repeats x folds
+    #: models averaged, each search beat scored out of fold by ``fold_repeats`` of them for the threshold;
+    #: ``search.fit_fold_models(repeats=)``)
+    fold_repeats: int = 1
     #: ``ecg_data.cache.PIPELINE_VERSION`` the study was made with: trials measured on other preprocessing
     #: (other RR features, say) are not comparable, so such a study is not resumed or exported
     pipeline_version: int | None = None
@@ -45,11 +49,16 @@ class StudySettings:
         if self.final_model == "folds" and self.final_members > 1:
             raise ValueError("final model 'folds' averages the study's fold models; it cannot also take "
                              f"{self.final_members} seeds (final_members): use one or the other")
+        if self.fold_repeats < 1:
+            raise ValueError(f"fold_repeats must be at least 1, not {self.fold_repeats}")
+        if self.fold_repeats > 1 and self.final_model != "folds":
+            raise ValueError(f"fold_repeats={self.fold_repeats} repeats the fold ensemble's split: it needs "
+                             "final_model='folds'")
 
     @property
     def n_final_members(self) -> int:
         """How many models the final model averages (what its latency is multiplied by)."""
-        return self.folds if self.final_model == "folds" else self.final_members
+        return self.folds * self.fold_repeats if self.final_model == "folds" else self.final_members
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

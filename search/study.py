@@ -373,8 +373,9 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     title = f"final test on held-out patients: trial {best.number}, {data.name}"
     n_search, n_test = int((data.split == "search").sum()), int((data.split == "test").sum())
     if settings.final_model == "folds":
-        print_fn(f"training trial {best.number}'s {settings.folds} patient-grouped fold models on the {n_search} "
-                 f"search beats (averaged into one model), testing on {n_test} held-out beats ...")
+        times = f" x {settings.fold_repeats} seeds" if settings.fold_repeats > 1 else ""
+        print_fn(f"training trial {best.number}'s {settings.folds} patient-grouped fold models{times} on the "
+                 f"{n_search} search beats (averaged into one model), testing on {n_test} held-out beats ...")
     else:
         members = f" ({settings.final_members} seeds, averaged)" if settings.final_members > 1 else ""
         print_fn(f"retraining trial {best.number} on all {n_search} search beats{members}, "
@@ -382,7 +383,7 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
     report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
                         final_model=settings.final_model, folds=settings.folds,
-                        out_path=Path(out_dir) / study.study_name / f"final-trial{best.number}.keras",
+                        fold_repeats=settings.fold_repeats, out_path=Path(out_dir) / study.study_name / f"final-trial{best.number}.keras",
                         tracker=tracker, run_id=parent, title=title, progress=progress)
     report["trial"] = best.number
     report["config"] = config

@@ -30,6 +30,7 @@ def test_data_info_prints_balance_and_splits(tmp_path, cli_env):
      "cannot also take 3 seeds (final_members): use one or the other"),
     (["search", "--study", "x", "--objective", "f1,latency", "--final-model", "folds", "--no-mlflow"],
      "a multi-objective study has no final model"),
+    (["search", "--study", "x", "--fold-repeats", "2", "--no-mlflow"], "--fold-repeats repeats the fold ensemble"),
     (["data", "info", "mitdb", "--records", "102"], "paced"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from search import best_threshold, binary_metrics
 
@@ -30,6 +31,19 @@ def test_one_fold_of_unusual_patients_cannot_set_the_threshold_for_all():
     usual = folds < 2
     assert binary_metrics(y[usual], prob[usual], robust)["f1"] > 0.99
     assert binary_metrics(y[usual], prob[usual], pooled)["f1"] < 0.5
+
+
+def test_several_fold_rows_take_the_median_over_every_fold_of_every_row():
+    """Repeated K-fold (search.fit_fold_models(repeats=R)): one row of fold labels per repeat; the threshold is
+    the median of all R x K folds' F1-best thresholds, not of one row's."""
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    prob = np.array([0.1, 0.2, 0.1, 0.4, 0.1, 0.6, 0.1, 0.8])  # each abnormal beat is separable at its own score
+    rows = np.array([[0, 0, 1, 1, 1, 1, 1, 1],   # row 0: fold 0 best at 0.2, fold 1 at 0.4
+                     [0, 0, 0, 0, 0, 0, 1, 1]])  # row 1: fold 0 best at 0.2, fold 1 at 0.8
+    assert best_threshold(y, prob, rows[0]) == pytest.approx(0.3)
+    assert best_threshold(y, prob, rows) == pytest.approx(0.3)  # median of 0.2, 0.4, 0.2, 0.8 (the rows: 0.3, 0.5)
+    assert best_threshold(y, prob, rows[1]) == pytest.approx(0.5)
+    assert best_threshold(y, prob, np.array([rows[1], rows[1], rows[0]])) == pytest.approx(0.3)  # 0.2,0.8,0.2,0.8,0.2,0.4
 
 
 def test_threshold_edge_cases():

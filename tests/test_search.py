@@ -104,21 +104,24 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
 
 
 def test_the_fold_models_averaged_score_what_their_members_average_at_their_own_threshold(tmp_path, small_mitdb):
-    """fit_fold_models: K models on patient-grouped folds (each search patient validated once, by the one model
-    that did not see it), the threshold chosen on those out-of-fold predictions, and one model that outputs
-    the mean of the K models."""
+    """fit_fold_models: K models on patient-grouped folds (each search patient validated once per repeat, by the
+    one model of that repeat that did not see it), repeated with other seeds; the threshold chosen on the
+    repeats' mean out-of-fold predictions, and one model that outputs the mean of all R x K models."""
     from search import best_threshold, fit_fold_models, predict
 
     config = SearchSpace.load(tiny_space_file(tmp_path)).config_from_params(
         {"input_length": 192, "conv_filters": 8, "learning_rate": 0.005})
     data = small_mitdb.search_part()
     data = data.subset(np.arange(0, len(data), 6))
-    ens = fit_fold_models(config, data, folds=2, seed=3)
-    assert len(ens.fits) == len(ens.splits) == 2
-    (tr0, va0), (tr1, va1) = ens.splits
-    assert not set(data.groups[va0]) & set(data.groups[va1])  # patient-grouped
-    assert sorted([*va0, *va1]) == list(range(len(data))) and (ens.fold_of >= 0).all()
-    assert np.allclose(ens.oof[va1], ens.fits[1].val_prob)
+    ens = fit_fold_models(config, data, folds=2, seed=3, repeats=2)
+    assert len(ens.fits) == len(ens.splits) == 4 and ens.fold_of.shape == ens.oof_by_repeat.shape == (2, len(data))
+    for r in range(2):
+        (tr0, va0), (tr1, va1) = ens.splits[2 * r:2 * r + 2]
+        assert not set(data.groups[va0]) & set(data.groups[va1])  # patient-grouped
+        assert sorted([*va0, *va1]) == list(range(len(data))) and (ens.fold_of[r] >= 0).all()
+        assert np.allclose(ens.oof_by_repeat[r][va1], ens.fits[2 * r + 1].val_prob)
+    assert not np.allclose(ens.oof_by_repeat[0], ens.oof_by_repeat[1])  # other training seeds
+    assert np.allclose(ens.oof, ens.oof_by_repeat.mean(axis=0))
     assert ens.threshold == best_threshold(data.y, ens.oof, ens.fold_of)
     test = small_mitdb.test_part()
     test = test.subset(np.arange(0, len(test), 10))
@@ -126,6 +129,8 @@ def test_the_fold_models_averaged_score_what_their_members_average_at_their_own_
     assert np.allclose(predict(ens.model, config, test), members, atol=1e-5)
     with pytest.raises(ValueError, match="at least 2 folds"):
         fit_fold_models(config, data, folds=1)
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        fit_fold_models(config, data, folds=2, repeats=0)
 
 
 def test_final_model_folds_is_tested_and_exported_with_its_own_threshold(tmp_path, capsys):
@@ -158,6 +163,9 @@ def test_contradicting_final_model_options_are_refused():
     with pytest.raises(ValueError, match="unknown final model 'bagged'"):
         StudySettings(final_model="bagged")
     assert StudySettings(folds=5, final_model="folds").n_final_members == 5
+    assert StudySettings(folds=5, final_model="folds", fold_repeats=2).n_final_members == 10
+    with pytest.raises(ValueError, match="needs final_model='folds'"):
+        StudySettings(fold_repeats=2)
     assert StudySettings(folds=5, final_members=2).n_final_members == 2
     # a study stored before the setting existed reads as the refit it was
     assert StudySettings.from_dict({"folds": 3, "final_members": 2}).final_model == "refit"

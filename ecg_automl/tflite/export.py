@@ -48,7 +48,8 @@ def _trial_model(study, trial, settings, data, tracker):
     final = study.user_attrs.get("final") or {}
     if final.get("trial") == trial.number and Path(final.get("model_path", "")).exists():
         if final.get("final_model") == "folds":
-            origin = f"final model (the average of {final.get('members')} patient-grouped fold models)"
+            seeds = f", {final['fold_repeats']} seeds per fold" if final.get("fold_repeats", 1) > 1 else ""
+            origin = f"final model (the average of {final.get('members')} patient-grouped fold models{seeds})"
         else:
             origin = "final model (all search patients)"
         threshold = float(final.get("abnormal", {}).get("threshold", threshold))
