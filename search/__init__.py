@@ -1,7 +1,8 @@
 """The Optuna search driver (and KerasTuner as a second engine) with MLflow tracking."""
 
 from .final import FINAL_MODELS, FoldEnsemble, final_test, fit_final, fit_fold_models
-from .metrics import METRICS, best_threshold, binary_metrics, cv_objective, format_report, full_report
+from .metrics import (METRICS, best_threshold, binary_metrics, cv_objective, describe_final_model, format_report,
+                      full_report)
 from .objective import CVObjective
 from .settings import StudySettings
 from .storage import DEFAULT_STORAGE, StorageError, make_storage
@@ -12,6 +13,6 @@ from .training import TrainingDiverged, fit, predict, set_threads
 __all__ = [
     "CVObjective", "DEFAULT_STORAGE", "FINAL_MODELS", "FoldEnsemble", "METRICS", "SearchResult", "StorageError", "StudyMismatchError", "StudySettings",
     "Tracker", "TrackingConfig", "TrackingError", "TrainingDiverged", "best_threshold", "binary_metrics", "cv_objective",
-    "final_test", "fit", "fit_final", "fit_fold_models", "format_report", "full_report", "make_pruner", "make_storage", "open_study", "predict",
+    "describe_final_model", "final_test", "fit", "fit_final", "fit_fold_models", "format_report", "full_report", "make_pruner", "make_storage", "open_study", "predict",
     "run_final", "run_search", "run_trials", "set_threads",
 ]

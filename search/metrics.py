@@ -123,6 +123,20 @@ def full_report(y: np.ndarray, prob: np.ndarray, threshold: float, labels: np.nd
     return out
 
 
+def describe_final_model(report: dict[str, Any]) -> str:
+    """What a final report's model is, in words ("the average of 10 models: 5 patient-grouped folds x 2 seeds")."""
+    members = int(report.get("members", 1))
+    if report.get("final_model") == "folds":
+        repeats = int(report.get("fold_repeats", 1))
+        if repeats > 1:
+            return (f"the average of {members} models: {members // repeats} patient-grouped folds x "
+                    f"{repeats} seeds")
+        return f"the average of {members} patient-grouped fold models"
+    if members > 1:
+        return f"the average of {members} seeds' models, each trained on all search patients"
+    return "one model trained on all search patients"
+
+
 def format_report(report: dict[str, Any], title: str = "") -> str:
     """A plain-text table of :func:`full_report` for the terminal."""
     a = report["abnormal"]
@@ -130,8 +144,7 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
     lines.append(f"  beats {report['n']}, decision threshold {a['threshold']:.3f}")
     if report.get("members", 1) > 1:
         alone = ", ".join(f"{v:.4f}" for v in report.get("member_roc_auc", []))
-        what = "patient-grouped fold models" if report.get("final_model") == "folds" else "seeds' models"
-        lines.append(f"  model: the average of {report['members']} {what} (ROC-AUC of each alone: {alone})")
+        lines.append(f"  model: {describe_final_model(report)} (ROC-AUC of each alone: {alone})")
     if "search_threshold" in report:
         lines.append(f"  threshold chosen on the fold models' out-of-fold predictions (out-of-fold F1 "
                      f"{report['oof']['f1']:.4f}; the search trial's was {report['search_threshold']:.3f})")

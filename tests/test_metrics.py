@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search import best_threshold, binary_metrics
+from search import best_threshold, binary_metrics, describe_final_model
 
 
 def _fold(rng, n_normal, n_abnormal, normal_at=(0.0, 0.4), abnormal_at=(0.6, 1.0)):
@@ -124,3 +124,12 @@ def test_the_cli_offers_every_metric_the_objective_knows():
     search_cmd = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "search")[1]
     metric = next(a for a in search_cmd._actions if a.dest == "metric")
     assert tuple(metric.choices) == METRICS and metric.default == "f1"
+
+
+def test_the_final_model_is_described_by_what_was_averaged() -> None:
+    """The final test and the export's sidecar name the model the same way, folds x seeds included."""
+    assert describe_final_model({"final_model": "folds", "members": 10, "fold_repeats": 2}) == (
+        "the average of 10 models: 5 patient-grouped folds x 2 seeds")
+    assert describe_final_model({"final_model": "folds", "members": 3}) == "the average of 3 patient-grouped fold models"
+    assert describe_final_model({"final_model": "refit", "members": 3}).startswith("the average of 3 seeds' models")
+    assert describe_final_model({"members": 1}) == "one model trained on all search patients"

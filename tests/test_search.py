@@ -385,7 +385,7 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
     meta = export_trial("kt", storage, "best", "fp32", tmp_path / "kt.tflite", verify_beats=300, runs=20)
     assert meta["trial"] == best.number and meta["threshold"] == best.user_attrs["threshold"]
-    assert meta["model_origin"] == "final model (all search patients)"
+    assert meta["model_origin"] == "final model (one model trained on all search patients)"
     again = run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=2, tracking=None,
                             out_dir=tmp_path, progress=False, storage=storage)
     assert len(again["study"].trials) == 2  # KerasTuner resumed its finished search: nothing new, nothing twice

@@ -47,11 +47,9 @@ def _trial_model(study, trial, settings, data, tracker):
     threshold = float(trial.user_attrs.get("threshold", 0.5))
     final = study.user_attrs.get("final") or {}
     if final.get("trial") == trial.number and Path(final.get("model_path", "")).exists():
-        if final.get("final_model") == "folds":
-            seeds = f", {final['fold_repeats']} seeds per fold" if final.get("fold_repeats", 1) > 1 else ""
-            origin = f"final model (the average of {final.get('members')} patient-grouped fold models{seeds})"
-        else:
-            origin = "final model (all search patients)"
+        from search import describe_final_model
+
+        origin = f"final model ({describe_final_model(final)})"
         threshold = float(final.get("abnormal", {}).get("threshold", threshold))
         return keras.models.load_model(final["model_path"], safe_mode=True), origin, threshold
     run_id = trial.user_attrs.get("mlflow_run_id")
