@@ -20,6 +20,8 @@ needs to reach each KerasTuner baseline's best F1, as a fraction of the time the
     python benchmarks/search_efficiency.py                # 3 seeds, 300 s per engine (~47 min)
     python benchmarks/search_efficiency.py --seeds 0 1 2 3 4 --budget 600 --space spaces/edge.yaml
     python benchmarks/search_efficiency.py --budget 600 --optuna-workers 2   # the driver as 2 workers x 1 TF thread
+    python benchmarks/search_efficiency.py --budget 600 --optuna-workers 2 --kt-workers 2   # KerasTuner too, in
+                                          # its distributed mode (a chief oracle and 2 tuners x 1 TF thread)
     python benchmarks/search_efficiency.py --pruner-signal WORK_DIR ...   # what the pruner's signal predicts
     python benchmarks/search_efficiency.py --worker-throughput   # 1 process vs 2 workers x 1 TF thread (~15 min)
 
@@ -94,8 +96,11 @@ def _run_one(args: argparse.Namespace) -> int:
     settings = _settings(args, seed)
     work = Path(args.work)
     index, workers = args.worker_index, args.workers
-    if workers > 1:  # the driver's workers start their clocks together, once all have imported everything
-        C.start_together(work, str(index), workers)
+    distributed_kt = "KERASTUNER_ORACLE_IP" in os.environ  # KerasTuner's chief oracle plus --kt-workers tuners
+    if distributed_kt and os.environ["KERASTUNER_TUNER_ID"] == "chief":
+        return _kt_chief(args, settings, work, workers)
+    if workers > 1:  # the workers start their clocks together, once all (and a chief oracle) are ready
+        C.start_together(work, str(index), workers + int(distributed_kt))
     t0 = time.time()
 
     def write(row: dict[str, Any]) -> None:
@@ -147,12 +152,48 @@ def _run_one(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kt_chief(args: argparse.Namespace, settings, work: Path, workers: int) -> int:
+    """Child: KerasTuner's chief oracle for ``workers`` tuner processes. It only serves draws (it trains
+    nothing); it joins the workers' start barrier once its gRPC server answers, so their clocks start with a
+    ready oracle."""
+    import socket
+    import threading
+
+    from search import keras_tuner_engine as kte
+
+    port = int(os.environ["KERASTUNER_ORACLE_PORT"])
+
+    def ready_when_serving() -> None:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        C.start_together(work, "chief", workers + 1)
+
+    threading.Thread(target=ready_when_serving, daemon=True).start()
+    tuner = args.engine.removeprefix("kt-")
+    kte.run_keras_tuner(f"eff-{args.seed}-{tuner}", settings, tuner=tuner, n_trials=100_000, tracking=None,
+                        out_dir=work, progress=False)  # blocks, serving, until the budget's kill
+    return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _spawn(args: argparse.Namespace, engine: str, seed: int, work: Path, budget: float) -> dict[str, Any]:
     """Run one engine in a child process (the Optuna driver: ``--optuna-workers`` processes on one study)
     for ``budget`` seconds; return its trials and timings."""
     trials_file = work / f"{engine}-{seed}.jsonl"
-    workers = args.optuna_workers if engine == "optuna" else 1
-    threads = args.optuna_tf_threads if engine == "optuna" else None
+    workers = args.optuna_workers if engine == "optuna" else args.kt_workers
+    threads = args.optuna_tf_threads if engine == "optuna" else args.kt_tf_threads
+    distributed_kt = engine != "optuna" and workers > 1
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", "--engine", engine, "--seed", str(seed),
            "--trials-file", str(trials_file), "--work", str(work / f"{engine}-{seed}"), "--space", args.space,
            "--folds", str(args.folds), "--max-beats", str(args.max_beats), "--pruner", args.pruner,
@@ -167,10 +208,16 @@ def _spawn(args: argparse.Namespace, engine: str, seed: int, work: Path, budget:
     for stale in [*(work / f"{engine}-{seed}").glob("ready-*"), work / f"{engine}-{seed}" / "study-created"]:
         stale.unlink(missing_ok=True)  # the workers' start-up files of an earlier run in this --work-dir
     logs = [work / (f"{engine}-{seed}.log" if i == 0 else f"{engine}-{seed}-worker{i}.log") for i in range(workers)]
+    envs: list[dict[str, str] | None] = [None] * workers
+    if distributed_kt:  # KerasTuner's own distributed mode: a chief oracle (gRPC) and `workers` tuner processes
+        link = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
+        envs = [{**os.environ, **link, "KERASTUNER_TUNER_ID": f"tuner{i}"} for i in range(workers)]
+        envs.append({**os.environ, **link, "KERASTUNER_TUNER_ID": "chief"})
+        logs.append(work / f"{engine}-{seed}-chief.log")
     handles = [p.open("w") for p in logs]
     t_start = time.time()
-    procs = [subprocess.Popen(cmd + ["--worker-index", str(i)], stdout=fh, stderr=subprocess.STDOUT,
-                              start_new_session=True) for i, fh in enumerate(handles)]
+    procs = [subprocess.Popen(cmd + ["--worker-index", str(i)], stdout=fh, stderr=subprocess.STDOUT, env=env,
+                              start_new_session=True) for i, (fh, env) in enumerate(zip(handles, envs))]
     # the child's clock starts after its imports and data loading; give it that time on top of the budget,
     # then read its trials by their own clock and keep only those finished within the budget
     deadline = time.monotonic() + budget + args.startup_allowance
@@ -330,7 +377,8 @@ def medians(per_seed: dict[int, dict[str, dict[str, Any]]], budget: float) -> di
 def _label(engine: str, settings: dict[str, Any]) -> str:
     pruner = settings.get("optuna_pruner", "median")
     if engine != "optuna":
-        return LABELS[engine]
+        kt = settings.get("kt_workers") or 1
+        return LABELS[engine] + (f", {kt} workers x {settings.get('kt_tf_threads')} TF thread" if kt > 1 else "")
     label = LABELS[engine].replace("median pruner", f"{pruner} pruner")
     workers = settings.get("optuna_workers", 1)
     return label if workers == 1 else label.replace("driver", f"driver, {workers} workers x "
@@ -429,6 +477,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="run the Optuna driver as this many worker processes on one study (default 1)")
     ap.add_argument("--optuna-tf-threads", type=int,
                     help="TensorFlow threads per driver worker (default: 1 with several workers, else TF's choice)")
+    ap.add_argument("--kt-workers", type=int, default=1,
+                    help="run each KerasTuner engine in its distributed mode: a chief oracle and this many tuner "
+                         "processes (default 1: one process)")
+    ap.add_argument("--kt-tf-threads", type=int,
+                    help="TensorFlow threads per KerasTuner tuner process (default: 1 with several, else TF's choice)")
     ap.add_argument("--startup-allowance", type=float, default=60.0,
                     help="seconds a child may spend on imports and data before its budget clock starts")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
@@ -458,6 +511,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--optuna-workers must be at least 1")
     if args.optuna_tf_threads is None and args.optuna_workers > 1:
         args.optuna_tf_threads = 1
+    if args.kt_workers < 1:
+        ap.error("--kt-workers must be at least 1")
+    if args.kt_tf_threads is None and args.kt_workers > 1:
+        args.kt_tf_threads = 1
     preset = QUICK if args.quick else FULL
     args.mode = "quick" if args.quick else "full"
     for k in ("seeds", "budget", "max_beats", "folds", "epochs"):
@@ -505,7 +562,8 @@ def main(argv=None) -> int:
                           "space_name": space.name, "max_beats": args.max_beats, "folds": args.folds,
                           "epochs_override": args.epochs, "latency_budget_ms": args.latency_budget_ms,
                           "optuna_pruner": args.pruner, "optuna_workers": args.optuna_workers,
-                          "optuna_tf_threads": args.optuna_tf_threads,
+                          "optuna_tf_threads": args.optuna_tf_threads, "kt_workers": args.kt_workers,
+                          "kt_tf_threads": args.kt_tf_threads,
                           "target_f1": args.target, "engines": list(ENGINES), "mlflow": False,
                           "metric": args.metric, "objective": OBJECTIVES[args.metric],
                           "order": "rotating per seed", "work_dir": str(work)}
@@ -528,7 +586,8 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
         provisional = {s: {r["engine"]: summarise_run(r, 1.0) for r in runs if r["seed"] == s} for s in seeds}
         bests = {e: _median(provisional[s][e]["best_f1"] for s in seeds) for e in ENGINES}
         reached = [v for v in bests.values() if v is not None]
-        st["target_f1"], st["target_auto"] = (round(min(reached), 3) if reached else 0.0), True
+        # rounded down: a target rounded up past the weakest engine's best would count as not reached by it
+        st["target_f1"], st["target_auto"] = (np.floor(min(reached) * 1000) / 1000 if reached else 0.0), True
     per_seed = {s: {r["engine"]: summarise_run(r, st["target_f1"]) for r in runs if r["seed"] == s} for s in seeds}
     result["per_seed"] = {str(s): v for s, v in per_seed.items()}
     result["medians"] = medians(per_seed, st["budget_s"])

@@ -53,6 +53,13 @@ def _kt_seed(seed: int) -> int:
     return int(seed) if int(seed) != 0 else 2**31 - 1
 
 
+def _trial_number(trial, oracle) -> int:
+    """The trial's 0-based number: KerasTuner numbers its trial ids ("00003") in creation order; a worker of
+    a distributed search (chief oracle plus tuners) sees only its own trials, so the id is what is shared."""
+    tid = str(trial.trial_id)
+    return int(tid) if tid.isdigit() else len(oracle.trials) - 1
+
+
 def _tuner_class():
     import keras_tuner as kt
 
@@ -69,7 +76,7 @@ def _tuner_class():
             config = self.space.keras_tuner_config(hp)
             if "tuner/epochs" in hp.values:  # Hyperband's budget for this round
                 config["epochs"] = int(hp.values["tuner/epochs"])
-            number = len(self.oracle.trials) - 1
+            number = _trial_number(trial, self.oracle)
             run_id = None
             if self.tracker is not None:
                 run_id = self.tracker.start_trial(self.parent_run_id, number, self.project_name, config)

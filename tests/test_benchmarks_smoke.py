@@ -77,11 +77,19 @@ def test_quality_and_pipeline_cost_quick(tmp_path, cli_env):
 
 
 def test_search_efficiency_quick(tmp_path, cli_env):
-    # the driver as two worker processes on one study (the one-worker run is the same code minus the start barrier)
-    r = _run("search_efficiency.py", tmp_path, cli_env, "--optuna-workers", "2", "--work-dir", str(tmp_path / "work"))
+    # the driver as two worker processes on one study, KerasTuner as a chief oracle and two tuner processes
+    # (the one-worker runs are the same code minus the start barrier)
+    r = _run("search_efficiency.py", tmp_path, cli_env, "--optuna-workers", "2", "--kt-workers", "2",
+             "--work-dir", str(tmp_path / "work"))
     st = r["settings"]
     assert st["seeds"] == [0] and st["engines"] == ["optuna", "kt-hyperband", "kt-random"]
     assert st["optuna_workers"] == 2 and st["optuna_tf_threads"] == 1
+    assert st["kt_workers"] == 2 and st["kt_tf_threads"] == 1
+    for run in r["runs"]:  # the chief oracle hands every trial number out once, whichever tuner runs it
+        if run["engine"] != "optuna":
+            assert {t["worker"] for t in run["trials"]} <= {0, 1}
+            assert len({t["trial"] for t in run["trials"]}) == len(run["trials"])
+    assert (tmp_path / "work" / "kt-random-0-chief.log").exists()
     import optuna
 
     study = optuna.load_study(study_name="eff-0", storage=f"sqlite:///{tmp_path / 'work' / 'optuna-0' / 'optuna.db'}")
