@@ -123,7 +123,16 @@ def header(script: str, mode: str) -> dict[str, Any]:
             "cwd": os.getcwd(), "started_utc": now(), "machine": {**machine_info(), "loadavg_start": loadavg()},
             "versions": versions(), "source": source(),
             "env": {k: os.environ.get(k) for k in ("ECG_AUTOML_DATA", "ECG_AUTOML_CACHE", "TF_NUM_INTEROP_THREADS",
-                                                   "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")}}
+                                                   "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS",
+                                                   "ECG_AUTOML_PI_CALIBRATION")},
+            "pi4_calibration": _pi_calibration()}
+
+
+def _pi_calibration() -> dict[str, Any]:
+    """Which host->Pi fit this run's Raspberry Pi 4 estimates use, and whether it was measured on this CPU."""
+    from ecg_automl.tflite.pi_estimate import active_calibration
+
+    return {k: v for k, v in active_calibration().items() if k != "fit"}
 
 
 def finish(result: dict[str, Any], wall_s: float) -> dict[str, Any]:

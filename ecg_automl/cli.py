@@ -29,7 +29,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ecg_data import DataError
     from spaces import SpaceError
 
-    errs: list[type[BaseException]] = [DataError, SpaceError, FileNotFoundError]
+    from ecg_automl.tflite.pi_estimate import CalibrationError
+
+    errs: list[type[BaseException]] = [DataError, SpaceError, FileNotFoundError, CalibrationError]
     if "search" in sys.modules:  # only commands that loaded the search stack can raise its errors
         from search import StorageError, StudyMismatchError, TrackingError
 

@@ -20,7 +20,7 @@ from spaces import SearchSpace, SpaceError
 
 from . import _interrupt
 from .final import final_test
-from .metrics import format_report
+from .metrics import describe_final_model, format_report
 from .objective import CVObjective, Gate
 from .settings import StudySettings
 from .storage import check_storage, make_storage
@@ -372,14 +372,10 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     config, threshold = best.user_attrs["config"], float(best.user_attrs.get("threshold", 0.5))
     title = f"final test on held-out patients: trial {best.number}, {data.name}"
     n_search, n_test = int((data.split == "search").sum()), int((data.split == "test").sum())
-    if settings.final_model == "folds":
-        times = f" x {settings.fold_repeats} seeds" if settings.fold_repeats > 1 else ""
-        print_fn(f"training trial {best.number}'s {settings.folds} patient-grouped fold models{times} on the "
-                 f"{n_search} search beats (averaged into one model), testing on {n_test} held-out beats ...")
-    else:
-        members = f" ({settings.final_members} seeds, averaged)" if settings.final_members > 1 else ""
-        print_fn(f"retraining trial {best.number} on all {n_search} search beats{members}, "
-                 f"testing on {n_test} held-out beats ...")
+    model = describe_final_model({"final_model": settings.final_model, "members": settings.n_final_members,
+                                  "fold_repeats": settings.fold_repeats})
+    print_fn(f"training trial {best.number}'s final model ({model}; {n_search} search beats), testing on "
+             f"{n_test} held-out beats ...")
     parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
     report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
                         final_model=settings.final_model, folds=settings.folds,

@@ -27,6 +27,8 @@ def _run(script: str, out_dir, env, *extra: str) -> dict:
     m = result["machine"]
     assert m["logical_cpus"] >= 1 and m["lscpu_model_name"]
     assert len(m["loadavg_start"]) == 3 and len(m["loadavg_end"]) == 3
+    cal = result["pi4_calibration"]  # which host->Pi fit the run's Pi estimates used, measured on which CPU
+    assert cal["source"] == "shipped" and cal["host_cpu"] and cal["matches_this_host"] == (cal["host_cpu"] == m["lscpu_model_name"])
     assert all(result["versions"][k] for k in VERSIONS)
     from ecg_data.cache import PIPELINE_VERSION
 

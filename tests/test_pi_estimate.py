@@ -61,3 +61,70 @@ def test_module_does_not_import_tensorflow():
     code = ("import sys; import ecg_automl.tflite.pi_estimate as m; m.estimate_pi4_ms(0.5); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.fixture(autouse=True)
+def _shipped_calibration(monkeypatch):
+    """Every test starts from the shipped fit, whatever the caller's environment says."""
+    monkeypatch.delenv(pe.CALIBRATION_ENV, raising=False)
+    pe._ACTIVE.clear()
+    yield
+    pe._ACTIVE.clear()
+
+
+def _calibration_file(tmp_path, speedup: float, cpu: str = "Test CPU 9000"):
+    import json
+
+    points = [{"id": p["id"], "host_ms": p["host_ms"] / speedup} for p in pe.CALIBRATION]
+    path = tmp_path / "calib.json"
+    path.write_text(json.dumps({"host_cpu": cpu, "platform": "test", "points": points}))
+    return path
+
+
+def test_a_host_calibration_file_replaces_the_shipped_fit(tmp_path, monkeypatch):
+    # a host 1.4x faster than the calibration host: the same model times 1.4x lower here, and the estimate
+    # made from this host's own calibration must come out where the shipped fit puts the slower host's time
+    path = _calibration_file(tmp_path, 1.4)
+    shipped = [pe.estimate_pi4_ms(h, d, pi_threads=t) for h in (0.1, 1.0) for d in ("float32", "int8") for t in (1, 4)]
+    monkeypatch.setenv(pe.CALIBRATION_ENV, str(path))
+    cal = pe.active_calibration()
+    assert cal["source"] == str(path) and cal["host_cpu"] == "Test CPU 9000"
+    assert cal["fit"]["pi1"]["b"] == pytest.approx(pe.FIT["pi1"]["b"], abs=2e-4)
+    own = [pe.estimate_pi4_ms(h / 1.4, d, pi_threads=t) for h in (0.1, 1.0) for d in ("float32", "int8") for t in (1, 4)]
+    assert own == pytest.approx(shipped, rel=2e-3)
+    assert pe.estimate_pi4_ms(1.0) != pytest.approx(shipped[2], rel=0.05)  # and differs at the same host time
+
+
+def test_another_cpu_than_the_calibration_host_is_warned_about_once(monkeypatch, caplog):
+    monkeypatch.setattr(pe, "host_cpu_name", lambda: pe.HOST_CPU_NAME)
+    with caplog.at_level("WARNING", logger="ecg_automl"):
+        pe.estimate_pi4_ms(0.5)
+    assert not caplog.records and pe.active_calibration()["matches_this_host"] is True
+    pe._ACTIVE.clear()
+    monkeypatch.setattr(pe, "host_cpu_name", lambda: "Some Other CPU")
+    with caplog.at_level("WARNING", logger="ecg_automl"):
+        pe.estimate_pi4_ms(0.5)
+        pe.estimate_pi4_ms(0.7)
+    assert len(caplog.records) == 1
+    msg = caplog.records[0].getMessage()
+    assert "Some Other CPU" in msg and pe.HOST_CPU_NAME in msg and "calibrate_pi.py --json" in msg
+    assert pe.active_calibration()["matches_this_host"] is False
+
+
+def test_a_bad_host_calibration_file_is_refused_with_its_name(tmp_path, monkeypatch):
+    from ecg_automl.tflite.gate import LatencyGate
+
+    cases = {tmp_path / "missing.json": "no such file", tmp_path / "bad.json": "not a calibrate_pi.py --json file",
+             tmp_path / "nopoints.json": "no 'points' list", tmp_path / "short.json": "deb-mnv2-q"}
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "nopoints.json").write_text('{"host_cpu": "x"}')
+    (tmp_path / "short.json").write_text('{"points": [{"id": "deb-mnv2-f32", "host_ms": 5.0}]}')
+    for path, why in cases.items():
+        pe._ACTIVE.clear()
+        monkeypatch.setenv(pe.CALIBRATION_ENV, str(path))
+        with pytest.raises(pe.CalibrationError, match=why) as exc:
+            pe.estimate_pi4_ms(0.5)
+        assert str(path) in str(exc.value)
+        with pytest.raises(pe.CalibrationError):  # the gate says so when it is built, before any trial
+            LatencyGate(1.0)
+    LatencyGate(1.0, target="http://pi.local:8000")  # a real Pi's measurement needs no host fit

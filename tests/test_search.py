@@ -433,3 +433,23 @@ def test_keras_tuner_draws_repeat_for_every_seed_including_0(tuner):
     assert first_draws(0) == first_draws(0)
     assert first_draws(1) == first_draws(1)
     assert first_draws(0) != first_draws(1)
+
+
+def test_keras_tuner_hyperband_runs_its_schedule_again_until_trials(tmp_path):
+    """KerasTuner's Hyperband stops after one bracket schedule by default (10 trials for 4 epochs, factor 3):
+    the engine repeats the schedule, so --trials (or the benchmark's clock) is what ends the search."""
+    from search.keras_tuner_engine import make_oracle
+
+    space = SearchSpace.load("default")
+    oracle = make_oracle("hyperband", n_trials=25, max_epochs=4, seed=1, space=space)
+    oracle._set_project_dir(str(tmp_path), "hb")
+    finished = 0
+    while finished < 100:
+        trial = oracle.create_trial("tuner0")
+        if trial.status != "RUNNING":
+            break
+        oracle.update_trial(trial.trial_id, {"val_objective": 0.5 + 0.001 * finished})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+        finished += 1
+    assert finished == 25 and trial.status == "STOPPED"

@@ -82,7 +82,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     from spaces import SearchSpace, model_inputs
 
     from .gate import reference_clock
-    from .pi_estimate import estimate_pi4_ms
+    from .pi_estimate import active_calibration, estimate_pi4_ms
     from .stats import model_stats
 
     study, settings = open_study(study_name, storage, None, heartbeat=None)
@@ -132,7 +132,8 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
         "normalisation": "per-window z-score", "class_meaning": {"0": "normal (AAMI N)", "1": "abnormal (AAMI S, V, F)"},
         "threshold": threshold, "config": config, "members": _members(model),
         "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),
-        "latency": {**lat, "pi4_estimate_ms": estimate_pi4_ms(lat["host_ms"], "int8" if mode == "int8" else "float32")},
+        "latency": {**lat, "pi4_estimate_ms": estimate_pi4_ms(lat["host_ms"], "int8" if mode == "int8" else "float32"),
+                    "pi4_calibration": {k: v for k, v in active_calibration().items() if k != "fit"}},
         "verification": check, **model_stats(model),
     }
     if data.name != "mitdb":
@@ -163,6 +164,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  latency ({lat['threads']} thread, {lat['n_runs']} runs): median {lat['median_ms']:.3f} ms, "
           f"p90 {lat['p90_ms']:.3f} ms; with the host's slowdown ({lat['host_slowdown']:.2f}x) divided out "
           f"{lat['host_ms']:.3f} ms; Raspberry Pi 4 estimate {lat['pi4_estimate_ms']:.3f} ms")
+    cal = lat.get("pi4_calibration", {})
+    if cal and not cal["matches_this_host"]:
+        print(f"  (the Pi estimate's host->Pi fit was measured on {cal['host_cpu']}, this machine is "
+              f"{cal['this_host_cpu']}: see docs/PI_LATENCY.md, 'Another host')")
     print(format_verification(meta["verification"]))
     check = meta["verification"]
     if check["flagged"]:

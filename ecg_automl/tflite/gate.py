@@ -68,6 +68,10 @@ class LatencyGate:
         self.target = target
         self.runs = runs
         self.threads = threads
+        if target is None:  # a bad $ECG_AUTOML_PI_CALIBRATION fails here, and a host mismatch is said, before trial 0
+            from .pi_estimate import active_calibration
+
+            active_calibration()
 
     def measure(self, config: dict[str, Any], channels: int = 1) -> dict[str, Any]:
         """Convert the untrained model for ``config`` (``members`` copies averaged, as the final model will be)

@@ -7,6 +7,9 @@ latencies of standard architectures, paired with the latency of the same archite
 (``keras.applications``, random weights; float32, or full-integer int8 with a random representative set),
 converted with ``tf.lite.TFLiteConverter`` and timed on this host with the LiteRT interpreter and 1 thread.
 Re-measure the host side and re-fit with ``python benchmarks/calibrate_pi.py`` (see docs/PI_LATENCY.md).
+The fit belongs to the host it was measured on: on another machine, ``calibrate_pi.py --json FILE`` there and
+``ECG_AUTOML_PI_CALIBRATION=FILE`` make the estimates use that host's own fit (:func:`active_calibration`);
+without it, a warning says when this machine's CPU is not the calibration host's.
 
 Host: ``lscpu`` model name "Intel(R) Xeon(R) Processor" (KVM guest, 2 vCPUs, AVX-512/VNNI/AMX flags), LiteRT
 2.3.0, 1 thread (:data:`HOST_CPU`). ``host_ms`` below is the 5th percentile of >= 1,000 timed invokes pooled
@@ -60,11 +63,23 @@ LiteRT 2.3 + XNNPACK.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
 import statistics
-from typing import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+log = logging.getLogger("ecg_automl")
+
+#: A host calibration of one's own (``benchmarks/calibrate_pi.py --json FILE`` on that host) replaces the
+#: shipped fit when this environment variable names the file.
+CALIBRATION_ENV = "ECG_AUTOML_PI_CALIBRATION"
 
 #: ``lscpu`` "Model name" of the machine the host side was measured on, and what else it reported.
+#: Its ``model name`` alone, compared with this machine's (:func:`host_cpu_name`) to warn when they differ.
+HOST_CPU_NAME = "Intel(R) Xeon(R) Processor"
 HOST_CPU = ("Intel(R) Xeon(R) Processor (KVM guest, 2 vCPUs, family 6 model 167 as reported, AVX-512 incl. "
             "VNNI/BF16/FP16 and AMX flags), Linux 6.18 x86_64, LiteRT (ai-edge-litert) 2.3.0, 1 thread")
 
@@ -220,8 +235,70 @@ def estimate_pi4_ms(host_ms: float, dtype: str = "float32", *, pi_threads: int =
     host_ms = float(host_ms)
     if not math.isfinite(host_ms) or host_ms <= 0:
         raise ValueError(f"host_ms must be a positive number of milliseconds, not {host_ms!r}")
-    fit = FIT[_fit_name(dtype, pi_threads)]
+    fit = active_calibration()["fit"][_fit_name(dtype, pi_threads)]
     return math.exp(fit["a"] + fit["b"] * math.log(host_ms))
+
+
+class CalibrationError(ValueError):
+    """The host calibration file named by ``$ECG_AUTOML_PI_CALIBRATION`` cannot be used."""
+
+
+_ACTIVE: dict[str, dict[str, Any]] = {}
+
+
+def active_calibration() -> dict[str, Any]:
+    """The fit :func:`estimate_pi4_ms` uses and where it comes from: the shipped one (measured on
+    :data:`HOST_CPU_NAME`), or this host's own from the file ``$ECG_AUTOML_PI_CALIBRATION`` names.
+
+    The fit maps one host's timings: another CPU runs each model at its own speed ratio (an AMD EPYC guest
+    ran the calibration MobileNets at 0.75-1.6x the Xeon's speed and this project's int8 members 1.4x
+    faster). One member's Pi estimate: 0.88 ms from the Xeon's timing and fit, 0.55 ms from the EPYC's timing
+    with the Xeon's fit, 1.44 ms with the EPYC's own fit (docs/PI_LATENCY.md, "Another host"). So when this
+    machine's CPU is not the calibration host's, a warning says so once."""
+    path = os.environ.get(CALIBRATION_ENV, "").strip()
+    if path not in _ACTIVE:
+        if path:
+            host_cpu, fit = _load_host_calibration(Path(path))
+            source = path
+        else:
+            host_cpu, fit, source = HOST_CPU_NAME, FIT, "shipped"
+        here = host_cpu_name()
+        cal = {"source": source, "host_cpu": host_cpu, "this_host_cpu": here, "matches_this_host": host_cpu == here,
+               "fit": fit}
+        if not cal["matches_this_host"]:
+            log.warning("Raspberry Pi 4 latency estimates: the host->Pi fit was measured on %r (%s), this machine "
+                        "is %r. Hosts differ in speed model by model, so the estimates (and a latency gate built on "
+                        "them) may be off, by 2x or more for sub-0.1 ms models (docs/PI_LATENCY.md). Run "
+                        "`python benchmarks/calibrate_pi.py --json FILE` here and set %s=FILE, or measure on a Pi "
+                        "with `ecg-automl bench-server`.",
+                        host_cpu, "shipped fit" if source == "shipped" else source, here, CALIBRATION_ENV)
+        _ACTIVE[path] = cal
+    return _ACTIVE[path]
+
+
+def _load_host_calibration(path: Path) -> tuple[str, dict]:
+    """``(host CPU, FIT)`` of a ``calibrate_pi.py --json`` file: its host values re-fitted against the
+    published Pi latencies of :data:`CALIBRATION` (matched by id)."""
+    where = f"{CALIBRATION_ENV}={path}"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CalibrationError(f"{where}: no such file (write one with benchmarks/calibrate_pi.py --json)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CalibrationError(f"{where}: not a calibrate_pi.py --json file ({exc})") from None
+    measured = doc.get("points") if isinstance(doc, dict) else None
+    if not isinstance(measured, list):
+        raise CalibrationError(f"{where}: not a calibrate_pi.py --json file (no 'points' list)")
+    host = {p.get("id"): p.get("host_ms") for p in measured if isinstance(p, dict)}
+    points = []
+    for p in CALIBRATION:
+        value = host.get(p["id"])
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise CalibrationError(f"{where}: calibration point {p['id']!r} has no positive host_ms "
+                                   f"(got {value!r}); re-run benchmarks/calibrate_pi.py --json")
+        points.append({**p, "host_ms": float(value)})
+    fit, _ = fit_calibration(points)
+    return str(doc.get("host_cpu") or "unknown"), fit
 
 
 # --------------------------------------------------------------------------------------------------------------
