@@ -94,7 +94,7 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
     assert Path(final["model_path"]).exists()
     out = capsys.readouterr().out
-    assert "confusion matrix" in out and "abnormal" in out and "(2 seeds, averaged)" in out
+    assert "confusion matrix" in out and "abnormal" in out and "final model (the average of 2 seeds' models, each trained on all search patients;" in out
     # final_members=2: the final model is one file holding both seeds' models, averaged
     import keras
 

@@ -251,9 +251,9 @@ def active_calibration() -> dict[str, Any]:
     :data:`HOST_CPU_NAME`), or this host's own from the file ``$ECG_AUTOML_PI_CALIBRATION`` names.
 
     The fit maps one host's timings: another CPU runs each model at its own speed ratio (an AMD EPYC guest
-    ran the calibration MobileNets at 0.75-1.6x the Xeon's speed and this project's int8 members 1.4x
-    faster). One member's Pi estimate: 0.88 ms from the Xeon's timing and fit, 0.55 ms from the EPYC's timing
-    with the Xeon's fit, 1.44 ms with the EPYC's own fit (docs/PI_LATENCY.md, "Another host"). So when this
+    ran the calibration MobileNets at 0.64-1.6x the Xeon's speed and this project's int8 members 1.4x
+    faster). One member's Pi estimate: 0.90 ms from the Xeon's timing and fit, 0.54 ms from the EPYC's timing
+    with the Xeon's fit, 1.43 ms with the EPYC's own fit (docs/PI_LATENCY.md, "Another host"). So when this
     machine's CPU is not the calibration host's, a warning says so once."""
     path = os.environ.get(CALIBRATION_ENV, "").strip()
     if path not in _ACTIVE:
