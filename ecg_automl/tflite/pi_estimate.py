@@ -268,7 +268,7 @@ def active_calibration() -> dict[str, Any]:
         if not cal["matches_this_host"]:
             log.warning("Raspberry Pi 4 latency estimates: the host->Pi fit was measured on %r (%s), this machine "
                         "is %r. Hosts differ in speed model by model, so the estimates (and a latency gate built on "
-                        "them) may be off, by 2x or more for sub-0.1 ms models (docs/PI_LATENCY.md). Run "
+                        "them) may be off, by 1.6x or more for sub-0.1 ms models (docs/PI_LATENCY.md). Run "
                         "`python benchmarks/calibrate_pi.py --json FILE` here and set %s=FILE, or measure on a Pi "
                         "with `ecg-automl bench-server`.",
                         host_cpu, "shipped fit" if source == "shipped" else source, here, CALIBRATION_ENV)
