@@ -130,9 +130,9 @@ def header(script: str, mode: str) -> dict[str, Any]:
 
 def _pi_calibration() -> dict[str, Any]:
     """Which host->Pi fit this run's Raspberry Pi 4 estimates use, and whether it was measured on this CPU."""
-    from ecg_automl.tflite.pi_estimate import active_calibration
+    from ecg_automl.tflite.pi_estimate import calibration_record
 
-    return {k: v for k, v in active_calibration().items() if k != "fit"}
+    return calibration_record()
 
 
 def finish(result: dict[str, Any], wall_s: float) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     from spaces import SearchSpace, model_inputs
 
     from .gate import reference_clock
-    from .pi_estimate import active_calibration, estimate_pi4_ms
+    from .pi_estimate import calibration_record, estimate_pi4_ms
     from .stats import model_stats
 
     study, settings = open_study(study_name, storage, None, heartbeat=None)
@@ -133,7 +133,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
         "threshold": threshold, "config": config, "members": _members(model),
         "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),
         "latency": {**lat, "pi4_estimate_ms": estimate_pi4_ms(lat["host_ms"], "int8" if mode == "int8" else "float32"),
-                    "pi4_calibration": {k: v for k, v in active_calibration().items() if k != "fit"}},
+                    "pi4_calibration": calibration_record()},
         "verification": check, **model_stats(model),
     }
     if data.name != "mitdb":

@@ -276,6 +276,12 @@ def active_calibration() -> dict[str, Any]:
     return _ACTIVE[path]
 
 
+def calibration_record() -> dict[str, Any]:
+    """:func:`active_calibration` without the fit: which fit the estimates use, measured on which CPU (for
+    export sidecars and result files)."""
+    return {k: v for k, v in active_calibration().items() if k != "fit"}
+
+
 def _load_host_calibration(path: Path) -> tuple[str, dict]:
     """``(host CPU, FIT)`` of a ``calibrate_pi.py --json`` file: its host values re-fitted against the
     published Pi latencies of :data:`CALIBRATION` (matched by id)."""
