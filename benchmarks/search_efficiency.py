@@ -491,11 +491,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--pruner-signal", nargs="+", metavar="DIR", help="instead of a run: how well the pruner's "
                     "running signal at each step ranks the completed trials of the Optuna studies under these "
                     "--work-dir folders (writes search_efficiency_pruner_signal.json/.png)")
+    ap.add_argument("--sampler-surrogate", nargs="*", metavar="JSON",
+                    help="instead of a run: random search and TPE with several start-up counts on a surrogate "
+                         "fitted to the measured trials of these result files (default: every "
+                         "benchmarks/results/search_efficiency_full*.json; writes "
+                         "search_efficiency_sampler_surrogate[_quick].json/.png)")
     ap.add_argument("--worker-throughput", action="store_true",
                     help="instead of a run: train the same random draws with one process and with --optuna-workers "
                          "(default 2) 1-thread workers (writes search_efficiency_worker_throughput[_quick].json/.png)")
-    ap.add_argument("--draws", type=int, help="draws for --worker-throughput (full 8, quick 2)")
-    ap.add_argument("--repeats", type=int, help="repeats for --worker-throughput (full 3, quick 1)")
+    ap.add_argument("--draws", type=int, help="draws for --worker-throughput (full 8, quick 2); trials per run for --sampler-surrogate (full 32, quick 8)")
+    ap.add_argument("--repeats", type=int, help="repeats for --worker-throughput (full 3, quick 1) and --sampler-surrogate (full 60, quick 3)")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -531,6 +536,8 @@ def main(argv=None) -> int:
         return _reanalyse(Path(args.reanalyse))
     if args.pruner_signal:
         return _pruner_signal([Path(p) for p in args.pruner_signal], Path(args.out_dir))
+    if args.sampler_surrogate is not None:
+        return _sampler_surrogate(args)
     if args.worker_throughput:
         return _worker_throughput(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -632,6 +639,50 @@ def _pruner_signal(paths: list[Path], out_dir: Path) -> int:
             extra = f"   unseen folds {u['rho']:+.2f} [{u['ci90'][0]:+.2f}, {u['ci90'][1]:+.2f}]" if u else ""
             print(f"  fold {p['fold']} epoch {p['epoch']}: objective {o['rho']:+.2f} "
                   f"[{o['ci90'][0]:+.2f}, {o['ci90'][1]:+.2f}]{extra}")
+    print(f"wrote {js} and {png}")
+    return 0
+
+
+def _sampler_surrogate(args: argparse.Namespace) -> int:
+    """Random search against TPE (the driver's sampler, several start-up counts) on a surrogate of measured
+    trials: how much the sampler alone can gain in this budget, which a 2-hour run cannot tell."""
+    import _sampler_surrogate as SS
+    from spaces import SearchSpace
+
+    t0 = time.perf_counter()
+    paths = ([Path(p) for p in args.sampler_surrogate] if args.sampler_surrogate
+             else sorted((ROOT / "benchmarks" / "results").glob("search_efficiency_full*.json")))
+    for p in paths:
+        if not p.is_file():
+            raise SystemExit(f"error: {p}: no such result file")
+    space = SearchSpace.load(args.space)
+    configs, values, used = SS.collect(paths, space)
+    if len(values) < 20:
+        raise SystemExit(f"error: {len(values)} completed full-epoch trials with every parameter of {space.name!r} "
+                         f"in {len(paths)} file(s); the surrogate needs at least 20")
+    mode = "sampler_surrogate" + ("_quick" if args.quick else "")
+    preset = SS.QUICK if args.quick else SS.FULL
+    trials, repeats = args.draws or preset["trials"], args.repeats or preset["repeats"]
+    result = C.header("search_efficiency.py", mode)
+    result["what"] = SS.__doc__.strip()
+    result["settings"] = {"space": str(args.space), "result_files": used, "trials": trials, "repeats": repeats,
+                          "startup_counts": list(SS.STARTUP), "seed": args.seeds[0]}
+    result["simulation"] = SS.simulate(space, configs, values, trials=trials, repeats=repeats, seed=args.seeds[0],
+                                       log=print)
+    C.finish(result, time.perf_counter() - t0)
+    out = Path(args.out_dir)
+    js = C.write_json(out / f"search_efficiency_{mode}.json", result)
+    png = SS.plot(result, out / f"search_efficiency_{mode}.png")
+    sim = result["simulation"]
+    print(f"surrogate: {sim['surrogate']['trials']} trials, OOB R2 {sim['surrogate']['oob_r2']:.3f}, "
+          f"residual sd {sim['surrogate']['oob_residual_sd']:.3f}")
+    for level, lv in sim["noise"].items():
+        print(f"noise {level} (sd {lv['sd']:.3f}); median best after {trials // 2} / {trials} trials, "
+              f"P(bar in one seed), P(median of 3 passes):")
+        for name, s in lv["samplers"].items():
+            b = s["median_best_after"]
+            print(f"  {name:<15} {b[trials // 2 - 1]:.3f} / {b[-1]:.3f}   {s['p_within_half_of_random']:.2f}   "
+                  f"{s['p_median_of_3_seeds_passes']:.2f}")
     print(f"wrote {js} and {png}")
     return 0
 

@@ -322,6 +322,61 @@ def test_pruner_signal_ranks_what_a_study_stored(tmp_path, cli_env):
     assert proc.returncode != 0 and f"no optuna.db under {empty}" in proc.stderr
 
 
+def test_sampler_surrogate_learns_measured_trials(tmp_path, cli_env):
+    """search_efficiency.py --sampler-surrogate fits a forest to the full-epoch trials of result files (not
+    Hyperband's short rungs, not files of another objective) and races the samplers on it."""
+    import numpy as np
+    import optuna
+
+    from spaces import SearchSpace
+
+    space = SearchSpace.load("default")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    rng = np.random.default_rng(0)
+    trials = []
+    for _ in range(60):  # F1 rises with the learning rate: a signal the forest must find
+        cfg = space.suggest(study.ask())
+        value = 0.3 + 0.2 * np.log10(cfg["learning_rate"] / 3e-4) + rng.normal(0, 0.01)
+        trials.append({"state": "complete", "value": value, "epochs": 4, "config": cfg})
+    short = dict(trials[0], epochs=2, value=0.99)  # a Hyperband rung: left out
+    data = {"settings": {"metric": "f1"}, "runs": [{"trials": trials + [short, {"state": "pruned", "value": None}]}]}
+    other = {"settings": {"metric": "auc"}, "runs": [{"trials": trials}]}  # another objective: left out
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--sampler-surrogate",
+           str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--quick", "--repeats", "4", "--draws", "12",
+           "--out-dir", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((out / "search_efficiency_sampler_surrogate_quick.json").read_text())
+    png = out / "search_efficiency_sampler_surrogate_quick.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert r["settings"]["result_files"] == ["a.json"]
+    sim = r["simulation"]
+    assert sim["surrogate"]["trials"] == 60 and sim["surrogate"]["oob_r2"] > 0.8
+    assert sim["surrogate"]["best_measured"] == max(t["value"] for t in trials)
+    for level in sim["noise"].values():
+        random = level["samplers"]["random"]["median_best_after"]
+        for name, s in level["samplers"].items():
+            med = s["median_best_after"]
+            assert len(med) == 12 and all(a <= b for a, b in zip(med, med[1:]))
+            assert all(q25 <= m <= q75 for q25, m, q75 in zip(s["q25_best_after"], med, s["q75_best_after"]))
+            p = s["p_within_half_of_random"]
+            assert 0 <= p <= 1 and math.isclose(s["p_median_of_3_seeds_passes"], p ** 3 + 3 * p * p * (1 - p))
+            if name.startswith("tpe_startup_"):  # TPE's start-up draws are random search's draws, same seed
+                k = int(name.rsplit("_", 1)[1])
+                assert med[:k] == random[:k]
+    assert "tpe_startup_7" in proc.stdout
+    # a file that is not there, and too few trials: clear errors
+    proc = subprocess.run(cmd[:3] + [str(tmp_path / "missing.json")], cwd=ROOT, env=cli_env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and "missing.json: no such result file" in proc.stderr
+    proc = subprocess.run(cmd[:3] + [str(tmp_path / "b.json")], cwd=ROOT, env=cli_env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and "the surrogate needs at least 20" in proc.stderr
+
+
 def test_worker_throughput_quick(tmp_path, cli_env):
     """search_efficiency.py --worker-throughput: the same draws with one process and with two 1-thread workers."""
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--worker-throughput",

@@ -1,0 +1,171 @@
+"""What the sampler alone can gain in a search-efficiency budget, on a surrogate of measured trials
+(``search_efficiency.py --sampler-surrogate [JSON ...]``).
+
+The benchmark's runs cost 1-2 hours each and give one draw of a noisy race, so sampler settings cannot be
+compared there. Instead, a random forest is fitted to the configs and validation F1 of the completed
+4-epoch KerasTuner trials that ``search_efficiency.py`` result files hold (same space, data, folds and
+objective as the driver's trials), and samplers are run many times on "forest prediction + Gaussian noise":
+random search, and Optuna's TPE as the driver builds it (multivariate, constant liar) with several numbers of
+random start-up trials (the driver uses ``min(8, 4 + folds)``, 7 at 3 folds). The noise is the forest's
+out-of-bag residual (an upper bound: it holds the forest's own error) and half of it.
+
+Reported per sampler: the median best-so-far after n trials, and the issue's bar in trial counts -- how
+often a run reaches an independent random search's best within half the trials that search needed for it
+(every trial costing the same; the driver's pruned and gated trials cost less, which this leaves out), and
+the chance that the median of 3 seeds passes. A surrogate of 4-epoch trials says nothing about configs far
+from those measured; it ranks samplers, it does not predict a study's F1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+#: Trials per simulated run, repeats per sampler and noise level (full; --quick uses QUICK).
+FULL = {"trials": 32, "repeats": 60}
+QUICK = {"trials": 8, "repeats": 3}
+STARTUP = (2, 4, 7, 10)
+
+
+def collect(paths: list[Path], space) -> tuple[list[dict[str, Any]], list[float], list[str]]:
+    """Completed trials trained for the space's full epochs, with a config holding every searched parameter,
+    from search_efficiency result files whose objective is validation F1 (``settings.metric == 'f1'``)."""
+    names = list(space.searched)
+    _, high = space.epochs_range
+    configs, values, used = [], [], []
+    for path in paths:
+        data = json.loads(path.read_text())
+        if data.get("settings", {}).get("metric") != "f1":
+            continue
+        n0 = len(values)
+        for run in data.get("runs", []):
+            for t in run.get("trials", []):
+                cfg = t.get("config")
+                if t.get("state") != "complete" or t.get("value") is None or not cfg:
+                    continue
+                if t.get("epochs", high) != high:
+                    continue  # Hyperband's shorter rungs measure something else
+                if not all(n in cfg for n in names):
+                    continue  # an older space
+                configs.append({n: cfg[n] for n in names})
+                values.append(float(t["value"]))
+        if len(values) > n0:
+            used.append(path.name)
+    return configs, values, used
+
+
+def _encoder(space) -> Callable[[dict[str, Any]], list[float]]:
+    """One-hot for categoricals, log for log-scaled numbers, the value otherwise."""
+    params = list(space.searched.items())
+
+    def enc(cfg: dict[str, Any]) -> list[float]:
+        row: list[float] = []
+        for n, spec in params:
+            v = cfg[n]
+            if spec["type"] == "categorical":  # KerasTuner stores a bool choice as 0/1
+                row += [float(v == c if not isinstance(c, bool) else bool(v) == c) for c in spec["choices"]]
+            else:
+                row.append(float(np.log(float(v))) if spec.get("log") else float(v))
+        return row
+
+    return enc
+
+
+def simulate(space, configs: list[dict[str, Any]], values: list[float], trials: int, repeats: int,
+             seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Fit the surrogate, run every sampler ``repeats`` times per noise level, and summarise."""
+    import optuna
+    from sklearn.ensemble import RandomForestRegressor
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    enc = _encoder(space)
+    X, y = np.array([enc(c) for c in configs]), np.array(values)
+    forest = RandomForestRegressor(n_estimators=200, min_samples_leaf=3, oob_score=True, random_state=seed).fit(X, y)
+    resid_sd = float(np.std(y - forest.oob_prediction_))
+    samplers: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
+        "random": lambda s: optuna.samplers.RandomSampler(seed=s)}
+    for k in STARTUP:
+        samplers[f"tpe_startup_{k}"] = (lambda k: lambda s: optuna.samplers.TPESampler(
+            seed=s, multivariate=True, constant_liar=True, n_startup_trials=k))(k)
+    out: dict[str, Any] = {"surrogate": {"trials": len(y), "oob_r2": float(forest.oob_score_),
+                                         "oob_residual_sd": resid_sd, "best_measured": float(y.max()),
+                                         "median_measured": float(np.median(y))},
+                           "trials": trials, "repeats": repeats, "noise": {}}
+    for label, sd in (("oob_residual", resid_sd), ("half", resid_sd / 2)):
+        curves: dict[str, np.ndarray] = {}
+        for name, make in samplers.items():
+            runs = []
+            for r in range(repeats):
+                rng = np.random.default_rng(10_000 + r)  # the same noise stream for every sampler's r-th run
+
+                def objective(trial):
+                    cfg = space.suggest(trial)
+                    return float(forest.predict([enc(cfg)])[0] + rng.normal(0.0, sd))
+
+                study = optuna.create_study(direction="maximize", sampler=make(seed + r))
+                study.optimize(objective, n_trials=trials)
+                runs.append(np.maximum.accumulate([t.value for t in study.trials]))
+            curves[name] = np.array(runs)
+            log(f"noise {label} ({sd:.3f}): {name} median best after {trials} trials "
+                f"{np.median(curves[name][:, -1]):.3f}")
+        out["noise"][label] = {"sd": sd, "samplers": {n: _summary(c, curves["random"]) for n, c in curves.items()}}
+    return out
+
+
+def _summary(curves: np.ndarray, random_curves: np.ndarray) -> dict[str, Any]:
+    """Median best-so-far per trial count and the bar in trial counts against independent random runs."""
+    n = curves.shape[1]
+    passes = []
+    for i in range(curves.shape[0]):
+        ref = random_curves[(i + 1) % random_curves.shape[0]]  # another run's noise and draws
+        best, t_ref = ref[-1], int(np.argmax(ref >= ref[-1])) + 1  # trials the random run needed for its best
+        hit = np.flatnonzero(curves[i] >= best)
+        passes.append(bool(hit.size) and (int(hit[0]) + 1) <= t_ref / 2)
+    p = float(np.mean(passes))
+    return {"median_best_after": [float(np.median(curves[:, j])) for j in range(n)],
+            "q25_best_after": [float(np.quantile(curves[:, j], 0.25)) for j in range(n)],
+            "q75_best_after": [float(np.quantile(curves[:, j], 0.75)) for j in range(n)],
+            "p_within_half_of_random": p,
+            "p_median_of_3_seeds_passes": p ** 3 + 3 * p ** 2 * (1 - p)}
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Median best-so-far per sampler (one panel per noise level) and the bar's pass rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from _common import save_figure
+
+    sim = result["simulation"]
+    levels = list(sim["noise"])
+    fig, axes = plt.subplots(1, len(levels) + 1, figsize=(5 * (len(levels) + 1), 4))
+    for ax, level in zip(axes, levels):
+        for name, s in sim["noise"][level]["samplers"].items():
+            x = np.arange(1, len(s["median_best_after"]) + 1)
+            ax.plot(x, s["median_best_after"], label=name, lw=2 if name in ("random", "tpe_startup_7") else 1)
+        ax.set_title(f"noise sd {sim['noise'][level]['sd']:.3f} ({level})")
+        ax.set_xlabel("trials")
+        ax.set_ylabel(f"median best validation F1 ({sim['repeats']} runs)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    ax = axes[-1]
+    names = list(sim["noise"][levels[0]]["samplers"])
+    w = 0.8 / len(levels)
+    for j, level in enumerate(levels):
+        p = np.array([sim["noise"][level]["samplers"][n]["p_within_half_of_random"] for n in names])
+        ax.bar(np.arange(len(names)) + j * w, p, w, yerr=np.sqrt(p * (1 - p) / sim["repeats"]), capsize=3,
+               label=f"noise {level}")  # error bar: the binomial standard error over the runs
+    ax.set_xticks(np.arange(len(names)) + w * (len(levels) - 1) / 2, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("P(reaches a random run's best in half its trials)")
+    ax.set_title("the bar in trial counts ('random': another random search)", fontsize=9)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"surrogate of {sim['surrogate']['trials']} measured trials (OOB R² {sim['surrogate']['oob_r2']:.2f})")
+    fig.tight_layout()
+    return save_figure(fig, path)
