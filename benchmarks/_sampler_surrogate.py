@@ -32,7 +32,10 @@ STARTUP = (2, 4, 7, 10)
 
 def collect(paths: list[Path], space) -> tuple[list[dict[str, Any]], list[float], list[str]]:
     """Completed trials trained for the space's full epochs, with a config holding every searched parameter,
-    from search_efficiency result files whose objective is validation F1 (``settings.metric == 'f1'``)."""
+    from search_efficiency result files whose objective is validation F1 (``settings.metric == 'f1'``) on beats
+    prepared as this version prepares them (``source.pipeline_version``)."""
+    from ecg_data.cache import PIPELINE_VERSION
+
     names = list(space.searched)
     _, high = space.epochs_range
     configs, values, used = [], [], []
@@ -40,6 +43,8 @@ def collect(paths: list[Path], space) -> tuple[list[dict[str, Any]], list[float]
         data = json.loads(path.read_text())
         if data.get("settings", {}).get("metric") != "f1":
             continue
+        if data.get("source", {}).get("pipeline_version") != PIPELINE_VERSION:
+            continue  # other features, other F1
         n0 = len(values)
         for run in data.get("runs", []):
             for t in run.get("trials", []):

@@ -339,13 +339,20 @@ def test_sampler_surrogate_learns_measured_trials(tmp_path, cli_env):
         value = 0.3 + 0.2 * np.log10(cfg["learning_rate"] / 3e-4) + rng.normal(0, 0.01)
         trials.append({"state": "complete", "value": value, "epochs": 4, "config": cfg})
     short = dict(trials[0], epochs=2, value=0.99)  # a Hyperband rung: left out
-    data = {"settings": {"metric": "f1"}, "runs": [{"trials": trials + [short, {"state": "pruned", "value": None}]}]}
-    other = {"settings": {"metric": "auc"}, "runs": [{"trials": trials}]}  # another objective: left out
+    from ecg_data.cache import PIPELINE_VERSION
+
+    src = {"pipeline_version": PIPELINE_VERSION}
+    data = {"settings": {"metric": "f1"}, "source": src,
+            "runs": [{"trials": trials + [short, {"state": "pruned", "value": None}]}]}
+    other = {"settings": {"metric": "auc"}, "source": src, "runs": [{"trials": trials}]}  # another objective
+    older = {"settings": {"metric": "f1"}, "source": {"pipeline_version": PIPELINE_VERSION - 1},
+             "runs": [{"trials": trials}]}  # beats prepared otherwise
     (tmp_path / "a.json").write_text(json.dumps(data))
     (tmp_path / "b.json").write_text(json.dumps(other))
+    (tmp_path / "c.json").write_text(json.dumps(older))
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--sampler-surrogate",
-           str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--quick", "--repeats", "4", "--draws", "12",
+           str(tmp_path / "a.json"), str(tmp_path / "b.json"), str(tmp_path / "c.json"), "--quick", "--repeats", "4", "--draws", "12",
            "--out-dir", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
