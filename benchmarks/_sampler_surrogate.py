@@ -5,8 +5,8 @@ The benchmark's runs cost 1-2 hours each and give one draw of a noisy race, so s
 compared there. Instead, a random forest is fitted to the configs and validation F1 of the completed
 4-epoch KerasTuner trials that ``search_efficiency.py`` result files hold (same space, data, folds and
 objective as the driver's trials), and samplers are run many times on "forest prediction + Gaussian noise":
-random search, and Optuna's TPE as the driver builds it (multivariate, constant liar) with several numbers of
-random start-up trials (the driver uses ``min(8, 4 + folds)``, 7 at 3 folds). The noise is the forest's
+random search, and Optuna's TPE as the driver builds it (``search.study.tpe_sampler``: multivariate, constant
+liar) with several numbers of random start-up trials (the driver's ``tpe_startup_trials``: 7 at 3 folds). The noise is the forest's
 out-of-bag residual (an upper bound: it holds the forest's own error) and half of it.
 
 Reported per sampler: the median best-so-far after n trials, and the issue's bar in trial counts -- how
@@ -28,6 +28,7 @@ import numpy as np
 FULL = {"trials": 32, "repeats": 60}
 QUICK = {"trials": 8, "repeats": 3}
 STARTUP = (2, 4, 7, 10)
+DRIVER_FOLDS = 3  # the benchmark's folds; the driver's start-up count is tpe_startup_trials(3)
 
 
 def collect(paths: list[Path], space) -> tuple[list[dict[str, Any]], list[float], list[str]]:
@@ -85,6 +86,8 @@ def simulate(space, configs: list[dict[str, Any]], values: list[float], trials: 
     import optuna
     from sklearn.ensemble import RandomForestRegressor
 
+    from search.study import tpe_sampler
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     enc = _encoder(space)
     X, y = np.array([enc(c) for c in configs]), np.array(values)
@@ -93,8 +96,7 @@ def simulate(space, configs: list[dict[str, Any]], values: list[float], trials: 
     samplers: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
         "random": lambda s: optuna.samplers.RandomSampler(seed=s)}
     for k in STARTUP:
-        samplers[f"tpe_startup_{k}"] = (lambda k: lambda s: optuna.samplers.TPESampler(
-            seed=s, multivariate=True, constant_liar=True, n_startup_trials=k))(k)
+        samplers[f"tpe_startup_{k}"] = (lambda k: lambda s: tpe_sampler(s, k))(k)
     out: dict[str, Any] = {"surrogate": {"trials": len(y), "oob_r2": float(forest.oob_score_),
                                          "oob_residual_sd": resid_sd, "best_measured": float(y.max()),
                                          "median_measured": float(np.median(y))},
@@ -146,13 +148,16 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
     from _common import save_figure
 
+    from search.study import tpe_startup_trials
+
     sim = result["simulation"]
+    driver = f"tpe_startup_{tpe_startup_trials(DRIVER_FOLDS)}"
     levels = list(sim["noise"])
     fig, axes = plt.subplots(1, len(levels) + 1, figsize=(5 * (len(levels) + 1), 4))
     for ax, level in zip(axes, levels):
         for name, s in sim["noise"][level]["samplers"].items():
             x = np.arange(1, len(s["median_best_after"]) + 1)
-            ax.plot(x, s["median_best_after"], label=name, lw=2 if name in ("random", "tpe_startup_7") else 1)
+            ax.plot(x, s["median_best_after"], label=name, lw=2 if name in ("random", driver) else 1)
         ax.set_title(f"noise sd {sim['noise'][level]['sd']:.3f} ({level})")
         ax.set_xlabel("trials")
         ax.set_ylabel(f"median best validation F1 ({sim['repeats']} runs)")

@@ -58,8 +58,18 @@ def make_sampler(settings: StudySettings, n_existing: int, salt: int = 0) -> opt
     seed = (settings.seed + 7919 * n_existing + 104729 * salt) % 2**32
     if len(settings.objectives) >= 3:
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    return tpe_sampler(seed, tpe_startup_trials(settings.folds))
+
+
+def tpe_startup_trials(folds: int) -> int:
+    """Random draws before TPE models the trials: 4 + folds, at most 8 (7 at the default 3 folds)."""
+    return min(8, 4 + folds)
+
+
+def tpe_sampler(seed: int, n_startup_trials: int) -> optuna.samplers.TPESampler:
+    """TPE as the driver runs it: multivariate, and constant liar so parallel workers do not draw alike."""
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                      n_startup_trials=min(8, 4 + settings.folds))
+                                      n_startup_trials=n_startup_trials)
 
 
 def make_pruner(name: str = "median", epochs_per_fold: int = 0) -> optuna.pruners.BasePruner:
