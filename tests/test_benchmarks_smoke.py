@@ -324,10 +324,11 @@ def test_pruner_signal_ranks_what_a_study_stored(tmp_path, cli_env):
 
 def test_sampler_surrogate_learns_measured_trials(tmp_path, cli_env):
     """search_efficiency.py --sampler-surrogate fits a forest to the full-epoch trials of result files (not
-    Hyperband's short rungs, not files of another objective) and races the samplers on it."""
+    Hyperband's short rungs, not files of another objective or data pipeline version) and races the samplers."""
     import numpy as np
     import optuna
 
+    from ecg_data.cache import PIPELINE_VERSION
     from spaces import SearchSpace
 
     space = SearchSpace.load("default")
@@ -339,8 +340,6 @@ def test_sampler_surrogate_learns_measured_trials(tmp_path, cli_env):
         value = 0.3 + 0.2 * np.log10(cfg["learning_rate"] / 3e-4) + rng.normal(0, 0.01)
         trials.append({"state": "complete", "value": value, "epochs": 4, "config": cfg})
     short = dict(trials[0], epochs=2, value=0.99)  # a Hyperband rung: left out
-    from ecg_data.cache import PIPELINE_VERSION
-
     src = {"pipeline_version": PIPELINE_VERSION}
     data = {"settings": {"metric": "f1"}, "source": src,
             "runs": [{"trials": trials + [short, {"state": "pruned", "value": None}]}]}
@@ -352,7 +351,7 @@ def test_sampler_surrogate_learns_measured_trials(tmp_path, cli_env):
     (tmp_path / "c.json").write_text(json.dumps(older))
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--sampler-surrogate",
-           str(tmp_path / "a.json"), str(tmp_path / "b.json"), str(tmp_path / "c.json"), "--quick", "--repeats", "4", "--draws", "12",
+           *(str(tmp_path / f) for f in ("a.json", "b.json", "c.json")), "--quick", "--repeats", "4", "--draws", "12",
            "--out-dir", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
