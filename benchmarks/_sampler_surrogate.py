@@ -12,8 +12,11 @@ out-of-bag residual (an upper bound: it holds the forest's own error) and half o
 Reported per sampler: the median best-so-far after n trials, and the issue's bar in trial counts -- how
 often a run reaches an independent random search's best within half the trials that search needed for it
 (every trial costing the same; the driver's pruned and gated trials cost less, which this leaves out), and
-the chance that the median of 3 seeds passes. A surrogate of 4-epoch trials says nothing about configs far
-from those measured; it ranks samplers, it does not predict a study's F1.
+the chance that the median of 3 seeds passes -- at the full run length and at shorter budgets (both runs cut
+at n trials), so that a longer budget can be judged before spending hours on it. An "oracle" that draws the
+surrogate's best config in every trial (only its noise varies) bounds what any sampler could do here: it
+cannot pass when random search finds its best in its first trial. A surrogate of 4-epoch trials says nothing
+about configs far from those measured; it ranks samplers, it does not predict a study's F1.
 """
 
 from __future__ import annotations
@@ -25,9 +28,13 @@ from typing import Any, Callable
 import numpy as np
 
 #: Trials per simulated run, repeats per sampler and noise level (full; --quick uses QUICK).
-FULL = {"trials": 32, "repeats": 60}
+FULL = {"trials": 64, "repeats": 60}
 QUICK = {"trials": 8, "repeats": 3}
 STARTUP = (2, 4, 7, 10)
+#: Budgets (trials) at which the bar is also read, both runs cut there; those up to the run length are used.
+BUDGETS = (4, 8, 12, 16, 24, 32, 48, 64)
+#: Random configs on which the oracle looks for the surrogate's best (besides the measured configs).
+ORACLE_DRAWS = 5000
 DRIVER_FOLDS = 3  # the benchmark's folds; the driver's start-up count is tpe_startup_trials(3)
 
 
@@ -93,13 +100,15 @@ def simulate(space, configs: list[dict[str, Any]], values: list[float], trials: 
     X, y = np.array([enc(c) for c in configs]), np.array(values)
     forest = RandomForestRegressor(n_estimators=200, min_samples_leaf=3, oob_score=True, random_state=seed).fit(X, y)
     resid_sd = float(np.std(y - forest.oob_prediction_))
+    mu_star, cfg_star = _surrogate_best(space, forest, enc, configs, seed)
     samplers: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
         "random": lambda s: optuna.samplers.RandomSampler(seed=s)}
     for k in STARTUP:
         samplers[f"tpe_startup_{k}"] = (lambda k: lambda s: tpe_sampler(s, k))(k)
     out: dict[str, Any] = {"surrogate": {"trials": len(y), "oob_r2": float(forest.oob_score_),
                                          "oob_residual_sd": resid_sd, "best_measured": float(y.max()),
-                                         "median_measured": float(np.median(y))},
+                                         "median_measured": float(np.median(y)),
+                                         "best_predicted": mu_star, "best_predicted_config": cfg_star},
                            "trials": trials, "repeats": repeats, "noise": {}}
     for label, sd in (("oob_residual", resid_sd), ("half", resid_sd / 2)):
         curves: dict[str, np.ndarray] = {}
@@ -118,25 +127,52 @@ def simulate(space, configs: list[dict[str, Any]], values: list[float], trials: 
             curves[name] = np.array(runs)
             log(f"noise {label} ({sd:.3f}): {name} median best after {trials} trials "
                 f"{np.median(curves[name][:, -1]):.3f}")
+        # the oracle: the surrogate's best config every trial, with the r-th run's noise stream
+        curves["oracle"] = np.array([np.maximum.accumulate(mu_star + np.random.default_rng(10_000 + r).normal(
+            0.0, sd, trials)) for r in range(repeats)])
         out["noise"][label] = {"sd": sd, "samplers": {n: _summary(c, curves["random"]) for n, c in curves.items()}}
     return out
+
+
+def _surrogate_best(space, forest, enc, configs: list[dict[str, Any]], seed: int) -> tuple[float, dict[str, Any]]:
+    """The highest surrogate prediction over the measured configs and ORACLE_DRAWS random configs of the space."""
+    import optuna
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
+    cands = list(configs) + [space.suggest(study.ask()) for _ in range(ORACLE_DRAWS)]
+    pred = forest.predict(np.array([enc(c) for c in cands]))
+    i = int(np.argmax(pred))
+    return float(pred[i]), {k: (v.item() if hasattr(v, "item") else v) for k, v in cands[i].items()}
 
 
 def _summary(curves: np.ndarray, random_curves: np.ndarray) -> dict[str, Any]:
     """Median best-so-far per trial count and the bar in trial counts against independent random runs."""
     n = curves.shape[1]
+    by_budget = {b: _pass_rate(curves[:, :b], random_curves[:, :b]) for b in BUDGETS if 2 <= b < n}
+    p = by_budget[n] = _pass_rate(curves, random_curves)
+    return {"median_best_after": [float(np.median(curves[:, j])) for j in range(n)],
+            "q25_best_after": [float(np.quantile(curves[:, j], 0.25)) for j in range(n)],
+            "q75_best_after": [float(np.quantile(curves[:, j], 0.75)) for j in range(n)],
+            "p_within_half_of_random": p,
+            "p_median_of_3_seeds_passes": _median_of_3(p),
+            "by_budget": {str(b): {"p_within_half_of_random": q, "p_median_of_3_seeds_passes": _median_of_3(q)}
+                          for b, q in sorted(by_budget.items())}}
+
+
+def _pass_rate(curves: np.ndarray, random_curves: np.ndarray) -> float:
+    """Share of runs that reach an independent random run's best within half the trials it needed for it."""
     passes = []
     for i in range(curves.shape[0]):
         ref = random_curves[(i + 1) % random_curves.shape[0]]  # another run's noise and draws
         best, t_ref = ref[-1], int(np.argmax(ref >= ref[-1])) + 1  # trials the random run needed for its best
         hit = np.flatnonzero(curves[i] >= best)
         passes.append(bool(hit.size) and (int(hit[0]) + 1) <= t_ref / 2)
-    p = float(np.mean(passes))
-    return {"median_best_after": [float(np.median(curves[:, j])) for j in range(n)],
-            "q25_best_after": [float(np.quantile(curves[:, j], 0.25)) for j in range(n)],
-            "q75_best_after": [float(np.quantile(curves[:, j], 0.75)) for j in range(n)],
-            "p_within_half_of_random": p,
-            "p_median_of_3_seeds_passes": p ** 3 + 3 * p ** 2 * (1 - p)}
+    return float(np.mean(passes))
+
+
+def _median_of_3(p: float) -> float:
+    """Chance that at least 2 of 3 independent seeds pass, each with probability p."""
+    return p ** 3 + 3 * p ** 2 * (1 - p)
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
@@ -153,16 +189,30 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     sim = result["simulation"]
     driver = f"tpe_startup_{tpe_startup_trials(DRIVER_FOLDS)}"
     levels = list(sim["noise"])
-    fig, axes = plt.subplots(1, len(levels) + 1, figsize=(5 * (len(levels) + 1), 4))
+    fig, axes = plt.subplots(1, len(levels) + 2, figsize=(5 * (len(levels) + 2), 4))
     for ax, level in zip(axes, levels):
         for name, s in sim["noise"][level]["samplers"].items():
             x = np.arange(1, len(s["median_best_after"]) + 1)
-            ax.plot(x, s["median_best_after"], label=name, lw=2 if name in ("random", driver) else 1)
+            ax.plot(x, s["median_best_after"], label=name, lw=2 if name in ("random", driver) else 1,
+                    ls=":" if name == "oracle" else "-")
         ax.set_title(f"noise sd {sim['noise'][level]['sd']:.3f} ({level})")
         ax.set_xlabel("trials")
         ax.set_ylabel(f"median best validation F1 ({sim['repeats']} runs)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    ax = axes[-2]
+    for level, ls in zip(levels, ("-", "--")):
+        for name in ("random", driver, "oracle"):
+            bb = sim["noise"][level]["samplers"][name]["by_budget"]
+            ax.plot([int(b) for b in bb], [v["p_median_of_3_seeds_passes"] for v in bb.values()], ls=ls, marker="o",
+                    ms=3, color={"random": "C0", driver: "C3", "oracle": "k"}[name], label=f"{name}, noise {level}")
+    ax.axhline(0.5, color="grey", lw=0.8)
+    ax.set_xlabel("budget (trials; both runs cut there)")
+    ax.set_ylabel("P(median of 3 seeds passes the bar)")
+    ax.set_title("the bar against the budget", fontsize=9)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
     ax = axes[-1]
     names = list(sim["noise"][levels[0]]["samplers"])
     w = 0.8 / len(levels)

@@ -492,14 +492,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "running signal at each step ranks the completed trials of the Optuna studies under these "
                     "--work-dir folders (writes search_efficiency_pruner_signal.json/.png)")
     ap.add_argument("--sampler-surrogate", nargs="*", metavar="JSON",
-                    help="instead of a run: random search and TPE with several start-up counts on a surrogate "
-                         "fitted to the measured trials of these result files (default: every "
+                    help="instead of a run: random search, TPE with several start-up counts and an oracle (the "
+                         "surrogate's best config every trial) on a surrogate fitted to the measured trials of these "
+                         "result files, the bar read at several budgets (default: every "
                          "benchmarks/results/search_efficiency_full*.json; writes "
                          "search_efficiency_sampler_surrogate[_quick].json/.png)")
     ap.add_argument("--worker-throughput", action="store_true",
                     help="instead of a run: train the same random draws with one process and with --optuna-workers "
                          "(default 2) 1-thread workers (writes search_efficiency_worker_throughput[_quick].json/.png)")
-    ap.add_argument("--draws", type=int, help="draws for --worker-throughput (full 8, quick 2); trials per run for --sampler-surrogate (full 32, quick 8)")
+    ap.add_argument("--draws", type=int, help="draws for --worker-throughput (full 8, quick 2); trials per run for --sampler-surrogate (full 64, quick 8)")
     ap.add_argument("--repeats", type=int, help="repeats for --worker-throughput (full 3, quick 1) and --sampler-surrogate (full 60, quick 3)")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
@@ -683,6 +684,9 @@ def _sampler_surrogate(args: argparse.Namespace) -> int:
             b = s["median_best_after"]
             print(f"  {name:<15} {b[trials // 2 - 1]:.3f} / {b[-1]:.3f}   {s['p_within_half_of_random']:.2f}   "
                   f"{s['p_median_of_3_seeds_passes']:.2f}")
+        print("  P(median of 3 passes) by budget (trials): " + "  ".join(
+            f"{name} " + " ".join(f"{b}:{v['p_median_of_3_seeds_passes']:.2f}" for b, v in s["by_budget"].items())
+            for name, s in lv["samplers"].items() if name in ("random", "tpe_startup_7", "oracle")))
     print(f"wrote {js} and {png}")
     return 0
 

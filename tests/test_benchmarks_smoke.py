@@ -362,7 +362,13 @@ def test_sampler_surrogate_learns_measured_trials(tmp_path, cli_env):
     sim = r["simulation"]
     assert sim["surrogate"]["trials"] == 60 and sim["surrogate"]["oob_r2"] > 0.8
     assert sim["surrogate"]["best_measured"] == max(t["value"] for t in trials)
+    # the oracle's config is the surrogate's best: the planted signal puts it at a high learning rate
+    assert sim["surrogate"]["best_predicted"] <= sim["surrogate"]["best_measured"]
+    assert sim["surrogate"]["best_predicted_config"]["learning_rate"] > 3e-3
     for level in sim["noise"].values():
+        assert set(level["samplers"]) == {"random", "oracle"} | {f"tpe_startup_{k}" for k in (2, 4, 7, 10)}
+        oracle = level["samplers"]["oracle"]["median_best_after"]
+        assert oracle[0] > level["samplers"]["random"]["median_best_after"][0]  # the best config from trial 1
         random = level["samplers"]["random"]["median_best_after"]
         for name, s in level["samplers"].items():
             med = s["median_best_after"]
@@ -370,6 +376,8 @@ def test_sampler_surrogate_learns_measured_trials(tmp_path, cli_env):
             assert all(q25 <= m <= q75 for q25, m, q75 in zip(s["q25_best_after"], med, s["q75_best_after"]))
             p = s["p_within_half_of_random"]
             assert 0 <= p <= 1 and math.isclose(s["p_median_of_3_seeds_passes"], p ** 3 + 3 * p * p * (1 - p))
+            assert list(s["by_budget"]) == ["4", "8", "12"]  # the budgets below the run's 12 trials, and 12
+            assert s["by_budget"]["12"]["p_within_half_of_random"] == p
             if name.startswith("tpe_startup_"):  # TPE's start-up draws are random search's draws, same seed
                 k = int(name.rsplit("_", 1)[1])
                 assert med[:k] == random[:k]
