@@ -15,7 +15,9 @@ often a run reaches an independent random search's best within half the trials t
 the chance that the median of 3 seeds passes -- at the full run length and at shorter budgets (both runs cut
 at n trials), so that a longer budget can be judged before spending hours on it. An "oracle" that draws the
 surrogate's best config in every trial (only its noise varies) bounds what any sampler could do here: it
-cannot pass when random search finds its best in its first trial. A surrogate of 4-epoch trials says nothing
+cannot pass when random search finds its best in its first trial. Between it and random search, "top_X%"
+draws uniformly from the best X % of random configs by the surrogate's prediction: how much of the space a
+sampler would have to rule out before its first trial. A surrogate of 4-epoch trials says nothing
 about configs far from those measured; it ranks samplers, it does not predict a study's F1.
 """
 
@@ -35,6 +37,8 @@ STARTUP = (2, 4, 7, 10)
 BUDGETS = (4, 8, 12, 16, 24, 32, 48, 64)
 #: Random configs on which the oracle looks for the surrogate's best (besides the measured configs).
 ORACLE_DRAWS = 5000
+#: Shares of those random configs (best first, by prediction) that the top_X% samplers draw from.
+TOP_SHARES = (0.01, 0.05, 0.2)
 DRIVER_FOLDS = 3  # the benchmark's folds; the driver's start-up count is tpe_startup_trials(3)
 
 
@@ -100,7 +104,7 @@ def simulate(space, configs: list[dict[str, Any]], values: list[float], trials: 
     X, y = np.array([enc(c) for c in configs]), np.array(values)
     forest = RandomForestRegressor(n_estimators=200, min_samples_leaf=3, oob_score=True, random_state=seed).fit(X, y)
     resid_sd = float(np.std(y - forest.oob_prediction_))
-    mu_star, cfg_star = _surrogate_best(space, forest, enc, configs, seed)
+    mu_star, cfg_star, drawn = _surrogate_best(space, forest, enc, configs, seed)
     samplers: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
         "random": lambda s: optuna.samplers.RandomSampler(seed=s)}
     for k in STARTUP:
@@ -130,19 +134,27 @@ def simulate(space, configs: list[dict[str, Any]], values: list[float], trials: 
         # the oracle: the surrogate's best config every trial, with the r-th run's noise stream
         curves["oracle"] = np.array([np.maximum.accumulate(mu_star + np.random.default_rng(10_000 + r).normal(
             0.0, sd, trials)) for r in range(repeats)])
+        for share in TOP_SHARES:  # a config drawn from the best share of the space every trial, same noise
+            pool = np.sort(drawn)[::-1][:max(1, int(round(share * len(drawn))))]
+            curves[f"top_{share:.0%}"] = np.array([np.maximum.accumulate(
+                pool[np.random.default_rng(20_000 + r).integers(len(pool), size=trials)]
+                + np.random.default_rng(10_000 + r).normal(0.0, sd, trials)) for r in range(repeats)])
         out["noise"][label] = {"sd": sd, "samplers": {n: _summary(c, curves["random"]) for n, c in curves.items()}}
     return out
 
 
-def _surrogate_best(space, forest, enc, configs: list[dict[str, Any]], seed: int) -> tuple[float, dict[str, Any]]:
-    """The highest surrogate prediction over the measured configs and ORACLE_DRAWS random configs of the space."""
+def _surrogate_best(space, forest, enc, configs: list[dict[str, Any]],
+                    seed: int) -> tuple[float, dict[str, Any], np.ndarray]:
+    """The highest surrogate prediction over the measured configs and ORACLE_DRAWS random configs of the space,
+    its config, and the predictions of the random configs alone."""
     import optuna
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
     cands = list(configs) + [space.suggest(study.ask()) for _ in range(ORACLE_DRAWS)]
     pred = forest.predict(np.array([enc(c) for c in cands]))
     i = int(np.argmax(pred))
-    return float(pred[i]), {k: (v.item() if hasattr(v, "item") else v) for k, v in cands[i].items()}
+    return (float(pred[i]), {k: (v.item() if hasattr(v, "item") else v) for k, v in cands[i].items()},
+            pred[len(configs):])
 
 
 def _summary(curves: np.ndarray, random_curves: np.ndarray) -> dict[str, Any]:
@@ -194,7 +206,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         for name, s in sim["noise"][level]["samplers"].items():
             x = np.arange(1, len(s["median_best_after"]) + 1)
             ax.plot(x, s["median_best_after"], label=name, lw=2 if name in ("random", driver) else 1,
-                    ls=":" if name == "oracle" else "-")
+                    ls=":" if name == "oracle" or name.startswith("top_") else "-")
         ax.set_title(f"noise sd {sim['noise'][level]['sd']:.3f} ({level})")
         ax.set_xlabel("trials")
         ax.set_ylabel(f"median best validation F1 ({sim['repeats']} runs)")
@@ -202,16 +214,18 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     axes[0].legend(fontsize=8)
     ax = axes[-2]
     for level, ls in zip(levels, ("-", "--")):
-        for name in ("random", driver, "oracle"):
+        tops = [n for n in sim["noise"][level]["samplers"] if n.startswith("top_")]
+        colors = {"random": "C0", driver: "C3", "oracle": "k"} | {n: str(0.3 + 0.2 * i) for i, n in enumerate(tops)}
+        for name, color in colors.items():
             bb = sim["noise"][level]["samplers"][name]["by_budget"]
             ax.plot([int(b) for b in bb], [v["p_median_of_3_seeds_passes"] for v in bb.values()], ls=ls, marker="o",
-                    ms=3, color={"random": "C0", driver: "C3", "oracle": "k"}[name], label=f"{name}, noise {level}")
+                    ms=3, color=color, label=f"{name}, noise {level}")
     ax.axhline(0.5, color="grey", lw=0.8)
     ax.set_xlabel("budget (trials; both runs cut there)")
     ax.set_ylabel("P(median of 3 seeds passes the bar)")
     ax.set_title("the bar against the budget", fontsize=9)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
     ax = axes[-1]
     names = list(sim["noise"][levels[0]]["samplers"])

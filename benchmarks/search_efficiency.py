@@ -686,7 +686,7 @@ def _sampler_surrogate(args: argparse.Namespace) -> int:
                   f"{s['p_median_of_3_seeds_passes']:.2f}")
         print("  P(median of 3 passes) by budget (trials): " + "  ".join(
             f"{name} " + " ".join(f"{b}:{v['p_median_of_3_seeds_passes']:.2f}" for b, v in s["by_budget"].items())
-            for name, s in lv["samplers"].items() if name in ("random", "tpe_startup_7", "oracle")))
+            for name, s in lv["samplers"].items() if name in ("random", "tpe_startup_7", "oracle") or name.startswith("top_")))
     print(f"wrote {js} and {png}")
     return 0
 
