@@ -687,6 +687,9 @@ def _sampler_surrogate(args: argparse.Namespace) -> int:
         print("  P(median of 3 passes) by budget (trials): " + "  ".join(
             f"{name} " + " ".join(f"{b}:{v['p_median_of_3_seeds_passes']:.2f}" for b, v in s["by_budget"].items())
             for name, s in lv["samplers"].items() if name in ("random", "tpe_startup_7", "oracle") or name.startswith("top_")))
+        print("  share of draws in the space's best 20 % by trials: " + "  ".join(
+            f"{name} " + " ".join(f"{b}:{v:.2f}" for b, v in s["share_of_draws_in_top_20%"].items())
+            for name, s in lv["samplers"].items() if name in ("random", "tpe_startup_7")))
     print(f"wrote {js} and {png}")
     return 0
 

@@ -380,6 +380,12 @@ def test_sampler_surrogate_learns_measured_trials(tmp_path, cli_env):
             assert 0 <= p <= 1 and math.isclose(s["p_median_of_3_seeds_passes"], p ** 3 + 3 * p * p * (1 - p))
             assert list(s["by_budget"]) == ["4", "8", "12"]  # the budgets below the run's 12 trials, and 12
             assert s["by_budget"]["12"]["p_within_half_of_random"] == p
+            share = s.get("share_of_draws_in_top_20%")  # only for the samplers that draw configs
+            assert (share is None) == (name == "oracle" or name.startswith("top_"))
+            if share is not None:
+                assert list(share) == ["1-4", "5-8", "9-12"] and all(0 <= v <= 1 for v in share.values())
+            if name == "random":  # uniform draws land in the best fifth about a fifth of the time
+                assert 0.05 <= np.mean(list(share.values())) <= 0.45
             if name.startswith("tpe_startup_"):  # TPE's start-up draws are random search's draws, same seed
                 k = int(name.rsplit("_", 1)[1])
                 assert med[:k] == random[:k]
