@@ -172,13 +172,14 @@ def _summary(curves: np.ndarray, random_curves: np.ndarray, in_top: np.ndarray |
     p = by_budget[n] = _pass_rate(curves, random_curves)
     extra = {} if in_top is None else {"share_of_draws_in_top_20%": {
         f"{a + 1}-{min(b, n)}": float(in_top[:, a:b].mean()) for a, b in zip((0,) + BUDGETS, BUDGETS) if a < n}}
-    return extra | {"median_best_after": [float(np.median(curves[:, j])) for j in range(n)],
-            "q25_best_after": [float(np.quantile(curves[:, j], 0.25)) for j in range(n)],
-            "q75_best_after": [float(np.quantile(curves[:, j], 0.75)) for j in range(n)],
-            "p_within_half_of_random": p,
-            "p_median_of_3_seeds_passes": _median_of_3(p),
-            "by_budget": {str(b): {"p_within_half_of_random": q, "p_median_of_3_seeds_passes": _median_of_3(q)}
-                          for b, q in sorted(by_budget.items())}}
+    return extra | {
+        "median_best_after": [float(np.median(curves[:, j])) for j in range(n)],
+        "q25_best_after": [float(np.quantile(curves[:, j], 0.25)) for j in range(n)],
+        "q75_best_after": [float(np.quantile(curves[:, j], 0.75)) for j in range(n)],
+        "p_within_half_of_random": p,
+        "p_median_of_3_seeds_passes": _median_of_3(p),
+        "by_budget": {str(b): {"p_within_half_of_random": q, "p_median_of_3_seeds_passes": _median_of_3(q)}
+                      for b, q in sorted(by_budget.items())}}
 
 
 def _pass_rate(curves: np.ndarray, random_curves: np.ndarray) -> float:

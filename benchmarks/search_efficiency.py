@@ -648,6 +648,7 @@ def _sampler_surrogate(args: argparse.Namespace) -> int:
     """Random search against TPE (the driver's sampler, several start-up counts) on a surrogate of measured
     trials: how much the sampler alone can gain in this budget, which a 2-hour run cannot tell."""
     import _sampler_surrogate as SS
+    from search.study import tpe_startup_trials
     from spaces import SearchSpace
 
     t0 = time.perf_counter()
@@ -675,6 +676,7 @@ def _sampler_surrogate(args: argparse.Namespace) -> int:
     js = C.write_json(out / f"search_efficiency_{mode}.json", result)
     png = SS.plot(result, out / f"search_efficiency_{mode}.png")
     sim = result["simulation"]
+    driver = f"tpe_startup_{tpe_startup_trials(SS.DRIVER_FOLDS)}"
     print(f"surrogate: {sim['surrogate']['trials']} trials, OOB R2 {sim['surrogate']['oob_r2']:.3f}, "
           f"residual sd {sim['surrogate']['oob_residual_sd']:.3f}")
     for level, lv in sim["noise"].items():
@@ -686,10 +688,10 @@ def _sampler_surrogate(args: argparse.Namespace) -> int:
                   f"{s['p_median_of_3_seeds_passes']:.2f}")
         print("  P(median of 3 passes) by budget (trials): " + "  ".join(
             f"{name} " + " ".join(f"{b}:{v['p_median_of_3_seeds_passes']:.2f}" for b, v in s["by_budget"].items())
-            for name, s in lv["samplers"].items() if name in ("random", "tpe_startup_7", "oracle") or name.startswith("top_")))
+            for name, s in lv["samplers"].items() if name in ("random", driver, "oracle") or name.startswith("top_")))
         print("  share of draws in the space's best 20 % by trials: " + "  ".join(
             f"{name} " + " ".join(f"{b}:{v:.2f}" for b, v in s["share_of_draws_in_top_20%"].items())
-            for name, s in lv["samplers"].items() if name in ("random", "tpe_startup_7")))
+            for name, s in lv["samplers"].items() if name in ("random", driver)))
     print(f"wrote {js} and {png}")
     return 0
 
