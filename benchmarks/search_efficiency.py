@@ -492,9 +492,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "running signal at each step ranks the completed trials of the Optuna studies under these "
                     "--work-dir folders (writes search_efficiency_pruner_signal.json/.png)")
     ap.add_argument("--sampler-surrogate", nargs="*", metavar="JSON",
-                    help="instead of a run: random search, TPE with several start-up counts and an oracle (the "
-                         "surrogate's best config every trial) on a surrogate fitted to the measured trials of these "
-                         "result files, the bar read at several budgets (default: every "
+                    help="instead of a run: random search, TPE with several start-up counts, an oracle (the "
+                         "surrogate's best config every trial) and draws from its best 1/5/20 %% on a surrogate fitted "
+                         "to the measured trials of these result files, the bar read at several budgets (default: every "
                          "benchmarks/results/search_efficiency_full*.json; writes "
                          "search_efficiency_sampler_surrogate[_quick].json/.png)")
     ap.add_argument("--worker-throughput", action="store_true",
@@ -645,8 +645,9 @@ def _pruner_signal(paths: list[Path], out_dir: Path) -> int:
 
 
 def _sampler_surrogate(args: argparse.Namespace) -> int:
-    """Random search against TPE (the driver's sampler, several start-up counts) on a surrogate of measured
-    trials: how much the sampler alone can gain in this budget, which a 2-hour run cannot tell."""
+    """Random search against TPE (the driver's sampler, several start-up counts) and the oracle/top-share
+    references on a surrogate of measured trials, at several budgets: how much the sampler alone can gain,
+    which a 2-hour run cannot tell."""
     import _sampler_surrogate as SS
     from search.study import tpe_startup_trials
     from spaces import SearchSpace
