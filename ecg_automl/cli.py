@@ -24,6 +24,10 @@ def command(name: str):
     return deco
 
 
+class UsageError(Exception):
+    """Options that contradict each other or that a command cannot take: one line, exit code 2 (as argparse)."""
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input or environment: printed as one line, exit code 2."""
     from ecg_data import DataError
@@ -31,11 +35,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     from ecg_automl.tflite.pi_estimate import CalibrationError
 
-    errs: list[type[BaseException]] = [DataError, SpaceError, FileNotFoundError, CalibrationError]
+    errs: list[type[BaseException]] = [UsageError, DataError, SpaceError, FileNotFoundError, CalibrationError]
     if "search" in sys.modules:  # only commands that loaded the search stack can raise its errors
-        from search import StorageError, StudyMismatchError, TrackingError
+        from search import StorageError, StudyMismatchError, TrackingError, TrialsKeepFailingError
 
-        errs += [StorageError, StudyMismatchError, TrackingError]
+        errs += [StorageError, StudyMismatchError, TrackingError, TrialsKeepFailingError]
     try:
         from ecg_automl.tflite import TFLiteError
 
@@ -69,6 +73,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from search import run_search, set_threads
     from spaces import SearchSpace
 
+    if args.tuner is not None and args.engine != "keras-tuner":
+        raise UsageError(f"--tuner {args.tuner} chooses a KerasTuner tuner: it needs --engine keras-tuner")
     set_threads(args.tf_threads)
     space = SearchSpace.load(args.space)
     if args.epochs is not None:
@@ -77,12 +83,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         settings = _search_settings(args, space, objectives)
     except ValueError as exc:  # options that contradict each other (--final-model folds with --final-members 3)
-        raise SystemExit(f"error: {exc}") from None
+        raise UsageError(str(exc)) from None
     if args.engine == "keras-tuner":
         from search.keras_tuner_engine import run_keras_tuner
 
         # recorded in the Optuna study of the same name, so the final test and `export` work as for the driver
-        run_keras_tuner(args.study, settings, tuner=args.tuner, n_trials=args.trials, tracking=_tracking(args),
+        run_keras_tuner(args.study, settings, tuner=args.tuner or "hyperband", n_trials=args.trials, tracking=_tracking(args),
                         out_dir=args.out_dir, progress=not args.quiet, verbose=args.verbose, timeout=args.timeout,
                         storage=args.storage, final=not args.no_final)
         return 0
@@ -97,6 +103,9 @@ def _search_settings(args: argparse.Namespace, space, objectives: list[str]):
     """The study's settings from the search command line (ValueError: options that contradict each other)."""
     from search import StudySettings
 
+    if args.latency_target and args.latency_budget_ms is None and objectives == ["quality"]:
+        raise ValueError("--latency-target measures latency on a device for the latency gate: it needs "
+                         "--latency-budget-ms or a latency objective (e.g. --objective f1,latency)")
     if args.fold_repeats > 1 and args.final_model != "folds":
         raise ValueError("--fold-repeats repeats the fold ensemble's training: it needs --final-model folds")
     if len(objectives) > 1 and (args.final_members > 1 or args.final_model != "refit"):
@@ -119,11 +128,11 @@ def parse_objectives(text: str) -> list[str]:
     mapping = {"f1": "quality", "auc": "quality", "quality": "quality", "latency": "latency", "size": "size"}
     bad = [n for n in names if n not in mapping]
     if bad or not names:
-        raise SystemExit(f"error: --objective takes f1 or auc, optionally followed by latency and/or size "
+        raise UsageError(f"--objective takes f1 or auc, optionally followed by latency and/or size "
                          f"(e.g. f1,latency,size); got {text!r}")
     out = [mapping[n] for n in names]
     if out[0] != "quality" or len(set(out)) != len(out):
-        raise SystemExit("error: --objective must start with the quality metric and name each objective once")
+        raise UsageError("--objective must start with the quality metric and name each objective once")
     return out
 
 
@@ -159,7 +168,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     config = _tracking(args)
     if config is None:
-        raise SystemExit("error: sync writes to MLflow; drop --no-mlflow")
+        raise UsageError("sync writes to MLflow; drop --no-mlflow")
     tracker = Tracker(config)
     tracker.ping()
     study, _ = open_study(args.study, args.storage, None)  # the study must exist: nothing is created
@@ -217,7 +226,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     cfg = _tracking(args)
     if cfg is None:
-        raise SystemExit("error: the UI needs MLflow; drop --no-mlflow")
+        raise UsageError("the UI needs MLflow; drop --no-mlflow")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: the MLflow UI will listen on {args.host}, reachable from other machines; it has no "
               f"authentication", file=sys.stderr)
@@ -241,7 +250,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     proc = subprocess.Popen(cmd, start_new_session=True)
 
-    def stop(*_):
+    def stop():
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
@@ -251,7 +260,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    def on_term(*_):  # stop the server after the main thread's proc.wait() has let go (not inside it: a
+        raise KeyboardInterrupt  # second wait in the handler would block on the first one's lock until its timeout)
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -262,14 +274,32 @@ def cmd_ui(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (a usage error otherwise)."""
+def _int_at_least(low: int):
+    """argparse type: an integer of at least ``low`` (a usage error otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in its messages
+    return parse
+
+
+_positive_int = _int_at_least(1)
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a number above 0 (seconds, milliseconds)."""
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
     return value
 
 
@@ -285,14 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", default="mitdb", help="mitdb (default), ptbdb, ptbxl or heartbeat-csv")
     s.add_argument("--data-path", default=None, help="read the dataset from this file/folder instead of the data root")
     s.add_argument("--space", default="default", help="space file, or a built-in name: default (the default), edge")
-    s.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials the study should hold")
-    s.add_argument("--folds", type=int, default=3, help="patient-grouped, stratified CV folds per trial")
+    s.add_argument("--trials", type=_int_at_least(0), default=20,
+                   help="finished (complete or pruned) trials the study should hold (0: create the study only, for "
+                        "workers to join)")
+    s.add_argument("--folds", type=_int_at_least(2), default=3, help="patient-grouped, stratified CV folds per trial")
     s.add_argument("--study", required=True, help="study name (rerun the same command to resume it)")
     s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
-    s.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
+    s.add_argument("--timeout", type=_positive_float, default=None,
+                   help="stop starting new trials after this many seconds")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--epochs", type=int, default=None, help="override the space's epochs")
-    s.add_argument("--max-beats", type=int, default=None,
+    s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")
+    s.add_argument("--max-beats", type=_positive_int, default=None,
                    help="subsample the search side to this many beats (stratified, every patient kept)")
     s.add_argument("--records", default=None, help="comma-separated record ids to use (default: all)")
     s.add_argument("--metric", choices=["f1", "f1@0.5", "auc"], default="f1",
@@ -300,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the exported model uses; default), F1 at 0.5, or ROC-AUC")
     s.add_argument("--objective", default="f1",
                    help="f1 (single objective) or e.g. f1,latency,size (multi-objective, Pareto front)")
-    s.add_argument("--latency-budget-ms", type=float, default=None,
+    s.add_argument("--latency-budget-ms", type=_positive_float, default=None,
                    help="reject candidates slower than this (TFLite, 1 thread) before training")
     s.add_argument("--latency-target", default=None, help="measure latency on a bench-server (http://HOST:PORT)")
     s.add_argument("--latency-mode", choices=["fp32", "dynamic", "fp16", "int8"], default="int8",
@@ -309,8 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pruner of a new study (default median); stored with the study, so a resume or a "
                         "worker uses the same one unless given here")
     s.add_argument("--engine", choices=["optuna", "keras-tuner"], default="optuna")
-    s.add_argument("--tuner", choices=["hyperband", "bayesian", "random"], default="hyperband",
-                   help="KerasTuner tuner (with --engine keras-tuner)")
+    s.add_argument("--tuner", choices=["hyperband", "bayesian", "random"], default=None,
+                   help="KerasTuner tuner (with --engine keras-tuner; default hyperband)")
     s.add_argument("--on-bad-record", choices=["error", "skip"], default="error",
                    help="a corrupt record stops the run (default) or is skipped with a warning")
     s.add_argument("--no-final", action="store_true", help="skip the final retrain and held-out test")
@@ -338,8 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="join an existing study and run its trials (scale-out)")
     w.add_argument("--study", required=True)
     w.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
-    w.add_argument("--trials", type=int, required=True, help="total finished trials the study should reach")
-    w.add_argument("--timeout", type=float, default=None)
+    w.add_argument("--trials", type=_int_at_least(0), required=True, help="total finished trials the study should reach")
+    w.add_argument("--timeout", type=_positive_float, default=None)
     w.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
                    help="default: the pruner the study was created with")
     w.add_argument("--heartbeat", type=float, default=30, help="as for search")
@@ -412,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         raise
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        resume = "; run the same command again to resume the study" if args.cmd in ("search", "worker") else ""
+        print(f"interrupted{resume}", file=sys.stderr)
         return 130
 
 

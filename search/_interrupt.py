@@ -1,6 +1,9 @@
 """Ctrl-C that cannot get lost: a SIGINT raised while Python runs a finaliser (``__del__`` during garbage
 collection, frequent while TensorFlow trains) is printed and swallowed by the interpreter. The handler
-also sets a flag, and the training loop and the trial loop check it at safe points."""
+also sets a flag, and the training loop and the trial loop check it at safe points.
+
+SIGTERM (``kill``, ``timeout``, a batch scheduler ending the job) is handled the same way, so the running
+trial is marked interrupted and redone first on resume instead of waiting for the heartbeat to fail it."""
 
 from __future__ import annotations
 
@@ -15,18 +18,23 @@ def _handler(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def install():
-    """Use the flag-setting SIGINT handler (main thread only); returns the previous handler, or None."""
+    """Use the flag-setting handler for SIGINT and SIGTERM (main thread only); returns the previous
+    handlers, or None."""
     if threading.current_thread() is threading.main_thread():
-        return signal.signal(signal.SIGINT, _handler)
+        return {sig: signal.signal(sig, _handler) for sig in _SIGNALS}
     return None
 
 
 def restore(previous) -> None:
-    """Put back the handler :func:`install` replaced, and forget any request."""
+    """Put back the handlers :func:`install` replaced, and forget any request."""
     _requested.clear()
     if previous is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def check() -> None:

@@ -76,5 +76,32 @@ class StudySettings:
         for f in dataclasses.fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
             if a != b:
-                out.append(f.name if f.name == "space_yaml" else f"{f.name}: study has {a!r}, command gives {b!r}")
+                out.append(_space_differences(a, b) if f.name == "space_yaml"
+                           else f"{f.name}: study has {a!r}, command gives {b!r}")
         return out
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"params": {"epochs": 4}}`` -> ``{"params.epochs": 4}``."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _space_differences(stored: str, given: str, limit: int = 5) -> str:
+    """What differs between two spaces' YAML, key by key (``space: params.epochs: study has 4, command gives 2``)."""
+    import yaml
+
+    try:
+        a, b = _flatten(yaml.safe_load(stored) or {}), _flatten(yaml.safe_load(given) or {})
+    except yaml.YAMLError:
+        return "space_yaml"
+    if a.get("name") != b.get("name"):
+        return f"space: study has {a.get('name')!r}, command gives {b.get('name')!r}"
+    keys = [k for k in sorted(a.keys() | b.keys()) if a.get(k, "(absent)") != b.get(k, "(absent)")]
+    parts = [f"{k}: study has {a.get(k, '(absent)')!r}, command gives {b.get(k, '(absent)')!r}" for k in keys[:limit]]
+    more = f"; and {len(keys) - limit} more" if len(keys) > limit else ""
+    return "space: " + "; ".join(parts) + more if parts else "space_yaml (same values, other text)"

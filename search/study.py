@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ecg_data import BeatDataset, load_dataset, patient_kfold, subsample_beats
+from ecg_data import BeatDataset, DataError, load_dataset, patient_kfold, subsample_beats
 from ecg_data.cache import PIPELINE_VERSION
 from spaces import SearchSpace, SpaceError
 
@@ -35,6 +35,15 @@ DIRECTIONS = {"quality": "maximize", "latency": "minimize", "size": "minimize"}
 
 class StudyMismatchError(RuntimeError):
     """The named study exists with other settings than the command gives."""
+
+
+class TrialsKeepFailingError(RuntimeError):
+    """Trial after trial failed: the cause is the setup (an unreachable device, a broken install), not a
+    config, so the run stops instead of failing trials forever. The study keeps everything; a rerun resumes."""
+
+
+#: Failed trials in a row, in one process, after which a run stops (``run_trials(max_failures_in_a_row=)``).
+MAX_FAILURES_IN_A_ROW = 10
 
 
 @dataclass
@@ -170,9 +179,19 @@ def _process_salt() -> int:
 
 
 def load_study_data(settings: StudySettings, space: SearchSpace) -> BeatDataset:
-    """The study's dataset with the space's sampling rate and window."""
-    return load_dataset(settings.dataset, fs=space.fs, window=space.window, records=settings.records,
+    """The study's dataset with the space's sampling rate and window; DataError when its search side has
+    fewer patients than the study has folds (checked before any study is created)."""
+    data = load_dataset(settings.dataset, fs=space.fs, window=space.window, records=settings.records,
                         on_bad_record=settings.on_bad_record, path=settings.data_path)
+    n = len(np.unique(data.groups[data.split == "search"]))
+    if n < settings.folds:
+        chosen = f" (--records {','.join(settings.records)})" if settings.records else ""
+        if n == 0:
+            raise DataError(f"{settings.dataset}{chosen} has no patient on the search side: every record given is a "
+                            f"held-out test record (`ecg-automl data info {settings.dataset}` lists which are which)")
+        raise DataError(f"{settings.folds} folds need at least {settings.folds} patients on the search side; "
+                        f"{settings.dataset}{chosen} has {n}: lower --folds or add records")
+    return data
 
 
 def search_data(data: BeatDataset, settings: StudySettings) -> BeatDataset:
@@ -213,9 +232,12 @@ def run_trials(
     verbose: int = 0,
     extra_callbacks: Sequence[Callable] = (),
     poll: float = 5.0,
+    max_failures_in_a_row: int | None = MAX_FAILURES_IN_A_ROW,
 ) -> bool:
     """Run trials until the study holds ``n_trials`` finished (complete or pruned) trials; failed trials
-    do not count and the study goes on. Returns False if interrupted with Ctrl-C."""
+    do not count and the study goes on, unless ``max_failures_in_a_row`` of this process's trials fail one
+    after another (:class:`TrialsKeepFailingError`; None: never stop). Returns False if interrupted with
+    Ctrl-C or SIGTERM."""
     from tqdm.auto import tqdm
 
     parent = tracker.study_run(study, settings.to_dict()) if tracker is not None else None
@@ -228,11 +250,17 @@ def run_trials(
                             parent_run_id=parent, gates=gates, objectives=settings.objectives,
                             progress=bar if progress else None, verbose=verbose)
 
+    failures: list[str] = []  # reasons of this process's latest trials, while they keep failing
+
     def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if tracker is not None:
             tracker.end_trial(trial)
         bar.n = min(n_finished(study), n_trials)
         state = trial.state.name.lower()
+        if trial.state == TrialState.FAIL and not trial.user_attrs.get("interrupted"):
+            failures.append(str(trial.user_attrs.get("fail_reason", "?")))
+        else:
+            failures.clear()
         if trial.state == TrialState.FAIL:
             bar.write(f"trial {trial.number} failed: {trial.user_attrs.get('fail_reason', '?')}")
         elif trial.state == TrialState.PRUNED:
@@ -245,8 +273,11 @@ def run_trials(
     interrupted = False
     _interrupt.clear()
     previous_handler = _interrupt.install()
+    def failing() -> bool:
+        return max_failures_in_a_row is not None and len(failures) >= max_failures_in_a_row
+
     try:
-        _optimize_until(study, objective, n_trials, timeout, [on_trial_end, *extra_callbacks], poll)
+        _optimize_until(study, objective, n_trials, timeout, [on_trial_end, *extra_callbacks], poll, failing)
     except KeyboardInterrupt:
         interrupted = True
         bar.write("interrupted: the running trial is marked failed and will be redone; "
@@ -259,17 +290,23 @@ def run_trials(
         counts = tracker._safe("sync", tracker.sync, study)
         if counts and (counts["created"] or counts["updated"]):
             log.warning("MLflow back-filled: %s", counts)
+    if failing():
+        raise TrialsKeepFailingError(
+            f"stopped after {len(failures)} failed trials in a row (the last: {failures[-1]}); that points at the "
+            f"setup rather than at the configs tried. Every trial is kept in study {study.study_name!r}: fix the "
+            f"cause and run the same command again to resume")
     return not interrupted
 
 
 def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: float | None,
-                    callbacks: list, poll: float) -> None:
+                    callbacks: list, poll: float, stop: Callable[[], bool] = lambda: False) -> None:
     """Run one trial at a time until the study holds ``n_trials`` finished trials, across all workers.
 
     A worker starts a trial only while finished + running trials (of every worker) stay below the
     target, so N workers end with exactly ``n_trials``. When the rest are running elsewhere it waits:
     if their worker dies, the heartbeat fails the trial, the retry callback re-queues it, and a waiting
-    worker runs it. (Optuna's MaxTrialsCallback alone would overshoot by up to N-1 trials.)
+    worker runs it. (Optuna's MaxTrialsCallback alone would overshoot by up to N-1 trials.) ``stop()``
+    true ends it before the next trial.
     """
     import time
 
@@ -277,7 +314,7 @@ def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: floa
     heartbeat = optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)
     while True:
         _interrupt.check()
-        if timeout is not None and time.monotonic() - start >= timeout:
+        if stop() or (timeout is not None and time.monotonic() - start >= timeout):
             return
         if heartbeat:
             with warnings.catch_warnings():
@@ -313,13 +350,14 @@ def run_search(
     gates: Sequence[Gate] = (),
     print_fn: Callable[[str], None] = print,
     heartbeat: float | None = 30,
+    max_failures_in_a_row: int | None = MAX_FAILURES_IN_A_ROW,
 ) -> SearchResult:
     """Launch or resume ``study_name`` and, when it holds ``n_trials`` finished trials, run the final test.
 
     Bad input is rejected before anything is written: the tracking server is reached, the space and the
     dataset are loaded, the storage URL is opened, and only then are the MLflow experiment and the study
     created (a rejected command leaves no study behind that a corrected command would then refuse as
-    "other settings")."""
+    "other settings"). Trials that keep failing stop the run (:func:`run_trials`)."""
     tracker = None
     if tracking is not None:
         tracker = Tracker(tracking)
@@ -328,6 +366,7 @@ def run_search(
     if settings is not None:  # a new or resumed study: check the input first
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
         data = load_study_data(settings, space)
+        own_gates = latency_gates(settings)  # an unreachable bench-server or a bad calibration file, too
         rdb = make_storage(storage, heartbeat=heartbeat)
         if tracker is not None:
             tracker.check()
@@ -336,11 +375,13 @@ def run_search(
         study, settings = open_study(study_name, storage, None, pruner, heartbeat=heartbeat, engine="optuna")
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
         data = load_study_data(settings, space)
+        own_gates = latency_gates(settings)
         if tracker is not None:
             tracker.check()
-    gates = [*latency_gates(settings), *gates]
+    gates = [*own_gates, *gates]
     completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
-                           timeout=timeout, gates=gates, progress=progress, verbose=verbose)
+                           timeout=timeout, gates=gates, progress=progress, verbose=verbose,
+                           max_failures_in_a_row=max_failures_in_a_row)
     report = None
     if completed and final and len(settings.objectives) == 1:
         report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn,

@@ -106,13 +106,18 @@ def validate(doc: Any) -> None:
     params = doc.get("params")
     if not isinstance(params, dict) or not params:
         raise SpaceError("params: missing or empty; it maps hyperparameter names to values or distributions")
+    for key in params:  # before "missing": a misspelt name is both, and the misspelling is what to fix
+        if key not in PARAMS:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), list(PARAMS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SpaceError(f"params.{key}: unknown hyperparameter{hint} (known: {', '.join(PARAMS)})")
     missing = [k for k in PARAMS if k not in params and k not in OPTIONAL]
     if missing:
         raise SpaceError(f"params: missing {', '.join(missing)} (every hyperparameter needs a value or a range)")
     for key, spec in params.items():
         where = f"params.{key}"
-        if key not in PARAMS:
-            raise SpaceError(f"{where}: unknown hyperparameter (known: {', '.join(PARAMS)})")
         domain = PARAMS[key]
         if not isinstance(spec, dict):
             check_value(where, spec, domain)

@@ -40,6 +40,34 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--folds", "1"], "argument --folds: must be at least 2, not 1"),
+    (["--trials", "-3"], "argument --trials: must be at least 0, not -3"),
+    (["--timeout", "-5"], "argument --timeout: must be a number above 0"),
+    (["--latency-budget-ms", "-1"], "argument --latency-budget-ms: must be a number above 0"),
+    (["--max-beats", "0"], "argument --max-beats: must be at least 1"),
+    (["--tuner", "random"], "--tuner random chooses a KerasTuner tuner: it needs --engine keras-tuner"),
+    (["--latency-target", "http://127.0.0.1:9"], "--latency-target measures latency on a device"),
+    (["--latency-budget-ms", "1", "--latency-target", "notaurl"], "'notaurl' is not a bench-server URL"),
+    (["--folds", "30"], "30 folds need at least 30 patients on the search side; mitdb (--records 101,106,119,"),
+    (["--records", "100,200"], "mitdb (--records 100,200) has no patient on the search side"),
+])
+def test_bad_search_values_exit_2_and_leave_no_study(tmp_path, cli_env, args, message):
+    """Values a search cannot run with are refused before a study exists (a corrected command then starts
+    clean); before, some gave a traceback, ran nothing with exit 0, or failed every trial forever."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    if "--records" not in args:
+        args = [*args, "--records", ",".join(SMALL_RECORDS)]
+    proc = run_cli(["search", "--study", "x", "--no-mlflow", "--storage", storage, *args], tmp_path, cli_env,
+                   check=False, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.db").exists() or optuna.get_all_study_names(storage) == []
+
+
 def test_missing_data_root_is_named(tmp_path, cli_env):
     env = dict(cli_env, ECG_AUTOML_DATA=str(tmp_path / "no-data-here"))
     proc = run_cli(["search", "--study", "x", "--no-mlflow", "--storage", f"sqlite:///{tmp_path / 'o.db'}"],

@@ -1,8 +1,10 @@
 """The Raspberry Pi 4 latency estimate: constants match the calibration data, inputs are checked, no TF."""
 
+import contextlib
 import math
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -127,4 +129,46 @@ def test_a_bad_host_calibration_file_is_refused_with_its_name(tmp_path, monkeypa
         assert str(path) in str(exc.value)
         with pytest.raises(pe.CalibrationError):  # the gate says so when it is built, before any trial
             LatencyGate(1.0)
-    LatencyGate(1.0, target="http://pi.local:8000")  # a real Pi's measurement needs no host fit
+    with _bench_server() as url:
+        LatencyGate(1.0, target=url)  # a real Pi's measurement needs no host fit
+
+
+@contextlib.contextmanager
+def _bench_server():
+    """A real bench-server on a free loopback port, for as long as the block runs."""
+    from ecg_automl.tflite.bench_server import make_server
+
+    server = make_server("127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_latency_target_that_is_not_a_running_bench_server_is_refused_before_any_trial(tmp_path):
+    """A mistyped URL or a device that is off would otherwise fail every trial, forever."""
+    import http.server
+    import socket
+
+    from ecg_automl.tflite import TFLiteError
+    from ecg_automl.tflite.gate import LatencyGate
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        cases = {"notaurl": "is not a bench-server URL", "pi.local:8000": "is not a bench-server URL",
+                 f"http://127.0.0.1:{closed}": "cannot reach bench-server",
+                 f"http://127.0.0.1:{other.server_address[1]}": "answered GET /health with 404"}
+        for url, why in cases.items():
+            with pytest.raises(TFLiteError, match=why):
+                LatencyGate(1.0, target=url)
+    finally:
+        other.shutdown()
+        other.server_close()
+    with _bench_server() as url:
+        assert LatencyGate(1.0, target=url + "/").target == url + "/"

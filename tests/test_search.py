@@ -103,6 +103,23 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     assert {"m0_abnormal", "m1_abnormal"} <= {layer.name for layer in model.layers}
 
 
+def test_trials_that_keep_failing_stop_the_run_and_keep_the_study(tmp_path):
+    """A cause outside the configs (here a gate that always fails, as an unreachable device would) must not
+    fail trials forever: failed trials do not count towards --trials, so the run stops after a few in a row."""
+    from search import TrialsKeepFailingError
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    def broken_gate(config, trial):
+        raise ConnectionError("device went away")
+
+    with pytest.raises(TrialsKeepFailingError, match="after 3 failed trials in a row .*device went away.*resume"):
+        run_search("failing", tiny_settings(tmp_path), n_trials=2, storage=storage, tracking=None, progress=False,
+                   gates=[broken_gate], pruner="none", final=False, max_failures_in_a_row=3)
+    study = optuna.load_study(study_name="failing", storage=storage)
+    assert [t.state.name for t in study.trials] == ["FAIL"] * 3
+
+
 def test_the_fold_models_averaged_score_what_their_members_average_at_their_own_threshold(tmp_path, small_mitdb):
     """fit_fold_models: K models on patient-grouped folds (each search patient validated once per repeat, by the
     one model of that repeat that did not see it), repeated with other seeds; the threshold chosen on the
@@ -295,6 +312,12 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         s = tiny_settings(tmp_path)
         s.folds = 3
         run_search("t3", s, n_trials=2, storage=storage, tracking=None, progress=False, final=False)
+    # a changed space (e.g. --epochs) is named key by key, not as "space_yaml"
+    space = SearchSpace.from_yaml(tiny_settings(tmp_path).space_yaml)
+    other = tiny_settings(tmp_path)
+    other.space_yaml = space.with_overrides(epochs=space.params["epochs"] + 1).to_yaml()
+    with pytest.raises(StudyMismatchError, match=r"space: params\.epochs: study has 1, command gives 2\)"):
+        run_search("t3", other, n_trials=2, storage=storage, tracking=None, progress=False, final=False)
 
 
 def test_a_study_made_with_other_preprocessing_is_refused(tmp_path):
@@ -313,9 +336,11 @@ def test_a_study_made_with_other_preprocessing_is_refused(tmp_path):
     assert open_study("new", storage, None, heartbeat=None)[1].pipeline_version == PIPELINE_VERSION
 
 
-def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env):
-    """SIGINT during a trial marks it failed; the same command again finishes the study: every
-    finished trial kept, the interrupted one redone, none run twice, MLflow still 1:1."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env, sig):
+    """SIGINT (Ctrl-C) or SIGTERM (kill, a job scheduler) during a trial marks it failed; the same command
+    again finishes the study at once (no wait for the heartbeat): every finished trial kept, the interrupted
+    one redone, none run twice, MLflow still 1:1."""
     space = tiny_space_file(tmp_path)
     n = 3
     args = ["search", "--dataset", "mitdb", "--space", space, "--trials", n, "--folds", 2, "--epochs", 1,
@@ -335,7 +360,7 @@ def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env):
             continue
         if any(t.state.name == "COMPLETE" for t in trials) and any(t.state.name == "RUNNING" for t in trials):
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert "run the same command again to resume" in out

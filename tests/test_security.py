@@ -60,6 +60,44 @@ def test_ui_exposes_only_when_asked_and_warns(tmp_path, monkeypatch, capsys, hos
     assert ("warning:" in err and "no authentication" in err) == exposed
 
 
+def test_ui_stops_its_server_promptly_on_sigterm(tmp_path, cli_env):
+    """``kill`` (SIGTERM) on ``ecg-automl ui`` stops the MLflow server it started and exits, in seconds: its
+    handler used to wait for the server inside the wait it interrupted, and hung until a 20 s timeout."""
+    import signal
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "ecg_automl", "ui", "--port", str(port),
+                             "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
+                            cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        deadline = time.time() + 180
+        while True:
+            assert proc.poll() is None, proc.communicate()[0][-2000:]
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                assert time.time() < deadline, "the MLflow UI did not come up"
+                time.sleep(1)
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        took = time.time() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and took < 15, (proc.returncode, took)
+    with pytest.raises(OSError):  # the server went with it
+        urllib.request.urlopen(url, timeout=2)
+
+
 def _code_tokens(path: Path) -> list[str]:
     """The file's code tokens (comments and strings left out), so a comment saying "never eval()" is fine."""
     skip = {tokenize.COMMENT, tokenize.STRING, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,

@@ -24,6 +24,9 @@ def test_builtin_spaces_load(name):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d["params"].update(lstm_unitz=8), "params.lstm_unitz: unknown hyperparameter"),
+    # a misspelt name is unknown and leaves the real one missing: the misspelling is named, with the fix
+    (lambda d: d["params"].update(kernal_size=d["params"].pop("kernel_size")),
+     "params.kernal_size: unknown hyperparameter (did you mean 'kernel_size'?)"),
     (lambda d: d["params"].update(lstm_units={"type": "int", "low": "eight", "high": 16}),
      "params.lstm_units.low: 'eight' is a str, expected int"),
     (lambda d: d["params"].update(conv_dropout={"type": "float", "low": 0.5, "high": 0.1}),

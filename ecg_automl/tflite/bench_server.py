@@ -126,6 +126,32 @@ def serve(host: str = "127.0.0.1", port: int = 8765, **kw) -> None:
         server.server_close()
 
 
+def check_target(url: str, *, timeout: float = 10) -> dict[str, Any]:
+    """``GET /health`` of the bench-server at ``url``: a mistyped URL or a server that is down is one error
+    before the first trial, not a failure in every trial. Returns the server's answer (its device)."""
+    import urllib.error
+    import urllib.request
+
+    from .convert import TFLiteError
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise TFLiteError(f"latency target {url!r} is not a bench-server URL: give http://HOST:PORT of a running "
+                          f"`ecg-automl bench-server`")
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise TFLiteError(f"{url} answered GET /health with {exc.code}: is it an `ecg-automl bench-server`?") from None
+    except (OSError, ValueError) as exc:  # refused, timed out, unknown host; ValueError: not JSON
+        reason = getattr(exc, "reason", exc)
+        raise TFLiteError(f"cannot reach bench-server {url} ({reason}): start `ecg-automl bench-server --host "
+                          f"0.0.0.0` on the device, or drop --latency-target to use the Pi 4 estimate") from None
+    if not isinstance(answer, dict) or not answer.get("ok"):
+        raise TFLiteError(f"{url} answered GET /health with {str(answer)[:200]!r}: is it an `ecg-automl bench-server`?")
+    return answer
+
+
 def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: int = 20, threads: int = 1,
                    timeout: float = 300) -> dict[str, Any]:
     """Ask a bench-server at ``url`` (http://HOST:PORT) to time ``tflite_bytes``."""

@@ -72,6 +72,10 @@ class LatencyGate:
             from .pi_estimate import active_calibration
 
             active_calibration()
+        else:  # so does a bench-server that cannot be reached
+            from .bench_server import check_target
+
+            check_target(target)
 
     def measure(self, config: dict[str, Any], channels: int = 1) -> dict[str, Any]:
         """Convert the untrained model for ``config`` (``members`` copies averaged, as the final model will be)
