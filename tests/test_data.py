@@ -117,3 +117,18 @@ def test_download_failure_says_where_to_put_files(tmp_path, monkeypatch):
         load_dataset("mitdb", root=tmp_path)
     msg = str(err.value)
     assert "could not download 'mitdb'" in msg and str(tmp_path / "mitdb") in msg and "RECORDS" in msg
+
+
+@pytest.mark.parametrize("header, problem", [
+    ("203 2 360 garbage\n\n", "malformed header: the record line '203 2 360 garbage' gives no valid sample count"),
+    ("203 2 360 650000\n203.dat 212 200 11 1024 972 5391 0 MLII\n",
+     "malformed header: the record line '203 2 360 650000' declares 2 signal(s), but 1 signal line(s) could be read"),
+])
+def test_malformed_header_is_reported_as_such(data_root, tmp_path, header, problem):
+    """Headers wfdb parses leniently are a malformed header of the named file, not a missing channel."""
+    root = _copy_db(data_root, tmp_path, ["203"])
+    (root / "mitdb" / "203.hea").write_text(header)
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["203"], use_cache=False)
+    assert err.value.path == str(root / "mitdb" / "203.hea")
+    assert problem in err.value.problem and "no channel" not in str(err.value)
