@@ -180,9 +180,10 @@ def cmd_data(args: argparse.Namespace) -> int:
         path = fetch_database(args.name, args.root)
         print(f"{args.name} is in {path}")
         return 0
+    # info only reads: a database missing from the data root is reported with the fetch command, not downloaded
     ds = load_dataset(args.name, root=args.root, fs=args.fs, window=args.window,
                       records=args.records.split(",") if args.records else None,
-                      on_bad_record=args.on_bad_record, path=args.data_path)
+                      on_bad_record=args.on_bad_record, path=args.data_path, download=False)
     summary = ds.summary()
     if args.json:
         print(json.dumps({**summary, "skipped": ds.info.get("skipped", [])}, indent=2))

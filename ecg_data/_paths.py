@@ -37,7 +37,9 @@ def cache_dir() -> Path:
 
 
 def database_dir(name: str, root: str | os.PathLike | None = None, *, download: bool = True) -> Path:
-    """Directory of database ``name`` under the root; downloads it from PhysioNet when missing."""
+    """Directory of database ``name`` under the root; downloads it from PhysioNet when missing (unless
+    ``download=False``: then a missing database is a :class:`DatabaseNotFoundError` and nothing is written)."""
+    explicit_root = root is not None
     root = Path(root).expanduser().resolve() if root is not None else data_root()
     path = root / name
     if name not in PHYSIONET:
@@ -48,9 +50,10 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
     if (path / marker).exists():
         return path
     if not download:
+        fetch = f"ecg-automl data fetch {name}" + (f" --root {root}" if explicit_root else "")
         raise DatabaseNotFoundError(
             f"database {name!r} is not under {root} (looked for {path / marker}). "
-            f"Run `ecg-automl data fetch {name}` or set ECG_AUTOML_DATA to a folder holding {name}/.")
+            f"Run `{fetch}` or set ECG_AUTOML_DATA to a folder holding {name}/.")
     return fetch_database(name, root)
 
 
@@ -63,6 +66,8 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     root = Path(root).expanduser().resolve() if root is not None else data_root()
     slug, marker = PHYSIONET[name]
     path = root / name
+    created = [d for d in (path, *path.parents) if not d.exists()]  # folders this fetch makes (deepest first)
+    before = _files_under(path)
     path.mkdir(parents=True, exist_ok=True)
     try:
         if name == "ptbxl":
@@ -76,9 +81,35 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
             wfdb.dl_database(slug, str(path))
             if not (path / marker).exists():
                 wfdb.dl_files(slug, str(path), [marker])
-    except Exception as exc:  # network errors come in many types (requests, urllib3, OSError)
+    except BaseException as exc:  # network errors come in many types (requests, urllib3, OSError); or Ctrl-C
+        _remove_new(path, before, created)
+        if not isinstance(exc, Exception):
+            raise
         raise DatabaseNotFoundError(
             f"could not download {name!r} from PhysioNet into {path}: {exc}. "
             f"Without network access, copy the PhysioNet files of {slug} there yourself "
             f"(the folder must contain {marker}), or set ECG_AUTOML_DATA to a folder that holds {name}/.") from exc
     return path
+
+
+def _files_under(path: Path) -> set[Path]:
+    """Every file and folder under ``path`` now (empty if it does not exist)."""
+    return set(path.rglob("*")) if path.is_dir() else set()
+
+
+def _remove_new(path: Path, before: set[Path], created: list[Path]) -> None:
+    """Undo a failed fetch: delete what appeared under ``path`` since ``before`` and the folders in ``created``
+    (deepest first, only while empty), so a retry starts clean and nothing that was there is touched."""
+    for p in sorted(_files_under(path) - before, key=lambda q: len(q.parts), reverse=True):
+        try:
+            if p.is_dir() and not p.is_symlink():
+                p.rmdir()  # emptied by the deeper entries first; a folder that is not empty stays
+            else:
+                p.unlink()
+        except OSError:
+            pass
+    for d in created:
+        try:
+            d.rmdir()
+        except OSError:
+            break  # not empty (or not ours to remove): its parents are not empty either

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 import wfdb
 
-from ecg_data import DS1, DS2, DataError, RecordError, load_dataset
+from ecg_data import DS1, DS2, DataError, RecordError, fetch_database, load_dataset
 from ecg_data.mitdb import AAMI, PACED
 
 
@@ -117,6 +118,47 @@ def test_download_failure_says_where_to_put_files(tmp_path, monkeypatch):
         load_dataset("mitdb", root=tmp_path)
     msg = str(err.value)
     assert "could not download 'mitdb'" in msg and str(tmp_path / "mitdb") in msg and "RECORDS" in msg
+
+
+def test_failed_fetch_removes_what_it_created(tmp_path, monkeypatch):
+    """A download that fails half-way leaves no empty database folder (nor the root it made) behind."""
+    def offline_after_one_file(slug, dl_dir, **kwargs):
+        (Path(dl_dir) / "100.hea").write_text("partial")
+        (Path(dl_dir) / "x").mkdir()
+        (Path(dl_dir) / "x" / "y.dat").write_bytes(b"partial")
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(wfdb, "dl_database", offline_after_one_file)
+    root = tmp_path / "new-root"
+    with pytest.raises(DataError, match="could not download 'mitdb'"):
+        fetch_database("mitdb", root)
+    assert not root.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_fetch_keeps_files_that_were_there(tmp_path, monkeypatch):
+    """Into a folder that held files, a failed fetch removes only the files it wrote."""
+    def offline_after_one_file(slug, dl_dir, **kwargs):
+        (Path(dl_dir) / "101.hea").write_text("partial")
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(wfdb, "dl_database", offline_after_one_file)
+    db = tmp_path / "mitdb"
+    (db / "mine").mkdir(parents=True)
+    (db / "100.hea").write_text("copied by hand")
+    (db / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(DataError):
+        fetch_database("mitdb", tmp_path)
+    assert sorted(p.relative_to(db).as_posix() for p in db.rglob("*")) == ["100.hea", "mine", "mine/notes.txt"]
+    assert (db / "100.hea").read_text() == "copied by hand"
+
+
+def test_missing_database_without_download_writes_nothing(tmp_path):
+    """download=False (what `data info` uses) reports a missing database with the fetch command, creating nothing."""
+    with pytest.raises(DataError) as err:
+        load_dataset("ptbdb", root=tmp_path, download=False)
+    assert f"ecg-automl data fetch ptbdb --root {tmp_path}" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("header, problem", [
