@@ -174,12 +174,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 @command("data")
 def cmd_data(args: argparse.Namespace) -> int:
-    from ecg_data import fetch_database, load_dataset
+    from ecg_data import DataError, fetch_database, load_dataset
 
+    if args.data_cmd is None:
+        raise DataError("`ecg-automl data` needs a subcommand: `data fetch NAME` downloads a PhysioNet database "
+                        "(mitdb, ptbdb, ptbxl) into the data root; `data info NAME` shows its records, beats, "
+                        "class balance and splits (see `ecg-automl data --help`)")
     if args.data_cmd == "fetch":
         path = fetch_database(args.name, args.root)
         print(f"{args.name} is in {path}")
         return 0
+    from spaces.schema import DATA_KEYS, check_value
+
+    check_value("--fs", args.fs, DATA_KEYS["fs"])  # the rates and windows a space file may ask for
+    check_value("--window", args.window, DATA_KEYS["window"])
     # info only reads: a database missing from the data root is reported with the fetch command, not downloaded
     ds = load_dataset(args.name, root=args.root, fs=args.fs, window=args.window,
                       records=args.records.split(",") if args.records else None,
@@ -355,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_args(y)
 
     d = sub.add_parser("data", help="fetch a database or show what it holds")
-    dsub = d.add_subparsers(dest="data_cmd", required=True)
+    dsub = d.add_subparsers(dest="data_cmd")  # none given: cmd_data names the subcommands
     f = dsub.add_parser("fetch", help="download a PhysioNet database into the data root")
     f.add_argument("name", choices=["mitdb", "ptbdb", "ptbxl"])
     f.add_argument("--root", default=None, help="data root (default $ECG_AUTOML_DATA or the user cache)")
@@ -363,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("name")
     i.add_argument("--root", default=None)
     i.add_argument("--data-path", default=None)
-    i.add_argument("--fs", type=float, default=180.0)
+    i.add_argument("--fs", type=float, default=180.0, help="sampling rate in Hz after resampling, 50-1000 (default 180)")
     i.add_argument("--window", type=int, default=256)
     i.add_argument("--records", default=None)
     i.add_argument("--on-bad-record", choices=["error", "skip"], default="error")
