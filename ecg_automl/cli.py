@@ -185,13 +185,22 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from ecg_data import fetch_database, load_dataset
 
+    if args.data_cmd is None:
+        raise UsageError("`ecg-automl data` needs a subcommand: `data fetch NAME` downloads a PhysioNet database "
+                        "(mitdb, ptbdb, ptbxl) into the data root; `data info NAME` shows its records, beats, "
+                        "class balance and splits (see `ecg-automl data --help`)")
     if args.data_cmd == "fetch":
         path = fetch_database(args.name, args.root)
         print(f"{args.name} is in {path}")
         return 0
+    from spaces.schema import DATA_KEYS, check_value
+
+    check_value("--fs", args.fs, DATA_KEYS["fs"])  # the rates and windows a space file may ask for
+    check_value("--window", args.window, DATA_KEYS["window"])
+    # info only reads: a database missing from the data root is reported with the fetch command, not downloaded
     ds = load_dataset(args.name, root=args.root, fs=args.fs, window=args.window,
                       records=args.records.split(",") if args.records else None,
-                      on_bad_record=args.on_bad_record, path=args.data_path)
+                      on_bad_record=args.on_bad_record, path=args.data_path, download=False)
     summary = ds.summary()
     if args.json:
         print(json.dumps({**summary, "skipped": ds.info.get("skipped", [])}, indent=2))
@@ -387,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_args(y)
 
     d = sub.add_parser("data", help="fetch a database or show what it holds")
-    dsub = d.add_subparsers(dest="data_cmd", required=True)
+    dsub = d.add_subparsers(dest="data_cmd")  # none given: cmd_data names the subcommands
     f = dsub.add_parser("fetch", help="download a PhysioNet database into the data root")
     f.add_argument("name", choices=["mitdb", "ptbdb", "ptbxl"])
     f.add_argument("--root", default=None, help="data root (default $ECG_AUTOML_DATA or the user cache)")
@@ -395,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("name")
     i.add_argument("--root", default=None)
     i.add_argument("--data-path", default=None)
-    i.add_argument("--fs", type=float, default=180.0)
+    i.add_argument("--fs", type=float, default=180.0, help="sampling rate in Hz after resampling, 50-1000 (default 180)")
     i.add_argument("--window", type=int, default=256)
     i.add_argument("--records", default=None)
     i.add_argument("--on-bad-record", choices=["error", "skip"], default="error")

@@ -37,7 +37,9 @@ def cache_dir() -> Path:
 
 
 def database_dir(name: str, root: str | os.PathLike | None = None, *, download: bool = True) -> Path:
-    """Directory of database ``name`` under the root; downloads it from PhysioNet when missing."""
+    """Directory of database ``name`` under the root; downloads it from PhysioNet when missing (unless
+    ``download=False``: then a missing database is a :class:`DatabaseNotFoundError` and nothing is written)."""
+    explicit_root = root is not None
     root = Path(root).expanduser().resolve() if root is not None else data_root()
     path = root / name
     if name not in PHYSIONET:
@@ -48,9 +50,10 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
     if (path / marker).exists():
         return path
     if not download:
+        fetch = f"ecg-automl data fetch {name}" + (f" --root {root}" if explicit_root else "")
         raise DatabaseNotFoundError(
             f"database {name!r} is not under {root} (looked for {path / marker}). "
-            f"Run `ecg-automl data fetch {name}` or set ECG_AUTOML_DATA to a folder holding {name}/.")
+            f"Run `{fetch}` or set ECG_AUTOML_DATA to a folder holding {name}/.")
     return fetch_database(name, root)
 
 
@@ -63,6 +66,8 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     root = Path(root).expanduser().resolve() if root is not None else data_root()
     slug, marker = PHYSIONET[name]
     path = root / name
+    created = [d for d in (path, *path.parents) if not d.exists()]  # folders this fetch makes (deepest first)
+    before = _files_under(path)
     path.mkdir(parents=True, exist_ok=True)
     try:
         if name == "ptbxl":
@@ -76,9 +81,36 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
             wfdb.dl_database(slug, str(path))
             if not (path / marker).exists():
                 wfdb.dl_files(slug, str(path), [marker])
-    except Exception as exc:  # network errors come in many types (requests, urllib3, OSError)
+    except BaseException as exc:  # network errors come in many types (requests, urllib3, OSError); or Ctrl-C
+        kept = _remove_empty_new(path, before, created)
+        if not isinstance(exc, Exception):
+            raise
         raise DatabaseNotFoundError(
             f"could not download {name!r} from PhysioNet into {path}: {exc}. "
-            f"Without network access, copy the PhysioNet files of {slug} there yourself "
+            + (f"The {kept} files downloaded so far are kept: the same command resumes the download. " if kept else "")
+            + f"Without network access, copy the PhysioNet files of {slug} there yourself "
             f"(the folder must contain {marker}), or set ECG_AUTOML_DATA to a folder that holds {name}/.") from exc
     return path
+
+
+def _files_under(path: Path) -> set[Path]:
+    """Every file and folder under ``path`` now (empty if it does not exist)."""
+    return set(path.rglob("*")) if path.is_dir() else set()
+
+
+def _remove_empty_new(path: Path, before: set[Path], created: list[Path]) -> int:
+    """Undo what a failed fetch made that holds nothing: new folders left empty under ``path``, and the folders
+    in ``created`` (deepest first, only while empty), so no empty database folder is mistaken for a download.
+    Files it downloaded stay (wfdb resumes from them, skipping complete files); returns how many."""
+    new = _files_under(path) - before
+    for p in sorted((q for q in new if q.is_dir() and not q.is_symlink()), key=lambda q: len(q.parts), reverse=True):
+        try:
+            p.rmdir()
+        except OSError:
+            pass  # not empty: it holds downloaded files
+    for d in created:
+        try:
+            d.rmdir()
+        except OSError:
+            break  # not empty: its parents are not empty either
+    return sum(1 for q in new if q.is_file())

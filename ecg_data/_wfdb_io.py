@@ -46,6 +46,29 @@ def _check_signal_files(path: Path, header) -> None:
                                           f"= {need} bytes")
 
 
+def _record_line(hea: Path) -> str:
+    """The header's record line (its first line that is neither blank nor a comment)."""
+    for line in hea.read_text(encoding="latin-1").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            return line.strip()
+    return ""
+
+
+def _check_header(hea: Path, header) -> None:
+    """Refuse a header wfdb parsed leniently (a bad sample count, missing signal lines), naming the file, so
+    that it is reported as malformed rather than as a missing channel or a sample-count mismatch later."""
+    line = _record_line(hea)
+    if header.sig_len is None:
+        raise RecordError(str(hea), f"malformed header: the record line {line!r} gives no valid sample count "
+                                    f"(expected: name, signals, sampling rate, samples)")
+    n_sig = int(header.n_sig or 0)
+    got = len(header.sig_name or [])
+    if got != n_sig:
+        raise RecordError(str(hea), f"malformed header: the record line {line!r} declares {n_sig} signal(s), but "
+                                    f"{got} signal line(s) could be read (one per signal: file, format, gain, "
+                                    f"..., name)")
+
+
 def read_record(path: str | Path, channels: list[str] | None = None) -> Record:
     """Read a WFDB record (``path`` without extension), optionally only the named channels."""
     import wfdb
@@ -58,6 +81,7 @@ def read_record(path: str | Path, channels: list[str] | None = None) -> Record:
         header = wfdb.rdheader(str(path))
     except Exception as exc:
         raise RecordError(str(hea), f"unreadable header ({type(exc).__name__}: {exc})") from exc
+    _check_header(hea, header)
     _check_signal_files(path, header)
     names = list(header.sig_name or [])
     idx = None

@@ -31,6 +31,12 @@ class BeatDataset:
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def rr_available(self) -> bool:
+        """Whether ``rr`` holds real RR-interval features (a source without them, the heartbeat CSVs, sets
+        ``info['rr_available'] = False`` and fills ``rr`` with placeholders a model must not be fed)."""
+        return bool(self.info.get("rr_available", True))
+
     def subset(self, mask_or_index) -> "BeatDataset":
         """A new dataset holding only the selected beats (boolean mask or index array)."""
         sel = np.asarray(mask_or_index)

@@ -15,7 +15,7 @@ from spaces import SearchSpace
 
 from .metrics import binary_metrics, cv_objective
 from .settings import StudySettings
-from .study import load_study_data, open_study, run_final, search_data
+from .study import load_study_data, open_study, run_final, search_data, space_for_data
 from .tracking import Tracker, TrackingConfig
 from .training import fit
 
@@ -134,6 +134,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
 
     space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
     full = load_study_data(settings, space)
+    space = space_for_data(space, full, print_fn)
     data = search_data(full, settings)
     folds = list(patient_kfold(settings.folds, seed=settings.seed).split(data.X, data.y, data.groups))
     study = None

@@ -194,6 +194,20 @@ def load_study_data(settings: StudySettings, space: SearchSpace) -> BeatDataset:
     return data
 
 
+def space_for_data(space: SearchSpace, data: BeatDataset, print_fn: Callable[[str], None] = print) -> SearchSpace:
+    """The space trials draw from on ``data``: with ``rr_features`` fixed to false (and a note saying so) when
+    the dataset has no RR intervals, so no model needs context that ``predict`` cannot give it either;
+    :class:`SpaceError` if the space fixes ``rr_features`` to true."""
+    if data.rr_available:
+        return space
+    narrowed = space.without_rr_features(f"dataset {data.name} has no RR intervals")
+    spec = space.params["rr_features"]
+    if isinstance(spec, dict) and True in spec["choices"]:
+        print_fn(f"note: dataset {data.name} has no RR intervals: rr_features is fixed to false for this search "
+                 f"(the space also allowed true)")
+    return narrowed
+
+
 def search_data(data: BeatDataset, settings: StudySettings) -> BeatDataset:
     """The search side (never a test patient), subsampled to ``max_beats`` if asked."""
     part = data.search_part()
@@ -366,6 +380,7 @@ def run_search(
     if settings is not None:  # a new or resumed study: check the input first
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
         data = load_study_data(settings, space)
+        space = space_for_data(space, data, print_fn)
         own_gates = latency_gates(settings)  # an unreachable bench-server or a bad calibration file, too
         rdb = make_storage(storage, heartbeat=heartbeat)
         if tracker is not None:
@@ -375,6 +390,7 @@ def run_search(
         study, settings = open_study(study_name, storage, None, pruner, heartbeat=heartbeat, engine="optuna")
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
         data = load_study_data(settings, space)
+        space = space_for_data(space, data, print_fn)
         own_gates = latency_gates(settings)
         if tracker is not None:
             tracker.check()

@@ -106,6 +106,17 @@ class SearchSpace:
                "params": {**self.params, **{k: v for k, v in values.items() if v is not None}}}
         return SearchSpace.from_dict(doc, self.source)
 
+    def without_rr_features(self, reason: str) -> "SearchSpace":
+        """A copy with ``rr_features`` fixed to false, for data without RR intervals (``reason`` says which);
+        :class:`SpaceError` if the space can only draw true, since its models would need RR context."""
+        spec = self.params["rr_features"]
+        values = spec["choices"] if isinstance(spec, dict) else [spec]
+        if False not in values:
+            raise SpaceError(f"{self.source}: params.rr_features is fixed to true in space {self.name!r}, but "
+                             f"{reason}: models of this space would need RR-interval context the data does not "
+                             f"have; set rr_features: false in the space file (or use a space that searches it)")
+        return self if spec is False else self.with_overrides(rr_features=False)
+
     # -- engines ----------------------------------------------------------------------------
     def suggest(self, trial) -> dict[str, Any]:
         """Draw a full config with an Optuna trial (``trial.suggest_*``)."""

@@ -32,6 +32,9 @@ def test_data_info_prints_balance_and_splits(tmp_path, cli_env):
      "a multi-objective study has no final model"),
     (["search", "--study", "x", "--fold-repeats", "2", "--no-mlflow"], "--fold-repeats repeats the fold ensemble"),
     (["data", "info", "mitdb", "--records", "102"], "paced"),
+    (["data", "info", "mitdb", "--fs", "10"], "--fs: 10.0 is out of range, expected a sampling rate in Hz in [50, 1000]"),
+    (["data", "info", "mitdb", "--window", "12"], "--window: 12 is out of range"),
+    (["data"], "`ecg-automl data` needs a subcommand: `data fetch NAME`"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     proc = run_cli(args, tmp_path, cli_env, check=False)
@@ -82,3 +85,18 @@ def test_malformed_space_file_names_the_key(tmp_path, cli_env):
     proc = run_cli(["search", "--study", "x", "--space", bad, "--no-mlflow"], tmp_path, cli_env, check=False)
     assert proc.returncode == 2
     assert "params: missing" in proc.stderr or "params.lstm_units.high: missing" in proc.stderr
+
+
+@pytest.mark.parametrize("root_option", [False, True])
+def test_data_info_on_a_missing_database_writes_nothing(tmp_path, cli_env, root_option):
+    """`data info` only reads: a database not under the data root is named with its fetch command, not downloaded."""
+    root = tmp_path / "root"
+    root.mkdir()
+    env = dict(cli_env, ECG_AUTOML_DATA=str(root))
+    args = ["data", "info", "ptbdb", *(["--root", root] if root_option else [])]
+    proc = run_cli(args, tmp_path, env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    fetch = f"ecg-automl data fetch ptbdb{f' --root {root}' if root_option else ''}`"
+    assert "database 'ptbdb' is not under" in proc.stderr and fetch in proc.stderr, proc.stderr
+    assert "could not download" not in proc.stderr
+    assert list(root.iterdir()) == []

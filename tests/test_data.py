@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 import wfdb
 
-from ecg_data import DS1, DS2, DataError, RecordError, load_dataset
+from ecg_data import DS1, DS2, DataError, RecordError, fetch_database, load_dataset
 from ecg_data.mitdb import AAMI, PACED
 
 
@@ -117,3 +118,61 @@ def test_download_failure_says_where_to_put_files(tmp_path, monkeypatch):
         load_dataset("mitdb", root=tmp_path)
     msg = str(err.value)
     assert "could not download 'mitdb'" in msg and str(tmp_path / "mitdb") in msg and "RECORDS" in msg
+
+
+def test_failed_fetch_leaves_no_empty_folder(tmp_path, monkeypatch):
+    """A download that fails before any file arrives leaves no empty database folder (nor the root it made):
+    an empty mitdb/ would read as a download that happened."""
+    def offline(slug, dl_dir, **kwargs):
+        (Path(dl_dir) / "x").mkdir()
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(wfdb, "dl_database", offline)
+    root = tmp_path / "new-root"
+    with pytest.raises(DataError, match="could not download 'mitdb'") as err:
+        fetch_database("mitdb", root)
+    assert "resumes" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_fetch_keeps_what_it_downloaded_and_what_was_there(tmp_path, monkeypatch):
+    """Files downloaded before the failure stay (wfdb resumes from them: nothing fetched is lost on a flaky
+    network) and so does everything that was there; only folders left empty go."""
+    def offline_after_one_file(slug, dl_dir, **kwargs):
+        (Path(dl_dir) / "101.hea").write_text("downloaded")
+        (Path(dl_dir) / "empty").mkdir()
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(wfdb, "dl_database", offline_after_one_file)
+    db = tmp_path / "mitdb"
+    (db / "mine").mkdir(parents=True)
+    (db / "100.hea").write_text("copied by hand")
+    (db / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(DataError, match="The 1 files downloaded so far are kept: the same command resumes"):
+        fetch_database("mitdb", tmp_path)
+    assert sorted(p.relative_to(db).as_posix() for p in db.rglob("*")) == ["100.hea", "101.hea", "mine",
+                                                                          "mine/notes.txt"]
+    assert (db / "100.hea").read_text() == "copied by hand"
+
+
+def test_missing_database_without_download_writes_nothing(tmp_path):
+    """download=False (what `data info` uses) reports a missing database with the fetch command, creating nothing."""
+    with pytest.raises(DataError) as err:
+        load_dataset("ptbdb", root=tmp_path, download=False)
+    assert f"ecg-automl data fetch ptbdb --root {tmp_path}" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("header, problem", [
+    ("203 2 360 garbage\n\n", "malformed header: the record line '203 2 360 garbage' gives no valid sample count"),
+    ("203 2 360 650000\n203.dat 212 200 11 1024 972 5391 0 MLII\n",
+     "malformed header: the record line '203 2 360 650000' declares 2 signal(s), but 1 signal line(s) could be read"),
+])
+def test_malformed_header_is_reported_as_such(data_root, tmp_path, header, problem):
+    """Headers wfdb parses leniently are a malformed header of the named file, not a missing channel."""
+    root = _copy_db(data_root, tmp_path, ["203"])
+    (root / "mitdb" / "203.hea").write_text(header)
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["203"], use_cache=False)
+    assert err.value.path == str(root / "mitdb" / "203.hea")
+    assert problem in err.value.problem and "no channel" not in str(err.value)

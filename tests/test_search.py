@@ -478,3 +478,50 @@ def test_keras_tuner_hyperband_runs_its_schedule_again_until_trials(tmp_path):
         oracle.end_trial(trial)
         finished += 1
     assert finished == 25 and trial.status == "STOPPED"
+
+
+def _heartbeat_csv_study(tmp_path: Path, rr_features) -> StudySettings:
+    """Settings of a tiny study on a small heartbeat CSV (Kaggle layout, patient ids in .groups sidecars)."""
+    from test_sources import _beat_rows, _write_csv
+
+    folder = tmp_path / "heartbeat"
+    folder.mkdir(exist_ok=True)
+    _write_csv(folder / "mitbih_train.csv", _beat_rows(80, [0, 0, 1, 2], 0), [f"p{i % 4}" for i in range(80)])
+    _write_csv(folder / "mitbih_test.csv", _beat_rows(20, [0, 2], 1), [f"q{i % 2}" for i in range(20)])
+    space = SearchSpace.from_dict({"name": "tiny", "data": {"fs": 180, "window": 192},
+                                   "params": {**TINY, "rr_features": rr_features}})
+    return StudySettings(dataset="heartbeat-csv", space_yaml=space.to_yaml(), folds=2, seed=1,
+                         data_path=str(folder))
+
+
+@pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
+def test_a_dataset_without_rr_intervals_never_draws_rr_features(tmp_path, engine):
+    """heartbeat-csv has no RR intervals: both engines search with rr_features fixed to false and say so, so
+    every exported model can classify a CSV of beats."""
+    from search.keras_tuner_engine import run_keras_tuner
+
+    settings = _heartbeat_csv_study(tmp_path, {"type": "categorical", "choices": [True, False]})
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    lines: list[str] = []
+    if engine == "optuna":
+        study = run_search("hb", settings, n_trials=2, storage=storage, tracking=None, progress=False,
+                           final=False, print_fn=lines.append).study
+    else:
+        study = run_keras_tuner("hb", settings, tuner="random", n_trials=2, out_dir=tmp_path, progress=False,
+                                storage=storage, print_fn=lines.append)["study"]
+    assert "note: dataset heartbeat-csv has no RR intervals: rr_features is fixed to false for this search " \
+           "(the space also allowed true)" in lines
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 2
+    for t in done:
+        assert "rr_features" not in t.params and t.user_attrs["config"]["rr_features"] is False
+
+
+def test_a_space_that_fixes_rr_features_on_data_without_rr_intervals_is_refused(tmp_path):
+    from spaces import SpaceError
+
+    settings = _heartbeat_csv_study(tmp_path, True)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    with pytest.raises(SpaceError, match="rr_features is fixed to true in space 'tiny', but dataset heartbeat-csv has no RR"):
+        run_search("hb", settings, n_trials=1, storage=storage, tracking=None, progress=False, final=False)
+    assert not (tmp_path / "optuna.db").exists() or not optuna.study.get_all_study_names(storage)

@@ -305,6 +305,15 @@ def test_heartbeat_csv_needs_patient_ids(csv_folder, monkeypatch, caplog):
     assert read_heartbeat_csv(csv_folder, allow_beat_level_split=True).info["beat_level_split"] is True
 
 
+def test_heartbeat_csv_says_it_has_no_rr_intervals(csv_folder, small_mitdb):
+    """The dataset object tells the search whether its rr array is real (it survives the cache and subsets)."""
+    first = load_dataset("heartbeat-csv", path=csv_folder)
+    hit = load_dataset("heartbeat-csv", path=csv_folder)
+    assert hit.info["cache"]["hit"]
+    assert first.rr_available is False and hit.rr_available is False and hit.search_part().rr_available is False
+    assert small_mitdb.rr_available is True
+
+
 def test_heartbeat_csv_groups_sidecar_changes_miss_the_cache(csv_folder):
     first = load_dataset("heartbeat-csv", path=csv_folder)
     Path(str(csv_folder / "mitbih_test.csv") + ".groups").write_text("".join(f"r{i % 5}\n" for i in range(20)))

@@ -117,3 +117,22 @@ def test_a_cosine_schedule_decays_the_learning_rate_over_the_training(small_mitd
     assert float(opt.learning_rate) < 1e-6  # decayed to zero at the last step
     with pytest.raises(ValueError, match="needs the number of training steps"):
         build_model(cfg)
+
+
+def test_data_without_rr_intervals_fixes_rr_features_to_false():
+    """A searched rr_features becomes fixed false (nothing else changes); a space that fixes it true is refused."""
+    space = SearchSpace.load("default")
+    narrowed = space.without_rr_features("dataset heartbeat-csv has no RR intervals")
+    assert narrowed.params["rr_features"] is False and "rr_features" not in narrowed.searched
+    assert {k: v for k, v in narrowed.params.items() if k != "rr_features"} == \
+        {k: v for k, v in space.params.items() if k != "rr_features"}
+    assert "rr_features" not in narrowed.optuna_distributions()
+    assert narrowed.keras_tuner_config(kt.HyperParameters())["rr_features"] is False
+    assert narrowed.without_rr_features("again") is narrowed
+    with pytest.raises(SpaceError, match="params.rr_features is fixed to true in space 'edge', but dataset heartbeat-csv "
+                                         "has no RR intervals: .*set rr_features: false"):
+        SearchSpace.load("edge").without_rr_features("dataset heartbeat-csv has no RR intervals")
+    doc = _doc()
+    doc["params"]["rr_features"] = {"type": "categorical", "choices": [True]}
+    with pytest.raises(SpaceError, match="params.rr_features is fixed to true"):
+        SearchSpace.from_dict(doc, "only-true.yaml").without_rr_features("no RR")
