@@ -67,6 +67,21 @@ def _trial_model(study, trial, settings, data, tracker):
     return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, "retrained", threshold
 
 
+#: The leads each dataset's windows hold, in channel order (what ``predict`` reads from a record).
+_DATASET_LEADS = {
+    "mitdb": ("MLII",),
+    "ptbdb": ("ii",),
+    "ptbxl": ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"),
+}
+
+
+def dataset_leads(dataset: str, channels: int) -> list[str] | None:
+    """The lead names of a dataset's ``channels``-lead windows, recorded in the sidecar so that ``predict`` reads
+    the same leads from a record; None when unknown (a CSV dataset) or when the count does not match."""
+    leads = _DATASET_LEADS.get(dataset)
+    return list(leads) if leads and len(leads) == channels else None
+
+
 def _members(model) -> int:
     """How many models ``model`` averages (``spaces.build_ensemble`` names each member's output
     ``m<i>_abnormal``); 1 for a plain model."""
@@ -138,6 +153,9 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     }
     if data.name != "mitdb":
         meta["lead"] = "II" if data.name in ("ptbxl", "ptbdb") else "first"
+    leads = dataset_leads(data.name, meta["channels"])
+    if leads:
+        meta["leads"] = leads
     write_sidecar(out, meta)
     if tracker is not None:
         run_id = trial.user_attrs.get("mlflow_run_id")
