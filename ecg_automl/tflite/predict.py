@@ -149,16 +149,27 @@ def _record_leads(meta: dict[str, Any], model_path, names: list[str], channels: 
 
 
 def _skipped_note(symbols: np.ndarray | None, is_q: np.ndarray, no_window: int) -> dict[str, Any] | None:
-    """Count of the found or annotated beats that were not classified, and why (None when none was dropped)."""
-    reasons: dict[str, int] = {}
+    """Count of the found or annotated beats that were not classified, and why (None when none was dropped):
+    ``class_q`` annotated AAMI class Q beats by kind, ``no_full_window`` beats at the record's ends."""
+    class_q: dict[str, int] = {}
     if symbols is not None:
         for sym, name in _Q_SYMBOLS.items():
             n = int((symbols[is_q] == sym).sum())
             if n:
-                reasons[f"{name} ({sym}): AAMI class Q, which the model is not trained on"] = n
-    if no_window:
-        reasons["too close to the record's start or end for a full window"] = int(no_window)
-    return {"count": sum(reasons.values()), "reasons": reasons} if reasons else None
+                class_q[f"{name} ({sym})"] = n
+    count = sum(class_q.values()) + int(no_window)
+    return {"count": count, "class_q": class_q, "no_full_window": int(no_window)} if count else None
+
+
+def _skipped_text(k: dict[str, Any]) -> str:
+    """One line for :func:`_skipped_note`'s count."""
+    why = []
+    if k["class_q"]:
+        kinds = [f"{n} {name}" for name, n in k["class_q"].items()]
+        why.append(f"{', '.join(kinds)} beats are AAMI class Q, which the model is not trained on")
+    if k["no_full_window"]:
+        why.append(f"{k['no_full_window']} are too close to the record's start or end for a full window")
+    return f"{k['count']} beats were not classified: {'; '.join(why)}"
 
 
 def _strip_extension(record: Path, annotations: str | None) -> Path:
@@ -204,7 +215,7 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     skipped = _skipped_note(symbols, ~keep_cls, int((keep_cls & ~kept).sum()))
     if len(windows) == 0:
         raise DataError(f"{record}: none of its {len(samples)} beats can be classified"
-                        + (f" ({'; '.join(f'{n} {why}' for why, n in skipped['reasons'].items())})" if skipped else ""))
+                        + (f" ({_skipped_text(skipped)})" if skipped else ""))
     prob = model.predict(_model_inputs(meta, windows, rr))
     pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference)
     lead_names = [head.sig_names[c] for c in channels]
@@ -308,9 +319,7 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
     if "lead_warning" in s:
         lines.append(f"  WARNING: {s['lead_warning']}")
     if "skipped_beats" in s:
-        k = s["skipped_beats"]
-        lines.append(f"  note: {k['count']} beats were not classified: "
-                     + "; ".join(f"{n} {why}" for why, n in k["reasons"].items()))
+        lines.append(f"  note: {_skipped_text(s['skipped_beats'])}")
     if "against_annotations" in s:
         a = s["against_annotations"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
