@@ -56,19 +56,23 @@ def test_malformed_space_file_names_the_key(tmp_path, cli_env):
     assert "params: missing" in proc.stderr or "params.lstm_units.high: missing" in proc.stderr
 
 
+EXPORT = ["export", "--study", "x", "--out", "m.tflite"]
+PREDICT_CSV = ["predict", "m.tflite", "--csv", "b.csv"]
+
+
 @pytest.mark.parametrize("args, message", [
-    (["export", "--study", "x", "--out", "m.tflite", "--verify-beats", "-5"], "--verify-beats: must be 0 or more, not -5"),
-    (["export", "--study", "x", "--out", "m.tflite", "--runs", "0"], "--runs: must be at least 10 (the latency is timed in rounds of 10), not 0"),
-    (["export", "--study", "x", "--out", "m.tflite", "--runs", "5"], "--runs: must be at least 10"),
-    (["export", "--study", "x", "--out", "m.tflite", "--threads", "0"], "--threads: must be at least 1, not 0"),
+    ([*EXPORT, "--verify-beats", "-5"], "--verify-beats: must be 0 or more, not -5"),
+    ([*EXPORT, "--runs", "0"], "--runs: must be at least 10 (the latency is timed in rounds of 10), not 0"),
+    ([*EXPORT, "--runs", "5"], "--runs: must be at least 10"),
+    ([*EXPORT, "--threads", "0"], "--threads: must be at least 1, not 0"),
     (["export", "--study", "x", "--out", "x.keras"], "'x.keras' does not end in .tflite"),
-    (["predict", "m.tflite", "--csv", "b.csv", "--csv-fs", "-360"], "--csv-fs: must be a number above 0, not -360"),
-    (["predict", "m.tflite", "--csv", "b.csv", "--csv-fs", "0"], "--csv-fs: must be a number above 0, not 0"),
-    (["predict", "m.tflite", "--csv", "b.csv", "--csv-fs", "nan"], "--csv-fs: must be a number above 0"),
+    ([*PREDICT_CSV, "--csv-fs", "-360"], "--csv-fs: must be a finite number above 0, not -360"),
+    ([*PREDICT_CSV, "--csv-fs", "0"], "--csv-fs: must be a finite number above 0, not 0"),
+    ([*PREDICT_CSV, "--csv-fs", "nan"], "--csv-fs: must be a finite number above 0"),
     (["predict", "m.tflite", "--record", "r", "--threads", "0"], "--threads: must be at least 1, not 0"),
 ])
 def test_bad_predict_and_export_options_are_usage_errors(tmp_path, cli_env, args, message):
-    """Refused by the parser (exit 2, one line) before any model or study is opened."""
+    """Refused by the parser (exit 2: its usage and one error line) before any model or study is opened."""
     proc = run_cli(args, tmp_path, cli_env, check=False)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "x.keras").exists()
