@@ -128,6 +128,8 @@ def _record_leads(meta: dict[str, Any], model_path, names: list[str], channels: 
     (named in the sidecar's ``leads``): a record without them, or a sidecar that does not name them, is refused."""
     leads = meta.get("leads")
     have = ", ".join(names) or "none"
+    if not names:
+        raise DataError(f"{record}: the record has no signal to classify")
     if channels == 1:
         wanted = str(leads[0] if leads else meta["lead"])
         idx = _find_lead(names, wanted)
