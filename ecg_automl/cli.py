@@ -301,14 +301,17 @@ def _int_at_least(low: int):
 _positive_int = _int_at_least(1)
 
 
+_non_negative_int = _int_at_least(0)
+
+
 def _positive_float(text: str) -> float:
-    """argparse type: a number above 0 (seconds, milliseconds)."""
+    """argparse type: a finite number above 0: seconds, milliseconds, a sampling rate (a usage error otherwise)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
     return value
 
 
@@ -324,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", default="mitdb", help="mitdb (default), ptbdb, ptbxl or heartbeat-csv")
     s.add_argument("--data-path", default=None, help="read the dataset from this file/folder instead of the data root")
     s.add_argument("--space", default="default", help="space file, or a built-in name: default (the default), edge")
-    s.add_argument("--trials", type=_int_at_least(0), default=20,
+    s.add_argument("--trials", type=_non_negative_int, default=20,
                    help="finished (complete or pruned) trials the study should hold (0: create the study only, for "
                         "workers to join)")
     s.add_argument("--folds", type=_int_at_least(2), default=3, help="patient-grouped, stratified CV folds per trial")
@@ -380,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="join an existing study and run its trials (scale-out)")
     w.add_argument("--study", required=True)
     w.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
-    w.add_argument("--trials", type=_int_at_least(0), required=True, help="total finished trials the study should reach")
+    w.add_argument("--trials", type=_non_negative_int, required=True, help="total finished trials the study should reach")
     w.add_argument("--timeout", type=_positive_float, default=None)
     w.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
                    help="default: the pruner the study was created with")

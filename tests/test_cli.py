@@ -46,8 +46,8 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
 @pytest.mark.parametrize("args, message", [
     (["--folds", "1"], "argument --folds: must be at least 2, not 1"),
     (["--trials", "-3"], "argument --trials: must be at least 0, not -3"),
-    (["--timeout", "-5"], "argument --timeout: must be a number above 0"),
-    (["--latency-budget-ms", "-1"], "argument --latency-budget-ms: must be a number above 0"),
+    (["--timeout", "-5"], "argument --timeout: must be a finite number above 0"),
+    (["--latency-budget-ms", "-1"], "argument --latency-budget-ms: must be a finite number above 0"),
     (["--max-beats", "0"], "argument --max-beats: must be at least 1"),
     (["--tuner", "random"], "--tuner random chooses a KerasTuner tuner: it needs --engine keras-tuner"),
     (["--latency-target", "http://127.0.0.1:9"], "--latency-target measures latency on a device"),
@@ -100,3 +100,32 @@ def test_data_info_on_a_missing_database_writes_nothing(tmp_path, cli_env, root_
     assert "database 'ptbdb' is not under" in proc.stderr and fetch in proc.stderr, proc.stderr
     assert "could not download" not in proc.stderr
     assert list(root.iterdir()) == []
+
+
+EXPORT = ["export", "--study", "x", "--out", "m.tflite"]
+PREDICT_CSV = ["predict", "m.tflite", "--csv", "b.csv"]
+
+
+@pytest.mark.parametrize("args, message", [
+    ([*EXPORT, "--verify-beats", "-5"], "--verify-beats: must be at least 0, not -5"),
+    ([*EXPORT, "--runs", "0"], "--runs: must be at least 10 (the latency is timed in rounds of 10), not 0"),
+    ([*EXPORT, "--runs", "5"], "--runs: must be at least 10"),
+    ([*EXPORT, "--threads", "0"], "--threads: must be at least 1, not 0"),
+    (["export", "--study", "x", "--out", "x.keras"], "'x.keras' does not end in .tflite"),
+    ([*PREDICT_CSV, "--csv-fs", "-360"], "--csv-fs: must be a finite number above 0, not -360"),
+    ([*PREDICT_CSV, "--csv-fs", "0"], "--csv-fs: must be a finite number above 0, not 0"),
+    ([*PREDICT_CSV, "--csv-fs", "nan"], "--csv-fs: must be a finite number above 0"),
+    (["predict", "m.tflite", "--record", "r", "--threads", "0"], "--threads: must be at least 1, not 0"),
+])
+def test_bad_predict_and_export_options_are_usage_errors(tmp_path, cli_env, args, message):
+    """Refused by the parser (exit 2: its usage and one error line) before any model or study is opened."""
+    proc = run_cli(args, tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "x.keras").exists()
+
+
+def test_export_help_states_the_defaults(tmp_path, cli_env):
+    out = " ".join(run_cli(["export", "--help"], tmp_path, cli_env).stdout.split())
+    for default in ("default int8", "default 300", "default 20000", "default 1)", "default sqlite:///runs/optuna.db",
+                    "best (the final model of the study; default)"):
+        assert default in out, default

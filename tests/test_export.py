@@ -49,6 +49,7 @@ def test_every_mode_exports_builtin_ops_matching_keras(exported):
         assert v["beats"] == 1500 and 0 <= v["tflite"]["f1"] <= 1
         side = json.loads(path.with_suffix(".json").read_text())
         assert side["mode"] == mode and side["input_length"] in (128, 192) and side["lead"] == "MLII"
+        assert side["leads"] == ["MLII"] and side["channels"] == 1
         lat = side["latency"]
         assert lat["median_ms"] > 0 and lat["pi4_estimate_ms"] > lat["median_ms"]
         # the Pi estimate is made from the figure with the host's slowdown divided out (never above the raw one
@@ -246,3 +247,118 @@ def test_a_threshold_above_the_int8_output_ceiling_is_called_out(exported, data_
     text = run_cli(["predict", model, "--record", data_root / "mitdb" / "100", "--annotations", "atr"],
                    tmp_path, cli_env).stdout
     assert "WARNING: the decision threshold 0.9990" in text and "no abnormal beat found" not in text
+
+
+# --------------------------------------------------------------------------------------------
+# predict as a new user meets it: untrained fp32 models (no training: the checks are about which samples
+# reach the model and what the user is told, not about the model's quality)
+# --------------------------------------------------------------------------------------------
+#: TINY with every choice fixed and no RR input, so the model also takes a CSV of isolated beats.
+UNTRAINED = {**{k: v for k, v in TINY.items() if not isinstance(v, dict)}, "input_length": 128, "conv_filters": 8,
+             "learning_rate": 0.001, "rr_features": False}
+PTBXL_LEADS = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    """name -> .tflite path: ``mitdb`` (one lead, MLII), ``ptbxl`` (12 leads, named in the sidecar),
+    ``ptbxl-old`` (12 leads, a sidecar without ``leads``, as written before they were recorded); and
+    ``keras``: the one-lead model saved as .keras."""
+    from ecg_automl.tflite.convert import convert
+    from ecg_automl.tflite.export import dataset_leads
+    from ecg_automl.tflite.sidecar import write_sidecar
+    from spaces import build_model
+
+    tmp = tmp_path_factory.mktemp("untrained")
+    out = {}
+    for name, dataset, channels in (("mitdb", "mitdb", 1), ("ptbxl", "ptbxl", 12), ("ptbxl-old", "ptbxl", 12)):
+        model = build_model(UNTRAINED, channels=channels, compile_model=False)
+        path = tmp / f"{name}.tflite"
+        path.write_bytes(convert(model, UNTRAINED, "fp32"))
+        meta = {"dataset": dataset, "fs": 180.0, "window": 192, "lead": "MLII" if dataset == "mitdb" else "II",
+                "channels": channels, "input_length": 128, "rr_features": False, "threshold": 0.5,
+                "filter": {"low": 0.5, "high": 40.0}}
+        if name != "ptbxl-old":
+            meta["leads"] = dataset_leads(dataset, channels)
+        write_sidecar(path, meta)
+        out[name] = path
+        if name == "mitdb":
+            out["keras"] = tmp / "mitdb.keras"
+            model.save(out["keras"])
+    return out
+
+
+def test_the_sidecar_names_the_leads_of_each_dataset():
+    from ecg_automl.tflite.export import dataset_leads
+
+    assert dataset_leads("mitdb", 1) == ["MLII"]
+    assert dataset_leads("ptbxl", 12) == PTBXL_LEADS
+    assert dataset_leads("ptbxl", 1) is None and dataset_leads("heartbeat-csv", 1) is None
+
+
+def test_a_12_lead_model_reads_its_12_leads_or_says_which_are_missing(untrained, data_root, tmp_path, cli_env):
+    record = data_root / "ptbxl" / "records100" / "00000" / "00001_lr"
+    proc = run_cli(["predict", untrained["ptbxl"], "--record", record, "--json"], tmp_path, cli_env)
+    summary = json.loads(proc.stdout)["summary"]
+    assert summary["lead"] == ",".join(PTBXL_LEADS) and 5 <= summary["beats"] <= 15, summary
+    # a two-lead MIT-BIH record: one line naming the leads needed and the record's
+    proc = run_cli(["predict", untrained["ptbxl"], "--record", data_root / "mitdb" / "100"], tmp_path, cli_env,
+                   check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "the model needs 12 leads (I, II, III," in proc.stderr and "the record has 2 (MLII, V5)" in proc.stderr
+    # a sidecar written before the leads were recorded: re-export, not a shape error
+    proc = run_cli(["predict", untrained["ptbxl-old"], "--record", record], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "the model takes 12 leads, but its sidecar (ptbxl-old.json) does not name them" in proc.stderr
+
+
+def test_predict_says_when_it_reads_another_lead_and_which_beats_it_skipped(untrained, data_root, tmp_path, cli_env):
+    """Record 102 (paced) has no MLII: an MLII model reads V5 and says so, and of its 2,187 annotated beats
+    only the 103 that are not AAMI class Q are classified: the output says what happened to the others. The
+    record may be named with its .dat extension."""
+    args = ["predict", untrained["mitdb"], "--record", f"{data_root / 'mitdb' / '102'}.dat", "--annotations", "atr"]
+    text = run_cli(args, tmp_path, cli_env).stdout
+    assert "WARNING: the model was trained on lead MLII, which" in text and "lead V5 was used instead" in text
+    assert ("note: 2084 beats were not classified: 2028 paced (/), 56 fusion of paced and normal (f) beats are "
+            "AAMI class Q, which the model is not trained on") in text, text[-1500:]
+    summary = json.loads(run_cli([*args, "--json"], tmp_path, cli_env).stdout)["summary"]
+    assert summary["beats"] == 103 and summary["skipped_beats"]["count"] == 2084 and summary["lead"] == "V5"
+    assert "lead_warning" in summary
+    # a record with the model's lead: no warning
+    text = run_cli(["predict", untrained["mitdb"], "--record", data_root / "mitdb" / "100"], tmp_path, cli_env).stdout
+    assert "WARNING" not in text
+
+
+def test_predict_csv_rows_must_be_the_models_window(untrained, tmp_path, cli_env):
+    import numpy as np
+
+    model = untrained["mitdb"]
+    rng = np.random.default_rng(0)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    short = tmp_path / "short.csv"
+    np.savetxt(short, rng.normal(size=(3, 100)), delimiter=",")
+    at360 = tmp_path / "at360.csv"  # a 192-sample window at 180 Hz is 384 samples at 360 Hz
+    np.savetxt(at360, rng.normal(size=(3, 384)), delimiter=",")
+    for csv, message in ((empty, "empty.csv: no beats"),
+                         (short, "rows hold 100 samples, but the model takes beats of 192 samples at 180 Hz"),
+                         (at360, "384 samples is the model's window at 360 Hz: if that is the CSV's rate, "
+                                 "pass --csv-fs 360")):
+        proc = run_cli(["predict", model, "--csv", csv], tmp_path, cli_env, check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    summary = json.loads(run_cli(["predict", model, "--csv", at360, "--csv-fs", "360", "--json"], tmp_path,
+                                 cli_env).stdout)["summary"]
+    assert summary["beats"] == 3
+    labelled = tmp_path / "labelled.csv"
+    np.savetxt(labelled, np.c_[rng.normal(size=(4, 192)), [0, 1, 0, 1]], delimiter=",")
+    text = run_cli(["predict", model, "--csv", labelled, "--csv-has-label"], tmp_path, cli_env).stdout
+    assert "against the CSV's labels: accuracy" in text and "record's annotations" not in text
+    assert "(labelled abnormal)" in text
+
+
+def test_predict_on_a_keras_model_says_what_it_takes(untrained, data_root, tmp_path, cli_env):
+    proc = run_cli(["predict", untrained["keras"], "--record", data_root / "mitdb" / "100"], tmp_path, cli_env,
+                   check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "predict takes a .tflite written by `ecg-automl export`" in proc.stderr
+    assert "sidecar not found" not in proc.stderr

@@ -23,16 +23,21 @@ def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> No
 
 
 def _add_parsers(sub) -> None:
+    from ecg_automl.cli import _positive_float, _positive_int
+
     p = sub.add_parser("predict", help="classify a WFDB record or a CSV of beats with a .tflite (no TensorFlow)")
-    p.add_argument("model", help="the .tflite (its .json sidecar must lie beside it)")
+    p.add_argument("model", help="a .tflite written by `ecg-automl export` (its .json sidecar must lie beside it)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--record", help="WFDB record path without extension (e.g. mitdb/100)")
-    src.add_argument("--csv", help="CSV with one beat window per row")
+    src.add_argument("--record", help="WFDB record path, e.g. mitdb/100 (a .dat/.hea/.atr extension is dropped)")
+    src.add_argument("--csv", help="CSV with one beat per row: a window centred on the R peak, at the model's rate "
+                                   "and window length unless --csv-fs (see README)")
     p.add_argument("--annotations", default=None,
                    help="use this annotation file's beats (e.g. atr) instead of the QRS detector, and compare")
-    p.add_argument("--csv-fs", type=float, default=None, help="sampling rate of the CSV rows (default: the model's)")
+    p.add_argument("--csv-fs", type=_positive_float, default=None,
+                   help="sampling rate of the CSV rows in Hz (default: the model's; then each row must hold "
+                        "exactly the model's window)")
     p.add_argument("--csv-has-label", action="store_true", help="the CSV's last column is a label (0 = normal)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads (default 1)")
     p.add_argument("--json", action="store_true", help="print every beat and the summary as JSON")
     p.add_argument("--all", action="store_true", help="print every beat, not the first 50")
 

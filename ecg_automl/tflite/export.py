@@ -19,22 +19,48 @@ from .verify import format_verification, verify
 log = logging.getLogger("search")
 
 
+def _tflite_path(text: str) -> str:
+    """argparse type: an output path ending in .tflite (the sidecar goes beside it as .json)."""
+    if Path(text).suffix.lower() != ".tflite":
+        raise argparse.ArgumentTypeError(f"{text!r} does not end in .tflite: export writes a TFLite flatbuffer "
+                                         f"(and a .json sidecar beside it), e.g. --out model.tflite")
+    return text
+
+
+def _runs(text: str) -> int:
+    """argparse type: timed invocations, at least one round of 10."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 10:
+        raise argparse.ArgumentTypeError(f"must be at least 10 (the latency is timed in rounds of 10), not {value}")
+    return value
+
+
 def add_export_parser(sub) -> None:
+    """Register ``ecg-automl export`` and its options (defaults stated in each help string)."""
+    from ecg_automl.cli import _non_negative_int, _positive_int
+    from ecg_automl.defaults import DEFAULT_STORAGE
+
     p = sub.add_parser("export", help="export a trial's model to TFLite, verified against Keras and timed")
-    p.add_argument("--study", required=True)
-    p.add_argument("--storage", default="sqlite:///runs/optuna.db")
-    p.add_argument("--trial", default="best", help="best (the final model of the study) or a trial number")
-    p.add_argument("--mode", choices=MODES, default="int8")
-    p.add_argument("--out", required=True, help="output .tflite path (the .json sidecar goes beside it)")
-    p.add_argument("--verify-beats", type=int, default=20000,
-                   help="held-out beats to verify on (evenly spaced; 0 = all)")
-    p.add_argument("--runs", type=int, default=300, help="timed invocations for the latency")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--study", required=True, help="name of the study to export from")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
+    p.add_argument("--trial", default="best", help="best (the final model of the study; default) or a trial number")
+    p.add_argument("--mode", choices=MODES, default="int8",
+                   help="TFLite mode (default int8, the Raspberry Pi deployment)")
+    p.add_argument("--out", required=True, type=_tflite_path,
+                   help="output .tflite path (the .json sidecar goes beside it)")
+    p.add_argument("--verify-beats", type=_non_negative_int, default=20000,
+                   help="held-out beats to verify on (evenly spaced; 0 = all; default 20000)")
+    p.add_argument("--runs", type=_runs, default=300,
+                   help="timed invocations for the latency, in rounds of 10 (default 300)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads for the timing (default 1)")
     p.add_argument("--strict", action="store_true", help="exit 1 when int8 loses more than 1 F1 point")
-    p.add_argument("--mlflow-config", default=None)
-    p.add_argument("--tracking-uri", default=None)
-    p.add_argument("--experiment", default=None)
-    p.add_argument("--no-mlflow", action="store_true")
+    p.add_argument("--mlflow-config", default=None, help="MLflow settings file (default: ./mlflow.yaml if present)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides mlflow.yaml)")
+    p.add_argument("--experiment", default=None, help="MLflow experiment name (overrides mlflow.yaml)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not fetch from or log to MLflow")
 
 
 def _trial_model(study, trial, settings, data, tracker):
@@ -65,6 +91,21 @@ def _trial_model(study, trial, settings, data, tracker):
 
     print(f"retraining trial {trial.number} on all search patients (its model is not stored) ...", file=sys.stderr)
     return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, "retrained", threshold
+
+
+#: The leads each dataset's windows hold, in channel order (what ``predict`` reads from a record).
+_DATASET_LEADS = {
+    "mitdb": ("MLII",),
+    "ptbdb": ("ii",),
+    "ptbxl": ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"),
+}
+
+
+def dataset_leads(dataset: str, channels: int) -> list[str] | None:
+    """The lead names of a dataset's ``channels``-lead windows, recorded in the sidecar so that ``predict`` reads
+    the same leads from a record; None when unknown (a CSV dataset) or when the count does not match."""
+    leads = _DATASET_LEADS.get(dataset)
+    return list(leads) if leads and len(leads) == channels else None
 
 
 def _members(model) -> int:
@@ -138,6 +179,9 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     }
     if data.name != "mitdb":
         meta["lead"] = "II" if data.name in ("ptbxl", "ptbdb") else "first"
+    leads = dataset_leads(data.name, meta["channels"])
+    if leads:
+        meta["leads"] = leads
     write_sidecar(out, meta)
     if tracker is not None:
         run_id = trial.user_attrs.get("mlflow_run_id")

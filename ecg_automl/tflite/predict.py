@@ -16,10 +16,16 @@ from ecg_data._wfdb_io import detect_qrs, read_annotations, read_record
 from ecg_data.errors import DataError
 from ecg_data.mitdb import AAMI, ABNORMAL
 from ecg_data.preprocess import N_RR_FEATURES, beats_from_signal, normalise, resample
+from ecg_data.ptbxl import detect_r_peaks
 
 from .convert import TFLiteError
 from .runtime import TFLiteModel, unreachable_threshold_message
-from .sidecar import read_sidecar
+from .sidecar import read_sidecar, sidecar_path
+
+#: Names of the AAMI class Q beat symbols: annotated beats the models are not trained on, so never classified.
+_Q_SYMBOLS = {"/": "paced", "f": "fusion of paced and normal", "Q": "unclassifiable"}
+#: Common ECG sampling rates: a CSV row length that matches the model's window at one of them is named.
+_COMMON_RATES = (100, 125, 128, 200, 250, 256, 257, 360, 400, 500, 1000)
 
 
 @dataclass
@@ -82,21 +88,113 @@ def _check_rr_width(model: TFLiteModel, model_path) -> None:
                           f"(ecg-automl export) or predict with the version that exported it")
 
 
-def predict_record(model_path: str | Path, record: str | Path, *, annotations: str | None = None,
-                   threads: int = 1) -> Prediction:
-    """Classify every beat of a WFDB record (``record`` without extension).
-
-    Beats are found with wfdb's XQRS detector, as on a device; with ``annotations='atr'`` the record's
-    reference beat positions are used instead and the summary compares the model with their labels.
-    """
+def _open_model(model_path: str | Path, threads: int) -> tuple[dict[str, Any], TFLiteModel]:
+    """The sidecar and the model of ``model_path``; a file that is no TFLite flatbuffer (a .keras model, say)
+    is named as such before the sidecar is looked for."""
+    path = Path(model_path)
+    if path.exists() and not path.is_file():
+        raise TFLiteError(f"{path}: not a file; predict takes a .tflite written by `ecg-automl export`")
+    if path.is_file():
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if len(head) < 8 or head[4:8] != b"TFL3":
+            hint = (" (a .keras model is converted with `ecg-automl export --study NAME --out model.tflite`)"
+                    if path.suffix.lower() == ".keras" else "")
+            raise TFLiteError(f"{path}: not a TFLite model (no TFL3 flatbuffer identifier); predict takes a .tflite "
+                              f"written by `ecg-automl export`, with its .json sidecar beside it{hint}")
     meta = read_sidecar(model_path)
     model = TFLiteModel(model_path, threads=threads)
     _check_rr_width(model, model_path)
-    record = Path(record)
+    return meta, model
+
+
+def _model_channels(meta: dict[str, Any], model: TFLiteModel) -> int:
+    """How many leads each window of the model holds (its ``ecg`` input's last axis)."""
+    if "ecg" in model.inputs and len(model.inputs["ecg"]["shape"]) == 3:
+        return int(model.inputs["ecg"]["shape"][-1])
+    return int(meta.get("channels", 1))
+
+
+def _find_lead(names: list[str], lead: str) -> int | None:
+    """Index of ``lead`` among a record's signal names (case-insensitive), or None."""
+    upper = [n.upper() for n in names]
+    return upper.index(lead.upper()) if lead.upper() in upper else None
+
+
+def _record_leads(meta: dict[str, Any], model_path, names: list[str], channels: int,
+                  record: Path) -> tuple[list[int], str | None]:
+    """The record's channel indices that feed the model, in the order it was trained on, and a warning when a
+    one-lead model has to read another lead than its own. A multi-lead model needs every lead it was trained on
+    (named in the sidecar's ``leads``): a record without them, or a sidecar that does not name them, is refused."""
+    leads = meta.get("leads")
+    have = ", ".join(names) or "none"
+    if not names:
+        raise DataError(f"{record}: the record has no signal to classify")
+    if channels == 1:
+        wanted = str(leads[0] if leads else meta["lead"])
+        idx = _find_lead(names, wanted)
+        if idx is not None or wanted == "first":
+            return [idx or 0], None
+        return [0], (f"the model was trained on lead {wanted}, which {record} does not have (leads: {have}); "
+                     f"lead {names[0]} was used instead, so the predictions may not be reliable")
+    if not leads or len(leads) != channels:
+        raise TFLiteError(f"{model_path}: the model takes {channels} leads, but its sidecar "
+                          f"({sidecar_path(model_path).name}) does not name them (exported by an older ecg-automl); "
+                          f"re-export it with `ecg-automl export` to predict on a record ({record} has "
+                          f"{len(names)} lead(s): {have})")
+    idx = [_find_lead(names, str(lead)) for lead in leads]
+    missing = [str(lead) for lead, i in zip(leads, idx) if i is None]
+    if missing:
+        raise DataError(f"{record}: the model needs {channels} leads ({', '.join(map(str, leads))}); the record has "
+                        f"{len(names)} ({have}), missing {', '.join(missing)}")
+    return [int(i) for i in idx], None
+
+
+def _skipped_note(symbols: np.ndarray | None, is_q: np.ndarray, no_window: int) -> dict[str, Any] | None:
+    """Count of the found or annotated beats that were not classified, and why (None when none was dropped):
+    ``class_q`` annotated AAMI class Q beats by kind, ``no_full_window`` beats at the record's ends."""
+    class_q: dict[str, int] = {}
+    if symbols is not None:
+        for sym, name in _Q_SYMBOLS.items():
+            n = int((symbols[is_q] == sym).sum())
+            if n:
+                class_q[f"{name} ({sym})"] = n
+    count = sum(class_q.values()) + int(no_window)
+    return {"count": count, "class_q": class_q, "no_full_window": int(no_window)} if count else None
+
+
+def _skipped_text(k: dict[str, Any]) -> str:
+    """One line for :func:`_skipped_note`'s count."""
+    why = []
+    if k["class_q"]:
+        kinds = [f"{n} {name}" for name, n in k["class_q"].items()]
+        why.append(f"{', '.join(kinds)} beats are AAMI class Q, which the model is not trained on")
+    if k["no_full_window"]:
+        why.append(f"{k['no_full_window']} are too close to the record's start or end for a full window")
+    return f"{k['count']} beats were not classified: {'; '.join(why)}"
+
+
+def _strip_extension(record: Path, annotations: str | None) -> Path:
+    """``mitdb/208.dat`` (or .hea, .atr, .<annotations>) -> ``mitdb/208``: wfdb wants the record name."""
+    exts = {".dat", ".hea", ".atr"} | ({f".{annotations.lower()}"} if annotations else set())
+    return record.with_suffix("") if record.suffix.lower() in exts else record
+
+
+def predict_record(model_path: str | Path, record: str | Path, *, annotations: str | None = None,
+                   threads: int = 1) -> Prediction:
+    """Classify every beat of a WFDB record (``record`` without extension; a .dat/.hea/.atr one is dropped).
+
+    Beats are found with wfdb's XQRS detector, as on a device; with ``annotations='atr'`` the record's
+    reference beat positions are used instead and the summary compares the model with their labels. The
+    windows hold the leads the model was trained on (all 12 for a PTB-XL model).
+    """
+    meta, model = _open_model(model_path, threads)
+    record = _strip_extension(Path(record), annotations)
     head = read_record(record)
-    lead = meta["lead"]
-    ch = head.sig_names.index(lead) if lead in head.sig_names else 0
-    sig = head.signal[:, ch]
+    channels, lead_warning = _record_leads(meta, model_path, head.sig_names, _model_channels(meta, model), record)
+    detect = _find_lead(head.sig_names, str(meta["lead"])) if len(channels) > 1 else None
+    det_ch = channels[0] if detect is None else detect  # beats are found on the detection lead (II for PTB-XL)
+    sig = head.signal[:, channels]
     reference = None
     if annotations:
         samples, symbols = read_annotations(record, annotations)
@@ -104,10 +202,10 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         samples, symbols = samples[beat], symbols[beat]
         keep_cls = np.array([AAMI[s] != "Q" for s in symbols], dtype=bool)
     else:
-        samples = detect_qrs(sig, head.fs)
+        samples = detect_r_peaks(head.signal[:, det_ch], head.fs)
         symbols, keep_cls = None, np.ones(len(samples), dtype=bool)
     if len(samples) == 0:
-        raise DataError(f"{record}: no beats found (lead {head.sig_names[ch]})")
+        raise DataError(f"{record}: no beats found (lead {head.sig_names[det_ch]})")
     band = meta.get("filter", {})
     windows, rr, kept = beats_from_signal(sig, head.fs, samples, fs=float(meta["fs"]), length=int(meta["window"]),
                                           low=band.get("low", 0.5), high=band.get("high", 40.0))
@@ -116,33 +214,79 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     beat_samples = samples[kept][use]
     if symbols is not None:
         reference = np.isin([AAMI[s] for s in symbols[kept][use]], ABNORMAL)
+    skipped = _skipped_note(symbols, ~keep_cls, int((keep_cls & ~kept).sum()))
+    if len(windows) == 0:
+        raise DataError(f"{record}: none of its {len(samples)} beats can be classified"
+                        + (f" ({_skipped_text(skipped)})" if skipped else ""))
     prob = model.predict(_model_inputs(meta, windows, rr))
     pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference)
-    pred.summary = {**_summary(pred, model.output_max), "lead": head.sig_names[ch], "fs_record": head.fs,
+    lead_names = [head.sig_names[c] for c in channels]
+    pred.summary = {**_summary(pred, model.output_max),
+                    "lead": lead_names[0] if len(lead_names) == 1 else ",".join(lead_names), "fs_record": head.fs,
                     "beat_source": f"annotations ({annotations})" if annotations else "XQRS detector"}
+    if lead_warning:
+        pred.summary["lead_warning"] = lead_warning
+    if skipped:
+        pred.summary["skipped_beats"] = skipped
+    if reference is not None:
+        pred.summary["reference"] = "the record's annotations"
     return pred
+
+
+def _csv_rows(csv_path: str | Path) -> np.ndarray:
+    """The CSV's rows as a 2-D float array; an empty or non-numeric file is a clear error."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns on an empty file; that is reported below
+            rows = np.loadtxt(csv_path, delimiter=",", dtype=np.float64, ndmin=2)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{csv_path}: not a numeric CSV of beats ({exc})") from None
+    if rows.size == 0:
+        raise DataError(f"{csv_path}: no beats (the file holds no rows); a CSV for predict holds one beat per row")
+    return rows
+
+
+def _row_length_error(csv_path, n: int, window: int, fs: float) -> DataError:
+    """The error for CSV rows that are not the model's window long while no --csv-fs says their rate."""
+    implied = n * fs / window
+    known = [r for r in _COMMON_RATES if abs(implied - r) <= 0.005 * r]
+    hint = (f"; {n} samples is the model's window at {known[0]} Hz: if that is the CSV's rate, pass --csv-fs "
+            f"{known[0]}" if known else f"; if the rows are at another rate, pass it with --csv-fs")
+    return DataError(f"{csv_path}: rows hold {n} samples, but the model takes beats of {window} samples at "
+                     f"{fs:g} Hz centred on the R peak{hint}")
 
 
 def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | None = None,
                 has_label: bool = False, threads: int = 1) -> Prediction:
     """Classify a CSV of beats, one window per row (optionally a last column with a 0 = normal label),
-    sampled at ``fs`` (default the model's rate), centred on the R peak. RR context is not available in
-    this format: models that need it are refused."""
-    meta = read_sidecar(model_path)
+    centred on the R peak. Without ``fs`` each row must be exactly the model's window at the model's rate;
+    with it, rows are resampled from ``fs`` and centre-cropped or zero-padded to the window. RR context is
+    not available in this format: models that need it are refused, as are multi-lead models."""
+    meta, model = _open_model(model_path, threads)
     if meta["rr_features"]:
         raise TFLiteError(f"{model_path}: this model uses RR-interval context, which a CSV of isolated beats "
                           f"does not have; classify a WFDB record instead")
-    model = TFLiteModel(model_path, threads=threads)
-    try:
-        rows = np.loadtxt(csv_path, delimiter=",", dtype=np.float64, ndmin=2)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{csv_path}: not a numeric CSV of beats ({exc})") from None
+    channels = _model_channels(meta, model)
+    if channels != 1:
+        raise TFLiteError(f"{model_path}: the model takes {channels} leads per beat, but a CSV row holds one; "
+                          f"classify a WFDB record instead")
+    if fs is not None and not fs > 0:
+        raise DataError(f"the CSV's sampling rate must be above 0 Hz, not {fs}")
+    rows = _csv_rows(csv_path)
     labels = None
     if has_label:
+        if rows.shape[1] < 2:
+            raise DataError(f"{csv_path}: rows hold {rows.shape[1]} column(s): no samples besides the label column")
         labels, rows = rows[:, -1] != 0, rows[:, :-1]
-    fs_in = float(fs or meta["fs"])
-    beats = resample(rows.T, fs_in, float(meta["fs"])).T if fs_in != float(meta["fs"]) else rows
-    window = int(meta["window"])
+    fs_model, window = float(meta["fs"]), int(meta["window"])
+    if fs is None and rows.shape[1] != window:
+        raise _row_length_error(csv_path, rows.shape[1], window, fs_model)
+    fs_in = float(fs or fs_model)
+    beats = resample(rows.T, fs_in, fs_model).T if fs_in != fs_model else rows
     if beats.shape[1] < window:
         pad = window - beats.shape[1]
         beats = np.pad(beats, ((0, 0), (pad // 2, pad - pad // 2)))
@@ -151,28 +295,36 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     prob = model.predict(_model_inputs(meta, windows, np.zeros((len(windows), 0), np.float32)))  # no RR: refused above
     pred = Prediction(str(csv_path), np.arange(len(prob)), prob, float(meta["threshold"]), labels)
     pred.summary = {**_summary(pred, model.output_max), "beat_source": "CSV rows"}
+    if labels is not None:
+        pred.summary["reference"] = "the CSV's labels"
     return pred
 
 
 def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
     """Per-beat table (first ``max_beats``) and the summary, for the terminal."""
+    s = pred.summary
+    against = s.get("reference", "the record's annotations")
+    verb = "labelled" if "label" in against else "annotated"
     lines = [f"{'beat':>6} {'sample':>9} {'p(abnormal)':>12}  decision"]
     for i in range(min(len(pred.prob), max_beats)):
         ref = ""
         if pred.reference is not None:
-            ref = "  (annotated abnormal)" if pred.reference[i] else "  (annotated normal)"
+            ref = f"  ({verb} abnormal)" if pred.reference[i] else f"  ({verb} normal)"
         lines.append(f"{i:>6} {int(pred.samples[i]):>9} {pred.prob[i]:>12.3f}  "
                      f"{'ABNORMAL' if pred.abnormal[i] else 'normal'}{ref}")
     if len(pred.prob) > max_beats:
         lines.append(f"   ... {len(pred.prob) - max_beats} more beats (--all or --json for every beat)")
-    s = pred.summary
     lines.append(f"{pred.source}: {s['beats']} beats, {s['abnormal_beats']} abnormal "
                  f"({100 * s['abnormal_fraction']:.1f}%) at threshold {s['threshold']:.3f}: {s['verdict']}")
     if "warning" in s:
         lines.append(f"  WARNING: {s['warning']}")
+    if "lead_warning" in s:
+        lines.append(f"  WARNING: {s['lead_warning']}")
+    if "skipped_beats" in s:
+        lines.append(f"  note: {_skipped_text(s['skipped_beats'])}")
     if "against_annotations" in s:
         a = s["against_annotations"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        lines.append(f"  against the record's annotations: accuracy {fmt(a['accuracy'])}, sensitivity "
+        lines.append(f"  against {against}: accuracy {fmt(a['accuracy'])}, sensitivity "
                      f"{fmt(a['sensitivity'])}, specificity {fmt(a['specificity'])}, PPV {fmt(a['ppv'])}")
     return "\n".join(lines)

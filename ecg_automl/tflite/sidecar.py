@@ -1,5 +1,6 @@
 """The JSON sidecar written next to every exported ``.tflite``: everything ``predict`` needs to prepare a
-window the way the model was trained (rate, window, lead, filter, RR context), plus what the model means."""
+window the way the model was trained (rate, window, detection lead and the leads of a window, filter, RR
+context), plus what the model means."""
 
 from __future__ import annotations
 
