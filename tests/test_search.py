@@ -118,6 +118,12 @@ def test_trials_that_keep_failing_stop_the_run_and_keep_the_study(tmp_path):
                    gates=[broken_gate], pruner="none", final=False, max_failures_in_a_row=3)
     study = optuna.load_study(study_name="failing", storage=storage)
     assert [t.state.name for t in study.trials] == ["FAIL"] * 3
+    # nothing to export, said in words (not Optuna's "Record does not exist.")
+    from ecg_automl.tflite import TFLiteError
+    from ecg_automl.tflite.export import export_trial
+
+    with pytest.raises(TFLiteError, match=r"'failing' has no completed trial to export \(3 trials: fail\)"):
+        export_trial("failing", storage, "best", "int8", tmp_path / "m.tflite")
 
 
 def test_the_fold_models_averaged_score_what_their_members_average_at_their_own_threshold(tmp_path, small_mitdb):

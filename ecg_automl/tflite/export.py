@@ -128,9 +128,15 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
 
     study, settings = open_study(study_name, storage, None, heartbeat=None)
     if trial_spec == "best":
+        from optuna.trial import TrialState
+
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            states = sorted({t.state.name.lower() for t in study.get_trials(deepcopy=False)})
+            raise TFLiteError(f"study {study_name!r} has no completed trial to export ({len(study.trials)} trials"
+                              + (f": {', '.join(states)}" if states else "") + "); run or resume the search first")
         try:
             trial = study.best_trial
-        except (ValueError, RuntimeError) as exc:
+        except (ValueError, RuntimeError) as exc:  # a multi-objective study: its front has several trials
             raise TFLiteError(f"study {study_name!r} has no single best trial ({exc}); pass --trial N") from None
     else:
         try:
