@@ -320,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="ecg-automl",
                                 description="Search ECG classifiers that are accurate on unseen patients and fast on a Raspberry Pi.")
-    p.add_argument("--log-level", default="WARNING", help="Python log level (INFO shows data/cache details)")
+    p.add_argument("--log-level", default="WARNING", type=str.upper,
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                   help="Python log level (default WARNING; INFO shows data/cache details)")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     s = sub.add_parser("search", help="launch or resume a study")

@@ -291,7 +291,8 @@ def run_trials(
         return max_failures_in_a_row is not None and len(failures) >= max_failures_in_a_row
 
     try:
-        _optimize_until(study, objective, n_trials, timeout, [on_trial_end, *extra_callbacks], poll, failing)
+        _optimize_until(study, objective, n_trials, timeout, [on_trial_end, *extra_callbacks], poll, failing,
+                        say=bar.write)
     except KeyboardInterrupt:
         interrupted = True
         bar.write("interrupted: the running trial is marked failed and will be redone; "
@@ -313,19 +314,21 @@ def run_trials(
 
 
 def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: float | None,
-                    callbacks: list, poll: float, stop: Callable[[], bool] = lambda: False) -> None:
+                    callbacks: list, poll: float, stop: Callable[[], bool] = lambda: False,
+                    say: Callable[[str], None] = log.warning) -> None:
     """Run one trial at a time until the study holds ``n_trials`` finished trials, across all workers.
 
     A worker starts a trial only while finished + running trials (of every worker) stay below the
     target, so N workers end with exactly ``n_trials``. When the rest are running elsewhere it waits:
     if their worker dies, the heartbeat fails the trial, the retry callback re-queues it, and a waiting
     worker runs it. (Optuna's MaxTrialsCallback alone would overshoot by up to N-1 trials.) ``stop()``
-    true ends it before the next trial.
+    true ends it before the next trial; ``say`` tells the user which trials it is waiting for, and for how long.
     """
     import time
 
     start = time.monotonic()
     heartbeat = optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)
+    announced: set[int] = set()
     while True:
         _interrupt.check()
         if stop() or (timeout is not None and time.monotonic() - start >= timeout):
@@ -343,6 +346,13 @@ def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: floa
         if finished + running >= n_trials and not waiting:
             if not heartbeat:
                 return  # without a heartbeat a dead worker's trial would be waited for forever
+            others = {t.number for t in trials if t.state == TrialState.RUNNING}
+            if others - announced:  # a killed run's trial looks like another worker's: say what happens next
+                rdb = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
+                grace = getattr(rdb, "grace_period", None) or 2 * study._storage.get_heartbeat_interval()
+                say(f"waiting for trial(s) {', '.join(map(str, sorted(others)))}, running in another process; if that "
+                    f"process is gone (killed), the trial is failed after {grace:g} s without a heartbeat and redone")
+                announced |= others
             time.sleep(poll)
             continue
         study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(Exception,), gc_after_trial=True)

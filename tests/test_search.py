@@ -126,6 +126,24 @@ def test_trials_that_keep_failing_stop_the_run_and_keep_the_study(tmp_path):
         export_trial("failing", storage, "best", "int8", tmp_path / "m.tflite")
 
 
+def test_a_killed_runs_trial_is_waited_for_with_a_message_then_redone(tmp_path, capsys):
+    """A trial left RUNNING by a killed process (SIGKILL: no handler ran) looks like another worker's. The rerun
+    says what it waits for and for how long, and redoes the trial once its heartbeat is stale."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    settings = tiny_settings(tmp_path)
+    run_search("killed", settings, n_trials=0, storage=storage, tracking=None, progress=False, final=False)
+    study = optuna.load_study(study_name="killed", storage=storage)
+    orphan = study.ask()  # what the killed process left: RUNNING, one heartbeat, then silence
+    study._storage.record_heartbeat(orphan._trial_id)
+    result = run_search("killed", settings, n_trials=1, storage=storage, tracking=None, progress=False, final=False,
+                        heartbeat=1)
+    out = " ".join((lambda c: c.out + c.err)(capsys.readouterr()).split())
+    assert f"waiting for trial(s) {orphan.number}, running in another process" in out
+    assert "failed after 4 s without a heartbeat and redone" in out
+    states = [t.state.name for t in result.study.trials]
+    assert states[orphan.number] == "FAIL" and states.count("COMPLETE") == 1
+
+
 def test_the_fold_models_averaged_score_what_their_members_average_at_their_own_threshold(tmp_path, small_mitdb):
     """fit_fold_models: K models on patient-grouped folds (each search patient validated once per repeat, by the
     one model of that repeat that did not see it), repeated with other seeds; the threshold chosen on the
