@@ -283,15 +283,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------------------------
-def _int_at_least(low: int):
-    """argparse type: an integer of at least ``low`` (a usage error otherwise)."""
+def _int_at_least(low: int, why: str = ""):
+    """argparse type: an integer of at least ``low`` (a usage error otherwise, saying ``why`` if given)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+            raise argparse.ArgumentTypeError(f"must be at least {low}{f' ({why})' if why else ''}, not {value}")
         return value
 
     parse.__name__ = "int"  # argparse names the type in its messages

@@ -27,20 +27,9 @@ def _tflite_path(text: str) -> str:
     return text
 
 
-def _runs(text: str) -> int:
-    """argparse type: timed invocations, at least one round of 10."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 10:
-        raise argparse.ArgumentTypeError(f"must be at least 10 (the latency is timed in rounds of 10), not {value}")
-    return value
-
-
 def add_export_parser(sub) -> None:
     """Register ``ecg-automl export`` and its options (defaults stated in each help string)."""
-    from ecg_automl.cli import _non_negative_int, _positive_int
+    from ecg_automl.cli import _int_at_least, _non_negative_int, _positive_int
     from ecg_automl.defaults import DEFAULT_STORAGE
 
     p = sub.add_parser("export", help="export a trial's model to TFLite, verified against Keras and timed")
@@ -53,7 +42,7 @@ def add_export_parser(sub) -> None:
                    help="output .tflite path (the .json sidecar goes beside it)")
     p.add_argument("--verify-beats", type=_non_negative_int, default=20000,
                    help="held-out beats to verify on (evenly spaced; 0 = all; default 20000)")
-    p.add_argument("--runs", type=_runs, default=300,
+    p.add_argument("--runs", type=_int_at_least(10, "the latency is timed in rounds of 10"), default=300,
                    help="timed invocations for the latency, in rounds of 10 (default 300)")
     p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads for the timing (default 1)")
     p.add_argument("--strict", action="store_true", help="exit 1 when int8 loses more than 1 F1 point")
