@@ -52,18 +52,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 # --------------------------------------------------------------------------------------------
 # search / worker
 # --------------------------------------------------------------------------------------------
-def _add_tracking_args(p: argparse.ArgumentParser) -> None:
+def _add_tracking_args(p: argparse.ArgumentParser, *, optional: bool = True) -> None:
+    """The MLflow options; ``--no-mlflow`` only where the command can run without MLflow (not sync, not ui)."""
     g = p.add_argument_group("MLflow")
     g.add_argument("--mlflow-config", default=None, help="MLflow settings file (default: ./mlflow.yaml if present)")
     g.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)")
     g.add_argument("--experiment", default=None, help="MLflow experiment name (overrides mlflow.yaml)")
-    g.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    if optional:
+        g.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
 
 
 def _tracking(args):
     from search import TrackingConfig
 
-    if args.no_mlflow:
+    if getattr(args, "no_mlflow", False):
         return None
     return TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri, experiment_name=args.experiment)
 
@@ -166,10 +168,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     from search import Tracker, open_study
 
-    config = _tracking(args)
-    if config is None:
-        raise UsageError("sync writes to MLflow; drop --no-mlflow")
-    tracker = Tracker(config)
+    tracker = Tracker(_tracking(args))
     tracker.ping()
     study, _ = open_study(args.study, args.storage, None)  # the study must exist: nothing is created
     tracker.check()
@@ -234,8 +233,6 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
     cfg = _tracking(args)
-    if cfg is None:
-        raise UsageError("the UI needs MLflow; drop --no-mlflow")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: the MLflow UI will listen on {args.host}, reachable from other machines; it has no "
               f"authentication", file=sys.stderr)
@@ -398,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     y = sub.add_parser("sync", help="back-fill MLflow from the Optuna study (after a tracking outage)")
     y.add_argument("--study", required=True)
     y.add_argument("--storage", default=DEFAULT_STORAGE)
-    _add_tracking_args(y)
+    _add_tracking_args(y, optional=False)
 
     d = sub.add_parser("data", help="fetch a database or show what it holds")
     dsub = d.add_subparsers(dest="data_cmd")  # none given: cmd_data names the subcommands
@@ -420,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bind address (default 127.0.0.1: this machine only). Any other address exposes the "
                         "UI, which has no authentication, to the network; a warning says so")
     u.add_argument("--port", type=int, default=5000)
-    _add_tracking_args(u)
+    _add_tracking_args(u, optional=False)
 
     for extra in _extra_parsers:
         extra(sub)

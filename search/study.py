@@ -409,7 +409,10 @@ def run_search(
                            timeout=timeout, gates=gates, progress=progress, verbose=verbose,
                            max_failures_in_a_row=max_failures_in_a_row)
     report = None
-    if completed and final and len(settings.objectives) == 1:
+    if n_trials == 0 and not study.get_trials(deepcopy=False, states=FINISHED):
+        print_fn(f"study {study_name!r} is ready and holds no trial (--trials 0): workers join it with "
+                 f"`ecg-automl worker --study {study_name} --storage URL --trials N`")
+    elif completed and final and len(settings.objectives) == 1:
         report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
                            progress=progress)
     if len(settings.objectives) > 1:

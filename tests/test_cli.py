@@ -33,6 +33,8 @@ def test_data_info_prints_balance_and_splits(tmp_path, cli_env):
     (["search", "--study", "x", "--fold-repeats", "2", "--no-mlflow"], "--fold-repeats repeats the fold ensemble"),
     (["data", "info", "mitdb", "--records", "102"], "paced"),
     (["--log-level", "FOO", "data", "info", "mitdb"], "argument --log-level: invalid choice: 'FOO'"),
+    (["ui", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),  # the UI and sync need MLflow
+    (["sync", "--study", "x", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),
     (["data", "info", "mitdb", "--fs", "10"], "--fs: 10.0 is out of range, expected a sampling rate in Hz in [50, 1000]"),
     (["data", "info", "mitdb", "--window", "12"], "--window: 12 is out of range"),
     (["data"], "`ecg-automl data` needs a subcommand: `data fetch NAME`"),

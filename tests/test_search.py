@@ -131,7 +131,8 @@ def test_a_killed_runs_trial_is_waited_for_with_a_message_then_redone(tmp_path, 
     says what it waits for and for how long, and redoes the trial once its heartbeat is stale."""
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     settings = tiny_settings(tmp_path)
-    run_search("killed", settings, n_trials=0, storage=storage, tracking=None, progress=False, final=False)
+    run_search("killed", settings, n_trials=0, storage=storage, tracking=None, progress=False)
+    assert "study 'killed' is ready and holds no trial (--trials 0): workers join it" in capsys.readouterr().out
     study = optuna.load_study(study_name="killed", storage=storage)
     orphan = study.ask()  # what the killed process left: RUNNING, one heartbeat, then silence
     study._storage.record_heartbeat(orphan._trial_id)
