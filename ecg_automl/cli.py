@@ -90,9 +90,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         from search.keras_tuner_engine import run_keras_tuner
 
         # recorded in the Optuna study of the same name, so the final test and `export` work as for the driver
-        run_keras_tuner(args.study, settings, tuner=args.tuner or "hyperband", n_trials=args.trials, tracking=_tracking(args),
-                        out_dir=args.out_dir, progress=not args.quiet, verbose=args.verbose, timeout=args.timeout,
-                        storage=args.storage, final=not args.no_final)
+        run_keras_tuner(args.study, settings, tuner=args.tuner or "hyperband", n_trials=args.trials,
+                        tracking=_tracking(args), out_dir=args.out_dir, progress=not args.quiet, verbose=args.verbose,
+                        timeout=args.timeout, storage=args.storage, final=not args.no_final)
         return 0
     result = run_search(args.study, settings, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=not args.no_final, out_dir=args.out_dir,
@@ -296,8 +296,6 @@ def _int_at_least(low: int, why: str = ""):
 
 
 _positive_int = _int_at_least(1)
-
-
 _non_negative_int = _int_at_least(0)
 
 
@@ -382,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="join an existing study and run its trials (scale-out)")
     w.add_argument("--study", required=True)
     w.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
-    w.add_argument("--trials", type=_non_negative_int, required=True, help="total finished trials the study should reach")
+    w.add_argument("--trials", type=_non_negative_int, required=True,
+                   help="total finished trials the study should reach")
     w.add_argument("--timeout", type=_positive_float, default=None)
     w.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
                    help="default: the pruner the study was created with")

@@ -287,6 +287,7 @@ def run_trials(
     interrupted = False
     _interrupt.clear()
     previous_handler = _interrupt.install()
+
     def failing() -> bool:
         return max_failures_in_a_row is not None and len(failures) >= max_failures_in_a_row
 
