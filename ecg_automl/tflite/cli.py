@@ -41,10 +41,13 @@ def _add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print every beat and the summary as JSON")
     p.add_argument("--all", action="store_true", help="print every beat, not the first 50")
 
-    b = sub.add_parser("bench-server", help="serve LiteRT latency measurements over HTTP (run it on the Pi)")
-    b.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    b.add_argument("--port", type=int, default=8765)
-    b.add_argument("--max-mb", type=float, default=16, help="largest model accepted")
+    b = sub.add_parser("bench-server", help="serve LiteRT latency measurements over HTTP (run it on the Pi)",
+                       description="Serve LiteRT latency measurements: GET /health, POST /benchmark with a .tflite "
+                                   "body (query: runs, warmup, threads). `search --latency-target http://HOST:PORT` "
+                                   "uses it.")
+    b.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
+    b.add_argument("--port", type=_port, default=8765, help="TCP port, 0-65535 (default 8765; 0: any free port)")
+    b.add_argument("--max-mb", type=_positive_float, default=16, help="largest model accepted, in MB (default 16)")
 
     try:
         from .export import add_export_parser
@@ -69,8 +72,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port number, 0-65535 (a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {value}")
+    return value
+
+
 def cmd_bench_server(args: argparse.Namespace) -> int:
+    from ecg_automl.cli import UsageError
+
     from .bench_server import serve
 
-    serve(args.host, args.port, max_bytes=int(args.max_mb * 1024 * 1024))
+    try:
+        serve(args.host, args.port, max_bytes=int(args.max_mb * 1024 * 1024))
+    except OSError as exc:  # port in use, an address this host does not have, a host name that does not resolve
+        raise UsageError(f"bench-server cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
