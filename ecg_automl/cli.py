@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     s.add_argument("--timeout", type=_positive_float, default=None,
                    help="stop starting new trials after this many seconds")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the sampler, folds, subsample and training (default 0)")
     s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")
     s.add_argument("--max-beats", type=_positive_int, default=None,
                    help="subsample the search side to this many beats (stratified, every patient kept)")
@@ -368,32 +368,40 @@ def build_parser() -> argparse.ArgumentParser:
                         "models averaged, R x the latency; each search beat scored out of fold by R of them for "
                         "the threshold; default 1)")
     s.add_argument("--out-dir", default="runs", help="where final models go (default runs/)")
-    s.add_argument("--heartbeat", type=float, default=30,
-                   help="seconds between trial heartbeats; a trial silent for 4 beats is failed and retried")
+    s.add_argument("--heartbeat", type=_positive_float, default=30,
+                   help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
+                        "retried")
     s.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
                    help="TensorFlow threads for this process (default: its own choice); on a small machine run "
                         "one worker per core with --tf-threads 1 (see README, Scaling out)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--verbose", type=int, default=0, help="Keras fit verbosity (0 quiet, 2 one line per epoch)")
+    s.add_argument("--verbose", type=int, default=0,
+                   help="Keras fit verbosity (0 quiet, the default; 2 one line per epoch)")
     _add_tracking_args(s)
 
     w = sub.add_parser("worker", help="join an existing study and run its trials (scale-out)")
-    w.add_argument("--study", required=True)
+    w.add_argument("--study", required=True, help="name of the study to join (created by `search --trials 0`)")
     w.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
     w.add_argument("--trials", type=_non_negative_int, required=True,
-                   help="total finished trials the study should reach")
-    w.add_argument("--timeout", type=_positive_float, default=None)
+                   help="total finished trials the study should reach (all workers together, not per worker)")
+    w.add_argument("--timeout", type=_positive_float, default=None,
+                   help="stop starting new trials after this many seconds (default: no limit)")
     w.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
                    help="default: the pruner the study was created with")
-    w.add_argument("--heartbeat", type=float, default=30, help="as for search")
-    w.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N", help="as for search")
-    w.add_argument("--quiet", action="store_true")
-    w.add_argument("--verbose", type=int, default=0)
+    w.add_argument("--heartbeat", type=_positive_float, default=30,
+                   help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
+                        "retried")
+    w.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
+                   help="TensorFlow threads for this process (default: its own choice); one worker per core with "
+                        "--tf-threads 1 on a small machine")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.add_argument("--verbose", type=int, default=0, help="Keras fit verbosity (0 quiet, the default; 2 one line "
+                                                          "per epoch)")
     _add_tracking_args(w)
 
     y = sub.add_parser("sync", help="back-fill MLflow from the Optuna study (after a tracking outage)")
-    y.add_argument("--study", required=True)
-    y.add_argument("--storage", default=DEFAULT_STORAGE)
+    y.add_argument("--study", required=True, help="name of the study whose trials MLflow should hold")
+    y.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the study's Optuna RDB URL (default {DEFAULT_STORAGE})")
     _add_tracking_args(y, optional=False)
 
     d = sub.add_parser("data", help="fetch a database or show what it holds")

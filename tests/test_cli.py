@@ -52,6 +52,8 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     (["--timeout", "-5"], "argument --timeout: must be a finite number above 0"),
     (["--latency-budget-ms", "-1"], "argument --latency-budget-ms: must be a finite number above 0"),
     (["--max-beats", "0"], "argument --max-beats: must be at least 1"),
+    (["--heartbeat", "0"], "argument --heartbeat: must be a finite number above 0"),  # 0 turned heartbeats off
+    (["--heartbeat", "nan"], "argument --heartbeat: must be a finite number above 0"),  # was a traceback
     (["--tuner", "random"], "--tuner random chooses a KerasTuner tuner: it needs --engine keras-tuner"),
     (["--latency-target", "http://127.0.0.1:9"], "--latency-target measures latency on a device"),
     (["--latency-budget-ms", "1", "--latency-target", "notaurl"], "'notaurl' is not a bench-server URL"),
@@ -72,6 +74,25 @@ def test_bad_search_values_exit_2_and_leave_no_study(tmp_path, cli_env, args, me
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o.db").exists() or optuna.get_all_study_names(storage) == []
+
+
+@pytest.mark.parametrize("heartbeat", ["0", "-5", "inf"])
+def test_worker_refuses_a_heartbeat_that_is_not_a_positive_number(tmp_path, cli_env, heartbeat):
+    """0 silently turned Optuna's heartbeat off (a killed worker's trial then stayed RUNNING for good),
+    -5 was taken as 1 s and inf was a traceback."""
+    proc = run_cli(["worker", "--study", "x", "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--trials", "1",
+                    "--heartbeat", heartbeat], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "argument --heartbeat: must be a finite number above 0" in proc.stderr
+
+
+def test_worker_and_sync_help_say_what_each_option_is_and_its_default(tmp_path, cli_env):
+    worker = " ".join(run_cli(["worker", "--help"], tmp_path, cli_env).stdout.split())
+    for text in ("name of the study to join", "stop starting new trials after this many seconds",
+                 "seconds between trial heartbeats (default 30)", "no progress bar", "Keras fit verbosity"):
+        assert text in worker
+    assert "as for search" not in worker
+    sync = " ".join(run_cli(["sync", "--help"], tmp_path, cli_env).stdout.split())
+    assert "Optuna RDB URL (default sqlite:///runs/optuna.db)" in sync
 
 
 def test_missing_data_root_is_named(tmp_path, cli_env):
