@@ -153,3 +153,23 @@ def test_export_help_states_the_defaults(tmp_path, cli_env):
     for default in ("default int8", "default 300", "default 20000", "default 1)", "default sqlite:///runs/optuna.db",
                     "best (the final model of the study; default)"):
         assert default in out, default
+
+
+@pytest.mark.parametrize("command", [["worker", "--trials", "1"], ["sync"]])
+def test_a_storage_url_naming_the_mlflow_store_is_refused_untouched(tmp_path, cli_env, command):
+    """``--storage sqlite:///runs/mlflow.db`` (the tracking store, not the study's): Optuna added its tables
+    to MLflow's database, then failed with 'optuna 5.0.0 is no longer compatible with the table schema (set
+    up by optuna 5.0.0)'."""
+    import sqlite3
+
+    import mlflow
+
+    db = tmp_path / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()  # an MLflow store, as `search` leaves it
+    before = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    proc = run_cli([command[0], "--study", "x", "--storage", f"sqlite:///{db}", *command[1:],
+                    "--tracking-uri", f"sqlite:///{tmp_path / 'other.db'}"], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "is not an Optuna study storage" in proc.stderr and "an MLflow tracking store" in proc.stderr
+    after = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert after == before
