@@ -172,6 +172,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     tracker.ping()
     study, _ = open_study(args.study, args.storage, None)  # the study must exist: nothing is created
     tracker.check()
+    tracker.require_study_run(study)  # a wrong store would get runs with no study run to belong to
     counts = tracker.sync(study)
     print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated")
     return 0

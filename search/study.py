@@ -405,6 +405,7 @@ def run_search(
         own_gates = latency_gates(settings)
         if tracker is not None:
             tracker.check()
+            tracker.require_study_run(study)  # its runs go under the study's run, not a new one elsewhere
     gates = [*own_gates, *gates]
     completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
                            timeout=timeout, gates=gates, progress=progress, verbose=verbose,

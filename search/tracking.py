@@ -218,6 +218,23 @@ class Tracker:
             self.log_text(run_id, settings["space_yaml"], "space.yaml")
         return run_id
 
+    def require_study_run(self, study) -> None:
+        """Raise :class:`TrackingError` unless the study's parent run (if it has one) is in this store and
+        experiment: a worker or ``sync`` with a wrong ``--tracking-uri``/``--experiment`` made orphan runs."""
+        run_id = study.user_attrs.get("mlflow_parent_run_id")
+        if not run_id:
+            return
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:
+            raise TrackingError(f"study {study.study_name!r} logs to MLflow run {run_id}, which is not in the "
+                                f"tracking store {self.config.tracking_uri}: give the store the study was created "
+                                f"with (--tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)") from None
+        if run.info.experiment_id != self.experiment_id:
+            name = self.client.get_experiment(run.info.experiment_id).name
+            raise TrackingError(f"study {study.study_name!r} logs to MLflow experiment {name!r}, not "
+                                f"{self.config.experiment_name!r}: pass --experiment {name!r}")
+
     def end_study(self, run_id: str, status: str = "FINISHED") -> None:
         self._safe("end of study run", self.client.set_terminated, run_id, status)
 
