@@ -259,6 +259,27 @@ def test_ctrl_c_while_the_trial_run_is_being_opened_still_marks_it_interrupted(t
     assert t.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
 
 
+def test_a_trial_stopped_by_sigterm_says_sigterm_not_ctrl_c(tmp_path, small_mitdb):
+    """A worker ended by `kill` or a scheduler recorded 'interrupted (Ctrl-C)' in Optuna and MLflow."""
+    from ecg_data import patient_kfold
+    from search import CVObjective, _interrupt
+
+    class MLflowSigterm:  # the SIGTERM arrives while the trial's run is being opened
+        def start_trial(self, *args, **kwargs):
+            _interrupt._handler(signal.SIGTERM, None)
+
+    data = small_mitdb.search_part()
+    objective = CVObjective(data, SearchSpace.load(tiny_space_file(tmp_path)), patient_kfold(2, seed=0),
+                            tracker=MLflowSigterm(), parent_run_id="parent")
+    study = optuna.create_study(direction="maximize")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            study.optimize(objective, n_trials=1)
+    finally:
+        _interrupt.clear()
+    assert study.trials[0].user_attrs["fail_reason"] == "interrupted (SIGTERM)"
+
+
 def test_ctrl_c_that_tensorflow_turns_into_another_error_still_marks_the_trial_interrupted(tmp_path, small_mitdb):
     """A SIGINT inside TensorFlow can surface as e.g. a TypeError (seen in CI); the handler's flag tells it
     from a broken trial, so the trial is marked interrupted and the study stops as for Ctrl-C."""
@@ -392,6 +413,7 @@ def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env, sig):
     study = optuna.load_study(study_name="ctrlc", storage=storage)
     interrupted = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(interrupted) == 1 and interrupted[0].user_attrs["interrupted"]
+    assert interrupted[0].user_attrs["fail_reason"] == f"interrupted ({'SIGTERM' if sig == signal.SIGTERM else 'Ctrl-C'})"
     done_before = {t.number: t.params for t in study.trials if t.state.name == "COMPLETE"}
 
     run_cli(args, tmp_path, cli_env)
