@@ -82,6 +82,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         space = space.with_overrides(epochs=args.epochs)
     objectives = parse_objectives(args.objective)
+    if args.engine == "keras-tuner" and (len(objectives) > 1 or args.latency_budget_ms is not None
+                                         or args.latency_target):
+        # its trials are single-objective and ungated: a latency objective failed after the first trial and a
+        # budget was ignored
+        raise UsageError("the KerasTuner engine optimises --objective f1 or auc alone, with no latency gate: a "
+                         "latency/size objective, --latency-budget-ms and --latency-target need --engine optuna")
     try:
         settings = _search_settings(args, space, objectives)
     except ValueError as exc:  # options that contradict each other (--final-model folds with --final-members 3)

@@ -55,6 +55,9 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     (["--heartbeat", "0"], "argument --heartbeat: must be a finite number above 0"),  # 0 turned heartbeats off
     (["--heartbeat", "nan"], "argument --heartbeat: must be a finite number above 0"),  # was a traceback
     (["--tuner", "random"], "--tuner random chooses a KerasTuner tuner: it needs --engine keras-tuner"),
+    # a traceback after the first trial, and a budget no model meets silently ignored
+    (["--engine", "keras-tuner", "--objective", "f1,latency"], "the KerasTuner engine optimises --objective f1"),
+    (["--engine", "keras-tuner", "--latency-budget-ms", "0.0001"], "--latency-budget-ms and --latency-target need"),
     (["--latency-target", "http://127.0.0.1:9"], "--latency-target measures latency on a device"),
     (["--latency-budget-ms", "1", "--latency-target", "notaurl"], "'notaurl' is not a bench-server URL"),
     (["--folds", "30"], "30 folds need at least 30 patients on the search side; mitdb (--records 101,106,119,"),
