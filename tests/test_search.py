@@ -458,9 +458,12 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
     meta = export_trial("kt", storage, "best", "fp32", tmp_path / "kt.tflite", verify_beats=300, runs=20)
     assert meta["trial"] == best.number and meta["threshold"] == best.user_attrs["threshold"]
     assert meta["model_origin"] == "final model (one model trained on all search patients)"
-    again = run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=2, tracking=None,
+    again = run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=2, tracking=tracking(tmp_path),
                             out_dir=tmp_path, progress=False, storage=storage)
     assert len(again["study"].trials) == 2  # KerasTuner resumed its finished search: nothing new, nothing twice
+    # ... under the same MLflow run (a new one per resume made `sync` create every trial's run again)
+    assert again["study"].user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    assert Tracker(tracking(tmp_path)).sync(again["study"]) == {"created": 0, "updated": 0}
     with pytest.raises(StudyMismatchError, match="searched by keras-tuner:random, not optuna"):
         run_search("kt", tiny_settings(tmp_path), n_trials=3, storage=storage, tracking=None, progress=False)
     space = SearchSpace.load(tiny_space_file(tmp_path))
