@@ -296,8 +296,10 @@ def run_trials(
                         say=bar.write)
     except KeyboardInterrupt:
         interrupted = True
-        bar.write("interrupted: the running trial is marked failed and will be redone; "
-                  "run the same command again to resume the study")
+        stopped = ", ".join(map(str, objective.interrupted))  # none when it was waiting for other workers
+        bar.write((f"interrupted: trial {stopped} is marked failed and will be redone; " if stopped
+                   else "interrupted while no trial of this process was running; ")
+                  + "run the same command again to resume the study")
     finally:
         _interrupt.restore(previous_handler)
     bar.close()
