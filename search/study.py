@@ -488,7 +488,12 @@ def report_pareto(study: optuna.Study, tracker: Tracker | None, print_fn: Callab
     from .pareto import format_pareto, pareto_figure, pareto_table
 
     rows = pareto_table(study)
-    print_fn(f"Pareto front of {study.study_name} ({len(rows)} trials):\n{format_pareto(rows)}")
+    settings = study.user_attrs.get("settings", {})
+    where = "measured on the bench-server" if settings.get("latency_target") else "Raspberry Pi 4 estimate"
+    print_fn(f"Pareto front of {study.study_name} ({len(rows)} trials):\n{format_pareto(rows)}\n"
+             f"(quality: validation {settings.get('metric', 'f1')}; latency: ms per beat, {where}, "
+             f"{settings.get('latency_mode', 'int8')}; size: KB of that TFLite file). Export one with "
+             f"`ecg-automl export --study {study.study_name} --trial N`")
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if tracker is not None and parent:
         tracker.log_json(parent, rows, "pareto_front.json")
