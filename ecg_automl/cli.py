@@ -149,7 +149,8 @@ def _print_summary(result) -> None:
     states: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    print(f"study {study.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items())))
+    print(f"study {study.study_name}: " + (", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items()))
+                                           or "no trial yet"))
     if result.tracking_failures:
         skipped = getattr(result, "tracking_skipped", 0)
         print(f"warning: {len(result.tracking_failures)} MLflow calls failed"

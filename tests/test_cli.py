@@ -176,3 +176,11 @@ def test_a_storage_url_naming_the_mlflow_store_is_refused_untouched(tmp_path, cl
     assert "is not an Optuna study storage" in proc.stderr and "an MLflow tracking store" in proc.stderr
     after = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert after == before
+
+
+def test_search_trials_0_ends_with_a_summary_that_says_something(tmp_path, cli_env):
+    """It ended with a bare 'study NAME: ' line."""
+    proc = run_cli(["search", "--study", "empty", "--trials", "0", "--no-final", "--no-mlflow", "--quiet",
+                    "--max-beats", "600", "--records", ",".join(SMALL_RECORDS),
+                    "--storage", f"sqlite:///{tmp_path / 'o.db'}"], tmp_path, cli_env)
+    assert "study empty: no trial yet" in proc.stdout.splitlines()
