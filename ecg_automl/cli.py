@@ -82,6 +82,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         space = space.with_overrides(epochs=args.epochs)
     objectives = parse_objectives(args.objective)
+    if args.engine == "keras-tuner" and args.trials == 0:  # KerasTuner reads max_trials=0 as "no limit"
+        raise UsageError("--trials 0 creates a study for `ecg-automl worker`, which runs the Optuna engine only: "
+                         "the KerasTuner engine needs --trials 1 or more")
     if args.engine == "keras-tuner" and (len(objectives) > 1 or args.latency_budget_ms is not None
                                          or args.latency_target):
         # its trials are single-objective and ungated: a latency objective failed after the first trial and a

@@ -132,6 +132,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     and resumes from it; a trial recorded before is not recorded twice."""
     from tqdm.auto import tqdm
 
+    if n_trials < 1:  # KerasTuner takes max_trials=0 for "no limit" and would search until stopped
+        raise ValueError(f"the KerasTuner engine needs n_trials >= 1, not {n_trials}")
     space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
     full = load_study_data(settings, space)
     space = space_for_data(space, full, print_fn)

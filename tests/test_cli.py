@@ -57,6 +57,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     (["--tuner", "random"], "--tuner random chooses a KerasTuner tuner: it needs --engine keras-tuner"),
     # a traceback after the first trial, and a budget no model meets silently ignored
     (["--engine", "keras-tuner", "--objective", "f1,latency"], "the KerasTuner engine optimises --objective f1"),
+    (["--engine", "keras-tuner", "--trials", "0"], "the KerasTuner engine needs --trials 1 or more"),  # ran forever
     (["--engine", "keras-tuner", "--latency-budget-ms", "0.0001"], "--latency-budget-ms and --latency-target need"),
     (["--latency-target", "http://127.0.0.1:9"], "--latency-target measures latency on a device"),
     (["--latency-budget-ms", "1", "--latency-target", "notaurl"], "'notaurl' is not a bench-server URL"),
