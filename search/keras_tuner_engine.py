@@ -13,6 +13,7 @@ import numpy as np
 from ecg_data import patient_kfold
 from spaces import SearchSpace
 
+from . import _interrupt
 from .metrics import binary_metrics, cv_objective
 from .settings import StudySettings
 from .study import load_study_data, open_study, run_final, search_data, space_for_data
@@ -177,8 +178,16 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     t = cls(oracle, space=space, data=data, folds=folds, metric=settings.metric, seed=settings.seed,
             tracker=tracker, parent_run_id=parent, on_trial=on_trial,
             directory=str(Path(out_dir) / "keras_tuner"), project_name=study_name, overwrite=False)
-    t.search(verbose=0)  # our progress bar and trial lines replace KerasTuner's own tables
-    bar.close()
+    previous = _interrupt.install()  # SIGTERM stops it as Ctrl-C does: the runs are closed, not left RUNNING
+    try:
+        t.search(verbose=0)  # our progress bar and trial lines replace KerasTuner's own tables
+    except KeyboardInterrupt:
+        if tracker is not None:
+            tracker.end_study(parent, "KILLED")
+        raise
+    finally:
+        _interrupt.restore(previous)
+        bar.close()
     best = max(history, key=lambda h: h["value"]) if history else None
     out: dict[str, Any] = {"history": history, "best": best, "seconds": time.perf_counter() - start,
                            "study": study, "final": None}

@@ -330,9 +330,11 @@ class Tracker:
 
     # -- back-fill ----------------------------------------------------------------------------
     def trial_runs(self, parent_id: str) -> dict[int, Any]:
-        """Existing nested runs of a study, by trial number."""
+        """Existing nested runs of a study, by trial number; of several runs of one number (a KerasTuner trial
+        redone after an interrupt) the latest, not the interrupted one."""
         runs = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'",
                                        max_results=10000)
+        runs = sorted(runs, key=lambda r: r.info.start_time or 0)
         return {int(r.data.tags["optuna.trial_number"]): r for r in runs if "optuna.trial_number" in r.data.tags}
 
     def sync(self, study, trials: Iterable | None = None) -> dict[str, int]:

@@ -575,3 +575,34 @@ def test_a_space_that_fixes_rr_features_on_data_without_rr_intervals_is_refused(
     with pytest.raises(SpaceError, match="rr_features is fixed to true in space 'tiny', but dataset heartbeat-csv has no RR"):
         run_search("hb", settings, n_trials=1, storage=storage, tracking=None, progress=False, final=False)
     assert not (tmp_path / "optuna.db").exists() or not optuna.study.get_all_study_names(storage)
+
+
+def test_keras_tuner_search_stopped_by_sigterm_closes_its_runs_and_resumes(tmp_path, cli_env):
+    """SIGTERM killed a KerasTuner search outright (exit 143): its study run stayed RUNNING for good. After
+    the resume redid the stopped trial, `sync` took the stopped trial's FAILED run for the trial and marked
+    it FINISHED, so MLflow showed the trial twice as finished."""
+    storage, mlflow_uri = f"sqlite:///{tmp_path / 'o.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["search", "--engine", "keras-tuner", "--tuner", "random", "--dataset", "mitdb",
+            "--space", tiny_space_file(tmp_path), "--trials", 2, "--folds", 2, "--max-beats", 800,
+            "--records", ",".join(SMALL_RECORDS), "--study", "kts", "--no-final", "--quiet", "--storage", storage,
+            "--tracking-uri", mlflow_uri, "--experiment", "test", "--out-dir", tmp_path / "runs"]
+    log = tmp_path / "search.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ecg_automl", *map(str, args)], cwd=tmp_path, env=cli_env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while "keras-tuner trial 0:" not in log.read_text() and time.time() < deadline:
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.5)
+    time.sleep(2)  # into trial 1
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 130, log.read_text()
+    assert "run the same command again to resume" in log.read_text()
+    client = Tracker(TrackingConfig(mlflow_uri, None, "test")).client
+    exp = client.get_experiment_by_name("test").experiment_id
+    assert not client.search_runs([exp], "attributes.status = 'RUNNING'")
+    run_cli(args, tmp_path, cli_env, timeout=300)
+    assert "0 runs created, 0 updated" in run_cli(["sync", "--study", "kts", "--storage", storage, "--tracking-uri",
+                                                   mlflow_uri, "--experiment", "test"], tmp_path, cli_env).stdout
+    trial_runs = [r for r in client.search_runs([exp]) if r.data.tags.get("ecg_automl.kind") == "trial"]
+    assert sorted(r.info.status for r in trial_runs) == ["FAILED", "FINISHED", "FINISHED"]
