@@ -413,7 +413,8 @@ def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env, sig):
     study = optuna.load_study(study_name="ctrlc", storage=storage)
     interrupted = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(interrupted) == 1 and interrupted[0].user_attrs["interrupted"]
-    assert interrupted[0].user_attrs["fail_reason"] == f"interrupted ({'SIGTERM' if sig == signal.SIGTERM else 'Ctrl-C'})"
+    by = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
+    assert interrupted[0].user_attrs["fail_reason"] == f"interrupted ({by})"
     done_before = {t.number: t.params for t in study.trials if t.state.name == "COMPLETE"}
 
     run_cli(args, tmp_path, cli_env)
