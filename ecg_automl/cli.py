@@ -321,6 +321,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port number, 0-65535 (a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ecg_automl.defaults import DEFAULT_STORAGE
 
@@ -434,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1",
                    help="bind address (default 127.0.0.1: this machine only). Any other address exposes the "
                         "UI, which has no authentication, to the network; a warning says so")
-    u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--port", type=_port, default=5000, help="TCP port, 0-65535 (default 5000)")
     _add_tracking_args(u, optional=False)
 
     for extra in _extra_parsers:

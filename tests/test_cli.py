@@ -34,6 +34,7 @@ def test_data_info_prints_balance_and_splits(tmp_path, cli_env):
     (["data", "info", "mitdb", "--records", "102"], "paced"),
     (["--log-level", "FOO", "data", "info", "mitdb"], "argument --log-level: invalid choice: 'FOO'"),
     (["ui", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),  # the UI and sync need MLflow
+    (["ui", "--port", "70000"], "argument --port: must be a port number from 0 to 65535"),  # MLflow's traceback
     (["sync", "--study", "x", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),
     (["data", "info", "mitdb", "--fs", "10"], "--fs: 10.0 is out of range, expected a sampling rate in Hz in [50, 1000]"),
     (["data", "info", "mitdb", "--window", "12"], "--window: 12 is out of range"),

@@ -23,7 +23,7 @@ def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> No
 
 
 def _add_parsers(sub) -> None:
-    from ecg_automl.cli import _positive_float, _positive_int
+    from ecg_automl.cli import _port, _positive_float, _positive_int
 
     p = sub.add_parser("predict", help="classify a WFDB record or a CSV of beats with a .tflite (no TensorFlow)")
     p.add_argument("model", help="a .tflite written by `ecg-automl export` (its .json sidecar must lie beside it)")
@@ -70,17 +70,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         print(format_prediction(pred, max_beats=len(pred.prob) if args.all else 50))
     return 0
-
-
-def _port(text: str) -> int:
-    """argparse type: a TCP port number, 0-65535 (a usage error otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {value}")
-    return value
 
 
 def cmd_bench_server(args: argparse.Namespace) -> int:
