@@ -82,6 +82,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         space = space.with_overrides(epochs=args.epochs)
     objectives = parse_objectives(args.objective)
+    if args.engine == "keras-tuner" and args.trials == 0:  # KerasTuner reads max_trials=0 as "no limit"
+        raise UsageError("--trials 0 creates a study for `ecg-automl worker`, which runs the Optuna engine only: "
+                         "the KerasTuner engine needs --trials 1 or more")
+    if args.engine == "keras-tuner" and (len(objectives) > 1 or args.latency_budget_ms is not None
+                                         or args.latency_target):
+        # its trials are single-objective and ungated: a latency objective failed after the first trial and a
+        # budget was ignored
+        raise UsageError("the KerasTuner engine optimises --objective f1 or auc alone, with no latency gate: a "
+                         "latency/size objective, --latency-budget-ms and --latency-target need --engine optuna")
     try:
         settings = _search_settings(args, space, objectives)
     except ValueError as exc:  # options that contradict each other (--final-model folds with --final-members 3)
@@ -143,7 +152,8 @@ def _print_summary(result) -> None:
     states: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    print(f"study {study.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items())))
+    print(f"study {study.study_name}: " + (", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items()))
+                                           or "no trial yet"))
     if result.tracking_failures:
         skipped = getattr(result, "tracking_skipped", 0)
         print(f"warning: {len(result.tracking_failures)} MLflow calls failed"
@@ -172,6 +182,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     tracker.ping()
     study, _ = open_study(args.study, args.storage, None)  # the study must exist: nothing is created
     tracker.check()
+    tracker.require_study_run(study)  # a wrong store would get runs with no study run to belong to
     counts = tracker.sync(study)
     print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated")
     return 0
@@ -310,6 +321,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port number, 0-65535 (a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ecg_automl.defaults import DEFAULT_STORAGE
 
@@ -332,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     s.add_argument("--timeout", type=_positive_float, default=None,
                    help="stop starting new trials after this many seconds")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the sampler, folds, subsample and training (default 0)")
     s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")
     s.add_argument("--max-beats", type=_positive_int, default=None,
                    help="subsample the search side to this many beats (stratified, every patient kept)")
@@ -368,32 +390,40 @@ def build_parser() -> argparse.ArgumentParser:
                         "models averaged, R x the latency; each search beat scored out of fold by R of them for "
                         "the threshold; default 1)")
     s.add_argument("--out-dir", default="runs", help="where final models go (default runs/)")
-    s.add_argument("--heartbeat", type=float, default=30,
-                   help="seconds between trial heartbeats; a trial silent for 4 beats is failed and retried")
+    s.add_argument("--heartbeat", type=_positive_float, default=30,
+                   help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
+                        "retried")
     s.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
                    help="TensorFlow threads for this process (default: its own choice); on a small machine run "
                         "one worker per core with --tf-threads 1 (see README, Scaling out)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--verbose", type=int, default=0, help="Keras fit verbosity (0 quiet, 2 one line per epoch)")
+    s.add_argument("--verbose", type=int, default=0,
+                   help="Keras fit verbosity (0 quiet, the default; 2 one line per epoch)")
     _add_tracking_args(s)
 
     w = sub.add_parser("worker", help="join an existing study and run its trials (scale-out)")
-    w.add_argument("--study", required=True)
+    w.add_argument("--study", required=True, help="name of the study to join (created by `search --trials 0`)")
     w.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
     w.add_argument("--trials", type=_non_negative_int, required=True,
-                   help="total finished trials the study should reach")
-    w.add_argument("--timeout", type=_positive_float, default=None)
+                   help="total finished trials the study should reach (all workers together, not per worker)")
+    w.add_argument("--timeout", type=_positive_float, default=None,
+                   help="stop starting new trials after this many seconds (default: no limit)")
     w.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
                    help="default: the pruner the study was created with")
-    w.add_argument("--heartbeat", type=float, default=30, help="as for search")
-    w.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N", help="as for search")
-    w.add_argument("--quiet", action="store_true")
-    w.add_argument("--verbose", type=int, default=0)
+    w.add_argument("--heartbeat", type=_positive_float, default=30,
+                   help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
+                        "retried")
+    w.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
+                   help="TensorFlow threads for this process (default: its own choice); one worker per core with "
+                        "--tf-threads 1 on a small machine")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.add_argument("--verbose", type=int, default=0, help="Keras fit verbosity (0 quiet, the default; 2 one line "
+                                                          "per epoch)")
     _add_tracking_args(w)
 
     y = sub.add_parser("sync", help="back-fill MLflow from the Optuna study (after a tracking outage)")
-    y.add_argument("--study", required=True)
-    y.add_argument("--storage", default=DEFAULT_STORAGE)
+    y.add_argument("--study", required=True, help="name of the study whose trials MLflow should hold")
+    y.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the study's Optuna RDB URL (default {DEFAULT_STORAGE})")
     _add_tracking_args(y, optional=False)
 
     d = sub.add_parser("data", help="fetch a database or show what it holds")
@@ -415,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1",
                    help="bind address (default 127.0.0.1: this machine only). Any other address exposes the "
                         "UI, which has no authentication, to the network; a warning says so")
-    u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--port", type=_port, default=5000, help="TCP port, 0-65535 (default 5000)")
     _add_tracking_args(u, optional=False)
 
     for extra in _extra_parsers:

@@ -11,11 +11,18 @@ import signal
 import threading
 
 _requested = threading.Event()
+_by: list[str] = []  # how the last request came: "Ctrl-C" or "SIGTERM"
 
 
 def _handler(signum, frame) -> None:
+    _by[:] = ["SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"]
     _requested.set()
     raise KeyboardInterrupt
+
+
+def cause() -> str:
+    """What stopped the run, for the trial's fail reason: "SIGTERM", else "Ctrl-C"."""
+    return _by[0] if _by else "Ctrl-C"
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -31,7 +38,7 @@ def install():
 
 def restore(previous) -> None:
     """Put back the handlers :func:`install` replaced, and forget any request."""
-    _requested.clear()
+    clear()
     if previous is not None and threading.current_thread() is threading.main_thread():
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -50,3 +57,4 @@ def requested() -> bool:
 
 def clear() -> None:
     _requested.clear()
+    _by.clear()

@@ -13,6 +13,7 @@ import numpy as np
 from ecg_data import patient_kfold
 from spaces import SearchSpace
 
+from . import _interrupt
 from .metrics import binary_metrics, cv_objective
 from .settings import StudySettings
 from .study import load_study_data, open_study, run_final, search_data, space_for_data
@@ -132,6 +133,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     and resumes from it; a trial recorded before is not recorded twice."""
     from tqdm.auto import tqdm
 
+    if n_trials < 1:  # KerasTuner takes max_trials=0 for "no limit" and would search until stopped
+        raise ValueError(f"the KerasTuner engine needs n_trials >= 1, not {n_trials}")
     space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
     full = load_study_data(settings, space)
     space = space_for_data(space, full, print_fn)
@@ -144,12 +147,14 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     if tracking is not None:
         tracker = Tracker(tracking)
         tracker.check()
-        run = tracker.client.create_run(tracker.experiment_id, run_name=f"{study_name} (keras-tuner {tuner})",
-                                        tags={"ecg_automl.kind": "study", "engine": "keras-tuner"})
-        parent = run.info.run_id
-        tracker.log_params(parent, {f"study.{k}": v for k, v in settings.to_dict().items() if k != "space_yaml"})
-        if study is not None:
-            study.set_user_attr("mlflow_parent_run_id", parent)  # the final test is logged on it
+        parent = _resumed_parent(tracker, study)
+        if parent is None:
+            run = tracker.client.create_run(tracker.experiment_id, run_name=f"{study_name} (keras-tuner {tuner})",
+                                            tags={"ecg_automl.kind": "study", "engine": "keras-tuner"})
+            parent = run.info.run_id
+            tracker.log_params(parent, {f"study.{k}": v for k, v in settings.to_dict().items() if k != "space_yaml"})
+            if study is not None:
+                study.set_user_attr("mlflow_parent_run_id", parent)  # the final test is logged on it
     epochs = space.epochs_range[1]
     oracle = make_oracle(tuner, n_trials, epochs, settings.seed, space)
     history: list[dict[str, Any]] = []
@@ -173,8 +178,16 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     t = cls(oracle, space=space, data=data, folds=folds, metric=settings.metric, seed=settings.seed,
             tracker=tracker, parent_run_id=parent, on_trial=on_trial,
             directory=str(Path(out_dir) / "keras_tuner"), project_name=study_name, overwrite=False)
-    t.search(verbose=0)  # our progress bar and trial lines replace KerasTuner's own tables
-    bar.close()
+    previous = _interrupt.install()  # SIGTERM stops it as Ctrl-C does: the runs are closed, not left RUNNING
+    try:
+        t.search(verbose=0)  # our progress bar and trial lines replace KerasTuner's own tables
+    except KeyboardInterrupt:
+        if tracker is not None:
+            tracker.end_study(parent, "KILLED")
+        raise
+    finally:
+        _interrupt.restore(previous)
+        bar.close()
     best = max(history, key=lambda h: h["value"]) if history else None
     out: dict[str, Any] = {"history": history, "best": best, "seconds": time.perf_counter() - start,
                            "study": study, "final": None}
@@ -191,6 +204,20 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     if tracker is not None:
         tracker.end_study(parent)
     return out
+
+
+def _resumed_parent(tracker: Tracker, study) -> str | None:
+    """The MLflow run of a resumed study, if this store holds it: its trial runs stay under one parent (a new
+    parent per resume hid them from ``sync``, which then created every run again)."""
+    run_id = study.user_attrs.get("mlflow_parent_run_id") if study is not None else None
+    if not run_id:
+        return None
+    try:
+        if tracker.client.get_run(run_id).info.status != "RUNNING":
+            tracker.client.update_run(run_id, status="RUNNING")
+    except Exception:
+        return None
+    return run_id
 
 
 def record_trial(study, space: SearchSpace, config: dict[str, Any], value: float | None, threshold: float,

@@ -59,6 +59,7 @@ class CVObjective:
         self.objectives = list(objectives)
         self.progress = progress
         self.verbose = verbose
+        self.interrupted: list[int] = []  # numbers of the trials Ctrl-C/SIGTERM stopped in this process
         # The folds are fixed once, so every trial is judged on the same patients.
         self.folds = list(grouped_splits(cv, data.X, data.y, data.groups))
 
@@ -98,11 +99,13 @@ class CVObjective:
             raise
 
     def _mark_interrupted(self, trial: optuna.Trial, run_id: str | None) -> None:
-        """Mark the trial (and its MLflow run) stopped by Ctrl-C, so a resumed study redoes it."""
-        trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+        """Mark the trial (and its MLflow run) stopped by Ctrl-C or SIGTERM, so a resumed study redoes it."""
+        reason = f"interrupted ({_interrupt.cause()})"
+        self.interrupted.append(trial.number)
+        trial.set_user_attr("fail_reason", reason)
         trial.set_user_attr("interrupted", True)
         if self.tracker is not None and run_id is not None:
-            self.tracker.set_tags(run_id, {"optuna.state": "FAIL", "fail_reason": "interrupted (Ctrl-C)"})
+            self.tracker.set_tags(run_id, {"optuna.state": "FAIL", "fail_reason": reason})
             self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, "FAILED")
 
     def _run(self, trial: optuna.Trial, config: dict[str, Any], run_id: str | None):

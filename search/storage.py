@@ -46,6 +46,7 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
     engine_kwargs = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": 60}
+    _refuse_foreign_database(url, engine_kwargs)
     for attempt in range(_SCHEMA_RACE_ATTEMPTS):
         try:
             with warnings.catch_warnings():
@@ -60,6 +61,32 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
             first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             raise StorageError(f"cannot open study storage {_redact(url)}: {first}") from None
     raise AssertionError("unreachable")
+
+
+#: Tables of Optuna's RDB schema; a database holding tables but none of these is another program's.
+_OPTUNA_TABLES = {"studies", "study_directions", "trials", "version_info"}
+
+
+def _refuse_foreign_database(url: str, engine_kwargs: dict) -> None:
+    """Raise :class:`StorageError` if ``url`` is a database of another program (an MLflow store, say):
+    Optuna would add its tables to it and then fail with a misleading schema-version message."""
+    import sqlalchemy
+
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        return  # a new file (or :memory:): Optuna creates the schema
+    try:
+        engine = sqlalchemy.create_engine(url, **engine_kwargs)
+        try:
+            tables = set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except Exception:
+        return  # unreachable or not a database: RDBStorage says why
+    if tables and not tables & _OPTUNA_TABLES:
+        what = "an MLflow tracking store" if {"experiments", "runs"} <= tables else "another program's database"
+        raise StorageError(f"{_redact(url)} is not an Optuna study storage: it holds {len(tables)} other tables "
+                           f"({', '.join(sorted(tables)[:4])}, ...), as {what} does. Give the study's storage "
+                           f"(the default is {DEFAULT_STORAGE}); nothing was written")
 
 
 #: Tries to open a storage whose schema another process is creating at the same moment.

@@ -296,8 +296,10 @@ def run_trials(
                         say=bar.write)
     except KeyboardInterrupt:
         interrupted = True
-        bar.write("interrupted: the running trial is marked failed and will be redone; "
-                  "run the same command again to resume the study")
+        stopped = ", ".join(map(str, objective.interrupted))  # none when it was waiting for other workers
+        bar.write((f"interrupted: trial {stopped} is marked failed and will be redone; " if stopped
+                   else "interrupted while no trial of this process was running; ")
+                  + "run the same command again to resume the study")
     finally:
         _interrupt.restore(previous_handler)
     bar.close()
@@ -405,6 +407,7 @@ def run_search(
         own_gates = latency_gates(settings)
         if tracker is not None:
             tracker.check()
+            tracker.require_study_run(study)  # its runs go under the study's run, not a new one elsewhere
     gates = [*own_gates, *gates]
     completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
                            timeout=timeout, gates=gates, progress=progress, verbose=verbose,
@@ -485,7 +488,12 @@ def report_pareto(study: optuna.Study, tracker: Tracker | None, print_fn: Callab
     from .pareto import format_pareto, pareto_figure, pareto_table
 
     rows = pareto_table(study)
-    print_fn(f"Pareto front of {study.study_name} ({len(rows)} trials):\n{format_pareto(rows)}")
+    settings = study.user_attrs.get("settings", {})
+    where = "measured on the bench-server" if settings.get("latency_target") else "Raspberry Pi 4 estimate"
+    print_fn(f"Pareto front of {study.study_name} ({len(rows)} trials):\n{format_pareto(rows)}\n"
+             f"(quality: validation {settings.get('metric', 'f1')}; latency: ms per beat, {where}, "
+             f"{settings.get('latency_mode', 'int8')}; size: KB of that TFLite file). Export one with "
+             f"`ecg-automl export --study {study.study_name} --trial N`")
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if tracker is not None and parent:
         tracker.log_json(parent, rows, "pareto_front.json")

@@ -218,6 +218,23 @@ class Tracker:
             self.log_text(run_id, settings["space_yaml"], "space.yaml")
         return run_id
 
+    def require_study_run(self, study) -> None:
+        """Raise :class:`TrackingError` unless the study's parent run (if it has one) is in this store and
+        experiment: a worker or ``sync`` with a wrong ``--tracking-uri``/``--experiment`` made orphan runs."""
+        run_id = study.user_attrs.get("mlflow_parent_run_id")
+        if not run_id:
+            return
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:
+            raise TrackingError(f"study {study.study_name!r} logs to MLflow run {run_id}, which is not in the "
+                                f"tracking store {self.config.tracking_uri}: give the store the study was created "
+                                f"with (--tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)") from None
+        if run.info.experiment_id != self.experiment_id:
+            name = self.client.get_experiment(run.info.experiment_id).name
+            raise TrackingError(f"study {study.study_name!r} logs to MLflow experiment {name!r}, not "
+                                f"{self.config.experiment_name!r}: pass --experiment {name!r}")
+
     def end_study(self, run_id: str, status: str = "FINISHED") -> None:
         self._safe("end of study run", self.client.set_terminated, run_id, status)
 
@@ -313,9 +330,11 @@ class Tracker:
 
     # -- back-fill ----------------------------------------------------------------------------
     def trial_runs(self, parent_id: str) -> dict[int, Any]:
-        """Existing nested runs of a study, by trial number."""
+        """Existing nested runs of a study, by trial number; of several runs of one number (a KerasTuner trial
+        redone after an interrupt) the latest, not the interrupted one."""
         runs = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'",
                                        max_results=10000)
+        runs = sorted(runs, key=lambda r: r.info.start_time or 0)
         return {int(r.data.tags["optuna.trial_number"]): r for r in runs if "optuna.trial_number" in r.data.tags}
 
     def sync(self, study, trials: Iterable | None = None) -> dict[str, int]:

@@ -34,6 +34,7 @@ def test_data_info_prints_balance_and_splits(tmp_path, cli_env):
     (["data", "info", "mitdb", "--records", "102"], "paced"),
     (["--log-level", "FOO", "data", "info", "mitdb"], "argument --log-level: invalid choice: 'FOO'"),
     (["ui", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),  # the UI and sync need MLflow
+    (["ui", "--port", "70000"], "argument --port: must be a port number from 0 to 65535"),  # MLflow's traceback
     (["sync", "--study", "x", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),
     (["data", "info", "mitdb", "--fs", "10"], "--fs: 10.0 is out of range, expected a sampling rate in Hz in [50, 1000]"),
     (["data", "info", "mitdb", "--window", "12"], "--window: 12 is out of range"),
@@ -52,7 +53,13 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     (["--timeout", "-5"], "argument --timeout: must be a finite number above 0"),
     (["--latency-budget-ms", "-1"], "argument --latency-budget-ms: must be a finite number above 0"),
     (["--max-beats", "0"], "argument --max-beats: must be at least 1"),
+    (["--heartbeat", "0"], "argument --heartbeat: must be a finite number above 0"),  # 0 turned heartbeats off
+    (["--heartbeat", "nan"], "argument --heartbeat: must be a finite number above 0"),  # was a traceback
     (["--tuner", "random"], "--tuner random chooses a KerasTuner tuner: it needs --engine keras-tuner"),
+    # a traceback after the first trial, and a budget no model meets silently ignored
+    (["--engine", "keras-tuner", "--objective", "f1,latency"], "the KerasTuner engine optimises --objective f1"),
+    (["--engine", "keras-tuner", "--trials", "0"], "the KerasTuner engine needs --trials 1 or more"),  # ran forever
+    (["--engine", "keras-tuner", "--latency-budget-ms", "0.0001"], "--latency-budget-ms and --latency-target need"),
     (["--latency-target", "http://127.0.0.1:9"], "--latency-target measures latency on a device"),
     (["--latency-budget-ms", "1", "--latency-target", "notaurl"], "'notaurl' is not a bench-server URL"),
     (["--folds", "30"], "30 folds need at least 30 patients on the search side; mitdb (--records 101,106,119,"),
@@ -72,6 +79,25 @@ def test_bad_search_values_exit_2_and_leave_no_study(tmp_path, cli_env, args, me
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o.db").exists() or optuna.get_all_study_names(storage) == []
+
+
+@pytest.mark.parametrize("heartbeat", ["0", "-5", "inf"])
+def test_worker_refuses_a_heartbeat_that_is_not_a_positive_number(tmp_path, cli_env, heartbeat):
+    """0 silently turned Optuna's heartbeat off (a killed worker's trial then stayed RUNNING for good),
+    -5 was taken as 1 s and inf was a traceback."""
+    proc = run_cli(["worker", "--study", "x", "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--trials", "1",
+                    "--heartbeat", heartbeat], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "argument --heartbeat: must be a finite number above 0" in proc.stderr
+
+
+def test_worker_and_sync_help_say_what_each_option_is_and_its_default(tmp_path, cli_env):
+    worker = " ".join(run_cli(["worker", "--help"], tmp_path, cli_env).stdout.split())
+    for text in ("name of the study to join", "stop starting new trials after this many seconds",
+                 "seconds between trial heartbeats (default 30)", "no progress bar", "Keras fit verbosity"):
+        assert text in worker
+    assert "as for search" not in worker
+    sync = " ".join(run_cli(["sync", "--help"], tmp_path, cli_env).stdout.split())
+    assert "Optuna RDB URL (default sqlite:///runs/optuna.db)" in sync
 
 
 def test_missing_data_root_is_named(tmp_path, cli_env):
@@ -132,3 +158,31 @@ def test_export_help_states_the_defaults(tmp_path, cli_env):
     for default in ("default int8", "default 300", "default 20000", "default 1)", "default sqlite:///runs/optuna.db",
                     "best (the final model of the study; default)"):
         assert default in out, default
+
+
+@pytest.mark.parametrize("command", [["worker", "--trials", "1"], ["sync"]])
+def test_a_storage_url_naming_the_mlflow_store_is_refused_untouched(tmp_path, cli_env, command):
+    """``--storage sqlite:///runs/mlflow.db`` (the tracking store, not the study's): Optuna added its tables
+    to MLflow's database, then failed with 'optuna 5.0.0 is no longer compatible with the table schema (set
+    up by optuna 5.0.0)'."""
+    import sqlite3
+
+    import mlflow
+
+    db = tmp_path / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()  # an MLflow store, as `search` leaves it
+    before = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    proc = run_cli([command[0], "--study", "x", "--storage", f"sqlite:///{db}", *command[1:],
+                    "--tracking-uri", f"sqlite:///{tmp_path / 'other.db'}"], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "is not an Optuna study storage" in proc.stderr and "an MLflow tracking store" in proc.stderr
+    after = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert after == before
+
+
+def test_search_trials_0_ends_with_a_summary_that_says_something(tmp_path, cli_env):
+    """It ended with a bare 'study NAME: ' line."""
+    proc = run_cli(["search", "--study", "empty", "--trials", "0", "--no-final", "--no-mlflow", "--quiet",
+                    "--max-beats", "600", "--records", ",".join(SMALL_RECORDS),
+                    "--storage", f"sqlite:///{tmp_path / 'o.db'}"], tmp_path, cli_env)
+    assert "study empty: no trial yet" in proc.stdout.splitlines()

@@ -157,6 +157,41 @@ def test_the_gate_divides_out_the_slowdown_it_sees_on_its_reference_model():
     assert 0.35 < after / before < 0.7, (before, after)
 
 
+def test_export_of_best_on_a_multi_objective_study_names_its_pareto_front(tmp_path):
+    """It said 'no single best trial (A single best trial cannot be retrieved from a multi-objective study.
+    Consider using Study.best_trials ...); pass --trial N' without saying which trials are the candidates."""
+    import optuna
+
+    from ecg_automl.tflite import TFLiteError
+    from ecg_automl.tflite.export import export_trial
+    from search import open_study
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study, _ = open_study("moo", storage, tiny_settings(tmp_path, objectives=["quality", "latency", "size"]))
+    for values in ([0.7, 0.9, 12.0], [0.6, 0.5, 9.0], [0.5, 0.95, 13.0]):  # the third is dominated
+        study.add_trial(optuna.trial.create_trial(values=values))
+    with pytest.raises(TFLiteError, match=r"Pareto front, trials 0 \(f1 0.7, latency ms 0.9, size KB 12\), "
+                                          r"1 \(f1 0.6, latency ms 0.5, size KB 9\); pass --trial N"):
+        export_trial("moo", storage, "best", "int8", tmp_path / "m.tflite")
+
+
+def test_the_pareto_report_says_what_its_columns_are_and_how_to_export_one(tmp_path):
+    """The end-of-run table had columns 'quality', 'latency' and 'size' with no unit or source, and no word
+    on how to export a trial of the front."""
+    import optuna
+
+    from search import open_study
+    from search.study import report_pareto
+
+    study, _ = open_study("moo", f"sqlite:///{tmp_path / 'o.db'}",
+                          tiny_settings(tmp_path, objectives=["quality", "latency", "size"]))
+    study.add_trial(optuna.trial.create_trial(values=[0.7, 0.9, 12.0]))
+    lines: list[str] = []
+    report_pareto(study, None, lines.append)
+    assert "(quality: validation f1; latency: ms per beat, Raspberry Pi 4 estimate, int8; size: KB" in lines[0]
+    assert "`ecg-automl export --study moo --trial N`" in lines[0]
+
+
 def test_multi_objective_study_has_a_pareto_front(tmp_path):
     storage = f"sqlite:///{tmp_path / 'o.db'}"
     result = run_search("moo", tiny_settings(tmp_path, objectives=["quality", "latency", "size"]), n_trials=3,

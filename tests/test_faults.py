@@ -306,3 +306,23 @@ def test_workers_started_together_on_a_fresh_database_all_open_it(tmp_path):
         with ctx.Pool(4) as pool:
             results = pool.map(_open_storage, [url] * 4)
         assert results == ["ok"] * 4, results
+
+
+@pytest.mark.parametrize("where", ["store", "experiment"])
+def test_sync_into_a_store_without_the_study_run_is_refused(tmp_path, cli_env, where):
+    """``sync`` (and a worker) with another --tracking-uri or --experiment than the study's created trial
+    runs whose parent run was not there: orphans the UI shows under no study."""
+    from test_search import tiny_settings
+
+    from search import Tracker, TrackingConfig, open_study
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study, _ = open_study("s", storage, tiny_settings(tmp_path))
+    Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "home")).study_run(study, {})
+    wrong = (["--tracking-uri", f"sqlite:///{tmp_path / 'elsewhere.db'}", "--experiment", "home"] if where == "store"
+             else ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "other"])
+    proc = run_cli(["sync", "--study", "s", "--storage", storage, *wrong], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert ("which is not in the tracking store" if where == "store" else "pass --experiment 'home'") in proc.stderr
+    right = ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "home"]
+    assert "0 runs created" in run_cli(["sync", "--study", "s", "--storage", storage, *right], tmp_path, cli_env).stdout

@@ -248,3 +248,25 @@ def test_workers_started_together_draw_different_configs(tmp_path):
         worker, _ = open_study("w", storage, None)
         configs.append(space.suggest(worker.ask()))
     assert len({c["learning_rate"] for c in configs}) == 3
+
+
+def test_a_worker_stopped_while_waiting_says_it_ran_no_trial(tmp_path, cli_env):
+    """SIGTERM to a worker that waits for another worker's trial said 'the running trial is marked failed
+    and will be redone': it had no trial, and the other worker's trial was untouched."""
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    _create_study(tmp_path, cli_env, "wait", ["--storage", storage], ["--no-mlflow"])
+    elsewhere = optuna.load_study(study_name="wait", storage=storage).ask()  # RUNNING, as if in another worker
+    log = tmp_path / "worker.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ecg_automl", "worker", "--study", "wait", "--storage", storage,
+                                 "--trials", "1", "--quiet", "--no-mlflow"], cwd=tmp_path, env=cli_env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while "waiting for trial(s) 0" not in log.read_text() and time.time() < deadline:
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    text = log.read_text()
+    assert "interrupted while no trial of this process was running" in text and "marked failed" not in text
+    assert optuna.load_study(study_name="wait", storage=storage).trials[elsewhere.number].state == TrialState.RUNNING

@@ -259,6 +259,27 @@ def test_ctrl_c_while_the_trial_run_is_being_opened_still_marks_it_interrupted(t
     assert t.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
 
 
+def test_a_trial_stopped_by_sigterm_says_sigterm_not_ctrl_c(tmp_path, small_mitdb):
+    """A worker ended by `kill` or a scheduler recorded 'interrupted (Ctrl-C)' in Optuna and MLflow."""
+    from ecg_data import patient_kfold
+    from search import CVObjective, _interrupt
+
+    class MLflowSigterm:  # the SIGTERM arrives while the trial's run is being opened
+        def start_trial(self, *args, **kwargs):
+            _interrupt._handler(signal.SIGTERM, None)
+
+    data = small_mitdb.search_part()
+    objective = CVObjective(data, SearchSpace.load(tiny_space_file(tmp_path)), patient_kfold(2, seed=0),
+                            tracker=MLflowSigterm(), parent_run_id="parent")
+    study = optuna.create_study(direction="maximize")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            study.optimize(objective, n_trials=1)
+    finally:
+        _interrupt.clear()
+    assert study.trials[0].user_attrs["fail_reason"] == "interrupted (SIGTERM)"
+
+
 def test_ctrl_c_that_tensorflow_turns_into_another_error_still_marks_the_trial_interrupted(tmp_path, small_mitdb):
     """A SIGINT inside TensorFlow can surface as e.g. a TypeError (seen in CI); the handler's flag tells it
     from a broken trial, so the trial is marked interrupted and the study stops as for Ctrl-C."""
@@ -392,6 +413,8 @@ def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env, sig):
     study = optuna.load_study(study_name="ctrlc", storage=storage)
     interrupted = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(interrupted) == 1 and interrupted[0].user_attrs["interrupted"]
+    by = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
+    assert interrupted[0].user_attrs["fail_reason"] == f"interrupted ({by})"
     done_before = {t.number: t.params for t in study.trials if t.state.name == "COMPLETE"}
 
     run_cli(args, tmp_path, cli_env)
@@ -436,9 +459,12 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
     meta = export_trial("kt", storage, "best", "fp32", tmp_path / "kt.tflite", verify_beats=300, runs=20)
     assert meta["trial"] == best.number and meta["threshold"] == best.user_attrs["threshold"]
     assert meta["model_origin"] == "final model (one model trained on all search patients)"
-    again = run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=2, tracking=None,
+    again = run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=2, tracking=tracking(tmp_path),
                             out_dir=tmp_path, progress=False, storage=storage)
     assert len(again["study"].trials) == 2  # KerasTuner resumed its finished search: nothing new, nothing twice
+    # ... under the same MLflow run (a new one per resume made `sync` create every trial's run again)
+    assert again["study"].user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    assert Tracker(tracking(tmp_path)).sync(again["study"]) == {"created": 0, "updated": 0}
     with pytest.raises(StudyMismatchError, match="searched by keras-tuner:random, not optuna"):
         run_search("kt", tiny_settings(tmp_path), n_trials=3, storage=storage, tracking=None, progress=False)
     space = SearchSpace.load(tiny_space_file(tmp_path))
@@ -550,3 +576,34 @@ def test_a_space_that_fixes_rr_features_on_data_without_rr_intervals_is_refused(
     with pytest.raises(SpaceError, match="rr_features is fixed to true in space 'tiny', but dataset heartbeat-csv has no RR"):
         run_search("hb", settings, n_trials=1, storage=storage, tracking=None, progress=False, final=False)
     assert not (tmp_path / "optuna.db").exists() or not optuna.study.get_all_study_names(storage)
+
+
+def test_keras_tuner_search_stopped_by_sigterm_closes_its_runs_and_resumes(tmp_path, cli_env):
+    """SIGTERM killed a KerasTuner search outright (exit 143): its study run stayed RUNNING for good. After
+    the resume redid the stopped trial, `sync` took the stopped trial's FAILED run for the trial and marked
+    it FINISHED, so MLflow showed the trial twice as finished."""
+    storage, mlflow_uri = f"sqlite:///{tmp_path / 'o.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["search", "--engine", "keras-tuner", "--tuner", "random", "--dataset", "mitdb",
+            "--space", tiny_space_file(tmp_path), "--trials", 2, "--folds", 2, "--max-beats", 800,
+            "--records", ",".join(SMALL_RECORDS), "--study", "kts", "--no-final", "--quiet", "--storage", storage,
+            "--tracking-uri", mlflow_uri, "--experiment", "test", "--out-dir", tmp_path / "runs"]
+    log = tmp_path / "search.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ecg_automl", *map(str, args)], cwd=tmp_path, env=cli_env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while "keras-tuner trial 0:" not in log.read_text() and time.time() < deadline:
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.5)
+    time.sleep(2)  # into trial 1
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 130, log.read_text()
+    assert "run the same command again to resume" in log.read_text()
+    client = Tracker(TrackingConfig(mlflow_uri, None, "test")).client
+    exp = client.get_experiment_by_name("test").experiment_id
+    assert not client.search_runs([exp], "attributes.status = 'RUNNING'")
+    run_cli(args, tmp_path, cli_env, timeout=300)
+    assert "0 runs created, 0 updated" in run_cli(["sync", "--study", "kts", "--storage", storage, "--tracking-uri",
+                                                   mlflow_uri, "--experiment", "test"], tmp_path, cli_env).stdout
+    trial_runs = [r for r in client.search_runs([exp]) if r.data.tags.get("ecg_automl.kind") == "trial"]
+    assert sorted(r.info.status for r in trial_runs) == ["FAILED", "FINISHED", "FINISHED"]

@@ -28,6 +28,63 @@ def test_bench_server_binds_loopback_by_default(monkeypatch):
     assert cli.build_parser().parse_args(["bench-server"]).host == "127.0.0.1"
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "argument --port: must be a port number from 0 to 65535, not 70000"),
+    (["--port", "-1"], "argument --port: must be a port number from 0 to 65535, not -1"),
+    (["--max-mb", "nan"], "argument --max-mb: must be a finite number above 0"),
+    (["--max-mb", "-1"], "argument --max-mb: must be a finite number above 0"),
+    (["--host", "no-such-host.invalid"], "bench-server cannot listen on no-such-host.invalid:8765"),
+])
+def test_bench_server_bad_options_give_one_line(tmp_path, cli_env, args, message):
+    """Before, an out-of-range port or an unknown host was a traceback and --max-mb -1 refused every model."""
+    proc = run_cli(["bench-server", *args], tmp_path, cli_env, check=False, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_bench_server_on_a_port_in_use_says_so(tmp_path, cli_env):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = run_cli(["bench-server", "--port", port], tmp_path, cli_env, check=False, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"bench-server cannot listen on 127.0.0.1:{port}: Address already in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bench_server_answers_bad_requests_at_once():
+    """A negative Content-Length hung the request until the client gave up; runs=0 was blamed on the model
+    (422 'LiteRT could not run the model'); a body that stops short held its thread forever."""
+    import http.client
+    import socket
+    import threading
+
+    from ecg_automl.tflite.bench_server import make_server
+
+    server = make_server("127.0.0.1", 0, request_timeout=2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        fake = b"xxxxTFL3" + b"\0" * 64  # passes the identifier check; the query is refused before LiteRT
+        for query in ("runs=0", "runs=-5", "warmup=-1"):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", f"/benchmark?{query}", body=fake)
+            resp = conn.getresponse()
+            assert resp.status == 400 and b"runs must be at least 1" in resp.read(), query
+            conn.close()
+        for head, status in ((b"Content-Length: -1\r\n\r\nxxxxTFL3", b" 400 "),
+                             (b"Content-Length: 1000\r\n\r\nxxxxTFL3", b" 408 ")):  # body stops short
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"POST /benchmark HTTP/1.1\r\nHost: x\r\n" + head)
+                assert status in sock.recv(4096).split(b"\r\n")[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class _NoServer:
     """Stands in for subprocess.Popen: records the command instead of starting a server."""
 

@@ -47,13 +47,15 @@ def _device() -> dict[str, Any]:
 
 
 def make_server(host: str = "127.0.0.1", port: int = 8765, *, max_bytes: int = MAX_BYTES,
-                max_runs: int = 2000) -> ThreadingHTTPServer:
-    """The HTTP server (not started): ``GET /health``, ``POST /benchmark?runs=N&warmup=W&threads=T``."""
+                max_runs: int = 2000, request_timeout: float = 60) -> ThreadingHTTPServer:
+    """The HTTP server (not started): ``GET /health``, ``POST /benchmark?runs=N&warmup=W&threads=T``;
+    ``request_timeout``: seconds a connection may stay silent."""
     lock = threading.Lock()
     device = _device()
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "ecg-automl-bench/1"
+        timeout = request_timeout  # a client that stalls mid-request is dropped, not waited for forever
 
         def _reply(self, code: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
@@ -79,19 +81,29 @@ def make_server(host: str = "127.0.0.1", port: int = 8765, *, max_bytes: int = M
                 length = int(self.headers.get("Content-Length", ""))
             except ValueError:
                 return self._reply(411, {"error": "Content-Length required"})
+            if length < 0:  # read(-1) would wait for the client to close the connection
+                self.close_connection = True
+                return self._reply(400, {"error": f"Content-Length {length} is negative"})
             if length > max_bytes:
                 # Read (and drop) a moderately oversized body first, so the client gets the 413 instead of a
                 # broken pipe; a huge one just gets the answer and the connection closed.
                 if length <= _DRAIN_LIMIT:
                     remaining = length
-                    while remaining > 0:
-                        chunk = self.rfile.read(min(remaining, 1 << 16))
-                        if not chunk:
-                            break
-                        remaining -= len(chunk)
+                    try:
+                        while remaining > 0:
+                            chunk = self.rfile.read(min(remaining, 1 << 16))
+                            if not chunk:
+                                break
+                            remaining -= len(chunk)
+                    except TimeoutError:
+                        pass
                 self.close_connection = True
                 return self._reply(413, {"error": f"model of {length} bytes is over the {max_bytes}-byte limit"})
-            payload = self.rfile.read(length)
+            try:
+                payload = self.rfile.read(length)
+            except TimeoutError:
+                self.close_connection = True
+                return self._reply(408, {"error": f"the body stopped before its {length} bytes arrived"})
             if not is_tflite(payload):
                 return self._reply(415, {"error": "payload is not a TFLite flatbuffer (no TFL3 identifier)"})
             q = parse_qs(url.query)
@@ -101,6 +113,9 @@ def make_server(host: str = "127.0.0.1", port: int = 8765, *, max_bytes: int = M
                 threads = min(max(int(q.get("threads", ["1"])[0]), 1), 8)
             except ValueError:
                 return self._reply(400, {"error": "runs, warmup and threads must be integers"})
+            if runs < 1 or warmup < 0:  # a bad query, not a model LiteRT cannot run
+                return self._reply(400, {"error": f"runs must be at least 1 and warmup at least 0 (got runs={runs}, "
+                                                  f"warmup={warmup})"})
             with lock:
                 try:
                     result = measure_latency(payload, n_runs=runs, warmup=warmup, threads=threads)

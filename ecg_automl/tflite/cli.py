@@ -23,7 +23,7 @@ def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> No
 
 
 def _add_parsers(sub) -> None:
-    from ecg_automl.cli import _positive_float, _positive_int
+    from ecg_automl.cli import _port, _positive_float, _positive_int
 
     p = sub.add_parser("predict", help="classify a WFDB record or a CSV of beats with a .tflite (no TensorFlow)")
     p.add_argument("model", help="a .tflite written by `ecg-automl export` (its .json sidecar must lie beside it)")
@@ -41,10 +41,13 @@ def _add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print every beat and the summary as JSON")
     p.add_argument("--all", action="store_true", help="print every beat, not the first 50")
 
-    b = sub.add_parser("bench-server", help="serve LiteRT latency measurements over HTTP (run it on the Pi)")
-    b.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    b.add_argument("--port", type=int, default=8765)
-    b.add_argument("--max-mb", type=float, default=16, help="largest model accepted")
+    b = sub.add_parser("bench-server", help="serve LiteRT latency measurements over HTTP (run it on the Pi)",
+                       description="Serve LiteRT latency measurements: GET /health, POST /benchmark with a .tflite "
+                                   "body (query: runs, warmup, threads). `search --latency-target http://HOST:PORT` "
+                                   "uses it.")
+    b.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
+    b.add_argument("--port", type=_port, default=8765, help="TCP port, 0-65535 (default 8765; 0: any free port)")
+    b.add_argument("--max-mb", type=_positive_float, default=16, help="largest model accepted, in MB (default 16)")
 
     try:
         from .export import add_export_parser
@@ -70,7 +73,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_server(args: argparse.Namespace) -> int:
+    from ecg_automl.cli import UsageError
+
     from .bench_server import serve
 
-    serve(args.host, args.port, max_bytes=int(args.max_mb * 1024 * 1024))
+    try:
+        serve(args.host, args.port, max_bytes=int(args.max_mb * 1024 * 1024))
+    except OSError as exc:  # port in use, an address this host does not have, a host name that does not resolve
+        raise UsageError(f"bench-server cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0

@@ -123,10 +123,14 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
             states = sorted({t.state.name.lower() for t in study.get_trials(deepcopy=False)})
             raise TFLiteError(f"study {study_name!r} has no completed trial to export ({len(study.trials)} trials"
                               + (f": {', '.join(states)}" if states else "") + "); run or resume the search first")
-        try:
-            trial = study.best_trial
-        except (ValueError, RuntimeError) as exc:  # a multi-objective study: its front has several trials
-            raise TFLiteError(f"study {study_name!r} has no single best trial ({exc}); pass --trial N") from None
+        if len(study.directions) > 1:  # its Pareto front has several trials: the user picks one
+            label = {"quality": settings.metric, "latency": "latency ms", "size": "size KB"}
+            names = [label.get(n, n) for n in settings.objectives]
+            front = ", ".join(f"{t.number} ({', '.join(f'{n} {v:.4g}' for n, v in zip(names, t.values))})"
+                              for t in sorted(study.best_trials, key=lambda t: t.number))
+            raise TFLiteError(f"study {study_name!r} is multi-objective: it has no single best trial but a Pareto "
+                              f"front, trials {front}; pass --trial N for the one to export")
+        trial = study.best_trial
     else:
         try:
             trial = study.trials[int(trial_spec)]
