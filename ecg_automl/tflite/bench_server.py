@@ -161,7 +161,8 @@ def check_target(url: str, *, timeout: float = 10) -> dict[str, Any]:
     except (OSError, ValueError) as exc:  # refused, timed out, unknown host; ValueError: not JSON
         reason = getattr(exc, "reason", exc)
         raise TFLiteError(f"cannot reach bench-server {url} ({reason}): start `ecg-automl bench-server --host "
-                          f"0.0.0.0` on the device, or drop --latency-target to use the Pi 4 estimate") from None
+                          f"0.0.0.0` on the device (a worker reads the target from its study; a study made without "
+                          f"--latency-target uses the Pi 4 estimate instead)") from None
     if not isinstance(answer, dict) or not answer.get("ok"):
         raise TFLiteError(f"{url} answered GET /health with {str(answer)[:200]!r}: is it an `ecg-automl bench-server`?")
     return answer
