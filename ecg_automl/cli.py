@@ -332,6 +332,19 @@ def _port(text: str) -> int:
     return value
 
 
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """How a search or worker process runs its trials: heartbeat, TensorFlow threads, progress output."""
+    p.add_argument("--heartbeat", type=_positive_float, default=30,
+                   help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
+                        "retried")
+    p.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
+                   help="TensorFlow threads for this process (default: its own choice); on a small machine run "
+                        "one worker per core with --tf-threads 1 (see README, Scaling out)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", type=int, default=0,
+                   help="Keras fit verbosity (0 quiet, the default; 2 one line per epoch)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ecg_automl.defaults import DEFAULT_STORAGE
 
@@ -390,15 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "models averaged, R x the latency; each search beat scored out of fold by R of them for "
                         "the threshold; default 1)")
     s.add_argument("--out-dir", default="runs", help="where final models go (default runs/)")
-    s.add_argument("--heartbeat", type=_positive_float, default=30,
-                   help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
-                        "retried")
-    s.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
-                   help="TensorFlow threads for this process (default: its own choice); on a small machine run "
-                        "one worker per core with --tf-threads 1 (see README, Scaling out)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--verbose", type=int, default=0,
-                   help="Keras fit verbosity (0 quiet, the default; 2 one line per epoch)")
+    _add_run_args(s)
     _add_tracking_args(s)
 
     w = sub.add_parser("worker", help="join an existing study and run its trials (scale-out)")
@@ -410,15 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop starting new trials after this many seconds (default: no limit)")
     w.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
                    help="default: the pruner the study was created with")
-    w.add_argument("--heartbeat", type=_positive_float, default=30,
-                   help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
-                        "retried")
-    w.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
-                   help="TensorFlow threads for this process (default: its own choice); one worker per core with "
-                        "--tf-threads 1 on a small machine")
-    w.add_argument("--quiet", action="store_true", help="no progress bar")
-    w.add_argument("--verbose", type=int, default=0, help="Keras fit verbosity (0 quiet, the default; 2 one line "
-                                                          "per epoch)")
+    _add_run_args(w)
     _add_tracking_args(w)
 
     y = sub.add_parser("sync", help="back-fill MLflow from the Optuna study (after a tracking outage)")
