@@ -147,14 +147,13 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     if tracking is not None:
         tracker = Tracker(tracking)
         tracker.check()
-        parent = _resumed_parent(tracker, study)
-        if parent is None:
-            run = tracker.client.create_run(tracker.experiment_id, run_name=f"{study_name} (keras-tuner {tuner})",
-                                            tags={"ecg_automl.kind": "study", "engine": "keras-tuner"})
-            parent = run.info.run_id
+        name, tags = f"{study_name} (keras-tuner {tuner})", {"engine": "keras-tuner"}
+        if study is not None:  # reused on resume; the final test is logged on it
+            parent = tracker.study_run(study, settings.to_dict(), run_name=name, tags=tags)
+        else:
+            parent = tracker.client.create_run(tracker.experiment_id, run_name=name,
+                                               tags={"ecg_automl.kind": "study", **tags}).info.run_id
             tracker.log_params(parent, {f"study.{k}": v for k, v in settings.to_dict().items() if k != "space_yaml"})
-            if study is not None:
-                study.set_user_attr("mlflow_parent_run_id", parent)  # the final test is logged on it
     epochs = space.epochs_range[1]
     oracle = make_oracle(tuner, n_trials, epochs, settings.seed, space)
     history: list[dict[str, Any]] = []
@@ -204,20 +203,6 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     if tracker is not None:
         tracker.end_study(parent)
     return out
-
-
-def _resumed_parent(tracker: Tracker, study) -> str | None:
-    """The MLflow run of a resumed study, if this store holds it: its trial runs stay under one parent (a new
-    parent per resume hid them from ``sync``, which then created every run again)."""
-    run_id = study.user_attrs.get("mlflow_parent_run_id") if study is not None else None
-    if not run_id:
-        return None
-    try:
-        if tracker.client.get_run(run_id).info.status != "RUNNING":
-            tracker.client.update_run(run_id, status="RUNNING")
-    except Exception:
-        return None
-    return run_id
 
 
 def record_trial(study, space: SearchSpace, config: dict[str, Any], value: float | None, threshold: float,

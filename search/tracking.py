@@ -198,8 +198,10 @@ class Tracker:
         return result
 
     # -- study ------------------------------------------------------------------------------
-    def study_run(self, study, settings: dict[str, Any]) -> str:
-        """The study's parent run id: reused when the study resumes, created (and remembered) otherwise."""
+    def study_run(self, study, settings: dict[str, Any], *, run_name: str | None = None,
+                  tags: dict[str, str] | None = None) -> str:
+        """The study's parent run id: reused when the study resumes (so its trial runs stay under one parent),
+        created (and remembered) otherwise, named ``run_name`` (default: the study's name)."""
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         if run_id:
             try:
@@ -209,8 +211,9 @@ class Tracker:
                 return run_id
             except Exception:
                 log.warning("parent run %s not found in %s; starting a new one", run_id, self.config.tracking_uri)
-        run = self.client.create_run(self.experiment_id, run_name=study.study_name,
-                                     tags={"optuna.study_name": study.study_name, "ecg_automl.kind": "study"})
+        run = self.client.create_run(self.experiment_id, run_name=run_name or study.study_name,
+                                     tags={"optuna.study_name": study.study_name, "ecg_automl.kind": "study",
+                                           **(tags or {})})
         run_id = run.info.run_id
         study.set_user_attr("mlflow_parent_run_id", run_id)
         self.log_params(run_id, {f"study.{k}": v for k, v in settings.items() if k != "space_yaml"})
