@@ -16,7 +16,7 @@ from spaces import SearchSpace
 from . import _interrupt
 from .metrics import binary_metrics, cv_objective
 from .settings import StudySettings
-from .study import load_study_data, open_study, run_final, search_data, space_for_data
+from .study import StudyMismatchError, load_study_data, open_study, run_final, search_data, space_for_data
 from .tracking import Tracker, TrackingConfig
 from .training import fit
 
@@ -106,7 +106,10 @@ def _tuner_class():
                         self.tracker.log_metrics(run_id, {"objective.quality": value})
                     self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id})
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
-            self.on_trial(number, value, config, threshold, trial.trial_id)
+            try:
+                self.on_trial(number, value, config, threshold, trial.trial_id)
+            except StudyMismatchError as e:  # KerasTuner would log any other error as a failed trial and go on
+                raise kt.errors.FatalError(str(e)) from e
             return {"val_objective": value}
 
         def save_model(self, trial_id, model, step=0):  # models are rebuilt from configs, not stored
@@ -184,6 +187,12 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         if tracker is not None:
             tracker.end_study(parent, "KILLED")
         raise
+    except Exception as e:  # the study was taken over (record_trial): say so, with the study run closed
+        if not isinstance(e.__cause__, StudyMismatchError):
+            raise
+        if tracker is not None:
+            tracker.end_study(parent, "FAILED")
+        raise e.__cause__ from None
     finally:
         _interrupt.restore(previous)
         bar.close()
@@ -215,6 +224,12 @@ def record_trial(study, space: SearchSpace, config: dict[str, Any], value: float
 
     if any(tr.user_attrs.get("keras_tuner.trial_id") == trial_id for tr in study.get_trials(deepcopy=False)):
         return
+    made_by = study.user_attrs.get("engine", "optuna")
+    if made_by != f"keras-tuner:{tuner}":  # another engine's search took the study over while this one ran
+        raise StudyMismatchError(
+            f"study {study.study_name!r} now belongs to {made_by}, not keras-tuner:{tuner} (another search took "
+            f"it over before this one recorded a trial): KerasTuner trial {trial_id} is not recorded there. "
+            f"Run this search under a new --study name.")
     dists = space.optuna_distributions()
     if tuner == "hyperband":
         dists.pop("epochs", None)

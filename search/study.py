@@ -134,6 +134,11 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None,
             raise StudyMismatchError(
                 f"study {name!r} holds trials searched by {made_by}, not {engine}: one study, one engine "
                 f"(their draws and budgets differ). Choose a new --study name.")
+        if engine is not None and made_by != engine and settings is None:
+            # KerasTuner records a trial only when it ends, so an empty study may be one it is searching now
+            raise StudyMismatchError(
+                f"study {name!r} was made by {made_by}, not {engine}: a worker joins a study of its own engine "
+                f"only (a {made_by} search may be running its first trial). Start a new --study.")
         if settings is not None:
             diff = stored.differences(settings)
             if diff:

@@ -479,6 +479,37 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
     assert len([r for r in runs if r.data.tags.get("ecg_automl.kind") == "trial"]) == 2
 
 
+def test_an_empty_keras_tuner_study_is_not_joined_or_mixed_with_optuna_trials(tmp_path, monkeypatch):
+    """KerasTuner records a trial only when it ends, so its study is empty while the first trial runs. A worker
+    joined such a study (and set its engine to optuna), and an Optuna search that took the study over got
+    KerasTuner's trial added to its own when it ended: one study held both engines' draws."""
+    import search.keras_tuner_engine as kte
+    from search import StudyMismatchError, open_study
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    open_study("kt", storage, tiny_settings(tmp_path), heartbeat=None, engine="keras-tuner:random")
+    with pytest.raises(StudyMismatchError, match="made by keras-tuner:random, not optuna: a worker joins"):
+        open_study("kt", storage, None, heartbeat=None, engine="optuna")
+    assert optuna.load_study(study_name="kt", storage=storage).user_attrs["engine"] == "keras-tuner:random"
+
+    real_fit, taken = kte.fit, []
+
+    def fit_while_an_optuna_search_takes_the_study(*args, **kw):
+        if not taken:  # an Optuna search on the same name, started while KerasTuner trains its first trial
+            taken.append(open_study("kt2", storage, tiny_settings(tmp_path), heartbeat=None, engine="optuna"))
+        return real_fit(*args, **kw)
+
+    monkeypatch.setattr(kte, "fit", fit_while_an_optuna_search_takes_the_study)
+    with pytest.raises(StudyMismatchError, match="now belongs to optuna, not keras-tuner:random"):
+        kte.run_keras_tuner("kt2", tiny_settings(tmp_path), tuner="random", n_trials=2, tracking=tracking(tmp_path),
+                            out_dir=tmp_path, progress=False, storage=storage)
+    study = optuna.load_study(study_name="kt2", storage=storage)
+    assert study.user_attrs["engine"] == "optuna" and not study.trials  # KerasTuner's trial was not added
+    client = Tracker(tracking(tmp_path)).client
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.info.status == "FAILED"  # the KerasTuner study run is closed, not left RUNNING
+
+
 def test_tf_threads_limit_tensorflow_and_refuse_to_be_ignored(tmp_path):
     """search/worker --tf-threads N: TensorFlow then runs N threads; asked too late it says so, not silently."""
     code = ("import tensorflow as tf, search\n"
