@@ -347,6 +347,17 @@ def test_a_12_lead_model_reads_its_12_leads_or_says_which_are_missing(untrained,
     assert "the model takes 12 leads, but its sidecar (ptbxl-old.json) does not name them" in proc.stderr
 
 
+def test_an_mlii_model_reads_lead_ii_of_a_12_lead_record(untrained, data_root, tmp_path, cli_env):
+    """A 12-lead record (CinC-2021, WFDB in .mat files, 500 Hz) has no MLII: an MLII model read lead I, the
+    record's first, although lead II is the standard lead MLII modifies. It now reads II and says so."""
+    record = data_root / "cinc2021_sample" / "E07500"
+    proc = run_cli(["predict", untrained["mitdb"], "--record", record, "--json"], tmp_path, cli_env)
+    summary = json.loads(proc.stdout)["summary"]
+    assert summary["lead"] == "II" and 5 <= summary["beats"] <= 15, summary
+    text = run_cli(["predict", untrained["mitdb"], "--record", record], tmp_path, cli_env).stdout
+    assert "which " in text and "lead II, its closest counterpart (the same limb-lead axis" in text, text[-1500:]
+
+
 def test_predict_says_when_it_reads_another_lead_and_which_beats_it_skipped(untrained, data_root, tmp_path, cli_env):
     """Record 102 (paced) has no MLII: an MLII model reads V5 and says so, and of its 2,187 annotated beats
     only the 103 that are not AAMI class Q are classified: the output says what happened to the others. The

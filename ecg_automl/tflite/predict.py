@@ -115,6 +115,11 @@ def _model_channels(meta: dict[str, Any], model: TFLiteModel) -> int:
     return int(meta.get("channels", 1))
 
 
+# A Holter's modified limb leads (MLI, MLII, MLIII; MIT-BIH records MLII) and the standard limb leads of a
+# 12-lead record (I, II, III) look along the same axis: each is the other's closest stand-in.
+_LIMB_COUNTERPART = {"MLI": "I", "MLII": "II", "MLIII": "III", "I": "MLI", "II": "MLII", "III": "MLIII"}
+
+
 def _find_lead(names: list[str], lead: str) -> int | None:
     """Index of ``lead`` among a record's signal names (case-insensitive), or None."""
     upper = [n.upper() for n in names]
@@ -135,6 +140,12 @@ def _record_leads(meta: dict[str, Any], model_path, names: list[str], channels: 
         idx = _find_lead(names, wanted)
         if idx is not None or wanted == "first":
             return [idx or 0], None
+        counterpart = _LIMB_COUNTERPART.get(wanted.upper())
+        alt = _find_lead(names, counterpart) if counterpart else None
+        if alt is not None:
+            return [alt], (f"the model was trained on lead {wanted}, which {record} does not have (leads: {have}); "
+                           f"lead {names[alt]}, its closest counterpart (the same limb-lead axis, other electrode "
+                           f"placement), was used instead, so the predictions may differ from those on {wanted}")
         return [0], (f"the model was trained on lead {wanted}, which {record} does not have (leads: {have}); "
                      f"lead {names[0]} was used instead, so the predictions may not be reliable")
     if not leads or len(leads) != channels:
