@@ -136,3 +136,9 @@ def test_data_without_rr_intervals_fixes_rr_features_to_false():
     doc["params"]["rr_features"] = {"type": "categorical", "choices": [True]}
     with pytest.raises(SpaceError, match="params.rr_features is fixed to true"):
         SearchSpace.from_dict(doc, "only-true.yaml").without_rr_features("no RR")
+
+
+def test_an_unknown_pool_is_refused_not_built_as_average_pooling():
+    cfg = SearchSpace.load("default").suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask())
+    with pytest.raises(ValueError, match="unknown pool 'MAX'"):
+        build_model({**cfg, "pool": "MAX"}, decay_steps=10)
