@@ -630,3 +630,17 @@ def test_fit_refuses_data_no_model_should_be_trained_on(small_mitdb):
             fit(cfg, train, val)
     with pytest.raises(ValueError, match="unknown class_weight 'balance'"):
         fit({**cfg, "class_weight": "balance"}, some)
+
+
+def test_settings_no_trial_could_use_are_refused_when_made():
+    """metric='F1' used to be accepted, the study written, and the first trial failed after training a
+    fold; folds=1 and objectives=['f1'] failed inside the driver after the study existed."""
+    with pytest.raises(ValueError, match="unknown metric 'F1'"):
+        StudySettings(metric="F1")
+    for folds in (1, 0, 2.5):
+        with pytest.raises(ValueError, match="folds must be a whole number of at least 2"):
+            StudySettings(folds=folds)
+    for objectives in ([], ["f1"], ["latency"], ["quality", "speed"]):
+        with pytest.raises(ValueError, match="objectives must start with 'quality'"):
+            StudySettings(objectives=objectives)
+    assert StudySettings(objectives=["quality", "latency", "size"], metric="auc").folds == 3
