@@ -155,3 +155,11 @@ def test_a_number_yaml_read_as_text_says_how_to_write_it(tmp_path):
     p.write_text(text.replace("epochs: 4", "epochs: '4'"))
     with pytest.raises(SpaceError, match="params.epochs: '4' is a str, expected int.*write it without quotes"):
         SearchSpace.load(p)
+
+
+def test_an_empty_description_stays_empty():
+    """``description:`` with nothing after it is YAML null: the space's description was the text 'None'."""
+    doc = _doc()
+    doc["description"] = None
+    space = SearchSpace.from_yaml(yaml.safe_dump(doc), "s.yaml")
+    assert space.description == "" and "None" not in space.to_yaml()
