@@ -644,3 +644,12 @@ def test_settings_no_trial_could_use_are_refused_when_made():
         with pytest.raises(ValueError, match="objectives must start with 'quality'"):
             StudySettings(objectives=objectives)
     assert StudySettings(objectives=["quality", "latency", "size"], metric="auc").folds == 3
+
+
+def test_final_test_refuses_a_threshold_outside_0_1_before_training(small_mitdb, monkeypatch):
+    from search import final, final_test
+
+    monkeypatch.setattr(final, "fit", lambda *a, **k: pytest.fail("trained before refusing the threshold"))
+    for bad in (1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
+            final_test({"epochs": 1}, bad, small_mitdb)
