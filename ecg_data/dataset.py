@@ -69,17 +69,25 @@ class BeatDataset:
         return out
 
     def save(self, path) -> None:
-        """Write the arrays to one ``.npz`` (no pickle: every array is a plain dtype)."""
+        """Write the arrays to one ``.npz`` (no pickle: every array is a plain dtype), with the
+        :data:`_SAVED_FLAGS` of ``info`` that change what the arrays mean."""
+        flags = {f"info.{k}": np.bool_(self.info[k]) for k in _SAVED_FLAGS if k in self.info}
         np.savez(path, X=self.X, rr=self.rr, y=self.y, label=self.label.astype("U8"),
                  groups=self.groups.astype("U32"), records=self.records.astype("U32"),
-                 split=self.split.astype("U8"), fs=np.float64(self.fs), name=np.str_(self.name))
+                 split=self.split.astype("U8"), fs=np.float64(self.fs), name=np.str_(self.name), **flags)
 
     @classmethod
     def load(cls, path, info: dict[str, Any] | None = None) -> "BeatDataset":
-        """Read a dataset written by :meth:`save` (``allow_pickle=False``)."""
+        """Read a dataset written by :meth:`save` (``allow_pickle=False``); ``info`` adds to its saved flags."""
         with np.load(path, allow_pickle=False) as z:
+            flags = {k: bool(z[f"info.{k}"]) for k in _SAVED_FLAGS if f"info.{k}" in z.files}
             return cls(str(z["name"]), z["X"], z["rr"], z["y"], z["label"], z["groups"], z["records"],
-                       z["split"], float(z["fs"]), dict(info or {}))
+                       z["split"], float(z["fs"]), {**flags, **(info or {})})
+
+
+#: ``info`` keys :meth:`BeatDataset.save` keeps: without them a loaded heartbeat-CSV dataset would claim real
+#: RR intervals (its ``rr`` is a placeholder) and hide that its split is beat-level.
+_SAVED_FLAGS = ("rr_available", "beat_level_split")
 
 
 def concat(name: str, parts: list[BeatDataset], fs: float, info: dict[str, Any]) -> BeatDataset:

@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from ._paths import database_dir
 from .cache import cached
 from .dataset import BeatDataset
@@ -42,6 +44,11 @@ def load_dataset(
     """
     if name not in SOURCES:
         raise DataError(f"unknown dataset {name!r}; available: {', '.join(sorted(SOURCES))}")
+    records = _record_names(records)
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
+        raise TypeError(f"window must be a whole number of samples, not {window!r}")
+    if isinstance(fs, bool) or not isinstance(fs, (int, float, np.integer, np.floating)):
+        raise TypeError(f"fs must be a number (Hz), not {fs!r}")
     if window < 8:
         raise DataError(f"window must be at least 8 samples, not {window}")
     if fs <= 0:
@@ -65,3 +72,16 @@ def load_dataset(
         for message in ds.info.get("warnings", []):
             log.warning("%s", message)
     return ds
+
+
+def _record_names(records) -> list[str] | None:
+    """``records`` as a list of names: a lone string would be read letter by letter, record 101 given as a
+    number would not match ``"101"``, and an empty list would select the whole database from the cache."""
+    if records is None:
+        return None
+    if isinstance(records, (str, bytes)):
+        raise TypeError(f"records must be a list of record names, not one string: records=[{records!r}]")
+    records = [str(r) for r in records]
+    if not records:
+        raise DataError("records is empty: name at least one record, or pass None for every record")
+    return records

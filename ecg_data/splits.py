@@ -34,6 +34,7 @@ def check_no_leak(groups: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarra
 
 def grouped_splits(cv, X, y: np.ndarray, groups: np.ndarray):
     """Yield (train_idx, val_idx) from ``cv``, checking each fold for patient leakage."""
+    _check_groups(y, groups)
     n_groups = len(np.unique(groups))
     n_splits = cv.get_n_splits(X, y, groups)
     if n_groups < n_splits:
@@ -43,9 +44,21 @@ def grouped_splits(cv, X, y: np.ndarray, groups: np.ndarray):
         yield train_idx, val_idx
 
 
+def _check_groups(y: np.ndarray, groups: np.ndarray | None) -> None:
+    """ValueError unless ``groups`` gives every beat its patient (None or a short array read as one patient)."""
+    if groups is None:
+        raise ValueError("groups is required: the patient of every beat, what the split keeps on one side")
+    if len(groups) != len(y):
+        raise ValueError(f"groups has {len(groups)} entries but there are {len(y)} beats (one patient per beat)")
+
+
 def subsample_beats(y: np.ndarray, groups: np.ndarray, max_beats: int, *, seed: int = 0) -> np.ndarray:
-    """Indices of at most ``max_beats`` beats, drawn stratified by (patient, class): every patient and
-    every class of every patient keeps its share (at least one beat), so groups and balance survive."""
+    """Indices of about ``max_beats`` beats, drawn stratified by (patient, class): every patient and
+    every class of every patient keeps its share (at least one beat, so rounding and rare classes can add
+    a few over ``max_beats``), so groups and balance survive."""
+    _check_groups(y, groups)
+    if max_beats < 1:
+        raise ValueError(f"max_beats must be at least 1, not {max_beats}")
     n = len(y)
     if max_beats >= n:
         return np.arange(n)

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ecg_data import BeatDataset
 
 from . import plots
-from .metrics import best_threshold, binary_metrics, format_report, full_report
+from .metrics import _check_threshold, best_threshold, binary_metrics, format_report, full_report
 from .tracking import Tracker
 from .training import FitResult, fit, predict
 
@@ -144,6 +144,7 @@ def final_test(
     as ``search_threshold`` beside it)."""
     if final_model not in FINAL_MODELS:
         raise ValueError(f"unknown final model {final_model!r} (choose from {', '.join(FINAL_MODELS)})")
+    _check_threshold(threshold)  # before the training, not when the report is made after it
     if final_model == "folds" and members > 1:
         raise ValueError("the fold ensemble's members are its folds: members must be 1 with final_model='folds'")
     train, test = data.search_part(), data.test_part()

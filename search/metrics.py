@@ -12,10 +12,44 @@ from sklearn import metrics as skm
 METRICS = ("f1", "f1@0.5", "auc")
 
 
+def _scores(y, prob) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` as 0/1 ints and ``prob`` as a flat float array, or ValueError saying which argument is wrong:
+    scikit-learn's errors do not, and where no ROC-AUC is computed a NaN probability was read as normal."""
+    y, prob = np.asarray(y), np.asarray(prob)
+    if prob.ndim == 2 and prob.shape[1] == 1:  # what a Keras model's predict returns
+        prob = prob[:, 0]
+    if y.ndim != 1 or prob.ndim != 1:
+        raise ValueError(f"y and prob must be 1-D, one value per beat (shapes {y.shape} and {prob.shape})")
+    if len(y) != len(prob):
+        raise ValueError(f"y has {len(y)} beats but prob has {len(prob)}")
+    if len(y) == 0:
+        raise ValueError("no beats: y and prob are empty")
+    if not np.issubdtype(prob.dtype, np.number) or np.issubdtype(prob.dtype, np.complexfloating):
+        raise TypeError(f"prob must hold numbers, not {prob.dtype}")
+    prob = prob.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(prob))
+    if len(bad):
+        raise ValueError(f"prob holds {len(bad)} NaN or infinite value(s) (first at beat {bad[0]}): "
+                         f"scores of a diverged model cannot be ranked or thresholded")
+    if not np.isin(y, (0, 1)).all():
+        odd = [v.item() for v in np.unique(y) if not np.isin(v, (0, 1))][:5]
+        raise ValueError(f"y must be 0 (normal) or 1 (abnormal), found {', '.join(map(repr, odd))} "
+                         f"(a dataset's y, not its label)")
+    return y.astype(int), prob
+
+
+def _check_threshold(threshold: float) -> None:
+    """ValueError unless ``threshold`` is a probability: outside [0, 1] every beat gets one class."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise TypeError(f"threshold must be a number, not {type(threshold).__name__}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], not {threshold}")
+
+
 def binary_metrics(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Accuracy, precision (PPV), recall (sensitivity), specificity, F1 and ROC-AUC of the abnormal class."""
-    y = np.asarray(y).astype(int)
-    prob = np.asarray(prob, dtype=np.float64).ravel()
+    _check_threshold(threshold)
+    y, prob = _scores(y, prob)
     pred = (prob >= threshold).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
     out = {
@@ -62,7 +96,8 @@ def cv_objective(metric: str, y: np.ndarray, prob: np.ndarray, folds: np.ndarray
     a config at F1 0.34 at 0.5 had out-of-fold F1 0.76 at its chosen threshold (ROC-AUC 0.94), and lost to
     one at 0.65 and 0.65 (ROC-AUC 0.88)."""
     _check_metric(metric)
-    y, prob, folds = np.asarray(y).astype(int), np.ravel(prob), np.ravel(folds)
+    y, prob = _scores(y, prob)
+    folds = _folds(folds, len(y)).ravel()
     threshold = best_threshold(y, prob, folds)
     per_fold = []
     for k in np.unique(folds):
@@ -83,15 +118,24 @@ def best_threshold(y: np.ndarray, prob: np.ndarray, folds: np.ndarray | None = N
 
     ``folds`` may hold several fold assignments, one row each (repeated K-fold): the median is then over
     every fold of every row."""
-    y, prob = np.asarray(y).astype(int), np.ravel(prob)
+    y, prob = _scores(y, prob)
     if folds is not None:
-        rows = np.atleast_2d(np.asarray(folds))
+        rows = np.atleast_2d(_folds(folds, len(y)))
         per_fold = [_f1_threshold(y[row == k], prob[row == k]) for row in rows for k in np.unique(row)]
         per_fold = [t for t in per_fold if t is not None]
         if per_fold:
             return float(np.median(per_fold))
     t = _f1_threshold(y, prob)
     return 0.5 if t is None else t
+
+
+def _folds(folds, n: int) -> np.ndarray:
+    """``folds`` as an array whose rows each give all ``n`` beats a fold; ValueError if its length differs."""
+    folds = np.asarray(folds)
+    if folds.ndim not in (1, 2) or folds.shape[-1] != n:
+        raise ValueError(f"folds must give each of the {n} beats its fold (one row per repeat), "
+                         f"not an array of shape {folds.shape}")
+    return folds
 
 
 def _f1_threshold(y: np.ndarray, prob: np.ndarray) -> float | None:
@@ -106,8 +150,13 @@ def _f1_threshold(y: np.ndarray, prob: np.ndarray) -> float | None:
 def full_report(y: np.ndarray, prob: np.ndarray, threshold: float, labels: np.ndarray | None = None) -> dict[str, Any]:
     """Everything the final test reports: abnormal-class metrics, per-class P/R/F1 (normal too), the
     confusion matrix and, for multi-class labels (AAMI N/S/V/F), the detection rate of each fine class."""
-    y = np.asarray(y).astype(int)
-    pred = (np.ravel(prob) >= threshold).astype(int)
+    _check_threshold(threshold)
+    y, prob = _scores(y, prob)
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != y.shape:
+            raise ValueError(f"labels has {len(labels)} beats but y has {len(y)}")
+    pred = (prob >= threshold).astype(int)
     report = skm.classification_report(y, pred, labels=[0, 1], target_names=["normal", "abnormal"],
                                        output_dict=True, zero_division=0)
     out: dict[str, Any] = {

@@ -43,7 +43,17 @@ class StudySettings:
 
     def __post_init__(self) -> None:
         from .final import FINAL_MODELS
+        from .metrics import METRICS
+        from .study import DIRECTIONS
 
+        # checked here, not when the first trial ends: run_search writes the study before any trial runs
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r} (choose from {', '.join(METRICS)})")
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
+            raise ValueError(f"folds must be a whole number of at least 2 (patient-grouped folds), not {self.folds!r}")
+        if not self.objectives or self.objectives[0] != "quality" or not set(self.objectives) <= set(DIRECTIONS):
+            raise ValueError(f"objectives must start with 'quality' and may add {', '.join(list(DIRECTIONS)[1:])}, "
+                             f"not {self.objectives!r}")
         if self.final_model not in FINAL_MODELS:
             raise ValueError(f"unknown final model {self.final_model!r} (choose from {', '.join(FINAL_MODELS)})")
         if self.final_model == "folds" and self.final_members > 1:

@@ -58,6 +58,8 @@ def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
     """Balanced class weights (n / (2 * count)) or None."""
     if mode == "none":
         return None
+    if mode != "balanced":
+        raise ValueError(f"unknown class_weight {mode!r} (expected balanced or none)")
     counts = np.bincount(np.asarray(y).astype(int), minlength=2)
     if (counts == 0).any():
         return None
@@ -78,6 +80,7 @@ def fit(
 
     import keras
 
+    _check_fit_data(config, train, val)
     set_seed(seed)
     steps = math.ceil(len(train) / int(config["batch_size"])) * int(config["epochs"])
     model = build_model(config, channels=int(train.X.shape[2]), decay_steps=steps)
@@ -115,6 +118,23 @@ def fit(
         if not np.isfinite(result.val_prob).all():
             raise TrainingDiverged("the model predicts NaN on validation beats")
     return result
+
+
+def _check_fit_data(config: Mapping[str, Any], train: BeatDataset, val: BeatDataset | None) -> None:
+    """ValueError for data no model should be trained on: Keras would train on no beats or on one class
+    without complaint, and feed a model ``rr`` placeholders of a source without RR intervals."""
+    if len(train) == 0:
+        raise ValueError(f"{train.name}: the training set has no beats")
+    if val is not None and len(val) == 0:
+        raise ValueError(f"{val.name}: the validation set has no beats (pass val=None to train without one)")
+    classes = np.unique(train.y)
+    if len(classes) < 2:
+        kind = "abnormal" if classes[0] else "normal"
+        raise ValueError(f"{train.name}: the training set holds only {kind} beats ({len(train)}); a classifier "
+                         f"of normal vs abnormal needs both")
+    if config.get("rr_features", False) and not train.rr_available:
+        raise ValueError(f"{train.name}: config has rr_features true, but this dataset has no RR intervals "
+                         f"(its rr array is a placeholder); set rr_features to false")
 
 
 def predict(model, config: Mapping[str, Any], ds: BeatDataset, batch_size: int = 1024) -> np.ndarray:

@@ -73,6 +73,8 @@ def _network(config: Mapping[str, Any], ecg, rr, prefix: str = ""):
         return prefix + n
 
     # --- residual Conv1D branch -------------------------------------------------------------
+    if config["pool"] not in ("max", "avg"):  # checked: anything but "max" would quietly build "avg"
+        raise ValueError(f"unknown pool {config['pool']!r} (expected max or avg)")
     k = int(config["kernel_size"])
     x = layers.Conv1D(int(config["stem_filters"]), k, padding="same", use_bias=False, name=name("stem_conv"))(ecg)
     x = layers.BatchNormalization(name=name("stem_bn"))(x)

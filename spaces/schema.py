@@ -84,9 +84,23 @@ def check_value(key: str, value: Any, domain: ParamDomain) -> None:
     """Raise :class:`SpaceError` naming ``key`` if ``value`` is outside ``domain``."""
     if not _type_ok(value, domain.kind):
         raise SpaceError(f"{key}: {value!r} is a {type(value).__name__}, expected {domain.kind.__name__}"
-                         + (f" ({domain.describe})" if domain.describe else ""))
+                         + (f" ({domain.describe})" if domain.describe else "") + _number_as_text_hint(value, domain))
     if not domain.check(value):
         raise SpaceError(f"{key}: {value!r} is out of range, expected {domain.describe}")
+
+
+def _number_as_text_hint(value: Any, domain: ParamDomain) -> str:
+    """Why a number came out as text: YAML 1.1 (PyYAML) reads ``1e-3`` as a string, it needs ``1.0e-3``."""
+    if not isinstance(value, str) or domain.kind not in (int, float):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    mark = value.lower().find("e")
+    if mark > 0 and "." not in value:
+        return f"; YAML reads {value} as text: write {number!r} or {value[:mark]}.0{value[mark:]}"
+    return "; write it without quotes"
 
 
 def validate(doc: Any) -> None:

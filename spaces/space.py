@@ -35,7 +35,7 @@ class SearchSpace:
         params = copy.deepcopy(doc["params"])
         params.update({k: v for k, v in OPTIONAL.items() if k not in params})
         return cls(name=str(doc.get("name") or Path(source).stem), params=params,
-                   description=str(doc.get("description", "")), data=dict(doc.get("data") or {}), source=source)
+                   description=str(doc.get("description") or ""), data=dict(doc.get("data") or {}), source=source)
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<string>") -> "SearchSpace":

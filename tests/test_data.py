@@ -176,3 +176,20 @@ def test_malformed_header_is_reported_as_such(data_root, tmp_path, header, probl
         load_dataset("mitdb", root=root, records=["203"], use_cache=False)
     assert err.value.path == str(root / "mitdb" / "203.hea")
     assert problem in err.value.problem and "no channel" not in str(err.value)
+
+
+def test_records_and_window_of_the_wrong_kind_are_refused_by_name(small_mitdb):
+    """records="101" was read letter by letter, records=[101] did not match "101", and records=[] handed out
+    the whole cached database as if no filter was given; a window of 100.5 failed deep in indexing."""
+    with pytest.raises(TypeError, match=r"not one string: records=\['101'\]"):
+        load_dataset("mitdb", records="101")
+    with pytest.raises(DataError, match="records is empty"):
+        load_dataset("mitdb", records=[])
+    as_numbers = load_dataset("mitdb", records=[101, 100])
+    assert set(as_numbers.records) == {"101", "100"}
+    assert len(as_numbers) == int(np.isin(small_mitdb.records, ["101", "100"]).sum())
+    for window in ("256", 100.5):
+        with pytest.raises(TypeError, match="window must be a whole number"):
+            load_dataset("mitdb", records=["101"], window=window)
+    with pytest.raises(TypeError, match="fs must be a number"):
+        load_dataset("mitdb", records=["101"], fs="180")

@@ -133,3 +133,40 @@ def test_the_final_model_is_described_by_what_was_averaged() -> None:
     assert describe_final_model({"final_model": "folds", "members": 3}) == "the average of 3 patient-grouped fold models"
     assert describe_final_model({"final_model": "refit", "members": 3}).startswith("the average of 3 seeds' models")
     assert describe_final_model({"members": 1}) == "one model trained on all search patients"
+
+
+@pytest.mark.parametrize("y, prob, message", [
+    ([], [], "no beats"),
+    ([0, 1, 0], [0.1, 0.9], "y has 3 beats but prob has 2"),
+    ([0, 1], [[0.9, 0.1], [0.2, 0.8]], "must be 1-D"),
+    ([0, 0, 0], [0.1, np.nan, 0.2], "1 NaN or infinite value"),  # one class: no ROC-AUC would have caught it
+    ([0, 1, 1], [0.1, 0.9, np.inf], "first at beat 2"),
+    (["N", "V"], [0.1, 0.9], "found 'N', 'V'"),
+    ([0, 2], [0.1, 0.9], "found 2"),
+])
+def test_scores_that_cannot_be_measured_are_refused_by_name(y, prob, message):
+    """Empty, mismatched, NaN (silently read as normal when y holds one class) or non-0/1 inputs are a
+    ValueError saying what is wrong, from every metric, not a scikit-learn message or a quiet number."""
+    from search.metrics import cv_objective, full_report
+
+    for call in (lambda: binary_metrics(y, prob), lambda: best_threshold(y, prob),
+                 lambda: full_report(y, prob, 0.5), lambda: cv_objective("f1", y, prob, np.zeros(len(y)))):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_a_threshold_must_be_a_probability_and_folds_and_labels_must_match():
+    y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.3, 0.7, 0.9])
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
+            binary_metrics(y, p, bad)
+    with pytest.raises(TypeError, match="threshold must be a number"):
+        binary_metrics(y, p, "0.5")
+    assert binary_metrics(y, p.reshape(-1, 1), 1.0)["recall"] == 0.0  # a Keras (n, 1) output is fine
+    with pytest.raises(ValueError, match="folds must give each of the 4 beats its fold"):
+        best_threshold(y, p, np.array([0, 1]))
+    from search.metrics import full_report
+
+    with pytest.raises(ValueError, match="labels has 2 beats but y has 4"):
+        full_report(y, p, 0.5, labels=np.array(["N", "V"]))
+    assert full_report(y, p, 0.5, labels=["N", "N", "V", "V"])["by_label"]["V"]["flagged_abnormal"] == 1.0

@@ -638,3 +638,49 @@ def test_keras_tuner_search_stopped_by_sigterm_closes_its_runs_and_resumes(tmp_p
                                                    mlflow_uri, "--experiment", "test"], tmp_path, cli_env).stdout
     trial_runs = [r for r in client.search_runs([exp]) if r.data.tags.get("ecg_automl.kind") == "trial"]
     assert sorted(r.info.status for r in trial_runs) == ["FAILED", "FINISHED", "FINISHED"]
+
+
+def test_fit_refuses_data_no_model_should_be_trained_on(small_mitdb):
+    """No beats, one class, an empty validation set or placeholder RR intervals: a ValueError before any
+    training (Keras trained on 0 beats or on normal beats only without a word, and crashed on an empty val)."""
+    from search import fit
+
+    cfg = {k: (v["choices"][0] if isinstance(v, dict) and "choices" in v else v["low"] if isinstance(v, dict) else v)
+           for k, v in TINY.items()}
+    search = small_mitdb.search_part()
+    some = search.subset(np.r_[np.flatnonzero(search.y == 0)[:200], np.flatnonzero(search.y == 1)[:100]])
+    cases = [(search.subset(np.arange(0)), None, "training set has no beats"),
+             (some, some.subset(np.arange(0)), "validation set has no beats"),
+             (search.subset(search.y == 0), None, "only normal beats"),
+             (search.subset(search.y == 1), None, "only abnormal beats")]
+    no_rr = some.subset(np.arange(len(some)))
+    no_rr.info["rr_available"] = False
+    cases.append((no_rr, None, "has no RR intervals"))
+    for train, val, message in cases:
+        with pytest.raises(ValueError, match=message):
+            fit(cfg, train, val)
+    with pytest.raises(ValueError, match="unknown class_weight 'balance'"):
+        fit({**cfg, "class_weight": "balance"}, some)
+
+
+def test_settings_no_trial_could_use_are_refused_when_made():
+    """metric='F1' used to be accepted, the study written, and the first trial failed after training a
+    fold; folds=1 and objectives=['f1'] failed inside the driver after the study existed."""
+    with pytest.raises(ValueError, match="unknown metric 'F1'"):
+        StudySettings(metric="F1")
+    for folds in (1, 0, 2.5):
+        with pytest.raises(ValueError, match="folds must be a whole number of at least 2"):
+            StudySettings(folds=folds)
+    for objectives in ([], ["f1"], ["latency"], ["quality", "speed"]):
+        with pytest.raises(ValueError, match="objectives must start with 'quality'"):
+            StudySettings(objectives=objectives)
+    assert StudySettings(objectives=["quality", "latency", "size"], metric="auc").folds == 3
+
+
+def test_final_test_refuses_a_threshold_outside_0_1_before_training(small_mitdb, monkeypatch):
+    from search import final, final_test
+
+    monkeypatch.setattr(final, "fit", lambda *a, **k: pytest.fail("trained before refusing the threshold"))
+    for bad in (1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
+            final_test({"epochs": 1}, bad, small_mitdb)

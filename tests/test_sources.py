@@ -346,3 +346,18 @@ def test_heartbeat_csv_header_row_is_malformed(csv_folder):
     csv.write_text(",".join(f"c{i}" for i in range(188)) + "\n" + csv.read_text())
     with pytest.raises(DataError, match="line 1, column 1: 'c0' is not a number"):
         read_heartbeat_csv(csv)
+
+
+def test_a_saved_heartbeat_csv_dataset_still_says_it_has_no_rr_intervals(csv_folder, monkeypatch, tmp_path):
+    """BeatDataset.save / load kept the arrays but not info: a reloaded CSV dataset claimed real RR intervals
+    (so search.fit fed the placeholders) and no longer said its split was beat-level."""
+    from ecg_data import BeatDataset
+
+    monkeypatch.setenv("ECG_AUTOML_ALLOW_BEAT_SPLIT", "1")
+    Path(str(csv_folder / "mitbih_test.csv") + ".groups").unlink()
+    ds = load_dataset("heartbeat-csv", path=csv_folder, use_cache=False)
+    ds.save(tmp_path / "beats.npz")
+    back = BeatDataset.load(tmp_path / "beats.npz")
+    assert back.rr_available is False and back.info["beat_level_split"] is True
+    assert BeatDataset.load(tmp_path / "beats.npz", {"note": 1}).info == {
+        "rr_available": False, "beat_level_split": True, "note": 1}

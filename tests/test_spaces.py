@@ -136,3 +136,30 @@ def test_data_without_rr_intervals_fixes_rr_features_to_false():
     doc["params"]["rr_features"] = {"type": "categorical", "choices": [True]}
     with pytest.raises(SpaceError, match="params.rr_features is fixed to true"):
         SearchSpace.from_dict(doc, "only-true.yaml").without_rr_features("no RR")
+
+
+def test_an_unknown_pool_is_refused_not_built_as_average_pooling():
+    cfg = SearchSpace.load("default").suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask())
+    with pytest.raises(ValueError, match="unknown pool 'MAX'"):
+        build_model({**cfg, "pool": "MAX"}, decay_steps=10)
+
+
+def test_a_number_yaml_read_as_text_says_how_to_write_it(tmp_path):
+    """PyYAML (YAML 1.1) reads ``learning_rate: 1e-3`` as the string '1e-3': the error says why and what to write."""
+    text = SearchSpace.load("default").to_yaml()
+    p = tmp_path / "s.yaml"
+    p.write_text(text.replace("low: 0.0003", "low: 3e-4"))
+    with pytest.raises(SpaceError, match=r"params.learning_rate.low: '3e-4' is a str.*YAML reads 3e-4 as text: "
+                                         r"write 0.0003 or 3.0e-4"):
+        SearchSpace.load(p)
+    p.write_text(text.replace("epochs: 4", "epochs: '4'"))
+    with pytest.raises(SpaceError, match="params.epochs: '4' is a str, expected int.*write it without quotes"):
+        SearchSpace.load(p)
+
+
+def test_an_empty_description_stays_empty():
+    """``description:`` with nothing after it is YAML null: the space's description was the text 'None'."""
+    doc = _doc()
+    doc["description"] = None
+    space = SearchSpace.from_yaml(yaml.safe_dump(doc), "s.yaml")
+    assert space.description == "" and "None" not in space.to_yaml()

@@ -52,3 +52,17 @@ def test_too_few_patients_for_folds(small_mitdb):
     search = small_mitdb.search_part()
     with pytest.raises(ValueError, match="need at least 9 patients"):
         list(grouped_splits(patient_kfold(9), search.X, search.y, search.groups))
+
+
+def test_groups_that_do_not_give_every_beat_a_patient_are_refused(small_mitdb):
+    """groups=None or a short array was counted as one patient ("2 folds need at least 2 patients; the data has
+    1"); max_beats=0 returned one beat per patient and class."""
+    search = small_mitdb.search_part()
+    with pytest.raises(ValueError, match="groups is required"):
+        list(grouped_splits(patient_kfold(2), search.X, search.y, None))
+    with pytest.raises(ValueError, match=f"groups has 10 entries but there are {len(search)} beats"):
+        list(grouped_splits(patient_kfold(2), search.X, search.y, search.groups[:10]))
+    with pytest.raises(ValueError, match="groups has 10 entries"):
+        subsample_beats(search.y, search.groups[:10], 100)
+    with pytest.raises(ValueError, match="max_beats must be at least 1, not 0"):
+        subsample_beats(search.y, search.groups, 0)
