@@ -6,6 +6,7 @@ folder (a script's folder is on ``sys.path``).
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import functools
 import json
@@ -140,6 +141,58 @@ def finish(result: dict[str, Any], wall_s: float) -> dict[str, Any]:
     result["wall_seconds"] = round(wall_s, 2)
     result["machine"]["loadavg_end"] = loadavg()
     return result
+
+
+def at_least(low: int):
+    """An argparse ``type``: an integer of at least ``low`` (otherwise a one-line usage error, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def above_zero(text: str) -> float:
+    """An argparse ``type``: a finite number above 0 (seconds, milliseconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def config_file(text: str) -> Path:
+    """An argparse ``type`` for ``--config``: a readable file holding a JSON object (checked before any work)."""
+    path = Path(text)
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"{text} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise argparse.ArgumentTypeError(f"{text} must hold a JSON object of hyperparameters")
+    return path
+
+
+def out_dir(text: str) -> Path:
+    """An argparse ``type`` for ``--out-dir``: created if missing and checked writable now, not after the run."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {exc.strerror or exc}") from None
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text} is not a writable folder")
+    return path
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -392,16 +392,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="reject candidates whose Pi 4 estimate (int8) is over this before training (default none)")
     ap.add_argument("--trials", type=int, default=None, help=f"finished trials of the study (full {FULL['trials']})")
     ap.add_argument("--folds", type=int, default=None, help=f"patient-grouped folds per trial (full {FULL['folds']})")
-    ap.add_argument("--max-beats", type=int, default=None,
+    ap.add_argument("--max-beats", type=C.at_least(1), default=None,
                     help=f"DS1 beats per trial, stratified by patient and class (full {FULL['max_beats']})")
-    ap.add_argument("--epochs", type=int, default=None, help="override the space's epochs (quick: 1)")
+    ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the space's epochs (quick: 1)")
     ap.add_argument("--seed", type=int, default=0, help="study seed (sampler, folds, subsamples, retraining)")
     ap.add_argument("--max-front", type=int, default=None,
                     help=f"front members to export, spread along latency (full {FULL['max_front']})")
-    ap.add_argument("--final-beats", type=int, default=None,
+    ap.add_argument("--final-beats", type=C.at_least(1), default=None,
                     help="retrain each member on this many DS1 beats (stratified) instead of all DS1, the search's "
                          f"final-model policy (quick {QUICK['final_beats']})")
-    ap.add_argument("--ds2-beats", type=int, default=None,
+    ap.add_argument("--ds2-beats", type=C.at_least(1), default=None,
                     help="test on a DS2 subsample of this size, stratified by patient and class "
                          f"(full: all; quick {QUICK['ds2_beats']})")
     ap.add_argument("--runs", type=int, default=None, help=f"timed invokes per model (full {FULL['runs']})")
@@ -409,7 +409,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
     ap.add_argument("--work-dir", type=Path, default=None,
                     help="Optuna/MLflow stores and .tflite files (default OUT_DIR/_edge_work, git-ignored)")
-    ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.study is not None and not args.storage:

@@ -326,18 +326,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke mode: --epochs {QUICK['epochs']}, --folds {QUICK['folds']}, --seeds {QUICK['seeds']}")
-    ap.add_argument("--config", type=Path, default=None, help=f"model config JSON (default {DEFAULT_CONFIG.relative_to(C.ROOT)})")
+    ap.add_argument("--config", type=C.config_file, default=None, help=f"model config JSON (default {DEFAULT_CONFIG.relative_to(C.ROOT)})")
     ap.add_argument("--study", default=None, help="take the best trial's config from this Optuna study (its threshold "
                                                   "is not used: thresholds are chosen on PTB-XL out-of-fold records)")
     ap.add_argument("--storage", default=None, help="the study's storage URL (with --study)")
     ap.add_argument("--seeds", type=int, default=None, help="repeats (full 3, quick 1); medians reported")
     ap.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
-    ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs (quick: 1)")
+    ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (quick: 1)")
     ap.add_argument("--folds", type=int, default=None, help="patient-grouped folds for the out-of-fold thresholds "
                                                             "(full 3, quick 2)")
     ap.add_argument("--aggregate", choices=sorted(AGGREGATES), default="mean",
                     help="a record's probability from its beats' probabilities (default mean)")
-    ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.config is not None and args.study is not None:

@@ -286,21 +286,22 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke mode: --max-beats {QUICK['max_beats']}, --epochs {QUICK['epochs']}, --seeds {QUICK['seeds']}")
-    ap.add_argument("--config", type=Path, default=None, help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
+    ap.add_argument("--config", type=C.config_file, default=None, help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
     ap.add_argument("--study", default=None, help="take the best trial's config and threshold from this Optuna study")
     ap.add_argument("--storage", default=None, help="the study's storage URL (with --study)")
-    ap.add_argument("--seeds", type=int, default=None, help="repeats per arm (full 3, quick 1); medians reported")
+    ap.add_argument("--seeds", type=C.at_least(1), default=None, help="repeats per arm (full 3, quick 1); medians reported")
     ap.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
-    ap.add_argument("--max-beats", type=int, default=None,
+    ap.add_argument("--max-beats", type=C.at_least(1), default=None,
                     help="inter-patient training beats drawn from DS1 (and ~that many beat-level training beats); "
                          "full: all, quick: 4000")
-    ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs (quick: 1)")
-    ap.add_argument("--folds", type=int, default=3, help="patient-grouped folds for the DS1 out-of-fold threshold")
-    ap.add_argument("--members", type=int, default=None,
+    ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (quick: 1)")
+    ap.add_argument("--folds", type=C.at_least(2), default=3,
+                    help="patient-grouped folds for the DS1 out-of-fold threshold (default 3)")
+    ap.add_argument("--members", type=C.at_least(1), default=None,
                     help="inter-patient model = average of this many seeds' models, as `search --final-members` "
                          "(full 3, quick 1); the threshold still comes from single fold models")
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
-    ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.config is not None and args.study is not None:

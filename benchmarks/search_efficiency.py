@@ -459,11 +459,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--quick", action="store_true", help="1 seed, 40 s per engine, 1,200 beats, 2 folds, 1 epoch")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds (full: 0 1 2)")
-    ap.add_argument("--budget", type=float, help="wall-clock seconds per engine and seed (full: 300)")
+    ap.add_argument("--budget", type=C.above_zero, help="wall-clock seconds per engine and seed (full: 300)")
     ap.add_argument("--space", default=str(ROOT / "spaces" / "default.yaml"), help="space (default spaces/default.yaml)")
-    ap.add_argument("--max-beats", type=int, help="DS1 beats drawn by patient and class (full: 4000)")
-    ap.add_argument("--folds", type=int, help="patient-grouped folds per trial (full: 3)")
-    ap.add_argument("--epochs", type=int, help="override the space's epochs (quick: 1)")
+    ap.add_argument("--max-beats", type=C.at_least(1), help="DS1 beats drawn by patient and class (full: 4000)")
+    ap.add_argument("--folds", type=C.at_least(2), help="patient-grouped folds per trial (full: 3)")
+    ap.add_argument("--epochs", type=C.at_least(1), help="override the space's epochs (quick: 1)")
     ap.add_argument("--latency-budget-ms", type=float, default=1.0,
                     help="Optuna's latency gate: Pi 4 estimate of the int8 model (default 1.0 ms)")
     ap.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median",
@@ -484,7 +484,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="TensorFlow threads per KerasTuner tuner process (default: 1 with several, else TF's choice)")
     ap.add_argument("--startup-allowance", type=float, default=60.0,
                     help="seconds a child may spend on imports and data before its budget clock starts")
-    ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT)
     ap.add_argument("--work-dir", help="keep the studies and trial logs here (default: a temporary folder)")
     ap.add_argument("--reanalyse", metavar="JSON", help="recompute the summaries and the plot of a result file "
                                                         "(its runs are kept; nothing is trained) and rewrite it")

@@ -420,3 +420,44 @@ def test_worker_throughput_quick(tmp_path, cli_env):
         assert 0 < x["cores_busy"] <= r["machine"]["logical_cpus"] + 0.5
     assert math.isclose(rep["speedup"], rep["default"]["wall_s"] / rep["workers"]["wall_s"])
     assert f"{m['speedup_median']:.2f}x" in proc.stdout
+
+
+BAD_ARGS = [  # what a user may mistype, refused before any work: one usage line, exit 2, no traceback
+    ("quality.py", ["--folds", "1"], "argument --folds: must be at least 2, got 1"),
+    ("quality.py", ["--max-beats", "0"], "argument --max-beats: must be at least 1, got 0"),  # 0 was "all beats"
+    ("quality.py", ["--epochs", "0"], "argument --epochs: must be at least 1"),
+    ("quality.py", ["--config", "{missing}"], "argument --config: cannot read"),
+    ("quality.py", ["--config", "{malformed}"], "is not valid JSON"),
+    ("fold_ensemble.py", ["--max-beats", "-5"], "argument --max-beats: must be at least 1, got -5"),
+    ("fold_ensemble.py", ["--config", "{malformed}"], "is not valid JSON"),
+    ("ptbxl_records.py", ["--config", "{missing}"], "argument --config: cannot read"),
+    ("ptbxl_records.py", ["--epochs", "x"], "argument --epochs: 'x' is not an integer"),
+    ("pipeline_cost.py", ["--study-folds", "1"], "argument --study-folds: must be at least 2"),
+    ("pipeline_cost.py", ["--config", "{malformed}"], "is not valid JSON"),
+    ("edge.py", ["--ds2-beats", "0"], "argument --ds2-beats: must be at least 1"),
+    ("search_efficiency.py", ["--budget", "-1"], "argument --budget: must be a number above 0, got -1"),
+    ("search_efficiency.py", ["--folds", "1"], "argument --folds: must be at least 2"),
+    ("rr_features.py", ["--out-dir", "{unwritable}"], "argument --out-dir: cannot create"),
+    ("quality.py", ["--out-dir", "{unwritable}"], "argument --out-dir: cannot create"),
+]
+
+
+def test_bad_arguments_are_one_usage_line(tmp_path, cli_env):
+    import pytest
+
+    (tmp_path / "malformed.json").write_text("{bad")
+    (tmp_path / "file").write_text("")
+    paths = {"missing": tmp_path / "missing.json", "malformed": tmp_path / "malformed.json",
+             "unwritable": tmp_path / "file" / "out"}  # below a plain file: cannot be created, even by root
+    failures = []
+    for script, extra, expected in BAD_ARGS:
+        argv = [a.format(**paths) for a in extra]
+        if "--out-dir" not in argv:
+            argv += ["--out-dir", str(tmp_path / "out")]
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", *argv], cwd=ROOT,
+                              env=cli_env, capture_output=True, text=True, timeout=120)
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+        if proc.returncode != 2 or "Traceback" in proc.stderr or expected not in last:
+            failures.append(f"{script} {' '.join(argv)}: exit {proc.returncode}, {proc.stderr[-600:]}")
+    if failures:
+        pytest.fail("\n".join(failures))
