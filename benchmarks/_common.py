@@ -184,14 +184,16 @@ def config_file(text: str) -> Path:
 
 
 def out_dir(text: str) -> Path:
-    """An argparse ``type`` for ``--out-dir``: created if missing and checked writable now, not after the run."""
+    """An argparse ``type`` for ``--out-dir``: a folder that exists or can be created there, checked now, not
+    after the run (it is created when the first file is written)."""
     path = Path(text)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot create {text}: {exc.strerror or exc}") from None
-    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text} is not a writable folder")
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {probe} is not writable")
     return path
 
 
