@@ -15,11 +15,12 @@ import math
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 
@@ -30,6 +31,9 @@ if str(ROOT) not in sys.path:
 #: The config both scripts use unless ``--config`` or ``--study`` says otherwise.
 DEFAULT_CONFIG = ROOT / "benchmarks" / "configs" / "quality_default.json"
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
+
+log = logging.getLogger("benchmarks")
+_PARTIAL: list[Path] = []  # the partial result file this run keeps up to date (named when it is interrupted)
 
 
 def loadavg() -> list[float]:
@@ -341,3 +345,61 @@ def save_figure(fig, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so it unwinds (children killed, partial file named) as Ctrl-C does."""
+
+
+def _raise_terminated(signum, frame) -> NoReturn:
+    raise Terminated()
+
+
+def run(main: Callable[[], int]) -> NoReturn:
+    """A benchmark's entry point: SIGTERM stops it as Ctrl-C does; missing data (exit 2) and an interruption
+    (exit 130, 143 for SIGTERM, naming what was kept) are one line on stderr, not a traceback."""
+    from ecg_data.errors import DataError
+
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    prog = Path(sys.argv[0]).name
+    try:
+        code = main()
+    except DataError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, Terminated) else 130
+        kept = (f"the work finished so far is kept in {_PARTIAL[-1]}" if _PARTIAL and _PARTIAL[-1].exists()
+                else "nothing had finished, nothing was written")
+        print(f"\n{prog}: interrupted; {kept}", file=sys.stderr)
+    sys.exit(code)
+
+
+def save_partial(path: Path, result: dict[str, Any], done: int, total: int, t_start: float,
+                 **finished: Any) -> Path:
+    """Write the header and the seeds (or runs) finished so far to ``path``, a ``*.partial.json`` beside the
+    result file, so an interrupted run keeps them; log the progress."""
+    write_json(path, {**result, "partial": {"done": done, "of": total, "elapsed_s": round(time.perf_counter() - t_start, 1)},
+                      **finished})
+    if path not in _PARTIAL:
+        _PARTIAL.append(path)
+    log.info("%d of %d done, %.0f s elapsed; kept in %s", done, total, time.perf_counter() - t_start, path)
+    return path
+
+
+def seed_loop(seeds: list[int], one: Callable[[int], Any], partial: Path, result: dict[str, Any],
+              t_start: float, key: str = "runs") -> list[Any]:
+    """``one(seed)`` for each seed, logging which seed runs and keeping those finished in ``partial``."""
+    runs: list[Any] = []
+    for i, seed in enumerate(seeds):
+        log.info("seed %d (%d of %d)", seed, i + 1, len(seeds))
+        runs.append(one(seed))
+        save_partial(partial, result, i + 1, len(seeds), t_start, **{key: runs})
+    return runs
+
+
+def drop_partial(path: Path) -> None:
+    """The complete result is written: remove the partial file ``save_partial`` kept."""
+    path.unlink(missing_ok=True)
+    if path in _PARTIAL:
+        _PARTIAL.remove(path)

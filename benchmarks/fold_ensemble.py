@@ -234,10 +234,13 @@ def main(argv=None) -> int:
                                 "timed_runs": args.runs, "tflite_threads": 1}})
     data = load_dataset("mitdb", fs=180.0, window=max(256, int(config["input_length"])))
     result["data"] = data.summary()
-    result["runs"] = [one_seed(config, data, s, args.folds, args.max_beats, args.runs, args.repeats) for s in seeds]
+    partial = args.out_dir / f"fold_ensemble_{args.mode}.partial.json"
+    result["runs"] = C.seed_loop(seeds, lambda s: one_seed(config, data, s, args.folds, args.max_beats, args.runs,
+                                                           args.repeats), partial, result, t_start)
     result["medians"] = summarise(result["runs"])
     C.finish(result, time.perf_counter() - t_start)
     out = C.write_json(args.out_dir / f"fold_ensemble_{args.mode}.json", result)
+    C.drop_partial(partial)
     png = plot(result, args.out_dir / f"fold_ensemble_{args.mode}.png")
     m = result["medians"]
     print(f"fold ensemble ({args.mode}, {len(seeds)} seed(s), {args.repeats} x {args.folds} folds, {args.epochs} epochs), "
@@ -257,4 +260,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    C.run(main)

@@ -340,4 +340,4 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    C.run(main)

@@ -355,14 +355,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _ptbxl_dir() -> Path:
-    """The PTB-XL folder, or a clear exit naming it and how to get it."""
+    """The PTB-XL folder, or a DatabaseNotFoundError naming it and how to get it (one line, exit 2)."""
     from ecg_data import data_root
 
     path = data_root() / "ptbxl"
     if not (path / "ptbxl_database.csv").exists():
-        raise SystemExit(f"PTB-XL data not found: {path} has no ptbxl_database.csv. Get it with "
-                         f"`ecg-automl data fetch ptbxl` (the 100 Hz records and the two tables from PhysioNet, into "
-                         f"$ECG_AUTOML_DATA/ptbxl), or set ECG_AUTOML_DATA to a folder that holds ptbxl/.")
+        from ecg_data.errors import DatabaseNotFoundError
+
+        raise DatabaseNotFoundError(f"PTB-XL data not found: {path} has no ptbxl_database.csv. Get it with "
+                                    f"`ecg-automl data fetch ptbxl` (the 100 Hz records and the two tables from "
+                                    f"PhysioNet, into $ECG_AUTOML_DATA/ptbxl), or set ECG_AUTOML_DATA to a folder "
+                                    f"that holds ptbxl/.")
     return path
 
 
@@ -395,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_dataset("ptbxl", fs=fs, window=window, download=False)
     except DataError as exc:
-        raise SystemExit(f"could not load PTB-XL from {ptbxl}: {exc}. Re-fetch it with `ecg-automl data fetch ptbxl`.")
+        raise DataError(f"could not load PTB-XL from {ptbxl}: {exc}. Re-fetch it with `ecg-automl data fetch ptbxl`.") from exc
     result["data"] = {**data.summary(), "load_seconds": time.perf_counter() - t0,
                       "cache_hit": bool(data.info.get("cache", {}).get("hit")),
                       "channels": int(data.X.shape[2]), "rr_features_per_beat": int(data.rr.shape[1]),
@@ -409,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
              result["data"]["test"]["records"], result["data"]["load_seconds"], result["data"]["channels"],
              result["data"]["rr_features_per_beat"], config_source, config["epochs"], seeds)
 
-    runs = [run_seed(config, data, seed, args.folds, args.aggregate) for seed in seeds]
+    partial = args.out_dir / f"ptbxl_records_{args.mode}.partial.json"
+    runs = C.seed_loop(seeds, lambda seed: run_seed(config, data, seed, args.folds, args.aggregate), partial, result,
+                       t_start, key="per_seed")
 
     def level(key: str) -> dict[str, Any]:
         return {"median": C.median_of([_flat(r[key]) for r in runs]),
@@ -431,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     result["plot"] = str(png)
     C.finish(result, time.perf_counter() - t_start)
     js = C.write_json(out_dir / f"ptbxl_records_{args.mode}.json", result)
+    C.drop_partial(partial)
     print_summary(result)
     print(f"wrote {js} and {png}")
     return 0
@@ -457,4 +463,4 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    C.run(main)

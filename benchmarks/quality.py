@@ -345,10 +345,11 @@ def main(argv=None) -> int:
              len(data), int((data.split == "search").sum()), int((data.split == "test").sum()),
              result["data"]["load_seconds"], config_source, config["epochs"], seeds)
 
-    runs_inter, runs_beat = [], []
-    for seed in seeds:
-        runs_inter.append(inter_patient(config, data, seed, args.max_beats, args.folds, threshold, args.members))
-        runs_beat.append(beat_level(config, data, seed, args.max_beats))
+    partial = args.out_dir / f"quality_{args.mode}.partial.json"
+    runs = C.seed_loop(seeds, lambda seed: {
+        "inter_patient": inter_patient(config, data, seed, args.max_beats, args.folds, threshold, args.members),
+        "beat_level": beat_level(config, data, seed, args.max_beats)}, partial, result, t_start)
+    runs_inter, runs_beat = [r["inter_patient"] for r in runs], [r["beat_level"] for r in runs]
 
     def arm(runs, key):
         per_seed = [{**{k: v for k, v in r.items() if k not in ("keras", "int8")}, **r[key]} for r in runs]
@@ -396,6 +397,7 @@ def main(argv=None) -> int:
     result["plot"] = str(png)
     C.finish(result, time.perf_counter() - t_start)
     js = C.write_json(out_dir / f"quality_{args.mode}.json", result)
+    C.drop_partial(partial)
     print_summary(result)
     print(f"wrote {js} and {png}")
     return 0
@@ -426,4 +428,4 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    C.run(main)

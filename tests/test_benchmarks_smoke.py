@@ -22,6 +22,7 @@ def _run(script: str, out_dir, env, *extra: str) -> dict:
     stem = script.removesuffix(".py")
     js, png = out_dir / f"{stem}_quick.json", out_dir / f"{stem}_quick.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert not (out_dir / f"{stem}_quick.partial.json").exists()  # the per-seed progress file goes with success
     result = json.loads(js.read_text())
     assert result["mode"] == "quick" and script in result["command"] and "--quick" in result["command"]
     m = result["machine"]

@@ -1,0 +1,91 @@
+"""The benchmarks' shared entry point and progress file (benchmarks/_common.py), without training: an interrupted
+run keeps the seeds it finished and says where, its engine processes do not outlive it, missing data is one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+SEED_LOOP = """
+import logging, sys, time
+from pathlib import Path
+sys.path.insert(0, {bench!r})
+import _common as C
+
+def one(seed):
+    if seed == {slow}:
+        time.sleep(120)  # interrupted here
+    return {{"seed": seed, "f1": 0.5}}
+
+def main():
+    logging.basicConfig(level=logging.INFO)  # as C.start sets it up
+    C.seed_loop([0, 1, 2], one, Path({partial!r}), {{"benchmark": "toy"}}, time.perf_counter())
+    return 0
+
+C.run(main)
+"""
+
+
+def _start(code: str, env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{path} never appeared: {proc.communicate()}")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_interrupt_keeps_the_finished_seeds_and_names_the_file(tmp_path, cli_env, sig, code):
+    partial = tmp_path / "toy_full.partial.json"
+    proc = _start(SEED_LOOP.format(bench=str(ROOT / "benchmarks"), slow=1, partial=str(partial)), cli_env)
+    _wait_for(partial, proc)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].endswith(f"interrupted; the work finished so far is "
+                                                                             f"kept in {partial}")
+    doc = json.loads(partial.read_text())
+    assert doc["benchmark"] == "toy" and doc["runs"] == [{"seed": 0, "f1": 0.5}]
+    assert doc["partial"]["done"] == 1 and doc["partial"]["of"] == 3
+    assert "seed 1 (2 of 3)" in err  # progress: which seed of how many
+
+
+def test_interrupt_before_any_seed_says_nothing_was_kept(tmp_path, cli_env):
+    partial = tmp_path / "toy_full.partial.json"
+    proc = _start(SEED_LOOP.format(bench=str(ROOT / "benchmarks"), slow=0, partial=str(partial)), cli_env)
+    deadline = time.monotonic() + 60
+    out = ""
+    while "seed 0 (1 of 3)" not in out and time.monotonic() < deadline:  # the loop has started
+        out += proc.stderr.readline()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and not partial.exists()
+    assert (out + err).strip().splitlines()[-1].endswith("interrupted; nothing had finished, nothing was written")
+
+
+def test_missing_data_is_one_line_exit_2(tmp_path, cli_env):
+    env = {**cli_env, "ECG_AUTOML_DATA": str(tmp_path / "empty")}
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ptbxl_records.py"), "--quick", "--out-dir",
+                           str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert last.startswith("ptbxl_records.py: error: PTB-XL data not found") and "ECG_AUTOML_DATA" in last
+
