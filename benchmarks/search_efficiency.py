@@ -222,23 +222,25 @@ def _spawn(args: argparse.Namespace, engine: str, seed: int, work: Path, budget:
     # then read its trials by their own clock and keep only those finished within the budget
     deadline = time.monotonic() + budget + args.startup_allowance
     exited, failed = None, None
-    while time.monotonic() < deadline:
-        codes = [p.poll() for p in procs]
-        failed = next((i for i, c in enumerate(codes) if c not in (None, 0)), None)
-        if failed is not None or all(c is not None for c in codes):
-            exited = codes[failed] if failed is not None else 0
-            break
-        if trials_file.exists():
-            rows = _read_rows(trials_file)
-            if rows and max(r["seconds"] for r in rows) >= budget:
+    try:
+        while time.monotonic() < deadline:
+            codes = [p.poll() for p in procs]
+            failed = next((i for i, c in enumerate(codes) if c not in (None, 0)), None)
+            if failed is not None or all(c is not None for c in codes):
+                exited = codes[failed] if failed is not None else 0
                 break
-        time.sleep(0.5)
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-    for fh in handles:
-        fh.close()
+            if trials_file.exists():
+                rows = _read_rows(trials_file)
+                if rows and max(r["seconds"] for r in rows) >= budget:
+                    break
+            time.sleep(0.5)
+    finally:  # also on Ctrl-C/SIGTERM: the children run in their own sessions "until killed" and would outlive us
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for fh in handles:
+            fh.close()
     rows = _read_rows(trials_file) if trials_file.exists() else []
     if exited not in (None, 0):
         tail = logs[failed or 0].read_text()[-3000:]
@@ -554,16 +556,20 @@ def main(argv=None) -> int:
 
     load_dataset("mitdb", fs=space.fs, window=space.window)
     runs: list[dict[str, Any]] = []
+    partial = Path(args.out_dir) / f"search_efficiency_{args.mode}.partial.json"
+    log.info("studies and trial logs in %s", work)
     for i, seed in enumerate(args.seeds):
         order = ENGINES[i % 3:] + ENGINES[:i % 3]
         for engine in order:
-            log.info("seed %d: %s for %.0f s ...", seed, engine, args.budget)
+            log.info("seed %d (%d of %d): %s for %.0f s ...", seed, i + 1, len(args.seeds), engine, args.budget)
             run = _spawn(args, engine, seed, work, args.budget)
             done = run["trials"]
             log.info("  %d trials within the budget, best F1 %s", len(done),
                      max((r["value"] for r in done if r["state"] == "complete" and r["value"] is not None),
                          default=None))
             runs.append(run)
+            C.save_partial(partial, {**result, "work_dir": str(work)}, len(runs), len(args.seeds) * len(ENGINES),
+                           t0, runs=runs)
     _gate_kerastuner_trials(runs, args.latency_budget_ms)
     result["runs"] = runs
     result["settings"] = {"seeds": args.seeds, "budget_s": args.budget, "space": str(args.space),
@@ -579,6 +585,7 @@ def main(argv=None) -> int:
     C.finish(result, time.perf_counter() - t0)
     out = Path(args.out_dir)
     js = C.write_json(out / f"search_efficiency_{args.mode}.json", result)
+    C.drop_partial(partial)
     png = plot(result, out / f"search_efficiency_{args.mode}.png")
     print_summary(result)
     print(f"wrote {js} and {png}")
@@ -775,4 +782,4 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    C.run(main)

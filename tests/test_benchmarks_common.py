@@ -89,3 +89,34 @@ def test_missing_data_is_one_line_exit_2(tmp_path, cli_env):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert last.startswith("ptbxl_records.py: error: PTB-XL data not found") and "ECG_AUTOML_DATA" in last
 
+
+def test_search_efficiency_engines_do_not_outlive_an_interrupted_run(tmp_path, cli_env):
+    """Its engine children run in their own sessions until killed: a SIGTERM to the benchmark must kill them."""
+    sleeper = tmp_path / "engine.py"
+    sleeper.write_text("import os, pathlib, sys, time\n"
+                       f"pathlib.Path({str(tmp_path / 'pid')!r}).write_text(str(os.getpid()))\n"
+                       "time.sleep(600)\n")
+    code = f"""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+    import _common as C
+    import search_efficiency as SE
+
+    SE.__file__ = {str(sleeper)!r}  # the 'engine' it spawns: a process that sleeps until killed
+    args = SE.parse_args(["--quick", "--out-dir", {str(tmp_path / 'out')!r}])
+    C.run(lambda: SE._spawn(args, "optuna", 0, Path({str(tmp_path)!r}), 60.0) and 0)
+    """
+    proc = _start(code, cli_env)
+    _wait_for(tmp_path / "pid", proc)
+    pid = int((tmp_path / "pid").read_text())
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    time.sleep(0.5)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the engine process outlived the interrupted benchmark")
