@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
 #: The config both scripts use unless ``--config`` or ``--study`` says otherwise.
 DEFAULT_CONFIG = ROOT / "benchmarks" / "configs" / "quality_default.json"
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
+OUT_HELP = "folder for the result JSON and PNG (default benchmarks/results, where the published results are)"
 
 log = logging.getLogger("benchmarks")
 _PARTIAL: list[Path] = []  # the partial result file this run keeps up to date (named when it is interrupted)
@@ -145,6 +146,13 @@ def finish(result: dict[str, Any], wall_s: float) -> dict[str, Any]:
     result["wall_seconds"] = round(wall_s, 2)
     result["machine"]["loadavg_end"] = loadavg()
     return result
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """A script's argument parser: its docstring's first paragraph as the description, the rest as the epilog."""
+    head, _, rest = doc.strip().partition("\n\n")
+    return argparse.ArgumentParser(description=head, epilog=rest or None,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def at_least(low: int):

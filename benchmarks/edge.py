@@ -27,6 +27,7 @@ the front; DS2 F1 vs host latency and vs size per member and export mode) to ``-
 
     python benchmarks/edge.py --quick          # 4 trials, 2 folds, 1 epoch, 2 members, small samples (~3-4 min)
     python benchmarks/edge.py                  # 14 trials, 2 folds x 3,000 beats, the space's epochs, all DS1/DS2
+                                               # (~12 min: 714 s on 2 cores, results/edge_full.json)
     python benchmarks/edge.py --study NAME --storage sqlite:///path/optuna.db     # an existing study
 
 Data: ``$ECG_AUTOML_DATA/mitdb`` (or the user cache), preprocessed arrays cached in ``$ECG_AUTOML_CACHE``.
@@ -375,8 +376,7 @@ def _pi_axis():
 # ---------------------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options, with quick/full defaults filled in."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke mode: --trials {QUICK['trials']}, --folds {QUICK['folds']}, --max-beats "
                          f"{QUICK['max_beats']}, --epochs {QUICK['epochs']}, --final-beats {QUICK['final_beats']}, "
@@ -409,7 +409,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
     ap.add_argument("--work-dir", type=Path, default=None,
                     help="Optuna/MLflow stores and .tflite files (default OUT_DIR/_edge_work, git-ignored)")
-    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.study is not None and not args.storage:

@@ -15,8 +15,8 @@ and run on every DS2 beat): ROC-AUC, F1 at the DS1 threshold, F1 at 0.5, and -- 
 better F1 is threshold transfer rather than ranking.
 
     python benchmarks/fold_ensemble.py --quick     # 4,000 DS1 beats, 1 epoch, 1 seed, 2 folds (~2 min)
-    python benchmarks/fold_ensemble.py             # all beats, 8 epochs, 3 folds, 3 seeds (~35 min alone)
-    python benchmarks/fold_ensemble.py --folds 5 --repeats 2   # 2 x 5 fold models per seed (repeated K-fold)
+    python benchmarks/fold_ensemble.py             # all beats, 8 epochs, 3 folds, 3 seeds (28 min alone on 2 cores)
+    python benchmarks/fold_ensemble.py --folds 5 --repeats 2   # 2 x 5 fold models per seed (repeated K-fold; 95 min)
 
 With ``--repeats R`` the K-fold training is repeated R times with other seeds (``search.fit_fold_models(
 repeats=R)``): R x K members, and each DS1 beat is scored out of fold by R models, whose mean chooses the
@@ -198,8 +198,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     ap.add_argument("--config", type=C.config_file, default=None,
                     help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
@@ -211,7 +210,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (full 8, quick 1)")
     ap.add_argument("--max-beats", type=C.at_least(1), default=None, help="DS1 beats drawn by patient and class (full: all)")
     ap.add_argument("--runs", type=int, default=None, help="timed int8 invokes per member (full 300)")
-    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     C.apply_mode(args, QUICK, FULL)

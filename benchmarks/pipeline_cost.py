@@ -25,6 +25,7 @@ trial) to ``--out-dir``.
 
     python benchmarks/pipeline_cost.py --quick      # 1 repeat, small study (~1-2 min)
     python benchmarks/pipeline_cost.py              # 3 repeats, 20,000-beat study, the config's epochs
+    python benchmarks/pipeline_cost.py --repeats 1  # the published run (1,310 s on 2 cores, results/pipeline_cost_full.json)
 """
 
 from __future__ import annotations
@@ -215,8 +216,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 # main
 # ---------------------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="smoke mode: 1 repeat, small throughput run and study")
     ap.add_argument("--config", type=C.config_file, default=None, help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
     ap.add_argument("--study", default=None, help="take the best trial's config from this Optuna study")
@@ -228,7 +228,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--study-beats", type=C.at_least(1), default=None, help="max_beats of the 2-trial study (full 20000)")
     ap.add_argument("--study-folds", type=C.at_least(2), default=None, help="folds of the 2-trial study (full 3)")
     ap.add_argument("--study-epochs", type=C.at_least(1), default=None, help="epochs in the 2-trial study (full: the config's)")
-    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     args = ap.parse_args(argv)
     if args.config is not None and args.study is not None:
         ap.error("give --config or --study, not both")

@@ -322,8 +322,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 # ---------------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options, with the mode's defaults filled in."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke mode: --epochs {QUICK['epochs']}, --folds {QUICK['folds']}, --seeds {QUICK['seeds']}")
     ap.add_argument("--config", type=C.config_file, default=None, help=f"model config JSON (default {DEFAULT_CONFIG.relative_to(C.ROOT)})")
@@ -337,7 +336,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                             "(full 3, quick 2)")
     ap.add_argument("--aggregate", choices=sorted(AGGREGATES), default="mean",
                     help="a record's probability from its beats' probabilities (default mean)")
-    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.config is not None and args.study is not None:

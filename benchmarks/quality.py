@@ -21,7 +21,8 @@ with the seed) and the medians are reported. Writes ``quality_<mode>.json`` and 
 (grouped bars of F1 / sensitivity / PPV / ROC-AUC) to ``--out-dir``.
 
     python benchmarks/quality.py --quick                 # ~4,000 training beats, 1 epoch, 1 seed (~1-2 min)
-    python benchmarks/quality.py                         # all beats, the config's epochs, 3 seeds
+    python benchmarks/quality.py                         # all beats, the config's epochs, 3 seeds (~2 h 15 min:
+                                                         # 8,020 s on 2 busy cores, results/quality_full.json)
     python benchmarks/quality.py --seeds 1 --config my.json
     python benchmarks/quality.py --study NAME --storage sqlite:///runs/optuna.db
 
@@ -282,8 +283,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 # main
 # ---------------------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke mode: --max-beats {QUICK['max_beats']}, --epochs {QUICK['epochs']}, --seeds {QUICK['seeds']}")
     ap.add_argument("--config", type=C.config_file, default=None, help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
@@ -301,7 +301,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="inter-patient model = average of this many seeds' models, as `search --final-members` "
                          "(full 3, quick 1); the threshold still comes from single fold models")
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
-    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.config is not None and args.study is not None:

@@ -17,13 +17,13 @@ time (plot), trials finished, trials pruned (Optuna's pruner), rejected (latency
 needs to reach each KerasTuner baseline's best F1, as a fraction of the time the baseline needed.
 
     python benchmarks/search_efficiency.py --quick        # 1 seed, 40 s per engine (~3 min)
-    python benchmarks/search_efficiency.py                # 3 seeds, 300 s per engine (~47 min)
+    python benchmarks/search_efficiency.py                # 3 seeds, 300 s per engine (~50 min)
     python benchmarks/search_efficiency.py --seeds 0 1 2 3 4 --budget 600 --space spaces/edge.yaml
-    python benchmarks/search_efficiency.py --budget 600 --optuna-workers 2   # the driver as 2 workers x 1 TF thread
+    python benchmarks/search_efficiency.py --budget 600 --optuna-workers 2   # the driver as 2 workers x 1 TF thread (~95 min)
     python benchmarks/search_efficiency.py --budget 600 --optuna-workers 2 --kt-workers 2   # KerasTuner too, in
-                                          # its distributed mode (a chief oracle and 2 tuners x 1 TF thread)
+                                          # its distributed mode (a chief oracle and 2 tuners x 1 TF thread; ~100 min)
     python benchmarks/search_efficiency.py --pruner-signal WORK_DIR ...   # what the pruner's signal predicts
-    python benchmarks/search_efficiency.py --worker-throughput   # 1 process vs 2 workers x 1 TF thread (~15 min)
+    python benchmarks/search_efficiency.py --worker-throughput   # 1 process vs 2 workers x 1 TF thread (~20 min)
 
 Writes ``search_efficiency_<mode>.json`` and ``search_efficiency_<mode>.png`` to ``--out-dir``.
 """
@@ -457,8 +457,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 # main
 # ---------------------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="1 seed, 40 s per engine, 1,200 beats, 2 folds, 1 epoch")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds (full: 0 1 2)")
     ap.add_argument("--budget", type=C.above_zero, help="wall-clock seconds per engine and seed (full: 300)")
@@ -486,7 +485,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="TensorFlow threads per KerasTuner tuner process (default: 1 with several, else TF's choice)")
     ap.add_argument("--startup-allowance", type=float, default=60.0,
                     help="seconds a child may spend on imports and data before its budget clock starts")
-    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("--work-dir", help="keep the studies and trial logs here (default: a temporary folder)")
     ap.add_argument("--reanalyse", metavar="JSON", help="recompute the summaries and the plot of a result file "
                                                         "(its runs are kept; nothing is trained) and rewrite it")

@@ -462,3 +462,20 @@ def test_bad_arguments_are_one_usage_line(tmp_path, cli_env):
             failures.append(f"{script} {' '.join(argv)}: exit {proc.returncode}, {proc.stderr[-600:]}")
     if failures:
         pytest.fail("\n".join(failures))
+
+
+FULL_RUN_TIME = {"quality.py": "2 h 15 min", "fold_ensemble.py": "28 min", "edge.py": "12 min",
+                 "search_efficiency.py": "50 min", "pipeline_cost.py": "1,310 s", "ptbxl_records.py": "462-635 s",
+                 "rr_features.py": "about 5 min"}  # as the result files' wall_seconds / docs/RESULTS.md say
+
+
+def test_help_states_what_a_full_run_costs(cli_env):
+    """--help: the whole first paragraph as the description (not a sentence cut at its first line), the
+    docstring's examples with the full run's time, and what --out-dir is."""
+    for script, cost in FULL_RUN_TIME.items():
+        out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], cwd=ROOT, env=cli_env,
+                             capture_output=True, text=True, timeout=120).stdout
+        description = out.split("\n\n")[1]
+        assert description.rstrip().endswith((".", "?", ")")), (script, description)
+        assert f"python benchmarks/{script}" in out and cost in out, script
+        assert "folder for the result JSON" in out, script
