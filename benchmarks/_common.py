@@ -278,6 +278,18 @@ def jsonable(obj):
     return obj
 
 
+def warn_if_exists(path: Path) -> None:
+    """Say at the start, not never, that this run's result will replace an earlier one (which, and how to keep it)."""
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+        when = f" (started {old.get('started_utc')}, commit {str((old.get('source') or {}).get('git_commit'))[:10]})"
+    except (OSError, ValueError, AttributeError):
+        when = ""
+    log.warning("%s%s will be replaced when this run ends; give --out-dir to keep it", path, when)
+
+
 def write_json(path: Path, result: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

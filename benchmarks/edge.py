@@ -436,6 +436,7 @@ def main(argv=None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t_start = time.perf_counter()
     result = C.header("edge", args.mode)
+    C.warn_if_exists(args.out_dir / f"edge_{args.mode}.json")
     result["env"]["TF_ENABLE_ONEDNN_OPTS"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
 
     from search.pareto import pareto_table

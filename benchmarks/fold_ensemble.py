@@ -222,6 +222,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     result, t_start = C.start("fold_ensemble", args.mode, args.verbose)
+    C.warn_if_exists(args.out_dir / f"fold_ensemble_{args.mode}.json")
     from ecg_data import load_dataset
 
     path = args.config or C.DEFAULT_CONFIG

@@ -252,6 +252,7 @@ def main(argv=None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t_start = time.perf_counter()
     result = C.header("pipeline_cost", args.mode)
+    C.warn_if_exists(args.out_dir / f"pipeline_cost_{args.mode}.json")
 
     config, _, fs, window, config_source, _ = C.resolve_config(args)
     records = [r.strip() for r in args.records.split(",")] if args.records else None

@@ -116,6 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     result, t_start = C.start("rr_features", args.mode, args.verbose)
+    C.warn_if_exists(args.out_dir / f"rr_features_{args.mode}.json")
     from ecg_data import N_RR_FEATURES, load_dataset
 
     data = load_dataset("mitdb", fs=180.0, window=256)

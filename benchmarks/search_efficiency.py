@@ -547,6 +547,7 @@ def main(argv=None) -> int:
 
     space = SearchSpace.load(args.space)  # a malformed space fails here, before any run
     result = C.header("search_efficiency.py", args.mode)
+    C.warn_if_exists(args.out_dir / f"search_efficiency_{args.mode}.json")
     t0 = time.perf_counter()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="search-efficiency-"))
     work.mkdir(parents=True, exist_ok=True)

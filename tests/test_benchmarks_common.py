@@ -120,3 +120,20 @@ def test_search_efficiency_engines_do_not_outlive_an_interrupted_run(tmp_path, c
         return
     os.kill(pid, signal.SIGKILL)
     pytest.fail("the engine process outlived the interrupted benchmark")
+
+
+@pytest.mark.parametrize("script", ["rr_features.py", "quality.py"])
+def test_a_rerun_says_at_its_start_which_result_it_will_replace(tmp_path, cli_env, script):
+    stem = script.removesuffix(".py")
+    old = tmp_path / f"{stem}_quick.json"
+    old.write_text(json.dumps({"started_utc": "2026-01-02T03:04:05+00:00", "source": {"git_commit": "abcdef0123456789"}}))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out-dir", str(tmp_path)],
+                            cwd=ROOT, env=cli_env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, seen = time.monotonic() + 120, ""
+    while "will be replaced" not in seen and time.monotonic() < deadline and proc.poll() is None:
+        seen += proc.stderr.readline()
+    proc.send_signal(signal.SIGTERM)  # no need to train: the warning comes before the data is loaded
+    proc.communicate(timeout=60)
+    assert (f"{old} (started 2026-01-02T03:04:05+00:00, commit abcdef0123) will be replaced when this run ends; "
+            "give --out-dir to keep it") in seen
+    assert json.loads(old.read_text())["started_utc"] == "2026-01-02T03:04:05+00:00"  # interrupted: not replaced
