@@ -209,6 +209,15 @@ def out_dir(text: str) -> Path:
     return path
 
 
+def out_file(text: str) -> Path:
+    """An argparse ``type`` for a file a run writes at its end: its folder is checked now (as ``out_dir``)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file name")
+    out_dir(str(path.parent))
+    return path
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """A model config from a JSON file (keys starting with ``_`` are comments), validated as a space."""
     from spaces import OPTIONAL, PARAMS, SearchSpace

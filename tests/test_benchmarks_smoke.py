@@ -440,6 +440,9 @@ BAD_ARGS = [  # what a user may mistype, refused before any work: one usage line
     ("search_efficiency.py", ["--folds", "1"], "argument --folds: must be at least 2"),
     ("rr_features.py", ["--out-dir", "{unwritable}"], "argument --out-dir: cannot create"),
     ("quality.py", ["--out-dir", "{unwritable}"], "argument --out-dir: cannot create"),
+    ("calibrate_pi.py", ["--rounds", "0"], "argument --rounds: must be at least 1, got 0"),  # was a traceback after
+    ("calibrate_pi.py", ["--json", "{unwritable}"], "argument --json: cannot create"),      # minutes of conversion
+    ("calibrate_pi.py", ["--json", "{missing}", "--fit-only"], "--fit-only measures nothing"),  # was ignored
 ]
 
 
@@ -453,9 +456,9 @@ def test_bad_arguments_are_one_usage_line(tmp_path, cli_env):
     failures = []
     for script, extra, expected in BAD_ARGS:
         argv = [a.format(**paths) for a in extra]
-        if "--out-dir" not in argv:
-            argv += ["--out-dir", str(tmp_path / "out")]
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", *argv], cwd=ROOT,
+        if script != "calibrate_pi.py":  # it has neither
+            argv = ["--quick", *argv] if "--out-dir" in argv else ["--quick", *argv, "--out-dir", str(tmp_path / "out")]
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *argv], cwd=ROOT,
                               env=cli_env, capture_output=True, text=True, timeout=120)
         last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
         if proc.returncode != 2 or "Traceback" in proc.stderr or expected not in last:
