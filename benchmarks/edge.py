@@ -395,7 +395,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-beats", type=C.at_least(1), default=None,
                     help=f"DS1 beats per trial, stratified by patient and class (full {FULL['max_beats']})")
     ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the space's epochs (quick: 1)")
-    ap.add_argument("--seed", type=int, default=0, help="study seed (sampler, folds, subsamples, retraining)")
+    ap.add_argument("--seed", type=C.at_least(0), default=0, help="study seed (sampler, folds, subsamples, retraining)")
     ap.add_argument("--max-front", type=int, default=None,
                     help=f"front members to export, spread along latency (full {FULL['max_front']})")
     ap.add_argument("--final-beats", type=C.at_least(1), default=None,

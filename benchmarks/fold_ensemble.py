@@ -203,7 +203,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--config", type=C.config_file, default=None,
                     help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
     ap.add_argument("--seeds", type=int, default=None, help="repeats (full 3, quick 1); medians reported")
-    ap.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
+    ap.add_argument("--seed", type=C.at_least(0), default=0, help="first seed (seeds are SEED, SEED+1, ...)")
     ap.add_argument("--folds", type=int, default=None, help="patient-grouped DS1 folds = ensemble members (full 3)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="train each fold model this many times with other seeds: repeats x folds members (default 1)")

@@ -330,7 +330,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                   "is not used: thresholds are chosen on PTB-XL out-of-fold records)")
     ap.add_argument("--storage", default=None, help="the study's storage URL (with --study)")
     ap.add_argument("--seeds", type=int, default=None, help="repeats (full 3, quick 1); medians reported")
-    ap.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
+    ap.add_argument("--seed", type=C.at_least(0), default=0, help="first seed (seeds are SEED, SEED+1, ...)")
     ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (quick: 1)")
     ap.add_argument("--folds", type=int, default=None, help="patient-grouped folds for the out-of-fold thresholds "
                                                             "(full 3, quick 2)")

@@ -290,7 +290,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--study", default=None, help="take the best trial's config and threshold from this Optuna study")
     ap.add_argument("--storage", default=None, help="the study's storage URL (with --study)")
     ap.add_argument("--seeds", type=C.at_least(1), default=None, help="repeats per arm (full 3, quick 1); medians reported")
-    ap.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
+    ap.add_argument("--seed", type=C.at_least(0), default=0, help="first seed (seeds are SEED, SEED+1, ...)")
     ap.add_argument("--max-beats", type=C.at_least(1), default=None,
                     help="inter-patient training beats drawn from DS1 (and ~that many beat-level training beats); "
                          "full: all, quick: 4000")

@@ -459,7 +459,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="1 seed, 40 s per engine, 1,200 beats, 2 folds, 1 epoch")
-    ap.add_argument("--seeds", type=int, nargs="+", help="seeds (full: 0 1 2)")
+    ap.add_argument("--seeds", type=C.at_least(0), nargs="+", help="seeds (full: 0 1 2)")
     ap.add_argument("--budget", type=C.above_zero, help="wall-clock seconds per engine and seed (full: 300)")
     ap.add_argument("--space", default=str(ROOT / "spaces" / "default.yaml"), help="space (default spaces/default.yaml)")
     ap.add_argument("--max-beats", type=C.at_least(1), help="DS1 beats drawn by patient and class (full: 4000)")

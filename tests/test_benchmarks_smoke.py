@@ -440,6 +440,9 @@ BAD_ARGS = [  # what a user may mistype, refused before any work: one usage line
     ("search_efficiency.py", ["--folds", "1"], "argument --folds: must be at least 2"),
     ("rr_features.py", ["--out-dir", "{unwritable}"], "argument --out-dir: cannot create"),
     ("quality.py", ["--out-dir", "{unwritable}"], "argument --out-dir: cannot create"),
+    ("quality.py", ["--seed", "-1"], "argument --seed: must be at least 0, got -1"),  # numpy's ValueError after loading
+    ("edge.py", ["--seed", "-1"], "argument --seed: must be at least 0"),
+    ("search_efficiency.py", ["--seeds", "0", "-2"], "argument --seeds: must be at least 0, got -2"),
     ("calibrate_pi.py", ["--rounds", "0"], "argument --rounds: must be at least 1, got 0"),  # was a traceback after
     ("calibrate_pi.py", ["--json", "{unwritable}"], "argument --json: cannot create"),      # minutes of conversion
     ("calibrate_pi.py", ["--json", "{missing}", "--fit-only"], "--fit-only measures nothing"),  # was ignored
