@@ -219,9 +219,8 @@ def main(argv=None) -> int:
         print(f"load1 during the rounds: min {min(loads):.2f}, median {statistics.median(loads):.2f}, "
               f"max {max(loads):.2f}")
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"host_cpu": host_cpu_name(), "platform": platform.platform(),
-                                             "points": points, "stats": stats}, indent=1))
+            C.write_json(args.json, {**C.header("calibrate_pi", "measure"), "host_cpu": host_cpu_name(),
+                                     "platform": platform.platform(), "points": points, "stats": stats})
 
     print(f"\n{'id':24s} {'model':26s} {'dtype':7s} {'thr':>3s} {'pi_ms':>7s} {'host_ms':>8s} {'ratio':>5s} "
           f"{'host_med':>8s}")

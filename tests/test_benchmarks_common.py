@@ -137,3 +137,23 @@ def test_a_rerun_says_at_its_start_which_result_it_will_replace(tmp_path, cli_en
     assert (f"{old} (started 2026-01-02T03:04:05+00:00, commit abcdef0123) will be replaced when this run ends; "
             "give --out-dir to keep it") in seen
     assert json.loads(old.read_text())["started_utc"] == "2026-01-02T03:04:05+00:00"  # interrupted: not replaced
+
+
+def test_calibrate_pi_json_records_machine_versions_command_and_commit(tmp_path, monkeypatch):
+    """Its --json file (what ECG_AUTOML_PI_CALIBRATION reads) says where and with what it was measured, as the
+    other benchmarks' result files do; measuring itself is replaced by fixed host values."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import calibrate_pi
+    from ecg_automl.tflite.pi_estimate import CALIBRATION, _load_host_calibration
+
+    monkeypatch.setattr(calibrate_pi, "get_models", lambda points, cache: {})
+    stats = {calibrate_pi.model_key(p): {"host_ms": 1.0 + i / 10, "host_median_ms": 1.1 + i / 10, "load1": [0.5]}
+             for i, p in enumerate(CALIBRATION)}
+    monkeypatch.setattr(calibrate_pi, "measure_host", lambda *a, **k: stats)
+    out = tmp_path / "new" / "calib.json"  # its folder is created when written
+    monkeypatch.setattr(sys, "argv", ["calibrate_pi.py", "--json", str(out)])
+    assert calibrate_pi.main(["--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert "calibrate_pi.py" in doc["command"] and doc["machine"]["lscpu_model_name"] and doc["versions"]["tensorflow"]
+    assert "git_commit" in doc["source"] and doc["host_cpu"] and len(doc["points"]) == len(CALIBRATION)
+    assert _load_host_calibration(out)[0] == doc["host_cpu"]  # still a file the Pi estimate reads
