@@ -408,11 +408,11 @@ def save_partial(path: Path, result: dict[str, Any], done: int, total: int, t_st
                  **finished: Any) -> Path:
     """Write the header and the seeds (or runs) finished so far to ``path``, a ``*.partial.json`` beside the
     result file, so an interrupted run keeps them; log the progress."""
-    write_json(path, {**result, "partial": {"done": done, "of": total, "elapsed_s": round(time.perf_counter() - t_start, 1)},
-                      **finished})
+    elapsed = round(time.perf_counter() - t_start, 1)
+    write_json(path, {**result, "partial": {"done": done, "of": total, "elapsed_s": elapsed}, **finished})
     if path not in _PARTIAL:
         _PARTIAL.append(path)
-    log.info("%d of %d done, %.0f s elapsed; kept in %s", done, total, time.perf_counter() - t_start, path)
+    log.info("%d of %d done, %.0f s elapsed; kept in %s", done, total, elapsed, path)
     return path
 
 
