@@ -6,6 +6,7 @@ folder (a script's folder is on ``sys.path``).
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import functools
 import json
@@ -14,11 +15,12 @@ import math
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 
@@ -29,6 +31,10 @@ if str(ROOT) not in sys.path:
 #: The config both scripts use unless ``--config`` or ``--study`` says otherwise.
 DEFAULT_CONFIG = ROOT / "benchmarks" / "configs" / "quality_default.json"
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
+OUT_HELP = "folder for the result JSON and PNG (default benchmarks/results, where the published results are)"
+
+log = logging.getLogger("benchmarks")
+_PARTIAL: list[Path] = []  # the partial result file this run keeps up to date (named when it is interrupted)
 
 
 def loadavg() -> list[float]:
@@ -142,6 +148,76 @@ def finish(result: dict[str, Any], wall_s: float) -> dict[str, Any]:
     return result
 
 
+def parser(doc: str) -> argparse.ArgumentParser:
+    """A script's argument parser: its docstring's first paragraph as the description, the rest as the epilog."""
+    head, _, rest = doc.strip().partition("\n\n")
+    return argparse.ArgumentParser(description=head, epilog=rest or None,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def at_least(low: int):
+    """An argparse ``type``: an integer of at least ``low`` (otherwise a one-line usage error, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def above_zero(text: str) -> float:
+    """An argparse ``type``: a finite number above 0 (seconds, milliseconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def config_file(text: str) -> Path:
+    """An argparse ``type`` for ``--config``: a readable file holding a JSON object (checked before any work)."""
+    path = Path(text)
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"{text} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise argparse.ArgumentTypeError(f"{text} must hold a JSON object of hyperparameters")
+    return path
+
+
+def out_dir(text: str) -> Path:
+    """An argparse ``type`` for ``--out-dir``: a folder that exists or can be created there, checked now, not
+    after the run (it is created when the first file is written)."""
+    path = Path(text)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {probe} is not writable")
+    return path
+
+
+def out_file(text: str) -> Path:
+    """An argparse ``type`` for a file a run writes at its end: its folder is checked now (as ``out_dir``)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file name")
+    out_dir(str(path.parent))
+    return path
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """A model config from a JSON file (keys starting with ``_`` are comments), validated as a space."""
     from spaces import OPTIONAL, PARAMS, SearchSpace
@@ -209,6 +285,18 @@ def jsonable(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def warn_if_exists(path: Path) -> None:
+    """Say at the start, not never, that this run's result will replace an earlier one (which, and how to keep it)."""
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+        when = f" (started {old.get('started_utc')}, commit {str((old.get('source') or {}).get('git_commit'))[:10]})"
+    except (OSError, ValueError, AttributeError):
+        when = ""
+    log.warning("%s%s will be replaced when this run ends; give --out-dir to keep it", path, when)
 
 
 def write_json(path: Path, result: dict[str, Any]) -> Path:
@@ -286,3 +374,61 @@ def save_figure(fig, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so it unwinds (children killed, partial file named) as Ctrl-C does."""
+
+
+def _raise_terminated(signum, frame) -> NoReturn:
+    raise Terminated()
+
+
+def run(main: Callable[[], int]) -> NoReturn:
+    """A benchmark's entry point: SIGTERM stops it as Ctrl-C does; missing data (exit 2) and an interruption
+    (exit 130, 143 for SIGTERM, naming what was kept) are one line on stderr, not a traceback."""
+    from ecg_data.errors import DataError
+
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    prog = Path(sys.argv[0]).name
+    try:
+        code = main()
+    except DataError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, Terminated) else 130
+        kept = (f"the work finished so far is kept in {_PARTIAL[-1]}" if _PARTIAL and _PARTIAL[-1].exists()
+                else "nothing had finished, nothing was written")
+        print(f"\n{prog}: interrupted; {kept}", file=sys.stderr)
+    sys.exit(code)
+
+
+def save_partial(path: Path, result: dict[str, Any], done: int, total: int, t_start: float,
+                 **finished: Any) -> Path:
+    """Write the header and the seeds (or runs) finished so far to ``path``, a ``*.partial.json`` beside the
+    result file, so an interrupted run keeps them; log the progress."""
+    elapsed = round(time.perf_counter() - t_start, 1)
+    write_json(path, {**result, "partial": {"done": done, "of": total, "elapsed_s": elapsed}, **finished})
+    if path not in _PARTIAL:
+        _PARTIAL.append(path)
+    log.info("%d of %d done, %.0f s elapsed; kept in %s", done, total, elapsed, path)
+    return path
+
+
+def seed_loop(seeds: list[int], one: Callable[[int], Any], partial: Path, result: dict[str, Any],
+              t_start: float, key: str = "runs") -> list[Any]:
+    """``one(seed)`` for each seed, logging which seed runs and keeping those finished in ``partial``."""
+    runs: list[Any] = []
+    for i, seed in enumerate(seeds):
+        log.info("seed %d (%d of %d)", seed, i + 1, len(seeds))
+        runs.append(one(seed))
+        save_partial(partial, result, i + 1, len(seeds), t_start, **{key: runs})
+    return runs
+
+
+def drop_partial(path: Path) -> None:
+    """The complete result is written: remove the partial file ``save_partial`` kept."""
+    path.unlink(missing_ok=True)
+    if path in _PARTIAL:
+        _PARTIAL.remove(path)

@@ -39,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _common as C  # noqa: E402
 from ecg_automl.tflite.pi_estimate import (CALIBRATION, fit_calibration, fit_loglog, fit_ratio,  # noqa: E402
                                            host_cpu_name, loo_errors)
 
@@ -184,14 +185,23 @@ def alternatives(points: list[dict], key: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--min-runs", type=int, default=50, help="timed invokes per model per round (at least)")
-    ap.add_argument("--min-seconds", type=float, default=0.5, help="...and at least this long per round")
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ecg-automl" / "pi-calibration")
-    ap.add_argument("--json", type=Path, default=None, help="write every measurement here")
+    ap = C.parser(__doc__)
+    ap.add_argument("--rounds", type=C.at_least(1), default=15,
+                    help="interleaved rounds, every model timed once per round (default 15)")
+    ap.add_argument("--min-runs", type=C.at_least(1), default=50,
+                    help="timed invokes per model per round (at least; default 50)")
+    ap.add_argument("--min-seconds", type=C.above_zero, default=0.5,
+                    help="...and at least this long per round (seconds, default 0.5)")
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ecg-automl" / "pi-calibration",
+                    help="converted .tflite calibration models, reused by later runs (default ~/.cache/ecg-automl/"
+                         "pi-calibration)")
+    ap.add_argument("--json", type=C.out_file, default=None,
+                    help="write every measurement here (for ECG_AUTOML_PI_CALIBRATION=FILE; its folder is checked "
+                         "before measuring)")
     ap.add_argument("--fit-only", action="store_true", help="no measuring: fit the host values in pi_estimate.py")
     args = ap.parse_args(argv)
+    if args.fit_only and args.json:
+        ap.error("--json writes measurements and --fit-only measures nothing: give one of them")
 
     points = [dict(p) for p in CALIBRATION]
     print(f"host CPU: {host_cpu_name()} ({os.cpu_count()} logical CPUs), {platform.platform()}")
@@ -209,8 +219,8 @@ def main(argv=None) -> int:
         print(f"load1 during the rounds: min {min(loads):.2f}, median {statistics.median(loads):.2f}, "
               f"max {max(loads):.2f}")
         if args.json:
-            args.json.write_text(json.dumps({"host_cpu": host_cpu_name(), "platform": platform.platform(),
-                                             "points": points, "stats": stats}, indent=1))
+            C.write_json(args.json, {**C.header("calibrate_pi", "measure"), "host_cpu": host_cpu_name(),
+                                     "platform": platform.platform(), "points": points, "stats": stats})
 
     print(f"\n{'id':24s} {'model':26s} {'dtype':7s} {'thr':>3s} {'pi_ms':>7s} {'host_ms':>8s} {'ratio':>5s} "
           f"{'host_med':>8s}")

@@ -27,6 +27,7 @@ the front; DS2 F1 vs host latency and vs size per member and export mode) to ``-
 
     python benchmarks/edge.py --quick          # 4 trials, 2 folds, 1 epoch, 2 members, small samples (~3-4 min)
     python benchmarks/edge.py                  # 14 trials, 2 folds x 3,000 beats, the space's epochs, all DS1/DS2
+                                               # (~12 min: 714 s on 2 cores, results/edge_full.json)
     python benchmarks/edge.py --study NAME --storage sqlite:///path/optuna.db     # an existing study
 
 Data: ``$ECG_AUTOML_DATA/mitdb`` (or the user cache), preprocessed arrays cached in ``$ECG_AUTOML_CACHE``.
@@ -375,8 +376,7 @@ def _pi_axis():
 # ---------------------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options, with quick/full defaults filled in."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke mode: --trials {QUICK['trials']}, --folds {QUICK['folds']}, --max-beats "
                          f"{QUICK['max_beats']}, --epochs {QUICK['epochs']}, --final-beats {QUICK['final_beats']}, "
@@ -392,16 +392,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="reject candidates whose Pi 4 estimate (int8) is over this before training (default none)")
     ap.add_argument("--trials", type=int, default=None, help=f"finished trials of the study (full {FULL['trials']})")
     ap.add_argument("--folds", type=int, default=None, help=f"patient-grouped folds per trial (full {FULL['folds']})")
-    ap.add_argument("--max-beats", type=int, default=None,
+    ap.add_argument("--max-beats", type=C.at_least(1), default=None,
                     help=f"DS1 beats per trial, stratified by patient and class (full {FULL['max_beats']})")
-    ap.add_argument("--epochs", type=int, default=None, help="override the space's epochs (quick: 1)")
-    ap.add_argument("--seed", type=int, default=0, help="study seed (sampler, folds, subsamples, retraining)")
+    ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the space's epochs (quick: 1)")
+    ap.add_argument("--seed", type=C.at_least(0), default=0, help="study seed (sampler, folds, subsamples, retraining)")
     ap.add_argument("--max-front", type=int, default=None,
                     help=f"front members to export, spread along latency (full {FULL['max_front']})")
-    ap.add_argument("--final-beats", type=int, default=None,
+    ap.add_argument("--final-beats", type=C.at_least(1), default=None,
                     help="retrain each member on this many DS1 beats (stratified) instead of all DS1, the search's "
                          f"final-model policy (quick {QUICK['final_beats']})")
-    ap.add_argument("--ds2-beats", type=int, default=None,
+    ap.add_argument("--ds2-beats", type=C.at_least(1), default=None,
                     help="test on a DS2 subsample of this size, stratified by patient and class "
                          f"(full: all; quick {QUICK['ds2_beats']})")
     ap.add_argument("--runs", type=int, default=None, help=f"timed invokes per model (full {FULL['runs']})")
@@ -409,7 +409,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
     ap.add_argument("--work-dir", type=Path, default=None,
                     help="Optuna/MLflow stores and .tflite files (default OUT_DIR/_edge_work, git-ignored)")
-    ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.study is not None and not args.storage:
@@ -436,6 +436,7 @@ def main(argv=None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t_start = time.perf_counter()
     result = C.header("edge", args.mode)
+    C.warn_if_exists(args.out_dir / f"edge_{args.mode}.json")
     result["env"]["TF_ENABLE_ONEDNN_OPTS"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
 
     from search.pareto import pareto_table
@@ -577,4 +578,4 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    C.run(main)

@@ -15,8 +15,8 @@ and run on every DS2 beat): ROC-AUC, F1 at the DS1 threshold, F1 at 0.5, and -- 
 better F1 is threshold transfer rather than ranking.
 
     python benchmarks/fold_ensemble.py --quick     # 4,000 DS1 beats, 1 epoch, 1 seed, 2 folds (~2 min)
-    python benchmarks/fold_ensemble.py             # all beats, 8 epochs, 3 folds, 3 seeds (~35 min alone)
-    python benchmarks/fold_ensemble.py --folds 5 --repeats 2   # 2 x 5 fold models per seed (repeated K-fold)
+    python benchmarks/fold_ensemble.py             # all beats, 8 epochs, 3 folds, 3 seeds (28 min alone on 2 cores)
+    python benchmarks/fold_ensemble.py --folds 5 --repeats 2   # 2 x 5 fold models per seed (repeated K-fold; 95 min)
 
 With ``--repeats R`` the K-fold training is repeated R times with other seeds (``search.fit_fold_models(
 repeats=R)``): R x K members, and each DS1 beat is scored out of fold by R models, whose mean chooses the
@@ -198,20 +198,19 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
-    ap.add_argument("--config", type=Path, default=None,
+    ap.add_argument("--config", type=C.config_file, default=None,
                     help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
     ap.add_argument("--seeds", type=int, default=None, help="repeats (full 3, quick 1); medians reported")
-    ap.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
+    ap.add_argument("--seed", type=C.at_least(0), default=0, help="first seed (seeds are SEED, SEED+1, ...)")
     ap.add_argument("--folds", type=int, default=None, help="patient-grouped DS1 folds = ensemble members (full 3)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="train each fold model this many times with other seeds: repeats x folds members (default 1)")
-    ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs (full 8, quick 1)")
-    ap.add_argument("--max-beats", type=int, default=None, help="DS1 beats drawn by patient and class (full: all)")
+    ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (full 8, quick 1)")
+    ap.add_argument("--max-beats", type=C.at_least(1), default=None, help="DS1 beats drawn by patient and class (full: all)")
     ap.add_argument("--runs", type=int, default=None, help="timed int8 invokes per member (full 300)")
-    ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     C.apply_mode(args, QUICK, FULL)
@@ -223,6 +222,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     result, t_start = C.start("fold_ensemble", args.mode, args.verbose)
+    C.warn_if_exists(args.out_dir / f"fold_ensemble_{args.mode}.json")
     from ecg_data import load_dataset
 
     path = args.config or C.DEFAULT_CONFIG
@@ -234,10 +234,13 @@ def main(argv=None) -> int:
                                 "timed_runs": args.runs, "tflite_threads": 1}})
     data = load_dataset("mitdb", fs=180.0, window=max(256, int(config["input_length"])))
     result["data"] = data.summary()
-    result["runs"] = [one_seed(config, data, s, args.folds, args.max_beats, args.runs, args.repeats) for s in seeds]
+    partial = args.out_dir / f"fold_ensemble_{args.mode}.partial.json"
+    result["runs"] = C.seed_loop(seeds, lambda s: one_seed(config, data, s, args.folds, args.max_beats, args.runs,
+                                                           args.repeats), partial, result, t_start)
     result["medians"] = summarise(result["runs"])
     C.finish(result, time.perf_counter() - t_start)
     out = C.write_json(args.out_dir / f"fold_ensemble_{args.mode}.json", result)
+    C.drop_partial(partial)
     png = plot(result, args.out_dir / f"fold_ensemble_{args.mode}.png")
     m = result["medians"]
     print(f"fold ensemble ({args.mode}, {len(seeds)} seed(s), {args.repeats} x {args.folds} folds, {args.epochs} epochs), "
@@ -257,4 +260,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    C.run(main)

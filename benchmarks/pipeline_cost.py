@@ -25,6 +25,7 @@ trial) to ``--out-dir``.
 
     python benchmarks/pipeline_cost.py --quick      # 1 repeat, small study (~1-2 min)
     python benchmarks/pipeline_cost.py              # 3 repeats, 20,000-beat study, the config's epochs
+    python benchmarks/pipeline_cost.py --repeats 1  # the published run (1,310 s on 2 cores, results/pipeline_cost_full.json)
 """
 
 from __future__ import annotations
@@ -215,20 +216,19 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 # main
 # ---------------------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="smoke mode: 1 repeat, small throughput run and study")
-    ap.add_argument("--config", type=Path, default=None, help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
+    ap.add_argument("--config", type=C.config_file, default=None, help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
     ap.add_argument("--study", default=None, help="take the best trial's config from this Optuna study")
     ap.add_argument("--storage", default=None, help="the study's storage URL (with --study)")
-    ap.add_argument("--repeats", type=int, default=None, help="repeats of every measurement (full 3, quick 1)")
+    ap.add_argument("--repeats", type=C.at_least(1), default=None, help="repeats of every measurement (full 3, quick 1)")
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
-    ap.add_argument("--throughput-beats", type=int, default=None, help="DS1 beats for the throughput run (full: all)")
-    ap.add_argument("--throughput-epochs", type=int, default=None, help="epochs of the throughput run (full: the config's)")
-    ap.add_argument("--study-beats", type=int, default=None, help="max_beats of the 2-trial study (full 20000)")
-    ap.add_argument("--study-folds", type=int, default=None, help="folds of the 2-trial study (full 3)")
-    ap.add_argument("--study-epochs", type=int, default=None, help="epochs in the 2-trial study (full: the config's)")
-    ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
+    ap.add_argument("--throughput-beats", type=C.at_least(1), default=None, help="DS1 beats for the throughput run (full: all)")
+    ap.add_argument("--throughput-epochs", type=C.at_least(1), default=None, help="epochs of the throughput run (full: the config's)")
+    ap.add_argument("--study-beats", type=C.at_least(1), default=None, help="max_beats of the 2-trial study (full 20000)")
+    ap.add_argument("--study-folds", type=C.at_least(2), default=None, help="folds of the 2-trial study (full 3)")
+    ap.add_argument("--study-epochs", type=C.at_least(1), default=None, help="epochs in the 2-trial study (full: the config's)")
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     args = ap.parse_args(argv)
     if args.config is not None and args.study is not None:
         ap.error("give --config or --study, not both")
@@ -252,6 +252,7 @@ def main(argv=None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t_start = time.perf_counter()
     result = C.header("pipeline_cost", args.mode)
+    C.warn_if_exists(args.out_dir / f"pipeline_cost_{args.mode}.json")
 
     config, _, fs, window, config_source, _ = C.resolve_config(args)
     records = [r.strip() for r in args.records.split(",")] if args.records else None
@@ -340,4 +341,4 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    C.run(main)

@@ -322,22 +322,21 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 # ---------------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options, with the mode's defaults filled in."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke mode: --epochs {QUICK['epochs']}, --folds {QUICK['folds']}, --seeds {QUICK['seeds']}")
-    ap.add_argument("--config", type=Path, default=None, help=f"model config JSON (default {DEFAULT_CONFIG.relative_to(C.ROOT)})")
+    ap.add_argument("--config", type=C.config_file, default=None, help=f"model config JSON (default {DEFAULT_CONFIG.relative_to(C.ROOT)})")
     ap.add_argument("--study", default=None, help="take the best trial's config from this Optuna study (its threshold "
                                                   "is not used: thresholds are chosen on PTB-XL out-of-fold records)")
     ap.add_argument("--storage", default=None, help="the study's storage URL (with --study)")
     ap.add_argument("--seeds", type=int, default=None, help="repeats (full 3, quick 1); medians reported")
-    ap.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
-    ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs (quick: 1)")
+    ap.add_argument("--seed", type=C.at_least(0), default=0, help="first seed (seeds are SEED, SEED+1, ...)")
+    ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (quick: 1)")
     ap.add_argument("--folds", type=int, default=None, help="patient-grouped folds for the out-of-fold thresholds "
                                                             "(full 3, quick 2)")
     ap.add_argument("--aggregate", choices=sorted(AGGREGATES), default="mean",
                     help="a record's probability from its beats' probabilities (default mean)")
-    ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.config is not None and args.study is not None:
@@ -355,14 +354,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _ptbxl_dir() -> Path:
-    """The PTB-XL folder, or a clear exit naming it and how to get it."""
+    """The PTB-XL folder, or a DatabaseNotFoundError naming it and how to get it (one line, exit 2)."""
     from ecg_data import data_root
 
     path = data_root() / "ptbxl"
     if not (path / "ptbxl_database.csv").exists():
-        raise SystemExit(f"PTB-XL data not found: {path} has no ptbxl_database.csv. Get it with "
-                         f"`ecg-automl data fetch ptbxl` (the 100 Hz records and the two tables from PhysioNet, into "
-                         f"$ECG_AUTOML_DATA/ptbxl), or set ECG_AUTOML_DATA to a folder that holds ptbxl/.")
+        from ecg_data.errors import DatabaseNotFoundError
+
+        raise DatabaseNotFoundError(f"PTB-XL data not found: {path} has no ptbxl_database.csv. Get it with "
+                                    f"`ecg-automl data fetch ptbxl` (the 100 Hz records and the two tables from "
+                                    f"PhysioNet, into $ECG_AUTOML_DATA/ptbxl), or set ECG_AUTOML_DATA to a folder "
+                                    f"that holds ptbxl/.")
     return path
 
 
@@ -370,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write its JSON and PNG."""
     args = parse_args(argv)
     result, t_start = C.start("ptbxl_records", args.mode, args.verbose)
+    C.warn_if_exists(args.out_dir / f"ptbxl_records_{args.mode}.json")
     ptbxl = _ptbxl_dir()
 
     from ecg_data import DataError, load_dataset
@@ -395,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_dataset("ptbxl", fs=fs, window=window, download=False)
     except DataError as exc:
-        raise SystemExit(f"could not load PTB-XL from {ptbxl}: {exc}. Re-fetch it with `ecg-automl data fetch ptbxl`.")
+        raise DataError(f"could not load PTB-XL from {ptbxl}: {exc}. Re-fetch it with `ecg-automl data fetch ptbxl`.") from exc
     result["data"] = {**data.summary(), "load_seconds": time.perf_counter() - t0,
                       "cache_hit": bool(data.info.get("cache", {}).get("hit")),
                       "channels": int(data.X.shape[2]), "rr_features_per_beat": int(data.rr.shape[1]),
@@ -409,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
              result["data"]["test"]["records"], result["data"]["load_seconds"], result["data"]["channels"],
              result["data"]["rr_features_per_beat"], config_source, config["epochs"], seeds)
 
-    runs = [run_seed(config, data, seed, args.folds, args.aggregate) for seed in seeds]
+    partial = args.out_dir / f"ptbxl_records_{args.mode}.partial.json"
+    runs = C.seed_loop(seeds, lambda seed: run_seed(config, data, seed, args.folds, args.aggregate), partial, result,
+                       t_start, key="per_seed")
 
     def level(key: str) -> dict[str, Any]:
         return {"median": C.median_of([_flat(r[key]) for r in runs]),
@@ -431,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     result["plot"] = str(png)
     C.finish(result, time.perf_counter() - t_start)
     js = C.write_json(out_dir / f"ptbxl_records_{args.mode}.json", result)
+    C.drop_partial(partial)
     print_summary(result)
     print(f"wrote {js} and {png}")
     return 0
@@ -457,4 +463,4 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    C.run(main)

@@ -21,7 +21,8 @@ with the seed) and the medians are reported. Writes ``quality_<mode>.json`` and 
 (grouped bars of F1 / sensitivity / PPV / ROC-AUC) to ``--out-dir``.
 
     python benchmarks/quality.py --quick                 # ~4,000 training beats, 1 epoch, 1 seed (~1-2 min)
-    python benchmarks/quality.py                         # all beats, the config's epochs, 3 seeds
+    python benchmarks/quality.py                         # all beats, the config's epochs, 3 seeds (~2 h 15 min:
+                                                         # 8,020 s on 2 busy cores, results/quality_full.json)
     python benchmarks/quality.py --seeds 1 --config my.json
     python benchmarks/quality.py --study NAME --storage sqlite:///runs/optuna.db
 
@@ -282,25 +283,25 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 # main
 # ---------------------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke mode: --max-beats {QUICK['max_beats']}, --epochs {QUICK['epochs']}, --seeds {QUICK['seeds']}")
-    ap.add_argument("--config", type=Path, default=None, help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
+    ap.add_argument("--config", type=C.config_file, default=None, help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
     ap.add_argument("--study", default=None, help="take the best trial's config and threshold from this Optuna study")
     ap.add_argument("--storage", default=None, help="the study's storage URL (with --study)")
-    ap.add_argument("--seeds", type=int, default=None, help="repeats per arm (full 3, quick 1); medians reported")
-    ap.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
-    ap.add_argument("--max-beats", type=int, default=None,
+    ap.add_argument("--seeds", type=C.at_least(1), default=None, help="repeats per arm (full 3, quick 1); medians reported")
+    ap.add_argument("--seed", type=C.at_least(0), default=0, help="first seed (seeds are SEED, SEED+1, ...)")
+    ap.add_argument("--max-beats", type=C.at_least(1), default=None,
                     help="inter-patient training beats drawn from DS1 (and ~that many beat-level training beats); "
                          "full: all, quick: 4000")
-    ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs (quick: 1)")
-    ap.add_argument("--folds", type=int, default=3, help="patient-grouped folds for the DS1 out-of-fold threshold")
-    ap.add_argument("--members", type=int, default=None,
+    ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (quick: 1)")
+    ap.add_argument("--folds", type=C.at_least(2), default=3,
+                    help="patient-grouped folds for the DS1 out-of-fold threshold (default 3)")
+    ap.add_argument("--members", type=C.at_least(1), default=None,
                     help="inter-patient model = average of this many seeds' models, as `search --final-members` "
                          "(full 3, quick 1); the threshold still comes from single fold models")
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
-    ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.config is not None and args.study is not None:
@@ -316,6 +317,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     result, t_start = C.start("quality", args.mode, args.verbose)
+    C.warn_if_exists(args.out_dir / f"quality_{args.mode}.json")
 
     from ecg_data import DS1, DS2, load_dataset
 
@@ -344,10 +346,11 @@ def main(argv=None) -> int:
              len(data), int((data.split == "search").sum()), int((data.split == "test").sum()),
              result["data"]["load_seconds"], config_source, config["epochs"], seeds)
 
-    runs_inter, runs_beat = [], []
-    for seed in seeds:
-        runs_inter.append(inter_patient(config, data, seed, args.max_beats, args.folds, threshold, args.members))
-        runs_beat.append(beat_level(config, data, seed, args.max_beats))
+    partial = args.out_dir / f"quality_{args.mode}.partial.json"
+    runs = C.seed_loop(seeds, lambda seed: {
+        "inter_patient": inter_patient(config, data, seed, args.max_beats, args.folds, threshold, args.members),
+        "beat_level": beat_level(config, data, seed, args.max_beats)}, partial, result, t_start)
+    runs_inter, runs_beat = [r["inter_patient"] for r in runs], [r["beat_level"] for r in runs]
 
     def arm(runs, key):
         per_seed = [{**{k: v for k, v in r.items() if k not in ("keras", "int8")}, **r[key]} for r in runs]
@@ -395,6 +398,7 @@ def main(argv=None) -> int:
     result["plot"] = str(png)
     C.finish(result, time.perf_counter() - t_start)
     js = C.write_json(out_dir / f"quality_{args.mode}.json", result)
+    C.drop_partial(partial)
     print_summary(result)
     print(f"wrote {js} and {png}")
     return 0
@@ -425,4 +429,4 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    C.run(main)

@@ -99,13 +99,12 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     ap.add_argument("--seeds", type=int, default=None, help="repeats (full 3, quick 1); medians reported")
     ap.add_argument("--rounds", type=int, default=None, help="boosting rounds (full 200, quick 50)")
-    ap.add_argument("--folds", type=int, default=3, help="patient-grouped DS1 folds for the out-of-fold figure")
-    ap.add_argument("--out-dir", type=Path, default=C.DEFAULT_OUT)
+    ap.add_argument("--folds", type=int, default=3, help="patient-grouped DS1 folds for the out-of-fold figure (default 3)")
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     C.apply_mode(args, QUICK, FULL)
@@ -117,6 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     result, t_start = C.start("rr_features", args.mode, args.verbose)
+    C.warn_if_exists(args.out_dir / f"rr_features_{args.mode}.json")
     from ecg_data import N_RR_FEATURES, load_dataset
 
     data = load_dataset("mitdb", fs=180.0, window=256)
@@ -148,4 +148,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    C.run(main)

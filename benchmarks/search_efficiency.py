@@ -17,13 +17,13 @@ time (plot), trials finished, trials pruned (Optuna's pruner), rejected (latency
 needs to reach each KerasTuner baseline's best F1, as a fraction of the time the baseline needed.
 
     python benchmarks/search_efficiency.py --quick        # 1 seed, 40 s per engine (~3 min)
-    python benchmarks/search_efficiency.py                # 3 seeds, 300 s per engine (~47 min)
+    python benchmarks/search_efficiency.py                # 3 seeds, 300 s per engine (~50 min)
     python benchmarks/search_efficiency.py --seeds 0 1 2 3 4 --budget 600 --space spaces/edge.yaml
-    python benchmarks/search_efficiency.py --budget 600 --optuna-workers 2   # the driver as 2 workers x 1 TF thread
+    python benchmarks/search_efficiency.py --budget 600 --optuna-workers 2   # the driver as 2 workers x 1 TF thread (~95 min)
     python benchmarks/search_efficiency.py --budget 600 --optuna-workers 2 --kt-workers 2   # KerasTuner too, in
-                                          # its distributed mode (a chief oracle and 2 tuners x 1 TF thread)
+                                          # its distributed mode (a chief oracle and 2 tuners x 1 TF thread; ~100 min)
     python benchmarks/search_efficiency.py --pruner-signal WORK_DIR ...   # what the pruner's signal predicts
-    python benchmarks/search_efficiency.py --worker-throughput   # 1 process vs 2 workers x 1 TF thread (~15 min)
+    python benchmarks/search_efficiency.py --worker-throughput   # 1 process vs 2 workers x 1 TF thread (~20 min)
 
 Writes ``search_efficiency_<mode>.json`` and ``search_efficiency_<mode>.png`` to ``--out-dir``.
 """
@@ -222,23 +222,25 @@ def _spawn(args: argparse.Namespace, engine: str, seed: int, work: Path, budget:
     # then read its trials by their own clock and keep only those finished within the budget
     deadline = time.monotonic() + budget + args.startup_allowance
     exited, failed = None, None
-    while time.monotonic() < deadline:
-        codes = [p.poll() for p in procs]
-        failed = next((i for i, c in enumerate(codes) if c not in (None, 0)), None)
-        if failed is not None or all(c is not None for c in codes):
-            exited = codes[failed] if failed is not None else 0
-            break
-        if trials_file.exists():
-            rows = _read_rows(trials_file)
-            if rows and max(r["seconds"] for r in rows) >= budget:
+    try:
+        while time.monotonic() < deadline:
+            codes = [p.poll() for p in procs]
+            failed = next((i for i, c in enumerate(codes) if c not in (None, 0)), None)
+            if failed is not None or all(c is not None for c in codes):
+                exited = codes[failed] if failed is not None else 0
                 break
-        time.sleep(0.5)
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-    for fh in handles:
-        fh.close()
+            if trials_file.exists():
+                rows = _read_rows(trials_file)
+                if rows and max(r["seconds"] for r in rows) >= budget:
+                    break
+            time.sleep(0.5)
+    finally:  # also on Ctrl-C/SIGTERM: the children run in their own sessions "until killed" and would outlive us
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for fh in handles:
+            fh.close()
     rows = _read_rows(trials_file) if trials_file.exists() else []
     if exited not in (None, 0):
         tail = logs[failed or 0].read_text()[-3000:]
@@ -455,15 +457,14 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 # main
 # ---------------------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="1 seed, 40 s per engine, 1,200 beats, 2 folds, 1 epoch")
-    ap.add_argument("--seeds", type=int, nargs="+", help="seeds (full: 0 1 2)")
-    ap.add_argument("--budget", type=float, help="wall-clock seconds per engine and seed (full: 300)")
+    ap.add_argument("--seeds", type=C.at_least(0), nargs="+", help="seeds (full: 0 1 2)")
+    ap.add_argument("--budget", type=C.above_zero, help="wall-clock seconds per engine and seed (full: 300)")
     ap.add_argument("--space", default=str(ROOT / "spaces" / "default.yaml"), help="space (default spaces/default.yaml)")
-    ap.add_argument("--max-beats", type=int, help="DS1 beats drawn by patient and class (full: 4000)")
-    ap.add_argument("--folds", type=int, help="patient-grouped folds per trial (full: 3)")
-    ap.add_argument("--epochs", type=int, help="override the space's epochs (quick: 1)")
+    ap.add_argument("--max-beats", type=C.at_least(1), help="DS1 beats drawn by patient and class (full: 4000)")
+    ap.add_argument("--folds", type=C.at_least(2), help="patient-grouped folds per trial (full: 3)")
+    ap.add_argument("--epochs", type=C.at_least(1), help="override the space's epochs (quick: 1)")
     ap.add_argument("--latency-budget-ms", type=float, default=1.0,
                     help="Optuna's latency gate: Pi 4 estimate of the int8 model (default 1.0 ms)")
     ap.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median",
@@ -484,7 +485,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="TensorFlow threads per KerasTuner tuner process (default: 1 with several, else TF's choice)")
     ap.add_argument("--startup-allowance", type=float, default=60.0,
                     help="seconds a child may spend on imports and data before its budget clock starts")
-    ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("--work-dir", help="keep the studies and trial logs here (default: a temporary folder)")
     ap.add_argument("--reanalyse", metavar="JSON", help="recompute the summaries and the plot of a result file "
                                                         "(its runs are kept; nothing is trained) and rewrite it")
@@ -546,6 +547,7 @@ def main(argv=None) -> int:
 
     space = SearchSpace.load(args.space)  # a malformed space fails here, before any run
     result = C.header("search_efficiency.py", args.mode)
+    C.warn_if_exists(args.out_dir / f"search_efficiency_{args.mode}.json")
     t0 = time.perf_counter()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="search-efficiency-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -554,16 +556,20 @@ def main(argv=None) -> int:
 
     load_dataset("mitdb", fs=space.fs, window=space.window)
     runs: list[dict[str, Any]] = []
+    partial = Path(args.out_dir) / f"search_efficiency_{args.mode}.partial.json"
+    log.info("studies and trial logs in %s", work)
     for i, seed in enumerate(args.seeds):
         order = ENGINES[i % 3:] + ENGINES[:i % 3]
         for engine in order:
-            log.info("seed %d: %s for %.0f s ...", seed, engine, args.budget)
+            log.info("seed %d (%d of %d): %s for %.0f s ...", seed, i + 1, len(args.seeds), engine, args.budget)
             run = _spawn(args, engine, seed, work, args.budget)
             done = run["trials"]
             log.info("  %d trials within the budget, best F1 %s", len(done),
                      max((r["value"] for r in done if r["state"] == "complete" and r["value"] is not None),
                          default=None))
             runs.append(run)
+            C.save_partial(partial, {**result, "work_dir": str(work)}, len(runs), len(args.seeds) * len(ENGINES),
+                           t0, runs=runs)
     _gate_kerastuner_trials(runs, args.latency_budget_ms)
     result["runs"] = runs
     result["settings"] = {"seeds": args.seeds, "budget_s": args.budget, "space": str(args.space),
@@ -579,6 +585,7 @@ def main(argv=None) -> int:
     C.finish(result, time.perf_counter() - t0)
     out = Path(args.out_dir)
     js = C.write_json(out / f"search_efficiency_{args.mode}.json", result)
+    C.drop_partial(partial)
     png = plot(result, out / f"search_efficiency_{args.mode}.png")
     print_summary(result)
     print(f"wrote {js} and {png}")
@@ -775,4 +782,4 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    C.run(main)

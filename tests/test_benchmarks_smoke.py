@@ -22,6 +22,7 @@ def _run(script: str, out_dir, env, *extra: str) -> dict:
     stem = script.removesuffix(".py")
     js, png = out_dir / f"{stem}_quick.json", out_dir / f"{stem}_quick.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert not (out_dir / f"{stem}_quick.partial.json").exists()  # the per-seed progress file goes with success
     result = json.loads(js.read_text())
     assert result["mode"] == "quick" and script in result["command"] and "--quick" in result["command"]
     m = result["machine"]
@@ -420,3 +421,67 @@ def test_worker_throughput_quick(tmp_path, cli_env):
         assert 0 < x["cores_busy"] <= r["machine"]["logical_cpus"] + 0.5
     assert math.isclose(rep["speedup"], rep["default"]["wall_s"] / rep["workers"]["wall_s"])
     assert f"{m['speedup_median']:.2f}x" in proc.stdout
+
+
+BAD_ARGS = [  # what a user may mistype, refused before any work: one usage line, exit 2, no traceback
+    ("quality.py", ["--folds", "1"], "argument --folds: must be at least 2, got 1"),
+    ("quality.py", ["--max-beats", "0"], "argument --max-beats: must be at least 1, got 0"),  # 0 was "all beats"
+    ("quality.py", ["--epochs", "0"], "argument --epochs: must be at least 1"),
+    ("quality.py", ["--config", "{missing}"], "argument --config: cannot read"),
+    ("quality.py", ["--config", "{malformed}"], "is not valid JSON"),
+    ("fold_ensemble.py", ["--max-beats", "-5"], "argument --max-beats: must be at least 1, got -5"),
+    ("fold_ensemble.py", ["--config", "{malformed}"], "is not valid JSON"),
+    ("ptbxl_records.py", ["--config", "{missing}"], "argument --config: cannot read"),
+    ("ptbxl_records.py", ["--epochs", "x"], "argument --epochs: 'x' is not an integer"),
+    ("pipeline_cost.py", ["--study-folds", "1"], "argument --study-folds: must be at least 2"),
+    ("pipeline_cost.py", ["--config", "{malformed}"], "is not valid JSON"),
+    ("edge.py", ["--ds2-beats", "0"], "argument --ds2-beats: must be at least 1"),
+    ("search_efficiency.py", ["--budget", "-1"], "argument --budget: must be a number above 0, got -1"),
+    ("search_efficiency.py", ["--folds", "1"], "argument --folds: must be at least 2"),
+    ("rr_features.py", ["--out-dir", "{unwritable}"], "argument --out-dir: cannot create"),
+    ("quality.py", ["--out-dir", "{unwritable}"], "argument --out-dir: cannot create"),
+    ("quality.py", ["--seed", "-1"], "argument --seed: must be at least 0, got -1"),  # numpy's ValueError after loading
+    ("edge.py", ["--seed", "-1"], "argument --seed: must be at least 0"),
+    ("search_efficiency.py", ["--seeds", "0", "-2"], "argument --seeds: must be at least 0, got -2"),
+    ("calibrate_pi.py", ["--rounds", "0"], "argument --rounds: must be at least 1, got 0"),  # was a traceback after
+    ("calibrate_pi.py", ["--json", "{unwritable}"], "argument --json: cannot create"),      # minutes of conversion
+    ("calibrate_pi.py", ["--json", "{missing}", "--fit-only"], "--fit-only measures nothing"),  # was ignored
+]
+
+
+def test_bad_arguments_are_one_usage_line(tmp_path, cli_env):
+    import pytest
+
+    (tmp_path / "malformed.json").write_text("{bad")
+    (tmp_path / "file").write_text("")
+    paths = {"missing": tmp_path / "missing.json", "malformed": tmp_path / "malformed.json",
+             "unwritable": tmp_path / "file" / "out"}  # below a plain file: cannot be created, even by root
+    failures = []
+    for script, extra, expected in BAD_ARGS:
+        argv = [a.format(**paths) for a in extra]
+        if script != "calibrate_pi.py":  # it has neither
+            argv = ["--quick", *argv] if "--out-dir" in argv else ["--quick", *argv, "--out-dir", str(tmp_path / "out")]
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *argv], cwd=ROOT,
+                              env=cli_env, capture_output=True, text=True, timeout=120)
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+        if proc.returncode != 2 or "Traceback" in proc.stderr or expected not in last:
+            failures.append(f"{script} {' '.join(argv)}: exit {proc.returncode}, {proc.stderr[-600:]}")
+    if failures:
+        pytest.fail("\n".join(failures))
+
+
+FULL_RUN_TIME = {"quality.py": "2 h 15 min", "fold_ensemble.py": "28 min", "edge.py": "12 min",
+                 "search_efficiency.py": "50 min", "pipeline_cost.py": "1,310 s", "ptbxl_records.py": "462-635 s",
+                 "rr_features.py": "about 5 min"}  # as the result files' wall_seconds / docs/RESULTS.md say
+
+
+def test_help_states_what_a_full_run_costs(cli_env):
+    """--help: the whole first paragraph as the description (not a sentence cut at its first line), the
+    docstring's examples with the full run's time, and what --out-dir is."""
+    for script, cost in FULL_RUN_TIME.items():
+        out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], cwd=ROOT, env=cli_env,
+                             capture_output=True, text=True, timeout=120).stdout
+        description = out.split("\n\n")[1]
+        assert description.rstrip().endswith((".", "?", ")")), (script, description)
+        assert f"python benchmarks/{script}" in out and cost in out, script
+        assert "folder for the result JSON" in out, script

@@ -1,0 +1,159 @@
+"""The benchmarks' shared entry point and progress file (benchmarks/_common.py), without training: an interrupted
+run keeps the seeds it finished and says where, its engine processes do not outlive it, missing data is one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+SEED_LOOP = """
+import logging, sys, time
+from pathlib import Path
+sys.path.insert(0, {bench!r})
+import _common as C
+
+def one(seed):
+    if seed == {slow}:
+        time.sleep(120)  # interrupted here
+    return {{"seed": seed, "f1": 0.5}}
+
+def main():
+    logging.basicConfig(level=logging.INFO)  # as C.start sets it up
+    C.seed_loop([0, 1, 2], one, Path({partial!r}), {{"benchmark": "toy"}}, time.perf_counter())
+    return 0
+
+C.run(main)
+"""
+
+
+def _start(code: str, env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{path} never appeared: {proc.communicate()}")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_interrupt_keeps_the_finished_seeds_and_names_the_file(tmp_path, cli_env, sig, code):
+    partial = tmp_path / "toy_full.partial.json"
+    proc = _start(SEED_LOOP.format(bench=str(ROOT / "benchmarks"), slow=1, partial=str(partial)), cli_env)
+    _wait_for(partial, proc)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].endswith(f"interrupted; the work finished so far is "
+                                                                             f"kept in {partial}")
+    doc = json.loads(partial.read_text())
+    assert doc["benchmark"] == "toy" and doc["runs"] == [{"seed": 0, "f1": 0.5}]
+    assert doc["partial"]["done"] == 1 and doc["partial"]["of"] == 3
+    assert "seed 1 (2 of 3)" in err  # progress: which seed of how many
+
+
+def test_interrupt_before_any_seed_says_nothing_was_kept(tmp_path, cli_env):
+    partial = tmp_path / "toy_full.partial.json"
+    proc = _start(SEED_LOOP.format(bench=str(ROOT / "benchmarks"), slow=0, partial=str(partial)), cli_env)
+    deadline = time.monotonic() + 60
+    out = ""
+    while "seed 0 (1 of 3)" not in out and time.monotonic() < deadline:  # the loop has started
+        out += proc.stderr.readline()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and not partial.exists()
+    assert (out + err).strip().splitlines()[-1].endswith("interrupted; nothing had finished, nothing was written")
+
+
+def test_missing_data_is_one_line_exit_2(tmp_path, cli_env):
+    env = {**cli_env, "ECG_AUTOML_DATA": str(tmp_path / "empty")}
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ptbxl_records.py"), "--quick", "--out-dir",
+                           str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert last.startswith("ptbxl_records.py: error: PTB-XL data not found") and "ECG_AUTOML_DATA" in last
+
+
+def test_search_efficiency_engines_do_not_outlive_an_interrupted_run(tmp_path, cli_env):
+    """Its engine children run in their own sessions until killed: a SIGTERM to the benchmark must kill them."""
+    sleeper = tmp_path / "engine.py"
+    sleeper.write_text("import os, pathlib, sys, time\n"
+                       f"pathlib.Path({str(tmp_path / 'pid')!r}).write_text(str(os.getpid()))\n"
+                       "time.sleep(600)\n")
+    code = f"""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+    import _common as C
+    import search_efficiency as SE
+
+    SE.__file__ = {str(sleeper)!r}  # the 'engine' it spawns: a process that sleeps until killed
+    args = SE.parse_args(["--quick", "--out-dir", {str(tmp_path / 'out')!r}])
+    C.run(lambda: SE._spawn(args, "optuna", 0, Path({str(tmp_path)!r}), 60.0) and 0)
+    """
+    proc = _start(code, cli_env)
+    _wait_for(tmp_path / "pid", proc)
+    pid = int((tmp_path / "pid").read_text())
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    time.sleep(0.5)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the engine process outlived the interrupted benchmark")
+
+
+@pytest.mark.parametrize("script", ["rr_features.py", "quality.py"])
+def test_a_rerun_says_at_its_start_which_result_it_will_replace(tmp_path, cli_env, script):
+    stem = script.removesuffix(".py")
+    old = tmp_path / f"{stem}_quick.json"
+    old.write_text(json.dumps({"started_utc": "2026-01-02T03:04:05+00:00", "source": {"git_commit": "abcdef0123456789"}}))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out-dir", str(tmp_path)],
+                            cwd=ROOT, env=cli_env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, seen = time.monotonic() + 120, ""
+    while "will be replaced" not in seen and time.monotonic() < deadline and proc.poll() is None:
+        seen += proc.stderr.readline()
+    proc.send_signal(signal.SIGTERM)  # no need to train: the warning comes before the data is loaded
+    proc.communicate(timeout=60)
+    assert (f"{old} (started 2026-01-02T03:04:05+00:00, commit abcdef0123) will be replaced when this run ends; "
+            "give --out-dir to keep it") in seen
+    assert json.loads(old.read_text())["started_utc"] == "2026-01-02T03:04:05+00:00"  # interrupted: not replaced
+
+
+def test_calibrate_pi_json_records_machine_versions_command_and_commit(tmp_path, monkeypatch):
+    """Its --json file (what ECG_AUTOML_PI_CALIBRATION reads) says where and with what it was measured, as the
+    other benchmarks' result files do; measuring itself is replaced by fixed host values."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import calibrate_pi
+    from ecg_automl.tflite.pi_estimate import CALIBRATION, _load_host_calibration
+
+    monkeypatch.setattr(calibrate_pi, "get_models", lambda points, cache: {})
+    stats = {calibrate_pi.model_key(p): {"host_ms": 1.0 + i / 10, "host_median_ms": 1.1 + i / 10, "load1": [0.5]}
+             for i, p in enumerate(CALIBRATION)}
+    monkeypatch.setattr(calibrate_pi, "measure_host", lambda *a, **k: stats)
+    out = tmp_path / "new" / "calib.json"  # its folder is created when written
+    monkeypatch.setattr(sys, "argv", ["calibrate_pi.py", "--json", str(out)])
+    assert calibrate_pi.main(["--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert "calibrate_pi.py" in doc["command"] and doc["machine"]["lscpu_model_name"] and doc["versions"]["tensorflow"]
+    assert "git_commit" in doc["source"] and doc["host_cpu"] and len(doc["points"]) == len(CALIBRATION)
+    assert _load_host_calibration(out)[0] == doc["host_cpu"]  # still a file the Pi estimate reads
