@@ -390,6 +390,9 @@ def run(main: Callable[[], int]) -> NoReturn:
     from ecg_data.errors import DataError
 
     signal.signal(signal.SIGTERM, _raise_terminated)
+    # Python leaves SIGINT ignored when it starts ignored (a background job, a pytest-xdist worker's child):
+    # `kill -INT` must stop a benchmark as Ctrl-C does, as it stops `ecg-automl search`
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     prog = Path(sys.argv[0]).name
     try:
         code = main()
