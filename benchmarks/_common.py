@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# the CLI's own checks of numeric options: one usage line, exit 2, before any work
+from ecg_automl.argtypes import int_at_least as at_least, positive_float as above_zero  # noqa: E402
+
 #: The config both scripts use unless ``--config`` or ``--study`` says otherwise.
 DEFAULT_CONFIG = ROOT / "benchmarks" / "configs" / "quality_default.json"
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
@@ -153,32 +156,6 @@ def parser(doc: str) -> argparse.ArgumentParser:
     head, _, rest = doc.strip().partition("\n\n")
     return argparse.ArgumentParser(description=head, epilog=rest or None,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-def at_least(low: int):
-    """An argparse ``type``: an integer of at least ``low`` (otherwise a one-line usage error, exit 2)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
-def above_zero(text: str) -> float:
-    """An argparse ``type``: a finite number above 0 (seconds, milliseconds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
-    return value
 
 
 def config_file(text: str) -> Path:

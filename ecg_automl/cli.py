@@ -9,6 +9,8 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from .argtypes import int_at_least, port, positive_float
+
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -291,50 +293,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------------------------
-def _int_at_least(low: int, why: str = ""):
-    """argparse type: an integer of at least ``low`` (a usage error otherwise, saying ``why`` if given)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}{f' ({why})' if why else ''}, not {value}")
-        return value
-
-    parse.__name__ = "int"  # argparse names the type in its messages
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a finite number above 0: seconds, milliseconds, a sampling rate (a usage error otherwise)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    """argparse type: a TCP port number, 0-65535 (a usage error otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {value}")
-    return value
+_positive_int = int_at_least(1)
+_non_negative_int = int_at_least(0)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     """How a search or worker process runs its trials: heartbeat, TensorFlow threads, progress output."""
-    p.add_argument("--heartbeat", type=_positive_float, default=30,
+    p.add_argument("--heartbeat", type=positive_float, default=30,
                    help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
                         "retried")
     p.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
@@ -362,10 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trials", type=_non_negative_int, default=20,
                    help="finished (complete or pruned) trials the study should hold (0: create the study only, for "
                         "workers to join)")
-    s.add_argument("--folds", type=_int_at_least(2), default=3, help="patient-grouped, stratified CV folds per trial")
+    s.add_argument("--folds", type=int_at_least(2), default=3, help="patient-grouped, stratified CV folds per trial")
     s.add_argument("--study", required=True, help="study name (rerun the same command to resume it)")
     s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
-    s.add_argument("--timeout", type=_positive_float, default=None,
+    s.add_argument("--timeout", type=positive_float, default=None,
                    help="stop starting new trials after this many seconds")
     s.add_argument("--seed", type=int, default=0, help="seed of the sampler, folds, subsample and training (default 0)")
     s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")
@@ -377,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the exported model uses; default), F1 at 0.5, or ROC-AUC")
     s.add_argument("--objective", default="f1",
                    help="f1 (single objective) or e.g. f1,latency,size (multi-objective, Pareto front)")
-    s.add_argument("--latency-budget-ms", type=_positive_float, default=None,
+    s.add_argument("--latency-budget-ms", type=positive_float, default=None,
                    help="reject candidates slower than this (TFLite, 1 thread) before training")
     s.add_argument("--latency-target", default=None, help="measure latency on a bench-server (http://HOST:PORT)")
     s.add_argument("--latency-mode", choices=["fp32", "dynamic", "fp16", "int8"], default="int8",
@@ -411,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
     w.add_argument("--trials", type=_non_negative_int, required=True,
                    help="total finished trials the study should reach (all workers together, not per worker)")
-    w.add_argument("--timeout", type=_positive_float, default=None,
+    w.add_argument("--timeout", type=positive_float, default=None,
                    help="stop starting new trials after this many seconds (default: no limit)")
     w.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
                    help="default: the pruner the study was created with")
@@ -442,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1",
                    help="bind address (default 127.0.0.1: this machine only). Any other address exposes the "
                         "UI, which has no authentication, to the network; a warning says so")
-    u.add_argument("--port", type=_port, default=5000, help="TCP port, 0-65535 (default 5000)")
+    u.add_argument("--port", type=port, default=5000, help="TCP port, 0-65535 (default 5000)")
     _add_tracking_args(u, optional=False)
 
     for extra in _extra_parsers:

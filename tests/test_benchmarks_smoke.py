@@ -424,26 +424,26 @@ def test_worker_throughput_quick(tmp_path, cli_env):
 
 
 BAD_ARGS = [  # what a user may mistype, refused before any work: one usage line, exit 2, no traceback
-    ("quality.py", ["--folds", "1"], "argument --folds: must be at least 2, got 1"),
-    ("quality.py", ["--max-beats", "0"], "argument --max-beats: must be at least 1, got 0"),  # 0 was "all beats"
+    ("quality.py", ["--folds", "1"], "argument --folds: must be at least 2, not 1"),
+    ("quality.py", ["--max-beats", "0"], "argument --max-beats: must be at least 1, not 0"),  # 0 was "all beats"
     ("quality.py", ["--epochs", "0"], "argument --epochs: must be at least 1"),
     ("quality.py", ["--config", "{missing}"], "argument --config: cannot read"),
     ("quality.py", ["--config", "{malformed}"], "is not valid JSON"),
-    ("fold_ensemble.py", ["--max-beats", "-5"], "argument --max-beats: must be at least 1, got -5"),
+    ("fold_ensemble.py", ["--max-beats", "-5"], "argument --max-beats: must be at least 1, not -5"),
     ("fold_ensemble.py", ["--config", "{malformed}"], "is not valid JSON"),
     ("ptbxl_records.py", ["--config", "{missing}"], "argument --config: cannot read"),
     ("ptbxl_records.py", ["--epochs", "x"], "argument --epochs: 'x' is not an integer"),
     ("pipeline_cost.py", ["--study-folds", "1"], "argument --study-folds: must be at least 2"),
     ("pipeline_cost.py", ["--config", "{malformed}"], "is not valid JSON"),
     ("edge.py", ["--ds2-beats", "0"], "argument --ds2-beats: must be at least 1"),
-    ("search_efficiency.py", ["--budget", "-1"], "argument --budget: must be a number above 0, got -1"),
+    ("search_efficiency.py", ["--budget", "-1"], "argument --budget: must be a finite number above 0, not -1"),
     ("search_efficiency.py", ["--folds", "1"], "argument --folds: must be at least 2"),
     ("rr_features.py", ["--out-dir", "{unwritable}"], "argument --out-dir: cannot create"),
     ("quality.py", ["--out-dir", "{unwritable}"], "argument --out-dir: cannot create"),
-    ("quality.py", ["--seed", "-1"], "argument --seed: must be at least 0, got -1"),  # numpy's ValueError after loading
+    ("quality.py", ["--seed", "-1"], "argument --seed: must be at least 0, not -1"),  # numpy's ValueError after loading
     ("edge.py", ["--seed", "-1"], "argument --seed: must be at least 0"),
-    ("search_efficiency.py", ["--seeds", "0", "-2"], "argument --seeds: must be at least 0, got -2"),
-    ("calibrate_pi.py", ["--rounds", "0"], "argument --rounds: must be at least 1, got 0"),  # was a traceback after
+    ("search_efficiency.py", ["--seeds", "0", "-2"], "argument --seeds: must be at least 0, not -2"),
+    ("calibrate_pi.py", ["--rounds", "0"], "argument --rounds: must be at least 1, not 0"),  # was a traceback after
     ("calibrate_pi.py", ["--json", "{unwritable}"], "argument --json: cannot create"),      # minutes of conversion
     ("calibrate_pi.py", ["--json", "{missing}", "--fit-only"], "--fit-only measures nothing"),  # was ignored
 ]

@@ -23,7 +23,8 @@ def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> No
 
 
 def _add_parsers(sub) -> None:
-    from ecg_automl.cli import _port, _positive_float, _positive_int
+    from ecg_automl.argtypes import port, positive_float
+    from ecg_automl.cli import _positive_int
 
     p = sub.add_parser("predict", help="classify a WFDB record or a CSV of beats with a .tflite (no TensorFlow)")
     p.add_argument("model", help="a .tflite written by `ecg-automl export` (its .json sidecar must lie beside it)")
@@ -33,7 +34,7 @@ def _add_parsers(sub) -> None:
                                    "and window length unless --csv-fs (see README)")
     p.add_argument("--annotations", default=None,
                    help="use this annotation file's beats (e.g. atr) instead of the QRS detector, and compare")
-    p.add_argument("--csv-fs", type=_positive_float, default=None,
+    p.add_argument("--csv-fs", type=positive_float, default=None,
                    help="sampling rate of the CSV rows in Hz (default: the model's; then each row must hold "
                         "exactly the model's window)")
     p.add_argument("--csv-has-label", action="store_true", help="the CSV's last column is a label (0 = normal)")
@@ -46,8 +47,8 @@ def _add_parsers(sub) -> None:
                                    "body (query: runs, warmup, threads). `search --latency-target http://HOST:PORT` "
                                    "uses it.")
     b.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
-    b.add_argument("--port", type=_port, default=8765, help="TCP port, 0-65535 (default 8765; 0: any free port)")
-    b.add_argument("--max-mb", type=_positive_float, default=16, help="largest model accepted, in MB (default 16)")
+    b.add_argument("--port", type=port, default=8765, help="TCP port, 0-65535 (default 8765; 0: any free port)")
+    b.add_argument("--max-mb", type=positive_float, default=16, help="largest model accepted, in MB (default 16)")
 
     try:
         from .export import add_export_parser

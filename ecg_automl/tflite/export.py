@@ -29,7 +29,8 @@ def _tflite_path(text: str) -> str:
 
 def add_export_parser(sub) -> None:
     """Register ``ecg-automl export`` and its options (defaults stated in each help string)."""
-    from ecg_automl.cli import _int_at_least, _non_negative_int, _positive_int
+    from ecg_automl.argtypes import int_at_least
+    from ecg_automl.cli import _non_negative_int, _positive_int
     from ecg_automl.defaults import DEFAULT_STORAGE
 
     p = sub.add_parser("export", help="export a trial's model to TFLite, verified against Keras and timed")
@@ -42,7 +43,7 @@ def add_export_parser(sub) -> None:
                    help="output .tflite path (the .json sidecar goes beside it)")
     p.add_argument("--verify-beats", type=_non_negative_int, default=20000,
                    help="held-out beats to verify on (evenly spaced; 0 = all; default 20000)")
-    p.add_argument("--runs", type=_int_at_least(10, "the latency is timed in rounds of 10"), default=300,
+    p.add_argument("--runs", type=int_at_least(10, "the latency is timed in rounds of 10"), default=300,
                    help="timed invocations for the latency, in rounds of 10 (default 300)")
     p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads for the timing (default 1)")
     p.add_argument("--strict", action="store_true", help="exit 1 when int8 loses more than 1 F1 point")
