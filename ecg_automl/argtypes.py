@@ -8,13 +8,18 @@ import math
 from typing import Callable
 
 
+def _parsed(text: str, cast: Callable[[str], float], noun: str):
+    """``cast(text)``, or the usage error saying ``text`` is not ``noun``."""
+    try:
+        return cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+
+
 def int_at_least(low: int, why: str = "") -> Callable[[str], int]:
     """argparse type: an integer of at least ``low`` (a usage error otherwise, saying ``why`` if given)."""
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        value = _parsed(text, int, "an integer")
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}{f' ({why})' if why else ''}, not {value}")
         return value
@@ -25,10 +30,7 @@ def int_at_least(low: int, why: str = "") -> Callable[[str], int]:
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number above 0: seconds, milliseconds, a sampling rate (a usage error otherwise)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _parsed(text, float, "a number")
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
     return value
@@ -36,10 +38,7 @@ def positive_float(text: str) -> float:
 
 def port(text: str) -> int:
     """argparse type: a TCP port number, 0-65535 (a usage error otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _parsed(text, int, "an integer")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {value}")
     return value
