@@ -158,6 +158,14 @@ def parser(doc: str) -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def f1_target(text: str) -> float:
+    """An argparse ``type``: a validation F1 to reach, above 0 and at most 1 (an F1 of 2 is never reached)."""
+    value = above_zero(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be an F1 of at most 1, not {text}")
+    return value
+
+
 def config_file(text: str) -> Path:
     """An argparse ``type`` for ``--config``: a readable file holding a JSON object (checked before any work)."""
     path = Path(text)

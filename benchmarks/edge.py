@@ -388,15 +388,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--objectives", default="f1,latency,size",
                     help="study objectives as for `ecg-automl search --objective` (default f1,latency,size: "
                          "NSGA-II; f1,latency: TPE; a 12-trial f1,latency study here had a front of only 2 trials)")
-    ap.add_argument("--latency-budget-ms", type=float, default=None,
+    ap.add_argument("--latency-budget-ms", type=C.above_zero, default=None,
                     help="reject candidates whose Pi 4 estimate (int8) is over this before training (default none)")
-    ap.add_argument("--trials", type=int, default=None, help=f"finished trials of the study (full {FULL['trials']})")
-    ap.add_argument("--folds", type=int, default=None, help=f"patient-grouped folds per trial (full {FULL['folds']})")
+    ap.add_argument("--trials", type=C.at_least(1), default=None, help=f"finished trials of the study (full {FULL['trials']})")
+    ap.add_argument("--folds", type=C.at_least(2), default=None, help=f"patient-grouped folds per trial (full {FULL['folds']})")
     ap.add_argument("--max-beats", type=C.at_least(1), default=None,
                     help=f"DS1 beats per trial, stratified by patient and class (full {FULL['max_beats']})")
     ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the space's epochs (quick: 1)")
     ap.add_argument("--seed", type=C.at_least(0), default=0, help="study seed (sampler, folds, subsamples, retraining)")
-    ap.add_argument("--max-front", type=int, default=None,
+    ap.add_argument("--max-front", type=C.at_least(1), default=None,
                     help=f"front members to export, spread along latency (full {FULL['max_front']})")
     ap.add_argument("--final-beats", type=C.at_least(1), default=None,
                     help="retrain each member on this many DS1 beats (stratified) instead of all DS1, the search's "
@@ -404,8 +404,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ds2-beats", type=C.at_least(1), default=None,
                     help="test on a DS2 subsample of this size, stratified by patient and class "
                          f"(full: all; quick {QUICK['ds2_beats']})")
-    ap.add_argument("--runs", type=int, default=None, help=f"timed invokes per model (full {FULL['runs']})")
-    ap.add_argument("--threads", type=int, default=1, help="LiteRT threads for latency and DS2 inference")
+    ap.add_argument("--runs", type=C.at_least(1), default=None, help=f"timed invokes per model (full {FULL['runs']})")
+    ap.add_argument("--threads", type=C.at_least(1), default=1, help="LiteRT threads for latency and DS2 inference")
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
     ap.add_argument("--work-dir", type=Path, default=None,
                     help="Optuna/MLflow stores and .tflite files (default OUT_DIR/_edge_work, git-ignored)")
@@ -416,8 +416,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--study needs --storage (e.g. sqlite:///runs/optuna.db)")
     C.apply_mode(args, QUICK, FULL)
     args.records = [r.strip() for r in args.records.split(",")] if args.records else None
-    if args.trials < 1 or args.folds < 2 or args.max_front < 1 or args.runs < 1 or args.threads < 1:
-        ap.error("--trials, --max-front, --runs and --threads must be at least 1 and --folds at least 2")
     return args
 
 

@@ -202,20 +202,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     ap.add_argument("--config", type=C.config_file, default=None,
                     help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
-    ap.add_argument("--seeds", type=int, default=None, help="repeats (full 3, quick 1); medians reported")
+    ap.add_argument("--seeds", type=C.at_least(1), default=None, help="repeats (full 3, quick 1); medians reported")
     ap.add_argument("--seed", type=C.at_least(0), default=0, help="first seed (seeds are SEED, SEED+1, ...)")
-    ap.add_argument("--folds", type=int, default=None, help="patient-grouped DS1 folds = ensemble members (full 3)")
-    ap.add_argument("--repeats", type=int, default=None,
+    ap.add_argument("--folds", type=C.at_least(2), default=None, help="patient-grouped DS1 folds = ensemble members (full 3)")
+    ap.add_argument("--repeats", type=C.at_least(1), default=None,
                     help="train each fold model this many times with other seeds: repeats x folds members (default 1)")
     ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (full 8, quick 1)")
     ap.add_argument("--max-beats", type=C.at_least(1), default=None, help="DS1 beats drawn by patient and class (full: all)")
-    ap.add_argument("--runs", type=int, default=None, help="timed int8 invokes per member (full 300)")
+    ap.add_argument("--runs", type=C.at_least(1), default=None, help="timed int8 invokes per member (full 300)")
     ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     C.apply_mode(args, QUICK, FULL)
-    if args.folds < 2 or args.seeds < 1 or args.runs < 1 or args.repeats < 1:
-        ap.error("--folds must be at least 2, --seeds, --repeats and --runs at least 1")
     return args
 
 

@@ -235,8 +235,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.study is not None and not args.storage:
         ap.error("--study needs --storage")
     C.apply_mode(args, QUICK, FULL)
-    if args.repeats < 1:
-        ap.error("--repeats must be at least 1")
     return args
 
 

@@ -329,10 +329,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--study", default=None, help="take the best trial's config from this Optuna study (its threshold "
                                                   "is not used: thresholds are chosen on PTB-XL out-of-fold records)")
     ap.add_argument("--storage", default=None, help="the study's storage URL (with --study)")
-    ap.add_argument("--seeds", type=int, default=None, help="repeats (full 3, quick 1); medians reported")
+    ap.add_argument("--seeds", type=C.at_least(1), default=None, help="repeats (full 3, quick 1); medians reported")
     ap.add_argument("--seed", type=C.at_least(0), default=0, help="first seed (seeds are SEED, SEED+1, ...)")
     ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (quick: 1)")
-    ap.add_argument("--folds", type=int, default=None, help="patient-grouped folds for the out-of-fold thresholds "
+    ap.add_argument("--folds", type=C.at_least(2), default=None, help="patient-grouped folds for the out-of-fold thresholds "
                                                             "(full 3, quick 2)")
     ap.add_argument("--aggregate", choices=sorted(AGGREGATES), default="mean",
                     help="a record's probability from its beats' probabilities (default mean)")
@@ -346,10 +346,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     C.apply_mode(args, QUICK, FULL)
     if args.config is None and args.study is None:
         args.config = DEFAULT_CONFIG
-    if args.seeds < 1:
-        ap.error("--seeds must be at least 1")
-    if args.folds < 2:
-        ap.error("--folds must be at least 2")
     return args
 
 

@@ -101,15 +101,13 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
-    ap.add_argument("--seeds", type=int, default=None, help="repeats (full 3, quick 1); medians reported")
-    ap.add_argument("--rounds", type=int, default=None, help="boosting rounds (full 200, quick 50)")
-    ap.add_argument("--folds", type=int, default=3, help="patient-grouped DS1 folds for the out-of-fold figure (default 3)")
+    ap.add_argument("--seeds", type=C.at_least(1), default=None, help="repeats (full 3, quick 1); medians reported")
+    ap.add_argument("--rounds", type=C.at_least(1), default=None, help="boosting rounds (full 200, quick 50)")
+    ap.add_argument("--folds", type=C.at_least(2), default=3, help="patient-grouped DS1 folds for the out-of-fold figure (default 3)")
     ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     C.apply_mode(args, QUICK, FULL)
-    if args.seeds < 1 or args.rounds < 1 or args.folds < 2:
-        ap.error("--seeds and --rounds must be at least 1, --folds at least 2")
     return args
 
 

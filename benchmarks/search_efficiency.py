@@ -465,25 +465,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-beats", type=C.at_least(1), help="DS1 beats drawn by patient and class (full: 4000)")
     ap.add_argument("--folds", type=C.at_least(2), help="patient-grouped folds per trial (full: 3)")
     ap.add_argument("--epochs", type=C.at_least(1), help="override the space's epochs (quick: 1)")
-    ap.add_argument("--latency-budget-ms", type=float, default=1.0,
+    ap.add_argument("--latency-budget-ms", type=C.above_zero, default=1.0,
                     help="Optuna's latency gate: Pi 4 estimate of the int8 model (default 1.0 ms)")
     ap.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median",
                     help="the Optuna driver's pruner (default median, as ecg-automl search)")
     ap.add_argument("--metric", choices=["f1", "f1@0.5", "auc"], default="f1",
                     help="both engines' objective (default f1: at the threshold chosen on the folds, as "
                          "ecg-automl search; f1@0.5 is the rule of the runs before it)")
-    ap.add_argument("--target", type=float, help="validation F1 for time-to-target (default: the median over "
+    ap.add_argument("--target", type=C.f1_target, help="validation F1 for time-to-target (default: the median over "
                                                  "seeds of the weakest engine's best)")
-    ap.add_argument("--optuna-workers", type=int, default=1,
+    ap.add_argument("--optuna-workers", type=C.at_least(1), default=1,
                     help="run the Optuna driver as this many worker processes on one study (default 1)")
-    ap.add_argument("--optuna-tf-threads", type=int,
+    ap.add_argument("--optuna-tf-threads", type=C.at_least(1),
                     help="TensorFlow threads per driver worker (default: 1 with several workers, else TF's choice)")
-    ap.add_argument("--kt-workers", type=int, default=1,
+    ap.add_argument("--kt-workers", type=C.at_least(1), default=1,
                     help="run each KerasTuner engine in its distributed mode: a chief oracle and this many tuner "
                          "processes (default 1: one process)")
-    ap.add_argument("--kt-tf-threads", type=int,
+    ap.add_argument("--kt-tf-threads", type=C.at_least(1),
                     help="TensorFlow threads per KerasTuner tuner process (default: 1 with several, else TF's choice)")
-    ap.add_argument("--startup-allowance", type=float, default=60.0,
+    ap.add_argument("--startup-allowance", type=C.above_zero, default=60.0,
                     help="seconds a child may spend on imports and data before its budget clock starts")
     ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("--work-dir", help="keep the studies and trial logs here (default: a temporary folder)")
@@ -514,12 +514,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args._child:
         return args
-    if args.optuna_workers < 1:
-        ap.error("--optuna-workers must be at least 1")
     if args.optuna_tf_threads is None and args.optuna_workers > 1:
         args.optuna_tf_threads = 1
-    if args.kt_workers < 1:
-        ap.error("--kt-workers must be at least 1")
     if args.kt_tf_threads is None and args.kt_workers > 1:
         args.kt_tf_threads = 1
     preset = QUICK if args.quick else FULL

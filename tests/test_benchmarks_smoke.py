@@ -430,6 +430,12 @@ BAD_ARGS = [  # what a user may mistype, refused before any work: one usage line
     ("quality.py", ["--config", "{missing}"], "argument --config: cannot read"),
     ("quality.py", ["--config", "{malformed}"], "is not valid JSON"),
     ("fold_ensemble.py", ["--max-beats", "-5"], "argument --max-beats: must be at least 1, not -5"),
+    ("fold_ensemble.py", ["--repeats", "0"], "argument --repeats: must be at least 1, not 0"),
+    # the next two ran: a study whose every trial the gate rejected ("no completed trial", exit 1), and a target
+    # no engine can ever reach
+    ("edge.py", ["--latency-budget-ms", "-1"], "argument --latency-budget-ms: must be a finite number above 0"),
+    ("search_efficiency.py", ["--target", "2"], "argument --target: must be an F1 of at most 1, not 2"),
+    ("rr_features.py", ["--folds", "1"], "argument --folds: must be at least 2, not 1"),
     ("fold_ensemble.py", ["--config", "{malformed}"], "is not valid JSON"),
     ("ptbxl_records.py", ["--config", "{missing}"], "argument --config: cannot read"),
     ("ptbxl_records.py", ["--epochs", "x"], "argument --epochs: 'x' is not an integer"),
