@@ -18,6 +18,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn
@@ -390,6 +391,17 @@ def run(main: Callable[[], int]) -> NoReturn:
                 else "nothing had finished, nothing was written")
         print(f"\n{prog}: interrupted; {kept}", file=sys.stderr)
     sys.exit(code)
+
+
+def exit_when_orphaned(parent: int, poll_s: float = 2.0) -> None:
+    """In a child that runs until its benchmark kills it: exit once ``parent`` is gone (killed with SIGKILL,
+    which no ``finally`` survives), instead of training on under init until someone finds it."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 def save_partial(path: Path, result: dict[str, Any], done: int, total: int, t_start: float,

@@ -78,6 +78,7 @@ def _settings(args: argparse.Namespace, seed: int):
 
 def _run_one(args: argparse.Namespace) -> int:
     """Child: run one engine for one seed until killed, appending a JSON line per finished trial."""
+    C.exit_when_orphaned(os.getppid())  # a benchmark killed with SIGKILL cannot kill its children itself
     import keras  # noqa: F401  -- import cost before the clock starts
     import keras_tuner  # noqa: F401
     import optuna

@@ -122,6 +122,41 @@ def test_search_efficiency_engines_do_not_outlive_an_interrupted_run(tmp_path, c
     pytest.fail("the engine process outlived the interrupted benchmark")
 
 
+def test_an_engine_child_exits_when_its_benchmark_was_killed(tmp_path, cli_env):
+    """SIGKILL (a test's timeout, the OOM killer) leaves the benchmark no finally to kill its engines: each engine
+    child (C.exit_when_orphaned, as search_efficiency's _run_one starts) then stops once its parent is gone."""
+    child = f"""
+    import os, sys, time
+    sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+    import _common as C
+    C.exit_when_orphaned(os.getppid(), poll_s=0.1)
+    print(os.getpid(), flush=True)
+    time.sleep(600)  # an engine that runs until killed
+    """
+    benchmark = f"""
+    import subprocess, sys, time
+    p = subprocess.Popen([sys.executable, "-c", {textwrap.dedent(child)!r}], stdout=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    print(p.stdout.readline().strip(), flush=True)
+    time.sleep(600)
+    """
+    proc = _start(benchmark, cli_env)
+    pid = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait(timeout=30)  # not communicate(): the child holds the pipe open for as long as it lives
+    proc.stdout.close()
+    proc.stderr.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the engine child outlived its SIGKILLed benchmark by 20 s")
+
+
 @pytest.mark.parametrize("script", ["rr_features.py", "quality.py"])
 def test_a_rerun_says_at_its_start_which_result_it_will_replace(tmp_path, cli_env, script):
     stem = script.removesuffix(".py")
