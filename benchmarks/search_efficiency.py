@@ -502,8 +502,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--worker-throughput", action="store_true",
                     help="instead of a run: train the same random draws with one process and with --optuna-workers "
                          "(default 2) 1-thread workers (writes search_efficiency_worker_throughput[_quick].json/.png)")
-    ap.add_argument("--draws", type=int, help="draws for --worker-throughput (full 8, quick 2); trials per run for --sampler-surrogate (full 64, quick 8)")
-    ap.add_argument("--repeats", type=int, help="repeats for --worker-throughput (full 3, quick 1) and --sampler-surrogate (full 60, quick 3)")
+    ap.add_argument("--draws", type=C.at_least(1), help="draws for --worker-throughput (full 8, quick 2); trials per run for --sampler-surrogate (full 64, quick 8)")
+    ap.add_argument("--repeats", type=C.at_least(1), help="repeats for --worker-throughput (full 3, quick 1) and --sampler-surrogate (full 60, quick 3)")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -515,6 +515,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args._child:
         return args
+    if args.seeds and len(set(args.seeds)) < len(args.seeds):  # a repeated seed would count one run twice
+        twice = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+        ap.error(f"argument --seeds: seed {', '.join(map(str, twice))} given more than once")
     if args.optuna_tf_threads is None and args.optuna_workers > 1:
         args.optuna_tf_threads = 1
     if args.kt_tf_threads is None and args.kt_workers > 1:

@@ -449,6 +449,9 @@ BAD_ARGS = [  # what a user may mistype, refused before any work: one usage line
     ("quality.py", ["--seed", "-1"], "argument --seed: must be at least 0, not -1"),  # numpy's ValueError after loading
     ("edge.py", ["--seed", "-1"], "argument --seed: must be at least 0"),
     ("search_efficiency.py", ["--seeds", "0", "-2"], "argument --seeds: must be at least 0, not -2"),
+    ("search_efficiency.py", ["--seeds", "0", "1", "0"], "argument --seeds: seed 0 given more than once"),  # ran 0 twice
+    ("search_efficiency.py", ["--sampler-surrogate", "--draws", "0"], "argument --draws: must be at least 1, not 0"),
+    ("search_efficiency.py", ["--worker-throughput", "--repeats", "-1"], "argument --repeats: must be at least 1"),
     ("calibrate_pi.py", ["--rounds", "0"], "argument --rounds: must be at least 1, not 0"),  # was a traceback after
     ("calibrate_pi.py", ["--json", "{unwritable}"], "argument --json: cannot create"),      # minutes of conversion
     ("calibrate_pi.py", ["--json", "{missing}", "--fit-only"], "--fit-only measures nothing"),  # was ignored
