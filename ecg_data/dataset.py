@@ -31,6 +31,15 @@ class BeatDataset:
     def __len__(self) -> int:
         return len(self.y)
 
+    def __repr__(self) -> str:
+        """One line of counts: the dataclass default printed every array (a screenful in a notebook)."""
+        n, shape = len(self), self.X.shape
+        parts = ", ".join(f"{part} {int((self.split == part).sum()):,}" for part in ("search", "test"))
+        abnormal = f"{100 * float(self.y.mean()):.1f} % abnormal" if n else "no beats"
+        return (f"BeatDataset({self.name!r}: {n:,} beats of {shape[1] if n else '?'} samples x "
+                f"{shape[2] if n else '?'} channel(s) at {self.fs:g} Hz, {len(np.unique(self.groups)):,} patients, "
+                f"{abnormal}; {parts})")
+
     @property
     def rr_available(self) -> bool:
         """Whether ``rr`` holds real RR-interval features (a source without them, the heartbeat CSVs, sets
@@ -40,6 +49,8 @@ class BeatDataset:
     def subset(self, mask_or_index) -> "BeatDataset":
         """A new dataset holding only the selected beats (boolean mask or index array)."""
         sel = np.asarray(mask_or_index)
+        if sel.size == 0:  # np.asarray([]) is float, which numpy refuses as an index
+            sel = sel.astype(np.intp)
         return BeatDataset(self.name, self.X[sel], self.rr[sel], self.y[sel], self.label[sel],
                            self.groups[sel], self.records[sel], self.split[sel], self.fs, dict(self.info))
 

@@ -193,3 +193,11 @@ def test_records_and_window_of_the_wrong_kind_are_refused_by_name(small_mitdb):
             load_dataset("mitdb", records=["101"], window=window)
     with pytest.raises(TypeError, match="fs must be a number"):
         load_dataset("mitdb", records=["101"], fs="180")
+
+
+def test_repr_is_one_line_of_counts(small_mitdb):
+    """A notebook user typing the dataset's name gets its size, not every array."""
+    text = repr(small_mitdb)
+    assert "\n" not in text and len(text) < 300, text
+    assert f"{len(small_mitdb):,} beats" in text and "array(" not in text
+    assert f"search {int((small_mitdb.split == 'search').sum()):,}" in text
