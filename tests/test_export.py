@@ -306,11 +306,13 @@ def untrained(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("untrained")
     out = {}
-    for name, dataset, channels in (("mitdb", "mitdb", 1), ("ptbxl", "ptbxl", 12), ("ptbxl-old", "ptbxl", 12)):
+    for name, dataset, channels in (("mitdb", "mitdb", 1), ("ptbxl", "ptbxl", 12), ("ptbxl-old", "ptbxl", 12),
+                                    ("heartbeat", "heartbeat-csv", 1)):
         model = build_model(UNTRAINED, channels=channels, compile_model=False)
         path = tmp / f"{name}.tflite"
         path.write_bytes(convert(model, UNTRAINED, "fp32"))
-        meta = {"dataset": dataset, "fs": 180.0, "window": 192, "lead": "MLII" if dataset == "mitdb" else "II",
+        meta = {"dataset": dataset, "fs": 180.0, "window": 192,
+                "lead": {"mitdb": "MLII", "ptbxl": "II"}.get(dataset, "first"),
                 "channels": channels, "input_length": 128, "rr_features": False, "threshold": 0.5,
                 "filter": {"low": 0.5, "high": 40.0}}
         if name != "ptbxl-old":
@@ -400,6 +402,34 @@ def test_predict_csv_rows_must_be_the_models_window(untrained, tmp_path, cli_env
     text = run_cli(["predict", model, "--csv", labelled, "--csv-has-label"], tmp_path, cli_env).stdout
     assert "against the CSV's labels: accuracy" in text and "record's annotations" not in text
     assert "(labelled abnormal)" in text
+
+
+def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):
+    """A model searched on heartbeat CSVs (187 samples at 125 Hz per row) was refused its own test file unless the
+    user knew to pass --csv-fs 125, and a row with its class column still on was read as a 188th sample."""
+    import numpy as np
+
+    from ecg_automl.tflite.export import _CLASS_MEANING
+    from ecg_data import SOURCES
+
+    rng = np.random.default_rng(0)
+    rows = np.c_[rng.normal(size=(4, 187)), [0, 1, 2, 0]]
+    kaggle = tmp_path / "mitbih_test.csv"
+    np.savetxt(kaggle, rows, delimiter=",")
+    summary = json.loads(run_cli(["predict", untrained["heartbeat"], "--csv", kaggle, "--csv-has-label", "--json"],
+                                 tmp_path, cli_env).stdout)["summary"]
+    assert summary["beats"] == 4, summary
+    proc = run_cli(["predict", untrained["heartbeat"], "--csv", kaggle], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "trained on heartbeat-CSV rows of 187 samples at 125 Hz; if the last column is each beat's class" in (
+        proc.stderr)
+    # another model: a row one sample longer than its window points at the label column
+    labelled = tmp_path / "labelled.csv"
+    np.savetxt(labelled, np.c_[rng.normal(size=(2, 192)), [0, 1]], delimiter=",")
+    proc = run_cli(["predict", untrained["mitdb"], "--csv", labelled], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "if the last column is each beat's label, pass --csv-has-label" in proc.stderr
+    # the sidecar's class meaning is the source's, not MIT-BIH's AAMI classes for every model
+    assert set(_CLASS_MEANING) == set(SOURCES) and "NORM" in _CLASS_MEANING["ptbxl"]["0"]
 
 
 def test_predict_on_a_keras_model_says_what_it_takes(untrained, data_root, tmp_path, cli_env):

@@ -36,7 +36,8 @@ def _add_parsers(sub) -> None:
                    help="use this annotation file's beats (e.g. atr) instead of the QRS detector, and compare")
     p.add_argument("--csv-fs", type=positive_float, default=None,
                    help="sampling rate of the CSV rows in Hz (default: the model's; then each row must hold "
-                        "exactly the model's window)")
+                        "exactly the model's window; for a model trained on heartbeat CSVs, their 187 samples at "
+                        "125 Hz)")
     p.add_argument("--csv-has-label", action="store_true", help="the CSV's last column is a label (0 = normal)")
     p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads (default 1)")
     p.add_argument("--json", action="store_true", help="print every beat and the summary as JSON")

@@ -19,6 +19,16 @@ from .verify import format_verification, verify
 log = logging.getLogger("search")
 
 
+
+#: What output 0/1 means for each built-in source (the sidecar's ``class_meaning``: every model's said AAMI
+#: beat classes before, also a PTB-XL model's, whose labels are records' diagnoses).
+_CLASS_MEANING = {
+    "mitdb": {"0": "normal beat (AAMI N: N, L, R, e, j)", "1": "abnormal beat (AAMI S, V, F)"},
+    "ptbxl": {"0": "normal record (PTB-XL NORM only)", "1": "abnormal record (PTB-XL MI, STTC, CD or HYP)"},
+    "ptbdb": {"0": "healthy control (PTB Diagnostic)", "1": "patient (any other reason for admission)"},
+    "heartbeat-csv": {"0": "normal (class 0 of the CSV)", "1": "abnormal (any other class of the CSV)"},
+}
+
 def _tflite_path(text: str) -> str:
     """argparse type: an output path ending in .tflite (the sidecar goes beside it as .json)."""
     if Path(text).suffix.lower() != ".tflite":
@@ -170,7 +180,8 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
         "dataset": settings.dataset, "fs": space.fs, "window": space.window, "lead": "MLII",
         "channels": int(data.X.shape[2]), "input_length": int(config["input_length"]),
         "rr_features": bool(config["rr_features"]), "filter": {"low": 0.5, "high": 40.0, "type": "butterworth-3"},
-        "normalisation": "per-window z-score", "class_meaning": {"0": "normal (AAMI N)", "1": "abnormal (AAMI S, V, F)"},
+        "normalisation": "per-window z-score",
+        "class_meaning": _CLASS_MEANING.get(settings.dataset, {"0": "normal", "1": "abnormal"}),
         "threshold": threshold, "config": config, "members": _members(model),
         "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),
         "latency": {**lat, "pi4_estimate_ms": estimate_pi4_ms(lat["host_ms"], "int8" if mode == "int8" else "float32"),

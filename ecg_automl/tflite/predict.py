@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ecg_data._wfdb_io import detect_qrs, read_annotations, read_record
+from ecg_data import heartbeat_csv
 from ecg_data.errors import DataError
 from ecg_data.mitdb import AAMI, ABNORMAL
 from ecg_data.preprocess import N_RR_FEATURES, beats_from_signal, normalise, resample
@@ -261,21 +262,35 @@ def _csv_rows(csv_path: str | Path) -> np.ndarray:
     return rows
 
 
-def _row_length_error(csv_path, n: int, window: int, fs: float) -> DataError:
+def _row_length_error(csv_path, n: int, window: int, fs: float, has_label: bool) -> DataError:
     """The error for CSV rows that are not the model's window long while no --csv-fs says their rate."""
     implied = n * fs / window
     known = [r for r in _COMMON_RATES if abs(implied - r) <= 0.005 * r]
     hint = (f"; {n} samples is the model's window at {known[0]} Hz: if that is the CSV's rate, pass --csv-fs "
             f"{known[0]}" if known else f"; if the rows are at another rate, pass it with --csv-fs")
+    if n == window + 1 and not has_label:
+        hint = "; if the last column is each beat's label, pass --csv-has-label"
     return DataError(f"{csv_path}: rows hold {n} samples, but the model takes beats of {window} samples at "
                      f"{fs:g} Hz centred on the R peak{hint}")
+
+
+def _check_heartbeat_rows(csv_path, n: int, has_label: bool) -> None:
+    """A heartbeat-CSV model reads rows of that layout (187 samples at 125 Hz) unless --csv-fs says otherwise;
+    a label column left in would be read as a 188th sample."""
+    if n == heartbeat_csv.N_SAMPLES:
+        return
+    hint = ("; if the last column is each beat's class (as in mitbih_test.csv), pass --csv-has-label"
+            if n == heartbeat_csv.N_COLUMNS and not has_label else
+            "; if the rows are at another rate, pass it with --csv-fs")
+    raise DataError(f"{csv_path}: rows hold {n} samples, but this model was trained on heartbeat-CSV rows of "
+                    f"{heartbeat_csv.N_SAMPLES} samples at {heartbeat_csv.FS_IN:g} Hz{hint}")
 
 
 def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | None = None,
                 has_label: bool = False, threads: int = 1) -> Prediction:
     """Classify a CSV of beats, one window per row (optionally a last column with a 0 = normal label),
-    centred on the R peak. Without ``fs`` each row must be exactly the model's window at the model's rate;
-    with it, rows are resampled from ``fs`` and centre-cropped or zero-padded to the window. RR context is
+    centred on the R peak. Without ``fs`` each row must be exactly the model's window at the model's rate
+    (for a model trained on heartbeat CSVs, that layout's 187 samples at 125 Hz); with it, rows are resampled from ``fs`` and centre-cropped or zero-padded to the window. RR context is
     not available in this format: models that need it are refused, as are multi-lead models."""
     meta, model = _open_model(model_path, threads)
     if meta["rr_features"]:
@@ -294,8 +309,11 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
             raise DataError(f"{csv_path}: rows hold {rows.shape[1]} column(s): no samples besides the label column")
         labels, rows = rows[:, -1] != 0, rows[:, :-1]
     fs_model, window = float(meta["fs"]), int(meta["window"])
+    if fs is None and meta.get("dataset") == "heartbeat-csv":  # trained on such rows: they are its input
+        _check_heartbeat_rows(csv_path, rows.shape[1], has_label)
+        fs = heartbeat_csv.FS_IN
     if fs is None and rows.shape[1] != window:
-        raise _row_length_error(csv_path, rows.shape[1], window, fs_model)
+        raise _row_length_error(csv_path, rows.shape[1], window, fs_model, has_label)
     fs_in = float(fs or fs_model)
     beats = resample(rows.T, fs_in, fs_model).T if fs_in != fs_model else rows
     if beats.shape[1] < window:
