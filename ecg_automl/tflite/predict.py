@@ -290,8 +290,9 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
                 has_label: bool = False, threads: int = 1) -> Prediction:
     """Classify a CSV of beats, one window per row (optionally a last column with a 0 = normal label),
     centred on the R peak. Without ``fs`` each row must be exactly the model's window at the model's rate
-    (for a model trained on heartbeat CSVs, that layout's 187 samples at 125 Hz); with it, rows are resampled from ``fs`` and centre-cropped or zero-padded to the window. RR context is
-    not available in this format: models that need it are refused, as are multi-lead models."""
+    (for a model trained on heartbeat CSVs, that layout's 187 samples at 125 Hz); with it, rows are resampled
+    from ``fs`` and centre-cropped or zero-padded to the window. RR context is not available in this format:
+    models that need it are refused, as are multi-lead models."""
     meta, model = _open_model(model_path, threads)
     if meta["rr_features"]:
         raise TFLiteError(f"{model_path}: this model uses RR-interval context, which a CSV of isolated beats "
