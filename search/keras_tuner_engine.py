@@ -16,7 +16,8 @@ from spaces import SearchSpace
 from . import _interrupt
 from .metrics import binary_metrics, cv_objective
 from .settings import StudySettings
-from .study import StudyMismatchError, load_study_data, open_study, run_final, search_data, space_for_data
+from .study import (StudyMismatchError, load_study_data, open_study, require_test_part, run_final, search_data,
+                    space_for_data)
 from .tracking import Tracker, TrackingConfig
 from .training import fit
 
@@ -141,6 +142,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
     full = load_study_data(settings, space)
     space = space_for_data(space, full, print_fn)
+    if final and storage is not None and len(settings.objectives) == 1:
+        require_test_part(full, settings)
     data = search_data(full, settings)
     folds = list(patient_kfold(settings.folds, seed=settings.seed).split(data.X, data.y, data.groups))
     study = None

@@ -366,6 +366,18 @@ def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: floa
         study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
 
 
+def require_test_part(data: BeatDataset, settings: StudySettings) -> None:
+    """Refuse, before any trial, a search whose final test would find no held-out patient (it failed after
+    the whole search with a traceback)."""
+    if (data.split == "test").any():
+        return
+    where = (" (its test part is the CSV files whose name contains 'test', e.g. mitbih_test.csv)"
+             if data.name == "heartbeat-csv" else
+             f" (--records {','.join(settings.records)} are all search records)" if settings.records else "")
+    raise DataError(f"{data.name}: no held-out test patient in the data{where}, so the final test after the search "
+                    f"could not run; add them, or pass --no-final to search without the final test")
+
+
 def run_search(
     study_name: str,
     settings: StudySettings,
@@ -399,6 +411,8 @@ def run_search(
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
         data = load_study_data(settings, space)
         space = space_for_data(space, data, print_fn)
+        if final and len(settings.objectives) == 1:
+            require_test_part(data, settings)
         own_gates = latency_gates(settings)  # an unreachable bench-server or a bad calibration file, too
         rdb = make_storage(storage, heartbeat=heartbeat)
         if tracker is not None:

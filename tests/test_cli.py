@@ -64,6 +64,9 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     (["--latency-budget-ms", "1", "--latency-target", "notaurl"], "'notaurl' is not a bench-server URL"),
     (["--folds", "30"], "30 folds need at least 30 patients on the search side; mitdb (--records 101,106,119,"),
     (["--records", "100,200"], "mitdb (--records 100,200) has no patient on the search side"),
+    # the whole search ran, then the final test was a traceback ("no held-out test patients")
+    (["--records", "101,106,119"], "no held-out test patient in the data (--records 101,106,119 are all search "),
+    (["--records", "101,106,119", "--engine", "keras-tuner"], "no held-out test patient in the data"),
 ])
 def test_bad_search_values_exit_2_and_leave_no_study(tmp_path, cli_env, args, message):
     """Values a search cannot run with are refused before a study exists (a corrected command then starts
