@@ -103,6 +103,16 @@ def _number_as_text_hint(value: Any, domain: ParamDomain) -> str:
     return "; write it without quotes"
 
 
+def _check_step_divides(where: str, low: float, high: float, step: float) -> None:
+    """Optuna silently lowers ``high`` to the last step below it (with a warning) when ``step`` does not divide
+    ``high - low``, so the space would not search the range its file states: refuse it instead."""
+    n = (high - low) / step
+    if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
+        last = low + int(n) * step
+        raise SpaceError(f"{where}: step {step} does not divide the range [{low}, {high}]: the highest value "
+                         f"drawn would be {last:g}, not {high}; make high - low a multiple of the step")
+
+
 def validate(doc: Any) -> None:
     """Validate a parsed space file; raise :class:`SpaceError` naming the first bad key."""
     if not isinstance(doc, dict):
@@ -173,6 +183,7 @@ def validate(doc: Any) -> None:
                 raise SpaceError(f"{where}.step: must be a positive {domain.kind.__name__}, not {step!r}")
             if log:
                 raise SpaceError(f"{where}: step and log cannot be combined")
+            _check_step_divides(where, spec["low"], spec["high"], step)
     if "window" in data:  # every input_length the space can draw is cropped from the prepared window
         spec = params["input_length"]
         longest = spec if not isinstance(spec, dict) else (

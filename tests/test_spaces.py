@@ -163,3 +163,18 @@ def test_an_empty_description_stays_empty():
     doc["description"] = None
     space = SearchSpace.from_yaml(yaml.safe_dump(doc), "s.yaml")
     assert space.description == "" and "None" not in space.to_yaml()
+
+
+@pytest.mark.parametrize("spec, highest", [
+    ({"type": "int", "low": 1, "high": 4, "step": 2}, "3"),
+    ({"type": "float", "low": 0.0, "high": 0.4, "step": 0.3}, "0.3"),
+])
+def test_a_step_that_does_not_divide_the_range_is_refused(spec, highest):
+    """Optuna would silently search [low, last step below high] instead of the range the file states."""
+    doc = _doc()
+    doc["params"]["res_blocks" if spec["type"] == "int" else "conv_dropout"] = spec
+    with pytest.raises(SpaceError, match=rf"step .* does not divide the range .*would be {highest},"):
+        SearchSpace.from_dict(doc, "bad.yaml")
+    spec = dict(spec, high=spec["low"] + 2 * spec["step"])  # a multiple of the step (0.6 in floating point) is fine
+    doc["params"]["res_blocks" if spec["type"] == "int" else "conv_dropout"] = spec
+    SearchSpace.from_dict(doc, "ok.yaml")
