@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,33 @@ import yaml
 from .schema import OPTIONAL, PARAMS, SpaceError, validate
 
 _BUILTIN_DIR = Path(__file__).resolve().parent
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: plain YAML keeps the last silently, so
+    a user who adds ``epochs: 2`` below an ``epochs: 4`` they missed, or above it, gets one of the two unsaid."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, collections.abc.Hashable):
+                continue  # the base loader names an unhashable key
+            if key in seen:
+                raise SpaceError(f"{key!r} is given twice in one mapping (lines {seen[key]} and {line}); "
+                                 f"keep one")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses a key given twice (:class:`SpaceError`)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 @dataclass
@@ -41,9 +69,11 @@ class SearchSpace:
     def from_yaml(cls, text: str, source: str = "<string>") -> "SearchSpace":
         """Parse YAML text (safe loader only) and validate it."""
         try:
-            doc = yaml.safe_load(text)
+            doc = _load_yaml(text)
         except yaml.YAMLError as exc:
             raise SpaceError(f"{source}: not valid YAML ({exc})") from None
+        except SpaceError as exc:  # a key given twice
+            raise SpaceError(f"{source}: {exc}") from None
         return cls.from_dict(doc, source)
 
     @classmethod

@@ -178,3 +178,14 @@ def test_a_step_that_does_not_divide_the_range_is_refused(spec, highest):
     spec = dict(spec, high=spec["low"] + 2 * spec["step"])  # a multiple of the step (0.6 in floating point) is fine
     doc["params"]["res_blocks" if spec["type"] == "int" else "conv_dropout"] = spec
     SearchSpace.from_dict(doc, "ok.yaml")
+
+
+def test_a_key_given_twice_is_refused_not_silently_overwritten(tmp_path):
+    """PyYAML keeps the last of two equal keys: a second ``epochs:`` line, added by a user who missed the
+    first, silently decided which one the study ran with."""
+    text = SearchSpace.load("default").to_yaml()
+    p = tmp_path / "twice.yaml"
+    p.write_text(text.replace("params:\n", "params:\n  epochs: 2\n", 1))
+    with pytest.raises(SpaceError, match=r"twice\.yaml: 'epochs' is given twice in one mapping \(lines \d+ and \d+\)"):
+        SearchSpace.load(p)
+    assert SearchSpace.from_yaml(text).params == SearchSpace.load("default").params  # one of each: as before
