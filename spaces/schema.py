@@ -82,6 +82,9 @@ def _type_ok(value: Any, kind: type) -> bool:
 
 def check_value(key: str, value: Any, domain: ParamDomain) -> None:
     """Raise :class:`SpaceError` naming ``key`` if ``value`` is outside ``domain``."""
+    if value is None:  # "key:" with nothing after it
+        raise SpaceError(f"{key}: no value given, expected {domain.kind.__name__}"
+                         + (f" ({domain.describe})" if domain.describe else ""))
     if not _type_ok(value, domain.kind):
         raise SpaceError(f"{key}: {value!r} is a {type(value).__name__}, expected {domain.kind.__name__}"
                          + (f" ({domain.describe})" if domain.describe else "") + _number_as_text_hint(value, domain))
@@ -115,6 +118,9 @@ def _check_step_divides(where: str, low: float, high: float, step: float) -> Non
 
 def validate(doc: Any) -> None:
     """Validate a parsed space file; raise :class:`SpaceError` naming the first bad key."""
+    if doc is None:
+        raise SpaceError("the file is empty (or only comments): a space file maps params (and optionally name, "
+                         "description, data) to their values; copy spaces/default.yaml to start from")
     if not isinstance(doc, dict):
         raise SpaceError(f"a space file must be a mapping at the top level, not {type(doc).__name__}")
     for key in doc:
@@ -147,6 +153,8 @@ def validate(doc: Any) -> None:
             check_value(where, spec, domain)
             continue
         kind = spec.get("type")
+        if "type" not in spec:
+            raise SpaceError(f"{where}.type: missing; a distribution needs a type ({', '.join(DISTRIBUTIONS)})")
         if kind not in DISTRIBUTIONS:
             raise SpaceError(f"{where}.type: {kind!r} is not one of {', '.join(DISTRIBUTIONS)}")
         allowed = {"type", "choices"} if kind == "categorical" else {"type", "low", "high", "step", "log"}

@@ -42,6 +42,17 @@ def _load_yaml(text: str) -> Any:
         loader.dispose()
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line with the file's line and column, not PyYAML's several lines about a ``<unicode string>``."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return " ".join(str(exc).split())
+    mark = exc.problem_mark
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        text += f" ({exc.context} that starts at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+    return text
+
+
 @dataclass
 class SearchSpace:
     """Hyperparameters to search (``params`` specs) plus data settings (``fs``, ``window``)."""
@@ -71,7 +82,7 @@ class SearchSpace:
         try:
             doc = _load_yaml(text)
         except yaml.YAMLError as exc:
-            raise SpaceError(f"{source}: not valid YAML ({exc})") from None
+            raise SpaceError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
         except SpaceError as exc:  # a key given twice
             raise SpaceError(f"{source}: {exc}") from None
         return cls.from_dict(doc, source)

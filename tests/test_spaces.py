@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras_tuner as kt
 import numpy as np
 import optuna
 import pytest
 import yaml
 
+import spaces
 from spaces import PARAMS, SearchSpace, SpaceError, build_model
 
 
@@ -189,3 +192,26 @@ def test_a_key_given_twice_is_refused_not_silently_overwritten(tmp_path):
     with pytest.raises(SpaceError, match=r"twice\.yaml: 'epochs' is given twice in one mapping \(lines \d+ and \d+\)"):
         SearchSpace.load(p)
     assert SearchSpace.from_yaml(text).params == SearchSpace.load("default").params  # one of each: as before
+
+
+_DEFAULT_YAML = (Path(spaces.__file__).parent / "default.yaml").read_text()
+_POOL = "  pool: {type: categorical, choices: [max, avg]}"
+_BATCH = "  batch_size: {type: categorical, choices: [64, 128, 256]}"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "s.yaml: the file is empty (or only comments)"),
+    ("# nothing yet\n", "s.yaml: the file is empty (or only comments)"),
+    (_DEFAULT_YAML.replace(_POOL, "  pool:"), "s.yaml: params.pool: no value given, expected str (one of max, avg)"),
+    (_DEFAULT_YAML.replace(_POOL, "  pool: {choices: [max, avg]}"),
+     "s.yaml: params.pool.type: missing; a distribution needs a type"),
+    (_DEFAULT_YAML.replace(_BATCH, _BATCH[:-2]),
+     "s.yaml: not valid YAML: line 27, column 9: expected ',' or ']', but got ':' (while parsing a flow sequence "
+     "that starts at line 26, column 44)"),
+])
+def test_an_empty_file_a_missing_value_and_bad_yaml_say_so_in_one_line(text, message):
+    """Not 'not NoneType', 'None is a NoneType' or PyYAML's lines about a '<unicode string>'."""
+    assert text != _DEFAULT_YAML
+    with pytest.raises(SpaceError) as err:
+        SearchSpace.from_yaml(text, "s.yaml")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
