@@ -170,3 +170,18 @@ def test_a_threshold_must_be_a_probability_and_folds_and_labels_must_match():
     with pytest.raises(ValueError, match="labels has 2 beats but y has 4"):
         full_report(y, p, 0.5, labels=np.array(["N", "V"]))
     assert full_report(y, p, 0.5, labels=["N", "N", "V", "V"])["by_label"]["V"]["flagged_abnormal"] == 1.0
+
+
+def test_the_fold_ensemble_report_calls_the_search_threshold_a_threshold():
+    """It read 'out-of-fold F1 0.5264; the search trial's was 0.440': the 0.440 is the search trial's
+    threshold, not its F1 (the search's F1 is the trial's value, elsewhere)."""
+    from search.metrics import format_report, full_report
+
+    rng = np.random.default_rng(0)
+    y, p = _fold(rng, 40, 10)
+    report = full_report(y, p, 0.371)
+    report.update(members=2, final_model="folds", member_roc_auc=[0.9, 0.8], search_threshold=0.44,
+                  oof=binary_metrics(y, p, 0.371))
+    text = format_report(report)
+    assert "the search trial's threshold was 0.440" in text
+    assert "the search trial's was" not in text
