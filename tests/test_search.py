@@ -684,3 +684,21 @@ def test_final_test_refuses_a_threshold_outside_0_1_before_training(small_mitdb,
     for bad in (1.5, float("nan")):
         with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
             final_test({"epochs": 1}, bad, small_mitdb)
+
+
+def test_a_failed_trial_s_reason_keeps_the_cause_of_a_keras_layer_error():
+    """A space drawing lstm_downsample 32 with input_length 16 failed its trials with the reason 'ValueError:
+    Exception encountered when calling AveragePooling1D.call().', which says where, not why: Keras puts the
+    cause on the next line (in ANSI bold)."""
+    import keras
+
+    from search.objective import _reason
+
+    try:
+        keras.layers.AveragePooling1D(32)(keras.Input((16, 1)))
+    except ValueError as exc:
+        reason = _reason(exc)
+    assert reason.startswith("ValueError: Exception encountered when calling AveragePooling1D.call(). Computed "
+                             "output size would be zero or negative"), reason
+    assert "\x1b" not in reason and "\n" not in reason and "Arguments received" not in reason
+    assert _reason(RuntimeError("first line\nsecond line")) == "RuntimeError: first line"  # others: as before
