@@ -141,6 +141,9 @@ PREDICT_CSV = ["predict", "m.tflite", "--csv", "b.csv"]
     ([*EXPORT, "--runs", "5"], "--runs: must be at least 10"),
     ([*EXPORT, "--threads", "0"], "--threads: must be at least 1, not 0"),
     (["export", "--study", "x", "--out", "x.keras"], "'x.keras' does not end in .tflite"),
+    # -1 was read as a Python index: the study's last trial was exported
+    ([*EXPORT, "--trial", "-1"], "--trial: takes best or a trial number: must be at least 0, not -1"),
+    ([*EXPORT, "--trial", "last"], "--trial: takes best or a trial number: 'last' is not an integer"),
     ([*PREDICT_CSV, "--csv-fs", "-360"], "--csv-fs: must be a finite number above 0, not -360"),
     ([*PREDICT_CSV, "--csv-fs", "0"], "--csv-fs: must be a finite number above 0, not 0"),
     ([*PREDICT_CSV, "--csv-fs", "nan"], "--csv-fs: must be a finite number above 0"),
