@@ -99,7 +99,13 @@ class SearchSpace:
         if not p.exists():
             names = ", ".join(sorted(x.stem for x in _BUILTIN_DIR.glob("*.yaml")))
             raise SpaceError(f"{path_or_name}: no such space file (built-in spaces: {names})")
-        return cls.from_yaml(p.read_text(), str(p))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpaceError(f"{p}: not a text (UTF-8) file, byte {exc.start}: a space file is YAML") from None
+        except OSError as exc:  # a folder, an unreadable file
+            raise SpaceError(f"{p}: cannot read the space file ({exc.strerror or exc})") from None
+        return cls.from_yaml(text, str(p))
 
     def to_yaml(self) -> str:
         """The space as YAML, so a study can store the exact space it ran with."""

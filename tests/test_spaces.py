@@ -215,3 +215,13 @@ def test_an_empty_file_a_missing_value_and_bad_yaml_say_so_in_one_line(text, mes
     with pytest.raises(SpaceError) as err:
         SearchSpace.from_yaml(text, "s.yaml")
     assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
+
+
+def test_a_folder_or_a_binary_file_given_as_the_space_is_named_not_a_traceback(tmp_path):
+    """IsADirectoryError and UnicodeDecodeError escaped SearchSpace.load (the CLI printed their tracebacks)."""
+    binary = tmp_path / "space.yaml"
+    binary.write_bytes(b"\xff\xfe\x00params")
+    with pytest.raises(SpaceError, match=r"space\.yaml: not a text \(UTF-8\) file"):
+        SearchSpace.load(binary)
+    with pytest.raises(SpaceError, match=r"cannot read the space file \(Is a directory\)"):
+        SearchSpace.load(tmp_path)
