@@ -66,15 +66,33 @@ class TrackingConfig:
                 loaded = yaml.safe_load(p.read_text()) or {}
             except yaml.YAMLError as exc:
                 raise TrackingError(f"{p}: not valid YAML ({exc})") from None
-            unknown = set(loaded) - set(DEFAULTS)
-            if unknown:
-                raise TrackingError(f"{p}: unknown keys {sorted(unknown)} (allowed: {sorted(DEFAULTS)})")
-            doc.update(loaded)
+            doc.update(_checked_config(p, loaded))
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or doc["tracking_uri"]
         artifacts = doc.get("artifact_location")
         if str(uri).startswith(("http://", "https://")) and artifacts and "://" not in str(artifacts):
             artifacts = None  # a tracking server stores artifacts itself (--artifacts-destination)
         return cls(_absolute_uri(str(uri)), artifacts, experiment_name or doc["experiment_name"])
+
+
+def _checked_config(path: Path, loaded: Any) -> dict[str, Any]:
+    """A parsed ``mlflow.yaml``, or TrackingError naming what is wrong: not a mapping, an unknown key, or a
+    ``tracking_uri`` / ``experiment_name`` left empty (``tracking_uri:`` alone became a file store in a folder
+    named ``None``). A number there is read as its text (``experiment_name: 2026``)."""
+    if not isinstance(loaded, dict):
+        raise TrackingError(f"{path}: must be a mapping of {', '.join(sorted(DEFAULTS))} to values, not {loaded!r}")
+    unknown = set(loaded) - set(DEFAULTS)
+    if unknown:
+        raise TrackingError(f"{path}: unknown keys {sorted(map(str, unknown))} (allowed: {sorted(DEFAULTS)})")
+    out = dict(loaded)
+    for key in ("tracking_uri", "experiment_name"):
+        if key not in out:
+            continue
+        value = out[key]
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
+            raise TrackingError(f"{path}: {key} needs a value, not {value!r} (remove the line for the default, "
+                                f"{DEFAULTS[key]})")
+        out[key] = str(value)
+    return out
 
 
 def _absolute_uri(uri: str) -> str:

@@ -326,3 +326,24 @@ def test_sync_into_a_store_without_the_study_run_is_refused(tmp_path, cli_env, w
     assert ("which is not in the tracking store" if where == "store" else "pass --experiment 'home'") in proc.stderr
     right = ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "home"]
     assert "0 runs created" in run_cli(["sync", "--study", "s", "--storage", storage, *right], tmp_path, cli_env).stdout
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tracking_uri:\n", "tracking_uri needs a value, not None (remove the line for the default"),
+    ("experiment_name: ''\n", "experiment_name needs a value, not ''"),
+    ("42\n", "must be a mapping of artifact_location, experiment_name, tracking_uri to values, not 42"),
+    ("- tracking_uri\n", "must be a mapping of"),
+])
+def test_an_mlflow_yaml_without_a_usable_value_is_named(tmp_path, monkeypatch, text, message):
+    """`tracking_uri:` with no value became a file store in a folder named 'None' beside the user; a file that
+    is not a mapping was a TypeError traceback (42) or a misleading 'unknown keys' (a list)."""
+    from search import TrackingConfig, TrackingError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlflow.yaml").write_text(text)
+    with pytest.raises(TrackingError, match="^mlflow.yaml: ") as err:
+        TrackingConfig.load()
+    assert message in str(err.value)
+    (tmp_path / "mlflow.yaml").write_text("experiment_name: 2026\nartifact_location:\n")
+    cfg = TrackingConfig.load()  # a number is its text; no artifact location is MLflow's default
+    assert cfg.experiment_name == "2026" and cfg.artifact_location is None
