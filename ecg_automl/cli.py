@@ -270,8 +270,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         Path(cfg.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    port = _free_port(args.host, args.port)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.tracking_uri,
-           "--host", args.host, "--port", str(args.port), "--workers", "1"]
+           "--host", args.host, "--port", str(port), "--workers", "1"]
     if cfg.artifact_location:
         from pathlib import Path
 
@@ -279,7 +280,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         cmd += ["--default-artifact-root", art]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         cmd += ["--allowed-hosts", "*"]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {cfg.tracking_uri}); Ctrl-C to stop", flush=True)
+    print(f"MLflow UI on http://{args.host}:{port} (store {cfg.tracking_uri}); Ctrl-C to stop", flush=True)
     # The server forks workers: run it in its own process group and stop the whole group with us, so
     # neither Ctrl-C nor a SIGTERM to this process leaves a server behind.
     import signal
@@ -305,6 +306,25 @@ def cmd_ui(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         stop()
         return 0
+
+
+def _free_port(host: str, port: int) -> int:
+    """``port`` if the UI can listen on it at ``host`` (for 0, the free port the system picks), else UsageError.
+    On a port in use the MLflow server logs a bind error among its start-up lines and exits 0 half a minute
+    later, while the URL printed before it points at whatever holds the port."""
+    import socket
+
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind(address)
+            return int(probe.getsockname()[1])
+    except OSError as exc:  # in use, an address this host does not have, a host name that does not resolve
+        import errno
+
+        hint = " (another UI already running? choose another --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise UsageError(f"the MLflow UI cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
 
 
 # --------------------------------------------------------------------------------------------
