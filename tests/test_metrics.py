@@ -118,12 +118,13 @@ def test_a_validation_fold_of_one_class_does_not_void_the_objective():
 
 def test_the_cli_offers_every_metric_the_objective_knows():
     """ecg_automl.cli spells the choices out (importing search there would load TensorFlow on every command)."""
-    from ecg_automl.cli import build_parser
+    from ecg_automl.cli import _quality_metric, build_parser
     from search import METRICS
 
     search_cmd = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "search")[1]
     metric = next(a for a in search_cmd._actions if a.dest == "metric")
-    assert tuple(metric.choices) == METRICS and metric.default == "f1"
+    # the default is decided with --objective (None: not given), and it is f1 when neither says otherwise
+    assert tuple(metric.choices) == METRICS and _quality_metric(None, metric.default) == "f1"
 
 
 def test_the_final_model_is_described_by_what_was_averaged() -> None:
