@@ -702,3 +702,24 @@ def test_a_failed_trial_s_reason_keeps_the_cause_of_a_keras_layer_error():
                              "output size would be zero or negative"), reason
     assert "\x1b" not in reason and "\n" not in reason and "Arguments received" not in reason
     assert _reason(RuntimeError("first line\nsecond line")) == "RuntimeError: first line"  # others: as before
+
+
+def test_a_resumed_keras_tuner_search_shows_the_study_s_best_on_each_trial_line(tmp_path, monkeypatch, capsys):
+    """Resumed with more trials, its first new trial read 'keras-tuner trial 2: 0.2271 (best 0.2271)' while the
+    study's best (and the summary line below it) was trial 1's 0.2379: the best counted this run's trials only.
+    Training is replaced by fixed objective values: the lines are what is checked."""
+    import types
+
+    import search.keras_tuner_engine as kte
+
+    values = iter([0.9, 0.3])
+    monkeypatch.setattr(kte, "fit", lambda config, train, val, seed: types.SimpleNamespace(
+        val_prob=np.full(len(val), 0.5)))
+    monkeypatch.setattr(kte, "cv_objective", lambda metric, y, oof, fold_of: (next(values), [], 0.5))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    for n in (1, 2):
+        kte.run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=n, out_dir=tmp_path,
+                            progress=False, storage=storage)
+    out = capsys.readouterr()
+    lines = [line for line in (out.out + out.err).splitlines() if line.startswith("keras-tuner trial")]
+    assert lines == ["keras-tuner trial 0: 0.9000 (best 0.9000)", "keras-tuner trial 1: 0.3000 (best 0.9000)"]
