@@ -152,6 +152,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         tracker.check()
         name, tags = f"{study_name} (keras-tuner {tuner})", {"engine": "keras-tuner"}
         if study is not None:  # reused on resume; the final test is logged on it
+            tracker.require_study_run(study, missing_ok=True)
             parent = tracker.study_run(study, settings.to_dict(), run_name=name, tags=tags)
         else:
             parent = tracker.client.create_run(tracker.experiment_id, run_name=name,

@@ -404,6 +404,8 @@ def run_search(
         if tracker is not None:
             tracker.check()
         study, settings = open_study(study_name, rdb, settings, pruner, heartbeat=heartbeat, engine="optuna")
+        if tracker is not None:  # a resume with another --experiment split the study's runs over two experiments
+            tracker.require_study_run(study, missing_ok=True)
     else:  # a worker: everything comes from the existing study
         study, settings = open_study(study_name, storage, None, pruner, heartbeat=heartbeat, engine="optuna")
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")

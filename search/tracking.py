@@ -239,15 +239,19 @@ class Tracker:
             self.log_text(run_id, settings["space_yaml"], "space.yaml")
         return run_id
 
-    def require_study_run(self, study) -> None:
+    def require_study_run(self, study, *, missing_ok: bool = False) -> None:
         """Raise :class:`TrackingError` unless the study's parent run (if it has one) is in this store and
-        experiment: a worker or ``sync`` with a wrong ``--tracking-uri``/``--experiment`` made orphan runs."""
+        experiment: a worker or ``sync`` with a wrong ``--tracking-uri``/``--experiment`` made orphan runs.
+        ``missing_ok``: a run not in this store at all is fine (a resumed search then starts a new study run
+        and back-fills its trials there); one in another experiment of the store is still refused."""
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         if not run_id:
             return
         try:
             run = self.client.get_run(run_id)
         except Exception:
+            if missing_ok:
+                return
             raise TrackingError(f"study {study.study_name!r} logs to MLflow run {run_id}, which is not in the "
                                 f"tracking store {self.config.tracking_uri}: give the store the study was created "
                                 f"with (--tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)") from None

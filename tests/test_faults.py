@@ -347,3 +347,23 @@ def test_an_mlflow_yaml_without_a_usable_value_is_named(tmp_path, monkeypatch, t
     (tmp_path / "mlflow.yaml").write_text("experiment_name: 2026\nartifact_location:\n")
     cfg = TrackingConfig.load()  # a number is its text; no artifact location is MLflow's default
     assert cfg.experiment_name == "2026" and cfg.artifact_location is None
+
+
+def test_resuming_a_search_under_another_experiment_is_refused(tmp_path):
+    """A resumed search with another --experiment back-filled every trial's run into that experiment, under a
+    study run that stays in the first one (cross-experiment parents), and logged its new trials there: one
+    study split over two experiments. `sync` and `worker` refused this already; now the resumed search does."""
+    from test_search import tiny_settings
+
+    from search import Tracker, TrackingConfig, TrackingError, open_study, run_search
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study, _ = open_study("s", storage, tiny_settings(tmp_path))
+    home = TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "home")
+    Tracker(home).study_run(study, {})
+    other = TrackingConfig(home.tracking_uri, None, "other")
+    with pytest.raises(TrackingError, match="study 's' logs to MLflow experiment 'home', not 'other'"):
+        run_search("s", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=other, progress=False)
+    assert optuna.load_study(study_name="s", storage=storage).trials == []
+    tracker = Tracker(other)
+    assert tracker.client.search_runs([tracker.experiment_id]) == []
