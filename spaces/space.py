@@ -203,7 +203,10 @@ class SearchSpace:
             if not isinstance(spec, dict):
                 config[key] = hp.Fixed(key, spec)
             elif spec["type"] == "categorical":
-                config[key] = hp.Choice(key, spec["choices"])
+                value = hp.Choice(key, spec["choices"])
+                # KerasTuner returns 1/0 for a choice of true/false: the trial's config, its MLflow params and the
+                # Optuna study then held 1/0 where the Optuna engine's trials hold true/false
+                config[key] = bool(value) if all(isinstance(c, bool) for c in spec["choices"]) else value
             elif spec["type"] == "int":
                 # KerasTuner reads a log-scale step as a factor; leave it unset there, as Optuna does.
                 config[key] = hp.Int(key, spec["low"], spec["high"],

@@ -225,3 +225,13 @@ def test_a_folder_or_a_binary_file_given_as_the_space_is_named_not_a_traceback(t
         SearchSpace.load(binary)
     with pytest.raises(SpaceError, match=r"cannot read the space file \(Is a directory\)"):
         SearchSpace.load(tmp_path)
+
+
+def test_keras_tuner_draws_true_false_choices_as_booleans():
+    """hp.Choice over [true, false] returns 1/0: KerasTuner trials logged rr_features '1' in MLflow where the
+    Optuna engine's trials of the same study space log 'True'."""
+    space = SearchSpace.load("default")
+    config = space.keras_tuner_config(kt.HyperParameters())
+    for key in ("rr_features", "lstm_bidirectional"):
+        assert type(config[key]) is bool, (key, config[key])
+    assert type(config["batch_size"]) is int and type(config["pool"]) is str  # other choices keep their type
