@@ -116,6 +116,32 @@ def _check_step_divides(where: str, low: float, high: float, step: float) -> Non
                          f"drawn would be {last:g}, not {high}; make high - low a multiple of the step")
 
 
+def _bounds(spec: Any) -> tuple[Any, Any]:
+    """The smallest and largest value a (validated) fixed value or distribution can give."""
+    if not isinstance(spec, dict):
+        return spec, spec
+    if spec["type"] == "categorical":
+        return min(spec["choices"]), max(spec["choices"])
+    return spec["low"], spec["high"]
+
+
+def _check_some_model_builds(params: dict[str, Any]) -> None:
+    """SpaceError when no config of the space builds a model: each fails at its first layer, so the search
+    failed 10 trials in a row and then blamed the setup, and its advice (fix it and run the same command)
+    met a study that refuses the corrected space."""
+    longest = _bounds(params["input_length"])[1]
+    fewest_pools = _bounds(params["res_blocks"])[0]
+    smallest_down = _bounds(params["lstm_downsample"])[0]
+    if longest < smallest_down:
+        raise SpaceError(f"params: no model of this space can be built: input_length is at most {longest} samples "
+                         f"but lstm_downsample at least {smallest_down} (the LSTM branch averages that many samples "
+                         f"into each step)")
+    if longest < 2 ** fewest_pools:
+        raise SpaceError(f"params: no model of this space can be built: input_length is at most {longest} samples "
+                         f"but res_blocks at least {fewest_pools} (each block halves the window: at least "
+                         f"{2 ** fewest_pools} samples needed)")
+
+
 def validate(doc: Any) -> None:
     """Validate a parsed space file; raise :class:`SpaceError` naming the first bad key."""
     if doc is None:
@@ -192,6 +218,7 @@ def validate(doc: Any) -> None:
             if log:
                 raise SpaceError(f"{where}: step and log cannot be combined")
             _check_step_divides(where, spec["low"], spec["high"], step)
+    _check_some_model_builds(params)
     if "window" in data:  # every input_length the space can draw is cropped from the prepared window
         spec = params["input_length"]
         longest = spec if not isinstance(spec, dict) else (

@@ -235,3 +235,21 @@ def test_keras_tuner_draws_true_false_choices_as_booleans():
     for key in ("rr_features", "lstm_bidirectional"):
         assert type(config[key]) is bool, (key, config[key])
     assert type(config["batch_size"]) is int and type(config["pool"]) is str  # other choices keep their type
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"input_length": 16, "lstm_downsample": 32}, "input_length is at most 16 samples but lstm_downsample at least 32"),
+    ({"input_length": 16, "lstm_downsample": 4, "res_blocks": {"type": "int", "low": 5, "high": 6}},
+     "input_length is at most 16 samples but res_blocks at least 5"),
+])
+def test_a_space_none_of_whose_configs_builds_a_model_is_refused(values, message):
+    """Every trial failed at its first layer; after 10 the search blamed the setup and advised running the same
+    command again, which the study then refused (its space had to change)."""
+    doc = _doc()
+    doc["params"].update(values)
+    with pytest.raises(SpaceError, match=f"bad.yaml: params: no model of this space can be built: {message}"):
+        SearchSpace.from_dict(doc, "bad.yaml")
+    # the limits are the layers': 16 samples still take 4 halvings and a downsampling by 16
+    doc["params"].update(input_length=16, lstm_downsample=16, res_blocks=4)
+    config = SearchSpace.from_dict(doc, "ok.yaml").suggest(optuna.create_study().ask())
+    assert build_model(config).output_shape == (None, 1)
