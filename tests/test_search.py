@@ -3,6 +3,7 @@ Ctrl-C, MLflow runs 1:1 with Optuna trials, and KerasTuner over the same space."
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -93,6 +94,11 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     parent = tracker.client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
     assert Path(final["model_path"]).exists()
+    # the logged report says which trial and config it tested (it did not: only the .txt's title named the trial)
+    logged = json.loads(Path(tracker.client.download_artifacts(parent.info.run_id, "final_test.json",
+                                                                str(tmp_path))).read_text())
+    assert logged["trial"] == final["trial"] == study.best_trial.number
+    assert logged["config"] == study.best_trial.user_attrs["config"]
     out = capsys.readouterr().out
     assert "confusion matrix" in out and "abnormal" in out and "final model (the average of 2 seeds' models, each trained on all search patients;" in out
     # final_members=2: the final model is one file holding both seeds' models, averaged
