@@ -359,11 +359,12 @@ def test_resuming_a_search_under_another_experiment_is_refused(tmp_path):
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study, _ = open_study("s", storage, tiny_settings(tmp_path))
-    home = TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "home")
+    home = TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "home")
     Tracker(home).study_run(study, {})
-    other = TrackingConfig(home.tracking_uri, None, "other")
+    other = TrackingConfig(home.tracking_uri, (tmp_path / "art").as_uri(), "other")
     with pytest.raises(TrackingError, match="study 's' logs to MLflow experiment 'home', not 'other'"):
-        run_search("s", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=other, progress=False)
+        run_search("s", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=other, progress=False,
+                   out_dir=tmp_path / "runs")  # all in tmp_path should it run (as it did before)
     assert optuna.load_study(study_name="s", storage=storage).trials == []
     tracker = Tracker(other)
     assert tracker.client.search_runs([tracker.experiment_id]) == []
