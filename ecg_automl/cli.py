@@ -83,7 +83,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     space = SearchSpace.load(args.space)
     if args.epochs is not None:
         space = space.with_overrides(epochs=args.epochs)
-    objectives = parse_objectives(args.objective)
+    objectives = parse_objectives(args.objective or "f1")
+    args.metric = _quality_metric(args.objective, args.metric)
     if args.engine == "keras-tuner" and args.trials == 0:  # KerasTuner reads max_trials=0 as "no limit"
         raise UsageError("--trials 0 creates a study for `ecg-automl worker`, which runs the Optuna engine only: "
                          "the KerasTuner engine needs --trials 1 or more")
@@ -147,6 +148,22 @@ def parse_objectives(text: str) -> list[str]:
     if out[0] != "quality" or len(set(out)) != len(out):
         raise UsageError("--objective must start with the quality metric and name each objective once")
     return out
+
+
+def _quality_metric(objective: str | None, metric: str | None) -> str:
+    """The validation metric a study optimises: ``--objective auc`` means ROC-AUC, ``f1`` an F1 (``--metric f1``,
+    the default, or ``f1@0.5``); a ``--metric`` that says otherwise is a usage error, not silently overruled.
+    Without ``--objective``, ``--metric`` alone decides."""
+    named = (objective or "").split(",")[0].strip()
+    if named == "auc":
+        if metric not in (None, "auc"):
+            raise UsageError(f"--objective {objective} optimises ROC-AUC but --metric {metric} says F1: give one "
+                             f"of them (--metric auc is the same as --objective auc)")
+        return "auc"
+    if named == "f1" and metric == "auc":
+        raise UsageError(f"--objective {objective} optimises F1 but --metric auc says ROC-AUC: use --objective auc"
+                         f"{objective[len(named):]}")
+    return metric or "f1"
 
 
 def _print_summary(result) -> None:
@@ -253,8 +270,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         Path(cfg.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    port = _free_port(args.host, args.port)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.tracking_uri,
-           "--host", args.host, "--port", str(args.port), "--workers", "1"]
+           "--host", args.host, "--port", str(port), "--workers", "1"]
     if cfg.artifact_location:
         from pathlib import Path
 
@@ -262,7 +280,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         cmd += ["--default-artifact-root", art]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         cmd += ["--allowed-hosts", "*"]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {cfg.tracking_uri}); Ctrl-C to stop", flush=True)
+    print(f"MLflow UI on http://{args.host}:{port} (store {cfg.tracking_uri}); Ctrl-C to stop", flush=True)
     # The server forks workers: run it in its own process group and stop the whole group with us, so
     # neither Ctrl-C nor a SIGTERM to this process leaves a server behind.
     import signal
@@ -288,6 +306,25 @@ def cmd_ui(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         stop()
         return 0
+
+
+def _free_port(host: str, port: int) -> int:
+    """``port`` if the UI can listen on it at ``host`` (for 0, the free port the system picks), else UsageError.
+    On a port in use the MLflow server logs a bind error among its start-up lines and exits 0 half a minute
+    later, while the URL printed before it points at whatever holds the port."""
+    import socket
+
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind(address)
+            return int(probe.getsockname()[1])
+    except OSError as exc:  # in use, an address this host does not have, a host name that does not resolve
+        import errno
+
+        hint = " (another UI already running? choose another --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise UsageError(f"the MLflow UI cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,11 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-beats", type=_positive_int, default=None,
                    help="subsample the search side to this many beats (stratified, every patient kept)")
     s.add_argument("--records", default=None, help="comma-separated record ids to use (default: all)")
-    s.add_argument("--metric", choices=["f1", "f1@0.5", "auc"], default="f1",
+    s.add_argument("--metric", choices=["f1", "f1@0.5", "auc"], default=None,
                    help="validation metric of the abnormal class: F1 at the threshold chosen on the folds (the one "
                         "the exported model uses; default), F1 at 0.5, or ROC-AUC")
-    s.add_argument("--objective", default="f1",
-                   help="f1 (single objective) or e.g. f1,latency,size (multi-objective, Pareto front)")
+    s.add_argument("--objective", default=None,
+                   help="f1 (the default) or auc (single objective; auc is the same as --metric auc) or e.g. "
+                        "f1,latency,size (multi-objective, Pareto front)")
     s.add_argument("--latency-budget-ms", type=positive_float, default=None,
                    help="reject candidates slower than this (TFLite, 1 thread) before training")
     s.add_argument("--latency-target", default=None, help="measure latency on a bench-server (http://HOST:PORT)")

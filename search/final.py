@@ -130,6 +130,7 @@ def final_test(
     run_id: str | None = None,
     title: str = "final test",
     progress: bool = False,
+    about: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the final model of ``config`` on the 'search' beats, test on every 'test' beat at the
     validation-chosen ``threshold``; return the report (also at threshold 0.5), save the model, log all to ``run_id``.
@@ -141,7 +142,8 @@ def final_test(
     ``final_model="folds"`` makes the final model the average of the config's ``folds`` patient-grouped fold
     models instead (:func:`fit_fold_models`, each trained ``fold_repeats`` times with other seeds);
     ``threshold`` is then replaced by the one chosen on those models' own out-of-fold predictions (reported
-    as ``search_threshold`` beside it)."""
+    as ``search_threshold`` beside it). ``about`` (e.g. the trial number and config) goes into the report
+    before it is logged."""
     if final_model not in FINAL_MODELS:
         raise ValueError(f"unknown final model {final_model!r} (choose from {', '.join(FINAL_MODELS)})")
     _check_threshold(threshold)  # before the training, not when the report is made after it
@@ -177,6 +179,7 @@ def final_test(
     report["train_patients"] = int(len(np.unique(train.groups)))
     report["members"] = int(members)
     report.update(extra)
+    report.update(about or {})
     if members > 1:
         report["member_roc_auc"] = [binary_metrics(test.y, predict(f.model, config, test), threshold)["roc_auc"]
                                     for f in fits]

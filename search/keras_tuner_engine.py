@@ -155,6 +155,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         tracker.check()
         name, tags = f"{study_name} (keras-tuner {tuner})", {"engine": "keras-tuner"}
         if study is not None:  # reused on resume; the final test is logged on it
+            tracker.require_study_run(study, missing_ok=True)
             parent = tracker.study_run(study, settings.to_dict(), run_name=name, tags=tags)
         else:
             parent = tracker.client.create_run(tracker.experiment_id, run_name=name,
@@ -166,6 +167,9 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     start = time.perf_counter()
     bar = tqdm(total=n_trials, desc=f"keras-tuner {tuner}", unit="trial", disable=not progress, file=sys.stderr)
 
+    # a resumed search's earlier trials count for the best shown on each trial's line (not for the history)
+    earlier = [tr.value for tr in study.get_trials(deepcopy=False) if tr.state.name == "COMPLETE"] if study else []
+
     def on_trial(number, value, config, threshold, trial_id):
         best = max([h["value"] for h in history] + [value])
         history.append({"trial": number, "seconds": time.perf_counter() - start, "value": value, "best": best,
@@ -175,7 +179,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         if on_trial_end is not None:
             on_trial_end(history[-1])
         bar.update(1)
-        bar.write(f"keras-tuner trial {number}: {value:.4f} (best {best:.4f})")
+        bar.write(f"keras-tuner trial {number}: {value:.4f} (best {max([best, *earlier]):.4f})")
         if timeout is not None and time.perf_counter() - start > timeout:
             oracle.max_trials = len(oracle.trials)
 

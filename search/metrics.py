@@ -196,7 +196,7 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
         lines.append(f"  model: {describe_final_model(report)} (ROC-AUC of each alone: {alone})")
     if "search_threshold" in report:
         lines.append(f"  threshold chosen on the fold models' out-of-fold predictions (out-of-fold F1 "
-                     f"{report['oof']['f1']:.4f}; the search trial's was {report['search_threshold']:.3f})")
+                     f"{report['oof']['f1']:.4f}; the search trial's threshold was {report['search_threshold']:.3f})")
     lines.append("  abnormal class: " + "  ".join(f"{k} {a[k]:.4f}" for k in
                                                      ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")))
     lines.append(f"  {'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")

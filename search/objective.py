@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from typing import Any, Callable, Sequence
 
@@ -206,6 +207,20 @@ def _reason(exc: BaseException) -> str:
     """A one-line reason for a failed trial (out of memory named as such)."""
     name = type(exc).__name__
     if isinstance(exc, MemoryError) or "ResourceExhausted" in name or "OOM" in str(exc)[:200]:
-        return f"out of memory: {name}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-    text = str(exc).splitlines()[0][:500] if str(exc) else ""
-    return f"{name}: {text}"
+        return f"out of memory: {name}: {_message(exc)[:300]}"
+    return f"{name}: {_message(exc)[:500]}"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _message(exc: BaseException) -> str:
+    """The exception's first line; for a Keras layer error, whose first line only says where it happened
+    ("Exception encountered when calling AveragePooling1D.call()."), also the next one, the cause (printed in
+    ANSI bold: the escape codes are dropped)."""
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[0].startswith("Exception encountered when calling") and len(lines) > 1:
+        return f"{lines[0]} {lines[1]}"
+    return lines[0]

@@ -418,6 +418,8 @@ def run_search(
         if tracker is not None:
             tracker.check()
         study, settings = open_study(study_name, rdb, settings, pruner, heartbeat=heartbeat, engine="optuna")
+        if tracker is not None:  # a resume with another --experiment split the study's runs over two experiments
+            tracker.require_study_run(study, missing_ok=True)
     else:  # a worker: everything comes from the existing study
         study, settings = open_study(study_name, storage, None, pruner, heartbeat=heartbeat, engine="optuna")
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
@@ -483,9 +485,8 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
                         final_model=settings.final_model, folds=settings.folds,
                         fold_repeats=settings.fold_repeats, out_path=Path(out_dir) / study.study_name / f"final-trial{best.number}.keras",
-                        tracker=tracker, run_id=parent, title=title, progress=progress)
-    report["trial"] = best.number
-    report["config"] = config
+                        tracker=tracker, run_id=parent, title=title, progress=progress,
+                        about={"trial": best.number, "config": config})  # in final_test.json, too
     study.set_user_attr("final", _jsonable(report))
     print_fn(format_report(report, title))
     return report

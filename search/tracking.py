@@ -66,15 +66,33 @@ class TrackingConfig:
                 loaded = yaml.safe_load(p.read_text()) or {}
             except yaml.YAMLError as exc:
                 raise TrackingError(f"{p}: not valid YAML ({exc})") from None
-            unknown = set(loaded) - set(DEFAULTS)
-            if unknown:
-                raise TrackingError(f"{p}: unknown keys {sorted(unknown)} (allowed: {sorted(DEFAULTS)})")
-            doc.update(loaded)
+            doc.update(_checked_config(p, loaded))
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or doc["tracking_uri"]
         artifacts = doc.get("artifact_location")
         if str(uri).startswith(("http://", "https://")) and artifacts and "://" not in str(artifacts):
             artifacts = None  # a tracking server stores artifacts itself (--artifacts-destination)
         return cls(_absolute_uri(str(uri)), artifacts, experiment_name or doc["experiment_name"])
+
+
+def _checked_config(path: Path, loaded: Any) -> dict[str, Any]:
+    """A parsed ``mlflow.yaml``, or TrackingError naming what is wrong: not a mapping, an unknown key, or a
+    ``tracking_uri`` / ``experiment_name`` left empty (``tracking_uri:`` alone became a file store in a folder
+    named ``None``). A number there is read as its text (``experiment_name: 2026``)."""
+    if not isinstance(loaded, dict):
+        raise TrackingError(f"{path}: must be a mapping of {', '.join(sorted(DEFAULTS))} to values, not {loaded!r}")
+    unknown = set(loaded) - set(DEFAULTS)
+    if unknown:
+        raise TrackingError(f"{path}: unknown keys {sorted(map(str, unknown))} (allowed: {sorted(DEFAULTS)})")
+    out = dict(loaded)
+    for key in ("tracking_uri", "experiment_name"):
+        if key not in out:
+            continue
+        value = out[key]
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
+            raise TrackingError(f"{path}: {key} needs a value, not {value!r} (remove the line for the default, "
+                                f"{DEFAULTS[key]})")
+        out[key] = str(value)
+    return out
 
 
 def _absolute_uri(uri: str) -> str:
@@ -221,15 +239,19 @@ class Tracker:
             self.log_text(run_id, settings["space_yaml"], "space.yaml")
         return run_id
 
-    def require_study_run(self, study) -> None:
+    def require_study_run(self, study, *, missing_ok: bool = False) -> None:
         """Raise :class:`TrackingError` unless the study's parent run (if it has one) is in this store and
-        experiment: a worker or ``sync`` with a wrong ``--tracking-uri``/``--experiment`` made orphan runs."""
+        experiment: a worker or ``sync`` with a wrong ``--tracking-uri``/``--experiment`` made orphan runs.
+        ``missing_ok``: a run not in this store at all is fine (a resumed search then starts a new study run
+        and back-fills its trials there); one in another experiment of the store is still refused."""
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         if not run_id:
             return
         try:
             run = self.client.get_run(run_id)
         except Exception:
+            if missing_ok:
+                return
             raise TrackingError(f"study {study.study_name!r} logs to MLflow run {run_id}, which is not in the "
                                 f"tracking store {self.config.tracking_uri}: give the store the study was created "
                                 f"with (--tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)") from None

@@ -82,6 +82,9 @@ def _type_ok(value: Any, kind: type) -> bool:
 
 def check_value(key: str, value: Any, domain: ParamDomain) -> None:
     """Raise :class:`SpaceError` naming ``key`` if ``value`` is outside ``domain``."""
+    if value is None:  # "key:" with nothing after it
+        raise SpaceError(f"{key}: no value given, expected {domain.kind.__name__}"
+                         + (f" ({domain.describe})" if domain.describe else ""))
     if not _type_ok(value, domain.kind):
         raise SpaceError(f"{key}: {value!r} is a {type(value).__name__}, expected {domain.kind.__name__}"
                          + (f" ({domain.describe})" if domain.describe else "") + _number_as_text_hint(value, domain))
@@ -103,8 +106,47 @@ def _number_as_text_hint(value: Any, domain: ParamDomain) -> str:
     return "; write it without quotes"
 
 
+def _check_step_divides(where: str, low: float, high: float, step: float) -> None:
+    """Optuna silently lowers ``high`` to the last step below it (with a warning) when ``step`` does not divide
+    ``high - low``, so the space would not search the range its file states: refuse it instead."""
+    n = (high - low) / step
+    if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
+        last = low + int(n) * step
+        raise SpaceError(f"{where}: step {step} does not divide the range [{low}, {high}]: the highest value "
+                         f"drawn would be {last:g}, not {high}; make high - low a multiple of the step")
+
+
+def _bounds(spec: Any) -> tuple[Any, Any]:
+    """The smallest and largest value a (validated) fixed value or distribution can give."""
+    if not isinstance(spec, dict):
+        return spec, spec
+    if spec["type"] == "categorical":
+        return min(spec["choices"]), max(spec["choices"])
+    return spec["low"], spec["high"]
+
+
+def _check_some_model_builds(params: dict[str, Any]) -> None:
+    """SpaceError when no config of the space builds a model: each fails at its first layer, so the search
+    failed 10 trials in a row and then blamed the setup, and its advice (fix it and run the same command)
+    met a study that refuses the corrected space."""
+    longest = _bounds(params["input_length"])[1]
+    fewest_pools = _bounds(params["res_blocks"])[0]
+    smallest_down = _bounds(params["lstm_downsample"])[0]
+    if longest < smallest_down:
+        raise SpaceError(f"params: no model of this space can be built: input_length is at most {longest} samples "
+                         f"but lstm_downsample at least {smallest_down} (the LSTM branch averages that many samples "
+                         f"into each step)")
+    if longest < 2 ** fewest_pools:
+        raise SpaceError(f"params: no model of this space can be built: input_length is at most {longest} samples "
+                         f"but res_blocks at least {fewest_pools} (each block halves the window: at least "
+                         f"{2 ** fewest_pools} samples needed)")
+
+
 def validate(doc: Any) -> None:
     """Validate a parsed space file; raise :class:`SpaceError` naming the first bad key."""
+    if doc is None:
+        raise SpaceError("the file is empty (or only comments): a space file maps params (and optionally name, "
+                         "description, data) to their values; copy spaces/default.yaml to start from")
     if not isinstance(doc, dict):
         raise SpaceError(f"a space file must be a mapping at the top level, not {type(doc).__name__}")
     for key in doc:
@@ -137,6 +179,8 @@ def validate(doc: Any) -> None:
             check_value(where, spec, domain)
             continue
         kind = spec.get("type")
+        if "type" not in spec:
+            raise SpaceError(f"{where}.type: missing; a distribution needs a type ({', '.join(DISTRIBUTIONS)})")
         if kind not in DISTRIBUTIONS:
             raise SpaceError(f"{where}.type: {kind!r} is not one of {', '.join(DISTRIBUTIONS)}")
         allowed = {"type", "choices"} if kind == "categorical" else {"type", "low", "high", "step", "log"}
@@ -173,6 +217,8 @@ def validate(doc: Any) -> None:
                 raise SpaceError(f"{where}.step: must be a positive {domain.kind.__name__}, not {step!r}")
             if log:
                 raise SpaceError(f"{where}: step and log cannot be combined")
+            _check_step_divides(where, spec["low"], spec["high"], step)
+    _check_some_model_builds(params)
     if "window" in data:  # every input_length the space can draw is cropped from the prepared window
         spec = params["input_length"]
         longest = spec if not isinstance(spec, dict) else (

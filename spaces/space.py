@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,44 @@ import yaml
 from .schema import OPTIONAL, PARAMS, SpaceError, validate
 
 _BUILTIN_DIR = Path(__file__).resolve().parent
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: plain YAML keeps the last silently, so
+    a user who adds ``epochs: 2`` below an ``epochs: 4`` they missed, or above it, gets one of the two unsaid."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, collections.abc.Hashable):
+                continue  # the base loader names an unhashable key
+            if key in seen:
+                raise SpaceError(f"{key!r} is given twice in one mapping (lines {seen[key]} and {line}); "
+                                 f"keep one")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses a key given twice (:class:`SpaceError`)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line with the file's line and column, not PyYAML's several lines about a ``<unicode string>``."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return " ".join(str(exc).split())
+    mark = exc.problem_mark
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        text += f" ({exc.context} that starts at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+    return text
 
 
 @dataclass
@@ -41,9 +80,11 @@ class SearchSpace:
     def from_yaml(cls, text: str, source: str = "<string>") -> "SearchSpace":
         """Parse YAML text (safe loader only) and validate it."""
         try:
-            doc = yaml.safe_load(text)
+            doc = _load_yaml(text)
         except yaml.YAMLError as exc:
-            raise SpaceError(f"{source}: not valid YAML ({exc})") from None
+            raise SpaceError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+        except SpaceError as exc:  # a key given twice
+            raise SpaceError(f"{source}: {exc}") from None
         return cls.from_dict(doc, source)
 
     @classmethod
@@ -58,7 +99,13 @@ class SearchSpace:
         if not p.exists():
             names = ", ".join(sorted(x.stem for x in _BUILTIN_DIR.glob("*.yaml")))
             raise SpaceError(f"{path_or_name}: no such space file (built-in spaces: {names})")
-        return cls.from_yaml(p.read_text(), str(p))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpaceError(f"{p}: not a text (UTF-8) file, byte {exc.start}: a space file is YAML") from None
+        except OSError as exc:  # a folder, an unreadable file
+            raise SpaceError(f"{p}: cannot read the space file ({exc.strerror or exc})") from None
+        return cls.from_yaml(text, str(p))
 
     def to_yaml(self) -> str:
         """The space as YAML, so a study can store the exact space it ran with."""
@@ -156,7 +203,10 @@ class SearchSpace:
             if not isinstance(spec, dict):
                 config[key] = hp.Fixed(key, spec)
             elif spec["type"] == "categorical":
-                config[key] = hp.Choice(key, spec["choices"])
+                value = hp.Choice(key, spec["choices"])
+                # KerasTuner returns 1/0 for a choice of true/false: the trial's config, its MLflow params and the
+                # Optuna study then held 1/0 where the Optuna engine's trials hold true/false
+                config[key] = bool(value) if all(isinstance(c, bool) for c in spec["choices"]) else value
             elif spec["type"] == "int":
                 # KerasTuner reads a log-scale step as a factor; leave it unset there, as Optuna does.
                 config[key] = hp.Int(key, spec["low"], spec["high"],

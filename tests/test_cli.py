@@ -59,6 +59,9 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     # a traceback after the first trial, and a budget no model meets silently ignored
     (["--engine", "keras-tuner", "--objective", "f1,latency"], "the KerasTuner engine optimises --objective f1"),
     (["--engine", "keras-tuner", "--trials", "0"], "the KerasTuner engine needs --trials 1 or more"),  # ran forever
+    # --objective auc silently optimised F1 (the --metric default); with --metric f1 it still does not
+    (["--objective", "auc", "--metric", "f1"], "--objective auc optimises ROC-AUC but --metric f1 says F1"),
+    (["--objective", "f1,latency", "--metric", "auc"], "use --objective auc,latency"),
     (["--engine", "keras-tuner", "--latency-budget-ms", "0.0001"], "--latency-budget-ms and --latency-target need"),
     (["--latency-target", "http://127.0.0.1:9"], "--latency-target measures latency on a device"),
     (["--latency-budget-ms", "1", "--latency-target", "notaurl"], "'notaurl' is not a bench-server URL"),
@@ -82,6 +85,22 @@ def test_bad_search_values_exit_2_and_leave_no_study(tmp_path, cli_env, args, me
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o.db").exists() or optuna.get_all_study_names(storage) == []
+
+
+@pytest.mark.parametrize("args, metric", [
+    (["--objective", "auc"], "auc"), (["--objective", "auc,latency"], "auc"), (["--metric", "auc"], "auc"),
+    ([], "f1"), (["--objective", "f1", "--metric", "f1@0.5"], "f1@0.5"),
+])
+def test_objective_auc_makes_a_study_that_optimises_roc_auc(tmp_path, cli_env, args, metric):
+    """`--objective auc` was mapped to "the quality metric" and the metric stayed --metric's default, F1: the
+    study optimised F1 and its Pareto table said "quality: validation f1"."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    run_cli(["search", "--study", "x", "--no-mlflow", "--storage", storage, "--trials", "0", "--records",
+             ",".join(SMALL_RECORDS), "--quiet", *args], tmp_path, cli_env, timeout=300)
+    study = optuna.load_study(study_name="x", storage=storage)
+    assert study.user_attrs["settings"]["metric"] == metric
 
 
 @pytest.mark.parametrize("heartbeat", ["0", "-5", "inf"])
@@ -144,6 +163,9 @@ PREDICT_CSV = ["predict", "m.tflite", "--csv", "b.csv"]
     ([*EXPORT, "--runs", "5"], "--runs: must be at least 10"),
     ([*EXPORT, "--threads", "0"], "--threads: must be at least 1, not 0"),
     (["export", "--study", "x", "--out", "x.keras"], "'x.keras' does not end in .tflite"),
+    # -1 was read as a Python index: the study's last trial was exported
+    ([*EXPORT, "--trial", "-1"], "--trial: takes best or a trial number: must be at least 0, not -1"),
+    ([*EXPORT, "--trial", "last"], "--trial: takes best or a trial number: 'last' is not an integer"),
     ([*PREDICT_CSV, "--csv-fs", "-360"], "--csv-fs: must be a finite number above 0, not -360"),
     ([*PREDICT_CSV, "--csv-fs", "0"], "--csv-fs: must be a finite number above 0, not 0"),
     ([*PREDICT_CSV, "--csv-fs", "nan"], "--csv-fs: must be a finite number above 0"),

@@ -326,3 +326,45 @@ def test_sync_into_a_store_without_the_study_run_is_refused(tmp_path, cli_env, w
     assert ("which is not in the tracking store" if where == "store" else "pass --experiment 'home'") in proc.stderr
     right = ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "home"]
     assert "0 runs created" in run_cli(["sync", "--study", "s", "--storage", storage, *right], tmp_path, cli_env).stdout
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tracking_uri:\n", "tracking_uri needs a value, not None (remove the line for the default"),
+    ("experiment_name: ''\n", "experiment_name needs a value, not ''"),
+    ("42\n", "must be a mapping of artifact_location, experiment_name, tracking_uri to values, not 42"),
+    ("- tracking_uri\n", "must be a mapping of"),
+])
+def test_an_mlflow_yaml_without_a_usable_value_is_named(tmp_path, monkeypatch, text, message):
+    """`tracking_uri:` with no value became a file store in a folder named 'None' beside the user; a file that
+    is not a mapping was a TypeError traceback (42) or a misleading 'unknown keys' (a list)."""
+    from search import TrackingConfig, TrackingError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlflow.yaml").write_text(text)
+    with pytest.raises(TrackingError, match="^mlflow.yaml: ") as err:
+        TrackingConfig.load()
+    assert message in str(err.value)
+    (tmp_path / "mlflow.yaml").write_text("experiment_name: 2026\nartifact_location:\n")
+    cfg = TrackingConfig.load()  # a number is its text; no artifact location is MLflow's default
+    assert cfg.experiment_name == "2026" and cfg.artifact_location is None
+
+
+def test_resuming_a_search_under_another_experiment_is_refused(tmp_path):
+    """A resumed search with another --experiment back-filled every trial's run into that experiment, under a
+    study run that stays in the first one (cross-experiment parents), and logged its new trials there: one
+    study split over two experiments. `sync` and `worker` refused this already; now the resumed search does."""
+    from test_search import tiny_settings
+
+    from search import Tracker, TrackingConfig, TrackingError, open_study, run_search
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study, _ = open_study("s", storage, tiny_settings(tmp_path))
+    home = TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "home")
+    Tracker(home).study_run(study, {})
+    other = TrackingConfig(home.tracking_uri, (tmp_path / "art").as_uri(), "other")
+    with pytest.raises(TrackingError, match="study 's' logs to MLflow experiment 'home', not 'other'"):
+        run_search("s", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=other, progress=False,
+                   out_dir=tmp_path / "runs")  # all in tmp_path should it run (as it did before)
+    assert optuna.load_study(study_name="s", storage=storage).trials == []
+    tracker = Tracker(other)
+    assert tracker.client.search_runs([tracker.experiment_id]) == []

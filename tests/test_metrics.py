@@ -118,12 +118,13 @@ def test_a_validation_fold_of_one_class_does_not_void_the_objective():
 
 def test_the_cli_offers_every_metric_the_objective_knows():
     """ecg_automl.cli spells the choices out (importing search there would load TensorFlow on every command)."""
-    from ecg_automl.cli import build_parser
+    from ecg_automl.cli import _quality_metric, build_parser
     from search import METRICS
 
     search_cmd = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "search")[1]
     metric = next(a for a in search_cmd._actions if a.dest == "metric")
-    assert tuple(metric.choices) == METRICS and metric.default == "f1"
+    # the default is decided with --objective (None: not given), and it is f1 when neither says otherwise
+    assert tuple(metric.choices) == METRICS and _quality_metric(None, metric.default) == "f1"
 
 
 def test_the_final_model_is_described_by_what_was_averaged() -> None:
@@ -170,3 +171,18 @@ def test_a_threshold_must_be_a_probability_and_folds_and_labels_must_match():
     with pytest.raises(ValueError, match="labels has 2 beats but y has 4"):
         full_report(y, p, 0.5, labels=np.array(["N", "V"]))
     assert full_report(y, p, 0.5, labels=["N", "N", "V", "V"])["by_label"]["V"]["flagged_abnormal"] == 1.0
+
+
+def test_the_fold_ensemble_report_calls_the_search_threshold_a_threshold():
+    """It read 'out-of-fold F1 0.5264; the search trial's was 0.440': the 0.440 is the search trial's
+    threshold, not its F1 (the search's F1 is the trial's value, elsewhere)."""
+    from search.metrics import format_report, full_report
+
+    rng = np.random.default_rng(0)
+    y, p = _fold(rng, 40, 10)
+    report = full_report(y, p, 0.371)
+    report.update(members=2, final_model="folds", member_roc_auc=[0.9, 0.8], search_threshold=0.44,
+                  oof=binary_metrics(y, p, 0.371))
+    text = format_report(report)
+    assert "the search trial's threshold was 0.440" in text
+    assert "the search trial's was" not in text

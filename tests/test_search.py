@@ -3,6 +3,7 @@ Ctrl-C, MLflow runs 1:1 with Optuna trials, and KerasTuner over the same space."
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -93,6 +94,11 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     parent = tracker.client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
     assert Path(final["model_path"]).exists()
+    # the logged report says which trial and config it tested (it did not: only the .txt's title named the trial)
+    logged = json.loads(Path(tracker.client.download_artifacts(parent.info.run_id, "final_test.json",
+                                                                str(tmp_path))).read_text())
+    assert logged["trial"] == final["trial"] == study.best_trial.number
+    assert logged["config"] == study.best_trial.user_attrs["config"]
     out = capsys.readouterr().out
     assert "confusion matrix" in out and "abnormal" in out and "final model (the average of 2 seeds' models, each trained on all search patients;" in out
     # final_members=2: the final model is one file holding both seeds' models, averaged
@@ -684,3 +690,42 @@ def test_final_test_refuses_a_threshold_outside_0_1_before_training(small_mitdb,
     for bad in (1.5, float("nan")):
         with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
             final_test({"epochs": 1}, bad, small_mitdb)
+
+
+def test_a_failed_trial_s_reason_keeps_the_cause_of_a_keras_layer_error():
+    """A space drawing lstm_downsample 32 with input_length 16 failed its trials with the reason 'ValueError:
+    Exception encountered when calling AveragePooling1D.call().', which says where, not why: Keras puts the
+    cause on the next line (in ANSI bold)."""
+    import keras
+
+    from search.objective import _reason
+
+    try:
+        keras.layers.AveragePooling1D(32)(keras.Input((16, 1)))
+    except ValueError as exc:
+        reason = _reason(exc)
+    assert reason.startswith("ValueError: Exception encountered when calling AveragePooling1D.call(). Computed "
+                             "output size would be zero or negative"), reason
+    assert "\x1b" not in reason and "\n" not in reason and "Arguments received" not in reason
+    assert _reason(RuntimeError("first line\nsecond line")) == "RuntimeError: first line"  # others: as before
+
+
+def test_a_resumed_keras_tuner_search_shows_the_study_s_best_on_each_trial_line(tmp_path, monkeypatch, capsys):
+    """Resumed with more trials, its first new trial read 'keras-tuner trial 2: 0.2271 (best 0.2271)' while the
+    study's best (and the summary line below it) was trial 1's 0.2379: the best counted this run's trials only.
+    Training is replaced by fixed objective values: the lines are what is checked."""
+    import types
+
+    import search.keras_tuner_engine as kte
+
+    values = iter([0.9, 0.3])
+    monkeypatch.setattr(kte, "fit", lambda config, train, val, seed: types.SimpleNamespace(
+        val_prob=np.full(len(val), 0.5)))
+    monkeypatch.setattr(kte, "cv_objective", lambda metric, y, oof, fold_of: (next(values), [], 0.5))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    for n in (1, 2):
+        kte.run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=n, out_dir=tmp_path,
+                            progress=False, storage=storage)
+    out = capsys.readouterr()
+    lines = [line for line in (out.out + out.err).splitlines() if line.startswith("keras-tuner trial")]
+    assert lines == ["keras-tuner trial 0: 0.9000 (best 0.9000)", "keras-tuner trial 1: 0.3000 (best 0.9000)"]

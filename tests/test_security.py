@@ -117,6 +117,45 @@ def test_ui_exposes_only_when_asked_and_warns(tmp_path, monkeypatch, capsys, hos
     assert ("warning:" in err and "no authentication" in err) == exposed
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "no-such-host.invalid"])
+def test_ui_on_a_port_in_use_or_an_unknown_host_says_so_before_starting(tmp_path, monkeypatch, capsys, host):
+    """The server logged a bind error among its start-up lines and exited 0 about 40 s later, after the command
+    had printed 'MLflow UI on http://127.0.0.1:PORT', a URL served by whatever held the port."""
+    import signal
+    import socket
+
+    started = _NoServer.started = []
+    monkeypatch.setattr(subprocess, "Popen", _NoServer)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli.main(["ui", "--host", host, "--port", str(port),
+                         "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert code == 2 and started == []
+    err = capsys.readouterr().err
+    assert f"error: the MLflow UI cannot listen on {host}:{port}: " in err
+    in_use = "Address already in use (another UI already running? choose another --port)" in err
+    assert in_use == (host == "127.0.0.1")
+
+
+def test_ui_on_port_0_prints_the_port_it_serves_on(tmp_path, monkeypatch, capsys):
+    """--port 0 printed 'MLflow UI on http://127.0.0.1:0'; the port the system picks is printed and served."""
+    import signal
+
+    started = _NoServer.started = []
+    monkeypatch.setattr(subprocess, "Popen", _NoServer)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["ui", "--port", "0", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 0
+    port = started[0][started[0].index("--port") + 1]
+    assert int(port) > 0 and f"MLflow UI on http://127.0.0.1:{port} " in capsys.readouterr().out
+
+
 def test_ui_stops_its_server_promptly_on_sigterm(tmp_path, cli_env):
     """``kill`` (SIGTERM) on ``ecg-automl ui`` stops the MLflow server it started and exits, in seconds: its
     handler used to wait for the server inside the wait it interrupted, and hung until a 20 s timeout."""

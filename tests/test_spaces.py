@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras_tuner as kt
 import numpy as np
 import optuna
 import pytest
 import yaml
 
+import spaces
 from spaces import PARAMS, SearchSpace, SpaceError, build_model
 
 
@@ -163,3 +166,90 @@ def test_an_empty_description_stays_empty():
     doc["description"] = None
     space = SearchSpace.from_yaml(yaml.safe_dump(doc), "s.yaml")
     assert space.description == "" and "None" not in space.to_yaml()
+
+
+@pytest.mark.parametrize("spec, highest", [
+    ({"type": "int", "low": 1, "high": 4, "step": 2}, "3"),
+    ({"type": "float", "low": 0.0, "high": 0.4, "step": 0.3}, "0.3"),
+])
+def test_a_step_that_does_not_divide_the_range_is_refused(spec, highest):
+    """Optuna would silently search [low, last step below high] instead of the range the file states."""
+    doc = _doc()
+    doc["params"]["res_blocks" if spec["type"] == "int" else "conv_dropout"] = spec
+    with pytest.raises(SpaceError, match=rf"step .* does not divide the range .*would be {highest},"):
+        SearchSpace.from_dict(doc, "bad.yaml")
+    spec = dict(spec, high=spec["low"] + 2 * spec["step"])  # a multiple of the step (0.6 in floating point) is fine
+    doc["params"]["res_blocks" if spec["type"] == "int" else "conv_dropout"] = spec
+    SearchSpace.from_dict(doc, "ok.yaml")
+
+
+def test_a_key_given_twice_is_refused_not_silently_overwritten(tmp_path):
+    """PyYAML keeps the last of two equal keys: a second ``epochs:`` line, added by a user who missed the
+    first, silently decided which one the study ran with."""
+    text = SearchSpace.load("default").to_yaml()
+    p = tmp_path / "twice.yaml"
+    p.write_text(text.replace("params:\n", "params:\n  epochs: 2\n", 1))
+    with pytest.raises(SpaceError, match=r"twice\.yaml: 'epochs' is given twice in one mapping \(lines \d+ and \d+\)"):
+        SearchSpace.load(p)
+    assert SearchSpace.from_yaml(text).params == SearchSpace.load("default").params  # one of each: as before
+
+
+_DEFAULT_YAML = (Path(spaces.__file__).parent / "default.yaml").read_text()
+_POOL = "  pool: {type: categorical, choices: [max, avg]}"
+_BATCH = "  batch_size: {type: categorical, choices: [64, 128, 256]}"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "s.yaml: the file is empty (or only comments)"),
+    ("# nothing yet\n", "s.yaml: the file is empty (or only comments)"),
+    (_DEFAULT_YAML.replace(_POOL, "  pool:"), "s.yaml: params.pool: no value given, expected str (one of max, avg)"),
+    (_DEFAULT_YAML.replace(_POOL, "  pool: {choices: [max, avg]}"),
+     "s.yaml: params.pool.type: missing; a distribution needs a type"),
+    (_DEFAULT_YAML.replace(_BATCH, _BATCH[:-2]),
+     "s.yaml: not valid YAML: line 27, column 9: expected ',' or ']', but got ':' (while parsing a flow sequence "
+     "that starts at line 26, column 44)"),
+])
+def test_an_empty_file_a_missing_value_and_bad_yaml_say_so_in_one_line(text, message):
+    """Not 'not NoneType', 'None is a NoneType' or PyYAML's lines about a '<unicode string>'."""
+    assert text != _DEFAULT_YAML
+    with pytest.raises(SpaceError) as err:
+        SearchSpace.from_yaml(text, "s.yaml")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
+
+
+def test_a_folder_or_a_binary_file_given_as_the_space_is_named_not_a_traceback(tmp_path):
+    """IsADirectoryError and UnicodeDecodeError escaped SearchSpace.load (the CLI printed their tracebacks)."""
+    binary = tmp_path / "space.yaml"
+    binary.write_bytes(b"\xff\xfe\x00params")
+    with pytest.raises(SpaceError, match=r"space\.yaml: not a text \(UTF-8\) file"):
+        SearchSpace.load(binary)
+    with pytest.raises(SpaceError, match=r"cannot read the space file \(Is a directory\)"):
+        SearchSpace.load(tmp_path)
+
+
+def test_keras_tuner_draws_true_false_choices_as_booleans():
+    """hp.Choice over [true, false] returns 1/0: KerasTuner trials logged rr_features '1' in MLflow where the
+    Optuna engine's trials of the same study space log 'True'."""
+    space = SearchSpace.load("default")
+    config = space.keras_tuner_config(kt.HyperParameters())
+    for key in ("rr_features", "lstm_bidirectional"):
+        assert type(config[key]) is bool, (key, config[key])
+    assert type(config["batch_size"]) is int and type(config["pool"]) is str  # other choices keep their type
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"input_length": 16, "lstm_downsample": 32}, "input_length is at most 16 samples but lstm_downsample at least 32"),
+    ({"input_length": 16, "lstm_downsample": 4, "res_blocks": {"type": "int", "low": 5, "high": 6}},
+     "input_length is at most 16 samples but res_blocks at least 5"),
+])
+def test_a_space_none_of_whose_configs_builds_a_model_is_refused(values, message):
+    """Every trial failed at its first layer; after 10 the search blamed the setup and advised running the same
+    command again, which the study then refused (its space had to change)."""
+    doc = _doc()
+    doc["params"].update(values)
+    with pytest.raises(SpaceError, match=f"bad.yaml: params: no model of this space can be built: {message}"):
+        SearchSpace.from_dict(doc, "bad.yaml")
+    # the limits are the layers': 16 samples still take 4 halvings and a downsampling by 16
+    doc["params"].update(input_length=16, lstm_downsample=16, res_blocks=4)
+    config = SearchSpace.from_dict(doc, "ok.yaml").suggest(optuna.create_study().ask())
+    assert build_model(config).output_shape == (None, 1)

@@ -37,6 +37,18 @@ def _tflite_path(text: str) -> str:
     return text
 
 
+def _trial_spec(text: str) -> str:
+    """argparse type: ``best`` or a trial number, 0 or more (``-1`` exported the last trial, as a Python index)."""
+    if text == "best":
+        return text
+    from ecg_automl.argtypes import int_at_least
+
+    try:
+        return str(int_at_least(0)(text))
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"takes best or a trial number: {exc}") from None
+
+
 def add_export_parser(sub) -> None:
     """Register ``ecg-automl export`` and its options (defaults stated in each help string)."""
     from ecg_automl.argtypes import int_at_least
@@ -46,7 +58,8 @@ def add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="export a trial's model to TFLite, verified against Keras and timed")
     p.add_argument("--study", required=True, help="name of the study to export from")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
-    p.add_argument("--trial", default="best", help="best (the final model of the study; default) or a trial number")
+    p.add_argument("--trial", type=_trial_spec, default="best",
+                   help="best (the final model of the study; default) or a trial number")
     p.add_argument("--mode", choices=MODES, default="int8",
                    help="TFLite mode (default int8, the Raspberry Pi deployment)")
     p.add_argument("--out", required=True, type=_tflite_path,
@@ -144,7 +157,10 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
         trial = study.best_trial
     else:
         try:
-            trial = study.trials[int(trial_spec)]
+            number = int(trial_spec)
+            if number < 0:  # not a Python index from the end
+                raise IndexError(number)
+            trial = study.trials[number]
         except (ValueError, IndexError):
             raise TFLiteError(f"no trial {trial_spec!r} in study {study_name!r} ({len(study.trials)} trials)") from None
     if trial.state.name != "COMPLETE":
