@@ -39,7 +39,8 @@ def cached(name: str, path: Path, settings: dict[str, Any], build: Callable[[], 
            *, use_cache: bool = True, directory: Path | None = None) -> BeatDataset:
     """Return the cached dataset for these settings, or build it and write it atomically.
 
-    A cache entry that cannot be read back whole (truncated, corrupt, half-deleted) is removed and rebuilt."""
+    A cache entry that cannot be read back whole (truncated, corrupt, half-deleted) is removed and rebuilt; a
+    cache folder that cannot be written is reported as a warning and the arrays are used uncached."""
     directory = Path(directory) if directory is not None else cache_dir()
     key = cache_key(name, path, settings)
     npz = directory / f"{name}-{key}.npz"
@@ -74,14 +75,22 @@ def _load_entry(npz: Path, meta: Path) -> BeatDataset | None:
 
 
 def _write_entry(ds: BeatDataset, npz: Path, meta: Path, settings: dict[str, Any]) -> bool:
-    """Write a cache entry atomically (arrays first, then the .json that makes it valid)."""
-    npz.parent.mkdir(parents=True, exist_ok=True)
+    """Write a cache entry atomically (arrays first, then the .json that makes it valid); False, after a
+    warning and with no temporary file left, when the cache folder cannot be written."""
     tmp = npz.with_name(f".{npz.name}.{os.getpid()}.tmp.npz")
-    ds.save(tmp)
     meta_tmp = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
-    meta_tmp.write_text(json.dumps({**ds.info, "settings": settings}, default=str))
-    os.replace(tmp, npz)
-    os.replace(meta_tmp, meta)
+    try:
+        npz.parent.mkdir(parents=True, exist_ok=True)
+        ds.save(tmp)
+        meta_tmp.write_text(json.dumps({**ds.info, "settings": settings}, default=str))
+        os.replace(tmp, npz)
+        os.replace(meta_tmp, meta)
+    except OSError as exc:
+        _remove(tmp, meta_tmp)
+        log.warning("could not write the array cache in %s (%s: %s); continuing without it. Set "
+                    "ECG_AUTOML_CACHE to a writable folder to cache the arrays", npz.parent,
+                    type(exc).__name__, exc.strerror or exc)
+        return False
     return True
 
 
