@@ -109,7 +109,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                         timeout=args.timeout, pruner=args.pruner, final=not args.no_final, out_dir=args.out_dir,
                         progress=not args.quiet, verbose=args.verbose, heartbeat=args.heartbeat)
     _print_summary(result)
-    return 130 if result.interrupted else 0
+    return _interrupted_exit_code() if result.interrupted else 0
 
 
 def _search_settings(args: argparse.Namespace, space, objectives: list[str]):
@@ -149,6 +149,25 @@ def parse_objectives(text: str) -> list[str]:
     return out
 
 
+def _interrupted_exit_code() -> int:
+    """143 when SIGTERM stopped the search stack's run, else 130 (Ctrl-C)."""
+    interrupt = sys.modules.get("search._interrupt")
+    return interrupt.exit_code() if interrupt is not None else 130
+
+
+def _interruptible(run: Callable[[], int]) -> int:
+    """Run a search command with SIGTERM handled as Ctrl-C for its whole length (the final model too, not only
+    the trials): one line and exit code 143 instead of a silent death, the study left resumable."""
+    from search import _interrupt
+
+    _interrupt.clear()
+    previous = _interrupt.install()
+    try:
+        return run()
+    finally:
+        _interrupt.restore(previous)
+
+
 def _print_summary(result) -> None:
     study = result.study
     states: dict[str, int] = {}
@@ -173,7 +192,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                         timeout=args.timeout, pruner=args.pruner, final=False, progress=not args.quiet,
                         verbose=args.verbose, heartbeat=args.heartbeat)
     _print_summary(result)
-    return 130 if result.interrupted else 0
+    return _interrupted_exit_code() if result.interrupted else 0
 
 
 @command("sync")
@@ -440,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
+        if args.cmd in ("search", "worker"):
+            return _interruptible(lambda: COMMANDS[args.cmd](args) or 0)
         return COMMANDS[args.cmd](args) or 0
     except Exception as exc:
         if isinstance(exc, _user_errors()):
@@ -449,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         resume = "; run the same command again to resume the study" if args.cmd in ("search", "worker") else ""
         print(f"interrupted{resume}", file=sys.stderr)
-        return 130
+        return _interrupted_exit_code() if resume else 130
 
 
 if __name__ == "__main__":

@@ -25,6 +25,11 @@ def cause() -> str:
     return _by[0] if _by else "Ctrl-C"
 
 
+def exit_code() -> int:
+    """The shell's code for a run the latest request stopped: 143 (128 + SIGTERM) or 130 (128 + SIGINT)."""
+    return 128 + (signal.SIGTERM if cause() == "SIGTERM" else signal.SIGINT)
+
+
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -37,8 +42,9 @@ def install():
 
 
 def restore(previous) -> None:
-    """Put back the handlers :func:`install` replaced, and forget any request."""
-    clear()
+    """Put back the handlers :func:`install` replaced, and forget any request (its :func:`cause` stays, for
+    the exit code, until :func:`clear`)."""
+    _requested.clear()
     if previous is not None and threading.current_thread() is threading.main_thread():
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -326,3 +326,38 @@ def test_sync_into_a_store_without_the_study_run_is_refused(tmp_path, cli_env, w
     assert ("which is not in the tracking store" if where == "store" else "pass --experiment 'home'") in proc.stderr
     right = ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "home"]
     assert "0 runs created" in run_cli(["sync", "--study", "s", "--storage", storage, *right], tmp_path, cli_env).stdout
+
+
+# --------------------------------------------------------------------------------------------
+# signals outside the trials
+# --------------------------------------------------------------------------------------------
+_SLOW_FINAL = """
+import sys, time
+import search.study as study
+study.run_trials = lambda *a, **k: True  # the study is done: go straight to the final model
+def slow_final(*a, **k):
+    print("training the final model", flush=True)
+    time.sleep(120)
+study.run_final = slow_final
+from ecg_automl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_while_the_final_model_trains_is_one_line_and_its_exit_code(tmp_path, cli_env, sig, code):
+    """SIGTERM during the final model killed the search silently (the handler was only installed for the
+    trials), and a SIGTERM during a trial exited 130 as if Ctrl-C had been pressed."""
+    import signal
+
+    args = ["search", "--space", tiny_space_file(tmp_path), "--trials", 1, "--folds", 2, "--records",
+            ",".join(SMALL_RECORDS), "--study", "sig", "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--no-mlflow",
+            "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_FINAL, *map(str, args)], cwd=tmp_path, env=cli_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert "final model" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.strip() == "interrupted; run the same command again to resume the study"
