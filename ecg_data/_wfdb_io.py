@@ -61,6 +61,15 @@ def _check_header(hea: Path, header) -> None:
     if header.sig_len is None:
         raise RecordError(str(hea), f"malformed header: the record line {line!r} gives no valid sample count "
                                     f"(expected: name, signals, sampling rate, samples)")
+    fields = line.split()
+    given = fields[2].split("/")[0] if len(fields) > 2 else None  # absent: WFDB's default 250 Hz applies
+    try:
+        fs = float(given) if given is not None else float(header.fs)
+    except ValueError:
+        fs = math.nan
+    if not math.isfinite(fs) or fs <= 0:
+        raise RecordError(str(hea), f"malformed header: the record line {line!r} gives no valid sampling rate "
+                                    f"({given!r}; expected a positive number of Hz after the signal count)")
     n_sig = int(header.n_sig or 0)
     got = len(header.sig_name or [])
     if got != n_sig:

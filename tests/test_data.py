@@ -167,6 +167,12 @@ def test_missing_database_without_download_writes_nothing(tmp_path):
     ("203 2 360 garbage\n\n", "malformed header: the record line '203 2 360 garbage' gives no valid sample count"),
     ("203 2 360 650000\n203.dat 212 200 11 1024 972 5391 0 MLII\n",
      "malformed header: the record line '203 2 360 650000' declares 2 signal(s), but 1 signal line(s) could be read"),
+    # a zero rate crashed the band-pass filter with "ValueError: Wn[0] must be less than Wn[1]"; wfdb read a
+    # negative one as its default 250 Hz, silently
+    ("203 2 0 650000\n203.dat 212 200 11 1024 972 5391 0 MLII\n203.dat 212 200 11 1024 1001 2216 0 V1\n",
+     "malformed header: the record line '203 2 0 650000' gives no valid sampling rate ('0'"),
+    ("203 2 -360 650000\n203.dat 212 200 11 1024 972 5391 0 MLII\n203.dat 212 200 11 1024 1001 2216 0 V1\n",
+     "malformed header: the record line '203 2 -360 650000' gives no valid sampling rate ('-360'"),
 ])
 def test_malformed_header_is_reported_as_such(data_root, tmp_path, header, problem):
     """Headers wfdb parses leniently are a malformed header of the named file, not a missing channel."""
