@@ -184,6 +184,17 @@ def test_malformed_header_is_reported_as_such(data_root, tmp_path, header, probl
     assert problem in err.value.problem and "no channel" not in str(err.value)
 
 
+def test_a_mitdb_header_with_another_sampling_rate_is_refused(data_root, tmp_path):
+    """A header edited to 36 Hz was used: the beats were resampled from the wrong rate without a word."""
+    root = _copy_db(data_root, tmp_path, ["203"])
+    hea = root / "mitdb" / "203.hea"
+    hea.write_bytes(hea.read_bytes().replace(b"203 2 360 ", b"203 2 36 ", 1))
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["203"], use_cache=False)
+    assert err.value.path == str(hea)
+    assert "sampling rate 36 Hz, but every MIT-BIH record is sampled at 360 Hz" in err.value.problem
+
+
 def test_records_and_window_of_the_wrong_kind_are_refused_by_name(small_mitdb):
     """records="101" was read letter by letter, records=[101] did not match "101", and records=[] handed out
     the whole cached database as if no filter was given; a window of 100.5 failed deep in indexing."""
