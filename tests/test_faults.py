@@ -143,6 +143,9 @@ CORRUPTIONS = {
     "missing .dat": (lambda db: (db / "101.dat").unlink(), ["101.dat: signal file is missing"]),
     "missing .atr": (lambda db: (db / "100.atr").unlink(), ["100.atr: annotation file not found"]),
     "garbage header": (lambda db: (db / "101.hea").write_text("101 two 360 x\n"), ["101.hea: unreadable header"]),
+    # said "unreadable header (IndexError: list index out of range)" and "no beat annotations"
+    "empty header": (lambda db: (db / "101.hea").write_bytes(b""), ["101.hea: empty header file (0 bytes)"]),
+    "empty .atr": (lambda db: (db / "100.atr").write_bytes(b""), ["100.atr: empty annotation file (0 bytes)"]),
 }
 
 
