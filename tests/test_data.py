@@ -120,6 +120,64 @@ def test_download_failure_says_where_to_put_files(tmp_path, monkeypatch):
     assert "could not download 'mitdb'" in msg and str(tmp_path / "mitdb") in msg and "RECORDS" in msg
 
 
+@pytest.fixture
+def silent_proxy(monkeypatch):
+    """An HTTP(S) proxy that accepts connections and never answers: a stalled network, firewall or proxy."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, url)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    yield url
+    server.close()
+    for c in held:
+        c.close()
+
+
+def test_a_download_that_stalls_fails_instead_of_hanging(tmp_path, monkeypatch, silent_proxy):
+    """wfdb sends its requests without a timeout: a server that went silent hung `data fetch` (and a search on
+    an empty data root) forever."""
+    import threading
+
+    import ecg_data._paths as paths
+
+    monkeypatch.setattr(paths, "DOWNLOAD_TIMEOUT", 1.0, raising=False)
+    outcome: list[BaseException] = []
+
+    def fetch():
+        try:
+            fetch_database("mitdb", tmp_path)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the download still hangs after 30 s"
+    (err,) = outcome
+    assert isinstance(err, DataError) and "could not download 'mitdb'" in str(err) and "timed out" in str(err)
+    assert str(tmp_path / "mitdb") in str(err)
+    from wfdb.io import _url
+
+    assert "request" not in vars(_url._get_session())  # the session is left as wfdb made it
+
+
 def test_failed_fetch_leaves_no_empty_folder(tmp_path, monkeypatch):
     """A download that fails before any file arrives leaves no empty database folder (nor the root it made):
     an empty mitdb/ would read as a download that happened."""
