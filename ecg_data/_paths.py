@@ -72,7 +72,13 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     path = root / name
     created = [d for d in (path, *path.parents) if not d.exists()]  # folders this fetch makes (deepest first)
     before = _files_under(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the root is a file, read-only, on a full disk...
+        raise DatabaseNotFoundError(
+            f"cannot download {name!r}: the folder {path} cannot be created ({exc.strerror or exc}). The data root "
+            f"{root} must be a writable folder: set ECG_AUTOML_DATA (or --root) to one, or to a folder that "
+            f"already holds {name}/") from None
     try:
         with _network_timeout(DOWNLOAD_TIMEOUT):
             _download(name, slug, marker, path)

@@ -178,6 +178,18 @@ def test_a_download_that_stalls_fails_instead_of_hanging(tmp_path, monkeypatch, 
     assert "request" not in vars(_url._get_session())  # the session is left as wfdb made it
 
 
+def test_a_data_root_that_is_a_file_is_named_not_a_traceback(tmp_path, monkeypatch):
+    """ECG_AUTOML_DATA pointing at a file: a search (which downloads a missing database) ended in
+    NotADirectoryError from mkdir."""
+    root = tmp_path / "data.zip"
+    root.write_bytes(b"PK")
+    monkeypatch.setenv("ECG_AUTOML_DATA", str(root))
+    with pytest.raises(DataError) as err:
+        load_dataset("mitdb", records=["101"])
+    assert f"the folder {root / 'mitdb'} cannot be created (Not a directory)" in str(err.value)
+    assert "ECG_AUTOML_DATA" in str(err.value) and root.read_bytes() == b"PK"
+
+
 def test_failed_fetch_leaves_no_empty_folder(tmp_path, monkeypatch):
     """A download that fails before any file arrives leaves no empty database folder (nor the root it made):
     an empty mitdb/ would read as a download that happened."""
