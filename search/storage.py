@@ -32,7 +32,14 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
             raise StorageError(f"cannot open study storage {url}: {path} does not exist (create the study "
                                f"first with `ecg-automl search ... --storage {url}`)")
         if relative:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file in the way, a read-only folder
+                in_the_way = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+                why = (f"{in_the_way} is a file, not a folder" if in_the_way is not None and not in_the_way.is_dir()
+                       else exc.strerror or str(exc))
+                raise StorageError(f"cannot open study storage {url}: cannot create the folder {path.parent} "
+                                   f"({why})") from None
             url = f"sqlite:///{path}"
     if "://" not in url:
         raise StorageError(f"{url!r} is not a storage URL (examples: sqlite:///runs/optuna.db, "

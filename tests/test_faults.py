@@ -179,7 +179,10 @@ def test_corrupt_wfdb_records_are_rejected_before_anything_is_written(tmp_path, 
     (["--records", "100,999"], ["999"]),
     (["--storage", "foo://nowhere/db"], ["cannot open study storage foo://nowhere/db"]),
     (["--storage", "sqlite:////proc/no-such-dir/o.db"], ["cannot open study storage sqlite:////proc/no-such-dir/o.db"]),
-], ids=["unknown-dataset", "unknown-record", "unknown-db-scheme", "unwritable-sqlite-path"])
+    # a relative path below a file: FileExistsError traceback from mkdir, after the data had been loaded
+    (["--storage", "sqlite:///tiny.yaml/o.db"], ["cannot open study storage sqlite:///tiny.yaml/o.db: cannot create "
+                                                  "the folder", "tiny.yaml is a file, not a folder"]),
+], ids=["unknown-dataset", "unknown-record", "unknown-db-scheme", "unwritable-sqlite-path", "relative-path-below-a-file"])
 def test_bad_dataset_or_storage_leaves_no_study(tmp_path, cli_env, args, messages):
     """Rejected before the study is created (a bad storage URL even before the data is read): rerunning
     the corrected command must not meet a half-made study "with other settings"."""
