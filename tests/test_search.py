@@ -684,3 +684,21 @@ def test_final_test_refuses_a_threshold_outside_0_1_before_training(small_mitdb,
     for bad in (1.5, float("nan")):
         with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
             final_test({"epochs": 1}, bad, small_mitdb)
+
+
+@pytest.mark.parametrize("objectives", [["quality"], ["quality", "latency"]])
+def test_a_study_left_half_created_by_a_killed_search_is_finished_not_blocked(tmp_path, objectives):
+    """A search killed between Optuna's create_study and storing the study's settings left a study that every
+    later run refused for good, as made by 'data pipeline version 5 or older'."""
+    from search import StudyMismatchError, open_study
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    optuna.create_study(study_name="half", storage=storage, direction="maximize")  # what the killed run left
+    with pytest.raises(StudyMismatchError, match="never fully created"):
+        open_study("half", storage, None, heartbeat=None)  # a worker cannot know the settings
+    settings = tiny_settings(tmp_path, objectives=objectives)
+    study, stored = open_study("half", storage, settings, heartbeat=None)
+    assert stored.objectives == objectives and study.user_attrs["settings"] == stored.to_dict()
+    assert [d.name.lower() for d in study.directions] == ["maximize", "minimize"][:len(objectives)]
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["half"]
+    assert open_study("half", storage, None, heartbeat=None)[1] == stored  # and workers may join it now
