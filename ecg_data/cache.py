@@ -85,8 +85,10 @@ def _write_entry(ds: BeatDataset, npz: Path, meta: Path, settings: dict[str, Any
         meta_tmp.write_text(json.dumps({**ds.info, "settings": settings}, default=str))
         os.replace(tmp, npz)
         os.replace(meta_tmp, meta)
-    except OSError as exc:
+    except BaseException as exc:  # also Ctrl-C/SIGTERM mid-write: no orphaned temporary file (it may be 100+ MB)
         _remove(tmp, meta_tmp)
+        if not isinstance(exc, OSError):
+            raise
         log.warning("could not write the array cache in %s (%s: %s); continuing without it. Set "
                     "ECG_AUTOML_CACHE to a writable folder to cache the arrays", npz.parent,
                     type(exc).__name__, exc.strerror or exc)

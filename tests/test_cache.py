@@ -93,3 +93,17 @@ def test_a_read_only_cache_folder_is_a_warning_and_leaves_no_temporary_file(tmp_
     assert len(ds) == 12 and ds.info["cache"] == {"hit": False, "file": None}
     assert "could not write the array cache" in caplog.text and "Permission denied" in caplog.text
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_an_interrupted_cache_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while the arrays were written left a .tmp.npz (as large as the cache entry) for good."""
+    def interrupted(self, path):
+        Path(path).write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BeatDataset, "save", interrupted)
+    src = tmp_path / "src"
+    src.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        cached("mitdb", src, {"fs": 180.0}, _Builder(), directory=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
