@@ -702,3 +702,23 @@ def test_a_study_left_half_created_by_a_killed_search_is_finished_not_blocked(tm
     assert [d.name.lower() for d in study.directions] == ["maximize", "minimize"][:len(objectives)]
     assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["half"]
     assert open_study("half", storage, None, heartbeat=None)[1] == stored  # and workers may join it now
+
+
+def test_an_artifact_location_that_cannot_be_written_is_refused_at_start(tmp_path):
+    """artifact_location below a file (or read-only): the study ran and every model, plot and report failed to
+    log, nine warnings ending 'run ecg-automl sync when the tracking server is back' (no server was down)."""
+    from search import TrackingError
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", str(blocker / "art"), "new"))
+    with pytest.raises(TrackingError, match=rf"artifact location {blocker / 'art'} cannot be written \({blocker} is "
+                                            r"a file, not a folder\): set artifact_location in mlflow.yaml"):
+        tracker.check()
+    assert tracker.client.get_experiment_by_name("new") is None  # not created with the bad location
+    good = tmp_path / "art"
+    Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", str(good), "kept")).check()
+    good.rmdir()
+    good.write_text("")  # the existing experiment's folder is now a file
+    with pytest.raises(TrackingError, match="experiment 'kept' keeps the artifact location it was created with"):
+        Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "kept")).check()
