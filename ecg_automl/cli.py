@@ -79,6 +79,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.tuner is not None and args.engine != "keras-tuner":
         raise UsageError(f"--tuner {args.tuner} chooses a KerasTuner tuner: it needs --engine keras-tuner")
+    from search.storage import in_memory
+
+    if in_memory(args.storage):  # e.g. --storage sqlite:///$DB with DB unset
+        raise UsageError(f"--storage {args.storage} names no database file: SQLite keeps that study in memory, "
+                         f"lost when the command ends (it could never be resumed, joined or exported). Give a "
+                         f"file, e.g. --storage sqlite:///runs/optuna.db")
     set_threads(args.tf_threads)
     space = SearchSpace.load(args.space)
     if args.epochs is not None:

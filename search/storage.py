@@ -112,6 +112,18 @@ def _schema_race(exc: BaseException) -> bool:
     return isinstance(exc, sqlalchemy.exc.DBAPIError) and ("already exists" in text or "database is locked" in text)
 
 
+def in_memory(url: str | None) -> bool:
+    """True for a SQLite URL SQLAlchemy opens as an in-memory database (``sqlite://``, ``sqlite:///``,
+    ``sqlite:///:memory:``): a study there is gone when the process ends."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url or DEFAULT_STORAGE)
+        return parsed.get_backend_name() == "sqlite" and (parsed.database or "") in ("", ":memory:")
+    except Exception:
+        return False  # not a URL: check_storage says so
+
+
 def check_storage(url: str | None = None) -> None:
     """Reject a bad storage URL early, before the (slow) data loading, and without writing anything:
     the URL must parse and name a known database driver; a server database (PostgreSQL, MySQL) must

@@ -64,6 +64,9 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     (["--latency-budget-ms", "1", "--latency-target", "notaurl"], "'notaurl' is not a bench-server URL"),
     (["--folds", "30"], "30 folds need at least 30 patients on the search side; mitdb (--records 101,106,119,"),
     (["--records", "100,200"], "mitdb (--records 100,200) has no patient on the search side"),
+    # sqlite:///$DB with DB unset: the whole study ran in memory and was gone at exit, never resumable
+    (["--storage", "sqlite:///"], "--storage sqlite:/// names no database file: SQLite keeps that study in memory"),
+    (["--storage", "sqlite:///:memory:"], "--storage sqlite:///:memory: names no database file"),
 ])
 def test_bad_search_values_exit_2_and_leave_no_study(tmp_path, cli_env, args, message):
     """Values a search cannot run with are refused before a study exists (a corrected command then starts
