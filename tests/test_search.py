@@ -722,3 +722,35 @@ def test_an_artifact_location_that_cannot_be_written_is_refused_at_start(tmp_pat
     good.write_text("")  # the existing experiment's folder is now a file
     with pytest.raises(TrackingError, match="experiment 'kept' keeps the artifact location it was created with"):
         Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "kept")).check()
+
+
+def test_a_ctrl_c_landing_in_a_finaliser_prints_no_traceback(monkeypatch):
+    """Ctrl-C landing in a finaliser (often, while TensorFlow trains) made the interpreter print 'Exception ignored
+    in: <function _collection_gced ...> Traceback ... KeyboardInterrupt' above the one-line message."""
+    from search import _interrupt
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda args: seen.append(args.exc_type))
+
+    class Finalised:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def __del__(self):
+            if self.exc is KeyboardInterrupt:
+                _interrupt._handler(signal.SIGINT, None)
+            raise self.exc
+
+    previous = _interrupt.install()
+    try:
+        Finalised(KeyboardInterrupt)  # dropped at once: __del__ runs here, its exception is "unraisable"
+        assert _interrupt.requested()
+        with pytest.raises(KeyboardInterrupt):
+            _interrupt.check()  # the request is not lost
+        Finalised(ValueError)  # any other finaliser error is still reported
+    finally:
+        _interrupt.restore(previous)
+    assert seen == [ValueError]
+    Finalised(KeyboardInterrupt)  # outside a search: reported as before
+    assert seen == [ValueError, KeyboardInterrupt]
+    _interrupt.clear()
