@@ -79,6 +79,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.tuner is not None and args.engine != "keras-tuner":
         raise UsageError(f"--tuner {args.tuner} chooses a KerasTuner tuner: it needs --engine keras-tuner")
+    from search.storage import in_memory
+
+    if in_memory(args.storage):  # e.g. --storage sqlite:///$DB with DB unset
+        raise UsageError(f"--storage {args.storage} names no database file: SQLite keeps that study in memory, "
+                         f"lost when the command ends (it could never be resumed, joined or exported). Give a "
+                         f"file, e.g. --storage sqlite:///runs/optuna.db")
     set_threads(args.tf_threads)
     space = SearchSpace.load(args.space)
     if args.epochs is not None:
@@ -110,7 +116,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                         timeout=args.timeout, pruner=args.pruner, final=not args.no_final, out_dir=args.out_dir,
                         progress=not args.quiet, verbose=args.verbose, heartbeat=args.heartbeat)
     _print_summary(result)
-    return 130 if result.interrupted else 0
+    return _interrupted_exit_code() if result.interrupted else 0
 
 
 def _search_settings(args: argparse.Namespace, space, objectives: list[str]):
@@ -166,6 +172,25 @@ def _quality_metric(objective: str | None, metric: str | None) -> str:
     return metric or "f1"
 
 
+def _interrupted_exit_code() -> int:
+    """143 when SIGTERM stopped the search stack's run, else 130 (Ctrl-C)."""
+    interrupt = sys.modules.get("search._interrupt")
+    return interrupt.exit_code() if interrupt is not None else 130
+
+
+def _interruptible(run: Callable[[], int]) -> int:
+    """Run a search command with SIGTERM handled as Ctrl-C for its whole length (the final model too, not only
+    the trials): one line and exit code 143 instead of a silent death, the study left resumable."""
+    from search import _interrupt
+
+    _interrupt.clear()
+    previous = _interrupt.install()
+    try:
+        return run()
+    finally:
+        _interrupt.restore(previous)
+
+
 def _print_summary(result) -> None:
     study = result.study
     states: dict[str, int] = {}
@@ -190,7 +215,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                         timeout=args.timeout, pruner=args.pruner, final=False, progress=not args.quiet,
                         verbose=args.verbose, heartbeat=args.heartbeat)
     _print_summary(result)
-    return 130 if result.interrupted else 0
+    return _interrupted_exit_code() if result.interrupted else 0
 
 
 @command("sync")
@@ -478,6 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
+        if args.cmd in ("search", "worker"):
+            return _interruptible(lambda: COMMANDS[args.cmd](args) or 0)
         return COMMANDS[args.cmd](args) or 0
     except Exception as exc:
         if isinstance(exc, _user_errors()):
@@ -487,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         resume = "; run the same command again to resume the study" if args.cmd in ("search", "worker") else ""
         print(f"interrupted{resume}", file=sys.stderr)
-        return 130
+        return _interrupted_exit_code() if resume else 130
 
 
 if __name__ == "__main__":

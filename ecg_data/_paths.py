@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from .errors import DatabaseNotFoundError
 
@@ -13,6 +15,10 @@ PHYSIONET = {
     "ptbdb": ("ptbdb", "RECORDS"),
     "ptbxl": ("ptb-xl", "ptbxl_database.csv"),
 }
+
+
+#: Seconds a download may wait for PhysioNet to connect or to send the next bytes before it fails.
+DOWNLOAD_TIMEOUT = 60.0
 
 
 def data_root() -> Path:
@@ -59,8 +65,6 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
 
 def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     """Download database ``name`` from PhysioNet into ``<root>/<name>/`` with ``wfdb.dl_database``."""
-    import wfdb
-
     if name not in PHYSIONET:
         raise DatabaseNotFoundError(f"unknown PhysioNet database {name!r}; known: {', '.join(PHYSIONET)}")
     root = Path(root).expanduser().resolve() if root is not None else data_root()
@@ -68,19 +72,16 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     path = root / name
     created = [d for d in (path, *path.parents) if not d.exists()]  # folders this fetch makes (deepest first)
     before = _files_under(path)
-    path.mkdir(parents=True, exist_ok=True)
     try:
-        if name == "ptbxl":
-            # PTB-XL's CSV files are not WFDB records: fetch the 100 Hz records plus the two tables.
-            wfdb.dl_files(slug, str(path), ["ptbxl_database.csv", "scp_statements.csv"])
-            import pandas as pd
-
-            table = pd.read_csv(path / "ptbxl_database.csv")
-            wfdb.dl_database(slug, str(path), records=list(table["filename_lr"]), annotators=None)
-        else:
-            wfdb.dl_database(slug, str(path))
-            if not (path / marker).exists():
-                wfdb.dl_files(slug, str(path), [marker])
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the root is a file, read-only, on a full disk...
+        raise DatabaseNotFoundError(
+            f"cannot download {name!r}: the folder {path} cannot be created ({exc.strerror or exc}). The data root "
+            f"{root} must be a writable folder: set ECG_AUTOML_DATA (or --root) to one, or to a folder that "
+            f"already holds {name}/") from None
+    try:
+        with _network_timeout(DOWNLOAD_TIMEOUT):
+            _download(name, slug, marker, path)
     except BaseException as exc:  # network errors come in many types (requests, urllib3, OSError); or Ctrl-C
         kept = _remove_empty_new(path, before, created)
         if not isinstance(exc, Exception):
@@ -91,6 +92,47 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
             + f"Without network access, copy the PhysioNet files of {slug} there yourself "
             f"(the folder must contain {marker}), or set ECG_AUTOML_DATA to a folder that holds {name}/.") from exc
     return path
+
+
+def _download(name: str, slug: str, marker: str, path: Path) -> None:
+    """The wfdb calls that fetch database ``name`` (PhysioNet's ``slug``) into ``path``."""
+    import wfdb
+
+    if name == "ptbxl":
+        # PTB-XL's CSV files are not WFDB records: fetch the 100 Hz records plus the two tables.
+        wfdb.dl_files(slug, str(path), ["ptbxl_database.csv", "scp_statements.csv"])
+        import pandas as pd
+
+        table = pd.read_csv(path / "ptbxl_database.csv")
+        wfdb.dl_database(slug, str(path), records=list(table["filename_lr"]), annotators=None)
+    else:
+        wfdb.dl_database(slug, str(path))
+        if not (path / marker).exists():
+            wfdb.dl_files(slug, str(path), [marker])
+
+
+@contextmanager
+def _network_timeout(seconds: float) -> Iterator[None]:
+    """Give wfdb's HTTP requests a timeout: it sends them with none, so a server, proxy or firewall that
+    accepts the connection and then goes silent hung the download forever instead of failing it."""
+    try:
+        from wfdb.io import _url
+
+        session = _url._get_session()
+    except (ImportError, AttributeError):  # another wfdb layout: download as it does
+        yield
+        return
+    send = session.request
+
+    def request(method, url, **kwargs):
+        kwargs.setdefault("timeout", seconds)
+        return send(method, url, **kwargs)
+
+    session.request = request
+    try:
+        yield
+    finally:
+        del session.request  # the class's method again
 
 
 def _files_under(path: Path) -> set[Path]:

@@ -46,6 +46,13 @@ def _check_signal_files(path: Path, header) -> None:
                                           f"= {need} bytes")
 
 
+def _refuse_empty(path: Path, what: str) -> None:
+    """A zero-length file (an interrupted copy or download) is reported as empty, not as what wfdb trips on."""
+    if path.stat().st_size == 0:
+        raise RecordError(str(path), f"empty {what} file (0 bytes): an interrupted copy or download? "
+                                     f"Copy or download it again")
+
+
 def _record_line(hea: Path) -> str:
     """The header's record line (its first line that is neither blank nor a comment)."""
     for line in hea.read_text(encoding="latin-1").splitlines():
@@ -61,6 +68,15 @@ def _check_header(hea: Path, header) -> None:
     if header.sig_len is None:
         raise RecordError(str(hea), f"malformed header: the record line {line!r} gives no valid sample count "
                                     f"(expected: name, signals, sampling rate, samples)")
+    fields = line.split()
+    given = fields[2].split("/")[0] if len(fields) > 2 else None  # absent: WFDB's default 250 Hz applies
+    try:
+        fs = float(given) if given is not None else float(header.fs)
+    except ValueError:
+        fs = math.nan
+    if not math.isfinite(fs) or fs <= 0:
+        raise RecordError(str(hea), f"malformed header: the record line {line!r} gives no valid sampling rate "
+                                    f"({given!r}; expected a positive number of Hz after the signal count)")
     n_sig = int(header.n_sig or 0)
     got = len(header.sig_name or [])
     if got != n_sig:
@@ -77,6 +93,7 @@ def read_record(path: str | Path, channels: list[str] | None = None) -> Record:
     hea = path.with_name(path.name + ".hea")
     if not hea.exists():
         raise RecordError(str(hea), "header file not found")
+    _refuse_empty(hea, "header")
     try:
         header = wfdb.rdheader(str(path))
     except Exception as exc:
@@ -109,6 +126,7 @@ def read_annotations(path: str | Path, extension: str = "atr") -> tuple[np.ndarr
     ann_path = path.with_name(f"{path.name}.{extension}")
     if not ann_path.exists():
         raise RecordError(str(ann_path), "annotation file not found (beat labels come from it)")
+    _refuse_empty(ann_path, "annotation")
     try:
         ann = wfdb.rdann(str(path), extension)
     except Exception as exc:

@@ -37,25 +37,69 @@ def cache_key(name: str, path: Path, settings: dict[str, Any]) -> str:
 
 def cached(name: str, path: Path, settings: dict[str, Any], build: Callable[[], BeatDataset],
            *, use_cache: bool = True, directory: Path | None = None) -> BeatDataset:
-    """Return the cached dataset for these settings, or build it and write it atomically."""
+    """Return the cached dataset for these settings, or build it and write it atomically.
+
+    A cache entry that cannot be read back whole (truncated, corrupt, half-deleted) is removed and rebuilt; a
+    cache folder that cannot be written is reported as a warning and the arrays are used uncached."""
     directory = Path(directory) if directory is not None else cache_dir()
     key = cache_key(name, path, settings)
     npz = directory / f"{name}-{key}.npz"
     meta = npz.with_suffix(".json")
     if use_cache and npz.exists() and meta.exists():
-        info = json.loads(meta.read_text())
-        log.info("using cached %s arrays %s", name, npz)
-        ds = BeatDataset.load(npz, info)
-        ds.info["cache"] = {"hit": True, "file": str(npz)}
-        return ds
+        ds = _load_entry(npz, meta)
+        if ds is not None:
+            log.info("using cached %s arrays %s", name, npz)
+            ds.info["cache"] = {"hit": True, "file": str(npz)}
+            return ds
     ds = build()
-    if use_cache:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = npz.with_name(f".{npz.name}.{os.getpid()}.tmp.npz")
+    written = use_cache and _write_entry(ds, npz, meta, settings)
+    ds.info["cache"] = {"hit": False, "file": str(npz) if written else None}
+    return ds
+
+
+def _load_entry(npz: Path, meta: Path) -> BeatDataset | None:
+    """The dataset of a cache entry, or None (after a warning, the entry removed) when it is unreadable."""
+    try:
+        info = json.loads(meta.read_text())
+        if not isinstance(info, dict):
+            raise ValueError(f"{meta.name} holds no JSON object")
+        ds = BeatDataset.load(npz, info)
+        n = len(ds.y)
+        if any(len(a) != n for a in (ds.X, ds.rr, ds.label, ds.groups, ds.records, ds.split)):
+            raise ValueError("its arrays disagree in length")
+    except Exception as exc:  # zipfile.BadZipFile, a bad CRC, EOFError, JSONDecodeError, a missing array...
+        log.warning("cache entry %s is unreadable (%s: %s): rebuilding it", npz, type(exc).__name__, exc)
+        _remove(npz, meta)
+        return None
+    return ds
+
+
+def _write_entry(ds: BeatDataset, npz: Path, meta: Path, settings: dict[str, Any]) -> bool:
+    """Write a cache entry atomically (arrays first, then the .json that makes it valid); False, after a
+    warning and with no temporary file left, when the cache folder cannot be written."""
+    tmp = npz.with_name(f".{npz.name}.{os.getpid()}.tmp.npz")
+    meta_tmp = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
+    try:
+        npz.parent.mkdir(parents=True, exist_ok=True)
         ds.save(tmp)
-        meta_tmp = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
         meta_tmp.write_text(json.dumps({**ds.info, "settings": settings}, default=str))
         os.replace(tmp, npz)
         os.replace(meta_tmp, meta)
-    ds.info["cache"] = {"hit": False, "file": str(npz) if use_cache else None}
-    return ds
+    except BaseException as exc:  # also Ctrl-C/SIGTERM mid-write: no orphaned temporary file (it may be 100+ MB)
+        _remove(tmp, meta_tmp)
+        if not isinstance(exc, OSError):
+            raise
+        log.warning("could not write the array cache in %s (%s: %s); continuing without it. Set "
+                    "ECG_AUTOML_CACHE to a writable folder to cache the arrays", npz.parent,
+                    type(exc).__name__, exc.strerror or exc)
+        return False
+    return True
+
+
+def _remove(*paths: Path) -> None:
+    """Delete these files where they exist and the folder allows it (a read-only cache keeps them)."""
+    for p in paths:
+        try:
+            p.unlink(missing_ok=True)
+        except OSError:
+            pass

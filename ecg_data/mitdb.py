@@ -9,7 +9,7 @@ import numpy as np
 from ._records import read_all
 from ._wfdb_io import read_annotations, read_record
 from .dataset import BeatDataset, concat
-from .errors import DataError
+from .errors import DataError, RecordError
 from .preprocess import beats_from_signal
 
 #: AAMI EC57 mapping of MIT-BIH beat symbols. N is normal; S, V, F are abnormal; Q is excluded.
@@ -31,11 +31,16 @@ DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "21
        "219", "221", "222", "228", "231", "232", "233", "234")
 
 LEAD = "MLII"
+#: Every MIT-BIH record is sampled at 360 Hz: another rate in a header means a damaged or edited header.
+FS = 360.0
 
 
 def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: str) -> BeatDataset:
     """Beats of one record: AAMI-labelled windows on MLII, rhythm features from all beat annotations."""
     rec = read_record(path / record, channels=[LEAD])
+    if rec.fs != FS:  # the beat windows and RR intervals would be resampled from the wrong rate, silently
+        raise RecordError(f"{path / record}.hea", f"sampling rate {rec.fs:g} Hz, but every MIT-BIH record is "
+                                                 f"sampled at {FS:g} Hz: the header is damaged or edited")
     samples, symbols = read_annotations(path / record)
     is_beat = np.isin(symbols, list(AAMI))
     samples, symbols = samples[is_beat], symbols[is_beat]

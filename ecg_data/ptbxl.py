@@ -47,6 +47,30 @@ def _patient_id(value, ecg_id: int, csv: Path) -> str:
     return str(int(f)) if f.is_integer() else str(value)
 
 
+def _cell(value) -> str:
+    """A table cell for a message: an empty one as "empty", others as written ("3.5", not np.float64(3.5))."""
+    import pandas as pd
+
+    return "empty" if pd.isna(value) else repr(str(value))
+
+
+def _ecg_ids(index, csv: Path):
+    """The table's ecg_id column as whole numbers; DataError naming the first bad or repeated one (a
+    repeated id made every later lookup return two rows, a text id hid every record)."""
+    import pandas as pd
+
+    ids = pd.to_numeric(pd.Series(index, dtype=object), errors="coerce")
+    whole = ids.notna() & (ids == ids.round())
+    if not whole.all():
+        pos = int(np.flatnonzero(~whole.to_numpy())[0])
+        raise DataError(f"{csv}: data row {pos + 1} has ecg_id {_cell(index[pos])} (expected a whole number)")
+    ids = pd.Index(ids.astype(np.int64), name=index.name)
+    repeated = ids[ids.duplicated()]
+    if len(repeated):
+        raise DataError(f"{csv}: ecg_id {repeated[0]} is in more than one row (each record once)")
+    return ids
+
+
 def _diagnostic_classes(path: Path) -> dict[str, str]:
     """scp code -> diagnostic superclass, for statements with ``diagnostic == 1``."""
     import pandas as pd
@@ -82,9 +106,13 @@ def read_table(path: Path) -> "pd.DataFrame":  # noqa: F821
     missing = {"patient_id", "scp_codes", "strat_fold", "filename_lr"} - set(table.columns)
     if missing:
         raise DataError(f"{csv}: missing column(s) {sorted(missing)}")
+    table.index = _ecg_ids(table.index, csv)
     classes = _diagnostic_classes(path)
     ys, labels, patients = [], [], []
     for ecg_id, row in table.iterrows():
+        if not isinstance(row["filename_lr"], str) or not row["filename_lr"].strip():
+            raise DataError(f"{csv}: ecg_id {ecg_id} has no filename_lr ({_cell(row['filename_lr'])}; the path "
+                            f"of its 100 Hz record, e.g. records100/00000/00001_lr)")
         try:
             codes = ast.literal_eval(row["scp_codes"])  # a python dict literal; never eval()
             if not isinstance(codes, dict):
@@ -106,7 +134,8 @@ def read_table(path: Path) -> "pd.DataFrame":  # noqa: F821
     folds = pd.to_numeric(table["strat_fold"], errors="coerce")
     bad = table.index[~folds.isin(range(1, 11))]
     if len(bad):
-        raise DataError(f"{csv}: ecg_id {bad[0]} has strat_fold {table.loc[bad[0], 'strat_fold']!r} (expected 1-10)")
+        raise DataError(f"{csv}: ecg_id {bad[0]} has strat_fold {_cell(table.loc[bad[0], 'strat_fold'])} "
+                        f"(expected 1-10)")
     table["split"] = np.where(folds == TEST_FOLD, "test", "search")
     crossing = table.groupby("patient")["split"].nunique()
     crossing = crossing[crossing > 1]

@@ -8,6 +8,7 @@ trial is marked interrupted and redone first on resume instead of waiting for th
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 _requested = threading.Event()
@@ -25,21 +26,44 @@ def cause() -> str:
     return _by[0] if _by else "Ctrl-C"
 
 
+def exit_code() -> int:
+    """The shell's code for a run the latest request stopped: 143 (128 + SIGTERM) or 130 (128 + SIGINT)."""
+    return 128 + (signal.SIGTERM if cause() == "SIGTERM" else signal.SIGINT)
+
+
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _quiet_unraisable(hook):
+    """``sys.unraisablehook`` that drops the KeyboardInterrupt of our handler raised inside a finaliser (the
+    interpreter printed it as 'Exception ignored in: ... Traceback ... KeyboardInterrupt' on Ctrl-C): the flag
+    already holds the request, and check() raises it at the next safe point. Anything else goes to ``hook``."""
+    def unraisable(args) -> None:
+        if isinstance(args.exc_value, KeyboardInterrupt) and _requested.is_set():
+            return
+        hook(args)
+    unraisable.previous = hook
+    return unraisable
 
 
 def install():
     """Use the flag-setting handler for SIGINT and SIGTERM (main thread only); returns the previous
     handlers, or None."""
     if threading.current_thread() is threading.main_thread():
-        return {sig: signal.signal(sig, _handler) for sig in _SIGNALS}
+        previous = {sig: signal.signal(sig, _handler) for sig in _SIGNALS}
+        previous["unraisablehook"] = sys.unraisablehook
+        sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+        return previous
     return None
 
 
 def restore(previous) -> None:
-    """Put back the handlers :func:`install` replaced, and forget any request."""
-    clear()
+    """Put back the handlers :func:`install` replaced, and forget any request (its :func:`cause` stays, for
+    the exit code, until :func:`clear`)."""
+    _requested.clear()
     if previous is not None and threading.current_thread() is threading.main_thread():
+        previous = dict(previous)
+        sys.unraisablehook = previous.pop("unraisablehook", sys.unraisablehook)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -32,7 +32,14 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
             raise StorageError(f"cannot open study storage {url}: {path} does not exist (create the study "
                                f"first with `ecg-automl search ... --storage {url}`)")
         if relative:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file in the way, a read-only folder
+                in_the_way = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+                why = (f"{in_the_way} is a file, not a folder" if in_the_way is not None and not in_the_way.is_dir()
+                       else exc.strerror or str(exc))
+                raise StorageError(f"cannot open study storage {url}: cannot create the folder {path.parent} "
+                                   f"({why})") from None
             url = f"sqlite:///{path}"
     if "://" not in url:
         raise StorageError(f"{url!r} is not a storage URL (examples: sqlite:///runs/optuna.db, "
@@ -103,6 +110,18 @@ def _schema_race(exc: BaseException) -> bool:
     if isinstance(exc, sqlalchemy.exc.IntegrityError):
         return "alembic_version" in text or "version_info" in text
     return isinstance(exc, sqlalchemy.exc.DBAPIError) and ("already exists" in text or "database is locked" in text)
+
+
+def in_memory(url: str | None) -> bool:
+    """True for a SQLite URL SQLAlchemy opens as an in-memory database (``sqlite://``, ``sqlite:///``,
+    ``sqlite:///:memory:``): a study there is gone when the process ends."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url or DEFAULT_STORAGE)
+        return parsed.get_backend_name() == "sqlite" and (parsed.database or "") in ("", ":memory:")
+    except Exception:
+        return False  # not a URL: check_storage says so
 
 
 def check_storage(url: str | None = None) -> None:

@@ -119,6 +119,14 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None,
     else:
         storage = make_storage(storage_url, heartbeat=heartbeat, create=settings is not None)
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing and _half_created(name, storage):
+        if settings is None:
+            raise StudyMismatchError(f"study {name!r} was never fully created (a search was stopped while creating "
+                                     f"it): run the `ecg-automl search` command that creates it again")
+        half = optuna.load_study(study_name=name, storage=storage)
+        if [d.name.lower() for d in half.directions] != [DIRECTIONS[o] for o in settings.objectives]:
+            optuna.delete_study(study_name=name, storage=storage)  # empty and without settings: nothing to keep
+        existing.discard(name)  # created below (create_study loads one with the same directions)
     if name in existing:
         study = optuna.load_study(study_name=name, storage=storage)
         stored = StudySettings.from_dict(study.user_attrs.get("settings", {}))
@@ -163,6 +171,14 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None,
     shared = settings_given is None or any(t.state == TrialState.RUNNING for t in trials)
     study.sampler = make_sampler(settings, len(trials), salt=_process_salt() if shared else 0)
     return study, settings
+
+
+def _half_created(name: str, storage: optuna.storages.BaseStorage) -> bool:
+    """True for a study a search was stopped in the middle of creating (killed between ``create_study`` and
+    storing its settings): no settings, no trials. Loaded as it is, it would be refused for good as made by
+    "pipeline version 5 or older"."""
+    study = optuna.load_study(study_name=name, storage=storage)
+    return "settings" not in study.user_attrs and not study.get_trials(deepcopy=False)
 
 
 def _epochs_per_fold(settings: StudySettings) -> int:

@@ -106,6 +106,34 @@ def _absolute_uri(uri: str) -> str:
     return uri
 
 
+def _check_artifact_folder(location: str | None, experiment: str, existing: bool) -> None:
+    """Raise :class:`TrackingError` when a local artifact location cannot be a folder this process writes to
+    (a file in the way, read-only): every model, plot and report of the study would fail to log, each as a
+    warning blaming an unreachable tracking server. Creates the folder; remote locations are not checked."""
+    if not location:
+        return
+    from urllib.parse import unquote, urlparse
+
+    scheme = urlparse(location).scheme
+    if scheme == "file":
+        path = Path(unquote(urlparse(location).path))
+    elif len(scheme) > 1:  # mlflow-artifacts:/, s3://, http://...: the server's or a bucket's business
+        return
+    else:
+        path = Path(location).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        in_the_way = next((p for p in (path, *path.parents) if p.exists()), None)
+        why = (f"{in_the_way} is a file, not a folder" if in_the_way is not None and not in_the_way.is_dir()
+               else exc.strerror or str(exc))
+        fix = (f"experiment {experiment!r} keeps the artifact location it was created with: use another "
+               f"--experiment" if existing else "set artifact_location in mlflow.yaml to a writable folder")
+        raise TrackingError(f"MLflow artifact location {path} cannot be written ({why}): {fix}") from None
+
+
 def trial_tags(trial) -> dict[str, str]:
     """MLflow tags that say where a trial ran and what it retries: ``worker`` (host:pid) and
     ``optuna.retry_of`` (the number of the trial a dead worker left, or one stopped with Ctrl-C)."""
@@ -165,6 +193,10 @@ class Tracker:
         :class:`TrackingError` with the URI if the store cannot be used."""
         self.ping()
         try:
+            existing = self.client.get_experiment_by_name(self.config.experiment_name)
+            _check_artifact_folder(existing.artifact_location if existing is not None
+                                   else self.config.artifact_location, self.config.experiment_name,
+                                   existing is not None)
             return self.experiment_id
         except TrackingError:
             raise

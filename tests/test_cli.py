@@ -70,6 +70,9 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     # the whole search ran, then the final test was a traceback ("no held-out test patients")
     (["--records", "101,106,119"], "no held-out test patient in the data (--records 101,106,119 are all search "),
     (["--records", "101,106,119", "--engine", "keras-tuner"], "no held-out test patient in the data"),
+    # sqlite:///$DB with DB unset: the whole study ran in memory and was gone at exit, never resumable
+    (["--storage", "sqlite:///"], "--storage sqlite:/// names no database file: SQLite keeps that study in memory"),
+    (["--storage", "sqlite:///:memory:"], "--storage sqlite:///:memory: names no database file"),
 ])
 def test_bad_search_values_exit_2_and_leave_no_study(tmp_path, cli_env, args, message):
     """Values a search cannot run with are refused before a study exists (a corrected command then starts

@@ -120,6 +120,76 @@ def test_download_failure_says_where_to_put_files(tmp_path, monkeypatch):
     assert "could not download 'mitdb'" in msg and str(tmp_path / "mitdb") in msg and "RECORDS" in msg
 
 
+@pytest.fixture
+def silent_proxy(monkeypatch):
+    """An HTTP(S) proxy that accepts connections and never answers: a stalled network, firewall or proxy."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, url)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    yield url
+    server.close()
+    for c in held:
+        c.close()
+
+
+def test_a_download_that_stalls_fails_instead_of_hanging(tmp_path, monkeypatch, silent_proxy):
+    """wfdb sends its requests without a timeout: a server that went silent hung `data fetch` (and a search on
+    an empty data root) forever."""
+    import threading
+
+    import ecg_data._paths as paths
+
+    monkeypatch.setattr(paths, "DOWNLOAD_TIMEOUT", 1.0, raising=False)
+    outcome: list[BaseException] = []
+
+    def fetch():
+        try:
+            fetch_database("mitdb", tmp_path)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the download still hangs after 30 s"
+    (err,) = outcome
+    assert isinstance(err, DataError) and "could not download 'mitdb'" in str(err) and "timed out" in str(err)
+    assert str(tmp_path / "mitdb") in str(err)
+    from wfdb.io import _url
+
+    assert "request" not in vars(_url._get_session())  # the session is left as wfdb made it
+
+
+def test_a_data_root_that_is_a_file_is_named_not_a_traceback(tmp_path, monkeypatch):
+    """ECG_AUTOML_DATA pointing at a file: a search (which downloads a missing database) ended in
+    NotADirectoryError from mkdir."""
+    root = tmp_path / "data.zip"
+    root.write_bytes(b"PK")
+    monkeypatch.setenv("ECG_AUTOML_DATA", str(root))
+    with pytest.raises(DataError) as err:
+        load_dataset("mitdb", records=["101"])
+    assert f"the folder {root / 'mitdb'} cannot be created (Not a directory)" in str(err.value)
+    assert "ECG_AUTOML_DATA" in str(err.value) and root.read_bytes() == b"PK"
+
+
 def test_failed_fetch_leaves_no_empty_folder(tmp_path, monkeypatch):
     """A download that fails before any file arrives leaves no empty database folder (nor the root it made):
     an empty mitdb/ would read as a download that happened."""
@@ -167,6 +237,12 @@ def test_missing_database_without_download_writes_nothing(tmp_path):
     ("203 2 360 garbage\n\n", "malformed header: the record line '203 2 360 garbage' gives no valid sample count"),
     ("203 2 360 650000\n203.dat 212 200 11 1024 972 5391 0 MLII\n",
      "malformed header: the record line '203 2 360 650000' declares 2 signal(s), but 1 signal line(s) could be read"),
+    # a zero rate crashed the band-pass filter with "ValueError: Wn[0] must be less than Wn[1]"; wfdb read a
+    # negative one as its default 250 Hz, silently
+    ("203 2 0 650000\n203.dat 212 200 11 1024 972 5391 0 MLII\n203.dat 212 200 11 1024 1001 2216 0 V1\n",
+     "malformed header: the record line '203 2 0 650000' gives no valid sampling rate ('0'"),
+    ("203 2 -360 650000\n203.dat 212 200 11 1024 972 5391 0 MLII\n203.dat 212 200 11 1024 1001 2216 0 V1\n",
+     "malformed header: the record line '203 2 -360 650000' gives no valid sampling rate ('-360'"),
 ])
 def test_malformed_header_is_reported_as_such(data_root, tmp_path, header, problem):
     """Headers wfdb parses leniently are a malformed header of the named file, not a missing channel."""
@@ -176,6 +252,17 @@ def test_malformed_header_is_reported_as_such(data_root, tmp_path, header, probl
         load_dataset("mitdb", root=root, records=["203"], use_cache=False)
     assert err.value.path == str(root / "mitdb" / "203.hea")
     assert problem in err.value.problem and "no channel" not in str(err.value)
+
+
+def test_a_mitdb_header_with_another_sampling_rate_is_refused(data_root, tmp_path):
+    """A header edited to 36 Hz was used: the beats were resampled from the wrong rate without a word."""
+    root = _copy_db(data_root, tmp_path, ["203"])
+    hea = root / "mitdb" / "203.hea"
+    hea.write_bytes(hea.read_bytes().replace(b"203 2 360 ", b"203 2 36 ", 1))
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["203"], use_cache=False)
+    assert err.value.path == str(hea)
+    assert "sampling rate 36 Hz, but every MIT-BIH record is sampled at 360 Hz" in err.value.problem
 
 
 def test_records_and_window_of_the_wrong_kind_are_refused_by_name(small_mitdb):

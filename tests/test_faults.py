@@ -143,6 +143,9 @@ CORRUPTIONS = {
     "missing .dat": (lambda db: (db / "101.dat").unlink(), ["101.dat: signal file is missing"]),
     "missing .atr": (lambda db: (db / "100.atr").unlink(), ["100.atr: annotation file not found"]),
     "garbage header": (lambda db: (db / "101.hea").write_text("101 two 360 x\n"), ["101.hea: unreadable header"]),
+    # said "unreadable header (IndexError: list index out of range)" and "no beat annotations"
+    "empty header": (lambda db: (db / "101.hea").write_bytes(b""), ["101.hea: empty header file (0 bytes)"]),
+    "empty .atr": (lambda db: (db / "100.atr").write_bytes(b""), ["100.atr: empty annotation file (0 bytes)"]),
 }
 
 
@@ -176,7 +179,10 @@ def test_corrupt_wfdb_records_are_rejected_before_anything_is_written(tmp_path, 
     (["--records", "100,999"], ["999"]),
     (["--storage", "foo://nowhere/db"], ["cannot open study storage foo://nowhere/db"]),
     (["--storage", "sqlite:////proc/no-such-dir/o.db"], ["cannot open study storage sqlite:////proc/no-such-dir/o.db"]),
-], ids=["unknown-dataset", "unknown-record", "unknown-db-scheme", "unwritable-sqlite-path"])
+    # a relative path below a file: FileExistsError traceback from mkdir, after the data had been loaded
+    (["--storage", "sqlite:///tiny.yaml/o.db"], ["cannot open study storage sqlite:///tiny.yaml/o.db: cannot create "
+                                                  "the folder", "tiny.yaml is a file, not a folder"]),
+], ids=["unknown-dataset", "unknown-record", "unknown-db-scheme", "unwritable-sqlite-path", "relative-path-below-a-file"])
 def test_bad_dataset_or_storage_leaves_no_study(tmp_path, cli_env, args, messages):
     """Rejected before the study is created (a bad storage URL even before the data is read): rerunning
     the corrected command must not meet a half-made study "with other settings"."""
@@ -368,3 +374,38 @@ def test_resuming_a_search_under_another_experiment_is_refused(tmp_path):
     assert optuna.load_study(study_name="s", storage=storage).trials == []
     tracker = Tracker(other)
     assert tracker.client.search_runs([tracker.experiment_id]) == []
+
+
+# --------------------------------------------------------------------------------------------
+# signals outside the trials
+# --------------------------------------------------------------------------------------------
+_SLOW_FINAL = """
+import sys, time
+import search.study as study
+study.run_trials = lambda *a, **k: True  # the study is done: go straight to the final model
+def slow_final(*a, **k):
+    print("training the final model", flush=True)
+    time.sleep(120)
+study.run_final = slow_final
+from ecg_automl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_while_the_final_model_trains_is_one_line_and_its_exit_code(tmp_path, cli_env, sig, code):
+    """SIGTERM during the final model killed the search silently (the handler was only installed for the
+    trials), and a SIGTERM during a trial exited 130 as if Ctrl-C had been pressed."""
+    import signal
+
+    args = ["search", "--space", tiny_space_file(tmp_path), "--trials", 1, "--folds", 2, "--records",
+            ",".join(SMALL_RECORDS), "--study", "sig", "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--no-mlflow",
+            "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_FINAL, *map(str, args)], cwd=tmp_path, env=cli_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert "final model" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.strip() == "interrupted; run the same command again to resume the study"

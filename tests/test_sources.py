@@ -123,6 +123,30 @@ def test_ptbxl_scp_codes_are_never_evaluated(tmp_path):
         load_dataset("ptbxl", path=folder)
 
 
+def _set(row: int, column: str, value):
+    def edit(db):
+        db[column] = db[column].astype(object)
+        db.loc[db.index[row], column] = value
+    return edit
+
+
+@needs_ptbxl
+@pytest.mark.parametrize("edit, message", [
+    # each was misreported: a pandas Series printed as a path, 'nan.hea: header file not found', every
+    # requested ecg_id 'not in' the table, 'strat_fold np.float64(nan)'
+    (lambda db: db.__setitem__("ecg_id", db["ecg_id"].replace(db["ecg_id"].iloc[-1], 3)),
+     "ecg_id 3 is in more than one row"),
+    (_set(1, "filename_lr", None), "ecg_id 2 has no filename_lr (empty;"),
+    (_set(1, "ecg_id", "abc"), "data row 2 has ecg_id 'abc' (expected a whole number)"),
+    (_set(1, "strat_fold", None), "ecg_id 2 has strat_fold empty (expected 1-10)"),
+], ids=["repeated-ecg_id", "empty-filename_lr", "text-ecg_id", "empty-strat_fold"])
+def test_a_broken_ptbxl_table_row_is_named(tmp_path, edit, message):
+    folder = _ptbxl_tables(tmp_path, edit)
+    with pytest.raises(DataError) as err:
+        load_dataset("ptbxl", path=folder, records=["1", "2", "3"], use_cache=False)
+    assert str(err.value).startswith(f"{folder / 'ptbxl_database.csv'}: ") and message in str(err.value)
+
+
 @needs_ptbxl
 def test_ptbxl_unknown_record():
     with pytest.raises(DataError, match="999999"):

@@ -1,0 +1,109 @@
+"""The array cache under damage: a corrupt entry is rebuilt, never used; an unwritable cache is a warning."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_data import BeatDataset
+from ecg_data.cache import cached
+
+
+def _dataset(n: int = 12) -> BeatDataset:
+    rng = np.random.default_rng(0)
+    return BeatDataset("mitdb", rng.normal(size=(n, 16, 1)).astype(np.float32), np.zeros((n, 4), np.float32),
+                       (np.arange(n) % 2).astype(np.int8), np.array(["N", "V"] * (n // 2)), np.full(n, "101"),
+                       np.full(n, "101"), np.full(n, "search"), 180.0, {"skipped": []})
+
+
+class _Builder:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self) -> BeatDataset:
+        self.calls += 1
+        return _dataset()
+
+
+def _entry(tmp_path: Path, build) -> tuple[Path, BeatDataset]:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    ds = cached("mitdb", src, {"fs": 180.0}, build, directory=tmp_path / "cache")
+    (npz,) = (tmp_path / "cache").glob("*.npz")
+    return npz, ds
+
+
+def _truncate(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _flip_byte(p: Path) -> None:
+    b = bytearray(p.read_bytes())
+    b[len(b) // 2] ^= 0xFF
+    p.write_bytes(bytes(b))
+
+
+@pytest.mark.parametrize("damage", [
+    pytest.param(lambda npz: npz.write_bytes(b""), id="empty-npz"),
+    pytest.param(_truncate, id="truncated-npz"),
+    pytest.param(_flip_byte, id="flipped-byte-npz"),
+    pytest.param(lambda npz: npz.with_suffix(".json").write_text("{bad"), id="garbage-json"),
+    pytest.param(lambda npz: npz.with_suffix(".json").write_text("[]"), id="json-not-an-object"),
+])
+def test_a_corrupt_cache_entry_is_rebuilt_not_used_nor_a_traceback(tmp_path, caplog, damage):
+    build = _Builder()
+    npz, first = _entry(tmp_path, build)
+    damage(npz)
+    with caplog.at_level(logging.WARNING, logger="ecg_data"):
+        npz2, again = _entry(tmp_path, build)
+    assert build.calls == 2 and not again.info["cache"]["hit"]
+    assert "unreadable" in caplog.text and npz.name in caplog.text
+    np.testing.assert_array_equal(again.X, first.X)
+    _, third = _entry(tmp_path, build)  # the rebuilt entry is whole: a hit
+    assert third.info["cache"]["hit"] and build.calls == 2
+    np.testing.assert_array_equal(third.X, first.X)
+
+
+def test_an_unwritable_cache_folder_is_a_warning_and_leaves_no_temporary_file(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    src = tmp_path / "src"
+    src.mkdir()
+    with caplog.at_level(logging.WARNING, logger="ecg_data"):
+        ds = cached("mitdb", src, {"fs": 180.0}, _Builder(), directory=blocker / "cache")
+    assert len(ds) == 12 and ds.info["cache"] == {"hit": False, "file": None}
+    assert "could not write the array cache" in caplog.text and "ECG_AUTOML_CACHE" in caplog.text
+
+
+def test_a_read_only_cache_folder_is_a_warning_and_leaves_no_temporary_file(tmp_path, caplog, monkeypatch):
+    """A read-only (or full) cache folder: writing the arrays fails with an OSError (simulated: tests run as root,
+    who may write anywhere)."""
+    def refuse(self, path):
+        Path(path).write_bytes(b"partial")  # what a full disk leaves behind
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(BeatDataset, "save", refuse)
+    src = tmp_path / "src"
+    src.mkdir()
+    with caplog.at_level(logging.WARNING, logger="ecg_data"):
+        ds = cached("mitdb", src, {"fs": 180.0}, _Builder(), directory=tmp_path / "cache")
+    assert len(ds) == 12 and ds.info["cache"] == {"hit": False, "file": None}
+    assert "could not write the array cache" in caplog.text and "Permission denied" in caplog.text
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_an_interrupted_cache_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while the arrays were written left a .tmp.npz (as large as the cache entry) for good."""
+    def interrupted(self, path):
+        Path(path).write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BeatDataset, "save", interrupted)
+    src = tmp_path / "src"
+    src.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        cached("mitdb", src, {"fs": 180.0}, _Builder(), directory=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
