@@ -67,32 +67,29 @@ def test_a_corrupt_cache_entry_is_rebuilt_not_used_nor_a_traceback(tmp_path, cap
     np.testing.assert_array_equal(third.X, first.X)
 
 
-def test_an_unwritable_cache_folder_is_a_warning_and_leaves_no_temporary_file(tmp_path, caplog):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
+def _refuse_to_save(self, path):
+    """What a read-only or full cache folder does to the write (simulated: tests run as root, who may write
+    anywhere): a partial file, then an OSError."""
+    Path(path).write_bytes(b"partial")
+    raise PermissionError(13, "Permission denied", str(path))
+
+
+@pytest.mark.parametrize("damage", ["below a file", "read-only or full"])
+def test_an_unwritable_cache_folder_is_a_warning_and_leaves_no_temporary_file(tmp_path, caplog, monkeypatch, damage):
+    directory = tmp_path / "cache"
+    if damage == "below a file":
+        (tmp_path / "file").write_text("not a folder")
+        directory = tmp_path / "file" / "cache"
+    else:
+        monkeypatch.setattr(BeatDataset, "save", _refuse_to_save)
     src = tmp_path / "src"
     src.mkdir()
     with caplog.at_level(logging.WARNING, logger="ecg_data"):
-        ds = cached("mitdb", src, {"fs": 180.0}, _Builder(), directory=blocker / "cache")
+        ds = cached("mitdb", src, {"fs": 180.0}, _Builder(), directory=directory)
     assert len(ds) == 12 and ds.info["cache"] == {"hit": False, "file": None}
     assert "could not write the array cache" in caplog.text and "ECG_AUTOML_CACHE" in caplog.text
-
-
-def test_a_read_only_cache_folder_is_a_warning_and_leaves_no_temporary_file(tmp_path, caplog, monkeypatch):
-    """A read-only (or full) cache folder: writing the arrays fails with an OSError (simulated: tests run as root,
-    who may write anywhere)."""
-    def refuse(self, path):
-        Path(path).write_bytes(b"partial")  # what a full disk leaves behind
-        raise PermissionError(13, "Permission denied", str(path))
-
-    monkeypatch.setattr(BeatDataset, "save", refuse)
-    src = tmp_path / "src"
-    src.mkdir()
-    with caplog.at_level(logging.WARNING, logger="ecg_data"):
-        ds = cached("mitdb", src, {"fs": 180.0}, _Builder(), directory=tmp_path / "cache")
-    assert len(ds) == 12 and ds.info["cache"] == {"hit": False, "file": None}
-    assert "could not write the array cache" in caplog.text and "Permission denied" in caplog.text
-    assert list((tmp_path / "cache").iterdir()) == []
+    if damage != "below a file":
+        assert "Permission denied" in caplog.text and list(directory.iterdir()) == []
 
 
 def test_an_interrupted_cache_write_leaves_no_temporary_file(tmp_path, monkeypatch):
