@@ -86,9 +86,14 @@ def choice_spec(draw, choices):
 
 @st.composite
 def space_docs(draw):
-    params = {}
+    params = {"input_length": draw(int_spec(*INT_RANGES["input_length"]))}
     for key in PARAMS:
-        if key in INT_RANGES:
+        if key == "lstm_downsample":  # some config must build (spaces refuse one none of whose configs does)
+            low, high = INT_RANGES[key]
+            params[key] = draw(int_spec(low, min(high, _max_input_length(params["input_length"]))))
+        elif key in params:
+            continue
+        elif key in INT_RANGES:
             params[key] = draw(int_spec(*INT_RANGES[key]))
         elif key in FLOAT_RANGES:
             params[key] = draw(float_spec(*FLOAT_RANGES[key]))

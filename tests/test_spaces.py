@@ -252,4 +252,5 @@ def test_a_space_none_of_whose_configs_builds_a_model_is_refused(values, message
     # the limits are the layers': 16 samples still take 4 halvings and a downsampling by 16
     doc["params"].update(input_length=16, lstm_downsample=16, res_blocks=4)
     config = SearchSpace.from_dict(doc, "ok.yaml").suggest(optuna.create_study().ask())
-    assert build_model(config).output_shape == (None, 1)
+    # not compiled: the draw may be a cosine schedule, which compiles only with its decay steps
+    assert build_model(config, compile_model=False).output_shape == (None, 1)
