@@ -42,7 +42,6 @@ def _quiet_unraisable(hook):
         if isinstance(args.exc_value, KeyboardInterrupt) and _requested.is_set():
             return
         hook(args)
-    unraisable.previous = hook
     return unraisable
 
 
