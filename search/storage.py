@@ -11,6 +11,8 @@ import optuna
 
 from ecg_automl.defaults import DEFAULT_STORAGE  # noqa: F401  (re-exported)
 
+from ._folders import why_no_folder
+
 
 class StorageError(RuntimeError):
     """The study storage URL is wrong or the database cannot be reached."""
@@ -35,11 +37,8 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:  # a file in the way, a read-only folder
-                in_the_way = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
-                why = (f"{in_the_way} is a file, not a folder" if in_the_way is not None and not in_the_way.is_dir()
-                       else exc.strerror or str(exc))
                 raise StorageError(f"cannot open study storage {url}: cannot create the folder {path.parent} "
-                                   f"({why})") from None
+                                   f"({why_no_folder(path.parent, exc)})") from None
             url = f"sqlite:///{path}"
     if "://" not in url:
         raise StorageError(f"{url!r} is not a storage URL (examples: sqlite:///runs/optuna.db, "

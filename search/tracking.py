@@ -18,6 +18,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from ._folders import why_no_folder
+
 log = logging.getLogger("search")
 
 #: Optuna trial state -> MLflow run status (pruned trials end KILLED, failed ones FAILED).
@@ -126,9 +128,7 @@ def _check_artifact_folder(location: str | None, experiment: str, existing: bool
         if not os.access(path, os.W_OK | os.X_OK):
             raise PermissionError(13, "Permission denied")
     except OSError as exc:
-        in_the_way = next((p for p in (path, *path.parents) if p.exists()), None)
-        why = (f"{in_the_way} is a file, not a folder" if in_the_way is not None and not in_the_way.is_dir()
-               else exc.strerror or str(exc))
+        why = why_no_folder(path, exc)
         fix = (f"experiment {experiment!r} keeps the artifact location it was created with: use another "
                f"--experiment" if existing else "set artifact_location in mlflow.yaml to a writable folder")
         raise TrackingError(f"MLflow artifact location {path} cannot be written ({why}): {fix}") from None
