@@ -62,8 +62,29 @@ def read_mitdb(path: Path, *, fs: float = 180.0, window: int = 256, records: lis
     unknown = sorted(set(records or []) - set(DS1 + DS2))
     if unknown:
         raise DataError(f"mitdb: records {unknown} are not in DS1/DS2 (paced records {PACED} are excluded)")
+    if on_bad_record == "error":
+        _refuse_missing(path, wanted)
     skipped: list[dict] = []
     parts = read_all(wanted, lambda r: beats_of_record(path, r, fs=fs, window=window,
                                                         split="search" if r in DS1 else "test"),
                      on_bad_record, skipped)
     return concat("mitdb", parts, fs, {"skipped": skipped, "protocol": "de Chazal DS1/DS2, AAMI, MLII"})
+
+
+def _refuse_missing(path: Path, wanted: list[str]) -> None:
+    """One error naming every record without a header, rather than a stop at the first of them: a folder
+    with only some records is most often a partial download or a hand copy."""
+    missing = [r for r in wanted if not (path / f"{r}.hea").is_file()]
+    if not missing:
+        return
+    present = [r for r in wanted if r not in missing]
+    shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+    ways = ["copy them there"]
+    if present:
+        ways.append(f"pass --records with the ones present ({','.join(present[:6])}{',...' if len(present) > 6 else ''})"
+                    " or --on-bad-record skip")
+    if path.name == "mitdb":  # the layout `data fetch` writes: it skips the files already there
+        ways.append(f"complete the download with `ecg-automl data fetch mitdb --root {path.parent}`")
+    have = "has" if len(missing) == 1 else "have"
+    raise RecordError(str(path), f"{len(missing)} of the {len(wanted)} MIT-BIH records asked for {have} no header "
+                                 f"(.hea): {shown}. To go on: " + "; ".join(ways))

@@ -288,3 +288,17 @@ def test_repr_is_one_line_of_counts(small_mitdb):
     assert "\n" not in text and len(text) < 300, text
     assert f"{len(small_mitdb):,} beats" in text and "array(" not in text
     assert f"search {int((small_mitdb.split == 'search').sum()):,}" in text
+
+
+def test_partial_mitdb_folder_names_every_missing_record(data_root, tmp_path):
+    """A folder with only some records (a partial download, a hand copy) is one error naming all that are
+    missing and the ways on, not a stop at the first one; skip mode still reads what is there."""
+    root = _copy_db(data_root, tmp_path, ["100", "101"])
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["100", "101", "103", "106"], use_cache=False)
+    msg = str(err.value)
+    assert "2 of the 4 MIT-BIH records asked for have no header" in msg and "106, 103." in msg
+    assert "--records with the ones present (101,100)" in msg
+    assert f"ecg-automl data fetch mitdb --root {root}" in msg
+    ds = load_dataset("mitdb", root=root, records=["100", "101", "103"], on_bad_record="skip", use_cache=False)
+    assert set(ds.records) == {"100", "101"} and len(ds.info["skipped"]) == 1
