@@ -16,8 +16,8 @@ from spaces import SearchSpace
 from . import _interrupt
 from .metrics import binary_metrics, cv_objective
 from .settings import StudySettings
-from .study import (StudyMismatchError, load_study_data, open_study, require_test_part, run_final, search_data,
-                    space_for_data)
+from .study import (StudyMismatchError, load_study_data, open_study, refuse_other_settings, require_test_part,
+                    run_final, search_data, space_for_data)
 from .tracking import Tracker, TrackingConfig
 from .training import fit
 
@@ -140,6 +140,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     if n_trials < 1:  # KerasTuner takes max_trials=0 for "no limit" and would search until stopped
         raise ValueError(f"the KerasTuner engine needs n_trials >= 1, not {n_trials}")
     space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
+    if storage is not None:  # a mismatched resume is refused before minutes of data loading
+        refuse_other_settings(study_name, storage, settings, engine=f"keras-tuner:{tuner}")
     full = load_study_data(settings, space)
     space = space_for_data(space, full, print_fn)
     if final and storage is not None and len(settings.objectives) == 1:

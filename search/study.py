@@ -23,7 +23,7 @@ from .final import final_test
 from .metrics import describe_final_model, format_report
 from .objective import CVObjective, Gate
 from .settings import StudySettings
-from .storage import check_storage, make_storage
+from .storage import DEFAULT_STORAGE, check_storage, make_storage
 from .tracking import Tracker, TrackingConfig
 
 log = logging.getLogger("search")
@@ -101,6 +101,51 @@ def make_pruner(name: str = "median", epochs_per_fold: int = 0) -> optuna.pruner
     raise ValueError(f"unknown pruner {name!r} (median, hyperband, none)")
 
 
+def _refuse_mismatch(name: str, study: optuna.Study, stored: StudySettings, settings: StudySettings | None,
+                     engine: str | None) -> None:
+    """StudyMismatchError unless the stored study can go on with ``settings`` (None: the stored ones) under
+    ``engine``: same data pipeline, same engine, same settings."""
+    if stored.pipeline_version != PIPELINE_VERSION:
+        raise StudyMismatchError(
+            f"study {name!r} was made with data pipeline version {stored.pipeline_version or '5 or older'}, "
+            f"this ecg-automl prepares beats with version {PIPELINE_VERSION} (other RR-interval features): "
+            f"its trials were measured on other inputs, so it is not resumed or exported. Start a new "
+            f"--study, or use the ecg-automl release that made it.")
+    made_by = study.user_attrs.get("engine", "optuna")  # studies from before the attr: the driver's
+    if engine is not None and made_by != engine and study.get_trials(deepcopy=False):
+        raise StudyMismatchError(
+            f"study {name!r} holds trials searched by {made_by}, not {engine}: one study, one engine "
+            f"(their draws and budgets differ). Choose a new --study name.")
+    if engine is not None and made_by != engine and settings is None:
+        # KerasTuner records a trial only when it ends, so an empty study may be one it is searching now
+        raise StudyMismatchError(
+            f"study {name!r} was made by {made_by}, not {engine}: a worker joins a study of its own engine "
+            f"only (a {made_by} search may be running its first trial). Start a new --study.")
+    if settings is not None:
+        diff = stored.differences(settings)
+        if diff:
+            raise StudyMismatchError(
+                f"study {name!r} already exists with other settings ({'; '.join(diff)}). "
+                f"Resume it with the same options, or choose a new --study name.")
+
+
+def refuse_other_settings(name: str, storage_url: str | None, settings: StudySettings, engine: str) -> None:
+    """Before the data loads (minutes, or a download): refuse a resume whose settings or engine differ from
+    the stored study's, as :func:`open_study` would after it. Writes nothing; a study or SQLite file that
+    is not there yet passes (it is created later)."""
+    url = storage_url or DEFAULT_STORAGE
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        return
+    storage = make_storage(url, heartbeat=None, create=False)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if name not in {s.study_name for s in summaries} or _half_created(name, storage):
+        return
+    study = optuna.load_study(study_name=name, storage=storage)
+    if settings.pipeline_version is None:
+        settings = dataclasses.replace(settings, pipeline_version=PIPELINE_VERSION)
+    _refuse_mismatch(name, study, StudySettings.from_dict(study.user_attrs.get("settings", {})), settings, engine)
+
+
 def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None, settings: StudySettings | None,
                pruner: str | None = None, heartbeat: float | None = 30,
                engine: str | None = None) -> tuple[optuna.Study, StudySettings]:
@@ -131,28 +176,7 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None,
         study = optuna.load_study(study_name=name, storage=storage)
         stored = StudySettings.from_dict(study.user_attrs.get("settings", {}))
         study.pruner = make_pruner(pruner or study.user_attrs.get("pruner", "median"), _epochs_per_fold(stored))
-        if stored.pipeline_version != PIPELINE_VERSION:
-            raise StudyMismatchError(
-                f"study {name!r} was made with data pipeline version {stored.pipeline_version or '5 or older'}, "
-                f"this ecg-automl prepares beats with version {PIPELINE_VERSION} (other RR-interval features): "
-                f"its trials were measured on other inputs, so it is not resumed or exported. Start a new "
-                f"--study, or use the ecg-automl release that made it.")
-        made_by = study.user_attrs.get("engine", "optuna")  # studies from before the attr: the driver's
-        if engine is not None and made_by != engine and study.get_trials(deepcopy=False):
-            raise StudyMismatchError(
-                f"study {name!r} holds trials searched by {made_by}, not {engine}: one study, one engine "
-                f"(their draws and budgets differ). Choose a new --study name.")
-        if engine is not None and made_by != engine and settings is None:
-            # KerasTuner records a trial only when it ends, so an empty study may be one it is searching now
-            raise StudyMismatchError(
-                f"study {name!r} was made by {made_by}, not {engine}: a worker joins a study of its own engine "
-                f"only (a {made_by} search may be running its first trial). Start a new --study.")
-        if settings is not None:
-            diff = stored.differences(settings)
-            if diff:
-                raise StudyMismatchError(
-                    f"study {name!r} already exists with other settings ({'; '.join(diff)}). "
-                    f"Resume it with the same options, or choose a new --study name.")
+        _refuse_mismatch(name, study, stored, settings, engine)
         settings = stored
     else:
         if settings is None:
@@ -425,6 +449,7 @@ def run_search(
     check_storage(storage)  # so is a bad storage URL (the data loading below can take minutes)
     if settings is not None:  # a new or resumed study: check the input first
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
+        refuse_other_settings(study_name, storage, settings, engine="optuna")  # before minutes of data loading
         data = load_study_data(settings, space)
         space = space_for_data(space, data, print_fn)
         if final and len(settings.objectives) == 1:

@@ -372,6 +372,33 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         run_search("t3", other, n_trials=2, storage=storage, tracking=None, progress=False, final=False)
 
 
+def test_a_mismatched_resume_is_refused_before_the_data_loads(tmp_path, monkeypatch):
+    """Loading the data takes minutes (or starts a download where there is no data root): a resume that
+    will be refused anyway is refused first, by both engines."""
+    import search.keras_tuner_engine as kte
+    import search.study as study_module
+    from search import StudyMismatchError
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    run_search("t4", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=None, progress=False, final=False)
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded for a resume that is refused")
+
+    monkeypatch.setattr(study_module, "load_study_data", no_data)
+    monkeypatch.setattr(kte, "load_study_data", no_data)
+    other = tiny_settings(tmp_path)
+    other.folds = 3
+    with pytest.raises(StudyMismatchError, match="folds: study has 2, command gives 3"):
+        run_search("t4", other, n_trials=2, storage=storage, tracking=None, progress=False, final=False)
+    with pytest.raises(StudyMismatchError, match="searched by optuna, not keras-tuner:random"):
+        kte.run_keras_tuner("t4", tiny_settings(tmp_path), tuner="random", n_trials=2, tracking=None,
+                            out_dir=tmp_path, progress=False, storage=storage)
+    with pytest.raises(AssertionError, match="the data was loaded"):  # a new study still loads its data
+        run_search("t5", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=None, progress=False)
+    assert not [s for s in optuna.get_all_study_summaries(storage) if s.study_name == "t5"]
+
+
 def test_a_study_made_with_other_preprocessing_is_refused(tmp_path):
     """Trials measured on other features (an older data pipeline) must not mix with new ones."""
     from ecg_data.cache import PIPELINE_VERSION
