@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections.abc
 import copy
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,19 @@ import yaml
 from .schema import OPTIONAL, PARAMS, SpaceError, validate
 
 _BUILTIN_DIR = Path(__file__).resolve().parent
+log = logging.getLogger("spaces")
+
+
+def _warn_borrowed_name(space: "SearchSpace", path: Path) -> None:
+    """Warn when an edited copy of a built-in space file keeps the built-in's ``name:``: MLflow and the reports
+    would label the user's space as the built-in one."""
+    builtin = _BUILTIN_DIR / f"{space.name}.yaml"
+    if not builtin.is_file() or path.resolve() == builtin.resolve():
+        return
+    original = SearchSpace.from_yaml(builtin.read_text(encoding="utf-8"), str(builtin))
+    if (space.params, space.data) != (original.params, original.data):
+        log.warning("space file %s is named %r, like the built-in space, but differs from it: MLflow and the "
+                    "reports will label it %r. Give it its own `name:`.", path, space.name, space.name)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -105,7 +119,9 @@ class SearchSpace:
             raise SpaceError(f"{p}: not a text (UTF-8) file, byte {exc.start}: a space file is YAML") from None
         except OSError as exc:  # a folder, an unreadable file
             raise SpaceError(f"{p}: cannot read the space file ({exc.strerror or exc})") from None
-        return cls.from_yaml(text, str(p))
+        space = cls.from_yaml(text, str(p))
+        _warn_borrowed_name(space, p)
+        return space
 
     def to_yaml(self) -> str:
         """The space as YAML, so a study can store the exact space it ran with."""

@@ -254,3 +254,17 @@ def test_a_space_none_of_whose_configs_builds_a_model_is_refused(values, message
     config = SearchSpace.from_dict(doc, "ok.yaml").suggest(optuna.create_study().ask())
     # not compiled: the draw may be a cosine schedule, which compiles only with its decay steps
     assert build_model(config, compile_model=False).output_shape == (None, 1)
+
+
+def test_an_edited_copy_of_a_builtin_space_that_keeps_its_name_is_warned_about(tmp_path, caplog):
+    """A user copies default.yaml and edits it: MLflow and the reports would call the new space "default"."""
+    builtin = Path(spaces.__file__).parent / "default.yaml"
+    (tmp_path / "same.yaml").write_text(builtin.read_text())
+    (tmp_path / "mine.yaml").write_text(builtin.read_text().replace("epochs: 4", "epochs: 2"))
+    with caplog.at_level("WARNING", logger="spaces"):
+        SearchSpace.load("default")
+        SearchSpace.load(builtin)
+        SearchSpace.load(tmp_path / "same.yaml")  # an unedited copy is the built-in space: no warning
+        assert not caplog.records
+        assert SearchSpace.load(tmp_path / "mine.yaml").params["epochs"] == 2
+    assert len(caplog.records) == 1 and "mine.yaml is named 'default', like the built-in space" in caplog.text
