@@ -471,24 +471,41 @@ def run_search(
             tracker.check()
             tracker.require_study_run(study)  # its runs go under the study's run, not a new one elsewhere
     gates = [*own_gates, *gates]
-    completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
-                           timeout=timeout, gates=gates, progress=progress, verbose=verbose,
-                           max_failures_in_a_row=max_failures_in_a_row)
-    report = None
-    if n_trials == 0 and not study.get_trials(deepcopy=False, states=FINISHED):
-        print_fn(f"study {study_name!r} is ready and holds no trial (--trials 0): workers join it with "
-                 f"`ecg-automl worker --study {study_name} --storage URL --trials N`")
-    elif completed and final and len(settings.objectives) == 1:
-        report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
-                           progress=progress)
+    try:
+        completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
+                               timeout=timeout, gates=gates, progress=progress, verbose=verbose,
+                               max_failures_in_a_row=max_failures_in_a_row)
+        if not completed:
+            _end_stopped_study_run(study, tracker, "KILLED")
+        report = None
+        if n_trials == 0 and not study.get_trials(deepcopy=False, states=FINISHED):
+            print_fn(f"study {study_name!r} is ready and holds no trial (--trials 0): workers join it with "
+                     f"`ecg-automl worker --study {study_name} --storage URL --trials N`")
+        elif completed and final and len(settings.objectives) == 1:
+            report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
+                               progress=progress)
+    except BaseException as exc:  # Ctrl-C/SIGTERM in the final training, trials that keep failing
+        _end_stopped_study_run(study, tracker, "FAILED" if isinstance(exc, Exception) else "KILLED")
+        raise
     if len(settings.objectives) > 1:
         report_pareto(study, tracker, print_fn)
     if tracker is not None and completed and n_finished(study) >= n_trials:
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent:
             tracker.end_study(parent)
+    elif completed:  # --timeout ended this process's share before the study's trial count
+        _end_stopped_study_run(study, tracker, "FINISHED")
     return SearchResult(study, report, tracker.failures if tracker else [], interrupted=not completed,
                         tracking_skipped=tracker.skipped if tracker else 0)
+
+
+def _end_stopped_study_run(study: optuna.Study, tracker: Tracker | None, status: str) -> None:
+    """Close the study's MLflow run as ``status`` when this process stops it early, so the UI does not show a
+    stopped study as running for good; left RUNNING while another worker runs a trial (the next trial any
+    process starts, or a resume, marks it RUNNING again)."""
+    parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
+    if parent and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tracker.end_study(parent, status)
 
 
 def latency_gates(settings: StudySettings) -> list[Gate]:

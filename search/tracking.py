@@ -301,6 +301,8 @@ class Tracker:
         """Create the trial's nested run and log its params; returns the run id (None if MLflow is down).
         ``tags`` adds run tags (e.g. ``worker``, ``optuna.retry_of``)."""
         def _start():
+            if self.client.get_run(parent_id).info.status != "RUNNING":  # closed by a worker that was stopped
+                self.client.update_run(parent_id, status="RUNNING")
             run = self.client.create_run(
                 self.experiment_id, run_name=f"trial-{trial_number}",
                 tags={"mlflow.parentRunId": parent_id, "optuna.study_name": study_name,

@@ -449,6 +449,8 @@ def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env, sig):
     by = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
     assert interrupted[0].user_attrs["fail_reason"] == f"interrupted ({by})"
     done_before = {t.number: t.params for t in study.trials if t.state.name == "COMPLETE"}
+    client = Tracker(tracking(tmp_path)).client  # the study's run is closed as stopped, not RUNNING for good
+    assert client.get_run(study.user_attrs["mlflow_parent_run_id"]).info.status == "KILLED"
 
     run_cli(args, tmp_path, cli_env)
     study = optuna.load_study(study_name="ctrlc", storage=storage)
@@ -462,6 +464,7 @@ def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env, sig):
     runs = mlflow_trial_runs(tmp_path, study)
     assert sorted(runs) == [t.number for t in study.trials]
     assert runs[interrupted[0].number].info.status == "FAILED"
+    assert client.get_run(study.user_attrs["mlflow_parent_run_id"]).info.status == "FINISHED"
 
 
 def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
@@ -826,3 +829,17 @@ def test_a_ctrl_c_landing_in_a_finaliser_prints_no_traceback(monkeypatch):
     Finalised(KeyboardInterrupt)  # outside a search: reported as before
     assert seen == [ValueError, KeyboardInterrupt]
     _interrupt.clear()
+
+
+def test_the_study_run_is_closed_when_a_timeout_ends_the_search_and_reopened_by_the_next_trial(tmp_path):
+    """A search that --timeout stops before its trial count left the study's MLflow run RUNNING for good; a
+    trial that another worker starts after one closed the run marks it RUNNING again."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = run_search("to", tiny_settings(tmp_path), n_trials=3, storage=storage, tracking=tracking(tmp_path),
+                        timeout=0.01, progress=False, final=False)
+    assert len(result.study.trials) == 1 and not result.interrupted
+    tracker = Tracker(tracking(tmp_path))
+    parent = result.study.user_attrs["mlflow_parent_run_id"]
+    assert tracker.client.get_run(parent).info.status == "FINISHED"
+    tracker.start_trial(parent, 1, "to", {"epochs": 1})  # a worker that joins the study later
+    assert tracker.client.get_run(parent).info.status == "RUNNING"
