@@ -16,8 +16,8 @@ from spaces import SearchSpace
 from . import _interrupt
 from .metrics import binary_metrics, cv_objective
 from .settings import StudySettings
-from .study import (StudyMismatchError, load_study_data, open_study, refuse_other_settings, require_test_part,
-                    run_final, search_data, space_for_data)
+from .study import (StudyMismatchError, load_study_data, log_study_figures, open_study, refuse_other_settings,
+                    require_test_part, run_final, search_data, space_for_data)
 from .tracking import Tracker, TrackingConfig
 from .training import fit
 
@@ -219,6 +219,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             out["final"] = run_final(study, settings, full, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
                                      progress=progress)
     if tracker is not None:
+        if study is not None and len(settings.objectives) == 1:
+            log_study_figures(study, tracker)
         tracker.end_study(parent)
     return out
 

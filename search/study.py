@@ -489,6 +489,8 @@ def run_search(
         raise
     if len(settings.objectives) > 1:
         report_pareto(study, tracker, print_fn)
+    if tracker is not None and len(settings.objectives) == 1:
+        log_study_figures(study, tracker)
     if tracker is not None and completed and n_finished(study) >= n_trials:
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent:
@@ -558,6 +560,24 @@ def _jsonable(obj):
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
     return obj
+
+
+def log_study_figures(study: optuna.Study, tracker: Tracker) -> None:
+    """Log the study's optimisation history and hyperparameter importances on its MLflow run (a plot that
+    cannot be drawn is a warning: the trials are in the study either way)."""
+    from . import plots
+
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if not parent:
+        return
+    try:
+        figures = plots.study_figures(study, study.user_attrs.get("settings", {}).get("metric", "f1"))
+    except Exception as exc:  # e.g. an importance model that cannot be fitted on these trials
+        log.warning("study plots not drawn (%s: %s)", type(exc).__name__, exc)
+        return
+    for name, fig in figures.items():
+        tracker.log_figure(parent, fig, name)
+        plots.close(fig)
 
 
 def report_pareto(study: optuna.Study, tracker: Tracker | None, print_fn: Callable[[str], None] = print) -> list:

@@ -99,6 +99,9 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
                                                                 str(tmp_path))).read_text())
     assert logged["trial"] == final["trial"] == study.best_trial.number
     assert logged["config"] == study.best_trial.user_attrs["config"]
+    # the study's own plot of how the search went (importances need more trials than 3)
+    parent_art = {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}
+    assert "optimization_history.png" in parent_art and "param_importances.png" not in parent_art
     out = capsys.readouterr().out
     assert "confusion matrix" in out and "abnormal" in out and "final model (the average of 2 seeds' models, each trained on all search patients;" in out
     # final_members=2: the final model is one file holding both seeds' models, averaged
@@ -843,3 +846,22 @@ def test_the_study_run_is_closed_when_a_timeout_ends_the_search_and_reopened_by_
     assert tracker.client.get_run(parent).info.status == "FINISHED"
     tracker.start_trial(parent, 1, "to", {"epochs": 1})  # a worker that joins the study later
     assert tracker.client.get_run(parent).info.status == "RUNNING"
+
+
+def test_study_figures_show_history_and_importances_once_there_are_enough_trials():
+    """Which hyperparameters mattered is a plot on the study's run; with a handful of trials it would be noise."""
+    from search import plots
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_int("units", 8, 64) / 64 + 0.01 * t.suggest_float("lr", 1e-4, 1e-1, log=True),
+                   n_trials=plots.MIN_TRIALS_FOR_IMPORTANCES - 1)
+    assert set(plots.study_figures(study, "auc")) == {"optimization_history.png"}
+    study.optimize(lambda t: t.suggest_int("units", 8, 64) / 64 + 0.01 * t.suggest_float("lr", 1e-4, 1e-1, log=True),
+                   n_trials=1)
+    figures = plots.study_figures(study, "auc")
+    assert set(figures) == {"optimization_history.png", "param_importances.png"}
+    ax = figures["param_importances.png"].axes[0]
+    assert ax.get_title() == f"study {study.study_name}: hyperparameter importances (10 complete trials)"
+    assert [t.get_text() for t in ax.get_yticklabels()][-1] == "units"  # the one that matters, on top
+    assert figures["optimization_history.png"].axes[0].get_ylabel() == "validation auc"
+    assert plots.study_figures(optuna.create_study(directions=["maximize", "minimize"])) == {}
