@@ -288,3 +288,36 @@ def test_repr_is_one_line_of_counts(small_mitdb):
     assert "\n" not in text and len(text) < 300, text
     assert f"{len(small_mitdb):,} beats" in text and "array(" not in text
     assert f"search {int((small_mitdb.split == 'search').sum()):,}" in text
+
+
+def test_an_interrupted_ptbxl_download_is_not_taken_for_a_database(tmp_path, monkeypatch):
+    """PTB-XL's table came first (the record list is in it), and it is the file whose presence means "downloaded":
+    after a download cut off among the records, every later load took the folder for the database and failed on
+    the first missing record instead of resuming. The tables now arrive last, after every record."""
+    def tables(slug, dl_dir, files, **kwargs):
+        Path(dl_dir).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            text = "ecg_id,filename_lr\n1,records100/00000/00001_lr\n2,records100/00000/00002_lr\n"
+            (Path(dl_dir) / f).write_text(text)
+
+    def records_then_offline(slug, dl_dir, records, **kwargs):
+        (Path(dl_dir) / "records100" / "00000").mkdir(parents=True)
+        (Path(dl_dir) / f"{records[0]}.hea").write_text("downloaded")
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(wfdb, "dl_files", tables)
+    monkeypatch.setattr(wfdb, "dl_database", records_then_offline)
+    with pytest.raises(DataError, match="could not download 'ptbxl'.*the same command resumes"):
+        fetch_database("ptbxl", tmp_path)
+    assert not (tmp_path / "ptbxl" / "ptbxl_database.csv").exists()
+    with pytest.raises(DataError, match="database 'ptbxl' is not under"):
+        load_dataset("ptbxl", root=tmp_path, download=False)
+
+    def all_records(slug, dl_dir, records, **kwargs):
+        for r in records:
+            (Path(dl_dir) / f"{r}.hea").write_text("downloaded")
+
+    monkeypatch.setattr(wfdb, "dl_database", all_records)
+    db = fetch_database("ptbxl", tmp_path)
+    assert sorted(p.relative_to(db).as_posix() for p in db.rglob("*") if p.is_file()) == [
+        "ptbxl_database.csv", "records100/00000/00001_lr.hea", "records100/00000/00002_lr.hea", "scp_statements.csv"]
