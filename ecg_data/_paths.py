@@ -99,12 +99,19 @@ def _download(name: str, slug: str, marker: str, path: Path) -> None:
     import wfdb
 
     if name == "ptbxl":
-        # PTB-XL's CSV files are not WFDB records: fetch the 100 Hz records plus the two tables.
-        wfdb.dl_files(slug, str(path), ["ptbxl_database.csv", "scp_statements.csv"])
+        # PTB-XL's CSV files are not WFDB records: fetch the 100 Hz records plus the two tables. The tables come
+        # first (the record list is in one) into a side folder, and move beside the records only once every record
+        # is here: ptbxl_database.csv is the marker, and an interrupted download must not look finished.
         import pandas as pd
 
-        table = pd.read_csv(path / "ptbxl_database.csv")
+        tables = path / ".tables-downloading"
+        names = ["ptbxl_database.csv", "scp_statements.csv"]
+        wfdb.dl_files(slug, str(tables), names)
+        table = pd.read_csv(tables / "ptbxl_database.csv")
         wfdb.dl_database(slug, str(path), records=list(table["filename_lr"]), annotators=None)
+        for table_name in sorted(names, key=lambda n: n == marker):  # the marker last
+            os.replace(tables / table_name, path / table_name)
+        tables.rmdir()
     else:
         wfdb.dl_database(slug, str(path))
         if not (path / marker).exists():

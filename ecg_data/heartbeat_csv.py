@@ -2,8 +2,10 @@
 
 Each row holds 187 samples at 125 Hz and a last column with the class, no header (``mitbih_train.csv``,
 ``mitbih_test.csv`` with classes 0-4, ``ptbdb_normal.csv``/``ptbdb_abnormal.csv`` with 0/1). Class 0 is
-normal (y=0), any other class abnormal; ``label`` keeps the class number. Rows are resampled to ``fs``,
-centre-cropped or zero-padded to ``window`` samples and normalised per window. There are no RR intervals
+normal (y=0), any other class abnormal; ``label`` keeps the class number. A row begins at its R peak (Kachuee
+et al. 2018 cut each beat from one R peak on for 1.2 RR intervals and zero-padded it): rows are resampled to
+``fs`` and placed with their first sample at the window's centre, as every source's R peak is (see
+:func:`windows_of`), then normalised per window. There are no RR intervals
 (``rr`` is 1.0 everywhere, ``info['rr_available'] = False``).
 
 The format has no patient ids, and without them every split leaks patients. A sidecar ``<file>.groups``
@@ -35,6 +37,8 @@ N_COLUMNS = N_SAMPLES + 1
 ENV_ALLOW = "ECG_AUTOML_ALLOW_BEAT_SPLIT"
 GROUPS_SUFFIX = ".groups"
 _MAX_GROUP_LEN = 32  # BeatDataset.save stores groups as U32
+#: How rows become windows (in the cache key): 2 = the row's R peak at the window centre (1 centre-cropped the row).
+WINDOW_LAYOUT = 2
 
 
 def allow_beat_split_from_env() -> bool:
@@ -59,7 +63,8 @@ def groups_file(csv: Path) -> Path:
 
 
 def cache_inputs(path: Path) -> dict:
-    """What besides the CSV files changes the result: the sidecars and the beat-level-split switch.
+    """What besides the CSV files changes the result: the sidecars, the beat-level-split switch and
+    :data:`WINDOW_LAYOUT` (so arrays cached with another placement of the rows are not reused).
 
     ``load_dataset`` adds this to the cache key (the generic fingerprint only covers .csv/.hea/... files).
     """
@@ -71,7 +76,7 @@ def cache_inputs(path: Path) -> dict:
             sidecars.append([g.name, st.st_size, st.st_mtime_ns])
         st = csv.stat()
         sidecars.append([csv.name, st.st_size, st.st_mtime_ns])
-    return {"files": sidecars, "allow_beat_level_split": allow_beat_split_from_env()}
+    return {"files": sidecars, "allow_beat_level_split": allow_beat_split_from_env(), "layout": WINDOW_LAYOUT}
 
 
 def _locate_problem(csv: Path) -> None:
@@ -136,17 +141,19 @@ def read_groups(csv: Path, n_rows: int) -> np.ndarray | None:
     return np.array(ids)
 
 
-def windows_of(samples: np.ndarray, fs: float, window: int) -> np.ndarray:
-    """Resample rows from 125 Hz to ``fs``, centre-crop or zero-pad to ``window``, normalise: (n, window, 1)."""
-    res = resample(samples.T, FS_IN, fs).T
-    n = res.shape[1]
-    if n >= window:
-        start = (n - window) // 2
-        res = res[:, start:start + window]
-    else:
-        left = (window - n) // 2
-        res = np.pad(res, ((0, 0), (left, window - n - left)))
-    return normalise(res[:, :, None])
+def windows_of(samples: np.ndarray, fs: float, window: int, fs_in: float = FS_IN) -> np.ndarray:
+    """Rows resampled from ``fs_in`` to ``fs`` as normalised windows (n, window, 1), R peak at the centre.
+
+    A row of this layout begins at its R peak (the beat runs from one R peak for 1.2 RR intervals, then zeros), so
+    its first sample goes to the window's centre sample ``window // 2``, where every other source has its R peak
+    and where a model's ``input_length`` crop is centred; zeros come before it, and the row's end (its padding) is
+    cut or zero-padded to fill the window. A centre crop of the row cut its R peak off."""
+    res = resample(samples.T, fs_in, fs).T
+    half = window // 2
+    beat = res[:, :window - half]
+    out = np.zeros((res.shape[0], window))
+    out[:, half:half + beat.shape[1]] = beat
+    return normalise(out[:, :, None])
 
 
 def read_heartbeat_csv(path: Path, *, fs: float = 180.0, window: int = 256, records: list[str] | None = None,

@@ -55,7 +55,12 @@ def _check_groups(y: np.ndarray, groups: np.ndarray | None) -> None:
 def subsample_beats(y: np.ndarray, groups: np.ndarray, max_beats: int, *, seed: int = 0) -> np.ndarray:
     """Indices of about ``max_beats`` beats, drawn stratified by (patient, class): every patient and
     every class of every patient keeps its share (at least one beat, so rounding and rare classes can add
-    a few over ``max_beats``), so groups and balance survive."""
+    a few over ``max_beats``), so groups and balance survive.
+
+    With more (patient, class) pairs than ``max_beats`` (heartbeat CSVs without patient ids, where each beat is its
+    own group; PTB-XL's 18,869 patients) not every pair can keep a beat: each class then keeps its share of
+    ``max_beats``, one beat from each of that many of its pairs drawn at random (all of them, with more beats each,
+    when the class has fewer pairs than its share)."""
     _check_groups(y, groups)
     if max_beats < 1:
         raise ValueError(f"max_beats must be at least 1, not {max_beats}")
@@ -63,11 +68,30 @@ def subsample_beats(y: np.ndarray, groups: np.ndarray, max_beats: int, *, seed: 
     if max_beats >= n:
         return np.arange(n)
     rng = np.random.default_rng(seed)
-    frac = max_beats / n
     keys = np.char.add(np.asarray(groups).astype(str), np.char.add("|", np.asarray(y).astype(str)))
+    _, inverse = np.unique(keys, return_inverse=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    strata = np.split(order, np.flatnonzero(np.diff(inverse.ravel()[order])) + 1)  # per key, in key order, ascending
+    if len(strata) <= max_beats:
+        return _share_of_each(strata, max_beats / n, rng)
+    classes = np.asarray(y)[[s[0] for s in strata]]
     chosen = []
-    for key in np.unique(keys):
-        idx = np.flatnonzero(keys == key)
+    for c in np.unique(classes):
+        members = [s for s, k in zip(strata, classes) if k == c]
+        n_c = sum(len(s) for s in members)
+        k_c = max(1, int(round(max_beats * n_c / n)))
+        if k_c < len(members):
+            pick = np.sort(rng.choice(len(members), size=k_c, replace=False))
+            chosen.append(np.array([rng.choice(members[i]) for i in pick]))
+        else:
+            chosen.append(_share_of_each(members, k_c / n_c, rng))
+    return np.sort(np.concatenate(chosen))
+
+
+def _share_of_each(strata: list[np.ndarray], frac: float, rng: np.random.Generator) -> np.ndarray:
+    """``frac`` of the beats of each stratum (at least one), drawn without replacement; sorted indices."""
+    chosen = []
+    for idx in strata:
         k = max(1, int(round(len(idx) * frac)))
         chosen.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
     return np.sort(np.concatenate(chosen))

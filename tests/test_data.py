@@ -302,3 +302,36 @@ def test_partial_mitdb_folder_names_every_missing_record(data_root, tmp_path):
     assert f"ecg-automl data fetch mitdb --root {root}" in msg
     ds = load_dataset("mitdb", root=root, records=["100", "101", "103"], on_bad_record="skip", use_cache=False)
     assert set(ds.records) == {"100", "101"} and len(ds.info["skipped"]) == 1
+
+
+def test_an_interrupted_ptbxl_download_is_not_taken_for_a_database(tmp_path, monkeypatch):
+    """PTB-XL's table came first (the record list is in it), and it is the file whose presence means "downloaded":
+    after a download cut off among the records, every later load took the folder for the database and failed on
+    the first missing record instead of resuming. The tables now arrive last, after every record."""
+    def tables(slug, dl_dir, files, **kwargs):
+        Path(dl_dir).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            text = "ecg_id,filename_lr\n1,records100/00000/00001_lr\n2,records100/00000/00002_lr\n"
+            (Path(dl_dir) / f).write_text(text)
+
+    def records_then_offline(slug, dl_dir, records, **kwargs):
+        (Path(dl_dir) / "records100" / "00000").mkdir(parents=True)
+        (Path(dl_dir) / f"{records[0]}.hea").write_text("downloaded")
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(wfdb, "dl_files", tables)
+    monkeypatch.setattr(wfdb, "dl_database", records_then_offline)
+    with pytest.raises(DataError, match="could not download 'ptbxl'.*the same command resumes"):
+        fetch_database("ptbxl", tmp_path)
+    assert not (tmp_path / "ptbxl" / "ptbxl_database.csv").exists()
+    with pytest.raises(DataError, match="database 'ptbxl' is not under"):
+        load_dataset("ptbxl", root=tmp_path, download=False)
+
+    def all_records(slug, dl_dir, records, **kwargs):
+        for r in records:
+            (Path(dl_dir) / f"{r}.hea").write_text("downloaded")
+
+    monkeypatch.setattr(wfdb, "dl_database", all_records)
+    db = fetch_database("ptbxl", tmp_path)
+    assert sorted(p.relative_to(db).as_posix() for p in db.rglob("*") if p.is_file()) == [
+        "ptbxl_database.csv", "records100/00000/00001_lr.hea", "records100/00000/00002_lr.hea", "scp_statements.csv"]

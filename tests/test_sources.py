@@ -296,16 +296,8 @@ def test_heartbeat_csv_folder_with_groups(csv_folder):
     single = load_dataset("heartbeat-csv", path=csv_folder / "mitbih_test.csv", fs=125, window=187)
     assert len(single) == 20 and (single.split == "test").all()
     test_rows = np.loadtxt(csv_folder / "mitbih_test.csv", delimiter=",")
-    np.testing.assert_allclose(single.X[:, :, 0], normalise(test_rows[:, :-1]), atol=1e-5)  # 125 Hz, no crop
-
-
-def test_heartbeat_csv_resample_and_centre(csv_folder):
-    rows = np.loadtxt(csv_folder / "mitbih_test.csv", delimiter=",")[:, :-1]
-    ds = read_heartbeat_csv(csv_folder, records=["mitbih_test"], fs=250, window=300)  # 374 samples -> crop 37
-    full = resample(rows.T, 125, 250).T
-    np.testing.assert_allclose(ds.X[:, :, 0], normalise(full[:, 37:337]), atol=1e-5)
-    padded = read_heartbeat_csv(csv_folder, records=["mitbih_test"], fs=125, window=191)  # pad 2 left, 2 right
-    np.testing.assert_allclose(padded.X[:, :, 0], normalise(np.pad(rows, ((0, 0), (2, 2)))), atol=1e-5)
+    at_centre = np.pad(test_rows[:, :94], ((0, 0), (93, 0)))  # 125 Hz: the row from sample 93 (the centre) on
+    np.testing.assert_allclose(single.X[:, :, 0], normalise(at_centre), atol=1e-5)
 
 
 def test_heartbeat_csv_needs_patient_ids(csv_folder, monkeypatch, caplog):
@@ -336,6 +328,16 @@ def test_heartbeat_csv_says_it_has_no_rr_intervals(csv_folder, small_mitdb):
     assert hit.info["cache"]["hit"]
     assert first.rr_available is False and hit.rr_available is False and hit.search_part().rr_available is False
     assert small_mitdb.rr_available is True
+
+
+def test_heartbeat_csv_arrays_of_another_window_layout_miss_the_cache(csv_folder, monkeypatch):
+    """Arrays cached before the rows' R peak was put at the window centre are not handed out again."""
+    from ecg_data import heartbeat_csv
+
+    assert load_dataset("heartbeat-csv", path=csv_folder).info["cache"]["hit"] is False
+    assert load_dataset("heartbeat-csv", path=csv_folder).info["cache"]["hit"] is True
+    monkeypatch.setattr(heartbeat_csv, "WINDOW_LAYOUT", heartbeat_csv.WINDOW_LAYOUT - 1)
+    assert load_dataset("heartbeat-csv", path=csv_folder).info["cache"]["hit"] is False
 
 
 def test_heartbeat_csv_groups_sidecar_changes_miss_the_cache(csv_folder):
@@ -385,3 +387,51 @@ def test_a_saved_heartbeat_csv_dataset_still_says_it_has_no_rr_intervals(csv_fol
     assert back.rr_available is False and back.info["beat_level_split"] is True
     assert BeatDataset.load(tmp_path / "beats.npz", {"note": 1}).info == {
         "rr_available": False, "beat_level_split": True, "note": 1}
+
+
+def test_heartbeat_csv_r_peak_is_at_the_window_centre(csv_folder):
+    """Each row of the layout begins at its R peak (a beat is cut from one R peak on for 1.2 RR and zero-padded to
+    187 samples). The rows were centre-cropped, which at the default 180 Hz / 256 samples cut the R peak off every
+    beat, and left it at the window's start, where a model's centred ``input_length`` crop (128 or 192 of 256)
+    never saw the QRS at all. Now the row's first sample is the window's centre sample, as every source's R peak is."""
+    from spaces.model import model_inputs
+
+    rows = np.loadtxt(csv_folder / "mitbih_test.csv", delimiter=",")[:, :-1]
+    peak = rows.argmax(axis=1)  # the fixture's R peak: 20 ms after the row's start
+    for fs, window in ((180, 256), (250, 300), (125, 187), (125, 400)):
+        ds = read_heartbeat_csv(csv_folder, records=["mitbih_test"], fs=fs, window=window)
+        half = window // 2
+        found = ds.X[:, :, 0].argmax(axis=1)
+        np.testing.assert_allclose(found, half + np.round(peak * fs / 125.0), atol=1)
+        # the window holds the row from its first sample on, zeros before it
+        res = resample(rows.T, 125, fs).T[:, :window - half]
+        expected = np.zeros((len(rows), window))
+        expected[:, half:half + res.shape[1]] = res
+        np.testing.assert_allclose(ds.X[:, :, 0], normalise(expected), atol=1e-5)
+    default = read_heartbeat_csv(csv_folder, records=["mitbih_test"])  # 180 Hz, 256 samples
+    crop = model_inputs({"input_length": 128, "rr_features": False}, default.X, default.rr)["ecg"]
+    np.testing.assert_allclose(crop[:, :, 0].argmax(axis=1), 64 + np.round(peak * 180 / 125.0), atol=1)
+
+
+def test_predict_places_heartbeat_csv_rows_as_the_search_did(csv_folder, monkeypatch):
+    """``predict --csv`` with a heartbeat-CSV model gives the model the windows the search trained it on (it
+    centre-cropped the rows itself, which would no longer match the source)."""
+    from ecg_automl.tflite import predict as predict_mod
+
+    seen = {}
+
+    class Model:
+        output_max = 1.0
+        inputs = {"ecg": {"shape": [1, 128, 1]}}
+
+        def predict(self, inputs):
+            seen["ecg"] = inputs["ecg"]
+            return np.full(len(inputs["ecg"]), 0.25)
+
+    meta = {"dataset": "heartbeat-csv", "fs": 180.0, "window": 256, "input_length": 128, "rr_features": False,
+            "threshold": 0.5}
+    monkeypatch.setattr(predict_mod, "_open_model", lambda path, threads: (meta, Model()))
+    pred = predict_mod.predict_csv("model.tflite", csv_folder / "mitbih_test.csv", has_label=True)
+    assert len(pred.prob) == 20
+    source = read_heartbeat_csv(csv_folder, records=["mitbih_test"], fs=180, window=256)
+    np.testing.assert_allclose(seen["ecg"], source.X[:, 64:192, :], atol=1e-6)

@@ -66,3 +66,26 @@ def test_groups_that_do_not_give_every_beat_a_patient_are_refused(small_mitdb):
         subsample_beats(search.y, search.groups[:10], 100)
     with pytest.raises(ValueError, match="max_beats must be at least 1, not 0"):
         subsample_beats(search.y, search.groups, 0)
+
+
+def test_subsample_keeps_to_max_beats_when_patients_outnumber_it():
+    """With more (patient, class) pairs than ``max_beats`` -- heartbeat CSVs without patient ids, where every beat is
+    its own group, or PTB-XL's 18,869 patients -- one beat of each was kept: max_beats was ignored (all 6,000 beats
+    here) and the per-key scan was quadratic (about 40 s on the Kaggle file's 87,554 rows). Now each class keeps its
+    share of max_beats, one beat from each of that many of its patients."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(6000) < 0.1).astype(np.int8)
+    beat_level = np.char.add("0:", np.arange(6000).astype(str))
+    idx = subsample_beats(y, beat_level, 600, seed=0)
+    assert 595 <= len(idx) <= 605 and len(np.unique(idx)) == len(idx)
+    assert abs(y[idx].mean() - y.mean()) < 0.01
+    patients = np.repeat(np.arange(3000).astype(str), 2)  # 3,000 patients of 2 beats, one class each
+    y2 = np.repeat((np.arange(3000) % 4 == 0).astype(np.int8), 2)
+    idx = subsample_beats(y2, patients, 1000, seed=1)
+    assert 995 <= len(idx) <= 1005 and len(np.unique(patients[idx])) == len(idx)  # one beat per patient drawn
+    assert abs(y2[idx].mean() - 0.25) < 0.01
+    # a class with fewer patients than its share still keeps every one of them, with more beats each
+    y3 = np.r_[np.ones(2000, np.int8), np.zeros(4000, np.int8)]
+    groups3 = np.r_[np.repeat(np.arange(20).astype(str), 100), np.char.add("n", np.arange(4000).astype(str))]
+    idx = subsample_beats(y3, groups3, 300, seed=0)
+    assert set(groups3[idx][y3[idx] == 1]) == {str(i) for i in range(20)} and 95 <= y3[idx].sum() <= 105

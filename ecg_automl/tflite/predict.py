@@ -290,8 +290,9 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
                 has_label: bool = False, threads: int = 1) -> Prediction:
     """Classify a CSV of beats, one window per row (optionally a last column with a 0 = normal label),
     centred on the R peak. Without ``fs`` each row must be exactly the model's window at the model's rate
-    (for a model trained on heartbeat CSVs, that layout's 187 samples at 125 Hz); with it, rows are resampled
-    from ``fs`` and centre-cropped or zero-padded to the window. RR context is not available in this format:
+    (for a model trained on heartbeat CSVs, that layout's 187 samples at 125 Hz, which begin at the R peak and are
+    placed in the window as the search placed them); with it, rows are resampled from ``fs`` and centre-cropped or
+    zero-padded to the window. RR context is not available in this format:
     models that need it are refused, as are multi-lead models."""
     meta, model = _open_model(model_path, threads)
     if meta["rr_features"]:
@@ -316,12 +317,17 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     if fs is None and rows.shape[1] != window:
         raise _row_length_error(csv_path, rows.shape[1], window, fs_model, has_label)
     fs_in = float(fs or fs_model)
-    beats = resample(rows.T, fs_in, fs_model).T if fs_in != fs_model else rows
-    if beats.shape[1] < window:
-        pad = window - beats.shape[1]
-        beats = np.pad(beats, ((0, 0), (pad // 2, pad - pad // 2)))
-    start = (beats.shape[1] - window) // 2
-    windows = normalise(beats[:, start:start + window, None])
+    if (meta.get("dataset") == "heartbeat-csv" and fs_in == heartbeat_csv.FS_IN
+            and rows.shape[1] == heartbeat_csv.N_SAMPLES):
+        # rows of the layout it was trained on begin at the R peak: placed in the window as the search placed them
+        windows = heartbeat_csv.windows_of(rows, fs_model, window, fs_in)
+    else:
+        beats = resample(rows.T, fs_in, fs_model).T if fs_in != fs_model else rows
+        if beats.shape[1] < window:
+            pad = window - beats.shape[1]
+            beats = np.pad(beats, ((0, 0), (pad // 2, pad - pad // 2)))
+        start = (beats.shape[1] - window) // 2
+        windows = normalise(beats[:, start:start + window, None])
     prob = model.predict(_model_inputs(meta, windows, np.zeros((len(windows), 0), np.float32)))  # no RR: refused above
     pred = Prediction(str(csv_path), np.arange(len(prob)), prob, float(meta["threshold"]), labels)
     pred.summary = {**_summary(pred, model.output_max), "beat_source": "CSV rows"}
