@@ -438,3 +438,39 @@ def test_predict_on_a_keras_model_says_what_it_takes(untrained, data_root, tmp_p
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "predict takes a .tflite written by `ecg-automl export`" in proc.stderr
     assert "sidecar not found" not in proc.stderr
+
+
+def test_predict_bridges_missing_samples_and_says_so(untrained, data_root, tmp_path, cli_env):
+    """A record with a short lead-off gap (100 NaN samples in 60 s) gave "no beats found": wfdb's XQRS
+    detector finds nothing in a signal holding one NaN. The gap is now interpolated before detection (as the
+    band-pass filter already did) and the output counts the missing samples."""
+    import numpy as np
+    import wfdb
+
+    rec = wfdb.rdrecord(str(data_root / "mitdb" / "100"), sampto=360 * 60)
+    sig = rec.p_signal.copy()
+    clean = tmp_path / "clean"
+    wfdb.wrsamp("clean", fs=360, units=["mV", "mV"], sig_name=rec.sig_name, p_signal=sig, fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    sig[5000:5100, 0] = np.nan
+    wfdb.wrsamp("gap", fs=360, units=["mV", "mV"], sig_name=rec.sig_name, p_signal=sig, fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    base = json.loads(run_cli(["predict", untrained["mitdb"], "--record", clean, "--json"], tmp_path,
+                              cli_env).stdout)["summary"]
+    proc = run_cli(["predict", untrained["mitdb"], "--record", tmp_path / "gap", "--json"], tmp_path, cli_env,
+                   check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)["summary"]
+    assert abs(summary["beats"] - base["beats"]) <= 1 and summary["missing_samples"] == 100, summary
+    assert "missing_samples" not in base
+    text = run_cli(["predict", untrained["mitdb"], "--record", tmp_path / "gap"], tmp_path, cli_env).stdout
+    assert "note: 100 samples of the leads read are missing (NaN); they were interpolated" in text
+
+
+def test_a_cinc_record_may_be_named_by_its_mat_file(untrained, data_root, tmp_path, cli_env):
+    """A CinC-2021 record is E07500.hea + E07500.mat: naming it by its .mat file (as .dat is for MIT-BIH) gave
+    "E07500.mat.hea: header file not found"."""
+    record = data_root / "cinc2021_sample" / "E07500.mat"
+    summary = json.loads(run_cli(["predict", untrained["mitdb"], "--record", record, "--json"], tmp_path,
+                                 cli_env).stdout)["summary"]
+    assert summary["lead"] == "II" and summary["beats"] > 0

@@ -16,7 +16,7 @@ from ecg_data._wfdb_io import detect_qrs, read_annotations, read_record
 from ecg_data import heartbeat_csv
 from ecg_data.errors import DataError
 from ecg_data.mitdb import AAMI, ABNORMAL
-from ecg_data.preprocess import N_RR_FEATURES, beats_from_signal, normalise, resample
+from ecg_data.preprocess import N_RR_FEATURES, beats_from_signal, fill_nans, normalise, resample
 from ecg_data.ptbxl import detect_r_peaks
 
 from .convert import TFLiteError
@@ -187,14 +187,15 @@ def _skipped_text(k: dict[str, Any]) -> str:
 
 
 def _strip_extension(record: Path, annotations: str | None) -> Path:
-    """``mitdb/208.dat`` (or .hea, .atr, .<annotations>) -> ``mitdb/208``: wfdb wants the record name."""
-    exts = {".dat", ".hea", ".atr"} | ({f".{annotations.lower()}"} if annotations else set())
+    """``mitdb/208.dat`` (or .hea, .atr, .<annotations>, or .mat: a CinC-2021 record's signal file) ->
+    ``mitdb/208``: wfdb wants the record name."""
+    exts = {".dat", ".hea", ".atr", ".mat"} | ({f".{annotations.lower()}"} if annotations else set())
     return record.with_suffix("") if record.suffix.lower() in exts else record
 
 
 def predict_record(model_path: str | Path, record: str | Path, *, annotations: str | None = None,
                    threads: int = 1) -> Prediction:
-    """Classify every beat of a WFDB record (``record`` without extension; a .dat/.hea/.atr one is dropped).
+    """Classify every beat of a WFDB record (``record`` without extension; a .dat/.hea/.atr/.mat one is dropped).
 
     Beats are found with wfdb's XQRS detector, as on a device; with ``annotations='atr'`` the record's
     reference beat positions are used instead and the summary compares the model with their labels. The
@@ -207,6 +208,7 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     detect = _find_lead(head.sig_names, str(meta["lead"])) if len(channels) > 1 else None
     det_ch = channels[0] if detect is None else detect  # beats are found on the detection lead (II for PTB-XL)
     sig = head.signal[:, channels]
+    missing = int((~np.isfinite(head.signal[:, sorted({*channels, det_ch})])).sum())
     reference = None
     if annotations:
         samples, symbols = read_annotations(record, annotations)
@@ -214,7 +216,8 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         samples, symbols = samples[beat], symbols[beat]
         keep_cls = np.array([AAMI[s] != "Q" for s in symbols], dtype=bool)
     else:
-        samples = detect_r_peaks(head.signal[:, det_ch], head.fs)
+        # XQRS finds nothing in a signal with one NaN: a lead-off gap is bridged first, as the filter does
+        samples = detect_r_peaks(fill_nans(head.signal[:, det_ch]), head.fs)
         symbols, keep_cls = None, np.ones(len(samples), dtype=bool)
     if len(samples) == 0:
         raise DataError(f"{record}: no beats found (lead {head.sig_names[det_ch]})")
@@ -240,6 +243,8 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         pred.summary["lead_warning"] = lead_warning
     if skipped:
         pred.summary["skipped_beats"] = skipped
+    if missing:
+        pred.summary["missing_samples"] = missing
     if reference is not None:
         pred.summary["reference"] = "the record's annotations"
     return pred
@@ -352,6 +357,9 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
         lines.append(f"  WARNING: {s['lead_warning']}")
     if "skipped_beats" in s:
         lines.append(f"  note: {_skipped_text(s['skipped_beats'])}")
+    if s.get("missing_samples"):
+        lines.append(f"  note: {s['missing_samples']} samples of the leads read are missing (NaN); they were "
+                     f"interpolated linearly, so beats in those gaps may be misread")
     if "against_annotations" in s:
         a = s["against_annotations"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
