@@ -474,3 +474,56 @@ def test_a_cinc_record_may_be_named_by_its_mat_file(untrained, data_root, tmp_pa
     summary = json.loads(run_cli(["predict", untrained["mitdb"], "--record", record, "--json"], tmp_path,
                                  cli_env).stdout)["summary"]
     assert summary["lead"] == "II" and summary["beats"] > 0
+
+
+def test_predict_refuses_a_sidecar_of_another_model(untrained, data_root, tmp_path, cli_env):
+    """A sidecar copied beside another model was obeyed: with the same input shapes, silently (another model's
+    threshold and lead), and with other shapes as a ValueError traceback. The sidecar now records the model's
+    SHA-256 and predict refuses a mismatch; an older sidecar without it is checked against the model's inputs."""
+    import shutil
+
+    model = tmp_path / "copy.tflite"
+    shutil.copy(untrained["mitdb"], model)
+    shutil.copy(untrained["heartbeat"].with_suffix(".json"), model.with_suffix(".json"))
+    record = data_root / "mitdb" / "100"
+    proc = run_cli(["predict", model, "--record", record], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "its sidecar copy.json belongs to another model" in proc.stderr
+    meta = json.loads(untrained["mitdb"].with_suffix(".json").read_text())
+    del meta["sha256"]  # as written before the hash was recorded
+    model.with_suffix(".json").write_text(json.dumps({**meta, "input_length": 192}))
+    proc = run_cli(["predict", model, "--record", record], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "describes another model (the model reads 128 samples, the sidecar says 192)" in proc.stderr
+    model.with_suffix(".json").write_text(json.dumps(meta))  # its own inputs, no hash: accepted
+    assert json.loads(run_cli(["predict", model, "--record", record, "--json"], tmp_path,
+                              cli_env).stdout)["summary"]["beats"] > 2000
+
+
+def test_a_re_export_replaces_the_model_and_its_sidecar_together(exported, tmp_path, cli_env, monkeypatch):
+    """Export wrote the .tflite first and its sidecar last: a re-export that stopped in between (Ctrl-C during
+    the verification or the timing, a failure there) left the new model beside the old sidecar, whose threshold
+    and inputs predict then used. Both are now written at the end, together, and the CLI says what it replaced."""
+    import hashlib
+
+    import ecg_automl.tflite.export as export
+
+    tmp, storage, out = exported
+    path = out["fp32"][0]
+    before = path.read_bytes(), path.with_suffix(".json").read_text()
+    assert json.loads(before[1])["sha256"] == hashlib.sha256(before[0]).hexdigest()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "verify", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_trial("ex", storage, "best", "int8", path, verify_beats=200, runs=10)
+    assert (path.read_bytes(), path.with_suffix(".json").read_text()) == before
+    assert sorted(p.name for p in tmp.glob(".*")) == []  # no temporary file left behind
+    monkeypatch.undo()
+    proc = run_cli(["export", "--study", "ex", "--storage", storage, "--mode", "fp32", "--out", path,
+                    "--verify-beats", "200", "--runs", "10", "--no-mlflow"], tmp_path, cli_env)
+    assert "replacing the earlier export there and its sidecar" in proc.stdout, proc.stdout
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() and side["verification"]["beats"] == 200

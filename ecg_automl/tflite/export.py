@@ -13,7 +13,7 @@ import numpy as np
 
 from .convert import MODES, TFLiteError, convert, op_list
 from .runtime import TFLiteModel
-from .sidecar import write_sidecar
+from .sidecar import write_model
 from .verify import format_verification, verify
 
 log = logging.getLogger("search")
@@ -139,6 +139,8 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     from .pi_estimate import calibration_record, estimate_pi4_ms
     from .stats import model_stats
 
+    if Path(out).exists() and not Path(out).is_file():  # found now, not after the conversion and the timing
+        raise TFLiteError(f"{out}: not a file (a folder?); --out names the .tflite to write")
     study, settings = open_study(study_name, storage, None, heartbeat=None)
     if trial_spec == "best":
         from optuna.trial import TrialState
@@ -175,10 +177,8 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     rng = np.random.default_rng(settings.seed)
     rep_idx = rng.choice(len(search), size=min(500, len(search)), replace=False)
     rep = model_inputs(config, search.X[rep_idx], search.rr[rep_idx])
-    flat = convert(model, config, mode, rep if mode == "int8" else None)
+    flat = convert(model, config, mode, rep if mode == "int8" else None)  # written with its sidecar at the end
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(flat)
 
     if verify_beats and len(test) > verify_beats:
         test = test.subset(np.linspace(0, len(test) - 1, verify_beats).astype(int))
@@ -209,7 +209,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     leads = dataset_leads(data.name, meta["channels"])
     if leads:
         meta["leads"] = leads
-    write_sidecar(out, meta)
+    write_model(out, flat, meta)
     if tracker is not None:
         run_id = trial.user_attrs.get("mlflow_run_id")
         tracker.log_artifact(run_id, out, f"tflite/{mode}")
@@ -226,10 +226,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     tracking = None if args.no_mlflow else TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri,
                                                                   experiment_name=args.experiment)
+    existed = Path(args.out).is_file()
     meta = export_trial(args.study, args.storage, args.trial, args.mode, args.out, tracking=tracking,
                         verify_beats=args.verify_beats, runs=args.runs, threads=args.threads)
     lat = meta["latency"]
-    print(f"wrote {args.out} ({meta['size_kb']:.1f} KB, {args.mode}) from trial {meta['trial']} ({meta['model_origin']})")
+    print(f"wrote {args.out} ({meta['size_kb']:.1f} KB, {args.mode}) from trial {meta['trial']} ({meta['model_origin']})"
+          + (", replacing the earlier export there and its sidecar" if existed else ""))
     print(f"  ops: {', '.join(meta['ops'])}")
     print(f"  params {meta['params']}, MACs/beat {meta['macs']}")
     print(f"  latency ({lat['threads']} thread, {lat['n_runs']} runs): median {lat['median_ms']:.3f} ms, "

@@ -21,7 +21,7 @@ from ecg_data.ptbxl import detect_r_peaks
 
 from .convert import TFLiteError
 from .runtime import TFLiteModel, unreachable_threshold_message
-from .sidecar import read_sidecar, sidecar_path
+from .sidecar import model_sha256, read_sidecar, sidecar_path
 
 #: Names of the AAMI class Q beat symbols: annotated beats the models are not trained on, so never classified.
 _Q_SYMBOLS = {"/": "paced", "f": "fusion of paced and normal", "Q": "unclassifiable"}
@@ -105,8 +105,34 @@ def _open_model(model_path: str | Path, threads: int) -> tuple[dict[str, Any], T
                               f"written by `ecg-automl export`, with its .json sidecar beside it{hint}")
     meta = read_sidecar(model_path)
     model = TFLiteModel(model_path, threads=threads)
+    _check_sidecar_matches(meta, model, model_path)
     _check_rr_width(model, model_path)
     return meta, model
+
+
+def _check_sidecar_matches(meta: dict[str, Any], model: TFLiteModel, model_path) -> None:
+    """Refuse a sidecar that belongs to another model: by the SHA-256 it records (written since it is), else
+    (an older sidecar) by the inputs it describes. Obeying it would prepare windows, or apply a threshold,
+    that are another model's: a shape error at best, wrong decisions at worst."""
+    side = sidecar_path(model_path).name
+    sha = meta.get("sha256")
+    if sha is not None and sha != model_sha256(model.model_bytes):
+        raise TFLiteError(f"{model_path}: its sidecar {side} belongs to another model (the sidecar records SHA-256 "
+                          f"{str(sha)[:12]}..., this file is {model_sha256(model.model_bytes)[:12]}...); export "
+                          f"writes the two together: copy both, or export again")
+    ecg = model.inputs.get("ecg")
+    mismatch = []
+    if ecg is not None and len(ecg["shape"]) == 3:
+        if int(ecg["shape"][1]) != int(meta["input_length"]):
+            mismatch.append(f"the model reads {int(ecg['shape'][1])} samples, the sidecar says {meta['input_length']}")
+        if "channels" in meta and int(ecg["shape"][2]) != int(meta["channels"]):
+            mismatch.append(f"the model reads {int(ecg['shape'][2])} lead(s), the sidecar says {meta['channels']}")
+    if ("rr" in model.inputs) != bool(meta["rr_features"]):
+        mismatch.append(f"the model {'takes' if 'rr' in model.inputs else 'has no'} RR input, the sidecar says "
+                        f"rr_features {bool(meta['rr_features'])}")
+    if mismatch:
+        raise TFLiteError(f"{model_path}: its sidecar {side} describes another model ({'; '.join(mismatch)}); "
+                          f"export writes the two together: copy both, or export again")
 
 
 def _model_channels(meta: dict[str, Any], model: TFLiteModel) -> int:
