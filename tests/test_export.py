@@ -189,7 +189,22 @@ def test_the_pareto_report_says_what_its_columns_are_and_how_to_export_one(tmp_p
     lines: list[str] = []
     report_pareto(study, None, lines.append)
     assert "(quality: validation f1; latency: ms per beat, Raspberry Pi 4 estimate, int8; size: KB" in lines[0]
-    assert "`ecg-automl export --study moo --trial N`" in lines[0]
+    # the command runs as printed: export needs --out, and the study's storage when it is not the default one
+    # (it printed `ecg-automl export --study moo --trial N`, which export refuses for want of --out)
+    assert "`ecg-automl export --study moo --trial N --mode int8 --out trial-N.tflite`" in lines[0]
+    lines.clear()
+    report_pareto(study, None, lines.append, storage=f"sqlite:///{tmp_path / 'o.db'}")
+    command = lines[0].split("Export one with `")[1].split("`")[0]
+    assert command == f"ecg-automl export --study moo --storage sqlite:///{tmp_path / 'o.db'} --trial N --mode int8 " \
+                      f"--out trial-N.tflite"
+    import argparse
+
+    from ecg_automl.tflite.export import add_export_parser
+
+    parser = argparse.ArgumentParser()
+    add_export_parser(parser.add_subparsers())
+    args = parser.parse_args(command.replace("--trial N", "--trial 0").split()[1:])
+    assert (args.trial, args.mode, args.storage) == ("0", "int8", f"sqlite:///{tmp_path / 'o.db'}")
 
 
 def test_multi_objective_study_has_a_pareto_front(tmp_path):
