@@ -56,6 +56,16 @@ def test_every_mode_exports_builtin_ops_matching_keras(exported):
         # by more than timing jitter)
         assert 0 < lat["host_ms"] <= 1.25 * lat["median_ms"] and lat["host_slowdown"] >= 1.0
         assert side["size_kb"] == pytest.approx(path.stat().st_size / 1024)
+        # the tensors a caller outside ecg-automl feeds and reads, with an int8 model's quantisation
+        io = side["io"]
+        assert set(io["inputs"]) == {"ecg", "rr"} and io["inputs"]["ecg"]["shape"] == [1, side["input_length"], 1]
+        for d in (*io["inputs"].values(), io["output"]):
+            assert d["dtype"] == ("int8" if mode == "int8" else "float32"), (mode, d)
+            assert ("scale" in d) == (mode == "int8"), (mode, d)
+            if mode == "int8":
+                assert d["scale"] > 0 and -128 <= d["zero_point"] <= 127 and d["range"][0] < d["range"][1]
+        if mode == "int8":  # the sigmoid output's top level is the ceiling the verification reports
+            assert io["output"]["range"][1] == pytest.approx(v["output_max"])
     assert out["int8"][1]["size_kb"] < out["fp32"][1]["size_kb"]
     # the artifacts are on the trial's MLflow run
     tracker = Tracker(tracking(tmp))

@@ -202,7 +202,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
         "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),
         "latency": {**lat, "pi4_estimate_ms": estimate_pi4_ms(lat["host_ms"], "int8" if mode == "int8" else "float32"),
                     "pi4_calibration": calibration_record()},
-        "verification": check, **model_stats(model),
+        "verification": check, "io": runner.io_details(), **model_stats(model),
     }
     if data.name != "mitdb":
         meta["lead"] = "II" if data.name in ("ptbxl", "ptbdb") else "first"
@@ -234,6 +234,12 @@ def cmd_export(args: argparse.Namespace) -> int:
           + (", replacing the earlier export there and its sidecar" if existed else ""))
     print(f"  ops: {', '.join(meta['ops'])}")
     print(f"  params {meta['params']}, MACs/beat {meta['macs']}")
+    io = meta["io"]
+    quantised = {**io["inputs"], "output": io["output"]}
+    if any("scale" in d for d in quantised.values()):  # an int8 model: what a caller must (de)quantise with
+        print("  integer I/O (real = scale * (q - zero_point)): " + "; ".join(
+            f"{name} {d['dtype']} scale {d['scale']:.6g} zero point {d['zero_point']} (range {d['range'][0]:.4g} to "
+            f"{d['range'][1]:.4g})" for name, d in quantised.items() if "scale" in d))
     print(f"  latency ({lat['threads']} thread, {lat['n_runs']} runs): median {lat['median_ms']:.3f} ms, "
           f"p90 {lat['p90_ms']:.3f} ms; with the host's slowdown ({lat['host_slowdown']:.2f}x) divided out "
           f"{lat['host_ms']:.3f} ms; Raspberry Pi 4 estimate {lat['pi4_estimate_ms']:.3f} ms")

@@ -173,6 +173,22 @@ class TFLiteModel:
         threshold above it can never be reached."""
         return output_max(self._out)
 
+    def io_details(self) -> dict[str, dict]:
+        """What a caller outside ecg-automl (C++ on the device, say) must feed and read: each input's and the
+        output's tensor name, shape and dtype, and for an integer tensor its quantisation
+        (``real = scale * (q - zero_point)``) and the range of real values it can hold (beyond it, inputs clip)."""
+        def one(d: dict) -> dict:
+            dtype = np.dtype(d["dtype"])
+            info = {"tensor": str(d["name"]), "shape": [int(x) for x in d["shape"]], "dtype": dtype.name}
+            scale, zero = d["quantization"]
+            if dtype.kind in "iu" and scale:
+                lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+                info.update(scale=float(scale), zero_point=int(zero),
+                            range=[float((lo - zero) * np.float32(scale)), float((hi - zero) * np.float32(scale))])
+            return info
+
+        return {"inputs": {k: one(d) for k, d in self.inputs.items()}, "output": one(self._out)}
+
     @property
     def input_dtypes(self) -> dict[str, np.dtype]:
         return {k: np.dtype(d["dtype"]) for k, d in self.inputs.items()}
