@@ -375,7 +375,9 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
                      f"{'ABNORMAL' if pred.abnormal[i] else 'normal'}{ref}")
     if len(pred.prob) > max_beats:
         lines.append(f"   ... {len(pred.prob) - max_beats} more beats (--all or --json for every beat)")
-    lines.append(f"{pred.source}: {s['beats']} beats, {s['abnormal_beats']} abnormal "
+    origin = {"XQRS detector": " (R peaks found by wfdb's XQRS detector)", "CSV rows": ""}.get(
+        s.get("beat_source", ""), f" (at the R peaks of the {s.get('beat_source')})" if "beat_source" in s else "")
+    lines.append(f"{pred.source}: {s['beats']} beats{origin}, {s['abnormal_beats']} abnormal "
                  f"({100 * s['abnormal_fraction']:.1f}%) at threshold {s['threshold']:.3f}: {s['verdict']}")
     if "warning" in s:
         lines.append(f"  WARNING: {s['warning']}")
