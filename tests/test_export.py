@@ -557,3 +557,18 @@ def test_a_re_export_replaces_the_model_and_its_sidecar_together(exported, tmp_p
     assert "replacing the earlier export there and its sidecar" in proc.stdout, proc.stdout
     side = json.loads(path.with_suffix(".json").read_text())
     assert side["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() and side["verification"]["beats"] == 200
+
+
+def test_predict_counts_the_beats_an_int8_model_clips(exported, data_root, tmp_path, cli_env):
+    """An int8 model's inputs hold a fixed range, set on 500 calibration beats: the long pauses of record 232
+    give RR features beyond it, which quantisation clipped without a word. predict now counts those beats;
+    a float model reads them as they are."""
+    _, _, out = exported
+    args = ["--record", data_root / "mitdb" / "232", "--annotations", "atr"]
+    int8 = json.loads(run_cli(["predict", out["int8"][0], *args, "--json"], tmp_path, cli_env).stdout)["summary"]
+    assert 0 < int8["clipped_inputs"]["rr"] < int8["beats"], int8
+    fp32 = json.loads(run_cli(["predict", out["fp32"][0], *args, "--json"], tmp_path, cli_env).stdout)["summary"]
+    assert "clipped_inputs" not in fp32
+    text = run_cli(["predict", out["int8"][0], *args], tmp_path, cli_env).stdout
+    assert (f"note: {int8['clipped_inputs']['rr']} beats have RR-interval features (long pauses, say) outside what "
+            f"the int8 model's 'rr' input can hold") in text, text[-1500:]

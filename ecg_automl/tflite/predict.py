@@ -259,7 +259,9 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     if len(windows) == 0:
         raise DataError(f"{record}: none of its {len(samples)} beats can be classified"
                         + (f" ({_skipped_text(skipped)})" if skipped else ""))
-    prob = model.predict(_model_inputs(meta, windows, rr))
+    inputs = _model_inputs(meta, windows, rr)
+    prob = model.predict(inputs)
+    clipped = {k: n for k, n in model.clipped_rows(inputs).items() if n}
     pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference)
     lead_names = [head.sig_names[c] for c in channels]
     pred.summary = {**_summary(pred, model.output_max),
@@ -271,6 +273,8 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         pred.summary["skipped_beats"] = skipped
     if missing:
         pred.summary["missing_samples"] = missing
+    if clipped:
+        pred.summary["clipped_inputs"] = clipped
     if reference is not None:
         pred.summary["reference"] = "the record's annotations"
     return pred
@@ -385,6 +389,10 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
         lines.append(f"  WARNING: {s['lead_warning']}")
     if "skipped_beats" in s:
         lines.append(f"  note: {_skipped_text(s['skipped_beats'])}")
+    for name, n in s.get("clipped_inputs", {}).items():
+        what = "RR-interval features (long pauses, say)" if name == "rr" else "window samples"
+        lines.append(f"  note: {n} beats have {what} outside what the int8 model's {name!r} input can hold; they "
+                     f"were clipped to its range, so those beats may be misread (a float export reads them as they are)")
     if s.get("missing_samples"):
         lines.append(f"  note: {s['missing_samples']} samples of the leads read are missing (NaN); they were "
                      f"interpolated linearly, so beats in those gaps may be misread")

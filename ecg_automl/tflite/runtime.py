@@ -189,6 +189,18 @@ class TFLiteModel:
 
         return {"inputs": {k: one(d) for k, d in self.inputs.items()}, "output": one(self._out)}
 
+    def clipped_rows(self, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """Per integer-quantised input, how many rows (windows) hold a value its int8 range cannot represent,
+        which quantisation clips to the range's end (long pauses in the RR features, say); empty for float inputs."""
+        out: dict[str, int] = {}
+        for name, d in self.io_details()["inputs"].items():
+            if "range" in d and name in inputs:
+                x = np.asarray(inputs[name], dtype=np.float32)
+                half = d["scale"] / 2  # a value within half a step of the end rounds onto it
+                beyond = (x < d["range"][0] - half) | (x > d["range"][1] + half)
+                out[name] = int(beyond.reshape(len(x), -1).any(axis=1).sum())
+        return out
+
     @property
     def input_dtypes(self) -> dict[str, np.dtype]:
         return {k: np.dtype(d["dtype"]) for k, d in self.inputs.items()}
