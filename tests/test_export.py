@@ -572,3 +572,24 @@ def test_predict_counts_the_beats_an_int8_model_clips(exported, data_root, tmp_p
     text = run_cli(["predict", out["int8"][0], *args], tmp_path, cli_env).stdout
     assert (f"note: {int8['clipped_inputs']['rr']} beats have RR-interval features (long pauses, say) outside what "
             f"the int8 model's 'rr' input can hold") in text, text[-1500:]
+
+
+def test_predict_warns_on_a_record_the_model_was_trained_on(exported, untrained, data_root, tmp_path, cli_env):
+    """predict --annotations on a DS1 record (208, one the search trained on) printed its accuracy against the
+    annotations like any other, an optimistic figure for a product whose point is unseen patients. The sidecar
+    now lists the search's records and predict warns; a held-out record (213) gets no warning."""
+    _, _, out = exported
+    side = json.loads(out["int8"][0].with_suffix(".json").read_text())
+    assert side["search_records"] == ["101", "106", "119", "208", "223"]
+    args = ["predict", out["int8"][0], "--annotations", "atr", "--record"]
+    text = run_cli([*args, data_root / "mitdb" / "208"], tmp_path, cli_env).stdout
+    assert ("WARNING: a record named 208 is one of the 5 mitdb records whose patients this model was trained on"
+            in text), text[-1500:]
+    assert "seen_in_training" not in json.loads(run_cli([*args, data_root / "mitdb" / "213", "--json"], tmp_path,
+                                                        cli_env).stdout)["summary"]
+    # a PTB-XL file name is matched by its ecg_id
+    from ecg_automl.tflite.predict import _seen_record_warning
+    from pathlib import Path
+
+    assert _seen_record_warning({"dataset": "ptbxl", "search_records": ["1", "7"]}, Path("records100/00000/00001_lr"))
+    assert not _seen_record_warning({"dataset": "ptbxl", "search_records": ["1", "7"]}, Path("00010_lr"))

@@ -206,6 +206,8 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     }
     if data.name != "mitdb":
         meta["lead"] = "II" if data.name in ("ptbxl", "ptbdb") else "first"
+    # the records of the patients the search trained on: predict warns when asked about one of them
+    meta["search_records"] = sorted({str(r) for r in search.records})
     leads = dataset_leads(data.name, meta["channels"])
     if leads:
         meta["leads"] = leads

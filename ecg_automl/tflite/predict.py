@@ -6,6 +6,7 @@ pandas, Optuna or MLflow (a test checks the imports).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,19 @@ def _record_leads(meta: dict[str, Any], model_path, names: list[str], channels: 
     return [int(i) for i in idx], None
 
 
+def _seen_record_warning(meta: dict[str, Any], record: Path) -> str | None:
+    """A warning when ``record`` bears the name of one of the records the model's search trained on (the
+    sidecar's ``search_records``: MIT-BIH's DS1 records, PTB-XL's ecg_ids of folds 1-8): results on it, and
+    against its annotations above all, overstate what the model does on a patient it has not seen."""
+    seen = {str(r) for r in meta.get("search_records") or ()}
+    ptbxl = re.fullmatch(r"0*(\d+)_(?:lr|hr)", record.name)  # a PTB-XL file name (00001_lr) -> its ecg_id
+    if not seen & {record.name, *(ptbxl.groups()[:1] if ptbxl else ())}:
+        return None
+    return (f"a record named {record.name} is one of the {len(seen)} {meta.get('dataset', '')} records whose "
+            f"patients this model was trained on: if it is that record, the results on it (against its annotations "
+            f"above all) overstate how the model does on patients it has not seen")
+
+
 def _skipped_note(symbols: np.ndarray | None, is_q: np.ndarray, no_window: int) -> dict[str, Any] | None:
     """Count of the found or annotated beats that were not classified, and why (None when none was dropped):
     ``class_q`` annotated AAMI class Q beats by kind, ``no_full_window`` beats at the record's ends."""
@@ -269,6 +283,9 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
                     "beat_source": f"annotations ({annotations})" if annotations else "XQRS detector"}
     if lead_warning:
         pred.summary["lead_warning"] = lead_warning
+    seen = _seen_record_warning(meta, record)
+    if seen:
+        pred.summary["seen_in_training"] = seen
     if skipped:
         pred.summary["skipped_beats"] = skipped
     if missing:
@@ -387,6 +404,8 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
         lines.append(f"  WARNING: {s['warning']}")
     if "lead_warning" in s:
         lines.append(f"  WARNING: {s['lead_warning']}")
+    if "seen_in_training" in s:
+        lines.append(f"  WARNING: {s['seen_in_training']}")
     if "skipped_beats" in s:
         lines.append(f"  note: {_skipped_text(s['skipped_beats'])}")
     for name, n in s.get("clipped_inputs", {}).items():
