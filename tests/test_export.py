@@ -593,3 +593,16 @@ def test_predict_warns_on_a_record_the_model_was_trained_on(exported, untrained,
 
     assert _seen_record_warning({"dataset": "ptbxl", "search_records": ["1", "7"]}, Path("records100/00000/00001_lr"))
     assert not _seen_record_warning({"dataset": "ptbxl", "search_records": ["1", "7"]}, Path("00010_lr"))
+
+
+def test_predict_and_bench_server_say_when_litert_is_missing(untrained, data_root, tmp_path, cli_env):
+    """Without LiteRT (a Pi set up without ecg-automl[pi]) predict died with a ModuleNotFoundError traceback,
+    and bench-server started, answered /health and then failed every benchmark as "LiteRT could not run the
+    model". Both now stop with one line that says what to install."""
+    block = "import sys; sys.modules['ai_edge_litert'] = None\nfrom ecg_automl.cli import main\n"
+    for args in (["predict", str(untrained["mitdb"]), "--record", str(data_root / "mitdb" / "100")],
+                 ["bench-server", "--port", "0"]):
+        proc = subprocess.run([sys.executable, "-c", f"{block}sys.exit(main({args!r}))"], cwd=tmp_path, env=cli_env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
+        assert "the TFLite runtime LiteRT cannot be imported" in proc.stderr and "ecg-automl[pi]" in proc.stderr

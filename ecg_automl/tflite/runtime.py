@@ -25,8 +25,24 @@ def load_model_bytes(model) -> bytes:
         return fh.read()
 
 
+def require_litert() -> str:
+    """LiteRT's version; a TFLiteError that says what to install when the runtime is missing (a Pi set up
+    without ``ecg-automl[pi]``), instead of a ModuleNotFoundError traceback or, in bench-server, a failed
+    benchmark blamed on the model."""
+    from .convert import TFLiteError
+
+    try:
+        import ai_edge_litert
+        from ai_edge_litert import interpreter  # noqa: F401  (the part predict and the timing use)
+    except ImportError as exc:
+        raise TFLiteError(f"the TFLite runtime LiteRT cannot be imported ({exc}): install it with "
+                          f"`pip install \"ecg-automl[pi]\"` (or `pip install ai-edge-litert`)") from None
+    return str(getattr(ai_edge_litert, "__version__", "?"))
+
+
 def make_interpreter(model_bytes: bytes, threads: int = 1):
     """A LiteRT interpreter with tensors allocated."""
+    require_litert()
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=model_bytes, num_threads=int(threads))
@@ -36,6 +52,7 @@ def make_interpreter(model_bytes: bytes, threads: int = 1):
 
 def is_stateful(model_bytes: bytes) -> bool:
     """Whether the model has variable tensors or stateful ops (state must be reset per window)."""
+    require_litert()
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAsModel(bytearray(model_bytes), 0)
