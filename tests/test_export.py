@@ -606,3 +606,20 @@ def test_predict_and_bench_server_say_when_litert_is_missing(untrained, data_roo
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
         assert "the TFLite runtime LiteRT cannot be imported" in proc.stderr and "ecg-automl[pi]" in proc.stderr
+
+
+def test_verification_flags_an_f1_loss_in_every_mode():
+    """Only int8 was flagged for losing F1 against Keras: a dynamic-range export (the fastest here) or an fp16
+    one that lost a third of its F1 passed silently, and `--strict` let it through."""
+    import numpy as np
+
+    from ecg_automl.tflite.verify import format_verification, verify
+
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    keras = np.array([0.1, 0.2, 0.1, 0.3, 0.9, 0.8, 0.7, 0.9])
+    worse = np.array([0.1, 0.2, 0.1, 0.3, 0.9, 0.8, 0.4, 0.4])  # two abnormal beats lost: F1 1.0 -> 0.67
+    for mode in ("fp32", "dynamic", "fp16", "int8"):
+        v = verify(keras, worse, y, 0.5, mode)
+        assert v["flagged"] and v["f1_drop"] > 0.3, (mode, v)
+        assert f"WARNING: the {mode} model's F1 is 33.3 points below the Keras model's" in format_verification(v)
+        assert not verify(keras, keras, y, 0.5, mode)["flagged"]
