@@ -444,6 +444,16 @@ def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path,
     summary = json.loads(run_cli(["predict", untrained["heartbeat"], "--csv", kaggle, "--csv-has-label", "--json"],
                                  tmp_path, cli_env).stdout)["summary"]
     assert summary["beats"] == 4, summary
+    # the search's own CSV (its sidecar lists it among search_records) is called out
+    heartbeat_side = untrained["heartbeat"].with_suffix(".json")
+    saved = heartbeat_side.read_text()
+    heartbeat_side.write_text(json.dumps({**json.loads(saved), "search_records": ["mitbih_test"]}))
+    try:
+        summary = json.loads(run_cli(["predict", untrained["heartbeat"], "--csv", kaggle, "--csv-has-label", "--json"],
+                                     tmp_path, cli_env).stdout)["summary"]
+    finally:
+        heartbeat_side.write_text(saved)
+    assert "a record named mitbih_test is one of the 1 heartbeat-csv records" in summary["seen_in_training"]
     proc = run_cli(["predict", untrained["heartbeat"], "--csv", kaggle], tmp_path, cli_env, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "trained on heartbeat-CSV rows of 187 samples at 125 Hz; if the last column is each beat's class" in (
@@ -593,6 +603,9 @@ def test_predict_warns_on_a_record_the_model_was_trained_on(exported, untrained,
 
     assert _seen_record_warning({"dataset": "ptbxl", "search_records": ["1", "7"]}, Path("records100/00000/00001_lr"))
     assert not _seen_record_warning({"dataset": "ptbxl", "search_records": ["1", "7"]}, Path("00010_lr"))
+    # PTB Diagnostic's records are named with their patient's folder
+    assert _seen_record_warning({"dataset": "ptbdb", "search_records": ["patient001/s0010_re"]},
+                                Path("ptbdb/patient001/s0010_re"))
 
 
 def test_predict_and_bench_server_say_when_litert_is_missing(untrained, data_root, tmp_path, cli_env):

@@ -194,8 +194,9 @@ def _seen_record_warning(meta: dict[str, Any], record: Path) -> str | None:
     sidecar's ``search_records``: MIT-BIH's DS1 records, PTB-XL's ecg_ids of folds 1-8): results on it, and
     against its annotations above all, overstate what the model does on a patient it has not seen."""
     seen = {str(r) for r in meta.get("search_records") or ()}
+    names = {r.rsplit("/", 1)[-1] for r in seen}  # PTB Diagnostic's are patient001/s0010_re
     ptbxl = re.fullmatch(r"0*(\d+)_(?:lr|hr)", record.name)  # a PTB-XL file name (00001_lr) -> its ecg_id
-    if not seen & {record.name, *(ptbxl.groups()[:1] if ptbxl else ())}:
+    if not names & {record.name, *(ptbxl.groups()[:1] if ptbxl else ())}:
         return None
     return (f"a record named {record.name} is one of the {len(seen)} {meta.get('dataset', '')} records whose "
             f"patients this model was trained on: if it is that record, the results on it (against its annotations "
@@ -377,6 +378,9 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     prob = model.predict(_model_inputs(meta, windows, np.zeros((len(windows), 0), np.float32)))  # no RR: refused above
     pred = Prediction(str(csv_path), np.arange(len(prob)), prob, float(meta["threshold"]), labels)
     pred.summary = {**_summary(pred, model.output_max), "beat_source": "CSV rows"}
+    seen = _seen_record_warning(meta, Path(csv_path).with_suffix(""))  # a heartbeat-CSV file the search read
+    if seen:
+        pred.summary["seen_in_training"] = seen
     if labels is not None:
         pred.summary["reference"] = "the CSV's labels"
     return pred
