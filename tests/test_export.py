@@ -501,10 +501,10 @@ def test_predict_bridges_missing_samples_and_says_so(untrained, data_root, tmp_p
     text = run_cli(["predict", untrained["mitdb"], "--record", tmp_path / "gap"], tmp_path, cli_env).stdout
     assert "note: 100 samples of the leads read are missing (NaN); they were interpolated" in text
     # the text output, not only --json, says where the beats came from
-    assert "beats (R peaks found by wfdb's XQRS detector), " in text, text[-800:]
+    assert "\n  beats at: R peaks found by wfdb's XQRS detector (no annotations read)\n" in text, text[-800:]
     text = run_cli(["predict", untrained["mitdb"], "--record", data_root / "mitdb" / "100", "--annotations", "atr"],
                    tmp_path, cli_env).stdout
-    assert "beats (at the R peaks of the annotations (atr)), " in text, text[-800:]
+    assert "\n  beats at: the R peaks of the annotations (atr)\n" in text, text[-800:]
 
 
 def test_a_cinc_record_may_be_named_by_its_mat_file(untrained, data_root, tmp_path, cli_env):

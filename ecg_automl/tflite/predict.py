@@ -400,10 +400,12 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
                      f"{'ABNORMAL' if pred.abnormal[i] else 'normal'}{ref}")
     if len(pred.prob) > max_beats:
         lines.append(f"   ... {len(pred.prob) - max_beats} more beats (--all or --json for every beat)")
-    origin = {"XQRS detector": " (R peaks found by wfdb's XQRS detector)", "CSV rows": ""}.get(
-        s.get("beat_source", ""), f" (at the R peaks of the {s.get('beat_source')})" if "beat_source" in s else "")
-    lines.append(f"{pred.source}: {s['beats']} beats{origin}, {s['abnormal_beats']} abnormal "
+    lines.append(f"{pred.source}: {s['beats']} beats, {s['abnormal_beats']} abnormal "
                  f"({100 * s['abnormal_fraction']:.1f}%) at threshold {s['threshold']:.3f}: {s['verdict']}")
+    origin = {"XQRS detector": "R peaks found by wfdb's XQRS detector (no annotations read)"}.get(
+        s.get("beat_source", ""), f"the R peaks of the {s.get('beat_source')}")
+    if s.get("beat_source", "CSV rows") != "CSV rows":
+        lines.append(f"  beats at: {origin}")
     if "warning" in s:
         lines.append(f"  WARNING: {s['warning']}")
     if "lead_warning" in s:
