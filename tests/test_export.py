@@ -603,6 +603,8 @@ def test_predict_warns_on_a_record_the_model_was_trained_on(exported, untrained,
 
     assert _seen_record_warning({"dataset": "ptbxl", "search_records": ["1", "7"]}, Path("records100/00000/00001_lr"))
     assert not _seen_record_warning({"dataset": "ptbxl", "search_records": ["1", "7"]}, Path("00010_lr"))
+    # ... and only for a PTB-XL model: PTB-XL's 00101_lr is not MIT-BIH's record 101
+    assert not _seen_record_warning({"dataset": "mitdb", "search_records": ["101"]}, Path("00101_lr"))
     # PTB Diagnostic's records are named with their patient's folder
     assert _seen_record_warning({"dataset": "ptbdb", "search_records": ["patient001/s0010_re"]},
                                 Path("ptbdb/patient001/s0010_re"))

@@ -195,8 +195,8 @@ def _seen_record_warning(meta: dict[str, Any], record: Path) -> str | None:
     against its annotations above all, overstate what the model does on a patient it has not seen."""
     seen = {str(r) for r in meta.get("search_records") or ()}
     names = {r.rsplit("/", 1)[-1] for r in seen}  # PTB Diagnostic's are patient001/s0010_re
-    ptbxl = re.fullmatch(r"0*(\d+)_(?:lr|hr)", record.name)  # a PTB-XL file name (00001_lr) -> its ecg_id
-    if not names & {record.name, *(ptbxl.groups()[:1] if ptbxl else ())}:
+    ptbxl = meta.get("dataset") == "ptbxl" and re.fullmatch(r"0*(\d+)_(?:lr|hr)", record.name)
+    if not names & {record.name, *(ptbxl.groups()[:1] if ptbxl else ())}:  # a PTB-XL file (00001_lr): its ecg_id
         return None
     return (f"a record named {record.name} is one of the {len(seen)} {meta.get('dataset', '')} records whose "
             f"patients this model was trained on: if it is that record, the results on it (against its annotations "
