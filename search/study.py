@@ -488,7 +488,7 @@ def run_search(
         _end_stopped_study_run(study, tracker, "FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
     if len(settings.objectives) > 1:
-        report_pareto(study, tracker, print_fn)
+        report_pareto(study, tracker, print_fn, storage=storage)
     if tracker is not None and len(settings.objectives) == 1:
         log_study_figures(study, tracker)
     if tracker is not None and completed and n_finished(study) >= n_trials:
@@ -580,18 +580,23 @@ def log_study_figures(study: optuna.Study, tracker: Tracker) -> None:
         plots.close(fig)
 
 
-def report_pareto(study: optuna.Study, tracker: Tracker | None, print_fn: Callable[[str], None] = print) -> list:
-    """Print the Pareto front and log it (table + plot) on the study's MLflow run."""
+def report_pareto(study: optuna.Study, tracker: Tracker | None, print_fn: Callable[[str], None] = print,
+                  storage: str | None = None) -> list:
+    """Print the Pareto front, with the export command of one of its trials (the study's ``storage`` and the
+    mode its latency and size were measured in), and log it (table + plot) on the study's MLflow run."""
     from . import plots
     from .pareto import format_pareto, pareto_figure, pareto_table
+    from .storage import DEFAULT_STORAGE, _redact
 
     rows = pareto_table(study)
     settings = study.user_attrs.get("settings", {})
     where = "measured on the bench-server" if settings.get("latency_target") else "Raspberry Pi 4 estimate"
+    mode = settings.get("latency_mode", "int8")
+    at = f" --storage {_redact(storage)}" if storage and storage != DEFAULT_STORAGE else ""
     print_fn(f"Pareto front of {study.study_name} ({len(rows)} trials):\n{format_pareto(rows)}\n"
              f"(quality: validation {settings.get('metric', 'f1')}; latency: ms per beat, {where}, "
-             f"{settings.get('latency_mode', 'int8')}; size: KB of that TFLite file). Export one with "
-             f"`ecg-automl export --study {study.study_name} --trial N`")
+             f"{mode}; size: KB of that TFLite file). Export one with "
+             f"`ecg-automl export --study {study.study_name}{at} --trial N --mode {mode} --out trial-N.tflite`")
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if tracker is not None and parent:
         tracker.log_json(parent, rows, "pareto_front.json")

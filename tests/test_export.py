@@ -56,6 +56,16 @@ def test_every_mode_exports_builtin_ops_matching_keras(exported):
         # by more than timing jitter)
         assert 0 < lat["host_ms"] <= 1.25 * lat["median_ms"] and lat["host_slowdown"] >= 1.0
         assert side["size_kb"] == pytest.approx(path.stat().st_size / 1024)
+        # the tensors a caller outside ecg-automl feeds and reads, with an int8 model's quantisation
+        io = side["io"]
+        assert set(io["inputs"]) == {"ecg", "rr"} and io["inputs"]["ecg"]["shape"] == [1, side["input_length"], 1]
+        for d in (*io["inputs"].values(), io["output"]):
+            assert d["dtype"] == ("int8" if mode == "int8" else "float32"), (mode, d)
+            assert ("scale" in d) == (mode == "int8"), (mode, d)
+            if mode == "int8":
+                assert d["scale"] > 0 and -128 <= d["zero_point"] <= 127 and d["range"][0] < d["range"][1]
+        if mode == "int8":  # the sigmoid output's top level is the ceiling the verification reports
+            assert io["output"]["range"][1] == pytest.approx(v["output_max"])
     assert out["int8"][1]["size_kb"] < out["fp32"][1]["size_kb"]
     # the artifacts are on the trial's MLflow run
     tracker = Tracker(tracking(tmp))
@@ -189,7 +199,22 @@ def test_the_pareto_report_says_what_its_columns_are_and_how_to_export_one(tmp_p
     lines: list[str] = []
     report_pareto(study, None, lines.append)
     assert "(quality: validation f1; latency: ms per beat, Raspberry Pi 4 estimate, int8; size: KB" in lines[0]
-    assert "`ecg-automl export --study moo --trial N`" in lines[0]
+    # the command runs as printed: export needs --out, and the study's storage when it is not the default one
+    # (it printed `ecg-automl export --study moo --trial N`, which export refuses for want of --out)
+    assert "`ecg-automl export --study moo --trial N --mode int8 --out trial-N.tflite`" in lines[0]
+    lines.clear()
+    report_pareto(study, None, lines.append, storage=f"sqlite:///{tmp_path / 'o.db'}")
+    command = lines[0].split("Export one with `")[1].split("`")[0]
+    assert command == f"ecg-automl export --study moo --storage sqlite:///{tmp_path / 'o.db'} --trial N --mode int8 " \
+                      f"--out trial-N.tflite"
+    import argparse
+
+    from ecg_automl.tflite.export import add_export_parser
+
+    parser = argparse.ArgumentParser()
+    add_export_parser(parser.add_subparsers())
+    args = parser.parse_args(command.replace("--trial N", "--trial 0").split()[1:])
+    assert (args.trial, args.mode, args.storage) == ("0", "int8", f"sqlite:///{tmp_path / 'o.db'}")
 
 
 def test_multi_objective_study_has_a_pareto_front(tmp_path):
@@ -419,6 +444,16 @@ def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path,
     summary = json.loads(run_cli(["predict", untrained["heartbeat"], "--csv", kaggle, "--csv-has-label", "--json"],
                                  tmp_path, cli_env).stdout)["summary"]
     assert summary["beats"] == 4, summary
+    # the search's own CSV (its sidecar lists it among search_records) is called out
+    heartbeat_side = untrained["heartbeat"].with_suffix(".json")
+    saved = heartbeat_side.read_text()
+    heartbeat_side.write_text(json.dumps({**json.loads(saved), "search_records": ["mitbih_test"]}))
+    try:
+        summary = json.loads(run_cli(["predict", untrained["heartbeat"], "--csv", kaggle, "--csv-has-label", "--json"],
+                                     tmp_path, cli_env).stdout)["summary"]
+    finally:
+        heartbeat_side.write_text(saved)
+    assert "a record named mitbih_test is one of the 1 heartbeat-csv records" in summary["seen_in_training"]
     proc = run_cli(["predict", untrained["heartbeat"], "--csv", kaggle], tmp_path, cli_env, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "trained on heartbeat-CSV rows of 187 samples at 125 Hz; if the last column is each beat's class" in (
@@ -438,3 +473,168 @@ def test_predict_on_a_keras_model_says_what_it_takes(untrained, data_root, tmp_p
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "predict takes a .tflite written by `ecg-automl export`" in proc.stderr
     assert "sidecar not found" not in proc.stderr
+
+
+def test_predict_bridges_missing_samples_and_says_so(untrained, data_root, tmp_path, cli_env):
+    """A record with a short lead-off gap (100 NaN samples in 60 s) gave "no beats found": wfdb's XQRS
+    detector finds nothing in a signal holding one NaN. The gap is now interpolated before detection (as the
+    band-pass filter already did) and the output counts the missing samples."""
+    import numpy as np
+    import wfdb
+
+    rec = wfdb.rdrecord(str(data_root / "mitdb" / "100"), sampto=360 * 60)
+    sig = rec.p_signal.copy()
+    clean = tmp_path / "clean"
+    wfdb.wrsamp("clean", fs=360, units=["mV", "mV"], sig_name=rec.sig_name, p_signal=sig, fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    sig[5000:5100, 0] = np.nan
+    wfdb.wrsamp("gap", fs=360, units=["mV", "mV"], sig_name=rec.sig_name, p_signal=sig, fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    base = json.loads(run_cli(["predict", untrained["mitdb"], "--record", clean, "--json"], tmp_path,
+                              cli_env).stdout)["summary"]
+    proc = run_cli(["predict", untrained["mitdb"], "--record", tmp_path / "gap", "--json"], tmp_path, cli_env,
+                   check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)["summary"]
+    assert abs(summary["beats"] - base["beats"]) <= 1 and summary["missing_samples"] == 100, summary
+    assert "missing_samples" not in base
+    text = run_cli(["predict", untrained["mitdb"], "--record", tmp_path / "gap"], tmp_path, cli_env).stdout
+    assert "note: 100 samples of the leads read are missing (NaN); they were interpolated" in text
+    # the text output, not only --json, says where the beats came from
+    assert "\n  beats at: R peaks found by wfdb's XQRS detector (no annotations read)\n" in text, text[-800:]
+    text = run_cli(["predict", untrained["mitdb"], "--record", data_root / "mitdb" / "100", "--annotations", "atr"],
+                   tmp_path, cli_env).stdout
+    assert "\n  beats at: the R peaks of the annotations (atr)\n" in text, text[-800:]
+
+
+def test_a_cinc_record_may_be_named_by_its_mat_file(untrained, data_root, tmp_path, cli_env):
+    """A CinC-2021 record is E07500.hea + E07500.mat: naming it by its .mat file (as .dat is for MIT-BIH) gave
+    "E07500.mat.hea: header file not found"."""
+    record = data_root / "cinc2021_sample" / "E07500.mat"
+    summary = json.loads(run_cli(["predict", untrained["mitdb"], "--record", record, "--json"], tmp_path,
+                                 cli_env).stdout)["summary"]
+    assert summary["lead"] == "II" and summary["beats"] > 0
+
+
+def test_predict_refuses_a_sidecar_of_another_model(untrained, data_root, tmp_path, cli_env):
+    """A sidecar copied beside another model was obeyed: with the same input shapes, silently (another model's
+    threshold and lead), and with other shapes as a ValueError traceback. The sidecar now records the model's
+    SHA-256 and predict refuses a mismatch; an older sidecar without it is checked against the model's inputs."""
+    import shutil
+
+    model = tmp_path / "copy.tflite"
+    shutil.copy(untrained["mitdb"], model)
+    shutil.copy(untrained["heartbeat"].with_suffix(".json"), model.with_suffix(".json"))
+    record = data_root / "mitdb" / "100"
+    proc = run_cli(["predict", model, "--record", record], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "its sidecar copy.json belongs to another model" in proc.stderr
+    meta = json.loads(untrained["mitdb"].with_suffix(".json").read_text())
+    del meta["sha256"]  # as written before the hash was recorded
+    model.with_suffix(".json").write_text(json.dumps({**meta, "input_length": 192}))
+    proc = run_cli(["predict", model, "--record", record], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "describes another model (the model reads 128 samples, the sidecar says 192)" in proc.stderr
+    model.with_suffix(".json").write_text(json.dumps(meta))  # its own inputs, no hash: accepted
+    assert json.loads(run_cli(["predict", model, "--record", record, "--json"], tmp_path,
+                              cli_env).stdout)["summary"]["beats"] > 2000
+
+
+def test_a_re_export_replaces_the_model_and_its_sidecar_together(exported, tmp_path, cli_env, monkeypatch):
+    """Export wrote the .tflite first and its sidecar last: a re-export that stopped in between (Ctrl-C during
+    the verification or the timing, a failure there) left the new model beside the old sidecar, whose threshold
+    and inputs predict then used. Both are now written at the end, together, and the CLI says what it replaced."""
+    import hashlib
+
+    import ecg_automl.tflite.export as export
+
+    tmp, storage, out = exported
+    path = out["fp32"][0]
+    before = path.read_bytes(), path.with_suffix(".json").read_text()
+    assert json.loads(before[1])["sha256"] == hashlib.sha256(before[0]).hexdigest()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "verify", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_trial("ex", storage, "best", "int8", path, verify_beats=200, runs=10)
+    assert (path.read_bytes(), path.with_suffix(".json").read_text()) == before
+    assert sorted(p.name for p in tmp.glob(".*")) == []  # no temporary file left behind
+    monkeypatch.undo()
+    proc = run_cli(["export", "--study", "ex", "--storage", storage, "--mode", "fp32", "--out", path,
+                    "--verify-beats", "200", "--runs", "10", "--no-mlflow"], tmp_path, cli_env)
+    assert "replacing the earlier export there and its sidecar" in proc.stdout, proc.stdout
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() and side["verification"]["beats"] == 200
+
+
+def test_predict_counts_the_beats_an_int8_model_clips(exported, data_root, tmp_path, cli_env):
+    """An int8 model's inputs hold a fixed range, set on 500 calibration beats: the long pauses of record 232
+    give RR features beyond it, which quantisation clipped without a word. predict now counts those beats;
+    a float model reads them as they are."""
+    _, _, out = exported
+    args = ["--record", data_root / "mitdb" / "232", "--annotations", "atr"]
+    int8 = json.loads(run_cli(["predict", out["int8"][0], *args, "--json"], tmp_path, cli_env).stdout)["summary"]
+    assert 0 < int8["clipped_inputs"]["rr"] < int8["beats"], int8
+    fp32 = json.loads(run_cli(["predict", out["fp32"][0], *args, "--json"], tmp_path, cli_env).stdout)["summary"]
+    assert "clipped_inputs" not in fp32
+    text = run_cli(["predict", out["int8"][0], *args], tmp_path, cli_env).stdout
+    assert (f"note: {int8['clipped_inputs']['rr']} beats have RR-interval features (long pauses, say) outside what "
+            f"the int8 model's 'rr' input can hold") in text, text[-1500:]
+
+
+def test_predict_warns_on_a_record_the_model_was_trained_on(exported, untrained, data_root, tmp_path, cli_env):
+    """predict --annotations on a DS1 record (208, one the search trained on) printed its accuracy against the
+    annotations like any other, an optimistic figure for a product whose point is unseen patients. The sidecar
+    now lists the search's records and predict warns; a held-out record (213) gets no warning."""
+    _, _, out = exported
+    side = json.loads(out["int8"][0].with_suffix(".json").read_text())
+    assert side["search_records"] == ["101", "106", "119", "208", "223"]
+    args = ["predict", out["int8"][0], "--annotations", "atr", "--record"]
+    text = run_cli([*args, data_root / "mitdb" / "208"], tmp_path, cli_env).stdout
+    assert ("WARNING: a record named 208 is one of the 5 mitdb records whose patients this model was trained on"
+            in text), text[-1500:]
+    assert "seen_in_training" not in json.loads(run_cli([*args, data_root / "mitdb" / "213", "--json"], tmp_path,
+                                                        cli_env).stdout)["summary"]
+    # a PTB-XL file name is matched by its ecg_id
+    from ecg_automl.tflite.predict import _seen_record_warning
+    from pathlib import Path
+
+    assert _seen_record_warning({"dataset": "ptbxl", "search_records": ["1", "7"]}, Path("records100/00000/00001_lr"))
+    assert not _seen_record_warning({"dataset": "ptbxl", "search_records": ["1", "7"]}, Path("00010_lr"))
+    # ... and only for a PTB-XL model: PTB-XL's 00101_lr is not MIT-BIH's record 101
+    assert not _seen_record_warning({"dataset": "mitdb", "search_records": ["101"]}, Path("00101_lr"))
+    # PTB Diagnostic's records are named with their patient's folder
+    assert _seen_record_warning({"dataset": "ptbdb", "search_records": ["patient001/s0010_re"]},
+                                Path("ptbdb/patient001/s0010_re"))
+
+
+def test_predict_and_bench_server_say_when_litert_is_missing(untrained, data_root, tmp_path, cli_env):
+    """Without LiteRT (a Pi set up without ecg-automl[pi]) predict died with a ModuleNotFoundError traceback,
+    and bench-server started, answered /health and then failed every benchmark as "LiteRT could not run the
+    model". Both now stop with one line that says what to install."""
+    block = "import sys; sys.modules['ai_edge_litert'] = None\nfrom ecg_automl.cli import main\n"
+    for args in (["predict", str(untrained["mitdb"]), "--record", str(data_root / "mitdb" / "100")],
+                 ["bench-server", "--port", "0"]):
+        proc = subprocess.run([sys.executable, "-c", f"{block}sys.exit(main({args!r}))"], cwd=tmp_path, env=cli_env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
+        assert "the TFLite runtime LiteRT cannot be imported" in proc.stderr and "ecg-automl[pi]" in proc.stderr
+
+
+def test_verification_flags_an_f1_loss_in_every_mode():
+    """Only int8 was flagged for losing F1 against Keras: a dynamic-range export (the fastest here) or an fp16
+    one that lost a third of its F1 passed silently, and `--strict` let it through."""
+    import numpy as np
+
+    from ecg_automl.tflite.verify import format_verification, verify
+
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    keras = np.array([0.1, 0.2, 0.1, 0.3, 0.9, 0.8, 0.7, 0.9])
+    worse = np.array([0.1, 0.2, 0.1, 0.3, 0.9, 0.8, 0.4, 0.4])  # two abnormal beats lost: F1 1.0 -> 0.67
+    for mode in ("fp32", "dynamic", "fp16", "int8"):
+        v = verify(keras, worse, y, 0.5, mode)
+        assert v["flagged"] and v["f1_drop"] > 0.3, (mode, v)
+        assert f"WARNING: the {mode} model's F1 is 33.3 points below the Keras model's" in format_verification(v)
+        assert not verify(keras, keras, y, 0.5, mode)["flagged"]

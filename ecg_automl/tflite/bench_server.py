@@ -127,7 +127,11 @@ def make_server(host: str = "127.0.0.1", port: int = 8765, *, max_bytes: int = M
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, **kw) -> None:
-    """Run the server until Ctrl-C, warning when it listens beyond loopback."""
+    """Run the server until Ctrl-C, warning when it listens beyond loopback. Without LiteRT it does not start:
+    it would answer GET /health and then fail every benchmark."""
+    from .runtime import require_litert
+
+    require_litert()
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("bench-server listens on %s: anyone who can reach this port can make it run models", host)
     server = make_server(host, port, **kw)

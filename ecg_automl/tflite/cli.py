@@ -29,7 +29,7 @@ def _add_parsers(sub) -> None:
     p = sub.add_parser("predict", help="classify a WFDB record or a CSV of beats with a .tflite (no TensorFlow)")
     p.add_argument("model", help="a .tflite written by `ecg-automl export` (its .json sidecar must lie beside it)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--record", help="WFDB record path, e.g. mitdb/100 (a .dat/.hea/.atr extension is dropped)")
+    src.add_argument("--record", help="WFDB record path, e.g. mitdb/100 (a .dat/.hea/.atr/.mat extension is dropped)")
     src.add_argument("--csv", help="CSV with one beat per row: a window centred on the R peak, at the model's rate "
                                    "and window length unless --csv-fs (see README)")
     p.add_argument("--annotations", default=None,

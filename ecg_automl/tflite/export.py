@@ -13,7 +13,7 @@ import numpy as np
 
 from .convert import MODES, TFLiteError, convert, op_list
 from .runtime import TFLiteModel
-from .sidecar import write_sidecar
+from .sidecar import write_model
 from .verify import format_verification, verify
 
 log = logging.getLogger("search")
@@ -69,7 +69,7 @@ def add_export_parser(sub) -> None:
     p.add_argument("--runs", type=int_at_least(10, "the latency is timed in rounds of 10"), default=300,
                    help="timed invocations for the latency, in rounds of 10 (default 300)")
     p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads for the timing (default 1)")
-    p.add_argument("--strict", action="store_true", help="exit 1 when int8 loses more than 1 F1 point")
+    p.add_argument("--strict", action="store_true", help="exit 1 when the export loses more than 1 F1 point against Keras (any mode)")
     p.add_argument("--mlflow-config", default=None, help="MLflow settings file (default: ./mlflow.yaml if present)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides mlflow.yaml)")
     p.add_argument("--experiment", default=None, help="MLflow experiment name (overrides mlflow.yaml)")
@@ -139,6 +139,8 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     from .pi_estimate import calibration_record, estimate_pi4_ms
     from .stats import model_stats
 
+    if Path(out).exists() and not Path(out).is_file():  # found now, not after the conversion and the timing
+        raise TFLiteError(f"{out}: not a file (a folder?); --out names the .tflite to write")
     study, settings = open_study(study_name, storage, None, heartbeat=None)
     if trial_spec == "best":
         from optuna.trial import TrialState
@@ -175,10 +177,8 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     rng = np.random.default_rng(settings.seed)
     rep_idx = rng.choice(len(search), size=min(500, len(search)), replace=False)
     rep = model_inputs(config, search.X[rep_idx], search.rr[rep_idx])
-    flat = convert(model, config, mode, rep if mode == "int8" else None)
+    flat = convert(model, config, mode, rep if mode == "int8" else None)  # written with its sidecar at the end
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(flat)
 
     if verify_beats and len(test) > verify_beats:
         test = test.subset(np.linspace(0, len(test) - 1, verify_beats).astype(int))
@@ -202,14 +202,16 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
         "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),
         "latency": {**lat, "pi4_estimate_ms": estimate_pi4_ms(lat["host_ms"], "int8" if mode == "int8" else "float32"),
                     "pi4_calibration": calibration_record()},
-        "verification": check, **model_stats(model),
+        "verification": check, "io": runner.io_details(), **model_stats(model),
     }
     if data.name != "mitdb":
         meta["lead"] = "II" if data.name in ("ptbxl", "ptbdb") else "first"
+    # the records of the patients the search trained on: predict warns when asked about one of them
+    meta["search_records"] = sorted({str(r) for r in search.records})
     leads = dataset_leads(data.name, meta["channels"])
     if leads:
         meta["leads"] = leads
-    write_sidecar(out, meta)
+    write_model(out, flat, meta)
     if tracker is not None:
         run_id = trial.user_attrs.get("mlflow_run_id")
         tracker.log_artifact(run_id, out, f"tflite/{mode}")
@@ -226,12 +228,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     tracking = None if args.no_mlflow else TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri,
                                                                   experiment_name=args.experiment)
+    existed = Path(args.out).is_file()
     meta = export_trial(args.study, args.storage, args.trial, args.mode, args.out, tracking=tracking,
                         verify_beats=args.verify_beats, runs=args.runs, threads=args.threads)
     lat = meta["latency"]
-    print(f"wrote {args.out} ({meta['size_kb']:.1f} KB, {args.mode}) from trial {meta['trial']} ({meta['model_origin']})")
+    print(f"wrote {args.out} ({meta['size_kb']:.1f} KB, {args.mode}) from trial {meta['trial']} ({meta['model_origin']})"
+          + (", replacing the earlier export there and its sidecar" if existed else ""))
     print(f"  ops: {', '.join(meta['ops'])}")
     print(f"  params {meta['params']}, MACs/beat {meta['macs']}")
+    io = meta["io"]
+    quantised = {**io["inputs"], "output": io["output"]}
+    if any("scale" in d for d in quantised.values()):  # an int8 model: what a caller must (de)quantise with
+        print("  integer I/O (real = scale * (q - zero_point)): " + "; ".join(
+            f"{name} {d['dtype']} scale {d['scale']:.6g} zero point {d['zero_point']} (range {d['range'][0]:.4g} to "
+            f"{d['range'][1]:.4g})" for name, d in quantised.items() if "scale" in d))
     print(f"  latency ({lat['threads']} thread, {lat['n_runs']} runs): median {lat['median_ms']:.3f} ms, "
           f"p90 {lat['p90_ms']:.3f} ms; with the host's slowdown ({lat['host_slowdown']:.2f}x) divided out "
           f"{lat['host_ms']:.3f} ms; Raspberry Pi 4 estimate {lat['pi4_estimate_ms']:.3f} ms")
@@ -242,7 +252,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(format_verification(meta["verification"]))
     check = meta["verification"]
     if check["flagged"]:
-        print(f"warning: {check['threshold_unreachable'] or 'int8 F1 drop over 1 point (see above)'}", file=sys.stderr)
+        print(f"warning: {check['threshold_unreachable'] or f'{args.mode} F1 drop over 1 point (see above)'}", file=sys.stderr)
         if args.strict:
             return 1
     return 0

@@ -6,6 +6,7 @@ pandas, Optuna or MLflow (a test checks the imports).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,12 @@ from ecg_data._wfdb_io import detect_qrs, read_annotations, read_record
 from ecg_data import heartbeat_csv
 from ecg_data.errors import DataError
 from ecg_data.mitdb import AAMI, ABNORMAL
-from ecg_data.preprocess import N_RR_FEATURES, beats_from_signal, normalise, resample
+from ecg_data.preprocess import N_RR_FEATURES, beats_from_signal, fill_nans, normalise, resample
 from ecg_data.ptbxl import detect_r_peaks
 
 from .convert import TFLiteError
 from .runtime import TFLiteModel, unreachable_threshold_message
-from .sidecar import read_sidecar, sidecar_path
+from .sidecar import model_sha256, read_sidecar, sidecar_path
 
 #: Names of the AAMI class Q beat symbols: annotated beats the models are not trained on, so never classified.
 _Q_SYMBOLS = {"/": "paced", "f": "fusion of paced and normal", "Q": "unclassifiable"}
@@ -105,8 +106,34 @@ def _open_model(model_path: str | Path, threads: int) -> tuple[dict[str, Any], T
                               f"written by `ecg-automl export`, with its .json sidecar beside it{hint}")
     meta = read_sidecar(model_path)
     model = TFLiteModel(model_path, threads=threads)
+    _check_sidecar_matches(meta, model, model_path)
     _check_rr_width(model, model_path)
     return meta, model
+
+
+def _check_sidecar_matches(meta: dict[str, Any], model: TFLiteModel, model_path) -> None:
+    """Refuse a sidecar that belongs to another model: by the SHA-256 it records (written since it is), else
+    (an older sidecar) by the inputs it describes. Obeying it would prepare windows, or apply a threshold,
+    that are another model's: a shape error at best, wrong decisions at worst."""
+    side = sidecar_path(model_path).name
+    sha = meta.get("sha256")
+    if sha is not None and sha != model_sha256(model.model_bytes):
+        raise TFLiteError(f"{model_path}: its sidecar {side} belongs to another model (the sidecar records SHA-256 "
+                          f"{str(sha)[:12]}..., this file is {model_sha256(model.model_bytes)[:12]}...); export "
+                          f"writes the two together: copy both, or export again")
+    ecg = model.inputs.get("ecg")
+    mismatch = []
+    if ecg is not None and len(ecg["shape"]) == 3:
+        if int(ecg["shape"][1]) != int(meta["input_length"]):
+            mismatch.append(f"the model reads {int(ecg['shape'][1])} samples, the sidecar says {meta['input_length']}")
+        if "channels" in meta and int(ecg["shape"][2]) != int(meta["channels"]):
+            mismatch.append(f"the model reads {int(ecg['shape'][2])} lead(s), the sidecar says {meta['channels']}")
+    if ("rr" in model.inputs) != bool(meta["rr_features"]):
+        mismatch.append(f"the model {'takes' if 'rr' in model.inputs else 'has no'} RR input, the sidecar says "
+                        f"rr_features {bool(meta['rr_features'])}")
+    if mismatch:
+        raise TFLiteError(f"{model_path}: its sidecar {side} describes another model ({'; '.join(mismatch)}); "
+                          f"export writes the two together: copy both, or export again")
 
 
 def _model_channels(meta: dict[str, Any], model: TFLiteModel) -> int:
@@ -162,6 +189,20 @@ def _record_leads(meta: dict[str, Any], model_path, names: list[str], channels: 
     return [int(i) for i in idx], None
 
 
+def _seen_record_warning(meta: dict[str, Any], record: Path) -> str | None:
+    """A warning when ``record`` bears the name of one of the records the model's search trained on (the
+    sidecar's ``search_records``: MIT-BIH's DS1 records, PTB-XL's ecg_ids of folds 1-8): results on it, and
+    against its annotations above all, overstate what the model does on a patient it has not seen."""
+    seen = {str(r) for r in meta.get("search_records") or ()}
+    names = {r.rsplit("/", 1)[-1] for r in seen}  # PTB Diagnostic's are patient001/s0010_re
+    ptbxl = meta.get("dataset") == "ptbxl" and re.fullmatch(r"0*(\d+)_(?:lr|hr)", record.name)
+    if not names & {record.name, *(ptbxl.groups()[:1] if ptbxl else ())}:  # a PTB-XL file (00001_lr): its ecg_id
+        return None
+    return (f"a record named {record.name} is one of the {len(seen)} {meta.get('dataset', '')} records whose "
+            f"patients this model was trained on: if it is that record, the results on it (against its annotations "
+            f"above all) overstate how the model does on patients it has not seen")
+
+
 def _skipped_note(symbols: np.ndarray | None, is_q: np.ndarray, no_window: int) -> dict[str, Any] | None:
     """Count of the found or annotated beats that were not classified, and why (None when none was dropped):
     ``class_q`` annotated AAMI class Q beats by kind, ``no_full_window`` beats at the record's ends."""
@@ -187,14 +228,15 @@ def _skipped_text(k: dict[str, Any]) -> str:
 
 
 def _strip_extension(record: Path, annotations: str | None) -> Path:
-    """``mitdb/208.dat`` (or .hea, .atr, .<annotations>) -> ``mitdb/208``: wfdb wants the record name."""
-    exts = {".dat", ".hea", ".atr"} | ({f".{annotations.lower()}"} if annotations else set())
+    """``mitdb/208.dat`` (or .hea, .atr, .<annotations>, or .mat: a CinC-2021 record's signal file) ->
+    ``mitdb/208``: wfdb wants the record name."""
+    exts = {".dat", ".hea", ".atr", ".mat"} | ({f".{annotations.lower()}"} if annotations else set())
     return record.with_suffix("") if record.suffix.lower() in exts else record
 
 
 def predict_record(model_path: str | Path, record: str | Path, *, annotations: str | None = None,
                    threads: int = 1) -> Prediction:
-    """Classify every beat of a WFDB record (``record`` without extension; a .dat/.hea/.atr one is dropped).
+    """Classify every beat of a WFDB record (``record`` without extension; a .dat/.hea/.atr/.mat one is dropped).
 
     Beats are found with wfdb's XQRS detector, as on a device; with ``annotations='atr'`` the record's
     reference beat positions are used instead and the summary compares the model with their labels. The
@@ -207,6 +249,7 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     detect = _find_lead(head.sig_names, str(meta["lead"])) if len(channels) > 1 else None
     det_ch = channels[0] if detect is None else detect  # beats are found on the detection lead (II for PTB-XL)
     sig = head.signal[:, channels]
+    missing = int((~np.isfinite(head.signal[:, sorted({*channels, det_ch})])).sum())
     reference = None
     if annotations:
         samples, symbols = read_annotations(record, annotations)
@@ -214,7 +257,8 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         samples, symbols = samples[beat], symbols[beat]
         keep_cls = np.array([AAMI[s] != "Q" for s in symbols], dtype=bool)
     else:
-        samples = detect_r_peaks(head.signal[:, det_ch], head.fs)
+        # XQRS finds nothing in a signal with one NaN: a lead-off gap is bridged first, as the filter does
+        samples = detect_r_peaks(fill_nans(head.signal[:, det_ch]), head.fs)
         symbols, keep_cls = None, np.ones(len(samples), dtype=bool)
     if len(samples) == 0:
         raise DataError(f"{record}: no beats found (lead {head.sig_names[det_ch]})")
@@ -230,7 +274,9 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     if len(windows) == 0:
         raise DataError(f"{record}: none of its {len(samples)} beats can be classified"
                         + (f" ({_skipped_text(skipped)})" if skipped else ""))
-    prob = model.predict(_model_inputs(meta, windows, rr))
+    inputs = _model_inputs(meta, windows, rr)
+    prob = model.predict(inputs)
+    clipped = {k: n for k, n in model.clipped_rows(inputs).items() if n}
     pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference)
     lead_names = [head.sig_names[c] for c in channels]
     pred.summary = {**_summary(pred, model.output_max),
@@ -238,8 +284,15 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
                     "beat_source": f"annotations ({annotations})" if annotations else "XQRS detector"}
     if lead_warning:
         pred.summary["lead_warning"] = lead_warning
+    seen = _seen_record_warning(meta, record)
+    if seen:
+        pred.summary["seen_in_training"] = seen
     if skipped:
         pred.summary["skipped_beats"] = skipped
+    if missing:
+        pred.summary["missing_samples"] = missing
+    if clipped:
+        pred.summary["clipped_inputs"] = clipped
     if reference is not None:
         pred.summary["reference"] = "the record's annotations"
     return pred
@@ -331,6 +384,9 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     prob = model.predict(_model_inputs(meta, windows, np.zeros((len(windows), 0), np.float32)))  # no RR: refused above
     pred = Prediction(str(csv_path), np.arange(len(prob)), prob, float(meta["threshold"]), labels)
     pred.summary = {**_summary(pred, model.output_max), "beat_source": "CSV rows"}
+    seen = _seen_record_warning(meta, Path(csv_path).with_suffix(""))  # a heartbeat-CSV file the search read
+    if seen:
+        pred.summary["seen_in_training"] = seen
     if labels is not None:
         pred.summary["reference"] = "the CSV's labels"
     return pred
@@ -352,12 +408,25 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
         lines.append(f"   ... {len(pred.prob) - max_beats} more beats (--all or --json for every beat)")
     lines.append(f"{pred.source}: {s['beats']} beats, {s['abnormal_beats']} abnormal "
                  f"({100 * s['abnormal_fraction']:.1f}%) at threshold {s['threshold']:.3f}: {s['verdict']}")
+    origin = {"XQRS detector": "R peaks found by wfdb's XQRS detector (no annotations read)"}.get(
+        s.get("beat_source", ""), f"the R peaks of the {s.get('beat_source')}")
+    if s.get("beat_source", "CSV rows") != "CSV rows":
+        lines.append(f"  beats at: {origin}")
     if "warning" in s:
         lines.append(f"  WARNING: {s['warning']}")
     if "lead_warning" in s:
         lines.append(f"  WARNING: {s['lead_warning']}")
+    if "seen_in_training" in s:
+        lines.append(f"  WARNING: {s['seen_in_training']}")
     if "skipped_beats" in s:
         lines.append(f"  note: {_skipped_text(s['skipped_beats'])}")
+    for name, n in s.get("clipped_inputs", {}).items():
+        what = "RR-interval features (long pauses, say)" if name == "rr" else "window samples"
+        lines.append(f"  note: {n} beats have {what} outside what the int8 model's {name!r} input can hold; they "
+                     f"were clipped to its range, so those beats may be misread (a float export reads them as they are)")
+    if s.get("missing_samples"):
+        lines.append(f"  note: {s['missing_samples']} samples of the leads read are missing (NaN); they were "
+                     f"interpolated linearly, so beats in those gaps may be misread")
     if "against_annotations" in s:
         a = s["against_annotations"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731

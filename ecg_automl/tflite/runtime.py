@@ -25,8 +25,24 @@ def load_model_bytes(model) -> bytes:
         return fh.read()
 
 
+def require_litert() -> str:
+    """LiteRT's version; a TFLiteError that says what to install when the runtime is missing (a Pi set up
+    without ``ecg-automl[pi]``), instead of a ModuleNotFoundError traceback or, in bench-server, a failed
+    benchmark blamed on the model."""
+    from .convert import TFLiteError
+
+    try:
+        import ai_edge_litert
+        from ai_edge_litert import interpreter  # noqa: F401  (the part predict and the timing use)
+    except ImportError as exc:
+        raise TFLiteError(f"the TFLite runtime LiteRT cannot be imported ({exc}): install it with "
+                          f"`pip install \"ecg-automl[pi]\"` (or `pip install ai-edge-litert`)") from None
+    return str(getattr(ai_edge_litert, "__version__", "?"))
+
+
 def make_interpreter(model_bytes: bytes, threads: int = 1):
     """A LiteRT interpreter with tensors allocated."""
+    require_litert()
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=model_bytes, num_threads=int(threads))
@@ -36,6 +52,7 @@ def make_interpreter(model_bytes: bytes, threads: int = 1):
 
 def is_stateful(model_bytes: bytes) -> bool:
     """Whether the model has variable tensors or stateful ops (state must be reset per window)."""
+    require_litert()
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAsModel(bytearray(model_bytes), 0)
@@ -172,6 +189,34 @@ class TFLiteModel:
         one the top quantisation level (about 0.996 for a sigmoid: 256 levels of 1/256). A decision
         threshold above it can never be reached."""
         return output_max(self._out)
+
+    def io_details(self) -> dict[str, dict]:
+        """What a caller outside ecg-automl (C++ on the device, say) must feed and read: each input's and the
+        output's tensor name, shape and dtype, and for an integer tensor its quantisation
+        (``real = scale * (q - zero_point)``) and the range of real values it can hold (beyond it, inputs clip)."""
+        def one(d: dict) -> dict:
+            dtype = np.dtype(d["dtype"])
+            info = {"tensor": str(d["name"]), "shape": [int(x) for x in d["shape"]], "dtype": dtype.name}
+            scale, zero = d["quantization"]
+            if dtype.kind in "iu" and scale:
+                lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+                info.update(scale=float(scale), zero_point=int(zero),
+                            range=[float((lo - zero) * np.float32(scale)), float((hi - zero) * np.float32(scale))])
+            return info
+
+        return {"inputs": {k: one(d) for k, d in self.inputs.items()}, "output": one(self._out)}
+
+    def clipped_rows(self, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """Per integer-quantised input, how many rows (windows) hold a value its int8 range cannot represent,
+        which quantisation clips to the range's end (long pauses in the RR features, say); empty for float inputs."""
+        out: dict[str, int] = {}
+        for name, d in self.io_details()["inputs"].items():
+            if "range" in d and name in inputs:
+                x = np.asarray(inputs[name], dtype=np.float32)
+                half = d["scale"] / 2  # a value within half a step of the end rounds onto it
+                beyond = (x < d["range"][0] - half) | (x > d["range"][1] + half)
+                out[name] = int(beyond.reshape(len(x), -1).any(axis=1).sum())
+        return out
 
     @property
     def input_dtypes(self) -> dict[str, np.dtype]:

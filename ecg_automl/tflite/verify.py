@@ -8,8 +8,10 @@ import numpy as np
 
 from .runtime import unreachable_threshold_message
 
-#: An int8 export whose F1 falls more than this below the float model's is flagged.
-INT8_F1_TOLERANCE = 0.01
+#: An export whose F1 falls more than this below the Keras model's is flagged, whatever its mode: dynamic-range
+#: and float16 exports lose accuracy too, and an fp32 one that does points at a conversion fault.
+F1_TOLERANCE = 0.01
+INT8_F1_TOLERANCE = F1_TOLERANCE  # its earlier name
 
 
 def _metrics(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float]:
@@ -24,7 +26,7 @@ def _metrics(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, flo
 def verify(keras_prob: np.ndarray, tflite_prob: np.ndarray, y: np.ndarray, threshold: float,
            mode: str, output_max: float = float("inf")) -> dict[str, Any]:
     """Agreement of the TFLite model with Keras (max |Δprob|, decision agreement) and the TFLite model's
-    own accuracy/F1/AUC on the held-out beats; ``flagged`` when int8 loses more than 1 F1 point.
+    own accuracy/F1/AUC on the held-out beats; ``flagged`` when it loses more than 1 F1 point (any mode).
     ``output_max`` (``TFLiteModel.output_max``) adds a warning when the threshold is above it."""
     keras_prob = np.asarray(keras_prob, dtype=np.float64).ravel()
     tflite_prob = np.asarray(tflite_prob, dtype=np.float64).ravel()
@@ -37,7 +39,7 @@ def verify(keras_prob: np.ndarray, tflite_prob: np.ndarray, y: np.ndarray, thres
         "decision_agreement": float(((keras_prob >= threshold) == (tflite_prob >= threshold)).mean()),
         "keras": k, "tflite": t, "f1_drop": k["f1"] - t["f1"],
     }
-    report["flagged"] = bool(mode == "int8" and report["f1_drop"] > INT8_F1_TOLERANCE)
+    report["flagged"] = bool(report["f1_drop"] > F1_TOLERANCE)
     report["output_max"] = float(output_max) if np.isfinite(output_max) else None
     report["threshold_unreachable"] = unreachable_threshold_message(threshold, output_max)
     if report["threshold_unreachable"]:
@@ -56,6 +58,6 @@ def format_verification(v: dict[str, Any]) -> str:
     if v.get("threshold_unreachable"):
         lines.append(f"  WARNING: {v['threshold_unreachable']}")
     elif v["flagged"]:
-        lines.append(f"  WARNING: the int8 model's F1 is {100 * v['f1_drop']:.1f} points below the float model's "
-                     f"(more than {100 * INT8_F1_TOLERANCE:.0f}); int8 quantisation hurts this model")
+        lines.append(f"  WARNING: the {v['mode']} model's F1 is {100 * v['f1_drop']:.1f} points below the Keras model's "
+                     f"(more than {100 * F1_TOLERANCE:.0f}); {v['mode']} conversion hurts this model")
     return "\n".join(lines)
