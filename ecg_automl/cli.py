@@ -491,6 +491,21 @@ def _load_extras() -> None:
     tflite_cli.register(_extra_parsers, COMMANDS)
 
 
+#: Top-level modules that only the ``search`` extra installs (TensorFlow, Optuna, MLflow and their company).
+SEARCH_EXTRA_MODULES = frozenset({"tensorflow", "keras", "keras_tuner", "optuna", "optuna_integration", "mlflow",
+                                  "sklearn", "matplotlib", "tqdm", "psycopg", "psycopg2"})
+
+
+def _missing_search_extra(exc: BaseException) -> str | None:
+    """The module of the ``search`` extra whose absence ``exc`` reports, or None: on the base (Pi) install,
+    ``search``, ``worker``, ``sync``, ``ui`` and ``export`` stopped with a ModuleNotFoundError traceback."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        if top in SEARCH_EXTRA_MODULES:
+            return top
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _load_extras()
     parser = build_parser()
@@ -500,9 +515,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("tensorflow", "absl", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.ERROR, logging.getLogger().level))
     if args.cmd not in ("predict", "bench-server"):  # the Pi commands never load the search stack
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        try:
+            import optuna
+        except ImportError:  # the base (Pi) install: `data` runs without it, the search commands say what is missing
+            pass
+        else:
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         if args.cmd in ("search", "worker"):
             return _interruptible(lambda: COMMANDS[args.cmd](args) or 0)
@@ -510,6 +528,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if isinstance(exc, _user_errors()):
             print(f"error: {exc}", file=sys.stderr)
+            return 2
+        missing = _missing_search_extra(exc)
+        if missing:
+            print(f"error: `ecg-automl {args.cmd}` needs the search toolkit, which this install lacks (no module "
+                  f"named {missing!r}): pip install \"ecg-automl[search]\" (the base install, ecg-automl[pi], runs "
+                  f"predict, bench-server and data)", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:

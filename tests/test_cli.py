@@ -214,3 +214,35 @@ def test_search_trials_0_ends_with_a_summary_that_says_something(tmp_path, cli_e
                     "--max-beats", "600", "--records", ",".join(SMALL_RECORDS),
                     "--storage", f"sqlite:///{tmp_path / 'o.db'}"], tmp_path, cli_env)
     assert "study empty: no trial yet" in proc.stdout.splitlines()
+
+
+def _run_without_search_extra(args, cwd, env):
+    """``ecg-automl ARGS`` as on the base (Pi) install: the modules of the ``search`` extra cannot be imported."""
+    import subprocess
+    import sys
+
+    blocked = ["optuna", "tensorflow", "keras", "mlflow", "sklearn"]
+    code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); "
+            f"from ecg_automl.cli import main; sys.exit(main({list(map(str, args))!r}))")
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args", [["search", "--study", "x"], ["worker", "--study", "x", "--storage", "sqlite:///o.db",
+                                  "--trials", "1"], ["sync", "--study", "x"], ["ui"],
+                                  ["export", "--study", "x", "--out", "m.tflite"]])
+def test_search_commands_on_the_pi_install_name_the_extra_they_need(tmp_path, cli_env, args):
+    """`pip install "ecg-automl[pi]"` lists every command; the search-stack ones ended in a ModuleNotFoundError
+    traceback (main imported optuna for every command but predict and bench-server)."""
+    proc = _run_without_search_extra(args, tmp_path, cli_env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"`ecg-automl {args[0]}` needs the search toolkit" in proc.stderr
+    assert 'pip install "ecg-automl[search]"' in proc.stderr
+
+
+def test_data_info_runs_on_the_pi_install(tmp_path, cli_env):
+    """`data` needs only the base install (wfdb, numpy, scipy); it stopped at main's `import optuna`."""
+    proc = _run_without_search_extra(["data", "info", "mitdb", "--records", ",".join(SMALL_RECORDS)], tmp_path,
+                                      cli_env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "search records: 101 106 119 208 223" in proc.stdout
