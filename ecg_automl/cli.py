@@ -387,13 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-path", default=None, help="read the dataset from this file/folder instead of the data root")
     s.add_argument("--space", default="default", help="space file, or a built-in name: default (the default), edge")
     s.add_argument("--trials", type=_non_negative_int, default=20,
-                   help="finished (complete or pruned) trials the study should hold (0: create the study only, for "
-                        "workers to join)")
-    s.add_argument("--folds", type=int_at_least(2), default=3, help="patient-grouped, stratified CV folds per trial")
+                   help="finished (complete or pruned) trials the study should hold (default 20; 0: create the study "
+                        "only, for workers to join)")
+    s.add_argument("--folds", type=int_at_least(2), default=3, help="patient-grouped, stratified CV folds per trial (default 3)")
     s.add_argument("--study", required=True, help="study name (rerun the same command to resume it)")
     s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     s.add_argument("--timeout", type=positive_float, default=None,
-                   help="stop starting new trials after this many seconds")
+                   help="stop starting new trials after this many seconds (default: no limit)")
     s.add_argument("--seed", type=int, default=0, help="seed of the sampler, folds, subsample and training (default 0)")
     s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")
     s.add_argument("--max-beats", type=_positive_int, default=None,
@@ -414,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
                    help="pruner of a new study (default median); stored with the study, so a resume or a "
                         "worker uses the same one unless given here")
-    s.add_argument("--engine", choices=["optuna", "keras-tuner"], default="optuna")
+    s.add_argument("--engine", choices=["optuna", "keras-tuner"], default="optuna",
+                   help="optuna (the default: TPE, pruner, latency gate) or keras-tuner (its trials recorded in the "
+                        "Optuna study of the same name)")
     s.add_argument("--tuner", choices=["hyperband", "bayesian", "random"], default=None,
                    help="KerasTuner tuner (with --engine keras-tuner; default hyperband)")
     s.add_argument("--on-bad-record", choices=["error", "skip"], default="error",
@@ -458,14 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("name", choices=["mitdb", "ptbdb", "ptbxl"])
     f.add_argument("--root", default=None, help="data root (default $ECG_AUTOML_DATA or the user cache)")
     i = dsub.add_parser("info", help="records, beats, class balance and the splits")
-    i.add_argument("name")
-    i.add_argument("--root", default=None)
-    i.add_argument("--data-path", default=None)
+    i.add_argument("name", help="mitdb, ptbdb, ptbxl or heartbeat-csv")
+    i.add_argument("--root", default=None, help="data root (default $ECG_AUTOML_DATA or the user cache)")
+    i.add_argument("--data-path", default=None, help="read the dataset from this file/folder instead of the data root")
     i.add_argument("--fs", type=float, default=180.0, help="sampling rate in Hz after resampling, 50-1000 (default 180)")
-    i.add_argument("--window", type=int, default=256)
-    i.add_argument("--records", default=None)
-    i.add_argument("--on-bad-record", choices=["error", "skip"], default="error")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--window", type=int, default=256, help="samples per beat window (default 256)")
+    i.add_argument("--records", default=None, help="comma-separated record ids to use (default: all)")
+    i.add_argument("--on-bad-record", choices=["error", "skip"], default="error",
+                   help="a corrupt record stops the command (default) or is skipped and listed")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     u = sub.add_parser("ui", help="start the MLflow UI on the tracking store")
     u.add_argument("--host", default="127.0.0.1",

@@ -125,6 +125,19 @@ def test_worker_and_sync_help_say_what_each_option_is_and_its_default(tmp_path, 
     assert "Optuna RDB URL (default sqlite:///runs/optuna.db)" in sync
 
 
+
+def test_search_and_data_info_help_state_the_defaults(tmp_path, cli_env):
+    """`search --help` gave no default for --trials (20), --folds (3), --timeout or --engine, and `data info
+    --help` listed its options with no word on any of them."""
+    search = " ".join(run_cli(["search", "--help"], tmp_path, cli_env).stdout.split())
+    for text in ("hold (default 20;", "folds per trial (default 3)", "many seconds (default: no limit)",
+                 "optuna (the default"):
+        assert text in search, text
+    info = " ".join(run_cli(["data", "info", "--help"], tmp_path, cli_env).stdout.split())
+    for text in ("mitdb, ptbdb, ptbxl or heartbeat-csv", "data root (default $ECG_AUTOML_DATA", "(default 256)",
+                 "record ids to use (default: all)", "stops the command (default)", "summary as JSON"):
+        assert text in info, text
+
 def test_missing_data_root_is_named(tmp_path, cli_env):
     env = dict(cli_env, ECG_AUTOML_DATA=str(tmp_path / "no-data-here"))
     proc = run_cli(["search", "--study", "x", "--no-mlflow", "--storage", f"sqlite:///{tmp_path / 'o.db'}"],
