@@ -387,13 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-path", default=None, help="read the dataset from this file/folder instead of the data root")
     s.add_argument("--space", default="default", help="space file, or a built-in name: default (the default), edge")
     s.add_argument("--trials", type=_non_negative_int, default=20,
-                   help="finished (complete or pruned) trials the study should hold (0: create the study only, for "
-                        "workers to join)")
-    s.add_argument("--folds", type=int_at_least(2), default=3, help="patient-grouped, stratified CV folds per trial")
+                   help="finished (complete or pruned) trials the study should hold (default 20; 0: create the study "
+                        "only, for workers to join)")
+    s.add_argument("--folds", type=int_at_least(2), default=3, help="patient-grouped, stratified CV folds per trial (default 3)")
     s.add_argument("--study", required=True, help="study name (rerun the same command to resume it)")
     s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     s.add_argument("--timeout", type=positive_float, default=None,
-                   help="stop starting new trials after this many seconds")
+                   help="stop starting new trials after this many seconds (default: no limit)")
     s.add_argument("--seed", type=int, default=0, help="seed of the sampler, folds, subsample and training (default 0)")
     s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")
     s.add_argument("--max-beats", type=_positive_int, default=None,
@@ -414,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pruner", choices=["median", "hyperband", "none"], default=None,
                    help="pruner of a new study (default median); stored with the study, so a resume or a "
                         "worker uses the same one unless given here")
-    s.add_argument("--engine", choices=["optuna", "keras-tuner"], default="optuna")
+    s.add_argument("--engine", choices=["optuna", "keras-tuner"], default="optuna",
+                   help="optuna (the default: TPE, pruner, latency gate) or keras-tuner (its trials recorded in the "
+                        "Optuna study of the same name)")
     s.add_argument("--tuner", choices=["hyperband", "bayesian", "random"], default=None,
                    help="KerasTuner tuner (with --engine keras-tuner; default hyperband)")
     s.add_argument("--on-bad-record", choices=["error", "skip"], default="error",
@@ -458,14 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("name", choices=["mitdb", "ptbdb", "ptbxl"])
     f.add_argument("--root", default=None, help="data root (default $ECG_AUTOML_DATA or the user cache)")
     i = dsub.add_parser("info", help="records, beats, class balance and the splits")
-    i.add_argument("name")
-    i.add_argument("--root", default=None)
-    i.add_argument("--data-path", default=None)
+    i.add_argument("name", help="mitdb, ptbdb, ptbxl or heartbeat-csv")
+    i.add_argument("--root", default=None, help="data root (default $ECG_AUTOML_DATA or the user cache)")
+    i.add_argument("--data-path", default=None, help="read the dataset from this file/folder instead of the data root")
     i.add_argument("--fs", type=float, default=180.0, help="sampling rate in Hz after resampling, 50-1000 (default 180)")
-    i.add_argument("--window", type=int, default=256)
-    i.add_argument("--records", default=None)
-    i.add_argument("--on-bad-record", choices=["error", "skip"], default="error")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--window", type=int, default=256, help="samples per beat window (default 256)")
+    i.add_argument("--records", default=None, help="comma-separated record ids to use (default: all)")
+    i.add_argument("--on-bad-record", choices=["error", "skip"], default="error",
+                   help="a corrupt record stops the command (default) or is skipped and listed")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     u = sub.add_parser("ui", help="start the MLflow UI on the tracking store")
     u.add_argument("--host", default="127.0.0.1",
@@ -491,6 +494,21 @@ def _load_extras() -> None:
     tflite_cli.register(_extra_parsers, COMMANDS)
 
 
+#: Top-level modules that only the ``search`` extra installs (TensorFlow, Optuna, MLflow and their company).
+SEARCH_EXTRA_MODULES = frozenset({"tensorflow", "keras", "keras_tuner", "optuna", "optuna_integration", "mlflow",
+                                  "sklearn", "matplotlib", "tqdm", "psycopg", "psycopg2"})
+
+
+def _missing_search_extra(exc: BaseException) -> str | None:
+    """The module of the ``search`` extra whose absence ``exc`` reports, or None: on the base (Pi) install,
+    ``search``, ``worker``, ``sync``, ``ui`` and ``export`` stopped with a ModuleNotFoundError traceback."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        if top in SEARCH_EXTRA_MODULES:
+            return top
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _load_extras()
     parser = build_parser()
@@ -500,9 +518,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("tensorflow", "absl", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.ERROR, logging.getLogger().level))
     if args.cmd not in ("predict", "bench-server"):  # the Pi commands never load the search stack
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        try:
+            import optuna
+        except ImportError:  # the base (Pi) install: `data` runs without it, the search commands say what is missing
+            pass
+        else:
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         if args.cmd in ("search", "worker"):
             return _interruptible(lambda: COMMANDS[args.cmd](args) or 0)
@@ -510,6 +531,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if isinstance(exc, _user_errors()):
             print(f"error: {exc}", file=sys.stderr)
+            return 2
+        missing = _missing_search_extra(exc)
+        if missing:
+            print(f"error: `ecg-automl {args.cmd}` needs the search toolkit, which this install lacks (no module "
+                  f"named {missing!r}): pip install \"ecg-automl[search]\" (the base install, ecg-automl[pi], runs "
+                  f"predict, bench-server and data)", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:

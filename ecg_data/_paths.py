@@ -64,12 +64,15 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
 
 
 def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
-    """Download database ``name`` from PhysioNet into ``<root>/<name>/`` with ``wfdb.dl_database``."""
+    """Download database ``name`` from PhysioNet into ``<root>/<name>/`` with ``wfdb.dl_database``; a database
+    already there (its marker file, written last, present) is left as it is, with no network access."""
     if name not in PHYSIONET:
         raise DatabaseNotFoundError(f"unknown PhysioNet database {name!r}; known: {', '.join(PHYSIONET)}")
     root = Path(root).expanduser().resolve() if root is not None else data_root()
     slug, marker = PHYSIONET[name]
     path = root / name
+    if (path / marker).exists():  # complete, as every load takes it (the marker comes last: see _download)
+        return path
     created = [d for d in (path, *path.parents) if not d.exists()]  # folders this fetch makes (deepest first)
     before = _files_under(path)
     try:

@@ -108,7 +108,7 @@ def _tuner_class():
                     self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id})
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
             try:
-                self.on_trial(number, value, config, threshold, trial.trial_id)
+                self.on_trial(number, value, config, threshold, trial.trial_id, run_id)
             except StudyMismatchError as e:  # KerasTuner would log any other error as a failed trial and go on
                 raise kt.errors.FatalError(str(e)) from e
             return {"val_objective": value}
@@ -172,12 +172,12 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     # a resumed search's earlier trials count for the best shown on each trial's line (not for the history)
     earlier = [tr.value for tr in study.get_trials(deepcopy=False) if tr.state.name == "COMPLETE"] if study else []
 
-    def on_trial(number, value, config, threshold, trial_id):
+    def on_trial(number, value, config, threshold, trial_id, run_id=None):
         best = max([h["value"] for h in history] + [value])
         history.append({"trial": number, "seconds": time.perf_counter() - start, "value": value, "best": best,
                         "config": config, "threshold": threshold})
         if study is not None:
-            record_trial(study, space, config, value, threshold, trial_id, tuner)
+            record_trial(study, space, config, value, threshold, trial_id, tuner, run_id=run_id)
         if on_trial_end is not None:
             on_trial_end(history[-1])
         bar.update(1)
@@ -226,9 +226,11 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
 
 
 def record_trial(study, space: SearchSpace, config: dict[str, Any], value: float | None, threshold: float,
-                 trial_id: str, tuner: str) -> None:
+                 trial_id: str, tuner: str, run_id: str | None = None) -> None:
     """Add one finished KerasTuner trial to the Optuna ``study`` (once: a resumed search skips trials recorded
-    before). Hyperband's epochs are its round's budget, not a draw from the space: kept in ``config`` only."""
+    before). Hyperband's epochs are its round's budget, not a draw from the space: kept in ``config`` only.
+    ``run_id``, the trial's MLflow run, is kept as ``mlflow_run_id`` (as the driver's trials keep theirs), so
+    ``ecg-automl export`` logs the .tflite and its sidecar there."""
     import math
 
     import optuna
@@ -247,6 +249,8 @@ def record_trial(study, space: SearchSpace, config: dict[str, Any], value: float
     ok = value is not None and math.isfinite(value)
     attrs = {"config": config, "threshold": float(threshold), "keras_tuner.trial_id": trial_id,
              "engine": f"keras-tuner:{tuner}"}
+    if run_id is not None:
+        attrs["mlflow_run_id"] = run_id
     if not ok:
         attrs["fail_reason"] = f"validation objective is {value}"
     study.add_trial(optuna.trial.create_trial(

@@ -105,7 +105,7 @@ class SearchSpace:
     def load(cls, path_or_name: str | Path) -> "SearchSpace":
         """Load a space file, or a built-in space by name (``default``, ``edge``)."""
         p = Path(path_or_name)
-        if not p.exists():
+        if not p.is_file():  # a folder named like a built-in (an edge/ of exports) does not hide it
             # "default", or "spaces/default.yaml" run from outside a checkout: the installed copy
             builtin = _BUILTIN_DIR / (p.name if p.suffix == ".yaml" else f"{p.name}.yaml")
             if builtin.exists() and (not p.suffix or p.parent.name in ("spaces", "")):

@@ -125,6 +125,19 @@ def test_worker_and_sync_help_say_what_each_option_is_and_its_default(tmp_path, 
     assert "Optuna RDB URL (default sqlite:///runs/optuna.db)" in sync
 
 
+
+def test_search_and_data_info_help_state_the_defaults(tmp_path, cli_env):
+    """`search --help` gave no default for --trials (20), --folds (3), --timeout or --engine, and `data info
+    --help` listed its options with no word on any of them."""
+    search = " ".join(run_cli(["search", "--help"], tmp_path, cli_env).stdout.split())
+    for text in ("hold (default 20;", "folds per trial (default 3)", "many seconds (default: no limit)",
+                 "optuna (the default"):
+        assert text in search, text
+    info = " ".join(run_cli(["data", "info", "--help"], tmp_path, cli_env).stdout.split())
+    for text in ("mitdb, ptbdb, ptbxl or heartbeat-csv", "data root (default $ECG_AUTOML_DATA", "(default 256)",
+                 "record ids to use (default: all)", "stops the command (default)", "summary as JSON"):
+        assert text in info, text
+
 def test_missing_data_root_is_named(tmp_path, cli_env):
     env = dict(cli_env, ECG_AUTOML_DATA=str(tmp_path / "no-data-here"))
     proc = run_cli(["search", "--study", "x", "--no-mlflow", "--storage", f"sqlite:///{tmp_path / 'o.db'}"],
@@ -214,3 +227,35 @@ def test_search_trials_0_ends_with_a_summary_that_says_something(tmp_path, cli_e
                     "--max-beats", "600", "--records", ",".join(SMALL_RECORDS),
                     "--storage", f"sqlite:///{tmp_path / 'o.db'}"], tmp_path, cli_env)
     assert "study empty: no trial yet" in proc.stdout.splitlines()
+
+
+def _run_without_search_extra(args, cwd, env):
+    """``ecg-automl ARGS`` as on the base (Pi) install: the modules of the ``search`` extra cannot be imported."""
+    import subprocess
+    import sys
+
+    blocked = ["optuna", "tensorflow", "keras", "mlflow", "sklearn"]
+    code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); "
+            f"from ecg_automl.cli import main; sys.exit(main({list(map(str, args))!r}))")
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args", [["search", "--study", "x"], ["worker", "--study", "x", "--storage", "sqlite:///o.db",
+                                  "--trials", "1"], ["sync", "--study", "x"], ["ui"],
+                                  ["export", "--study", "x", "--out", "m.tflite"]])
+def test_search_commands_on_the_pi_install_name_the_extra_they_need(tmp_path, cli_env, args):
+    """`pip install "ecg-automl[pi]"` lists every command; the search-stack ones ended in a ModuleNotFoundError
+    traceback (main imported optuna for every command but predict and bench-server)."""
+    proc = _run_without_search_extra(args, tmp_path, cli_env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"`ecg-automl {args[0]}` needs the search toolkit" in proc.stderr
+    assert 'pip install "ecg-automl[search]"' in proc.stderr
+
+
+def test_data_info_runs_on_the_pi_install(tmp_path, cli_env):
+    """`data` needs only the base install (wfdb, numpy, scipy); it stopped at main's `import optuna`."""
+    proc = _run_without_search_extra(["data", "info", "mitdb", "--records", ",".join(SMALL_RECORDS)], tmp_path,
+                                      cli_env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "search records: 101 106 119 208 223" in proc.stdout

@@ -335,3 +335,20 @@ def test_an_interrupted_ptbxl_download_is_not_taken_for_a_database(tmp_path, mon
     db = fetch_database("ptbxl", tmp_path)
     assert sorted(p.relative_to(db).as_posix() for p in db.rglob("*") if p.is_file()) == [
         "ptbxl_database.csv", "records100/00000/00001_lr.hea", "records100/00000/00002_lr.hea", "scp_statements.csv"]
+
+
+def test_fetch_of_a_database_already_there_does_not_download(tmp_path, monkeypatch):
+    """`data fetch mitdb` on a complete copy (RECORDS present) went to PhysioNet again: offline, or on a read-only
+    shared copy, it failed with 'copy the PhysioNet files of mitdb there yourself (the folder must contain
+    RECORDS)', which it did."""
+    def offline(*args, **kwargs):
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(wfdb, "dl_database", offline)
+    monkeypatch.setattr(wfdb, "dl_files", offline)
+    db = tmp_path / "mitdb"
+    db.mkdir()
+    (db / "RECORDS").write_text("100\n")
+    (db / "100.hea").write_text("there")
+    assert fetch_database("mitdb", tmp_path) == db
+    assert sorted(p.name for p in db.iterdir()) == ["100.hea", "RECORDS"]

@@ -495,9 +495,17 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
     parent = Tracker(tracking(tmp_path)).client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.tags["engine"] == "keras-tuner"  # the final test is on KerasTuner's study run
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
-    meta = export_trial("kt", storage, "best", "fp32", tmp_path / "kt.tflite", verify_beats=300, runs=20)
+    meta = export_trial("kt", storage, "best", "fp32", tmp_path / "kt.tflite", verify_beats=300, runs=20,
+                        tracking=tracking(tmp_path))
     assert meta["trial"] == best.number and meta["threshold"] == best.user_attrs["threshold"]
     assert meta["model_origin"] == "final model (one model trained on all search patients)"
+    # the export is logged to the best trial's run, as for the driver's trials (it was silently not logged: the
+    # recorded trial did not name its MLflow run)
+    client = Tracker(tracking(tmp_path)).client
+    best_run = client.get_run(best.user_attrs["mlflow_run_id"])
+    assert best_run.data.tags["optuna.trial_number"] == str(best.number)
+    assert {a.path for a in client.list_artifacts(best_run.info.run_id, "tflite/fp32")} == {
+        "tflite/fp32/kt.tflite", "tflite/fp32/kt.json"}
     again = run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=2, tracking=tracking(tmp_path),
                             out_dir=tmp_path, progress=False, storage=storage)
     assert len(again["study"].trials) == 2  # KerasTuner resumed its finished search: nothing new, nothing twice

@@ -25,6 +25,15 @@ def test_builtin_spaces_load(name):
     assert space.window >= 128
 
 
+
+@pytest.mark.parametrize("name", ["default", "edge"])
+def test_a_folder_named_like_a_builtin_space_does_not_hide_it(tmp_path, monkeypatch, name):
+    """`--space edge` run where an edge/ folder lies (exports of the edge model) failed with 'edge: cannot read
+    the space file (Is a directory)'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).mkdir()
+    assert SearchSpace.load(name).name == name
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d["params"].update(lstm_unitz=8), "params.lstm_unitz: unknown hyperparameter"),
     # a misspelt name is unknown and leaves the real one missing: the misspelling is named, with the fix
