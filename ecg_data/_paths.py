@@ -65,13 +65,14 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
 
 def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     """Download database ``name`` from PhysioNet into ``<root>/<name>/`` with ``wfdb.dl_database``; a database
-    already there (its marker file, written last, present) is left as it is, with no network access."""
+    already there (its marker file, written last, present, and every record its RECORDS lists has a header) is
+    left as it is, with no network access; one with records missing (a hand copy, deleted files) is completed."""
     if name not in PHYSIONET:
         raise DatabaseNotFoundError(f"unknown PhysioNet database {name!r}; known: {', '.join(PHYSIONET)}")
     root = Path(root).expanduser().resolve() if root is not None else data_root()
     slug, marker = PHYSIONET[name]
     path = root / name
-    if (path / marker).exists():  # complete, as every load takes it (the marker comes last: see _download)
+    if (path / marker).exists() and not _records_missing(path, marker):  # the marker comes last: see _download
         return path
     created = [d for d in (path, *path.parents) if not d.exists()]  # folders this fetch makes (deepest first)
     before = _files_under(path)
@@ -95,6 +96,14 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
             + f"Without network access, copy the PhysioNet files of {slug} there yourself "
             f"(the folder must contain {marker}), or set ECG_AUTOML_DATA to a folder that holds {name}/.") from exc
     return path
+
+
+def _records_missing(path: Path, marker: str) -> bool:
+    """True if a RECORDS marker lists a record whose header is not in ``path``."""
+    if marker != "RECORDS":
+        return False
+    names = (path / marker).read_text(encoding="utf-8", errors="replace").split()
+    return any(not (path / f"{name}.hea").is_file() for name in names)
 
 
 def _download(name: str, slug: str, marker: str, path: Path) -> None:

@@ -352,3 +352,18 @@ def test_fetch_of_a_database_already_there_does_not_download(tmp_path, monkeypat
     (db / "100.hea").write_text("there")
     assert fetch_database("mitdb", tmp_path) == db
     assert sorted(p.name for p in db.iterdir()) == ["100.hea", "RECORDS"]
+
+
+def test_fetch_completes_a_copy_whose_records_file_lists_missing_records(tmp_path, monkeypatch):
+    """A hand copy holds RECORDS but not every record it lists: fetch downloads the rest (wfdb skips the files
+    that are there), as the partial-folder error tells the user to do."""
+    asked = []
+    monkeypatch.setattr(wfdb, "dl_database", lambda slug, dl_dir, **kw: asked.append(slug) or (
+        Path(dl_dir, "101.hea").write_text("downloaded")))
+    monkeypatch.setattr(wfdb, "dl_files", lambda *a, **kw: None)
+    db = tmp_path / "mitdb"
+    db.mkdir()
+    (db / "RECORDS").write_text("100\n101\n")
+    (db / "100.hea").write_text("there")
+    assert fetch_database("mitdb", tmp_path) == db and asked == ["mitdb"]
+    assert (db / "101.hea").read_text() == "downloaded"
