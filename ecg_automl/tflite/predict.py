@@ -191,7 +191,7 @@ def _record_leads(meta: dict[str, Any], model_path, names: list[str], channels: 
 
 def _seen_record_warning(meta: dict[str, Any], record: Path) -> str | None:
     """A warning when ``record`` bears the name of one of the records the model's search trained on (the
-    sidecar's ``search_records``: MIT-BIH's DS1 records, PTB-XL's ecg_ids of folds 1-8): results on it, and
+    sidecar's ``search_records``: MIT-BIH's DS1 records, PTB-XL's ecg_ids of strat_folds 1-9): results on it, and
     against its annotations above all, overstate what the model does on a patient it has not seen."""
     seen = {str(r) for r in meta.get("search_records") or ()}
     names = {r.rsplit("/", 1)[-1] for r in seen}  # PTB Diagnostic's are patient001/s0010_re
