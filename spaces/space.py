@@ -20,8 +20,8 @@ log = logging.getLogger("spaces")
 def _warn_borrowed_name(space: "SearchSpace", path: Path) -> None:
     """Warn when an edited copy of a built-in space file keeps the built-in's ``name:``: MLflow and the reports
     would label the user's space as the built-in one."""
-    builtin = _BUILTIN_DIR / f"{space.name}.yaml"
-    if not builtin.is_file() or path.resolve() == builtin.resolve():
+    builtin = {p.stem: p for p in _BUILTIN_DIR.glob("*.yaml")}.get(space.name)  # a name, never a path to follow
+    if builtin is None or path.resolve() == builtin.resolve():
         return
     original = SearchSpace.from_yaml(builtin.read_text(encoding="utf-8"), str(builtin))
     if (space.params, space.data) != (original.params, original.data):
