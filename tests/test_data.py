@@ -79,7 +79,7 @@ def test_truncated_record_names_file(data_root, tmp_path):
 def test_missing_annotations_and_bad_header(data_root, tmp_path):
     root = _copy_db(data_root, tmp_path, ["100", "101"])
     (root / "mitdb" / "100.atr").unlink()
-    with pytest.raises(RecordError, match=r"100\.atr: annotation file not found"):
+    with pytest.raises(RecordError, match=r"100 has no 100\.atr\. To go on: .*ecg-automl data fetch mitdb"):
         load_dataset("mitdb", root=root, records=["100"], use_cache=False)
     (root / "mitdb" / "101.hea").write_text("this is not a header\n")
     with pytest.raises(RecordError, match=r"101\.hea: unreadable header"):
@@ -421,3 +421,18 @@ def test_fetch_that_leaves_a_record_incomplete_says_which(data_root, tmp_path, m
                                         r"101: no 101\.atr\. Copy those files there by hand"):
         fetch_database("mitdb", root)
 
+
+@pytest.mark.parametrize("gone, names", [("101.dat", "101 has no 101.dat"), ("101.atr", "101 has no 101.atr")])
+def test_a_record_missing_its_signal_or_annotations_names_it_and_the_fetch_command(data_root, tmp_path, gone, names):
+    """Loading a copy whose record lacks its .dat or .atr named the file but not the way on: the error names the
+    record, the missing file, and `ecg-automl data fetch` (as for a missing header); skip mode reads the rest."""
+    root = _copy_db(data_root, tmp_path, ["100", "101"])
+    (root / "mitdb" / gone).unlink()
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["100", "101"], use_cache=False)
+    msg = str(err.value)
+    assert "1 of the 2 MIT-BIH records asked for is incomplete" in msg and names in msg, msg
+    assert "--records with the complete ones (100)" in msg
+    assert f"ecg-automl data fetch mitdb --root {root}" in msg
+    ds = load_dataset("mitdb", root=root, records=["100", "101"], on_bad_record="skip", use_cache=False)
+    assert set(ds.records) == {"100"} and len(ds.info["skipped"]) == 1
