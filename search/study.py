@@ -142,7 +142,7 @@ def _refuse_other_layout(name: str, stored: StudySettings) -> None:
         f"study {name!r} was made on {stored.dataset} arrays laid out otherwise than this ecg-automl lays them out. "
         f"Study: {describe_layout(stored.dataset, stored.data_layout)}; now: "
         f"{describe_layout(stored.dataset, current)}. Its trials were measured on other inputs, so it is not "
-        f"resumed or exported: start a new study (the same command with another --study name).")
+        f"resumed or exported: start a new study (`ecg-automl search` with another --study name).")
 
 
 def _stamped(settings: StudySettings) -> StudySettings:
