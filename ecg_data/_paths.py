@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,12 +10,18 @@ from typing import Iterator
 
 from .errors import DatabaseNotFoundError
 
+log = logging.getLogger("ecg_data")
+
 #: PhysioNet database slug (for ``wfdb.dl_database``) and a file whose presence means "already here".
 PHYSIONET = {
     "mitdb": ("mitdb", "RECORDS"),
     "ptbdb": ("ptbdb", "RECORDS"),
     "ptbxl": ("ptb-xl", "ptbxl_database.csv"),
 }
+
+#: Extension of the beat-annotation file every record of a database has (the labels come from it); fetch and the
+#: loader check that it is there. Databases not named have none that loading needs.
+BEAT_ANNOTATIONS = {"mitdb": "atr"}
 
 
 #: Seconds a download may wait for PhysioNet to connect or to send the next bytes before it fails.
@@ -65,15 +72,21 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
 
 def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     """Download database ``name`` from PhysioNet into ``<root>/<name>/`` with ``wfdb.dl_database``; a database
-    already there (its marker file, written last, present, and every record its RECORDS lists has a header) is
-    left as it is, with no network access; one with records missing (a hand copy, deleted files) is completed."""
+    already there (its marker file, written last, present, and every record its RECORDS lists has its header, the
+    signal files the header names and its beat annotations) is left as it is, with no network access; one with
+    files missing (a hand copy, deleted files) is completed, and still missing files after that are an error."""
     if name not in PHYSIONET:
         raise DatabaseNotFoundError(f"unknown PhysioNet database {name!r}; known: {', '.join(PHYSIONET)}")
     root = Path(root).expanduser().resolve() if root is not None else data_root()
     slug, marker = PHYSIONET[name]
     path = root / name
-    if (path / marker).exists() and not _records_missing(path, marker):  # the marker comes last: see _download
-        return path
+    incomplete: dict[str, list[str]] = {}
+    if (path / marker).exists():  # the marker comes last: see _download
+        incomplete = _incomplete_records(name, path, marker)
+        if not incomplete:
+            return path
+        log.warning("%s in %s is incomplete (%s): downloading the missing files from PhysioNet", name, path,
+                    _describe(incomplete))
     created = [d for d in (path, *path.parents) if not d.exists()]  # folders this fetch makes (deepest first)
     before = _files_under(path)
     try:
@@ -93,17 +106,56 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
         raise DatabaseNotFoundError(
             f"could not download {name!r} from PhysioNet into {path}: {exc}. "
             + (f"The {kept} files downloaded so far are kept: the same command resumes the download. " if kept else "")
-            + f"Without network access, copy the PhysioNet files of {slug} there yourself "
-            f"(the folder must contain {marker}), or set ECG_AUTOML_DATA to a folder that holds {name}/.") from exc
+            + (f"Without network access, copy the missing files there yourself ({_describe(incomplete)})"
+               if incomplete else f"Without network access, copy the PhysioNet files of {slug} there yourself "
+               f"(the folder must contain {marker})")
+            + f", or set ECG_AUTOML_DATA to a folder that holds {name}/.") from exc
+    left = _incomplete_records(name, path, marker)
+    if left:  # e.g. a RECORDS edited by hand that lists a record PhysioNet does not have
+        raise DatabaseNotFoundError(
+            f"downloaded {name!r} from PhysioNet into {path}, but {len(left)} record(s) its {marker} lists are still "
+            f"incomplete: {_describe(left)}. Copy those files there by hand, or remove the records from {marker}.")
     return path
 
 
-def _records_missing(path: Path, marker: str) -> bool:
-    """True if a RECORDS marker lists a record whose header is not in ``path``."""
+def missing_record_files(path: Path, record: str, annotation: str | None = None) -> list[str]:
+    """The files of WFDB record ``record`` (a RECORDS entry, e.g. ``100`` or ``patient001/s0010_re``) missing under
+    ``path``, relative to it: its header, the signal files the header names (read with wfdb, not guessed) and its
+    ``annotation`` file, all of which loading it needs. A header wfdb cannot read names no file: reading the record
+    reports it."""
+    import wfdb
+
+    hea = path / f"{record}.hea"
+    if not hea.is_file():
+        return [f"{record}.hea"]
+    folder = Path(record).parent
+    wanted: list[str] = []
+    try:
+        header = wfdb.rdheader(str(path / record))
+    except Exception:  # malformed or empty: read_record says what is wrong with it
+        header = None
+    if header is not None:
+        wanted += [(folder / f).as_posix() for f in dict.fromkeys(getattr(header, "file_name", None) or [])]
+    if annotation:
+        wanted.append(f"{record}.{annotation}")
+    return [f for f in wanted if not (path / f).is_file()]
+
+
+def _incomplete_records(name: str, path: Path, marker: str) -> dict[str, list[str]]:
+    """Record -> its missing files, for each record a RECORDS marker lists that lacks any
+    (:func:`missing_record_files`); empty for a database without a RECORDS marker."""
     if marker != "RECORDS":
-        return False
-    names = (path / marker).read_text(encoding="utf-8", errors="replace").split()
-    return any(not (path / f"{name}.hea").is_file() for name in names)
+        return {}
+    records = (path / marker).read_text(encoding="utf-8", errors="replace").split()
+    gaps = {r: missing_record_files(path, r, BEAT_ANNOTATIONS.get(name)) for r in records}
+    return {r: files for r, files in gaps.items() if files}
+
+
+def _describe(incomplete: dict[str, list[str]], limit: int = 8) -> str:
+    """``101: no 101.dat; 103: no 103.atr`` (the first ``limit`` records, then how many more)."""
+    shown = "; ".join(f"{r}: no {', '.join(files)}" for r, files in list(incomplete.items())[:limit])
+    more = len(incomplete) - limit
+    return shown + (f"; and {more} more record(s)" if more > 0 else "")
 
 
 def _download(name: str, slug: str, marker: str, path: Path) -> None:

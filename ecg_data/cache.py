@@ -14,7 +14,9 @@ from .dataset import BeatDataset
 
 log = logging.getLogger("ecg_data")
 
-#: Bump when preprocessing changes, so old caches are not reused.
+#: Bump when preprocessing changes, so old caches are not reused (and studies made before are refused). A change
+#: to one source alone goes in that reader's cache inputs and ``data_layout`` instead (``loader.SOURCES``), so the
+#: studies of the other sources still resume.
 PIPELINE_VERSION = 6
 
 

@@ -37,8 +37,22 @@ N_COLUMNS = N_SAMPLES + 1
 ENV_ALLOW = "ECG_AUTOML_ALLOW_BEAT_SPLIT"
 GROUPS_SUFFIX = ".groups"
 _MAX_GROUP_LEN = 32  # BeatDataset.save stores groups as U32
-#: How rows become windows (in the cache key): 2 = the row's R peak at the window centre (1 centre-cropped the row).
+#: How rows become windows (in the cache key, and recorded by a study: :func:`data_layout`).
 WINDOW_LAYOUT = 2
+#: What each :data:`WINDOW_LAYOUT` did, for the message that refuses a study made with another one.
+WINDOW_LAYOUTS = {1: "each row centre-cropped, its R peak cut off", 2: "each row's R peak at the window centre"}
+
+
+def data_layout() -> int:
+    """The current :data:`WINDOW_LAYOUT`: a study records it, so its trials are not resumed on windows of another."""
+    return WINDOW_LAYOUT
+
+
+def describe_layout(layout: int | None) -> str:
+    """One layout in words, for a refused study (``None``: one made before studies recorded the layout)."""
+    if layout is None:
+        return f"no layout recorded (made before studies recorded one, most likely with layout 1: {WINDOW_LAYOUTS[1]})"
+    return f"layout {layout} ({WINDOW_LAYOUTS[layout]})" if layout in WINDOW_LAYOUTS else f"layout {layout}"
 
 
 def allow_beat_split_from_env() -> bool:
@@ -219,3 +233,5 @@ def read_heartbeat_csv(path: Path, *, fs: float = 180.0, window: int = 256, reco
 
 
 read_heartbeat_csv.cache_inputs = cache_inputs  # type: ignore[attr-defined]
+read_heartbeat_csv.data_layout = data_layout  # type: ignore[attr-defined]
+read_heartbeat_csv.describe_layout = describe_layout  # type: ignore[attr-defined]

@@ -16,7 +16,9 @@ from .errors import DataError
 log = logging.getLogger("ecg_data")
 
 #: name -> reader(path, *, fs, window, records, on_bad_record) -> BeatDataset. A reader may carry a
-#: ``cache_inputs(path) -> JSON-able`` attribute: what else changes its result goes into the cache key.
+#: ``cache_inputs(path) -> JSON-able`` attribute: what else changes its result goes into the cache key; and a
+#: ``data_layout() -> int`` (with ``describe_layout(int | None) -> str``): the version of its arrays' layout, for
+#: a change that concerns this source alone (``PIPELINE_VERSION`` concerns every source). A study records it.
 SOURCES: dict[str, Callable[..., BeatDataset]] = {}
 
 
@@ -72,6 +74,21 @@ def load_dataset(
         for message in ds.info.get("warnings", []):
             log.warning("%s", message)
     return ds
+
+
+def data_layout(name: str) -> int | None:
+    """The layout version of source ``name``'s arrays (its reader's ``data_layout()``), None for a source without
+    one (or an unknown name): a study records it, so that it is not resumed on arrays laid out otherwise."""
+    get = getattr(SOURCES.get(name), "data_layout", None)
+    return None if get is None else int(get())
+
+
+def describe_layout(name: str, layout: int | None) -> str:
+    """Layout ``layout`` of source ``name`` in words, for a message (its reader's ``describe_layout``, if any)."""
+    describe = getattr(SOURCES.get(name), "describe_layout", None)
+    if describe is not None:
+        return describe(layout)
+    return "no layout recorded" if layout is None else f"layout {layout}"
 
 
 def _record_names(records) -> list[str] | None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._paths import BEAT_ANNOTATIONS, missing_record_files
 from ._records import read_all
 from ._wfdb_io import read_annotations, read_record
 from .dataset import BeatDataset, concat
@@ -74,19 +75,38 @@ def read_mitdb(path: Path, *, fs: float = 180.0, window: int = 256, records: lis
 
 
 def _refuse_missing(path: Path, wanted: list[str]) -> None:
-    """One error naming every record without a header, rather than a stop at the first of them: a folder
-    with only some records is most often a partial download or a hand copy."""
+    """One error naming every record without a header, or else every record without the signal file its header
+    names or its .atr beat annotations, rather than a stop at the first of them: a folder with only some records or
+    files is most often a partial download or a hand copy."""
     missing = [r for r in wanted if not (path / f"{r}.hea").is_file()]
-    if not missing:
+    if missing:
+        _refuse(path, wanted, missing, f"{'has' if len(missing) == 1 else 'have'} no header (.hea): "
+                                       + _names(missing), "copy them there", "the ones present")
         return
-    present = [r for r in wanted if r not in missing]
-    shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
-    ways = ["copy them there"]
-    if present:
-        ways.append(f"pass --records with the ones present ({','.join(present[:6])}{',...' if len(present) > 6 else ''})"
+    gaps = {r: files for r in wanted if (files := missing_record_files(path, r, BEAT_ANNOTATIONS["mitdb"]))}
+    if gaps:
+        listed = list(gaps.items())
+        shown = "; ".join(f"{r} has no {', '.join(files)}" for r, files in listed[:12])
+        shown += f"; and {len(listed) - 12} more" if len(listed) > 12 else ""
+        _refuse(path, wanted, list(gaps), f"{'is' if len(gaps) == 1 else 'are'} incomplete (the signal file its "
+                                          f"header names, or its .atr beat annotations): {shown}",
+                "copy the missing files there", "the complete ones")
+
+
+def _names(records: list[str]) -> str:
+    """The first 12 record names, then how many more."""
+    return ", ".join(records[:12]) + (f" and {len(records) - 12} more" if len(records) > 12 else "")
+
+
+def _refuse(path: Path, wanted: list[str], bad: list[str], what: str, copy: str, good: str) -> None:
+    """RecordError: ``bad`` of the ``wanted`` records ``what``, and the ways on (``copy``, --records with the
+    ``good`` ones, data fetch)."""
+    rest = [r for r in wanted if r not in bad]
+    ways = [copy]
+    if rest:
+        ways.append(f"pass --records with {good} ({','.join(rest[:6])}{',...' if len(rest) > 6 else ''})"
                     " or --on-bad-record skip")
     if path.name == "mitdb":  # the layout `data fetch` writes: it skips the files already there
         ways.append(f"complete the download with `ecg-automl data fetch mitdb --root {path.parent}`")
-    have = "has" if len(missing) == 1 else "have"
-    raise RecordError(str(path), f"{len(missing)} of the {len(wanted)} MIT-BIH records asked for {have} no header "
-                                 f"(.hea): {shown}. To go on: " + "; ".join(ways))
+    raise RecordError(str(path), f"{len(bad)} of the {len(wanted)} MIT-BIH records asked for {what}. To go on: "
+                                 + "; ".join(ways))

@@ -40,6 +40,10 @@ class StudySettings:
     #: ``ecg_data.cache.PIPELINE_VERSION`` the study was made with: trials measured on other preprocessing
     #: (other RR features, say) are not comparable, so such a study is not resumed or exported
     pipeline_version: int | None = None
+    #: ``ecg_data.data_layout(dataset)`` the study was made with: the layout version of one source's arrays (the
+    #: heartbeat-CSV window layout), None for a source without one. Checked per dataset, so a change to one source
+    #: does not refuse the studies of the others (as a new ``pipeline_version`` would)
+    data_layout: int | None = None
 
     def __post_init__(self) -> None:
         from .final import FINAL_MODELS

@@ -14,7 +14,8 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ecg_data import BeatDataset, DataError, load_dataset, patient_kfold, subsample_beats
+from ecg_data import (BeatDataset, DataError, data_layout, describe_layout, load_dataset, patient_kfold,
+                      subsample_beats)
 from ecg_data.cache import PIPELINE_VERSION
 from spaces import SearchSpace, SpaceError
 
@@ -111,6 +112,7 @@ def _refuse_mismatch(name: str, study: optuna.Study, stored: StudySettings, sett
             f"this ecg-automl prepares beats with version {PIPELINE_VERSION} (other RR-interval features): "
             f"its trials were measured on other inputs, so it is not resumed or exported. Start a new "
             f"--study, or use the ecg-automl release that made it.")
+    _refuse_other_layout(name, stored)
     made_by = study.user_attrs.get("engine", "optuna")  # studies from before the attr: the driver's
     if engine is not None and made_by != engine and study.get_trials(deepcopy=False):
         raise StudyMismatchError(
@@ -129,6 +131,30 @@ def _refuse_mismatch(name: str, study: optuna.Study, stored: StudySettings, sett
                 f"Resume it with the same options, or choose a new --study name.")
 
 
+def _refuse_other_layout(name: str, stored: StudySettings) -> None:
+    """StudyMismatchError when the study's dataset lays its arrays out otherwise now than when the study was made
+    (``ecg_data.data_layout``). A study stored without a layout was made before studies recorded one: refused for a
+    source that has a layout (heartbeat-csv: its windows changed then), resumed for the others (nothing changed)."""
+    current = data_layout(stored.dataset)
+    if stored.data_layout == current:
+        return
+    raise StudyMismatchError(
+        f"study {name!r} was made on {stored.dataset} arrays laid out otherwise than this ecg-automl lays them out. "
+        f"Study: {describe_layout(stored.dataset, stored.data_layout)}; now: "
+        f"{describe_layout(stored.dataset, current)}. Its trials were measured on other inputs, so it is not "
+        f"resumed or exported: start a new study (`ecg-automl search` with another --study name).")
+
+
+def _stamped(settings: StudySettings) -> StudySettings:
+    """``settings`` with the data pipeline version and the dataset's data layout of this ecg-automl filled in
+    where not given (what a new study records, and what a resume is compared with)."""
+    if settings.pipeline_version is None:
+        settings = dataclasses.replace(settings, pipeline_version=PIPELINE_VERSION)
+    if settings.data_layout is None:
+        settings = dataclasses.replace(settings, data_layout=data_layout(settings.dataset))
+    return settings
+
+
 def refuse_other_settings(name: str, storage_url: str | None, settings: StudySettings, engine: str) -> None:
     """Before the data loads (minutes, or a download): refuse a resume whose settings or engine differ from
     the stored study's, as :func:`open_study` would after it. Writes nothing; a study or SQLite file that
@@ -141,9 +167,8 @@ def refuse_other_settings(name: str, storage_url: str | None, settings: StudySet
     if name not in {s.study_name for s in summaries} or _half_created(name, storage):
         return
     study = optuna.load_study(study_name=name, storage=storage)
-    if settings.pipeline_version is None:
-        settings = dataclasses.replace(settings, pipeline_version=PIPELINE_VERSION)
-    _refuse_mismatch(name, study, StudySettings.from_dict(study.user_attrs.get("settings", {})), settings, engine)
+    _refuse_mismatch(name, study, StudySettings.from_dict(study.user_attrs.get("settings", {})), _stamped(settings),
+                     engine)
 
 
 def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None, settings: StudySettings | None,
@@ -155,9 +180,10 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None,
     The pruner named when the study was created is stored with it; ``pruner=None`` (a worker, or a
     resume without ``--pruner``) uses that one, so every worker prunes alike. ``engine`` (``optuna``, or
     ``keras-tuner:<tuner>`` for trials KerasTuner ran) is stored on a new study; a study another engine
-    searched is refused (``None``: any engine, as export does)."""
-    if settings is not None and settings.pipeline_version is None:
-        settings = dataclasses.replace(settings, pipeline_version=PIPELINE_VERSION)
+    searched is refused (``None``: any engine, as export does). So is a study made with another data pipeline
+    version or another layout of its dataset's arrays (``ecg_data.data_layout``)."""
+    if settings is not None:
+        settings = _stamped(settings)
     settings_given = settings
     if isinstance(storage_url, optuna.storages.BaseStorage):
         storage = storage_url

@@ -79,7 +79,7 @@ def test_truncated_record_names_file(data_root, tmp_path):
 def test_missing_annotations_and_bad_header(data_root, tmp_path):
     root = _copy_db(data_root, tmp_path, ["100", "101"])
     (root / "mitdb" / "100.atr").unlink()
-    with pytest.raises(RecordError, match=r"100\.atr: annotation file not found"):
+    with pytest.raises(RecordError, match=r"100 has no 100\.atr\. To go on: .*ecg-automl data fetch mitdb"):
         load_dataset("mitdb", root=root, records=["100"], use_cache=False)
     (root / "mitdb" / "101.hea").write_text("this is not a header\n")
     with pytest.raises(RecordError, match=r"101\.hea: unreadable header"):
@@ -349,9 +349,10 @@ def test_fetch_of_a_database_already_there_does_not_download(tmp_path, monkeypat
     db = tmp_path / "mitdb"
     db.mkdir()
     (db / "RECORDS").write_text("100\n")
-    (db / "100.hea").write_text("there")
+    (db / "100.hea").write_text("there")  # a header wfdb cannot read names no signal file: not checked here
+    (db / "100.atr").write_text("there")
     assert fetch_database("mitdb", tmp_path) == db
-    assert sorted(p.name for p in db.iterdir()) == ["100.hea", "RECORDS"]
+    assert sorted(p.name for p in db.iterdir()) == ["100.atr", "100.hea", "RECORDS"]
 
 
 def test_fetch_completes_a_copy_whose_records_file_lists_missing_records(tmp_path, monkeypatch):
@@ -359,11 +360,79 @@ def test_fetch_completes_a_copy_whose_records_file_lists_missing_records(tmp_pat
     that are there), as the partial-folder error tells the user to do."""
     asked = []
     monkeypatch.setattr(wfdb, "dl_database", lambda slug, dl_dir, **kw: asked.append(slug) or (
-        Path(dl_dir, "101.hea").write_text("downloaded")))
+        Path(dl_dir, "101.hea").write_text("downloaded"), Path(dl_dir, "101.atr").write_text("downloaded")))
     monkeypatch.setattr(wfdb, "dl_files", lambda *a, **kw: None)
     db = tmp_path / "mitdb"
     db.mkdir()
     (db / "RECORDS").write_text("100\n101\n")
     (db / "100.hea").write_text("there")
+    (db / "100.atr").write_text("there")
     assert fetch_database("mitdb", tmp_path) == db and asked == ["mitdb"]
     assert (db / "101.hea").read_text() == "downloaded"
+
+
+def _download_from(data_root, asked):
+    """A stand-in for wfdb.dl_database: copies the files missing in ``dl_dir`` from the real MIT-BIH copy (wfdb
+    skips the files already there), noting each call in ``asked``."""
+    def dl_database(slug, dl_dir, **kwargs):
+        asked.append(slug)
+        for src in (data_root / "mitdb").iterdir():
+            if src.suffix in (".hea", ".dat", ".atr") and not (Path(dl_dir) / src.name).exists():
+                shutil.copy(src, Path(dl_dir) / src.name)
+    return dl_database
+
+
+def test_fetch_completes_records_missing_their_signal_or_annotation_file(data_root, tmp_path, monkeypatch):
+    """`data fetch` checked only each listed record's header: a copy without 101.dat or 103.atr was reported as
+    present, and loading failed later. The header is read with wfdb for its signal files; MIT-BIH records need
+    their .atr too. Such a copy is completed; a complete one is left alone, with no network access."""
+    root = _copy_db(data_root, tmp_path, ["100", "101", "103"])
+    db = root / "mitdb"
+    (db / "101.dat").unlink()
+    (db / "103.atr").unlink()
+    asked: list[str] = []
+    monkeypatch.setattr(wfdb, "dl_database", _download_from(data_root, asked))
+    monkeypatch.setattr(wfdb, "dl_files", lambda *a, **kw: None)
+    assert fetch_database("mitdb", root) == db and asked == ["mitdb"]
+    assert (db / "101.dat").read_bytes() == (data_root / "mitdb" / "101.dat").read_bytes()
+    assert (db / "103.atr").is_file()
+    assert fetch_database("mitdb", root) == db and asked == ["mitdb"]  # complete now: no second download
+    ds = load_dataset("mitdb", root=root, records=["100", "101", "103"], use_cache=False)
+    assert set(ds.records) == {"100", "101", "103"}
+
+    # the signal file is the one the header names (not guessed from the record name)
+    hea = db / "100.hea"
+    hea.write_text(hea.read_text().replace("100.dat", "100-signal.dat"))
+    asked.clear()
+    monkeypatch.setattr(wfdb, "dl_database", lambda slug, dl_dir, **kw: asked.append(slug) or shutil.copy(
+        db / "100.dat", Path(dl_dir) / "100-signal.dat"))
+    assert fetch_database("mitdb", root) == db and asked == ["mitdb"]
+    assert (db / "100-signal.dat").is_file()
+
+
+def test_fetch_that_leaves_a_record_incomplete_says_which(data_root, tmp_path, monkeypatch):
+    """A download that does not bring the missing file (a record PhysioNet does not have) is not reported as a
+    complete database."""
+    root = _copy_db(data_root, tmp_path, ["100", "101"])
+    (root / "mitdb" / "101.atr").unlink()
+    monkeypatch.setattr(wfdb, "dl_database", lambda *a, **kw: None)
+    monkeypatch.setattr(wfdb, "dl_files", lambda *a, **kw: None)
+    with pytest.raises(DataError, match=r"but 1 record\(s\) its RECORDS lists are still incomplete: "
+                                        r"101: no 101\.atr\. Copy those files there by hand"):
+        fetch_database("mitdb", root)
+
+
+@pytest.mark.parametrize("gone, names", [("101.dat", "101 has no 101.dat"), ("101.atr", "101 has no 101.atr")])
+def test_a_record_missing_its_signal_or_annotations_names_it_and_the_fetch_command(data_root, tmp_path, gone, names):
+    """Loading a copy whose record lacks its .dat or .atr named the file but not the way on: the error names the
+    record, the missing file, and `ecg-automl data fetch` (as for a missing header); skip mode reads the rest."""
+    root = _copy_db(data_root, tmp_path, ["100", "101"])
+    (root / "mitdb" / gone).unlink()
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["100", "101"], use_cache=False)
+    msg = str(err.value)
+    assert "1 of the 2 MIT-BIH records asked for is incomplete" in msg and names in msg, msg
+    assert "--records with the complete ones (100)" in msg
+    assert f"ecg-automl data fetch mitdb --root {root}" in msg
+    ds = load_dataset("mitdb", root=root, records=["100", "101"], on_bad_record="skip", use_cache=False)
+    assert set(ds.records) == {"100"} and len(ds.info["skipped"]) == 1

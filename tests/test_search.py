@@ -418,6 +418,75 @@ def test_a_study_made_with_other_preprocessing_is_refused(tmp_path):
     assert open_study("new", storage, None, heartbeat=None)[1].pipeline_version == PIPELINE_VERSION
 
 
+def test_a_study_made_on_another_data_layout_is_refused_by_both_engines(tmp_path, monkeypatch):
+    """The heartbeat-CSV reader changed its window layout without a new pipeline version (that would refuse every
+    dataset's studies): a heartbeat-CSV study made before the change resumed on windows of the new layout, mixing
+    trials measured on other inputs. A study records its dataset's layout; one without a record is refused for
+    heartbeat-csv (it predates the change) and resumed for MIT-BIH (nothing changed), by both engines, before the
+    data loads; a later layout change refuses studies of the earlier one."""
+    import dataclasses
+
+    import search.keras_tuner_engine as kte
+    import search.study as study_module
+    from ecg_data import heartbeat_csv
+    from search import StudyMismatchError, open_study
+    from search.study import refuse_other_settings
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded for a resume that is refused")
+
+    monkeypatch.setattr(study_module, "load_study_data", no_data)
+    monkeypatch.setattr(kte, "load_study_data", no_data)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    hb = dataclasses.replace(tiny_settings(tmp_path), dataset="heartbeat-csv", records=None,
+                             data_path=str(tmp_path / "csv"))
+    for name, engine in (("hb-old", "optuna"), ("hb-old-kt", "keras-tuner:random")):
+        old = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        # as an ecg-automl before the record stored it: the settings have no data_layout
+        old.set_user_attr("settings", _without_layout(hb))
+        old.set_user_attr("engine", engine)
+    no_record = r"no layout recorded .*most likely with layout 1.*now: layout 2 .*another --study name"
+    with pytest.raises(StudyMismatchError, match=no_record):
+        run_search("hb-old", hb, n_trials=1, storage=storage, tracking=None, progress=False, final=False)
+    with pytest.raises(StudyMismatchError, match=no_record):
+        kte.run_keras_tuner("hb-old-kt", hb, tuner="random", n_trials=1, tracking=None, out_dir=tmp_path,
+                            progress=False, storage=storage)
+    for name in ("hb-old", "hb-old-kt"):  # a worker or an export (no settings given) is refused alike
+        with pytest.raises(StudyMismatchError, match=no_record):
+            open_study(name, storage, None, heartbeat=None)
+
+    # an MIT-BIH study stored without the record resumes: its arrays did not change
+    mit = optuna.create_study(study_name="mit-old", storage=storage, direction="maximize")
+    mit.set_user_attr("settings", _without_layout(tiny_settings(tmp_path)))
+    refuse_other_settings("mit-old", storage, tiny_settings(tmp_path), engine="optuna")
+    assert open_study("mit-old", storage, tiny_settings(tmp_path), heartbeat=None)[1].data_layout is None
+    assert open_study("mit-old", storage, None, heartbeat=None)[1].data_layout is None
+
+    # a new heartbeat-CSV study records the layout and resumes; after another layout change it is refused
+    _, made = open_study("hb-new", storage, hb, heartbeat=None)
+    assert made.data_layout == heartbeat_csv.WINDOW_LAYOUT
+    stored = optuna.load_study(study_name="hb-new", storage=storage).user_attrs["settings"]
+    assert stored["data_layout"] == heartbeat_csv.WINDOW_LAYOUT
+    refuse_other_settings("hb-new", storage, hb, engine="optuna")
+    assert open_study("hb-new", storage, hb, heartbeat=None)[1] == made
+    monkeypatch.setattr(heartbeat_csv, "WINDOW_LAYOUT", heartbeat_csv.WINDOW_LAYOUT + 1)
+    changed = rf"Study: layout 2 \(each row's R peak at the window centre\); now: layout 3\. .*another --study name"
+    with pytest.raises(StudyMismatchError, match=changed):
+        refuse_other_settings("hb-new", storage, hb, engine="optuna")
+    with pytest.raises(StudyMismatchError, match=changed):
+        open_study("hb-new", storage, None, heartbeat=None)
+    assert open_study("mit-old", storage, tiny_settings(tmp_path), heartbeat=None)  # other datasets: unaffected
+
+
+def _without_layout(settings: StudySettings) -> dict:
+    """``settings`` as an ecg-automl before the data-layout record stored them: this pipeline version, no layout."""
+    from ecg_data.cache import PIPELINE_VERSION
+
+    stored = {**settings.to_dict(), "pipeline_version": PIPELINE_VERSION}
+    stored.pop("data_layout", None)
+    return stored
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env, sig):
     """SIGINT (Ctrl-C) or SIGTERM (kill, a job scheduler) during a trial marks it failed; the same command
