@@ -510,6 +510,22 @@ def _missing_search_extra(exc: BaseException) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``ecg-automl`` command; returns its exit status. Output piped into a reader that stops early
+    (``ecg-automl data info mitdb | head``) ends quietly with 141, as a shell's SIGPIPE would, not a traceback."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a reader gone shows here, not as an ignored BrokenPipeError at interpreter exit
+    except BrokenPipeError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush has nowhere to fail
+        except (OSError, ValueError):
+            pass
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     _load_extras()
     parser = build_parser()
     args = parser.parse_args(argv)

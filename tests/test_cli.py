@@ -259,3 +259,29 @@ def test_data_info_runs_on_the_pi_install(tmp_path, cli_env):
                                       cli_env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "search records: 101 106 119 208 223" in proc.stdout
+
+
+def test_main_runs_twice_in_one_process():
+    """A notebook or a script calling main() a second time failed building the parser: 'conflicting subparser:
+    predict' (the TFLite commands were registered once per call)."""
+    from ecg_automl.cli import main
+
+    for _ in range(2):
+        with pytest.raises(SystemExit) as exc:
+            main(["nosuchcommand"])
+        assert exc.value.code == 2
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path, cli_env):
+    """`ecg-automl ... | head` whose reader stops early ended in a BrokenPipeError traceback; now exit 141
+    (the shell's SIGPIPE status) and nothing on stderr about it."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "ecg_automl", "data", "info", "mitdb", "--records", "100"],
+                            cwd=tmp_path, env=cli_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the command writes a line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, err[-2000:]
+    assert "BrokenPipeError" not in err and "Traceback" not in err, err[-2000:]

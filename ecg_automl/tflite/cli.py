@@ -12,7 +12,8 @@ from typing import Callable
 
 
 def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> None:
-    extra_parsers.append(_add_parsers)
+    if _add_parsers not in extra_parsers:  # a second main() in one process would add predict twice
+        extra_parsers.append(_add_parsers)
     commands.update({"predict": cmd_predict, "bench-server": cmd_bench_server})
     try:
         from .export import cmd_export
