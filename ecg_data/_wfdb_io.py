@@ -85,8 +85,19 @@ def _check_header(hea: Path, header) -> None:
                                     f"..., name)")
 
 
-def read_record(path: str | Path, channels: list[str] | None = None) -> Record:
-    """Read a WFDB record (``path`` without extension), optionally only the named channels."""
+@dataclass
+class Header:
+    """A WFDB record's header, checked against its signal files, without the samples (for chunked reading)."""
+
+    path: Path
+    fs: float
+    sig_names: list[str]
+    n_samples: int
+    comments: list[str]
+
+
+def read_header(path: str | Path) -> Header:
+    """Read and check a WFDB record's header (``path`` without extension); the signal itself is not read."""
     import wfdb
 
     path = Path(path)
@@ -100,7 +111,36 @@ def read_record(path: str | Path, channels: list[str] | None = None) -> Record:
         raise RecordError(str(hea), f"unreadable header ({type(exc).__name__}: {exc})") from exc
     _check_header(hea, header)
     _check_signal_files(path, header)
-    names = list(header.sig_name or [])
+    return Header(path, float(header.fs), list(header.sig_name or []), int(header.sig_len),
+                  list(header.comments or []))
+
+
+def read_span(head: Header, start: int, stop: int, channels: list[int]) -> np.ndarray:
+    """Samples ``start:stop`` of the given channel indices in physical units, (stop - start, channels) float64:
+    the piece of a long record that chunked processing holds at a time."""
+    import wfdb
+
+    try:
+        rec = wfdb.rdrecord(str(head.path), sampfrom=int(start), sampto=int(stop), channels=list(channels))
+    except Exception as exc:
+        raise RecordError(str(head.path) + ".dat", f"unreadable signal at samples {start}-{stop} "
+                                                   f"({type(exc).__name__}: {exc})") from exc
+    sig = rec.p_signal
+    if sig is None or sig.shape[0] != stop - start:
+        got = None if sig is None else sig.shape[0]
+        raise RecordError(str(head.path) + ".dat", f"decoded {got} samples at {start}-{stop}, expected "
+                                                   f"{stop - start} (the header declares {head.n_samples})")
+    return np.asarray(sig, dtype=np.float64)
+
+
+def read_record(path: str | Path, channels: list[str] | None = None) -> Record:
+    """Read a WFDB record (``path`` without extension), optionally only the named channels."""
+    import wfdb
+
+    path = Path(path)
+    hea = path.with_name(path.name + ".hea")
+    head = read_header(path)
+    names = head.sig_names
     idx = None
     if channels is not None:
         missing = [c for c in channels if c not in names]
@@ -112,9 +152,9 @@ def read_record(path: str | Path, channels: list[str] | None = None) -> Record:
     except Exception as exc:
         raise RecordError(str(path) + ".dat", f"unreadable signal ({type(exc).__name__}: {exc})") from exc
     sig = rec.p_signal
-    if sig is None or sig.shape[0] != header.sig_len:
+    if sig is None or sig.shape[0] != head.n_samples:
         got = None if sig is None else sig.shape[0]
-        raise RecordError(str(path) + ".dat", f"decoded {got} samples but the header declares {header.sig_len}")
+        raise RecordError(str(path) + ".dat", f"decoded {got} samples but the header declares {head.n_samples}")
     return Record(path, np.asarray(sig, dtype=np.float64), float(rec.fs), list(rec.sig_name), list(rec.comments or []))
 
 

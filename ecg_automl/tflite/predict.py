@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from ecg_data._wfdb_io import detect_qrs, read_annotations, read_record
+from ecg_data._wfdb_io import read_annotations, read_header
 from ecg_data import heartbeat_csv
 from ecg_data.errors import DataError
 from ecg_data.mitdb import AAMI, ABNORMAL
-from ecg_data.preprocess import N_RR_FEATURES, beats_from_signal, fill_nans, normalise, resample
-from ecg_data.ptbxl import detect_r_peaks
+from ecg_data.preprocess import N_RR_FEATURES, normalise, resample, rr_features
+from ecg_data.stream import CHUNK_S, Progress, beat_windows_chunked, detect_r_peaks_chunked, full_window
 
 from .convert import TFLiteError
 from .runtime import TFLiteModel, unreachable_threshold_message
@@ -235,21 +235,21 @@ def _strip_extension(record: Path, annotations: str | None) -> Path:
 
 
 def predict_record(model_path: str | Path, record: str | Path, *, annotations: str | None = None,
-                   threads: int = 1) -> Prediction:
+                   threads: int = 1, chunk_s: float = CHUNK_S, progress: Progress | None = None) -> Prediction:
     """Classify every beat of a WFDB record (``record`` without extension; a .dat/.hea/.atr/.mat one is dropped).
 
     Beats are found with wfdb's XQRS detector, as on a device; with ``annotations='atr'`` the record's
     reference beat positions are used instead and the summary compares the model with their labels. The
-    windows hold the leads the model was trained on (all 12 for a PTB-XL model).
+    windows hold the leads the model was trained on (all 12 for a PTB-XL model). The record is read
+    ``chunk_s`` seconds at a time (see :mod:`ecg_data.stream`), so a 24-hour Holter recording fits in memory;
+    ``progress(stage, samples_done, samples_total)`` is called after each chunk.
     """
     meta, model = _open_model(model_path, threads)
     record = _strip_extension(Path(record), annotations)
-    head = read_record(record)
+    head = read_header(record)
     channels, lead_warning = _record_leads(meta, model_path, head.sig_names, _model_channels(meta, model), record)
     detect = _find_lead(head.sig_names, str(meta["lead"])) if len(channels) > 1 else None
     det_ch = channels[0] if detect is None else detect  # beats are found on the detection lead (II for PTB-XL)
-    sig = head.signal[:, channels]
-    missing = int((~np.isfinite(head.signal[:, sorted({*channels, det_ch})])).sum())
     reference = None
     if annotations:
         samples, symbols = read_annotations(record, annotations)
@@ -258,25 +258,23 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         keep_cls = np.array([AAMI[s] != "Q" for s in symbols], dtype=bool)
     else:
         # XQRS finds nothing in a signal with one NaN: a lead-off gap is bridged first, as the filter does
-        samples = detect_r_peaks(fill_nans(head.signal[:, det_ch]), head.fs)
+        samples = detect_r_peaks_chunked(head, det_ch, chunk_s=chunk_s, progress=progress)
         symbols, keep_cls = None, np.ones(len(samples), dtype=bool)
     if len(samples) == 0:
         raise DataError(f"{record}: no beats found (lead {head.sig_names[det_ch]})")
-    band = meta.get("filter", {})
-    windows, rr, kept = beats_from_signal(sig, head.fs, samples, fs=float(meta["fs"]), length=int(meta["window"]),
-                                          low=band.get("low", 0.5), high=band.get("high", 40.0))
-    use = keep_cls[kept]
-    windows, rr = windows[use], rr[use]
-    beat_samples = samples[kept][use]
+    fs_model, window = float(meta["fs"]), int(meta["window"])
+    kept = full_window(samples, head.fs, head.n_samples, fs=fs_model, length=window)
+    rr = rr_features(samples, head.fs)  # the rhythm context needs every beat of the record, not its signal
+    use = keep_cls & kept
+    beat_samples, rr = samples[use], rr[use]
     if symbols is not None:
-        reference = np.isin([AAMI[s] for s in symbols[kept][use]], ABNORMAL)
+        reference = np.isin([AAMI[s] for s in symbols[use]], ABNORMAL)
     skipped = _skipped_note(symbols, ~keep_cls, int((keep_cls & ~kept).sum()))
-    if len(windows) == 0:
+    if len(beat_samples) == 0:
         raise DataError(f"{record}: none of its {len(samples)} beats can be classified"
                         + (f" ({_skipped_text(skipped)})" if skipped else ""))
-    inputs = _model_inputs(meta, windows, rr)
-    prob = model.predict(inputs)
-    clipped = {k: n for k, n in model.clipped_rows(inputs).items() if n}
+    prob, clipped, missing = _classify_chunked(meta, model, head, channels, sorted({*channels, det_ch}),
+                                               beat_samples, rr, chunk_s, progress)
     pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference)
     lead_names = [head.sig_names[c] for c in channels]
     pred.summary = {**_summary(pred, model.output_max),
@@ -296,6 +294,32 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     if reference is not None:
         pred.summary["reference"] = "the record's annotations"
     return pred
+
+
+def _classify_chunked(meta: dict[str, Any], model: TFLiteModel, head, channels: list[int], counted: list[int],
+                      beats: np.ndarray, rr: np.ndarray, chunk_s: float,
+                      progress: Progress | None) -> tuple[np.ndarray, dict[str, int], int]:
+    """The model's probability for each of ``beats`` (with their ``rr`` rows), the rows per input it clipped and
+    the missing samples of the ``counted`` leads, one chunk of the record at a time (only the chunk's windows are
+    held)."""
+    order = np.argsort(beats, kind="stable")  # annotation files are sorted; the chunks need it
+    band = meta.get("filter", {})
+    prob = np.zeros(len(beats), dtype=np.float32)  # what TFLiteModel.predict returns
+    clipped: dict[str, int] = {}
+    missing = 0
+    for idx, windows, gone in beat_windows_chunked(
+            head, channels, beats[order], fs=float(meta["fs"]), length=int(meta["window"]),
+            low=band.get("low", 0.5), high=band.get("high", 40.0), count_missing=counted, chunk_s=chunk_s,
+            progress=progress):
+        missing += gone
+        if not len(idx):
+            continue
+        rows = order[idx]
+        inputs = _model_inputs(meta, windows, rr[rows])
+        prob[rows] = model.predict(inputs)
+        for k, n in model.clipped_rows(inputs).items():
+            clipped[k] = clipped.get(k, 0) + n
+    return prob, {k: n for k, n in clipped.items() if n}, missing
 
 
 def _csv_rows(csv_path: str | Path) -> np.ndarray:
