@@ -239,6 +239,29 @@ def test_ptbdb_truncated_record(ptb_folder, tmp_path):
     assert "patient003" not in set(ds.groups) and "patient001" in set(ds.groups)
 
 
+def test_ptbdb_records_missing_files_are_one_error_with_the_ways_on(ptb_folder, tmp_path):
+    """Loading a PTB copy whose records lack their .dat or .hea stopped at the first missing file, with no way on:
+    it is one error naming every incomplete record and its missing file, --records/--on-bad-record skip and the
+    data fetch command (the folder is named ptbdb, as fetch writes it); skip mode reads the rest."""
+    folder = tmp_path / "ptbdb"
+    shutil.copytree(ptb_folder, folder)
+    (folder / "patient003" / "s0030_re.dat").unlink()
+    (folder / "patient007" / "s0070_re.dat").unlink()
+    (folder / "patient009" / "s0090_re.hea").unlink()
+    with pytest.raises(RecordError) as err:
+        load_dataset("ptbdb", path=folder, use_cache=False)
+    msg = str(err.value)
+    assert "3 of the 11 PTB records asked for are incomplete" in msg, msg
+    for gap in ("patient003/s0030_re has no patient003/s0030_re.dat", "patient007/s0070_re has no "
+                "patient007/s0070_re.dat", "patient009/s0090_re has no patient009/s0090_re.hea"):
+        assert gap in msg, msg
+    assert "--records with the complete ones (patient001/s0010_re," in msg and "--on-bad-record skip" in msg
+    assert f"ecg-automl data fetch ptbdb --root {tmp_path}" in msg
+    ds = read_ptbdb(folder, on_bad_record="skip")
+    assert sorted(s["record"] for s in ds.info["skipped"]) == [
+        "patient003/s0030_re", "patient007/s0070_re", "patient009/s0090_re"]
+
+
 def test_ptbdb_header_without_reason(ptb_folder, tmp_path):
     folder = tmp_path / "ptbdb"
     shutil.copytree(ptb_folder, folder)
