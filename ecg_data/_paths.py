@@ -72,9 +72,11 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
 
 def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     """Download database ``name`` from PhysioNet into ``<root>/<name>/`` with ``wfdb.dl_database``; a database
-    already there (its marker file, written last, present, and every record its RECORDS lists has its header, the
-    signal files the header names and its beat annotations) is left as it is, with no network access; one with
-    files missing (a hand copy, deleted files) is completed, and still missing files after that are an error."""
+    already there (its marker file, written last, present, and every record its RECORDS, or PTB-XL's
+    ptbxl_database.csv, lists has its header, the signal files the header names and its beat annotations) is left as
+    it is, with no network access; one with files missing (a hand copy, deleted files) is completed (PTB-XL: only
+    the records its table lists, so a subset whose table lists only its own records stays one), and still missing
+    files after that are an error."""
     if name not in PHYSIONET:
         raise DatabaseNotFoundError(f"unknown PhysioNet database {name!r}; known: {', '.join(PHYSIONET)}")
     root = Path(root).expanduser().resolve() if root is not None else data_root()
@@ -98,7 +100,7 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
             f"already holds {name}/") from None
     try:
         with _network_timeout(DOWNLOAD_TIMEOUT):
-            _download(name, slug, marker, path)
+            _download(name, slug, marker, path, list(incomplete))
     except BaseException as exc:  # network errors come in many types (requests, urllib3, OSError); or Ctrl-C
         kept = _remove_empty_new(path, before, created)
         if not isinstance(exc, Exception):
@@ -141,13 +143,39 @@ def missing_record_files(path: Path, record: str, annotation: str | None = None)
     return [f for f in wanted if not (path / f).is_file()]
 
 
+def missing_ptbxl_files(path: Path, record: str) -> list[str]:
+    """The files of PTB-XL record ``record`` (a ``filename_lr`` of its table) missing under ``path``, as
+    :func:`missing_record_files` finds them; the header is read only when ``<record>.dat`` is absent (every PTB-XL
+    header names that one file, and reading 21,799 headers with wfdb takes minutes)."""
+    if (path / f"{record}.hea").is_file() and (path / f"{record}.dat").is_file():
+        return []
+    return missing_record_files(path, record)
+
+
+def ptbxl_records(csv: Path) -> list[str]:
+    """The ``filename_lr`` entries of PTB-XL's table ``csv`` (the 100 Hz records the loader reads); a row without
+    one is left to the loader to report."""
+    import pandas as pd
+
+    try:
+        column = pd.read_csv(csv, usecols=["filename_lr"])["filename_lr"]
+    except Exception as exc:  # unreadable, or no filename_lr column
+        raise DatabaseNotFoundError(
+            f"{csv}: cannot tell which records it lists ({type(exc).__name__}: {exc}). Remove it and run "
+            f"`ecg-automl data fetch ptbxl` again to download the tables") from None
+    return [f.strip() for f in column if isinstance(f, str) and f.strip()]
+
+
 def _incomplete_records(name: str, path: Path, marker: str) -> dict[str, list[str]]:
-    """Record -> its missing files, for each record a RECORDS marker lists that lacks any
-    (:func:`missing_record_files`); empty for a database without a RECORDS marker."""
-    if marker != "RECORDS":
+    """Record -> its missing files, for each record a RECORDS marker (or PTB-XL's table) lists that lacks any
+    (:func:`missing_record_files`); empty for a database with neither."""
+    if marker == "RECORDS":
+        records = (path / marker).read_text(encoding="utf-8", errors="replace").split()
+        gaps = {r: missing_record_files(path, r, BEAT_ANNOTATIONS.get(name)) for r in records}
+    elif name == "ptbxl":
+        gaps = {r: missing_ptbxl_files(path, r) for r in ptbxl_records(path / marker)}
+    else:
         return {}
-    records = (path / marker).read_text(encoding="utf-8", errors="replace").split()
-    gaps = {r: missing_record_files(path, r, BEAT_ANNOTATIONS.get(name)) for r in records}
     return {r: files for r, files in gaps.items() if files}
 
 
@@ -158,11 +186,14 @@ def _describe(incomplete: dict[str, list[str]], limit: int = 8) -> str:
     return shown + (f"; and {more} more record(s)" if more > 0 else "")
 
 
-def _download(name: str, slug: str, marker: str, path: Path) -> None:
-    """The wfdb calls that fetch database ``name`` (PhysioNet's ``slug``) into ``path``."""
+def _download(name: str, slug: str, marker: str, path: Path, incomplete: list[str] | None = None) -> None:
+    """The wfdb calls that fetch database ``name`` (PhysioNet's ``slug``) into ``path``; for PTB-XL, the
+    ``incomplete`` records of a copy whose table is there (the table is kept: it may list a subset)."""
     import wfdb
 
-    if name == "ptbxl":
+    if name == "ptbxl" and incomplete:
+        wfdb.dl_database(slug, str(path), records=incomplete, annotators=None)  # skips the files already there
+    elif name == "ptbxl":
         # PTB-XL's CSV files are not WFDB records: fetch the 100 Hz records plus the two tables. The tables come
         # first (the record list is in one) into a side folder, and move beside the records only once every record
         # is here: ptbxl_database.csv is the marker, and an interrupted download must not look finished.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 from .errors import RecordError
@@ -28,3 +29,26 @@ def read_all(records: Iterable[str], reader: Callable[[str], T], on_bad_record: 
             log.warning("skipping bad record %s", exc)
             skipped.append({"record": str(rec), "path": exc.path, "problem": exc.problem})
     return out
+
+
+def describe_gaps(gaps: dict[str, list[str]], limit: int = 12) -> str:
+    """``101 has no 101.dat; 103 has no 103.atr`` (the first ``limit`` records, then how many more)."""
+    listed = list(gaps.items())
+    shown = "; ".join(f"{r} has no {', '.join(files)}" for r, files in listed[:limit])
+    return shown + (f"; and {len(listed) - limit} more" if len(listed) > limit else "")
+
+
+def refuse_incomplete(path: Path, database: str, title: str, wanted: list[str], bad: list[str], what: str,
+                      copy: str, good: str) -> None:
+    """RecordError: ``bad`` of the ``wanted`` records of ``title`` (e.g. "MIT-BIH") ``what``, with the ways on:
+    ``copy``, --records with the ``good`` ones or --on-bad-record skip, and ``ecg-automl data fetch`` when
+    ``path`` is where it puts ``database`` (it completes a copy, skipping the files already there)."""
+    rest = [r for r in wanted if r not in bad]
+    ways = [copy]
+    if rest:
+        ways.append(f"pass --records with {good} ({','.join(rest[:6])}{',...' if len(rest) > 6 else ''})"
+                    " or --on-bad-record skip")
+    if path.name == database:
+        ways.append(f"complete the download with `ecg-automl data fetch {database} --root {path.parent}`")
+    raise RecordError(str(path), f"{len(bad)} of the {len(wanted)} {title} records asked for {what}. To go on: "
+                                 + "; ".join(ways))

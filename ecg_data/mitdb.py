@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ._paths import BEAT_ANNOTATIONS, missing_record_files
-from ._records import read_all
+from ._records import describe_gaps, read_all, refuse_incomplete
 from ._wfdb_io import read_annotations, read_record
 from .dataset import BeatDataset, concat
 from .errors import DataError, RecordError
@@ -85,11 +85,8 @@ def _refuse_missing(path: Path, wanted: list[str]) -> None:
         return
     gaps = {r: files for r in wanted if (files := missing_record_files(path, r, BEAT_ANNOTATIONS["mitdb"]))}
     if gaps:
-        listed = list(gaps.items())
-        shown = "; ".join(f"{r} has no {', '.join(files)}" for r, files in listed[:12])
-        shown += f"; and {len(listed) - 12} more" if len(listed) > 12 else ""
         _refuse(path, wanted, list(gaps), f"{'is' if len(gaps) == 1 else 'are'} incomplete (the signal file its "
-                                          f"header names, or its .atr beat annotations): {shown}",
+                                          f"header names, or its .atr beat annotations): {describe_gaps(gaps)}",
                 "copy the missing files there", "the complete ones")
 
 
@@ -99,14 +96,5 @@ def _names(records: list[str]) -> str:
 
 
 def _refuse(path: Path, wanted: list[str], bad: list[str], what: str, copy: str, good: str) -> None:
-    """RecordError: ``bad`` of the ``wanted`` records ``what``, and the ways on (``copy``, --records with the
-    ``good`` ones, data fetch)."""
-    rest = [r for r in wanted if r not in bad]
-    ways = [copy]
-    if rest:
-        ways.append(f"pass --records with {good} ({','.join(rest[:6])}{',...' if len(rest) > 6 else ''})"
-                    " or --on-bad-record skip")
-    if path.name == "mitdb":  # the layout `data fetch` writes: it skips the files already there
-        ways.append(f"complete the download with `ecg-automl data fetch mitdb --root {path.parent}`")
-    raise RecordError(str(path), f"{len(bad)} of the {len(wanted)} MIT-BIH records asked for {what}. To go on: "
-                                 + "; ".join(ways))
+    """RecordError: ``bad`` of the ``wanted`` records ``what``, and the ways on (see :func:`refuse_incomplete`)."""
+    refuse_incomplete(path, "mitdb", "MIT-BIH", wanted, bad, what, copy, good)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._records import ON_BAD_RECORD, read_all
+from ._paths import missing_record_files
+from ._records import ON_BAD_RECORD, describe_gaps, read_all, refuse_incomplete
 from ._wfdb_io import detect_qrs, read_record
 from .dataset import BeatDataset, concat
 from .errors import DataError, RecordError
@@ -154,6 +155,10 @@ def read_ptbdb(path: Path, *, fs: float = 180.0, window: int = 256, records: lis
     if no_diagnosis:
         log.info("ptbdb: %d record(s) with reason for admission 'n/a' left out", len(no_diagnosis))
 
+    to_read = [n for n in selected if n not in no_diagnosis]
+    if on_bad_record == "error":
+        _refuse_incomplete(path, to_read)
+
     def read_one(name: str) -> BeatDataset:
         if name in header_errors:
             raise header_errors[name]
@@ -161,7 +166,7 @@ def read_ptbdb(path: Path, *, fs: float = 180.0, window: int = 256, records: lis
                                split="test" if patient_of(name) in held_out else "search")
 
     skipped: list[dict] = []
-    parts = read_all([n for n in selected if n not in no_diagnosis], read_one, on_bad_record, skipped)
+    parts = read_all(to_read, read_one, on_bad_record, skipped)
     parts = [p for p in parts if len(p)]
     if not parts:
         raise DataError(f"ptbdb: no beat windows from {len(selected)} record(s) in {path}")
@@ -173,3 +178,14 @@ def read_ptbdb(path: Path, *, fs: float = 180.0, window: int = 256, records: lis
                     f"(StratifiedGroupKFold({N_FOLDS}, shuffle, random_state={SEED}), fold 0)",
     }
     return concat("ptbdb", parts, fs, info)
+
+
+def _refuse_incomplete(path: Path, wanted: list[str]) -> None:
+    """One error naming every record without its header or a signal file its header names, with the ways on,
+    rather than a stop at the first of them: a folder with only some files is most often a partial download or
+    a hand copy."""
+    gaps = {r: files for r in wanted if (files := missing_record_files(path, r))}
+    if gaps:
+        refuse_incomplete(path, "ptbdb", "PTB", wanted, list(gaps),
+                          f"{'is' if len(gaps) == 1 else 'are'} incomplete (the header, or a signal file it names): "
+                          + describe_gaps(gaps), "copy the missing files there", "the complete ones")

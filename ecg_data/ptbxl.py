@@ -6,6 +6,10 @@ only diagnostic superclass; records without a diagnostic statement are left out 
 Beats are R peaks found by wfdb's XQRS on lead II of the 100 Hz record (upsampled for the detector);
 windows hold all 12 leads, and every beat carries its record's label. strat_fold 1-9 is the search part, fold 10 the test part (the
 split PTB-XL recommends; its folds are patient-disjoint, which is checked).
+
+A copy may hold a subset of the records its table lists. Loading the whole table reads the records that are there
+and says how many are not (neither their .hea nor their .dat present); a record with only some of its files, or
+one asked for with ``records`` that is not there, is an error naming every such record and the ways on.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._records import read_all
+from ._paths import missing_ptbxl_files
+from ._records import describe_gaps, read_all, refuse_incomplete
 from ._wfdb_io import detect_qrs, read_record
 from .dataset import BeatDataset, concat
 from .errors import DataError
@@ -188,10 +193,16 @@ def read_ptbxl(path: Path, *, fs: float = 180.0, window: int = 256, records: lis
         if unknown:
             raise DataError(f"ptbxl: ecg_id(s) {unknown[:10]} are not in {path / DATABASE_CSV}")
         table = table[table.index.isin(wanted_ids)]
+    notes: list[str] = []
+    absent = [] if records is not None else _absent_records(path, table)
+    if absent:
+        table = _drop_absent(path, table, absent, notes)
     no_diag = table.index[table["y"] < 0]
     if len(no_diag):
         log.info("ptbxl: %d record(s) without a diagnostic statement left out", len(no_diag))
     table = table[table["y"] >= 0].sort_index()
+    if on_bad_record == "error":
+        _refuse_incomplete(path, table)
 
     skipped: list[dict] = []
     few: list[int] = []
@@ -221,7 +232,40 @@ def read_ptbxl(path: Path, *, fs: float = 180.0, window: int = 256, records: lis
         "skipped_few_beats": {"count": len(few), "min_beats": MIN_BEATS, "examples": few[:_EXAMPLES]},
         "no_full_window": {"count": len(empty), "examples": empty[:_EXAMPLES]},
         "records_used": len(parts),
+        "not_in_copy": {"count": len(absent), "examples": absent[:_EXAMPLES]},
+        "warnings": notes,
         "protocol": f"PTB-XL 100 Hz, 12 leads, XQRS on lead II at {DETECT_FS:g} Hz; NORM vs MI/STTC/CD/HYP; "
                     f"strat_fold 1-9 search, {TEST_FOLD} test",
     }
     return concat("ptbxl", parts, fs, info)
+
+
+def _absent_records(path: Path, table) -> list[int]:
+    """The ecg_ids of the table whose record has neither its .hea nor its .dat in ``path`` (a subset copy)."""
+    return [int(eid) for eid, f in table["filename_lr"].items()
+            if not (path / f"{f}.hea").exists() and not (path / f"{f}.dat").exists()]
+
+
+def _drop_absent(path: Path, table, absent: list[int], notes: list[str]):
+    """The table without the ``absent`` records, after a warning (kept in ``notes``) saying how many they are;
+    DataError when none of its records is there."""
+    fetch = "`ecg-automl data fetch ptbxl" + (f" --root {path.parent}`" if path.name == "ptbxl" else "`")
+    if len(absent) == len(table):
+        raise DataError(f"ptbxl: none of the {len(table)} records {path / DATABASE_CSV} lists is in {path} (e.g. "
+                        f"{table['filename_lr'].iloc[0]}.hea). Copy them there, or run {fetch}")
+    note = (f"ptbxl: {len(absent)} of the {len(table)} records {DATABASE_CSV} lists are not in {path} (neither "
+            f".hea nor .dat, e.g. ecg_id {', '.join(map(str, absent[:5]))}): reading the {len(table) - len(absent)} "
+            f"there (a subset copy whose table lists only its own records says nothing). To download the rest: {fetch}")
+    log.warning("%s", note)
+    notes.append(note)
+    return table.drop(index=absent)
+
+
+def _refuse_incomplete(path: Path, table) -> None:
+    """One error naming every record to read that lacks its header or the signal file it names, with the ways
+    on, rather than a stop at the first of them."""
+    gaps = {str(eid): files for eid, f in table["filename_lr"].items() if (files := missing_ptbxl_files(path, f))}
+    if gaps:
+        refuse_incomplete(path, "ptbxl", "PTB-XL", [str(e) for e in table.index], list(gaps),
+                          f"{'is' if len(gaps) == 1 else 'are'} incomplete (the header, or the signal file it "
+                          f"names): {describe_gaps(gaps)}", "copy the missing files there", "the complete ones")

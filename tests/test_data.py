@@ -436,3 +436,64 @@ def test_a_record_missing_its_signal_or_annotations_names_it_and_the_fetch_comma
     assert f"ecg-automl data fetch mitdb --root {root}" in msg
     ds = load_dataset("mitdb", root=root, records=["100", "101"], on_bad_record="skip", use_cache=False)
     assert set(ds.records) == {"100"} and len(ds.info["skipped"]) == 1
+
+
+def _ptbxl_copy(data_root, tmp_path, n):
+    """``<tmp>/root/ptbxl`` holding PTB-XL's first ``n`` records and a table that lists only those (a subset)."""
+    src, db = data_root / "ptbxl", tmp_path / "root" / "ptbxl"
+    (db / "records100" / "00000").mkdir(parents=True)
+    shutil.copy(src / "scp_statements.csv", db)
+    lines = (src / "ptbxl_database.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (db / "ptbxl_database.csv").write_text("".join(lines[:n + 1]), encoding="utf-8")
+    for i in range(1, n + 1):
+        for ext in ("hea", "dat"):
+            shutil.copy(src / "records100" / "00000" / f"{i:05d}_lr.{ext}", db / "records100" / "00000")
+    return db
+
+
+def _no_tables(*args, **kwargs):
+    raise AssertionError("the tables were downloaded again")
+
+
+def test_fetch_completes_a_ptbxl_copy_whose_records_lack_files(data_root, tmp_path, monkeypatch):
+    """PTB-XL's "downloaded" marker is its table, and fetch checked no record: a copy without a record's .dat (or
+    the whole record) was reported as present, and loading failed later. The records the table lists are checked
+    now; the missing ones, and only those, are downloaded, and the table (which may list a subset) is kept."""
+    db = _ptbxl_copy(data_root, tmp_path, 5)
+    (db / "records100" / "00000" / "00002_lr.dat").unlink()
+    for ext in ("hea", "dat"):
+        (db / "records100" / "00000" / f"00004_lr.{ext}").unlink()
+    table = (db / "ptbxl_database.csv").read_bytes()
+    asked = []
+
+    def dl_database(slug, dl_dir, records="all", annotators="all", **kwargs):
+        asked.append((slug, list(records)))
+        for r in records:
+            for ext in ("hea", "dat"):
+                if not Path(dl_dir, f"{r}.{ext}").exists():
+                    shutil.copy(data_root / "ptbxl" / f"{r}.{ext}", Path(dl_dir, f"{r}.{ext}"))
+
+    monkeypatch.setattr(wfdb, "dl_database", dl_database)
+    monkeypatch.setattr(wfdb, "dl_files", _no_tables)
+    assert fetch_database("ptbxl", db.parent) == db
+    assert asked == [("ptb-xl", ["records100/00000/00002_lr", "records100/00000/00004_lr"])]
+    for ext in ("hea", "dat"):
+        name = f"records100/00000/00004_lr.{ext}"
+        assert (db / name).read_bytes() == (data_root / "ptbxl" / name).read_bytes()
+    assert (db / "ptbxl_database.csv").read_bytes() == table
+    assert fetch_database("ptbxl", db.parent) == db and len(asked) == 1  # complete now: no second download
+    # the shared 500-record subset lists only its own records: complete, nothing downloaded
+    assert fetch_database("ptbxl", data_root) == data_root / "ptbxl" and len(asked) == 1
+
+
+def test_fetch_of_ptbxl_that_leaves_a_record_incomplete_says_which(data_root, tmp_path, monkeypatch):
+    """A download that does not bring the missing file is an error naming it, not 'ptbxl is in ...'."""
+    db = _ptbxl_copy(data_root, tmp_path, 3)
+    (db / "records100" / "00000" / "00002_lr.dat").unlink()
+    monkeypatch.setattr(wfdb, "dl_database", lambda *a, **kw: None)
+    monkeypatch.setattr(wfdb, "dl_files", _no_tables)
+    with pytest.raises(DataError, match=r"but 1 record\(s\) its ptbxl_database\.csv lists are still incomplete: "
+                                        r"records100/00000/00002_lr: no records100/00000/00002_lr\.dat\. "
+                                        r"Copy those files there by hand, or remove the records from "
+                                        r"ptbxl_database\.csv"):
+        fetch_database("ptbxl", db.parent)

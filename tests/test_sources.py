@@ -153,6 +153,65 @@ def test_ptbxl_unknown_record():
         load_dataset("ptbxl", root=DATA, records=["1", "999999"], download=False)
 
 
+def _ptbxl_copy(tmp_path: Path, n: int) -> Path:
+    """``<tmp>/root/ptbxl``: the tables listing PTB-XL's first ``n`` records (all labelled), and those records."""
+    (tmp_path / "root").mkdir()
+    folder = _ptbxl_tables(tmp_path / "root", lambda db: None)
+    lines = (folder / "ptbxl_database.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / "ptbxl_database.csv").write_text("".join(lines[:n + 1]), encoding="utf-8")
+    (folder / "records100" / "00000").mkdir(parents=True)
+    for i in range(1, n + 1):
+        for ext in ("hea", "dat"):
+            shutil.copy(PTBXL / "records100" / "00000" / f"{i:05d}_lr.{ext}", folder / "records100" / "00000")
+    return folder
+
+
+@needs_ptbxl
+def test_a_ptbxl_record_missing_its_signal_file_names_it_and_the_ways_on(tmp_path):
+    """A record without its .dat stopped the load at that file ('signal file is missing'), with no way on: every
+    incomplete record is named in one error, with --records/--on-bad-record skip and the data fetch command
+    (the folder is named ptbxl, as fetch writes it); skip mode reads the rest."""
+    folder = _ptbxl_copy(tmp_path, 5)
+    (folder / "records100" / "00000" / "00002_lr.dat").unlink()
+    (folder / "records100" / "00000" / "00004_lr.hea").unlink()
+    with pytest.raises(RecordError) as err:
+        load_dataset("ptbxl", path=folder, use_cache=False)
+    msg = str(err.value)
+    assert msg.startswith(f"{folder}: 2 of the 5 PTB-XL records asked for are incomplete"), msg
+    assert ("2 has no records100/00000/00002_lr.dat; 4 has no records100/00000/00004_lr.hea" in msg
+            and "--records with the complete ones (1,3,5) or --on-bad-record skip" in msg), msg
+    assert f"complete the download with `ecg-automl data fetch ptbxl --root {folder.parent}`" in msg, msg
+    ds = load_dataset("ptbxl", path=folder, on_bad_record="skip", use_cache=False)
+    assert set(ds.records) == {"1", "3", "5"} and len(ds.info["skipped"]) == 2
+
+
+@needs_ptbxl
+def test_a_ptbxl_subset_copy_loads_the_records_present_and_says_how_many_are_not(tmp_path, caplog):
+    """A copy holding some of the records its table lists (a subset: neither .hea nor .dat of the others) is not
+    reported as broken: loading reads the records there and says how many of the table's are not (also when the
+    arrays come from the cache). A record asked for by name that is not there is an error."""
+    folder = _ptbxl_copy(tmp_path, 5)
+    for i in (2, 5):
+        for ext in ("hea", "dat"):
+            (folder / "records100" / "00000" / f"0000{i}_lr.{ext}").unlink()
+    for attempt in ("built", "cached"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ecg_data"):
+            ds = load_dataset("ptbxl", path=folder)
+        assert set(ds.records) == {"1", "3", "4"} and ds.info["not_in_copy"] == {"count": 2, "examples": [2, 5]}
+        assert ds.info["cache"]["hit"] is (attempt == "cached")
+        assert ("2 of the 5 records ptbxl_database.csv lists are not in" in caplog.text
+                and "reading the 3 there" in caplog.text), caplog.text
+    with pytest.raises(RecordError, match=r"1 of the 2 PTB-XL records asked for is incomplete .*: 2 has no "
+                                          r"records100/00000/00002_lr\.hea"):
+        load_dataset("ptbxl", path=folder, records=["1", "2"], use_cache=False)
+    for i in (1, 3, 4):
+        for ext in ("hea", "dat"):
+            (folder / "records100" / "00000" / f"0000{i}_lr.{ext}").unlink()
+    with pytest.raises(DataError, match="none of the 5 records .*ptbxl_database.csv lists is in"):
+        load_dataset("ptbxl", path=folder, use_cache=False)
+
+
 # ----------------------------------------------------------------------------------------------- PTB (ptbdb)
 
 #: patient -> reason for admission (5 healthy, 5 not); patient002 has two records, patient011 no diagnosis.
@@ -237,6 +296,29 @@ def test_ptbdb_truncated_record(ptb_folder, tmp_path):
     ds = read_ptbdb(folder, on_bad_record="skip")
     assert [s["record"] for s in ds.info["skipped"]] == ["patient003/s0030_re"]
     assert "patient003" not in set(ds.groups) and "patient001" in set(ds.groups)
+
+
+def test_ptbdb_records_missing_files_are_one_error_with_the_ways_on(ptb_folder, tmp_path):
+    """Loading a PTB copy whose records lack their .dat or .hea stopped at the first missing file, with no way on:
+    it is one error naming every incomplete record and its missing file, --records/--on-bad-record skip and the
+    data fetch command (the folder is named ptbdb, as fetch writes it); skip mode reads the rest."""
+    folder = tmp_path / "ptbdb"
+    shutil.copytree(ptb_folder, folder)
+    (folder / "patient003" / "s0030_re.dat").unlink()
+    (folder / "patient007" / "s0070_re.dat").unlink()
+    (folder / "patient009" / "s0090_re.hea").unlink()
+    with pytest.raises(RecordError) as err:
+        load_dataset("ptbdb", path=folder, use_cache=False)
+    msg = str(err.value)
+    assert "3 of the 11 PTB records asked for are incomplete" in msg, msg
+    for gap in ("patient003/s0030_re has no patient003/s0030_re.dat", "patient007/s0070_re has no "
+                "patient007/s0070_re.dat", "patient009/s0090_re has no patient009/s0090_re.hea"):
+        assert gap in msg, msg
+    assert "--records with the complete ones (patient001/s0010_re," in msg and "--on-bad-record skip" in msg
+    assert f"ecg-automl data fetch ptbdb --root {tmp_path}" in msg
+    ds = read_ptbdb(folder, on_bad_record="skip")
+    assert sorted(s["record"] for s in ds.info["skipped"]) == [
+        "patient003/s0030_re", "patient007/s0070_re", "patient009/s0090_re"]
 
 
 def test_ptbdb_header_without_reason(ptb_folder, tmp_path):
