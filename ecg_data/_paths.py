@@ -58,7 +58,9 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
     if name not in PHYSIONET:
         if path.is_dir():
             return path
-        raise DatabaseNotFoundError(f"{path} does not exist")
+        raise DatabaseNotFoundError(
+            f"{path} does not exist, and {name} is not a PhysioNet database that can be downloaded: put its files "
+            f"there, or point at them with --data-path (load_dataset(..., path=...))")
     slug, marker = PHYSIONET[name]
     if (path / marker).exists():
         return path
