@@ -101,3 +101,47 @@ def test_a_beat_belongs_to_exactly_one_chunk(data_root):
     beats = np.array(sorted({400, core - 1, core, core + 1, 2 * core, 5 * core - 1, head.n_samples - 400}))
     got = [idx for idx, _, _ in beat_windows_chunked(head, [0], beats, fs=180.0, length=192, chunk_s=SMALL_CHUNK_S)]
     np.testing.assert_array_equal(np.concatenate(got), np.arange(len(beats)))
+
+
+def _low_rate_record(data_root, tmp_path, record: str, fs: int, minutes: float = 4.0):
+    """The first ``minutes`` of a real MIT-BIH record resampled from 360 Hz to ``fs`` (a Holter's or PTB-XL's
+    rate, below XQRS's 300 Hz) and written as a WFDB record in ``tmp_path``."""
+    from fractions import Fraction
+
+    import wfdb
+    from scipy.signal import resample_poly
+
+    rec = read_record(data_root / "mitdb" / record)
+    ratio = Fraction(fs, int(rec.fs))
+    x = resample_poly(rec.signal[: int(minutes * 60 * rec.fs)], ratio.numerator, ratio.denominator, axis=0)
+    name = f"{record}_{fs}"
+    wfdb.wrsamp(name, fs=fs, units=["mV", "mV"], sig_name=rec.sig_names, p_signal=x, fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(tmp_path))
+    return tmp_path / name
+
+
+#: A core length that is no multiple of the resamplers' steps at 100, 128 and 250 Hz (5, 32, 5 and 25 samples):
+#: chunk borders fall where a misaligned polyphase resampler would shift the signal by a fraction of a sample.
+ODD_CHUNK_S = 20.01
+
+
+@pytest.mark.parametrize("fs", [100, 128, 250])
+def test_low_rate_record_in_many_chunks_matches_the_whole_record_path(data_root, tmp_path, monkeypatch, fs):
+    """Below 300 Hz XQRS runs on the lead upsampled to 300 Hz and the windows are resampled to the model's
+    180 Hz, one chunk at a time: each chunk must start on the resamplers' phase, so that its samples are the
+    whole-record resampling's. With ~12 chunks of 20.01 s: the same R peaks (mapped back to the record's rate),
+    the same RR features and windows to float rounding."""
+    path = _low_rate_record(data_root, tmp_path, "208", fs)
+    head = read_header(path)
+    assert len(list(spans(head.n_samples, ODD_CHUNK_S * fs, 30 * fs))) >= 12
+    whole = detect_r_peaks(fill_nans(read_record(path).signal[:, 0]), fs)
+    assert len(whole) > 350
+    np.testing.assert_array_equal(detect_r_peaks_chunked(head, 0, chunk_s=ODD_CHUNK_S), whole)
+    stub = _StubModel()
+    monkeypatch.setattr(predict_mod, "_open_model", lambda model_path, threads: (META, stub))
+    pred = predict_mod.predict_record("stub.tflite", path, chunk_s=ODD_CHUNK_S)
+    samples, windows, rr, kept = _whole_record(path)
+    np.testing.assert_array_equal(pred.samples, samples[kept])
+    assert len(stub.seen) >= 12
+    np.testing.assert_array_equal(np.concatenate([s["rr"] for s in stub.seen]), rr)
+    np.testing.assert_allclose(np.concatenate([s["ecg"] for s in stub.seen]), windows[:, 32:160], rtol=0, atol=2e-5)
