@@ -7,6 +7,10 @@ chunk's core equals the whole-record result up to floating-point rounding (about
 bit, because ``filtfilt``'s rounding depends on where it starts. Everything else is made exact: each R peak and each
 beat belongs to exactly one chunk core, and the detector's adaptive state (XQRS's thresholds, its learning on the
 first beats, its scan for local peaks) runs once over the whole record's candidate peaks, not once per chunk.
+Below 300 Hz every chunk border is a multiple of the resampler's step, so each chunk's resampled samples are the
+whole lead's. Missing samples (NaN: a lead-off gap) are bridged as :func:`ecg_data.preprocess.fill_nans` bridges
+them on the whole lead, by a straight line between the finite samples on either side of the gap, even when those
+lie outside the chunk (see :func:`missing_runs`): the result does not depend on where the chunk borders fall.
 
 Only numpy, scipy and wfdb: this module is on the TensorFlow-free predict path.
 """
@@ -22,7 +26,7 @@ from scipy import signal as _signal
 from scipy.ndimage import maximum_filter1d
 
 from ._wfdb_io import Header, read_span
-from .preprocess import bandpass, fill_nans, resample
+from .preprocess import bandpass, resample
 
 #: Seconds of signal per chunk core (memory grows with it, not with the record).
 CHUNK_S = 600.0
@@ -31,6 +35,9 @@ CHUNK_S = 600.0
 MARGIN_S = 30.0
 #: XQRS runs on a signal of at least this rate (records below it are upsampled, as ptbxl.detect_r_peaks does).
 DETECT_FS = 300.0
+#: A run of missing samples at least this long is a gap (a lead-off period): it can hide whole beats, so no beat
+#: is reported inside one (see ``predict``).
+GAP_S = 1.0
 
 Progress = Callable[[str, int, int], None]
 
@@ -69,6 +76,90 @@ def _resampled_len(n: int, up: int, down: int) -> int:
     return -(-n * up // down)
 
 
+# ---------------------------------------------------------------------------------------------- missing samples
+
+
+@dataclass(frozen=True)
+class MissingRuns:
+    """The runs of missing (non-finite) samples of some channels of a record: ``runs[channel]`` is an (k, 2)
+    array of ``start, stop`` sample indices, sorted."""
+
+    n: int
+    runs: dict[int, np.ndarray]
+
+    def total(self, channels: list[int] | None = None) -> int:
+        """Missing samples in ``channels`` (all scanned channels by default)."""
+        keys = self.runs if channels is None else channels
+        return int(sum(int((self.runs[c][:, 1] - self.runs[c][:, 0]).sum()) for c in keys))
+
+    def gaps(self, channel: int, min_len: int) -> np.ndarray:
+        """The runs of ``channel`` at least ``min_len`` samples long, (k, 2)."""
+        r = self.runs[channel]
+        return r[r[:, 1] - r[:, 0] >= min_len]
+
+
+def missing_runs(head: Header, channels: list[int], *, chunk_s: float = CHUNK_S) -> MissingRuns:
+    """Scan the record a chunk at a time for its runs of missing samples in ``channels`` (merged across chunk
+    borders): what a chunk needs to bridge a gap that runs past its ends exactly as the whole lead is bridged."""
+    n = head.n_samples
+    starts: dict[int, list[int]] = {c: [] for c in channels}
+    stops: dict[int, list[int]] = {c: [] for c in channels}
+    for sp in spans(n, chunk_s * head.fs, 0):
+        x = read_span(head, sp.start, sp.stop, list(channels))
+        bad = ~np.isfinite(x)
+        if not bad.any():
+            continue
+        edges = np.diff(np.vstack([np.zeros((1, bad.shape[1]), np.int8), bad.astype(np.int8),
+                                   np.zeros((1, bad.shape[1]), np.int8)]), axis=0)
+        for j, c in enumerate(channels):
+            s, e = np.flatnonzero(edges[:, j] == 1) + sp.start, np.flatnonzero(edges[:, j] == -1) + sp.start
+            if len(s) and stops[c] and stops[c][-1] == s[0]:  # a run that goes on across the chunk border
+                stops[c][-1] = int(e[0])
+                s, e = s[1:], e[1:]
+            starts[c].extend(s.tolist())
+            stops[c].extend(e.tolist())
+    return MissingRuns(n, {c: np.array([starts[c], stops[c]], dtype=np.int64).T.reshape(-1, 2) for c in channels})
+
+
+def _bridged(head: Header, x: np.ndarray, lo: int, channels: list[int], missing: MissingRuns,
+             anchors: dict[tuple[int, int], float]) -> np.ndarray:
+    """``x`` (``read_span(head, lo, ..., channels)``) with its missing samples filled as ``fill_nans`` fills the
+    whole lead: linearly between the finite samples that bound each gap, read from outside ``x`` when the gap runs
+    past its ends (kept in ``anchors``); nearest value at the record's ends; zeros for a lead with no sample."""
+    out = np.array(x, dtype=np.float64, copy=True)
+    hi = lo + out.shape[0]
+    for j, c in enumerate(channels):
+        col = out[:, j]
+        bad = ~np.isfinite(col)
+        if not bad.any():
+            continue
+        xp, fp = list(np.flatnonzero(~bad) + lo), list(col[~bad])
+        runs = missing.runs[c]
+        if bad[0]:  # the gap began before lo: its last finite sample before it
+            start = int(runs[np.searchsorted(runs[:, 0], lo, side="right") - 1, 0])
+            if start > 0:
+                xp.insert(0, start - 1)
+                fp.insert(0, _anchor(head, c, start - 1, anchors))
+        if bad[-1]:  # the gap ends after hi: the first finite sample after it
+            stop = int(runs[np.searchsorted(runs[:, 0], hi - 1, side="right") - 1, 1])
+            if stop < missing.n:
+                xp.append(stop)
+                fp.append(_anchor(head, c, stop, anchors))
+        if not xp:
+            col[:] = 0.0
+        else:
+            col[bad] = np.interp(np.flatnonzero(bad) + lo, np.asarray(xp, dtype=np.int64), np.asarray(fp))
+    return out
+
+
+def _anchor(head: Header, channel: int, i: int, anchors: dict[tuple[int, int], float]) -> float:
+    """Sample ``i`` of ``channel`` (a finite one bounding a gap), read once."""
+    key = (channel, i)
+    if key not in anchors:
+        anchors[key] = float(read_span(head, i, i + 1, [channel])[0, 0])
+    return anchors[key]
+
+
 # ---------------------------------------------------------------------------------------------- QRS detection
 
 
@@ -102,12 +193,14 @@ def _local_max_candidates(x: np.ndarray, radius: int, lo: int, hi: int) -> np.nd
 
 
 def detect_r_peaks_chunked(head: Header, channel: int, *, chunk_s: float = CHUNK_S, margin_s: float = MARGIN_S,
-                           progress: Progress | None = None) -> np.ndarray:
+                           missing: MissingRuns | None = None, progress: Progress | None = None) -> np.ndarray:
     """R peaks of one lead found with wfdb's XQRS, reading the record a chunk at a time.
 
     Same algorithm and settings as :func:`ecg_data.ptbxl.detect_r_peaks` on the whole (gap-bridged) lead: the
     filtering is done per chunk, the candidate peaks are collected, and XQRS's learning and adaptive detection
-    loop (wfdb's own code) then run once over all of them, so its thresholds carry across chunk borders."""
+    loop (wfdb's own code) then run once over all of them, so its thresholds carry across chunk borders.
+    ``missing`` (:func:`missing_runs` of the channel; scanned here when not given) bridges gaps as on the whole
+    lead."""
     from wfdb.processing import XQRS
     from wfdb.processing.basic import get_filter_gain, normalize
     from wfdb.processing.qrs import ricker
@@ -131,8 +224,11 @@ def detect_r_peaks_chunked(head: Header, channel: int, *, chunk_s: float = CHUNK
     learn_next = -1  # find_local_peaks' scan position over sig_f
     lo_sig, hi_sig, lo_i, hi_i = np.inf, -np.inf, np.inf, -np.inf
     margin = max(margin_s * fs, 4 * width * fs / fs_d)  # a peak's neighbourhood is always read
+    missing = missing if missing is not None else missing_runs(head, [channel], chunk_s=chunk_s)
+    anchors: dict[tuple[int, int], float] = {}
     for sp in spans(n, chunk_s * fs, margin, down):
-        x = fill_nans(read_span(head, sp.read_start, sp.read_stop, [channel])[:, 0])
+        x = read_span(head, sp.read_start, sp.read_stop, [channel])
+        x = _bridged(head, x, sp.read_start, [channel], missing, anchors)[:, 0]
         if fs_d != fs:
             x = resample(x, fs, fs_d)
         off = sp.read_start * up // down
@@ -231,14 +327,15 @@ def _learn_init_params(xq, learn: list[tuple[int, bool, float]]) -> None:
 
 def beat_windows_chunked(head: Header, channels: list[int], beats: np.ndarray, *, fs: float, length: int,
                          low: float = 0.5, high: float = 40.0, count_missing: list[int] | None = None,
-                         chunk_s: float = CHUNK_S, margin_s: float = MARGIN_S,
+                         chunk_s: float = CHUNK_S, margin_s: float = MARGIN_S, missing: MissingRuns | None = None,
                          progress: Progress | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """Per chunk: (positions into ``beats``, their normalised windows, missing samples in the chunk's core).
 
     The windows are :func:`ecg_data.preprocess.beats_from_signal`'s (band-pass, resample to ``fs``, ``length``
     samples centred on the beat, z-scored) for the ``beats`` (sample indices at the record's rate, sorted; each
     must have a full window: see :func:`full_window`), computed on one chunk at a time. ``count_missing`` names the
-    channels whose non-finite samples are counted."""
+    channels whose non-finite samples are counted; ``missing`` (:func:`missing_runs` of ``channels``, scanned
+    here when not given) bridges gaps as on the whole record."""
     from .preprocess import normalise
 
     fs_in, n = head.fs, head.n_samples
@@ -249,13 +346,16 @@ def beat_windows_chunked(head: Header, channels: list[int], beats: np.ndarray, *
     pos = [read.index(c) for c in channels]
     miss = [read.index(c) for c in (count_missing or [])]
     margin = max(margin_s * fs_in, (half + 1) * fs_in / fs + 64 * max(up, down))
+    missing = missing if missing is not None else missing_runs(head, list(channels), chunk_s=chunk_s)
+    anchors: dict[tuple[int, int], float] = {}
     for sp in spans(n, chunk_s * fs_in, margin, down):
         x = read_span(head, sp.read_start, sp.read_stop, read)
-        missing = int((~np.isfinite(x[sp.start - sp.read_start:sp.stop - sp.read_start][:, miss])).sum())
+        gone = int((~np.isfinite(x[sp.start - sp.read_start:sp.stop - sp.read_start][:, miss])).sum())
         lo, hi = np.searchsorted(beats, [sp.start, sp.stop])
         idx = np.arange(lo, hi)
         if len(idx):
-            res = resample(bandpass(x[:, pos], fs_in, low, high), fs_in, fs)
+            sig = _bridged(head, x[:, pos], sp.read_start, channels, missing, anchors)
+            res = resample(bandpass(sig, fs_in, low, high), fs_in, fs)
             starts = scaled[idx] - half - sp.read_start * up // down
             if starts.min() < 0 or starts.max() + length > len(res):  # the margin covers every window
                 raise RuntimeError(f"chunk {sp} does not hold the windows of its beats")
@@ -264,7 +364,7 @@ def beat_windows_chunked(head: Header, channels: list[int], beats: np.ndarray, *
             windows = np.zeros((0, length, len(channels)), dtype=np.float32)
         if progress:
             progress("classifying beats", sp.stop, n)
-        yield idx, windows, missing
+        yield idx, windows, gone
 
 
 def full_window(beats: np.ndarray, fs_in: float, n: int, *, fs: float, length: int) -> np.ndarray:

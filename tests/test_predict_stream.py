@@ -101,3 +101,91 @@ def test_a_beat_belongs_to_exactly_one_chunk(data_root):
     beats = np.array(sorted({400, core - 1, core, core + 1, 2 * core, 5 * core - 1, head.n_samples - 400}))
     got = [idx for idx, _, _ in beat_windows_chunked(head, [0], beats, fs=180.0, length=192, chunk_s=SMALL_CHUNK_S)]
     np.testing.assert_array_equal(np.concatenate(got), np.arange(len(beats)))
+
+
+def _low_rate_record(data_root, tmp_path, record: str, fs: int, minutes: float = 4.0):
+    """The first ``minutes`` of a real MIT-BIH record resampled from 360 Hz to ``fs`` (a Holter's or PTB-XL's
+    rate, below XQRS's 300 Hz) and written as a WFDB record in ``tmp_path``."""
+    from fractions import Fraction
+
+    import wfdb
+    from scipy.signal import resample_poly
+
+    rec = read_record(data_root / "mitdb" / record)
+    ratio = Fraction(fs, int(rec.fs))
+    x = resample_poly(rec.signal[: int(minutes * 60 * rec.fs)], ratio.numerator, ratio.denominator, axis=0)
+    name = f"{record}_{fs}"
+    wfdb.wrsamp(name, fs=fs, units=["mV", "mV"], sig_name=rec.sig_names, p_signal=x, fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(tmp_path))
+    return tmp_path / name
+
+
+#: A core length that is no multiple of the resamplers' steps at 100, 128 and 250 Hz (5, 32, 5 and 25 samples):
+#: chunk borders fall where a misaligned polyphase resampler would shift the signal by a fraction of a sample.
+ODD_CHUNK_S = 20.01
+
+
+@pytest.mark.parametrize("fs", [100, 128, 250])
+def test_low_rate_record_in_many_chunks_matches_the_whole_record_path(data_root, tmp_path, monkeypatch, fs):
+    """Below 300 Hz XQRS runs on the lead upsampled to 300 Hz and the windows are resampled to the model's
+    180 Hz, one chunk at a time: each chunk must start on the resamplers' phase, so that its samples are the
+    whole-record resampling's. With ~12 chunks of 20.01 s: the same R peaks (mapped back to the record's rate),
+    the same RR features and windows to float rounding."""
+    path = _low_rate_record(data_root, tmp_path, "208", fs)
+    head = read_header(path)
+    assert len(list(spans(head.n_samples, ODD_CHUNK_S * fs, 30 * fs))) >= 12
+    whole = detect_r_peaks(fill_nans(read_record(path).signal[:, 0]), fs)
+    assert len(whole) > 350
+    np.testing.assert_array_equal(detect_r_peaks_chunked(head, 0, chunk_s=ODD_CHUNK_S), whole)
+    stub = _StubModel()
+    monkeypatch.setattr(predict_mod, "_open_model", lambda model_path, threads: (META, stub))
+    pred = predict_mod.predict_record("stub.tflite", path, chunk_s=ODD_CHUNK_S)
+    samples, windows, rr, kept = _whole_record(path)
+    np.testing.assert_array_equal(pred.samples, samples[kept])
+    assert len(stub.seen) >= 12
+    np.testing.assert_array_equal(np.concatenate([s["rr"] for s in stub.seen]), rr)
+    np.testing.assert_allclose(np.concatenate([s["ecg"] for s in stub.seen]), windows[:, 32:160], rtol=0, atol=2e-5)
+
+
+def test_a_lead_off_gap_across_chunk_borders_gives_the_same_beats_whatever_the_chunks(data_root, tmp_path,
+                                                                                     monkeypatch):
+    """A 70 s lead-off gap (NaN, longer than the 30 s overlap) that crosses chunk borders: each chunk bridges it
+    with the whole lead's straight line (its ends read from beyond the chunk), not with the nearest value it
+    holds, so two chunk sizes and the whole-record path give the same beats, RR features and windows (float
+    rounding). No beat is reported inside the gap, and the summary names the gap and the beats next to it."""
+    import wfdb
+
+    src = _low_rate_record(data_root, tmp_path, "208", 128)
+    rec = read_record(src)
+    x = rec.signal.copy()
+    a, b = 60 * 128, 130 * 128
+    x[a:b, 0] = np.nan
+    wfdb.wrsamp("gap", fs=128, units=["mV", "mV"], sig_name=rec.sig_names, p_signal=x, fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(tmp_path))
+    path = tmp_path / "gap"
+    samples, windows, rr, kept = _whole_record(path)
+    preds = {}
+    for chunk_s in (45.0, 61.3):
+        stub = _StubModel()
+        monkeypatch.setattr(predict_mod, "_open_model", lambda model_path, threads, stub=stub: (META, stub))
+        pred = predict_mod.predict_record("stub.tflite", path, chunk_s=chunk_s)
+        np.testing.assert_array_equal(pred.samples, samples[kept])
+        np.testing.assert_array_equal(np.concatenate([s["rr"] for s in stub.seen]), rr)
+        np.testing.assert_allclose(np.concatenate([s["ecg"] for s in stub.seen]), windows[:, 32:160],
+                                   rtol=0, atol=2e-5)
+        preds[chunk_s] = pred
+    np.testing.assert_allclose(preds[45.0].prob, preds[61.3].prob, rtol=0, atol=1e-6)
+    pred = preds[45.0]
+    assert not ((pred.samples >= a) & (pred.samples < b)).any()
+    gaps = pred.summary["gaps"]
+    assert gaps["count"] == 1 and gaps["runs"] == [{"lead": "MLII", "start": a, "stop": b}]
+    assert gaps["beats_inside_dropped"] == 0 and gaps["beats_next_to_gap"] >= 2
+    assert pred.summary["missing_samples"] == b - a
+    assert "1 gap(s) of missing signal" in predict_mod.format_prediction(pred)
+
+    found = predict_mod.detect_r_peaks_chunked  # a beat the detector reported inside the gap is left out
+    monkeypatch.setattr(predict_mod, "detect_r_peaks_chunked",
+                        lambda *args, **kw: np.sort(np.append(found(*args, **kw), (a + b) // 2)))
+    pred = predict_mod.predict_record("stub.tflite", path, chunk_s=45.0)
+    np.testing.assert_array_equal(pred.samples, preds[45.0].samples)
+    assert pred.summary["gaps"]["beats_inside_dropped"] == 1

@@ -18,7 +18,8 @@ from ecg_data import heartbeat_csv
 from ecg_data.errors import DataError
 from ecg_data.mitdb import AAMI, ABNORMAL
 from ecg_data.preprocess import N_RR_FEATURES, normalise, resample, rr_features
-from ecg_data.stream import CHUNK_S, Progress, beat_windows_chunked, detect_r_peaks_chunked, full_window
+from ecg_data.stream import (CHUNK_S, GAP_S, MissingRuns, Progress, beat_windows_chunked, detect_r_peaks_chunked,
+                             full_window, missing_runs)
 
 from .convert import TFLiteError
 from .runtime import TFLiteModel, unreachable_threshold_message
@@ -251,6 +252,9 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     detect = _find_lead(head.sig_names, str(meta["lead"])) if len(channels) > 1 else None
     det_ch = channels[0] if detect is None else detect  # beats are found on the detection lead (II for PTB-XL)
     reference = None
+    counted = sorted({*channels, det_ch})
+    missing = missing_runs(head, counted, chunk_s=chunk_s)  # lead-off gaps: bridged alike wherever chunks end
+    in_gap = 0
     if annotations:
         samples, symbols = read_annotations(record, annotations)
         beat = np.isin(symbols, list(AAMI))
@@ -258,7 +262,10 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         keep_cls = np.array([AAMI[s] != "Q" for s in symbols], dtype=bool)
     else:
         # XQRS finds nothing in a signal with one NaN: a lead-off gap is bridged first, as the filter does
-        samples = detect_r_peaks_chunked(head, det_ch, chunk_s=chunk_s, progress=progress)
+        samples = detect_r_peaks_chunked(head, det_ch, chunk_s=chunk_s, missing=missing, progress=progress)
+        found = len(samples)
+        samples = samples[~_inside(samples, missing.gaps(det_ch, _gap_len(head.fs)))]  # no signal: no beat
+        in_gap = found - len(samples)
         symbols, keep_cls = None, np.ones(len(samples), dtype=bool)
     if len(samples) == 0:
         raise DataError(f"{record}: no beats found (lead {head.sig_names[det_ch]})")
@@ -273,8 +280,8 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     if len(beat_samples) == 0:
         raise DataError(f"{record}: none of its {len(samples)} beats can be classified"
                         + (f" ({_skipped_text(skipped)})" if skipped else ""))
-    prob, clipped, missing = _classify_chunked(meta, model, head, channels, sorted({*channels, det_ch}),
-                                               beat_samples, rr, chunk_s, progress)
+    prob, clipped = _classify_chunked(meta, model, head, channels, counted, missing, beat_samples, rr, chunk_s,
+                                      progress)
     pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference)
     lead_names = [head.sig_names[c] for c in channels]
     pred.summary = {**_summary(pred, model.output_max),
@@ -287,8 +294,11 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         pred.summary["seen_in_training"] = seen
     if skipped:
         pred.summary["skipped_beats"] = skipped
-    if missing:
-        pred.summary["missing_samples"] = missing
+    if missing.total():
+        pred.summary["missing_samples"] = missing.total()
+    gaps = _gap_note(head, counted, missing, samples, beat_samples, in_gap, fs_model, window)
+    if gaps:
+        pred.summary["gaps"] = gaps
     if clipped:
         pred.summary["clipped_inputs"] = clipped
     if reference is not None:
@@ -296,22 +306,60 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     return pred
 
 
+def _gap_len(fs: float) -> int:
+    """Samples in the shortest run of missing samples that counts as a gap (:data:`GAP_S`)."""
+    return max(int(np.ceil(GAP_S * fs)), 1)
+
+
+def _inside(samples: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Mask of the ``samples`` that lie in one of the ``runs`` (``start, stop`` rows, sorted, disjoint)."""
+    if not len(runs) or not len(samples):
+        return np.zeros(len(samples), dtype=bool)
+    k = np.searchsorted(runs[:, 0], samples, side="right") - 1
+    return (k >= 0) & (samples < runs[np.maximum(k, 0), 1])
+
+
+def _gap_note(head, counted: list[int], missing: MissingRuns, found: np.ndarray, beats: np.ndarray, in_gap: int,
+              fs_model: float, window: int) -> dict[str, Any] | None:
+    """The record's gaps (runs of missing samples of :data:`GAP_S` or more on the leads read) and the beats they
+    touch: found beats left out because they lay inside one, and classified ``beats`` whose window overlaps one or
+    whose RR interval to a neighbour among the ``found`` beats spans one (the gap reads as a pause). None if no gap."""
+    runs = [(c, int(a), int(b)) for c in counted for a, b in missing.gaps(c, _gap_len(head.fs))]
+    if not runs:
+        return None
+    runs.sort(key=lambda r: (r[1], r[0]))
+    half = int(np.ceil(window / 2 * head.fs / fs_model)) + 1
+    both = np.array([[a, b] for _, a, b in runs], dtype=np.int64)
+    near = np.zeros(len(beats), dtype=bool)
+    for a, b in both:  # a window [beat - half, beat + half] that overlaps [a, b)
+        near |= (beats + half >= a) & (beats - half < b)
+    found = np.sort(found)
+    k = np.searchsorted(found, beats)
+    prev = found[np.maximum(k - 1, 0)]
+    nxt = found[np.minimum(k + 1, len(found) - 1)]
+    for a, b in both:  # an RR interval that holds a gap
+        near |= ((k > 0) & (prev < a) & (beats >= b)) | ((k + 1 < len(found)) & (beats < a) & (nxt >= b))
+    seconds = [(b - a) / head.fs for _, a, b in runs]
+    longest = int(np.argmax(seconds))
+    return {"count": len(runs), "seconds": float(sum(seconds)), "longest_s": float(seconds[longest]),
+            "longest_at_s": runs[longest][1] / head.fs, "min_gap_s": GAP_S, "beats_inside_dropped": int(in_gap),
+            "beats_next_to_gap": int(near.sum()),
+            "runs": [{"lead": head.sig_names[c], "start": a, "stop": b} for c, a, b in runs[:50]]}
+
+
 def _classify_chunked(meta: dict[str, Any], model: TFLiteModel, head, channels: list[int], counted: list[int],
-                      beats: np.ndarray, rr: np.ndarray, chunk_s: float,
-                      progress: Progress | None) -> tuple[np.ndarray, dict[str, int], int]:
-    """The model's probability for each of ``beats`` (with their ``rr`` rows), the rows per input it clipped and
-    the missing samples of the ``counted`` leads, one chunk of the record at a time (only the chunk's windows are
-    held)."""
+                      missing: MissingRuns, beats: np.ndarray, rr: np.ndarray, chunk_s: float,
+                      progress: Progress | None) -> tuple[np.ndarray, dict[str, int]]:
+    """The model's probability for each of ``beats`` (with their ``rr`` rows) and the rows per input it clipped,
+    one chunk of the record at a time (only the chunk's windows are held); ``missing`` bridges the gaps."""
     order = np.argsort(beats, kind="stable")  # annotation files are sorted; the chunks need it
     band = meta.get("filter", {})
     prob = np.zeros(len(beats), dtype=np.float32)  # what TFLiteModel.predict returns
     clipped: dict[str, int] = {}
-    missing = 0
-    for idx, windows, gone in beat_windows_chunked(
+    for idx, windows, _ in beat_windows_chunked(
             head, channels, beats[order], fs=float(meta["fs"]), length=int(meta["window"]),
-            low=band.get("low", 0.5), high=band.get("high", 40.0), count_missing=counted, chunk_s=chunk_s,
+            low=band.get("low", 0.5), high=band.get("high", 40.0), chunk_s=chunk_s, missing=missing,
             progress=progress):
-        missing += gone
         if not len(idx):
             continue
         rows = order[idx]
@@ -319,7 +367,7 @@ def _classify_chunked(meta: dict[str, Any], model: TFLiteModel, head, channels: 
         prob[rows] = model.predict(inputs)
         for k, n in model.clipped_rows(inputs).items():
             clipped[k] = clipped.get(k, 0) + n
-    return prob, {k: n for k, n in clipped.items() if n}, missing
+    return prob, {k: n for k, n in clipped.items() if n}
 
 
 def _csv_rows(csv_path: str | Path) -> np.ndarray:
@@ -451,6 +499,13 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
     if s.get("missing_samples"):
         lines.append(f"  note: {s['missing_samples']} samples of the leads read are missing (NaN); they were "
                      f"interpolated linearly, so beats in those gaps may be misread")
+    if "gaps" in s:
+        g = s["gaps"]
+        lines.append(f"  WARNING: {g['count']} gap(s) of missing signal of {g['min_gap_s']:g} s or more ({g['seconds']:.1f} s "
+                     f"in all, the longest {g['longest_s']:.1f} s at {g['longest_at_s']:.1f} s): no beat is reported "
+                     f"inside them ({g['beats_inside_dropped']} found there were left out); {g['beats_next_to_gap']} "
+                     f"beats were classified with a window or an RR interval that reaches into a gap (read as a "
+                     f"pause), so they may be misread")
     if "against_annotations" in s:
         a = s["against_annotations"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
