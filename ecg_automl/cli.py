@@ -397,8 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the sampler, folds, subsample and training (default 0)")
     s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")
     s.add_argument("--max-beats", type=_positive_int, default=None,
-                   help="subsample the search side to this many beats (stratified by patient and class; every "
-                        "patient kept unless there are more patients than beats)")
+                   help="subsample the search side to this many beats for the trials (stratified by patient and "
+                        "class; every patient kept unless there are more patients than beats); the final model "
+                        "still trains on every search beat (--no-final skips it)")
     s.add_argument("--records", default=None, help="comma-separated record ids to use (default: all)")
     s.add_argument("--metric", choices=["f1", "f1@0.5", "auc"], default=None,
                    help="validation metric of the abnormal class: F1 at the threshold chosen on the folds (the one "
