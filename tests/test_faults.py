@@ -140,8 +140,8 @@ CORRUPTIONS = {
     "truncated .dat": (lambda db: (db / "101.dat").write_bytes((db / "101.dat").read_bytes()[:40_000]),
                        ["101.dat: truncated: 40000 bytes, but the header (101.hea) declares 650000 samples"]),
     "header longer than signal": (_double_sample_count, ["101.dat: truncated", "declares 1300000 samples"]),
-    "missing .dat": (lambda db: (db / "101.dat").unlink(), ["101.dat: signal file is missing"]),
-    "missing .atr": (lambda db: (db / "100.atr").unlink(), ["100.atr: annotation file not found"]),
+    "missing .dat": (lambda db: (db / "101.dat").unlink(), ["101 has no 101.dat", "data fetch mitdb"]),
+    "missing .atr": (lambda db: (db / "100.atr").unlink(), ["100 has no 100.atr", "data fetch mitdb"]),
     "garbage header": (lambda db: (db / "101.hea").write_text("101 two 360 x\n"), ["101.hea: unreadable header"]),
     # said "unreadable header (IndexError: list index out of range)" and "no beat annotations"
     "empty header": (lambda db: (db / "101.hea").write_bytes(b""), ["101.hea: empty header file (0 bytes)"]),
