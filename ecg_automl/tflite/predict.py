@@ -41,6 +41,9 @@ class Prediction:
     threshold: float
     reference: np.ndarray | None = None  # 1 = abnormal per the record's own annotations, when asked
     summary: dict[str, Any] = field(default_factory=dict)
+    fs: float | None = None  # a record's sampling rate (None for CSV rows): ``samples / fs`` are seconds
+    n_samples: int = 0  # a record's length in samples
+    gaps: np.ndarray | None = None  # a record's gaps on the leads read, merged: (k, 2) start, stop samples
 
     @property
     def abnormal(self) -> np.ndarray:
@@ -285,7 +288,8 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
                         + (f" ({_skipped_text(skipped)})" if skipped else ""))
     prob, clipped = _classify_chunked(meta, model, head, channels, counted, missing, beat_samples, rr, chunk_s,
                                       progress)
-    pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference)
+    pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference, fs=head.fs,
+                      n_samples=head.n_samples, gaps=_merged([missing.gaps(c, _gap_len(head.fs)) for c in counted]))
     lead_names = [head.sig_names[c] for c in channels]
     pred.summary = {**_summary(pred, model.output_max),
                     "lead": lead_names[0] if len(lead_names) == 1 else ",".join(lead_names), "fs_record": head.fs,
@@ -334,6 +338,18 @@ def _rr_by_segment(samples: np.ndarray, fs: float, runs: np.ndarray) -> np.ndarr
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         rr[lo:hi] = rr_features(samples[lo:hi], fs)
     return rr
+
+
+def _merged(runs: list[np.ndarray]) -> np.ndarray:
+    """The union of several leads' ``start, stop`` runs as sorted, disjoint runs, (k, 2)."""
+    rows = sorted(map(tuple, np.concatenate([np.reshape(r, (-1, 2)) for r in runs] or [np.zeros((0, 2))])))
+    out: list[list[int]] = []
+    for a, b in rows:
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], int(b))
+        else:
+            out.append([int(a), int(b)])
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
 
 
 def _inside(samples: np.ndarray, runs: np.ndarray) -> np.ndarray:
