@@ -9,7 +9,7 @@ import pytest
 
 from ecg_automl.tflite import predict as predict_mod
 from ecg_data._wfdb_io import read_header, read_record
-from ecg_data.preprocess import beats_from_signal, fill_nans
+from ecg_data.preprocess import beats_from_signal, fill_nans, rr_features
 from ecg_data.ptbxl import detect_r_peaks
 from ecg_data.stream import beat_windows_chunked, detect_r_peaks_chunked, spans
 
@@ -147,23 +147,67 @@ def test_low_rate_record_in_many_chunks_matches_the_whole_record_path(data_root,
     np.testing.assert_allclose(np.concatenate([s["ecg"] for s in stub.seen]), windows[:, 32:160], rtol=0, atol=2e-5)
 
 
+def _gap_record(data_root, tmp_path, start_s: int = 60, stop_s: int = 130):
+    """The first 4 minutes of MIT-BIH 208 at 128 Hz with MLII missing (NaN) from ``start_s`` to ``stop_s``: the
+    record's path and the gap's first and stop samples."""
+    import wfdb
+
+    src = _low_rate_record(data_root, tmp_path, "208", 128)
+    rec = read_record(src)
+    x = rec.signal.copy()
+    a, b = start_s * 128, stop_s * 128
+    x[a:b, 0] = np.nan
+    wfdb.wrsamp("gap", fs=128, units=["mV", "mV"], sig_name=rec.sig_names, p_signal=x, fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(tmp_path))
+    return tmp_path / "gap", a, b
+
+
+def _cut_at_gap(samples: np.ndarray, fs: float, a: int, b: int) -> np.ndarray:
+    """RR features of ``samples`` (none in ``[a, b)``) as two records cut at the gap would give them: the beats
+    before it as one record ending there, the beats after it as one starting at ``b``."""
+    assert not ((samples >= a) & (samples < b)).any()
+    before, after = samples[samples < a], samples[samples >= b]
+    return np.concatenate([rr_features(before, fs), rr_features(after - b, fs)])
+
+
+def test_beats_next_to_a_lead_off_gap_get_the_rr_features_of_a_record_cut_there(data_root, tmp_path, monkeypatch):
+    """A lead-off gap is no pause of the heart: the beats on either side of it get the RR features they would get
+    as the last beat of a record that ends at the gap and the first of one that starts after it (the beats
+    between gaps form records of their own), not an RR interval 70 s long; the beats' windows are unchanged."""
+    path, a, b = _gap_record(data_root, tmp_path)
+    stub = _StubModel()
+    monkeypatch.setattr(predict_mod, "_open_model", lambda model_path, threads: (META, stub))
+    pred = predict_mod.predict_record("stub.tflite", path, chunk_s=45.0)
+    samples, _, spanning, kept = _whole_record(path)
+    got = np.concatenate([s["rr"] for s in stub.seen])
+    np.testing.assert_array_equal(got, _cut_at_gap(samples, 128, a, b)[kept])
+    last, first = int(np.searchsorted(pred.samples, a)) - 1, int(np.searchsorted(pred.samples, b))
+    assert first == last + 1 and pred.samples[first] - pred.samples[last] > (b - a)
+    assert spanning[last, 1] == 10.0 and spanning[first, 0] == 10.0  # across the gap: 70 s, clipped to 10 s
+    assert got[last, 1] < 3.0 and got[first, 0] < 3.0  # post-RR, pre-RR in seconds: a heart beat's, not the gap's
+
+
+def test_the_rhythm_breaks_only_at_a_gap_no_beat_lies_in():
+    """Beats the annotations put inside a gap (their rhythm is known) keep it whole; a gap at the record's ends,
+    or one between two beats, splits it once."""
+    beats = np.array([100, 400, 700, 1000, 1300, 5000, 5300])
+    runs = np.array([[0, 50], [1400, 4000], [4100, 4500]])  # before the first beat; two between 1300 and 5000
+    np.testing.assert_array_equal(predict_mod._rhythm_breaks(beats, runs), [5])
+    np.testing.assert_array_equal(predict_mod._rhythm_breaks(beats, np.array([[650, 1200]])), [])
+    rr = predict_mod._rr_by_segment(beats, 100.0, runs)
+    np.testing.assert_array_equal(rr[:5], rr_features(beats[:5], 100.0))
+    np.testing.assert_array_equal(rr[5:], rr_features(beats[5:], 100.0))
+
+
 def test_a_lead_off_gap_across_chunk_borders_gives_the_same_beats_whatever_the_chunks(data_root, tmp_path,
                                                                                      monkeypatch):
     """A 70 s lead-off gap (NaN, longer than the 30 s overlap) that crosses chunk borders: each chunk bridges it
     with the whole lead's straight line (its ends read from beyond the chunk), not with the nearest value it
     holds, so two chunk sizes and the whole-record path give the same beats, RR features and windows (float
     rounding). No beat is reported inside the gap, and the summary names the gap and the beats next to it."""
-    import wfdb
-
-    src = _low_rate_record(data_root, tmp_path, "208", 128)
-    rec = read_record(src)
-    x = rec.signal.copy()
-    a, b = 60 * 128, 130 * 128
-    x[a:b, 0] = np.nan
-    wfdb.wrsamp("gap", fs=128, units=["mV", "mV"], sig_name=rec.sig_names, p_signal=x, fmt=["16", "16"],
-                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(tmp_path))
-    path = tmp_path / "gap"
-    samples, windows, rr, kept = _whole_record(path)
+    path, a, b = _gap_record(data_root, tmp_path)
+    samples, windows, _, kept = _whole_record(path)
+    rr = _cut_at_gap(samples, 128, a, b)[kept]  # the rhythm restarts after the gap (see the test below)
     preds = {}
     for chunk_s in (45.0, 61.3):
         stub = _StubModel()

@@ -44,6 +44,10 @@ def _add_parsers(sub) -> None:
     p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads (default 1)")
     p.add_argument("--json", action="store_true", help="print every beat and the summary as JSON")
     p.add_argument("--all", action="store_true", help="print every beat, not the first 50")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="also draw the record's p(abnormal) per beat and abnormal burden over time, lead-off gaps "
+                        "and (with --annotations) the annotated abnormal beats, into this .png/.svg/.pdf (needs "
+                        "matplotlib: pip install \"ecg-automl[plot]\")")
 
     b = sub.add_parser("bench-server", help="serve LiteRT latency measurements over HTTP (run it on the Pi)",
                        description="Serve LiteRT latency measurements: GET /health, POST /benchmark with a .tflite "
@@ -63,6 +67,8 @@ def _add_parsers(sub) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import format_prediction, predict_csv, predict_record
 
+    if args.plot:
+        _check_plot(args)
     if args.record:
         pred = predict_record(args.model, args.record, annotations=args.annotations, threads=args.threads,
                               progress=_progress_line() if sys.stderr.isatty() else None)
@@ -74,7 +80,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
             for s, p in zip(pred.samples, pred.prob)]}, indent=1))
     else:
         print(format_prediction(pred, max_beats=len(pred.prob) if args.all else 50))
+    if args.plot:
+        from .plot import save_prediction_plot
+
+        path = save_prediction_plot(pred, args.plot)
+        print(f"plot written to {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _check_plot(args: argparse.Namespace) -> None:
+    """Refuse --plot before the prediction runs (a Holter record takes minutes) when it cannot be drawn: with --csv
+    (rows have no time), a file type matplotlib is not asked for here, or no matplotlib (the base install)."""
+    from pathlib import Path
+
+    from ecg_automl.cli import UsageError
+
+    from .plot import PLOT_SUFFIXES, PlotUnavailable, require_matplotlib
+
+    if not args.record:
+        raise UsageError("--plot draws a record's beats over time: it needs --record (CSV rows have no times)")
+    if Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
+        raise UsageError(f"--plot {args.plot}: name a {', '.join(PLOT_SUFFIXES)} file")
+    if Path(args.plot).is_dir():
+        raise UsageError(f"--plot {args.plot}: is a folder; name the picture file")
+    try:
+        require_matplotlib()
+    except PlotUnavailable as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _progress_line():

@@ -41,6 +41,9 @@ class Prediction:
     threshold: float
     reference: np.ndarray | None = None  # 1 = abnormal per the record's own annotations, when asked
     summary: dict[str, Any] = field(default_factory=dict)
+    fs: float | None = None  # a record's sampling rate (None for CSV rows): ``samples / fs`` are seconds
+    n_samples: int = 0  # a record's length in samples
+    gaps: np.ndarray | None = None  # a record's gaps on the leads read, merged: (k, 2) start, stop samples
 
     @property
     def abnormal(self) -> np.ndarray:
@@ -271,7 +274,10 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         raise DataError(f"{record}: no beats found (lead {head.sig_names[det_ch]})")
     fs_model, window = float(meta["fs"]), int(meta["window"])
     kept = full_window(samples, head.fs, head.n_samples, fs=fs_model, length=window)
-    rr = rr_features(samples, head.fs)  # the rhythm context needs every beat of the record, not its signal
+    # the rhythm context needs every beat of the record, not its signal; a gap on the detection lead breaks it
+    order = np.argsort(samples, kind="stable")
+    rr = np.empty((len(samples), N_RR_FEATURES), dtype=np.float32)
+    rr[order] = _rr_by_segment(samples[order], head.fs, missing.gaps(det_ch, _gap_len(head.fs)))
     use = keep_cls & kept
     beat_samples, rr = samples[use], rr[use]
     if symbols is not None:
@@ -282,7 +288,8 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
                         + (f" ({_skipped_text(skipped)})" if skipped else ""))
     prob, clipped = _classify_chunked(meta, model, head, channels, counted, missing, beat_samples, rr, chunk_s,
                                       progress)
-    pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference)
+    pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference, fs=head.fs,
+                      n_samples=head.n_samples, gaps=_merged([missing.gaps(c, _gap_len(head.fs)) for c in counted]))
     lead_names = [head.sig_names[c] for c in channels]
     pred.summary = {**_summary(pred, model.output_max),
                     "lead": lead_names[0] if len(lead_names) == 1 else ",".join(lead_names), "fs_record": head.fs,
@@ -296,7 +303,7 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         pred.summary["skipped_beats"] = skipped
     if missing.total():
         pred.summary["missing_samples"] = missing.total()
-    gaps = _gap_note(head, counted, missing, samples, beat_samples, in_gap, fs_model, window)
+    gaps = _gap_note(head, counted, det_ch, missing, samples, beat_samples, in_gap, fs_model, window)
     if gaps:
         pred.summary["gaps"] = gaps
     if clipped:
@@ -311,6 +318,40 @@ def _gap_len(fs: float) -> int:
     return max(int(np.ceil(GAP_S * fs)), 1)
 
 
+def _rhythm_breaks(samples: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Indices ``i`` of the sorted ``samples`` whose interval to the beat before holds a whole gap of ``runs``
+    (``start, stop`` rows): no beat was found in the gap, so that interval is no RR interval but lost signal."""
+    if not len(runs) or len(samples) < 2:
+        return np.zeros(0, dtype=np.int64)
+    j = np.searchsorted(samples, runs[:, 0], side="left")  # the first beat at or after each gap's start
+    inner = (j > 0) & (j < len(samples))
+    j, stop = j[inner], runs[inner, 1]
+    return np.unique(j[samples[j] >= stop])
+
+
+def _rr_by_segment(samples: np.ndarray, fs: float, runs: np.ndarray) -> np.ndarray:
+    """RR features of the sorted ``samples`` with the rhythm broken at each gap of ``runs`` that no beat lies in:
+    :func:`rr_features` of each stretch between gaps on its own, so the beats on either side of a lead-off get the
+    features of a record's last and first beats (what the model was trained on), not a pause as long as the gap."""
+    rr = np.empty((len(samples), N_RR_FEATURES), dtype=np.float32)
+    bounds = [0, *_rhythm_breaks(samples, runs).tolist(), len(samples)]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        rr[lo:hi] = rr_features(samples[lo:hi], fs)
+    return rr
+
+
+def _merged(runs: list[np.ndarray]) -> np.ndarray:
+    """The union of several leads' ``start, stop`` runs as sorted, disjoint runs, (k, 2)."""
+    rows = sorted(map(tuple, np.concatenate([np.reshape(r, (-1, 2)) for r in runs] or [np.zeros((0, 2))])))
+    out: list[list[int]] = []
+    for a, b in rows:
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], int(b))
+        else:
+            out.append([int(a), int(b)])
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
 def _inside(samples: np.ndarray, runs: np.ndarray) -> np.ndarray:
     """Mask of the ``samples`` that lie in one of the ``runs`` (``start, stop`` rows, sorted, disjoint)."""
     if not len(runs) or not len(samples):
@@ -319,11 +360,13 @@ def _inside(samples: np.ndarray, runs: np.ndarray) -> np.ndarray:
     return (k >= 0) & (samples < runs[np.maximum(k, 0), 1])
 
 
-def _gap_note(head, counted: list[int], missing: MissingRuns, found: np.ndarray, beats: np.ndarray, in_gap: int,
-              fs_model: float, window: int) -> dict[str, Any] | None:
+def _gap_note(head, counted: list[int], det_ch: int, missing: MissingRuns, found: np.ndarray, beats: np.ndarray,
+              in_gap: int, fs_model: float, window: int) -> dict[str, Any] | None:
     """The record's gaps (runs of missing samples of :data:`GAP_S` or more on the leads read) and the beats they
     touch: found beats left out because they lay inside one, and classified ``beats`` whose window overlaps one or
-    whose RR interval to a neighbour among the ``found`` beats spans one (the gap reads as a pause). None if no gap."""
+    that are the last beat before or the first after a gap on the detection lead ``det_ch`` with no ``found`` beat
+    in it (the rhythm restarts there, see :func:`_rr_by_segment`: the RR interval on that side is unknown and is
+    given the value a record's first or last beat gets). None if no gap."""
     runs = [(c, int(a), int(b)) for c in counted for a, b in missing.gaps(c, _gap_len(head.fs))]
     if not runs:
         return None
@@ -337,7 +380,7 @@ def _gap_note(head, counted: list[int], missing: MissingRuns, found: np.ndarray,
     k = np.searchsorted(found, beats)
     prev = found[np.maximum(k - 1, 0)]
     nxt = found[np.minimum(k + 1, len(found) - 1)]
-    for a, b in both:  # an RR interval that holds a gap
+    for a, b in missing.gaps(det_ch, _gap_len(head.fs)):  # a beat whose interval to a neighbour held a gap
         near |= ((k > 0) & (prev < a) & (beats >= b)) | ((k + 1 < len(found)) & (beats < a) & (nxt >= b))
     seconds = [(b - a) / head.fs for _, a, b in runs]
     longest = int(np.argmax(seconds))
@@ -503,9 +546,9 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
         g = s["gaps"]
         lines.append(f"  WARNING: {g['count']} gap(s) of missing signal of {g['min_gap_s']:g} s or more ({g['seconds']:.1f} s "
                      f"in all, the longest {g['longest_s']:.1f} s at {g['longest_at_s']:.1f} s): no beat is reported "
-                     f"inside them ({g['beats_inside_dropped']} found there were left out); {g['beats_next_to_gap']} "
-                     f"beats were classified with a window or an RR interval that reaches into a gap (read as a "
-                     f"pause), so they may be misread")
+                     f"inside them ({g['beats_inside_dropped']} found there were left out); the rhythm restarts after "
+                     f"each gap, as at a record's start; {g['beats_next_to_gap']} beats were classified with a window "
+                     f"that reaches into a gap or without the RR interval on its side, so they may be misread")
     if "against_annotations" in s:
         a = s["against_annotations"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
