@@ -326,15 +326,13 @@ def _learn_init_params(xq, learn: list[tuple[int, bool, float]]) -> None:
 
 
 def beat_windows_chunked(head: Header, channels: list[int], beats: np.ndarray, *, fs: float, length: int,
-                         low: float = 0.5, high: float = 40.0, count_missing: list[int] | None = None,
-                         chunk_s: float = CHUNK_S, margin_s: float = MARGIN_S, missing: MissingRuns | None = None,
-                         progress: Progress | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """Per chunk: (positions into ``beats``, their normalised windows, missing samples in the chunk's core).
+                         low: float = 0.5, high: float = 40.0, chunk_s: float = CHUNK_S, margin_s: float = MARGIN_S, missing: MissingRuns | None = None,
+                         progress: Progress | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per chunk: (positions into ``beats``, their normalised windows).
 
     The windows are :func:`ecg_data.preprocess.beats_from_signal`'s (band-pass, resample to ``fs``, ``length``
     samples centred on the beat, z-scored) for the ``beats`` (sample indices at the record's rate, sorted; each
-    must have a full window: see :func:`full_window`), computed on one chunk at a time. ``count_missing`` names the
-    channels whose non-finite samples are counted; ``missing`` (:func:`missing_runs` of ``channels``, scanned
+    must have a full window: see :func:`full_window`), computed on one chunk at a time. ``missing`` (:func:`missing_runs` of ``channels``, scanned
     here when not given) bridges gaps as on the whole record."""
     from .preprocess import normalise
 
@@ -342,15 +340,13 @@ def beat_windows_chunked(head: Header, channels: list[int], beats: np.ndarray, *
     up, down = _down(fs_in, fs)
     half = length // 2
     scaled = np.round(beats * (fs / fs_in)).astype(np.int64)
-    read = sorted({*channels, *(count_missing or [])})
+    read = sorted(set(channels))
     pos = [read.index(c) for c in channels]
-    miss = [read.index(c) for c in (count_missing or [])]
     margin = max(margin_s * fs_in, (half + 1) * fs_in / fs + 64 * max(up, down))
     missing = missing if missing is not None else missing_runs(head, list(channels), chunk_s=chunk_s)
     anchors: dict[tuple[int, int], float] = {}
     for sp in spans(n, chunk_s * fs_in, margin, down):
         x = read_span(head, sp.read_start, sp.read_stop, read)
-        gone = int((~np.isfinite(x[sp.start - sp.read_start:sp.stop - sp.read_start][:, miss])).sum())
         lo, hi = np.searchsorted(beats, [sp.start, sp.stop])
         idx = np.arange(lo, hi)
         if len(idx):
@@ -364,7 +360,7 @@ def beat_windows_chunked(head: Header, channels: list[int], beats: np.ndarray, *
             windows = np.zeros((0, length, len(channels)), dtype=np.float32)
         if progress:
             progress("classifying beats", sp.stop, n)
-        yield idx, windows, gone
+        yield idx, windows
 
 
 def full_window(beats: np.ndarray, fs_in: float, n: int, *, fs: float, length: int) -> np.ndarray:

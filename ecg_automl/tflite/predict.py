@@ -399,7 +399,7 @@ def _classify_chunked(meta: dict[str, Any], model: TFLiteModel, head, channels: 
     band = meta.get("filter", {})
     prob = np.zeros(len(beats), dtype=np.float32)  # what TFLiteModel.predict returns
     clipped: dict[str, int] = {}
-    for idx, windows, _ in beat_windows_chunked(
+    for idx, windows in beat_windows_chunked(
             head, channels, beats[order], fs=float(meta["fs"]), length=int(meta["window"]),
             low=band.get("low", 0.5), high=band.get("high", 40.0), chunk_s=chunk_s, missing=missing,
             progress=progress):
