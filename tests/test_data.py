@@ -20,6 +20,18 @@ def test_ds1_ds2_are_the_de_chazal_split():
     assert not set(PACED) & (set(DS1) | set(DS2))
 
 
+def test_ds1_ds2_are_the_published_record_lists(small_mitdb):
+    """The exact records of de Chazal et al. (2004): a record swapped between the lists keeps both at 22 records
+    and disjoint, so only the lists themselves tell a test patient moved to the search side."""
+    assert set(DS1) == {"101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124",
+                        "201", "203", "205", "207", "208", "209", "215", "220", "223", "230"}
+    assert set(DS2) == {"100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212",
+                        "213", "214", "219", "221", "222", "228", "231", "232", "233", "234"}
+    split = dict(zip(small_mitdb.records, small_mitdb.split))
+    assert split == {"101": "search", "106": "search", "119": "search", "208": "search", "223": "search",
+                     "100": "test", "200": "test", "213": "test"}
+
+
 def test_labels_match_reference_annotations(small_mitdb, data_root):
     """Every beat of record 208 maps to its AAMI class; counts agree with wfdb's own annotation reader."""
     ann = wfdb.rdann(str(data_root / "mitdb" / "208"), "atr")
@@ -55,6 +67,21 @@ def test_cache_hit_returns_same_arrays(small_mitdb):
     assert again.info["cache"]["hit"]
     np.testing.assert_array_equal(again.X, small_mitdb.X)
     np.testing.assert_array_equal(again.groups, small_mitdb.groups)
+
+
+def test_every_setting_that_changes_the_arrays_is_in_the_cache_key(tmp_path, monkeypatch):
+    """Another window, sampling rate or record list misses the cache: a key without one of them handed out the
+    arrays of the other setting (windows of 256 samples for a 128-sample space, beats at the wrong rate)."""
+    monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
+    base = load_dataset("mitdb", records=["101"], window=128)
+    assert not base.info["cache"]["hit"] and base.X.shape[1] == 128
+    for kw, check in [({"window": 96}, lambda ds: ds.X.shape[1] == 96),
+                      ({"window": 128, "fs": 120.0}, lambda ds: ds.fs == 120.0),
+                      ({"window": 128, "records": ["101", "106"]}, lambda ds: set(ds.records) == {"101", "106"})]:
+        ds = load_dataset("mitdb", **{"records": ["101"], **kw})
+        assert not ds.info["cache"]["hit"] and check(ds), kw
+    again = load_dataset("mitdb", records=["101"], window=128)
+    assert again.info["cache"]["hit"] and np.array_equal(again.X, base.X)
 
 
 def _copy_db(data_root, tmp_path, records):

@@ -124,6 +124,35 @@ def test_latency_gate_rejects_without_training(tmp_path):
     assert all(r.info.status == "KILLED" and "latency_ms" in r.data.metrics for r in runs.values())
 
 
+def test_the_latency_gate_prunes_over_budget_and_keeps_within_it(monkeypatch):
+    """The gate's decision alone (its measurement stubbed): a model over the budget is pruned, one within it (and
+    any model without a budget) goes on to training with its latency and size as objectives."""
+    import optuna
+
+    from ecg_automl.tflite.gate import LatencyGate
+
+    class _Trial:
+        def __init__(self):
+            self.user_attrs = {}
+
+        def set_user_attr(self, key, value):
+            self.user_attrs[key] = value
+
+    def gate(budget, latency):
+        g = LatencyGate(budget)
+        monkeypatch.setattr(g, "measure", lambda config: {"latency_ms": latency, "size_kb": 12.0, "gate_seconds": 0.1})
+        return g
+
+    trial = _Trial()
+    with pytest.raises(optuna.TrialPruned, match=r"latency 5\.000 ms > budget 2 ms"):
+        gate(2.0, 5.0)({}, trial)
+    assert "budget" in trial.user_attrs["prune_reason"] and trial.user_attrs["latency_ms"] == 5.0
+    for budget in (10.0, None):
+        trial = _Trial()
+        assert gate(budget, 5.0)({}, trial) == {"latency": 5.0, "size": 12.0}
+        assert "prune_reason" not in trial.user_attrs
+
+
 def test_the_gate_times_what_will_be_deployed_an_ensemble_of_final_members():
     """With --final-members K the exported model runs K members one after another: the gate converts and
     times that, not one member (a budget that one member meets could otherwise ship a model K times over it)."""
@@ -638,3 +667,19 @@ def test_verification_flags_an_f1_loss_in_every_mode():
         assert v["flagged"] and v["f1_drop"] > 0.3, (mode, v)
         assert f"WARNING: the {mode} model's F1 is 33.3 points below the Keras model's" in format_verification(v)
         assert not verify(keras, keras, y, 0.5, mode)["flagged"]
+
+
+def test_verification_flags_an_f1_loss_just_over_one_point():
+    """The tolerance is 1 F1 point: a 2-point loss is flagged and a half-point one is not (a tolerance loosened to
+    10 points still flagged the 33-point loss above)."""
+    import numpy as np
+
+    from ecg_automl.tflite.verify import verify
+
+    y = np.r_[np.zeros(200, int), np.ones(100, int)]
+    keras = np.r_[np.full(200, 0.1), np.full(100, 0.9)]  # F1 1.0
+    for lost, flagged in ((4, True), (1, False)):  # F1 0.980 (2.0 points) and 0.995 (0.5 points)
+        tflite = keras.copy()
+        tflite[200:200 + lost] = 0.4
+        v = verify(keras, tflite, y, 0.5, "int8")
+        assert v["flagged"] is flagged and v["f1_drop"] == pytest.approx(1 - 2 * (100 - lost) / (200 - lost)), lost

@@ -313,6 +313,23 @@ def test_a_premature_beat_is_short_against_the_record_rhythm():
     assert np.allclose(feats[premature, 8], 0.6 / 1.4, atol=0.01)
 
 
+def test_rr_columns_0_to_10_by_hand():
+    """Each ratio column against values worked out by hand, on a record whose mean RR (0.943 s) is not its median
+    (1 s) and where pre- and post-RR, the local and the wide trailing means differ: a swapped pair of columns or a
+    wrong reference (mean for median, the local mean for the wide one) changes some entry here."""
+    # RR 1, 1, 1, 0.6, 1, 1, 1 s: beat 4 is premature; local=2 and wide=3 intervals
+    feats = rr_features(np.array([0, 10, 20, 30, 36, 46, 56, 66]), 10.0, local=2, wide=3)
+    w = 1 / ((1 + 1 + 0.6) / 3)  # beat 5: pre-RR 1 s over the wide mean of 1, 1, 0.6
+    expected = {  # pre, post, pre/loc, post/loc, pre/rec, post/rec, prev_pre/rec, next_post/rec, pre/post, pre/wide, post/wide
+        2: [1, 1, 1, 1, 1, 1, 1, 0.6, 1, 1, 1],
+        3: [1, 0.6, 1, 0.6, 1, 0.6, 1, 1, 1 / 0.6, 1, 0.6],
+        4: [0.6, 1, 0.6, 1, 0.6, 1, 1, 1, 0.6, 0.6, 1],
+        5: [1, 1, 1.25, 1.25, 1, 1, 0.6, 1, 1, w, w],
+    }
+    for beat, row in expected.items():
+        np.testing.assert_allclose(feats[beat, :11], row, rtol=1e-5, err_msg=f"beat {beat}")
+
+
 def test_irregularity_tells_atrial_fibrillation_from_an_isolated_premature_beat():
     """Columns 11-12 measure the spread of successive RR differences around a beat: zero in a steady
     rhythm, small around one premature beat, large in an irregular (AF-like) stretch; column 13 is one

@@ -78,6 +78,9 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
             assert float(run.data.params["learning_rate"]) == pytest.approx(t.params["learning_rate"])
             assert run.data.metrics["objective.quality"] == pytest.approx(t.value)
             assert "fold.f1" in run.data.metrics and "fold0.loss" in run.data.metrics
+            # the threshold the trial chose (what export ships) and its summary over the folds
+            assert run.data.metrics["threshold"] == pytest.approx(t.user_attrs["threshold"])
+            assert {"mean.f1", "mean.roc_auc", "oof_tuned.f1"} <= set(run.data.metrics)
         else:
             assert "simulated failure" in run.data.tags["fail_reason"]
     tracker = Tracker(tracking(tmp_path))
@@ -90,6 +93,8 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     final = result.final
     assert final["test_patients"] == 3 and final["train_patients"] == 5
     assert 0 <= final["abnormal"]["f1"] <= 1 and 0.5 < final["abnormal"]["roc_auc"] <= 1
+    # tested at the threshold the search chose on its validation folds, never one chosen on the test beats
+    assert final["abnormal"]["threshold"] == pytest.approx(study.best_trial.user_attrs["threshold"])
     assert sum(map(sum, final["confusion_matrix"])) == final["n"]
     parent = tracker.client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
@@ -777,6 +782,18 @@ def test_fit_refuses_data_no_model_should_be_trained_on(small_mitdb):
             fit(cfg, train, val)
     with pytest.raises(ValueError, match="unknown class_weight 'balance'"):
         fit({**cfg, "class_weight": "balance"}, some)
+
+
+def test_balanced_class_weights_weigh_the_rare_class_up():
+    """class_weight='balanced' gives each class n / (2 * its count): the rare abnormal class the larger weight, so
+    both classes weigh alike in the loss (swapped, the rare class would count for even less than unweighted)."""
+    from search.training import class_weights
+
+    y = np.r_[np.zeros(90, np.int8), np.ones(10, np.int8)]
+    w = class_weights(y, "balanced")
+    assert w == pytest.approx({0: 100 / 180, 1: 100 / 20})
+    assert w[0] * 90 == pytest.approx(w[1] * 10)
+    assert class_weights(y, "none") is None and class_weights(np.zeros(5), "balanced") is None
 
 
 def test_settings_no_trial_could_use_are_refused_when_made():
