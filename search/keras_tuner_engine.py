@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ecg_data import patient_kfold
+from ecg_data import grouped_splits, patient_kfold
 from spaces import SearchSpace
 
 from . import _interrupt
@@ -147,7 +147,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     if final and storage is not None and len(settings.objectives) == 1:
         require_test_part(full, settings)
     data = search_data(full, settings)
-    folds = list(patient_kfold(settings.folds, seed=settings.seed).split(data.X, data.y, data.groups))
+    # through grouped_splits, as the driver's objective: each fold is checked for a patient on both sides
+    folds = list(grouped_splits(patient_kfold(settings.folds, seed=settings.seed), data.X, data.y, data.groups))
     study = None
     if storage is not None:
         study, settings = open_study(study_name, storage, settings, heartbeat=None, engine=f"keras-tuner:{tuner}")

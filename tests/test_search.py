@@ -959,3 +959,17 @@ def test_study_figures_show_history_and_importances_once_there_are_enough_trials
     assert [t.get_text() for t in ax.get_yticklabels()][-1] == "units"  # the one that matters, on top
     assert figures["optimization_history.png"].axes[0].get_ylabel() == "validation auc"
     assert plots.study_figures(optuna.create_study(directions=["maximize", "minimize"])) == {}
+
+
+def test_keras_tuner_engine_checks_its_folds_for_leaking_patients(tmp_path, monkeypatch):
+    """The KerasTuner engine split with patient_kfold(...).split directly, so a splitter that let a patient's beats
+    into both sides of a fold would have gone unchecked there (the driver's objective checks every fold)."""
+    from sklearn.model_selection import KFold
+
+    from ecg_data.splits import PatientLeakError
+    import search.keras_tuner_engine as kte
+
+    monkeypatch.setattr(kte, "patient_kfold", lambda n, seed=0: KFold(n, shuffle=True, random_state=seed))
+    with pytest.raises(PatientLeakError, match="patients on both sides"):
+        kte.run_keras_tuner("kt-leak", tiny_settings(tmp_path), tuner="random", n_trials=1, tracking=None,
+                            out_dir=tmp_path, progress=False, storage=None, final=False)
