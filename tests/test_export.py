@@ -683,3 +683,28 @@ def test_verification_flags_an_f1_loss_just_over_one_point():
         tflite[200:200 + lost] = 0.4
         v = verify(keras, tflite, y, 0.5, "int8")
         assert v["flagged"] is flagged and v["f1_drop"] == pytest.approx(1 - 2 * (100 - lost) / (200 - lost)), lost
+
+
+@pytest.mark.parametrize("strict, code", [(False, 0), (True, 1)])
+def test_export_strict_fails_a_flagged_export(monkeypatch, capsys, strict, code):
+    """`ecg-automl export --strict` exits 1 when the verification flags the export (an F1 drop over a point), for a
+    pipeline that must not ship such a model; without --strict it warns and exits 0. Nothing tested the exit code."""
+    import numpy as np
+
+    from ecg_automl.cli import _load_extras, build_parser
+    from ecg_automl.tflite import export as export_mod
+    from ecg_automl.tflite.verify import verify
+
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    keras = np.array([0.1, 0.2, 0.1, 0.3, 0.9, 0.8, 0.7, 0.9])
+    worse = np.array([0.1, 0.2, 0.1, 0.3, 0.9, 0.8, 0.4, 0.4])
+    meta = {"size_kb": 10.0, "trial": 0, "model_origin": "final model", "ops": ["FULLY_CONNECTED"], "params": 1,
+            "macs": 1, "io": {"inputs": {}, "output": {}}, "verification": verify(keras, worse, y, 0.5, "fp32"),
+            "latency": {"threads": 1, "n_runs": 1, "median_ms": 0.1, "p90_ms": 0.1, "host_slowdown": 1.0,
+                        "host_ms": 0.1, "pi4_estimate_ms": 0.5}}
+    monkeypatch.setattr(export_mod, "export_trial", lambda *a, **k: meta)
+    _load_extras()
+    argv = ["export", "--study", "s", "--mode", "fp32", "--out", "m.tflite", "--no-mlflow"] + (["--strict"] if strict else [])
+    args = build_parser().parse_args(argv)
+    assert export_mod.cmd_export(args) == code
+    assert "F1 drop over 1 point" in capsys.readouterr().err
