@@ -1,7 +1,7 @@
 """``predict --plot``: a record's per-beat abnormal probability and abnormal burden over time, as a picture.
 
-matplotlib is not in the base (Raspberry Pi) install: :func:`require_matplotlib` says how to get it, and is called
-before the prediction runs. This module imports matplotlib only inside its functions.
+matplotlib reaches the base (Raspberry Pi) install only through wfdb's requirements; where it is missing,
+:func:`require_matplotlib` says how to get it, and is called before the prediction runs. This module imports matplotlib only inside its functions.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _FLAGGED, _NORMAL, _REFERENCE, _MISSED, _GAP = "#d62728", "#7f9cbf", "#222222", 
 
 
 class PlotUnavailable(ImportError):
-    """matplotlib cannot be imported: ``--plot`` needs it, and the base install does not carry it."""
+    """matplotlib cannot be imported: ``--plot`` needs it (the ``plot`` extra installs it)."""
 
 
 def require_matplotlib() -> None:
