@@ -44,12 +44,21 @@ def fill_nans(x: np.ndarray) -> np.ndarray:
     return flat.reshape(x.shape)
 
 
+def resample_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
+    """(up, down) of :func:`resample` from ``fs_in`` to ``fs_out`` Hz (1, 1 when equal): chunked reading cuts a
+    record on multiples of ``down`` so each chunk's resampled samples are the whole record's."""
+    if fs_in == fs_out:
+        return 1, 1
+    frac = Fraction(fs_out / fs_in).limit_denominator(1000)
+    return frac.numerator, frac.denominator
+
+
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     """Polyphase resampling along the first axis from ``fs_in`` to ``fs_out`` Hz."""
     if fs_in == fs_out:
         return np.asarray(x, dtype=np.float64)
-    frac = Fraction(fs_out / fs_in).limit_denominator(1000)
-    return _signal.resample_poly(np.asarray(x, dtype=np.float64), frac.numerator, frac.denominator, axis=0)
+    up, down = resample_ratio(fs_in, fs_out)
+    return _signal.resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=0)
 
 
 def normalise(windows: np.ndarray) -> np.ndarray:

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 from scipy import signal as _signal
 from scipy.ndimage import maximum_filter1d
 
 from ._wfdb_io import Header, read_span
-from .preprocess import bandpass, resample
+from .preprocess import bandpass, resample, resample_ratio as _down
 
 #: Seconds of signal per chunk core (memory grows with it, not with the record).
 CHUNK_S = 600.0
@@ -61,14 +60,6 @@ def spans(n: int, core: int, margin: int, align: int = 1) -> Iterator[Span]:
     for start in range(0, n, core):
         stop = min(n, start + core)
         yield Span(start, stop, max(0, start - margin), min(n, stop + margin))
-
-
-def _down(fs_in: float, fs_out: float) -> tuple[int, int]:
-    """(up, down) of :func:`ecg_data.preprocess.resample` from ``fs_in`` to ``fs_out`` (1, 1 when equal)."""
-    if fs_in == fs_out:
-        return 1, 1
-    frac = Fraction(fs_out / fs_in).limit_denominator(1000)
-    return frac.numerator, frac.denominator
 
 
 def _resampled_len(n: int, up: int, down: int) -> int:
