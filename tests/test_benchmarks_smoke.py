@@ -455,7 +455,36 @@ BAD_ARGS = [  # what a user may mistype, refused before any work: one usage line
     ("calibrate_pi.py", ["--rounds", "0"], "argument --rounds: must be at least 1, not 0"),  # was a traceback after
     ("calibrate_pi.py", ["--json", "{unwritable}"], "argument --json: cannot create"),      # minutes of conversion
     ("calibrate_pi.py", ["--json", "{missing}", "--fit-only"], "--fit-only measures nothing"),  # was ignored
+    ("calibrate_pi.py", ["--quick", "--fit-only"], "--fit-only measures nothing"),
 ]
+
+
+def test_calibrate_pi_quick(tmp_path, cli_env, monkeypatch):
+    """The Pi calibration's smoke run times its three smallest models on this host and writes a result file that
+    says where and with what (as every benchmark's does) and a plot; it fits nothing, and its file is refused as
+    a calibration (two thirds of its points have no host value)."""
+    import pytest
+
+    from ecg_automl.tflite.pi_estimate import CALIBRATION, CalibrationError, _load_host_calibration
+
+    out = tmp_path / "calib.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "calibrate_pi.py"), "--quick", "--json", str(out),
+                           "--cache", str(tmp_path / "cache")], cwd=ROOT, env=cli_env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    doc = json.loads(out.read_text())
+    assert doc["mode"] == "quick" and "--quick" in doc["command"] and doc["fit"] is None
+    assert doc["machine"]["lscpu_model_name"] and len(doc["machine"]["loadavg_end"]) == 3
+    assert all(doc["versions"][k] for k in ("python", "tensorflow", "ai-edge-litert"))
+    measured = [p for p in doc["points"] if p["host_ms"] is not None]
+    assert len(doc["points"]) == len(CALIBRATION) and len(doc["settings"]["models_measured"]) == 3
+    assert {f"{p['arch']}-{p['alpha']:g}-{p['res']}-{p['dtype']}" for p in measured} == set(doc["settings"]["models_measured"])
+    assert all(0 < p["host_ms"] <= p["host_median_ms"] for p in measured)  # a 5th percentile is at most the median
+    assert "3 of 9 models measured, no fit" in proc.stdout
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    with pytest.raises(CalibrationError, match="--quick file"):
+        _load_host_calibration(out)
 
 
 def test_bad_arguments_are_one_usage_line(tmp_path, cli_env):

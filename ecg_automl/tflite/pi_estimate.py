@@ -295,6 +295,9 @@ def _load_host_calibration(path: Path) -> tuple[str, dict]:
     measured = doc.get("points") if isinstance(doc, dict) else None
     if not isinstance(measured, list):
         raise CalibrationError(f"{where}: not a calibrate_pi.py --json file (no 'points' list)")
+    if doc.get("mode") == "quick":
+        raise CalibrationError(f"{where}: a calibrate_pi.py --quick file (a smoke run that times 3 of the models "
+                               "and fits nothing); run benchmarks/calibrate_pi.py --json without --quick")
     host = {p.get("id"): p.get("host_ms") for p in measured if isinstance(p, dict)}
     points = []
     for p in CALIBRATION:
