@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -30,9 +31,28 @@ def _fingerprint(path: Path) -> list:
     return out
 
 
+def source_digest(folder: Path) -> str:
+    """Digest of the ``*.py`` files of ``folder`` (names and contents)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(folder).glob("*.py")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> dict[str, str]:
+    """What computes the arrays besides the settings: this package's source and the versions of wfdb (reading,
+    QRS detection) and SciPy (filtering, resampling). In the cache key, so an upgrade that changes them prepares
+    the arrays again even where :data:`PIPELINE_VERSION` was not bumped, instead of serving stale ones."""
+    from importlib import metadata
+
+    return {"ecg_data": source_digest(Path(__file__).parent), "wfdb": metadata.version("wfdb"),
+            "scipy": metadata.version("scipy")}
+
+
 def cache_key(name: str, path: Path, settings: dict[str, Any]) -> str:
-    """Hex digest over source, pipeline version, settings and file fingerprints."""
-    blob = json.dumps({"name": name, "v": PIPELINE_VERSION, "settings": settings,
+    """Hex digest over source, pipeline version, settings, file fingerprints and :func:`code_digest`."""
+    blob = json.dumps({"name": name, "v": PIPELINE_VERSION, "settings": settings, "code": code_digest(),
                        "files": _fingerprint(path)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import wfdb
 
+from conftest import ROOT
 from ecg_data import DS1, DS2, DataError, RecordError, fetch_database, load_dataset
 from ecg_data.mitdb import AAMI, PACED
 
@@ -82,6 +83,31 @@ def test_every_setting_that_changes_the_arrays_is_in_the_cache_key(tmp_path, mon
         assert not ds.info["cache"]["hit"] and check(ds), kw
     again = load_dataset("mitdb", records=["101"], window=128)
     assert again.info["cache"]["hit"] and np.array_equal(again.X, base.X)
+
+
+def test_code_that_prepares_the_arrays_is_in_the_cache_key(tmp_path, monkeypatch):
+    """An upgrade that changes the preprocessing code (or wfdb, SciPy) without a PIPELINE_VERSION bump prepares
+    the arrays again: before, the key held only the version, so such a change was served stale arrays."""
+    from ecg_data import cache
+
+    monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
+    assert not load_dataset("mitdb", records=["101"], window=128).info["cache"]["hit"]
+    assert load_dataset("mitdb", records=["101"], window=128).info["cache"]["hit"]
+    real = cache.code_digest()
+    for part in ("ecg_data", "wfdb", "scipy"):
+        with monkeypatch.context() as m:
+            m.setattr(cache, "code_digest", lambda part=part: {**real, part: "other"})
+            assert not load_dataset("mitdb", records=["101"], window=128).info["cache"]["hit"], part
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "preprocess.py").write_text("LOW_HZ = 0.5\n")
+    (src / "notes.txt").write_text("not code")
+    before = cache.source_digest(src)
+    (src / "notes.txt").write_text("changed, but not code")
+    assert cache.source_digest(src) == before
+    (src / "preprocess.py").write_text("LOW_HZ = 0.7\n")
+    assert cache.source_digest(src) != before
+    assert real["ecg_data"] == cache.source_digest(ROOT / "ecg_data")  # the package's own files
 
 
 def _copy_db(data_root, tmp_path, records):
