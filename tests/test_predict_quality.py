@@ -63,7 +63,7 @@ def test_a_flat_lead_with_a_few_spikes_is_flat_and_too_slow(stub, real, tmp_path
     pred, warn = _warnings(_write(tmp_path, "spikes", sig))
     text = " ".join(warn)
     assert "lead MLII is flat" in text and "median heart rate of the beats found is" in text, warn
-    assert "the detector found no beat for" in text
+    assert "the record has no beat for" in text
 
 
 def test_a_flat_lead_names_its_flatness_when_no_beat_is_found(stub, real, tmp_path):

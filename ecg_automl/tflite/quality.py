@@ -237,8 +237,9 @@ def assess(leads: dict[str, dict[str, Any]], *, fs: float, n_samples: int, beats
     q["longest_without_beat_s"] = float(stretches[k])
     if stretches[k] >= NO_BEAT_S:
         at = 0.0 if k == 0 else beats[k - 1] / fs
-        warn.append(f"the detector found no beat for {stretches[k]:.0f} s (from {at:.0f} s) with no gap there: a pause, "
-                    f"noise, or beats it does not see (wide ventricular ones, say); none there is classified")
+        warn.append(f"the record has no beat for {stretches[k]:.0f} s (from {at:.0f} s) with no gap there: a pause, "
+                    f"noise, a rhythm without beats (flutter, fibrillation) or beats the detector does not see (wide "
+                    f"ventricular ones, say); nothing there is classified")
     sim = float(np.nanmedian(corr)) if np.isfinite(corr).any() else None
     q["beat_similarity"] = sim
     if sim is not None and sim < SIMILARITY_MIN:
