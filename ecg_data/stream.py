@@ -89,14 +89,19 @@ class MissingRuns:
         return r[r[:, 1] - r[:, 0] >= min_len]
 
 
-def missing_runs(head: Header, channels: list[int], *, chunk_s: float = CHUNK_S) -> MissingRuns:
+def missing_runs(head: Header, channels: list[int], *, chunk_s: float = CHUNK_S,
+                 observe: Callable[[int, np.ndarray], None] | None = None) -> MissingRuns:
     """Scan the record a chunk at a time for its runs of missing samples in ``channels`` (merged across chunk
-    borders): what a chunk needs to bridge a gap that runs past its ends exactly as the whole lead is bridged."""
+    borders): what a chunk needs to bridge a gap that runs past its ends exactly as the whole lead is bridged.
+    ``observe(start, x)``, when given, sees each chunk's samples (``channels`` in that order) as they are read,
+    so that other statistics of the record need no second pass over it."""
     n = head.n_samples
     starts: dict[int, list[int]] = {c: [] for c in channels}
     stops: dict[int, list[int]] = {c: [] for c in channels}
     for sp in spans(n, chunk_s * head.fs, 0):
         x = read_span(head, sp.start, sp.stop, list(channels))
+        if observe is not None:
+            observe(sp.start, x)
         bad = ~np.isfinite(x)
         if not bad.any():
             continue

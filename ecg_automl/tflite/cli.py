@@ -44,6 +44,10 @@ def _add_parsers(sub) -> None:
     p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads (default 1)")
     p.add_argument("--json", action="store_true", help="print every beat and the summary as JSON")
     p.add_argument("--all", action="store_true", help="print every beat, not the first 50")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when the record fails a signal check (flat or clipped lead, heart rate out of range, "
+                        "a long stretch without beats, beats that do not look alike, inverted QRS); the output is "
+                        "printed all the same")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="also draw the record's p(abnormal) per beat and abnormal burden over time, lead-off gaps "
                         "and (with --annotations) the annotated abnormal beats, into this .png/.svg/.pdf (needs "
@@ -85,6 +89,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         path = save_prediction_plot(pred, args.plot)
         print(f"plot written to {path}", file=sys.stderr if args.json else sys.stdout)
+    warnings = pred.summary.get("quality_warnings", [])
+    for w in warnings:  # on stderr too: a script that reads --json, or only the exit code, still hears of it
+        print(f"warning: {pred.source}: {w}", file=sys.stderr)
+    if warnings and args.strict:
+        return 1
     return 0
 
 
