@@ -17,8 +17,8 @@ Only numpy: this module is on the TensorFlow-free predict path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
