@@ -365,8 +365,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
                         "retried")
     p.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
-                   help="TensorFlow threads for this process (default: its own choice); on a small machine run "
-                        "one worker per core with --tf-threads 1 (see README, Scaling out)")
+                   help="TensorFlow threads for this process (default: its own choice, one per CPU); on a small "
+                        "machine run one worker per core with --tf-threads 1 (see README, Scaling out). The values "
+                        "depend on the count (each trial records its tf_threads): pass the same N to repeat a study")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--verbose", type=int, default=0,
                    help="Keras fit verbosity (0 quiet, the default; 2 one line per epoch)")
@@ -394,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     s.add_argument("--timeout", type=positive_float, default=None,
                    help="stop starting new trials after this many seconds (default: no limit)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the sampler, folds, subsample and training (default 0)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the sampler, folds, subsample and training (default 0); one process with the same "
+                        "seed and --tf-threads repeats a study exactly, workers do not (README, Reproducibility)")
     s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")
     s.add_argument("--max-beats", type=_positive_int, default=None,
                    help="subsample the search side to this many beats for the trials (stratified by patient and "

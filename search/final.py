@@ -19,7 +19,7 @@ from ecg_data import BeatDataset
 from . import plots
 from .metrics import _check_threshold, best_threshold, binary_metrics, format_report, full_report
 from .tracking import Tracker
-from .training import FitResult, fit, predict
+from .training import FitResult, fit, predict, tf_threads
 
 log = logging.getLogger("search")
 
@@ -184,6 +184,7 @@ def final_test(
         report["member_roc_auc"] = [binary_metrics(test.y, predict(f.model, config, test), threshold)["roc_auc"]
                                     for f in fits]
     report["test_patients"] = int(len(np.unique(test.groups)))
+    report["tf_threads"] = tf_threads()  # the figures depend on it (README, Reproducibility)
     report["seconds"] = time.perf_counter() - t0
     if out_path is not None:
         out_path = Path(out_path)

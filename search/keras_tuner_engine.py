@@ -19,7 +19,7 @@ from .settings import StudySettings
 from .study import (StudyMismatchError, load_study_data, log_study_figures, open_study, refuse_other_settings,
                     require_test_part, run_final, search_data, space_for_data)
 from .tracking import Tracker, TrackingConfig
-from .training import fit
+from .training import fit, tf_threads
 
 log = logging.getLogger("search")
 
@@ -85,7 +85,8 @@ def _tuner_class():
             number = _trial_number(trial, self.oracle)
             run_id = None
             if self.tracker is not None:
-                run_id = self.tracker.start_trial(self.parent_run_id, number, self.project_name, config)
+                run_id = self.tracker.start_trial(self.parent_run_id, number, self.project_name, config,
+                                                  {"tf_threads": str(tf_threads())})
             oof, fold_of = np.full(len(self.data), np.nan), np.full(len(self.data), -1)
             value = None
             status = "FAILED"
@@ -249,7 +250,7 @@ def record_trial(study, space: SearchSpace, config: dict[str, Any], value: float
         dists.pop("epochs", None)
     ok = value is not None and math.isfinite(value)
     attrs = {"config": config, "threshold": float(threshold), "keras_tuner.trial_id": trial_id,
-             "engine": f"keras-tuner:{tuner}"}
+             "engine": f"keras-tuner:{tuner}", "tf_threads": tf_threads()}
     if run_id is not None:
         attrs["mlflow_run_id"] = run_id
     if not ok:

@@ -135,11 +135,14 @@ def _check_artifact_folder(location: str | None, experiment: str, existing: bool
 
 
 def trial_tags(trial) -> dict[str, str]:
-    """MLflow tags that say where a trial ran and what it retries: ``worker`` (host:pid) and
-    ``optuna.retry_of`` (the number of the trial a dead worker left, or one stopped with Ctrl-C)."""
+    """MLflow tags that say where a trial ran and what it retries: ``worker`` (host:pid), ``tf_threads`` (the
+    TensorFlow threads it trained with: its values depend on them) and ``optuna.retry_of`` (the number of the trial
+    a dead worker left, or one stopped with Ctrl-C)."""
     tags = {}
     if "worker" in trial.user_attrs:
         tags["worker"] = str(trial.user_attrs["worker"])
+    if "tf_threads" in trial.user_attrs:
+        tags["tf_threads"] = str(trial.user_attrs["tf_threads"])
     retry_of = trial.system_attrs.get("failed_trial", trial.user_attrs.get("retry_of"))
     if retry_of is not None:
         tags["optuna.retry_of"] = str(retry_of)

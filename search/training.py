@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -45,6 +46,24 @@ def set_threads(threads: int | None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(int(threads))
     except RuntimeError as exc:  # the runtime is already up: the setting would be silently ignored
         raise RuntimeError(f"cannot limit TensorFlow to {threads} threads after it has started ({exc})") from exc
+
+
+def tf_threads() -> int:
+    """The intra-op threads TensorFlow trains with in this process: ``set_threads``'s number, else
+    ``$TF_NUM_INTRAOP_THREADS``, else TensorFlow's own choice, the CPUs this process may run on.
+
+    Recorded with every trial and final test because the numbers depend on it: on CPU the same seed repeats
+    a study to the last bit at the same thread count, while another count sums floats in another order and
+    the final model's held-out figures differ (README, Reproducibility)."""
+    import tensorflow as tf
+
+    set_to = tf.config.threading.get_intra_op_parallelism_threads()
+    if set_to > 0:
+        return int(set_to)
+    env = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    if env.strip().isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def set_seed(seed: int) -> None:

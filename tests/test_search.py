@@ -492,6 +492,40 @@ def _without_layout(settings: StudySettings) -> dict:
     return stored
 
 
+def _repeatable(study) -> dict:
+    """What two runs of one command with one seed must share: each trial's params, value, threshold and per-fold
+    metrics (not their timings), and the final test's figures (not its time or path)."""
+    timing = {"train_seconds", "beats_per_s"}
+    final = study.user_attrs["final"]
+    return {"trials": [(t.number, t.state.name, t.params, t.value, t.user_attrs["threshold"],
+                        [{k: v for k, v in m.items() if k not in timing} for m in t.user_attrs["fold_metrics"]])
+                       for t in study.trials],
+            "final": {k: final[k] for k in ("trial", "abnormal", "at_0.5", "per_class", "confusion_matrix", "by_label")}}
+
+
+def test_the_same_command_and_seed_repeat_a_study_to_the_last_bit_and_record_the_thread_count(tmp_path, cli_env):
+    """One process, one --seed, one thread count: two runs (each with its own Python hash seed) draw the same
+    trials with the same values, thresholds and fold metrics, and the final test gives the same held-out figures,
+    exactly. Each trial and the final test record the TensorFlow threads they trained with: another count sums
+    floats in another order, and the held-out figures differ (README, Reproducibility)."""
+    space = tiny_space_file(tmp_path)
+    studies = []
+    for run, hash_seed in enumerate(("1", "2")):
+        storage = f"sqlite:///{tmp_path / f'o{run}.db'}"
+        run_cli(["search", "--dataset", "mitdb", "--space", space, "--trials", 2, "--folds", 2, "--max-beats", 800,
+                 "--records", ",".join(SMALL_RECORDS), "--study", "again", "--seed", 5, "--tf-threads", 1,
+                 "--storage", storage, "--out-dir", tmp_path / f"runs{run}", "--no-mlflow", "--quiet"],
+                tmp_path, dict(cli_env, PYTHONHASHSEED=hash_seed))
+        studies.append(optuna.load_study(study_name="again", storage=storage))
+    first, second = studies
+    assert [t.state.name for t in first.trials] == ["COMPLETE"] * 2
+    assert len({json.dumps(t.params, sort_keys=True) for t in first.trials}) > 1  # a search, not one config twice
+    assert _repeatable(first) == _repeatable(second)
+    for study in studies:
+        assert [t.user_attrs["tf_threads"] for t in study.trials] == [1, 1]
+        assert study.user_attrs["final"]["tf_threads"] == 1
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env, sig):
     """SIGINT (Ctrl-C) or SIGTERM (kill, a job scheduler) during a trial marks it failed; the same command
@@ -561,6 +595,8 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
     assert [t.user_attrs["config"] for t in done] == [h["config"] for h in out["history"]]
     assert [t.user_attrs["threshold"] for t in done] == [h["threshold"] for h in out["history"]]
     assert study.user_attrs["engine"] == "keras-tuner:random"
+    from search import tf_threads
+    assert [t.user_attrs["tf_threads"] for t in done] == [tf_threads()] * 2  # their values depend on it
     best = max(done, key=lambda t: t.value)
     final = out["final"]
     assert final["trial"] == best.number and final["config"] == best.user_attrs["config"]
