@@ -719,6 +719,24 @@ def test_keras_tuner_hyperband_runs_its_schedule_again_until_trials(tmp_path):
     assert finished == 25 and trial.status == "STOPPED"
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 4])
+def test_keras_tuner_hyperband_trains_no_more_epochs_than_asked(tmp_path, epochs):
+    """--epochs E is Hyperband's largest round: --epochs 1 trained every trial 2 epochs (max_epochs was raised
+    to 2), twice what the command said."""
+    from search.keras_tuner_engine import make_oracle
+
+    oracle = make_oracle("hyperband", n_trials=12, max_epochs=epochs, seed=1, space=SearchSpace.load("default"))
+    oracle._set_project_dir(str(tmp_path), "hb")
+    rounds = []
+    for _ in range(12):
+        trial = oracle.create_trial("tuner0")
+        rounds.append(trial.hyperparameters.values["tuner/epochs"])
+        oracle.update_trial(trial.trial_id, {"val_objective": 0.5})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert max(rounds) == epochs and min(rounds) >= 1
+
+
 def _heartbeat_csv_study(tmp_path: Path, rr_features) -> StudySettings:
     """Settings of a tiny study on a small heartbeat CSV (Kaggle layout, patient ids in .groups sidecars)."""
     from test_sources import _beat_rows, _write_csv
