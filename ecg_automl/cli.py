@@ -395,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     s.add_argument("--timeout", type=positive_float, default=None,
                    help="stop starting new trials after this many seconds (default: no limit)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the sampler, folds, subsample and training (default 0); one process with the same "
+    s.add_argument("--seed", type=int, default=0,
+                   help="seed of the sampler, folds, subsample and training (default 0); one process with the same "
                         "seed and --tf-threads repeats a study exactly, workers do not (README, Reproducibility)")
     s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")
     s.add_argument("--max-beats", type=_positive_int, default=None,

@@ -7,8 +7,9 @@ chunks ``predict`` reads anyway (so a 24-hour record is never held whole):
 * **heart rate**: the median rate of the beats over the record, outside :data:`HR_RANGE` bpm (a sampling rate in
   the header that is not the data's, or beats found in something that is no ECG), and the longest stretch
   without a beat (no gap of missing samples in it);
-* **beat similarity**: the median over the beats of each beat's window's highest correlation with the 3 beats before it, over the record
-  and per minute: beats of one heart look alike from one beat to the next, detections in noise do not;
+* **beat similarity**: the median over the beats of each beat's window's highest correlation with the 3 beats
+  before it, over the record and per minute: beats of one heart look alike from one beat to the next,
+  detections in noise do not;
 * **polarity**: the share of beats whose QRS points down, for a one-lead MIT-BIH (MLII) model reading MLII: its
   training records' QRS points up (no MIT-BIH record has more than 81% of its beats down; an inverted one 100%).
 
@@ -123,7 +124,8 @@ class LeadScan:
 @dataclass
 class BeatScan:
     """Per-beat shape statistics from the model's normalised windows, fed in beat order (``__call__(windows)``,
-    (beats, length) of one lead): the highest correlation of its centre with the :data:`SIMILARITY_LAGS` beats before it, and the sign of the QRS."""
+    (beats, length) of one lead): the highest correlation of its centre with the :data:`SIMILARITY_LAGS` beats
+    before it, and the sign of the QRS."""
 
     fs: float
     corr: list[np.ndarray] = field(default_factory=list)
