@@ -36,6 +36,24 @@ def exported(tmp_path_factory):
     return tmp, storage, out
 
 
+def test_a_retrained_trial_model_names_its_seed_and_thread_count(exported, tmp_path):
+    """A trial whose model is stored nowhere is retrained by export; its weights depend on the seed and on the
+    TensorFlow thread count, so the sidecar's origin names both (it said only "retrained")."""
+    import optuna
+
+    from ecg_automl.tflite.export import export_trial
+    from search import tf_threads
+
+    _, storage, _ = exported
+    study = optuna.load_study(study_name="ex", storage=storage)
+    other = next(t.number for t in study.trials if t.number != study.user_attrs["final"]["trial"])
+    meta = export_trial("ex", storage, str(other), "fp32", tmp_path / "r.tflite", tracking=None, verify_beats=200,
+                        runs=5)
+    assert meta["trial"] == other
+    assert meta["model_origin"] == f"retrained (seed 1, {tf_threads()} TensorFlow threads)"
+    assert json.loads((tmp_path / "r.json").read_text())["model_origin"] == meta["model_origin"]
+
+
 def test_every_mode_exports_builtin_ops_matching_keras(exported):
     tmp, _, out = exported
     tolerance = {"fp32": 1e-4, "fp16": 5e-3, "dynamic": 0.05, "int8": 0.2}

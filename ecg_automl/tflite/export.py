@@ -100,10 +100,12 @@ def _trial_model(study, trial, settings, data, tracker):
                 return model, f"trial model from MLflow run {run_id}", threshold
         except Exception as exc:
             log.warning("could not fetch trial %d's model from MLflow (%s); retraining it", trial.number, exc)
-    from search.training import fit
+    from search.training import fit, tf_threads
 
     print(f"retraining trial {trial.number} on all search patients (its model is not stored) ...", file=sys.stderr)
-    return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, "retrained", threshold
+    # seed and thread count in the origin: the retrained weights depend on both (README, Reproducibility)
+    origin = f"retrained (seed {settings.seed}, {tf_threads()} TensorFlow threads)"
+    return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, origin, threshold
 
 
 #: The leads each dataset's windows hold, in channel order (what ``predict`` reads from a record).
