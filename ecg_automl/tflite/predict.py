@@ -281,8 +281,10 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     kept = full_window(samples, head.fs, head.n_samples, fs=fs_model, length=window)
     # the rhythm context needs every beat of the record, not its signal; a gap on the detection lead breaks it
     order = np.argsort(samples, kind="stable")
+    sorted_beats = samples[order]
+    det_gaps = missing.gaps(det_ch, _gap_len(head.fs))  # the detection lead's gaps: rhythm and signal checks
     rr = np.empty((len(samples), N_RR_FEATURES), dtype=np.float32)
-    rr[order] = _rr_by_segment(samples[order], head.fs, missing.gaps(det_ch, _gap_len(head.fs)))
+    rr[order] = _rr_by_segment(sorted_beats, head.fs, det_gaps)
     use = keep_cls & kept
     beat_samples, rr = samples[use], rr[use]
     if symbols is not None:
@@ -314,15 +316,13 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
         pred.summary["gaps"] = gaps
     if clipped:
         pred.summary["clipped_inputs"] = clipped
-    sorted_beats = np.sort(samples)
     corr, negative = shapes.arrays()
     # the polarity hint only where it was measured to hold: lead II of 12-lead records points down in 49 of PTB-XL's
     # first 500 (axis deviation, bundle branch blocks), MLII in no MIT-BIH record
     trained_up = meta.get("dataset") == "mitdb" and str(meta["lead"]).upper() == "MLII"
     pred.summary["signal_quality"], warnings = quality.assess(
         scan.stats(), fs=head.fs, n_samples=head.n_samples, beats=sorted_beats,
-        rhythm_breaks=_rhythm_breaks(sorted_beats, missing.gaps(det_ch, _gap_len(head.fs))),
-        gaps=missing.gaps(det_ch, _gap_len(head.fs)),
+        rhythm_breaks=_rhythm_breaks(sorted_beats, det_gaps), gaps=det_gaps,
         classified=np.sort(beat_samples), corr=corr, negative=negative,
         polarity_lead=str(meta["lead"]) if trained_up and len(channels) == 1 and not lead_warning else None)
     if warnings:
