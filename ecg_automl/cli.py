@@ -256,8 +256,10 @@ def cmd_data(args: argparse.Namespace) -> int:
                       records=args.records.split(",") if args.records else None,
                       on_bad_record=args.on_bad_record, path=args.data_path, download=False)
     summary = ds.summary()
+    left_out = {k: ds.info[k] for k in _LEFT_OUT_KEYS if k in ds.info}
     if args.json:
-        print(json.dumps({**summary, "skipped": ds.info.get("skipped", [])}, indent=2))
+        print(json.dumps({**summary, "skipped": ds.info.get("skipped", []), "protocol": ds.info.get("protocol"),
+                          "left_out": left_out}, indent=2))
         return 0
     print(f"{ds.name}: {summary['beats']} beats at {summary['fs']:g} Hz, windows of {summary['window']} samples "
           f"x {summary['channels']} channel(s)")
@@ -272,12 +274,59 @@ def cmd_data(args: argparse.Namespace) -> int:
     for part in ("search", "test"):
         recs = sorted(np.unique(ds.records[ds.split == part]).tolist())
         print(f"  {part} records: {' '.join(recs[:60])}{' ...' if len(recs) > 60 else ''}")
+    if ds.info.get("protocol"):
+        print(f"  protocol: {ds.info['protocol']}")
+    lines = _left_out_lines(left_out)
+    if lines:
+        print("  left out:")
+        for line in lines:
+            print(f"    {line}")
     skipped = ds.info.get("skipped", [])
     if skipped:
         print(f"  skipped {len(skipped)} bad record(s):")
         for s in skipped:
             print(f"    {s['path']}: {s['problem']}")
     return 0
+
+
+#: ``info`` keys of the readers that count what a protocol leaves out (shown by ``data info``).
+_LEFT_OUT_KEYS = ("paced_records_excluded", "beats_left_out", "excluded_no_diagnosis", "skipped_few_beats",
+                  "no_full_window", "not_in_copy")
+
+
+def _left_out_lines(left: dict) -> list[str]:
+    """What the reader left out and why, one line each (none for a count of 0), so that the counts above
+    can be checked against the database's own."""
+    def split(counts: dict[str, int]) -> str:
+        return f"{sum(counts.values())} (search {counts.get('search', 0)}, test {counts.get('test', 0)})"
+
+    def examples(d: dict) -> str:
+        return f" (e.g. {', '.join(str(e) for e in d['examples'])})" if d.get("examples") else ""
+
+    lines = []
+    if left.get("paced_records_excluded"):
+        lines.append(f"paced records {' '.join(left['paced_records_excluded'])} (the AAMI protocol excludes them)")
+    beats = left.get("beats_left_out") or {}
+    if sum((beats.get("class_q") or {}).values()):
+        lines.append(f"{split(beats['class_q'])} annotated beats of AAMI class Q (paced, fusion of paced and "
+                     f"normal, unclassifiable)")
+    if sum((beats.get("no_full_window") or {}).values()):
+        lines.append(f"{split(beats['no_full_window'])} beats too close to a record's start or end for a full "
+                     f"window")
+    if left.get("excluded_no_diagnosis"):
+        lines.append(f"{left['excluded_no_diagnosis']} record(s) without a diagnostic statement")
+    few = left.get("skipped_few_beats") or {}
+    if few.get("count"):
+        lines.append(f"{few['count']} record(s) where QRS detection found fewer than {few.get('min_beats')} "
+                     f"beats{examples(few)}")
+    if isinstance(left.get("no_full_window"), dict) and left["no_full_window"].get("count"):
+        lines.append(f"{left['no_full_window']['count']} record(s) too short for one full window"
+                     f"{examples(left['no_full_window'])}")
+    absent = left.get("not_in_copy") or {}
+    if absent.get("count"):
+        lines.append(f"{absent['count']} record(s) listed in the database's table but not in this copy"
+                     f"{examples(absent)}")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------

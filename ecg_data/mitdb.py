@@ -50,12 +50,15 @@ def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: s
     if len(samples) == 0:
         raise DataError(f"{path / record}.atr: no beat annotations")
     X, rr, keep = beats_from_signal(rec.signal, rec.fs, samples, fs=fs, length=window)
+    is_q = np.array([AAMI[s] == "Q" for s in symbols], dtype=bool)
     classes = np.array([AAMI[s] for s in symbols[keep]])
     use = classes != "Q"
     n = int(use.sum())
+    # what the protocol leaves out of this record, for `data info` (summed over records by read_mitdb)
+    left_out = {"class_q": int(is_q.sum()), "no_full_window": int((~is_q).sum()) - n}
     return BeatDataset(
         "mitdb", X[use], rr[use], np.isin(classes[use], ABNORMAL).astype(np.int8), classes[use],
-        np.full(n, record), np.full(n, record), np.full(n, split), fs)
+        np.full(n, record), np.full(n, record), np.full(n, split), fs, {"split": split, "left_out": left_out})
 
 
 def read_mitdb(path: Path, *, fs: float = 180.0, window: int = 256, records: list[str] | None = None,
@@ -71,7 +74,11 @@ def read_mitdb(path: Path, *, fs: float = 180.0, window: int = 256, records: lis
     parts = read_all(wanted, lambda r: beats_of_record(path, r, fs=fs, window=window,
                                                         split="search" if r in DS1 else "test"),
                      on_bad_record, skipped)
-    return concat("mitdb", parts, fs, {"skipped": skipped, "protocol": "de Chazal DS1/DS2, AAMI, MLII"})
+    beats_left_out = {kind: {part: sum(p.info["left_out"][kind] for p in parts if p.info["split"] == part)
+                             for part in ("search", "test")} for kind in ("class_q", "no_full_window")}
+    return concat("mitdb", parts, fs, {"skipped": skipped, "protocol": "de Chazal DS1/DS2, AAMI, MLII",
+                                       "paced_records_excluded": list(PACED) if records is None else [],
+                                       "beats_left_out": beats_left_out})
 
 
 def _refuse_missing(path: Path, wanted: list[str]) -> None:

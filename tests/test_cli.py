@@ -19,6 +19,46 @@ def test_data_info_prints_balance_and_splits(tmp_path, cli_env):
     assert "search records: 101 106 119 208 223" in out and "test records: 100 200 213" in out
 
 
+def test_data_info_accounts_for_every_annotated_beat(tmp_path, cli_env):
+    """`data info` printed the beats it kept but not what the protocol left out, so its counts could not be
+    checked against the annotations: kept + class Q + no full window must be every AAMI-mapped annotation."""
+    import json
+
+    import wfdb
+
+    from conftest import DATA
+    from ecg_data.mitdb import AAMI, DS1
+
+    args = ["data", "info", "mitdb", "--records", ",".join(SMALL_RECORDS)]
+    info = json.loads(run_cli([*args, "--json"], tmp_path, cli_env).stdout)
+    left = info["left_out"]["beats_left_out"]
+    for part in ("search", "test"):
+        symbols = [s for r in SMALL_RECORDS if (r in DS1) == (part == "search")
+                   for s in wfdb.rdann(str(DATA / "mitdb" / r), "atr").symbol if s in AAMI]
+        assert left["class_q"][part] == sum(AAMI[s] == "Q" for s in symbols)
+        assert info[part]["beats"] + left["class_q"][part] + left["no_full_window"][part] == len(symbols)
+    assert sum(left["no_full_window"].values()) > 0  # every record loses its first and last beats
+    assert info["left_out"]["paced_records_excluded"] == []  # --records named the records: none was excluded
+    out = run_cli(args, tmp_path, cli_env).stdout
+    assert "protocol: de Chazal DS1/DS2, AAMI, MLII" in out
+    n = left["no_full_window"]
+    assert (f"{n['search'] + n['test']} (search {n['search']}, test {n['test']}) beats too close to a record's "
+            f"start or end for a full window") in out
+
+
+def test_data_info_says_what_each_reader_left_out():
+    """The left-out lines of PTB-XL's and the whole MIT-BIH's reader info (none for a count of 0)."""
+    from ecg_automl.cli import _left_out_lines
+
+    assert _left_out_lines({"paced_records_excluded": ["102", "104"], "excluded_no_diagnosis": 12,
+                            "skipped_few_beats": {"count": 0, "min_beats": 3, "examples": []},
+                            "not_in_copy": {"count": 2, "examples": [7, 9]}}) == [
+        "paced records 102 104 (the AAMI protocol excludes them)",
+        "12 record(s) without a diagnostic statement",
+        "2 record(s) listed in the database's table but not in this copy (e.g. 7, 9)"]
+    assert _left_out_lines({"excluded_no_diagnosis": 0, "no_full_window": {"count": 0, "examples": []}}) == []
+
+
 @pytest.mark.parametrize("args, message", [
     (["search", "--study", "x", "--space", "nosuch.yaml"], "nosuch.yaml: no such space file"),
     (["search", "--study", "x", "--dataset", "nosuchdb", "--no-mlflow"], "unknown dataset 'nosuchdb'"),
