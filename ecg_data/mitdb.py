@@ -50,8 +50,8 @@ def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: s
     if len(samples) == 0:
         raise DataError(f"{path / record}.atr: no beat annotations")
     X, rr, keep = beats_from_signal(rec.signal, rec.fs, samples, fs=fs, length=window)
-    is_q = np.array([AAMI[s] == "Q" for s in symbols], dtype=bool)
-    classes = np.array([AAMI[s] for s in symbols[keep]])
+    annotated = np.array([AAMI[s] for s in symbols])
+    is_q, classes = annotated == "Q", annotated[keep]
     use = classes != "Q"
     n = int(use.sum())
     # what the protocol leaves out of this record, for `data info` (summed over records by read_mitdb)
