@@ -422,11 +422,48 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="Keras fit verbosity (0 quiet, the default; 2 one line per epoch)")
 
 
+#: Distributions whose versions decide what a study or an export does; ``--version`` names those installed.
+_VERSIONED = ("tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "optuna", "mlflow", "keras-tuner",
+              "scikit-learn", "wfdb", "scipy", "numpy")
+
+
+def _version_text() -> str:
+    """What ``ecg-automl --version`` prints: this package's version, Python's and those of the libraries a bug
+    report needs (read from the installed metadata, so nothing heavy is imported)."""
+    import platform
+    from importlib import metadata
+
+    from ecg_automl import __version__
+
+    found = []
+    for dist in _VERSIONED:
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    if not any(name.startswith("tensorflow") for name in found):
+        found.append("no TensorFlow (the base install)")
+    return f"ecg-automl {__version__} (Python {platform.python_version()}; {', '.join(found)})"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, its text read only when asked for (argparse's own action takes it at parser build)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ecg_automl.defaults import DEFAULT_STORAGE
 
     p = argparse.ArgumentParser(prog="ecg-automl",
                                 description="Search ECG classifiers that are accurate on unseen patients and fast on a Raspberry Pi.")
+    p.add_argument("--version", action=_VersionAction,
+                   help="show the versions of ecg-automl, Python and the libraries that decide results, and exit")
     p.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                    help="Python log level (default WARNING; INFO shows data/cache details)")

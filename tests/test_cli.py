@@ -12,6 +12,22 @@ def test_help_lists_the_commands(tmp_path, cli_env):
         assert cmd in out
 
 
+def test_version_names_the_package_python_and_the_libraries_that_decide_results(tmp_path, cli_env):
+    """A bug report needs the versions; `ecg-automl --version` was a usage error ('the following arguments are
+    required: COMMAND'). The package version comes from one place, ecg_automl.__version__."""
+    import platform
+    from importlib import metadata
+
+    from ecg_automl import __version__
+
+    out = run_cli(["--version"], tmp_path, cli_env).stdout.strip()
+    assert metadata.version("ecg-automl") == __version__
+    assert out.startswith(f"ecg-automl {__version__} (Python {platform.python_version()}; "), out
+    for dist in ("keras", "ai-edge-litert", "optuna", "mlflow", "wfdb"):
+        assert f"{dist} {metadata.version(dist)}" in out, out
+    assert "no TensorFlow" not in out
+
+
 def test_data_info_prints_balance_and_splits(tmp_path, cli_env):
     out = run_cli(["data", "info", "mitdb", "--records", ",".join(SMALL_RECORDS)], tmp_path, cli_env).stdout
     assert "search side (train/validation folds): 5 patients" in out
