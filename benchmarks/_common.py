@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
 
 # the CLI's own checks of numeric options: one usage line, exit 2, before any work
 from ecg_automl.argtypes import int_at_least as at_least, positive_float as above_zero  # noqa: E402
+from ecg_automl import versions  # noqa: E402
 
 #: The config both scripts use unless ``--config`` or ``--study`` says otherwise.
 DEFAULT_CONFIG = ROOT / "benchmarks" / "configs" / "quality_default.json"
@@ -73,34 +74,6 @@ def machine_info() -> dict[str, Any]:
     return {"logical_cpus": os.cpu_count(), "cpus_usable_by_process": affinity,
             "lscpu_model_name": lscpu_model_name(), "platform": platform.platform(),
             "hostname": platform.node()}
-
-
-def versions() -> dict[str, str | None]:
-    """Python and the libraries whose versions change the numbers."""
-    from importlib import metadata
-
-    def dist(*names: str) -> str | None:
-        for n in names:
-            try:
-                return metadata.version(n)
-            except metadata.PackageNotFoundError:
-                continue
-        return None
-
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    try:
-        import tensorflow as tf
-
-        out["tensorflow"] = tf.__version__
-    except ImportError:  # pragma: no cover
-        out["tensorflow"] = dist("tensorflow-cpu", "tensorflow")
-    out["keras"] = dist("keras")
-    out["ai-edge-litert"] = dist("ai-edge-litert")
-    out["optuna"] = dist("optuna")
-    out["numpy"] = np.__version__
-    out["scikit-learn"] = dist("scikit-learn")
-    out["mlflow"] = dist("mlflow")
-    return out
 
 
 def source() -> dict[str, Any]:

@@ -422,28 +422,17 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="Keras fit verbosity (0 quiet, the default; 2 one line per epoch)")
 
 
-#: Distributions whose versions decide what a study or an export does; ``--version`` names those installed.
-_VERSIONED = ("tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "optuna", "mlflow", "keras-tuner",
-              "scikit-learn", "wfdb", "scipy", "numpy")
-
-
 def _version_text() -> str:
-    """What ``ecg-automl --version`` prints: this package's version, Python's and those of the libraries a bug
-    report needs (read from the installed metadata, so nothing heavy is imported)."""
-    import platform
-    from importlib import metadata
+    """What ``ecg-automl --version`` prints: this package's version, Python's and those of the installed libraries
+    that decide results, for a bug report."""
+    from ecg_automl import __version__, versions
 
-    from ecg_automl import __version__
-
-    found = []
-    for dist in _VERSIONED:
-        try:
-            found.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            continue
-    if not any(name.startswith("tensorflow") for name in found):
-        found.append("no TensorFlow (the base install)")
-    return f"ecg-automl {__version__} (Python {platform.python_version()}; {', '.join(found)})"
+    found = versions()
+    python = found.pop("python")
+    libraries = [f"{name} {version}" for name, version in found.items() if version is not None]
+    if found["tensorflow"] is None:
+        libraries.append("no TensorFlow (the base install)")
+    return f"ecg-automl {__version__} (Python {python}; {', '.join(libraries)})"
 
 
 class _VersionAction(argparse.Action):
