@@ -7,7 +7,6 @@ packages' metadata, so nothing is imported (TensorFlow alone takes seconds).
 from __future__ import annotations
 
 import platform
-from importlib import metadata
 
 #: Each library's name in the record, and the distributions that provide it (the first one installed counts):
 #: the search extra installs TensorFlow as tensorflow-cpu on x86_64 and as tensorflow elsewhere.
@@ -17,6 +16,8 @@ _LIBRARIES = {"tensorflow": ("tensorflow-cpu", "tensorflow"), "keras": ("keras",
 
 
 def _installed(*distributions: str) -> str | None:
+    from importlib import metadata  # here, not at the top: `import ecg_automl` starts every command (20 ms)
+
     for name in distributions:
         try:
             return metadata.version(name)
