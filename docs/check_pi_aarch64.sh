@@ -47,22 +47,23 @@ fi
 
 echo "== ecg-automl[pi] for aarch64, CPython 3.13 -> $SITE"
 rm -rf "$WORK/dist" "$SITE"
-"$PY" -m pip wheel -q --no-deps -w "$WORK/dist" "$REPO" 2>&1 | grep -v "is ignored" || true
+# run CMD..., its stderr kept in $WORK/step.log and shown (less pip's index notices) only if it fails
+logged() { "$@" 2> "$WORK/step.log" || { grep -v "is ignored" "$WORK/step.log" >&2; echo "error: failed: $*" >&2; exit 1; }; }
+logged "$PY" -m pip wheel -q --no-deps -w "$WORK/dist" "$REPO"
 rm -rf "$REPO/build"
 platforms=()
 for glibc in 2_17 2_24 2_27 2_28 2_31 2_34 2_35 2_36 2_38 2_39 2_41; do platforms+=(--platform "manylinux_${glibc}_aarch64"); done
-"$PY" -m pip install -q --target "$SITE" "${platforms[@]}" --platform manylinux2014_aarch64 --python-version 3.13 \
-  --implementation cp --abi cp313 --only-binary=:all: "$(ls "$WORK"/dist/ecg_automl-*.whl)[pi]" 2>&1 \
-  | grep -v -e "is ignored" -e "dependency resolver" -e "requires .* but you have" || true
+logged "$PY" -m pip install -q --target "$SITE" "${platforms[@]}" --platform manylinux2014_aarch64 --python-version 3.13 \
+  --implementation cp --abi cp313 --only-binary=:all: "$(ls "$WORK"/dist/ecg_automl-*.whl)[pi]"
 arm() { PYTHONPATH="$SITE" "$QEMU" -L "$ROOT" "$ROOT/usr/bin/python3.13" "$@"; }
 echo "emulated: $(arm -m ecg_automl --version)"
 echo "host:     $("$PY" -m ecg_automl --version)"
 
 status=0
 for record in "$@"; do
-  "$PY" -m ecg_automl predict "$MODEL" --record "$record" --json > "$WORK/host.json" 2>/dev/null
+  logged "$PY" -m ecg_automl predict "$MODEL" --record "$record" --json > "$WORK/host.json"
   start=$(date +%s)
-  arm -m ecg_automl predict "$MODEL" --record "$record" --json > "$WORK/arm.json" 2>/dev/null
+  logged arm -m ecg_automl predict "$MODEL" --record "$record" --json > "$WORK/arm.json"
   seconds=$(( $(date +%s) - start ))
   "$PY" - "$WORK/host.json" "$WORK/arm.json" "$record" "$seconds" <<'EOF' || status=1
 import json, sys
