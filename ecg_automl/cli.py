@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from typing import Callable, Sequence
 
@@ -108,15 +109,42 @@ def cmd_search(args: argparse.Namespace) -> int:
         from search.keras_tuner_engine import run_keras_tuner
 
         # recorded in the Optuna study of the same name, so the final test and `export` work as for the driver
-        run_keras_tuner(args.study, settings, tuner=args.tuner or "hyperband", n_trials=args.trials,
-                        tracking=_tracking(args), out_dir=args.out_dir, progress=not args.quiet, verbose=args.verbose,
-                        timeout=args.timeout, storage=args.storage, final=not args.no_final)
+        out = run_keras_tuner(args.study, settings, tuner=args.tuner or "hyperband", n_trials=args.trials,
+                              tracking=_tracking(args), out_dir=args.out_dir, progress=not args.quiet,
+                              verbose=args.verbose, timeout=args.timeout, storage=args.storage,
+                              final=not args.no_final)
+        _print_next_steps(args, out.get("final"))
         return 0
     result = run_search(args.study, settings, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=not args.no_final, out_dir=args.out_dir,
                         progress=not args.quiet, verbose=args.verbose, heartbeat=args.heartbeat)
     _print_summary(result)
+    if not result.interrupted:
+        _print_next_steps(args, result.final)
     return _interrupted_exit_code() if result.interrupted else 0
+
+
+def _print_next_steps(args: argparse.Namespace, final: dict | None) -> None:
+    """After a final test: where the study's results are and the commands that browse and export them, with
+    this run's storage and MLflow options, so a new user's next step is a copy and paste."""
+    if not final:
+        return
+    from search.storage import DEFAULT_STORAGE, _redact
+
+    at = f" --storage {_redact(args.storage)}" if args.storage and args.storage != DEFAULT_STORAGE else ""
+    mlflow = "".join(f" {flag} {shlex.quote(value)}" for flag, value in
+                     (("--mlflow-config", args.mlflow_config), ("--tracking-uri", args.tracking_uri),
+                      ("--experiment", args.experiment)) if value)
+    out = shlex.quote(f"{args.study}-int8.tflite")
+    study = shlex.quote(args.study)
+    lines = ["next:"]
+    if not args.no_mlflow:
+        lines.append(f"  browse the trials and the final test in MLflow:  ecg-automl ui{mlflow}")
+    no_mlflow = " --no-mlflow" if args.no_mlflow else ""
+    lines.append(f"  export the final model to TFLite:  ecg-automl export --study {study}{at}{mlflow}{no_mlflow} "
+                 f"--mode int8 --out {out}")
+    lines.append(f"  classify a record with it:  ecg-automl predict {out} --record PATH/TO/RECORD")
+    print("\n".join(lines))
 
 
 def _search_settings(args: argparse.Namespace, space, objectives: list[str]):

@@ -342,3 +342,23 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path, cli_env):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 141, err[-2000:]
     assert "BrokenPipeError" not in err and "Traceback" not in err, err[-2000:]
+
+
+def test_a_search_ends_with_the_commands_that_browse_and_export_it(capsys):
+    """A new user finished the quickstart with a test report and no word on where it was or what to run next;
+    the search now prints `ecg-automl ui` and the export command with the run's own storage and MLflow options
+    (quoted for the shell), and nothing when no final test ran."""
+    import argparse
+
+    from ecg_automl.cli import _print_next_steps
+
+    args = argparse.Namespace(study="my study", storage="postgresql://u:secret@db/optuna", no_mlflow=False,
+                              mlflow_config=None, tracking_uri="sqlite:///t/m.db", experiment=None)
+    _print_next_steps(args, {"trial": 3})
+    out = capsys.readouterr().out
+    assert "ecg-automl ui --tracking-uri sqlite:///t/m.db\n" in out
+    assert ("ecg-automl export --study 'my study' --storage postgresql://u:***@db/optuna --tracking-uri "
+            "sqlite:///t/m.db --mode int8 --out 'my study-int8.tflite'\n") in out
+    assert "ecg-automl predict 'my study-int8.tflite' --record" in out
+    _print_next_steps(args, None)
+    assert capsys.readouterr().out == ""

@@ -4,6 +4,7 @@ Ctrl-C, MLflow runs 1:1 with Optuna trials, and KerasTuner over the same space."
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -512,11 +513,19 @@ def test_the_same_command_and_seed_repeat_a_study_to_the_last_bit_and_record_the
     studies = []
     for run, hash_seed in enumerate(("1", "2")):
         storage = f"sqlite:///{tmp_path / f'o{run}.db'}"
-        run_cli(["search", "--dataset", "mitdb", "--space", space, "--trials", 2, "--folds", 2, "--max-beats", 800,
-                 "--records", ",".join(SMALL_RECORDS), "--study", "again", "--seed", 5, "--tf-threads", 1,
-                 "--storage", storage, "--out-dir", tmp_path / f"runs{run}", "--no-mlflow", "--quiet"],
-                tmp_path, dict(cli_env, PYTHONHASHSEED=hash_seed))
+        proc = run_cli(["search", "--dataset", "mitdb", "--space", space, "--trials", 2, "--folds", 2, "--max-beats",
+                        800, "--records", ",".join(SMALL_RECORDS), "--study", "again", "--seed", 5, "--tf-threads", 1,
+                        "--storage", storage, "--out-dir", tmp_path / f"runs{run}", "--no-mlflow", "--quiet"],
+                       tmp_path, dict(cli_env, PYTHONHASHSEED=hash_seed))
         studies.append(optuna.load_study(study_name="again", storage=storage))
+    # the search ends with the export command of its final model, with this run's storage: it runs as printed
+    export = next(line for line in proc.stdout.splitlines() if "ecg-automl export" in line)
+    assert export.endswith(f"ecg-automl export --study again --storage {storage} --no-mlflow --mode int8 "
+                           f"--out again-int8.tflite"), proc.stdout
+    assert "ecg-automl ui" not in proc.stdout  # no MLflow run to browse
+    argv = shlex.split(export.split("ecg-automl ", 1)[1])
+    run_cli([*argv, "--verify-beats", 500, "--runs", 10], tmp_path, cli_env)
+    assert json.loads((tmp_path / "again-int8.json").read_text())["trial"] == studies[1].user_attrs["final"]["trial"]
     first, second = studies
     assert [t.state.name for t in first.trials] == ["COMPLETE"] * 2
     assert len({json.dumps(t.params, sort_keys=True) for t in first.trials}) > 1  # a search, not one config twice
