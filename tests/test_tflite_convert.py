@@ -208,3 +208,22 @@ def test_an_ensemble_is_one_model_and_exports_to_one_file(trained):
     bound, min_agree = TOLERANCE["int8"]
     assert np.abs(prob - p_ens).max() < bound and ((prob > 0.5) == (p_ens > 0.5)).mean() >= min_agree
     assert 1.5 < len(flat) / len(_converted(trained, "bilstm2_rr", "int8")) < 2.5
+
+
+def test_native_tflite_chatter_is_held_back_and_everything_else_written(trained, capfd):
+    """Every export printed "fully_quantize: 1, inference_type: 6, ..." and every interpreter "INFO: Created
+    TensorFlow Lite XNNPACK delegate for CPU." from native code (no environment variable silences them); they
+    are dropped, and any other line written to file descriptor 2 meanwhile still reaches it, in order."""
+    from ecg_automl.tflite import TFLiteModel, convert
+    from ecg_automl.tflite.runtime import native_chatter_dropped
+
+    config, model, x_test, _, rep = trained["lstm"]
+    capfd.readouterr()
+    flat = convert(model, config, "int8", representative=rep)
+    TFLiteModel(flat).predict({k: v[:2] for k, v in x_test.items()})
+    err = capfd.readouterr().err
+    assert "fully_quantize" not in err and "XNNPACK delegate" not in err, err
+    with native_chatter_dropped():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nERROR: a real problem\n")
+        os.write(2, b"fully_quantize: 1, inference_type: 6\nWARNING: another\nlast line without newline")
+    assert capfd.readouterr().err == "ERROR: a real problem\nWARNING: another\nlast line without newline"

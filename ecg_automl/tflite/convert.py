@@ -382,8 +382,11 @@ def _quantize_int8(calibrated: bytes) -> bytes:
     import tensorflow as tf
     from tensorflow.lite.python.convert import mlir_quantize
 
-    return mlir_quantize(calibrated, fully_quantize=True, input_data_type=tf.int8, output_data_type=tf.int8,
-                         denylisted_ops=list(INT8_FLOAT_OPS))
+    from .runtime import native_chatter_dropped
+
+    with native_chatter_dropped():  # its "fully_quantize: 1, inference_type: 6, ..." line on every export
+        return mlir_quantize(calibrated, fully_quantize=True, input_data_type=tf.int8,
+                             output_data_type=tf.int8, denylisted_ops=list(INT8_FLOAT_OPS))
 
 
 def _schema():

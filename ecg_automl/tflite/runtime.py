@@ -6,8 +6,12 @@ in variable tensors, so windows are run one at a time and the variables are rese
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Mapping
+import sys
+import tempfile
+import threading
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -40,13 +44,48 @@ def require_litert() -> str:
     return str(getattr(ai_edge_litert, "__version__", "?"))
 
 
+#: Lines the native TFLite code prints on every interpreter or int8 conversion, at no level an environment
+#: variable can silence (TF_CPP_MIN_LOG_LEVEL does not reach TFLite's own logger): information, not news.
+NATIVE_CHATTER = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+                  "fully_quantize: ")
+_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def native_chatter_dropped() -> Iterator[None]:
+    """Run native TFLite code with its stderr (file descriptor 2) held back, then write back every line of it
+    but :data:`NATIVE_CHATTER`: a warning or an error from the runtime still reaches the user, after the call."""
+    fd = 2  # where native code writes, whatever Python's sys.stderr is
+    try:
+        os.fstat(fd)
+    except OSError:  # no stderr at all (closed by the caller): nothing to tidy
+        yield
+        return
+    with _stderr_lock, tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        saved = os.dup(fd)
+        os.dup2(held.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().splitlines(keepends=True)
+            kept = b"".join(line for line in lines if not line.decode(errors="replace").startswith(NATIVE_CHATTER))
+            if kept:
+                os.write(fd, kept)
+
+
 def make_interpreter(model_bytes: bytes, threads: int = 1):
     """A LiteRT interpreter with tensors allocated."""
     require_litert()
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_content=model_bytes, num_threads=int(threads))
-    interp.allocate_tensors()
+    with native_chatter_dropped():
+        interp = Interpreter(model_content=model_bytes, num_threads=int(threads))
+        interp.allocate_tensors()
     return interp
 
 
