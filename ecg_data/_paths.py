@@ -75,21 +75,23 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
 def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     """Download database ``name`` from PhysioNet into ``<root>/<name>/`` with ``wfdb.dl_database``; a database
     already there (its marker file, written last, present, and every record its RECORDS, or PTB-XL's
-    ptbxl_database.csv, lists has its header, the signal files the header names and its beat annotations) is left as
-    it is, with no network access; one with files missing (a hand copy, deleted files) is completed (PTB-XL: only
-    the records its table lists, so a subset whose table lists only its own records stays one), and still missing
-    files after that are an error."""
+    ptbxl_database.csv, lists has its header, the signal files the header names and its beat annotations, none of
+    them empty or, but for PTB-XL, shorter than the header says) is left as it is, with no network access; one with
+    files missing or cut short (a hand copy, deleted files, an interrupted copy) is completed (wfdb downloads a
+    missing file and appends the rest of a shorter one; PTB-XL: only the records its table lists, so a subset whose
+    table lists only its own records stays one), and files still missing or damaged after that are an error."""
     if name not in PHYSIONET:
         raise DatabaseNotFoundError(f"unknown PhysioNet database {name!r}; known: {', '.join(PHYSIONET)}")
     root = Path(root).expanduser().resolve() if root is not None else data_root()
     slug, marker = PHYSIONET[name]
     path = root / name
-    incomplete: dict[str, list[str]] = {}
+    incomplete: dict[str, str] = {}
     if (path / marker).exists():  # the marker comes last: see _download
         incomplete = _incomplete_records(name, path, marker)
         if not incomplete:
             return path
-        log.warning("%s in %s is incomplete (%s): downloading the missing files from PhysioNet", name, path,
+        log.warning("%s in %s is incomplete (%s): downloading the missing files and the rest of any cut short "
+                    "from PhysioNet", name, path,
                     _describe(incomplete))
     created = [d for d in (path, *path.parents) if not d.exists()]  # folders this fetch makes (deepest first)
     before = _files_under(path)
@@ -115,10 +117,14 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
                f"(the folder must contain {marker})")
             + f", or set ECG_AUTOML_DATA to a folder that holds {name}/.") from exc
     left = _incomplete_records(name, path, marker)
-    if left:  # e.g. a RECORDS edited by hand that lists a record PhysioNet does not have
+    if left:  # e.g. a RECORDS edited by hand that lists a record PhysioNet does not have, or a garbled header
+        damaged = any(not problem.startswith("no ") for problem in left.values())
         raise DatabaseNotFoundError(
             f"downloaded {name!r} from PhysioNet into {path}, but {len(left)} record(s) its {marker} lists are still "
-            f"incomplete: {_describe(left)}. Copy those files there by hand, or remove the records from {marker}.")
+            f"incomplete: {_describe(left)}. "
+            + ("wfdb completes a shorter file but never replaces one: remove the damaged files and run the same "
+               "command again, which downloads them whole. Or " if damaged else "")
+            + f"{'c' if damaged else 'C'}opy those files there by hand, or remove the records from {marker}.")
     return path
 
 
@@ -145,6 +151,28 @@ def missing_record_files(path: Path, record: str, annotation: str | None = None)
     return [f for f in wanted if not (path / f).is_file()]
 
 
+def damaged_record_files(path: Path, record: str, annotation: str | None = None, *, read_header: bool = True) -> str:
+    """What is wrong with the files of record ``record``, all present under ``path`` (empty string: nothing): an
+    empty file, a header wfdb cannot read, a signal file shorter than its header says (``read_header``; without
+    it only empty files are looked for). These are what an interrupted copy or download leaves."""
+    from ._wfdb_io import read_header as check
+    from .errors import RecordError
+
+    files = {f"{record}.hea": "header", **({f"{record}.{annotation}": "annotation"} if annotation else {})}
+    for name, kind in files.items():
+        if (path / name).stat().st_size == 0:
+            return f"{name}: empty {kind} file (0 bytes)"
+    if read_header:
+        try:
+            check(path / record)  # the header parsed and checked, each signal file's size against it
+        except RecordError as exc:
+            where = Path(exc.path)
+            return f"{where.relative_to(path).as_posix() if where.is_relative_to(path) else where.name}: {exc.problem}"
+    elif (path / f"{record}.dat").is_file() and (path / f"{record}.dat").stat().st_size == 0:
+        return f"{record}.dat: empty signal file (0 bytes)"
+    return ""
+
+
 def missing_ptbxl_files(path: Path, record: str) -> list[str]:
     """The files of PTB-XL record ``record`` (a ``filename_lr`` of its table) missing under ``path``, as
     :func:`missing_record_files` finds them; the header is read only when ``<record>.dat`` is absent (every PTB-XL
@@ -168,22 +196,32 @@ def ptbxl_records(csv: Path) -> list[str]:
     return [f.strip() for f in column if isinstance(f, str) and f.strip()]
 
 
-def _incomplete_records(name: str, path: Path, marker: str) -> dict[str, list[str]]:
-    """Record -> its missing files, for each record a RECORDS marker (or PTB-XL's table) lists that lacks any
-    (:func:`missing_record_files`); empty for a database with neither."""
+def _incomplete_records(name: str, path: Path, marker: str) -> dict[str, str]:
+    """Record -> what is wrong with it, for each record a RECORDS marker (or PTB-XL's table) lists that lacks a
+    file (:func:`missing_record_files`) or has a damaged one (:func:`damaged_record_files`: for PTB-XL, whose
+    21,799 headers take minutes to read, only empty files); empty for a database with neither."""
+    annotation = BEAT_ANNOTATIONS.get(name)
     if marker == "RECORDS":
         records = (path / marker).read_text(encoding="utf-8", errors="replace").split()
-        gaps = {r: missing_record_files(path, r, BEAT_ANNOTATIONS.get(name)) for r in records}
+        missing, read_header = (lambda r: missing_record_files(path, r, annotation)), True
     elif name == "ptbxl":
-        gaps = {r: missing_ptbxl_files(path, r) for r in ptbxl_records(path / marker)}
+        records = ptbxl_records(path / marker)
+        missing, read_header = (lambda r: missing_ptbxl_files(path, r)), False
     else:
         return {}
-    return {r: files for r, files in gaps.items() if files}
+    out: dict[str, str] = {}
+    for r in records:
+        if files := missing(r):
+            out[r] = f"no {', '.join(files)}"
+        elif damage := damaged_record_files(path, r, annotation, read_header=read_header):
+            out[r] = damage
+    return out
 
 
-def _describe(incomplete: dict[str, list[str]], limit: int = 8) -> str:
-    """``101: no 101.dat; 103: no 103.atr`` (the first ``limit`` records, then how many more)."""
-    shown = "; ".join(f"{r}: no {', '.join(files)}" for r, files in list(incomplete.items())[:limit])
+def _describe(incomplete: dict[str, str], limit: int = 8) -> str:
+    """``101: no 101.dat; 103: 103.atr: empty annotation file (0 bytes)`` (the first ``limit`` records, then how
+    many more)."""
+    shown = "; ".join(f"{r}: {problem}" for r, problem in list(incomplete.items())[:limit])
     more = len(incomplete) - limit
     return shown + (f"; and {more} more record(s)" if more > 0 else "")
 

@@ -31,10 +31,28 @@ def read_all(records: Iterable[str], reader: Callable[[str], T], on_bad_record: 
     return out
 
 
-def describe_gaps(gaps: dict[str, list[str]], limit: int = 12) -> str:
-    """``101 has no 101.dat; 103 has no 103.atr`` (the first ``limit`` records, then how many more)."""
-    listed = list(gaps.items())
-    shown = "; ".join(f"{r} has no {', '.join(files)}" for r, files in listed[:limit])
+def record_problems(path: Path, wanted: Iterable[str], missing: Callable[[str], list[str]],
+                    annotation: str | None = None, *, read_header: bool = True,
+                    file_of: Callable[[str], str] = str) -> dict[str, str]:
+    """Record -> what is wrong with it, for each of ``wanted`` that lacks a file (``missing(file_of(record))``) or
+    has a damaged one (:func:`damaged_record_files`: empty, a header wfdb cannot read or, with ``read_header``,
+    a signal file shorter than its header says), as the end of a sentence: "has no 101.dat", "is damaged (...)"."""
+    from ._paths import damaged_record_files
+
+    out: dict[str, str] = {}
+    for rec in wanted:
+        if files := missing(file_of(rec)):
+            out[rec] = f"has no {', '.join(files)}"
+        elif damage := damaged_record_files(path, file_of(rec), annotation, read_header=read_header):
+            out[rec] = f"is damaged ({damage})"
+    return out
+
+
+def describe_gaps(problems: dict[str, str], limit: int = 12) -> str:
+    """``101 has no 101.dat; 103 is damaged (103.atr: empty annotation file (0 bytes))`` (the first ``limit`` records of
+    :func:`record_problems`, then how many more)."""
+    listed = list(problems.items())
+    shown = "; ".join(f"{r} {problem}" for r, problem in listed[:limit])
     return shown + (f"; and {len(listed) - limit} more" if len(listed) > limit else "")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ._paths import BEAT_ANNOTATIONS, missing_record_files
-from ._records import describe_gaps, read_all, refuse_incomplete
+from ._records import describe_gaps, read_all, record_problems, refuse_incomplete
 from ._wfdb_io import read_annotations, read_record
 from .dataset import BeatDataset, concat
 from .errors import DataError, RecordError
@@ -83,18 +83,21 @@ def read_mitdb(path: Path, *, fs: float = 180.0, window: int = 256, records: lis
 
 def _refuse_missing(path: Path, wanted: list[str]) -> None:
     """One error naming every record without a header, or else every record without the signal file its header
-    names or its .atr beat annotations, rather than a stop at the first of them: a folder with only some records or
-    files is most often a partial download or a hand copy."""
+    names or its .atr beat annotations, or with one of them damaged (empty, unreadable, shorter than its header
+    says), rather than a stop at the first of them: a folder with only some records or files, or some cut short, is
+    most often a partial download or a hand copy. The records it suggests going on with are sound."""
     missing = [r for r in wanted if not (path / f"{r}.hea").is_file()]
     if missing:
         _refuse(path, wanted, missing, f"{'has' if len(missing) == 1 else 'have'} no header (.hea): "
                                        + _names(missing), "copy them there", "the ones present")
         return
-    gaps = {r: files for r in wanted if (files := missing_record_files(path, r, BEAT_ANNOTATIONS["mitdb"]))}
+    annotation = BEAT_ANNOTATIONS["mitdb"]
+    gaps = record_problems(path, wanted, lambda r: missing_record_files(path, r, annotation), annotation)
     if gaps:
-        _refuse(path, wanted, list(gaps), f"{'is' if len(gaps) == 1 else 'are'} incomplete (the signal file its "
-                                          f"header names, or its .atr beat annotations): {describe_gaps(gaps)}",
-                "copy the missing files there", "the complete ones")
+        _refuse(path, wanted, list(gaps), f"{'is' if len(gaps) == 1 else 'are'} incomplete or damaged (the signal "
+                                          f"file its header names, or its .atr beat annotations, missing, empty or "
+                                          f"cut short): {describe_gaps(gaps)}",
+                "copy the missing or damaged files there", "the complete ones")
 
 
 def _names(records: list[str]) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ._paths import missing_record_files
-from ._records import ON_BAD_RECORD, describe_gaps, read_all, refuse_incomplete
+from ._records import ON_BAD_RECORD, describe_gaps, read_all, record_problems, refuse_incomplete
 from ._wfdb_io import detect_qrs, read_record
 from .dataset import BeatDataset, concat
 from .errors import DataError, RecordError
@@ -184,8 +184,9 @@ def _refuse_incomplete(path: Path, wanted: list[str]) -> None:
     """One error naming every record without its header or a signal file its header names, with the ways on,
     rather than a stop at the first of them: a folder with only some files is most often a partial download or
     a hand copy."""
-    gaps = {r: files for r in wanted if (files := missing_record_files(path, r))}
+    gaps = record_problems(path, wanted, lambda r: missing_record_files(path, r))
     if gaps:
         refuse_incomplete(path, "ptbdb", "PTB", wanted, list(gaps),
-                          f"{'is' if len(gaps) == 1 else 'are'} incomplete (the header, or a signal file it names): "
-                          + describe_gaps(gaps), "copy the missing files there", "the complete ones")
+                          f"{'is' if len(gaps) == 1 else 'are'} incomplete or damaged (the header, or a signal file "
+                          f"it names, missing, empty or cut short): " + describe_gaps(gaps),
+                          "copy the missing or damaged files there", "the complete ones")

@@ -303,8 +303,7 @@ def test_malformed_header_is_reported_as_such(data_root, tmp_path, header, probl
     (root / "mitdb" / "203.hea").write_text(header)
     with pytest.raises(RecordError) as err:
         load_dataset("mitdb", root=root, records=["203"], use_cache=False)
-    assert err.value.path == str(root / "mitdb" / "203.hea")
-    assert problem in err.value.problem and "no channel" not in str(err.value)
+    assert f"203 is damaged (203.hea: {problem}" in str(err.value) and "no channel" not in str(err.value)
 
 
 def test_a_mitdb_header_with_another_sampling_rate_is_refused(data_root, tmp_path):
@@ -390,7 +389,7 @@ def test_an_interrupted_ptbxl_download_is_not_taken_for_a_database(tmp_path, mon
         "ptbxl_database.csv", "records100/00000/00001_lr.hea", "records100/00000/00002_lr.hea", "scp_statements.csv"]
 
 
-def test_fetch_of_a_database_already_there_does_not_download(tmp_path, monkeypatch):
+def test_fetch_of_a_database_already_there_does_not_download(data_root, tmp_path, monkeypatch):
     """`data fetch mitdb` on a complete copy (RECORDS present) went to PhysioNet again: offline, or on a read-only
     shared copy, it failed with 'copy the PhysioNet files of mitdb there yourself (the folder must contain
     RECORDS)', which it did."""
@@ -399,29 +398,21 @@ def test_fetch_of_a_database_already_there_does_not_download(tmp_path, monkeypat
 
     monkeypatch.setattr(wfdb, "dl_database", offline)
     monkeypatch.setattr(wfdb, "dl_files", offline)
-    db = tmp_path / "mitdb"
-    db.mkdir()
-    (db / "RECORDS").write_text("100\n")
-    (db / "100.hea").write_text("there")  # a header wfdb cannot read names no signal file: not checked here
-    (db / "100.atr").write_text("there")
+    db = _copy_db(data_root, tmp_path, ["100"]) / "mitdb"
     assert fetch_database("mitdb", tmp_path) == db
-    assert sorted(p.name for p in db.iterdir()) == ["100.atr", "100.hea", "RECORDS"]
+    assert sorted(p.name for p in db.iterdir()) == ["100.atr", "100.dat", "100.hea", "RECORDS"]
 
 
-def test_fetch_completes_a_copy_whose_records_file_lists_missing_records(tmp_path, monkeypatch):
+def test_fetch_completes_a_copy_whose_records_file_lists_missing_records(data_root, tmp_path, monkeypatch):
     """A hand copy holds RECORDS but not every record it lists: fetch downloads the rest (wfdb skips the files
     that are there), as the partial-folder error tells the user to do."""
-    asked = []
-    monkeypatch.setattr(wfdb, "dl_database", lambda slug, dl_dir, **kw: asked.append(slug) or (
-        Path(dl_dir, "101.hea").write_text("downloaded"), Path(dl_dir, "101.atr").write_text("downloaded")))
+    asked: list[str] = []
+    monkeypatch.setattr(wfdb, "dl_database", _download_from(data_root, asked))
     monkeypatch.setattr(wfdb, "dl_files", lambda *a, **kw: None)
-    db = tmp_path / "mitdb"
-    db.mkdir()
+    db = _copy_db(data_root, tmp_path, ["100"]) / "mitdb"
     (db / "RECORDS").write_text("100\n101\n")
-    (db / "100.hea").write_text("there")
-    (db / "100.atr").write_text("there")
     assert fetch_database("mitdb", tmp_path) == db and asked == ["mitdb"]
-    assert (db / "101.hea").read_text() == "downloaded"
+    assert (db / "101.hea").read_bytes() == (data_root / "mitdb" / "101.hea").read_bytes()
 
 
 def _download_from(data_root, asked):
@@ -473,6 +464,71 @@ def test_fetch_that_leaves_a_record_incomplete_says_which(data_root, tmp_path, m
     with pytest.raises(DataError, match=r"but 1 record\(s\) its RECORDS lists are still incomplete: "
                                         r"101: no 101\.atr\. Copy those files there by hand"):
         fetch_database("mitdb", root)
+
+
+def _wfdb_completes_from(data_root, asked):
+    """A stand-in for wfdb.dl_database with ``overwrite=False``, as wfdb 4.3 does it: a file that is not there is
+    downloaded, one shorter than PhysioNet's gets the rest appended, one of the same size is left as it is."""
+    def dl_database(slug, dl_dir, **kwargs):
+        asked.append(slug)
+        for local in Path(dl_dir).iterdir():
+            remote = data_root / "mitdb" / local.name
+            if local.suffix in (".hea", ".dat", ".atr") and local.stat().st_size < remote.stat().st_size:
+                with open(local, "ab") as fh:
+                    fh.write(remote.read_bytes()[local.stat().st_size:])
+    return dl_database
+
+
+def test_fetch_completes_files_cut_short_and_names_those_it_cannot(data_root, tmp_path, monkeypatch):
+    """`data fetch` said "mitdb is in ..." of a copy with an empty .atr and a truncated .dat, the very files a
+    load then called "an interrupted copy or download? Copy or download it again". Such records now count as
+    incomplete: the download (which appends the rest of a shorter file) completes them, and a damaged file it
+    cannot mend (a garbled header as long as PhysioNet's) is named, with how to get it whole."""
+    root = _copy_db(data_root, tmp_path, ["100", "101", "103"])
+    db = root / "mitdb"
+    (db / "100.atr").write_bytes(b"")
+    (db / "101.dat").write_bytes((data_root / "mitdb" / "101.dat").read_bytes()[:100_000])
+    asked: list[str] = []
+    monkeypatch.setattr(wfdb, "dl_database", _wfdb_completes_from(data_root, asked))
+    monkeypatch.setattr(wfdb, "dl_files", lambda *a, **kw: None)
+    assert fetch_database("mitdb", root) == db and asked == ["mitdb"]
+    for name in ("100.atr", "101.dat"):
+        assert (db / name).read_bytes() == (data_root / "mitdb" / name).read_bytes()
+    ds = load_dataset("mitdb", root=root, records=["100", "101", "103"], use_cache=False)
+    assert set(ds.records) == {"100", "101", "103"}
+    assert fetch_database("mitdb", root) == db and asked == ["mitdb"]  # sound now: no second download
+
+    header = (db / "103.hea").read_bytes()
+    (db / "103.hea").write_bytes(b"#" * len(header))  # the same size: wfdb leaves it as it is
+    with pytest.raises(DataError) as err:
+        fetch_database("mitdb", root)
+    assert asked == ["mitdb", "mitdb"]
+    msg = str(err.value)
+    assert "1 record(s) its RECORDS lists are still incomplete: 103: 103.hea: unreadable header" in msg, msg
+    assert "remove the damaged files and run the same command again, which downloads them whole" in msg
+
+
+def test_the_records_a_load_error_suggests_are_sound(data_root, tmp_path):
+    """The error for a copy with a missing file suggested going on with records that were themselves cut short or
+    garbled, so following it led to the next error, record by record. It now names every damaged record too
+    (truncated signal, garbled header, empty annotations) and suggests only sound ones."""
+    root = _copy_db(data_root, tmp_path, ["100", "101", "103", "105", "106"])
+    db = root / "mitdb"
+    (db / "101.atr").unlink()
+    (db / "103.dat").write_bytes((db / "103.dat").read_bytes()[:100_000])
+    (db / "105.hea").write_text("junk junk\n")
+    (db / "106.atr").write_bytes(b"")
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["100", "101", "103", "105", "106"], use_cache=False)
+    msg = str(err.value)
+    assert "4 of the 5 MIT-BIH records asked for are incomplete or damaged" in msg, msg
+    assert "101 has no 101.atr" in msg and "103 is damaged (103.dat: truncated: 100000 bytes" in msg
+    assert "105 is damaged (105.hea: unreadable header" in msg
+    assert "106 is damaged (106.atr: empty annotation file (0 bytes))" in msg
+    assert "--records with the complete ones (100) or --on-bad-record skip" in msg
+    ds = load_dataset("mitdb", root=root, records=["100", "101", "103", "105", "106"], on_bad_record="skip",
+                      use_cache=False)
+    assert set(ds.records) == {"100"}
 
 
 @pytest.mark.parametrize("gone, names", [("101.dat", "101 has no 101.dat"), ("101.atr", "101 has no 101.atr")])
