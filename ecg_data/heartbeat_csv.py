@@ -141,7 +141,17 @@ def read_groups(csv: Path, n_rows: int) -> np.ndarray | None:
     g = groups_file(csv)
     if not g.exists():
         return None
-    lines = g.read_text(encoding="utf-8").splitlines()
+    try:
+        data = g.read_bytes()
+    except OSError as exc:  # a folder of that name, no read permission
+        raise DataError(f"{g}: cannot be read as the patient ids of {csv.name} ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{g}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); save the patient ids "
+                        f"as UTF-8") from None
+    lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     ids = [ln.strip() for ln in lines]
