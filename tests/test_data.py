@@ -154,6 +154,15 @@ def test_missing_database_says_where_to_put_it(tmp_path):
     assert "ecg-automl data fetch mitdb" in str(err.value) and "ECG_AUTOML_DATA" in str(err.value)
 
 
+def test_data_path_of_the_data_root_points_at_its_database_folder(data_root, tmp_path):
+    """`--data-path` given the data root instead of its mitdb/ said every record had no header: copy them there."""
+    root = _copy_db(data_root, tmp_path, ["100"])
+    with pytest.raises(DataError, match=rf"holds no mitdb records, but its subfolder mitdb/ does: did you mean "
+                                        rf"--data-path {root / 'mitdb'}\?"):
+        load_dataset("mitdb", path=root, records=["100"], use_cache=False)
+    assert set(load_dataset("mitdb", path=root / "mitdb", records=["100"], use_cache=False).records) == {"100"}
+
+
 def test_unknown_dataset_and_records():
     with pytest.raises(DataError, match="unknown dataset"):
         load_dataset("nosuchdb")
