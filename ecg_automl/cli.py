@@ -286,6 +286,9 @@ def cmd_data(args: argparse.Namespace) -> int:
         path = fetch_database(args.name, args.root)
         print(f"{args.name} is in {path}")
         return 0
+    if args.root is not None and args.data_path is not None:  # --data-path wins: the root was silently unused
+        raise UsageError("--root and --data-path both say where the data is: give --data-path (the database's own "
+                         "folder or file) or --root (the folder holding NAME/), not both")
     from spaces.schema import DATA_KEYS, check_value
 
     check_value("--fs", args.fs, DATA_KEYS["fs"])  # the rates and windows a space file may ask for

@@ -97,6 +97,8 @@ def test_data_info_says_what_each_reader_left_out():
     (["search", "--study", "x", "--fold-repeats", "2", "--no-mlflow"], "--fold-repeats repeats the fold ensemble"),
     (["data", "info", "mitdb", "--records", "102"], "paced"),
     (["data", "info", "heartbeat-csv"], "point at them with --data-path"),  # only named the missing folder
+    (["data", "info", "mitdb", "--root", "/nowhere", "--data-path", "/nowhere/mitdb"],  # --root was ignored
+     "--root and --data-path both say where the data is"),
     (["--log-level", "FOO", "data", "info", "mitdb"], "argument --log-level: invalid choice: 'FOO'"),
     (["ui", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),  # the UI and sync need MLflow
     (["ui", "--port", "70000"], "argument --port: must be a port number from 0 to 65535"),  # MLflow's traceback
