@@ -70,9 +70,9 @@ def load_dataset(
     ds = cached(name, db_path if db_path.is_dir() else db_path.parent, settings,
                 lambda: reader(db_path, fs=fs, window=window, records=records, on_bad_record=on_bad_record),
                 use_cache=use_cache)
-    for skip in ds.info.get("skipped", []):
-        log.warning("skipped bad record %s: %s", skip["path"], skip["problem"])
     if ds.info.get("cache", {}).get("hit"):  # the reader logged these when it built the arrays; repeat them
+        for skip in ds.info.get("skipped", []):
+            log.warning("skipped bad record %s: %s", skip["path"], skip["problem"])
         for message in ds.info.get("warnings", []):
             log.warning("%s", message)
     return ds

@@ -145,7 +145,11 @@ def test_skip_mode_counts_bad_records(data_root, tmp_path, caplog):
     ds = load_dataset("mitdb", root=root, records=["100", "101"], on_bad_record="skip", use_cache=False)
     assert set(ds.records) == {"101"}
     assert len(ds.info["skipped"]) == 1 and ds.info["skipped"][0]["path"].endswith("100.atr")
-    assert "skipping bad record" in caplog.text
+    assert caplog.text.count("100.atr") == 1 and "skipping bad record" in caplog.text  # logged once, not twice
+    for hit in (False, True):  # built and cached, then from the cache: one line each time
+        caplog.clear()
+        ds = load_dataset("mitdb", root=root, records=["100", "101"], on_bad_record="skip")
+        assert ds.info["cache"]["hit"] is hit and caplog.text.count("100.atr") == 1, caplog.text
 
 
 def test_missing_database_says_where_to_put_it(tmp_path):
