@@ -162,12 +162,23 @@ def _search_settings(args: argparse.Namespace, space, objectives: list[str]):
                          "trial, one model each): --final-members and --final-model folds need --objective f1 or auc")
     return StudySettings(dataset=args.dataset, space_yaml=space.to_yaml(), folds=args.folds,
                          metric=args.metric, seed=args.seed, max_beats=args.max_beats,
-                         records=args.records.split(",") if args.records else None,
+                         records=_record_list(args.records),
                          objectives=objectives, latency_budget_ms=args.latency_budget_ms,
                          latency_mode=args.latency_mode, latency_target=args.latency_target,
                          on_bad_record=args.on_bad_record, data_path=args.data_path,
                          final_members=args.final_members, final_model=args.final_model,
                          fold_repeats=args.fold_repeats)
+
+
+def _record_list(text: str | None) -> list[str] | None:
+    """``--records " 100, 101"`` -> ``["100", "101"]`` (None when not given): the spaces around each id were kept,
+    and no record is named `` 101``."""
+    if not text:
+        return None
+    names = [r.strip() for r in text.split(",") if r.strip()]
+    if not names:
+        raise UsageError(f"--records {text!r} names no record: give comma-separated record ids, e.g. 100,101")
+    return names
 
 
 def parse_objectives(text: str) -> list[str]:
@@ -275,13 +286,16 @@ def cmd_data(args: argparse.Namespace) -> int:
         path = fetch_database(args.name, args.root)
         print(f"{args.name} is in {path}")
         return 0
+    if args.root is not None and args.data_path is not None:  # --data-path wins: the root was silently unused
+        raise UsageError("--root and --data-path both say where the data is: give --data-path (the database's own "
+                         "folder or file) or --root (the folder holding NAME/), not both")
     from spaces.schema import DATA_KEYS, check_value
 
     check_value("--fs", args.fs, DATA_KEYS["fs"])  # the rates and windows a space file may ask for
     check_value("--window", args.window, DATA_KEYS["window"])
     # info only reads: a database missing from the data root is reported with the fetch command, not downloaded
     ds = load_dataset(args.name, root=args.root, fs=args.fs, window=args.window,
-                      records=args.records.split(",") if args.records else None,
+                      records=_record_list(args.records),
                       on_bad_record=args.on_bad_record, path=args.data_path, download=False)
     summary = ds.summary()
     left_out = {k: ds.info[k] for k in _LEFT_OUT_KEYS if k in ds.info}

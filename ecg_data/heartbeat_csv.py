@@ -2,7 +2,8 @@
 
 Each row holds 187 samples at 125 Hz and a last column with the class, no header (``mitbih_train.csv``,
 ``mitbih_test.csv`` with classes 0-4, ``ptbdb_normal.csv``/``ptbdb_abnormal.csv`` with 0/1). Class 0 is
-normal (y=0), any other class abnormal; ``label`` keeps the class number. A row begins at its R peak (Kachuee
+normal (y=0), any other class abnormal; ``label`` keeps the class number; a class outside 0-4 is refused (a
+header row ``0,1,...,187`` would otherwise be a beat of class 187). A row begins at its R peak (Kachuee
 et al. 2018 cut each beat from one R peak on for 1.2 RR intervals and zero-padded it): rows are resampled to
 ``fs`` and placed with their first sample at the window's centre, as every source's R peak is (see
 :func:`windows_of`), then normalised per window. There are no RR intervals
@@ -34,6 +35,8 @@ log = logging.getLogger("ecg_data")
 FS_IN = 125.0
 N_SAMPLES = 187
 N_COLUMNS = N_SAMPLES + 1
+#: The layout's classes: 0-4 (N, S, V, F, Q) in the MIT-BIH files, 0/1 in the PTB ones.
+MAX_CLASS = 4
 ENV_ALLOW = "ECG_AUTOML_ALLOW_BEAT_SPLIT"
 GROUPS_SUFFIX = ".groups"
 _MAX_GROUP_LEN = 32  # BeatDataset.save stores groups as U32
@@ -115,6 +118,10 @@ def _locate_problem(csv: Path) -> None:
             label = float(fields[-1])
             if label < 0 or not label.is_integer():
                 raise DataError(f"{csv}, line {lineno}: class {fields[-1].strip()!r} is not a whole number >= 0")
+            if label > MAX_CLASS:
+                hint = " (a header row? this layout has none)" if lineno == 1 else ""
+                raise DataError(f"{csv}, line {lineno}: class {fields[-1].strip()!r} is not one of the layout's "
+                                f"classes 0-{MAX_CLASS}{hint}")
             rows += 1
     if rows == 0:
         raise DataError(f"{csv}: no rows")
@@ -130,7 +137,8 @@ def read_rows(csv: Path) -> np.ndarray:
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         arr = None
     if arr is not None and arr.ndim == 2 and arr.shape[0] > 0 and arr.shape[1] == N_COLUMNS \
-            and np.isfinite(arr).all() and (arr[:, -1] >= 0).all() and (arr[:, -1] == np.round(arr[:, -1])).all():
+            and np.isfinite(arr).all() and (arr[:, -1] >= 0).all() and (arr[:, -1] <= MAX_CLASS).all() \
+            and (arr[:, -1] == np.round(arr[:, -1])).all():
         return arr
     _locate_problem(csv)
     raise DataError(f"{csv}: not a heartbeat CSV ({N_COLUMNS} numeric columns per row, no header)")
@@ -141,7 +149,17 @@ def read_groups(csv: Path, n_rows: int) -> np.ndarray | None:
     g = groups_file(csv)
     if not g.exists():
         return None
-    lines = g.read_text(encoding="utf-8").splitlines()
+    try:
+        data = g.read_bytes()
+    except OSError as exc:  # a folder of that name, no read permission
+        raise DataError(f"{g}: cannot be read as the patient ids of {csv.name} ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{g}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); save the patient ids "
+                        f"as UTF-8") from None
+    lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     ids = [ln.strip() for ln in lines]

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._paths import database_dir
+from ._paths import PHYSIONET, database_dir
 from .cache import cached
 from .dataset import BeatDataset
 from .errors import DataError
@@ -58,6 +58,8 @@ def load_dataset(
     db_path = Path(path).expanduser().resolve() if path is not None else database_dir(name, root, download=download)
     if not db_path.exists():
         raise DataError(f"{db_path} does not exist")
+    if path is not None:
+        _refuse_parent_folder(name, db_path)
     settings: dict[str, Any] = {"fs": float(fs), "window": int(window),
                                 "records": sorted(records) if records else None,
                                 "on_bad_record": on_bad_record, "path": str(db_path)}
@@ -68,12 +70,23 @@ def load_dataset(
     ds = cached(name, db_path if db_path.is_dir() else db_path.parent, settings,
                 lambda: reader(db_path, fs=fs, window=window, records=records, on_bad_record=on_bad_record),
                 use_cache=use_cache)
-    for skip in ds.info.get("skipped", []):
-        log.warning("skipped bad record %s: %s", skip["path"], skip["problem"])
     if ds.info.get("cache", {}).get("hit"):  # the reader logged these when it built the arrays; repeat them
+        for skip in ds.info.get("skipped", []):
+            log.warning("skipped bad record %s: %s", skip["path"], skip["problem"])
         for message in ds.info.get("warnings", []):
             log.warning("%s", message)
     return ds
+
+
+def _refuse_parent_folder(name: str, path: Path) -> None:
+    """DataError when ``path`` (a ``--data-path``) holds no copy of PhysioNet database ``name`` but its subfolder
+    ``name`` does: the data root given for the database's folder was reported as every record missing."""
+    marker = PHYSIONET.get(name, (None, None))[1]
+    if marker is None or not path.is_dir() or (path / marker).exists() or any(path.glob("*.hea")):
+        return
+    if (path / name / marker).exists():
+        raise DataError(f"{path} holds no {name} records, but its subfolder {name}/ does: did you mean "
+                        f"--data-path {path / name}?")
 
 
 def data_layout(name: str) -> int | None:

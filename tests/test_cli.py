@@ -35,6 +35,14 @@ def test_data_info_prints_balance_and_splits(tmp_path, cli_env):
     assert "search records: 101 106 119 208 223" in out and "test records: 100 200 213" in out
 
 
+def test_data_info_strips_spaces_around_record_ids(tmp_path, cli_env):
+    """`--records " 100, 101"` said "records [' 100', ' 101'] are not in DS1/DS2"."""
+    out = run_cli(["data", "info", "mitdb", "--records", " 100, 101 "], tmp_path, cli_env).stdout
+    assert "search records: 101" in out and "test records: 100" in out
+    proc = run_cli(["data", "info", "mitdb", "--records", " , "], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "--records ' , ' names no record" in proc.stderr
+
+
 def test_data_info_accounts_for_every_annotated_beat(tmp_path, cli_env):
     """`data info` printed the beats it kept but not what the protocol left out, so its counts could not be
     checked against the annotations: kept + class Q + no full window must be every AAMI-mapped annotation."""
@@ -89,6 +97,8 @@ def test_data_info_says_what_each_reader_left_out():
     (["search", "--study", "x", "--fold-repeats", "2", "--no-mlflow"], "--fold-repeats repeats the fold ensemble"),
     (["data", "info", "mitdb", "--records", "102"], "paced"),
     (["data", "info", "heartbeat-csv"], "point at them with --data-path"),  # only named the missing folder
+    (["data", "info", "mitdb", "--root", "/nowhere", "--data-path", "/nowhere/mitdb"],  # --root was ignored
+     "--root and --data-path both say where the data is"),
     (["--log-level", "FOO", "data", "info", "mitdb"], "argument --log-level: invalid choice: 'FOO'"),
     (["ui", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),  # the UI and sync need MLflow
     (["ui", "--port", "70000"], "argument --port: must be a port number from 0 to 65535"),  # MLflow's traceback
@@ -124,6 +134,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     (["--latency-budget-ms", "1", "--latency-target", "notaurl"], "'notaurl' is not a bench-server URL"),
     (["--folds", "30"], "30 folds need at least 30 patients on the search side; mitdb (--records 101,106,119,"),
     (["--records", "100,200"], "mitdb (--records 100,200) has no patient on the search side"),
+    (["--records", " 100, 200 "], "mitdb (--records 100,200) has no patient on the search side"),  # ' 100' unknown
     # the whole search ran, then the final test was a traceback ("no held-out test patients")
     (["--records", "101,106,119"], "no held-out test patient in the data (--records 101,106,119 are all search "),
     (["--records", "101,106,119", "--engine", "keras-tuner"], "no held-out test patient in the data"),

@@ -145,13 +145,26 @@ def test_skip_mode_counts_bad_records(data_root, tmp_path, caplog):
     ds = load_dataset("mitdb", root=root, records=["100", "101"], on_bad_record="skip", use_cache=False)
     assert set(ds.records) == {"101"}
     assert len(ds.info["skipped"]) == 1 and ds.info["skipped"][0]["path"].endswith("100.atr")
-    assert "skipping bad record" in caplog.text
+    assert caplog.text.count("100.atr") == 1 and "skipping bad record" in caplog.text  # logged once, not twice
+    for hit in (False, True):  # built and cached, then from the cache: one line each time
+        caplog.clear()
+        ds = load_dataset("mitdb", root=root, records=["100", "101"], on_bad_record="skip")
+        assert ds.info["cache"]["hit"] is hit and caplog.text.count("100.atr") == 1, caplog.text
 
 
 def test_missing_database_says_where_to_put_it(tmp_path):
     with pytest.raises(DataError) as err:
         load_dataset("mitdb", root=tmp_path / "nowhere", download=False)
     assert "ecg-automl data fetch mitdb" in str(err.value) and "ECG_AUTOML_DATA" in str(err.value)
+
+
+def test_data_path_of_the_data_root_points_at_its_database_folder(data_root, tmp_path):
+    """`--data-path` given the data root instead of its mitdb/ said every record had no header: copy them there."""
+    root = _copy_db(data_root, tmp_path, ["100"])
+    with pytest.raises(DataError, match=rf"holds no mitdb records, but its subfolder mitdb/ does: did you mean "
+                                        rf"--data-path {root / 'mitdb'}\?"):
+        load_dataset("mitdb", path=root, records=["100"], use_cache=False)
+    assert set(load_dataset("mitdb", path=root / "mitdb", records=["100"], use_cache=False).records) == {"100"}
 
 
 def test_unknown_dataset_and_records():

@@ -456,6 +456,31 @@ def test_heartbeat_csv_header_row_is_malformed(csv_folder):
         read_heartbeat_csv(csv)
 
 
+def test_heartbeat_csv_numeric_header_row_is_refused(csv_folder):
+    """pandas' ``to_csv(index=False)`` writes the header ``0,1,...,187``: it loaded as a beat of class 187."""
+    csv = csv_folder / "mitbih_train.csv"
+    csv.write_text(",".join(str(i) for i in range(188)) + "\n" + csv.read_text())
+    with pytest.raises(DataError, match=r"mitbih_train.csv, line 1: class '187' is not one of the layout's classes "
+                                        r"0-4 \(a header row\?"):
+        read_heartbeat_csv(csv)
+    lines = csv.read_text().splitlines()[1:]
+    lines[4] = lines[4].rsplit(",", 1)[0] + ",5"
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"line 5: class '5' is not one of the layout's classes 0-4$"):
+        read_heartbeat_csv(csv)
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda g: g.write_bytes(b"p1\np\xe9\n"), r"mitbih_test.csv.groups, line 2: not UTF-8 text"),
+    (lambda g: (g.unlink(), g.mkdir()), r"mitbih_test.csv.groups: cannot be read as the patient ids of mitbih_test.csv"),
+])
+def test_heartbeat_csv_unreadable_groups_sidecar(csv_folder, spoil, message):
+    """A sidecar in Latin-1 or a folder named like one stopped with a UnicodeDecodeError / IsADirectoryError."""
+    spoil(Path(str(csv_folder / "mitbih_test.csv") + ".groups"))
+    with pytest.raises(DataError, match=message):
+        load_dataset("heartbeat-csv", path=csv_folder)
+
+
 def test_a_saved_heartbeat_csv_dataset_still_says_it_has_no_rr_intervals(csv_folder, monkeypatch, tmp_path):
     """BeatDataset.save / load kept the arrays but not info: a reloaded CSV dataset claimed real RR intervals
     (so search.fit fed the placeholders) and no longer said its split was beat-level."""
