@@ -477,6 +477,27 @@ def test_predict_csv_rows_must_be_the_models_window(untrained, tmp_path, cli_env
     assert "(labelled abnormal)" in text
 
 
+def test_predict_refuses_csv_rows_with_nan_or_inf(untrained, tmp_path, cli_env):
+    """NaN and inf in a CSV row were classified (an all-NaN row came out abnormal), and a NaN label counted as
+    abnormal: both are refused, naming the first such line (from 1, blank and comment lines counted)."""
+    import numpy as np
+
+    rows = np.random.default_rng(0).normal(size=(5, 192))
+    rows[2, :] = np.nan
+    rows[4, 7] = np.inf
+    csv = tmp_path / "nan.csv"
+    csv.write_text("# beats\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    proc = run_cli(["predict", untrained["mitdb"], "--csv", csv], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "nan.csv, line 4, column 1: nan is not a finite number; 2 of 5 rows hold NaN or inf values" in proc.stderr
+    labelled = tmp_path / "labelled.csv"
+    np.savetxt(labelled, np.c_[rows[:2], [0, np.nan]], delimiter=",")
+    proc = run_cli(["predict", untrained["mitdb"], "--csv", labelled, "--csv-has-label"], tmp_path, cli_env,
+                   check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "labelled.csv, line 2: label nan is not a finite number" in proc.stderr
+
+
 def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):
     """A model searched on heartbeat CSVs (187 samples at 125 Hz per row) was refused its own test file unless the
     user knew to pass --csv-fs 125, and a row with its class column still on was read as a 188th sample."""

@@ -453,6 +453,35 @@ def _csv_rows(csv_path: str | Path) -> np.ndarray:
     return rows
 
 
+def _data_lines(csv_path: str | Path):
+    """``(line number from 1, text)`` of each line of the CSV that np.loadtxt reads as a row: the text before a
+    ``#`` of every line where that is not empty (as ``data info`` counts lines, blank and comment lines count)."""
+    with open(csv_path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            text = line.rstrip("\r\n").split("#", 1)[0]
+            if text:
+                yield lineno, text
+
+
+def _check_finite(csv_path, rows: np.ndarray, has_label: bool) -> None:
+    """Refuse rows that hold NaN or inf, naming the first one's line: the model gives them a probability all the same
+    (an all-NaN row came out abnormal), and a NaN label compares as abnormal."""
+    bad = ~np.isfinite(rows)
+    bad_rows = bad.any(axis=1)
+    if not bad_rows.any():
+        return
+    i = int(np.argmax(bad_rows))
+    col = int(np.argmax(bad[i]))
+    lines = [n for n, _ in _data_lines(csv_path)]
+    where = f"line {lines[i]}" if len(lines) == len(rows) else f"row {i + 1}"
+    count = f"{int(bad_rows.sum())} of {len(rows)} rows hold NaN or inf values"
+    if has_label and col == rows.shape[1] - 1:
+        raise DataError(f"{csv_path}, {where}: label {rows[i, col]} is not a finite number (0 = normal, other "
+                        f"numbers abnormal); {count}")
+    raise DataError(f"{csv_path}, {where}, column {col + 1}: {rows[i, col]} is not a finite number; {count}, which "
+                    f"the model cannot classify: drop or repair them")
+
+
 def _row_length_error(csv_path, n: int, window: int, fs: float, has_label: bool) -> DataError:
     """The error for CSV rows that are not the model's window long while no --csv-fs says their rate."""
     implied = n * fs / window
@@ -496,6 +525,7 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     if fs is not None and not fs > 0:
         raise DataError(f"the CSV's sampling rate must be above 0 Hz, not {fs}")
     rows = _csv_rows(csv_path)
+    _check_finite(csv_path, rows, has_label)
     labels = None
     if has_label:
         if rows.shape[1] < 2:
