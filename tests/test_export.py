@@ -498,6 +498,19 @@ def test_predict_refuses_csv_rows_with_nan_or_inf(untrained, tmp_path, cli_env):
     assert "labelled.csv, line 2: label nan is not a finite number" in proc.stderr
 
 
+def test_a_malformed_csv_is_named_by_its_line(untrained, tmp_path, cli_env):
+    """numpy's parse errors counted rows from 0, skipping comment and blank lines ("at row 3"), and told the user
+    to "use `usecols`": the first bad line is now named as `data info` names it, from 1."""
+    good, short, bad = ",".join(["0.1"] * 192), ",".join(["0.1"] * 100), ",".join(["abc"] + ["0.1"] * 191)
+    for text, message in ((f"# beats\n\n{good}\n{good}\n{good}\n{bad}\n", "line 6, column 1: 'abc' is not a number"),
+                          (f"{good}\n{good}\n{short}\n", "line 3: 100 columns, the lines above have 192")):
+        csv = tmp_path / "bad.csv"
+        csv.write_text(text)
+        proc = run_cli(["predict", untrained["mitdb"], "--csv", csv], tmp_path, cli_env, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert f"bad.csv, {message}" in proc.stderr and "usecols" not in proc.stderr, proc.stderr[-2000:]
+
+
 def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):
     """A model searched on heartbeat CSVs (187 samples at 125 Hz per row) was refused its own test file unless the
     user knew to pass --csv-fs 125, and a row with its class column still on was read as a 188th sample."""

@@ -447,7 +447,8 @@ def _csv_rows(csv_path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise
     except (ValueError, OSError) as exc:
-        raise DataError(f"{csv_path}: not a numeric CSV of beats ({exc})") from None
+        where = _locate_parse_error(csv_path) if isinstance(exc, ValueError) else None
+        raise DataError(f"{csv_path}, {where}" if where else f"{csv_path}: not a numeric CSV of beats ({exc})") from None
     if rows.size == 0:
         raise DataError(f"{csv_path}: no beats (the file holds no rows); a CSV for predict holds one beat per row")
     return rows
@@ -461,6 +462,26 @@ def _data_lines(csv_path: str | Path):
             text = line.rstrip("\r\n").split("#", 1)[0]
             if text:
                 yield lineno, text
+
+
+def _locate_parse_error(csv_path: str | Path) -> str | None:
+    """``line N[, column C]: what is wrong`` for the first line np.loadtxt could not read, or None."""
+    width = None
+    for lineno, text in _data_lines(csv_path):
+        if not text.strip():
+            return f"line {lineno}: holds no number (only spaces)"
+        fields = text.split(",")
+        if width is not None and len(fields) != width:
+            return f"line {lineno}: {len(fields)} columns, the lines above have {width}"
+        width = len(fields)
+        for col, value in enumerate(fields, start=1):
+            try:
+                if "_" in value:  # float() reads 1_000, numpy does not
+                    raise ValueError
+                float(value)
+            except ValueError:
+                return f"line {lineno}, column {col}: {value.strip()[:40]!r} is not a number"
+    return None
 
 
 def _check_finite(csv_path, rows: np.ndarray, has_label: bool) -> None:
