@@ -511,6 +511,19 @@ def test_a_malformed_csv_is_named_by_its_line(untrained, tmp_path, cli_env):
         assert f"bad.csv, {message}" in proc.stderr and "usecols" not in proc.stderr, proc.stderr[-2000:]
 
 
+def test_csv_fs_takes_the_rates_data_info_takes(tmp_path, cli_env):
+    """--csv-fs had no bounds: 0.001 resampled for hours, 1e9 ended in a scipy traceback. It takes what `data info
+    --fs` takes, 50-1000 Hz, with the same words, as a usage error before the model is opened."""
+    expected = "is out of range, expected a sampling rate in Hz in [50, 1000]"
+    proc = run_cli(["data", "info", "mitdb", "--fs", "2000"], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and f"--fs: 2000.0 {expected}" in proc.stderr, proc.stderr[-2000:]
+    for value in ("0.001", "1e9", "nan"):
+        proc = run_cli(["predict", "model.tflite", "--csv", "beats.csv", "--csv-fs", value], tmp_path, cli_env,
+                       check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert f"argument --csv-fs: {float(value)!r} {expected}" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):
     """A model searched on heartbeat CSVs (187 samples at 125 Hz per row) was refused its own test file unless the
     user knew to pass --csv-fs 125, and a row with its class column still on was read as a 188th sample."""

@@ -25,7 +25,7 @@ def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> No
 
 
 def _add_parsers(sub) -> None:
-    from ecg_automl.argtypes import port, positive_float
+    from ecg_automl.argtypes import port, positive_float, sampling_rate
     from ecg_automl.cli import _positive_int
 
     p = sub.add_parser("predict", help="classify a WFDB record or a CSV of beats with a .tflite (no TensorFlow)")
@@ -36,8 +36,8 @@ def _add_parsers(sub) -> None:
                                    "and window length unless --csv-fs (see README)")
     p.add_argument("--annotations", default=None,
                    help="use this annotation file's beats (e.g. atr) instead of the QRS detector, and compare")
-    p.add_argument("--csv-fs", type=positive_float, default=None,
-                   help="sampling rate of the CSV rows in Hz (default: the model's; then each row must hold "
+    p.add_argument("--csv-fs", type=sampling_rate, default=None,
+                   help="sampling rate of the CSV rows in Hz, 50-1000 (default: the model's; then each row must hold "
                         "exactly the model's window; for a model trained on heartbeat CSVs, their 187 samples at "
                         "125 Hz)")
     p.add_argument("--csv-has-label", action="store_true", help="the CSV's last column is a label (0 = normal)")

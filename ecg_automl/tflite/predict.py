@@ -21,6 +21,7 @@ from ecg_data.preprocess import N_RR_FEATURES, normalise, resample, rr_features
 from ecg_data.stream import (CHUNK_S, GAP_S, MissingRuns, Progress, beat_windows_chunked, detect_r_peaks_chunked,
                              full_window, missing_runs)
 
+from ..argtypes import FS_HIGH, FS_LOW
 from . import quality
 from .convert import TFLiteError
 from .runtime import TFLiteModel, unreachable_threshold_message
@@ -543,8 +544,8 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     if channels != 1:
         raise TFLiteError(f"{model_path}: the model takes {channels} leads per beat, but a CSV row holds one; "
                           f"classify a WFDB record instead")
-    if fs is not None and not fs > 0:
-        raise DataError(f"the CSV's sampling rate must be above 0 Hz, not {fs}")
+    if fs is not None and not FS_LOW <= fs <= FS_HIGH:  # 0.001 resampled for hours, 1e9 failed in scipy
+        raise DataError(f"the CSV's sampling rate must be in [{FS_LOW}, {FS_HIGH}] Hz, not {fs}")
     rows = _csv_rows(csv_path)
     _check_finite(csv_path, rows, has_label)
     labels = None
