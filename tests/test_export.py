@@ -635,6 +635,25 @@ def test_predict_refuses_a_sidecar_of_another_model(untrained, data_root, tmp_pa
                               cli_env).stdout)["summary"]["beats"] > 2000
 
 
+def test_a_hand_edited_sidecar_value_is_named(untrained, data_root, tmp_path, cli_env):
+    """A sidecar with a value of the wrong type or range gave a ValueError or TypeError traceback (fs "abc",
+    threshold null, a window shorter than the model's input): one line now names the key, its value and what
+    it must be."""
+    import shutil
+
+    model = tmp_path / "edited.tflite"
+    shutil.copy(untrained["mitdb"], model)
+    meta = json.loads(untrained["mitdb"].with_suffix(".json").read_text())
+    for key, value, message in (("fs", "abc", 'fs is "abc", expected a sampling rate in Hz in [50, 1000]'),
+                                ("threshold", None, "threshold is null, expected a probability from 0 to 1"),
+                                ("window", 10, "window is 10, expected an integer >= 16"),
+                                ("window", 64, "input_length is 128, expected an integer from 1 to window (64)")):
+        model.with_suffix(".json").write_text(json.dumps({**meta, key: value}))
+        proc = run_cli(["predict", model, "--record", data_root / "mitdb" / "100"], tmp_path, cli_env, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert f"edited.json: {message}" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_a_re_export_replaces_the_model_and_its_sidecar_together(exported, tmp_path, cli_env, monkeypatch):
     """Export wrote the .tflite first and its sidecar last: a re-export that stopped in between (Ctrl-C during
     the verification or the timing, a failure there) left the new model beside the old sidecar, whose threshold
