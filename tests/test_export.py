@@ -524,6 +524,18 @@ def test_csv_fs_takes_the_rates_data_info_takes(tmp_path, cli_env):
         assert f"argument --csv-fs: {float(value)!r} {expected}" in proc.stderr, proc.stderr[-2000:]
 
 
+def test_predict_refuses_an_empty_record_and_csv_options_with_a_record(untrained, data_root, tmp_path, cli_env):
+    """`--record ""` fell through to the CSV path ("None: not a numeric CSV of beats"), and --csv-fs and
+    --csv-has-label were silently ignored with --record: both are usage errors."""
+    record = data_root / "mitdb" / "100"
+    for args, message in ((["--record", ""], "--record is empty"),
+                          (["--record", record, "--csv-fs", "360"], "--csv-fs applies to --csv only, not --record"),
+                          (["--record", record, "--csv-has-label"], "--csv-has-label applies to --csv only")):
+        proc = run_cli(["predict", untrained["mitdb"], *args], tmp_path, cli_env, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert message in proc.stderr, proc.stderr[-2000:]
+
+
 def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):
     """A model searched on heartbeat CSVs (187 samples at 125 Hz per row) was refused its own test file unless the
     user knew to pass --csv-fs 125, and a row with its class column still on was read as a 188th sample."""

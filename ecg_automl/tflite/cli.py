@@ -69,11 +69,22 @@ def _add_parsers(sub) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from ecg_automl.cli import UsageError
+
     from .predict import format_prediction, predict_csv, predict_record
 
+    if args.record is not None and not args.record.strip():  # it fell through to the CSV path ("None: not a CSV")
+        raise UsageError("--record is empty: name a WFDB record, e.g. --record mitdb/100")
+    if args.csv is not None and not args.csv.strip():
+        raise UsageError("--csv is empty: name a CSV file of beats, one per row")
+    csv_only = [o for o, given in (("--csv-fs", args.csv_fs is not None), ("--csv-has-label", args.csv_has_label))
+                if given]
+    if args.record is not None and csv_only:  # they were ignored
+        raise UsageError(f"{' and '.join(csv_only)} {'applies' if len(csv_only) == 1 else 'apply'} to --csv only, "
+                         f"not --record")
     if args.plot:
         _check_plot(args)
-    if args.record:
+    if args.record is not None:
         pred = predict_record(args.model, args.record, annotations=args.annotations, threads=args.threads,
                               progress=_progress_line() if sys.stderr.isatty() else None)
     else:
