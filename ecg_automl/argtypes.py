@@ -36,6 +36,20 @@ def positive_float(text: str) -> float:
     return value
 
 
+#: Sampling rates in Hz a beat window is prepared at or read from: a space file's data.fs and `data info --fs`
+#: (spaces.schema.DATA_KEYS) take the same.
+FS_LOW, FS_HIGH = 50, 1000
+
+
+def sampling_rate(text: str) -> float:
+    """argparse type: a sampling rate in Hz in [50, 1000] (a usage error otherwise, worded as `data info --fs`'s)."""
+    value = _parsed(text, float, "a number")
+    if not FS_LOW <= value <= FS_HIGH:
+        raise argparse.ArgumentTypeError(f"{value!r} is out of range, expected a sampling rate in Hz in "
+                                         f"[{FS_LOW}, {FS_HIGH}]")
+    return value
+
+
 def port(text: str) -> int:
     """argparse type: a TCP port number, 0-65535 (a usage error otherwise)."""
     value = _parsed(text, int, "an integer")

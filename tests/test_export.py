@@ -477,6 +477,65 @@ def test_predict_csv_rows_must_be_the_models_window(untrained, tmp_path, cli_env
     assert "(labelled abnormal)" in text
 
 
+def test_predict_refuses_csv_rows_with_nan_or_inf(untrained, tmp_path, cli_env):
+    """NaN and inf in a CSV row were classified (an all-NaN row came out abnormal), and a NaN label counted as
+    abnormal: both are refused, naming the first such line (from 1, blank and comment lines counted)."""
+    import numpy as np
+
+    rows = np.random.default_rng(0).normal(size=(5, 192))
+    rows[2, :] = np.nan
+    rows[4, 7] = np.inf
+    csv = tmp_path / "nan.csv"
+    csv.write_text("# beats\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    proc = run_cli(["predict", untrained["mitdb"], "--csv", csv], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "nan.csv, line 4, column 1: nan is not a finite number; 2 of 5 rows hold NaN or inf values" in proc.stderr
+    labelled = tmp_path / "labelled.csv"
+    np.savetxt(labelled, np.c_[rows[:2], [0, np.nan]], delimiter=",")
+    proc = run_cli(["predict", untrained["mitdb"], "--csv", labelled, "--csv-has-label"], tmp_path, cli_env,
+                   check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "labelled.csv, line 2: label nan is not a finite number" in proc.stderr
+
+
+def test_a_malformed_csv_is_named_by_its_line(untrained, tmp_path, cli_env):
+    """numpy's parse errors counted rows from 0, skipping comment and blank lines ("at row 3"), and told the user
+    to "use `usecols`": the first bad line is now named as `data info` names it, from 1."""
+    good, short, bad = ",".join(["0.1"] * 192), ",".join(["0.1"] * 100), ",".join(["abc"] + ["0.1"] * 191)
+    for text, message in ((f"# beats\n\n{good}\n{good}\n{good}\n{bad}\n", "line 6, column 1: 'abc' is not a number"),
+                          (f"{good}\n{good}\n{short}\n", "line 3: 100 columns, the lines above have 192")):
+        csv = tmp_path / "bad.csv"
+        csv.write_text(text)
+        proc = run_cli(["predict", untrained["mitdb"], "--csv", csv], tmp_path, cli_env, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert f"bad.csv, {message}" in proc.stderr and "usecols" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_csv_fs_takes_the_rates_data_info_takes(tmp_path, cli_env):
+    """--csv-fs had no bounds: 0.001 resampled for hours, 1e9 ended in a scipy traceback. It takes what `data info
+    --fs` takes, 50-1000 Hz, with the same words, as a usage error before the model is opened."""
+    expected = "is out of range, expected a sampling rate in Hz in [50, 1000]"
+    proc = run_cli(["data", "info", "mitdb", "--fs", "2000"], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and f"--fs: 2000.0 {expected}" in proc.stderr, proc.stderr[-2000:]
+    for value in ("0.001", "1e9", "nan"):
+        proc = run_cli(["predict", "model.tflite", "--csv", "beats.csv", "--csv-fs", value], tmp_path, cli_env,
+                       check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert f"argument --csv-fs: {float(value)!r} {expected}" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_predict_refuses_an_empty_record_and_csv_options_with_a_record(untrained, data_root, tmp_path, cli_env):
+    """`--record ""` fell through to the CSV path ("None: not a numeric CSV of beats"), and --csv-fs and
+    --csv-has-label were silently ignored with --record: both are usage errors."""
+    record = data_root / "mitdb" / "100"
+    for args, message in ((["--record", ""], "--record is empty"),
+                          (["--record", record, "--csv-fs", "360"], "--csv-fs applies to --csv only, not --record"),
+                          (["--record", record, "--csv-has-label"], "--csv-has-label applies to --csv only")):
+        proc = run_cli(["predict", untrained["mitdb"], *args], tmp_path, cli_env, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert message in proc.stderr, proc.stderr[-2000:]
+
+
 def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):
     """A model searched on heartbeat CSVs (187 samples at 125 Hz per row) was refused its own test file unless the
     user knew to pass --csv-fs 125, and a row with its class column still on was read as a 188th sample."""
@@ -586,6 +645,25 @@ def test_predict_refuses_a_sidecar_of_another_model(untrained, data_root, tmp_pa
     model.with_suffix(".json").write_text(json.dumps(meta))  # its own inputs, no hash: accepted
     assert json.loads(run_cli(["predict", model, "--record", record, "--json"], tmp_path,
                               cli_env).stdout)["summary"]["beats"] > 2000
+
+
+def test_a_hand_edited_sidecar_value_is_named(untrained, data_root, tmp_path, cli_env):
+    """A sidecar with a value of the wrong type or range gave a ValueError or TypeError traceback (fs "abc",
+    threshold null, a window shorter than the model's input): one line now names the key, its value and what
+    it must be."""
+    import shutil
+
+    model = tmp_path / "edited.tflite"
+    shutil.copy(untrained["mitdb"], model)
+    meta = json.loads(untrained["mitdb"].with_suffix(".json").read_text())
+    for key, value, message in (("fs", "abc", 'fs is "abc", expected a sampling rate in Hz in [50, 1000]'),
+                                ("threshold", None, "threshold is null, expected a probability from 0 to 1"),
+                                ("window", 10, "window is 10, expected an integer >= 16"),
+                                ("window", 64, "input_length is 128, expected an integer from 1 to window (64)")):
+        model.with_suffix(".json").write_text(json.dumps({**meta, key: value}))
+        proc = run_cli(["predict", model, "--record", data_root / "mitdb" / "100"], tmp_path, cli_env, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert f"edited.json: {message}" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_a_re_export_replaces_the_model_and_its_sidecar_together(exported, tmp_path, cli_env, monkeypatch):

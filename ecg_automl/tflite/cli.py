@@ -25,7 +25,7 @@ def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> No
 
 
 def _add_parsers(sub) -> None:
-    from ecg_automl.argtypes import port, positive_float
+    from ecg_automl.argtypes import port, positive_float, sampling_rate
     from ecg_automl.cli import _positive_int
 
     p = sub.add_parser("predict", help="classify a WFDB record or a CSV of beats with a .tflite (no TensorFlow)")
@@ -36,8 +36,8 @@ def _add_parsers(sub) -> None:
                                    "and window length unless --csv-fs (see README)")
     p.add_argument("--annotations", default=None,
                    help="use this annotation file's beats (e.g. atr) instead of the QRS detector, and compare")
-    p.add_argument("--csv-fs", type=positive_float, default=None,
-                   help="sampling rate of the CSV rows in Hz (default: the model's; then each row must hold "
+    p.add_argument("--csv-fs", type=sampling_rate, default=None,
+                   help="sampling rate of the CSV rows in Hz, 50-1000 (default: the model's; then each row must hold "
                         "exactly the model's window; for a model trained on heartbeat CSVs, their 187 samples at "
                         "125 Hz)")
     p.add_argument("--csv-has-label", action="store_true", help="the CSV's last column is a label (0 = normal)")
@@ -69,11 +69,22 @@ def _add_parsers(sub) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from ecg_automl.cli import UsageError
+
     from .predict import format_prediction, predict_csv, predict_record
 
+    if args.record is not None and not args.record.strip():  # it fell through to the CSV path ("None: not a CSV")
+        raise UsageError("--record is empty: name a WFDB record, e.g. --record mitdb/100")
+    if args.csv is not None and not args.csv.strip():
+        raise UsageError("--csv is empty: name a CSV file of beats, one per row")
+    csv_only = [o for o, given in (("--csv-fs", args.csv_fs is not None), ("--csv-has-label", args.csv_has_label))
+                if given]
+    if args.record is not None and csv_only:  # they were ignored
+        raise UsageError(f"{' and '.join(csv_only)} {'applies' if len(csv_only) == 1 else 'apply'} to --csv only, "
+                         f"not --record")
     if args.plot:
         _check_plot(args)
-    if args.record:
+    if args.record is not None:
         pred = predict_record(args.model, args.record, annotations=args.annotations, threads=args.threads,
                               progress=_progress_line() if sys.stderr.isatty() else None)
     else:

@@ -21,6 +21,7 @@ from ecg_data.preprocess import N_RR_FEATURES, normalise, resample, rr_features
 from ecg_data.stream import (CHUNK_S, GAP_S, MissingRuns, Progress, beat_windows_chunked, detect_r_peaks_chunked,
                              full_window, missing_runs)
 
+from ..argtypes import FS_HIGH, FS_LOW
 from . import quality
 from .convert import TFLiteError
 from .runtime import TFLiteModel, unreachable_threshold_message
@@ -447,10 +448,60 @@ def _csv_rows(csv_path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise
     except (ValueError, OSError) as exc:
-        raise DataError(f"{csv_path}: not a numeric CSV of beats ({exc})") from None
+        where = _locate_parse_error(csv_path) if isinstance(exc, ValueError) else None
+        raise DataError(f"{csv_path}, {where}" if where else f"{csv_path}: not a numeric CSV of beats ({exc})") from None
     if rows.size == 0:
         raise DataError(f"{csv_path}: no beats (the file holds no rows); a CSV for predict holds one beat per row")
     return rows
+
+
+def _data_lines(csv_path: str | Path):
+    """``(line number from 1, text)`` of each line of the CSV that np.loadtxt reads as a row: the text before a
+    ``#`` of every line where that is not empty (as ``data info`` counts lines, blank and comment lines count)."""
+    with open(csv_path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            text = line.rstrip("\r\n").split("#", 1)[0]
+            if text:
+                yield lineno, text
+
+
+def _locate_parse_error(csv_path: str | Path) -> str | None:
+    """``line N[, column C]: what is wrong`` for the first line np.loadtxt could not read, or None."""
+    width = None
+    for lineno, text in _data_lines(csv_path):
+        if not text.strip():
+            return f"line {lineno}: holds no number (only spaces)"
+        fields = text.split(",")
+        if width is not None and len(fields) != width:
+            return f"line {lineno}: {len(fields)} columns, the lines above have {width}"
+        width = len(fields)
+        for col, value in enumerate(fields, start=1):
+            try:
+                if "_" in value:  # float() reads 1_000, numpy does not
+                    raise ValueError
+                float(value)
+            except ValueError:
+                return f"line {lineno}, column {col}: {value.strip()[:40]!r} is not a number"
+    return None
+
+
+def _check_finite(csv_path, rows: np.ndarray, has_label: bool) -> None:
+    """Refuse rows that hold NaN or inf, naming the first one's line: the model gives them a probability all the same
+    (an all-NaN row came out abnormal), and a NaN label compares as abnormal."""
+    bad = ~np.isfinite(rows)
+    bad_rows = bad.any(axis=1)
+    if not bad_rows.any():
+        return
+    i = int(np.argmax(bad_rows))
+    col = int(np.argmax(bad[i]))
+    lines = [n for n, _ in _data_lines(csv_path)]
+    where = f"line {lines[i]}" if len(lines) == len(rows) else f"row {i + 1}"
+    count = f"{int(bad_rows.sum())} of {len(rows)} rows hold NaN or inf values"
+    if has_label and col == rows.shape[1] - 1:
+        raise DataError(f"{csv_path}, {where}: label {rows[i, col]} is not a finite number (0 = normal, other "
+                        f"numbers abnormal); {count}")
+    raise DataError(f"{csv_path}, {where}, column {col + 1}: {rows[i, col]} is not a finite number; {count}, which "
+                    f"the model cannot classify: drop or repair them")
 
 
 def _row_length_error(csv_path, n: int, window: int, fs: float, has_label: bool) -> DataError:
@@ -493,9 +544,10 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     if channels != 1:
         raise TFLiteError(f"{model_path}: the model takes {channels} leads per beat, but a CSV row holds one; "
                           f"classify a WFDB record instead")
-    if fs is not None and not fs > 0:
-        raise DataError(f"the CSV's sampling rate must be above 0 Hz, not {fs}")
+    if fs is not None and not FS_LOW <= fs <= FS_HIGH:  # 0.001 resampled for hours, 1e9 failed in scipy
+        raise DataError(f"the CSV's sampling rate must be in [{FS_LOW}, {FS_HIGH}] Hz, not {fs}")
     rows = _csv_rows(csv_path)
+    _check_finite(csv_path, rows, has_label)
     labels = None
     if has_label:
         if rows.shape[1] < 2:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 FORMAT = "ecg-automl/tflite-1"
 REQUIRED = ("fs", "window", "input_length", "rr_features", "threshold", "lead")
@@ -33,10 +34,44 @@ def read_sidecar(model_path: str | Path) -> dict[str, Any]:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise TFLiteError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise TFLiteError(f"{path}: not a JSON object of the model's settings")
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise TFLiteError(f"{path}: missing {', '.join(missing)}")
+    for key, (ok, expected) in _checks(meta).items():
+        if key in meta and not ok(meta[key]):
+            raise TFLiteError(f"{path}: {key} is {json.dumps(meta[key])}, expected {expected}")
     return meta
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _checks(meta: dict[str, Any]) -> dict[str, tuple[Callable[[Any], bool], str]]:
+    """What each key predict reads must hold (a hand-edited sidecar gave tracebacks), in the order checked; the
+    optional ones only when present."""
+    from ..argtypes import FS_HIGH, FS_LOW
+
+    window = meta.get("window")
+    return {
+        "fs": (lambda v: _number(v) and FS_LOW <= v <= FS_HIGH, f"a sampling rate in Hz in [{FS_LOW}, {FS_HIGH}]"),
+        "window": (lambda v: _integer(v) and v >= 16, "an integer >= 16 (samples per window)"),
+        "input_length": (lambda v: _integer(v) and 1 <= v <= window, f"an integer from 1 to window ({window})"),
+        "rr_features": (lambda v: isinstance(v, bool), "true or false"),
+        "threshold": (lambda v: _number(v) and 0 <= v <= 1, "a probability from 0 to 1"),
+        "lead": (lambda v: isinstance(v, str) and v != "", "a lead name, e.g. \"MLII\""),
+        "channels": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+        "leads": (lambda v: v is None or isinstance(v, list) and all(isinstance(x, str) for x in v),
+                  "a list of lead names, or null"),
+        "filter": (lambda v: isinstance(v, dict) and all(_number(v.get(k, 1)) for k in ("low", "high"))
+                   and 0 < v.get("low", 0.5) < v.get("high", 40.0), "{\"low\": HZ, \"high\": HZ} with 0 < low < high"),
+    }
 
 
 def model_sha256(model_bytes: bytes) -> str:
