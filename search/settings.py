@@ -50,6 +50,9 @@ class StudySettings:
         from .metrics import METRICS
         from .study import DIRECTIONS
 
+        if self.records is not None:  # a set to every reader: the same records in another order are the same data,
+            self.records = sorted(dict.fromkeys(str(r) for r in self.records))  # and a resume must not be refused
+
         # checked here, not when the first trial ends: run_search writes the study before any trial runs
         if self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r} (choose from {', '.join(METRICS)})")

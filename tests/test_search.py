@@ -214,6 +214,21 @@ def test_final_model_folds_is_tested_and_exported_with_its_own_threshold(tmp_pat
     assert json.loads((tmp_path / "m.json").read_text())["threshold"] == final["abnormal"]["threshold"]
 
 
+def test_a_study_resumes_with_its_records_in_another_order(tmp_path, cli_env):
+    """Every reader takes --records as a set, but a resume compared the lists as typed: the same records in
+    another order, or one named twice, were "other settings" and the study was refused."""
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    base = ["search", "--study", "r", "--no-mlflow", "--storage", storage, "--trials", "0", "--quiet"]
+    run_cli([*base, "--records", "101,106,119,100,213"], tmp_path, cli_env, timeout=300)
+    proc = run_cli([*base, "--records", "213,100,101,106,119,101"], tmp_path, cli_env, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stored = optuna.load_study(study_name="r", storage=storage).user_attrs["settings"]["records"]
+    assert stored == ["100", "101", "106", "119", "213"]
+    # a study stored with its records as typed compares equal too
+    stored_as_typed = StudySettings.from_dict({"records": ["213", "100"], "metric_version": 2})
+    assert stored_as_typed.differences(StudySettings(records=["100", "213"])) == []
+
+
 def test_contradicting_final_model_options_are_refused():
     with pytest.raises(ValueError, match="use one or the other"):
         StudySettings(final_model="folds", final_members=3)
