@@ -495,9 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Search ECG classifiers that are accurate on unseen patients and fast on a Raspberry Pi.")
     p.add_argument("--version", action=_VersionAction,
                    help="show the versions of ecg-automl, Python and the libraries that decide results, and exit")
-    p.add_argument("--log-level", default="WARNING", type=str.upper,
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-                   help="Python log level (default WARNING; INFO shows data/cache details)")
+    _add_log_level(p, default="WARNING")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     s = sub.add_parser("search", help="launch or resume a study")
@@ -600,7 +598,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     for extra in _extra_parsers:
         extra(sub)
+    _add_log_level_to_subcommands(sub)
     return p
+
+
+def _add_log_level(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--log-level", default=default, type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                        help="Python log level (default WARNING; INFO shows data/cache details)")
+
+
+def _add_log_level_to_subcommands(sub) -> None:
+    """``--log-level`` after the subcommand too (``ecg-automl sync --log-level INFO`` was "unrecognized
+    arguments"); there it leaves the value given before the subcommand alone unless given."""
+    for parser in sub.choices.values():
+        if not any("--log-level" in a.option_strings for a in parser._actions):
+            _add_log_level(parser, default=argparse.SUPPRESS)
+        for action in parser._actions:  # `data fetch`, `data info`
+            if isinstance(action, argparse._SubParsersAction):
+                _add_log_level_to_subcommands(action)
 
 
 #: Subcommands contributed by optional modules (TFLite export, predict, bench-server).

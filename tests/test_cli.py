@@ -373,3 +373,21 @@ def test_a_search_ends_with_the_commands_that_browse_and_export_it(capsys):
     assert "ecg-automl predict 'my study-int8.tflite' --record" in out
     _print_next_steps(args, None)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("argv", [
+    ["search", "--study", "x"], ["worker", "--study", "x", "--storage", "sqlite:///o.db", "--trials", "1"], ["sync", "--study", "x"],
+    ["data", "info", "mitdb"], ["data", "fetch", "mitdb"], ["ui"], ["export", "--study", "x", "--out", "m.tflite"],
+    ["predict", "m.tflite", "--record", "100"], ["bench-server"],
+])
+def test_log_level_is_taken_after_the_subcommand_too(argv):
+    """`ecg-automl sync --study x --log-level INFO` was "unrecognized arguments: --log-level INFO": it was taken
+    only before the subcommand. Now either place; given in both, the later one wins, and left out, WARNING."""
+    from ecg_automl.cli import _load_extras, build_parser
+
+    _load_extras()
+    parser = build_parser()
+    assert parser.parse_args([*argv, "--log-level", "info"]).log_level == "INFO"
+    assert parser.parse_args(["--log-level", "DEBUG", *argv]).log_level == "DEBUG"
+    assert parser.parse_args(["--log-level", "DEBUG", *argv, "--log-level", "ERROR"]).log_level == "ERROR"
+    assert parser.parse_args(argv).log_level == "WARNING"
