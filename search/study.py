@@ -114,15 +114,17 @@ def _refuse_mismatch(name: str, study: optuna.Study, stored: StudySettings, sett
             f"--study, or use the ecg-automl release that made it.")
     _refuse_other_layout(name, stored)
     made_by = study.user_attrs.get("engine", "optuna")  # studies from before the attr: the driver's
+    if engine is not None and made_by != engine and settings is None:
+        # a worker ("choose a new --study name" is nothing it can act on); KerasTuner records a trial only when it
+        # ends, so even an empty study may be one it is searching now
+        raise StudyMismatchError(
+            f"study {name!r} is searched by {made_by}: `ecg-automl worker` joins Optuna-engine studies only. A "
+            f"KerasTuner study runs in one process: resume it with the `ecg-automl search --engine keras-tuner` "
+            f"command that made it.")
     if engine is not None and made_by != engine and study.get_trials(deepcopy=False):
         raise StudyMismatchError(
             f"study {name!r} holds trials searched by {made_by}, not {engine}: one study, one engine "
             f"(their draws and budgets differ). Choose a new --study name.")
-    if engine is not None and made_by != engine and settings is None:
-        # KerasTuner records a trial only when it ends, so an empty study may be one it is searching now
-        raise StudyMismatchError(
-            f"study {name!r} was made by {made_by}, not {engine}: a worker joins a study of its own engine "
-            f"only (a {made_by} search may be running its first trial). Start a new --study.")
     if settings is not None:
         diff = stored.differences(settings)
         if diff:
