@@ -40,9 +40,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errs: list[type[BaseException]] = [UsageError, DataError, SpaceError, FileNotFoundError, CalibrationError]
     if "search" in sys.modules:  # only commands that loaded the search stack can raise its errors
-        from search import StorageError, StudyMismatchError, TrackingError, TrialsKeepFailingError
+        from search import OutputError, StorageError, StudyMismatchError, TrackingError, TrialsKeepFailingError
 
-        errs += [StorageError, StudyMismatchError, TrackingError, TrialsKeepFailingError]
+        errs += [OutputError, StorageError, StudyMismatchError, TrackingError, TrialsKeepFailingError]
     try:
         from ecg_automl.tflite import TFLiteError
 
@@ -91,6 +91,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         space = space.with_overrides(epochs=args.epochs)
     objectives = parse_objectives(args.objective or "f1")
+    _check_out_dir(args, objectives)
     args.metric = _quality_metric(args.objective, args.metric)
     if args.engine == "keras-tuner" and args.trials == 0:  # KerasTuner reads max_trials=0 as "no limit"
         raise UsageError("--trials 0 creates a study for `ecg-automl worker`, which runs the Optuna engine only: "
@@ -122,6 +123,23 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not result.interrupted:
         _print_next_steps(args, result.final)
     return _interrupted_exit_code() if result.interrupted else 0
+
+
+def _check_out_dir(args: argparse.Namespace, objectives: list[str]) -> None:
+    """Refuse an --out-dir that cannot be written (a file in the way, a read-only folder) before the data loads
+    and the study is made: the final model was trained, then its save was a traceback. Only when something goes
+    there: the final model (its folder ``OUT/STUDY``), or KerasTuner's state."""
+    from search._folders import why_not_writable
+
+    final = not args.no_final and args.trials > 0 and len(objectives) == 1
+    if args.engine != "keras-tuner" and not final:
+        return
+    folder = os.path.join(args.out_dir, args.study) if final else args.out_dir
+    why = why_not_writable(folder)
+    if why:
+        what = (f"KerasTuner's state{' and the final model' if final else ''}" if args.engine == "keras-tuner"
+                else "the final model (or pass --no-final)")
+        raise UsageError(f"--out-dir {args.out_dir} cannot be written ({why}): name a folder that can hold {what}")
 
 
 def _print_next_steps(args: argparse.Namespace, final: dict | None) -> None:

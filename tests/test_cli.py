@@ -373,3 +373,30 @@ def test_a_search_ends_with_the_commands_that_browse_and_export_it(capsys):
     assert "ecg-automl predict 'my study-int8.tflite' --record" in out
     _print_next_steps(args, None)
     assert capsys.readouterr().out == ""
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(tmp_path, cli_env):
+    """`search --out-dir FILE` trained every trial and the final model, then model.save raised
+    NotADirectoryError; `export --out FILE/m.tflite` converted, verified and timed, then out.parent.mkdir raised
+    FileExistsError. Both are one line, exit 2, before the data loads: no study is made."""
+    import optuna
+
+    (tmp_path / "afile").write_text("")
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    common = ["--study", "x", "--no-mlflow", "--storage", storage, "--records", ",".join(SMALL_RECORDS), "--trials", "1",
+              "--folds", "2", "--epochs", "1", "--max-beats", "600", "--quiet"]
+    for args, message in [
+        (["search", *common, "--out-dir", "afile"], f"error: --out-dir afile cannot be written ({tmp_path / 'afile'} "
+                                                     f"is a file, not a folder): name a folder that can hold the final model"),
+        (["search", *common, "--out-dir", "afile/sub", "--engine", "keras-tuner"],
+         "error: --out-dir afile/sub cannot be written"),
+        (["export", "--study", "x", "--storage", storage, "--no-mlflow", "--out", "afile/m.tflite"],
+         f"error: --out afile/m.tflite cannot be written ({tmp_path / 'afile'} is a file, not a folder)"),
+    ]:
+        proc = run_cli(args, tmp_path, cli_env, check=False)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "o.db").exists() or optuna.get_all_study_names(storage) == []
+    # --trials 0 (likewise --no-final) writes nothing there: not refused for it
+    proc = run_cli(["search", *common, "--out-dir", "afile", "--trials", "0"], tmp_path, cli_env)
+    assert "study x: no trial yet" in proc.stdout

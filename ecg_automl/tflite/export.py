@@ -141,8 +141,13 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     from .pi_estimate import calibration_record, estimate_pi4_ms
     from .stats import model_stats
 
+    from search._folders import why_no_folder, why_not_writable
+
     if Path(out).exists() and not Path(out).is_file():  # found now, not after the conversion and the timing
         raise TFLiteError(f"{out}: not a file (a folder?); --out names the .tflite to write")
+    why = why_not_writable(Path(out).parent)
+    if why:  # so is a folder that cannot be written (it was a traceback after the conversion and the timing)
+        raise TFLiteError(f"--out {out} cannot be written ({why}): name a .tflite in a folder you can write to")
     study, settings = open_study(study_name, storage, None, heartbeat=None)
     if trial_spec == "best":
         from optuna.trial import TrialState
@@ -213,7 +218,10 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     leads = dataset_leads(data.name, meta["channels"])
     if leads:
         meta["leads"] = leads
-    write_model(out, flat, meta)
+    try:
+        write_model(out, flat, meta)
+    except OSError as exc:  # a full disk, a folder made read-only since the check above
+        raise TFLiteError(f"--out {out} cannot be written ({why_no_folder(out.parent, exc)})") from None
     if tracker is not None:
         run_id = trial.user_attrs.get("mlflow_run_id")
         tracker.log_artifact(run_id, out, f"tflite/{mode}")
