@@ -76,11 +76,12 @@ def add_export_parser(sub) -> None:
     p.add_argument("--no-mlflow", action="store_true", help="do not fetch from or log to MLflow")
 
 
-def _trial_model(study, trial, settings, data, tracker):
+def _trial_model(study, trial, settings, data, tracker, *, best: bool = False):
     """The trained Keras model of ``trial`` with its origin and decision threshold: the study's final model
     for the best trial (at the final test's threshold: a fold ensemble's is chosen on its own out-of-fold
     predictions), else the trial's logged model (MLflow), else a retrain of its config on all search patients
-    (said so), both at the trial's threshold."""
+    (said so), both at the trial's threshold. ``best`` (``--trial best``, which means the final model): a study
+    without one is warned about, with what is exported instead. A KerasTuner trial stores no model: retrained."""
     import keras
 
     threshold = float(trial.user_attrs.get("threshold", 0.5))
@@ -91,8 +92,14 @@ def _trial_model(study, trial, settings, data, tracker):
         origin = f"final model ({describe_final_model(final)})"
         threshold = float(final.get("abnormal", {}).get("threshold", threshold))
         return keras.models.load_model(final["model_path"], safe_mode=True), origin, threshold
+    if best:
+        print(f"warning: {_no_final_model(study, trial, final)}: exporting best trial {trial.number}'s own model "
+              f"instead (from MLflow, or retrained), at its validation threshold {threshold:.4g}; for the final "
+              f"model, rerun the search command (without --no-final): it resumes the study and runs the final test",
+              file=sys.stderr)
+    keras_tuner = "keras_tuner.trial_id" in trial.user_attrs  # its MLflow run holds no model (README)
     run_id = trial.user_attrs.get("mlflow_run_id")
-    if tracker is not None and run_id:
+    if tracker is not None and run_id and not keras_tuner:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = tracker.client.download_artifacts(run_id, "model/model.keras", tmp)
@@ -102,10 +109,23 @@ def _trial_model(study, trial, settings, data, tracker):
             log.warning("could not fetch trial %d's model from MLflow (%s); retraining it", trial.number, exc)
     from search.training import fit, tf_threads
 
-    print(f"retraining trial {trial.number} on all search patients (its model is not stored) ...", file=sys.stderr)
+    why = "a KerasTuner trial stores no model" if keras_tuner else "its model is not stored"
+    print(f"retraining trial {trial.number} on all search patients ({why}) ...", file=sys.stderr)
     # seed and thread count in the origin: the retrained weights depend on both (README, Reproducibility)
     origin = f"retrained (seed {settings.seed}, {tf_threads()} TensorFlow threads)"
     return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, origin, threshold
+
+
+def _no_final_model(study, trial, final: dict) -> str:
+    """Why ``study`` has no final model of its best ``trial`` to export, in words."""
+    name = study.study_name
+    if not final:
+        return (f"study {name!r} has no final model (its search ran with --no-final, or stopped before the final "
+                f"test)")
+    if final.get("trial") != trial.number:
+        return (f"the final model of study {name!r} is of trial {final.get('trial')}, but its best trial is now "
+                f"{trial.number} (trials were added after the final test)")
+    return f"the final model of study {name!r}, {final.get('model_path')}, is gone (moved or deleted)"
 
 
 #: The leads each dataset's windows hold, in channel order (what ``predict`` reads from a record).
@@ -178,7 +198,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     space = SearchSpace.from_yaml(settings.space_yaml)
     data = load_study_data(settings, space)
     tracker = Tracker(tracking) if tracking is not None else None
-    model, origin, threshold = _trial_model(study, trial, settings, data, tracker)
+    model, origin, threshold = _trial_model(study, trial, settings, data, tracker, best=trial_spec == "best")
 
     search, test = data.search_part(), data.test_part()
     rng = np.random.default_rng(settings.seed)
