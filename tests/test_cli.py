@@ -245,6 +245,7 @@ PREDICT_CSV = ["predict", "m.tflite", "--csv", "b.csv"]
     ([*EXPORT, "--verify-beats", "-5"], "--verify-beats: must be at least 0, not -5"),
     ([*EXPORT, "--runs", "0"], "--runs: must be at least 10 (the latency is timed in rounds of 10), not 0"),
     ([*EXPORT, "--runs", "5"], "--runs: must be at least 10"),
+    ([*EXPORT, "--runs", "25"], "--runs: must be a multiple of 10 (the latency is timed in rounds of 10), not 25"),
     ([*EXPORT, "--threads", "0"], "--threads: must be at least 1, not 0"),
     (["export", "--study", "x", "--out", "x.keras"], "'x.keras' does not end in .tflite"),
     # -1 was read as a Python index: the study's last trial was exported

@@ -49,9 +49,19 @@ def _trial_spec(text: str) -> str:
         raise argparse.ArgumentTypeError(f"takes best or a trial number: {exc}") from None
 
 
+def _runs(text: str) -> int:
+    """argparse type: the timed invocations, a multiple of 10 from 10 on (``--runs 25`` was timed as 20 runs)."""
+    from ecg_automl.argtypes import int_at_least
+
+    why = "the latency is timed in rounds of 10"
+    value = int_at_least(10, why)(text)
+    if value % 10:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 10 ({why}), not {value}")
+    return value
+
+
 def add_export_parser(sub) -> None:
     """Register ``ecg-automl export`` and its options (defaults stated in each help string)."""
-    from ecg_automl.argtypes import int_at_least
     from ecg_automl.cli import _non_negative_int, _positive_int
     from ecg_automl.defaults import DEFAULT_STORAGE
 
@@ -66,8 +76,8 @@ def add_export_parser(sub) -> None:
                    help="output .tflite path (the .json sidecar goes beside it)")
     p.add_argument("--verify-beats", type=_non_negative_int, default=20000,
                    help="held-out beats to verify on (evenly spaced; 0 = all; default 20000)")
-    p.add_argument("--runs", type=int_at_least(10, "the latency is timed in rounds of 10"), default=300,
-                   help="timed invocations for the latency, in rounds of 10 (default 300)")
+    p.add_argument("--runs", type=_runs, default=300,
+                   help="timed invocations for the latency, a multiple of 10: it is timed in rounds of 10 (default 300)")
     p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads for the timing (default 1)")
     p.add_argument("--strict", action="store_true", help="exit 1 when the export loses more than 1 F1 point against Keras (any mode)")
     p.add_argument("--mlflow-config", default=None, help="MLflow settings file (default: ./mlflow.yaml if present)")
