@@ -291,11 +291,13 @@ def test_a_storage_url_naming_the_mlflow_store_is_refused_untouched(tmp_path, cl
 
 
 def test_search_trials_0_ends_with_a_summary_that_says_something(tmp_path, cli_env):
-    """It ended with a bare 'study NAME: ' line."""
+    """It ended with a bare 'study NAME: ' line; the worker command it prints said `--storage URL`, not the
+    study's storage."""
     proc = run_cli(["search", "--study", "empty", "--trials", "0", "--no-final", "--no-mlflow", "--quiet",
                     "--max-beats", "600", "--records", ",".join(SMALL_RECORDS),
                     "--storage", f"sqlite:///{tmp_path / 'o.db'}"], tmp_path, cli_env)
     assert "study empty: no trial yet" in proc.stdout.splitlines()
+    assert f"`ecg-automl worker --study empty --storage sqlite:///{tmp_path / 'o.db'} --trials N`" in proc.stdout
 
 
 def _run_without_search_extra(args, cwd, env):
