@@ -10,7 +10,7 @@ import shlex
 import sys
 from typing import Callable, Sequence
 
-from .argtypes import int_at_least, port, positive_float
+from .argtypes import int_at_least, port, positive_float, study_name
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -80,6 +80,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.tuner is not None and args.engine != "keras-tuner":
         raise UsageError(f"--tuner {args.tuner} chooses a KerasTuner tuner: it needs --engine keras-tuner")
+    if args.pruner is not None and args.engine == "keras-tuner":  # it was ignored (None: not given)
+        raise UsageError(f"--pruner {args.pruner} chooses an Optuna pruner: it needs --engine optuna (the KerasTuner "
+                         f"engine has no pruner; its --tuner hyperband stops trials early on its own schedule)")
     from search.storage import in_memory
 
     if in_memory(args.storage):  # e.g. --storage sqlite:///$DB with DB unset
@@ -526,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="finished (complete or pruned) trials the study should hold (default 20; 0: create the study "
                         "only, for workers to join)")
     s.add_argument("--folds", type=int_at_least(2), default=3, help="patient-grouped, stratified CV folds per trial (default 3)")
-    s.add_argument("--study", required=True, help="study name (rerun the same command to resume it)")
+    s.add_argument("--study", required=True, type=study_name, help="study name (rerun the same command to resume it)")
     s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     s.add_argument("--timeout", type=positive_float, default=None,
                    help="stop starting new trials after this many seconds (default: no limit)")
@@ -577,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_args(s)
 
     w = sub.add_parser("worker", help="join an existing study and run its trials (scale-out)")
-    w.add_argument("--study", required=True, help="name of the study to join (created by `search --trials 0`)")
+    w.add_argument("--study", required=True, type=study_name, help="name of the study to join (created by `search --trials 0`)")
     w.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
     w.add_argument("--trials", type=_non_negative_int, required=True,
                    help="total finished trials the study should reach (all workers together, not per worker)")
@@ -589,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_args(w)
 
     y = sub.add_parser("sync", help="back-fill MLflow from the Optuna study (after a tracking outage)")
-    y.add_argument("--study", required=True, help="name of the study whose trials MLflow should hold")
+    y.add_argument("--study", required=True, type=study_name, help="name of the study whose trials MLflow should hold")
     y.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the study's Optuna RDB URL (default {DEFAULT_STORAGE})")
     _add_tracking_args(y, optional=False)
 

@@ -106,6 +106,9 @@ def test_data_info_says_what_each_reader_left_out():
     (["data", "info", "mitdb", "--fs", "10"], "--fs: 10.0 is out of range, expected a sampling rate in Hz in [50, 1000]"),
     (["data", "info", "mitdb", "--window", "12"], "--window: 12 is out of range"),
     (["data"], "`ecg-automl data` needs a subcommand: `data fetch NAME`"),
+    (["worker", "--study", " ", "--storage", "sqlite:///o.db", "--trials", "1"], "argument --study: must not be empty"),
+    (["sync", "--study", ""], "argument --study: must not be empty"),
+    (["export", "--study", "", "--no-mlflow", "--out", "m.tflite"], "argument --study: must not be empty"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     proc = run_cli(args, tmp_path, cli_env, check=False)
@@ -126,6 +129,10 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     # a traceback after the first trial, and a budget no model meets silently ignored
     (["--engine", "keras-tuner", "--objective", "f1,latency"], "the KerasTuner engine optimises --objective f1"),
     (["--engine", "keras-tuner", "--trials", "0"], "the KerasTuner engine needs --trials 1 or more"),  # ran forever
+    # ignored: KerasTuner has no pruner (a bounded search, should it run)
+    (["--engine", "keras-tuner", "--pruner", "hyperband", "--trials", "1", "--epochs", "1", "--no-final"],
+     "--pruner hyperband chooses an Optuna pruner: it needs --engine optuna"),
+    (["--study", "", "--trials", "0"], "argument --study: must not be empty: name the study"),  # a study named ""
     # --objective auc silently optimised F1 (the --metric default); with --metric f1 it still does not
     (["--objective", "auc", "--metric", "f1"], "--objective auc optimises ROC-AUC but --metric f1 says F1"),
     (["--objective", "f1,latency", "--metric", "auc"], "use --objective auc,latency"),

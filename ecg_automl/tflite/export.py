@@ -62,11 +62,12 @@ def _runs(text: str) -> int:
 
 def add_export_parser(sub) -> None:
     """Register ``ecg-automl export`` and its options (defaults stated in each help string)."""
+    from ecg_automl.argtypes import study_name
     from ecg_automl.cli import _non_negative_int, _positive_int
     from ecg_automl.defaults import DEFAULT_STORAGE
 
     p = sub.add_parser("export", help="export a trial's model to TFLite, verified against Keras and timed")
-    p.add_argument("--study", required=True, help="name of the study to export from")
+    p.add_argument("--study", required=True, type=study_name, help="name of the study to export from")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     p.add_argument("--trial", type=_trial_spec, default="best",
                    help="best (the final model of the study; default) or a trial number")
