@@ -16,6 +16,8 @@ from .argtypes import int_at_least, port, positive_float, study_name
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow resets its logger level on import
+# MLflow's "Downloading artifacts" bars (export fetching a trial's model) in the middle of a command's output
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 

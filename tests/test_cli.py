@@ -410,3 +410,20 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(tmp_pa
     # --trials 0 (likewise --no-final) writes nothing there: not refused for it
     proc = run_cli(["search", *common, "--out-dir", "afile", "--trials", "0"], tmp_path, cli_env)
     assert "study x: no trial yet" in proc.stdout
+
+
+def test_mlflow_artifact_progress_bars_are_off_unless_asked_for(tmp_path, cli_env):
+    """MLflow's 'Downloading artifacts' tqdm bars showed in export's output; $MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+    set by the user still decides."""
+    import subprocess
+    import sys
+
+    code = ("import ecg_automl.cli; from mlflow.utils.file_utils import ArtifactProgressBar as B; "
+            "print(B.files('Downloading artifacts', 1).pbar is None)")
+    env = {k: v for k, v in cli_env.items() if k != "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"}
+    for value, off in ((None, "True"), ("true", "False")):
+        if value is not None:
+            env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = value
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.stdout.strip() == off, out.stderr[-2000:]
