@@ -839,7 +839,7 @@ def test_export_best_without_a_final_model_says_so_and_what_it_exports(monkeypat
     assert model == "retrained" and threshold == 0.375
     warning = next(line for line in err.splitlines() if line.startswith("warning:"))
     assert why in warning
-    assert "exporting best trial 2's own model instead (from MLflow, or retrained), at its validation threshold 0.375" in warning
+    assert "exporting best trial 2's own model instead (retrained), at its validation threshold 0.375" in warning
     assert "rerun the search command (without --no-final): it resumes the study and runs the final test" in warning
     _fake_trial_model_call(monkeypatch, final, {}, best=False)  # --trial 2 asks for the trial's own model
     assert "warning" not in capsys.readouterr().err

@@ -103,14 +103,15 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False):
         origin = f"final model ({describe_final_model(final)})"
         threshold = float(final.get("abnormal", {}).get("threshold", threshold))
         return keras.models.load_model(final["model_path"], safe_mode=True), origin, threshold
-    if best:
-        print(f"warning: {_no_final_model(study, trial, final)}: exporting best trial {trial.number}'s own model "
-              f"instead (from MLflow, or retrained), at its validation threshold {threshold:.4g}; for the final "
-              f"model, rerun the search command (without --no-final): it resumes the study and runs the final test",
-              file=sys.stderr)
     keras_tuner = "keras_tuner.trial_id" in trial.user_attrs  # its MLflow run holds no model (README)
     run_id = trial.user_attrs.get("mlflow_run_id")
-    if tracker is not None and run_id and not keras_tuner:
+    from_mlflow = tracker is not None and run_id and not keras_tuner
+    if best:
+        print(f"warning: {_no_final_model(study, trial, final)}: exporting best trial {trial.number}'s own model "
+              f"instead ({'from MLflow, or retrained' if from_mlflow else 'retrained'}), at its validation threshold "
+              f"{threshold:.4g}; for the final model, rerun the search command (without --no-final): it resumes "
+              f"the study and runs the final test", file=sys.stderr)
+    if from_mlflow:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = tracker.client.download_artifacts(run_id, "model/model.keras", tmp)
