@@ -56,3 +56,11 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {value}")
     return value
+
+
+def study_name(text: str) -> str:
+    """argparse type: a study name, not empty or blank (``--study ""``, or ``--study "$NAME"`` with NAME unset,
+    made a study without a name)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty: name the study, e.g. --study mitdb-default")
+    return text

@@ -10,12 +10,14 @@ import shlex
 import sys
 from typing import Callable, Sequence
 
-from .argtypes import int_at_least, port, positive_float
+from .argtypes import int_at_least, port, positive_float, study_name
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow resets its logger level on import
+# MLflow's "Downloading artifacts" bars (export fetching a trial's model) in the middle of a command's output
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -40,9 +42,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errs: list[type[BaseException]] = [UsageError, DataError, SpaceError, FileNotFoundError, CalibrationError]
     if "search" in sys.modules:  # only commands that loaded the search stack can raise its errors
-        from search import StorageError, StudyMismatchError, TrackingError, TrialsKeepFailingError
+        from search import OutputError, StorageError, StudyMismatchError, TrackingError, TrialsKeepFailingError
 
-        errs += [StorageError, StudyMismatchError, TrackingError, TrialsKeepFailingError]
+        errs += [OutputError, StorageError, StudyMismatchError, TrackingError, TrialsKeepFailingError]
     try:
         from ecg_automl.tflite import TFLiteError
 
@@ -80,6 +82,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.tuner is not None and args.engine != "keras-tuner":
         raise UsageError(f"--tuner {args.tuner} chooses a KerasTuner tuner: it needs --engine keras-tuner")
+    if args.pruner is not None and args.engine == "keras-tuner":  # it was ignored (None: not given)
+        raise UsageError(f"--pruner {args.pruner} chooses an Optuna pruner: it needs --engine optuna (the KerasTuner "
+                         f"engine has no pruner; its --tuner hyperband stops trials early on its own schedule)")
     from search.storage import in_memory
 
     if in_memory(args.storage):  # e.g. --storage sqlite:///$DB with DB unset
@@ -91,6 +96,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         space = space.with_overrides(epochs=args.epochs)
     objectives = parse_objectives(args.objective or "f1")
+    _check_out_dir(args, objectives)
     args.metric = _quality_metric(args.objective, args.metric)
     if args.engine == "keras-tuner" and args.trials == 0:  # KerasTuner reads max_trials=0 as "no limit"
         raise UsageError("--trials 0 creates a study for `ecg-automl worker`, which runs the Optuna engine only: "
@@ -122,6 +128,23 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not result.interrupted:
         _print_next_steps(args, result.final)
     return _interrupted_exit_code() if result.interrupted else 0
+
+
+def _check_out_dir(args: argparse.Namespace, objectives: list[str]) -> None:
+    """Refuse an --out-dir that cannot be written (a file in the way, a read-only folder) before the data loads
+    and the study is made: the final model was trained, then its save was a traceback. Only when something goes
+    there: the final model (its folder ``OUT/STUDY``), or KerasTuner's state."""
+    from search._folders import why_not_writable
+
+    final = not args.no_final and args.trials > 0 and len(objectives) == 1
+    if args.engine != "keras-tuner" and not final:
+        return
+    folder = os.path.join(args.out_dir, args.study) if final else args.out_dir
+    why = why_not_writable(folder)
+    if why:
+        what = (f"KerasTuner's state{' and the final model' if final else ''}" if args.engine == "keras-tuner"
+                else "the final model (or pass --no-final)")
+        raise UsageError(f"--out-dir {args.out_dir} cannot be written ({why}): name a folder that can hold {what}")
 
 
 def _print_next_steps(args: argparse.Namespace, final: dict | None) -> None:
@@ -506,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="finished (complete or pruned) trials the study should hold (default 20; 0: create the study "
                         "only, for workers to join)")
     s.add_argument("--folds", type=int_at_least(2), default=3, help="patient-grouped, stratified CV folds per trial (default 3)")
-    s.add_argument("--study", required=True, help="study name (rerun the same command to resume it)")
+    s.add_argument("--study", required=True, type=study_name, help="study name (rerun the same command to resume it)")
     s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     s.add_argument("--timeout", type=positive_float, default=None,
                    help="stop starting new trials after this many seconds (default: no limit)")
@@ -557,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_args(s)
 
     w = sub.add_parser("worker", help="join an existing study and run its trials (scale-out)")
-    w.add_argument("--study", required=True, help="name of the study to join (created by `search --trials 0`)")
+    w.add_argument("--study", required=True, type=study_name, help="name of the study to join (created by `search --trials 0`)")
     w.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
     w.add_argument("--trials", type=_non_negative_int, required=True,
                    help="total finished trials the study should reach (all workers together, not per worker)")
@@ -569,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_args(w)
 
     y = sub.add_parser("sync", help="back-fill MLflow from the Optuna study (after a tracking outage)")
-    y.add_argument("--study", required=True, help="name of the study whose trials MLflow should hold")
+    y.add_argument("--study", required=True, type=study_name, help="name of the study whose trials MLflow should hold")
     y.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the study's Optuna RDB URL (default {DEFAULT_STORAGE})")
     _add_tracking_args(y, optional=False)
 

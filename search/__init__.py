@@ -1,5 +1,6 @@
 """The Optuna search driver (and KerasTuner as a second engine) with MLflow tracking."""
 
+from ._folders import OutputError
 from .final import FINAL_MODELS, FoldEnsemble, final_test, fit_final, fit_fold_models
 from .metrics import (METRICS, best_threshold, binary_metrics, cv_objective, describe_final_model, format_report,
                       full_report)
@@ -12,7 +13,7 @@ from .tracking import Tracker, TrackingConfig, TrackingError
 from .training import TrainingDiverged, fit, predict, set_threads, tf_threads
 
 __all__ = [
-    "CVObjective", "DEFAULT_STORAGE", "MAX_FAILURES_IN_A_ROW", "FINAL_MODELS", "FoldEnsemble", "METRICS", "SearchResult", "StorageError", "StudyMismatchError", "StudySettings",
+    "CVObjective", "DEFAULT_STORAGE", "MAX_FAILURES_IN_A_ROW", "FINAL_MODELS", "FoldEnsemble", "METRICS", "OutputError", "SearchResult", "StorageError", "StudyMismatchError", "StudySettings",
     "Tracker", "TrackingConfig", "TrackingError", "TrainingDiverged", "TrialsKeepFailingError", "best_threshold", "binary_metrics", "cv_objective",
     "describe_final_model", "final_test", "fit", "fit_final", "fit_fold_models", "format_report", "full_report", "make_pruner", "make_storage", "open_study", "predict",
     "run_final", "run_search", "run_trials", "set_threads", "tf_threads",

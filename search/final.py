@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ecg_data import BeatDataset
 
 from . import plots
+from ._folders import OutputError, why_no_folder, why_not_writable
 from .metrics import _check_threshold, best_threshold, binary_metrics, format_report, full_report
 from .tracking import Tracker
 from .training import FitResult, fit, predict, tf_threads
@@ -115,6 +116,17 @@ def fit_final(config: dict[str, Any], train: BeatDataset, *, seed: int = 0, memb
     return build_ensemble(config, [f.model for f in fits], channels=int(train.X.shape[2])), fits
 
 
+def save_model(model, out_path: Path) -> Path:
+    """Save ``model`` at ``out_path``, creating its folder; a path that cannot be written (a file in the way,
+    a read-only folder, a full disk) is an :class:`OutputError` naming it, not a traceback."""
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(out_path)
+    except OSError as exc:
+        raise OutputError(f"cannot save the final model as {out_path}: {why_no_folder(out_path.parent, exc)}") from None
+    return out_path
+
+
 def final_test(
     config: dict[str, Any],
     threshold: float,
@@ -149,6 +161,9 @@ def final_test(
     _check_threshold(threshold)  # before the training, not when the report is made after it
     if final_model == "folds" and members > 1:
         raise ValueError("the fold ensemble's members are its folds: members must be 1 with final_model='folds'")
+    why = why_not_writable(Path(out_path).parent) if out_path is not None else None
+    if why:  # before the training, not after it
+        raise OutputError(f"cannot save the final model in {Path(out_path).parent}: {why}")
     train, test = data.search_part(), data.test_part()
     if len(test) == 0:
         raise ValueError(f"{data.name}: no held-out test patients")
@@ -187,10 +202,7 @@ def final_test(
     report["tf_threads"] = tf_threads()  # the figures depend on it (README, Reproducibility)
     report["seconds"] = time.perf_counter() - t0
     if out_path is not None:
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(out_path)
-        report["model_path"] = str(out_path.resolve())
+        report["model_path"] = str(save_model(model, Path(out_path)).resolve())
     if tracker is not None and run_id is not None:
         tracker.log_metrics(run_id, {f"test.{k}": v for k, v in report["abnormal"].items()})
         tracker.log_metrics(run_id, {f"test_at_0.5.{k}": v for k, v in report["at_0.5"].items()})

@@ -507,8 +507,11 @@ def run_search(
             _end_stopped_study_run(study, tracker, "KILLED")
         report = None
         if n_trials == 0 and not study.get_trials(deepcopy=False, states=FINISHED):
+            from .storage import _redact
+
             print_fn(f"study {study_name!r} is ready and holds no trial (--trials 0): workers join it with "
-                     f"`ecg-automl worker --study {study_name} --storage URL --trials N`")
+                     f"`ecg-automl worker --study {study_name} --storage {_redact(storage or DEFAULT_STORAGE)} "
+                     f"--trials N`")
         elif completed and final and len(settings.objectives) == 1:
             report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
                                progress=progress)

@@ -106,6 +106,9 @@ def test_data_info_says_what_each_reader_left_out():
     (["data", "info", "mitdb", "--fs", "10"], "--fs: 10.0 is out of range, expected a sampling rate in Hz in [50, 1000]"),
     (["data", "info", "mitdb", "--window", "12"], "--window: 12 is out of range"),
     (["data"], "`ecg-automl data` needs a subcommand: `data fetch NAME`"),
+    (["worker", "--study", " ", "--storage", "sqlite:///o.db", "--trials", "1"], "argument --study: must not be empty"),
+    (["sync", "--study", ""], "argument --study: must not be empty"),
+    (["export", "--study", "", "--no-mlflow", "--out", "m.tflite"], "argument --study: must not be empty"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     proc = run_cli(args, tmp_path, cli_env, check=False)
@@ -126,13 +129,17 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     # a traceback after the first trial, and a budget no model meets silently ignored
     (["--engine", "keras-tuner", "--objective", "f1,latency"], "the KerasTuner engine optimises --objective f1"),
     (["--engine", "keras-tuner", "--trials", "0"], "the KerasTuner engine needs --trials 1 or more"),  # ran forever
+    # ignored: KerasTuner has no pruner (a bounded search, should it run)
+    (["--engine", "keras-tuner", "--pruner", "hyperband", "--trials", "1", "--epochs", "1", "--no-final"],
+     "--pruner hyperband chooses an Optuna pruner: it needs --engine optuna"),
+    (["--study", "", "--trials", "0"], "argument --study: must not be empty: name the study"),  # a study named ""
     # --objective auc silently optimised F1 (the --metric default); with --metric f1 it still does not
     (["--objective", "auc", "--metric", "f1"], "--objective auc optimises ROC-AUC but --metric f1 says F1"),
     (["--objective", "f1,latency", "--metric", "auc"], "use --objective auc,latency"),
     (["--engine", "keras-tuner", "--latency-budget-ms", "0.0001"], "--latency-budget-ms and --latency-target need"),
     (["--latency-target", "http://127.0.0.1:9"], "--latency-target measures latency on a device"),
     (["--latency-budget-ms", "1", "--latency-target", "notaurl"], "'notaurl' is not a bench-server URL"),
-    (["--folds", "30"], "30 folds need at least 30 patients on the search side; mitdb (--records 101,106,119,"),
+    (["--folds", "30"], "30 folds need at least 30 patients on the search side; mitdb (--records 100,101,106,119,"),
     (["--records", "100,200"], "mitdb (--records 100,200) has no patient on the search side"),
     (["--records", " 100, 200 "], "mitdb (--records 100,200) has no patient on the search side"),  # ' 100' unknown
     # the whole search ran, then the final test was a traceback ("no held-out test patients")
@@ -245,14 +252,15 @@ PREDICT_CSV = ["predict", "m.tflite", "--csv", "b.csv"]
     ([*EXPORT, "--verify-beats", "-5"], "--verify-beats: must be at least 0, not -5"),
     ([*EXPORT, "--runs", "0"], "--runs: must be at least 10 (the latency is timed in rounds of 10), not 0"),
     ([*EXPORT, "--runs", "5"], "--runs: must be at least 10"),
+    ([*EXPORT, "--runs", "25"], "--runs: must be a multiple of 10 (the latency is timed in rounds of 10), not 25"),
     ([*EXPORT, "--threads", "0"], "--threads: must be at least 1, not 0"),
     (["export", "--study", "x", "--out", "x.keras"], "'x.keras' does not end in .tflite"),
     # -1 was read as a Python index: the study's last trial was exported
     ([*EXPORT, "--trial", "-1"], "--trial: takes best or a trial number: must be at least 0, not -1"),
     ([*EXPORT, "--trial", "last"], "--trial: takes best or a trial number: 'last' is not an integer"),
-    ([*PREDICT_CSV, "--csv-fs", "-360"], "--csv-fs: must be a finite number above 0, not -360"),
-    ([*PREDICT_CSV, "--csv-fs", "0"], "--csv-fs: must be a finite number above 0, not 0"),
-    ([*PREDICT_CSV, "--csv-fs", "nan"], "--csv-fs: must be a finite number above 0"),
+    ([*PREDICT_CSV, "--csv-fs", "-360"], "--csv-fs: -360.0 is out of range, expected a sampling rate in Hz in [50, 1000]"),
+    ([*PREDICT_CSV, "--csv-fs", "0"], "--csv-fs: 0.0 is out of range, expected a sampling rate in Hz in [50, 1000]"),
+    ([*PREDICT_CSV, "--csv-fs", "nan"], "--csv-fs: nan is out of range, expected a sampling rate in Hz in [50, 1000]"),
     (["predict", "m.tflite", "--record", "r", "--threads", "0"], "--threads: must be at least 1, not 0"),
 ])
 def test_bad_predict_and_export_options_are_usage_errors(tmp_path, cli_env, args, message):
@@ -290,11 +298,13 @@ def test_a_storage_url_naming_the_mlflow_store_is_refused_untouched(tmp_path, cl
 
 
 def test_search_trials_0_ends_with_a_summary_that_says_something(tmp_path, cli_env):
-    """It ended with a bare 'study NAME: ' line."""
+    """It ended with a bare 'study NAME: ' line; the worker command it prints said `--storage URL`, not the
+    study's storage."""
     proc = run_cli(["search", "--study", "empty", "--trials", "0", "--no-final", "--no-mlflow", "--quiet",
                     "--max-beats", "600", "--records", ",".join(SMALL_RECORDS),
                     "--storage", f"sqlite:///{tmp_path / 'o.db'}"], tmp_path, cli_env)
     assert "study empty: no trial yet" in proc.stdout.splitlines()
+    assert f"`ecg-automl worker --study empty --storage sqlite:///{tmp_path / 'o.db'} --trials N`" in proc.stdout
 
 
 def _run_without_search_extra(args, cwd, env):
@@ -391,3 +401,47 @@ def test_log_level_is_taken_after_the_subcommand_too(argv):
     assert parser.parse_args(["--log-level", "DEBUG", *argv]).log_level == "DEBUG"
     assert parser.parse_args(["--log-level", "DEBUG", *argv, "--log-level", "ERROR"]).log_level == "ERROR"
     assert parser.parse_args(argv).log_level == "WARNING"
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(tmp_path, cli_env):
+    """`search --out-dir FILE` trained every trial and the final model, then model.save raised
+    NotADirectoryError; `export --out FILE/m.tflite` converted, verified and timed, then out.parent.mkdir raised
+    FileExistsError. Both are one line, exit 2, before the data loads: no study is made."""
+    import optuna
+
+    (tmp_path / "afile").write_text("")
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    common = ["--study", "x", "--no-mlflow", "--storage", storage, "--records", ",".join(SMALL_RECORDS), "--trials", "1",
+              "--folds", "2", "--epochs", "1", "--max-beats", "600", "--quiet"]
+    for args, message in [
+        (["search", *common, "--out-dir", "afile"], f"error: --out-dir afile cannot be written ({tmp_path / 'afile'} "
+                                                     f"is a file, not a folder): name a folder that can hold the final model"),
+        (["search", *common, "--out-dir", "afile/sub", "--engine", "keras-tuner"],
+         "error: --out-dir afile/sub cannot be written"),
+        (["export", "--study", "x", "--storage", storage, "--no-mlflow", "--out", "afile/m.tflite"],
+         f"error: --out afile/m.tflite cannot be written ({tmp_path / 'afile'} is a file, not a folder)"),
+    ]:
+        proc = run_cli(args, tmp_path, cli_env, check=False)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "o.db").exists() or optuna.get_all_study_names(storage) == []
+    # --trials 0 (likewise --no-final) writes nothing there: not refused for it
+    proc = run_cli(["search", *common, "--out-dir", "afile", "--trials", "0"], tmp_path, cli_env)
+    assert "study x: no trial yet" in proc.stdout
+
+
+def test_mlflow_artifact_progress_bars_are_off_unless_asked_for(tmp_path, cli_env):
+    """MLflow's 'Downloading artifacts' tqdm bars showed in export's output; $MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+    set by the user still decides."""
+    import subprocess
+    import sys
+
+    code = ("import ecg_automl.cli; from mlflow.utils.file_utils import ArtifactProgressBar as B; "
+            "print(B.files('Downloading artifacts', 1).pbar is None)")
+    env = {k: v for k, v in cli_env.items() if k != "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"}
+    for value, off in ((None, "True"), ("true", "False")):
+        if value is not None:
+            env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = value
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.stdout.strip() == off, out.stderr[-2000:]

@@ -808,3 +808,58 @@ def test_export_strict_fails_a_flagged_export(monkeypatch, capsys, strict, code)
     args = build_parser().parse_args(argv)
     assert export_mod.cmd_export(args) == code
     assert "F1 drop over 1 point" in capsys.readouterr().err
+
+
+def _fake_trial_model_call(monkeypatch, final, user_attrs, tracker=None, best=True):
+    """Run export's _trial_model on a study/trial stand-in, with the retraining replaced by a stub."""
+    from types import SimpleNamespace
+
+    from ecg_automl.tflite.export import _trial_model
+    from search import training
+
+    monkeypatch.setattr(training, "fit", lambda config, train, val, seed: SimpleNamespace(model="retrained"))
+    study = SimpleNamespace(study_name="s", user_attrs={"final": final} if final else {})
+    trial = SimpleNamespace(number=2, user_attrs={"config": {}, "threshold": 0.375, **user_attrs})
+    data = SimpleNamespace(search_part=lambda: None)
+    return _trial_model(study, trial, SimpleNamespace(seed=1), data, tracker, best=best)
+
+
+@pytest.mark.parametrize("final, why", [
+    (None, "study 's' has no final model (its search ran with --no-final, or stopped before the final test)"),
+    ({"trial": 2, "model_path": "/nowhere/runs/s/final-trial2.keras"},
+     "the final model of study 's', /nowhere/runs/s/final-trial2.keras, is gone (moved or deleted)"),
+    ({"trial": 1, "model_path": "/nowhere/runs/s/final-trial1.keras"},
+     "the final model of study 's' is of trial 1, but its best trial is now 2"),
+])
+def test_export_best_without_a_final_model_says_so_and_what_it_exports(monkeypatch, capsys, final, why):
+    """`--trial best` means the study's final model; without one it silently exported the best trial's own
+    model at the trial's threshold."""
+    model, origin, threshold = _fake_trial_model_call(monkeypatch, final, {})
+    err = capsys.readouterr().err
+    assert model == "retrained" and threshold == 0.375
+    warning = next(line for line in err.splitlines() if line.startswith("warning:"))
+    assert why in warning
+    assert "exporting best trial 2's own model instead (retrained), at its validation threshold 0.375" in warning
+    assert "rerun the search command (without --no-final): it resumes the study and runs the final test" in warning
+    _fake_trial_model_call(monkeypatch, final, {}, best=False)  # --trial 2 asks for the trial's own model
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_keras_tuner_trial_is_retrained_without_asking_mlflow(monkeypatch, capsys):
+    """A KerasTuner trial's MLflow run holds no model: export warned "could not fetch trial N's model from MLflow
+    (Failed to download artifacts...)" before retraining it."""
+    from types import SimpleNamespace
+
+    asked = []
+
+    def download(*args):
+        asked.append(args)
+        raise OSError("Failed to download artifacts from path 'model/model.keras'")
+
+    tracker = SimpleNamespace(client=SimpleNamespace(download_artifacts=download))
+    model, origin, _ = _fake_trial_model_call(
+        monkeypatch, None, {"keras_tuner.trial_id": "0001", "mlflow_run_id": "abc"}, tracker=tracker, best=False)
+    assert model == "retrained" and origin.startswith("retrained (seed 1") and asked == []
+    err = capsys.readouterr().err
+    assert "retraining trial 2 on all search patients (a KerasTuner trial stores no model) ..." in err
+    assert "could not fetch" not in err and "warning" not in err.lower()

@@ -1054,3 +1054,37 @@ def test_keras_tuner_engine_checks_its_folds_for_leaking_patients(tmp_path, monk
     with pytest.raises(PatientLeakError, match="patients on both sides"):
         kte.run_keras_tuner("kt-leak", tiny_settings(tmp_path), tuner="random", n_trials=1, tracking=None,
                             out_dir=tmp_path, progress=False, storage=None, final=False)
+
+
+def test_a_final_model_folder_that_cannot_be_written_is_refused_before_training(tmp_path, small_mitdb,
+                                                                                 monkeypatch):
+    """A file where the final model's folder should be: the model was trained, then model.save raised
+    NotADirectoryError (a traceback); a save that fails anyway (a full disk) is one clear error, too."""
+    from search import OutputError, final, final_test
+    from search.final import save_model
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    monkeypatch.setattr(final, "fit", lambda *a, **k: pytest.fail("trained before refusing the folder"))
+    with pytest.raises(OutputError, match=rf"cannot save the final model in {blocker / 'x'}: {blocker} is a file"):
+        final_test({"epochs": 1}, 0.5, small_mitdb, out_path=blocker / "x" / "final-trial0.keras")
+
+    class Full:
+        def save(self, path):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"cannot save the final model as .*m\.keras: No space left on device"):
+        save_model(Full(), tmp_path / "runs" / "m.keras")
+
+
+def test_why_not_writable_walks_up_to_the_first_folder_there(tmp_path, monkeypatch):
+    import os
+
+    from search._folders import why_not_writable
+
+    (tmp_path / "afile").write_text("")
+    assert why_not_writable(tmp_path / "new" / "deeper") is None
+    assert why_not_writable(tmp_path / "afile" / "x") == f"{tmp_path / 'afile'} is a file, not a folder"
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(tmp_path))  # a read-only folder
+    assert why_not_writable(tmp_path / "new") == f"{tmp_path} is not writable"
+    assert not (tmp_path / "new").exists()

@@ -49,14 +49,25 @@ def _trial_spec(text: str) -> str:
         raise argparse.ArgumentTypeError(f"takes best or a trial number: {exc}") from None
 
 
+def _runs(text: str) -> int:
+    """argparse type: the timed invocations, a multiple of 10 from 10 on (``--runs 25`` was timed as 20 runs)."""
+    from ecg_automl.argtypes import int_at_least
+
+    why = "the latency is timed in rounds of 10"
+    value = int_at_least(10, why)(text)
+    if value % 10:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 10 ({why}), not {value}")
+    return value
+
+
 def add_export_parser(sub) -> None:
     """Register ``ecg-automl export`` and its options (defaults stated in each help string)."""
-    from ecg_automl.argtypes import int_at_least
+    from ecg_automl.argtypes import study_name
     from ecg_automl.cli import _non_negative_int, _positive_int
     from ecg_automl.defaults import DEFAULT_STORAGE
 
     p = sub.add_parser("export", help="export a trial's model to TFLite, verified against Keras and timed")
-    p.add_argument("--study", required=True, help="name of the study to export from")
+    p.add_argument("--study", required=True, type=study_name, help="name of the study to export from")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     p.add_argument("--trial", type=_trial_spec, default="best",
                    help="best (the final model of the study; default) or a trial number")
@@ -66,8 +77,8 @@ def add_export_parser(sub) -> None:
                    help="output .tflite path (the .json sidecar goes beside it)")
     p.add_argument("--verify-beats", type=_non_negative_int, default=20000,
                    help="held-out beats to verify on (evenly spaced; 0 = all; default 20000)")
-    p.add_argument("--runs", type=int_at_least(10, "the latency is timed in rounds of 10"), default=300,
-                   help="timed invocations for the latency, in rounds of 10 (default 300)")
+    p.add_argument("--runs", type=_runs, default=300,
+                   help="timed invocations for the latency, a multiple of 10: it is timed in rounds of 10 (default 300)")
     p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads for the timing (default 1)")
     p.add_argument("--strict", action="store_true", help="exit 1 when the export loses more than 1 F1 point against Keras (any mode)")
     p.add_argument("--mlflow-config", default=None, help="MLflow settings file (default: ./mlflow.yaml if present)")
@@ -76,11 +87,12 @@ def add_export_parser(sub) -> None:
     p.add_argument("--no-mlflow", action="store_true", help="do not fetch from or log to MLflow")
 
 
-def _trial_model(study, trial, settings, data, tracker):
+def _trial_model(study, trial, settings, data, tracker, *, best: bool = False):
     """The trained Keras model of ``trial`` with its origin and decision threshold: the study's final model
     for the best trial (at the final test's threshold: a fold ensemble's is chosen on its own out-of-fold
     predictions), else the trial's logged model (MLflow), else a retrain of its config on all search patients
-    (said so), both at the trial's threshold."""
+    (said so), both at the trial's threshold. ``best`` (``--trial best``, which means the final model): a study
+    without one is warned about, with what is exported instead. A KerasTuner trial stores no model: retrained."""
     import keras
 
     threshold = float(trial.user_attrs.get("threshold", 0.5))
@@ -91,8 +103,15 @@ def _trial_model(study, trial, settings, data, tracker):
         origin = f"final model ({describe_final_model(final)})"
         threshold = float(final.get("abnormal", {}).get("threshold", threshold))
         return keras.models.load_model(final["model_path"], safe_mode=True), origin, threshold
+    keras_tuner = "keras_tuner.trial_id" in trial.user_attrs  # its MLflow run holds no model (README)
     run_id = trial.user_attrs.get("mlflow_run_id")
-    if tracker is not None and run_id:
+    from_mlflow = tracker is not None and run_id and not keras_tuner
+    if best:
+        print(f"warning: {_no_final_model(study, trial, final)}: exporting best trial {trial.number}'s own model "
+              f"instead ({'from MLflow, or retrained' if from_mlflow else 'retrained'}), at its validation threshold "
+              f"{threshold:.4g}; for the final model, rerun the search command (without --no-final): it resumes "
+              f"the study and runs the final test", file=sys.stderr)
+    if from_mlflow:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = tracker.client.download_artifacts(run_id, "model/model.keras", tmp)
@@ -102,10 +121,23 @@ def _trial_model(study, trial, settings, data, tracker):
             log.warning("could not fetch trial %d's model from MLflow (%s); retraining it", trial.number, exc)
     from search.training import fit, tf_threads
 
-    print(f"retraining trial {trial.number} on all search patients (its model is not stored) ...", file=sys.stderr)
+    why = "a KerasTuner trial stores no model" if keras_tuner else "its model is not stored"
+    print(f"retraining trial {trial.number} on all search patients ({why}) ...", file=sys.stderr)
     # seed and thread count in the origin: the retrained weights depend on both (README, Reproducibility)
     origin = f"retrained (seed {settings.seed}, {tf_threads()} TensorFlow threads)"
     return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, origin, threshold
+
+
+def _no_final_model(study, trial, final: dict) -> str:
+    """Why ``study`` has no final model of its best ``trial`` to export, in words."""
+    name = study.study_name
+    if not final:
+        return (f"study {name!r} has no final model (its search ran with --no-final, or stopped before the final "
+                f"test)")
+    if final.get("trial") != trial.number:
+        return (f"the final model of study {name!r} is of trial {final.get('trial')}, but its best trial is now "
+                f"{trial.number} (trials were added after the final test)")
+    return f"the final model of study {name!r}, {final.get('model_path')}, is gone (moved or deleted)"
 
 
 #: The leads each dataset's windows hold, in channel order (what ``predict`` reads from a record).
@@ -141,8 +173,13 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     from .pi_estimate import calibration_record, estimate_pi4_ms
     from .stats import model_stats
 
+    from search._folders import why_no_folder, why_not_writable
+
     if Path(out).exists() and not Path(out).is_file():  # found now, not after the conversion and the timing
         raise TFLiteError(f"{out}: not a file (a folder?); --out names the .tflite to write")
+    why = why_not_writable(Path(out).parent)
+    if why:  # so is a folder that cannot be written (it was a traceback after the conversion and the timing)
+        raise TFLiteError(f"--out {out} cannot be written ({why}): name a .tflite in a folder you can write to")
     study, settings = open_study(study_name, storage, None, heartbeat=None)
     if trial_spec == "best":
         from optuna.trial import TrialState
@@ -173,7 +210,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     space = SearchSpace.from_yaml(settings.space_yaml)
     data = load_study_data(settings, space)
     tracker = Tracker(tracking) if tracking is not None else None
-    model, origin, threshold = _trial_model(study, trial, settings, data, tracker)
+    model, origin, threshold = _trial_model(study, trial, settings, data, tracker, best=trial_spec == "best")
 
     search, test = data.search_part(), data.test_part()
     rng = np.random.default_rng(settings.seed)
@@ -213,7 +250,10 @@ def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out:
     leads = dataset_leads(data.name, meta["channels"])
     if leads:
         meta["leads"] = leads
-    write_model(out, flat, meta)
+    try:
+        write_model(out, flat, meta)
+    except OSError as exc:  # a full disk, a folder made read-only since the check above
+        raise TFLiteError(f"--out {out} cannot be written ({why_no_folder(out.parent, exc)})") from None
     if tracker is not None:
         run_id = trial.user_attrs.get("mlflow_run_id")
         tracker.log_artifact(run_id, out, f"tflite/{mode}")
