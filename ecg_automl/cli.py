@@ -266,8 +266,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     study, _ = open_study(args.study, args.storage, None)  # the study must exist: nothing is created
     tracker.check()
     tracker.require_study_run(study)  # a wrong store would get runs with no study run to belong to
-    counts = tracker.sync(study)
-    print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated")
+    counts = tracker.sync(study, study_run=True)
+    print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated"
+          + (f"; study run: {', '.join(counts['study_run'])}" if counts["study_run"] else ""))
+    if counts["not_back_filled"]:
+        print(f"warning: not back-filled on the study run: {'; '.join(counts['not_back_filled'])}", file=sys.stderr)
     return 0
 
 

@@ -300,11 +300,12 @@ class Tracker:
 
     # -- trials -----------------------------------------------------------------------------
     def start_trial(self, parent_id: str, trial_number: int, study_name: str, params: dict[str, Any],
-                    tags: dict[str, Any] | None = None) -> str | None:
+                    tags: dict[str, Any] | None = None, *, reopen: bool = True) -> str | None:
         """Create the trial's nested run and log its params; returns the run id (None if MLflow is down).
-        ``tags`` adds run tags (e.g. ``worker``, ``optuna.retry_of``)."""
+        ``tags`` adds run tags (e.g. ``worker``, ``optuna.retry_of``); ``reopen`` marks a closed study run
+        RUNNING again (a trial starts in it; not so for a finished trial that :meth:`sync` back-fills)."""
         def _start():
-            if self.client.get_run(parent_id).info.status != "RUNNING":  # closed by a worker that was stopped
+            if reopen and self.client.get_run(parent_id).info.status != "RUNNING":  # closed by a stopped worker
                 self.client.update_run(parent_id, status="RUNNING")
             run = self.client.create_run(
                 self.experiment_id, run_name=f"trial-{trial_number}",
@@ -365,6 +366,37 @@ class Tracker:
             model.save(path)
             self.log_artifact(run_id, path, "model")
 
+    def log_final_report(self, run_id: str | None, report: dict[str, Any], title: str, *,
+                         skip: Iterable[str] = (), metrics: bool = True) -> list[str]:
+        """Log a final test's report on ``run_id``: its ``test.*`` metrics (unless ``metrics`` is False),
+        ``final_test.json``, ``final_test.txt`` and ``final_confusion_matrix.png`` (but those in ``skip``): all a
+        report gives without the test predictions. Returns what it logged."""
+        from . import plots
+        from .metrics import format_report
+
+        if run_id is None:
+            return []
+        logged = []
+        if metrics:
+            self.log_metrics(run_id, {f"test.{k}": v for k, v in report["abnormal"].items()})
+            self.log_metrics(run_id, {f"test_at_0.5.{k}": v for k, v in report["at_0.5"].items()})
+            for cls, m in report["per_class"].items():
+                self.log_metrics(run_id, {f"test.{cls}.{k.replace('-score', '')}": v for k, v in m.items()})
+            logged.append("test.* metrics")
+        skip = set(skip)
+        if "final_test.json" not in skip:
+            self.log_json(run_id, report, "final_test.json")
+            logged.append("final_test.json")
+        if "final_test.txt" not in skip:
+            self.log_text(run_id, format_report(report, title), "final_test.txt")
+            logged.append("final_test.txt")
+        if "final_confusion_matrix.png" not in skip:
+            fig = plots.confusion_figure(report["confusion_matrix"], title)
+            self.log_figure(run_id, fig, "final_confusion_matrix.png")
+            plots.close(fig)
+            logged.append("final_confusion_matrix.png")
+        return logged
+
     def end_trial(self, frozen_trial, run_id: str | None = None) -> None:
         """Write the trial's final state, value and attributes to its run (``run_id``, else the one the
         trial recorded when it started); called from the study callback and by :meth:`sync`."""
@@ -399,18 +431,27 @@ class Tracker:
         runs = sorted(runs, key=lambda r: r.info.start_time or 0)
         return {int(r.data.tags["optuna.trial_number"]): r for r in runs if "optuna.trial_number" in r.data.tags}
 
-    def sync(self, study, trials: Iterable | None = None) -> dict[str, int]:
-        """Create or complete the MLflow runs of finished trials that MLflow missed (server was down)."""
-        parent = study.user_attrs.get("mlflow_parent_run_id") or self.study_run(study, study.user_attrs.get("settings", {}))
-        existing = self.trial_runs(parent)
+    def sync(self, study, trials: Iterable | None = None, *, study_run: bool = False) -> dict[str, Any]:
+        """Create or complete the MLflow runs of finished trials that MLflow missed (server was down).
+
+        ``study_run`` (``ecg-automl sync``, when no process may be searching the study) also completes the
+        study's run: the final test the study holds, its plots, and its end (:meth:`_sync_study_run`); the
+        result then has ``"study_run"``: what was done to it and ``"not_back_filled"``: what could not be."""
+        parent = study.user_attrs.get("mlflow_parent_run_id")
         created = updated = 0
+        new_parent = not parent
+        if new_parent:  # a study searched with --no-mlflow
+            parent = self.study_run(study, study.user_attrs.get("settings", {}))
+            created += 1
+        existing = self.trial_runs(parent)
         for t in trials if trials is not None else study.get_trials(deepcopy=False):
             if t.state.name in ("RUNNING", "WAITING"):
                 continue
             # A finished Optuna trial cannot be changed any more: the run id is passed, not stored.
             run = existing.get(t.number)
             if run is None:
-                run_id = self.start_trial(parent, t.number, study.study_name, _params(t), trial_tags(t))
+                run_id = self.start_trial(parent, t.number, study.study_name, _params(t), trial_tags(t),
+                                          reopen=False)
                 if run_id is None:
                     continue
                 self._log_folds(run_id, t)
@@ -427,7 +468,67 @@ class Tracker:
                     self._log_folds(run.info.run_id, t)
                 self.end_trial(t, run.info.run_id)
                 updated += 1
-        return {"created": created, "updated": updated}
+        if not study_run:
+            return {"created": created, "updated": updated}
+        done, missing = self._sync_study_run(study, parent)
+        if done and not new_parent:
+            updated += 1
+        return {"created": created, "updated": updated, "study_run": done, "not_back_filled": missing}
+
+    def _sync_study_run(self, study, parent: str) -> tuple[list[str], list[str]]:
+        """Log on the study's run what the study holds and the run lacks: the final test (metrics,
+        ``final_test.json``/``.txt``, confusion matrix, the model file if it is still on disk) and the study's
+        plots; then end the run if it is RUNNING and no trial is: FINISHED, or KILLED when a trial waits to be
+        redone and there is no final test. Returns (what was done, what the study cannot give: the ROC curve
+        needs the test predictions)."""
+        from optuna.trial import TrialState
+
+        run = self.client.get_run(parent)
+        names = {a.path for a in self.client.list_artifacts(parent)}
+        done: list[str] = []
+        missing: list[str] = []
+        report = study.user_attrs.get("final")
+        if report:
+            if "model" in names:
+                names |= {a.path for a in self.client.list_artifacts(parent, "model")}
+            dataset = study.user_attrs.get("settings", {}).get("dataset", "")
+            title = f"final test on held-out patients: trial {report.get('trial', '?')}, {dataset}"
+            logged = self.log_final_report(parent, report, title, skip=names,
+                                           metrics=not any(k.startswith("test.") for k in run.data.metrics))
+            model_path = Path(report.get("model_path") or "")
+            if "model/final_model.keras" not in names:
+                if model_path.is_file():
+                    with tempfile.TemporaryDirectory() as tmp:
+                        copy = Path(tmp) / "final_model.keras"
+                        copy.write_bytes(model_path.read_bytes())
+                        self.log_artifact(parent, copy, "model")
+                    logged.append("model/final_model.keras")
+                else:
+                    missing.append(f"model/final_model.keras ({model_path or 'the final model file'} is gone)")
+            if logged:
+                done.append(f"final test back-filled ({', '.join(logged)})")
+            if "final_roc.png" not in names:
+                missing.append("final_roc.png (it needs the final model's test predictions, which the study "
+                               "does not keep)")
+        if len(study.directions) == 1 and "optimization_history.png" not in names:
+            from . import plots
+
+            try:
+                figures = plots.study_figures(study, study.user_attrs.get("settings", {}).get("metric", "f1"))
+            except Exception as exc:  # as log_study_figures: a plot that cannot be drawn is a warning
+                log.warning("study plots not drawn (%s: %s)", type(exc).__name__, exc)
+                figures = {}
+            for name, fig in figures.items():
+                self.log_figure(parent, fig, name)
+                plots.close(fig)
+            if figures:
+                done.append(f"plots back-filled ({', '.join(figures)})")
+        if run.info.status == "RUNNING" and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            status = "KILLED" if waiting and not report else "FINISHED"
+            self.end_study(parent, status)
+            done.append(f"ended {status}")
+        return done, missing
 
     def _log_folds(self, run_id: str, trial) -> None:
         """A finished trial's per-fold validation metrics, one step per fold (as the objective logs them)."""

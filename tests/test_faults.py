@@ -376,6 +376,75 @@ def test_resuming_a_search_under_another_experiment_is_refused(tmp_path):
     assert tracker.client.search_runs([tracker.experiment_id]) == []
 
 
+def _study_done_during_an_outage(tmp_path, name: str, storage: str, *, final: bool = True):
+    """A study of two complete trials (and a final test) as a search leaves it in Optuna: no training, the
+    trials and report are made up."""
+    import numpy as np
+    from test_search import tiny_settings
+
+    from search import open_study
+    from search.metrics import binary_metrics, full_report
+
+    study, _ = open_study(name, storage, tiny_settings(tmp_path))
+    dist = {"learning_rate": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
+    for i, value in enumerate((0.5, 0.6)):
+        study.add_trial(optuna.trial.create_trial(
+            params={"learning_rate": 0.002 + i / 1000}, distributions=dist, value=value,
+            user_attrs={"config": {"learning_rate": 0.002 + i / 1000}, "threshold": 0.4,
+                        "fold_metrics": [{"f1": value}], "objective_names": ["quality"]}))
+    if final:
+        y, prob = np.array([0, 0, 1, 1, 0, 1]), np.array([0.1, 0.6, 0.7, 0.3, 0.2, 0.9])
+        report = {**full_report(y, prob, 0.4), "at_0.5": binary_metrics(y, prob, 0.5), "trial": 1,
+                  "model_path": str(tmp_path / "runs" / name / "final-trial1.keras")}
+        study.set_user_attr("final", report)
+    return study
+
+
+def test_sync_back_fills_the_final_test_and_ends_the_study_run(tmp_path, cli_env):
+    """The tracking store went away after trial 0 and came back after the search: `sync` created trial 1's run
+    but left the study run RUNNING for good, without the final test; a study searched with --no-mlflow got a
+    study run that stayed RUNNING too. A trial still running keeps the study run RUNNING."""
+    from search import Tracker, TrackingConfig
+
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(TrackingConfig(uri, (tmp_path / "art").as_uri(), "out"))
+    study = _study_done_during_an_outage(tmp_path, "out", storage)
+    parent = tracker.study_run(study, {})
+    trial0 = study.trials[0]
+    run0 = tracker.start_trial(parent, 0, "out", trial0.user_attrs["config"])
+    tracker._log_folds(run0, trial0)
+    tracker.end_trial(trial0, run0)  # then the store went away
+    _study_done_during_an_outage(tmp_path, "offline", storage)  # searched with --no-mlflow
+    running = _study_done_during_an_outage(tmp_path, "busy", storage, final=False)
+    tracker.study_run(running, {})
+    running.ask()  # a worker is running its trial
+
+    sync = ["--storage", storage, "--tracking-uri", uri, "--experiment", "out"]
+    out = run_cli(["sync", "--study", "out", *sync], tmp_path, cli_env)
+    assert "1 runs created, 1 updated; study run: final test back-filled (test.* metrics, final_test.json, " \
+           "final_test.txt, final_confusion_matrix.png), plots back-filled (optimization_history.png), ended " \
+           "FINISHED" in out.stdout, out.stdout
+    assert "warning: not back-filled on the study run: model/final_model.keras" in out.stderr, out.stderr
+    assert "final_roc.png (it needs the final model's test predictions" in out.stderr
+    run = tracker.client.get_run(parent)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test.f1"] == pytest.approx(study.user_attrs["final"]["abnormal"]["f1"])
+    assert "test_at_0.5.f1" in run.data.metrics and "test.normal.precision" in run.data.metrics
+    assert {"final_test.json", "final_test.txt", "final_confusion_matrix.png", "optimization_history.png"} <= \
+        {a.path for a in tracker.client.list_artifacts(parent)}
+    assert "0 runs created, 0 updated\n" in run_cli(["sync", "--study", "out", *sync], tmp_path, cli_env).stdout
+
+    out = run_cli(["sync", "--study", "offline", *sync], tmp_path, cli_env)
+    assert "3 runs created, 0 updated" in out.stdout and "ended FINISHED" in out.stdout, out.stdout
+    offline = optuna.load_study(study_name="offline", storage=storage).user_attrs["mlflow_parent_run_id"]
+    assert tracker.client.get_run(offline).info.status == "FINISHED"
+    assert "0 runs created, 0 updated\n" in run_cli(["sync", "--study", "offline", *sync], tmp_path, cli_env).stdout
+
+    out = run_cli(["sync", "--study", "busy", *sync], tmp_path, cli_env)
+    assert "2 runs created" in out.stdout and "ended" not in out.stdout, out.stdout
+    assert tracker.client.get_run(running.user_attrs["mlflow_parent_run_id"]).info.status == "RUNNING"
+
+
 # --------------------------------------------------------------------------------------------
 # signals outside the trials
 # --------------------------------------------------------------------------------------------
