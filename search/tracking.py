@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -35,6 +36,29 @@ class TrackingError(RuntimeError):
 
 #: After a call finds the tracking store unreachable, skip MLflow calls for this many seconds.
 OFFLINE_RETRY_S = 30.0
+
+
+#: MLflow loggers that print a traceback of their own for a store failure the :class:`Tracker` reports in one
+#: line (``mlflow.store.db.utils``: 40-odd lines of SQLAlchemy error per failed call to an unwritable SQLite store).
+QUIETED_LOGGERS = ("mlflow.store.db.utils",)
+
+
+@contextmanager
+def _quiet_store_errors():
+    """Silence :data:`QUIETED_LOGGERS` while the Tracker handles MLflow's failures itself, unless the log level
+    is DEBUG (``--log-level DEBUG`` shows their tracebacks)."""
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in QUIETED_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -235,7 +259,8 @@ class Tracker:
             self.skipped += 1
             return None
         try:
-            result = fn(*args, **kwargs)
+            with _quiet_store_errors():
+                result = fn(*args, **kwargs)
         except Exception as exc:  # a lost server must not lose the trial (it stays in Optuna)
             msg = f"MLflow {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
             self.failures.append(msg)
@@ -258,9 +283,10 @@ class Tracker:
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         if run_id:
             try:
-                run = self.client.get_run(run_id)
-                if run.info.status != "RUNNING":
-                    self.client.update_run(run_id, status="RUNNING")
+                with _quiet_store_errors():
+                    run = self.client.get_run(run_id)
+                    if run.info.status != "RUNNING":
+                        self.client.update_run(run_id, status="RUNNING")
                 return run_id
             except Exception:
                 log.warning("parent run %s not found in %s; starting a new one", run_id, self.config.tracking_uri)

@@ -445,6 +445,63 @@ def test_sync_back_fills_the_final_test_and_ends_the_study_run(tmp_path, cli_env
     assert tracker.client.get_run(running.user_attrs["mlflow_parent_run_id"]).info.status == "RUNNING"
 
 
+def test_a_failing_store_is_one_warning_per_call_not_an_mlflow_traceback(tmp_path, caplog):
+    """An unwritable SQLite store printed MLflow's own SQLAlchemy traceback (logger mlflow.store.db.utils, at
+    ERROR) for every failed call: 44 of them, ~2,000 lines, in a 3-trial study, burying the tool's one-line
+    warnings. They are shown with --log-level DEBUG only."""
+    import logging
+    import sqlite3
+
+    from search import Tracker, TrackingConfig
+
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "x"))
+    run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        db.execute("DROP TABLE metrics")  # every metric write is now a SQLAlchemy OperationalError
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    store_log.addHandler(handler)
+    try:
+        caplog.set_level(logging.WARNING)
+        tracker.log_metrics(run_id, {"a": 1.0})
+        assert len(tracker.failures) == 1 and "log_metrics failed" in tracker.failures[0]
+        assert seen == []
+        warnings = [r.getMessage() for r in caplog.records if r.name == "search"]
+        assert len(warnings) == 1 and "run `ecg-automl sync` later" in warnings[0]
+        assert store_log.level == logging.NOTSET  # left as it was
+        caplog.set_level(logging.DEBUG)
+        tracker.log_metrics(run_id, {"a": 2.0})
+        assert len(tracker.failures) == 2 and [r.levelname for r in seen] == ["ERROR"] and seen[0].exc_info
+    finally:
+        store_log.removeHandler(handler)
+
+
+def test_the_back_fill_after_the_trials_is_a_sentence(tmp_path, caplog):
+    """The search's own back-fill at the end of its trials warned with a raw dict: "MLflow back-filled:
+    {'created': 1, 'updated': 0}"."""
+    import logging
+
+    from test_search import tiny_settings
+
+    from search import Tracker, TrackingConfig, open_study, run_search
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study, _ = open_study("s", storage, tiny_settings(tmp_path))
+    study.add_trial(optuna.trial.create_trial(
+        params={"learning_rate": 0.002}, value=0.5, user_attrs={"config": {"learning_rate": 0.002}},
+        distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}))
+    tracking = TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "x")
+    caplog.set_level(logging.WARNING)
+    run_search("s", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=tracking, final=False,
+               progress=False, out_dir=tmp_path / "runs")  # the study holds its trial, which MLflow never got
+    warnings = [r.getMessage() for r in caplog.records if r.name == "search"]
+    assert "MLflow back-fill: 1 trial runs created and 0 completed (runs the tracking store missed, or trials " \
+           "of stopped workers)" in warnings, warnings
+    assert len(Tracker(tracking).trial_runs(study.user_attrs["mlflow_parent_run_id"])) == 1
+
+
 # --------------------------------------------------------------------------------------------
 # signals outside the trials
 # --------------------------------------------------------------------------------------------
