@@ -102,6 +102,7 @@ def test_data_info_says_what_each_reader_left_out():
     (["--log-level", "FOO", "data", "info", "mitdb"], "argument --log-level: invalid choice: 'FOO'"),
     (["ui", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),  # the UI and sync need MLflow
     (["ui", "--port", "70000"], "argument --port: must be a port number from 0 to 65535"),  # MLflow's traceback
+    (["ui", "--experiment", "x"], "unrecognized arguments: --experiment x"),  # accepted, did nothing: the UI lists all
     (["sync", "--study", "x", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),
     (["data", "info", "mitdb", "--fs", "10"], "--fs: 10.0 is out of range, expected a sampling rate in Hz in [50, 1000]"),
     (["data", "info", "mitdb", "--window", "12"], "--window: 12 is out of range"),
