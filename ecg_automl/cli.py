@@ -267,8 +267,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     tracker = Tracker(_tracking(args))
     tracker.ping()
     study, _ = open_study(args.study, args.storage, None)  # the study must exist: nothing is created
-    tracker.check()
-    tracker.require_study_run(study)  # a wrong store would get runs with no study run to belong to
+    tracker.require_study_run(study)  # a wrong store would get runs with no study run to belong to; before
+    tracker.check()  # check(), which creates the experiment (and a SQLite store) a refused sync must not leave
     counts = tracker.sync(study, study_run=True)
     print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated"
           + (f"; study run: {', '.join(counts['study_run'])}" if counts["study_run"] else ""))

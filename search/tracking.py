@@ -304,11 +304,16 @@ class Tracker:
         """Raise :class:`TrackingError` unless the study's parent run (if it has one) is in this store and
         experiment: a worker or ``sync`` with a wrong ``--tracking-uri``/``--experiment`` made orphan runs.
         ``missing_ok``: a run not in this store at all is fine (a resumed search then starts a new study run
-        and back-fills its trials there); one in another experiment of the store is still refused."""
+        and back-fills its trials there); one in another experiment of the store is still refused.
+        Creates nothing: called before :meth:`check`, a refusal leaves no new store or experiment behind."""
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         if not run_id:
             return
+        uri = self.config.tracking_uri
+        store = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
         try:
+            if store is not None and not store.exists():  # opening it would create it
+                raise FileNotFoundError(store)
             run = self.client.get_run(run_id)
         except Exception:
             if missing_ok:
@@ -316,8 +321,8 @@ class Tracker:
             raise TrackingError(f"study {study.study_name!r} logs to MLflow run {run_id}, which is not in the "
                                 f"tracking store {self.config.tracking_uri}: give the store the study was created "
                                 f"with (--tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)") from None
-        if run.info.experiment_id != self.experiment_id:
-            name = self.client.get_experiment(run.info.experiment_id).name
+        name = self.client.get_experiment(run.info.experiment_id).name
+        if name != self.config.experiment_name:
             raise TrackingError(f"study {study.study_name!r} logs to MLflow experiment {name!r}, not "
                                 f"{self.config.experiment_name!r}: pass --experiment {name!r}")
 
