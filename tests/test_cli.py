@@ -374,3 +374,18 @@ def test_a_search_ends_with_the_commands_that_browse_and_export_it(capsys):
     assert "ecg-automl predict 'my study-int8.tflite' --record" in out
     _print_next_steps(args, None)
     assert capsys.readouterr().out == ""
+
+
+def test_every_tracking_uri_option_says_what_it_overrides(monkeypatch):
+    """`export --help` said --tracking-uri overrides mlflow.yaml only; like the others it overrides
+    $MLFLOW_TRACKING_URI too (TrackingConfig.load)."""
+    import argparse
+
+    from ecg_automl import cli
+
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+    cli._load_extras()
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {name: a.help for name, p in sub.choices.items() for a in p._actions if "--tracking-uri" in a.option_strings}
+    assert {"search", "worker", "sync", "ui", "export"} <= set(helps), helps
+    assert set(helps.values()) == {"MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)"}, helps
