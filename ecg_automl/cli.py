@@ -57,12 +57,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 # --------------------------------------------------------------------------------------------
 # search / worker
 # --------------------------------------------------------------------------------------------
-def _add_tracking_args(p: argparse.ArgumentParser, *, optional: bool = True) -> None:
-    """The MLflow options; ``--no-mlflow`` only where the command can run without MLflow (not sync, not ui)."""
+def _add_tracking_args(p: argparse.ArgumentParser, *, optional: bool = True, experiment: bool = True) -> None:
+    """The MLflow options; ``--no-mlflow`` only where the command can run without MLflow (not sync, not ui),
+    ``--experiment`` only where the command logs runs (not ui: the UI lists every experiment of the store)."""
     g = p.add_argument_group("MLflow")
     g.add_argument("--mlflow-config", default=None, help="MLflow settings file (default: ./mlflow.yaml if present)")
     g.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)")
-    g.add_argument("--experiment", default=None, help="MLflow experiment name (overrides mlflow.yaml)")
+    if experiment:
+        g.add_argument("--experiment", default=None, help="MLflow experiment name (overrides mlflow.yaml)")
     if optional:
         g.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
 
@@ -72,7 +74,8 @@ def _tracking(args):
 
     if getattr(args, "no_mlflow", False):
         return None
-    return TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri, experiment_name=args.experiment)
+    return TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri,
+                               experiment_name=getattr(args, "experiment", None))
 
 
 @command("search")
@@ -287,10 +290,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     tracker = Tracker(_tracking(args))
     tracker.ping()
     study, _ = open_study(args.study, args.storage, None)  # the study must exist: nothing is created
-    tracker.check()
-    tracker.require_study_run(study)  # a wrong store would get runs with no study run to belong to
-    counts = tracker.sync(study)
-    print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated")
+    tracker.require_study_run(study)  # a wrong store would get runs with no study run to belong to; before
+    tracker.check()  # check(), which creates the experiment (and a SQLite store) a refused sync must not leave
+    counts = tracker.sync(study, study_run=True)
+    print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated"
+          + (f"; study run: {', '.join(counts['study_run'])}" if counts["study_run"] else ""))
+    if counts["not_back_filled"]:
+        print(f"warning: not back-filled on the study run: {'; '.join(counts['not_back_filled'])}", file=sys.stderr)
     return 0
 
 
@@ -402,14 +408,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
     cfg = _tracking(args)
+    if cfg.tracking_uri.startswith(("http://", "https://")):
+        raise UsageError(f"`ecg-automl ui` serves a local tracking store (sqlite:///FILE or a folder); "
+                         f"{cfg.tracking_uri} is a tracking server, which has its own UI: open {cfg.tracking_uri} "
+                         f"in a browser")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: the MLflow UI will listen on {args.host}, reachable from other machines; it has no "
               f"authentication", file=sys.stderr)
-    if cfg.tracking_uri.startswith("sqlite:///"):
-        from pathlib import Path
-
-        Path(cfg.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    store = _local_store(cfg.tracking_uri)
+    if store is not None and not store.exists():  # e.g. run from another folder than the searches' runs/
+        print(f"warning: no MLflow store at {store}: the UI will be empty until a search logs there (give the "
+              f"store with --tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)", file=sys.stderr)
     port = _free_port(args.host, args.port)
+    if cfg.tracking_uri.startswith("sqlite:///"):
+        store.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.tracking_uri,
            "--host", args.host, "--port", str(port), "--workers", "1"]
     if cfg.artifact_location:
@@ -445,6 +457,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         stop()
         return 0
+
+
+def _local_store(uri: str):
+    """The file (``sqlite:///``) or folder (``file://``) of a local tracking store, else None."""
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):])
+    if uri.startswith("file:"):
+        return Path(unquote(urlparse(uri).path))
+    return None
 
 
 def _free_port(host: str, port: int) -> int:
@@ -617,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bind address (default 127.0.0.1: this machine only). Any other address exposes the "
                         "UI, which has no authentication, to the network; a warning says so")
     u.add_argument("--port", type=port, default=5000, help="TCP port, 0-65535 (default 5000)")
-    _add_tracking_args(u, optional=False)
+    _add_tracking_args(u, optional=False, experiment=False)
 
     for extra in _extra_parsers:
         extra(sub)

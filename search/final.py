@@ -18,7 +18,7 @@ from ecg_data import BeatDataset
 
 from . import plots
 from ._folders import OutputError, why_no_folder, why_not_writable
-from .metrics import _check_threshold, best_threshold, binary_metrics, format_report, full_report
+from .metrics import _check_threshold, best_threshold, binary_metrics, full_report
 from .tracking import Tracker
 from .training import FitResult, fit, predict, tf_threads
 
@@ -204,15 +204,7 @@ def final_test(
     if out_path is not None:
         report["model_path"] = str(save_model(model, Path(out_path)).resolve())
     if tracker is not None and run_id is not None:
-        tracker.log_metrics(run_id, {f"test.{k}": v for k, v in report["abnormal"].items()})
-        tracker.log_metrics(run_id, {f"test_at_0.5.{k}": v for k, v in report["at_0.5"].items()})
-        for cls, m in report["per_class"].items():
-            tracker.log_metrics(run_id, {f"test.{cls}.{k.replace('-score', '')}": v for k, v in m.items()})
-        tracker.log_json(run_id, report, "final_test.json")
-        tracker.log_text(run_id, format_report(report, title), "final_test.txt")
-        fig = plots.confusion_figure(report["confusion_matrix"], title)
-        tracker.log_figure(run_id, fig, "final_confusion_matrix.png")
-        plots.close(fig)
+        tracker.log_final_report(run_id, report, title)  # what `ecg-automl sync` can back-fill from the study
         fig = plots.roc_figure(test.y, prob, title)
         tracker.log_figure(run_id, fig, "final_roc.png")
         plots.close(fig)

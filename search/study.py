@@ -380,7 +380,8 @@ def run_trials(
         # trials of dead workers (failed by the heartbeat) and runs missed while MLflow was down
         counts = tracker._safe("sync", tracker.sync, study)
         if counts and (counts["created"] or counts["updated"]):
-            log.warning("MLflow back-filled: %s", counts)
+            log.warning("MLflow back-fill: %d trial runs created and %d completed (runs the tracking store missed, "
+                        "or trials of stopped workers)", counts["created"], counts["updated"])
     if failing():
         raise TrialsKeepFailingError(
             f"stopped after {len(failures)} failed trials in a row (the last: {failures[-1]}); that points at the "

@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -35,6 +36,29 @@ class TrackingError(RuntimeError):
 
 #: After a call finds the tracking store unreachable, skip MLflow calls for this many seconds.
 OFFLINE_RETRY_S = 30.0
+
+
+#: MLflow loggers that print a traceback of their own for a store failure the :class:`Tracker` reports in one
+#: line (``mlflow.store.db.utils``: 40-odd lines of SQLAlchemy error per failed call to an unwritable SQLite store).
+QUIETED_LOGGERS = ("mlflow.store.db.utils",)
+
+
+@contextmanager
+def _quiet_store_errors():
+    """Silence :data:`QUIETED_LOGGERS` while the Tracker handles MLflow's failures itself, unless the log level
+    is DEBUG (``--log-level DEBUG`` shows their tracebacks)."""
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in QUIETED_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -235,7 +259,8 @@ class Tracker:
             self.skipped += 1
             return None
         try:
-            result = fn(*args, **kwargs)
+            with _quiet_store_errors():
+                result = fn(*args, **kwargs)
         except Exception as exc:  # a lost server must not lose the trial (it stays in Optuna)
             msg = f"MLflow {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
             self.failures.append(msg)
@@ -258,9 +283,10 @@ class Tracker:
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         if run_id:
             try:
-                run = self.client.get_run(run_id)
-                if run.info.status != "RUNNING":
-                    self.client.update_run(run_id, status="RUNNING")
+                with _quiet_store_errors():
+                    run = self.client.get_run(run_id)
+                    if run.info.status != "RUNNING":
+                        self.client.update_run(run_id, status="RUNNING")
                 return run_id
             except Exception:
                 log.warning("parent run %s not found in %s; starting a new one", run_id, self.config.tracking_uri)
@@ -278,11 +304,16 @@ class Tracker:
         """Raise :class:`TrackingError` unless the study's parent run (if it has one) is in this store and
         experiment: a worker or ``sync`` with a wrong ``--tracking-uri``/``--experiment`` made orphan runs.
         ``missing_ok``: a run not in this store at all is fine (a resumed search then starts a new study run
-        and back-fills its trials there); one in another experiment of the store is still refused."""
+        and back-fills its trials there); one in another experiment of the store is still refused.
+        Creates nothing: called before :meth:`check`, a refusal leaves no new store or experiment behind."""
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         if not run_id:
             return
+        uri = self.config.tracking_uri
+        store = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
         try:
+            if store is not None and not store.exists():  # opening it would create it
+                raise FileNotFoundError(store)
             run = self.client.get_run(run_id)
         except Exception:
             if missing_ok:
@@ -290,8 +321,8 @@ class Tracker:
             raise TrackingError(f"study {study.study_name!r} logs to MLflow run {run_id}, which is not in the "
                                 f"tracking store {self.config.tracking_uri}: give the store the study was created "
                                 f"with (--tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)") from None
-        if run.info.experiment_id != self.experiment_id:
-            name = self.client.get_experiment(run.info.experiment_id).name
+        name = self.client.get_experiment(run.info.experiment_id).name
+        if name != self.config.experiment_name:
             raise TrackingError(f"study {study.study_name!r} logs to MLflow experiment {name!r}, not "
                                 f"{self.config.experiment_name!r}: pass --experiment {name!r}")
 
@@ -300,11 +331,12 @@ class Tracker:
 
     # -- trials -----------------------------------------------------------------------------
     def start_trial(self, parent_id: str, trial_number: int, study_name: str, params: dict[str, Any],
-                    tags: dict[str, Any] | None = None) -> str | None:
+                    tags: dict[str, Any] | None = None, *, reopen: bool = True) -> str | None:
         """Create the trial's nested run and log its params; returns the run id (None if MLflow is down).
-        ``tags`` adds run tags (e.g. ``worker``, ``optuna.retry_of``)."""
+        ``tags`` adds run tags (e.g. ``worker``, ``optuna.retry_of``); ``reopen`` marks a closed study run
+        RUNNING again (a trial starts in it; not so for a finished trial that :meth:`sync` back-fills)."""
         def _start():
-            if self.client.get_run(parent_id).info.status != "RUNNING":  # closed by a worker that was stopped
+            if reopen and self.client.get_run(parent_id).info.status != "RUNNING":  # closed by a stopped worker
                 self.client.update_run(parent_id, status="RUNNING")
             run = self.client.create_run(
                 self.experiment_id, run_name=f"trial-{trial_number}",
@@ -365,6 +397,37 @@ class Tracker:
             model.save(path)
             self.log_artifact(run_id, path, "model")
 
+    def log_final_report(self, run_id: str | None, report: dict[str, Any], title: str, *,
+                         skip: Iterable[str] = (), metrics: bool = True) -> list[str]:
+        """Log a final test's report on ``run_id``: its ``test.*`` metrics (unless ``metrics`` is False),
+        ``final_test.json``, ``final_test.txt`` and ``final_confusion_matrix.png`` (but those in ``skip``): all a
+        report gives without the test predictions. Returns what it logged."""
+        from . import plots
+        from .metrics import format_report
+
+        if run_id is None:
+            return []
+        logged = []
+        if metrics:
+            self.log_metrics(run_id, {f"test.{k}": v for k, v in report["abnormal"].items()})
+            self.log_metrics(run_id, {f"test_at_0.5.{k}": v for k, v in report["at_0.5"].items()})
+            for cls, m in report["per_class"].items():
+                self.log_metrics(run_id, {f"test.{cls}.{k.replace('-score', '')}": v for k, v in m.items()})
+            logged.append("test.* metrics")
+        skip = set(skip)
+        if "final_test.json" not in skip:
+            self.log_json(run_id, report, "final_test.json")
+            logged.append("final_test.json")
+        if "final_test.txt" not in skip:
+            self.log_text(run_id, format_report(report, title), "final_test.txt")
+            logged.append("final_test.txt")
+        if "final_confusion_matrix.png" not in skip:
+            fig = plots.confusion_figure(report["confusion_matrix"], title)
+            self.log_figure(run_id, fig, "final_confusion_matrix.png")
+            plots.close(fig)
+            logged.append("final_confusion_matrix.png")
+        return logged
+
     def end_trial(self, frozen_trial, run_id: str | None = None) -> None:
         """Write the trial's final state, value and attributes to its run (``run_id``, else the one the
         trial recorded when it started); called from the study callback and by :meth:`sync`."""
@@ -399,18 +462,27 @@ class Tracker:
         runs = sorted(runs, key=lambda r: r.info.start_time or 0)
         return {int(r.data.tags["optuna.trial_number"]): r for r in runs if "optuna.trial_number" in r.data.tags}
 
-    def sync(self, study, trials: Iterable | None = None) -> dict[str, int]:
-        """Create or complete the MLflow runs of finished trials that MLflow missed (server was down)."""
-        parent = study.user_attrs.get("mlflow_parent_run_id") or self.study_run(study, study.user_attrs.get("settings", {}))
-        existing = self.trial_runs(parent)
+    def sync(self, study, trials: Iterable | None = None, *, study_run: bool = False) -> dict[str, Any]:
+        """Create or complete the MLflow runs of finished trials that MLflow missed (server was down).
+
+        ``study_run`` (``ecg-automl sync``, when no process may be searching the study) also completes the
+        study's run: the final test the study holds, its plots, and its end (:meth:`_sync_study_run`); the
+        result then has ``"study_run"``: what was done to it and ``"not_back_filled"``: what could not be."""
+        parent = study.user_attrs.get("mlflow_parent_run_id")
         created = updated = 0
+        new_parent = not parent
+        if new_parent:  # a study searched with --no-mlflow
+            parent = self.study_run(study, study.user_attrs.get("settings", {}))
+            created += 1
+        existing = self.trial_runs(parent)
         for t in trials if trials is not None else study.get_trials(deepcopy=False):
             if t.state.name in ("RUNNING", "WAITING"):
                 continue
             # A finished Optuna trial cannot be changed any more: the run id is passed, not stored.
             run = existing.get(t.number)
             if run is None:
-                run_id = self.start_trial(parent, t.number, study.study_name, _params(t), trial_tags(t))
+                run_id = self.start_trial(parent, t.number, study.study_name, _params(t), trial_tags(t),
+                                          reopen=False)
                 if run_id is None:
                     continue
                 self._log_folds(run_id, t)
@@ -427,7 +499,67 @@ class Tracker:
                     self._log_folds(run.info.run_id, t)
                 self.end_trial(t, run.info.run_id)
                 updated += 1
-        return {"created": created, "updated": updated}
+        if not study_run:
+            return {"created": created, "updated": updated}
+        done, missing = self._sync_study_run(study, parent)
+        if done and not new_parent:
+            updated += 1
+        return {"created": created, "updated": updated, "study_run": done, "not_back_filled": missing}
+
+    def _sync_study_run(self, study, parent: str) -> tuple[list[str], list[str]]:
+        """Log on the study's run what the study holds and the run lacks: the final test (metrics,
+        ``final_test.json``/``.txt``, confusion matrix, the model file if it is still on disk) and the study's
+        plots; then end the run if it is RUNNING and no trial is: FINISHED, or KILLED when a trial waits to be
+        redone and there is no final test. Returns (what was done, what the study cannot give: the ROC curve
+        needs the test predictions)."""
+        from optuna.trial import TrialState
+
+        run = self.client.get_run(parent)
+        names = {a.path for a in self.client.list_artifacts(parent)}
+        done: list[str] = []
+        missing: list[str] = []
+        report = study.user_attrs.get("final")
+        if report:
+            if "model" in names:
+                names |= {a.path for a in self.client.list_artifacts(parent, "model")}
+            dataset = study.user_attrs.get("settings", {}).get("dataset", "")
+            title = f"final test on held-out patients: trial {report.get('trial', '?')}, {dataset}"
+            logged = self.log_final_report(parent, report, title, skip=names,
+                                           metrics=not any(k.startswith("test.") for k in run.data.metrics))
+            model_path = Path(report.get("model_path") or "")
+            if "model/final_model.keras" not in names:
+                if model_path.is_file():
+                    with tempfile.TemporaryDirectory() as tmp:
+                        copy = Path(tmp) / "final_model.keras"
+                        copy.write_bytes(model_path.read_bytes())
+                        self.log_artifact(parent, copy, "model")
+                    logged.append("model/final_model.keras")
+                else:
+                    missing.append(f"model/final_model.keras ({model_path or 'the final model file'} is gone)")
+            if logged:
+                done.append(f"final test back-filled ({', '.join(logged)})")
+            if "final_roc.png" not in names:
+                missing.append("final_roc.png (it needs the final model's test predictions, which the study "
+                               "does not keep)")
+        if len(study.directions) == 1 and "optimization_history.png" not in names:
+            from . import plots
+
+            try:
+                figures = plots.study_figures(study, study.user_attrs.get("settings", {}).get("metric", "f1"))
+            except Exception as exc:  # as log_study_figures: a plot that cannot be drawn is a warning
+                log.warning("study plots not drawn (%s: %s)", type(exc).__name__, exc)
+                figures = {}
+            for name, fig in figures.items():
+                self.log_figure(parent, fig, name)
+                plots.close(fig)
+            if figures:
+                done.append(f"plots back-filled ({', '.join(figures)})")
+        if run.info.status == "RUNNING" and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            status = "KILLED" if waiting and not report else "FINISHED"
+            self.end_study(parent, status)
+            done.append(f"ended {status}")
+        return done, missing
 
     def _log_folds(self, run_id: str, trial) -> None:
         """A finished trial's per-fold validation metrics, one step per fold (as the objective logs them)."""

@@ -102,6 +102,7 @@ def test_data_info_says_what_each_reader_left_out():
     (["--log-level", "FOO", "data", "info", "mitdb"], "argument --log-level: invalid choice: 'FOO'"),
     (["ui", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),  # the UI and sync need MLflow
     (["ui", "--port", "70000"], "argument --port: must be a port number from 0 to 65535"),  # MLflow's traceback
+    (["ui", "--experiment", "x"], "unrecognized arguments: --experiment x"),  # accepted, did nothing: the UI lists all
     (["sync", "--study", "x", "--no-mlflow"], "unrecognized arguments: --no-mlflow"),
     (["data", "info", "mitdb", "--fs", "10"], "--fs: 10.0 is out of range, expected a sampling rate in Hz in [50, 1000]"),
     (["data", "info", "mitdb", "--window", "12"], "--window: 12 is out of range"),
@@ -445,3 +446,18 @@ def test_mlflow_artifact_progress_bars_are_off_unless_asked_for(tmp_path, cli_en
         out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=120)
         assert out.stdout.strip() == off, out.stderr[-2000:]
+
+
+def test_every_tracking_uri_option_says_what_it_overrides(monkeypatch):
+    """`export --help` said --tracking-uri overrides mlflow.yaml only; like the others it overrides
+    $MLFLOW_TRACKING_URI too (TrackingConfig.load)."""
+    import argparse
+
+    from ecg_automl import cli
+
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+    cli._load_extras()
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {name: a.help for name, p in sub.choices.items() for a in p._actions if "--tracking-uri" in a.option_strings}
+    assert {"search", "worker", "sync", "ui", "export"} <= set(helps), helps
+    assert set(helps.values()) == {"MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)"}, helps

@@ -330,6 +330,10 @@ def test_sync_into_a_store_without_the_study_run_is_refused(tmp_path, cli_env, w
     proc = run_cli(["sync", "--study", "s", "--storage", storage, *wrong], tmp_path, cli_env, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert ("which is not in the tracking store" if where == "store" else "pass --experiment 'home'") in proc.stderr
+    # and the refused sync left no new store or experiment behind
+    assert not (tmp_path / "elsewhere.db").exists()
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "home"))
+    assert tracker.client.get_experiment_by_name("other") is None
     right = ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "home"]
     assert "0 runs created" in run_cli(["sync", "--study", "s", "--storage", storage, *right], tmp_path, cli_env).stdout
 
@@ -374,6 +378,132 @@ def test_resuming_a_search_under_another_experiment_is_refused(tmp_path):
     assert optuna.load_study(study_name="s", storage=storage).trials == []
     tracker = Tracker(other)
     assert tracker.client.search_runs([tracker.experiment_id]) == []
+
+
+def _study_done_during_an_outage(tmp_path, name: str, storage: str, *, final: bool = True):
+    """A study of two complete trials (and a final test) as a search leaves it in Optuna: no training, the
+    trials and report are made up."""
+    import numpy as np
+    from test_search import tiny_settings
+
+    from search import open_study
+    from search.metrics import binary_metrics, full_report
+
+    study, _ = open_study(name, storage, tiny_settings(tmp_path))
+    dist = {"learning_rate": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
+    for i, value in enumerate((0.5, 0.6)):
+        study.add_trial(optuna.trial.create_trial(
+            params={"learning_rate": 0.002 + i / 1000}, distributions=dist, value=value,
+            user_attrs={"config": {"learning_rate": 0.002 + i / 1000}, "threshold": 0.4,
+                        "fold_metrics": [{"f1": value}], "objective_names": ["quality"]}))
+    if final:
+        y, prob = np.array([0, 0, 1, 1, 0, 1]), np.array([0.1, 0.6, 0.7, 0.3, 0.2, 0.9])
+        report = {**full_report(y, prob, 0.4), "at_0.5": binary_metrics(y, prob, 0.5), "trial": 1,
+                  "model_path": str(tmp_path / "runs" / name / "final-trial1.keras")}
+        study.set_user_attr("final", report)
+    return study
+
+
+def test_sync_back_fills_the_final_test_and_ends_the_study_run(tmp_path, cli_env):
+    """The tracking store went away after trial 0 and came back after the search: `sync` created trial 1's run
+    but left the study run RUNNING for good, without the final test; a study searched with --no-mlflow got a
+    study run that stayed RUNNING too. A trial still running keeps the study run RUNNING."""
+    from search import Tracker, TrackingConfig
+
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(TrackingConfig(uri, (tmp_path / "art").as_uri(), "out"))
+    study = _study_done_during_an_outage(tmp_path, "out", storage)
+    parent = tracker.study_run(study, {})
+    trial0 = study.trials[0]
+    run0 = tracker.start_trial(parent, 0, "out", trial0.user_attrs["config"])
+    tracker._log_folds(run0, trial0)
+    tracker.end_trial(trial0, run0)  # then the store went away
+    _study_done_during_an_outage(tmp_path, "offline", storage)  # searched with --no-mlflow
+    running = _study_done_during_an_outage(tmp_path, "busy", storage, final=False)
+    tracker.study_run(running, {})
+    running.ask()  # a worker is running its trial
+
+    sync = ["--storage", storage, "--tracking-uri", uri, "--experiment", "out"]
+    out = run_cli(["sync", "--study", "out", *sync], tmp_path, cli_env)
+    assert "1 runs created, 1 updated; study run: final test back-filled (test.* metrics, final_test.json, " \
+           "final_test.txt, final_confusion_matrix.png), plots back-filled (optimization_history.png), ended " \
+           "FINISHED" in out.stdout, out.stdout
+    assert "warning: not back-filled on the study run: model/final_model.keras" in out.stderr, out.stderr
+    assert "final_roc.png (it needs the final model's test predictions" in out.stderr
+    run = tracker.client.get_run(parent)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test.f1"] == pytest.approx(study.user_attrs["final"]["abnormal"]["f1"])
+    assert "test_at_0.5.f1" in run.data.metrics and "test.normal.precision" in run.data.metrics
+    assert {"final_test.json", "final_test.txt", "final_confusion_matrix.png", "optimization_history.png"} <= \
+        {a.path for a in tracker.client.list_artifacts(parent)}
+    assert "0 runs created, 0 updated\n" in run_cli(["sync", "--study", "out", *sync], tmp_path, cli_env).stdout
+
+    out = run_cli(["sync", "--study", "offline", *sync], tmp_path, cli_env)
+    assert "3 runs created, 0 updated" in out.stdout and "ended FINISHED" in out.stdout, out.stdout
+    offline = optuna.load_study(study_name="offline", storage=storage).user_attrs["mlflow_parent_run_id"]
+    assert tracker.client.get_run(offline).info.status == "FINISHED"
+    assert "0 runs created, 0 updated\n" in run_cli(["sync", "--study", "offline", *sync], tmp_path, cli_env).stdout
+
+    out = run_cli(["sync", "--study", "busy", *sync], tmp_path, cli_env)
+    assert "2 runs created" in out.stdout and "ended" not in out.stdout, out.stdout
+    assert tracker.client.get_run(running.user_attrs["mlflow_parent_run_id"]).info.status == "RUNNING"
+
+
+def test_a_failing_store_is_one_warning_per_call_not_an_mlflow_traceback(tmp_path, caplog):
+    """An unwritable SQLite store printed MLflow's own SQLAlchemy traceback (logger mlflow.store.db.utils, at
+    ERROR) for every failed call: 44 of them, ~2,000 lines, in a 3-trial study, burying the tool's one-line
+    warnings. They are shown with --log-level DEBUG only."""
+    import logging
+    import sqlite3
+
+    from search import Tracker, TrackingConfig
+
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "x"))
+    run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        db.execute("DROP TABLE metrics")  # every metric write is now a SQLAlchemy OperationalError
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    store_log.addHandler(handler)
+    try:
+        caplog.set_level(logging.WARNING)
+        tracker.log_metrics(run_id, {"a": 1.0})
+        assert len(tracker.failures) == 1 and "log_metrics failed" in tracker.failures[0]
+        assert seen == []
+        warnings = [r.getMessage() for r in caplog.records if r.name == "search"]
+        assert len(warnings) == 1 and "run `ecg-automl sync` later" in warnings[0]
+        assert store_log.level == logging.NOTSET  # left as it was
+        caplog.set_level(logging.DEBUG)
+        tracker.log_metrics(run_id, {"a": 2.0})
+        assert len(tracker.failures) == 2 and [r.levelname for r in seen] == ["ERROR"] and seen[0].exc_info
+    finally:
+        store_log.removeHandler(handler)
+
+
+def test_the_back_fill_after_the_trials_is_a_sentence(tmp_path, caplog):
+    """The search's own back-fill at the end of its trials warned with a raw dict: "MLflow back-filled:
+    {'created': 1, 'updated': 0}"."""
+    import logging
+
+    from test_search import tiny_settings
+
+    from search import Tracker, TrackingConfig, open_study, run_search
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study, _ = open_study("s", storage, tiny_settings(tmp_path))
+    study.add_trial(optuna.trial.create_trial(
+        params={"learning_rate": 0.002}, value=0.5, user_attrs={"config": {"learning_rate": 0.002}},
+        distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}))
+    tracking = TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "x")
+    caplog.set_level(logging.WARNING)
+    run_search("s", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=tracking, final=False,
+               progress=False, out_dir=tmp_path / "runs")  # the study holds its trial, which MLflow never got
+    warnings = [r.getMessage() for r in caplog.records if r.name == "search"]
+    assert "MLflow back-fill: 1 trial runs created and 0 completed (runs the tracking store missed, or trials " \
+           "of stopped workers)" in warnings, warnings
+    assert len(Tracker(tracking).trial_runs(study.user_attrs["mlflow_parent_run_id"])) == 1
 
 
 # --------------------------------------------------------------------------------------------

@@ -156,6 +156,31 @@ def test_ui_on_port_0_prints_the_port_it_serves_on(tmp_path, monkeypatch, capsys
     assert int(port) > 0 and f"MLflow UI on http://127.0.0.1:{port} " in capsys.readouterr().out
 
 
+def test_ui_on_a_tracking_server_is_a_usage_error_and_on_a_missing_store_warns(tmp_path, monkeypatch, capsys):
+    """`ui --tracking-uri http://...` ended in MLflow's UnsupportedModelRegistryStoreURIException traceback; `ui` on
+    a SQLite store that does not exist (run from another folder than the searches') silently served a new, empty
+    one."""
+    import signal
+
+    started = _NoServer.started = []
+    monkeypatch.setattr(subprocess, "Popen", _NoServer)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["ui", "--tracking-uri", "http://127.0.0.1:1"]) == 2 and started == []
+    err = capsys.readouterr().err
+    assert err == ("error: `ecg-automl ui` serves a local tracking store (sqlite:///FILE or a folder); "
+                   "http://127.0.0.1:1 is a tracking server, which has its own UI: open http://127.0.0.1:1 in a "
+                   "browser\n")
+    assert cli.main(["ui", "--port", "0", "--tracking-uri", "sqlite:///runs/mlflow.db"]) == 0 and len(started) == 1
+    err = capsys.readouterr().err
+    assert f"warning: no MLflow store at {tmp_path / 'runs' / 'mlflow.db'}: the UI will be empty until a search " \
+           f"logs there" in err, err
+    (tmp_path / "runs" / "mlflow.db").touch()
+    assert cli.main(["ui", "--port", "0", "--tracking-uri", "sqlite:///runs/mlflow.db"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_ui_stops_its_server_promptly_on_sigterm(tmp_path, cli_env):
     """``kill`` (SIGTERM) on ``ecg-automl ui`` stops the MLflow server it started and exits, in seconds: its
     handler used to wait for the server inside the wait it interrupted, and hung until a 20 s timeout."""

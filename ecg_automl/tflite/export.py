@@ -82,7 +82,7 @@ def add_export_parser(sub) -> None:
     p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads for the timing (default 1)")
     p.add_argument("--strict", action="store_true", help="exit 1 when the export loses more than 1 F1 point against Keras (any mode)")
     p.add_argument("--mlflow-config", default=None, help="MLflow settings file (default: ./mlflow.yaml if present)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides mlflow.yaml)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)")
     p.add_argument("--experiment", default=None, help="MLflow experiment name (overrides mlflow.yaml)")
     p.add_argument("--no-mlflow", action="store_true", help="do not fetch from or log to MLflow")
 
