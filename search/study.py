@@ -496,9 +496,10 @@ def run_search(
         data = load_study_data(settings, space)
         space = space_for_data(space, data, print_fn)
         own_gates = latency_gates(settings)
-        if tracker is not None:
+        if tracker is not None:  # its runs go under the study's run, not a new one elsewhere; checked before
+            tracker.ping()  # check(), which creates the experiment (and a SQLite store) a refused worker must
+            tracker.require_study_run(study)  # not leave behind
             tracker.check()
-            tracker.require_study_run(study)  # its runs go under the study's run, not a new one elsewhere
     gates = [*own_gates, *gates]
     try:
         completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,

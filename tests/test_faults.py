@@ -327,13 +327,15 @@ def test_sync_into_a_store_without_the_study_run_is_refused(tmp_path, cli_env, w
     Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "home")).study_run(study, {})
     wrong = (["--tracking-uri", f"sqlite:///{tmp_path / 'elsewhere.db'}", "--experiment", "home"] if where == "store"
              else ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "other"])
-    proc = run_cli(["sync", "--study", "s", "--storage", storage, *wrong], tmp_path, cli_env, check=False)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert ("which is not in the tracking store" if where == "store" else "pass --experiment 'home'") in proc.stderr
-    # and the refused sync left no new store or experiment behind
-    assert not (tmp_path / "elsewhere.db").exists()
-    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "home"))
-    assert tracker.client.get_experiment_by_name("other") is None
+    for cmd in (["sync"], ["worker", "--trials", "1"]):
+        proc = run_cli([*cmd, "--study", "s", "--storage", storage, *wrong], tmp_path, cli_env, check=False,
+                       timeout=300)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert ("which is not in the tracking store" if where == "store" else "pass --experiment 'home'") in proc.stderr
+        # and the refused sync or worker left no new store or experiment behind
+        assert not (tmp_path / "elsewhere.db").exists(), cmd
+        tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "home"))
+        assert tracker.client.get_experiment_by_name("other") is None, cmd
     right = ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "home"]
     assert "0 runs created" in run_cli(["sync", "--study", "s", "--storage", storage, *right], tmp_path, cli_env).stdout
 
