@@ -155,9 +155,9 @@ def _print_next_steps(args: argparse.Namespace, final: dict | None) -> None:
     this run's storage and MLflow options, so a new user's next step is a copy and paste."""
     if not final:
         return
-    from search.storage import DEFAULT_STORAGE, _redact
+    from search.storage import storage_option
 
-    at = f" --storage {_redact(args.storage)}" if args.storage and args.storage != DEFAULT_STORAGE else ""
+    at = storage_option(args.storage)
     mlflow = "".join(f" {flag} {shlex.quote(value)}" for flag, value in
                      (("--mlflow-config", args.mlflow_config), ("--tracking-uri", args.tracking_uri),
                       ("--experiment", args.experiment)) if value)

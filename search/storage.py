@@ -155,6 +155,14 @@ def check_storage(url: str | None = None) -> None:
         raise StorageError(f"cannot open study storage {_redact(url)}: {first}") from None
 
 
+def storage_option(url: str | None, *, always: bool = False) -> str:
+    """`` --storage URL`` for a command printed for the user to run next (the password hidden), or "" for the
+    default storage, which needs no option (``always``: for ``worker``, whose --storage has no default)."""
+    if not always and (not url or url == DEFAULT_STORAGE):
+        return ""
+    return f" --storage {_redact(url or DEFAULT_STORAGE)}"
+
+
 def _redact(url: str) -> str:
     """The URL with any password replaced, for messages."""
     from sqlalchemy.engine import make_url

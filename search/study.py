@@ -509,11 +509,10 @@ def run_search(
             _end_stopped_study_run(study, tracker, "KILLED")
         report = None
         if n_trials == 0 and not study.get_trials(deepcopy=False, states=FINISHED):
-            from .storage import _redact
+            from .storage import storage_option
 
             print_fn(f"study {study_name!r} is ready and holds no trial (--trials 0): workers join it with "
-                     f"`ecg-automl worker --study {study_name} --storage {_redact(storage or DEFAULT_STORAGE)} "
-                     f"--trials N`")
+                     f"`ecg-automl worker --study {study_name}{storage_option(storage, always=True)} --trials N`")
         elif completed and final and len(settings.objectives) == 1:
             report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
                                progress=progress)
@@ -619,13 +618,13 @@ def report_pareto(study: optuna.Study, tracker: Tracker | None, print_fn: Callab
     mode its latency and size were measured in), and log it (table + plot) on the study's MLflow run."""
     from . import plots
     from .pareto import format_pareto, pareto_figure, pareto_table
-    from .storage import DEFAULT_STORAGE, _redact
+    from .storage import storage_option
 
     rows = pareto_table(study)
     settings = study.user_attrs.get("settings", {})
     where = "measured on the bench-server" if settings.get("latency_target") else "Raspberry Pi 4 estimate"
     mode = settings.get("latency_mode", "int8")
-    at = f" --storage {_redact(storage)}" if storage and storage != DEFAULT_STORAGE else ""
+    at = storage_option(storage)
     print_fn(f"Pareto front of {study.study_name} ({len(rows)} trials):\n{format_pareto(rows)}\n"
              f"(quality: validation {settings.get('metric', 'f1')}; latency: ms per beat, {where}, "
              f"{mode}; size: KB of that TFLite file). Export one with "
