@@ -407,6 +407,8 @@ def _left_out_lines(left: dict) -> list[str]:
 def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
+    from search.tracking import local_store
+
     cfg = _tracking(args)
     if cfg.tracking_uri.startswith(("http://", "https://")):
         raise UsageError(f"`ecg-automl ui` serves a local tracking store (sqlite:///FILE or a folder); "
@@ -415,7 +417,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: the MLflow UI will listen on {args.host}, reachable from other machines; it has no "
               f"authentication", file=sys.stderr)
-    store = _local_store(cfg.tracking_uri)
+    store = local_store(cfg.tracking_uri)
     if store is not None and not store.exists():  # e.g. run from another folder than the searches' runs/
         print(f"warning: no MLflow store at {store}: the UI will be empty until a search logs there (give the "
               f"store with --tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)", file=sys.stderr)
@@ -457,18 +459,6 @@ def cmd_ui(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         stop()
         return 0
-
-
-def _local_store(uri: str):
-    """The file (``sqlite:///``) or folder (``file://``) of a local tracking store, else None."""
-    from pathlib import Path
-    from urllib.parse import unquote, urlparse
-
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):])
-    if uri.startswith("file:"):
-        return Path(unquote(urlparse(uri).path))
-    return None
 
 
 def _free_port(host: str, port: int) -> int:
@@ -650,6 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_log_level(parser: argparse.ArgumentParser, default: str) -> None:
+    """The ``--log-level`` option (on the top parser with its default, on each subcommand with SUPPRESS)."""
     parser.add_argument("--log-level", default=default, type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                         help="Python log level (default WARNING; INFO shows data/cache details)")

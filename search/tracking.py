@@ -121,6 +121,18 @@ def _checked_config(path: Path, loaded: Any) -> dict[str, Any]:
     return out
 
 
+def local_store(uri: str) -> Path | None:
+    """The file (``sqlite:///``) or folder (``file:``) of a local tracking store, else None (a server): what
+    opening the store would create when it is not there."""
+    from urllib.parse import unquote, urlparse
+
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):])
+    if uri.startswith("file:"):
+        return Path(unquote(urlparse(uri).path))
+    return None
+
+
 def _absolute_uri(uri: str) -> str:
     """Make ``sqlite:///relative.db`` absolute so runs land in one place (its folder is created when the
     :attr:`Tracker.client` is first used, once the command's input has been accepted)."""
@@ -309,8 +321,7 @@ class Tracker:
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         if not run_id:
             return
-        uri = self.config.tracking_uri
-        store = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+        store = local_store(self.config.tracking_uri)
         try:
             if store is not None and not store.exists():  # opening it would create it
                 raise FileNotFoundError(store)
