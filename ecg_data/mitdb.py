@@ -11,7 +11,7 @@ from ._records import describe_gaps, read_all, record_problems, refuse_incomplet
 from ._wfdb_io import read_annotations, read_record
 from .dataset import BeatDataset, concat
 from .errors import DataError, RecordError
-from .preprocess import beats_from_signal
+from .preprocess import SIMILARITY_LAGS, beats_from_signal, neighbour_similarity
 
 #: AAMI EC57 mapping of MIT-BIH beat symbols. N is normal; S, V, F are abnormal; Q is excluded.
 AAMI = {
@@ -36,6 +36,12 @@ DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "21
 LEAD = "MLII"
 #: Every MIT-BIH record is sampled at 360 Hz: another rate in a header means a damaged or edited header.
 FS = 360.0
+#: A record whose annotated beats correlate less than this with their neighbours (median of
+#: :func:`~ecg_data.preprocess.neighbour_similarity`) is refused: the 44 records of DS1 and DS2 score 0.89
+#: (222) to 0.996, a .dat of random bytes 0.13 and another record's .dat under these annotations 0.08-0.14.
+MIN_SIMILARITY = 0.5
+#: ... over at least this many beats (fewer say little either way).
+MIN_SIMILARITY_BEATS = 20
 
 
 def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: str) -> BeatDataset:
@@ -54,11 +60,28 @@ def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: s
     is_q, classes = annotated == "Q", annotated[keep]
     use = classes != "Q"
     n = int(use.sum())
+    _refuse_unlike_beats(path, record, X[:, :, 0], fs)
     # what the protocol leaves out of this record, for `data info` (summed over records by read_mitdb)
     left_out = {"class_q": int(is_q.sum()), "no_full_window": int((~is_q).sum()) - n}
     return BeatDataset(
         "mitdb", X[use], rr[use], np.isin(classes[use], ABNORMAL).astype(np.int8), classes[use],
         np.full(n, record), np.full(n, record), np.full(n, split), fs, {"split": split, "left_out": left_out})
+
+
+def _refuse_unlike_beats(path: Path, record: str, windows: np.ndarray, fs: float) -> None:
+    """RecordError when the windows at the annotated beats do not look like one heart's beats: a signal file of the
+    right size but the wrong content (random bytes, another record's .dat) reads without any error, and would
+    train and score a model on noise labelled with real beat classes."""
+    if len(windows) < MIN_SIMILARITY_BEATS:
+        return
+    sim = float(np.nanmedian(neighbour_similarity(windows, fs)[0]))
+    if sim < MIN_SIMILARITY:
+        raise RecordError(str(path / record) + ".dat", f"the signal at its annotated beats does not look like beats of "
+                          f"one heart (median correlation {sim:.2f} of each with the {SIMILARITY_LAGS} before it, "
+                          f"under {MIN_SIMILARITY:g}; every MIT-BIH record has 0.89 or more): the file holds something "
+                          f"other than this record's ECG (garbled bytes, or another record's .dat). Remove it and "
+                          + (f"run `ecg-automl data fetch mitdb --root {path.parent}`, or copy it again"
+                             if path.name == "mitdb" else "copy or download it again"))
 
 
 def read_mitdb(path: Path, *, fs: float = 180.0, window: int = 256, records: list[str] | None = None,

@@ -13,6 +13,11 @@ from scipy import signal as _signal
 
 #: Number of RR features per beat (see :func:`rr_features`).
 N_RR_FEATURES = 14
+#: The windows' central part compared between neighbouring beats, seconds either side of the beat.
+SIMILARITY_S = 0.25
+#: Each beat is compared with this many beats before it, and the likest counts (a PVC every other beat, or every
+#: third, is like the one before it).
+SIMILARITY_LAGS = 3
 
 
 def bandpass(x: np.ndarray, fs: float, low: float = 0.5, high: float = 40.0, order: int = 3) -> np.ndarray:
@@ -185,3 +190,30 @@ def beats_from_signal(
     rr = rr_features(peaks, fs_in)
     windows, keep = extract_windows(res, scaled, length)
     return normalise(windows), rr[keep], keep
+
+
+def neighbour_similarity(windows: np.ndarray, fs: float, before: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Each beat window's highest correlation, over its central +-:data:`SIMILARITY_S`, with the
+    :data:`SIMILARITY_LAGS` windows before it (NaN for a first beat), and the last centres to pass as ``before``
+    to the next call (a record read chunk by chunk): beats of one heart look alike from one beat to the next;
+    windows cut from noise, or at samples that are not beats, do not.
+
+    ``windows``: (beats, length) of one lead, in beat order."""
+    w = np.asarray(windows, dtype=np.float64)
+    if not len(w):
+        return np.zeros(0), before if before is not None else np.zeros((0, 0))
+    mid, half = w.shape[1] // 2, int(round(SIMILARITY_S * fs))
+    c = w[:, mid - half:mid + half]
+    c = c - c.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(c, axis=1)
+    c = c / np.where(norm > 0, norm, 1.0)[:, None]
+    held = len(before) if before is not None else 0
+    allc = c if not held else np.vstack([before, c])
+    best = np.full(len(c), np.nan)
+    for lag in range(1, SIMILARITY_LAGS + 1):
+        i = np.arange(held, len(allc))
+        ok = i - lag >= 0
+        r = (allc[i[ok]] * allc[i[ok] - lag]).sum(axis=1)
+        best[ok] = np.fmax(best[ok], r)
+    return best, allc[-SIMILARITY_LAGS:]

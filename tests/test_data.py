@@ -330,6 +330,25 @@ def test_a_mitdb_header_with_another_sampling_rate_is_refused(data_root, tmp_pat
     assert "sampling rate 36 Hz, but every MIT-BIH record is sampled at 360 Hz" in err.value.problem
 
 
+def test_a_mitdb_signal_file_of_the_right_size_but_not_its_ecg_is_refused(data_root, tmp_path):
+    """A .dat of random bytes, or another record's .dat, reads without error (same size, format 212): it loaded, and
+    a model trained on noise labelled with real beat classes; `--on-bad-record skip` now skips it by name."""
+    root = _copy_db(data_root, tmp_path, ["100", "101", "103"])
+    db = root / "mitdb"
+    dat = db / "101.dat"
+    dat.write_bytes(np.random.default_rng(0).integers(0, 256, dat.stat().st_size, dtype=np.uint8).tobytes())
+    shutil.copy(data_root / "mitdb" / "105.dat", db / "103.dat")  # another record's signal under 103's beats
+    for rec in ("101", "103"):
+        with pytest.raises(RecordError) as err:
+            load_dataset("mitdb", root=root, records=[rec], use_cache=False)
+        assert err.value.path == str(db / f"{rec}.dat")
+        assert "does not look like beats of one heart" in err.value.problem
+        assert f"ecg-automl data fetch mitdb --root {root}" in err.value.problem
+    ds = load_dataset("mitdb", root=root, records=["100", "101", "103"], use_cache=False, on_bad_record="skip")
+    assert set(ds.records) == {"100"}
+    assert [s["path"] for s in ds.info["skipped"]] == [str(db / "101.dat"), str(db / "103.dat")]
+
+
 def test_records_and_window_of_the_wrong_kind_are_refused_by_name(small_mitdb):
     """records="101" was read letter by letter, records=[101] did not match "101", and records=[] handed out
     the whole cached database as if no filter was given; a window of 100.5 failed deep in indexing."""

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ecg_data.preprocess import SIMILARITY_LAGS, SIMILARITY_S, neighbour_similarity
+
 #: A second of ECG spans at least this (mV) peak to peak; less is a flat line.
 FLAT_MV = 0.02
 #: Seconds per block of the flat check.
@@ -31,11 +33,6 @@ FLAT_BLOCK_S = 1.0
 #: Range of a heart's rate sustained over a whole record (bpm): the median rate of the beats found outside it
 #: points at a sampling rate in the header that is not the data's (360 Hz data labelled 100 Hz reads ~21 bpm).
 HR_RANGE = (25.0, 200.0)
-#: The windows' central part compared between neighbouring beats, seconds either side of the beat.
-SIMILARITY_S = 0.25
-#: Each beat is compared with this many beats before it, and the likest counts (a PVC every other beat, or every
-#: third, is like the one before it).
-SIMILARITY_LAGS = 3
 #: Seconds either side of a beat in which its QRS's largest deflection is looked for (polarity).
 QRS_HALF_S = 0.06
 
@@ -135,21 +132,9 @@ class BeatScan:
     def __call__(self, w: np.ndarray) -> None:
         if not len(w):
             return
-        mid, half = w.shape[1] // 2, int(round(SIMILARITY_S * self.fs))
-        c = np.asarray(w[:, mid - half:mid + half], dtype=np.float64)
-        c = c - c.mean(axis=1, keepdims=True)
-        norm = np.linalg.norm(c, axis=1)
-        c = c / np.where(norm > 0, norm, 1.0)[:, None]
-        held = len(self._prev) if self._prev is not None else 0
-        allc = c if self._prev is None else np.vstack([self._prev, c])
-        best = np.full(len(c), np.nan)
-        for lag in range(1, SIMILARITY_LAGS + 1):  # the likest of the last few beats: bigeminy alternates shapes
-            i = np.arange(held, len(allc))
-            ok = i - lag >= 0
-            r = (allc[i[ok]] * allc[i[ok] - lag]).sum(axis=1)
-            best[ok] = np.fmax(best[ok], r)
+        best, self._prev = neighbour_similarity(w, self.fs, self._prev)
         self.corr.append(best)
-        self._prev = allc[-SIMILARITY_LAGS:]
+        mid = w.shape[1] // 2
         q = int(round(QRS_HALF_S * self.fs))
         qrs = np.asarray(w[:, mid - q:mid + q + 1], dtype=np.float64)
         base = np.median(w, axis=1, keepdims=True)
