@@ -76,7 +76,8 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     """Download database ``name`` from PhysioNet into ``<root>/<name>/`` with ``wfdb.dl_database``; a database
     already there (its marker file, written last, present, and every record its RECORDS, or PTB-XL's
     ptbxl_database.csv, lists has its header, the signal files the header names and its beat annotations, none of
-    them empty or, but for PTB-XL, shorter than the header says) is left as it is, with no network access; one with
+    them empty or shorter than the header says; PTB-XL: a header is read only when its signal file has an odd
+    size) is left as it is, with no network access; one with
     files missing or cut short (a hand copy, deleted files, an interrupted copy) is completed (wfdb downloads a
     missing file and appends the rest of a shorter one; PTB-XL: only the records its table lists, so a subset whose
     table lists only its own records stays one), and files still missing or damaged after that are an error."""
@@ -151,10 +152,17 @@ def missing_record_files(path: Path, record: str, annotation: str | None = None)
     return [f for f in wanted if not (path / f).is_file()]
 
 
-def damaged_record_files(path: Path, record: str, annotation: str | None = None, *, read_header: bool = True) -> str:
+#: Bytes of every PTB-XL 100 Hz signal file (10 s x 100 Hz x 12 leads x 2 bytes, format 16). Only a file of another
+#: size has its header read to check it (:func:`damaged_record_files`), so that 21,799 headers need not be.
+PTBXL_LR_DAT_BYTES = 24_000
+
+
+def damaged_record_files(path: Path, record: str, annotation: str | None = None, *, read_header: bool = True,
+                         dat_bytes: int | None = None) -> str:
     """What is wrong with the files of record ``record``, all present under ``path`` (empty string: nothing): an
     empty file, a header wfdb cannot read, a signal file shorter than its header says (``read_header``; without
-    it only empty files are looked for). These are what an interrupted copy or download leaves."""
+    it only empty files are looked for, and the header is read only when ``<record>.dat`` is not ``dat_bytes``
+    long, the size every signal file of the database has). These are what an interrupted copy or download leaves."""
     from ._wfdb_io import read_header as check
     from .errors import RecordError
 
@@ -162,6 +170,9 @@ def damaged_record_files(path: Path, record: str, annotation: str | None = None,
     for name, kind in files.items():
         if (path / name).stat().st_size == 0:
             return f"{name}: empty {kind} file (0 bytes)"
+    dat = path / f"{record}.dat"
+    if not read_header and dat_bytes is not None and dat.is_file() and dat.stat().st_size != dat_bytes:
+        read_header = True  # an odd size: cut short, or a record unlike the others; its header says which
     if read_header:
         try:
             check(path / record)  # the header parsed and checked, each signal file's size against it
@@ -199,7 +210,8 @@ def ptbxl_records(csv: Path) -> list[str]:
 def _incomplete_records(name: str, path: Path, marker: str) -> dict[str, str]:
     """Record -> what is wrong with it, for each record a RECORDS marker (or PTB-XL's table) lists that lacks a
     file (:func:`missing_record_files`) or has a damaged one (:func:`damaged_record_files`: for PTB-XL, whose
-    21,799 headers take minutes to read, only empty files); empty for a database with neither."""
+    21,799 headers take minutes to read, empty files, and a header read only for a signal file of an odd size);
+    empty for a database with neither."""
     annotation = BEAT_ANNOTATIONS.get(name)
     if marker == "RECORDS":
         records = (path / marker).read_text(encoding="utf-8", errors="replace").split()
@@ -209,11 +221,12 @@ def _incomplete_records(name: str, path: Path, marker: str) -> dict[str, str]:
         missing, read_header = (lambda r: missing_ptbxl_files(path, r)), False
     else:
         return {}
+    dat_bytes = PTBXL_LR_DAT_BYTES if name == "ptbxl" else None
     out: dict[str, str] = {}
     for r in records:
         if files := missing(r):
             out[r] = f"no {', '.join(files)}"
-        elif damage := damaged_record_files(path, r, annotation, read_header=read_header):
+        elif damage := damaged_record_files(path, r, annotation, read_header=read_header, dat_bytes=dat_bytes):
             out[r] = damage
     return out
 

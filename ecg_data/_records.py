@@ -32,18 +32,20 @@ def read_all(records: Iterable[str], reader: Callable[[str], T], on_bad_record: 
 
 
 def record_problems(path: Path, wanted: Iterable[str], missing: Callable[[str], list[str]],
-                    annotation: str | None = None, *, read_header: bool = True,
+                    annotation: str | None = None, *, read_header: bool = True, dat_bytes: int | None = None,
                     file_of: Callable[[str], str] = str) -> dict[str, str]:
     """Record -> what is wrong with it, for each of ``wanted`` that lacks a file (``missing(file_of(record))``) or
     has a damaged one (:func:`damaged_record_files`: empty, a header wfdb cannot read or, with ``read_header``,
-    a signal file shorter than its header says), as the end of a sentence: "has no 101.dat", "is damaged (...)"."""
+    a signal file shorter than its header says; without it, see ``dat_bytes`` there), as the end of a sentence:
+    "has no 101.dat", "is damaged (...)"."""
     from ._paths import damaged_record_files
 
     out: dict[str, str] = {}
     for rec in wanted:
         if files := missing(file_of(rec)):
             out[rec] = f"has no {', '.join(files)}"
-        elif damage := damaged_record_files(path, file_of(rec), annotation, read_header=read_header):
+        elif damage := damaged_record_files(path, file_of(rec), annotation, read_header=read_header,
+                                             dat_bytes=dat_bytes):
             out[rec] = f"is damaged ({damage})"
     return out
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._paths import missing_ptbxl_files
+from ._paths import PTBXL_LR_DAT_BYTES, missing_ptbxl_files
 from ._records import describe_gaps, read_all, record_problems, refuse_incomplete
 from ._wfdb_io import detect_qrs, read_record
 from .dataset import BeatDataset, concat
@@ -265,11 +265,12 @@ def _refuse_incomplete(path: Path, table) -> None:
     """One error naming every record to read that lacks its header or the signal file it names, with the ways
     on, rather than a stop at the first of them."""
     files = {str(eid): f for eid, f in table["filename_lr"].items()}
-    # empty files only: reading each header for its signal file's length would take minutes on all of PTB-XL
+    # empty files, and the header read only for a signal file of an odd size: reading each header for its signal
+    # file's length would take minutes on all of PTB-XL
     gaps = record_problems(path, files, lambda f: missing_ptbxl_files(path, f), read_header=False,
-                           file_of=files.__getitem__)
+                           dat_bytes=PTBXL_LR_DAT_BYTES, file_of=files.__getitem__)
     if gaps:
         refuse_incomplete(path, "ptbxl", "PTB-XL", list(files), list(gaps),
                           f"{'is' if len(gaps) == 1 else 'are'} incomplete or damaged (the header, or the signal "
-                          f"file it names, missing or empty): {describe_gaps(gaps)}",
+                          f"file it names, missing, empty or cut short): {describe_gaps(gaps)}",
                           "copy the missing or damaged files there", "the complete ones")
