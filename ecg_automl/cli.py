@@ -165,7 +165,15 @@ def _print_next_steps(args: argparse.Namespace, final: dict | None) -> None:
     study = shlex.quote(args.study)
     lines = ["next:"]
     if not args.no_mlflow:
-        lines.append(f"  browse the trials and the final test in MLflow:  ecg-automl ui{mlflow}")
+        # ui takes no --experiment (it lists every experiment of the store) and serves a local store only: a
+        # tracking server has its own UI at its URL, which ui would refuse
+        uri = _tracking(args).tracking_uri
+        if uri.startswith(("http://", "https://")):
+            lines.append(f"  browse the trials and the final test in MLflow:  open {uri} in a browser")
+        else:
+            ui = "".join(f" {flag} {shlex.quote(value)}" for flag, value in
+                         (("--mlflow-config", args.mlflow_config), ("--tracking-uri", args.tracking_uri)) if value)
+            lines.append(f"  browse the trials and the final test in MLflow:  ecg-automl ui{ui}")
     no_mlflow = " --no-mlflow" if args.no_mlflow else ""
     lines.append(f"  export the final model to TFLite:  ecg-automl export --study {study}{at}{mlflow}{no_mlflow} "
                  f"--mode int8 --out {out}")

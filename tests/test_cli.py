@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 from conftest import SMALL_RECORDS, run_cli
 
@@ -384,6 +386,33 @@ def test_a_search_ends_with_the_commands_that_browse_and_export_it(capsys):
     assert "ecg-automl predict 'my study-int8.tflite' --record" in out
     _print_next_steps(args, None)
     assert capsys.readouterr().out == ""
+
+
+def test_the_ui_step_a_search_prints_is_one_that_ui_takes(capsys):
+    """After `search --experiment X` the search printed `ecg-automl ui --experiment X`, which ui rejects (it takes
+    no --experiment), and after `--tracking-uri http://...` an `ecg-automl ui --tracking-uri http://...` that ui
+    refuses (a tracking server has its own UI). The ui step now keeps only ui's options, or names the server's URL;
+    the export step keeps --experiment, which export takes."""
+    import argparse
+
+    from ecg_automl.cli import _load_extras, _print_next_steps, build_parser
+
+    _load_extras()
+    parser = build_parser()
+    args = argparse.Namespace(study="s", storage=None, no_mlflow=False, mlflow_config=None,
+                              tracking_uri="sqlite:///t/m.db", experiment="trials")
+    _print_next_steps(args, {"trial": 3})
+    lines = capsys.readouterr().out.splitlines()
+    ui = next(line for line in lines if "MLflow:" in line).split(":  ", 1)[1]
+    assert ui == "ecg-automl ui --tracking-uri sqlite:///t/m.db"
+    parser.parse_args(shlex.split(ui)[1:])  # ui takes it (argparse would exit 2 on --experiment)
+    assert any("ecg-automl export --study s --tracking-uri sqlite:///t/m.db --experiment trials " in line for line in lines)
+
+    args.tracking_uri = "http://10.0.0.5:5000"
+    _print_next_steps(args, {"trial": 3})
+    out = capsys.readouterr().out
+    assert "browse the trials and the final test in MLflow:  open http://10.0.0.5:5000 in a browser\n" in out
+    assert "ecg-automl ui" not in out
 
 
 @pytest.mark.parametrize("argv", [
