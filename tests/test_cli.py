@@ -415,6 +415,31 @@ def test_the_ui_step_a_search_prints_is_one_that_ui_takes(capsys):
     assert "ecg-automl ui" not in out
 
 
+def test_the_sync_command_after_a_tracking_outage_names_the_runs_stores(capsys):
+    """After an MLflow outage a worker on PostgreSQL printed `run ecg-automl sync --study NAME`, which looks in
+    sync's default store (sqlite:///runs/optuna.db) and tracking store, not the run's: it now carries the run's
+    --storage (password hidden, as in the other printed commands) and MLflow options."""
+    import argparse
+
+    import optuna
+
+    from ecg_automl.cli import _print_summary
+
+    study = optuna.create_study(study_name="lost")
+    capsys.readouterr()  # Optuna's "A new study created" line
+    result = argparse.Namespace(study=study, tracking_failures=["log_metrics"], tracking_skipped=13)
+    args = argparse.Namespace(storage="postgresql://ecg:secret@db/optuna", mlflow_config=None,
+                              tracking_uri="http://10.0.0.5:5000", experiment="wide")
+    _print_summary(result, args)
+    err = capsys.readouterr().err
+    assert ("warning: 1 MLflow calls failed and 13 were skipped while the tracking store was unreachable; the results "
+            "are in the Optuna study: run `ecg-automl sync --study lost --storage postgresql://ecg:***@db/optuna "
+            "--tracking-uri http://10.0.0.5:5000 --experiment wide` when the tracking server is back\n") == err
+    args = argparse.Namespace(storage="sqlite:///runs/optuna.db", mlflow_config=None, tracking_uri=None, experiment=None)
+    _print_summary(result, args)
+    assert "run `ecg-automl sync --study lost` when" in capsys.readouterr().err  # the defaults need no option
+
+
 @pytest.mark.parametrize("argv", [
     ["search", "--study", "x"], ["worker", "--study", "x", "--storage", "sqlite:///o.db", "--trials", "1"], ["sync", "--study", "x"],
     ["data", "info", "mitdb"], ["data", "fetch", "mitdb"], ["ui"], ["export", "--study", "x", "--out", "m.tflite"],
