@@ -127,7 +127,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     result = run_search(args.study, settings, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=not args.no_final, out_dir=args.out_dir,
                         progress=not args.quiet, verbose=args.verbose, heartbeat=args.heartbeat)
-    _print_summary(result)
+    _print_summary(result, args)
     if not result.interrupted:
         _print_next_steps(args, result.final)
     return _interrupted_exit_code() if result.interrupted else 0
@@ -158,14 +158,20 @@ def _print_next_steps(args: argparse.Namespace, final: dict | None) -> None:
     from search.storage import storage_option
 
     at = storage_option(args.storage)
-    mlflow = "".join(f" {flag} {shlex.quote(value)}" for flag, value in
-                     (("--mlflow-config", args.mlflow_config), ("--tracking-uri", args.tracking_uri),
-                      ("--experiment", args.experiment)) if value)
+    mlflow = _mlflow_options(args)
     out = shlex.quote(f"{args.study}-int8.tflite")
     study = shlex.quote(args.study)
     lines = ["next:"]
     if not args.no_mlflow:
-        lines.append(f"  browse the trials and the final test in MLflow:  ecg-automl ui{mlflow}")
+        # ui takes no --experiment (it lists every experiment of the store) and serves a local store only: a
+        # tracking server has its own UI at its URL, which ui would refuse
+        uri = _tracking(args).tracking_uri
+        if uri.startswith(("http://", "https://")):
+            lines.append(f"  browse the trials and the final test in MLflow:  open {uri} in a browser")
+        else:
+            ui = "".join(f" {flag} {shlex.quote(value)}" for flag, value in
+                         (("--mlflow-config", args.mlflow_config), ("--tracking-uri", args.tracking_uri)) if value)
+            lines.append(f"  browse the trials and the final test in MLflow:  ecg-automl ui{ui}")
     no_mlflow = " --no-mlflow" if args.no_mlflow else ""
     lines.append(f"  export the final model to TFLite:  ecg-automl export --study {study}{at}{mlflow}{no_mlflow} "
                  f"--mode int8 --out {out}")
@@ -256,7 +262,7 @@ def _interruptible(run: Callable[[], int]) -> int:
         _interrupt.restore(previous)
 
 
-def _print_summary(result) -> None:
+def _print_summary(result, args: argparse.Namespace) -> None:
     study = result.study
     states: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
@@ -264,11 +270,24 @@ def _print_summary(result) -> None:
     print(f"study {study.study_name}: " + (", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items()))
                                            or "no trial yet"))
     if result.tracking_failures:
+        from search.storage import storage_option
+
         skipped = getattr(result, "tracking_skipped", 0)
+        # with this run's storage and MLflow options: sync's defaults name another study store and tracking store
+        sync = (f"ecg-automl sync --study {shlex.quote(study.study_name)}{storage_option(args.storage)}"
+                f"{_mlflow_options(args)}")
         print(f"warning: {len(result.tracking_failures)} MLflow calls failed"
               + (f" and {skipped} were skipped while the tracking store was unreachable" if skipped else "")
-              + f"; the results are in the Optuna study: run `ecg-automl sync --study {study.study_name}` "
-              f"when the tracking server is back", file=sys.stderr)
+              + f"; the results are in the Optuna study: run `{sync}` when the tracking server is back",
+              file=sys.stderr)
+
+
+def _mlflow_options(args: argparse.Namespace) -> str:
+    """`` --mlflow-config F --tracking-uri U --experiment E`` as given to this run (shell-quoted), for a command
+    printed for the user to run next that logs to the same tracking store and experiment."""
+    return "".join(f" {flag} {shlex.quote(value)}" for flag, value in
+                   (("--mlflow-config", args.mlflow_config), ("--tracking-uri", args.tracking_uri),
+                    ("--experiment", args.experiment)) if value)
 
 
 @command("worker")
@@ -279,7 +298,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     result = run_search(args.study, None, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=False, progress=not args.quiet,
                         verbose=args.verbose, heartbeat=args.heartbeat)
-    _print_summary(result)
+    _print_summary(result, args)
     return _interrupted_exit_code() if result.interrupted else 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 from conftest import SMALL_RECORDS, run_cli
 
@@ -384,6 +386,58 @@ def test_a_search_ends_with_the_commands_that_browse_and_export_it(capsys):
     assert "ecg-automl predict 'my study-int8.tflite' --record" in out
     _print_next_steps(args, None)
     assert capsys.readouterr().out == ""
+
+
+def test_the_ui_step_a_search_prints_is_one_that_ui_takes(capsys):
+    """After `search --experiment X` the search printed `ecg-automl ui --experiment X`, which ui rejects (it takes
+    no --experiment), and after `--tracking-uri http://...` an `ecg-automl ui --tracking-uri http://...` that ui
+    refuses (a tracking server has its own UI). The ui step now keeps only ui's options, or names the server's URL;
+    the export step keeps --experiment, which export takes."""
+    import argparse
+
+    from ecg_automl.cli import _load_extras, _print_next_steps, build_parser
+
+    _load_extras()
+    parser = build_parser()
+    args = argparse.Namespace(study="s", storage=None, no_mlflow=False, mlflow_config=None,
+                              tracking_uri="sqlite:///t/m.db", experiment="trials")
+    _print_next_steps(args, {"trial": 3})
+    lines = capsys.readouterr().out.splitlines()
+    ui = next(line for line in lines if "MLflow:" in line).split(":  ", 1)[1]
+    assert ui == "ecg-automl ui --tracking-uri sqlite:///t/m.db"
+    parser.parse_args(shlex.split(ui)[1:])  # ui takes it (argparse would exit 2 on --experiment)
+    assert any("ecg-automl export --study s --tracking-uri sqlite:///t/m.db --experiment trials " in line for line in lines)
+
+    args.tracking_uri = "http://10.0.0.5:5000"
+    _print_next_steps(args, {"trial": 3})
+    out = capsys.readouterr().out
+    assert "browse the trials and the final test in MLflow:  open http://10.0.0.5:5000 in a browser\n" in out
+    assert "ecg-automl ui" not in out
+
+
+def test_the_sync_command_after_a_tracking_outage_names_the_runs_stores(capsys):
+    """After an MLflow outage a worker on PostgreSQL printed `run ecg-automl sync --study NAME`, which looks in
+    sync's default store (sqlite:///runs/optuna.db) and tracking store, not the run's: it now carries the run's
+    --storage (password hidden, as in the other printed commands) and MLflow options."""
+    import argparse
+
+    import optuna
+
+    from ecg_automl.cli import _print_summary
+
+    study = optuna.create_study(study_name="lost")
+    capsys.readouterr()  # Optuna's "A new study created" line
+    result = argparse.Namespace(study=study, tracking_failures=["log_metrics"], tracking_skipped=13)
+    args = argparse.Namespace(storage="postgresql://ecg:secret@db/optuna", mlflow_config=None,
+                              tracking_uri="http://10.0.0.5:5000", experiment="wide")
+    _print_summary(result, args)
+    err = capsys.readouterr().err
+    assert ("warning: 1 MLflow calls failed and 13 were skipped while the tracking store was unreachable; the results "
+            "are in the Optuna study: run `ecg-automl sync --study lost --storage postgresql://ecg:***@db/optuna "
+            "--tracking-uri http://10.0.0.5:5000 --experiment wide` when the tracking server is back\n") == err
+    args = argparse.Namespace(storage="sqlite:///runs/optuna.db", mlflow_config=None, tracking_uri=None, experiment=None)
+    _print_summary(result, args)
+    assert "run `ecg-automl sync --study lost` when" in capsys.readouterr().err  # the defaults need no option
 
 
 @pytest.mark.parametrize("argv", [
