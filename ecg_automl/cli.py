@@ -169,9 +169,8 @@ def _print_next_steps(args: argparse.Namespace, final: dict | None) -> None:
         if uri.startswith(("http://", "https://")):
             lines.append(f"  browse the trials and the final test in MLflow:  open {uri} in a browser")
         else:
-            ui = "".join(f" {flag} {shlex.quote(value)}" for flag, value in
-                         (("--mlflow-config", args.mlflow_config), ("--tracking-uri", args.tracking_uri)) if value)
-            lines.append(f"  browse the trials and the final test in MLflow:  ecg-automl ui{ui}")
+            lines.append(f"  browse the trials and the final test in MLflow:  ecg-automl ui"
+                         f"{_mlflow_options(args, experiment=False)}")
     no_mlflow = " --no-mlflow" if args.no_mlflow else ""
     lines.append(f"  export the final model to TFLite:  ecg-automl export --study {study}{at}{mlflow}{no_mlflow} "
                  f"--mode int8 --out {out}")
@@ -282,12 +281,13 @@ def _print_summary(result, args: argparse.Namespace) -> None:
               file=sys.stderr)
 
 
-def _mlflow_options(args: argparse.Namespace) -> str:
+def _mlflow_options(args: argparse.Namespace, *, experiment: bool = True) -> str:
     """`` --mlflow-config F --tracking-uri U --experiment E`` as given to this run (shell-quoted), for a command
-    printed for the user to run next that logs to the same tracking store and experiment."""
+    printed for the user to run next that logs to the same tracking store and experiment (``ui`` takes no
+    ``--experiment``: ``experiment=False``)."""
     return "".join(f" {flag} {shlex.quote(value)}" for flag, value in
                    (("--mlflow-config", args.mlflow_config), ("--tracking-uri", args.tracking_uri),
-                    ("--experiment", args.experiment)) if value)
+                    ("--experiment", args.experiment if experiment else None)) if value)
 
 
 @command("worker")
