@@ -526,12 +526,15 @@ def test_csv_fs_takes_the_rates_data_info_takes(tmp_path, cli_env):
 
 def test_predict_refuses_an_empty_record_and_csv_options_with_a_record(untrained, data_root, tmp_path, cli_env):
     """`--record ""` fell through to the CSV path ("None: not a numeric CSV of beats"), and --csv-fs and
-    --csv-has-label were silently ignored with --record, as --annotations was with --csv: all usage errors."""
+    --csv-has-label were silently ignored with --record, as --annotations and --strict (no signal checks on CSV rows)
+    were with --csv: all usage errors."""
     record = data_root / "mitdb" / "100"
     (tmp_path / "beats.csv").write_text(",".join(["0"] * 192) + "\n")
     for args, message in ((["--record", ""], "--record is empty"),
                           (["--csv", tmp_path / "beats.csv", "--annotations", "atr"],
                            "--annotations reads a record's annotation file, so it applies to --record only"),
+                          (["--csv", tmp_path / "beats.csv", "--strict"],
+                           "CSV rows get no signal checks, so it applies to --record only"),
                           (["--record", record, "--csv-fs", "360"], "--csv-fs applies to --csv only, not --record"),
                           (["--record", record, "--csv-has-label"], "--csv-has-label applies to --csv only")):
         proc = run_cli(["predict", untrained["mitdb"], *args], tmp_path, cli_env, check=False)

@@ -47,7 +47,7 @@ def _add_parsers(sub) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when the record fails a signal check (flat or clipped lead, heart rate out of range, "
                         "a long stretch without beats, beats that do not look alike, inverted QRS); the output is "
-                        "printed all the same. CSV rows get no signal checks")
+                        "printed all the same. --record only: CSV rows get no signal checks")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="also draw the record's p(abnormal) per beat and abnormal burden over time, lead-off gaps "
                         "and (with --annotations) the annotated abnormal beats, into this .png/.svg/.pdf (needs "
@@ -85,6 +85,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.csv is not None and args.annotations:  # it was ignored: rows have no annotation file
         raise UsageError("--annotations reads a record's annotation file, so it applies to --record only; a CSV "
                          "carries its labels in a last column: --csv-has-label")
+    if args.csv is not None and args.strict:  # it could never fire: CSV rows get no signal checks
+        raise UsageError("--strict exits 1 on a record's signal-check warning, and CSV rows get no signal checks, so "
+                         "it applies to --record only; drop it with --csv")
     if args.plot:
         _check_plot(args)
     if args.record is not None:
