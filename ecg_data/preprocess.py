@@ -18,13 +18,15 @@ SIMILARITY_S = 0.25
 #: Each beat is compared with this many beats before it, and the likest counts (a PVC every other beat, or every
 #: third, is like the one before it).
 SIMILARITY_LAGS = 3
+#: The band-pass's high cut-off is capped at this fraction of the sampling rate (just under Nyquist's 0.5).
+HIGH_CUT_MAX = 0.45
 
 
 def bandpass(x: np.ndarray, fs: float, low: float = 0.5, high: float = 40.0, order: int = 3) -> np.ndarray:
     """Zero-phase Butterworth band-pass along the first axis; NaNs are interpolated first."""
     x = np.asarray(x, dtype=np.float64)
     x = fill_nans(x)
-    high = min(high, 0.45 * fs)
+    high = min(high, HIGH_CUT_MAX * fs)
     sos = _signal.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
     padlen = min(x.shape[0] - 1, 3 * (2 * len(sos) + 1))
     if x.shape[0] < 2:

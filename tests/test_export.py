@@ -672,6 +672,27 @@ def test_a_hand_edited_sidecar_value_is_named(untrained, data_root, tmp_path, cl
         assert f"edited.json: {message}" in proc.stderr, proc.stderr[-2000:]
 
 
+def test_a_sidecar_filter_the_record_rate_cannot_take_is_named(untrained, data_root, tmp_path, cli_env):
+    """The band-pass runs at the record's own rate, its high cut-off capped at 0.45 x that rate (as in training):
+    a hand-edited filter.low at or above the cap (170 Hz; MIT-BIH's 360 Hz caps at 162) was scipy's traceback
+    "Wn[0] must be less than Wn[1]" after the beats were found. One line names the key, its value and the rate;
+    a high cut-off above the record's Nyquist frequency is capped, as before, and predicts."""
+    import shutil
+
+    model = tmp_path / "band.tflite"
+    shutil.copy(untrained["mitdb"], model)
+    meta = json.loads(untrained["mitdb"].with_suffix(".json").read_text())
+    record = data_root / "mitdb" / "100"
+    model.with_suffix(".json").write_text(json.dumps({**meta, "filter": {"low": 170, "high": 400}}))
+    proc = run_cli(["predict", model, "--record", record], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert (f"band.json: filter.low is 170 Hz, but {record} is sampled at 360 Hz, where the band-pass stops at "
+            f"162 Hz (0.45 x the rate)") in proc.stderr, proc.stderr[-2000:]
+    model.with_suffix(".json").write_text(json.dumps({**meta, "filter": {"low": 0.5, "high": 400}}))
+    assert json.loads(run_cli(["predict", model, "--record", record, "--json"], tmp_path,
+                              cli_env).stdout)["summary"]["beats"] > 2000
+
+
 def test_a_re_export_replaces_the_model_and_its_sidecar_together(exported, tmp_path, cli_env, monkeypatch):
     """Export wrote the .tflite first and its sidecar last: a re-export that stopped in between (Ctrl-C during
     the verification or the timing, a failure there) left the new model beside the old sidecar, whose threshold

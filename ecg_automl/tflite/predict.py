@@ -17,7 +17,7 @@ from ecg_data._wfdb_io import read_annotations, read_header
 from ecg_data import heartbeat_csv
 from ecg_data.errors import DataError
 from ecg_data.mitdb import AAMI, ABNORMAL
-from ecg_data.preprocess import N_RR_FEATURES, normalise, resample, rr_features
+from ecg_data.preprocess import HIGH_CUT_MAX, N_RR_FEATURES, normalise, resample, rr_features
 from ecg_data.stream import (CHUNK_S, GAP_S, MissingRuns, Progress, beat_windows_chunked, detect_r_peaks_chunked,
                              full_window, missing_runs)
 
@@ -240,6 +240,18 @@ def _strip_extension(record: Path, annotations: str | None) -> Path:
     return record.with_suffix("") if record.suffix.lower() in exts else record
 
 
+def _check_filter(meta: dict[str, Any], model_path: str | Path, fs: float, record: Path) -> None:
+    """Refuse, before the record is read, a sidecar band-pass that cannot be built at the record's own rate (the
+    filter runs before resampling): its high cut-off is capped at HIGH_CUT_MAX x the rate, as in training, so a
+    low cut-off at or above that cap was scipy's traceback 'Wn[0] must be less than Wn[1]'."""
+    low, cap = meta.get("filter", {}).get("low", 0.5), HIGH_CUT_MAX * fs
+    if low >= cap:
+        raise TFLiteError(f"{sidecar_path(model_path)}: filter.low is {low:g} Hz, but {record} is sampled at "
+                          f"{fs:g} Hz, where the band-pass stops at {cap:g} Hz ({HIGH_CUT_MAX:g} x the rate): "
+                          f"classify a record sampled faster than {low / HIGH_CUT_MAX:.4g} Hz, or export the model "
+                          f"again (export writes low 0.5 Hz)")
+
+
 def predict_record(model_path: str | Path, record: str | Path, *, annotations: str | None = None,
                    threads: int = 1, chunk_s: float = CHUNK_S, progress: Progress | None = None) -> Prediction:
     """Classify every beat of a WFDB record (``record`` without extension; a .dat/.hea/.atr/.mat one is dropped).
@@ -253,6 +265,7 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     meta, model = _open_model(model_path, threads)
     record = _strip_extension(Path(record), annotations)
     head = read_header(record)
+    _check_filter(meta, model_path, head.fs, record)
     channels, lead_warning = _record_leads(meta, model_path, head.sig_names, _model_channels(meta, model), record)
     detect = _find_lead(head.sig_names, str(meta["lead"])) if len(channels) > 1 else None
     det_ch = channels[0] if detect is None else detect  # beats are found on the detection lead (II for PTB-XL)
