@@ -248,6 +248,23 @@ def _interrupted_exit_code() -> int:
     return interrupt.exit_code() if interrupt is not None else 130
 
 
+def _interrupted_again(args: argparse.Namespace) -> str | None:
+    """The line for a search or worker a second Ctrl-C/SIGTERM stopped, or None after one: the first one's line
+    (resume) was printed, or the final model's stop was being recorded; the second stopped that wrap-up at once,
+    before MLflow's study run was closed and its missed trial runs back-filled, which `sync` makes up."""
+    interrupt = sys.modules.get("search._interrupt")
+    if interrupt is None or not interrupt.repeated():
+        return None
+    line = f"interrupted again ({interrupt.cause()}): stopped at once"
+    resume = "the study keeps its finished trials: run the same command again to resume it"
+    if getattr(args, "no_mlflow", False):
+        return f"{line}; {resume}"
+    from search.storage import storage_option
+
+    return (f"{line}, before MLflow was brought up to date; {resume}, and `ecg-automl sync --study {args.study}"
+            f"{storage_option(args.storage)}` to update MLflow")
+
+
 def _interruptible(run: Callable[[], int]) -> int:
     """Run a search command with SIGTERM handled as Ctrl-C for its whole length (the final model too, not only
     the trials): one line and exit code 143 instead of a silent death, the study left resumable."""
@@ -751,7 +768,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise
     except KeyboardInterrupt:
         resume = "; run the same command again to resume the study" if args.cmd in ("search", "worker") else ""
-        print(f"interrupted{resume}", file=sys.stderr)
+        print((resume and _interrupted_again(args)) or f"interrupted{resume}", file=sys.stderr)
         return _interrupted_exit_code() if resume else 130
 
 

@@ -13,10 +13,12 @@ import threading
 
 _requested = threading.Event()
 _by: list[str] = []  # how the last request came: "Ctrl-C" or "SIGTERM"
+_count: list[int] = [0]  # requests since clear(): a second one stops the wrap-up the first one let run
 
 
 def _handler(signum, frame) -> None:
     _by[:] = ["SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"]
+    _count[0] += 1
     _requested.set()
     raise KeyboardInterrupt
 
@@ -78,6 +80,14 @@ def requested() -> bool:
     return _requested.is_set()
 
 
+def repeated() -> bool:
+    """True once a second Ctrl-C/SIGTERM came (until :func:`clear`; :func:`restore` keeps it): it stopped at
+    once the wrap-up the first one let run, so the user is told what that leaves undone, not the first line
+    again."""
+    return _count[0] > 1
+
+
 def clear() -> None:
     _requested.clear()
     _by.clear()
+    _count[0] = 0

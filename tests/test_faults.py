@@ -541,3 +541,65 @@ def test_a_signal_while_the_final_model_trains_is_one_line_and_its_exit_code(tmp
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert err.strip() == "interrupted; run the same command again to resume the study"
+
+
+_TWO_PRESSES = """
+import sys, time
+import search.study as study
+def trials_running(*a, **k):  # the first Ctrl-C lands here, among the trials
+    print("trials running", flush=True)
+    time.sleep(120)
+study._optimize_until = trials_running
+calls = []
+def slow_wrap_up(*a, **k):  # stands in for the MLflow wrap-up after the first Ctrl-C (the study's run closed)
+    calls.append(1)
+    if len(calls) == 1:
+        print("wrapping up", flush=True)
+        time.sleep(120)
+study._end_stopped_study_run = slow_wrap_up
+from ecg_automl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_second_ctrl_c_says_what_it_does_not_the_first_line_again(tmp_path, cli_env):
+    """The first Ctrl-C of a search prints its line (resume) and lets the wrap-up run; a second one there stopped
+    at once and printed "interrupted; run the same command again ..." a second time. It now says what is new:
+    it stopped at once, before MLflow was brought up to date, which `sync` makes up (the resume said again, as
+    the only line when the first press came during the final model and printed none)."""
+    import argparse
+    import signal
+
+    from ecg_automl import cli
+    from search import _interrupt
+
+    args = ["search", "--space", tiny_space_file(tmp_path), "--trials", 1, "--folds", 2, "--records",
+            ",".join(SMALL_RECORDS), "--study", "twice", "--storage", f"sqlite:///{tmp_path / 'o.db'}",
+            "--no-mlflow", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-c", _TWO_PRESSES, *map(str, args)], cwd=tmp_path, env=cli_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for expected in ("trials running", "wrapping up"):
+        lines.append(proc.stdout.readline())
+        while lines[-1] and expected not in lines[-1]:
+            lines.append(proc.stdout.readline())
+        assert expected in lines[-1], (lines, proc.stderr.read() if proc.poll() is not None else "")
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    said = [line.strip() for line in [*lines, *out.splitlines(), *err.splitlines()] if "interrupted" in line]
+    assert said == ["interrupted while no trial of this process was running; run the same command again to "
+                    "resume the study",
+                    "interrupted again (Ctrl-C): stopped at once; the study keeps its finished trials: run the "
+                    "same command again to resume it"], said
+    # with MLflow, the second press also cut its wrap-up short: the line names the command that makes it up
+    _interrupt.clear()
+    for _ in range(2):
+        with pytest.raises(KeyboardInterrupt):
+            _interrupt._handler(signal.SIGTERM, None)
+    try:
+        line = cli._interrupted_again(argparse.Namespace(study="twice", storage=None, no_mlflow=False))
+    finally:
+        _interrupt.clear()
+    assert line.startswith("interrupted again (SIGTERM): stopped at once, before MLflow was brought up to date")
+    assert line.endswith("resume it, and `ecg-automl sync --study twice` to update MLflow"), line
