@@ -3,7 +3,8 @@
 Each row holds 187 samples at 125 Hz and a last column with the class, no header (``mitbih_train.csv``,
 ``mitbih_test.csv`` with classes 0-4, ``ptbdb_normal.csv``/``ptbdb_abnormal.csv`` with 0/1). Class 0 is
 normal (y=0), any other class abnormal; ``label`` keeps the class number; a class outside 0-4 is refused (a
-header row ``0,1,...,187`` would otherwise be a beat of class 187). A row begins at its R peak (Kachuee
+header row ``0,1,...,187`` would otherwise be a beat of class 187), outside 0/1 in a file whose name begins with
+``ptbdb`` (Kaggle's PTB files). A row begins at its R peak (Kachuee
 et al. 2018 cut each beat from one R peak on for 1.2 RR intervals and zero-padded it): rows are resampled to
 ``fs`` and placed with their first sample at the window's centre, as every source's R peak is (see
 :func:`windows_of`), then normalised per window. There are no RR intervals
@@ -37,6 +38,9 @@ N_SAMPLES = 187
 N_COLUMNS = N_SAMPLES + 1
 #: The layout's classes: 0-4 (N, S, V, F, Q) in the MIT-BIH files, 0/1 in the PTB ones.
 MAX_CLASS = 4
+#: A file whose name begins with this (any case) is one of the PTB files, classes 0/1 only (0 normal, 1 abnormal).
+PTB_PREFIX = "ptbdb"
+PTB_MAX_CLASS = 1
 ENV_ALLOW = "ECG_AUTOML_ALLOW_BEAT_SPLIT"
 GROUPS_SUFFIX = ".groups"
 _MAX_GROUP_LEN = 32  # BeatDataset.save stores groups as U32
@@ -96,9 +100,17 @@ def cache_inputs(path: Path) -> dict:
     return {"files": sidecars, "allow_beat_level_split": allow_beat_split_from_env(), "layout": WINDOW_LAYOUT}
 
 
+def _max_class(csv: Path) -> int:
+    """The highest class ``csv`` may hold: 1 in a PTB file (told by its name, as Kaggle's ptbdb_*.csv), else 4."""
+    return PTB_MAX_CLASS if csv.name.lower().startswith(PTB_PREFIX) else MAX_CLASS
+
+
 def _locate_problem(csv: Path) -> None:
     """Scan ``csv`` line by line and raise a DataError naming the first malformed line."""
     rows = 0
+    top = _max_class(csv)
+    classes = (f"a PTB file's classes 0-{top} (its name begins with {PTB_PREFIX}; 0-{MAX_CLASS} are read from files "
+               f"named otherwise)" if top == PTB_MAX_CLASS else f"the layout's classes 0-{top}")
     with open(csv, encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, start=1):
             text = line.strip()
@@ -118,10 +130,9 @@ def _locate_problem(csv: Path) -> None:
             label = float(fields[-1])
             if label < 0 or not label.is_integer():
                 raise DataError(f"{csv}, line {lineno}: class {fields[-1].strip()!r} is not a whole number >= 0")
-            if label > MAX_CLASS:
+            if label > top:
                 hint = " (a header row? this layout has none)" if lineno == 1 else ""
-                raise DataError(f"{csv}, line {lineno}: class {fields[-1].strip()!r} is not one of the layout's "
-                                f"classes 0-{MAX_CLASS}{hint}")
+                raise DataError(f"{csv}, line {lineno}: class {fields[-1].strip()!r} is not one of {classes}{hint}")
             rows += 1
     if rows == 0:
         raise DataError(f"{csv}: no rows")
@@ -137,7 +148,7 @@ def read_rows(csv: Path) -> np.ndarray:
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         arr = None
     if arr is not None and arr.ndim == 2 and arr.shape[0] > 0 and arr.shape[1] == N_COLUMNS \
-            and np.isfinite(arr).all() and (arr[:, -1] >= 0).all() and (arr[:, -1] <= MAX_CLASS).all() \
+            and np.isfinite(arr).all() and (arr[:, -1] >= 0).all() and (arr[:, -1] <= _max_class(csv)).all() \
             and (arr[:, -1] == np.round(arr[:, -1])).all():
         return arr
     _locate_problem(csv)

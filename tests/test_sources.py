@@ -470,6 +470,21 @@ def test_heartbeat_csv_numeric_header_row_is_refused(csv_folder):
         read_heartbeat_csv(csv)
 
 
+def test_heartbeat_csv_ptb_file_holds_classes_0_and_1(tmp_path):
+    """Kaggle's PTB files (ptbdb_normal.csv all 0, ptbdb_abnormal.csv all 1) loaded a class 2-4 as an abnormal
+    beat, as in the MIT-BIH files: a file named ptbdb* now holds 0/1 only, the others 0-4 as before."""
+    for name, classes in (("ptbdb_abnormal.csv", [1]), ("PTBDB_normal_test.csv", [0]), ("mine.csv", [0, 3])):
+        _write_csv(tmp_path / name, _beat_rows(6, classes, 0), [f"p{i % 3}" for i in range(6)])
+        assert len(read_heartbeat_csv(tmp_path / name)) == 6
+    csv = tmp_path / "ptbdb_abnormal.csv"
+    lines = csv.read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ",3"
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"ptbdb_abnormal.csv, line 4: class '3' is not one of a PTB file's classes "
+                                        r"0-1 \(its name begins with ptbdb; 0-4 are read from files named otherwise\)$"):
+        read_heartbeat_csv(csv)
+
+
 @pytest.mark.parametrize("spoil, message", [
     (lambda g: g.write_bytes(b"p1\np\xe9\n"), r"mitbih_test.csv.groups, line 2: not UTF-8 text"),
     (lambda g: (g.unlink(), g.mkdir()), r"mitbih_test.csv.groups: cannot be read as the patient ids of mitbih_test.csv"),
