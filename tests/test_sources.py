@@ -480,8 +480,9 @@ def test_heartbeat_csv_ptb_file_holds_classes_0_and_1(tmp_path):
     lines = csv.read_text().splitlines()
     lines[3] = lines[3].rsplit(",", 1)[0] + ",3"
     csv.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"ptbdb_abnormal.csv, line 4: class '3' is not one of a PTB file's classes "
-                                        r"0-1 \(its name begins with ptbdb; 0-4 are read from files named otherwise\)$"):
+    with pytest.raises(DataError, match=r"ptbdb_abnormal.csv, line 4: class '3' is not one of a PTB file's "
+                                        r"classes 0-1 \(its name begins with ptbdb; 0-4 are read from files named "
+                                        r"otherwise\)$"):
         read_heartbeat_csv(csv)
 
 
