@@ -259,10 +259,8 @@ def _interrupted_again(args: argparse.Namespace) -> str | None:
     resume = "the study keeps its finished trials: run the same command again to resume it"
     if getattr(args, "no_mlflow", False):
         return f"{line}; {resume}"
-    from search.storage import storage_option
-
-    return (f"{line}, before MLflow was brought up to date; {resume}, and `ecg-automl sync --study {args.study}"
-            f"{storage_option(args.storage)}` to update MLflow")
+    return (f"{line}, before MLflow was brought up to date; {resume}, and `{_sync_command(args.study, args)}` to "
+            f"update MLflow")
 
 
 def _interruptible(run: Callable[[], int]) -> int:
@@ -286,16 +284,20 @@ def _print_summary(result, args: argparse.Namespace) -> None:
     print(f"study {study.study_name}: " + (", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items()))
                                            or "no trial yet"))
     if result.tracking_failures:
-        from search.storage import storage_option
-
         skipped = getattr(result, "tracking_skipped", 0)
-        # with this run's storage and MLflow options: sync's defaults name another study store and tracking store
-        sync = (f"ecg-automl sync --study {shlex.quote(study.study_name)}{storage_option(args.storage)}"
-                f"{_mlflow_options(args)}")
+        sync = _sync_command(study.study_name, args)
         print(f"warning: {len(result.tracking_failures)} MLflow calls failed"
               + (f" and {skipped} were skipped while the tracking store was unreachable" if skipped else "")
               + f"; the results are in the Optuna study: run `{sync}` when the tracking server is back",
               file=sys.stderr)
+
+
+def _sync_command(study_name: str, args: argparse.Namespace) -> str:
+    """The ``ecg-automl sync`` that back-fills this run's study, printed for the user to run next: with this run's
+    storage and MLflow options, as sync's defaults name another study store and tracking store."""
+    from search.storage import storage_option
+
+    return f"ecg-automl sync --study {shlex.quote(study_name)}{storage_option(args.storage)}{_mlflow_options(args)}"
 
 
 def _mlflow_options(args: argparse.Namespace, *, experiment: bool = True) -> str:

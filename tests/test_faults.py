@@ -598,8 +598,11 @@ def test_a_second_ctrl_c_says_what_it_does_not_the_first_line_again(tmp_path, cl
         with pytest.raises(KeyboardInterrupt):
             _interrupt._handler(signal.SIGTERM, None)
     try:
-        line = cli._interrupted_again(argparse.Namespace(study="twice", storage=None, no_mlflow=False))
+        line = cli._interrupted_again(argparse.Namespace(study="twice", storage=None, no_mlflow=False,
+                                                         mlflow_config=None, tracking_uri="sqlite:///m.db",
+                                                         experiment=None))
     finally:
         _interrupt.clear()
     assert line.startswith("interrupted again (SIGTERM): stopped at once, before MLflow was brought up to date")
-    assert line.endswith("resume it, and `ecg-automl sync --study twice` to update MLflow"), line
+    assert line.endswith("resume it, and `ecg-automl sync --study twice --tracking-uri sqlite:///m.db` to update "
+                         "MLflow"), line
