@@ -155,7 +155,7 @@ def _print_next_steps(args: argparse.Namespace, final: dict | None) -> None:
     this run's storage and MLflow options, so a new user's next step is a copy and paste."""
     if not final:
         return
-    from search.storage import storage_option
+    from search.storage import redact_url, storage_option
 
     at = storage_option(args.storage)
     mlflow = _mlflow_options(args)
@@ -167,7 +167,7 @@ def _print_next_steps(args: argparse.Namespace, final: dict | None) -> None:
         # tracking server has its own UI at its URL, which ui would refuse
         uri = _tracking(args).tracking_uri
         if uri.startswith(("http://", "https://")):
-            lines.append(f"  browse the trials and the final test in MLflow:  open {uri} in a browser")
+            lines.append(f"  browse the trials and the final test in MLflow:  open {redact_url(uri)} in a browser")
         else:
             lines.append(f"  browse the trials and the final test in MLflow:  ecg-automl ui"
                          f"{_mlflow_options(args, experiment=False)}")
@@ -304,8 +304,11 @@ def _mlflow_options(args: argparse.Namespace, *, experiment: bool = True) -> str
     """`` --mlflow-config F --tracking-uri U --experiment E`` as given to this run (shell-quoted), for a command
     printed for the user to run next that logs to the same tracking store and experiment (``ui`` takes no
     ``--experiment``: ``experiment=False``)."""
+    from search.storage import redact_url
+
+    uri = redact_url(args.tracking_uri) if args.tracking_uri else None  # a password stays out of terminals and logs
     return "".join(f" {flag} {shlex.quote(value)}" for flag, value in
-                   (("--mlflow-config", args.mlflow_config), ("--tracking-uri", args.tracking_uri),
+                   (("--mlflow-config", args.mlflow_config), ("--tracking-uri", uri),
                     ("--experiment", args.experiment if experiment else None)) if value)
 
 
@@ -445,13 +448,14 @@ def _left_out_lines(left: dict) -> list[str]:
 def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
+    from search.storage import redact_url
     from search.tracking import local_store
 
     cfg = _tracking(args)
     if cfg.tracking_uri.startswith(("http://", "https://")):
+        uri = redact_url(cfg.tracking_uri)
         raise UsageError(f"`ecg-automl ui` serves a local tracking store (sqlite:///FILE or a folder); "
-                         f"{cfg.tracking_uri} is a tracking server, which has its own UI: open {cfg.tracking_uri} "
-                         f"in a browser")
+                         f"{uri} is a tracking server, which has its own UI: open {uri} in a browser")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: the MLflow UI will listen on {args.host}, reachable from other machines; it has no "
               f"authentication", file=sys.stderr)
@@ -471,7 +475,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         cmd += ["--default-artifact-root", art]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         cmd += ["--allowed-hosts", "*"]
-    print(f"MLflow UI on http://{args.host}:{port} (store {cfg.tracking_uri}); Ctrl-C to stop", flush=True)
+    print(f"MLflow UI on http://{args.host}:{port} (store {redact_url(cfg.tracking_uri)}); Ctrl-C to stop",
+          flush=True)
     # The server forks workers: run it in its own process group and stop the whole group with us, so
     # neither Ctrl-C nor a SIGTERM to this process leaves a server behind.
     import signal

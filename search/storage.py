@@ -65,7 +65,7 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
                 time.sleep(0.2 + random.random() * 0.5 * (attempt + 1))
                 continue
             first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            raise StorageError(f"cannot open study storage {_redact(url)}: {first}") from None
+            raise StorageError(f"cannot open study storage {redact_url(url)}: {first}") from None
     raise AssertionError("unreachable")
 
 
@@ -90,7 +90,7 @@ def _refuse_foreign_database(url: str, engine_kwargs: dict) -> None:
         return  # unreachable or not a database: RDBStorage says why
     if tables and not tables & _OPTUNA_TABLES:
         what = "an MLflow tracking store" if {"experiments", "runs"} <= tables else "another program's database"
-        raise StorageError(f"{_redact(url)} is not an Optuna study storage: it holds {len(tables)} other tables "
+        raise StorageError(f"{redact_url(url)} is not an Optuna study storage: it holds {len(tables)} other tables "
                            f"({', '.join(sorted(tables)[:4])}, ...), as {what} does. Give the study's storage "
                            f"(the default is {DEFAULT_STORAGE}); nothing was written")
 
@@ -152,7 +152,7 @@ def check_storage(url: str | None = None) -> None:
         raise
     except Exception as exc:
         first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        raise StorageError(f"cannot open study storage {_redact(url)}: {first}") from None
+        raise StorageError(f"cannot open study storage {redact_url(url)}: {first}") from None
 
 
 def storage_option(url: str | None, *, always: bool = False) -> str:
@@ -160,11 +160,12 @@ def storage_option(url: str | None, *, always: bool = False) -> str:
     default storage, which needs no option (``always``: for ``worker``, whose --storage has no default)."""
     if not always and (not url or url == DEFAULT_STORAGE):
         return ""
-    return f" --storage {_redact(url or DEFAULT_STORAGE)}"
+    return f" --storage {redact_url(url or DEFAULT_STORAGE)}"
 
 
-def _redact(url: str) -> str:
-    """The URL with any password replaced, for messages."""
+def redact_url(url: str) -> str:
+    """The URL (a study storage's or a tracking store's) with any password replaced by ***, for messages and for
+    the commands printed for the user to run next, which land in terminals and logs."""
     from sqlalchemy.engine import make_url
 
     try:

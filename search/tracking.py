@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import yaml
 
 from ._folders import why_no_folder
+from .storage import redact_url
 
 log = logging.getLogger("search")
 
@@ -225,7 +226,7 @@ class Tracker:
             try:
                 urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).read()
             except Exception as exc:
-                raise TrackingError(f"cannot reach the MLflow tracking store at {uri}: {exc}") from None
+                raise TrackingError(f"cannot reach the MLflow tracking store at {redact_url(uri)}: {exc}") from None
 
     def check(self) -> str:
         """Reach the store and return the experiment id (created if missing); raise
@@ -240,7 +241,8 @@ class Tracker:
         except TrackingError:
             raise
         except Exception as exc:
-            raise TrackingError(f"cannot reach the MLflow tracking store at {self.config.tracking_uri}: "
+            raise TrackingError(f"cannot reach the MLflow tracking store at "
+                                f"{redact_url(self.config.tracking_uri)}: "
                                 f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
 
     @property
@@ -330,8 +332,8 @@ class Tracker:
             if missing_ok:
                 return
             raise TrackingError(f"study {study.study_name!r} logs to MLflow run {run_id}, which is not in the "
-                                f"tracking store {self.config.tracking_uri}: give the store the study was created "
-                                f"with (--tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)") from None
+                                f"tracking store {redact_url(self.config.tracking_uri)}: give the store the study "
+                                f"was created with (--tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)") from None
         name = self.client.get_experiment(run.info.experiment_id).name
         if name != self.config.experiment_name:
             raise TrackingError(f"study {study.study_name!r} logs to MLflow experiment {name!r}, not "

@@ -260,3 +260,33 @@ def test_product_code_neither_unpickles_nor_evals():
     assert len(files) > 20
     found = {str(p.relative_to(ROOT)): h for p in files if (h := _hits(_code_tokens(p)))}
     assert found == {}
+
+
+def test_a_tracking_uris_password_is_not_printed(tmp_path, monkeypatch, capsys):
+    """A study storage's password was hidden (***) in messages and printed commands, a tracking URI's was not: an
+    unreachable server, `ui` on a server and the commands printed next showed it in terminals and logs."""
+    import argparse
+    import socket
+
+    from search import Tracker, TrackingConfig, TrackingError
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://bob:s3cret@127.0.0.1:{port}"
+    with pytest.raises(TrackingError) as err:
+        Tracker(TrackingConfig(tracking_uri=uri, artifact_location=None, experiment_name="x")).check()
+    assert f"http://bob:***@127.0.0.1:{port}" in str(err.value) and "s3cret" not in str(err.value)
+
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["ui", "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert f"open http://bob:***@127.0.0.1:{port} in a browser" in err and "s3cret" not in err
+
+    args = argparse.Namespace(mlflow_config=None, tracking_uri=uri, experiment="e", storage=None, no_mlflow=False,
+                              study="s")
+    assert "s3cret" not in cli._sync_command("s", args) and "bob:***@" in cli._sync_command("s", args)
+    cli._print_next_steps(args, {"f1": 0.5})
+    out = capsys.readouterr().out
+    assert "s3cret" not in out and f"open http://bob:***@127.0.0.1:{port} in a browser" in out
