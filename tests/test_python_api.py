@@ -36,3 +36,32 @@ def test_predict_and_export_functions_are_re_exported_without_slowing_the_packag
             "print(sorted(m for m in ('wfdb', 'scipy', 'ecg_data', 'tensorflow') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "[]", proc.stderr[-2000:]
+
+
+def test_grouped_splits_takes_lists_and_refuses_a_number_of_folds_for_cv(small_mitdb):
+    """Groups and labels as plain lists (scikit-learn splitters take them) were a numpy 'only integer scalar arrays'
+    TypeError from the leak check; ``cv=5``, which scikit-learn reads as a KFold that ignores the patients, was an
+    AttributeError: it is refused in one line naming the splitter to pass."""
+    from ecg_data import check_no_leak, grouped_splits, patient_kfold
+
+    search = small_mitdb.search_part()
+    as_lists = list(grouped_splits(patient_kfold(2), search.X, list(search.y), list(search.groups)))
+    as_arrays = list(grouped_splits(patient_kfold(2), search.X, search.y, search.groups))
+    assert len(as_lists) == 2 and all((a == b).all() for fold, other in zip(as_lists, as_arrays)
+                                      for a, b in zip(fold, other))
+    check_no_leak(list(search.groups), *as_lists[0])
+    with pytest.raises(TypeError, match=r"cv must be a splitter object .* ecg_data.patient_kfold\(5\)"):
+        list(grouped_splits(5, search.X, search.y, search.groups))
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"seed": "0"}, TypeError, "seed must be a whole number or None, not '0'"),
+    ({"n_splits": "3"}, TypeError, "n_splits must be a whole number of folds, not '3'"),
+    ({"n_splits": 1}, ValueError, "n_splits must be at least 2"),
+])
+def test_patient_kfold_refuses_a_bad_seed_or_fold_count_when_made(kwargs, error, message):
+    """A seed of "0" was accepted and failed only once the folds were drawn, eight frames deep in scikit-learn."""
+    from ecg_data import patient_kfold
+
+    with pytest.raises(error, match=message):
+        patient_kfold(**kwargs)
