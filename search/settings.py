@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +14,8 @@ class StudySettings:
     """Everything that defines what a study's trials mean (dataset, space, folds, objective)."""
 
     dataset: str = "mitdb"
+    #: the search space as YAML, e.g. ``SearchSpace.load("default").to_yaml()``: required to search (the empty
+    #: default is refused as an empty space file), stored with the study
     space_yaml: str = ""
     folds: int = 3
     #: ``search.metrics.METRICS``: ``f1`` at the validation-chosen threshold (default), ``f1@0.5``, ``auc``
@@ -51,7 +55,21 @@ class StudySettings:
         from .study import DIRECTIONS
 
         if self.records is not None:  # a set to every reader: the same records in another order are the same data,
+            if isinstance(self.records, (str, bytes)) or not isinstance(self.records, Iterable):
+                # a lone "101" was read letter by letter, as records ['0', '1']
+                raise TypeError(f"records must be a list of record names, not {self.records!r}: "
+                                f"records=[{str(self.records)!r}]")
             self.records = sorted(dict.fromkeys(str(r) for r in self.records))  # and a resume must not be refused
+        # whole numbers, checked here: a seed of "0" was stored with the study and failed in its first trial's
+        # sampler, after the data had loaded; numpy integers become ints (the settings are stored as JSON)
+        for name, optional in (("seed", False), ("max_beats", True), ("final_members", False),
+                               ("fold_repeats", False)):
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be a whole number{' or None' if optional else ''}, not {value!r}")
+            setattr(self, name, int(value))
 
         # checked here, not when the first trial ends: run_search writes the study before any trial runs
         if self.metric not in METRICS:

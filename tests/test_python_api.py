@@ -65,3 +65,28 @@ def test_patient_kfold_refuses_a_bad_seed_or_fold_count_when_made(kwargs, error,
 
     with pytest.raises(error, match=message):
         patient_kfold(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"records": "101"}, r"records must be a list of record names, not '101': records=\['101'\]"),
+    ({"records": 101}, r"records must be a list of record names, not 101: records=\['101'\]"),
+    ({"seed": "0"}, "seed must be a whole number, not '0'"),
+    ({"max_beats": "3000"}, "max_beats must be a whole number or None, not '3000'"),
+    ({"final_members": 2.0}, "final_members must be a whole number, not 2.0"),
+    ({"fold_repeats": "2"}, "fold_repeats must be a whole number, not '2'"),
+])
+def test_study_settings_of_the_wrong_type_are_refused_when_made(kwargs, message):
+    """``records="101"`` became records ['0', '1'] (the string read letter by letter), and a seed of "0" was stored
+    with the study and failed in the first trial's sampler, after minutes of data loading."""
+    from search import StudySettings
+
+    with pytest.raises(TypeError, match=message):
+        StudySettings(**kwargs)
+
+
+def test_study_settings_keep_record_lists_and_make_numpy_integers_ints():
+    from search import StudySettings
+
+    s = StudySettings(records=("119", 101), seed=np.int64(3), max_beats=np.int32(2000))
+    assert s.records == ["101", "119"] and type(s.seed) is int and type(s.max_beats) is int
+    assert StudySettings.from_dict(s.to_dict()) == s
