@@ -90,3 +90,19 @@ def test_study_settings_keep_record_lists_and_make_numpy_integers_ints():
     s = StudySettings(records=("119", 101), seed=np.int64(3), max_beats=np.int32(2000))
     assert s.records == ["101", "119"] and type(s.seed) is int and type(s.max_beats) is int
     assert StudySettings.from_dict(s.to_dict()) == s
+
+
+def test_build_model_names_what_its_config_lacks_before_building_a_layer():
+    """A config without ``lstm_units`` was a bare ``KeyError: 'lstm_units'`` from the middle of the network (after
+    its convolutional layers were built), and a SearchSpace passed as the config a 'not subscriptable' TypeError."""
+    from spaces import SearchSpace, SpaceError, build_ensemble, build_model
+
+    space = SearchSpace.load("default")
+    config = {**space.fixed, **{k: (v["choices"][0] if "choices" in v else v["low"]) for k, v in space.searched.items()}}
+    del config["lstm_units"], config["learning_rate"]
+    with pytest.raises(SpaceError, match=r"^config lacks lstm_units, learning_rate: .*config_from_params"):
+        build_model(config)
+    with pytest.raises(SpaceError, match=r"^config lacks lstm_units: "):  # an ensemble is never compiled
+        build_ensemble(config, [object()])
+    with pytest.raises(TypeError, match=r"config must be a mapping .*, not SearchSpace: .*space.suggest\(trial\)"):
+        build_model(space)
