@@ -106,3 +106,17 @@ def test_build_model_names_what_its_config_lacks_before_building_a_layer():
         build_ensemble(config, [object()])
     with pytest.raises(TypeError, match=r"config must be a mapping .*, not SearchSpace: .*space.suggest\(trial\)"):
         build_model(space)
+
+
+def test_fit_and_fit_fold_models_refuse_arrays_for_a_dataset(small_mitdb):
+    """``fit(config, X, None)`` was an AttributeError ('ndarray' object has no attribute 'y') once TensorFlow had
+    loaded; the folds, labels and patients travel together in a BeatDataset."""
+    from search import fit, fit_fold_models
+
+    part = small_mitdb.search_part()
+    with pytest.raises(TypeError, match=r"^train must be an ecg_data.BeatDataset .*, not ndarray$"):
+        fit({}, part.X)
+    with pytest.raises(TypeError, match=r"^val must be an ecg_data.BeatDataset .*, not tuple$"):
+        fit({}, part, (part.X, part.y))
+    with pytest.raises(TypeError, match=r"^train must be an ecg_data.BeatDataset .*, not ndarray$"):
+        fit_fold_models({}, part.X)
