@@ -120,3 +120,20 @@ def test_fit_and_fit_fold_models_refuse_arrays_for_a_dataset(small_mitdb):
         fit({}, part, (part.X, part.y))
     with pytest.raises(TypeError, match=r"^train must be an ecg_data.BeatDataset .*, not ndarray$"):
         fit_fold_models({}, part.X)
+
+
+def test_a_path_for_the_study_storage_is_one_error_giving_the_url_to_pass(tmp_path):
+    """``open_study(..., Path("runs/optuna.db"))`` was an AttributeError ('PosixPath' object has no attribute
+    'startswith'), and ``run_search(storage=Path(...))`` a TypeError ('PosixPath' is not iterable)."""
+    from search import StorageError, make_storage
+    from search.storage import check_storage
+
+    db = tmp_path / "optuna.db"
+    for call in (make_storage, check_storage):
+        with pytest.raises(StorageError, match=f"not the path '{db}': for a SQLite file pass "
+                                               f"storage='sqlite:///{db}'"):
+            call(db)
+        with pytest.raises(StorageError, match="storage must be a URL string such as 'sqlite:///runs/optuna.db', "
+                                               "not 5"):
+            call(5)
+    assert not db.exists()
