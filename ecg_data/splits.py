@@ -79,6 +79,10 @@ def subsample_beats(y: np.ndarray, groups: np.ndarray, max_beats: int, *, seed: 
     ``max_beats``, one beat from each of that many of its pairs drawn at random (all of them, with more beats each,
     when the class has fewer pairs than its share)."""
     _check_groups(y, groups)
+    if isinstance(max_beats, bool) or not isinstance(max_beats, numbers.Real):
+        raise TypeError(f"max_beats must be a number of beats, not {max_beats!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):  # numpy's error for "0" is 7 frames deep
+        raise TypeError(f"seed must be a whole number, not {seed!r}")
     if max_beats < 1:
         raise ValueError(f"max_beats must be at least 1, not {max_beats}")
     n = len(y)

@@ -137,3 +137,24 @@ def test_a_path_for_the_study_storage_is_one_error_giving_the_url_to_pass(tmp_pa
                                                "not 5"):
             call(5)
     assert not db.exists()
+
+
+def test_load_dataset_refuses_one_record_number_for_the_list():
+    """``records=101`` was "'int' object is not iterable" (a lone string was refused so already)."""
+    from ecg_data import load_dataset
+
+    with pytest.raises(TypeError, match=r"records must be a list of record names, not 101: records=\['101'\]"):
+        load_dataset("mitdb", records=101)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"max_beats": "3000"}, "max_beats must be a number of beats, not '3000'"),
+                                             ({"seed": "0"}, "seed must be a whole number, not '0'")])
+def test_subsample_beats_refuses_text_for_a_number(small_mitdb, kwargs, message):
+    """A max_beats of "3000" was "'<' not supported between 'str' and 'int'", a seed of "0" a SeedSequence error
+    seven frames into numpy."""
+    from ecg_data import subsample_beats
+
+    part = small_mitdb.search_part()
+    with pytest.raises(TypeError, match=message):
+        subsample_beats(part.y, part.groups, **{"max_beats": 3000, **kwargs})
+    assert len(subsample_beats(part.y, part.groups, 3000.0, seed=np.int64(1))) >= 3000  # numbers of any kind
