@@ -7,18 +7,22 @@ scikit-learn group splitter can be passed as ``cv=`` instead.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:  # not imported at run time: the Pi runtime has no scikit-learn
+    from sklearn.model_selection import StratifiedGroupKFold
 
 
 class PatientLeakError(AssertionError):
     """A patient's beats appear on both sides of a split."""
 
 
-def patient_kfold(n_splits: int = 5, *, seed: int | None = 0) -> Any:
-    """The default cross-validation: stratified by class, grouped by patient (scikit-learn's
-    ``StratifiedGroupKFold``; imported here so the Pi runtime needs no scikit-learn).
+def patient_kfold(n_splits: int = 5, *, seed: int | None = 0) -> StratifiedGroupKFold:
+    """The search's cross-validation: stratified by class, grouped by patient (scikit-learn's
+    ``StratifiedGroupKFold``; imported here so the Pi runtime needs no scikit-learn). ``n_splits`` defaults to 5
+    as in scikit-learn; a study's folds (``StudySettings.folds``, ``--folds``) default to 3.
 
     ``seed`` only breaks ties: the splitter assigns patients greedily by how uneven their class balance is,
     and shuffles only patients whose balance is equally uneven, so on MIT-BIH DS1 every seed gives the same

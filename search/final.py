@@ -99,7 +99,7 @@ def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 
 
 
 def fit_final(config: dict[str, Any], train: BeatDataset, *, seed: int = 0, members: int = 1,
-              on_epoch_end: EpochCallback | None = None):
+              on_epoch_end: EpochCallback | None = None) -> tuple[Any, list[FitResult]]:
     """The final model: ``config`` trained on ``train`` (seed ``seed``), or with ``members`` > 1 the average
     of that many such models (seeds ``seed``, ``seed + 1``, ...) as one model (:func:`spaces.build_ensemble`).
     Returns (model, the members' :class:`~search.training.FitResult`)."""

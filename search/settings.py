@@ -96,10 +96,13 @@ class StudySettings:
         return self.folds * self.fold_repeats if self.final_model == "folds" else self.final_members
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict, as the study stores them."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudySettings":
+        """Settings from a stored dict; keys this version does not know are ignored, and a study stored before
+        ``metric_version`` reads its ``f1`` as ``f1@0.5`` (what it meant then)."""
         names = {f.name for f in dataclasses.fields(cls)}
         if d and "metric_version" not in d and d.get("metric", "f1") == "f1":
             d = {**d, "metric": "f1@0.5"}

@@ -467,6 +467,9 @@ def run_search(
 ) -> SearchResult:
     """Launch or resume ``study_name`` and, when it holds ``n_trials`` finished trials, run the final test.
 
+    ``storage`` None is :data:`DEFAULT_STORAGE`, ``sqlite:///runs/optuna.db`` under the working directory; the
+    final model is saved under ``out_dir/<study_name>/``; ``tracking`` None logs nothing to MLflow.
+
     Bad input is rejected before anything is written: the tracking server is reached, the space and the
     dataset are loaded, the storage URL is opened, and only then are the MLflow experiment and the study
     created (a rejected command leaves no study behind that a corrected command would then refuse as

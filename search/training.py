@@ -167,6 +167,6 @@ def require_dataset(name: str, value: Any) -> None:
                         f"fold), not {type(value).__name__}")
 
 
-def predict(model, config: Mapping[str, Any], ds: BeatDataset, batch_size: int = 1024) -> np.ndarray:
+def predict(model: Any, config: Mapping[str, Any], ds: BeatDataset, batch_size: int = 1024) -> np.ndarray:
     """Abnormal-class probabilities for every beat of ``ds``."""
     return np.ravel(model.predict(model_inputs(config, ds.X, ds.rr), batch_size=batch_size, verbose=0))

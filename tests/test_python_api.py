@@ -158,3 +158,58 @@ def test_subsample_beats_refuses_text_for_a_number(small_mitdb, kwargs, message)
     with pytest.raises(TypeError, match=message):
         subsample_beats(part.y, part.groups, **{"max_beats": 3000, **kwargs})
     assert len(subsample_beats(part.y, part.groups, 3000.0, seed=np.int64(1))) >= 3000  # numbers of any kind
+
+
+def test_save_returns_the_file_numpy_wrote_which_load_reads(small_mitdb, tmp_path):
+    """``ds.save("beats")`` wrote beats.npz (numpy adds the ending) and returned None, so ``load("beats")`` was a
+    FileNotFoundError: save now returns the file it wrote."""
+    from ecg_data import BeatDataset
+
+    part = small_mitdb.subset(np.arange(50))
+    written = part.save(str(tmp_path / "beats"))
+    assert written == tmp_path / "beats.npz" and written.is_file()
+    assert part.save(tmp_path / "beats.npz") == tmp_path / "beats.npz"
+    back = BeatDataset.load(written)
+    assert (back.X == part.X).all() and (back.groups == part.groups).all()
+
+
+_UNTYPED_OK = {"self", "cls"}
+
+
+def _public_callables():
+    """Every function in the packages' ``__all__`` and every public method or property of the classes there."""
+    import importlib
+    import inspect
+
+    for pkg in ("ecg_data", "spaces", "search", "ecg_automl.tflite"):
+        module = importlib.import_module(pkg)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj):
+                yield f"{pkg}.{name}", obj
+            elif inspect.isclass(obj) and obj.__module__.split(".")[0] in ("ecg_data", "spaces", "search",
+                                                                            "ecg_automl"):
+                for attr, value in vars(obj).items():
+                    if attr.startswith("_") and attr != "__init__":
+                        continue
+                    fn = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+                    if inspect.isfunction(fn):
+                        yield f"{pkg}.{name}.{attr}", fn
+
+
+def test_every_public_function_has_a_docstring_and_type_hints():
+    """The project's convention, checked: ``help()`` on any re-exported function or public method says what it does,
+    and every parameter and return value is annotated (``Any`` where the type is a Keras or Optuna object)."""
+    import inspect
+
+    bare, untyped = [], []
+    for qualname, fn in _public_callables():
+        if not (fn.__doc__ or "").strip() and not qualname.endswith("__init__"):
+            bare.append(qualname)
+        sig = inspect.signature(fn)
+        missing = [p.name for p in sig.parameters.values() if p.annotation is inspect.Parameter.empty
+                   and p.name not in _UNTYPED_OK and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if missing or sig.return_annotation is inspect.Signature.empty:
+            untyped.append(f"{qualname}({', '.join(missing)})")
+    assert not bare, f"no docstring: {bare}"
+    assert not untyped, f"no type hints: {untyped}"
