@@ -213,3 +213,21 @@ def test_every_public_function_has_a_docstring_and_type_hints():
             untyped.append(f"{qualname}({', '.join(missing)})")
     assert not bare, f"no docstring: {bare}"
     assert not untyped, f"no type hints: {untyped}"
+
+
+def test_open_study_reads_a_study_by_its_name_alone(tmp_path, monkeypatch):
+    """Reading a study's trials took ``open_study(name, storage, None)``: the storage and the settings had no
+    default. Now the name alone opens a study of the default storage (sqlite:///runs/optuna.db), read-only."""
+    from search import StorageError, StudySettings, open_study
+    from spaces import SearchSpace
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError, match="optuna.db does not exist"):
+        open_study("quickstart")
+    assert not (tmp_path / "runs" / "optuna.db").exists()
+    settings = StudySettings(space_yaml=SearchSpace.load("default").to_yaml(), records=["101", "106"])
+    made, _ = open_study("quickstart", None, settings)
+    made.enqueue_trial({"epochs": 4})
+    study, stored = open_study("quickstart")
+    assert stored.records == ["101", "106"] and len(study.trials) == 1
+    assert study.user_attrs == made.user_attrs  # nothing written by reading it
