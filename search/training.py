@@ -94,7 +94,11 @@ def fit(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     verbose: int = 0,
 ) -> FitResult:
-    """Build the model for ``config``, train it on ``train`` and predict ``val``."""
+    """Build the model for ``config``, train it on ``train`` and predict ``val``.
+
+    For repeatable training it seeds Python's ``random``, NumPy's global generator and TensorFlow with ``seed``
+    (``keras.utils.set_random_seed``): a caller's own draws from ``np.random`` restart from there after each call.
+    ``val`` only reports (per-epoch validation metrics, ``val_prob``): training runs every epoch, no early stop."""
     _check_fit_data(config, train, val)  # before TensorFlow loads (seconds)
     import time
 
