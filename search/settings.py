@@ -76,6 +76,9 @@ class StudySettings:
             raise ValueError(f"unknown metric {self.metric!r} (choose from {', '.join(METRICS)})")
         if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
             raise ValueError(f"folds must be a whole number of at least 2 (patient-grouped folds), not {self.folds!r}")
+        if isinstance(self.objectives, str):  # "quality" was refused as "must start with 'quality', not 'quality'"
+            raise TypeError(f"objectives must be a list such as ['quality'] or ['quality', 'latency'], not the string "
+                            f"{self.objectives!r}: objectives=[{self.objectives!r}]")
         if not self.objectives or self.objectives[0] != "quality" or not set(self.objectives) <= set(DIRECTIONS):
             raise ValueError(f"objectives must start with 'quality' and may add {', '.join(list(DIRECTIONS)[1:])}, "
                              f"not {self.objectives!r}")

@@ -74,6 +74,7 @@ def test_patient_kfold_refuses_a_bad_seed_or_fold_count_when_made(kwargs, error,
     ({"max_beats": "3000"}, "max_beats must be a whole number or None, not '3000'"),
     ({"final_members": 2.0}, "final_members must be a whole number, not 2.0"),
     ({"fold_repeats": "2"}, "fold_repeats must be a whole number, not '2'"),
+    ({"objectives": "quality"}, r"objectives must be a list such as \['quality'\] .*: objectives=\['quality'\]"),
 ])
 def test_study_settings_of_the_wrong_type_are_refused_when_made(kwargs, message):
     """``records="101"`` became records ['0', '1'] (the string read letter by letter), and a seed of "0" was stored
