@@ -49,7 +49,7 @@ def check_no_leak(groups: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarra
 
 def grouped_splits(cv: Any, X: Any, y: np.ndarray, groups: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (train_idx, val_idx) from ``cv`` (a scikit-learn-style splitter object, e.g. :func:`patient_kfold`),
-    checking each fold for patient leakage."""
+    checking each fold for patient leakage. The arguments are checked when it is called, not at the first fold."""
     if not (callable(getattr(cv, "split", None)) and callable(getattr(cv, "get_n_splits", None))):
         # scikit-learn reads cv=5 as a KFold that ignores the patients: asked for here, the splitter is explicit
         raise TypeError(f"cv must be a splitter object with split(X, y, groups) and get_n_splits(), such as "
@@ -60,7 +60,13 @@ def grouped_splits(cv: Any, X: Any, y: np.ndarray, groups: np.ndarray) -> Iterat
     n_splits = cv.get_n_splits(X, y, groups)
     if n_groups < n_splits:
         raise ValueError(f"{n_splits} folds need at least {n_splits} patients; the data has {n_groups}")
-    for train_idx, val_idx in cv.split(X, y, groups):
+    return _leak_checked(cv.split(X, y, groups), groups)
+
+
+def _leak_checked(folds: Iterator[tuple[np.ndarray, np.ndarray]],
+                  groups: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``folds``, each checked by :func:`check_no_leak` as it is drawn."""
+    for train_idx, val_idx in folds:
         check_no_leak(groups, train_idx, val_idx)
         yield train_idx, val_idx
 

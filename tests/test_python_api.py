@@ -54,6 +54,18 @@ def test_grouped_splits_takes_lists_and_refuses_a_number_of_folds_for_cv(small_m
         list(grouped_splits(5, search.X, search.y, search.groups))
 
 
+def test_grouped_splits_checks_its_arguments_when_called_not_at_the_first_fold(small_mitdb):
+    """A generator raised nothing until iterated: ``folds = grouped_splits(cv, X, y, None)`` passed, and the error
+    came later, from wherever the folds were first used."""
+    from ecg_data import grouped_splits, patient_kfold
+
+    search = small_mitdb.search_part()
+    with pytest.raises(ValueError, match="groups is required"):
+        grouped_splits(patient_kfold(2), search.X, search.y, None)
+    with pytest.raises(ValueError, match="folds need at least 50 patients"):
+        grouped_splits(patient_kfold(50), search.X, search.y, search.groups)
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"seed": "0"}, TypeError, "seed must be a whole number or None, not '0'"),
     ({"n_splits": "3"}, TypeError, "n_splits must be a whole number of folds, not '3'"),
