@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, Sequence
 
 import numpy as np
 
@@ -46,7 +48,7 @@ class BeatDataset:
         ``info['rr_available'] = False`` and fills ``rr`` with placeholders a model must not be fed)."""
         return bool(self.info.get("rr_available", True))
 
-    def subset(self, mask_or_index) -> "BeatDataset":
+    def subset(self, mask_or_index: np.ndarray | Sequence[int] | Sequence[bool]) -> "BeatDataset":
         """A new dataset holding only the selected beats (boolean mask or index array)."""
         sel = np.asarray(mask_or_index)
         if sel.size == 0:  # np.asarray([]) is float, which numpy refuses as an index
@@ -79,16 +81,22 @@ class BeatDataset:
             }
         return out
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike | IO[bytes]) -> Path | IO[bytes]:
         """Write the arrays to one ``.npz`` (no pickle: every array is a plain dtype), with the
-        :data:`_SAVED_FLAGS` of ``info`` that change what the arrays mean."""
+        :data:`_SAVED_FLAGS` of ``info`` that change what the arrays mean; returns the file written, which is
+        ``path`` with ``.npz`` added when it has another ending (as numpy does), what :meth:`load` must be given."""
+        if isinstance(path, (str, os.PathLike)):
+            path = Path(path)
+            if path.suffix != ".npz":
+                path = path.with_name(path.name + ".npz")
         flags = {f"info.{k}": np.bool_(self.info[k]) for k in _SAVED_FLAGS if k in self.info}
         np.savez(path, X=self.X, rr=self.rr, y=self.y, label=self.label.astype("U8"),
                  groups=self.groups.astype("U32"), records=self.records.astype("U32"),
                  split=self.split.astype("U8"), fs=np.float64(self.fs), name=np.str_(self.name), **flags)
+        return path
 
     @classmethod
-    def load(cls, path, info: dict[str, Any] | None = None) -> "BeatDataset":
+    def load(cls, path: str | os.PathLike | IO[bytes], info: dict[str, Any] | None = None) -> "BeatDataset":
         """Read a dataset written by :meth:`save` (``allow_pickle=False``); ``info`` adds to its saved flags."""
         with np.load(path, allow_pickle=False) as z:
             flags = {k: bool(z[f"info.{k}"]) for k in _SAVED_FLAGS if f"info.{k}" in z.files}

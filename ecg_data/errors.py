@@ -14,7 +14,7 @@ class DatabaseNotFoundError(DataError):
 class RecordError(DataError):
     """A record on disk is truncated, corrupt or unreadable; the message names the file."""
 
-    def __init__(self, path: str, problem: str):
+    def __init__(self, path: str, problem: str) -> None:
         self.path = path
         self.problem = problem
         super().__init__(f"{path}: {problem}")

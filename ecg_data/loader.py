@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
 
@@ -104,13 +105,15 @@ def describe_layout(name: str, layout: int | None) -> str:
     return "no layout recorded" if layout is None else f"layout {layout}"
 
 
-def _record_names(records) -> list[str] | None:
+def _record_names(records: object) -> list[str] | None:
     """``records`` as a list of names: a lone string would be read letter by letter, record 101 given as a
     number would not match ``"101"``, and an empty list would select the whole database from the cache."""
     if records is None:
         return None
     if isinstance(records, (str, bytes)):
         raise TypeError(f"records must be a list of record names, not one string: records=[{records!r}]")
+    if not isinstance(records, Iterable):  # records=101: "'int' object is not iterable"
+        raise TypeError(f"records must be a list of record names, not {records!r}: records=[{str(records)!r}]")
     records = [str(r) for r in records]
     if not records:
         raise DataError("records is empty: name at least one record, or pass None for every record")

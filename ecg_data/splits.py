@@ -6,20 +6,34 @@ scikit-learn group splitter can be passed as ``cv=`` instead.
 
 from __future__ import annotations
 
+import numbers
+from typing import TYPE_CHECKING, Any, Iterator
+
 import numpy as np
+
+if TYPE_CHECKING:  # not imported at run time: the Pi runtime has no scikit-learn
+    from sklearn.model_selection import StratifiedGroupKFold
 
 
 class PatientLeakError(AssertionError):
     """A patient's beats appear on both sides of a split."""
 
 
-def patient_kfold(n_splits: int = 5, *, seed: int | None = 0):
-    """The default cross-validation: stratified by class, grouped by patient (scikit-learn's
-    ``StratifiedGroupKFold``; imported here so the Pi runtime needs no scikit-learn).
+def patient_kfold(n_splits: int = 5, *, seed: int | None = 0) -> StratifiedGroupKFold:
+    """The search's cross-validation: stratified by class, grouped by patient (scikit-learn's
+    ``StratifiedGroupKFold``; imported here so the Pi runtime needs no scikit-learn). ``n_splits`` defaults to 5
+    as in scikit-learn; a study's folds (``StudySettings.folds``, ``--folds``) default to 3.
 
     ``seed`` only breaks ties: the splitter assigns patients greedily by how uneven their class balance is,
     and shuffles only patients whose balance is equally uneven, so on MIT-BIH DS1 every seed gives the same
     folds (scikit-learn 1.9)."""
+    # checked here: scikit-learn refuses a seed of "0" only when split() runs, eight frames deep
+    if isinstance(n_splits, bool) or not isinstance(n_splits, numbers.Integral):
+        raise TypeError(f"n_splits must be a whole number of folds, not {n_splits!r}")
+    if n_splits < 2:
+        raise ValueError(f"n_splits must be at least 2 (patient-grouped folds), not {n_splits}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be a whole number or None, not {seed!r}")
     from sklearn.model_selection import StratifiedGroupKFold
 
     return StratifiedGroupKFold(n_splits=n_splits, shuffle=seed is not None, random_state=seed)
@@ -27,19 +41,32 @@ def patient_kfold(n_splits: int = 5, *, seed: int | None = 0):
 
 def check_no_leak(groups: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray) -> None:
     """Raise :class:`PatientLeakError` if any patient has beats in both index sets."""
+    groups = np.asarray(groups)
     shared = np.intersect1d(np.unique(groups[train_idx]), np.unique(groups[test_idx]))
     if len(shared):
         raise PatientLeakError(f"patients on both sides of the split: {', '.join(map(str, shared[:10]))}")
 
 
-def grouped_splits(cv, X, y: np.ndarray, groups: np.ndarray):
-    """Yield (train_idx, val_idx) from ``cv``, checking each fold for patient leakage."""
+def grouped_splits(cv: Any, X: Any, y: np.ndarray, groups: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (train_idx, val_idx) from ``cv`` (a scikit-learn-style splitter object, e.g. :func:`patient_kfold`),
+    checking each fold for patient leakage. The arguments are checked when it is called, not at the first fold."""
+    if not (callable(getattr(cv, "split", None)) and callable(getattr(cv, "get_n_splits", None))):
+        # scikit-learn reads cv=5 as a KFold that ignores the patients: asked for here, the splitter is explicit
+        raise TypeError(f"cv must be a splitter object with split(X, y, groups) and get_n_splits(), such as "
+                        f"ecg_data.patient_kfold(5) or a scikit-learn group splitter, not {cv!r}")
     _check_groups(y, groups)
+    groups = np.asarray(groups)
     n_groups = len(np.unique(groups))
     n_splits = cv.get_n_splits(X, y, groups)
     if n_groups < n_splits:
         raise ValueError(f"{n_splits} folds need at least {n_splits} patients; the data has {n_groups}")
-    for train_idx, val_idx in cv.split(X, y, groups):
+    return _leak_checked(cv.split(X, y, groups), groups)
+
+
+def _leak_checked(folds: Iterator[tuple[np.ndarray, np.ndarray]],
+                  groups: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``folds``, each checked by :func:`check_no_leak` as it is drawn."""
+    for train_idx, val_idx in folds:
         check_no_leak(groups, train_idx, val_idx)
         yield train_idx, val_idx
 
@@ -62,6 +89,10 @@ def subsample_beats(y: np.ndarray, groups: np.ndarray, max_beats: int, *, seed: 
     ``max_beats``, one beat from each of that many of its pairs drawn at random (all of them, with more beats each,
     when the class has fewer pairs than its share)."""
     _check_groups(y, groups)
+    if isinstance(max_beats, bool) or not isinstance(max_beats, numbers.Real):
+        raise TypeError(f"max_beats must be a number of beats, not {max_beats!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):  # numpy's error for "0" is 7 frames deep
+        raise TypeError(f"seed must be a whole number, not {seed!r}")
     if max_beats < 1:
         raise ValueError(f"max_beats must be at least 1, not {max_beats}")
     n = len(y)

@@ -10,10 +10,10 @@ from .storage import DEFAULT_STORAGE, StorageError, make_storage, redact_url
 from .study import (MAX_FAILURES_IN_A_ROW, SearchResult, StudyMismatchError, TrialsKeepFailingError, make_pruner,
                     open_study, run_final, run_search, run_trials)
 from .tracking import Tracker, TrackingConfig, TrackingError
-from .training import TrainingDiverged, fit, predict, set_threads, tf_threads
+from .training import FitResult, TrainingDiverged, fit, predict, set_threads, tf_threads
 
 __all__ = [
-    "CVObjective", "DEFAULT_STORAGE", "MAX_FAILURES_IN_A_ROW", "FINAL_MODELS", "FoldEnsemble", "METRICS", "OutputError", "SearchResult", "StorageError", "StudyMismatchError", "StudySettings",
+    "CVObjective", "DEFAULT_STORAGE", "MAX_FAILURES_IN_A_ROW", "FINAL_MODELS", "FitResult", "FoldEnsemble", "METRICS", "OutputError", "SearchResult", "StorageError", "StudyMismatchError", "StudySettings",
     "Tracker", "TrackingConfig", "TrackingError", "TrainingDiverged", "TrialsKeepFailingError", "best_threshold", "binary_metrics", "cv_objective",
     "describe_final_model", "final_test", "fit", "fit_final", "fit_fold_models", "format_report", "full_report", "make_pruner", "make_storage", "open_study", "predict",
     "redact_url", "run_final", "run_search", "run_trials", "set_threads", "tf_threads",

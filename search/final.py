@@ -20,7 +20,7 @@ from . import plots
 from ._folders import OutputError, why_no_folder, why_not_writable
 from .metrics import _check_threshold, best_threshold, binary_metrics, full_report
 from .tracking import Tracker
-from .training import FitResult, fit, predict, tf_threads
+from .training import FitResult, fit, predict, require_dataset, tf_threads
 
 log = logging.getLogger("search")
 
@@ -74,6 +74,7 @@ def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 
     from ecg_data import grouped_splits, patient_kfold
     from spaces import build_ensemble
 
+    require_dataset("train", train)
     if folds < 2:
         raise ValueError(f"a fold ensemble needs at least 2 folds, not {folds}")
     if repeats < 1:
@@ -98,7 +99,7 @@ def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 
 
 
 def fit_final(config: dict[str, Any], train: BeatDataset, *, seed: int = 0, members: int = 1,
-              on_epoch_end: EpochCallback | None = None):
+              on_epoch_end: EpochCallback | None = None) -> tuple[Any, list[FitResult]]:
     """The final model: ``config`` trained on ``train`` (seed ``seed``), or with ``members`` > 1 the average
     of that many such models (seeds ``seed``, ``seed + 1``, ...) as one model (:func:`spaces.build_ensemble`).
     Returns (model, the members' :class:`~search.training.FitResult`)."""

@@ -39,7 +39,7 @@ class CVObjective:
         self,
         data: BeatDataset,
         space: SearchSpace,
-        cv,
+        cv: Any,
         *,
         metric: str = "f1",
         seed: int = 0,
@@ -47,9 +47,9 @@ class CVObjective:
         parent_run_id: str | None = None,
         gates: Sequence[Gate] = (),
         objectives: Sequence[str] = ("quality",),
-        progress=None,
+        progress: Any = None,
         verbose: int = 0,
-    ):
+    ) -> None:
         self.data = data
         self.space = space
         self.metric = metric

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +14,8 @@ class StudySettings:
     """Everything that defines what a study's trials mean (dataset, space, folds, objective)."""
 
     dataset: str = "mitdb"
+    #: the search space as YAML, e.g. ``SearchSpace.load("default").to_yaml()``: required to search (the empty
+    #: default is refused as an empty space file), stored with the study
     space_yaml: str = ""
     folds: int = 3
     #: ``search.metrics.METRICS``: ``f1`` at the validation-chosen threshold (default), ``f1@0.5``, ``auc``
@@ -51,13 +55,30 @@ class StudySettings:
         from .study import DIRECTIONS
 
         if self.records is not None:  # a set to every reader: the same records in another order are the same data,
+            if isinstance(self.records, (str, bytes)) or not isinstance(self.records, Iterable):
+                # a lone "101" was read letter by letter, as records ['0', '1']
+                raise TypeError(f"records must be a list of record names, not {self.records!r}: "
+                                f"records=[{str(self.records)!r}]")
             self.records = sorted(dict.fromkeys(str(r) for r in self.records))  # and a resume must not be refused
+        # whole numbers, checked here: a seed of "0" was stored with the study and failed in its first trial's
+        # sampler, after the data had loaded; numpy integers become ints (the settings are stored as JSON)
+        for name, optional in (("seed", False), ("max_beats", True), ("final_members", False),
+                               ("fold_repeats", False)):
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be a whole number{' or None' if optional else ''}, not {value!r}")
+            setattr(self, name, int(value))
 
         # checked here, not when the first trial ends: run_search writes the study before any trial runs
         if self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r} (choose from {', '.join(METRICS)})")
         if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
             raise ValueError(f"folds must be a whole number of at least 2 (patient-grouped folds), not {self.folds!r}")
+        if isinstance(self.objectives, str):  # "quality" was refused as "must start with 'quality', not 'quality'"
+            raise TypeError(f"objectives must be a list such as ['quality'] or ['quality', 'latency'], not the string "
+                            f"{self.objectives!r}: objectives=[{self.objectives!r}]")
         if not self.objectives or self.objectives[0] != "quality" or not set(self.objectives) <= set(DIRECTIONS):
             raise ValueError(f"objectives must start with 'quality' and may add {', '.join(list(DIRECTIONS)[1:])}, "
                              f"not {self.objectives!r}")
@@ -78,10 +99,13 @@ class StudySettings:
         return self.folds * self.fold_repeats if self.final_model == "folds" else self.final_members
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict, as the study stores them."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudySettings":
+        """Settings from a stored dict; keys this version does not know are ignored, and a study stored before
+        ``metric_version`` reads its ``f1`` as ``f1@0.5`` (what it meant then)."""
         names = {f.name for f in dataclasses.fields(cls)}
         if d and "metric_version" not in d and d.get("metric", "f1") == "f1":
             d = {**d, "metric": "f1@0.5"}

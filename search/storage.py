@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import warnings
@@ -26,7 +27,7 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
 
     ``create=False`` (a worker, ``sync``: the study must exist) refuses a SQLite file that is not there
     instead of creating an empty database at a mistyped path."""
-    url = url or DEFAULT_STORAGE
+    url = _url_text(url)
     if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
         relative = not url.startswith("sqlite:////")
         path = Path(url[len("sqlite:///"):]).resolve()
@@ -123,6 +124,19 @@ def in_memory(url: str | None) -> bool:
         return False  # not a URL: check_storage says so
 
 
+def _url_text(url: object) -> str:
+    """``url`` (None: :data:`DEFAULT_STORAGE`) as the string it must be; a path is a :class:`StorageError` giving
+    the SQLite URL to pass instead (it was an AttributeError: 'PosixPath' object has no attribute 'startswith')."""
+    if url is None or url == "":
+        return DEFAULT_STORAGE
+    if isinstance(url, os.PathLike):
+        raise StorageError(f"storage must be a URL string, not the path {os.fspath(url)!r}: for a SQLite file "
+                           f"pass storage='sqlite:///{os.fspath(url)}'")
+    if not isinstance(url, str):
+        raise StorageError(f"storage must be a URL string such as 'sqlite:///runs/optuna.db', not {url!r}")
+    return url
+
+
 def check_storage(url: str | None = None) -> None:
     """Reject a bad storage URL early, before the (slow) data loading, and without writing anything:
     the URL must parse and name a known database driver; a server database (PostgreSQL, MySQL) must
@@ -130,7 +144,7 @@ def check_storage(url: str | None = None) -> None:
     import sqlalchemy
     from sqlalchemy.engine import make_url
 
-    url = url or DEFAULT_STORAGE
+    url = _url_text(url)
     if "://" not in url:
         raise StorageError(f"{url!r} is not a storage URL (examples: sqlite:///runs/optuna.db, "
                            f"postgresql://user:pass@host/db)")

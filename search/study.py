@@ -173,11 +173,14 @@ def refuse_other_settings(name: str, storage_url: str | None, settings: StudySet
                      engine)
 
 
-def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None, settings: StudySettings | None,
-               pruner: str | None = None, heartbeat: float | None = 30,
+def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None = None,
+               settings: StudySettings | None = None, pruner: str | None = None, heartbeat: float | None = 30,
                engine: str | None = None) -> tuple[optuna.Study, StudySettings]:
     """Create the study or load it; a loaded study keeps its stored settings (``settings=None`` means
     "take them from the study", as a worker does). Other settings than the stored ones are refused.
+
+    ``open_study("quickstart")`` reads an existing study of :data:`DEFAULT_STORAGE` (``storage_url`` None) without
+    writing to it: ``study.trials_dataframe()``, ``study.best_trial.user_attrs["config"]``.
 
     The pruner named when the study was created is stored with it; ``pruner=None`` (a worker, or a
     resume without ``--pruner``) uses that one, so every worker prunes alike. ``engine`` (``optuna``, or
@@ -466,6 +469,9 @@ def run_search(
     max_failures_in_a_row: int | None = MAX_FAILURES_IN_A_ROW,
 ) -> SearchResult:
     """Launch or resume ``study_name`` and, when it holds ``n_trials`` finished trials, run the final test.
+
+    ``storage`` None is :data:`DEFAULT_STORAGE`, ``sqlite:///runs/optuna.db`` under the working directory; the
+    final model is saved under ``out_dir/<study_name>/``; ``tracking`` None logs nothing to MLflow.
 
     Bad input is rejected before anything is written: the tracking server is reached, the space and the
     dataset are loaded, the storage URL is opened, and only then are the MLflow experiment and the study

@@ -190,7 +190,7 @@ class Tracker:
     """Writes studies and trials to MLflow. Failures after start-up do not stop the search: they are
     logged, counted in :attr:`failures`, and the trial's data stays in Optuna for :meth:`sync`."""
 
-    def __init__(self, config: TrackingConfig):
+    def __init__(self, config: TrackingConfig) -> None:
         # MLflow's HTTP client retries 7 times with exponential back-off (minutes per call) by default;
         # a lost server should cost a trial seconds, not minutes. Users' own settings win.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -204,7 +204,7 @@ class Tracker:
         self._experiment_id: str | None = None
 
     @property
-    def client(self):
+    def client(self) -> Any:
         """The ``MlflowClient``, made on first use: a local store (SQLite file) is created by MLflow as
         soon as a client opens it, which must not happen before the command's input is accepted."""
         if self._client is None:
@@ -247,6 +247,7 @@ class Tracker:
 
     @property
     def experiment_id(self) -> str:
+        """The experiment's id, the experiment created (artifacts under its artifact location) on first use."""
         if self._experiment_id is None:
             exp = self.client.get_experiment_by_name(self.config.experiment_name)
             if exp is None:
@@ -290,7 +291,7 @@ class Tracker:
         return result
 
     # -- study ------------------------------------------------------------------------------
-    def study_run(self, study, settings: dict[str, Any], *, run_name: str | None = None,
+    def study_run(self, study: Any, settings: dict[str, Any], *, run_name: str | None = None,
                   tags: dict[str, str] | None = None) -> str:
         """The study's parent run id: reused when the study resumes (so its trial runs stay under one parent),
         created (and remembered) otherwise, named ``run_name`` (default: the study's name)."""
@@ -314,7 +315,7 @@ class Tracker:
             self.log_text(run_id, settings["space_yaml"], "space.yaml")
         return run_id
 
-    def require_study_run(self, study, *, missing_ok: bool = False) -> None:
+    def require_study_run(self, study: Any, *, missing_ok: bool = False) -> None:
         """Raise :class:`TrackingError` unless the study's parent run (if it has one) is in this store and
         experiment: a worker or ``sync`` with a wrong ``--tracking-uri``/``--experiment`` made orphan runs.
         ``missing_ok``: a run not in this store at all is fine (a resumed search then starts a new study run
@@ -340,6 +341,7 @@ class Tracker:
                                 f"{self.config.experiment_name!r}: pass --experiment {name!r}")
 
     def end_study(self, run_id: str, status: str = "FINISHED") -> None:
+        """Mark the study's run ``status`` (FINISHED, FAILED or KILLED)."""
         self._safe("end of study run", self.client.set_terminated, run_id, status)
 
     # -- trials -----------------------------------------------------------------------------
@@ -361,6 +363,7 @@ class Tracker:
         return self._safe(f"start of trial {trial_number}", _start)
 
     def log_params(self, run_id: str | None, params: dict[str, Any]) -> None:
+        """Log ``params`` on the run (lists and dicts as JSON), 100 per call; nothing for ``run_id`` None."""
         from mlflow.entities import Param
 
         if run_id is None:
@@ -370,6 +373,7 @@ class Tracker:
             self._safe("log_params", self.client.log_batch, run_id, params=items[i:i + 100])
 
     def log_metrics(self, run_id: str | None, metrics: dict[str, float], step: int = 0) -> None:
+        """Log ``metrics`` at ``step`` on the run, leaving out None and NaN; nothing for ``run_id`` None."""
         from mlflow.entities import Metric
 
         if run_id is None:
@@ -380,6 +384,7 @@ class Tracker:
             self._safe("log_metrics", self.client.log_batch, run_id, metrics=items)
 
     def set_tags(self, run_id: str | None, tags: dict[str, Any]) -> None:
+        """Set ``tags`` on the run (as text, at most 5,000 characters each); nothing for ``run_id`` None."""
         from mlflow.entities import RunTag
 
         if run_id is not None:
@@ -387,21 +392,25 @@ class Tracker:
                        tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
     def log_text(self, run_id: str | None, text: str, name: str) -> None:
+        """Store ``text`` as the run's artifact file ``name``; nothing for ``run_id`` None."""
         if run_id is not None:
             self._safe(f"log_text {name}", self.client.log_text, run_id, text, name)
 
     def log_json(self, run_id: str | None, obj: Any, name: str) -> None:
+        """Store ``obj`` as indented JSON in the run's artifact file ``name``; nothing for ``run_id`` None."""
         self.log_text(run_id, json.dumps(obj, indent=2, default=str), name)
 
-    def log_figure(self, run_id: str | None, fig, name: str) -> None:
+    def log_figure(self, run_id: str | None, fig: Any, name: str) -> None:
+        """Store a matplotlib figure as the run's image artifact ``name``; nothing for ``run_id`` None."""
         if run_id is not None:
             self._safe(f"log_figure {name}", self.client.log_figure, run_id, fig, name)
 
     def log_artifact(self, run_id: str | None, path: str | Path, artifact_path: str | None = None) -> None:
+        """Copy the file ``path`` into the run's artifacts (under ``artifact_path``); nothing for ``run_id`` None."""
         if run_id is not None:
             self._safe(f"log_artifact {Path(path).name}", self.client.log_artifact, run_id, str(path), artifact_path)
 
-    def log_model(self, run_id: str | None, model, name: str = "model.keras") -> None:
+    def log_model(self, run_id: str | None, model: Any, name: str = "model.keras") -> None:
         """Save a Keras model (native .keras format, loadable with safe_mode) as a run artifact."""
         if run_id is None:
             return
@@ -441,7 +450,7 @@ class Tracker:
             logged.append("final_confusion_matrix.png")
         return logged
 
-    def end_trial(self, frozen_trial, run_id: str | None = None) -> None:
+    def end_trial(self, frozen_trial: Any, run_id: str | None = None) -> None:
         """Write the trial's final state, value and attributes to its run (``run_id``, else the one the
         trial recorded when it started); called from the study callback and by :meth:`sync`."""
         run_id = run_id or frozen_trial.user_attrs.get("mlflow_run_id")
@@ -475,7 +484,7 @@ class Tracker:
         runs = sorted(runs, key=lambda r: r.info.start_time or 0)
         return {int(r.data.tags["optuna.trial_number"]): r for r in runs if "optuna.trial_number" in r.data.tags}
 
-    def sync(self, study, trials: Iterable | None = None, *, study_run: bool = False) -> dict[str, Any]:
+    def sync(self, study: Any, trials: Iterable | None = None, *, study_run: bool = False) -> dict[str, Any]:
         """Create or complete the MLflow runs of finished trials that MLflow missed (server was down).
 
         ``study_run`` (``ecg-automl sync``, when no process may be searching the study) also completes the

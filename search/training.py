@@ -94,12 +94,16 @@ def fit(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     verbose: int = 0,
 ) -> FitResult:
-    """Build the model for ``config``, train it on ``train`` and predict ``val``."""
+    """Build the model for ``config``, train it on ``train`` and predict ``val``.
+
+    For repeatable training it seeds Python's ``random``, NumPy's global generator and TensorFlow with ``seed``
+    (``keras.utils.set_random_seed``): a caller's own draws from ``np.random`` restart from there after each call.
+    ``val`` only reports (per-epoch validation metrics, ``val_prob``): training runs every epoch, no early stop."""
+    _check_fit_data(config, train, val)  # before TensorFlow loads (seconds)
     import time
 
     import keras
 
-    _check_fit_data(config, train, val)
     set_seed(seed)
     steps = math.ceil(len(train) / int(config["batch_size"])) * int(config["epochs"])
     model = build_model(config, channels=int(train.X.shape[2]), decay_steps=steps)
@@ -141,7 +145,11 @@ def fit(
 
 def _check_fit_data(config: Mapping[str, Any], train: BeatDataset, val: BeatDataset | None) -> None:
     """ValueError for data no model should be trained on: Keras would train on no beats or on one class
-    without complaint, and feed a model ``rr`` placeholders of a source without RR intervals."""
+    without complaint, and feed a model ``rr`` placeholders of a source without RR intervals; TypeError for data
+    that is not a :class:`BeatDataset` (arrays: an AttributeError from the middle of the training)."""
+    require_dataset("train", train)
+    if val is not None:
+        require_dataset("val", val)
     if len(train) == 0:
         raise ValueError(f"{train.name}: the training set has no beats")
     if val is not None and len(val) == 0:
@@ -156,6 +164,13 @@ def _check_fit_data(config: Mapping[str, Any], train: BeatDataset, val: BeatData
                          f"(its rr array is a placeholder); set rr_features to false")
 
 
-def predict(model, config: Mapping[str, Any], ds: BeatDataset, batch_size: int = 1024) -> np.ndarray:
+def require_dataset(name: str, value: Any) -> None:
+    """TypeError unless argument ``name`` is a :class:`BeatDataset` (its beats, labels and patients together)."""
+    if not isinstance(value, BeatDataset):
+        raise TypeError(f"{name} must be an ecg_data.BeatDataset (load_dataset(...), or its .subset(indices) for a "
+                        f"fold), not {type(value).__name__}")
+
+
+def predict(model: Any, config: Mapping[str, Any], ds: BeatDataset, batch_size: int = 1024) -> np.ndarray:
     """Abnormal-class probabilities for every beat of ``ds``."""
     return np.ravel(model.predict(model_inputs(config, ds.X, ds.rr), batch_size=batch_size, verbose=0))

@@ -6,9 +6,20 @@ from its logged params alone, by either search engine or by the TFLite exporter.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ecg_data.preprocess import N_RR_FEATURES  # rhythm (RR-interval) features per beat
+
+from .schema import SpaceError
+
+if TYPE_CHECKING:  # keras loads TensorFlow (seconds): imported by the functions that build
+    import keras
+    import numpy as np
+
+#: Hyperparameters the builder cannot do without (the others have the defaults of :data:`spaces.OPTIONAL` or of
+#: the layer they switch on); ``learning_rate`` only for a compiled model, ``dense_units`` only with dense layers.
+_REQUIRED = ("input_length", "stem_filters", "res_blocks", "conv_filters", "kernel_size", "pool", "lstm_units",
+             "lstm_layers", "dense_layers")
 
 
 def build_model(
@@ -17,10 +28,11 @@ def build_model(
     channels: int = 1,
     compile_model: bool = True,
     decay_steps: int | None = None,
-):
+) -> keras.Model:
     """Return a Keras model for ``config``: conv branch and LSTM branch on the same window, concatenated,
     dense head, one sigmoid unit (probability of *abnormal*). ``decay_steps``: the training's length in
     batches, which a ``cosine`` learning-rate schedule decays over."""
+    _check_config(config, compile_model)
     import keras
 
     ecg, rr = _inputs(config, channels)
@@ -34,11 +46,12 @@ def build_model(
     return model
 
 
-def build_ensemble(config: Mapping[str, Any], members, *, channels: int = 1):
+def build_ensemble(config: Mapping[str, Any], members: Iterable[keras.Model], *, channels: int = 1) -> keras.Model:
     """One model averaging the probabilities of ``members`` (trained ``build_model(config)`` models, e.g.
     the same config trained with different seeds): each member's layers are copied under an ``m<i>_``
     prefix into a single flat graph with the members' inputs, so it saves, loads and converts to TFLite
     like any one model (one file, the members run one after another)."""
+    _check_config(config, compile_model=False)
     import keras
     from keras import layers
 
@@ -55,6 +68,21 @@ def build_ensemble(config: Mapping[str, Any], members, *, channels: int = 1):
             if layer.weights:
                 model.get_layer(f"m{i}_{layer.name}").set_weights(layer.get_weights())
     return model
+
+
+def _check_config(config: Any, compile_model: bool) -> None:
+    """TypeError for a config that is not a mapping (a :class:`SearchSpace` itself, say), :class:`SpaceError`
+    naming the hyperparameters it lacks: both were a KeyError or TypeError from inside the network's layers."""
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping of hyperparameters to values, not {type(config).__name__}: draw "
+                        f"one from a space with space.suggest(trial), or complete a trial's params with "
+                        f"space.config_from_params(params)")
+    wanted = [*_REQUIRED, *(["dense_units"] if int(config.get("dense_layers") or 0) > 0 else []),
+              *(["learning_rate"] if compile_model else [])]
+    missing = [k for k in wanted if k not in config]
+    if missing:
+        raise SpaceError(f"config lacks {', '.join(missing)}: a model needs a value for every hyperparameter of the "
+                         f"space (space.config_from_params(params) adds its fixed ones)")
 
 
 def _inputs(config: Mapping[str, Any], channels: int):
@@ -125,7 +153,7 @@ def _network(config: Mapping[str, Any], ecg, rr, prefix: str = ""):
     return layers.Dense(1, activation="sigmoid", name=name("abnormal"))(h)
 
 
-def make_optimizer(config: Mapping[str, Any], decay_steps: int | None = None):
+def make_optimizer(config: Mapping[str, Any], decay_steps: int | None = None) -> keras.optimizers.Optimizer:
     """Keras optimizer named by ``config['optimizer']`` at ``config['learning_rate']``; with
     ``lr_schedule: cosine`` the rate decays to zero over ``decay_steps`` batches (cosine decay)."""
     import keras
@@ -148,7 +176,7 @@ def make_optimizer(config: Mapping[str, Any], decay_steps: int | None = None):
     raise ValueError(f"unknown optimizer {name!r} (expected adam, rmsprop or sgd)")
 
 
-def model_inputs(config: Mapping[str, Any], X, rr) -> dict:
+def model_inputs(config: Mapping[str, Any], X: np.ndarray, rr: np.ndarray | None) -> dict[str, np.ndarray]:
     """The input dict the model built from ``config`` expects, centre-cropping windows to ``input_length``."""
     length = int(config["input_length"])
     full = X.shape[1]

@@ -141,6 +141,7 @@ class SearchSpace:
 
     @property
     def fs(self) -> float:
+        """The sampling rate (Hz) the space's windows are prepared at: ``data.fs``, else 180."""
         return float(self.data.get("fs", 180.0))
 
     @property
@@ -181,7 +182,7 @@ class SearchSpace:
         return self if spec is False else self.with_overrides(rr_features=False)
 
     # -- engines ----------------------------------------------------------------------------
-    def suggest(self, trial) -> dict[str, Any]:
+    def suggest(self, trial: Any) -> dict[str, Any]:
         """Draw a full config with an Optuna trial (``trial.suggest_*``)."""
         config = dict(self.fixed)
         for key, spec in self.searched.items():
@@ -212,7 +213,7 @@ class SearchSpace:
                                              log=spec.get("log", False))
         return out
 
-    def keras_tuner_config(self, hp) -> dict[str, Any]:
+    def keras_tuner_config(self, hp: Any) -> dict[str, Any]:
         """Draw a full config from a KerasTuner ``HyperParameters`` object (``hp.Int/Float/Choice/Fixed``)."""
         config = {}
         for key, spec in self.params.items():

@@ -37,6 +37,7 @@ import contextlib
 import functools
 import io
 import logging
+import os
 import uuid
 import warnings
 from typing import Any, Iterator, Mapping
@@ -69,7 +70,7 @@ class TFLiteInputError(TFLiteError, ValueError):
 # --------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------
-def convert(model, config: Mapping[str, Any], mode: str,
+def convert(model: Any, config: Mapping[str, Any], mode: str,
             representative: Mapping[str, np.ndarray] | None = None, *,
             strip_names: bool = True, max_calibration_samples: int = MAX_CALIBRATION_SAMPLES) -> bytes:
     """The ``.tflite`` flatbuffer of a trained ``build_model(config)`` model in ``mode`` (one of :data:`MODES`).
@@ -125,7 +126,7 @@ def convert(model, config: Mapping[str, Any], mode: str,
     return out
 
 
-def build_export_model(model, batch_size: int = 1):
+def build_export_model(model: Any, batch_size: int = 1) -> Any:
     """An export twin of ``model``: same layers and weights, fixed batch, each ``LSTM``/``Bidirectional(LSTM)``
     replaced by a fusable equivalent. Checked against ``model`` on a random input (raises TFLiteError)."""
     import keras
@@ -152,7 +153,7 @@ def build_export_model(model, batch_size: int = 1):
     return twin
 
 
-def op_list(tflite_bytes) -> list[str]:
+def op_list(tflite_bytes: bytes | str | os.PathLike) -> list[str]:
     """Sorted names of the operators a model uses: builtin names (``CONV_2D``, ...); custom and Flex ops as
     ``CUSTOM:<custom_code>``. Reads the flatbuffer (no TensorFlow needed)."""
     schema = _schema()

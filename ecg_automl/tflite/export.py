@@ -7,7 +7,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from .convert import MODES, TFLiteError, convert, op_list
 from .runtime import TFLiteModel
 from .sidecar import write_model
 from .verify import format_verification, verify
+
+if TYPE_CHECKING:  # the search stack: imported by export_trial when it runs
+    from search import TrackingConfig
 
 log = logging.getLogger("search")
 
@@ -161,9 +164,14 @@ def _members(model) -> int:
     return sum(1 for layer in model.layers if layer.name.startswith("m") and layer.name.endswith("_abnormal")) or 1
 
 
-def export_trial(study_name: str, storage: str, trial_spec: str, mode: str, out: str | Path, *,
-                 tracking=None, verify_beats: int = 20000, runs: int = 300, threads: int = 1) -> dict[str, Any]:
-    """Export one trial of a study; returns the sidecar content (metrics, verification, latency, ops)."""
+def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str, out: str | Path, *,
+                 tracking: TrackingConfig | None = None, verify_beats: int = 20000, runs: int = 300,
+                 threads: int = 1) -> dict[str, Any]:
+    """Export one trial of a study; returns the sidecar content (metrics, verification, latency, ops).
+
+    ``trial_spec`` is ``"best"`` (its final model, when the search made one) or a trial number; ``mode`` one of
+    :data:`MODES`. ``out`` gets the ``.tflite`` and its ``.json`` sidecar, which :func:`predict_record` reads;
+    ``tracking`` logs both on the trial's MLflow run."""
     from search import Tracker, open_study
     from search.study import load_study_data
     from search.training import predict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -43,7 +44,7 @@ def _timed(once, n: int) -> np.ndarray:
     return times
 
 
-def time_invocations(tflite_bytes_or_path, n_runs: int = 200, warmup: int = 20, threads: int = 1,
+def time_invocations(tflite_bytes_or_path: bytes | str | os.PathLike, n_runs: int = 200, warmup: int = 20, threads: int = 1,
                      seed: int = 0) -> np.ndarray:
     """Wall time (ms) of each of ``n_runs`` single-window inferences after ``warmup`` untimed ones
     (see :func:`_invoker` for what one inference includes)."""
@@ -112,8 +113,8 @@ class ReferenceClock:
                 "n_runs": int(raw.size), "threads": self.threads}
 
 
-def measure_latency(tflite_bytes_or_path, n_runs: int = 200, warmup: int = 20, threads: int = 1,
-                    seed: int = 0) -> dict:
+def measure_latency(tflite_bytes_or_path: bytes | str | os.PathLike, n_runs: int = 200, warmup: int = 20, threads: int = 1,
+                    seed: int = 0) -> dict[str, float | int]:
     """Median, p90 and mean of :func:`time_invocations`: ``median_ms``, ``p90_ms``, ``mean_ms``,
     ``n_runs``, ``threads``."""
     times = time_invocations(tflite_bytes_or_path, n_runs, warmup, threads, seed)

@@ -49,6 +49,7 @@ class Prediction:
 
     @property
     def abnormal(self) -> np.ndarray:
+        """Each beat's decision: probability at or above the model's threshold."""
         return self.prob >= self.threshold
 
 

@@ -21,7 +21,7 @@ STATEFUL_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENC
                           "ASSIGN_VARIABLE", "VAR_HANDLE", "READ_VARIABLE"})
 
 
-def load_model_bytes(model) -> bytes:
+def load_model_bytes(model: bytes | bytearray | memoryview | str | os.PathLike) -> bytes:
     """``model`` as flatbuffer bytes (bytes-like or a path)."""
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model)
@@ -192,7 +192,7 @@ class TFLiteModel:
     outputs are (de)quantised from the tensor details; LSTM state is reset before every window.
     """
 
-    def __init__(self, model, threads: int = 1):
+    def __init__(self, model: bytes | str | os.PathLike, threads: int = 1) -> None:
         from .convert import TFLiteError
 
         self.model_bytes = load_model_bytes(model)
@@ -220,6 +220,7 @@ class TFLiteModel:
 
     @property
     def input_names(self) -> list[str]:
+        """The model's inputs, ``["ecg"]`` or ``["ecg", "rr"]``: the keys :meth:`predict` reads."""
         return list(self.inputs)
 
     @property
@@ -259,9 +260,12 @@ class TFLiteModel:
 
     @property
     def input_dtypes(self) -> dict[str, np.dtype]:
+        """Each input's tensor dtype (int8 for an int8 export, which :meth:`predict` quantises to)."""
         return {k: np.dtype(d["dtype"]) for k, d in self.inputs.items()}
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Probability of *abnormal* for each window of ``inputs`` (the dict ``spaces.model_inputs`` makes, windows
+        cropped to the model's input length), one window at a time from a reset LSTM state."""
         missing = [k for k in self.inputs if k not in inputs]
         if missing:
             raise ValueError(f"inputs lack {missing} (the model takes {self.input_names})")

@@ -1,0 +1,246 @@
+"""The Python API as a notebook uses it: what each package re-exports, and one-line errors for arguments of the
+wrong type (they were deep tracebacks, or silently read otherwise)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def test_fit_result_the_type_fit_returns_is_re_exported():
+    """``search.fit`` returns a FitResult (so do ``fit_final`` and ``FoldEnsemble.fits``): a user annotating
+    their own code had to import it from the private-looking ``search.training``."""
+    import search
+    from search.training import FitResult
+
+    assert "FitResult" in search.__all__ and search.FitResult is FitResult
+
+
+def test_predict_and_export_functions_are_re_exported_without_slowing_the_package_import(cli_env):
+    """``predict_record``, ``predict_csv`` (with their ``Prediction``) and ``export_trial`` are the Python side of
+    ``ecg-automl predict`` and ``export``: importable from ``ecg_automl.tflite``, but only loaded (wfdb, scipy) when
+    first used, so ``TFLiteModel`` and the bench-server start as fast as before."""
+    import ecg_automl.tflite as tfl
+    from ecg_automl.tflite.export import export_trial
+    from ecg_automl.tflite.predict import Prediction, format_prediction, predict_csv, predict_record
+
+    for name, obj in {"predict_record": predict_record, "predict_csv": predict_csv, "Prediction": Prediction,
+                      "format_prediction": format_prediction, "export_trial": export_trial}.items():
+        assert name in tfl.__all__ and getattr(tfl, name) is obj and name in dir(tfl)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        tfl.nope  # noqa: B018
+    code = ("import sys; import ecg_automl.tflite; "
+            "print(sorted(m for m in ('wfdb', 'scipy', 'ecg_data', 'tensorflow') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "[]", proc.stderr[-2000:]
+
+
+def test_grouped_splits_takes_lists_and_refuses_a_number_of_folds_for_cv(small_mitdb):
+    """Groups and labels as plain lists (scikit-learn splitters take them) were a numpy 'only integer scalar arrays'
+    TypeError from the leak check; ``cv=5``, which scikit-learn reads as a KFold that ignores the patients, was an
+    AttributeError: it is refused in one line naming the splitter to pass."""
+    from ecg_data import check_no_leak, grouped_splits, patient_kfold
+
+    search = small_mitdb.search_part()
+    as_lists = list(grouped_splits(patient_kfold(2), search.X, list(search.y), list(search.groups)))
+    as_arrays = list(grouped_splits(patient_kfold(2), search.X, search.y, search.groups))
+    assert len(as_lists) == 2 and all((a == b).all() for fold, other in zip(as_lists, as_arrays)
+                                      for a, b in zip(fold, other))
+    check_no_leak(list(search.groups), *as_lists[0])
+    with pytest.raises(TypeError, match=r"cv must be a splitter object .* ecg_data.patient_kfold\(5\)"):
+        list(grouped_splits(5, search.X, search.y, search.groups))
+
+
+def test_grouped_splits_checks_its_arguments_when_called_not_at_the_first_fold(small_mitdb):
+    """A generator raised nothing until iterated: ``folds = grouped_splits(cv, X, y, None)`` passed, and the error
+    came later, from wherever the folds were first used."""
+    from ecg_data import grouped_splits, patient_kfold
+
+    search = small_mitdb.search_part()
+    with pytest.raises(ValueError, match="groups is required"):
+        grouped_splits(patient_kfold(2), search.X, search.y, None)
+    with pytest.raises(ValueError, match="folds need at least 50 patients"):
+        grouped_splits(patient_kfold(50), search.X, search.y, search.groups)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"seed": "0"}, TypeError, "seed must be a whole number or None, not '0'"),
+    ({"n_splits": "3"}, TypeError, "n_splits must be a whole number of folds, not '3'"),
+    ({"n_splits": 1}, ValueError, "n_splits must be at least 2"),
+])
+def test_patient_kfold_refuses_a_bad_seed_or_fold_count_when_made(kwargs, error, message):
+    """A seed of "0" was accepted and failed only once the folds were drawn, eight frames deep in scikit-learn."""
+    from ecg_data import patient_kfold
+
+    with pytest.raises(error, match=message):
+        patient_kfold(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"records": "101"}, r"records must be a list of record names, not '101': records=\['101'\]"),
+    ({"records": 101}, r"records must be a list of record names, not 101: records=\['101'\]"),
+    ({"seed": "0"}, "seed must be a whole number, not '0'"),
+    ({"max_beats": "3000"}, "max_beats must be a whole number or None, not '3000'"),
+    ({"final_members": 2.0}, "final_members must be a whole number, not 2.0"),
+    ({"fold_repeats": "2"}, "fold_repeats must be a whole number, not '2'"),
+    ({"objectives": "quality"}, r"objectives must be a list such as \['quality'\] .*: objectives=\['quality'\]"),
+])
+def test_study_settings_of_the_wrong_type_are_refused_when_made(kwargs, message):
+    """``records="101"`` became records ['0', '1'] (the string read letter by letter), and a seed of "0" was stored
+    with the study and failed in the first trial's sampler, after minutes of data loading."""
+    from search import StudySettings
+
+    with pytest.raises(TypeError, match=message):
+        StudySettings(**kwargs)
+
+
+def test_study_settings_keep_record_lists_and_make_numpy_integers_ints():
+    from search import StudySettings
+
+    s = StudySettings(records=("119", 101), seed=np.int64(3), max_beats=np.int32(2000))
+    assert s.records == ["101", "119"] and type(s.seed) is int and type(s.max_beats) is int
+    assert StudySettings.from_dict(s.to_dict()) == s
+
+
+def test_build_model_names_what_its_config_lacks_before_building_a_layer():
+    """A config without ``lstm_units`` was a bare ``KeyError: 'lstm_units'`` from the middle of the network (after
+    its convolutional layers were built), and a SearchSpace passed as the config a 'not subscriptable' TypeError."""
+    from spaces import SearchSpace, SpaceError, build_ensemble, build_model
+
+    space = SearchSpace.load("default")
+    config = {**space.fixed, **{k: (v["choices"][0] if "choices" in v else v["low"]) for k, v in space.searched.items()}}
+    del config["lstm_units"], config["learning_rate"]
+    with pytest.raises(SpaceError, match=r"^config lacks lstm_units, learning_rate: .*config_from_params"):
+        build_model(config)
+    with pytest.raises(SpaceError, match=r"^config lacks lstm_units: "):  # an ensemble is never compiled
+        build_ensemble(config, [object()])
+    with pytest.raises(TypeError, match=r"config must be a mapping .*, not SearchSpace: .*space.suggest\(trial\)"):
+        build_model(space)
+
+
+def test_fit_and_fit_fold_models_refuse_arrays_for_a_dataset(small_mitdb):
+    """``fit(config, X, None)`` was an AttributeError ('ndarray' object has no attribute 'y') once TensorFlow had
+    loaded; the folds, labels and patients travel together in a BeatDataset."""
+    from search import fit, fit_fold_models
+
+    part = small_mitdb.search_part()
+    with pytest.raises(TypeError, match=r"^train must be an ecg_data.BeatDataset .*, not ndarray$"):
+        fit({}, part.X)
+    with pytest.raises(TypeError, match=r"^val must be an ecg_data.BeatDataset .*, not tuple$"):
+        fit({}, part, (part.X, part.y))
+    with pytest.raises(TypeError, match=r"^train must be an ecg_data.BeatDataset .*, not ndarray$"):
+        fit_fold_models({}, part.X)
+
+
+def test_a_path_for_the_study_storage_is_one_error_giving_the_url_to_pass(tmp_path):
+    """``open_study(..., Path("runs/optuna.db"))`` was an AttributeError ('PosixPath' object has no attribute
+    'startswith'), and ``run_search(storage=Path(...))`` a TypeError ('PosixPath' is not iterable)."""
+    from search import StorageError, make_storage
+    from search.storage import check_storage
+
+    db = tmp_path / "optuna.db"
+    for call in (make_storage, check_storage):
+        with pytest.raises(StorageError, match=f"not the path '{db}': for a SQLite file pass "
+                                               f"storage='sqlite:///{db}'"):
+            call(db)
+        with pytest.raises(StorageError, match="storage must be a URL string such as 'sqlite:///runs/optuna.db', "
+                                               "not 5"):
+            call(5)
+    assert not db.exists()
+
+
+def test_load_dataset_refuses_one_record_number_for_the_list():
+    """``records=101`` was "'int' object is not iterable" (a lone string was refused so already)."""
+    from ecg_data import load_dataset
+
+    with pytest.raises(TypeError, match=r"records must be a list of record names, not 101: records=\['101'\]"):
+        load_dataset("mitdb", records=101)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"max_beats": "3000"}, "max_beats must be a number of beats, not '3000'"),
+                                             ({"seed": "0"}, "seed must be a whole number, not '0'")])
+def test_subsample_beats_refuses_text_for_a_number(small_mitdb, kwargs, message):
+    """A max_beats of "3000" was "'<' not supported between 'str' and 'int'", a seed of "0" a SeedSequence error
+    seven frames into numpy."""
+    from ecg_data import subsample_beats
+
+    part = small_mitdb.search_part()
+    with pytest.raises(TypeError, match=message):
+        subsample_beats(part.y, part.groups, **{"max_beats": 3000, **kwargs})
+    assert len(subsample_beats(part.y, part.groups, 3000.0, seed=np.int64(1))) >= 3000  # numbers of any kind
+
+
+def test_save_returns_the_file_numpy_wrote_which_load_reads(small_mitdb, tmp_path):
+    """``ds.save("beats")`` wrote beats.npz (numpy adds the ending) and returned None, so ``load("beats")`` was a
+    FileNotFoundError: save now returns the file it wrote."""
+    from ecg_data import BeatDataset
+
+    part = small_mitdb.subset(np.arange(50))
+    written = part.save(str(tmp_path / "beats"))
+    assert written == tmp_path / "beats.npz" and written.is_file()
+    assert part.save(tmp_path / "beats.npz") == tmp_path / "beats.npz"
+    back = BeatDataset.load(written)
+    assert (back.X == part.X).all() and (back.groups == part.groups).all()
+
+
+_UNTYPED_OK = {"self", "cls"}
+
+
+def _public_callables():
+    """Every function in the packages' ``__all__`` and every public method or property of the classes there."""
+    import importlib
+    import inspect
+
+    for pkg in ("ecg_data", "spaces", "search", "ecg_automl.tflite"):
+        module = importlib.import_module(pkg)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj):
+                yield f"{pkg}.{name}", obj
+            elif inspect.isclass(obj) and obj.__module__.split(".")[0] in ("ecg_data", "spaces", "search",
+                                                                            "ecg_automl"):
+                for attr, value in vars(obj).items():
+                    if attr.startswith("_") and attr != "__init__":
+                        continue
+                    fn = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+                    if inspect.isfunction(fn):
+                        yield f"{pkg}.{name}.{attr}", fn
+
+
+def test_every_public_function_has_a_docstring_and_type_hints():
+    """The project's convention, checked: ``help()`` on any re-exported function or public method says what it does,
+    and every parameter and return value is annotated (``Any`` where the type is a Keras or Optuna object)."""
+    import inspect
+
+    bare, untyped = [], []
+    for qualname, fn in _public_callables():
+        if not (fn.__doc__ or "").strip() and not qualname.endswith("__init__"):
+            bare.append(qualname)
+        sig = inspect.signature(fn)
+        missing = [p.name for p in sig.parameters.values() if p.annotation is inspect.Parameter.empty
+                   and p.name not in _UNTYPED_OK and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if missing or sig.return_annotation is inspect.Signature.empty:
+            untyped.append(f"{qualname}({', '.join(missing)})")
+    assert not bare, f"no docstring: {bare}"
+    assert not untyped, f"no type hints: {untyped}"
+
+
+def test_open_study_reads_a_study_by_its_name_alone(tmp_path, monkeypatch):
+    """Reading a study's trials took ``open_study(name, storage, None)``: the storage and the settings had no
+    default. Now the name alone opens a study of the default storage (sqlite:///runs/optuna.db), read-only."""
+    from search import StorageError, StudySettings, open_study
+    from spaces import SearchSpace
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError, match="optuna.db does not exist"):
+        open_study("quickstart")
+    assert not (tmp_path / "runs" / "optuna.db").exists()
+    settings = StudySettings(space_yaml=SearchSpace.load("default").to_yaml(), records=["101", "106"])
+    made, _ = open_study("quickstart", None, settings)
+    made.enqueue_trial({"epochs": 4})
+    study, stored = open_study("quickstart")
+    assert stored.records == ["101", "106"] and len(study.trials) == 1
+    assert study.user_attrs == made.user_attrs  # nothing written by reading it
