@@ -44,8 +44,8 @@ def _timed(once, n: int) -> np.ndarray:
     return times
 
 
-def time_invocations(tflite_bytes_or_path: bytes | str | os.PathLike, n_runs: int = 200, warmup: int = 20, threads: int = 1,
-                     seed: int = 0) -> np.ndarray:
+def time_invocations(tflite_bytes_or_path: bytes | str | os.PathLike, n_runs: int = 200, warmup: int = 20,
+                     threads: int = 1, seed: int = 0) -> np.ndarray:
     """Wall time (ms) of each of ``n_runs`` single-window inferences after ``warmup`` untimed ones
     (see :func:`_invoker` for what one inference includes)."""
     n_runs, warmup, threads = int(n_runs), int(warmup), int(threads)
@@ -113,8 +113,8 @@ class ReferenceClock:
                 "n_runs": int(raw.size), "threads": self.threads}
 
 
-def measure_latency(tflite_bytes_or_path: bytes | str | os.PathLike, n_runs: int = 200, warmup: int = 20, threads: int = 1,
-                    seed: int = 0) -> dict[str, float | int]:
+def measure_latency(tflite_bytes_or_path: bytes | str | os.PathLike, n_runs: int = 200, warmup: int = 20,
+                    threads: int = 1, seed: int = 0) -> dict[str, float | int]:
     """Median, p90 and mean of :func:`time_invocations`: ``median_ms``, ``p90_ms``, ``mean_ms``,
     ``n_runs``, ``threads``."""
     times = time_invocations(tflite_bytes_or_path, n_runs, warmup, threads, seed)
