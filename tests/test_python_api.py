@@ -244,3 +244,25 @@ def test_open_study_reads_a_study_by_its_name_alone(tmp_path, monkeypatch):
     study, stored = open_study("quickstart")
     assert stored.records == ["101", "106"] and len(study.trials) == 1
     assert study.user_attrs == made.user_attrs  # nothing written by reading it
+
+
+def test_the_readmes_python_api_block_runs_as_it_is(tmp_path, cli_env):
+    """The README's Python API example (load, patient-grouped fold, fit, metrics, int8 file, latency) is what a
+    researcher copies first: it must run as printed, and print the test patient's metrics for Keras and int8."""
+    import ast
+    import re
+
+    from conftest import ROOT
+
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Python API\n", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("{") for line in lines), proc.stdout
+    keras_metrics, int8_metrics = (ast.literal_eval(line) for line in lines[:2])  # dict reprs of floats
+    assert {"f1", "roc_auc", "recall", "specificity"} <= set(keras_metrics) == set(int8_metrics)
+    assert 0.5 < keras_metrics["roc_auc"] <= 1 and abs(keras_metrics["roc_auc"] - int8_metrics["roc_auc"]) < 0.05
+    assert "median_ms" in lines[2]
+    assert "loader.cc" not in proc.stderr  # TensorFlow's C++ INFO lines are off, as the block sets it
