@@ -6,9 +6,10 @@
 #   bash docs/check_pi_aarch64.sh MODEL.tflite RECORD [RECORD ...]      # e.g. q-int8.tflite ../shared/data/mitdb/100
 #
 # Needs: debootstrap, dpkg-deb, curl, xz (Debian: apt-get install debootstrap), root for debootstrap, and this
-# project installed for the host side (PYTHON, default python3). What it downloads (a Debian arm64 base with
-# Python 3.13, about 60 MB; qemu-user 10 from Debian 13, 71 MB; the aarch64 wheels) stays in WORK (default
-# ~/.cache/ecg-automl/aarch64) for the next run. Emulation is slow: about a minute per 30-minute record.
+# project installed for the host side (PYTHON, default python3; e.g. PYTHON=.venv/bin/python). What it downloads (a
+# Debian arm64 base with Python 3.13, about 60 MB; qemu-user 10 from Debian 13, 71 MB; the aarch64 wheels) stays in
+# WORK (default ~/.cache/ecg-automl/aarch64) for the next run: about 1.3 GB once unpacked. Emulation is slow: about a
+# minute per record, mostly the emulated start (on a busy host 131 s for a 30-minute record, 138 s for a 10 s one).
 # Timings under emulation say nothing about a Pi; this checks that the install resolves and gives the same answers.
 set -euo pipefail
 
@@ -21,6 +22,10 @@ ROOT="$WORK/trixie-arm64"
 QEMU="$WORK/qemu10/usr/bin/qemu-aarch64"
 SITE="$WORK/site-cp313"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+# The host side runs predict too: a PYTHON without this project or LiteRT failed only after the downloads.
+"$PY" -c "import ai_edge_litert, wfdb; import ecg_automl.tflite.predict" 2>/dev/null || {
+  echo "error: $PY cannot import ecg-automl's predict and LiteRT: set PYTHON to the python of an environment with this" \
+       "project installed (e.g. PYTHON=.venv/bin/python)" >&2; exit 2; }
 for tool in debootstrap dpkg-deb curl xz; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed (Debian: apt-get install debootstrap curl xz-utils)" >&2; exit 2; }
 done

@@ -85,6 +85,42 @@ def test_bench_server_answers_bad_requests_at_once():
         server.server_close()
 
 
+def test_bench_server_on_every_address_names_a_url_another_machine_can_use(monkeypatch):
+    """`bench-server --host 0.0.0.0` (how a Pi serves a search on another machine) printed
+    http://0.0.0.0:PORT, which no client reaches: pasted into --latency-target it was 'cannot reach'."""
+    import socket
+
+    from ecg_automl.tflite import bench_server
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "raspberrypi")
+    for host in ("0.0.0.0", "::", ""):
+        line = bench_server.listening_line(host, 8765)
+        assert "--latency-target http://raspberrypi:8765" in line and "http://0.0.0.0" not in line, line
+    assert bench_server.listening_line("192.168.1.20", 8765).startswith("bench-server on http://192.168.1.20:8765 ")
+    assert bench_server.listening_line("::1", 8765).startswith("bench-server on http://[::1]:8765 ")
+
+
+def test_bench_server_listens_on_ipv6_loopback():
+    """--host ::1, which serve() counts as loopback, was 'Address family for hostname not supported'."""
+    import socket
+    import threading
+
+    from ecg_automl.tflite.bench_server import check_target, make_server
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    server = make_server("::1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert check_target(f"http://[::1]:{server.server_address[1]}")["ok"] is True
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class _NoServer:
     """Stands in for subprocess.Popen: records the command instead of starting a server."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -123,7 +124,30 @@ def make_server(host: str = "127.0.0.1", port: int = 8765, *, max_bytes: int = M
                     return self._reply(422, {"error": f"LiteRT could not run the model: {type(exc).__name__}: {exc}"})
             return self._reply(200, {**result, "size_bytes": length, "device": device})
 
-    return ThreadingHTTPServer((host, port), Handler)
+    server_class = _IPv6Server if ":" in host else ThreadingHTTPServer  # AF_INET refused --host ::1 and ::
+    return server_class((host, port), Handler)
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+#: Addresses that listen on every interface of the machine: not an address a client can be given.
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def listening_line(host: str, port: int) -> str:
+    """What bench-server prints once it listens. On a wildcard address (``--host 0.0.0.0``) it names the URL another
+    machine gives ``--latency-target`` (this machine's name), not ``http://0.0.0.0:PORT``, which no client reaches."""
+    if host not in _WILDCARD_HOSTS:
+        return f"bench-server on {_url(host, port)} (POST /benchmark a .tflite; Ctrl-C to stop)"
+    return (f"bench-server on port {port} of every address of this machine (POST /benchmark a .tflite; Ctrl-C to "
+            f"stop); from another machine: search --latency-target {_url(socket.gethostname(), port)} (or this "
+            f"machine's IP address in place of its name)")
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, **kw) -> None:
@@ -132,11 +156,11 @@ def serve(host: str = "127.0.0.1", port: int = 8765, **kw) -> None:
     from .runtime import require_litert
 
     require_litert()
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("bench-server listens on %s: anyone who can reach this port can make it run models", host)
     server = make_server(host, port, **kw)
-    print(f"bench-server on http://{host}:{server.server_address[1]} (POST /benchmark a .tflite; Ctrl-C to stop)",
-          flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("bench-server listens on %s: anyone who can reach this port can make it run models",
+                    host or "every address")
+    print(listening_line(host, server.server_address[1]), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
