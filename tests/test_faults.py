@@ -497,13 +497,14 @@ def test_sync_leaves_the_study_run_of_a_search_making_its_final_model_running(tm
     study = _study_done_during_an_outage(tmp_path, "fin", storage, final=False)
     parent = tracker.study_run(study, {})
     # this test's process is the search, making trial 1's final model
-    study.set_user_attr(FINAL_IN_PROGRESS, {"trial": 1, "worker": worker_id(), "since": time.time()})
+    since = time.time()
+    study.set_user_attr(FINAL_IN_PROGRESS, {"trial": 1, "worker": worker_id(), "since": since})
     out = run_cli(["sync", "--study", "fin", "--storage", storage, "--tracking-uri", uri, "--experiment", "fin"],
                   tmp_path, cli_env)
     assert out.stdout.splitlines() == [
         "MLflow back-fill for study fin: 2 runs created, 0 updated",
         f"study run left RUNNING: the search still appears to be running trial 1's final model ({worker_id()}, "
-        f"since {time.strftime('%Y-%m-%d %H:%M')}); run sync again when it ends"], out.stdout
+        f"since {time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}); run sync again when it ends"], out.stdout
     assert tracker.client.get_run(parent).info.status == "RUNNING"
     assert tracker.client.list_artifacts(parent) == []  # the search logs its plots itself
 
