@@ -336,6 +336,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     counts = tracker.sync(study, study_run=True)
     print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated"
           + (f"; study run: {', '.join(counts['study_run'])}" if counts["study_run"] else ""))
+    if counts["left_running"]:
+        print(counts["left_running"])
     if counts["not_back_filled"]:
         print(f"warning: not back-filled on the study run: {'; '.join(counts['not_back_filled'])}", file=sys.stderr)
     return 0

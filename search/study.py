@@ -22,10 +22,10 @@ from spaces import SearchSpace, SpaceError
 from . import _interrupt
 from .final import final_test
 from .metrics import describe_final_model, format_report
-from .objective import CVObjective, Gate
+from .objective import CVObjective, Gate, worker_id
 from .settings import StudySettings
 from .storage import DEFAULT_STORAGE, check_storage, make_storage
-from .tracking import Tracker, TrackingConfig
+from .tracking import FINAL_IN_PROGRESS, Tracker, TrackingConfig
 
 log = logging.getLogger("search")
 
@@ -562,7 +562,9 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
               out_dir: str | Path = "runs", print_fn: Callable[[str], None] = print,
               progress: bool = False) -> dict[str, Any] | None:
     """Final test of the best trial (once: a resumed study with the same best trial reuses the report);
-    ``progress`` shows a bar over the final model's epochs."""
+    ``progress`` shows a bar over the final model's epochs. While the final model is made the study holds a
+    :data:`~search.tracking.FINAL_IN_PROGRESS` marker (trial, host:pid, start), so that ``ecg-automl sync`` does not
+    end the study run this search still logs to."""
     try:
         best = study.best_trial
     except ValueError:
@@ -580,12 +582,19 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     print_fn(f"training trial {best.number}'s final model ({model}; {n_search} search beats), testing on "
              f"{n_test} held-out beats ...")
     parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
-    report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
-                        final_model=settings.final_model, folds=settings.folds,
-                        fold_repeats=settings.fold_repeats, out_path=Path(out_dir) / study.study_name / f"final-trial{best.number}.keras",
-                        tracker=tracker, run_id=parent, title=title, progress=progress,
-                        about={"trial": best.number, "config": config})  # in final_test.json, too
-    study.set_user_attr("final", _jsonable(report))
+    import time
+
+    study.set_user_attr(FINAL_IN_PROGRESS, {"trial": best.number, "worker": worker_id(), "since": time.time()})
+    try:
+        report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
+                            final_model=settings.final_model, folds=settings.folds,
+                            fold_repeats=settings.fold_repeats,
+                            out_path=Path(out_dir) / study.study_name / f"final-trial{best.number}.keras",
+                            tracker=tracker, run_id=parent, title=title, progress=progress,
+                            about={"trial": best.number, "config": config})  # in final_test.json, too
+        study.set_user_attr("final", _jsonable(report))
+    finally:  # Optuna cannot delete a user attr
+        study.set_user_attr(FINAL_IN_PROGRESS, None)
     print_fn(format_report(report, title))
     return report
 
@@ -622,8 +631,7 @@ def report_pareto(study: optuna.Study, tracker: Tracker | None, print_fn: Callab
                   storage: str | None = None) -> list:
     """Print the Pareto front, with the export command of one of its trials (the study's ``storage`` and the
     mode its latency and size were measured in), and log it (table + plot) on the study's MLflow run."""
-    from . import plots
-    from .pareto import format_pareto, pareto_figure, pareto_table
+    from .pareto import format_pareto, pareto_table
     from .storage import storage_option
 
     rows = pareto_table(study)
@@ -635,11 +643,6 @@ def report_pareto(study: optuna.Study, tracker: Tracker | None, print_fn: Callab
              f"(quality: validation {settings.get('metric', 'f1')}; latency: ms per beat, {where}, "
              f"{mode}; size: KB of that TFLite file). Export one with "
              f"`ecg-automl export --study {study.study_name}{at} --trial N --mode {mode} --out trial-N.tflite`")
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    if tracker is not None and parent:
-        tracker.log_json(parent, rows, "pareto_front.json")
-        fig = pareto_figure(study)
-        if fig is not None:
-            tracker.log_figure(parent, fig, "pareto_front.png")
-            plots.close(fig)
+    if tracker is not None:
+        tracker.log_pareto(study.user_attrs.get("mlflow_parent_run_id"), study, rows)  # what `sync` back-fills
     return rows

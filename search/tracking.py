@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -29,6 +30,44 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "RUN
               "WAITING": "SCHEDULED"}
 DEFAULTS = {"tracking_uri": "sqlite:///runs/mlflow.db", "artifact_location": "runs/mlartifacts",
             "experiment_name": "ecg-automl"}
+
+
+#: Study user attr a search sets while it makes its final model (``search.study.run_final``): ``{"trial": N,
+#: "worker": "host:pid", "since": epoch seconds}``, set back to None when the final test ends, however it ends.
+#: ``ecg-automl sync`` leaves the study run RUNNING while that process may be alive (:func:`final_in_progress`).
+FINAL_IN_PROGRESS = "final_in_progress"
+
+
+def final_in_progress(study) -> tuple[dict[str, Any] | None, bool | None]:
+    """The study's :data:`FINAL_IN_PROGRESS` marker (None: no search is making its final model) and whether that
+    search's process is alive: True or False when it ran on this host, None on another (whose processes cannot be
+    seen from here). A search killed during its final training (SIGKILL, the OOM killer, power loss) leaves the
+    marker; one stopped with Ctrl-C or SIGTERM clears it."""
+    marker = study.user_attrs.get(FINAL_IN_PROGRESS)
+    if not marker:
+        return None, None
+    host, _, pid = str(marker.get("worker", "")).rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+        return marker, None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return marker, False
+    except PermissionError:  # another user's process: alive
+        pass
+    return marker, True
+
+
+def _final_running_note(marker: dict[str, Any], alive: bool | None) -> str:
+    """What ``sync`` says when it leaves the study run RUNNING for a search still making its final model."""
+    worker = str(marker.get("worker", "?"))
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(marker.get("since", 0))))
+    note = (f"study run left RUNNING: the search still appears to be running trial {marker.get('trial', '?')}'s "
+            f"final model ({worker}, since {since}); run sync again when it ends")
+    if alive is None:
+        note += (f" (from here sync cannot tell whether that process on {worker.rpartition(':')[0]} is alive: if "
+                 f"it was killed, run sync there, or run the search command again to make the final model)")
+    return note
 
 
 class TrackingError(RuntimeError):
@@ -450,6 +489,27 @@ class Tracker:
             logged.append("final_confusion_matrix.png")
         return logged
 
+    def log_pareto(self, run_id: str | None, study: Any, rows: list[dict[str, Any]] | None = None, *,
+                   skip: Iterable[str] = ()) -> list[str]:
+        """Log a multi-objective study's Pareto front on ``run_id``: ``pareto_front.json`` (``rows``, else
+        :func:`~search.pareto.pareto_table`'s) and, with a latency objective, ``pareto_front.png`` (but those in
+        ``skip``). Returns what it logged."""
+        from . import plots
+        from .pareto import pareto_figure, pareto_table
+
+        if run_id is None:
+            return []
+        logged = []
+        if "pareto_front.json" not in skip:
+            self.log_json(run_id, pareto_table(study) if rows is None else rows, "pareto_front.json")
+            logged.append("pareto_front.json")
+        fig = pareto_figure(study) if "pareto_front.png" not in skip else None
+        if fig is not None:
+            self.log_figure(run_id, fig, "pareto_front.png")
+            plots.close(fig)
+            logged.append("pareto_front.png")
+        return logged
+
     def end_trial(self, frozen_trial: Any, run_id: str | None = None) -> None:
         """Write the trial's final state, value and attributes to its run (``run_id``, else the one the
         trial recorded when it started); called from the study callback and by :meth:`sync`."""
@@ -487,9 +547,10 @@ class Tracker:
     def sync(self, study: Any, trials: Iterable | None = None, *, study_run: bool = False) -> dict[str, Any]:
         """Create or complete the MLflow runs of finished trials that MLflow missed (server was down).
 
-        ``study_run`` (``ecg-automl sync``, when no process may be searching the study) also completes the
-        study's run: the final test the study holds, its plots, and its end (:meth:`_sync_study_run`); the
-        result then has ``"study_run"``: what was done to it and ``"not_back_filled"``: what could not be."""
+        ``study_run`` (``ecg-automl sync``) also completes the study's run: the final test the study holds, its
+        plots or Pareto front, and its end (:meth:`_sync_study_run`); the result then has ``"study_run"``: what
+        was done to it, ``"not_back_filled"``: what could not be, and ``"left_running"``: why the study run was
+        left alone (a search is still making the final model, :func:`final_in_progress`), else None."""
         parent = study.user_attrs.get("mlflow_parent_run_id")
         created = updated = 0
         new_parent = not parent
@@ -523,17 +584,24 @@ class Tracker:
                 updated += 1
         if not study_run:
             return {"created": created, "updated": updated}
-        done, missing = self._sync_study_run(study, parent)
+        marker, alive = final_in_progress(study)
+        if marker and alive is not False:  # the search logs the final test, plots and end itself when it is done
+            return {"created": created, "updated": updated, "study_run": [], "not_back_filled": [],
+                    "left_running": _final_running_note(marker, alive)}
+        done, missing = self._sync_study_run(study, parent, killed_final=marker)
         if done and not new_parent:
             updated += 1
-        return {"created": created, "updated": updated, "study_run": done, "not_back_filled": missing}
+        return {"created": created, "updated": updated, "study_run": done, "not_back_filled": missing,
+                "left_running": None}
 
-    def _sync_study_run(self, study, parent: str) -> tuple[list[str], list[str]]:
+    def _sync_study_run(self, study, parent: str, killed_final: dict[str, Any] | None = None
+                        ) -> tuple[list[str], list[str]]:
         """Log on the study's run what the study holds and the run lacks: the final test (metrics,
         ``final_test.json``/``.txt``, confusion matrix, the model file if it is still on disk) and the study's
-        plots; then end the run if it is RUNNING and no trial is: FINISHED, or KILLED when a trial waits to be
-        redone and there is no final test. Returns (what was done, what the study cannot give: the ROC curve
-        needs the test predictions)."""
+        plots, or a multi-objective study's Pareto front; then end the run if it is RUNNING and no trial is:
+        FINISHED, or KILLED when a trial waits to be redone and there is no final test, or when the search was
+        killed while making the final model (``killed_final``: its :data:`FINAL_IN_PROGRESS` marker). Returns
+        (what was done, what the study cannot give: the ROC curve needs the test predictions)."""
         from optuna.trial import TrialState
 
         run = self.client.get_run(parent)
@@ -541,6 +609,12 @@ class Tracker:
         done: list[str] = []
         missing: list[str] = []
         report = study.user_attrs.get("final")
+        if killed_final and report and report.get("trial") == killed_final.get("trial"):
+            killed_final = None  # killed after the report was stored: the final test is done
+        if killed_final:
+            missing.append(f"final test of trial {killed_final.get('trial', '?')} (its search, "
+                           f"{killed_final.get('worker', '?')}, was stopped while making the final model: run the "
+                           f"search command again to make it)")
         if report:
             if "model" in names:
                 names |= {a.path for a in self.client.list_artifacts(parent, "model")}
@@ -576,9 +650,13 @@ class Tracker:
                 plots.close(fig)
             if figures:
                 done.append(f"plots back-filled ({', '.join(figures)})")
+        if len(study.directions) > 1:
+            logged = self.log_pareto(parent, study, skip=names)
+            if logged:
+                done.append(f"Pareto front back-filled ({', '.join(logged)})")
         if run.info.status == "RUNNING" and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            status = "KILLED" if waiting and not report else "FINISHED"
+            status = "KILLED" if killed_final or (waiting and not report) else "FINISHED"
             self.end_study(parent, status)
             done.append(f"ended {status}")
         return done, missing

@@ -7,10 +7,13 @@ test_mlflow_server.py (tracking server unreachable at start)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
 import optuna
 import pytest
@@ -449,6 +452,109 @@ def test_sync_back_fills_the_final_test_and_ends_the_study_run(tmp_path, cli_env
     out = run_cli(["sync", "--study", "busy", *sync], tmp_path, cli_env)
     assert "2 runs created" in out.stdout and "ended" not in out.stdout, out.stdout
     assert tracker.client.get_run(running.user_attrs["mlflow_parent_run_id"]).info.status == "RUNNING"
+
+
+def test_sync_back_fills_the_pareto_front_of_a_multi_objective_study(tmp_path, cli_env):
+    """A multi-objective search logs its Pareto front (pareto_front.json and .png) on the study run at its end;
+    with the tracking store away then, `sync` created the trial runs and ended the study run without them."""
+    import json
+
+    from test_search import tiny_settings
+
+    from search import Tracker, TrackingConfig, open_study
+    from search.pareto import pareto_table
+
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(TrackingConfig(uri, (tmp_path / "art").as_uri(), "moo"))
+    study, _ = open_study("moo", storage, tiny_settings(tmp_path, objectives=["quality", "latency"]))
+    parent = tracker.study_run(study, {})  # then the store went away
+    for values in ([0.7, 0.9], [0.6, 0.5], [0.5, 0.95]):  # the third is dominated
+        study.add_trial(optuna.trial.create_trial(values=values))
+
+    sync = ["sync", "--study", "moo", "--storage", storage, "--tracking-uri", uri, "--experiment", "moo"]
+    out = run_cli(sync, tmp_path, cli_env)
+    assert "3 runs created, 1 updated; study run: Pareto front back-filled (pareto_front.json, pareto_front.png), " \
+           "ended FINISHED" in out.stdout, out.stdout
+    assert tracker.client.get_run(parent).info.status == "FINISHED"
+    assert {"pareto_front.json", "pareto_front.png"} <= {a.path for a in tracker.client.list_artifacts(parent)}
+    rows = json.loads(Path(tracker.client.download_artifacts(parent, "pareto_front.json", str(tmp_path))).read_text())
+    assert rows == pareto_table(study) and [r["trial"] for r in rows] == [0, 1]
+    assert "0 runs created, 0 updated\n" in run_cli(sync, tmp_path, cli_env).stdout  # nothing twice
+
+
+def test_sync_leaves_the_study_run_of_a_search_making_its_final_model_running(tmp_path, cli_env):
+    """While the search trained its final model (every trial finished) `sync` ended the study run FINISHED under
+    it. It now leaves it RUNNING while the search's process lives; one killed then (SIGKILL, power loss) does not
+    keep the run RUNNING for good: on its host sync ends it KILLED, and elsewhere it says what to do."""
+    import socket
+
+    from search import Tracker, TrackingConfig
+    from search.objective import worker_id
+    from search.tracking import FINAL_IN_PROGRESS
+
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(TrackingConfig(uri, (tmp_path / "art").as_uri(), "fin"))
+    study = _study_done_during_an_outage(tmp_path, "fin", storage, final=False)
+    parent = tracker.study_run(study, {})
+    # this test's process is the search, making trial 1's final model
+    since = time.time()
+    study.set_user_attr(FINAL_IN_PROGRESS, {"trial": 1, "worker": worker_id(), "since": since})
+    out = run_cli(["sync", "--study", "fin", "--storage", storage, "--tracking-uri", uri, "--experiment", "fin"],
+                  tmp_path, cli_env)
+    assert out.stdout.splitlines() == [
+        "MLflow back-fill for study fin: 2 runs created, 0 updated",
+        f"study run left RUNNING: the search still appears to be running trial 1's final model ({worker_id()}, "
+        f"since {time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}); run sync again when it ends"], out.stdout
+    assert tracker.client.get_run(parent).info.status == "RUNNING"
+    assert tracker.client.list_artifacts(parent) == []  # the search logs its plots itself
+
+    study.set_user_attr(FINAL_IN_PROGRESS, {"trial": 1, "worker": "elsewhere:4242", "since": time.time()})
+    counts = tracker.sync(study, study_run=True)
+    assert counts["study_run"] == [] and "run sync again when it ends (from here sync cannot tell whether that " \
+        "process on elsewhere is alive: if it was killed, run sync there, or run the search command again to make " \
+        "the final model)" in counts["left_running"], counts
+    assert tracker.client.get_run(parent).info.status == "RUNNING"
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    worker = f"{socket.gethostname()}:{int(gone.stdout)}"  # on this host, and no longer alive
+    assert int(gone.stdout) != os.getpid()
+    study.set_user_attr(FINAL_IN_PROGRESS, {"trial": 1, "worker": worker, "since": time.time()})
+    counts = tracker.sync(study, study_run=True)
+    assert counts["left_running"] is None and counts["study_run"][-1] == "ended KILLED", counts
+    assert counts["not_back_filled"] == [f"final test of trial 1 (its search, {worker}, was stopped while making "
+                                         f"the final model: run the search command again to make it)"]
+    assert tracker.client.get_run(parent).info.status == "KILLED"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monkeypatch, fails):
+    """run_final marks the study while it makes the final model (what `sync` looks at), and clears the mark when
+    it ends, also when the training fails."""
+    import numpy as np
+    from test_search import tiny_settings
+
+    import search.study
+    from search.tracking import FINAL_IN_PROGRESS, final_in_progress
+
+    study = _study_done_during_an_outage(tmp_path, "fin", f"sqlite:///{tmp_path / 'optuna.db'}", final=False)
+    seen = []
+
+    def final_test(*args, **kwargs):
+        seen.append(final_in_progress(study))
+        if fails:
+            raise RuntimeError("out of memory")
+        return {"trial": 1}
+
+    monkeypatch.setattr(search.study, "final_test", final_test)
+    monkeypatch.setattr(search.study, "format_report", lambda report, title: "")
+    data = type("Data", (), {"name": "mitdb", "split": np.array(["search", "test"])})()
+    with pytest.raises(RuntimeError) if fails else nullcontext():
+        search.study.run_final(study, tiny_settings(tmp_path), data, tracker=None, out_dir=tmp_path,
+                               print_fn=lambda s: None)
+    marker, alive = seen[0]
+    assert marker["trial"] == 1 and marker["worker"].endswith(f":{os.getpid()}") and alive is True
+    assert study.user_attrs[FINAL_IN_PROGRESS] is None and final_in_progress(study) == (None, None)
+    assert ("final" in study.user_attrs) is not fails
 
 
 def test_a_failing_store_is_one_warning_per_call_not_an_mlflow_traceback(tmp_path, caplog):
