@@ -247,8 +247,9 @@ def test_open_study_reads_a_study_by_its_name_alone(tmp_path, monkeypatch):
 
 
 def test_the_readmes_python_api_block_runs_as_it_is(tmp_path, cli_env):
-    """The README's Python API example (load, patient-grouped fold, fit, metrics, int8 file, latency) is what a
-    researcher copies first: it must run as printed, and print the test patient's metrics for Keras and int8."""
+    """The README's Python API example (load, patient-grouped fold, fit, metrics, int8 file, latency, the file with
+    its sidecar and predict on a record) is what a researcher copies first: it must run as printed, and print the
+    test patient's metrics for Keras and int8."""
     import ast
     import re
 
@@ -260,9 +261,26 @@ def test_the_readmes_python_api_block_runs_as_it_is(tmp_path, cli_env):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("{") for line in lines), proc.stdout
+    assert all(line.startswith("{") for line in lines[:3]), proc.stdout
     keras_metrics, int8_metrics = (ast.literal_eval(line) for line in lines[:2])  # dict reprs of floats
     assert {"f1", "roc_auc", "recall", "specificity"} <= set(keras_metrics) == set(int8_metrics)
     assert 0.5 < keras_metrics["roc_auc"] <= 1 and abs(keras_metrics["roc_auc"] - int8_metrics["roc_auc"]) < 0.05
     assert "median_ms" in lines[2]
+    # the exported file and its sidecar, read by predict as `ecg-automl predict` reads them
+    assert (tmp_path / "mine-int8.tflite").is_file() and (tmp_path / "mine-int8.json").is_file()
+    assert "against the record's annotations: accuracy" in proc.stdout
     assert "loader.cc" not in proc.stderr  # TensorFlow's C++ INFO lines are off, as the block sets it
+
+
+def test_export_model_refuses_data_without_test_patients_or_a_threshold_out_of_range(small_mitdb, tmp_path):
+    """``export_model`` checks the file on the data's held-out patients and calibrates int8 on its search ones: data
+    with no test part (only DS1 records loaded) is one clear error before any conversion, not a failure inside the
+    verification; so is a threshold that is no probability."""
+    from ecg_automl.tflite import TFLiteError, export_model
+
+    search_only = small_mitdb.search_part()
+    with pytest.raises(TFLiteError, match=r"the data has no test beats: give the dataset the model was trained on"):
+        export_model(None, {}, search_only, tmp_path / "m.tflite", mode="int8", threshold=0.5)
+    with pytest.raises(TFLiteError, match=r"threshold must be a probability from 0 to 1, not 1.5"):
+        export_model(None, {}, small_mitdb, tmp_path / "m.tflite", mode="int8", threshold=1.5)
+    assert not list(tmp_path.iterdir())

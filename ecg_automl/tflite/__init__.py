@@ -1,9 +1,9 @@
 """TFLite export of the Conv1D + LSTM beat classifier, TensorFlow-free prediction and latency.
 
 ``convert`` (needs TensorFlow, imported on call) builds an export twin with fused LSTMs and returns the
-flatbuffer for one of ``MODES``; ``export_trial`` exports a study's trial with the ``.json`` sidecar that
-``predict_record`` and ``predict_csv`` read; ``TFLiteModel``, ``measure_latency`` and the predict functions only
-need ``ai-edge-litert`` (with numpy, scipy and wfdb).
+flatbuffer for one of ``MODES``; ``export_trial`` exports a study's trial, and ``export_model`` any trained model,
+with the ``.json`` sidecar that ``predict_record`` and ``predict_csv`` read; ``TFLiteModel``, ``measure_latency``
+and the predict functions only need ``ai-edge-litert`` (with numpy, scipy and wfdb).
 """
 
 from typing import Any
@@ -16,10 +16,10 @@ from .runtime import TFLiteModel
 #: Re-exported names imported on first use: the predict module reads records with wfdb and scipy (about 1.7 s to
 #: import here), which ``bench-server``, ``convert`` and ``TFLiteModel`` alone do not need.
 _LAZY = {"Prediction": ".predict", "format_prediction": ".predict", "predict_csv": ".predict",
-         "predict_record": ".predict", "export_trial": ".export"}
+         "predict_record": ".predict", "export_model": ".export", "export_trial": ".export"}
 
 __all__ = ["INT8_FLOAT_OPS", "MODES", "Prediction", "TFLiteError", "TFLiteInputError", "TFLiteModel",
-           "build_export_model", "convert", "export_trial", "format_prediction", "measure_latency", "op_list",
+           "build_export_model", "convert", "export_model", "export_trial", "format_prediction", "measure_latency", "op_list",
            "predict_csv", "predict_record", "time_invocations"]
 
 

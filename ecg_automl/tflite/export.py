@@ -17,6 +17,7 @@ from .sidecar import write_model
 from .verify import format_verification, verify
 
 if TYPE_CHECKING:  # the search stack: imported by export_trial when it runs
+    from ecg_data import BeatDataset
     from search import TrackingConfig
 
 log = logging.getLogger("search")
@@ -164,6 +165,88 @@ def _members(model) -> int:
     return sum(1 for layer in model.layers if layer.name.startswith("m") and layer.name.endswith("_abnormal")) or 1
 
 
+def _check_out(out: str | Path) -> None:
+    """TFLiteError when ``out`` cannot be the .tflite written: a folder, or in a folder that cannot be written (it
+    was a traceback after the conversion and the timing)."""
+    from search._folders import why_not_writable
+
+    if Path(out).exists() and not Path(out).is_file():
+        raise TFLiteError(f"{out}: not a file (a folder?); --out names the .tflite to write")
+    why = why_not_writable(Path(out).parent)
+    if why:
+        raise TFLiteError(f"--out {out} cannot be written ({why}): name a .tflite in a folder you can write to")
+
+
+def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str | Path, *, mode: str,
+                 threshold: float, seed: int = 0, verify_beats: int = 20000, runs: int = 300, threads: int = 1,
+                 about: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Convert a trained ``build_model(config)`` model (or ``build_ensemble``) to ``out`` in ``mode``, with the
+    ``.json`` sidecar :func:`predict_record` and ``ecg-automl predict`` read; returns the sidecar's content.
+
+    ``data``: the dataset the model was trained on, as ``load_dataset`` gives it: int8 is calibrated on 500 beats of
+    its search part, the file is checked against the model on (up to ``verify_beats`` of) its test part at
+    ``threshold`` (the decision threshold chosen on validation data), and the sidecar names its rate, window, leads
+    and search records. ``about`` adds keys to the sidecar (``export_trial``: study, trial, model origin)."""
+    from search._folders import why_no_folder
+    from search.training import predict
+    from spaces import model_inputs
+
+    from .gate import reference_clock
+    from .pi_estimate import calibration_record, estimate_pi4_ms
+    from .stats import model_stats
+
+    _check_out(out)
+    out = Path(out)
+    search, test = data.search_part(), data.test_part()
+    if not len(search) or not len(test):  # int8 calibrates on the one, the file is checked on the other
+        raise TFLiteError(f"{data.name}: the data has no {'search' if not len(search) else 'test'} beats: give the "
+                          f"dataset the model was trained on with its held-out test patients, as load_dataset "
+                          f"gives it (e.g. MIT-BIH with DS2 records among its records)")
+    if not 0 <= threshold <= 1:
+        raise TFLiteError(f"threshold must be a probability from 0 to 1, not {threshold!r}")
+    rng = np.random.default_rng(seed)
+    rep_idx = rng.choice(len(search), size=min(500, len(search)), replace=False)
+    rep = model_inputs(config, search.X[rep_idx], search.rr[rep_idx])
+    flat = convert(model, config, mode, rep if mode == "int8" else None)  # written with its sidecar at the end
+
+    if verify_beats and len(test) > verify_beats:
+        test = test.subset(np.linspace(0, len(test) - 1, verify_beats).astype(int))
+    keras_prob = predict(model, config, test)
+    runner = TFLiteModel(flat, threads=threads)
+    tflite_prob = runner.predict(model_inputs(config, test.X, test.rr))
+    check = verify(keras_prob, tflite_prob, test.y, threshold, mode, runner.output_max)
+    # one timing: the raw median/p90/mean of the invokes, and host_ms with the host's slow stretches divided out
+    # (as the latency gate does): what the Pi estimate was calibrated on
+    steady = reference_clock(mode, threads).measure(flat, rounds=max(1, runs // 10), warmup=20)
+    lat = {k: steady[k] for k in ("median_ms", "p90_ms", "mean_ms", "n_runs", "threads")}
+    lat.update(host_ms=steady["host_ms"], host_slowdown=steady["slowdown"])
+    meta = {
+        **(about or {}), "mode": mode,
+        "dataset": data.name, "fs": float(data.fs), "window": int(data.X.shape[1]), "lead": "MLII",
+        "channels": int(data.X.shape[2]), "input_length": int(config["input_length"]),
+        "rr_features": bool(config["rr_features"]), "filter": {"low": 0.5, "high": 40.0, "type": "butterworth-3"},
+        "normalisation": "per-window z-score",
+        "class_meaning": _CLASS_MEANING.get(data.name, {"0": "normal", "1": "abnormal"}),
+        "threshold": threshold, "config": config, "members": _members(model),
+        "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),
+        "latency": {**lat, "pi4_estimate_ms": estimate_pi4_ms(lat["host_ms"], "int8" if mode == "int8" else "float32"),
+                    "pi4_calibration": calibration_record()},
+        "verification": check, "io": runner.io_details(), **model_stats(model),
+    }
+    if data.name != "mitdb":
+        meta["lead"] = "II" if data.name in ("ptbxl", "ptbdb") else "first"
+    # the records of the patients the search trained on: predict warns when asked about one of them
+    meta["search_records"] = sorted({str(r) for r in search.records})
+    leads = dataset_leads(data.name, meta["channels"])
+    if leads:
+        meta["leads"] = leads
+    try:
+        write_model(out, flat, meta)
+    except OSError as exc:  # a full disk, a folder made read-only since the check above
+        raise TFLiteError(f"--out {out} cannot be written ({why_no_folder(out.parent, exc)})") from None
+    return meta
+
+
 def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str, out: str | Path, *,
                  tracking: TrackingConfig | None = None, verify_beats: int = 20000, runs: int = 300,
                  threads: int = 1) -> dict[str, Any]:
@@ -174,20 +257,9 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
     ``tracking`` logs both on the trial's MLflow run."""
     from search import Tracker, open_study
     from search.study import load_study_data
-    from search.training import predict
-    from spaces import SearchSpace, model_inputs
+    from spaces import SearchSpace
 
-    from .gate import reference_clock
-    from .pi_estimate import calibration_record, estimate_pi4_ms
-    from .stats import model_stats
-
-    from search._folders import why_no_folder, why_not_writable
-
-    if Path(out).exists() and not Path(out).is_file():  # found now, not after the conversion and the timing
-        raise TFLiteError(f"{out}: not a file (a folder?); --out names the .tflite to write")
-    why = why_not_writable(Path(out).parent)
-    if why:  # so is a folder that cannot be written (it was a traceback after the conversion and the timing)
-        raise TFLiteError(f"--out {out} cannot be written ({why}): name a .tflite in a folder you can write to")
+    _check_out(out)  # found now, not after the data, the model, the conversion and the timing
     study, settings = open_study(study_name, storage, None, heartbeat=None)
     if trial_spec == "best":
         from optuna.trial import TrialState
@@ -215,61 +287,22 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
     if trial.state.name != "COMPLETE":
         raise TFLiteError(f"trial {trial.number} is {trial.state.name}, not COMPLETE: nothing to export")
     config = trial.user_attrs["config"]
-    space = SearchSpace.from_yaml(settings.space_yaml)
-    data = load_study_data(settings, space)
+    data = load_study_data(settings, SearchSpace.from_yaml(settings.space_yaml))
     tracker = Tracker(tracking) if tracking is not None else None
     model, origin, threshold = _trial_model(study, trial, settings, data, tracker, best=trial_spec == "best")
 
-    search, test = data.search_part(), data.test_part()
-    rng = np.random.default_rng(settings.seed)
-    rep_idx = rng.choice(len(search), size=min(500, len(search)), replace=False)
-    rep = model_inputs(config, search.X[rep_idx], search.rr[rep_idx])
-    flat = convert(model, config, mode, rep if mode == "int8" else None)  # written with its sidecar at the end
-    out = Path(out)
-
-    if verify_beats and len(test) > verify_beats:
-        test = test.subset(np.linspace(0, len(test) - 1, verify_beats).astype(int))
-    keras_prob = predict(model, config, test)
-    runner = TFLiteModel(flat, threads=threads)
-    tflite_prob = runner.predict(model_inputs(config, test.X, test.rr))
-    check = verify(keras_prob, tflite_prob, test.y, threshold, mode, runner.output_max)
-    # one timing: the raw median/p90/mean of the invokes, and host_ms with the host's slow stretches divided out
-    # (as the latency gate does): what the Pi estimate was calibrated on
-    steady = reference_clock(mode, threads).measure(flat, rounds=max(1, runs // 10), warmup=20)
-    lat = {k: steady[k] for k in ("median_ms", "p90_ms", "mean_ms", "n_runs", "threads")}
-    lat.update(host_ms=steady["host_ms"], host_slowdown=steady["slowdown"])
-    meta = {
-        "study": study_name, "trial": trial.number, "model_origin": origin, "mode": mode,
-        "dataset": settings.dataset, "fs": space.fs, "window": space.window, "lead": "MLII",
-        "channels": int(data.X.shape[2]), "input_length": int(config["input_length"]),
-        "rr_features": bool(config["rr_features"]), "filter": {"low": 0.5, "high": 40.0, "type": "butterworth-3"},
-        "normalisation": "per-window z-score",
-        "class_meaning": _CLASS_MEANING.get(settings.dataset, {"0": "normal", "1": "abnormal"}),
-        "threshold": threshold, "config": config, "members": _members(model),
-        "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),
-        "latency": {**lat, "pi4_estimate_ms": estimate_pi4_ms(lat["host_ms"], "int8" if mode == "int8" else "float32"),
-                    "pi4_calibration": calibration_record()},
-        "verification": check, "io": runner.io_details(), **model_stats(model),
-    }
-    if data.name != "mitdb":
-        meta["lead"] = "II" if data.name in ("ptbxl", "ptbdb") else "first"
-    # the records of the patients the search trained on: predict warns when asked about one of them
-    meta["search_records"] = sorted({str(r) for r in search.records})
-    leads = dataset_leads(data.name, meta["channels"])
-    if leads:
-        meta["leads"] = leads
-    try:
-        write_model(out, flat, meta)
-    except OSError as exc:  # a full disk, a folder made read-only since the check above
-        raise TFLiteError(f"--out {out} cannot be written ({why_no_folder(out.parent, exc)})") from None
+    meta = export_model(model, config, data, out, mode=mode, threshold=threshold, seed=settings.seed,
+                        verify_beats=verify_beats, runs=runs, threads=threads,
+                        about={"study": study_name, "trial": trial.number, "model_origin": origin})
     if tracker is not None:
         run_id = trial.user_attrs.get("mlflow_run_id")
+        out = Path(out)
         tracker.log_artifact(run_id, out, f"tflite/{mode}")
         tracker.log_artifact(run_id, out.with_suffix(".json"), f"tflite/{mode}")
         tracker.log_metrics(run_id, {f"tflite.{mode}.size_kb": meta["size_kb"],
-                                     f"tflite.{mode}.median_ms": lat["median_ms"],
-                                     f"tflite.{mode}.f1": check["tflite"]["f1"],
-                                     f"tflite.{mode}.max_abs_dprob": check["max_abs_dprob"]})
+                                     f"tflite.{mode}.median_ms": meta["latency"]["median_ms"],
+                                     f"tflite.{mode}.f1": meta["verification"]["tflite"]["f1"],
+                                     f"tflite.{mode}.max_abs_dprob": meta["verification"]["max_abs_dprob"]})
     return meta
 
 
