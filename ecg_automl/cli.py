@@ -594,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop starting new trials after this many seconds (default: no limit)")
     s.add_argument("--seed", type=int, default=0,
                    help="seed of the sampler, folds, subsample and training (default 0); one process with the same "
-                        "seed and --tf-threads repeats a study exactly, workers do not (README, Reproducibility)")
+                        "seed and --tf-threads repeats a study exactly, workers do not (docs/REPRODUCIBILITY.md)")
     s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")
     s.add_argument("--max-beats", type=_positive_int, default=None,
                    help="subsample the search side to this many beats for the trials (stratified by patient and "

@@ -27,7 +27,7 @@ ABNORMAL = ("S", "V", "F")
 PACED = ("102", "104", "107", "217")
 #: de Chazal et al. (2004) inter-patient split: DS1 for the search, DS2 held out for the final test.
 #: The records come from 47 subjects: 201 (DS1) and 202 (DS2) are one man, from one tape (202.hea says so);
-#: the published split keeps them apart, so this one does too, and the README says so.
+#: the published split keeps them apart, so this one does too, and docs/DATA.md says so.
 DS1 = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201", "203",
        "205", "207", "208", "209", "215", "220", "223", "230")
 DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213", "214",

@@ -200,7 +200,7 @@ def final_test(
         report["member_roc_auc"] = [binary_metrics(test.y, predict(f.model, config, test), threshold)["roc_auc"]
                                     for f in fits]
     report["test_patients"] = int(len(np.unique(test.groups)))
-    report["tf_threads"] = tf_threads()  # the figures depend on it (README, Reproducibility)
+    report["tf_threads"] = tf_threads()  # the figures depend on it (docs/REPRODUCIBILITY.md)
     report["seconds"] = time.perf_counter() - t0
     if out_path is not None:
         report["model_path"] = str(save_model(model, Path(out_path)).resolve())

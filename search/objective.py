@@ -77,7 +77,7 @@ class CVObjective:
             trial.set_user_attr("config", config)
             trial.set_user_attr("objective_names", self.objectives)
             trial.set_user_attr("worker", worker_id())  # which machine/process ran it (scale-out, dead workers)
-            trial.set_user_attr("tf_threads", tf_threads())  # the values depend on it (README, Reproducibility)
+            trial.set_user_attr("tf_threads", tf_threads())  # the values depend on it (docs/REPRODUCIBILITY.md)
             if self.tracker is not None and self.parent_run_id is not None:
                 tags = trial_tags(trial.storage.get_trial(trial._trial_id))
                 run_id = self.tracker.start_trial(self.parent_run_id, trial.number, trial.study.study_name,

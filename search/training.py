@@ -54,7 +54,7 @@ def tf_threads() -> int:
 
     Recorded with every trial and final test because the numbers depend on it: on CPU the same seed repeats
     a study to the last bit at the same thread count, while another count sums floats in another order and
-    the final model's held-out figures differ (README, Reproducibility)."""
+    the final model's held-out figures differ (docs/REPRODUCIBILITY.md)."""
     import tensorflow as tf
 
     set_to = tf.config.threading.get_intra_op_parallelism_threads()

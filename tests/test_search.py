@@ -523,7 +523,7 @@ def test_the_same_command_and_seed_repeat_a_study_to_the_last_bit_and_record_the
     """One process, one --seed, one thread count: two runs (each with its own Python hash seed) draw the same
     trials with the same values, thresholds and fold metrics, and the final test gives the same held-out figures,
     exactly. Each trial and the final test record the TensorFlow threads they trained with: another count sums
-    floats in another order, and the held-out figures differ (README, Reproducibility)."""
+    floats in another order, and the held-out figures differ (docs/REPRODUCIBILITY.md)."""
     space = tiny_space_file(tmp_path)
     studies = []
     for run, hash_seed in enumerate(("1", "2")):

@@ -127,7 +127,7 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False):
 
     why = "a KerasTuner trial stores no model" if keras_tuner else "its model is not stored"
     print(f"retraining trial {trial.number} on all search patients ({why}) ...", file=sys.stderr)
-    # seed and thread count in the origin: the retrained weights depend on both (README, Reproducibility)
+    # seed and thread count in the origin: the retrained weights depend on both (docs/REPRODUCIBILITY.md)
     origin = f"retrained (seed {settings.seed}, {tf_threads()} TensorFlow threads)"
     return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, origin, threshold
 
