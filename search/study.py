@@ -563,7 +563,7 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
               progress: bool = False) -> dict[str, Any] | None:
     """Final test of the best trial (once: a resumed study with the same best trial reuses the report);
     ``progress`` shows a bar over the final model's epochs. While the final model is made the study holds a
-    :data:`~search.tracking.FINAL_IN_PROGRESS` marker (trial, host:pid, start), so that ``ecg-automl sync`` does not
+    :data:`~search.tracking.FINAL_IN_PROGRESS` marker (trial, host:pid, when, process start), so that ``ecg-automl sync`` does not
     end the study run this search still logs to."""
     try:
         best = study.best_trial
@@ -582,9 +582,13 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     print_fn(f"training trial {best.number}'s final model ({model}; {n_search} search beats), testing on "
              f"{n_test} held-out beats ...")
     parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
+    import os
     import time
 
-    study.set_user_attr(FINAL_IN_PROGRESS, {"trial": best.number, "worker": worker_id(), "since": time.time()})
+    from ._process import start_token
+
+    study.set_user_attr(FINAL_IN_PROGRESS, {"trial": best.number, "worker": worker_id(), "since": time.time(),
+                                            "started": start_token(os.getpid())})
     try:
         report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
                             final_model=settings.final_model, folds=settings.folds,

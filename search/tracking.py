@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import yaml
 
 from ._folders import why_no_folder
+from ._process import is_alive
 from .storage import redact_url
 
 log = logging.getLogger("search")
@@ -33,7 +34,8 @@ DEFAULTS = {"tracking_uri": "sqlite:///runs/mlflow.db", "artifact_location": "ru
 
 
 #: Study user attr a search sets while it makes its final model (``search.study.run_final``): ``{"trial": N,
-#: "worker": "host:pid", "since": epoch seconds}``, set back to None when the final test ends, however it ends.
+#: "worker": "host:pid", "since": epoch seconds, "started": the process's start (:func:`search._process.start_token`,
+#: None without /proc)}``, set back to None when the final test ends, however it ends.
 #: ``ecg-automl sync`` leaves the study run RUNNING while that process may be alive (:func:`final_in_progress`).
 FINAL_IN_PROGRESS = "final_in_progress"
 
@@ -42,20 +44,15 @@ def final_in_progress(study) -> tuple[dict[str, Any] | None, bool | None]:
     """The study's :data:`FINAL_IN_PROGRESS` marker (None: no search is making its final model) and whether that
     search's process is alive: True or False when it ran on this host, None on another (whose processes cannot be
     seen from here). A search killed during its final training (SIGKILL, the OOM killer, power loss) leaves the
-    marker; one stopped with Ctrl-C or SIGTERM clears it."""
+    marker; one stopped with Ctrl-C or SIGTERM clears it. Its pid alive but with another start time than the marker
+    records is a later process given the same pid: False (a marker without ``started`` is judged by pid alone)."""
     marker = study.user_attrs.get(FINAL_IN_PROGRESS)
     if not marker:
         return None, None
     host, _, pid = str(marker.get("worker", "")).rpartition(":")
     if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
         return marker, None
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return marker, False
-    except PermissionError:  # another user's process: alive
-        pass
-    return marker, True
+    return marker, is_alive(int(pid), marker.get("started"))
 
 
 def _final_running_note(marker: dict[str, Any], alive: bool | None) -> str:

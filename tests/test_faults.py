@@ -534,6 +534,7 @@ def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monke
     from test_search import tiny_settings
 
     import search.study
+    from search._process import start_token
     from search.tracking import FINAL_IN_PROGRESS, final_in_progress
 
     study = _study_done_during_an_outage(tmp_path, "fin", f"sqlite:///{tmp_path / 'optuna.db'}", final=False)
@@ -553,8 +554,40 @@ def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monke
                                print_fn=lambda s: None)
     marker, alive = seen[0]
     assert marker["trial"] == 1 and marker["worker"].endswith(f":{os.getpid()}") and alive is True
+    assert marker["started"] == start_token(os.getpid()) is not None  # what tells this process from a later one
     assert study.user_attrs[FINAL_IN_PROGRESS] is None and final_in_progress(study) == (None, None)
     assert ("final" in study.user_attrs) is not fails
+
+
+def test_a_final_marker_whose_pid_was_given_to_a_later_process_reads_as_dead():
+    """A search killed while making its final model left a marker naming its pid; after the crash another process
+    could get that pid, and the marker read as alive for good (sync kept the study run RUNNING, with no way out).
+    The marker records the process's start time: a live pid started at another time is not that search. A marker
+    written before start times were recorded is judged by its pid alone, as before."""
+    from search._process import start_token
+    from search.objective import worker_id
+    from search.tracking import FINAL_IN_PROGRESS, final_in_progress
+
+    study = optuna.create_study()
+    ours = start_token(os.getpid())
+    assert ours is not None and ours.count("/") == 1, ours  # Linux: /proc is there
+    for started, alive in ((ours, True), (f"{ours}0", False), (None, True)):
+        marker = {"trial": 1, "worker": worker_id(), "since": time.time(), "started": started}
+        study.set_user_attr(FINAL_IN_PROGRESS, marker)
+        assert final_in_progress(study) == (marker, alive), started
+
+    # a process that runs now: its start is its own, and not this process's
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        theirs = start_token(child.pid)
+        assert theirs is not None and theirs != ours
+        for started, alive in ((theirs, True), (ours, False)):
+            study.set_user_attr(FINAL_IN_PROGRESS, {"trial": 1, "worker": f"{worker_id().rpartition(':')[0]}:"
+                                                    f"{child.pid}", "since": time.time(), "started": started})
+            assert final_in_progress(study)[1] is alive, started
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_failing_store_is_one_warning_per_call_not_an_mlflow_traceback(tmp_path, caplog):
