@@ -25,7 +25,7 @@ from .metrics import describe_final_model, format_report
 from .objective import CVObjective, Gate, worker_id
 from .settings import StudySettings
 from .storage import DEFAULT_STORAGE, check_storage, make_storage
-from .tracking import FINAL_IN_PROGRESS, Tracker, TrackingConfig
+from .tracking import FINAL_IN_PROGRESS, FINAL_KILLED, Tracker, TrackingConfig
 
 log = logging.getLogger("search")
 
@@ -597,6 +597,8 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
                             tracker=tracker, run_id=parent, title=title, progress=progress,
                             about={"trial": best.number, "config": config})  # in final_test.json, too
         study.set_user_attr("final", _jsonable(report))
+        if study.user_attrs.get(FINAL_KILLED):  # an earlier search's final model, never made: this one replaces it
+            study.set_user_attr(FINAL_KILLED, None)
     finally:  # Optuna cannot delete a user attr
         study.set_user_attr(FINAL_IN_PROGRESS, None)
     print_fn(format_report(report, title))

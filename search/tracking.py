@@ -55,6 +55,25 @@ def final_in_progress(study) -> tuple[dict[str, Any] | None, bool | None]:
     return marker, is_alive(int(pid), marker.get("started"))
 
 
+#: Study user attr that keeps a :data:`FINAL_IN_PROGRESS` marker found dead on its host (``ecg-automl sync``, or a
+#: search or worker starting there), with ``"found"`` (epoch seconds): that final model was never made. ``sync``
+#: then ends the study run KILLED and ``export --trial best`` says so; set back to None when a final test is stored.
+FINAL_KILLED = "final_killed"
+
+
+def clear_dead_final(study) -> dict[str, Any] | None:
+    """Move a :data:`FINAL_IN_PROGRESS` marker whose search is dead on this host to :data:`FINAL_KILLED` and return
+    it, so that later syncs and searches do not find it again; None (nothing changed) when there is no marker or
+    its search may be alive (on this host, or on another one, which cannot be seen from here)."""
+    marker, alive = final_in_progress(study)
+    if marker is None or alive is not False or study.user_attrs.get(FINAL_IN_PROGRESS) != marker:  # one just set
+        return None
+    killed = {**marker, "found": time.time()}
+    study.set_user_attr(FINAL_KILLED, killed)
+    study.set_user_attr(FINAL_IN_PROGRESS, None)  # Optuna cannot delete a user attr
+    return killed
+
+
 def _final_running_note(marker: dict[str, Any], alive: bool | None) -> str:
     """What ``sync`` says when it leaves the study run RUNNING for a search still making its final model."""
     worker = str(marker.get("worker", "?"))
@@ -585,7 +604,8 @@ class Tracker:
         if marker and alive is not False:  # the search logs the final test, plots and end itself when it is done
             return {"created": created, "updated": updated, "study_run": [], "not_back_filled": [],
                     "left_running": _final_running_note(marker, alive)}
-        done, missing = self._sync_study_run(study, parent, killed_final=marker)
+        clear_dead_final(study)  # a second sync does not find it again
+        done, missing = self._sync_study_run(study, parent, killed_final=study.user_attrs.get(FINAL_KILLED))
         if done and not new_parent:
             updated += 1
         return {"created": created, "updated": updated, "study_run": done, "not_back_filled": missing,
@@ -597,8 +617,9 @@ class Tracker:
         ``final_test.json``/``.txt``, confusion matrix, the model file if it is still on disk) and the study's
         plots, or a multi-objective study's Pareto front; then end the run if it is RUNNING and no trial is:
         FINISHED, or KILLED when a trial waits to be redone and there is no final test, or when the search was
-        killed while making the final model (``killed_final``: its :data:`FINAL_IN_PROGRESS` marker). Returns
-        (what was done, what the study cannot give: the ROC curve needs the test predictions)."""
+        killed while making the final model (``killed_final``: its :data:`FINAL_KILLED` record, said while the run
+        is RUNNING, not again once it is ended). Returns (what was done, what the study cannot give: the ROC curve
+        needs the test predictions)."""
         from optuna.trial import TrialState
 
         run = self.client.get_run(parent)
@@ -608,7 +629,7 @@ class Tracker:
         report = study.user_attrs.get("final")
         if killed_final and report and report.get("trial") == killed_final.get("trial"):
             killed_final = None  # killed after the report was stored: the final test is done
-        if killed_final:
+        if killed_final and run.info.status == "RUNNING":  # once ended KILLED for it, a later sync is quiet
             missing.append(f"final test of trial {killed_final.get('trial', '?')} (its search, "
                            f"{killed_final.get('worker', '?')}, was stopped while making the final model: run the "
                            f"search command again to make it)")

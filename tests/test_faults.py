@@ -526,6 +526,52 @@ def test_sync_leaves_the_study_run_of_a_search_making_its_final_model_running(tm
     assert tracker.client.get_run(parent).info.status == "KILLED"
 
 
+def _dead_search_marker(trial: int = 1) -> dict:
+    """A FINAL_IN_PROGRESS marker as a search on this host leaves it when killed: its process is gone."""
+    import socket
+
+    code = "import os; from search._process import start_token; print(os.getpid(), start_token(os.getpid()))"
+    pid, started = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  check=True).stdout.split()
+    assert int(pid) != os.getpid()
+    return {"trial": trial, "worker": f"{socket.gethostname()}:{pid}", "since": time.time(), "started": started}
+
+
+def test_sync_clears_a_dead_final_marker_so_a_second_sync_is_quiet(tmp_path, cli_env):
+    """A search killed while making its final model left its marker in the study for good: every `sync` repeated
+    the warning. The first sync on its host ends the study run KILLED, says so once and moves the marker to
+    final_killed; a second sync changes nothing and is quiet, and `export --trial best` still says why there is no
+    final model."""
+    from ecg_automl.tflite.export import _no_final_model
+    from search import Tracker, TrackingConfig
+    from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
+
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(TrackingConfig(uri, (tmp_path / "art").as_uri(), "fin"))
+    study = _study_done_during_an_outage(tmp_path, "fin", storage, final=False)
+    parent = tracker.study_run(study, {})
+    marker = _dead_search_marker()
+    study.set_user_attr(FINAL_IN_PROGRESS, marker)
+    sync = ["sync", "--study", "fin", "--storage", storage, "--tracking-uri", uri, "--experiment", "fin"]
+    first = run_cli(sync, tmp_path, cli_env)
+    assert "ended KILLED" in first.stdout and first.stderr.strip() == (
+        f"warning: not back-filled on the study run: final test of trial 1 (its search, {marker['worker']}, was "
+        f"stopped while making the final model: run the search command again to make it)"), first
+    assert tracker.client.get_run(parent).info.status == "KILLED"
+    assert final_in_progress(study) == (None, None)
+    killed = study.user_attrs[FINAL_KILLED]
+    assert {k: killed[k] for k in marker} == marker and killed["found"] >= marker["since"]
+
+    second = run_cli(sync, tmp_path, cli_env)
+    assert second.stdout == "MLflow back-fill for study fin: 0 runs created, 0 updated\n" and second.stderr == "", \
+        second
+    assert tracker.client.get_run(parent).info.status == "KILLED"
+
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(marker["since"]))
+    assert _no_final_model(study, study.best_trial, {}) == (
+        f"study 'fin' has no final model (its search, {marker['worker']}, was stopped while making it on {when})")
+
+
 @pytest.mark.parametrize("fails", [False, True])
 def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monkeypatch, fails):
     """run_final marks the study while it makes the final model (what `sync` looks at), and clears the mark when
@@ -535,7 +581,7 @@ def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monke
 
     import search.study
     from search._process import start_token
-    from search.tracking import FINAL_IN_PROGRESS, final_in_progress
+    from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
 
     study = _study_done_during_an_outage(tmp_path, "fin", f"sqlite:///{tmp_path / 'optuna.db'}", final=False)
     seen = []
@@ -548,6 +594,7 @@ def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monke
 
     monkeypatch.setattr(search.study, "final_test", final_test)
     monkeypatch.setattr(search.study, "format_report", lambda report, title: "")
+    study.set_user_attr(FINAL_KILLED, {"trial": 1, "worker": "x:1", "since": 0.0, "found": 1.0})  # an earlier search
     data = type("Data", (), {"name": "mitdb", "split": np.array(["search", "test"])})()
     with pytest.raises(RuntimeError) if fails else nullcontext():
         search.study.run_final(study, tiny_settings(tmp_path), data, tracker=None, out_dir=tmp_path,
@@ -557,6 +604,7 @@ def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monke
     assert marker["started"] == start_token(os.getpid()) is not None  # what tells this process from a later one
     assert study.user_attrs[FINAL_IN_PROGRESS] is None and final_in_progress(study) == (None, None)
     assert ("final" in study.user_attrs) is not fails
+    assert (study.user_attrs[FINAL_KILLED] is None) is not fails  # the final model it did not make is made now
 
 
 def test_a_final_marker_whose_pid_was_given_to_a_later_process_reads_as_dead():
