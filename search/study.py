@@ -25,7 +25,7 @@ from .metrics import describe_final_model, format_report
 from .objective import CVObjective, Gate, worker_id
 from .settings import StudySettings
 from .storage import DEFAULT_STORAGE, check_storage, make_storage
-from .tracking import FINAL_IN_PROGRESS, FINAL_KILLED, Tracker, TrackingConfig
+from .tracking import FINAL_IN_PROGRESS, FINAL_KILLED, Tracker, TrackingConfig, clear_dead_final
 
 log = logging.getLogger("search")
 
@@ -506,6 +506,7 @@ def run_search(
             tracker.ping()  # check(), which creates the experiment (and a SQLite store) a refused worker must
             tracker.require_study_run(study)  # not leave behind
             tracker.check()
+    clear_dead_final_at_start(study, final, print_fn)
     gates = [*own_gates, *gates]
     try:
         completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
@@ -537,6 +538,20 @@ def run_search(
         _end_stopped_study_run(study, tracker, "FINISHED")
     return SearchResult(study, report, tracker.failures if tracker else [], interrupted=not completed,
                         tracking_skipped=tracker.skipped if tracker else 0)
+
+
+def clear_dead_final_at_start(study: optuna.Study, final: bool,
+                              print_fn: Callable[[str], None] = print) -> None:
+    """Clear the final-model marker of a search killed on this host while making it, as a search or worker starts
+    here (that search cannot be in progress; with ``final`` False nothing else would clear it), saying so; a marker
+    whose search may be alive (another process, or another host) is left alone."""
+    killed = clear_dead_final(study)
+    if killed is None:
+        return
+    then = ("this search makes it after its trials" if final
+            else "run the search command without --no-final to make it")
+    print_fn(f"note: an earlier search of study {study.study_name!r} ({killed.get('worker', '?')}) was stopped while "
+             f"making trial {killed.get('trial', '?')}'s final model; {then}")
 
 
 def _end_stopped_study_run(study: optuna.Study, tracker: Tracker | None, status: str) -> None:

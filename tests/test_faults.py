@@ -572,6 +572,47 @@ def test_sync_clears_a_dead_final_marker_so_a_second_sync_is_quiet(tmp_path, cli
         f"study 'fin' has no final model (its search, {marker['worker']}, was stopped while making it on {when})")
 
 
+def test_a_search_with_no_final_or_a_worker_clears_a_dead_final_marker(tmp_path):
+    """A search killed while making its final model, rerun with --no-final (or joined by a worker), left its marker:
+    only a final model made later cleared it. A search or worker starting on its host now clears a dead one,
+    saying so; a marker of a search that is alive (another process, or another host) is left alone."""
+    import socket
+
+    from test_search import tiny_settings
+
+    from search import run_search
+    from search._process import start_token
+    from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = _study_done_during_an_outage(tmp_path, "fin", storage, final=False)
+    lines: list[str] = []
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        live = {"trial": 1, "worker": f"{socket.gethostname()}:{child.pid}", "since": time.time(),
+                "started": start_token(child.pid)}
+        elsewhere = {"trial": 1, "worker": "elsewhere:4242", "since": time.time()}
+        for marker in (live, elsewhere):
+            study.set_user_attr(FINAL_IN_PROGRESS, marker)
+            run_search("fin", tiny_settings(tmp_path), n_trials=2, storage=storage, tracking=None, progress=False,
+                       final=False, print_fn=lines.append)
+            assert study.user_attrs[FINAL_IN_PROGRESS] == marker and FINAL_KILLED not in study.user_attrs
+    finally:
+        child.kill()
+        child.wait()
+    assert lines == []
+
+    for settings in (tiny_settings(tmp_path), None):  # the search with --no-final, then a worker
+        dead = _dead_search_marker()
+        study.set_user_attr(FINAL_IN_PROGRESS, dead)
+        run_search("fin", settings, n_trials=2, storage=storage, tracking=None, progress=False, final=False,
+                   print_fn=lines.append)
+        assert final_in_progress(study) == (None, None)
+        assert {k: study.user_attrs[FINAL_KILLED][k] for k in dead} == dead
+        assert lines.pop() == (f"note: an earlier search of study 'fin' ({dead['worker']}) was stopped while making "
+                               f"trial 1's final model; run the search command without --no-final to make it")
+
+
 @pytest.mark.parametrize("fails", [False, True])
 def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monkeypatch, fails):
     """run_final marks the study while it makes the final model (what `sync` looks at), and clears the mark when
