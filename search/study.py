@@ -578,8 +578,8 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
               progress: bool = False) -> dict[str, Any] | None:
     """Final test of the best trial (once: a resumed study with the same best trial reuses the report);
     ``progress`` shows a bar over the final model's epochs. While the final model is made the study holds a
-    :data:`~search.tracking.FINAL_IN_PROGRESS` marker (trial, host:pid, when, process start), so that ``ecg-automl sync`` does not
-    end the study run this search still logs to."""
+    :data:`~search.tracking.FINAL_IN_PROGRESS` marker (trial, host:pid, when, process start), so that
+    ``ecg-automl sync`` does not end the study run this search still logs to."""
     try:
         best = study.best_trial
     except ValueError:
