@@ -16,8 +16,8 @@ from spaces import SearchSpace
 from . import _interrupt
 from .metrics import binary_metrics, cv_objective
 from .settings import StudySettings
-from .study import (StudyMismatchError, load_study_data, log_study_figures, open_study, refuse_other_settings,
-                    require_test_part, run_final, search_data, space_for_data)
+from .study import (StudyMismatchError, clear_dead_final_at_start, load_study_data, log_study_figures, open_study,
+                    refuse_other_settings, require_test_part, run_final, search_data, space_for_data)
 from .tracking import Tracker, TrackingConfig
 from .training import fit, tf_threads
 
@@ -166,6 +166,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             parent = tracker.client.create_run(tracker.experiment_id, run_name=name,
                                                tags={"ecg_automl.kind": "study", **tags}).info.run_id
             tracker.log_params(parent, {f"study.{k}": v for k, v in settings.to_dict().items() if k != "space_yaml"})
+    if study is not None:
+        clear_dead_final_at_start(study, final, print_fn)
     epochs = space.epochs_range[1]
     oracle = make_oracle(tuner, n_trials, epochs, settings.seed, space)
     history: list[dict[str, Any]] = []

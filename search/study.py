@@ -25,7 +25,7 @@ from .metrics import describe_final_model, format_report
 from .objective import CVObjective, Gate, worker_id
 from .settings import StudySettings
 from .storage import DEFAULT_STORAGE, check_storage, make_storage
-from .tracking import FINAL_IN_PROGRESS, Tracker, TrackingConfig
+from .tracking import FINAL_IN_PROGRESS, FINAL_KILLED, Tracker, TrackingConfig, clear_dead_final
 
 log = logging.getLogger("search")
 
@@ -506,6 +506,7 @@ def run_search(
             tracker.ping()  # check(), which creates the experiment (and a SQLite store) a refused worker must
             tracker.require_study_run(study)  # not leave behind
             tracker.check()
+    clear_dead_final_at_start(study, final, print_fn)
     gates = [*own_gates, *gates]
     try:
         completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
@@ -539,6 +540,20 @@ def run_search(
                         tracking_skipped=tracker.skipped if tracker else 0)
 
 
+def clear_dead_final_at_start(study: optuna.Study, final: bool,
+                              print_fn: Callable[[str], None] = print) -> None:
+    """Clear the final-model marker of a search killed on this host while making it, as a search or worker starts
+    here (that search cannot be in progress; with ``final`` False nothing else would clear it), saying so; a marker
+    whose search may be alive (another process, or another host) is left alone."""
+    killed = clear_dead_final(study)
+    if killed is None:
+        return
+    then = ("this search makes it after its trials" if final
+            else "run the search command without --no-final to make it")
+    print_fn(f"note: an earlier search of study {study.study_name!r} ({killed.get('worker', '?')}) was stopped while "
+             f"making trial {killed.get('trial', '?')}'s final model; {then}")
+
+
 def _end_stopped_study_run(study: optuna.Study, tracker: Tracker | None, status: str) -> None:
     """Close the study's MLflow run as ``status`` when this process stops it early, so the UI does not show a
     stopped study as running for good; left RUNNING while another worker runs a trial (the next trial any
@@ -563,8 +578,8 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
               progress: bool = False) -> dict[str, Any] | None:
     """Final test of the best trial (once: a resumed study with the same best trial reuses the report);
     ``progress`` shows a bar over the final model's epochs. While the final model is made the study holds a
-    :data:`~search.tracking.FINAL_IN_PROGRESS` marker (trial, host:pid, start), so that ``ecg-automl sync`` does not
-    end the study run this search still logs to."""
+    :data:`~search.tracking.FINAL_IN_PROGRESS` marker (trial, host:pid, when, process start), so that
+    ``ecg-automl sync`` does not end the study run this search still logs to."""
     try:
         best = study.best_trial
     except ValueError:
@@ -582,9 +597,13 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     print_fn(f"training trial {best.number}'s final model ({model}; {n_search} search beats), testing on "
              f"{n_test} held-out beats ...")
     parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
+    import os
     import time
 
-    study.set_user_attr(FINAL_IN_PROGRESS, {"trial": best.number, "worker": worker_id(), "since": time.time()})
+    from ._process import start_token
+
+    study.set_user_attr(FINAL_IN_PROGRESS, {"trial": best.number, "worker": worker_id(), "since": time.time(),
+                                            "started": start_token(os.getpid())})
     try:
         report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
                             final_model=settings.final_model, folds=settings.folds,
@@ -593,6 +612,8 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
                             tracker=tracker, run_id=parent, title=title, progress=progress,
                             about={"trial": best.number, "config": config})  # in final_test.json, too
         study.set_user_attr("final", _jsonable(report))
+        if study.user_attrs.get(FINAL_KILLED):  # an earlier search's final model, never made: this one replaces it
+            study.set_user_attr(FINAL_KILLED, None)
     finally:  # Optuna cannot delete a user attr
         study.set_user_attr(FINAL_IN_PROGRESS, None)
     print_fn(format_report(report, title))

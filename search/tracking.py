@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import yaml
 
 from ._folders import why_no_folder
+from ._process import is_alive
 from .storage import redact_url
 
 log = logging.getLogger("search")
@@ -33,7 +34,8 @@ DEFAULTS = {"tracking_uri": "sqlite:///runs/mlflow.db", "artifact_location": "ru
 
 
 #: Study user attr a search sets while it makes its final model (``search.study.run_final``): ``{"trial": N,
-#: "worker": "host:pid", "since": epoch seconds}``, set back to None when the final test ends, however it ends.
+#: "worker": "host:pid", "since": epoch seconds, "started": the process's start (:func:`search._process.start_token`,
+#: None without /proc)}``, set back to None when the final test ends, however it ends.
 #: ``ecg-automl sync`` leaves the study run RUNNING while that process may be alive (:func:`final_in_progress`).
 FINAL_IN_PROGRESS = "final_in_progress"
 
@@ -42,20 +44,34 @@ def final_in_progress(study) -> tuple[dict[str, Any] | None, bool | None]:
     """The study's :data:`FINAL_IN_PROGRESS` marker (None: no search is making its final model) and whether that
     search's process is alive: True or False when it ran on this host, None on another (whose processes cannot be
     seen from here). A search killed during its final training (SIGKILL, the OOM killer, power loss) leaves the
-    marker; one stopped with Ctrl-C or SIGTERM clears it."""
+    marker; one stopped with Ctrl-C or SIGTERM clears it. Its pid alive but with another start time than the marker
+    records is a later process given the same pid: False (a marker without ``started`` is judged by pid alone)."""
     marker = study.user_attrs.get(FINAL_IN_PROGRESS)
     if not marker:
         return None, None
     host, _, pid = str(marker.get("worker", "")).rpartition(":")
     if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
         return marker, None
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return marker, False
-    except PermissionError:  # another user's process: alive
-        pass
-    return marker, True
+    return marker, is_alive(int(pid), marker.get("started"))
+
+
+#: Study user attr that keeps a :data:`FINAL_IN_PROGRESS` marker found dead on its host (``ecg-automl sync``, or a
+#: search or worker starting there), with ``"found"`` (epoch seconds): that final model was never made. ``sync``
+#: then ends the study run KILLED and ``export --trial best`` says so; set back to None when a final test is stored.
+FINAL_KILLED = "final_killed"
+
+
+def clear_dead_final(study) -> dict[str, Any] | None:
+    """Move a :data:`FINAL_IN_PROGRESS` marker whose search is dead on this host to :data:`FINAL_KILLED` and return
+    it, so that later syncs and searches do not find it again; None (nothing changed) when there is no marker or
+    its search may be alive (on this host, or on another one, which cannot be seen from here)."""
+    marker, alive = final_in_progress(study)
+    if marker is None or alive is not False or study.user_attrs.get(FINAL_IN_PROGRESS) != marker:  # one just set
+        return None
+    killed = {**marker, "found": time.time()}
+    study.set_user_attr(FINAL_KILLED, killed)
+    study.set_user_attr(FINAL_IN_PROGRESS, None)  # Optuna cannot delete a user attr
+    return killed
 
 
 def _final_running_note(marker: dict[str, Any], alive: bool | None) -> str:
@@ -588,7 +604,8 @@ class Tracker:
         if marker and alive is not False:  # the search logs the final test, plots and end itself when it is done
             return {"created": created, "updated": updated, "study_run": [], "not_back_filled": [],
                     "left_running": _final_running_note(marker, alive)}
-        done, missing = self._sync_study_run(study, parent, killed_final=marker)
+        clear_dead_final(study)  # a second sync does not find it again
+        done, missing = self._sync_study_run(study, parent, killed_final=study.user_attrs.get(FINAL_KILLED))
         if done and not new_parent:
             updated += 1
         return {"created": created, "updated": updated, "study_run": done, "not_back_filled": missing,
@@ -600,8 +617,9 @@ class Tracker:
         ``final_test.json``/``.txt``, confusion matrix, the model file if it is still on disk) and the study's
         plots, or a multi-objective study's Pareto front; then end the run if it is RUNNING and no trial is:
         FINISHED, or KILLED when a trial waits to be redone and there is no final test, or when the search was
-        killed while making the final model (``killed_final``: its :data:`FINAL_IN_PROGRESS` marker). Returns
-        (what was done, what the study cannot give: the ROC curve needs the test predictions)."""
+        killed while making the final model (``killed_final``: its :data:`FINAL_KILLED` record, said while the run
+        is RUNNING, not again once it is ended). Returns (what was done, what the study cannot give: the ROC curve
+        needs the test predictions)."""
         from optuna.trial import TrialState
 
         run = self.client.get_run(parent)
@@ -611,7 +629,7 @@ class Tracker:
         report = study.user_attrs.get("final")
         if killed_final and report and report.get("trial") == killed_final.get("trial"):
             killed_final = None  # killed after the report was stored: the final test is done
-        if killed_final:
+        if killed_final and run.info.status == "RUNNING":  # once ended KILLED for it, a later sync is quiet
             missing.append(f"final test of trial {killed_final.get('trial', '?')} (its search, "
                            f"{killed_final.get('worker', '?')}, was stopped while making the final model: run the "
                            f"search command again to make it)")

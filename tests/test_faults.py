@@ -526,6 +526,93 @@ def test_sync_leaves_the_study_run_of_a_search_making_its_final_model_running(tm
     assert tracker.client.get_run(parent).info.status == "KILLED"
 
 
+def _dead_search_marker(trial: int = 1) -> dict:
+    """A FINAL_IN_PROGRESS marker as a search on this host leaves it when killed: its process is gone."""
+    import socket
+
+    code = "import os; from search._process import start_token; print(os.getpid(), start_token(os.getpid()))"
+    pid, started = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  check=True).stdout.split()
+    assert int(pid) != os.getpid()
+    return {"trial": trial, "worker": f"{socket.gethostname()}:{pid}", "since": time.time(), "started": started}
+
+
+def test_sync_clears_a_dead_final_marker_so_a_second_sync_is_quiet(tmp_path, cli_env):
+    """A search killed while making its final model left its marker in the study for good: every `sync` repeated
+    the warning. The first sync on its host ends the study run KILLED, says so once and moves the marker to
+    final_killed; a second sync changes nothing and is quiet, and `export --trial best` still says why there is no
+    final model."""
+    from ecg_automl.tflite.export import _no_final_model
+    from search import Tracker, TrackingConfig
+    from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
+
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(TrackingConfig(uri, (tmp_path / "art").as_uri(), "fin"))
+    study = _study_done_during_an_outage(tmp_path, "fin", storage, final=False)
+    parent = tracker.study_run(study, {})
+    marker = _dead_search_marker()
+    study.set_user_attr(FINAL_IN_PROGRESS, marker)
+    sync = ["sync", "--study", "fin", "--storage", storage, "--tracking-uri", uri, "--experiment", "fin"]
+    first = run_cli(sync, tmp_path, cli_env)
+    assert "ended KILLED" in first.stdout and first.stderr.strip() == (
+        f"warning: not back-filled on the study run: final test of trial 1 (its search, {marker['worker']}, was "
+        f"stopped while making the final model: run the search command again to make it)"), first
+    assert tracker.client.get_run(parent).info.status == "KILLED"
+    assert final_in_progress(study) == (None, None)
+    killed = study.user_attrs[FINAL_KILLED]
+    assert {k: killed[k] for k in marker} == marker and killed["found"] >= marker["since"]
+
+    second = run_cli(sync, tmp_path, cli_env)
+    assert second.stdout == "MLflow back-fill for study fin: 0 runs created, 0 updated\n" and second.stderr == "", \
+        second
+    assert tracker.client.get_run(parent).info.status == "KILLED"
+
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(marker["since"]))
+    assert _no_final_model(study, study.best_trial, {}) == (
+        f"study 'fin' has no final model (its search, {marker['worker']}, was stopped while making it on {when})")
+
+
+def test_a_search_with_no_final_or_a_worker_clears_a_dead_final_marker(tmp_path):
+    """A search killed while making its final model, rerun with --no-final (or joined by a worker), left its marker:
+    only a final model made later cleared it. A search or worker starting on its host now clears a dead one,
+    saying so; a marker of a search that is alive (another process, or another host) is left alone."""
+    import socket
+
+    from test_search import tiny_settings
+
+    from search import run_search
+    from search._process import start_token
+    from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = _study_done_during_an_outage(tmp_path, "fin", storage, final=False)
+    lines: list[str] = []
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        live = {"trial": 1, "worker": f"{socket.gethostname()}:{child.pid}", "since": time.time(),
+                "started": start_token(child.pid)}
+        elsewhere = {"trial": 1, "worker": "elsewhere:4242", "since": time.time()}
+        for marker in (live, elsewhere):
+            study.set_user_attr(FINAL_IN_PROGRESS, marker)
+            run_search("fin", tiny_settings(tmp_path), n_trials=2, storage=storage, tracking=None, progress=False,
+                       final=False, print_fn=lines.append)
+            assert study.user_attrs[FINAL_IN_PROGRESS] == marker and FINAL_KILLED not in study.user_attrs
+    finally:
+        child.kill()
+        child.wait()
+    assert lines == []
+
+    for settings in (tiny_settings(tmp_path), None):  # the search with --no-final, then a worker
+        dead = _dead_search_marker()
+        study.set_user_attr(FINAL_IN_PROGRESS, dead)
+        run_search("fin", settings, n_trials=2, storage=storage, tracking=None, progress=False, final=False,
+                   print_fn=lines.append)
+        assert final_in_progress(study) == (None, None)
+        assert {k: study.user_attrs[FINAL_KILLED][k] for k in dead} == dead
+        assert lines.pop() == (f"note: an earlier search of study 'fin' ({dead['worker']}) was stopped while making "
+                               f"trial 1's final model; run the search command without --no-final to make it")
+
+
 @pytest.mark.parametrize("fails", [False, True])
 def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monkeypatch, fails):
     """run_final marks the study while it makes the final model (what `sync` looks at), and clears the mark when
@@ -534,7 +621,8 @@ def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monke
     from test_search import tiny_settings
 
     import search.study
-    from search.tracking import FINAL_IN_PROGRESS, final_in_progress
+    from search._process import start_token
+    from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
 
     study = _study_done_during_an_outage(tmp_path, "fin", f"sqlite:///{tmp_path / 'optuna.db'}", final=False)
     seen = []
@@ -547,14 +635,48 @@ def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monke
 
     monkeypatch.setattr(search.study, "final_test", final_test)
     monkeypatch.setattr(search.study, "format_report", lambda report, title: "")
+    study.set_user_attr(FINAL_KILLED, {"trial": 1, "worker": "x:1", "since": 0.0, "found": 1.0})  # an earlier search
     data = type("Data", (), {"name": "mitdb", "split": np.array(["search", "test"])})()
     with pytest.raises(RuntimeError) if fails else nullcontext():
         search.study.run_final(study, tiny_settings(tmp_path), data, tracker=None, out_dir=tmp_path,
                                print_fn=lambda s: None)
     marker, alive = seen[0]
     assert marker["trial"] == 1 and marker["worker"].endswith(f":{os.getpid()}") and alive is True
+    assert marker["started"] == start_token(os.getpid()) is not None  # what tells this process from a later one
     assert study.user_attrs[FINAL_IN_PROGRESS] is None and final_in_progress(study) == (None, None)
     assert ("final" in study.user_attrs) is not fails
+    assert (study.user_attrs[FINAL_KILLED] is None) is not fails  # the final model it did not make is made now
+
+
+def test_a_final_marker_whose_pid_was_given_to_a_later_process_reads_as_dead():
+    """A search killed while making its final model left a marker naming its pid; after the crash another process
+    could get that pid, and the marker read as alive for good (sync kept the study run RUNNING, with no way out).
+    The marker records the process's start time: a live pid started at another time is not that search. A marker
+    written before start times were recorded is judged by its pid alone, as before."""
+    from search._process import start_token
+    from search.objective import worker_id
+    from search.tracking import FINAL_IN_PROGRESS, final_in_progress
+
+    study = optuna.create_study()
+    ours = start_token(os.getpid())
+    assert ours is not None and ours.count("/") == 1, ours  # Linux: /proc is there
+    for started, alive in ((ours, True), (f"{ours}0", False), (None, True)):
+        marker = {"trial": 1, "worker": worker_id(), "since": time.time(), "started": started}
+        study.set_user_attr(FINAL_IN_PROGRESS, marker)
+        assert final_in_progress(study) == (marker, alive), started
+
+    # a process that runs now: its start is its own, and not this process's
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        theirs = start_token(child.pid)
+        assert theirs is not None and theirs != ours
+        for started, alive in ((theirs, True), (ours, False)):
+            study.set_user_attr(FINAL_IN_PROGRESS, {"trial": 1, "worker": f"{worker_id().rpartition(':')[0]}:"
+                                                    f"{child.pid}", "since": time.time(), "started": started})
+            assert final_in_progress(study)[1] is alive, started
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_failing_store_is_one_warning_per_call_not_an_mlflow_traceback(tmp_path, caplog):

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +135,14 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False):
 
 def _no_final_model(study, trial, final: dict) -> str:
     """Why ``study`` has no final model of its best ``trial`` to export, in words."""
+    from search.tracking import FINAL_KILLED
+
     name = study.study_name
+    killed = study.user_attrs.get(FINAL_KILLED) or {}
+    if killed.get("trial") == trial.number and final.get("trial") != trial.number:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(killed.get("since", 0))))
+        return (f"study {name!r} has no final model (its search, {killed.get('worker', '?')}, was stopped while "
+                f"making it on {when})")
     if not final:
         return (f"study {name!r} has no final model (its search ran with --no-final, or stopped before the final "
                 f"test)")

@@ -1,0 +1,39 @@
+"""Whether a process recorded by its pid still runs: a pid is reused after a crash, so its start time is compared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def start_token(pid: int) -> str | None:
+    """``<boot id>/<start time>`` of process ``pid`` (clock ticks since boot, ``/proc/<pid>/stat`` field 22), which
+    tells it from a later process given the same pid, also after a reboot; None without /proc or such a process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces and parentheses
+    if len(fields) < 20:  # fields[0] is field 3 (state): starttime, field 22, is fields[19]
+        return None
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "?"
+    return f"{boot}/{fields[19]}"
+
+
+def is_alive(pid: int, start: str | None = None) -> bool:
+    """Whether process ``pid`` of this host lives and, given the ``start`` recorded for it (:func:`start_token`), is
+    still that process, not a later one given the same pid; by pid alone where its start cannot be read (no /proc,
+    or ``start`` None: a record written before start times were kept)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        pass
+    if start is None:
+        return True
+    now = start_token(pid)
+    return now is None or now == start
