@@ -110,6 +110,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     warnings = pred.summary.get("quality_warnings", [])
     for w in warnings:  # on stderr too: a script that reads --json, or only the exit code, still hears of it
         print(f"warning: {pred.source}: {w}", file=sys.stderr)
+    if "preprocessing_warning" in pred.summary:  # the model's, not the signal's: --strict does not exit on it
+        print(f"warning: {pred.source}: {pred.summary['preprocessing_warning']}", file=sys.stderr)
     if warnings and args.strict:
         return 1
     return 0
