@@ -777,9 +777,11 @@ def _main(argv: Sequence[str] | None) -> int:
             return 2
         missing = _missing_search_extra(exc)
         if missing:
+            from .install import install_hint
+
             print(f"error: `ecg-automl {args.cmd}` needs the search toolkit, which this install lacks (no module "
-                  f"named {missing!r}): pip install \"ecg-automl[search]\" (the base install, ecg-automl[pi], runs "
-                  f"predict, bench-server and data)", file=sys.stderr)
+                  f"named {missing!r}): {install_hint('search')}; the base install runs predict, bench-server and "
+                  f"data", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:

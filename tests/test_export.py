@@ -831,7 +831,9 @@ def test_predict_and_bench_server_say_when_litert_is_missing(untrained, data_roo
         proc = subprocess.run([sys.executable, "-c", f"{block}sys.exit(main({args!r}))"], cwd=tmp_path, env=cli_env,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
-        assert "the TFLite runtime LiteRT cannot be imported" in proc.stderr and "ecg-automl[pi]" in proc.stderr
+        assert "the TFLite runtime LiteRT cannot be imported" in proc.stderr
+        assert ('pip install -e ".[pi]" in the ecg-automl checkout' in proc.stderr  # not on PyPI
+                and "or just pip install ai-edge-litert" in proc.stderr), proc.stderr
 
 
 def test_verification_flags_an_f1_loss_in_every_mode():
