@@ -121,12 +121,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         out = run_keras_tuner(args.study, settings, tuner=args.tuner or "hyperband", n_trials=args.trials,
                               tracking=_tracking(args), out_dir=args.out_dir, progress=not args.quiet,
                               verbose=args.verbose, timeout=args.timeout, storage=args.storage,
-                              final=not args.no_final)
+                              final=not args.no_final, trial_print_fn=_trial_lines(args))
         _print_next_steps(args, out.get("final"))
         return 0
     result = run_search(args.study, settings, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=not args.no_final, out_dir=args.out_dir,
-                        progress=not args.quiet, verbose=args.verbose, heartbeat=args.heartbeat)
+                        progress=not args.quiet, verbose=args.verbose, heartbeat=args.heartbeat,
+                        trial_print_fn=_trial_lines(args))
     _print_summary(result, args)
     if not result.interrupted:
         _print_next_steps(args, result.final)
@@ -276,6 +277,12 @@ def _interruptible(run: Callable[[], int]) -> int:
         _interrupt.restore(previous)
 
 
+def _trial_lines(args: argparse.Namespace) -> Callable[[str], None] | None:
+    """Where the search's per-trial lines go: above the progress bar (None: the search's own choice), or printed
+    with --quiet, which drops the bar only (without a bar the search itself prints nothing)."""
+    return print if args.quiet else None
+
+
 def _print_summary(result, args: argparse.Namespace) -> None:
     study = result.study
     states: dict[str, int] = {}
@@ -319,7 +326,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     set_threads(args.tf_threads)
     result = run_search(args.study, None, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=False, progress=not args.quiet,
-                        verbose=args.verbose, heartbeat=args.heartbeat)
+                        verbose=args.verbose, heartbeat=args.heartbeat, trial_print_fn=_trial_lines(args))
     _print_summary(result, args)
     return _interrupted_exit_code() if result.interrupted else 0
 
@@ -770,9 +777,11 @@ def _main(argv: Sequence[str] | None) -> int:
             return 2
         missing = _missing_search_extra(exc)
         if missing:
+            from .install import install_hint
+
             print(f"error: `ecg-automl {args.cmd}` needs the search toolkit, which this install lacks (no module "
-                  f"named {missing!r}): pip install \"ecg-automl[search]\" (the base install, ecg-automl[pi], runs "
-                  f"predict, bench-server and data)", file=sys.stderr)
+                  f"named {missing!r}): {install_hint('search')}; the base install runs predict, bench-server and "
+                  f"data", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:

@@ -128,7 +128,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
                     tracking: TrackingConfig | None = None, out_dir: str | Path = "runs", progress: bool = True,
                     verbose: int = 0, timeout: float | None = None,
                     on_trial_end: Callable[[dict[str, Any]], None] | None = None, storage: str | None = None,
-                    final: bool = False, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+                    final: bool = False, print_fn: Callable[[str], None] = print,
+                    trial_print_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run a KerasTuner search; returns the history (trial, seconds, value, best so far) and the best config.
 
     ``on_trial_end`` gets each trial's history entry as it finishes (benchmarks record progress with it).
@@ -136,7 +137,10 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     study ``study_name`` (``optuna.trial.create_trial``: its params, value, config and threshold), so that
     ``ecg-automl export`` and the final test treat KerasTuner's best like the driver's; ``final`` then runs the
     final test of the best trial (:func:`search.run_final`). KerasTuner keeps its own state under ``out_dir``
-    and resumes from it; a trial recorded before is not recorded twice."""
+    and resumes from it; a trial recorded before is not recorded twice.
+
+    ``progress`` shows a progress bar (stderr) with a line per finished trial above it (stdout); with
+    ``progress=False`` the trial lines go to the ``search`` logger at INFO, or to ``trial_print_fn`` when given."""
     from tqdm.auto import tqdm
 
     if n_trials < 1:  # KerasTuner takes max_trials=0 for "no limit" and would search until stopped
@@ -173,6 +177,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     bar = tqdm(total=n_trials, desc=f"keras-tuner {tuner}", unit="trial", disable=not progress, file=sys.stderr)
+    say = trial_print_fn or (bar.write if progress else lambda s: log.info("%s", s))
 
     # a resumed search's earlier trials count for the best shown on each trial's line (not for the history)
     earlier = [tr.value for tr in study.get_trials(deepcopy=False) if tr.state.name == "COMPLETE"] if study else []
@@ -186,7 +191,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         if on_trial_end is not None:
             on_trial_end(history[-1])
         bar.update(1)
-        bar.write(f"keras-tuner trial {number}: {value:.4f} (best {max([best, *earlier]):.4f})")
+        say(f"keras-tuner trial {number}: {value:.4f} (best {max([best, *earlier]):.4f})")
         if timeout is not None and time.perf_counter() - start > timeout:
             oracle.max_trials = len(oracle.trials)
 

@@ -323,11 +323,16 @@ def run_trials(
     extra_callbacks: Sequence[Callable] = (),
     poll: float = 5.0,
     max_failures_in_a_row: int | None = MAX_FAILURES_IN_A_ROW,
+    trial_print_fn: Callable[[str], None] | None = None,
 ) -> bool:
     """Run trials until the study holds ``n_trials`` finished (complete or pruned) trials; failed trials
     do not count and the study goes on, unless ``max_failures_in_a_row`` of this process's trials fail one
     after another (:class:`TrialsKeepFailingError`; None: never stop). Returns False if interrupted with
-    Ctrl-C or SIGTERM."""
+    Ctrl-C or SIGTERM.
+
+    ``progress`` shows a bar (stderr) with a line per finished trial and the run's notes (waiting for another
+    worker's trials, interrupted) above it, on stdout; with ``progress=False`` nothing is printed: the lines go to
+    the ``search`` logger (trial lines at INFO, notes at WARNING), or to ``trial_print_fn`` when given."""
     from tqdm.auto import tqdm
 
     parent = tracker.study_run(study, settings.to_dict()) if tracker is not None else None
@@ -339,6 +344,7 @@ def run_trials(
     objective = CVObjective(search, space, cv, metric=settings.metric, seed=settings.seed, tracker=tracker,
                             parent_run_id=parent, gates=gates, objectives=settings.objectives,
                             progress=bar if progress else None, verbose=verbose)
+    say, note = _trial_writers(bar, progress, trial_print_fn)
 
     failures: list[str] = []  # reasons of this process's latest trials, while they keep failing
 
@@ -352,12 +358,12 @@ def run_trials(
         else:
             failures.clear()
         if trial.state == TrialState.FAIL:
-            bar.write(f"trial {trial.number} failed: {trial.user_attrs.get('fail_reason', '?')}")
+            say(f"trial {trial.number} failed: {trial.user_attrs.get('fail_reason', '?')}")
         elif trial.state == TrialState.PRUNED:
-            bar.write(f"trial {trial.number} pruned: {trial.user_attrs.get('prune_reason', '')}")
+            say(f"trial {trial.number} pruned: {trial.user_attrs.get('prune_reason', '')}")
         else:
             vals = ", ".join(f"{v:.4f}" for v in trial.values)
-            bar.write(f"trial {trial.number} {state}: {vals}")
+            say(f"trial {trial.number} {state}: {vals}")
         bar.refresh()
 
     interrupted = False
@@ -369,11 +375,11 @@ def run_trials(
 
     try:
         _optimize_until(study, objective, n_trials, timeout, [on_trial_end, *extra_callbacks], poll, failing,
-                        say=bar.write)
+                        say=note)
     except KeyboardInterrupt:
         interrupted = True
         stopped = ", ".join(map(str, objective.interrupted))  # none when it was waiting for other workers
-        bar.write((f"interrupted: trial {stopped} is marked failed and will be redone; " if stopped
+        note((f"interrupted: trial {stopped} is marked failed and will be redone; " if stopped
                    else "interrupted while no trial of this process was running; ")
                   + "run the same command again to resume the study")
     finally:
@@ -391,6 +397,17 @@ def run_trials(
             f"setup rather than at the configs tried. Every trial is kept in study {study.study_name!r}: fix the "
             f"cause and run the same command again to resume")
     return not interrupted
+
+
+def _trial_writers(bar, progress: bool, print_fn: Callable[[str], None] | None
+                   ) -> tuple[Callable[[str], None], Callable[[str], None]]:
+    """Where a run's per-trial lines and its notes go: ``print_fn`` when given, above the bar when it is shown
+    (tqdm writes them to stdout), else the ``search`` logger (lines at INFO, notes at WARNING)."""
+    if print_fn is not None:
+        return print_fn, print_fn
+    if progress:
+        return bar.write, bar.write
+    return (lambda s: log.info("%s", s)), (lambda s: log.warning("%s", s))
 
 
 def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: float | None,
@@ -467,6 +484,7 @@ def run_search(
     print_fn: Callable[[str], None] = print,
     heartbeat: float | None = 30,
     max_failures_in_a_row: int | None = MAX_FAILURES_IN_A_ROW,
+    trial_print_fn: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Launch or resume ``study_name`` and, when it holds ``n_trials`` finished trials, run the final test.
 
@@ -476,7 +494,11 @@ def run_search(
     Bad input is rejected before anything is written: the tracking server is reached, the space and the
     dataset are loaded, the storage URL is opened, and only then are the MLflow experiment and the study
     created (a rejected command leaves no study behind that a corrected command would then refuse as
-    "other settings"). Trials that keep failing stop the run (:func:`run_trials`)."""
+    "other settings"). Trials that keep failing stop the run (:func:`run_trials`).
+
+    ``progress`` shows the trials' and the final model's progress bars and prints a line per finished trial;
+    with ``progress=False`` the trial lines go to the ``search`` logger, or to ``trial_print_fn`` when given
+    (:func:`run_trials`). ``print_fn`` prints the rest (notes, the final report)."""
     tracker = None
     if tracking is not None:
         tracker = Tracker(tracking)
@@ -511,7 +533,7 @@ def run_search(
     try:
         completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
                                timeout=timeout, gates=gates, progress=progress, verbose=verbose,
-                               max_failures_in_a_row=max_failures_in_a_row)
+                               max_failures_in_a_row=max_failures_in_a_row, trial_print_fn=trial_print_fn)
         if not completed:
             _end_stopped_study_run(study, tracker, "KILLED")
         report = None

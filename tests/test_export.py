@@ -580,6 +580,62 @@ def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path,
     assert set(_CLASS_MEANING) == set(SOURCES) and "NORM" in _CLASS_MEANING["ptbxl"]["0"]
 
 
+def test_a_heartbeat_csv_model_says_it_was_never_filtered_and_predict_warns_on_a_record(data_root, tmp_path, cli_env):
+    """A heartbeat-CSV model's sidecar named the 0.5-40 Hz band-pass of the record sources, which ecg-automl never
+    applied to its rows (the CSV's maker preprocessed them): its ``filter`` is now null, with a note saying why.
+    predict still band-passes a record 0.5-40 Hz for it (its baseline wander must go), but warns once, on stderr and
+    in the summary, that the record's beats are not what the model was trained and tested on; its own CSV rows are
+    its intended input and get no warning."""
+    import shutil
+
+    import numpy as np
+    from test_sources import _beat_rows, _write_csv
+
+    from ecg_automl.tflite import export_model, format_prediction, predict_record
+    from ecg_automl.tflite.sidecar import write_sidecar
+    from ecg_data import read_heartbeat_csv
+    from search.training import fit
+
+    folder = tmp_path / "heartbeat"
+    folder.mkdir()
+    _write_csv(folder / "mitbih_train.csv", _beat_rows(200, [0, 0, 1, 2], 0), [f"p{i % 8}" for i in range(200)])
+    _write_csv(folder / "mitbih_test.csv", _beat_rows(40, [0, 2], 1), [f"q{i % 2}" for i in range(40)])
+    data = read_heartbeat_csv(folder, fs=180.0, window=192)
+    model = fit(UNTRAINED, data.search_part(), None, seed=0).model
+    out = tmp_path / "hb.tflite"
+    meta = export_model(model, UNTRAINED, data, out, mode="fp32", threshold=0.5, verify_beats=0, runs=10)
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert meta["filter"] is None and side["filter"] is None, side.get("filter")
+    assert "ecg-automl applied no filter: the heartbeat-CSV rows come preprocessed by the CSV's maker" in (
+        side["filter_note"])
+
+    record = data_root / "mitdb" / "100"
+    pred = predict_record(out, record)
+    warning = pred.summary["preprocessing_warning"]
+    assert warning.startswith("this model was trained on heartbeat-CSV rows, whose preprocessing (filtering "
+                              "included) was the CSV maker's, not ecg-automl's; this record's beats were band-pass "
+                              "filtered 0.5-40 Hz"), warning
+    assert f"WARNING: {warning}" in format_prediction(pred)
+    # the record is band-passed as a sidecar naming 0.5-40 Hz has it (an older export of the same model)
+    older = tmp_path / "older.tflite"
+    shutil.copy(out, older)
+    write_sidecar(older, {**{k: v for k, v in side.items() if k not in ("format", "sha256", "filter_note")},
+                          "filter": {"low": 0.5, "high": 40.0, "type": "butterworth-3"}})
+    before = predict_record(older, record)
+    np.testing.assert_array_equal(before.prob, pred.prob)
+    assert before.summary["preprocessing_warning"] == warning  # an older heartbeat-CSV sidecar is warned about too
+    # the CLI: once on stderr, and in the --json summary; not a signal check, so --strict does not exit on it
+    proc = run_cli(["predict", out, "--record", record, "--json", "--strict"], tmp_path, cli_env, check=False)
+    assert proc.stderr.count("this model was trained on heartbeat-CSV rows") == 1, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["summary"]["preprocessing_warning"] == warning
+    assert proc.returncode == (1 if json.loads(proc.stdout)["summary"].get("quality_warnings") else 0)
+    # CSV rows of its own layout: what it was trained on, no warning
+    proc = run_cli(["predict", out, "--csv", folder / "mitbih_test.csv", "--csv-has-label", "--json"], tmp_path,
+                   cli_env)
+    assert "preprocessing_warning" not in json.loads(proc.stdout)["summary"]
+    assert "heartbeat-CSV rows" not in proc.stderr, proc.stderr[-2000:]
+
+
 def test_predict_on_a_keras_model_says_what_it_takes(untrained, data_root, tmp_path, cli_env):
     proc = run_cli(["predict", untrained["keras"], "--record", data_root / "mitdb" / "100"], tmp_path, cli_env,
                    check=False)
@@ -665,7 +721,9 @@ def test_a_hand_edited_sidecar_value_is_named(untrained, data_root, tmp_path, cl
     for key, value, message in (("fs", "abc", 'fs is "abc", expected a sampling rate in Hz in [50, 1000]'),
                                 ("threshold", None, "threshold is null, expected a probability from 0 to 1"),
                                 ("window", 10, "window is 10, expected an integer >= 16"),
-                                ("window", 64, "input_length is 128, expected an integer from 1 to window (64)")):
+                                ("window", 64, "input_length is 128, expected an integer from 1 to window (64)"),
+                                ("filter", "butterworth", 'filter is "butterworth", expected {"low": HZ, "high": HZ} '
+                                 'with 0 < low < high, or null (no filter in training)')):
         model.with_suffix(".json").write_text(json.dumps({**meta, key: value}))
         proc = run_cli(["predict", model, "--record", data_root / "mitdb" / "100"], tmp_path, cli_env, check=False)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -773,7 +831,9 @@ def test_predict_and_bench_server_say_when_litert_is_missing(untrained, data_roo
         proc = subprocess.run([sys.executable, "-c", f"{block}sys.exit(main({args!r}))"], cwd=tmp_path, env=cli_env,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
-        assert "the TFLite runtime LiteRT cannot be imported" in proc.stderr and "ecg-automl[pi]" in proc.stderr
+        assert "the TFLite runtime LiteRT cannot be imported" in proc.stderr
+        assert ('pip install -e ".[pi]" in the ecg-automl checkout' in proc.stderr  # not on PyPI
+                and "or just pip install ai-edge-litert" in proc.stderr), proc.stderr
 
 
 def test_verification_flags_an_f1_loss_in_every_mode():

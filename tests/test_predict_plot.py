@@ -123,5 +123,6 @@ def test_predict_plot_without_matplotlib_names_the_install_before_predicting(tmp
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --plot needs matplotlib")
-    assert 'pip install "ecg-automl[plot]"' in lines[0]
+    assert 'pip install -e ".[plot]" in the ecg-automl checkout' in lines[0]  # not on PyPI
+    assert "or just pip install matplotlib" in lines[0]
     assert not (tmp_path / "p.png").exists()

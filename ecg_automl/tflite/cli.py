@@ -1,7 +1,7 @@
 """CLI subcommands of the TFLite tooling: ``export``, ``predict``, ``bench-server``.
 
-``predict`` and ``bench-server`` import nothing beyond LiteRT/numpy/scipy/wfdb, so they run on a Pi with
-``pip install ecg-automl[pi]``.
+``predict`` and ``bench-server`` import nothing beyond LiteRT/numpy/scipy/wfdb, so they run on a Pi with the
+base install (``pip install "PATH[pi]"``, PATH a copy of the ecg-automl checkout or its wheel: it is not on PyPI).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 from typing import Callable
+
+from ..install import install_hint
 
 
 def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> None:
@@ -52,7 +54,7 @@ def _add_parsers(sub) -> None:
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="also draw the record's p(abnormal) per beat and abnormal burden over time, lead-off gaps "
                         "and (with --annotations) the annotated abnormal beats, into this .png/.svg/.pdf (needs "
-                        "matplotlib: pip install \"ecg-automl[plot]\")")
+                        f"matplotlib: {install_hint('plot', 'matplotlib')})")
 
     b = sub.add_parser("bench-server", help="serve LiteRT latency measurements over HTTP (run it on the Pi)",
                        description="Serve LiteRT latency measurements: GET /health, POST /benchmark with a .tflite "
@@ -110,6 +112,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     warnings = pred.summary.get("quality_warnings", [])
     for w in warnings:  # on stderr too: a script that reads --json, or only the exit code, still hears of it
         print(f"warning: {pred.source}: {w}", file=sys.stderr)
+    if "preprocessing_warning" in pred.summary:  # the model's, not the signal's: --strict does not exit on it
+        print(f"warning: {pred.source}: {pred.summary['preprocessing_warning']}", file=sys.stderr)
     if warnings and args.strict:
         return 1
     return 0

@@ -34,6 +34,12 @@ _CLASS_MEANING = {
     "heartbeat-csv": {"0": "normal (class 0 of the CSV)", "1": "abnormal (any other class of the CSV)"},
 }
 
+#: The band-pass every built-in source but the heartbeat CSVs applies before cutting windows (the sidecar's ``filter``).
+BAND = {"low": 0.5, "high": 40.0, "type": "butterworth-3"}
+#: Sources whose windows ecg-automl does not band-pass, and why: their sidecar's ``filter`` is null, with this note.
+_UNFILTERED = {"heartbeat-csv": "ecg-automl applied no filter: the heartbeat-CSV rows come preprocessed by the CSV's "
+                                "maker; ecg-automl only resampled them, placed them in the window and z-scored them"}
+
 def _tflite_path(text: str) -> str:
     """argparse type: an output path ending in .tflite (the sidecar goes beside it as .json)."""
     if Path(text).suffix.lower() != ".tflite":
@@ -232,7 +238,7 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
         **(about or {}), "mode": mode,
         "dataset": data.name, "fs": float(data.fs), "window": int(data.X.shape[1]), "lead": "MLII",
         "channels": int(data.X.shape[2]), "input_length": int(config["input_length"]),
-        "rr_features": bool(config["rr_features"]), "filter": {"low": 0.5, "high": 40.0, "type": "butterworth-3"},
+        "rr_features": bool(config["rr_features"]), "filter": None if data.name in _UNFILTERED else dict(BAND),
         "normalisation": "per-window z-score",
         "class_meaning": _CLASS_MEANING.get(data.name, {"0": "normal", "1": "abnormal"}),
         "threshold": threshold, "config": config, "members": _members(model),
@@ -241,6 +247,8 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
                     "pi4_calibration": calibration_record()},
         "verification": check, "io": runner.io_details(), **model_stats(model),
     }
+    if data.name in _UNFILTERED:  # said in words: a null filter alone reads like a sidecar that lost it
+        meta["filter_note"] = _UNFILTERED[data.name]
     if data.name != "mitdb":
         meta["lead"] = "II" if data.name in ("ptbxl", "ptbdb") else "first"
     # the records of the patients the search trained on: predict warns when asked about one of them

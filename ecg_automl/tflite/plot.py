@@ -29,8 +29,10 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError as exc:
-        raise PlotUnavailable(f"--plot needs matplotlib, which this install lacks ({exc}): pip install "
-                              f"\"ecg-automl[plot]\" (or pip install matplotlib)") from None
+        from ..install import install_hint
+
+        raise PlotUnavailable(f"--plot needs matplotlib, which this install lacks ({exc}): "
+                              f"{install_hint('plot', 'matplotlib')}") from None
 
 
 def _plt():

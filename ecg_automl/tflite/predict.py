@@ -241,11 +241,38 @@ def _strip_extension(record: Path, annotations: str | None) -> Path:
     return record.with_suffix("") if record.suffix.lower() in exts else record
 
 
+#: The band-pass a record gets when the sidecar names none (``filter`` null: a heartbeat-CSV model): a raw record
+#: needs its baseline wander and mains hum taken out, and this is the band every other source was trained with.
+_RECORD_BAND = {"low": 0.5, "high": 40.0}
+
+
+def _record_band(meta: dict[str, Any]) -> dict[str, float]:
+    """The sidecar's band-pass for a record's signal (``low``, ``high`` in Hz), or :data:`_RECORD_BAND` when it
+    has none (``filter`` null or absent)."""
+    band = meta.get("filter") or {}
+    return {k: band.get(k, default) for k, default in _RECORD_BAND.items()}
+
+
+def _unfiltered_training_warning(meta: dict[str, Any]) -> str | None:
+    """A warning when the model was trained on windows ecg-automl did not filter (a heartbeat-CSV model, whose rows
+    were preprocessed by the CSV's maker; an older sidecar of one still names the 0.5-40 Hz band): a record's
+    beats, band-passed and cut by predict, may not look like its training rows. None for any other model."""
+    heartbeat = meta.get("dataset") == "heartbeat-csv"
+    if not heartbeat and not ("filter" in meta and meta["filter"] is None):
+        return None
+    band = _record_band(meta)
+    rows = ("heartbeat-CSV rows, whose preprocessing (filtering included) was the CSV maker's, not ecg-automl's"
+            if heartbeat else f"{meta.get('dataset', 'its')} windows that ecg-automl did not filter")
+    return (f"this model was trained on {rows}; this record's beats were band-pass filtered {band['low']:g}-"
+            f"{band['high']:g} Hz, cut and normalised by ecg-automl, so they may not look like its training rows, "
+            f"and its decisions on them are not what its test figures describe")
+
+
 def _check_filter(meta: dict[str, Any], model_path: str | Path, fs: float, record: Path) -> None:
     """Refuse, before the record is read, a sidecar band-pass that cannot be built at the record's own rate (the
     filter runs before resampling): its high cut-off is capped at HIGH_CUT_MAX x the rate, as in training, so a
     low cut-off at or above that cap was scipy's traceback 'Wn[0] must be less than Wn[1]'."""
-    low, cap = meta.get("filter", {}).get("low", 0.5), HIGH_CUT_MAX * fs
+    low, cap = _record_band(meta)["low"], HIGH_CUT_MAX * fs
     if low >= cap:
         raise TFLiteError(f"{sidecar_path(model_path)}: filter.low is {low:g} Hz, but {record} is sampled at "
                           f"{fs:g} Hz, where the band-pass stops at {cap:g} Hz ({HIGH_CUT_MAX:g} x the rate): "
@@ -322,6 +349,9 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     seen = _seen_record_warning(meta, record)
     if seen:
         pred.summary["seen_in_training"] = seen
+    unfiltered = _unfiltered_training_warning(meta)
+    if unfiltered:
+        pred.summary["preprocessing_warning"] = unfiltered
     if skipped:
         pred.summary["skipped_beats"] = skipped
     if missing.total():
@@ -432,12 +462,12 @@ def _classify_chunked(meta: dict[str, Any], model: TFLiteModel, head, channels: 
     one chunk of the record at a time (only the chunk's windows are held); ``missing`` bridges the gaps.
     ``shapes`` sees each chunk's windows of lead ``shape_lead`` (an index into ``channels``) in sample order."""
     order = np.argsort(beats, kind="stable")  # annotation files are sorted; the chunks need it
-    band = meta.get("filter", {})
+    band = _record_band(meta)
     prob = np.zeros(len(beats), dtype=np.float32)  # what TFLiteModel.predict returns
     clipped: dict[str, int] = {}
     for idx, windows in beat_windows_chunked(
             head, channels, beats[order], fs=float(meta["fs"]), length=int(meta["window"]),
-            low=band.get("low", 0.5), high=band.get("high", 40.0), chunk_s=chunk_s, missing=missing,
+            low=band["low"], high=band["high"], chunk_s=chunk_s, missing=missing,
             progress=progress):
         if not len(idx):
             continue
@@ -622,6 +652,8 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
         lines.append(f"  WARNING: {s['lead_warning']}")
     if "seen_in_training" in s:
         lines.append(f"  WARNING: {s['seen_in_training']}")
+    if "preprocessing_warning" in s:
+        lines.append(f"  WARNING: {s['preprocessing_warning']}")
     for w in s.get("quality_warnings", []):
         lines.append(f"  WARNING (signal): {w}")
     if "skipped_beats" in s:

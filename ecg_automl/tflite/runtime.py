@@ -39,8 +39,10 @@ def require_litert() -> str:
         import ai_edge_litert
         from ai_edge_litert import interpreter  # noqa: F401  (the part predict and the timing use)
     except ImportError as exc:
+        from ..install import install_hint
+
         raise TFLiteError(f"the TFLite runtime LiteRT cannot be imported ({exc}): install it with "
-                          f"`pip install \"ecg-automl[pi]\"` (or `pip install ai-edge-litert`)") from None
+                          f"{install_hint('pi', 'ai-edge-litert')}") from None
     return str(getattr(ai_edge_litert, "__version__", "?"))
 
 

@@ -1,7 +1,8 @@
 """The JSON sidecar written next to every exported ``.tflite``: everything ``predict`` needs to prepare a
-window the way the model was trained (rate, window, detection lead and the leads of a window, filter, RR
-context), plus what the model means, and the SHA-256 of the model it belongs to (``sha256``), so that a
-sidecar left beside another model (a copy, a re-export that stopped half-way) is refused, not obeyed."""
+window the way the model was trained (rate, window, detection lead and the leads of a window, filter -- null
+when ecg-automl filtered none of the training windows, with ``filter_note`` saying why --, RR context), plus
+what the model means, and the SHA-256 of the model it belongs to (``sha256``), so that a sidecar left beside
+another model (a copy, a re-export that stopped half-way) is refused, not obeyed."""
 
 from __future__ import annotations
 
@@ -69,8 +70,11 @@ def _checks(meta: dict[str, Any]) -> dict[str, tuple[Callable[[Any], bool], str]
         "channels": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
         "leads": (lambda v: v is None or isinstance(v, list) and all(isinstance(x, str) for x in v),
                   "a list of lead names, or null"),
-        "filter": (lambda v: isinstance(v, dict) and all(_number(v.get(k, 1)) for k in ("low", "high"))
-                   and 0 < v.get("low", 0.5) < v.get("high", 40.0), "{\"low\": HZ, \"high\": HZ} with 0 < low < high"),
+        # null: the training windows were not filtered by ecg-automl (heartbeat-CSV rows); predict band-passes a
+        # record 0.5-40 Hz all the same, and says so
+        "filter": (lambda v: v is None or isinstance(v, dict) and all(_number(v.get(k, 1)) for k in ("low", "high"))
+                   and 0 < v.get("low", 0.5) < v.get("high", 40.0),
+                   "{\"low\": HZ, \"high\": HZ} with 0 < low < high, or null (no filter in training)"),
     }
 
 
