@@ -808,6 +808,10 @@ def test_predict_warns_on_a_record_the_model_was_trained_on(exported, untrained,
             in text), text[-1500:]
     assert "seen_in_training" not in json.loads(run_cli([*args, data_root / "mitdb" / "213", "--json"], tmp_path,
                                                         cli_env).stdout)["summary"]
+    # a script reading --json hears of it on stderr too, as of the signal checks' warnings
+    seen = run_cli([*args, data_root / "mitdb" / "208", "--json"], tmp_path, cli_env)
+    assert "a record named 208 is one of the 5 mitdb records" in json.loads(seen.stdout)["summary"]["seen_in_training"]
+    assert "warning: " in seen.stderr and "a record named 208 is one of the 5 mitdb records" in seen.stderr, seen.stderr
     # a PTB-XL file name is matched by its ecg_id
     from ecg_automl.tflite.predict import _seen_record_warning
     from pathlib import Path

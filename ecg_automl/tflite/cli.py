@@ -112,11 +112,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     warnings = pred.summary.get("quality_warnings", [])
     for w in warnings:  # on stderr too: a script that reads --json, or only the exit code, still hears of it
         print(f"warning: {pred.source}: {w}", file=sys.stderr)
-    if "preprocessing_warning" in pred.summary:  # the model's, not the signal's: --strict does not exit on it
-        print(f"warning: {pred.source}: {pred.summary['preprocessing_warning']}", file=sys.stderr)
+    for key in _MODEL_WARNINGS:  # about the model and the input, not the signal: --strict does not exit on them
+        if key in pred.summary:
+            print(f"warning: {pred.source}: {pred.summary[key]}", file=sys.stderr)
     if warnings and args.strict:
         return 1
     return 0
+
+
+#: Summary warnings about the model and its input (another lead read, a record the search trained on, rows the
+#: model's training never filtered): printed on stderr like the signal's, so --json readers hear of them too.
+_MODEL_WARNINGS = ("lead_warning", "seen_in_training", "preprocessing_warning")
 
 
 def _check_plot(args: argparse.Namespace) -> None:
