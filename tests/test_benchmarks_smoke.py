@@ -473,6 +473,8 @@ BAD_ARGS = [  # what a user may mistype, refused before any work: one usage line
     ("search_efficiency.py", ["--worker-throughput", "--repeats", "-1"], "argument --repeats: must be at least 1"),
     ("csv_rows.py", ["--model", "{missing}"], "argument --model: "),  # not a file: before any search
     ("csv_rows.py", ["--records", ","], "argument --records: no record given"),
+    ("pi_install.py", ["--repeats", "0"], "argument --repeats: must be at least 1, not 0"),
+    ("pi_install.py", ["--python", "{missing}"], "cannot run"),
     ("calibrate_pi.py", ["--rounds", "0"], "argument --rounds: must be at least 1, not 0"),  # was a traceback after
     ("calibrate_pi.py", ["--json", "{unwritable}"], "argument --json: cannot create"),      # minutes of conversion
     ("calibrate_pi.py", ["--json", "{missing}", "--fit-only"], "--fit-only measures nothing"),  # was ignored
