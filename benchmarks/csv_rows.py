@@ -26,7 +26,7 @@ The rows are written with 9 significant digits; the ``filtered`` rows are also w
 (``filtered_by_precision``), since a CSV's rounding moves an int8 model's output too.
 
     python benchmarks/csv_rows.py --quick                  # a 1-trial model on 7 records, then 213 (~1-2 min)
-    python benchmarks/csv_rows.py                          # the quickstart's search and export, then 213 (131 s on 2 cores)
+    python benchmarks/csv_rows.py                          # the quickstart's search and export, then 213 (116 s on 2 cores, results/csv_rows_full.json)
     python benchmarks/csv_rows.py --model m.tflite --records 213,208,119   # another model and records
 """
 
@@ -229,7 +229,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "quickstart's int8 model in --work-dir)")
     ap.add_argument("--records", default="213", help="comma-separated MIT-BIH records to classify (default 213)")
     ap.add_argument("--work-dir", type=C.out_dir, default=None,
-                    help="where the model is made, kept afterwards (default: a temporary folder, removed)")
+                    help="where the model is made, kept afterwards; a rerun with the same folder resumes its finished "
+                         "study instead of searching again (default: a temporary folder, removed)")
     ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
