@@ -271,6 +271,25 @@ def test_rr_features_quick(tmp_path, cli_env):
         assert len(r["per_seed"][name]) == 1
 
 
+def test_csv_rows_quick(tmp_path, cli_env):
+    """csv_rows.py makes a model through the CLI (search, export) and classifies 213 as a record and as CSV rows."""
+    r = _run("csv_rows.py", tmp_path, cli_env, "--work-dir", str(tmp_path / "work"))
+    made = r["model"]["made"]
+    assert made["search_command"][:2] == ["ecg-automl", "search"] and made["export_command"][:2] == ["ecg-automl", "export"]
+    assert (tmp_path / "work" / "quickstart-int8.tflite").exists() and (tmp_path / "work" / "quickstart-int8.json").exists()
+    assert r["model"]["mode"] == "int8" and r["model"]["filter"]["low"] == 0.5 and len(r["model"]["sha256"]) == 64
+    (rec,) = r["records"]
+    assert rec["record"] == "213" and rec["lead"] == "MLII" and rec["beats"] > 3000
+    for kind in ("filtered", "raw", "filtered_per_row"):
+        x = rec["rows"][kind]
+        assert len(x["abs_dp"]) == rec["beats"] and x["changed_decisions"] == x["to_abnormal"] + x["to_normal"]
+        assert math.isclose(x["max_abs_dp"], max(x["abs_dp"]), abs_tol=1e-6) and 0 <= x["max_abs_dp"] <= 1
+        assert r["totals"][kind]["changed_decisions"] == x["changed_decisions"]
+    # rows cut as predict cuts a record, written with 9 digits, are the record's windows: its decisions
+    assert rec["rows"]["filtered"]["changed_decisions"] == 0 and rec["rows"]["filtered"]["max_abs_dp"] < 0.01
+    assert set(rec["filtered_by_precision"]) == {"%.9g", "%.6g", "%.5f", "%.4f", "%.3f"}
+
+
 def test_pruner_signal_ranks_what_a_study_stored(tmp_path, cli_env):
     """search_efficiency.py --pruner-signal reads the studies of a work dir: a step whose reported value
     orders the trials as their objective does gets rho 1; a step that reports noise does not."""
@@ -452,6 +471,10 @@ BAD_ARGS = [  # what a user may mistype, refused before any work: one usage line
     ("search_efficiency.py", ["--seeds", "0", "1", "0"], "argument --seeds: seed 0 given more than once"),  # ran 0 twice
     ("search_efficiency.py", ["--sampler-surrogate", "--draws", "0"], "argument --draws: must be at least 1, not 0"),
     ("search_efficiency.py", ["--worker-throughput", "--repeats", "-1"], "argument --repeats: must be at least 1"),
+    ("csv_rows.py", ["--model", "{missing}"], "argument --model: "),  # not a file: before any search
+    ("csv_rows.py", ["--records", ","], "argument --records: no record given"),
+    ("pi_install.py", ["--repeats", "0"], "argument --repeats: must be at least 1, not 0"),
+    ("pi_install.py", ["--python", "{missing}"], "cannot run"),
     ("calibrate_pi.py", ["--rounds", "0"], "argument --rounds: must be at least 1, not 0"),  # was a traceback after
     ("calibrate_pi.py", ["--json", "{unwritable}"], "argument --json: cannot create"),      # minutes of conversion
     ("calibrate_pi.py", ["--json", "{missing}", "--fit-only"], "--fit-only measures nothing"),  # was ignored
@@ -510,7 +533,7 @@ def test_bad_arguments_are_one_usage_line(tmp_path, cli_env):
 
 FULL_RUN_TIME = {"quality.py": "2 h 15 min", "fold_ensemble.py": "28 min", "edge.py": "12 min",
                  "search_efficiency.py": "50 min", "pipeline_cost.py": "1,310 s", "ptbxl_records.py": "462-635 s",
-                 "rr_features.py": "about 5 min"}  # as the result files' wall_seconds / docs/RESULTS.md say
+                 "rr_features.py": "about 5 min", "csv_rows.py": "116 s", "pi_install.py": "147 s"}  # as the result files' wall_seconds / docs/RESULTS.md say
 
 
 def test_help_states_what_a_full_run_costs(cli_env):

@@ -45,6 +45,7 @@ def _figures() -> list[tuple[str, str]]:
     e = _edge_best_int8()
     s600 = _load("search_efficiency_full_600s_both_parallel")["medians"]
     s300 = _load("search_efficiency_full_300s_both_parallel")["medians"]
+    (rows,) = _load("csv_rows_full")["records"]
     return [
         ("quality, inter-patient", f"DS2 F1 {q['inter_patient_f1']:.3f} / ROC-AUC {q['inter_patient_roc_auc']:.3f}"),
         ("quality, int8 file", f"one {q['inter_patient_int8_size_kb']:.0f} KB file"),
@@ -72,6 +73,9 @@ def _figures() -> list[tuple[str, str]]:
                          f" and its median best ({s300['optuna']['best_f1']:.3f}) sits between Hyperband's "
                          f"({s300['kt-hyperband']['best_f1']:.3f}) and random search's "
                          f"({s300['kt-random']['best_f1']:.3f})"),
+        ("csv rows, record", f"On MIT-BIH {rows['record']} ({rows['beats']:,} annotated beats, the quickstart's int8 model)"),
+        ("csv rows, changed", f"rows of the raw signal changed {rows['rows']['raw']['changed_decisions']} and rows "
+                              f"filtered one by one {rows['rows']['filtered_per_row']['changed_decisions']}"),
         ("pipeline cost", f"a trial spends {100 * cost['trial_training_share']:.1f} % of its time training "
                           f"({100 * cost['trial_other_share']:.1f} % MLflow"),
     ]
