@@ -45,7 +45,6 @@ def _figures() -> list[tuple[str, str]]:
     e = _edge_best_int8()
     s600 = _load("search_efficiency_full_600s_both_parallel")["medians"]
     s300 = _load("search_efficiency_full_300s_both_parallel")["medians"]
-    (rows,) = _load("csv_rows_full")["records"]
     return [
         ("quality, inter-patient", f"DS2 F1 {q['inter_patient_f1']:.3f} / ROC-AUC {q['inter_patient_roc_auc']:.3f}"),
         ("quality, int8 file", f"one {q['inter_patient_int8_size_kb']:.0f} KB file"),
@@ -73,15 +72,34 @@ def _figures() -> list[tuple[str, str]]:
                          f" and its median best ({s300['optuna']['best_f1']:.3f}) sits between Hyperband's "
                          f"({s300['kt-hyperband']['best_f1']:.3f}) and random search's "
                          f"({s300['kt-random']['best_f1']:.3f})"),
-        ("csv rows, record", f"On MIT-BIH {rows['record']} ({rows['beats']:,} annotated beats, the quickstart's int8 model)"),
-        ("csv rows, changed", f"rows of the raw signal changed {rows['rows']['raw']['changed_decisions']} and rows "
-                              f"filtered one by one {rows['rows']['filtered_per_row']['changed_decisions']}"),
         ("pipeline cost", f"a trial spends {100 * cost['trial_training_share']:.1f} % of its time training "
                           f"({100 * cost['trial_other_share']:.1f} % MLflow"),
     ]
 
 
+def _edge_page_figures() -> list[tuple[str, str]]:
+    """(what, text) that docs/EDGE.md must hold: the reference figures the README leaves to that page."""
+    (rows,) = _load("csv_rows_full")["records"]
+    inst = _load("pi_install_full")["summary"]
+    return [
+        ("csv rows, record", f"On MIT-BIH {rows['record']} ({rows['beats']:,} annotated beats, the quickstart's int8 model)"),
+        ("csv rows, changed", f"rows of the raw signal changed {rows['rows']['raw']['changed_decisions']} and rows "
+                              f"filtered one by one {rows['rows']['filtered_per_row']['changed_decisions']}"),
+        ("pi install", f"took {inst['install_seconds']['min']:.0f}-{inst['install_seconds']['max']:.0f} s and "
+                       f"{inst['venv_mb']['median']:.0f} MB"),
+    ]
+
+
+def _text(page: str) -> str:
+    return " ".join((ROOT / page).read_text().split())  # line breaks fall anywhere in a paragraph
+
+
 @pytest.mark.parametrize("what, text", _figures(), ids=[w for w, _ in _figures()])
 def test_the_readme_quotes_the_result_files(what, text):
-    readme = " ".join((ROOT / "README.md").read_text().split())  # line breaks fall anywhere in a paragraph
-    assert text in readme, f"{what}: the README no longer says {text!r}, which is what the result file holds"
+    assert text in _text("README.md"), f"{what}: the README no longer says {text!r}, which is what the result file holds"
+
+
+@pytest.mark.parametrize("what, text", _edge_page_figures(), ids=[w for w, _ in _edge_page_figures()])
+def test_the_edge_page_quotes_the_result_files(what, text):
+    assert text in _text("docs/EDGE.md"), (f"{what}: docs/EDGE.md no longer says {text!r}, which is what the result "
+                                           f"file holds")
