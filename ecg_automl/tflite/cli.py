@@ -36,7 +36,8 @@ def _add_parsers(sub) -> None:
     src.add_argument("--record", help="WFDB record path, e.g. mitdb/100 (a .dat/.hea/.atr/.mat extension is dropped)")
     src.add_argument("--csv", help="CSV with one beat per row: a window centred on the R peak, at the model's rate "
                                    "and window length unless --csv-fs, cut from a signal already band-pass filtered "
-                                   "as the sidecar's `filter` says (rows are not filtered; see docs/EDGE.md)")
+                                   "as the sidecar's `filter` says (rows are not filtered; see docs/EDGE.md); for a "
+                                   "heartbeat-CSV model (`filter` null), rows of that CSV layout as they are")
     p.add_argument("--annotations", default=None,
                    help="use this annotation file's beats (e.g. atr) instead of the QRS detector, and compare")
     p.add_argument("--csv-fs", type=sampling_rate, default=None,
