@@ -18,7 +18,7 @@ first and stops with one line if not. Writes ``pi_install_<mode>.json`` and ``pi
 times, and the largest distributions' MB).
 
     python benchmarks/pi_install.py --quick          # 1 repeat, pip's cache allowed (~1-2 min)
-    python benchmarks/pi_install.py                  # 3 cold repeats (147 s here, results/pi_install_full.json)
+    python benchmarks/pi_install.py                  # 3 cold repeats (102 s here, results/pi_install_full.json)
     python benchmarks/pi_install.py --python python3.12 --repeats 1
 """
 

@@ -16,8 +16,10 @@ config and its validation-chosen threshold), on the 44 non-paced MIT-BIH records
     protocol usually does). Patients are on both sides: ``check_no_leak`` fails and the number of shared
     patients is recorded.
 
-Each arm is repeated for ``--seeds`` seeds (initialisation, subsampling, folds and the random split change
-with the seed) and the medians are reported. Writes ``quality_<mode>.json`` and ``quality_<mode>.png``
+Each arm is repeated for ``--seeds`` seeds (initialisation, the ``--max-beats`` subsample and the random split
+change with the seed; the patient-grouped DS1 folds do not when every DS1 beat is used: ``StratifiedGroupKFold``
+uses the seed only to break ties, and MIT-BIH DS1 has none, see ``ecg_data.patient_kfold``) and the medians are
+reported. Writes ``quality_<mode>.json`` and ``quality_<mode>.png``
 (grouped bars of F1 / sensitivity / PPV / ROC-AUC) to ``--out-dir``.
 
     python benchmarks/quality.py --quick                 # ~4,000 training beats, 1 epoch, 1 seed (~1-2 min)

@@ -12,8 +12,10 @@ trained on the RR features of MIT-BIH DS1 and scored
 * once on the 22 held-out DS2 patients: ROC-AUC overall and of each AAMI class against N.
 
 for each feature group (the nine columns the pipeline had until cache version 5, then with the slower trailing
-reference, the irregularity columns, and all fourteen), over ``--seeds`` seeds (model seed and folds change
-with the seed); medians are reported. Writes ``rr_features_<mode>.json`` and ``rr_features_<mode>.png``.
+reference, the irregularity columns, and all fourteen), over ``--seeds`` seeds (the boosting model's
+``random_state`` changes with the seed; the patient-grouped DS1 folds do not: ``StratifiedGroupKFold`` uses the
+seed only to break ties, and MIT-BIH DS1 has none, see ``ecg_data.patient_kfold``); medians are reported.
+Writes ``rr_features_<mode>.json`` and ``rr_features_<mode>.png``.
 
     python benchmarks/rr_features.py --quick     # 1 seed, 50 boosting rounds (1-2 min on 2 cores)
     python benchmarks/rr_features.py             # 3 seeds, 200 rounds (about 5 min)

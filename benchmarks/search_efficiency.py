@@ -24,6 +24,8 @@ needs to reach each KerasTuner baseline's best F1, as a fraction of the time the
                                           # its distributed mode (a chief oracle and 2 tuners x 1 TF thread; ~100 min)
     python benchmarks/search_efficiency.py --pruner-signal WORK_DIR ...   # what the pruner's signal predicts
     python benchmarks/search_efficiency.py --worker-throughput   # 1 process vs 2 workers x 1 TF thread (~20 min)
+    python benchmarks/search_efficiency.py --sampler-surrogate   # samplers on a surrogate of the measured trials
+                                          # (~13 min: 776 s, results/search_efficiency_sampler_surrogate.json)
 
 Writes ``search_efficiency_<mode>.json`` and ``search_efficiency_<mode>.png`` to ``--out-dir``.
 """
@@ -496,7 +498,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--sampler-surrogate", nargs="*", metavar="JSON",
                     help="instead of a run: random search, TPE with several start-up counts, an oracle (the "
                          "surrogate's best config every trial) and draws from its best 1/5/20 %% on a surrogate fitted "
-                         "to the measured trials of these result files, the bar read at several budgets (default: every "
+                         "to the measured trials of these result files (those with the F1-at-threshold objective and this "
+                         "pipeline version), the bar read at several budgets (default: every "
                          "benchmarks/results/search_efficiency_full*.json; writes "
                          "search_efficiency_sampler_surrogate[_quick].json/.png)")
     ap.add_argument("--worker-throughput", action="store_true",
