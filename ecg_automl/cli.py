@@ -615,7 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="f1 (the default) or auc (single objective; auc is the same as --metric auc) or e.g. "
                         "f1,latency,size (multi-objective, Pareto front)")
     s.add_argument("--latency-budget-ms", type=positive_float, default=None,
-                   help="reject candidates slower than this (TFLite, 1 thread) before training")
+                   help="reject, before training, candidates slower than this many Raspberry Pi 4 milliseconds per "
+                        "beat: the Pi 4 estimate of the --latency-mode file at 1 thread, or with --latency-target "
+                        "the bench-server's median")
     s.add_argument("--latency-target", default=None, help="measure latency on a bench-server (http://HOST:PORT)")
     s.add_argument("--latency-mode", choices=["fp32", "dynamic", "fp16", "int8"], default="int8",
                    help="TFLite mode whose latency is gated and optimised (default int8, the Pi deployment)")
