@@ -596,11 +596,11 @@ def _no_tables(*args, **kwargs):
     raise AssertionError("the tables were downloaded again")
 
 
-def test_fetch_completes_a_ptbxl_copy_whose_records_lack_files(data_root, tmp_path, monkeypatch):
+def test_fetch_completes_a_ptbxl_copy_whose_records_lack_files(ptbxl_root, tmp_path, monkeypatch):
     """PTB-XL's "downloaded" marker is its table, and fetch checked no record: a copy without a record's .dat (or
     the whole record) was reported as present, and loading failed later. The records the table lists are checked
     now; the missing ones, and only those, are downloaded, and the table (which may list a subset) is kept."""
-    db = _ptbxl_copy(data_root, tmp_path, 5)
+    db = _ptbxl_copy(ptbxl_root, tmp_path, 5)
     (db / "records100" / "00000" / "00002_lr.dat").unlink()
     for ext in ("hea", "dat"):
         (db / "records100" / "00000" / f"00004_lr.{ext}").unlink()
@@ -612,7 +612,7 @@ def test_fetch_completes_a_ptbxl_copy_whose_records_lack_files(data_root, tmp_pa
         for r in records:
             for ext in ("hea", "dat"):
                 if not Path(dl_dir, f"{r}.{ext}").exists():
-                    shutil.copy(data_root / "ptbxl" / f"{r}.{ext}", Path(dl_dir, f"{r}.{ext}"))
+                    shutil.copy(ptbxl_root / "ptbxl" / f"{r}.{ext}", Path(dl_dir, f"{r}.{ext}"))
 
     monkeypatch.setattr(wfdb, "dl_database", dl_database)
     monkeypatch.setattr(wfdb, "dl_files", _no_tables)
@@ -620,16 +620,16 @@ def test_fetch_completes_a_ptbxl_copy_whose_records_lack_files(data_root, tmp_pa
     assert asked == [("ptb-xl", ["records100/00000/00002_lr", "records100/00000/00004_lr"])]
     for ext in ("hea", "dat"):
         name = f"records100/00000/00004_lr.{ext}"
-        assert (db / name).read_bytes() == (data_root / "ptbxl" / name).read_bytes()
+        assert (db / name).read_bytes() == (ptbxl_root / "ptbxl" / name).read_bytes()
     assert (db / "ptbxl_database.csv").read_bytes() == table
     assert fetch_database("ptbxl", db.parent) == db and len(asked) == 1  # complete now: no second download
     # the shared 500-record subset lists only its own records: complete, nothing downloaded
-    assert fetch_database("ptbxl", data_root) == data_root / "ptbxl" and len(asked) == 1
+    assert fetch_database("ptbxl", ptbxl_root) == ptbxl_root / "ptbxl" and len(asked) == 1
 
 
-def test_fetch_of_ptbxl_that_leaves_a_record_incomplete_says_which(data_root, tmp_path, monkeypatch):
+def test_fetch_of_ptbxl_that_leaves_a_record_incomplete_says_which(ptbxl_root, tmp_path, monkeypatch):
     """A download that does not bring the missing file is an error naming it, not 'ptbxl is in ...'."""
-    db = _ptbxl_copy(data_root, tmp_path, 3)
+    db = _ptbxl_copy(ptbxl_root, tmp_path, 3)
     (db / "records100" / "00000" / "00002_lr.dat").unlink()
     monkeypatch.setattr(wfdb, "dl_database", lambda *a, **kw: None)
     monkeypatch.setattr(wfdb, "dl_files", _no_tables)
@@ -640,11 +640,11 @@ def test_fetch_of_ptbxl_that_leaves_a_record_incomplete_says_which(data_root, tm
         fetch_database("ptbxl", db.parent)
 
 
-def test_a_ptbxl_signal_file_cut_short_is_found_by_load_and_fetch(data_root, tmp_path, monkeypatch):
+def test_a_ptbxl_signal_file_cut_short_is_found_by_load_and_fetch(ptbxl_root, tmp_path, monkeypatch):
     """Only empty PTB-XL files were looked for (reading all 21,799 headers takes minutes): `data fetch` said a copy
     with a .dat cut short was complete, and the load stopped at that record alone. A .dat of another size than
     every PTB-XL 100 Hz file's now has its header read: the load names it among the others, fetch downloads it."""
-    db = _ptbxl_copy(data_root, tmp_path, 3)
+    db = _ptbxl_copy(ptbxl_root, tmp_path, 3)
     name = "records100/00000/00002_lr"
     dat = db / f"{name}.dat"
     dat.write_bytes(dat.read_bytes()[:10_000])
@@ -657,10 +657,10 @@ def test_a_ptbxl_signal_file_cut_short_is_found_by_load_and_fetch(data_root, tmp
         asked.append(list(records))
         for r in records:
             with open(Path(dl_dir, f"{r}.dat"), "ab") as f:
-                f.write((data_root / "ptbxl" / f"{r}.dat").read_bytes()[Path(dl_dir, f"{r}.dat").stat().st_size:])
+                f.write((ptbxl_root / "ptbxl" / f"{r}.dat").read_bytes()[Path(dl_dir, f"{r}.dat").stat().st_size:])
 
     monkeypatch.setattr(wfdb, "dl_database", dl_database)
     monkeypatch.setattr(wfdb, "dl_files", _no_tables)
     assert fetch_database("ptbxl", db.parent) == db and asked == [[name]]
-    assert dat.read_bytes() == (data_root / "ptbxl" / f"{name}.dat").read_bytes()
+    assert dat.read_bytes() == (ptbxl_root / "ptbxl" / f"{name}.dat").read_bytes()
     assert len(load_dataset("ptbxl", root=db.parent, use_cache=False, download=False)) > 0

@@ -406,13 +406,13 @@ def test_the_sidecar_names_the_leads_of_each_dataset():
     assert dataset_leads("ptbxl", 1) is None and dataset_leads("heartbeat-csv", 1) is None
 
 
-def test_a_12_lead_model_reads_its_12_leads_or_says_which_are_missing(untrained, data_root, tmp_path, cli_env):
-    record = data_root / "ptbxl" / "records100" / "00000" / "00001_lr"
+def test_a_12_lead_model_reads_its_12_leads_or_says_which_are_missing(untrained, ptbxl_root, tmp_path, cli_env):
+    record = ptbxl_root / "ptbxl" / "records100" / "00000" / "00001_lr"
     proc = run_cli(["predict", untrained["ptbxl"], "--record", record, "--json"], tmp_path, cli_env)
     summary = json.loads(proc.stdout)["summary"]
     assert summary["lead"] == ",".join(PTBXL_LEADS) and 5 <= summary["beats"] <= 15, summary
     # a two-lead MIT-BIH record: one line naming the leads needed and the record's
-    proc = run_cli(["predict", untrained["ptbxl"], "--record", data_root / "mitdb" / "100"], tmp_path, cli_env,
+    proc = run_cli(["predict", untrained["ptbxl"], "--record", ptbxl_root / "mitdb" / "100"], tmp_path, cli_env,
                    check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "the model needs 12 leads (I, II, III," in proc.stderr and "the record has 2 (MLII, V5)" in proc.stderr
@@ -422,10 +422,10 @@ def test_a_12_lead_model_reads_its_12_leads_or_says_which_are_missing(untrained,
     assert "the model takes 12 leads, but its sidecar (ptbxl-old.json) does not name them" in proc.stderr
 
 
-def test_an_mlii_model_reads_lead_ii_of_a_12_lead_record(untrained, data_root, tmp_path, cli_env):
+def test_an_mlii_model_reads_lead_ii_of_a_12_lead_record(untrained, cinc_root, tmp_path, cli_env):
     """A 12-lead record (CinC-2021, WFDB in .mat files, 500 Hz) has no MLII: an MLII model read lead I, the
     record's first, although lead II is the standard lead MLII modifies. It now reads II and says so."""
-    record = data_root / "cinc2021_sample" / "E07500"
+    record = cinc_root / "cinc2021_sample" / "E07500"
     proc = run_cli(["predict", untrained["mitdb"], "--record", record, "--json"], tmp_path, cli_env)
     summary = json.loads(proc.stdout)["summary"]
     assert summary["lead"] == "II" and 5 <= summary["beats"] <= 15, summary
@@ -676,10 +676,10 @@ def test_predict_bridges_missing_samples_and_says_so(untrained, data_root, tmp_p
     assert "\n  beats at: the R peaks of the annotations (atr)\n" in text, text[-800:]
 
 
-def test_a_cinc_record_may_be_named_by_its_mat_file(untrained, data_root, tmp_path, cli_env):
+def test_a_cinc_record_may_be_named_by_its_mat_file(untrained, cinc_root, tmp_path, cli_env):
     """A CinC-2021 record is E07500.hea + E07500.mat: naming it by its .mat file (as .dat is for MIT-BIH) gave
     "E07500.mat.hea: header file not found"."""
-    record = data_root / "cinc2021_sample" / "E07500.mat"
+    record = cinc_root / "cinc2021_sample" / "E07500.mat"
     summary = json.loads(run_cli(["predict", untrained["mitdb"], "--record", record, "--json"], tmp_path,
                                  cli_env).stdout)["summary"]
     assert summary["lead"] == "II" and summary["beats"] > 0
