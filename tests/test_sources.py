@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -20,8 +19,8 @@ from ecg_data import (N_RR_FEATURES, DataError, RecordError, load_dataset, norma
                       resample)
 from ecg_data.ptbdb import held_out_patients
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("ECG_AUTOML_DATA", REPO.parent / "shared" / "data"))
+from conftest import DATA  # the suite's one data root (ECG_AUTOML_DATA, the workplace copy, or the download cache)
+
 PTBXL = DATA / "ptbxl"
 MITDB = DATA / "mitdb"
 
