@@ -18,11 +18,14 @@ SIMILARITY_S = 0.25
 #: Each beat is compared with this many beats before it, and the likest counts (a PVC every other beat, or every
 #: third, is like the one before it).
 SIMILARITY_LAGS = 3
+#: The band-pass every record source gets before its windows are cut (Hz): baseline wander below, EMG and mains above.
+#: An exported model's sidecar names it (``filter``), and predict runs it on a record.
+LOW_CUT, HIGH_CUT = 0.5, 40.0
 #: The band-pass's high cut-off is capped at this fraction of the sampling rate (just under Nyquist's 0.5).
 HIGH_CUT_MAX = 0.45
 
 
-def bandpass(x: np.ndarray, fs: float, low: float = 0.5, high: float = 40.0, order: int = 3) -> np.ndarray:
+def bandpass(x: np.ndarray, fs: float, low: float = LOW_CUT, high: float = HIGH_CUT, order: int = 3) -> np.ndarray:
     """Zero-phase Butterworth band-pass along the first axis; NaNs are interpolated first."""
     x = np.asarray(x, dtype=np.float64)
     x = fill_nans(x)
@@ -175,7 +178,7 @@ def _irregularity(pre: np.ndarray, k: int) -> np.ndarray:
 
 def beats_from_signal(
     x: np.ndarray, fs_in: float, peaks: np.ndarray, *, fs: float, length: int,
-    low: float = 0.5, high: float = 40.0,
+    low: float = LOW_CUT, high: float = HIGH_CUT,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full pipeline for one record: filter, resample, window around peaks, normalise, RR features.
 

@@ -25,7 +25,7 @@ from scipy import signal as _signal
 from scipy.ndimage import maximum_filter1d
 
 from ._wfdb_io import Header, read_span
-from .preprocess import bandpass, resample, resample_ratio as _down
+from .preprocess import HIGH_CUT, LOW_CUT, bandpass, resample, resample_ratio as _down
 
 #: Seconds of signal per chunk core (memory grows with it, not with the record).
 CHUNK_S = 600.0
@@ -322,7 +322,7 @@ def _learn_init_params(xq, learn: list[tuple[int, bool, float]]) -> None:
 
 
 def beat_windows_chunked(head: Header, channels: list[int], beats: np.ndarray, *, fs: float, length: int,
-                         low: float = 0.5, high: float = 40.0, chunk_s: float = CHUNK_S, margin_s: float = MARGIN_S, missing: MissingRuns | None = None,
+                         low: float = LOW_CUT, high: float = HIGH_CUT, chunk_s: float = CHUNK_S, margin_s: float = MARGIN_S, missing: MissingRuns | None = None,
                          progress: Progress | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Per chunk: (positions into ``beats``, their normalised windows).
 

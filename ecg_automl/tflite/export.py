@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ecg_data.preprocess import HIGH_CUT, LOW_CUT
+
 from .convert import MODES, TFLiteError, convert, op_list
 from .runtime import TFLiteModel
 from .sidecar import write_model
@@ -35,7 +37,7 @@ _CLASS_MEANING = {
 }
 
 #: The band-pass every built-in source but the heartbeat CSVs applies before cutting windows (the sidecar's ``filter``).
-BAND = {"low": 0.5, "high": 40.0, "type": "butterworth-3"}
+BAND = {"low": LOW_CUT, "high": HIGH_CUT, "type": "butterworth-3"}
 #: Sources whose windows ecg-automl does not band-pass, and why: their sidecar's ``filter`` is null, with this note.
 _UNFILTERED = {"heartbeat-csv": "ecg-automl applied no filter: the heartbeat-CSV rows come preprocessed by the CSV's "
                                 "maker; ecg-automl only resampled them, placed them in the window and z-scored them"}

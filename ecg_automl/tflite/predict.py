@@ -17,7 +17,7 @@ from ecg_data._wfdb_io import read_annotations, read_header
 from ecg_data import heartbeat_csv
 from ecg_data.errors import DataError
 from ecg_data.mitdb import AAMI, ABNORMAL
-from ecg_data.preprocess import HIGH_CUT_MAX, N_RR_FEATURES, normalise, resample, rr_features
+from ecg_data.preprocess import HIGH_CUT, HIGH_CUT_MAX, LOW_CUT, N_RR_FEATURES, normalise, resample, rr_features
 from ecg_data.stream import (CHUNK_S, GAP_S, MissingRuns, Progress, beat_windows_chunked, detect_r_peaks_chunked,
                              full_window, missing_runs)
 
@@ -243,7 +243,7 @@ def _strip_extension(record: Path, annotations: str | None) -> Path:
 
 #: The band-pass a record gets when the sidecar names none (``filter`` null: a heartbeat-CSV model): a raw record
 #: needs its baseline wander and mains hum taken out, and this is the band every other source was trained with.
-_RECORD_BAND = {"low": 0.5, "high": 40.0}
+_RECORD_BAND = {"low": LOW_CUT, "high": HIGH_CUT}
 
 
 def _record_band(meta: dict[str, Any]) -> dict[str, float]:
