@@ -16,8 +16,8 @@ from spaces import SearchSpace
 from . import _interrupt
 from .metrics import binary_metrics, cv_objective
 from .settings import StudySettings
-from .study import (StudyMismatchError, clear_dead_final_at_start, load_study_data, log_study_figures, open_study,
-                    refuse_other_settings, require_test_part, run_final, search_data, space_for_data)
+from .study import (StudyMismatchError, _trial_writers, clear_dead_final_at_start, load_study_data, log_study_figures,
+                    open_study, refuse_other_settings, require_test_part, run_final, search_data, space_for_data)
 from .tracking import Tracker, TrackingConfig
 from .training import fit, tf_threads
 
@@ -177,7 +177,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     bar = tqdm(total=n_trials, desc=f"keras-tuner {tuner}", unit="trial", disable=not progress, file=sys.stderr)
-    say = trial_print_fn or (bar.write if progress else lambda s: log.info("%s", s))
+    say, _ = _trial_writers(bar, progress, trial_print_fn)  # as the driver writes its trial lines
 
     # a resumed search's earlier trials count for the best shown on each trial's line (not for the history)
     earlier = [tr.value for tr in study.get_trials(deepcopy=False) if tr.state.name == "COMPLETE"] if study else []
