@@ -259,6 +259,25 @@ def test_fold_ensemble_quick(tmp_path, cli_env):
     assert r["medians"]["ensemble_keras"]["roc_auc"] == run["ensemble_keras"]["roc_auc"]
 
 
+def test_ensemble_latency_quick(tmp_path, cli_env):
+    """ensemble_latency.py times the one-file int8 average of K members (one epoch of training each) for each K, and
+    a trained member beside an untrained one; a K-member file is about K times as large and as slow as one member."""
+    r = _run("ensemble_latency.py", tmp_path, cli_env)
+    st = r["settings"]
+    assert st["members"] == [1, 2] and st["rounds"] == 1 and st["tflite_threads"] == 1 and st["bar_ms"] == 1.0
+    one, two = r["ensembles"]
+    assert [one["members"], two["members"]] == [1, 2]
+    for e in (one, two, r["control"]["untrained"], r["control"]["trained_1_epoch"]):
+        assert 0 < e["ms_median"] <= e["ms_p90"] and len(e["ms_median_per_round"]) == 1 and e["pi4_estimate_ms"] > 0
+        assert isinstance(e["pi4_estimate_extrapolated"], bool)
+    assert one["under_bar"] == (one["ms_median"] < 1.0)
+    assert 1.7 < two["size_kb"] / one["size_kb"] < 2.1 and two["ms_median"] > 1.2 * one["ms_median"]
+    c = r["control"]
+    assert c["trained_1_epoch"]["size_kb"] == one["size_kb"]  # the control's trained member is K=1's
+    assert abs(c["untrained"]["size_kb"] - one["size_kb"]) < 0.1 * one["size_kb"]  # the same graph
+    assert math.isclose(c["trained_over_untrained"], c["trained_1_epoch"]["ms_median"] / c["untrained"]["ms_median"])
+
+
 def test_rr_features_quick(tmp_path, cli_env):
     r = _run("rr_features.py", tmp_path, cli_env)
     assert r["settings"]["seeds"] == [0] and r["settings"]["rounds"] == 50
@@ -474,6 +493,10 @@ BAD_ARGS = [  # what a user may mistype, refused before any work: one usage line
     ("csv_rows.py", ["--model", "{missing}"], "argument --model: "),  # not a file: before any search
     ("csv_rows.py", ["--records", ","], "argument --records: no record given"),
     ("pi_install.py", ["--repeats", "0"], "argument --repeats: must be at least 1, not 0"),
+    ("ensemble_latency.py", ["--members", "1,0"], "argument --members: each member count must be at least 1"),
+    ("ensemble_latency.py", ["--members", "5,5"], "argument --members: a member count is given more than once"),
+    ("ensemble_latency.py", ["--members", "a"], "argument --members: give whole numbers separated by commas"),
+    ("ensemble_latency.py", ["--rounds", "0"], "argument --rounds: must be at least 1, not 0"),
     ("pi_install.py", ["--python", "{missing}"], "cannot run"),
     ("calibrate_pi.py", ["--rounds", "0"], "argument --rounds: must be at least 1, not 0"),  # was a traceback after
     ("calibrate_pi.py", ["--json", "{unwritable}"], "argument --json: cannot create"),      # minutes of conversion
@@ -533,7 +556,8 @@ def test_bad_arguments_are_one_usage_line(tmp_path, cli_env):
 
 FULL_RUN_TIME = {"quality.py": "2 h 15 min", "fold_ensemble.py": "28 min", "edge.py": "12 min",
                  "search_efficiency.py": "50 min", "pipeline_cost.py": "1,310 s", "ptbxl_records.py": "462-635 s",
-                 "rr_features.py": "about 5 min", "csv_rows.py": "116 s", "pi_install.py": "102 s"}  # as the result files' wall_seconds / docs/RESULTS.md say
+                 "rr_features.py": "about 5 min", "csv_rows.py": "116 s", "pi_install.py": "102 s",
+                 "ensemble_latency.py": "~2 min"}  # as the result files' wall_seconds / docs/RESULTS.md say
 
 
 def test_help_states_what_a_full_run_costs(cli_env):
