@@ -40,6 +40,7 @@ def _figures() -> list[tuple[str, str]]:
     f5 = _load("fold_ensemble_full_5folds")["medians"]["ensemble_int8_one_file"]
     f3 = _load("fold_ensemble_full")["medians"]["ensemble_int8"]
     one, member = f52["ensemble_int8_one_file"], f52["member_keras_median"]
+    k10 = next(e for e in _load("ensemble_latency_full")["ensembles"] if e["members"] == 10)  # the same file's shape
     p = _load("ptbxl_records_full")["headline"]
     cost = _load("pipeline_cost_full")["summary"]
     e = _edge_best_int8()
@@ -55,7 +56,8 @@ def _figures() -> list[tuple[str, str]]:
         ("edge, Pi estimate", f"(Pi 4 estimate {e['pi4_estimate_ms']:.2f} ms)"),
         ("edge, DS2", f"DS2 F1 {e['ds2_f1']:.3f} / ROC-AUC {e['ds2_roc_auc']:.3f}"),
         ("ptbxl", f"accuracy {p['record_accuracy']:.3f}, F1 {p['record_f1']:.3f}, ROC-AUC {p['record_roc_auc']:.3f}"),
-        ("fold ensemble 5x2, file", f"({one['size_kb']:.0f} KB, {one['ms_median']:.3f} ms per beat here)"),
+        ("fold ensemble 5x2, file", f"({one['size_kb']:.0f} KB, {one['ms_median']:.3f} ms per beat on the EPYC host,"),
+        ("fold ensemble 5x2, Xeon", f"{k10['ms_median']:.3f} ms on the Xeon: `benchmarks/ensemble_latency.py`"),
         ("fold ensemble 5x2, DS2", f"F1 **{one['f1']:.3f}** / ROC-AUC {one['roc_auc']:.4f} at the DS1 threshold"),
         ("fold ensemble 5x2, member", f"(one member: {member['f1']:.3f} / {member['roc_auc']:.3f})"),
         ("fold ensemble 5 folds", f"{f5['size_kb']:.0f} KB, {f5['ms_median']:.3f} ms) "
