@@ -31,3 +31,17 @@ def test_the_docs_pages_exist_and_have_links():
 def test_every_relative_link_leads_to_a_file(page):
     broken = [t for t in _relative_links(page) if not (page.parent / t.split("#", 1)[0]).exists()]
     assert not broken, f"{page.relative_to(ROOT)} links to {broken}, which do not exist from {page.parent.relative_to(ROOT) or '.'}"
+
+
+def test_every_published_result_file_is_named_by_a_page():
+    """Each result file under benchmarks/results is named on a docs page or the README (where its figures and
+    command are), and each plot has its JSON: a reviewer finds what every file is. --quick and partial outputs are
+    a local run's, git-ignored, and not published."""
+    results = ROOT / "benchmarks" / "results"
+    text = " ".join(p.read_text(encoding="utf-8") for p in PAGES)
+    published = [f for f in sorted(results.glob("*.json")) if not f.name.endswith(("_quick.json", ".partial.json"))]
+    assert len(published) >= 20
+    unnamed = [f.name for f in published if f"results/{f.name}" not in text]
+    assert not unnamed, f"result files no page names: {unnamed}"
+    orphans = [f.name for f in sorted(results.glob("*.png")) if not f.with_suffix(".json").exists()]
+    assert not orphans, f"plots without their result file: {orphans}"
