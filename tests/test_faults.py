@@ -613,6 +613,43 @@ def test_a_search_with_no_final_or_a_worker_clears_a_dead_final_marker(tmp_path)
                                f"trial 1's final model; run the search command without --no-final to make it")
 
 
+def test_a_keras_tuner_search_clears_a_dead_final_marker_too(tmp_path, monkeypatch):
+    """The KerasTuner engine clears a dead marker as it starts, as the driver does (the note names the search that
+    was stopped), and leaves another host's alone. Training is replaced by fixed objective values."""
+    import types
+
+    import numpy as np
+    from test_search import tiny_settings
+
+    import search.keras_tuner_engine as kte
+    from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
+
+    monkeypatch.setattr(kte, "fit", lambda config, train, val, seed: types.SimpleNamespace(
+        val_prob=np.full(len(val), 0.5)))
+    monkeypatch.setattr(kte, "cv_objective", lambda metric, y, oof, fold_of: (0.5, [], 0.5))
+    storage, lines = f"sqlite:///{tmp_path / 'optuna.db'}", []
+
+    def search(n_trials: int) -> optuna.Study:
+        return kte.run_keras_tuner("ktfin", tiny_settings(tmp_path), tuner="random", n_trials=n_trials,
+                                   out_dir=tmp_path, progress=False, storage=storage, final=False,
+                                   print_fn=lines.append, trial_print_fn=lambda s: None)["study"]
+
+    study = search(1)
+    elsewhere = {"trial": 0, "worker": "elsewhere:4242", "since": time.time()}
+    study.set_user_attr(FINAL_IN_PROGRESS, elsewhere)
+    search(2)
+    assert study.user_attrs[FINAL_IN_PROGRESS] == elsewhere and FINAL_KILLED not in study.user_attrs
+    assert not [line for line in lines if line.startswith("note:")]
+
+    dead = _dead_search_marker(trial=0)
+    study.set_user_attr(FINAL_IN_PROGRESS, dead)
+    search(3)
+    assert final_in_progress(study) == (None, None)
+    assert {k: study.user_attrs[FINAL_KILLED][k] for k in dead} == dead
+    assert (f"note: an earlier search of study 'ktfin' ({dead['worker']}) was stopped while making trial 0's final "
+            f"model; run the search command without --no-final to make it") in lines
+
+
 @pytest.mark.parametrize("fails", [False, True])
 def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monkeypatch, fails):
     """run_final marks the study while it makes the final model (what `sync` looks at), and clears the mark when
