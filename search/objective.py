@@ -16,7 +16,7 @@ from spaces import SearchSpace
 
 from . import _interrupt, plots
 from .metrics import binary_metrics, cv_objective, epoch_signal, fold_signal
-from .tracking import Tracker, trial_tags
+from .tracking import EPOCH_CURVES, Tracker, trial_tags
 from .training import fit, tf_threads
 
 log = logging.getLogger("search")
@@ -119,6 +119,7 @@ class CVObjective:
 
         scores: list[float] = []
         fold_metrics: list[dict[str, float]] = []
+        curves: dict[str, list[float | None]] = {}  # "fold{k}.{name}": one value per epoch
         oof = np.full(len(self.data), np.nan)
         fold_of = np.full(len(self.data), -1)
         result = None
@@ -130,6 +131,10 @@ class CVObjective:
             train, val = self.data.subset(tr), self.data.subset(va)
 
             def on_epoch(epoch: int, logs: dict[str, float], k=k) -> None:
+                for name, v in logs.items():
+                    curves.setdefault(f"fold{k}.{name}", []).append(_curve_value(v))
+                # kept in the study too, so `ecg-automl sync` can draw them in MLflow after a tracking outage
+                trial.set_user_attr(EPOCH_CURVES, curves)
                 if self.tracker is not None:
                     self.tracker.log_metrics(run_id, {f"fold{k}.{name}": v for name, v in logs.items()}, step=epoch)
                 if single and k < n_folds - 1:  # the last fold finishes: by then the work is nearly done
@@ -196,6 +201,12 @@ class CVObjective:
             where = f"fold {k + 1}/{n_folds}, epoch {epoch + 1}/{epochs}"
             trial.set_user_attr("prune_reason", f"running mean validation {signal} {running:.4f} after {where}")
             raise optuna.TrialPruned(f"validation {signal} {running:.4f} after {where}")
+
+
+def _curve_value(v: Any) -> float | None:
+    """An epoch's metric as the study stores it: a float, or None for NaN or infinity (not JSON)."""
+    v = float(v)
+    return v if np.isfinite(v) else None
 
 
 def _cm(y, prob, threshold):

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import yaml
 
@@ -59,6 +59,12 @@ def final_in_progress(study) -> tuple[dict[str, Any] | None, bool | None]:
 #: search or worker starting there), with ``"found"`` (epoch seconds): that final model was never made. ``sync``
 #: then ends the study run KILLED and ``export --trial best`` says so; set back to None when a final test is stored.
 FINAL_KILLED = "final_killed"
+
+
+#: Trial user attribute holding a trial's per-epoch training curves, ``{"fold{k}.{name}": [one value per epoch]}``
+#: (Keras' logs: loss, auc, precision, recall and their ``val_`` twins; None where a value was NaN): what the
+#: objective logs to MLflow live, kept in the study so that ``sync`` can log the curves a tracking outage lost.
+EPOCH_CURVES = "epoch_curves"
 
 
 def clear_dead_final(study) -> dict[str, Any] | None:
@@ -585,6 +591,7 @@ class Tracker:
                 if run_id is None:
                     continue
                 self._log_folds(run_id, t)
+                self._log_curves(run_id, t)
                 self.end_trial(t, run_id)
                 created += 1
                 continue
@@ -592,10 +599,14 @@ class Tracker:
             # metrics: log what it lacks (a logged param's value cannot change, so only the missing keys)
             missing = {k: v for k, v in _params(t).items() if k not in run.data.params}
             no_folds = bool(t.user_attrs.get("fold_metrics")) and not any(k.startswith("fold.") for k in run.data.metrics)
-            if missing or no_folds or run.info.status != RUN_STATUS.get(t.state.name):
+            # a curve the run has none of (a curve the outage cut short is left as it is: MLflow cannot say
+            # which of its steps are missing without a request per curve)
+            no_curves = [k for k in t.user_attrs.get(EPOCH_CURVES, {}) if k not in run.data.metrics]
+            if missing or no_folds or no_curves or run.info.status != RUN_STATUS.get(t.state.name):
                 self.log_params(run.info.run_id, missing)
                 if no_folds:
                     self._log_folds(run.info.run_id, t)
+                self._log_curves(run.info.run_id, t, only=no_curves)
                 self.end_trial(t, run.info.run_id)
                 updated += 1
         if not study_run:
@@ -683,6 +694,19 @@ class Tracker:
         """A finished trial's per-fold validation metrics, one step per fold (as the objective logs them)."""
         for i, fold in enumerate(trial.user_attrs.get("fold_metrics", [])):
             self.log_metrics(run_id, {f"fold.{k}": v for k, v in fold.items()}, step=i)
+
+
+    def _log_curves(self, run_id: str, trial, only: Sequence[str] | None = None) -> None:
+        """A trial's per-epoch curves from the study (:data:`EPOCH_CURVES`), one step per epoch as the objective
+        logs them live; ``only``: these curves (default all)."""
+        from mlflow.entities import Metric
+
+        curves = trial.user_attrs.get(EPOCH_CURVES) or {}
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(v), now, step) for key, values in curves.items() if only is None or key in only
+                 for step, v in enumerate(values) if v is not None]
+        for i in range(0, len(items), 1000):  # MLflow takes at most 1,000 metrics per batch
+            self._safe("log_metrics", self.client.log_batch, run_id, metrics=items[i:i + 1000])
 
 
 def _params(trial) -> dict[str, Any]:

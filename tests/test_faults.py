@@ -23,7 +23,10 @@ from optuna.trial import TrialState
 from servers import free_port, start_mlflow_server, trial_runs_by_number
 from test_search import TINY, tiny_space_file
 
+from mlflow.tracking import MlflowClient
+
 from search.storage import make_storage
+from search.tracking import EPOCH_CURVES
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,6 +102,7 @@ def test_tracking_server_lost_mid_study_then_sync_back_fills(tmp_path, cli_env):
         sync = run_cli(["sync", "--study", "lost", "--storage", storage, "--tracking-uri", server.url,
                         "--experiment", "lost"], tmp_path, cli_env, timeout=300)
         assert "MLflow back-fill for study lost:" in sync.stdout
+        client = MlflowClient(server.url)
         studies, runs = trial_runs_by_number(server.url, "lost")
         assert len(studies) == 1
         assert sorted(runs) == [0, 1, 2] and all(len(r) == 1 for r in runs.values())
@@ -108,6 +112,14 @@ def test_tracking_server_lost_mid_study_then_sync_back_fills(tmp_path, cli_env):
             assert run.data.metrics["objective.quality"] == pytest.approx(t.value)
             assert float(run.data.params["learning_rate"]) == pytest.approx(t.params["learning_rate"])
             assert run.data.tags["mlflow.parentRunId"] == studies[0].info.run_id
+            # the per-epoch curves too (the study keeps them): every one, every epoch, once
+            curves = t.user_attrs[EPOCH_CURVES]
+            assert {"fold0.loss", "fold1.val_loss", "fold1.val_auc"} <= set(curves), sorted(curves)
+            for key, values in curves.items():
+                history = client.get_metric_history(run.info.run_id, key)
+                logged = sorted(history, key=lambda m: m.step)
+                assert [m.step for m in logged] == [step for step, v in enumerate(values) if v is not None], (t.number, key)
+                assert [m.value for m in logged] == pytest.approx([v for v in values if v is not None]), (t.number, key)
         again = run_cli(["sync", "--study", "lost", "--storage", storage, "--tracking-uri", server.url,
                          "--experiment", "lost"], tmp_path, cli_env, timeout=300)
         assert "0 runs created, 0 updated" in again.stdout  # idempotent
@@ -274,13 +286,16 @@ def test_sync_completes_a_run_created_just_before_the_server_went_away(tmp_path)
         params={"learning_rate": 0.003, "batch_size": 64},
         distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
                        "batch_size": optuna.distributions.CategoricalDistribution([32, 64])},
-        value=0.55, user_attrs={"config": config, "fold_metrics": folds, "objective_names": ["quality"]}))
+        value=0.55, user_attrs={"config": config, "fold_metrics": folds, "objective_names": ["quality"],
+                                EPOCH_CURVES: {"fold0.loss": [0.9, 0.7, 0.6], "fold0.val_loss": [0.8, None, 0.75]}}))
     parent = tracker.study_run(study, {})
     trial = study.get_trials()[0]
-    # what the lost server left behind: the run exists, RUNNING, with tags only
+    # what the lost server left behind: the run exists, RUNNING, with tags and the first curve's epochs only
     run = tracker.client.create_run(tracker.experiment_id, run_name="trial-0",
                                     tags={"mlflow.parentRunId": parent, "optuna.trial_number": "0",
                                           **trial_tags(trial)})
+    for step, v in enumerate([0.9, 0.7, 0.6]):
+        tracker.log_metrics(run.info.run_id, {"fold0.loss": v}, step=step)
     assert tracker.client.get_run(run.info.run_id).data.params == {}
 
     assert tracker.sync(study) == {"created": 0, "updated": 1}
@@ -291,6 +306,10 @@ def test_sync_completes_a_run_created_just_before_the_server_went_away(tmp_path)
     history = tracker.client.get_metric_history(run.info.run_id, "fold.f1")
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == [0.5, 0.6]
     assert done.data.metrics["objective.quality"] == pytest.approx(0.55)
+    # the curve the run lacked, at its epochs (the NaN epoch left out); the one it had, not logged twice
+    curve = sorted(tracker.client.get_metric_history(run.info.run_id, "fold0.val_loss"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in curve] == [(0, 0.8), (2, 0.75)]
+    assert len(tracker.client.get_metric_history(run.info.run_id, "fold0.loss")) == 3
     # a second sync finds nothing left to do (and does not try to change a logged param)
     assert tracker.sync(study) == {"created": 0, "updated": 0}
 

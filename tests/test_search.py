@@ -260,12 +260,16 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tmp_path, small_mitdb)
     assert t.state.name == "PRUNED" and list(t.intermediate_values) == [0]
     assert t.user_attrs["prune_reason"].endswith("after fold 1/2, epoch 1/2")
     assert "fold_metrics" not in t.user_attrs  # stopped inside the first fold
+    assert {len(v) for v in t.user_attrs["epoch_curves"].values()} == {1}  # its one epoch's curves are kept
     # with nothing to prune, every epoch of every fold but the last is reported
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     study.optimize(objective, n_trials=1)
     t = study.trials[0]
     assert t.state.name == "COMPLETE" and list(t.intermediate_values) == [0, 1]
     assert all(0 <= v <= 1 for v in t.intermediate_values.values())
+    curves = t.user_attrs["epoch_curves"]  # what sync draws in MLflow after an outage: every epoch of every fold
+    assert {"fold0.loss", "fold0.val_auc", "fold1.loss", "fold1.val_loss"} <= set(curves)
+    assert {len(v) for v in curves.values()} == {2} and all(isinstance(x, float) for v in curves.values() for x in v)
 
 
 def test_ctrl_c_while_the_trial_run_is_being_opened_still_marks_it_interrupted(tmp_path, small_mitdb):
