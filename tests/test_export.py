@@ -4,12 +4,14 @@ prediction on a real record, the latency gate, a multi-objective Pareto study, a
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -448,6 +450,46 @@ def test_predict_says_when_it_reads_another_lead_and_which_beats_it_skipped(untr
     # a record with the model's lead: no warning
     text = run_cli(["predict", untrained["mitdb"], "--record", data_root / "mitdb" / "100"], tmp_path, cli_env).stdout
     assert "WARNING" not in text
+
+
+def test_predict_reads_the_lead_named_by_lead(untrained, data_root, tmp_path, cli_env):
+    """A device's record names its lead "ECG1": an MLII model read the first lead with a warning and no way to
+    choose. --lead names the record's lead to read (any case); another lead than the model's is still called out,
+    and a lead the record lacks, a CSV or a multi-lead model are refused with one line."""
+    import numpy as np
+
+    from ecg_automl.tflite.convert import TFLiteError
+    from ecg_automl.tflite.predict import _record_leads, predict_record
+
+    device = tmp_path / "device"
+    device.mkdir()
+    for ext in ("dat", "atr"):
+        shutil.copy(data_root / "mitdb" / f"100.{ext}", device / f"100.{ext}")
+    header = (data_root / "mitdb" / "100.hea").read_text()
+    (device / "100.hea").write_text(header.replace(" MLII", " ECG1").replace(" V5", " ECG2"))
+    model = untrained["mitdb"]
+    original = predict_record(model, data_root / "mitdb" / "100")
+    guessed = predict_record(model, device / "100")  # no MLII, no II: the first lead, with a warning
+    assert guessed.summary["lead"] == "ECG1" and "lead ECG1 was used instead" in guessed.summary["lead_warning"]
+    chosen = predict_record(model, device / "100", lead="ecg1")
+    assert chosen.summary["lead"] == "ECG1" and "read as asked (--lead)" in chosen.summary["lead_warning"]
+    np.testing.assert_array_equal(chosen.prob, original.prob)  # the same signal as 100's MLII
+    v5 = predict_record(model, data_root / "mitdb" / "100", lead="V5")
+    assert v5.summary["lead"] == "V5" and "lead V5 was read as asked" in v5.summary["lead_warning"]
+    assert not np.array_equal(v5.prob[:50], original.prob[:50])
+    assert "lead_warning" not in predict_record(model, data_root / "mitdb" / "100", lead="mlii").summary
+    with pytest.raises(TFLiteError, match="--lead picks the one lead of a one-lead model, but this model takes 12"):
+        _record_leads({"lead": "II", "leads": PTBXL_LEADS}, "m.tflite", PTBXL_LEADS, 12, Path("r"), lead="II")
+
+    for args, message in (
+            (["--record", device / "100", "--lead", "II"], "100: it has no lead II (leads: ECG1, ECG2)"),
+            (["--csv", tmp_path / "rows.csv", "--lead", "II"], "--lead picks a record's lead, so it applies to "
+                                                              "--record only"),
+            (["--record", device / "100", "--lead", " "], "--lead is empty")):
+        proc = run_cli(["predict", model, *args], tmp_path, cli_env, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and message in proc.stderr, proc.stderr[-1500:]
+    proc = run_cli(["predict", model, "--record", device / "100", "--lead", "ECG1", "--json"], tmp_path, cli_env)
+    assert json.loads(proc.stdout)["summary"]["lead"] == "ECG1" and "read as asked (--lead)" in proc.stderr
 
 
 def test_predict_csv_rows_must_be_the_models_window(untrained, tmp_path, cli_env):

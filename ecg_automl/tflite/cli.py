@@ -40,6 +40,10 @@ def _add_parsers(sub) -> None:
                                    "heartbeat-CSV model (`filter` null), rows of that CSV layout as they are")
     p.add_argument("--annotations", default=None,
                    help="use this annotation file's beats (e.g. atr) instead of the QRS detector, and compare")
+    p.add_argument("--lead", default=None,
+                   help="the record's lead to read, for a one-lead model and a record that names its leads otherwise "
+                        "(e.g. ECG or CH1; default: the lead named like the model's, else its limb-lead counterpart, "
+                        "else the first, with a warning)")
     p.add_argument("--csv-fs", type=sampling_rate, default=None,
                    help="sampling rate of the CSV rows in Hz, 50-1000 (default: the model's; then each row must hold "
                         "exactly the model's window; for a model trained on heartbeat CSVs, their 187 samples at "
@@ -86,6 +90,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.record is not None and csv_only:  # they were ignored
         raise UsageError(f"{' and '.join(csv_only)} {'applies' if len(csv_only) == 1 else 'apply'} to --csv only, "
                          f"not --record")
+    if args.csv is not None and args.lead is not None:
+        raise UsageError("--lead picks a record's lead, so it applies to --record only; a CSV row is one lead already")
+    if args.lead is not None and not args.lead.strip():
+        raise UsageError("--lead is empty: name one of the record's leads, e.g. --lead MLII")
     if args.csv is not None and args.annotations:  # it was ignored: rows have no annotation file
         raise UsageError("--annotations reads a record's annotation file, so it applies to --record only; a CSV "
                          "carries its labels in a last column: --csv-has-label")
@@ -96,7 +104,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _check_plot(args)
     if args.record is not None:
         pred = predict_record(args.model, args.record, annotations=args.annotations, threads=args.threads,
-                              progress=_progress_line() if sys.stderr.isatty() else None)
+                              progress=_progress_line() if sys.stderr.isatty() else None, lead=args.lead)
     else:
         pred = predict_csv(args.model, args.csv, fs=args.csv_fs, has_label=args.csv_has_label, threads=args.threads)
     if args.json:

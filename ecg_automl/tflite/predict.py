@@ -162,16 +162,30 @@ def _find_lead(names: list[str], lead: str) -> int | None:
 
 
 def _record_leads(meta: dict[str, Any], model_path, names: list[str], channels: int,
-                  record: Path) -> tuple[list[int], str | None]:
+                  record: Path, lead: str | None = None) -> tuple[list[int], str | None]:
     """The record's channel indices that feed the model, in the order it was trained on, and a warning when a
     one-lead model has to read another lead than its own. A multi-lead model needs every lead it was trained on
-    (named in the sidecar's ``leads``): a record without them, or a sidecar that does not name them, is refused."""
+    (named in the sidecar's ``leads``): a record without them, or a sidecar that does not name them, is refused.
+    ``lead``: the record's lead a one-lead model reads instead of the one named like its own (a device whose lead
+    is named "ECG" or "CH1"); a record without it is refused."""
     leads = meta.get("leads")
     have = ", ".join(names) or "none"
     if not names:
         raise DataError(f"{record}: the record has no signal to classify")
+    if lead is not None and channels != 1:
+        raise TFLiteError(f"{model_path}: --lead picks the one lead of a one-lead model, but this model takes "
+                          f"{channels} leads ({', '.join(map(str, leads or ())) or 'unnamed'}), which it reads from "
+                          f"the record by name")
     if channels == 1:
         wanted = str(leads[0] if leads else meta["lead"])
+        if lead is not None:
+            idx = _find_lead(names, lead)
+            if idx is None:
+                raise DataError(f"{record}: it has no lead {lead} (leads: {have})")
+            same = names[idx].upper() in {wanted.upper(), _LIMB_COUNTERPART.get(wanted.upper(), wanted.upper())}
+            return [idx], None if same else (
+                f"the model was trained on lead {wanted}; lead {names[idx]} was read as asked (--lead), so the "
+                f"predictions are only as good as that lead is like {wanted}")
         idx = _find_lead(names, wanted)
         if idx is not None or wanted == "first":
             return [idx or 0], None
@@ -281,12 +295,14 @@ def _check_filter(meta: dict[str, Any], model_path: str | Path, fs: float, recor
 
 
 def predict_record(model_path: str | Path, record: str | Path, *, annotations: str | None = None,
-                   threads: int = 1, chunk_s: float = CHUNK_S, progress: Progress | None = None) -> Prediction:
+                   threads: int = 1, chunk_s: float = CHUNK_S, progress: Progress | None = None,
+                   lead: str | None = None) -> Prediction:
     """Classify every beat of a WFDB record (``record`` without extension; a .dat/.hea/.atr/.mat one is dropped).
 
     Beats are found with wfdb's XQRS detector, as on a device; with ``annotations='atr'`` the record's
     reference beat positions are used instead and the summary compares the model with their labels. The
-    windows hold the leads the model was trained on (all 12 for a PTB-XL model). The record is read
+    windows hold the leads the model was trained on (all 12 for a PTB-XL model); ``lead`` names the record's lead
+    a one-lead model reads when the record names its leads otherwise (e.g. ``"ECG"``). The record is read
     ``chunk_s`` seconds at a time (see :mod:`ecg_data.stream`), so a 24-hour Holter recording fits in memory;
     ``progress(stage, samples_done, samples_total)`` is called after each chunk.
     """
@@ -294,7 +310,8 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     record = _strip_extension(Path(record), annotations)
     head = read_header(record)
     _check_filter(meta, model_path, head.fs, record)
-    channels, lead_warning = _record_leads(meta, model_path, head.sig_names, _model_channels(meta, model), record)
+    channels, lead_warning = _record_leads(meta, model_path, head.sig_names, _model_channels(meta, model), record,
+                                           lead)
     detect = _find_lead(head.sig_names, str(meta["lead"])) if len(channels) > 1 else None
     det_ch = channels[0] if detect is None else detect  # beats are found on the detection lead (II for PTB-XL)
     reference = None
