@@ -23,6 +23,15 @@ def start_token(pid: int) -> str | None:
     return f"{boot}/{fields[19]}"
 
 
+def pid_namespace() -> str | None:
+    """This process's pid namespace (``pid:[4026531836]``), or None without /proc: containers that share a host name
+    (host networking) but not their pids differ here, so a pid recorded in one means nothing in another."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def is_alive(pid: int, start: str | None = None) -> bool:
     """Whether process ``pid`` of this host lives and, given the ``start`` recorded for it (:func:`start_token`), is
     still that process, not a later one given the same pid; by pid alone where its start cannot be read (no /proc,

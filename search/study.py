@@ -622,10 +622,10 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     import os
     import time
 
-    from ._process import start_token
+    from ._process import pid_namespace, start_token
 
     study.set_user_attr(FINAL_IN_PROGRESS, {"trial": best.number, "worker": worker_id(), "since": time.time(),
-                                            "started": start_token(os.getpid())})
+                                            "started": start_token(os.getpid()), "pidns": pid_namespace()})
     try:
         report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
                             final_model=settings.final_model, folds=settings.folds,

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from ._folders import why_no_folder
-from ._process import is_alive
+from ._process import is_alive, pid_namespace
 from .storage import redact_url
 
 log = logging.getLogger("search")
@@ -35,7 +35,8 @@ DEFAULTS = {"tracking_uri": "sqlite:///runs/mlflow.db", "artifact_location": "ru
 
 #: Study user attr a search sets while it makes its final model (``search.study.run_final``): ``{"trial": N,
 #: "worker": "host:pid", "since": epoch seconds, "started": the process's start (:func:`search._process.start_token`,
-#: None without /proc)}``, set back to None when the final test ends, however it ends.
+#: None without /proc), "pidns": its pid namespace (:func:`search._process.pid_namespace`)}``, set back to None when
+#: the final test ends, however it ends.
 #: ``ecg-automl sync`` leaves the study run RUNNING while that process may be alive (:func:`final_in_progress`).
 FINAL_IN_PROGRESS = "final_in_progress"
 
@@ -50,9 +51,16 @@ def final_in_progress(study) -> tuple[dict[str, Any] | None, bool | None]:
     if not marker:
         return None, None
     host, _, pid = str(marker.get("worker", "")).rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0 or _other_pid_namespace(marker):
         return marker, None
     return marker, is_alive(int(pid), marker.get("started"))
+
+
+def _other_pid_namespace(marker: dict[str, Any]) -> bool:
+    """Whether the marker's search ran in another pid namespace than this process (another container with the same
+    host name), where its pid cannot be looked up from here; False for a marker that does not record one."""
+    theirs, ours = marker.get("pidns"), pid_namespace()
+    return bool(theirs and ours and theirs != ours)
 
 
 #: Study user attr that keeps a :data:`FINAL_IN_PROGRESS` marker found dead on its host (``ecg-automl sync``, or a
@@ -87,7 +95,9 @@ def _final_running_note(marker: dict[str, Any], alive: bool | None) -> str:
     note = (f"study run left RUNNING: the search still appears to be running trial {marker.get('trial', '?')}'s "
             f"final model ({worker}, since {since}); run sync again when it ends")
     if alive is None:
-        note += (f" (from here sync cannot tell whether that process on {worker.rpartition(':')[0]} is alive: if "
+        where = worker.rpartition(":")[0] + (" (another container: pid namespace " + str(marker["pidns"]) + ")"
+                                            if _other_pid_namespace(marker) else "")
+        note += (f" (from here sync cannot tell whether that process on {where} is alive: if "
                  f"it was killed, run sync there, or run the search command again to make the final model)")
     return note
 

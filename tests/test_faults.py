@@ -677,7 +677,7 @@ def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monke
     from test_search import tiny_settings
 
     import search.study
-    from search._process import start_token
+    from search._process import pid_namespace, start_token
     from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
 
     study = _study_done_during_an_outage(tmp_path, "fin", f"sqlite:///{tmp_path / 'optuna.db'}", final=False)
@@ -699,6 +699,7 @@ def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monke
     marker, alive = seen[0]
     assert marker["trial"] == 1 and marker["worker"].endswith(f":{os.getpid()}") and alive is True
     assert marker["started"] == start_token(os.getpid()) is not None  # what tells this process from a later one
+    assert marker["pidns"] == pid_namespace() is not None  # and a container's pids from another's
     assert study.user_attrs[FINAL_IN_PROGRESS] is None and final_in_progress(study) == (None, None)
     assert ("final" in study.user_attrs) is not fails
     assert (study.user_attrs[FINAL_KILLED] is None) is not fails  # the final model it did not make is made now
@@ -733,6 +734,28 @@ def test_a_final_marker_whose_pid_was_given_to_a_later_process_reads_as_dead():
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_final_marker_from_another_pid_namespace_is_not_judged_from_here():
+    """Two containers that share a host name (host networking) but not their pids: a search making its final model
+    in one left a marker whose pid the other cannot see, so a sync or search there read it as dead, ended the study
+    run KILLED and cleared the marker of a live search. The marker records its pid namespace; another one's is
+    treated like another host's (alive unknown, left alone, and the note says why)."""
+    from search._process import pid_namespace
+    from search.objective import worker_id
+    from search.tracking import FINAL_IN_PROGRESS, _final_running_note, clear_dead_final, final_in_progress
+
+    ours = pid_namespace()
+    assert ours is not None and ours.startswith("pid:["), ours
+    study = optuna.create_study()
+    dead = _dead_search_marker()
+    for pidns, alive in ((ours, False), (None, False), ("pid:[1]", None)):
+        marker = {**dead, "pidns": pidns}
+        study.set_user_attr(FINAL_IN_PROGRESS, marker)
+        assert final_in_progress(study) == (marker, alive), pidns
+    assert clear_dead_final(study) is None and study.user_attrs[FINAL_IN_PROGRESS] == marker  # left alone
+    assert (f"on {worker_id().rpartition(':')[0]} (another container: pid namespace pid:[1]) is alive"
+            in _final_running_note(marker, None))
 
 
 def test_a_failing_store_is_one_warning_per_call_not_an_mlflow_traceback(tmp_path, caplog):
