@@ -117,6 +117,9 @@ class CVObjective:
         if extra and self.tracker is not None:
             self.tracker.log_metrics(run_id, extra)
 
+        for stale, empty in (("fold_metrics", []), (EPOCH_CURVES, {})):  # a retried trial (Optuna's
+            if stale in trial.user_attrs:                              # RetryFailedTrialCallback) inherits its
+                trial.set_user_attr(stale, empty)                      # failed predecessor's, which sync would log
         scores: list[float] = []
         fold_metrics: list[dict[str, float]] = []
         curves: dict[str, list[float | None]] = {}  # "fold{k}.{name}": one value per epoch
@@ -206,7 +209,7 @@ class CVObjective:
 def _curve_value(v: Any) -> float | None:
     """An epoch's metric as the study stores it: a float, or None for NaN or infinity (not JSON)."""
     v = float(v)
-    return v if np.isfinite(v) else None
+    return float(f"{v:.7g}") if np.isfinite(v) else None  # 7 digits: a float32 metric's own precision, half the text
 
 
 def _cm(y, prob, threshold):

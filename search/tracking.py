@@ -611,7 +611,8 @@ class Tracker:
             no_folds = bool(t.user_attrs.get("fold_metrics")) and not any(k.startswith("fold.") for k in run.data.metrics)
             # a curve the run has none of (a curve the outage cut short is left as it is: MLflow cannot say
             # which of its steps are missing without a request per curve)
-            no_curves = [k for k in t.user_attrs.get(EPOCH_CURVES, {}) if k not in run.data.metrics]
+            no_curves = [k for k, values in t.user_attrs.get(EPOCH_CURVES, {}).items()
+                         if k not in run.data.metrics and any(v is not None for v in values)]  # all-NaN: nothing
             if missing or no_folds or no_curves or run.info.status != RUN_STATUS.get(t.state.name):
                 self.log_params(run.info.run_id, missing)
                 if no_folds:

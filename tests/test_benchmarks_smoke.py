@@ -271,7 +271,7 @@ def test_ensemble_latency_quick(tmp_path, cli_env):
         assert 0 < e["ms_median"] <= e["ms_p90"] and len(e["ms_median_per_round"]) == 1 and e["pi4_estimate_ms"] > 0
         assert isinstance(e["pi4_estimate_extrapolated"], bool)
     assert one["under_bar"] == (one["ms_median"] < 1.0)
-    assert 1.7 < two["size_kb"] / one["size_kb"] < 2.1 and two["ms_median"] > 1.2 * one["ms_median"]
+    assert 1.7 < two["size_kb"] / one["size_kb"] < 2.1 and two["ms_median"] > 1.1 * one["ms_median"]
     c = r["control"]
     assert c["trained_1_epoch"]["size_kb"] == one["size_kb"]  # the control's trained member is K=1's
     assert abs(c["untrained"]["size_kb"] - one["size_kb"]) < 0.1 * one["size_kb"]  # the same graph

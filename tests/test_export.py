@@ -478,6 +478,12 @@ def test_predict_reads_the_lead_named_by_lead(untrained, data_root, tmp_path, cl
     assert v5.summary["lead"] == "V5" and "lead V5 was read as asked" in v5.summary["lead_warning"]
     assert not np.array_equal(v5.prob[:50], original.prob[:50])
     assert "lead_warning" not in predict_record(model, data_root / "mitdb" / "100", lead="mlii").summary
+    # lead II for an MLII model: the same axis, still another lead, said as without --lead; a model that names no
+    # lead of its own ("first") reads the one asked for without a word
+    assert _record_leads({"lead": "MLII"}, "m.tflite", ["II", "V1"], 1, Path("r"), lead="ii")[1] == (
+        "the model was trained on lead MLII; lead II was read as asked (--lead), its closest counterpart (the same "
+        "limb-lead axis, other electrode placement), so the predictions may differ from those on MLII")
+    assert _record_leads({"lead": "first"}, "m.tflite", ["CH1", "CH2"], 1, Path("r"), lead="ch2") == ([1], None)
     with pytest.raises(TFLiteError, match="--lead picks the one lead of a one-lead model, but this model takes 12"):
         _record_leads({"lead": "II", "leads": PTBXL_LEADS}, "m.tflite", PTBXL_LEADS, 12, Path("r"), lead="II")
 

@@ -287,7 +287,8 @@ def test_sync_completes_a_run_created_just_before_the_server_went_away(tmp_path)
         distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
                        "batch_size": optuna.distributions.CategoricalDistribution([32, 64])},
         value=0.55, user_attrs={"config": config, "fold_metrics": folds, "objective_names": ["quality"],
-                                EPOCH_CURVES: {"fold0.loss": [0.9, 0.7, 0.6], "fold0.val_loss": [0.8, None, 0.75]}}))
+                                EPOCH_CURVES: {"fold0.loss": [0.9, 0.7, 0.6], "fold0.val_loss": [0.8, None, 0.75],
+                                               "fold0.val_auc": [None, None, None]}}))  # NaN every epoch
     parent = tracker.study_run(study, {})
     trial = study.get_trials()[0]
     # what the lost server left behind: the run exists, RUNNING, with tags and the first curve's epochs only

@@ -272,6 +272,29 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tmp_path, small_mitdb)
     assert {len(v) for v in curves.values()} == {2} and all(isinstance(x, float) for v in curves.values() for x in v)
 
 
+def test_a_retried_trial_does_not_keep_its_predecessor_s_folds_or_curves(tmp_path, small_mitdb, monkeypatch):
+    """Optuna's RetryFailedTrialCallback copies a dead trial's user attrs into its retry: a retry that failed before
+    its first epoch kept the predecessor's fold metrics and curves, and sync logged them on the retry's run."""
+    import search.objective
+    from ecg_data import patient_kfold
+    from search import CVObjective
+
+    def fit(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(search.objective, "fit", fit)
+    objective = CVObjective(small_mitdb.search_part(), SearchSpace.load(tiny_space_file(tmp_path)),
+                            patient_kfold(2, seed=0))
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    trial.set_user_attr("fold_metrics", [{"f1": 0.9}])  # as the retry callback copies them
+    trial.set_user_attr("epoch_curves", {"fold0.loss": [0.5]})
+    with pytest.raises(RuntimeError, match="out of memory"):
+        objective(trial)
+    attrs = study.trials[0].user_attrs
+    assert attrs["fold_metrics"] == [] and attrs["epoch_curves"] == {} and "out of memory" in attrs["fail_reason"]
+
+
 def test_ctrl_c_while_the_trial_run_is_being_opened_still_marks_it_interrupted(tmp_path, small_mitdb):
     """The window between Optuna creating the trial and training (opening its MLflow run) is covered:
     otherwise the trial fails without the mark and a resumed study never redoes it."""

@@ -104,7 +104,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _check_plot(args)
     if args.record is not None:
         pred = predict_record(args.model, args.record, annotations=args.annotations, threads=args.threads,
-                              progress=_progress_line() if sys.stderr.isatty() else None, lead=args.lead)
+                              progress=_progress_line() if sys.stderr.isatty() else None,
+                              lead=args.lead.strip() if args.lead is not None else None)
     else:
         pred = predict_csv(args.model, args.csv, fs=args.csv_fs, has_label=args.csv_has_label, threads=args.threads)
     if args.json:

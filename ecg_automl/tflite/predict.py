@@ -182,10 +182,12 @@ def _record_leads(meta: dict[str, Any], model_path, names: list[str], channels: 
             idx = _find_lead(names, lead)
             if idx is None:
                 raise DataError(f"{record}: it has no lead {lead} (leads: {have})")
-            same = names[idx].upper() in {wanted.upper(), _LIMB_COUNTERPART.get(wanted.upper(), wanted.upper())}
-            return [idx], None if same else (
-                f"the model was trained on lead {wanted}; lead {names[idx]} was read as asked (--lead), so the "
-                f"predictions are only as good as that lead is like {wanted}")
+            if wanted == "first" or names[idx].upper() == wanted.upper():  # "first": the model names no lead
+                return [idx], None
+            return [idx], (f"the model was trained on lead {wanted}; lead {names[idx]} was read as asked (--lead)"
+                           + (", its closest counterpart (the same limb-lead axis, other electrode placement)"
+                              if names[idx].upper() == _LIMB_COUNTERPART.get(wanted.upper()) else "")
+                           + f", so the predictions may differ from those on {wanted}")
         idx = _find_lead(names, wanted)
         if idx is not None or wanted == "first":
             return [idx or 0], None
