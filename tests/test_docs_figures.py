@@ -92,6 +92,23 @@ def _edge_page_figures() -> list[tuple[str, str]]:
     ]
 
 
+def _latency_figures() -> list[tuple[str, str, str]]:
+    """(page, what, text): the one-file ensembles' latency on this host (docs/RESULTS.md section 7 and the Pi page)."""
+    result = _load("ensemble_latency_full")
+    rows = []
+    for e in result["ensembles"]:
+        rounds = " / ".join(f"{x:.3f}" for x in e["ms_median_per_round"])
+        pi = f"{e['pi4_estimate_ms']:.2f}" if e["members"] == 1 else f"{e['pi4_estimate_ms']:.1f}"
+        rows.append(("docs/RESULTS.md", f"latency, {e['members']} member(s)",
+                     f"| {e['size_kb']:.1f} KB | **{e['ms_median']:.3f}** ({rounds}) | {e['ms_p90']:.3f} | {pi} ms"))
+    c, one = result["control"], result["ensembles"][0]
+    rows += [("docs/RESULTS.md", "latency, control", f"an untrained member took {c['untrained']['ms_median']:.3f} ms "
+                                                      f"against the trained one's {c['trained_1_epoch']['ms_median']:.3f} ms"),
+             ("docs/PI_LATENCY.md", "member on the Xeon", f"{one['ms_median']:.4f} ms on the Xeon on 2026-12-06"),
+             ("docs/PI_LATENCY.md", "its Pi estimate", f"| Xeon, 2026-12-06 | Xeon (shipped) | {one['pi4_estimate_ms']:.2f} ms |")]
+    return rows
+
+
 def _text(page: str) -> str:
     return " ".join((ROOT / page).read_text().split())  # line breaks fall anywhere in a paragraph
 
@@ -105,3 +122,8 @@ def test_the_readme_quotes_the_result_files(what, text):
 def test_the_edge_page_quotes_the_result_files(what, text):
     assert text in _text("docs/EDGE.md"), (f"{what}: docs/EDGE.md no longer says {text!r}, which is what the result "
                                            f"file holds")
+
+
+@pytest.mark.parametrize("page, what, text", _latency_figures(), ids=[w for _, w, _ in _latency_figures()])
+def test_the_latency_check_is_quoted_from_its_result_file(page, what, text):
+    assert text in _text(page), f"{what}: {page} no longer says {text!r}, which is what the result file holds"
