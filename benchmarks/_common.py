@@ -282,13 +282,16 @@ def median_of(dicts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def start(script: str, mode: str, verbose: bool = False) -> tuple[dict[str, Any], float]:
+def start(script: str, mode: str, verbose: bool = False, out_dir: Path | None = None) -> tuple[dict[str, Any], float]:
     """A benchmark's start: quieter TensorFlow, timestamped logging on stderr, the result header and the
-    start time (for ``finish``)."""
+    start time (for ``finish``); with ``out_dir``, a word when the run will replace ``<script>_<mode>.json`` there
+    (:func:`warn_if_exists`)."""
     quiet_tensorflow()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices of the fold loops
+    if out_dir is not None:
+        warn_if_exists(Path(out_dir) / f"{script}_{mode}.json")
     return header(script, mode), time.perf_counter()
 
 
@@ -299,6 +302,16 @@ def start_together(folder: Path, me: str, n: int, poll: float = 0.01) -> None:
     (folder / f"ready-{me}").touch()
     while len(list(folder.glob("ready-*"))) < n:
         time.sleep(poll)
+
+
+def parse_mode(ap: argparse.ArgumentParser, argv, quick: dict[str, Any], full: dict[str, Any]) -> argparse.Namespace:
+    """Add the options every benchmark ends with (``--out-dir``, ``-v``), parse ``argv`` and fill the mode's presets
+    (:func:`apply_mode`)."""
+    ap.add_argument("--out-dir", type=out_dir, default=DEFAULT_OUT, help=OUT_HELP)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    apply_mode(args, quick, full)
+    return args
 
 
 def apply_mode(args, quick: dict[str, Any], full: dict[str, Any]) -> None:

@@ -246,8 +246,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    result, t_start = C.start("csv_rows", args.mode, args.verbose)
-    C.warn_if_exists(args.out_dir / f"csv_rows_{args.mode}.json")
+    result, t_start = C.start("csv_rows", args.mode, args.verbose, args.out_dir)
     from ecg_automl.tflite.convert import TFLiteError
     from ecg_automl.tflite.sidecar import model_sha256, read_sidecar
     from ecg_data.errors import DataError

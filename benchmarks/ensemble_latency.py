@@ -158,17 +158,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--train-beats", type=C.at_least(100), default=None,
                     help="DS1 beats each member trains on for one epoch (full 4000)")
     ap.add_argument("--seed", type=C.at_least(0), default=0, help="seed of the weights, subsample and training")
-    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args(argv)
-    C.apply_mode(args, QUICK, FULL)
-    return args
+    return C.parse_mode(ap, argv, QUICK, FULL)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    result, t_start = C.start("ensemble_latency", args.mode, args.verbose)
-    C.warn_if_exists(args.out_dir / f"ensemble_latency_{args.mode}.json")
+    result, t_start = C.start("ensemble_latency", args.mode, args.verbose, args.out_dir)
     from ecg_data import load_dataset, subsample_beats
     from spaces import model_inputs
 

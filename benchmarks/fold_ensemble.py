@@ -210,17 +210,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (full 8, quick 1)")
     ap.add_argument("--max-beats", type=C.at_least(1), default=None, help="DS1 beats drawn by patient and class (full: all)")
     ap.add_argument("--runs", type=C.at_least(1), default=None, help="timed int8 invokes per member (full 300)")
-    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args(argv)
-    C.apply_mode(args, QUICK, FULL)
-    return args
+    return C.parse_mode(ap, argv, QUICK, FULL)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    result, t_start = C.start("fold_ensemble", args.mode, args.verbose)
-    C.warn_if_exists(args.out_dir / f"fold_ensemble_{args.mode}.json")
+    result, t_start = C.start("fold_ensemble", args.mode, args.verbose, args.out_dir)
     from ecg_data import load_dataset
 
     path = args.config or C.DEFAULT_CONFIG

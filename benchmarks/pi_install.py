@@ -299,10 +299,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=C.at_least(1), default=None, help="fresh installs (full 3, quick 1)")
     ap.add_argument("--python", default=sys.executable,
                     help="the Python that makes the venv, 3.11 or later (default: the one running this script)")
-    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args(argv)
-    C.apply_mode(args, QUICK, FULL)
+    args = C.parse_mode(ap, argv, QUICK, FULL)
     try:
         args.python_version = ".".join(map(str, python_version(args.python)))
     except ValueError as exc:
@@ -316,8 +313,7 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    result, t_start = C.start("pi_install", args.mode, args.verbose)
-    C.warn_if_exists(args.out_dir / f"pi_install_{args.mode}.json")
+    result, t_start = C.start("pi_install", args.mode, args.verbose, args.out_dir)
     index = check_index(args.python)
     log.info("pip reaches the index (%s)", index)
     cold = not args.quick

@@ -367,8 +367,7 @@ def _ptbxl_dir() -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write its JSON and PNG."""
     args = parse_args(argv)
-    result, t_start = C.start("ptbxl_records", args.mode, args.verbose)
-    C.warn_if_exists(args.out_dir / f"ptbxl_records_{args.mode}.json")
+    result, t_start = C.start("ptbxl_records", args.mode, args.verbose, args.out_dir)
     ptbxl = _ptbxl_dir()
 
     from ecg_data import DataError, load_dataset

@@ -318,8 +318,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    result, t_start = C.start("quality", args.mode, args.verbose)
-    C.warn_if_exists(args.out_dir / f"quality_{args.mode}.json")
+    result, t_start = C.start("quality", args.mode, args.verbose, args.out_dir)
 
     from ecg_data import DS1, DS2, load_dataset
 

@@ -106,17 +106,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seeds", type=C.at_least(1), default=None, help="repeats (full 3, quick 1); medians reported")
     ap.add_argument("--rounds", type=C.at_least(1), default=None, help="boosting rounds (full 200, quick 50)")
     ap.add_argument("--folds", type=C.at_least(2), default=3, help="patient-grouped DS1 folds for the out-of-fold figure (default 3)")
-    ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args(argv)
-    C.apply_mode(args, QUICK, FULL)
-    return args
+    return C.parse_mode(ap, argv, QUICK, FULL)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    result, t_start = C.start("rr_features", args.mode, args.verbose)
-    C.warn_if_exists(args.out_dir / f"rr_features_{args.mode}.json")
+    result, t_start = C.start("rr_features", args.mode, args.verbose, args.out_dir)
     from ecg_data import N_RR_FEATURES, load_dataset
 
     data = load_dataset("mitdb", fs=180.0, window=256)
