@@ -95,8 +95,9 @@ def _final_running_note(marker: dict[str, Any], alive: bool | None) -> str:
     note = (f"study run left RUNNING: the search still appears to be running trial {marker.get('trial', '?')}'s "
             f"final model ({worker}, since {since}); run sync again when it ends")
     if alive is None:
-        where = worker.rpartition(":")[0] + (" (another container: pid namespace " + str(marker["pidns"]) + ")"
-                                            if _other_pid_namespace(marker) else "")
+        where = worker.rpartition(":")[0]
+        if _other_pid_namespace(marker):
+            where += f" (another container: pid namespace {marker['pidns']})"
         note += (f" (from here sync cannot tell whether that process on {where} is alive: if "
                  f"it was killed, run sync there, or run the search command again to make the final model)")
     return note
@@ -705,7 +706,6 @@ class Tracker:
         """A finished trial's per-fold validation metrics, one step per fold (as the objective logs them)."""
         for i, fold in enumerate(trial.user_attrs.get("fold_metrics", [])):
             self.log_metrics(run_id, {f"fold.{k}": v for k, v in fold.items()}, step=i)
-
 
     def _log_curves(self, run_id: str, trial, only: Sequence[str] | None = None) -> None:
         """A trial's per-epoch curves from the study (:data:`EPOCH_CURVES`), one step per epoch as the objective

@@ -153,6 +153,7 @@ def _model_channels(meta: dict[str, Any], model: TFLiteModel) -> int:
 # A Holter's modified limb leads (MLI, MLII, MLIII; MIT-BIH records MLII) and the standard limb leads of a
 # 12-lead record (I, II, III) look along the same axis: each is the other's closest stand-in.
 _LIMB_COUNTERPART = {"MLI": "I", "MLII": "II", "MLIII": "III", "I": "MLI", "II": "MLII", "III": "MLIII"}
+_COUNTERPART_NOTE = "its closest counterpart (the same limb-lead axis, other electrode placement)"
 
 
 def _find_lead(names: list[str], lead: str) -> int | None:
@@ -185,8 +186,8 @@ def _record_leads(meta: dict[str, Any], model_path, names: list[str], channels: 
             if wanted == "first" or names[idx].upper() == wanted.upper():  # "first": the model names no lead
                 return [idx], None
             return [idx], (f"the model was trained on lead {wanted}; lead {names[idx]} was read as asked (--lead)"
-                           + (", its closest counterpart (the same limb-lead axis, other electrode placement)"
-                              if names[idx].upper() == _LIMB_COUNTERPART.get(wanted.upper()) else "")
+                           + (f", {_COUNTERPART_NOTE}" if names[idx].upper() == _LIMB_COUNTERPART.get(wanted.upper())
+                              else "")
                            + f", so the predictions may differ from those on {wanted}")
         idx = _find_lead(names, wanted)
         if idx is not None or wanted == "first":
@@ -195,8 +196,8 @@ def _record_leads(meta: dict[str, Any], model_path, names: list[str], channels: 
         alt = _find_lead(names, counterpart) if counterpart else None
         if alt is not None:
             return [alt], (f"the model was trained on lead {wanted}, which {record} does not have (leads: {have}); "
-                           f"lead {names[alt]}, its closest counterpart (the same limb-lead axis, other electrode "
-                           f"placement), was used instead, so the predictions may differ from those on {wanted}")
+                           f"lead {names[alt]}, {_COUNTERPART_NOTE}, was used instead, so the predictions may "
+                           f"differ from those on {wanted}")
         return [0], (f"the model was trained on lead {wanted}, which {record} does not have (leads: {have}); "
                      f"lead {names[0]} was used instead, so the predictions may not be reliable")
     if not leads or len(leads) != channels:
