@@ -14,11 +14,11 @@ from ecg_data import grouped_splits, patient_kfold
 from spaces import SearchSpace
 
 from . import _interrupt
-from .metrics import binary_metrics, cv_objective
+from ._trial_results import fold_record, log_trial_results, record_epoch, summarise_folds
 from .settings import StudySettings
 from .study import (StudyMismatchError, _trial_writers, clear_dead_final_at_start, load_study_data, log_study_figures,
                     open_study, refuse_other_settings, require_test_part, run_final, search_data, space_for_data)
-from .tracking import Tracker, TrackingConfig
+from .tracking import EPOCH_CURVES, MODEL_IN_MLFLOW, Tracker, TrackingConfig
 from .training import fit, tf_threads
 
 log = logging.getLogger("search")
@@ -91,26 +91,37 @@ def _tuner_class():
             oof, fold_of = np.full(len(self.data), np.nan), np.full(len(self.data), -1)
             value = None
             status = "FAILED"
+            # what the driver's trials keep, logged the same way (search._trial_results): per-epoch curves, per-fold
+            # metrics, the summary, plots and the last fold's model
+            curves: dict[str, list[float | None]] = {}
+            fold_metrics: list[dict[str, float]] = []
             try:
                 for k, (tr, va) in enumerate(self.folds):
                     val = self.data.subset(va)
-                    res = fit(config, self.data.subset(tr), val, seed=self.seed * 100003 + number * 101 + k)
+
+                    def on_epoch(epoch: int, logs: dict[str, float], k=k) -> None:
+                        record_epoch(curves, k, epoch, logs, self.tracker, run_id)
+
+                    res = fit(config, self.data.subset(tr), val, seed=self.seed * 100003 + number * 101 + k,
+                              on_epoch_end=on_epoch)
                     oof[va] = res.val_prob
                     fold_of[va] = k
-                    if self.tracker is not None:
-                        self.tracker.log_metrics(run_id, {f"fold.{m}": v for m, v in
-                                                          binary_metrics(val.y, res.val_prob).items()}, step=k)
+                    fold_metrics.append(fold_record(val.y, res, k, self.tracker, run_id))
                 # the same objective as the Optuna driver: every fold at the threshold chosen from all of them
-                value, _, threshold = cv_objective(self.metric, self.data.y, oof, fold_of)
+                value, threshold, summary = summarise_folds(self.metric, self.data.y, oof, fold_of, fold_metrics)
+                log_trial_results(self.tracker, run_id, number, self.data.y, oof, threshold, fold_metrics, summary,
+                                  res.model)
                 status = "FINISHED"
             finally:
                 if self.tracker is not None and run_id is not None:
                     if value is not None:
-                        self.tracker.log_metrics(run_id, {"objective.quality": value})
+                        self.tracker.log_metrics(run_id, {"objective.quality": value, "threshold": threshold})
                     self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id})
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
+            attrs = {"fold_metrics": fold_metrics, "mean_metrics": summary, EPOCH_CURVES: curves,
+                     MODEL_IN_MLFLOW: self.tracker is not None and run_id is not None}
             try:
-                self.on_trial(number, value, config, threshold, trial.trial_id, run_id)
+                self.on_trial(number, value, config, threshold, trial.trial_id, run_id, attrs)
             except StudyMismatchError as e:  # KerasTuner would log any other error as a failed trial and go on
                 raise kt.errors.FatalError(str(e)) from e
             return {"val_objective": value}
@@ -182,12 +193,12 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     # a resumed search's earlier trials count for the best shown on each trial's line (not for the history)
     earlier = [tr.value for tr in study.get_trials(deepcopy=False) if tr.state.name == "COMPLETE"] if study else []
 
-    def on_trial(number, value, config, threshold, trial_id, run_id=None):
+    def on_trial(number, value, config, threshold, trial_id, run_id=None, attrs=None):
         best = max([h["value"] for h in history] + [value])
         history.append({"trial": number, "seconds": time.perf_counter() - start, "value": value, "best": best,
                         "config": config, "threshold": threshold})
         if study is not None:
-            record_trial(study, space, config, value, threshold, trial_id, tuner, run_id=run_id)
+            record_trial(study, space, config, value, threshold, trial_id, tuner, run_id=run_id, attrs=attrs)
         if on_trial_end is not None:
             on_trial_end(history[-1])
         bar.update(1)
@@ -236,11 +247,13 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
 
 
 def record_trial(study, space: SearchSpace, config: dict[str, Any], value: float | None, threshold: float,
-                 trial_id: str, tuner: str, run_id: str | None = None) -> None:
+                 trial_id: str, tuner: str, run_id: str | None = None, attrs: dict[str, Any] | None = None) -> None:
     """Add one finished KerasTuner trial to the Optuna ``study`` (once: a resumed search skips trials recorded
     before). Hyperband's epochs are its round's budget, not a draw from the space: kept in ``config`` only.
     ``run_id``, the trial's MLflow run, is kept as ``mlflow_run_id`` (as the driver's trials keep theirs), so
-    ``ecg-automl export`` logs the .tflite and its sidecar there."""
+    ``ecg-automl export`` logs the .tflite and its sidecar there (and fetches the trial's model from it where
+    :data:`MODEL_IN_MLFLOW` says it was logged). ``attrs``: more user attributes (the per-fold metrics and
+    per-epoch curves, which ``ecg-automl sync`` logs to a run that missed them)."""
     import math
 
     import optuna
@@ -257,7 +270,7 @@ def record_trial(study, space: SearchSpace, config: dict[str, Any], value: float
     if tuner == "hyperband":
         dists.pop("epochs", None)
     ok = value is not None and math.isfinite(value)
-    attrs = {"config": config, "threshold": float(threshold), "keras_tuner.trial_id": trial_id,
+    attrs = {**(attrs or {}), "config": config, "threshold": float(threshold), "keras_tuner.trial_id": trial_id,
              "engine": f"keras-tuner:{tuner}", "tf_threads": tf_threads()}
     if run_id is not None:
         attrs["mlflow_run_id"] = run_id

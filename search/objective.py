@@ -14,8 +14,9 @@ import optuna
 from ecg_data import BeatDataset, grouped_splits
 from spaces import SearchSpace
 
-from . import _interrupt, plots
-from .metrics import binary_metrics, cv_objective, epoch_signal, fold_signal
+from . import _interrupt
+from ._trial_results import fold_record, log_trial_results, record_epoch, summarise_folds
+from .metrics import epoch_signal, fold_signal
 from .tracking import EPOCH_CURVES, Tracker, trial_tags
 from .training import fit, tf_threads
 
@@ -134,12 +135,9 @@ class CVObjective:
             train, val = self.data.subset(tr), self.data.subset(va)
 
             def on_epoch(epoch: int, logs: dict[str, float], k=k) -> None:
-                for name, v in logs.items():
-                    curves.setdefault(f"fold{k}.{name}", []).append(_curve_value(v))
                 # kept in the study too, so `ecg-automl sync` can draw them in MLflow after a tracking outage
+                record_epoch(curves, k, epoch, logs, self.tracker, run_id)
                 trial.set_user_attr(EPOCH_CURVES, curves)
-                if self.tracker is not None:
-                    self.tracker.log_metrics(run_id, {f"fold{k}.{name}": v for name, v in logs.items()}, step=epoch)
                 if single and k < n_folds - 1:  # the last fold finishes: by then the work is nearly done
                     self._report_epoch(trial, scores, k, epoch, epochs, n_folds, logs)
 
@@ -149,37 +147,17 @@ class CVObjective:
             scores.append(fold_signal(self.metric, val.y, result.val_prob))
             oof[va] = result.val_prob
             fold_of[va] = k
-            m = binary_metrics(val.y, result.val_prob)
-            m.update({"train_seconds": result.seconds, "beats_per_s": result.beats_per_s})
-            fold_metrics.append(m)
+            fold_metrics.append(fold_record(val.y, result, k, self.tracker, run_id))
             trial.set_user_attr("fold_metrics", fold_metrics)
-            if self.tracker is not None:
-                self.tracker.log_metrics(run_id, {f"fold.{name}": v for name, v in m.items()}, step=k)
 
-        seen = ~np.isnan(oof)
-        mean, per_fold, threshold = cv_objective(self.metric, self.data.y[seen], oof[seen], fold_of[seen])
+        mean, threshold, summary = summarise_folds(self.metric, self.data.y, oof, fold_of, fold_metrics)
         if not np.isfinite(mean):
             raise ValueError(f"validation {self.metric} is undefined: every validation fold holds one class only")
-        for k, (m, value) in enumerate(zip(fold_metrics, per_fold)):  # each fold at the one chosen threshold
-            m["objective"] = value
-            if self.tracker is not None:
-                self.tracker.log_metrics(run_id, {"fold.objective": value}, step=k)
         trial.set_user_attr("fold_metrics", fold_metrics)
         trial.set_user_attr("threshold", threshold)
-        summary = {f"mean.{name}": float(np.mean([f[name] for f in fold_metrics])) for name in fold_metrics[0]}
-        oof_m = binary_metrics(self.data.y[seen], oof[seen], threshold)
-        summary.update({f"oof_tuned.{name}": v for name, v in oof_m.items()})
         trial.set_user_attr("mean_metrics", summary)
-        if self.tracker is not None and run_id is not None:
-            self.tracker.log_metrics(run_id, summary)
-            fig = plots.confusion_figure(_cm(self.data.y[seen], oof[seen], threshold),
-                                         f"trial {trial.number}: validation folds")
-            self.tracker.log_figure(run_id, fig, "confusion_matrix.png")
-            plots.close(fig)
-            fig = plots.roc_figure(self.data.y[seen], oof[seen], f"trial {trial.number}: validation folds")
-            self.tracker.log_figure(run_id, fig, "roc.png")
-            plots.close(fig)
-            self.tracker.log_model(run_id, result.model)
+        log_trial_results(self.tracker, run_id, trial.number, self.data.y, oof, threshold, fold_metrics, summary,
+                          result.model)
         values = {"quality": mean, **extra}
         if len(self.objectives) == 1:
             return mean
@@ -204,18 +182,6 @@ class CVObjective:
             where = f"fold {k + 1}/{n_folds}, epoch {epoch + 1}/{epochs}"
             trial.set_user_attr("prune_reason", f"running mean validation {signal} {running:.4f} after {where}")
             raise optuna.TrialPruned(f"validation {signal} {running:.4f} after {where}")
-
-
-def _curve_value(v: Any) -> float | None:
-    """An epoch's metric as the study stores it: a float, or None for NaN or infinity (not JSON)."""
-    v = float(v)
-    return float(f"{v:.7g}") if np.isfinite(v) else None  # 7 digits: a float32 metric's own precision, half the text
-
-
-def _cm(y, prob, threshold):
-    from sklearn.metrics import confusion_matrix
-
-    return confusion_matrix(y, (prob >= threshold).astype(int), labels=[0, 1])
 
 
 def _reason(exc: BaseException) -> str:

@@ -73,6 +73,9 @@ FINAL_KILLED = "final_killed"
 #: (Keras' logs: loss, auc, precision, recall and their ``val_`` twins; None where a value was NaN): what the
 #: objective logs to MLflow live, kept in the study so that ``sync`` can log the curves a tracking outage lost.
 EPOCH_CURVES = "epoch_curves"
+#: User attribute of a KerasTuner trial: its run holds its last fold's model (``model/model.keras``), as a driver
+#: trial's does; KerasTuner trials recorded before it have none (``ecg-automl export`` retrains those).
+MODEL_IN_MLFLOW = "model_in_mlflow"
 
 
 def clear_dead_final(study) -> dict[str, Any] | None:

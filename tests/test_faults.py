@@ -636,17 +636,12 @@ def test_a_search_with_no_final_or_a_worker_clears_a_dead_final_marker(tmp_path)
 def test_a_keras_tuner_search_clears_a_dead_final_marker_too(tmp_path, monkeypatch):
     """The KerasTuner engine clears a dead marker as it starts, as the driver does (the note names the search that
     was stopped), and leaves another host's alone. Training is replaced by fixed objective values."""
-    import types
-
-    import numpy as np
-    from test_search import tiny_settings
+    from test_search import fake_keras_tuner_training, tiny_settings
 
     import search.keras_tuner_engine as kte
     from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
 
-    monkeypatch.setattr(kte, "fit", lambda config, train, val, seed: types.SimpleNamespace(
-        val_prob=np.full(len(val), 0.5)))
-    monkeypatch.setattr(kte, "cv_objective", lambda metric, y, oof, fold_of: (0.5, [], 0.5))
+    fake_keras_tuner_training(monkeypatch, [0.5] * 10)
     storage, lines = f"sqlite:///{tmp_path / 'optuna.db'}", []
 
     def search(n_trials: int) -> optuna.Study:

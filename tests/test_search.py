@@ -43,6 +43,19 @@ def tiny_settings(tmp_path: Path, **kw) -> StudySettings:
                          records=SMALL_RECORDS, **kw)
 
 
+def fake_keras_tuner_training(monkeypatch, values: list[float]) -> None:
+    """The KerasTuner engine's training replaced by an untrained prediction and its trials' values by ``values``
+    (in turn): for tests of what the engine writes and records, not of what it learns."""
+    import types
+
+    import search.keras_tuner_engine as kte
+
+    values = iter(values)
+    monkeypatch.setattr(kte, "fit", lambda config, train, val, seed, **kw: types.SimpleNamespace(
+        val_prob=np.full(len(val), 0.5), seconds=0.1, beats_per_s=10.0, model=None))
+    monkeypatch.setattr(kte, "summarise_folds", lambda metric, y, oof, fold_of, fold_metrics: (next(values), 0.5, {}))
+
+
 def tracking(tmp_path: Path) -> TrackingConfig:
     return TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "test")
 
@@ -684,7 +697,30 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
     assert a["learning_rate"] != b["learning_rate"]
     tracker = Tracker(tracking(tmp_path))
     runs = tracker.client.search_runs([tracker.experiment_id], "tags.engine = 'keras-tuner'")
-    assert len([r for r in runs if r.data.tags.get("ecg_automl.kind") == "trial"]) == 2
+    trial_runs = [r for r in runs if r.data.tags.get("ecg_automl.kind") == "trial"]
+    assert len(trial_runs) == 2
+    # each KerasTuner trial's run holds what a driver trial's does (it had no curves, summary, plots or model)
+    driver = run_search("kt-driver", tiny_settings(tmp_path), n_trials=1, storage=storage,
+                        tracking=tracking(tmp_path), progress=False, final=False, out_dir=tmp_path).study.trials[0]
+    driver_run = tracker.client.get_run(driver.user_attrs["mlflow_run_id"])
+    for run, t in ((r, next(t for t in done if t.user_attrs["mlflow_run_id"] == r.info.run_id)) for r in trial_runs):
+        logged = {k for k in run.data.metrics if not k.startswith("tflite.")}  # the export above logs those
+        assert logged == set(driver_run.data.metrics)
+        assert {a.path for a in tracker.client.list_artifacts(run.info.run_id)} >= {
+            "confusion_matrix.png", "roc.png", "model"}
+        # one curve point per epoch and fold, the values the study keeps for `sync`
+        curve = [m.value for m in tracker.client.get_metric_history(run.info.run_id, "fold1.val_auc")]
+        assert len(curve) == t.user_attrs["config"]["epochs"]
+        assert curve == pytest.approx(t.user_attrs["epoch_curves"]["fold1.val_auc"], rel=1e-6)
+        assert run.data.metrics["threshold"] == t.user_attrs["threshold"]
+        assert run.data.metrics["mean.f1"] == t.user_attrs["mean_metrics"]["mean.f1"]
+        assert [f["objective"] for f in t.user_attrs["fold_metrics"]] == [
+            m.value for m in tracker.client.get_metric_history(run.info.run_id, "fold.objective")]
+    # so a trial that is not the final model exports its own logged model, as a driver trial does (retrained before)
+    other = next(t for t in done if t.number != best.number)
+    meta = export_trial("kt", storage, other.number, "fp32", tmp_path / "kt-other.tflite", verify_beats=300,
+                        runs=20, tracking=tracking(tmp_path))
+    assert meta["model_origin"] == f"trial model from MLflow run {other.user_attrs['mlflow_run_id']}"
 
 
 def test_an_empty_keras_tuner_study_is_not_joined_or_mixed_with_optuna_trials(tmp_path, monkeypatch):
@@ -949,14 +985,9 @@ def test_a_resumed_keras_tuner_search_shows_the_study_s_best_on_each_trial_line(
     """Resumed with more trials, its first new trial read 'keras-tuner trial 2: 0.2271 (best 0.2271)' while the
     study's best (and the summary line below it) was trial 1's 0.2379: the best counted this run's trials only.
     Training is replaced by fixed objective values: the lines are what is checked."""
-    import types
-
     import search.keras_tuner_engine as kte
 
-    values = iter([0.9, 0.3])
-    monkeypatch.setattr(kte, "fit", lambda config, train, val, seed: types.SimpleNamespace(
-        val_prob=np.full(len(val), 0.5)))
-    monkeypatch.setattr(kte, "cv_objective", lambda metric, y, oof, fold_of: (next(values), [], 0.5))
+    fake_keras_tuner_training(monkeypatch, [0.9, 0.3])
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     said: list[str] = []
     for n in (1, 2):
@@ -972,7 +1003,6 @@ def test_progress_false_prints_no_trial_lines(tmp_path, monkeypatch, capfd, capl
     ignores a disabled bar): a notebook or batch job that asked for quiet got them anyway. They go to the search
     logger now (INFO), where a user can turn them on; the CLI's --quiet still prints them (trial_print_fn)."""
     import logging
-    import types
 
     import search.keras_tuner_engine as kte
 
@@ -983,9 +1013,7 @@ def test_progress_false_prints_no_trial_lines(tmp_path, monkeypatch, capfd, capl
                    final=False, pruner="none", print_fn=lambda s: None)
         line = "trial 0 complete: "
     else:  # training replaced by a fixed value: the lines are what is checked
-        monkeypatch.setattr(kte, "fit", lambda config, train, val, seed: types.SimpleNamespace(
-            val_prob=np.full(len(val), 0.5)))
-        monkeypatch.setattr(kte, "cv_objective", lambda metric, y, oof, fold_of: (0.9, [], 0.5))
+        fake_keras_tuner_training(monkeypatch, [0.9])
         kte.run_keras_tuner("quiet", tiny_settings(tmp_path), tuner="random", n_trials=1, out_dir=tmp_path,
                             progress=False, storage=storage, print_fn=lambda s: None)
         line = "keras-tuner trial 0: 0.9000 (best 0.9000)"

@@ -105,7 +105,8 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False):
     for the best trial (at the final test's threshold: a fold ensemble's is chosen on its own out-of-fold
     predictions), else the trial's logged model (MLflow), else a retrain of its config on all search patients
     (said so), both at the trial's threshold. ``best`` (``--trial best``, which means the final model): a study
-    without one is warned about, with what is exported instead. A KerasTuner trial stores no model: retrained."""
+    without one is warned about, with what is exported instead. A KerasTuner trial recorded before its runs
+    held a model (no :data:`~search.tracking.MODEL_IN_MLFLOW`) is retrained."""
     import keras
 
     threshold = float(trial.user_attrs.get("threshold", 0.5))
@@ -116,7 +117,10 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False):
         origin = f"final model ({describe_final_model(final)})"
         threshold = float(final.get("abnormal", {}).get("threshold", threshold))
         return keras.models.load_model(final["model_path"], safe_mode=True), origin, threshold
-    keras_tuner = "keras_tuner.trial_id" in trial.user_attrs  # its MLflow run holds no model (README)
+    from search.tracking import MODEL_IN_MLFLOW
+
+    # a KerasTuner trial's run holds a model only since MODEL_IN_MLFLOW (older ones: not asked for it)
+    keras_tuner = "keras_tuner.trial_id" in trial.user_attrs and not trial.user_attrs.get(MODEL_IN_MLFLOW)
     run_id = trial.user_attrs.get("mlflow_run_id")
     from_mlflow = tracker is not None and run_id and not keras_tuner
     if best:
@@ -134,7 +138,7 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False):
             log.warning("could not fetch trial %d's model from MLflow (%s); retraining it", trial.number, exc)
     from search.training import fit, tf_threads
 
-    why = "a KerasTuner trial stores no model" if keras_tuner else "its model is not stored"
+    why = "a KerasTuner trial of an older version stores no model" if keras_tuner else "its model is not stored"
     print(f"retraining trial {trial.number} on all search patients ({why}) ...", file=sys.stderr)
     # seed and thread count in the origin: the retrained weights depend on both (docs/REPRODUCIBILITY.md)
     origin = f"retrained (seed {settings.seed}, {tf_threads()} TensorFlow threads)"

@@ -1,0 +1,82 @@
+"""What a trial logs, shared by the Optuna objective (:mod:`search.objective`) and the KerasTuner engine
+(:mod:`search.keras_tuner_engine`), so that both engines' trials carry the same per-epoch curves, per-fold metrics,
+summary, plots and model in MLflow, and the same attributes in the study."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import plots
+from .metrics import binary_metrics, cv_objective
+from .tracking import Tracker
+
+
+def record_epoch(curves: dict[str, list[float | None]], k: int, epoch: int, logs: dict[str, float],
+                 tracker: Tracker | None, run_id: str | None) -> None:
+    """One epoch of fold ``k``: appended to ``curves`` (``fold{k}.{name}``, the study's
+    :data:`~search.tracking.EPOCH_CURVES`) and logged to the trial's run at step ``epoch``."""
+    for name, v in logs.items():
+        curves.setdefault(f"fold{k}.{name}", []).append(_curve_value(v))
+    if tracker is not None:
+        tracker.log_metrics(run_id, {f"fold{k}.{name}": v for name, v in logs.items()}, step=epoch)
+
+
+def fold_record(val_y: np.ndarray, result: Any, k: int, tracker: Tracker | None, run_id: str | None
+                ) -> dict[str, float]:
+    """Fold ``k``'s validation metrics at 0.5 with its training time and throughput (``result``: a
+    :class:`~search.training.FitResult` with ``val_prob``), logged as ``fold.*`` at step ``k``."""
+    m = binary_metrics(val_y, result.val_prob)
+    m.update({"train_seconds": result.seconds, "beats_per_s": result.beats_per_s})
+    if tracker is not None:
+        tracker.log_metrics(run_id, {f"fold.{name}": v for name, v in m.items()}, step=k)
+    return m
+
+
+def summarise_folds(metric: str, y: np.ndarray, oof: np.ndarray, fold_of: np.ndarray,
+                    fold_metrics: list[dict[str, float]]) -> tuple[float, float, dict[str, float]]:
+    """The trial's value and decision threshold from its out-of-fold predictions (:func:`cv_objective`; NaN
+    where no fold defines the metric), each fold's value at that threshold put in ``fold_metrics`` as
+    ``objective``, and the summary: ``mean.*`` over the folds and ``oof_tuned.*`` at the threshold."""
+    seen = ~np.isnan(oof)
+    mean, per_fold, threshold = cv_objective(metric, y[seen], oof[seen], fold_of[seen])
+    for m, value in zip(fold_metrics, per_fold):  # each fold at the one chosen threshold
+        m["objective"] = value
+    summary = {f"mean.{name}": float(np.mean([f[name] for f in fold_metrics])) for name in fold_metrics[0]}
+    oof_m = binary_metrics(y[seen], oof[seen], threshold)
+    summary.update({f"oof_tuned.{name}": v for name, v in oof_m.items()})
+    return mean, threshold, summary
+
+
+def log_trial_results(tracker: Tracker | None, run_id: str | None, number: int, y: np.ndarray, oof: np.ndarray,
+                      threshold: float, fold_metrics: list[dict[str, float]], summary: dict[str, float],
+                      model: Any) -> None:
+    """On the trial's run: each fold's objective (step = fold), the summary, the confusion matrix and ROC curve of
+    the out-of-fold predictions, and the last fold's model (what ``ecg-automl export`` fetches for a trial
+    that is not the study's final model)."""
+    if tracker is None or run_id is None:
+        return
+    for k, m in enumerate(fold_metrics):
+        tracker.log_metrics(run_id, {"fold.objective": m["objective"]}, step=k)
+    tracker.log_metrics(run_id, summary)
+    seen = ~np.isnan(oof)
+    fig = plots.confusion_figure(_cm(y[seen], oof[seen], threshold), f"trial {number}: validation folds")
+    tracker.log_figure(run_id, fig, "confusion_matrix.png")
+    plots.close(fig)
+    fig = plots.roc_figure(y[seen], oof[seen], f"trial {number}: validation folds")
+    tracker.log_figure(run_id, fig, "roc.png")
+    plots.close(fig)
+    tracker.log_model(run_id, model)
+
+
+def _curve_value(v: Any) -> float | None:
+    """An epoch's metric as the study stores it: a float, or None for NaN or infinity (not JSON)."""
+    v = float(v)
+    return float(f"{v:.7g}") if np.isfinite(v) else None  # 7 digits: a float32 metric's own precision, half the text
+
+
+def _cm(y, prob, threshold):
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(y, (prob >= threshold).astype(int), labels=[0, 1])
