@@ -4,6 +4,7 @@ summary, plots and model in MLflow, and the same attributes in the study."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,25 @@ import numpy as np
 from . import plots
 from .metrics import binary_metrics, cv_objective
 from .tracking import Tracker
+
+
+#: The most JSON characters of per-epoch curves a trial keeps in the study. Optuna stores a user attribute in a
+#: TEXT column, which MySQL caps at 65,535 bytes, and a longer write fails the trial. Keras' eight metrics take
+#: about 89 characters per fold and epoch: MySQL's cap is near 740 fold-epochs (147 epochs with 5 folds), this one
+#: near 670 (134 with 5 folds). Curves past it stay in MLflow only.
+CURVES_MAX_CHARS = 60_000
+
+
+def curves_fit_in_study(curves: dict[str, list[float | None]]) -> bool:
+    """Whether ``curves`` is small enough to keep in the study (:data:`CURVES_MAX_CHARS`)."""
+    return len(json.dumps(curves)) <= CURVES_MAX_CHARS
+
+
+def curves_cut_note(number: int, where: str) -> str:
+    """Why trial ``number``'s curves from ``where`` on are not in the study, and what that costs."""
+    return (f"trial {number}: its per-epoch curves from {where} on are not kept in the study (over "
+            f"{CURVES_MAX_CHARS:,} characters, more than a MySQL TEXT column may hold); MLflow has them as they are "
+            f"logged, but `ecg-automl sync` cannot restore them after a tracking outage")
 
 
 def record_epoch(curves: dict[str, list[float | None]], k: int, epoch: int, logs: dict[str, float],

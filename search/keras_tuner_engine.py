@@ -14,7 +14,8 @@ from ecg_data import grouped_splits, patient_kfold
 from spaces import SearchSpace
 
 from . import _interrupt
-from ._trial_results import fold_record, log_trial_results, record_epoch, summarise_folds
+from ._trial_results import (curves_cut_note, curves_fit_in_study, fold_record, log_trial_results, record_epoch,
+                             summarise_folds)
 from .settings import StudySettings
 from .study import (StudyMismatchError, _trial_writers, clear_dead_final_at_start, load_study_data, log_study_figures,
                     open_study, refuse_other_settings, require_test_part, run_final, search_data, space_for_data)
@@ -118,8 +119,12 @@ def _tuner_class():
                         self.tracker.log_metrics(run_id, {"objective.quality": value, "threshold": threshold})
                     self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id})
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
-            attrs = {"fold_metrics": fold_metrics, "mean_metrics": summary, EPOCH_CURVES: curves,
+            attrs = {"fold_metrics": fold_metrics, "mean_metrics": summary,
                      MODEL_IN_MLFLOW: self.tracker is not None and run_id is not None}
+            if curves_fit_in_study(curves):
+                attrs[EPOCH_CURVES] = curves
+            else:
+                log.warning(curves_cut_note(number, "the first epoch"))
             try:
                 self.on_trial(number, value, config, threshold, trial.trial_id, run_id, attrs)
             except StudyMismatchError as e:  # KerasTuner would log any other error as a failed trial and go on

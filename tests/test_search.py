@@ -285,6 +285,80 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(tmp_path, small_mitdb)
     assert {len(v) for v in curves.values()} == {2} and all(isinstance(x, float) for v in curves.values() for x in v)
 
 
+def test_curves_too_long_for_a_mysql_text_column_stay_in_mlflow_only(tmp_path, small_mitdb, monkeypatch, caplog):
+    """A trial's curves are one study attribute, which MySQL stores in a 65,535-byte TEXT column: a long training
+    (about 147 epochs with 5 folds) made the write, and the trial, fail. Past CURVES_MAX_CHARS the study keeps
+    what fitted, says so once, and the trial goes on; MLflow still gets every epoch. The cap is lowered here to
+    about one fold's worth (one fold-epoch is about 290 characters here, all four about 700)."""
+    import logging
+
+    import search._trial_results as tr
+    from ecg_data import patient_kfold
+    from search import CVObjective
+
+    caplog.set_level(logging.WARNING, logger="search")
+    monkeypatch.setattr(tr, "CURVES_MAX_CHARS", 400)
+    logged: list[tuple[dict, int | None]] = []
+
+    class Tracker:  # records what MLflow would get
+        def start_trial(self, *args, **kwargs):
+            return "run"
+
+        def log_metrics(self, run_id, metrics, step=None):
+            logged.append((metrics, step))
+
+        def __getattr__(self, name):  # figures, model, tags: not checked here
+            return lambda *args, **kwargs: None
+
+    space = SearchSpace.load(tiny_space_file(tmp_path)).with_overrides(epochs=2)
+    data = small_mitdb.search_part()
+    data = data.subset(np.flatnonzero(np.isin(data.groups, ["106", "119", "208"])))
+    objective = CVObjective(data.subset(np.arange(0, len(data), 4)), space, patient_kfold(2, seed=0),
+                            tracker=Tracker(), parent_run_id="parent")
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    study.optimize(objective, n_trials=1)
+    t = study.trials[0]
+    assert t.state.name == "COMPLETE"
+    full: dict[str, list[float]] = {}  # every epoch, as MLflow got them
+    for metrics, step in logged:
+        for k, v in metrics.items():
+            if k.startswith("fold") and k[4].isdigit():
+                assert step == len(full.setdefault(k, []))
+                full[k].append(v)
+    assert {len(v) for v in full.values()} == {2} and len(full) == 16  # 2 folds x 8 metrics x 2 epochs
+    kept = t.user_attrs["epoch_curves"]
+    assert 0 < sum(map(len, kept.values())) < 32 and tr.curves_fit_in_study(kept)
+    for k, values in kept.items():  # what the study kept is the start of each curve
+        assert values == pytest.approx(full[k][:len(values)], rel=1e-6)
+    fold = max(int(k[4]) for k in kept)
+    epochs = len(kept[f"fold{fold}.loss"])
+    where = f"fold {fold + 1}, epoch {epochs + 1}" if epochs < 2 else f"fold {fold + 2}, epoch 1"
+    notes = [r.getMessage() for r in caplog.records if "not kept in the study" in r.getMessage()]
+    assert notes == [f"trial 0: its per-epoch curves from {where} on are not kept in the study (over 400 "
+                     "characters, more than a MySQL TEXT column may hold); MLflow has them as they are logged, but "
+                     "`ecg-automl sync` cannot restore them after a tracking outage"]
+
+
+def test_a_keras_tuner_trial_s_curves_too_long_for_the_study_are_left_out(tmp_path, monkeypatch, caplog):
+    """The same cap for a KerasTuner trial, recorded in the study once it is done: its curves are left out whole,
+    said once, and the trial is recorded (the write failed it on MySQL)."""
+    import logging
+
+    import search._trial_results as tr
+    from search.keras_tuner_engine import run_keras_tuner
+
+    caplog.set_level(logging.WARNING, logger="search")
+    monkeypatch.setattr(tr, "CURVES_MAX_CHARS", 200)
+    out = run_keras_tuner("kt-cap", tiny_settings(tmp_path), tuner="random", n_trials=1, tracking=None,
+                          out_dir=tmp_path, progress=False, storage=f"sqlite:///{tmp_path / 'optuna.db'}", final=False)
+    t = out["study"].trials[0]
+    assert t.state.name == "COMPLETE" and "epoch_curves" not in t.user_attrs and len(t.user_attrs["fold_metrics"]) == 2
+    assert [r.getMessage() for r in caplog.records if "not kept in the study" in r.getMessage()] == [
+        "trial 0: its per-epoch curves from the first epoch on are not kept in the study (over 200 characters, more "
+        "than a MySQL TEXT column may hold); MLflow has them as they are logged, but `ecg-automl sync` cannot "
+        "restore them after a tracking outage"]
+
+
 def test_a_retried_trial_does_not_keep_its_predecessor_s_folds_or_curves(tmp_path, small_mitdb, monkeypatch):
     """Optuna's RetryFailedTrialCallback copies a dead trial's user attrs into its retry: a retry that failed before
     its first epoch kept the predecessor's fold metrics and curves, and sync logged them on the retry's run."""
