@@ -34,13 +34,17 @@ def curves_cut_note(number: int, where: str) -> str:
 
 
 def record_epoch(curves: dict[str, list[float | None]], k: int, epoch: int, logs: dict[str, float],
-                 tracker: Tracker | None, run_id: str | None) -> None:
+                 tracker: Tracker | None, run_id: str | None) -> bool:
     """One epoch of fold ``k``: appended to ``curves`` (``fold{k}.{name}``, the study's
-    :data:`~search.tracking.EPOCH_CURVES`) and logged to the trial's run at step ``epoch``."""
+    :data:`~search.tracking.EPOCH_CURVES`) and logged to the trial's run at step ``epoch``. True when that log
+    did not reach MLflow (the trial then sets :data:`~search.tracking.CURVES_LOST` for ``sync``)."""
     for name, v in logs.items():
         curves.setdefault(f"fold{k}.{name}", []).append(_curve_value(v))
-    if tracker is not None:
-        tracker.log_metrics(run_id, {f"fold{k}.{name}": v for name, v in logs.items()}, step=epoch)
+    if tracker is None or run_id is None:
+        return False
+    lost = tracker.lost
+    tracker.log_metrics(run_id, {f"fold{k}.{name}": v for name, v in logs.items()}, step=epoch)
+    return tracker.lost > lost
 
 
 def fold_record(val_y: np.ndarray, result: Any, k: int, tracker: Tracker | None, run_id: str | None

@@ -19,7 +19,7 @@ from ._trial_results import (curves_cut_note, curves_fit_in_study, fold_record, 
 from .settings import StudySettings
 from .study import (StudyMismatchError, _trial_writers, clear_dead_final_at_start, load_study_data, log_study_figures,
                     open_study, refuse_other_settings, require_test_part, run_final, search_data, space_for_data)
-from .tracking import EPOCH_CURVES, MODEL_IN_MLFLOW, Tracker, TrackingConfig
+from .tracking import CURVES_LOST, EPOCH_CURVES, MODEL_IN_MLFLOW, Tracker, TrackingConfig
 from .training import fit, tf_threads
 
 log = logging.getLogger("search")
@@ -95,13 +95,15 @@ def _tuner_class():
             # what the driver's trials keep, logged the same way (search._trial_results): per-epoch curves, per-fold
             # metrics, the summary, plots and the last fold's model
             curves: dict[str, list[float | None]] = {}
+            curves_lost: list[bool] = []  # some curve points did not reach MLflow (CURVES_LOST)
             fold_metrics: list[dict[str, float]] = []
             try:
                 for k, (tr, va) in enumerate(self.folds):
                     val = self.data.subset(va)
 
                     def on_epoch(epoch: int, logs: dict[str, float], k=k) -> None:
-                        record_epoch(curves, k, epoch, logs, self.tracker, run_id)
+                        if record_epoch(curves, k, epoch, logs, self.tracker, run_id):
+                            curves_lost.append(True)
 
                     res = fit(config, self.data.subset(tr), val, seed=self.seed * 100003 + number * 101 + k,
                               on_epoch_end=on_epoch)
@@ -120,7 +122,7 @@ def _tuner_class():
                     self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id})
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
             attrs = {"fold_metrics": fold_metrics, "mean_metrics": summary,
-                     MODEL_IN_MLFLOW: self.tracker is not None and run_id is not None}
+                     MODEL_IN_MLFLOW: self.tracker is not None and run_id is not None, CURVES_LOST: bool(curves_lost)}
             if curves_fit_in_study(curves):
                 attrs[EPOCH_CURVES] = curves
             else:

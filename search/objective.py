@@ -18,7 +18,7 @@ from . import _interrupt
 from ._trial_results import (curves_cut_note, curves_fit_in_study, fold_record, log_trial_results, record_epoch,
                              summarise_folds)
 from .metrics import epoch_signal, fold_signal
-from .tracking import EPOCH_CURVES, Tracker, trial_tags
+from .tracking import CURVES_LOST, EPOCH_CURVES, Tracker, trial_tags
 from .training import fit, tf_threads
 
 log = logging.getLogger("search")
@@ -119,9 +119,10 @@ class CVObjective:
         if extra and self.tracker is not None:
             self.tracker.log_metrics(run_id, extra)
 
-        for stale, empty in (("fold_metrics", []), (EPOCH_CURVES, {})):  # a retried trial (Optuna's
-            if stale in trial.user_attrs:                              # RetryFailedTrialCallback) inherits its
-                trial.set_user_attr(stale, empty)                      # failed predecessor's, which sync would log
+        # a retried trial (Optuna's RetryFailedTrialCallback) inherits its failed predecessor's, which sync would log
+        for stale, empty in (("fold_metrics", []), (EPOCH_CURVES, {}), (CURVES_LOST, False)):
+            if stale in trial.user_attrs:
+                trial.set_user_attr(stale, empty)
         scores: list[float] = []
         fold_metrics: list[dict[str, float]] = []
         curves: dict[str, list[float | None]] = {}  # "fold{k}.{name}": one value per epoch
@@ -137,7 +138,8 @@ class CVObjective:
             train, val = self.data.subset(tr), self.data.subset(va)
 
             def on_epoch(epoch: int, logs: dict[str, float], k=k) -> None:
-                record_epoch(curves, k, epoch, logs, self.tracker, run_id)
+                if record_epoch(curves, k, epoch, logs, self.tracker, run_id) and not trial.user_attrs.get(CURVES_LOST):
+                    trial.set_user_attr(CURVES_LOST, True)  # `sync` looks for the points MLflow lacks
                 # kept in the study too, so `ecg-automl sync` can draw them in MLflow after a tracking outage
                 if not cut and not curves_fit_in_study(curves):
                     cut.append(True)

@@ -73,6 +73,10 @@ FINAL_KILLED = "final_killed"
 #: (Keras' logs: loss, auc, precision, recall and their ``val_`` twins; None where a value was NaN): what the
 #: objective logs to MLflow live, kept in the study so that ``sync`` can log the curves a tracking outage lost.
 EPOCH_CURVES = "epoch_curves"
+#: Trial user attribute, True when some of the trial's per-epoch curve points did not reach MLflow (the store
+#: was unreachable for a while during the trial): ``sync`` then logs the points its run lacks, gaps in the middle
+#: of a curve too, which it cannot see without asking for every curve's history.
+CURVES_LOST = "mlflow_curves_lost"
 #: User attribute of a KerasTuner trial: its run holds its last fold's model (``model/model.keras``), as a driver
 #: trial's does; KerasTuner trials recorded before it have none (``ecg-automl export`` retrains those).
 MODEL_IN_MLFLOW = "model_in_mlflow"
@@ -338,6 +342,11 @@ class Tracker:
             else:
                 self._experiment_id = exp.experiment_id
         return self._experiment_id
+
+    @property
+    def lost(self) -> int:
+        """How many MLflow calls have not reached the store so far (failed, or skipped while it was unreachable)."""
+        return len(self.failures) + self.skipped
 
     def _safe(self, what: str, fn, *args, **kwargs):
         """Call MLflow; a failure is a warning, never an error (the trial's data stays in Optuna).
@@ -613,15 +622,21 @@ class Tracker:
             # metrics: log what it lacks (a logged param's value cannot change, so only the missing keys)
             missing = {k: v for k, v in _params(t).items() if k not in run.data.params}
             no_folds = bool(t.user_attrs.get("fold_metrics")) and not any(k.startswith("fold.") for k in run.data.metrics)
-            # a curve the run has none of (a curve the outage cut short is left as it is: MLflow cannot say
-            # which of its steps are missing without a request per curve)
-            no_curves = [k for k, values in t.user_attrs.get(EPOCH_CURVES, {}).items()
+            # a curve the run has none of (which steps a curve it has lacks, MLflow tells only with a request per
+            # curve: asked only of a trial that knows some of its points were lost, CURVES_LOST)
+            curves = t.user_attrs.get(EPOCH_CURVES, {})
+            no_curves = [k for k, values in curves.items()
                          if k not in run.data.metrics and any(v is not None for v in values)]  # all-NaN: nothing
-            if missing or no_folds or no_curves or run.info.status != RUN_STATUS.get(t.state.name):
+            # a trial that knows some of its curve points were lost: the steps each curve's history lacks
+            logged = self._curve_steps(run.info.run_id, [k for k in curves if k in run.data.metrics]) \
+                if t.user_attrs.get(CURVES_LOST) else {}
+            gaps = [k for k, steps in logged.items()
+                    if any(v is not None and i not in steps for i, v in enumerate(curves[k]))]
+            if missing or no_folds or no_curves or gaps or run.info.status != RUN_STATUS.get(t.state.name):
                 self.log_params(run.info.run_id, missing)
                 if no_folds:
                     self._log_folds(run.info.run_id, t)
-                self._log_curves(run.info.run_id, t, only=no_curves)
+                self._log_curves(run.info.run_id, t, only=no_curves + gaps, logged=logged)
                 self.end_trial(t, run.info.run_id)
                 updated += 1
         if not study_run:
@@ -710,15 +725,27 @@ class Tracker:
         for i, fold in enumerate(trial.user_attrs.get("fold_metrics", [])):
             self.log_metrics(run_id, {f"fold.{k}": v for k, v in fold.items()}, step=i)
 
-    def _log_curves(self, run_id: str, trial, only: Sequence[str] | None = None) -> None:
+    def _curve_steps(self, run_id: str, keys: Sequence[str]) -> dict[str, set[int]]:
+        """The steps each of a run's curves ``keys`` holds (one request per curve; a curve the store did not
+        answer for is left out, so nothing is logged twice)."""
+        steps = {}
+        for key in keys:
+            history = self._safe("get_metric_history", self.client.get_metric_history, run_id, key)
+            if history is not None:
+                steps[key] = {m.step for m in history}
+        return steps
+
+    def _log_curves(self, run_id: str, trial, only: Sequence[str] | None = None,
+                    logged: dict[str, set[int]] | None = None) -> None:
         """A trial's per-epoch curves from the study (:data:`EPOCH_CURVES`), one step per epoch as the objective
-        logs them live; ``only``: these curves (default all)."""
+        logs them live; ``only``: these curves (default all); ``logged``: steps the run already holds, by curve."""
         from mlflow.entities import Metric
 
         curves = trial.user_attrs.get(EPOCH_CURVES) or {}
+        logged = logged or {}
         now = int(time.time() * 1000)
         items = [Metric(key, float(v), now, step) for key, values in curves.items() if only is None or key in only
-                 for step, v in enumerate(values) if v is not None]
+                 for step, v in enumerate(values) if v is not None and step not in logged.get(key, ())]
         for i in range(0, len(items), 1000):  # MLflow takes at most 1,000 metrics per batch
             self._safe("log_metrics", self.client.log_batch, run_id, metrics=items[i:i + 1000])
 

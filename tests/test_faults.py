@@ -315,6 +315,40 @@ def test_sync_completes_a_run_created_just_before_the_server_went_away(tmp_path)
     assert tracker.sync(study) == {"created": 0, "updated": 0}
 
 
+def test_sync_fills_the_gaps_inside_the_curves_of_a_trial_that_lost_some(tmp_path):
+    """A store unreachable for a few epochs of a trial leaves gaps inside its curves; `sync` only looked for
+    curves a run lacked altogether. A trial that knows it lost points (CURVES_LOST) gets the missing steps, and
+    only those; a trial that does not say so is not asked about (a request per curve)."""
+    from search import Tracker, TrackingConfig
+    from search.tracking import CURVES_LOST
+
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "gaps"))
+    study = optuna.create_study(study_name="gaps", storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                                direction="maximize")
+    curves = {"fold0.loss": [0.9, 0.7, 0.6, 0.5], "fold0.val_auc": [0.6, None, 0.8, 0.85]}
+    parent = tracker.study_run(study, {})
+    for number, lost in ((0, True), (1, False)):
+        study.add_trial(optuna.trial.create_trial(
+            params={}, distributions={}, value=0.5,
+            user_attrs={"config": {}, "objective_names": ["quality"], EPOCH_CURVES: curves, CURVES_LOST: lost}))
+        run_id = tracker.start_trial(parent, number, "gaps", {}, {})
+        for key, values in curves.items():  # the live log, but steps 1 and 2 of fold0.loss (the outage)
+            for step, v in enumerate(values):
+                if v is not None and not (key == "fold0.loss" and step in (1, 2)):
+                    tracker.log_metrics(run_id, {key: v}, step=step)
+        tracker.end_trial(study.get_trials()[number], run_id)
+
+    def steps(number: int, key: str) -> list[tuple[int, float]]:
+        run_id = tracker.trial_runs(parent)[number].info.run_id
+        return sorted((m.step, m.value) for m in tracker.client.get_metric_history(run_id, key))
+
+    assert tracker.sync(study) == {"created": 0, "updated": 1}
+    assert steps(0, "fold0.loss") == [(0, 0.9), (1, 0.7), (2, 0.6), (3, 0.5)]  # filled, nothing twice
+    assert steps(0, "fold0.val_auc") == [(0, 0.6), (2, 0.8), (3, 0.85)]  # the NaN epoch stays out
+    assert steps(1, "fold0.loss") == [(0, 0.9), (3, 0.5)]  # not flagged: left as it is
+    assert tracker.sync(study) == {"created": 0, "updated": 0}  # a second sync finds nothing left
+
+
 def _open_storage(url: str) -> str:
     try:
         make_storage(url, heartbeat=None)

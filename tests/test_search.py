@@ -301,6 +301,8 @@ def test_curves_too_long_for_a_mysql_text_column_stay_in_mlflow_only(tmp_path, s
     logged: list[tuple[dict, int | None]] = []
 
     class Tracker:  # records what MLflow would get
+        lost = 0  # calls that did not reach the store
+
         def start_trial(self, *args, **kwargs):
             return "run"
 
@@ -337,6 +339,39 @@ def test_curves_too_long_for_a_mysql_text_column_stay_in_mlflow_only(tmp_path, s
     assert notes == [f"trial 0: its per-epoch curves from {where} on are not kept in the study (over 400 "
                      "characters, more than a MySQL TEXT column may hold); MLflow has them as they are logged, but "
                      "`ecg-automl sync` cannot restore them after a tracking outage"]
+
+
+def test_a_trial_whose_curve_points_did_not_reach_mlflow_says_so_for_sync(tmp_path, small_mitdb):
+    """A store unreachable for one epoch leaves a gap inside a curve, which `sync` cannot see without asking for
+    every curve's history: the trial records that some points were lost (CURVES_LOST), and only then."""
+    from ecg_data import patient_kfold
+    from search import CVObjective
+    from search.tracking import CURVES_LOST
+
+    class Tracker:
+        def __init__(self, lose_step: int | None):
+            self.lose_step, self.lost = lose_step, 0
+
+        def start_trial(self, *args, **kwargs):
+            return "run"
+
+        def log_metrics(self, run_id, metrics, step=None):
+            if step == self.lose_step and any(k.startswith("fold1.") for k in metrics):
+                self.lost += 1  # as Tracker._safe counts a failed or skipped call
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    space = SearchSpace.load(tiny_space_file(tmp_path)).with_overrides(epochs=2)
+    data = small_mitdb.search_part()
+    data = data.subset(np.flatnonzero(np.isin(data.groups, ["106", "119", "208"])))
+    data = data.subset(np.arange(0, len(data), 4))
+    for lose_step, flagged in ((0, True), (None, False)):
+        objective = CVObjective(data, space, patient_kfold(2, seed=0), tracker=Tracker(lose_step),
+                                parent_run_id="parent")
+        study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+        study.optimize(objective, n_trials=1)
+        assert study.trials[0].user_attrs.get(CURVES_LOST, False) is flagged
 
 
 def test_a_keras_tuner_trial_s_curves_too_long_for_the_study_are_left_out(tmp_path, monkeypatch, caplog):
@@ -376,10 +411,12 @@ def test_a_retried_trial_does_not_keep_its_predecessor_s_folds_or_curves(tmp_pat
     trial = study.ask()
     trial.set_user_attr("fold_metrics", [{"f1": 0.9}])  # as the retry callback copies them
     trial.set_user_attr("epoch_curves", {"fold0.loss": [0.5]})
+    trial.set_user_attr("mlflow_curves_lost", True)
     with pytest.raises(RuntimeError, match="out of memory"):
         objective(trial)
     attrs = study.trials[0].user_attrs
     assert attrs["fold_metrics"] == [] and attrs["epoch_curves"] == {} and "out of memory" in attrs["fail_reason"]
+    assert attrs["mlflow_curves_lost"] is False
 
 
 def test_ctrl_c_while_the_trial_run_is_being_opened_still_marks_it_interrupted(tmp_path, small_mitdb):
