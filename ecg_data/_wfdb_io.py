@@ -148,14 +148,45 @@ def read_record(path: str | Path, channels: list[str] | None = None) -> Record:
             raise RecordError(str(hea), f"no channel {missing[0]!r} (channels: {', '.join(names)})")
         idx = [names.index(c) for c in channels]
     try:
-        rec = wfdb.rdrecord(str(path), channels=idx)
+        rec = wfdb.rdrecord(str(path), channels=idx, physical=False)  # digital: the header's checksums are of it
+        if isinstance(rec, wfdb.Record):
+            _check_checksums(path, rec)
+            sig = rec.dac(return_res=64)  # what rdrecord's physical=True gives, to the bit
+        else:  # a multi-segment record: no checksum over the whole
+            rec = wfdb.rdrecord(str(path), channels=idx)
+            sig = rec.p_signal
+    except RecordError:
+        raise
     except Exception as exc:
         raise RecordError(str(path) + ".dat", f"unreadable signal ({type(exc).__name__}: {exc})") from exc
-    sig = rec.p_signal
     if sig is None or sig.shape[0] != head.n_samples:
         got = None if sig is None else sig.shape[0]
         raise RecordError(str(path) + ".dat", f"decoded {got} samples but the header declares {head.n_samples}")
     return Record(path, np.asarray(sig, dtype=np.float64), float(rec.fs), list(rec.sig_name), list(rec.comments or []))
+
+
+def _check_checksums(path: Path, rec) -> None:
+    """Refuse a signal whose samples do not sum to its header's checksum (WFDB: the 16-bit sum of a signal's
+    samples): a damaged file, or another record's file of the same size, which nothing else finds for a record
+    without beat annotations. Signals whose header gives no checksum are not checked."""
+    declared = rec.checksum or []
+    if not declared:
+        return
+    for name, fname, want, got in zip(rec.sig_name, rec.file_name, declared, rec.calc_checksum()):
+        if want is not None and (int(got) - int(want)) % 65536:
+            raise RecordError(str(path.parent / fname),
+                              f"signal {name!r} does not match its header ({path.name}.hea): its samples sum to "
+                              f"checksum {(int(got) + 32768) % 65536 - 32768}, the header says {int(want)}; the file "
+                              f"is damaged or another record's. Remove it and {_fetch_again(path)}")
+
+
+def _fetch_again(path: Path) -> str:
+    """How to get a damaged file of record ``path`` again: `ecg-automl data fetch` (which skips the files already
+    there) when the record lies in a database folder it fills, else a copy."""
+    for folder in path.parents:
+        if folder.name in ("mitdb", "ptbdb", "ptbxl"):
+            return f"run `ecg-automl data fetch {folder.name} --root {folder.parent}`, or copy it again"
+    return "copy or download it again"
 
 
 def read_annotations(path: str | Path, extension: str = "atr") -> tuple[np.ndarray, np.ndarray]:

@@ -342,11 +342,34 @@ def test_a_mitdb_signal_file_of_the_right_size_but_not_its_ecg_is_refused(data_r
         with pytest.raises(RecordError) as err:
             load_dataset("mitdb", root=root, records=[rec], use_cache=False)
         assert err.value.path == str(db / f"{rec}.dat")
-        assert "does not look like beats of one heart" in err.value.problem
-        assert f"ecg-automl data fetch mitdb --root {root}" in err.value.problem
+        assert "does not match its header" in err.value.problem  # the header's checksums, first
+        assert f"Remove it and run `ecg-automl data fetch mitdb --root {root}`" in err.value.problem
     ds = load_dataset("mitdb", root=root, records=["100", "101", "103"], use_cache=False, on_bad_record="skip")
     assert set(ds.records) == {"100"}
     assert [s["path"] for s in ds.info["skipped"]] == [str(db / "101.dat"), str(db / "103.dat")]
+    # a header whose checksums were rewritten to match (the file and its header both replaced, or rewritten by a
+    # tool): the beats check still finds them
+    for rec in ("101", "103"):
+        _match_checksums(db / rec)
+        with pytest.raises(RecordError) as err:
+            load_dataset("mitdb", root=root, records=[rec], use_cache=False)
+        assert err.value.path == str(db / f"{rec}.dat")
+        assert "does not look like beats of one heart" in err.value.problem
+        assert f"ecg-automl data fetch mitdb --root {root}" in err.value.problem
+
+
+def _match_checksums(record: Path) -> None:
+    """Rewrite the checksums in ``record``'s header to those of its signal file as it is."""
+    import wfdb
+
+    got = wfdb.rdrecord(str(record), physical=False).calc_checksum()
+    hea = record.with_suffix(".hea")
+    lines = hea.read_text().splitlines()
+    for i, checksum in enumerate(got, start=1):  # signal line i: file fmt gain bits zero initial CHECKSUM block name
+        fields = lines[i].split()
+        fields[6] = str((int(checksum) + 32768) % 65536 - 32768)
+        lines[i] = " ".join(fields)
+    hea.write_text("\n".join(lines) + "\n")
 
 
 def test_records_and_window_of_the_wrong_kind_are_refused_by_name(small_mitdb):
@@ -638,6 +661,24 @@ def test_fetch_of_ptbxl_that_leaves_a_record_incomplete_says_which(ptbxl_root, t
                                         r"Copy those files there by hand, or remove the records from "
                                         r"ptbxl_database\.csv"):
         fetch_database("ptbxl", db.parent)
+
+
+def test_a_ptbxl_signal_file_swapped_for_another_record_s_is_refused_by_its_checksum(ptbxl_root, tmp_path):
+    """Every PTB-XL 100 Hz .dat has the same size, and a record has no beat annotations to check its signal against:
+    another record's .dat (a mix-up in a hand copy) loaded as this record's ECG under this record's label. The
+    header's checksums (WFDB: the 16-bit sum of each signal's samples) now refuse it, naming the file."""
+    db = _ptbxl_copy(ptbxl_root, tmp_path, 3)
+    name = "records100/00000/00002_lr"
+    shutil.copy(db / "records100/00000/00003_lr.dat", db / f"{name}.dat")
+    with pytest.raises(RecordError) as err:
+        load_dataset("ptbxl", root=db.parent, use_cache=False, download=False)
+    assert err.value.path == str(db / f"{name}.dat")
+    assert err.value.problem.startswith("signal 'I' does not match its header (00002_lr.hea): its samples sum to "
+                                        "checksum "), err.value.problem
+    assert err.value.problem.endswith(f"the file is damaged or another record's. Remove it and run `ecg-automl "
+                                      f"data fetch ptbxl --root {db.parent}`, or copy it again"), err.value.problem
+    ds = load_dataset("ptbxl", root=db.parent, use_cache=False, download=False, on_bad_record="skip")
+    assert set(ds.records) == {"1", "3"} and [s["path"] for s in ds.info["skipped"]] == [str(db / f"{name}.dat")]
 
 
 def test_a_ptbxl_signal_file_cut_short_is_found_by_load_and_fetch(ptbxl_root, tmp_path, monkeypatch):
