@@ -5,6 +5,7 @@ summary, plots and model in MLflow, and the same attributes in the study."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ import numpy as np
 from . import plots
 from .metrics import binary_metrics, cv_objective
 from .tracking import Tracker
+
+log = logging.getLogger("search")
 
 
 #: The most JSON characters of per-epoch curves a trial keeps in the study. Optuna stores a user attribute in a
@@ -26,11 +29,28 @@ def curves_fit_in_study(curves: dict[str, list[float | None]]) -> bool:
     return len(json.dumps(curves)) <= CURVES_MAX_CHARS
 
 
-def curves_cut_note(number: int, where: str) -> str:
-    """Why trial ``number``'s curves from ``where`` on are not in the study, and what that costs."""
-    return (f"trial {number}: its per-epoch curves from {where} on are not kept in the study (over "
-            f"{CURVES_MAX_CHARS:,} characters, more than a MySQL TEXT column may hold); MLflow has them as they are "
-            f"logged, but `ecg-automl sync` cannot restore them after a tracking outage")
+class StudyCurves:
+    """The per-epoch curves a trial keeps in the study (``kept``): a copy of them as they grow, until they would
+    pass :data:`CURVES_MAX_CHARS`, which is said once (the driver and the KerasTuner engine alike)."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.kept: dict[str, list[float | None]] = {}
+        self.cut = False
+
+    def update(self, curves: dict[str, list[float | None]], k: int, epoch: int) -> bool:
+        """Take ``curves`` after fold ``k``'s ``epoch``; True when ``kept`` changed (to be written to the study)."""
+        if self.cut:
+            return False
+        if not curves_fit_in_study(curves):
+            self.cut = True
+            log.warning(f"trial {self.number}: its per-epoch curves from fold {k + 1}, epoch {epoch + 1} on are not "
+                        f"kept in the study (over {CURVES_MAX_CHARS:,} characters, more than a MySQL TEXT column may "
+                        f"hold); MLflow has them as they are logged, but `ecg-automl sync` cannot restore them after "
+                        f"a tracking outage")
+            return False
+        self.kept = {name: list(values) for name, values in curves.items()}
+        return True
 
 
 def record_epoch(curves: dict[str, list[float | None]], k: int, epoch: int, logs: dict[str, float],
@@ -75,12 +95,12 @@ def summarise_folds(metric: str, y: np.ndarray, oof: np.ndarray, fold_of: np.nda
 
 def log_trial_results(tracker: Tracker | None, run_id: str | None, number: int, y: np.ndarray, oof: np.ndarray,
                       threshold: float, fold_metrics: list[dict[str, float]], summary: dict[str, float],
-                      model: Any) -> None:
+                      model: Any) -> bool:
     """On the trial's run: each fold's objective (step = fold), the summary, the confusion matrix and ROC curve of
     the out-of-fold predictions, and the last fold's model (what ``ecg-automl export`` fetches for a trial
-    that is not the study's final model)."""
+    that is not the study's final model). True when the model reached the run."""
     if tracker is None or run_id is None:
-        return
+        return False
     for k, m in enumerate(fold_metrics):
         tracker.log_metrics(run_id, {"fold.objective": m["objective"]}, step=k)
     tracker.log_metrics(run_id, summary)
@@ -91,7 +111,7 @@ def log_trial_results(tracker: Tracker | None, run_id: str | None, number: int, 
     fig = plots.roc_figure(y[seen], oof[seen], f"trial {number}: validation folds")
     tracker.log_figure(run_id, fig, "roc.png")
     plots.close(fig)
-    tracker.log_model(run_id, model)
+    return tracker.log_model(run_id, model)
 
 
 def _curve_value(v: Any) -> float | None:

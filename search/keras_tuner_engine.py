@@ -14,8 +14,7 @@ from ecg_data import grouped_splits, patient_kfold
 from spaces import SearchSpace
 
 from . import _interrupt
-from ._trial_results import (curves_cut_note, curves_fit_in_study, fold_record, log_trial_results, record_epoch,
-                             summarise_folds)
+from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
 from .settings import StudySettings
 from .study import (StudyMismatchError, _trial_writers, clear_dead_final_at_start, load_study_data, log_study_figures,
                     open_study, refuse_other_settings, require_test_part, run_final, search_data, space_for_data)
@@ -96,6 +95,8 @@ def _tuner_class():
             # metrics, the summary, plots and the last fold's model
             curves: dict[str, list[float | None]] = {}
             curves_lost: list[bool] = []  # some curve points did not reach MLflow (CURVES_LOST)
+            in_study = StudyCurves(number)
+            model_logged = False
             fold_metrics: list[dict[str, float]] = []
             try:
                 for k, (tr, va) in enumerate(self.folds):
@@ -104,6 +105,7 @@ def _tuner_class():
                     def on_epoch(epoch: int, logs: dict[str, float], k=k) -> None:
                         if record_epoch(curves, k, epoch, logs, self.tracker, run_id):
                             curves_lost.append(True)
+                        in_study.update(curves, k, epoch)
 
                     res = fit(config, self.data.subset(tr), val, seed=self.seed * 100003 + number * 101 + k,
                               on_epoch_end=on_epoch)
@@ -112,8 +114,9 @@ def _tuner_class():
                     fold_metrics.append(fold_record(val.y, res, k, self.tracker, run_id))
                 # the same objective as the Optuna driver: every fold at the threshold chosen from all of them
                 value, threshold, summary = summarise_folds(self.metric, self.data.y, oof, fold_of, fold_metrics)
-                log_trial_results(self.tracker, run_id, number, self.data.y, oof, threshold, fold_metrics, summary,
-                                  res.model)
+                if np.isfinite(value):  # else recorded as failed, as the driver's trial fails
+                    model_logged = log_trial_results(self.tracker, run_id, number, self.data.y, oof, threshold,
+                                                     fold_metrics, summary, res.model)
                 status = "FINISHED"
             finally:
                 if self.tracker is not None and run_id is not None:
@@ -121,12 +124,10 @@ def _tuner_class():
                         self.tracker.log_metrics(run_id, {"objective.quality": value, "threshold": threshold})
                     self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id})
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
-            attrs = {"fold_metrics": fold_metrics, "mean_metrics": summary,
-                     MODEL_IN_MLFLOW: self.tracker is not None and run_id is not None, CURVES_LOST: bool(curves_lost)}
-            if curves_fit_in_study(curves):
-                attrs[EPOCH_CURVES] = curves
-            else:
-                log.warning(curves_cut_note(number, "the first epoch"))
+            attrs = {"fold_metrics": fold_metrics, "mean_metrics": summary, MODEL_IN_MLFLOW: model_logged,
+                     CURVES_LOST: bool(curves_lost)}
+            if in_study.kept:
+                attrs[EPOCH_CURVES] = in_study.kept
             try:
                 self.on_trial(number, value, config, threshold, trial.trial_id, run_id, attrs)
             except StudyMismatchError as e:  # KerasTuner would log any other error as a failed trial and go on

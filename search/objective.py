@@ -15,8 +15,7 @@ from ecg_data import BeatDataset, grouped_splits
 from spaces import SearchSpace
 
 from . import _interrupt
-from ._trial_results import (curves_cut_note, curves_fit_in_study, fold_record, log_trial_results, record_epoch,
-                             summarise_folds)
+from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
 from .metrics import epoch_signal, fold_signal
 from .tracking import CURVES_LOST, EPOCH_CURVES, Tracker, trial_tags
 from .training import fit, tf_threads
@@ -126,7 +125,7 @@ class CVObjective:
         scores: list[float] = []
         fold_metrics: list[dict[str, float]] = []
         curves: dict[str, list[float | None]] = {}  # "fold{k}.{name}": one value per epoch
-        cut: list[bool] = []  # set once the curves are too long to keep in the study
+        in_study = StudyCurves(trial.number)
         oof = np.full(len(self.data), np.nan)
         fold_of = np.full(len(self.data), -1)
         result = None
@@ -140,12 +139,10 @@ class CVObjective:
             def on_epoch(epoch: int, logs: dict[str, float], k=k) -> None:
                 if record_epoch(curves, k, epoch, logs, self.tracker, run_id) and not trial.user_attrs.get(CURVES_LOST):
                     trial.set_user_attr(CURVES_LOST, True)  # `sync` looks for the points MLflow lacks
-                # kept in the study too, so `ecg-automl sync` can draw them in MLflow after a tracking outage
-                if not cut and not curves_fit_in_study(curves):
-                    cut.append(True)
-                    log.warning(curves_cut_note(trial.number, f"fold {k + 1}, epoch {epoch + 1}"))
-                if not cut:  # a copy: an in-memory study would keep (and show) the dict this trial goes on filling
-                    trial.set_user_attr(EPOCH_CURVES, {name: list(values) for name, values in curves.items()})
+                # kept in the study too, so `ecg-automl sync` can draw them in MLflow after a tracking outage (a
+                # copy: an in-memory study would keep, and show, the dict this trial goes on filling)
+                if in_study.update(curves, k, epoch):
+                    trial.set_user_attr(EPOCH_CURVES, in_study.kept)
                 if single and k < n_folds - 1:  # the last fold finishes: by then the work is nearly done
                     self._report_epoch(trial, scores, k, epoch, epochs, n_folds, logs)
 

@@ -77,6 +77,8 @@ EPOCH_CURVES = "epoch_curves"
 #: was unreachable for a while during the trial): ``sync`` then logs the points its run lacks, gaps in the middle
 #: of a curve too, which it cannot see without asking for every curve's history.
 CURVES_LOST = "mlflow_curves_lost"
+#: Run tag set by ``sync`` once it has completed the curves of a trial with :data:`CURVES_LOST` (not asked again).
+CURVES_CHECKED = "ecg_automl.curves_checked"
 #: User attribute of a KerasTuner trial: its run holds its last fold's model (``model/model.keras``), as a driver
 #: trial's does; KerasTuner trials recorded before it have none (``ecg-automl export`` retrains those).
 MODEL_IN_MLFLOW = "model_in_mlflow"
@@ -494,14 +496,22 @@ class Tracker:
         if run_id is not None:
             self._safe(f"log_artifact {Path(path).name}", self.client.log_artifact, run_id, str(path), artifact_path)
 
-    def log_model(self, run_id: str | None, model: Any, name: str = "model.keras") -> None:
-        """Save a Keras model (native .keras format, loadable with safe_mode) as a run artifact."""
+    def log_model(self, run_id: str | None, model: Any, name: str = "model.keras") -> bool:
+        """Save a Keras model (native .keras format, loadable with safe_mode) as a run artifact; True when it is
+        there. A model that cannot be saved is a warning, as a failed MLflow call is: the trial keeps its result."""
         if run_id is None:
-            return
+            return False
+        lost = self.lost
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
-            model.save(path)
+            try:
+                model.save(path)
+            except Exception as exc:
+                log.warning("could not save the model for MLflow (%s: %s); the trial goes on without it",
+                            type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+                return False
             self.log_artifact(run_id, path, "model")
+        return self.lost == lost
 
     def log_final_report(self, run_id: str | None, report: dict[str, Any], title: str, *,
                          skip: Iterable[str] = (), metrics: bool = True) -> list[str]:
@@ -627,9 +637,12 @@ class Tracker:
             curves = t.user_attrs.get(EPOCH_CURVES, {})
             no_curves = [k for k, values in curves.items()
                          if k not in run.data.metrics and any(v is not None for v in values)]  # all-NaN: nothing
-            # a trial that knows some of its curve points were lost: the steps each curve's history lacks
-            logged = self._curve_steps(run.info.run_id, [k for k in curves if k in run.data.metrics]) \
-                if t.user_attrs.get(CURVES_LOST) else {}
+            # a trial that knows some of its curve points were lost: the steps each curve's history lacks (asked
+            # once: the run is then tagged, as a finished trial's attribute cannot be cleared)
+            check = bool(t.user_attrs.get(CURVES_LOST)) and run.data.tags.get(CURVES_CHECKED) != "true"
+            lost = self.lost
+            keys = [k for k in curves if k in run.data.metrics] if check else []
+            logged = self._curve_steps(run.info.run_id, keys)
             gaps = [k for k, steps in logged.items()
                     if any(v is not None and i not in steps for i, v in enumerate(curves[k]))]
             if missing or no_folds or no_curves or gaps or run.info.status != RUN_STATUS.get(t.state.name):
@@ -639,6 +652,8 @@ class Tracker:
                 self._log_curves(run.info.run_id, t, only=no_curves + gaps, logged=logged)
                 self.end_trial(t, run.info.run_id)
                 updated += 1
+            if check and self.lost == lost:  # every history answered, every missing point logged
+                self.set_tags(run.info.run_id, {CURVES_CHECKED: "true"})
         if not study_run:
             return {"created": created, "updated": updated}
         marker, alive = final_in_progress(study)

@@ -1000,3 +1000,9 @@ def test_an_older_keras_tuner_trial_is_retrained_without_asking_mlflow(monkeypat
     err = capsys.readouterr().err
     assert "retraining trial 2 on all search patients (a KerasTuner trial of an older version stores no model) ..." in err
     assert "could not fetch" not in err and "warning" not in err.lower()
+    # a newer one whose model did not reach its run (it could not be saved) says so: not asked for either
+    model, origin, _ = _fake_trial_model_call(
+        monkeypatch, None, {"keras_tuner.trial_id": "0001", "mlflow_run_id": "abc", "model_in_mlflow": False},
+        tracker=tracker, best=False)
+    assert model == "retrained" and asked == []
+    assert "retraining trial 2 on all search patients (its model is not stored) ..." in capsys.readouterr().err

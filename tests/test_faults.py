@@ -346,7 +346,11 @@ def test_sync_fills_the_gaps_inside_the_curves_of_a_trial_that_lost_some(tmp_pat
     assert steps(0, "fold0.loss") == [(0, 0.9), (1, 0.7), (2, 0.6), (3, 0.5)]  # filled, nothing twice
     assert steps(0, "fold0.val_auc") == [(0, 0.6), (2, 0.8), (3, 0.85)]  # the NaN epoch stays out
     assert steps(1, "fold0.loss") == [(0, 0.9), (3, 0.5)]  # not flagged: left as it is
+    asked = []
+    real = tracker.client.get_metric_history
+    tracker.client.get_metric_history = lambda *a: asked.append(a) or real(*a)
     assert tracker.sync(study) == {"created": 0, "updated": 0}  # a second sync finds nothing left
+    assert asked == []  # and does not ask for the histories again (the run says they were completed)
 
 
 def _open_storage(url: str) -> str:

@@ -51,9 +51,16 @@ def fake_keras_tuner_training(monkeypatch, values: list[float]) -> None:
     import search.keras_tuner_engine as kte
 
     values = iter(values)
+
+    def summarise_folds(metric, y, oof, fold_of, fold_metrics):
+        value = next(values)
+        for m in fold_metrics:
+            m["objective"] = value
+        return value, 0.5, {"mean.f1": value}
+
     monkeypatch.setattr(kte, "fit", lambda config, train, val, seed, **kw: types.SimpleNamespace(
         val_prob=np.full(len(val), 0.5), seconds=0.1, beats_per_s=10.0, model=None))
-    monkeypatch.setattr(kte, "summarise_folds", lambda metric, y, oof, fold_of, fold_metrics: (next(values), 0.5, {}))
+    monkeypatch.setattr(kte, "summarise_folds", summarise_folds)
 
 
 def tracking(tmp_path: Path) -> TrackingConfig:
@@ -389,9 +396,28 @@ def test_a_keras_tuner_trial_s_curves_too_long_for_the_study_are_left_out(tmp_pa
     t = out["study"].trials[0]
     assert t.state.name == "COMPLETE" and "epoch_curves" not in t.user_attrs and len(t.user_attrs["fold_metrics"]) == 2
     assert [r.getMessage() for r in caplog.records if "not kept in the study" in r.getMessage()] == [
-        "trial 0: its per-epoch curves from the first epoch on are not kept in the study (over 200 characters, more "
+        "trial 0: its per-epoch curves from fold 1, epoch 1 on are not kept in the study (over 200 characters, more "
         "than a MySQL TEXT column may hold); MLflow has them as they are logged, but `ecg-automl sync` cannot "
         "restore them after a tracking outage"]
+
+
+def test_a_keras_tuner_trial_whose_model_cannot_be_saved_is_still_recorded(tmp_path, monkeypatch, caplog):
+    """Saving the trial's model for MLflow raised out of the trial after its value was computed: KerasTuner counted
+    it failed and the study never got it. Now it is a warning, and the trial says its run holds no model."""
+    import logging
+
+    import search.keras_tuner_engine as kte
+
+    caplog.set_level(logging.WARNING, logger="search")
+    fake_keras_tuner_training(monkeypatch, [0.7])  # its "model" is None: saving it raises
+    out = kte.run_keras_tuner("kt-nomodel", tiny_settings(tmp_path), tuner="random", n_trials=1,
+                              tracking=tracking(tmp_path), out_dir=tmp_path, progress=False,
+                              storage=f"sqlite:///{tmp_path / 'optuna.db'}", final=False)
+    t = out["study"].trials[0]
+    assert t.state.name == "COMPLETE" and t.value == 0.7 and t.user_attrs["model_in_mlflow"] is False
+    assert "could not save the model for MLflow (AttributeError" in caplog.text
+    run = Tracker(tracking(tmp_path)).client.get_run(t.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and "roc.png" in {a.path for a in Tracker(tracking(tmp_path)).client.list_artifacts(run.info.run_id)}
 
 
 def test_a_retried_trial_does_not_keep_its_predecessor_s_folds_or_curves(tmp_path, small_mitdb, monkeypatch):

@@ -119,10 +119,11 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False):
         return keras.models.load_model(final["model_path"], safe_mode=True), origin, threshold
     from search.tracking import MODEL_IN_MLFLOW
 
-    # a KerasTuner trial's run holds a model only since MODEL_IN_MLFLOW (older ones: not asked for it)
-    keras_tuner = "keras_tuner.trial_id" in trial.user_attrs and not trial.user_attrs.get(MODEL_IN_MLFLOW)
+    # a KerasTuner trial says whether its run holds its model (MODEL_IN_MLFLOW); one recorded before it said
+    # so holds none: not asked for it
+    keras_tuner = "keras_tuner.trial_id" in trial.user_attrs and MODEL_IN_MLFLOW not in trial.user_attrs
     run_id = trial.user_attrs.get("mlflow_run_id")
-    from_mlflow = tracker is not None and run_id and not keras_tuner
+    from_mlflow = tracker is not None and run_id and trial.user_attrs.get(MODEL_IN_MLFLOW, not keras_tuner)
     if best:
         print(f"warning: {_no_final_model(study, trial, final)}: exporting best trial {trial.number}'s own model "
               f"instead ({'from MLflow, or retrained' if from_mlflow else 'retrained'}), at its validation threshold "
