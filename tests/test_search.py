@@ -58,8 +58,12 @@ def fake_keras_tuner_training(monkeypatch, values: list[float]) -> None:
             m["objective"] = value
         return value, 0.5, {"mean.f1": value}
 
-    monkeypatch.setattr(kte, "fit", lambda config, train, val, seed, **kw: types.SimpleNamespace(
-        val_prob=np.full(len(val), 0.5), seconds=0.1, beats_per_s=10.0, model=None))
+    def fit(config, train, val, seed, on_epoch_end=None):
+        if on_epoch_end is not None:  # one epoch's Keras logs
+            on_epoch_end(0, {"loss": 0.5, "val_auc": 0.75})
+        return types.SimpleNamespace(val_prob=np.full(len(val), 0.5), seconds=0.1, beats_per_s=10.0, model=None)
+
+    monkeypatch.setattr(kte, "fit", fit)
     monkeypatch.setattr(kte, "summarise_folds", summarise_folds)
 
 
@@ -399,6 +403,31 @@ def test_a_keras_tuner_trial_s_curves_too_long_for_the_study_are_left_out(tmp_pa
         "trial 0: its per-epoch curves from fold 1, epoch 1 on are not kept in the study (over 200 characters, more "
         "than a MySQL TEXT column may hold); MLflow has them as they are logged, but `ecg-automl sync` cannot "
         "restore them after a tracking outage"]
+
+
+def test_a_keras_tuner_trial_whose_curve_points_did_not_reach_mlflow_says_so_for_sync(tmp_path, monkeypatch):
+    """As a driver trial does: the second fold's epoch is lost (the store away), so the recorded trial carries
+    CURVES_LOST and both folds' curves, for `sync` to fill the gap."""
+    import search.keras_tuner_engine as kte
+    from search.tracking import CURVES_LOST
+
+    fake_keras_tuner_training(monkeypatch, [0.7])
+    real = Tracker.log_metrics
+
+    def log_metrics(self, run_id, metrics, step=0):
+        if "fold1.loss" in metrics:
+            self.skipped += 1  # as _safe counts a call skipped while the store is unreachable
+            return None
+        return real(self, run_id, metrics, step)
+
+    monkeypatch.setattr(Tracker, "log_metrics", log_metrics)
+    out = kte.run_keras_tuner("kt-lost", tiny_settings(tmp_path), tuner="random", n_trials=1,
+                              tracking=tracking(tmp_path), out_dir=tmp_path, progress=False,
+                              storage=f"sqlite:///{tmp_path / 'optuna.db'}", final=False)
+    t = out["study"].trials[0]
+    assert t.user_attrs[CURVES_LOST] is True
+    assert t.user_attrs["epoch_curves"] == {"fold0.loss": [0.5], "fold0.val_auc": [0.75], "fold1.loss": [0.5],
+                                            "fold1.val_auc": [0.75]}
 
 
 def test_a_keras_tuner_trial_whose_model_cannot_be_saved_is_still_recorded(tmp_path, monkeypatch, caplog):
