@@ -94,6 +94,10 @@ class Header:
     sig_names: list[str]
     n_samples: int
     comments: list[str]
+    #: Each signal's checksum (the 16-bit sum of its samples; None where the header gives none), and the file it is
+    #: in; ``checksums`` is None for a multi-segment record, whose spans are read in physical units only.
+    checksums: list[int | None] | None = None
+    file_names: list[str] | None = None
 
 
 def read_header(path: str | Path) -> Header:
@@ -111,17 +115,60 @@ def read_header(path: str | Path) -> Header:
         raise RecordError(str(hea), f"unreadable header ({type(exc).__name__}: {exc})") from exc
     _check_header(hea, header)
     _check_signal_files(path, header)
+    single = isinstance(header, wfdb.Record)
     return Header(path, float(header.fs), list(header.sig_name or []), int(header.sig_len),
-                  list(header.comments or []))
+                  list(header.comments or []),
+                  checksums=list(header.checksum or [None] * len(header.sig_name or [])) if single else None,
+                  file_names=list(header.file_name or []) if single else None)
 
 
-def read_span(head: Header, start: int, stop: int, channels: list[int]) -> np.ndarray:
+class SpanChecksums:
+    """The running 16-bit sums of some channels of a record read a span at a time (chunked reading, for
+    ``predict``), checked against the header's checksums once every sample has been read in order: the check
+    :func:`read_record` makes on a whole record, without holding the record in memory."""
+
+    def __init__(self, head: Header, channels: list[int]):
+        self.head, self.channels = head, list(channels)
+        self._sums = np.zeros(len(self.channels), dtype=np.int64)
+        self._next = 0  # the first sample not yet summed; -1 once a span was skipped or read out of order
+
+    def add(self, start: int, digital: np.ndarray) -> None:
+        """Count the digital samples ``start:start + len(digital)`` of the channels (in their order)."""
+        if self._next != start:
+            self._next = -1
+            return
+        self._sums = (self._sums + np.asarray(digital, dtype=np.int64).sum(axis=0)) % 65536
+        self._next = start + len(digital)
+
+    def check(self) -> None:
+        """Refuse a channel whose samples, all read, do not sum to its header's checksum (see
+        :func:`_check_checksums`); nothing is checked until the spans have covered the record from its start."""
+        head = self.head
+        if head.checksums is None or self._next != head.n_samples:
+            return
+        for c, got in zip(self.channels, self._sums):
+            want = head.checksums[c]
+            if want is not None and (int(got) - int(want)) % 65536:
+                raise _checksum_error(head.path, head.sig_names[c], head.file_names[c], int(want), int(got))
+
+
+def read_span(head: Header, start: int, stop: int, channels: list[int], *,
+              sums: SpanChecksums | None = None) -> np.ndarray:
     """Samples ``start:stop`` of the given channel indices in physical units, (stop - start, channels) float64:
-    the piece of a long record that chunked processing holds at a time."""
+    the piece of a long record that chunked processing holds at a time. ``sums`` (of the same channels), when
+    given, counts the span's digital samples towards the header's checksums."""
     import wfdb
 
+    digital = head.checksums is not None  # a single-segment record: read as digital, as read_record does
     try:
-        rec = wfdb.rdrecord(str(head.path), sampfrom=int(start), sampto=int(stop), channels=list(channels))
+        rec = wfdb.rdrecord(str(head.path), sampfrom=int(start), sampto=int(stop), channels=list(channels),
+                            physical=not digital)
+        if digital and rec.d_signal is not None:
+            if sums is not None:
+                sums.add(int(start), rec.d_signal)
+            rec.p_signal = rec.dac(return_res=64)  # what rdrecord's physical=True gives, to the bit
+    except RecordError:
+        raise
     except Exception as exc:
         raise RecordError(str(head.path) + ".dat", f"unreadable signal at samples {start}-{stop} "
                                                    f"({type(exc).__name__}: {exc})") from exc
@@ -174,10 +221,16 @@ def _check_checksums(path: Path, rec) -> None:
         return
     for name, fname, want, got in zip(rec.sig_name, rec.file_name, declared, rec.calc_checksum()):
         if want is not None and (int(got) - int(want)) % 65536:
-            raise RecordError(str(path.parent / fname),
-                              f"signal {name!r} does not match its header ({path.name}.hea): its samples sum to "
-                              f"checksum {(int(got) + 32768) % 65536 - 32768}, the header says {int(want)}; the file "
-                              f"is damaged or another record's. Remove it and {_fetch_again(path)}")
+            raise _checksum_error(path, name, fname, int(want), int(got))
+
+
+def _checksum_error(path: Path, name: str, fname: str, want: int, got: int) -> RecordError:
+    """The error for signal ``name`` of record ``path`` (in file ``fname``) whose samples sum to ``got``, not to
+    its header's checksum ``want``."""
+    return RecordError(str(path.parent / fname),
+                       f"signal {name!r} does not match its header ({path.name}.hea): its samples sum to checksum "
+                       f"{(got + 32768) % 65536 - 32768}, the header says {want}; the file is damaged or another "
+                       f"record's. Remove it and {_fetch_again(path)}")
 
 
 def _fetch_again(path: Path) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import signal as _signal
 from scipy.ndimage import maximum_filter1d
 
-from ._wfdb_io import Header, read_span
+from ._wfdb_io import Header, SpanChecksums, read_span
 from .preprocess import HIGH_CUT, LOW_CUT, bandpass, resample, resample_ratio as _down
 
 #: Seconds of signal per chunk core (memory grows with it, not with the record).
@@ -94,12 +94,15 @@ def missing_runs(head: Header, channels: list[int], *, chunk_s: float = CHUNK_S,
     """Scan the record a chunk at a time for its runs of missing samples in ``channels`` (merged across chunk
     borders): what a chunk needs to bridge a gap that runs past its ends exactly as the whole lead is bridged.
     ``observe(start, x)``, when given, sees each chunk's samples (``channels`` in that order) as they are read,
-    so that other statistics of the record need no second pass over it."""
+    so that other statistics of the record need no second pass over it. The same pass checks the channels' samples
+    against their header's checksums (as :func:`ecg_data._wfdb_io.read_record` does on a whole record): another
+    record's signal file of the same size, or a damaged one, is refused before any beat is classified."""
     n = head.n_samples
     starts: dict[int, list[int]] = {c: [] for c in channels}
     stops: dict[int, list[int]] = {c: [] for c in channels}
+    sums = SpanChecksums(head, list(channels))
     for sp in spans(n, chunk_s * head.fs, 0):
-        x = read_span(head, sp.start, sp.stop, list(channels))
+        x = read_span(head, sp.start, sp.stop, list(channels), sums=sums)
         if observe is not None:
             observe(sp.start, x)
         bad = ~np.isfinite(x)
@@ -114,6 +117,7 @@ def missing_runs(head: Header, channels: list[int], *, chunk_s: float = CHUNK_S,
                 s, e = s[1:], e[1:]
             starts[c].extend(s.tolist())
             stops[c].extend(e.tolist())
+    sums.check()
     return MissingRuns(n, {c: np.array([starts[c], stops[c]], dtype=np.int64).T.reshape(-1, 2) for c in channels})
 
 

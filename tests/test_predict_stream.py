@@ -4,11 +4,14 @@ into about 40 of them, so that a beat lost or counted twice at a chunk border wo
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
 from ecg_automl.tflite import predict as predict_mod
 from ecg_data._wfdb_io import read_header, read_record
+from ecg_data.errors import RecordError
 from ecg_data.preprocess import beats_from_signal, fill_nans, rr_features
 from ecg_data.ptbxl import detect_r_peaks
 from ecg_data.stream import beat_windows_chunked, detect_r_peaks_chunked, spans
@@ -92,6 +95,37 @@ def test_chunked_predict_matches_the_whole_record_path(data_root, monkeypatch, r
     stages = {c[0] for c in calls}
     assert stages == ({"classifying beats"} if annotations else {"finding beats", "classifying beats"})
     assert calls[-1][1] == calls[-1][2]
+
+
+def test_predict_refuses_a_signal_file_that_does_not_match_its_header(data_root, tmp_path, monkeypatch):
+    """Training's reader checks each signal against its header's checksums, but predict reads a record a chunk at a
+    time and did not: another record's .dat (every MIT-BIH one has the same size) was classified as this record's
+    ECG, and one damaged sample went unseen. The first pass over the chunks now sums them, before any beat is
+    classified; only the leads predict reads are checked."""
+    stub = _StubModel()
+    monkeypatch.setattr(predict_mod, "_open_model", lambda model_path, threads: (META, stub))
+    for name in ("100.hea", "100.atr"):
+        shutil.copy(data_root / "mitdb" / name, tmp_path / name)
+    dat = tmp_path / "100.dat"
+    shutil.copy(data_root / "mitdb" / "105.dat", dat)
+    with pytest.raises(RecordError) as err:
+        predict_mod.predict_record("stub.tflite", tmp_path / "100", chunk_s=SMALL_CHUNK_S)
+    assert err.value.path == str(dat)
+    assert err.value.problem.startswith("signal 'MLII' does not match its header (100.hea): its samples sum to "
+                                        "checksum "), err.value.problem
+    assert err.value.problem.endswith("Remove it and copy or download it again"), err.value.problem
+    assert stub.seen == []  # refused before any beat was classified
+    # format 212 packs two samples in three bytes: the first byte of a triple is the low 8 bits of MLII's sample
+    original = (data_root / "mitdb" / "100.dat").read_bytes()
+    for offset, lead in ((len(original) // 2 // 3 * 3, "MLII"), (len(original) // 2 // 3 * 3 + 2, None)):
+        changed = bytearray(original)
+        changed[offset] ^= 0x01  # one sample, off by one digital unit, in a chunk in the middle of the record
+        dat.write_bytes(bytes(changed))
+        if lead is None:  # the other lead (V5) changed: predict does not read it
+            assert predict_mod.predict_record("stub.tflite", tmp_path / "100", chunk_s=SMALL_CHUNK_S).summary["beats"]
+            continue
+        with pytest.raises(RecordError, match=f"signal '{lead}' does not match its header"):
+            predict_mod.predict_record("stub.tflite", tmp_path / "100", chunk_s=SMALL_CHUNK_S)
 
 
 def test_a_beat_belongs_to_exactly_one_chunk(data_root):
