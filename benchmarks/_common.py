@@ -310,16 +310,69 @@ def parse_mode(ap: argparse.ArgumentParser, argv, quick: dict[str, Any], full: d
     ap.add_argument("--out-dir", type=out_dir, default=DEFAULT_OUT, help=OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    apply_mode(args, quick, full)
+    apply_mode(args, quick, full, parser=ap, argv=argv)
     return args
 
 
-def apply_mode(args, quick: dict[str, Any], full: dict[str, Any]) -> None:
-    """Set ``args.mode`` ("quick"/"full") and fill every option left at None from that mode's presets."""
+def apply_mode(args, quick: dict[str, Any], full: dict[str, Any], *, parser: argparse.ArgumentParser | None = None,
+               argv: list[str] | None = None) -> None:
+    """Set ``args.mode`` ("quick"/"full") and fill every option left at None from that mode's presets. With
+    ``parser`` (and the ``argv`` it parsed), a full run given options that change what it measures gets a mode of
+    its own (:func:`full_variant`), so its files do not replace those of the default run."""
     args.mode = "quick" if args.quick else "full"
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if parser is not None and not args.quick:
+        args.mode = full_variant(parser, argv, args, full)
+
+
+#: Options that say where a run writes or how much it says, not what it measures: no part of a variant's name.
+_NOT_MEASURED = frozenset({"quick", "out_dir", "work_dir", "work", "verbose", "mode"})
+_UNSET = object()
+
+
+def full_variant(parser: argparse.ArgumentParser, argv: list[str] | None, args: argparse.Namespace,
+                 full: dict[str, Any]) -> str:
+    """``full``, or ``full_<option><value>_...`` (e.g. ``full_folds5_repeats2``) for a full run given options whose
+    values differ from the full mode's (presets included): each variant writes ``<script>_<mode>.json`` and
+    ``.png`` of its own, so that ``--folds 5`` no longer replaces the published default run's figures. Only the
+    options given on the command line count (in the parser's order), so a value a script derives from another
+    does not."""
+    base = vars(parser.parse_args([]))
+    given = argparse.Namespace(**dict.fromkeys(base, _UNSET))
+    parser.parse_args(sys.argv[1:] if argv is None else argv, namespace=given)
+    parts = []
+    for key in base:
+        if key in _NOT_MEASURED or getattr(given, key) is _UNSET:
+            continue
+        default = full[key] if base[key] is None and key in full else base[key]
+        value = getattr(args, key)
+        if value != default:
+            parts.append(_variant_part(key, value))
+    name = "_".join(["full", *parts])
+    if len(name) > 80:  # a long --config path or storage URL: a short, stable name instead
+        import hashlib
+
+        name = f"{name[:67]}_{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+    return name
+
+
+def _variant_part(key: str, value: Any) -> str:
+    """One option of a variant's name: ``folds5``, ``metric-f1-0.5``, ``config-mine`` (a path's stem), ``flag``."""
+    import re
+
+    key = key.replace("_", "-")
+    if value is True:
+        return key
+    if value is False or value is None:
+        return f"no-{key}"
+    if isinstance(value, Path):
+        value = value.stem
+    if isinstance(value, (list, tuple)):
+        value = ",".join(map(str, value))
+    text = re.sub(r"[^A-Za-z0-9.,+-]+", "-", f"{value:g}" if isinstance(value, float) else str(value)).strip("-")
+    return f"{key}{text}" if isinstance(value, (int, float)) else f"{key}-{text}"
 
 
 def quiet_tensorflow() -> None:

@@ -235,7 +235,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     args.search = args.export = None
-    C.apply_mode(args, QUICK, FULL)
+    C.apply_mode(args, QUICK, FULL, parser=ap, argv=argv)
     args.records = [r.strip() for r in args.records.split(",") if r.strip()]
     if not args.records:
         ap.error("argument --records: no record given")

@@ -414,7 +414,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.study is not None and not args.storage:
         ap.error("--study needs --storage (e.g. sqlite:///runs/optuna.db)")
-    C.apply_mode(args, QUICK, FULL)
+    C.apply_mode(args, QUICK, FULL, parser=ap, argv=argv)
     args.records = [r.strip() for r in args.records.split(",")] if args.records else None
     return args
 

@@ -25,7 +25,8 @@ trial) to ``--out-dir``.
 
     python benchmarks/pipeline_cost.py --quick      # 1 repeat, small study (~1-2 min)
     python benchmarks/pipeline_cost.py              # 3 repeats, 20,000-beat study, the config's epochs
-    python benchmarks/pipeline_cost.py --repeats 1  # the published run (1,310 s on 2 cores, results/pipeline_cost_full.json)
+    python benchmarks/pipeline_cost.py --repeats 1  # the published run (1,310 s on 2 cores, results/pipeline_cost_full.json;
+                                                    # a rerun writes pipeline_cost_full_repeats1.json)
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("give --config or --study, not both")
     if args.study is not None and not args.storage:
         ap.error("--study needs --storage")
-    C.apply_mode(args, QUICK, FULL)
+    C.apply_mode(args, QUICK, FULL, parser=ap, argv=argv)
     return args
 
 

@@ -343,7 +343,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("give --config or --study, not both")
     if args.study is not None and not args.storage:
         ap.error("--study needs --storage (e.g. sqlite:///runs/optuna.db)")
-    C.apply_mode(args, QUICK, FULL)
+    C.apply_mode(args, QUICK, FULL, parser=ap, argv=argv)
     if args.config is None and args.study is None:
         args.config = DEFAULT_CONFIG
     return args

@@ -310,7 +310,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("give --config or --study, not both")
     if args.study is not None and not args.storage:
         ap.error("--study needs --storage (e.g. sqlite:///runs/optuna.db)")
-    C.apply_mode(args, QUICK, FULL)
+    C.apply_mode(args, QUICK, FULL, parser=ap, argv=argv)
     if args.seeds < 1 or args.members < 1:
         ap.error("--seeds and --members must be at least 1")
     return args

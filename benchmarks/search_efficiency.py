@@ -530,6 +530,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for k in ("seeds", "budget", "max_beats", "folds", "epochs"):
         if getattr(args, k) is None:
             setattr(args, k, preset[k])
+    if not args.quick:  # e.g. --budget 600: files of its own, not the default run's
+        args.mode = C.full_variant(ap, argv, args, FULL)
     return args
 
 

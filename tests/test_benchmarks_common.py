@@ -192,3 +192,43 @@ def test_calibrate_pi_json_records_machine_versions_command_and_commit(tmp_path,
     assert "calibrate_pi.py" in doc["command"] and doc["machine"]["lscpu_model_name"] and doc["versions"]["tensorflow"]
     assert "git_commit" in doc["source"] and doc["host_cpu"] and len(doc["points"]) == len(CALIBRATION)
     assert _load_host_calibration(out)[0] == doc["host_cpu"]  # still a file the Pi estimate reads
+
+
+_SCRIPTS = ["csv_rows", "edge", "ensemble_latency", "fold_ensemble", "pi_install", "pipeline_cost", "ptbxl_records",
+            "quality", "rr_features", "search_efficiency"]
+
+
+@pytest.mark.parametrize("script,argv,mode", [
+    *[(s, [], "full") for s in _SCRIPTS],
+    ("fold_ensemble", ["--folds", "3", "--seeds", "3", "-v"], "full"),  # the full mode's own values
+    ("fold_ensemble", ["--folds", "5", "--repeats", "2"], "full_folds5_repeats2"),
+    ("fold_ensemble", ["--repeats", "2", "--folds", "5"], "full_folds5_repeats2"),  # in the parser's order
+    ("fold_ensemble", ["--quick", "--folds", "5"], "quick"),
+    ("pipeline_cost", ["--repeats", "1"], "full_repeats1"),
+    ("ensemble_latency", ["--members", "1,5"], "full_members-1,5"),
+    ("search_efficiency", ["--seeds", "0", "1", "2"], "full"),
+    # --optuna-workers 2 also sets --optuna-tf-threads 1, which the user did not give: not in the name
+    ("search_efficiency", ["--budget", "600", "--optuna-workers", "2"], "full_budget600_optuna-workers2"),
+    ("search_efficiency", ["--metric", "f1@0.5"], "full_metric-f1-0.5"),
+])
+def test_a_full_run_with_other_options_writes_files_of_its_own(tmp_path, monkeypatch, script, argv, mode):
+    """`fold_ensemble.py --folds 5` wrote fold_ensemble_full.json, replacing the published 3-fold run's figures
+    (with a warning at its start): a full run whose options change what it measures now has a mode, and so files,
+    of its own. Where it writes (--out-dir) is no part of that name."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import importlib
+
+    module = importlib.import_module(script)
+    args = module.parse_args([*argv, "--out-dir", str(tmp_path)])
+    assert args.mode == mode
+
+
+def test_a_variant_name_stays_short_and_stable(tmp_path, monkeypatch):
+    """A long --config path would make a file name longer than file systems take: it is cut and keyed by a digest."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import fold_ensemble
+
+    config = tmp_path / ("a_very_long_config_name_" * 6 + ".json")
+    config.write_text("{}")
+    modes = {fold_ensemble.parse_args(["--config", str(config), "--folds", str(k)]).mode for k in (5, 5, 6)}
+    assert len(modes) == 2 and all(m.startswith("full_config-a-very-long") and len(m) <= 80 for m in modes), modes
