@@ -163,13 +163,15 @@ def damaged_record_files(path: Path, record: str, annotation: str | None = None,
     empty file, a header wfdb cannot read, a signal file shorter than its header says (``read_header``; without
     it only empty files are looked for, and the header is read only when ``<record>.dat`` is not ``dat_bytes``
     long, the size every signal file of the database has). These are what an interrupted copy or download leaves."""
-    from ._wfdb_io import read_header as check
+    from ._wfdb_io import annotation_file_problem, read_header as check
     from .errors import RecordError
 
     files = {f"{record}.hea": "header", **({f"{record}.{annotation}": "annotation"} if annotation else {})}
     for name, kind in files.items():
         if (path / name).stat().st_size == 0:
             return f"{name}: empty {kind} file (0 bytes)"
+    if annotation and (problem := annotation_file_problem(path / f"{record}.{annotation}")):
+        return f"{record}.{annotation}: {problem}"
     dat = path / f"{record}.dat"
     if not read_header and dat_bytes is not None and dat.is_file() and dat.stat().st_size != dat_bytes:
         read_header = True  # an odd size: cut short, or a record unlike the others; its header says which

@@ -242,20 +242,48 @@ def _fetch_again(path: Path) -> str:
     return "copy or download it again"
 
 
-def read_annotations(path: str | Path, extension: str = "atr") -> tuple[np.ndarray, np.ndarray]:
-    """Reference annotations of a record: (sample indices, symbols)."""
+def annotation_file_problem(ann_path: Path) -> str:
+    """What is wrong with a WFDB annotation file as a whole (empty string: nothing found): empty, or not ending
+    with the zero word (two zero bytes) that ends every MIT-format annotation file. A file cut short or garbled
+    otherwise reads without error as fewer beats, or as beats outside the record."""
+    size = ann_path.stat().st_size
+    if size == 0:
+        return "empty annotation file (0 bytes): an interrupted copy or download? Copy or download it again"
+    with open(ann_path, "rb") as f:
+        f.seek(-min(size, 2), 2)
+        tail = f.read()
+    if size % 2 or tail != b"\0\0":
+        return (f"cut short or garbled: it does not end with the two zero bytes that end every WFDB annotation file "
+                f"({size} bytes; an interrupted copy or download?)")
+    return ""
+
+
+def read_annotations(path: str | Path, extension: str = "atr", *,
+                     n_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference annotations of a record: (sample indices, symbols). The file must end as a whole one does
+    (:func:`annotation_file_problem`) and, given the record's ``n_samples``, annotate samples inside the record."""
     import wfdb
 
     path = Path(path)
     ann_path = path.with_name(f"{path.name}.{extension}")
     if not ann_path.exists():
         raise RecordError(str(ann_path), "annotation file not found (beat labels come from it)")
-    _refuse_empty(ann_path, "annotation")
+    if problem := annotation_file_problem(ann_path):
+        raise RecordError(str(ann_path), f"{problem}. Remove it and {_fetch_again(path)}"
+                          if not problem.startswith("empty") else problem)
     try:
         ann = wfdb.rdann(str(path), extension)
     except Exception as exc:
         raise RecordError(str(ann_path), f"unreadable annotations ({type(exc).__name__}: {exc})") from exc
-    return np.asarray(ann.sample, dtype=np.int64), np.asarray(ann.symbol)
+    samples = np.asarray(ann.sample, dtype=np.int64)
+    if n_samples is not None and len(samples):
+        outside = (samples < 0) | (samples >= n_samples)
+        if outside.any():
+            raise RecordError(str(ann_path), f"{int(outside.sum())} of its {len(samples)} annotations lie outside the "
+                                             f"record (samples 0-{n_samples - 1}), the first at sample "
+                                             f"{int(samples[outside][0])}: the file is damaged or another record's. "
+                                             f"Remove it and {_fetch_again(path)}")
+    return samples, np.asarray(ann.symbol)
 
 
 def detect_qrs(x: np.ndarray, fs: float) -> np.ndarray:

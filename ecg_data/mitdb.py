@@ -8,7 +8,7 @@ import numpy as np
 
 from ._paths import BEAT_ANNOTATIONS, missing_record_files
 from ._records import describe_gaps, read_all, record_problems, refuse_incomplete
-from ._wfdb_io import read_annotations, read_record
+from ._wfdb_io import detect_qrs, read_annotations, read_record
 from .dataset import BeatDataset, concat
 from .errors import DataError, RecordError
 from .preprocess import SIMILARITY_LAGS, beats_from_signal, neighbour_similarity
@@ -50,7 +50,7 @@ def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: s
     if rec.fs != FS:  # the beat windows and RR intervals would be resampled from the wrong rate, silently
         raise RecordError(f"{path / record}.hea", f"sampling rate {rec.fs:g} Hz, but every MIT-BIH record is "
                                                  f"sampled at {FS:g} Hz: the header is damaged or edited")
-    samples, symbols = read_annotations(path / record)
+    samples, symbols = read_annotations(path / record, n_samples=len(rec.signal))
     is_beat = np.isin(symbols, list(AAMI))
     samples, symbols = samples[is_beat], symbols[is_beat]
     if len(samples) == 0:
@@ -60,7 +60,7 @@ def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: s
     is_q, classes = annotated == "Q", annotated[keep]
     use = classes != "Q"
     n = int(use.sum())
-    _refuse_unlike_beats(path, record, X[:, :, 0], fs)
+    _refuse_unlike_beats(path, record, X[:, :, 0], fs, rec.signal, rec.fs, window)
     # what the protocol leaves out of this record, for `data info` (summed over records by read_mitdb)
     left_out = {"class_q": int(is_q.sum()), "no_full_window": int((~is_q).sum()) - n}
     return BeatDataset(
@@ -68,20 +68,39 @@ def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: s
         np.full(n, record), np.full(n, record), np.full(n, split), fs, {"split": split, "left_out": left_out})
 
 
-def _refuse_unlike_beats(path: Path, record: str, windows: np.ndarray, fs: float) -> None:
+def _refuse_unlike_beats(path: Path, record: str, windows: np.ndarray, fs: float, signal: np.ndarray,
+                         fs_record: float, window: int) -> None:
     """RecordError when the windows at the annotated beats do not look like one heart's beats: a signal file of the
     right size but the wrong content (random bytes, another record's .dat) reads without any error, and would
-    train and score a model on noise labelled with real beat classes."""
+    train and score a model on noise labelled with real beat classes. Which file to blame is then asked of the
+    signal itself: where the beats wfdb's XQRS detector finds in it do look like one heart's, the annotations do
+    not fall on this signal's beats (another record's .atr, or a .dat and header both replaced), so both files
+    are named; where they do not either, the signal is not an ECG."""
     if len(windows) < MIN_SIMILARITY_BEATS:
         return
     sim = float(np.nanmedian(neighbour_similarity(windows, fs)[0]))
-    if sim < MIN_SIMILARITY:
-        raise RecordError(str(path / record) + ".dat", f"the signal at its annotated beats does not look like beats of "
-                          f"one heart (median correlation {sim:.2f} of each with the {SIMILARITY_LAGS} before it, "
-                          f"under {MIN_SIMILARITY:g}; every MIT-BIH record has 0.89 or more): the file holds something "
-                          f"other than this record's ECG (garbled bytes, or another record's .dat). Remove it and "
-                          + (f"run `ecg-automl data fetch mitdb --root {path.parent}`, or copy it again"
-                             if path.name == "mitdb" else "copy or download it again"))
+    if sim >= MIN_SIMILARITY:
+        return
+    fetch = (f"run `ecg-automl data fetch mitdb --root {path.parent}`, or copy them again" if path.name == "mitdb"
+             else "copy or download them again")
+    found = detect_qrs(signal[:, 0], fs_record)
+    detected = beats_from_signal(signal, fs_record, found, fs=fs, length=window)[0][:, :, 0] if len(found) else windows[:0]
+    sim_found = (float(np.nanmedian(neighbour_similarity(detected, fs)[0])) if len(detected) >= MIN_SIMILARITY_BEATS
+                 else float("nan"))
+    if sim_found >= MIN_SIMILARITY:
+        raise RecordError(str(path / record) + ".atr", f"its beats do not fall on the heartbeats of {record}.dat "
+                          f"(median correlation of each annotated beat with the {SIMILARITY_LAGS} before it "
+                          f"{sim:.2f}, under {MIN_SIMILARITY:g}, but {sim_found:.2f} at the beats wfdb's XQRS "
+                          f"detector finds in the signal; every MIT-BIH record has 0.89 or more at its annotated "
+                          f"beats): one of the two files is another record's or damaged, {record}.atr or {record}.dat "
+                          f"with its header. Remove {record}.atr, {record}.dat and {record}.hea and " + fetch)
+    raise RecordError(str(path / record) + ".dat", f"the signal at its annotated beats does not look like beats of "
+                      f"one heart (median correlation {sim:.2f} of each with the {SIMILARITY_LAGS} before it, "
+                      f"under {MIN_SIMILARITY:g}; every MIT-BIH record has 0.89 or more, and the beats wfdb's "
+                      f"XQRS detector finds in it do not look like one heart's either): the file holds something "
+                      f"other than this record's ECG (garbled bytes, or another record's .dat). Remove it and "
+                      + (f"run `ecg-automl data fetch mitdb --root {path.parent}`, or copy it again"
+                         if path.name == "mitdb" else "copy or download it again"))
 
 
 def read_mitdb(path: Path, *, fs: float = 180.0, window: int = 256, records: list[str] | None = None,

@@ -349,13 +349,54 @@ def test_a_mitdb_signal_file_of_the_right_size_but_not_its_ecg_is_refused(data_r
     assert [s["path"] for s in ds.info["skipped"]] == [str(db / "101.dat"), str(db / "103.dat")]
     # a header whose checksums were rewritten to match (the file and its header both replaced, or rewritten by a
     # tool): the beats check still finds them
-    for rec in ("101", "103"):
-        _match_checksums(db / rec)
-        with pytest.raises(RecordError) as err:
-            load_dataset("mitdb", root=root, records=[rec], use_cache=False)
-        assert err.value.path == str(db / f"{rec}.dat")
-        assert "does not look like beats of one heart" in err.value.problem
-        assert f"ecg-automl data fetch mitdb --root {root}" in err.value.problem
+    _match_checksums(db / "101")
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["101"], use_cache=False)
+    assert err.value.path == str(db / "101.dat")
+    assert "does not look like beats of one heart" in err.value.problem
+    assert f"ecg-automl data fetch mitdb --root {root}" in err.value.problem
+    # another record's ECG, header and all: its own beats look like one heart's, so which of the two files is not
+    # 103's the signal cannot tell, and both are named
+    _match_checksums(db / "103")
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["103"], use_cache=False)
+    assert err.value.path == str(db / "103.atr")
+    assert "its beats do not fall on the heartbeats of 103.dat" in err.value.problem, err.value.problem
+    assert ("one of the two files is another record's or damaged, 103.atr or 103.dat with its header. Remove 103.atr, "
+            f"103.dat and 103.hea and run `ecg-automl data fetch mitdb --root {root}`") in err.value.problem
+
+
+def test_a_mitdb_annotation_file_cut_short_garbled_or_another_record_s_is_refused(data_root, tmp_path):
+    """A .atr cut short read without an error as the beats before the cut (105: 1,402 beats of 2,566) and `data
+    fetch` called the copy complete; random bytes read as 3 beats, or as beats outside the record; and another
+    record's .atr was blamed on the record's sound .dat, whose removal did not help."""
+    from ecg_data._paths import damaged_record_files
+    from ecg_data._wfdb_io import read_annotations
+
+    root = _copy_db(data_root, tmp_path, ["105"])
+    db = root / "mitdb"
+    atr = db / "105.atr"
+    whole = atr.read_bytes()
+    for damaged in (whole[:3000], np.random.default_rng(3).bytes(len(whole))):
+        atr.write_bytes(damaged)
+        for load in (lambda: load_dataset("mitdb", root=root, records=["105"], use_cache=False),
+                     lambda: read_annotations(db / "105")):
+            with pytest.raises(RecordError, match="105.atr: cut short or garbled: it does not end with the two zero "
+                                                  "bytes that end every WFDB annotation file"):
+                load()
+        assert damaged_record_files(db, "105", "atr").startswith("105.atr: cut short or garbled")  # what fetch asks
+    shutil.copy(data_root / "mitdb" / "203.atr", atr)
+    with pytest.raises(RecordError) as err:
+        load_dataset("mitdb", root=root, records=["105"], use_cache=False)
+    assert err.value.path == str(atr) and "its beats do not fall on the heartbeats of 105.dat" in err.value.problem
+    # a whole file whose beats lie past the record's end (another record's, or written for a longer one)
+    import wfdb
+
+    wfdb.wrann("105", "atr", np.array([100, 5000, 700_000]), np.array(["N", "N", "N"]), write_dir=str(db))
+    assert damaged_record_files(db, "105", "atr") == ""
+    with pytest.raises(RecordError, match=r"1 of its 3 annotations lie outside the record \(samples 0-649999\), the "
+                                          r"first at sample 700000: the file is damaged or another record's"):
+        read_annotations(db / "105", n_samples=650_000)
 
 
 def _match_checksums(record: Path) -> None:

@@ -161,6 +161,10 @@ CORRUPTIONS = {
     # said "unreadable header (IndexError: list index out of range)" and "no beat annotations"
     "empty header": (lambda db: (db / "101.hea").write_bytes(b""), ["101.hea: empty header file (0 bytes)"]),
     "empty .atr": (lambda db: (db / "100.atr").write_bytes(b""), ["100.atr: empty annotation file (0 bytes)"]),
+    # read without an error as the beats before the cut: a study trained on fewer beats, and `data fetch` said the
+    # copy was complete
+    "cut-short .atr": (lambda db: (db / "100.atr").write_bytes((db / "100.atr").read_bytes()[:3000]),
+                       ["100.atr: cut short or garbled: it does not end with the two zero bytes"]),
 }
 
 

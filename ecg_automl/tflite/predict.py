@@ -323,7 +323,7 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     missing = missing_runs(head, counted, chunk_s=chunk_s, observe=scan)  # lead-off gaps: bridged alike wherever chunks end
     in_gap = 0
     if annotations:
-        samples, symbols = read_annotations(record, annotations)
+        samples, symbols = read_annotations(record, annotations, n_samples=head.n_samples)
         beat = np.isin(symbols, list(AAMI))
         samples, symbols = samples[beat], symbols[beat]
         keep_cls = np.array([AAMI[s] != "Q" for s in symbols], dtype=bool)
