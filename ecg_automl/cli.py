@@ -10,7 +10,7 @@ import shlex
 import sys
 from typing import Callable, Sequence
 
-from .argtypes import int_at_least, port, positive_float, study_name
+from .argtypes import int_at_least, port, positive_float, seconds_up_to, seed, study_name
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -541,7 +541,7 @@ _non_negative_int = int_at_least(0)
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     """How a search or worker process runs its trials: heartbeat, TensorFlow threads, progress output."""
-    p.add_argument("--heartbeat", type=positive_float, default=30,
+    p.add_argument("--heartbeat", type=seconds_up_to(86_400), default=30,
                    help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
                         "retried")
     p.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
@@ -599,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     s.add_argument("--timeout", type=positive_float, default=None,
                    help="stop starting new trials after this many seconds (default: no limit)")
-    s.add_argument("--seed", type=int, default=0,
+    s.add_argument("--seed", type=seed, default=0,
                    help="seed of the sampler, folds, subsample and training (default 0); one process with the same "
                         "seed and --tf-threads repeats a study exactly, workers do not (docs/REPRODUCIBILITY.md)")
     s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")

@@ -71,6 +71,10 @@ class StudySettings:
                 raise TypeError(f"{name} must be a whole number{' or None' if optional else ''}, not {value!r}")
             setattr(self, name, int(value))
 
+        from ecg_automl.argtypes import MAX_SEED
+
+        if not 0 <= self.seed <= MAX_SEED:  # scikit-learn's splitter refused it after the study was written
+            raise ValueError(f"seed must be from 0 to {MAX_SEED}, not {self.seed}")
         # checked here, not when the first trial ends: run_search writes the study before any trial runs
         if self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r} (choose from {', '.join(METRICS)})")

@@ -14,8 +14,8 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ecg_data import (BeatDataset, DataError, data_layout, describe_layout, load_dataset, patient_kfold,
-                      subsample_beats)
+from ecg_data import (BeatDataset, DataError, data_layout, describe_layout, grouped_splits, load_dataset,
+                      patient_kfold, subsample_beats)
 from ecg_data.cache import PIPELINE_VERSION
 from spaces import SearchSpace, SpaceError
 
@@ -267,6 +267,15 @@ def load_study_data(settings: StudySettings, space: SearchSpace) -> BeatDataset:
                             f"held-out test record (`ecg-automl data info {settings.dataset}` lists which are which)")
         raise DataError(f"{settings.folds} folds need at least {settings.folds} patients on the search side; "
                         f"{settings.dataset}{chosen} has {n}: lower --folds or add records")
+    if settings.max_beats:  # a very small subsample cannot make the folds (that failed after the study was made)
+        search = search_data(data, settings)
+        try:
+            list(grouped_splits(patient_kfold(settings.folds, seed=settings.seed), search.X, search.y, search.groups))
+        except ValueError as exc:
+            kept = len(np.unique(search.groups))
+            raise DataError(f"--max-beats {settings.max_beats} keeps {len(search.y)} beat(s) of {kept} patient(s) on "
+                            f"the search side, too few for {settings.folds} patient-grouped folds ({exc}): raise "
+                            f"--max-beats (or lower --folds)") from None
     return data
 
 

@@ -128,6 +128,13 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     (["--max-beats", "0"], "argument --max-beats: must be at least 1"),
     (["--heartbeat", "0"], "argument --heartbeat: must be a finite number above 0"),  # 0 turned heartbeats off
     (["--heartbeat", "nan"], "argument --heartbeat: must be a finite number above 0"),  # was a traceback
+    (["--heartbeat", "1e308"], "argument --heartbeat: must be at most 86400 seconds"),  # an OverflowError
+    # failed in scikit-learn's splitter after the study was written, and the corrected command was refused
+    (["--seed", "-1"], "argument --seed: must be a seed from 0 to 2147483647, not -1"),
+    (["--seed", "99999999999"], "argument --seed: must be a seed from 0 to 2147483647"),
+    (["--max-beats", "1", "--folds", "2"], "--max-beats 1 keeps 1 beat(s) of 1 patient(s) on the search side, too "
+                                           "few for 2 patient-grouped folds"),
+    (["--max-beats", "2", "--folds", "2", "--engine", "keras-tuner"], "--max-beats 2 keeps 2 beat(s) of "),
     (["--tuner", "random"], "--tuner random chooses a KerasTuner tuner: it needs --engine keras-tuner"),
     # a traceback after the first trial, and a budget no model meets silently ignored
     (["--engine", "keras-tuner", "--objective", "f1,latency"], "the KerasTuner engine optimises --objective f1"),
