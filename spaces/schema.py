@@ -152,6 +152,10 @@ def validate(doc: Any) -> None:
     for key in doc:
         if key not in TOP_KEYS:
             raise SpaceError(f"unknown top-level key {key!r} (allowed: {', '.join(sorted(TOP_KEYS))})")
+    for key in ("name", "description"):  # `name: [a, b]` named the space "['a', 'b']"
+        value = doc.get(key)
+        if value is not None and (isinstance(value, (dict, list, bool)) or not isinstance(value, (str, int, float))):
+            raise SpaceError(f"{key}: must be text, not a {type(value).__name__} ({value!r})")
     data = doc.get("data") or {}
     if not isinstance(data, dict):
         raise SpaceError("data: must be a mapping")
@@ -194,8 +198,8 @@ def validate(doc: Any) -> None:
                 raise SpaceError(f"{where}.choices: must be a non-empty list")
             for i, c in enumerate(choices):
                 check_value(f"{where}.choices[{i}]", c, domain)
-            if len(set(map(repr, choices))) != len(choices):
-                raise SpaceError(f"{where}.choices: duplicates in {choices!r}")
+            if len({float(c) if domain.kind is float else repr(c) for c in choices}) != len(choices):
+                raise SpaceError(f"{where}.choices: duplicates in {choices!r}")  # 0 and 0.0 too
             continue
         if kind == "int" and domain.kind is not int or kind == "float" and domain.kind is not float:
             raise SpaceError(f"{where}.type: {key} is a {domain.kind.__name__} hyperparameter; "

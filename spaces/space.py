@@ -87,6 +87,9 @@ class SearchSpace:
             raise SpaceError(f"{source}: {exc}") from None
         params = copy.deepcopy(doc["params"])
         params.update({k: v for k, v in OPTIONAL.items() if k not in params})
+        for key, spec in params.items():  # [0, 0.25] for a float: KerasTuner refuses a Choice of ints and floats
+            if isinstance(spec, dict) and spec.get("type") == "categorical" and PARAMS[key].kind is float:
+                spec["choices"] = [float(c) for c in spec["choices"]]
         return cls(name=str(doc.get("name") or Path(source).stem), params=params,
                    description=str(doc.get("description") or ""), data=dict(doc.get("data") or {}), source=source)
 

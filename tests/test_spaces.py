@@ -246,6 +246,24 @@ def test_keras_tuner_draws_true_false_choices_as_booleans():
     assert type(config["batch_size"]) is int and type(config["pool"]) is str  # other choices keep their type
 
 
+def test_a_float_choice_written_as_a_whole_number_serves_both_engines():
+    """`conv_dropout: {type: categorical, choices: [0, 0.25, 0.5]}` ran with Optuna, but KerasTuner refused a
+    Choice of ints and floats with a traceback after the study was written; the choices are floats now. 0 and 0.0
+    are one choice, and a space's name and description are text."""
+    doc = _doc()
+    doc["params"]["conv_dropout"] = {"type": "categorical", "choices": [0, 0.25, 0.5]}
+    space = SearchSpace.from_dict(doc)
+    assert space.params["conv_dropout"]["choices"] == [0.0, 0.25, 0.5]
+    assert all(type(c) is float for c in space.params["conv_dropout"]["choices"])
+    assert space.keras_tuner_config(kt.HyperParameters())["conv_dropout"] == 0.0
+    doc["params"]["conv_dropout"] = {"type": "categorical", "choices": [0, 0.0]}
+    with pytest.raises(SpaceError, match=r"params.conv_dropout.choices: duplicates in \[0, 0.0\]"):
+        SearchSpace.from_dict(doc)
+    for key, value in (("name", ["a", "b"]), ("description", {"a": 1})):
+        with pytest.raises(SpaceError, match=f"{key}: must be text, not a {type(value).__name__}"):
+            SearchSpace.from_dict({**_doc(), key: value})
+
+
 @pytest.mark.parametrize("values, message", [
     ({"input_length": 16, "lstm_downsample": 32}, "input_length is at most 16 samples but lstm_downsample at least 32"),
     ({"input_length": 16, "lstm_downsample": 4, "res_blocks": {"type": "int", "low": 5, "high": 6}},
