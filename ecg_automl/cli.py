@@ -463,7 +463,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     cfg = _tracking(args)
     if cfg.tracking_uri.startswith(("http://", "https://")):
         uri = redact_url(cfg.tracking_uri)
-        raise UsageError(f"`ecg-automl ui` serves a local tracking store (sqlite:///FILE or a folder); "
+        raise UsageError(f"`ecg-automl ui` serves a tracking store it opens itself (sqlite:///FILE, a database URL); "
                          f"{uri} is a tracking server, which has its own UI: open {uri} in a browser")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: the MLflow UI will listen on {args.host}, reachable from other machines; it has no "

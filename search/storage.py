@@ -153,6 +153,9 @@ def check_storage(url: str | None = None) -> None:
         parsed.get_dialect()
         if parsed.get_backend_name() == "sqlite":
             db = parsed.database or ""
+            if db.startswith("~"):  # SQLite made a folder named ~ in the current one
+                raise StorageError(f"cannot open study storage {url}: SQLite does not expand ~; write the path out, "
+                                   f"e.g. sqlite:///{Path(db).expanduser()}")
             if db and db != ":memory:" and url.startswith("sqlite:////") and not Path(db).parent.is_dir():
                 raise StorageError(f"cannot open study storage {url}: folder {Path(db).parent} does not exist")
             return

@@ -179,8 +179,8 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None 
     """Create the study or load it; a loaded study keeps its stored settings (``settings=None`` means
     "take them from the study", as a worker does). Other settings than the stored ones are refused.
 
-    ``open_study("quickstart")`` reads an existing study of :data:`DEFAULT_STORAGE` (``storage_url`` None) without
-    writing to it: ``study.trials_dataframe()``, ``study.best_trial.user_attrs["config"]``.
+    ``study, settings = open_study("quickstart")`` reads an existing study of :data:`DEFAULT_STORAGE` (``storage_url``
+    None) without writing to it: ``study.trials_dataframe()``, ``study.best_trial.user_attrs["config"]``.
 
     The pruner named when the study was created is stored with it; ``pruner=None`` (a worker, or a
     resume without ``--pruner``) uses that one, so every worker prunes alike. ``engine`` (``optuna``, or

@@ -165,21 +165,29 @@ class TrackingConfig:
              experiment_name: str | None = None) -> "TrackingConfig":
         """Read ``mlflow.yaml`` (``path``, else ./mlflow.yaml if present, else defaults); flags and
         ``MLFLOW_TRACKING_URI`` override the file."""
+        from spaces import SpaceError, load_yaml, yaml_problem
+
         doc: dict[str, Any] = dict(DEFAULTS)
         p = Path(path) if path else Path("mlflow.yaml")
         if path and not p.exists():
             raise TrackingError(f"{p}: MLflow config file not found")
         if p.exists():
             try:
-                loaded = yaml.safe_load(p.read_text()) or {}
+                loaded = load_yaml(p.read_text(encoding="utf-8")) or {}
             except yaml.YAMLError as exc:
-                raise TrackingError(f"{p}: not valid YAML ({exc})") from None
+                raise TrackingError(f"{p}: not valid YAML: {yaml_problem(exc)}") from None
+            except SpaceError as exc:  # a key given twice: one of the two was silently ignored
+                raise TrackingError(f"{p}: {exc}") from None
+            except UnicodeDecodeError as exc:
+                raise TrackingError(f"{p}: not a text (UTF-8) file, byte {exc.start}: an MLflow config is YAML") from None
+            except OSError as exc:  # a folder, an unreadable file
+                raise TrackingError(f"{p}: cannot read the MLflow config file ({exc.strerror or exc})") from None
             doc.update(_checked_config(p, loaded))
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or doc["tracking_uri"]
         artifacts = doc.get("artifact_location")
         if str(uri).startswith(("http://", "https://")) and artifacts and "://" not in str(artifacts):
             artifacts = None  # a tracking server stores artifacts itself (--artifacts-destination)
-        return cls(_absolute_uri(str(uri)), artifacts, experiment_name or doc["experiment_name"])
+        return cls(_store_uri(str(uri)), artifacts, experiment_name or doc["experiment_name"])
 
 
 def _checked_config(path: Path, loaded: Any) -> dict[str, Any]:
@@ -200,7 +208,70 @@ def _checked_config(path: Path, loaded: Any) -> dict[str, Any]:
             raise TrackingError(f"{path}: {key} needs a value, not {value!r} (remove the line for the default, "
                                 f"{DEFAULTS[key]})")
         out[key] = str(value)
+    location = out.get("artifact_location")  # `artifact_location: 5` was reported as an unreachable store
+    if location is not None and (not isinstance(location, str) or not location.strip()):
+        raise TrackingError(f"{path}: artifact_location must be a folder or URI, not {location!r} (remove the line "
+                            f"for the default, {DEFAULTS['artifact_location']})")
     return out
+
+
+def _store_uri(uri: str) -> str:
+    """The tracking URI to open, made absolute (:func:`_absolute_uri`); a plain path to a SQLite file (an existing
+    file, or one ending .db/.sqlite) is that file's ``sqlite:///`` URI. TrackingError, before anything is written,
+    for a URI that would lose the runs (in-memory SQLite), one SQLite cannot open as meant (two slashes, ``~``),
+    and a folder store, which MLflow 3 refuses unless told otherwise."""
+    text = uri.strip()
+    if "://" not in text and not text.startswith("file:"):  # a plain path
+        path = Path(text).expanduser()
+        if path.is_file() or path.suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+            text = f"sqlite:///{path.resolve()}"
+        else:
+            text = path.resolve().as_uri()
+    if text.startswith("sqlite:"):
+        if not text.startswith("sqlite:///"):
+            raise TrackingError(f"tracking URI {uri}: a SQLite store is sqlite:///relative/path.db or "
+                                f"sqlite:////absolute/path.db (three or four slashes), e.g. sqlite:///runs/mlflow.db")
+        db = text[len("sqlite:///"):]
+        if db in ("", ":memory:"):  # e.g. sqlite:///$DB with DB unset
+            raise TrackingError(f"tracking URI {uri} names no database file: SQLite would keep the runs in memory, "
+                                f"lost when the command ends. Give a file, e.g. sqlite:///runs/mlflow.db")
+        if db.startswith("~"):
+            raise TrackingError(f"tracking URI {uri}: SQLite does not expand ~ (it would make a folder named ~ "
+                                f"here); write the path out, e.g. sqlite:///{Path(db).expanduser()}")
+    if text.startswith("sqlite:///") and _is_optuna_storage(Path(text[len("sqlite:///"):]).expanduser()):
+        raise TrackingError(f"tracking URI {uri} is an Optuna study storage (its tables are Optuna's), not an MLflow "
+                            f"store; MLflow would add its own tables to it. Give the MLflow store, e.g. "
+                            f"--tracking-uri sqlite:///runs/mlflow.db, and the study storage with --storage")
+    if text.startswith("file:") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1"):
+        raise TrackingError(f"tracking URI {uri} is a folder store, which MLflow {_mlflow_version()} refuses (its "
+                            f"file backend is in maintenance mode): use a SQLite store, e.g. --tracking-uri "
+                            f"sqlite:///runs/mlflow.db (`mlflow migrate-filestore` moves a folder's runs into one), "
+                            f"or set MLFLOW_ALLOW_FILE_STORE=true to keep the folder")
+    return _absolute_uri(text)
+
+
+def _is_optuna_storage(path: Path) -> bool:
+    """Whether the SQLite file ``path`` holds Optuna's tables and not MLflow's (read-only; False if it is no
+    readable SQLite file or not there)."""
+    import sqlite3
+
+    if not path.is_file():
+        return False
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+    return {"studies", "trials"} <= tables and "experiments" not in tables
+
+
+def _mlflow_version() -> str:
+    from importlib import metadata
+
+    return metadata.version("mlflow")
 
 
 def local_store(uri: str) -> Path | None:
@@ -299,7 +370,9 @@ class Tracker:
 
     # -- set-up -----------------------------------------------------------------------------
     def ping(self) -> None:
-        """Raise :class:`TrackingError` if a tracking server (http/https URI) does not answer; writes nothing."""
+        """Raise :class:`TrackingError` if a tracking server (http/https URI) or a database server (PostgreSQL,
+        MySQL) does not answer; writes nothing. MLflow itself retried an unreachable database for almost two
+        minutes, and a worker or ``sync`` then said the study's run was not in the store."""
         uri = self.config.tracking_uri
         if uri.startswith(("http://", "https://")):
             import urllib.request
@@ -308,6 +381,19 @@ class Tracker:
                 urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).read()
             except Exception as exc:
                 raise TrackingError(f"cannot reach the MLflow tracking store at {redact_url(uri)}: {exc}") from None
+        elif uri.split("://")[0].split("+")[0] in ("postgresql", "postgres", "mysql", "mssql"):
+            import sqlalchemy
+
+            try:
+                engine = sqlalchemy.create_engine(uri, pool_pre_ping=True)
+                try:
+                    with engine.connect():
+                        pass
+                finally:
+                    engine.dispose()
+            except Exception as exc:
+                first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                raise TrackingError(f"cannot reach the MLflow tracking store at {redact_url(uri)}: {first}") from None
 
     def check(self) -> str:
         """Reach the store and return the experiment id (created if missing); raise

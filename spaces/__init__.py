@@ -2,7 +2,7 @@
 
 from .model import N_RR_FEATURES, build_ensemble, build_model, make_optimizer, model_inputs
 from .schema import OPTIONAL, PARAMS, SpaceError, validate
-from .space import SearchSpace
+from .space import SearchSpace, load_yaml, yaml_problem
 
 __all__ = ["N_RR_FEATURES", "OPTIONAL", "PARAMS", "SearchSpace", "SpaceError", "build_ensemble", "build_model",
-           "make_optimizer", "model_inputs", "validate"]
+           "load_yaml", "make_optimizer", "model_inputs", "validate", "yaml_problem"]

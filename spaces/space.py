@@ -47,8 +47,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` that refuses a key given twice (:class:`SpaceError`)."""
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses a key given twice (:class:`SpaceError`): for space files and ``mlflow.yaml``."""
     loader = _UniqueKeyLoader(text)
     try:
         return loader.get_single_data()
@@ -56,7 +56,7 @@ def _load_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def yaml_problem(exc: yaml.YAMLError) -> str:
     """One line with the file's line and column, not PyYAML's several lines about a ``<unicode string>``."""
     if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
         return " ".join(str(exc).split())
@@ -97,9 +97,9 @@ class SearchSpace:
     def from_yaml(cls, text: str, source: str = "<string>") -> "SearchSpace":
         """Parse YAML text (safe loader only) and validate it."""
         try:
-            doc = _load_yaml(text)
+            doc = load_yaml(text)
         except yaml.YAMLError as exc:
-            raise SpaceError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+            raise SpaceError(f"{source}: not valid YAML: {yaml_problem(exc)}") from None
         except SpaceError as exc:  # a key given twice
             raise SpaceError(f"{source}: {exc}") from None
         return cls.from_dict(doc, source)

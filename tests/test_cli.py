@@ -132,7 +132,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     # failed in scikit-learn's splitter after the study was written, and the corrected command was refused
     (["--seed", "-1"], "argument --seed: must be a seed from 0 to 2147483647, not -1"),
     (["--seed", "99999999999"], "argument --seed: must be a seed from 0 to 2147483647"),
-    (["--max-beats", "1", "--folds", "2"], "--max-beats 1 keeps 1 beat(s) of 1 patient(s) on the search side, too "
+    (["--max-beats", "1", "--folds", "2"], "--max-beats 1 keeps 2 beat(s) of 2 patient(s) on the search side, too "
                                            "few for 2 patient-grouped folds"),
     (["--max-beats", "2", "--folds", "2", "--engine", "keras-tuner"], "--max-beats 2 keeps 2 beat(s) of "),
     (["--tuner", "random"], "--tuner random chooses a KerasTuner tuner: it needs --engine keras-tuner"),
@@ -158,6 +158,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     # sqlite:///$DB with DB unset: the whole study ran in memory and was gone at exit, never resumable
     (["--storage", "sqlite:///"], "--storage sqlite:/// names no database file: SQLite keeps that study in memory"),
     (["--storage", "sqlite:///:memory:"], "--storage sqlite:///:memory: names no database file"),
+    (["--storage", "sqlite:///~/o.db"], "SQLite does not expand ~; write the path out"),  # made a folder named ~
 ])
 def test_bad_search_values_exit_2_and_leave_no_study(tmp_path, cli_env, args, message):
     """Values a search cannot run with are refused before a study exists (a corrected command then starts

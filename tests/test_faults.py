@@ -410,6 +410,10 @@ def test_sync_into_a_store_without_the_study_run_is_refused(tmp_path, cli_env, w
     ("experiment_name: ''\n", "experiment_name needs a value, not ''"),
     ("42\n", "must be a mapping of artifact_location, experiment_name, tracking_uri to values, not 42"),
     ("- tracking_uri\n", "must be a mapping of"),
+    # blamed an unreachable store ("AttributeError: 'int' object has no attribute 'decode'")
+    ("artifact_location: 5\n", "artifact_location must be a folder or URI, not 5"),
+    ("experiment_name: a\nexperiment_name: b\n", "'experiment_name' is given twice in one mapping (lines 1 and 2)"),
+    ("experiment_name: a\n\tartifact_location: b\n", "not valid YAML: line 2, column 1: found character '\\t'"),
 ])
 def test_an_mlflow_yaml_without_a_usable_value_is_named(tmp_path, monkeypatch, text, message):
     """`tracking_uri:` with no value became a file store in a folder named 'None' beside the user; a file that
@@ -424,6 +428,71 @@ def test_an_mlflow_yaml_without_a_usable_value_is_named(tmp_path, monkeypatch, t
     (tmp_path / "mlflow.yaml").write_text("experiment_name: 2026\nartifact_location:\n")
     cfg = TrackingConfig.load()  # a number is its text; no artifact location is MLflow's default
     assert cfg.experiment_name == "2026" and cfg.artifact_location is None
+
+
+def test_an_mlflow_yaml_that_is_no_text_file_is_named(tmp_path, monkeypatch):
+    """A folder or a Latin-1 file given as --mlflow-config was an IsADirectoryError or UnicodeDecodeError traceback."""
+    from search import TrackingConfig, TrackingError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "conf").mkdir()
+    with pytest.raises(TrackingError, match="^conf: cannot read the MLflow config file"):
+        TrackingConfig.load("conf")
+    (tmp_path / "latin1.yaml").write_bytes("experiment_name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(TrackingError, match=r"^latin1.yaml: not a text \(UTF-8\) file, byte 20"):
+        TrackingConfig.load("latin1.yaml")
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("sqlite://runs/mlflow.db", "a SQLite store is sqlite:///relative/path.db or sqlite:////absolute/path.db"),
+    ("sqlite://", "a SQLite store is sqlite:///relative/path.db"),  # in memory
+    ("sqlite:///", "names no database file: SQLite would keep the runs in memory"),  # sqlite:///$DB with DB unset
+    ("sqlite:///:memory:", "names no database file"),  # made a file named :memory: here
+    ("sqlite:///~/m.db", "SQLite does not expand ~"),  # made a folder named ~ here
+    ("mlruns-folder", "is a folder store, which MLflow"),  # MLflow's traceback: "in maintenance mode"
+    ("file:///tmp/no-such-mlruns", "or set MLFLOW_ALLOW_FILE_STORE=true to keep the folder"),
+])
+def test_a_tracking_uri_that_would_lose_or_misplace_the_runs_is_refused(tmp_path, monkeypatch, uri, message):
+    """Each was accepted, and lost the runs at exit, wrote them somewhere unexpected, failed with MLflow's traceback
+    or retried for minutes; now each is one error before anything is written."""
+    from search import TrackingConfig, TrackingError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(TrackingError, match="^tracking URI ") as err:
+        TrackingConfig.load(tracking_uri=uri)
+    assert message in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tracking_uri_given_as_a_path_and_the_study_storage_as_tracking_store(tmp_path, monkeypatch, cli_env):
+    """`--tracking-uri runs/mlflow.db` (a SQLite file as a plain path) was opened as a folder store; the study's
+    own Optuna file as the tracking store got MLflow's tables written into it; an unreachable PostgreSQL server
+    was retried for almost two minutes and then reported as "the study's run is not in the tracking store"."""
+    import sqlite3
+
+    from search import TrackingConfig, TrackingError
+    from search.tracking import Tracker
+
+    monkeypatch.chdir(tmp_path)
+    assert TrackingConfig.load(tracking_uri="runs/m.db").tracking_uri == f"sqlite:///{tmp_path / 'runs' / 'm.db'}"
+    (tmp_path / "store").write_bytes(b"")  # an existing file without a .db suffix is a SQLite file too
+    assert TrackingConfig.load(tracking_uri="store").tracking_uri == f"sqlite:///{tmp_path / 'store'}"
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the user's own choice: a folder store
+    assert TrackingConfig.load(tracking_uri="mlr").tracking_uri == (tmp_path / "mlr").as_uri()
+    optuna_db = tmp_path / "o.db"
+    make_storage(f"sqlite:///{optuna_db}")
+    before = optuna_db.read_bytes()
+    with pytest.raises(TrackingError, match="is an Optuna study storage .*, not an MLflow store"):
+        TrackingConfig.load(tracking_uri=f"sqlite:///{optuna_db}")
+    assert optuna_db.read_bytes() == before
+    con = sqlite3.connect(optuna_db)
+    assert "experiments" not in {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    con.close()
+    start = time.monotonic()
+    with pytest.raises(TrackingError, match=r"^cannot reach the MLflow tracking store at postgresql://u:\*\*\*@127.0.0.1:9/db"):
+        Tracker(TrackingConfig.load(tracking_uri="postgresql://u:pw@127.0.0.1:9/db")).ping()
+    assert time.monotonic() - start < 30
 
 
 def test_resuming_a_search_under_another_experiment_is_refused(tmp_path):

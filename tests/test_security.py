@@ -205,7 +205,7 @@ def test_ui_on_a_tracking_server_is_a_usage_error_and_on_a_missing_store_warns(t
     monkeypatch.chdir(tmp_path)
     assert cli.main(["ui", "--tracking-uri", "http://127.0.0.1:1"]) == 2 and started == []
     err = capsys.readouterr().err
-    assert err == ("error: `ecg-automl ui` serves a local tracking store (sqlite:///FILE or a folder); "
+    assert err == ("error: `ecg-automl ui` serves a tracking store it opens itself (sqlite:///FILE, a database URL); "
                    "http://127.0.0.1:1 is a tracking server, which has its own UI: open http://127.0.0.1:1 in a "
                    "browser\n")
     assert cli.main(["ui", "--port", "0", "--tracking-uri", "sqlite:///runs/mlflow.db"]) == 0 and len(started) == 1
