@@ -590,6 +590,31 @@ def test_predict_refuses_an_empty_record_and_csv_options_with_a_record(untrained
         assert message in proc.stderr, proc.stderr[-2000:]
 
 
+def test_predict_refuses_a_record_shorter_than_a_window_an_annotation_path_and_an_unwritable_plot(
+        untrained, data_root, tmp_path, cli_env):
+    """Each was a traceback: a record of 1-400 samples failed in scipy's filter ("must be greater than padlen"),
+    --annotations given the file's path in wfdb ("Invalid name"), --plot below a file after the whole prediction;
+    an empty --annotations quietly used the QRS detector instead."""
+    import wfdb
+
+    rec = wfdb.rdrecord(str(data_root / "mitdb" / "100"), sampto=50)
+    wfdb.wrsamp("short", fs=360, units=["mV", "mV"], sig_name=rec.sig_name, p_signal=rec.p_signal, fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    (tmp_path / "afile").write_text("")
+    record = data_root / "mitdb" / "100"
+    for args, message in ((["--record", tmp_path / "short"], "short: 50 samples (0.14 s), shorter than one beat "
+                                                             "window of this model (1.07 s): no beat can be classified"),
+                          (["--record", record, "--annotations", f"{record}.atr"],
+                           "give the annotation file's extension, e.g. --annotations atr"),
+                          (["--record", record, "--annotations", " "], "--annotations is empty"),
+                          (["--record", record, "--plot", tmp_path / "afile" / "x.png"],
+                           f"cannot be written ({tmp_path / 'afile'} is a file, not a folder)")):
+        proc = run_cli(["predict", untrained["mitdb"], *args], tmp_path, cli_env, check=False)
+        assert proc.returncode in (1, 2) and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert message in proc.stderr, proc.stderr[-2000:]
+        assert not proc.stdout.strip(), proc.stdout[-2000:]  # refused before any beat was classified
+
+
 def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):
     """A model searched on heartbeat CSVs (187 samples at 125 Hz per row) was refused its own test file unless the
     user knew to pass --csv-fs 125, and a row with its class column still on was read as a 188th sample."""

@@ -100,6 +100,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.csv is not None and args.strict:  # it could never fire: CSV rows get no signal checks
         raise UsageError("--strict exits 1 on a record's signal-check warning, and CSV rows get no signal checks, so "
                          "it applies to --record only; drop it with --csv")
+    if args.annotations is not None:
+        _check_annotations(args)
     if args.plot:
         _check_plot(args)
     if args.record is not None:
@@ -135,6 +137,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
 _MODEL_WARNINGS = ("lead_warning", "seen_in_training", "preprocessing_warning")
 
 
+def _check_annotations(args: argparse.Namespace) -> None:
+    """Refuse an --annotations that is not an annotation file's extension: a path to the file was a ValueError
+    traceback from wfdb ("Invalid name '100./data/100.atr'"), and an empty one quietly used the QRS detector."""
+    from pathlib import Path
+
+    from ecg_automl.cli import UsageError
+
+    text = args.annotations.strip()
+    if not text:
+        raise UsageError("--annotations is empty: give the annotation file's extension, e.g. --annotations atr")
+    if "/" in text or "\\" in text or "." in text:
+        ext = Path(text).suffix.lstrip(".") or "atr"
+        raise UsageError(f"--annotations {text}: give the annotation file's extension, e.g. --annotations {ext} (the "
+                         f"file is read from beside the record: --record mitdb/100 --annotations atr reads "
+                         f"mitdb/100.atr)")
+    args.annotations = text
+
+
 def _check_plot(args: argparse.Namespace) -> None:
     """Refuse --plot before the prediction runs (a Holter record takes minutes) when it cannot be drawn: with --csv
     (rows have no time), a file type matplotlib is not asked for here, or no matplotlib (the base install)."""
@@ -150,6 +170,17 @@ def _check_plot(args: argparse.Namespace) -> None:
         raise UsageError(f"--plot {args.plot}: name a {', '.join(PLOT_SUFFIXES)} file")
     if Path(args.plot).is_dir():
         raise UsageError(f"--plot {args.plot}: is a folder; name the picture file")
+    folder = Path(args.plot).resolve().parent  # checked now: it was a traceback after the whole prediction
+    there = next(p for p in (folder, *folder.parents) if p.exists())
+    if not there.is_dir():
+        raise UsageError(f"--plot {args.plot} cannot be written ({there} is a file, not a folder)")
+    import tempfile
+
+    try:  # a probe, not os.access: root may "access" a folder that refuses files (/sys), and a disk may be full
+        with tempfile.NamedTemporaryFile(dir=there, prefix=".plot-probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--plot {args.plot} cannot be written ({there}: {exc.strerror or exc})") from None
     try:
         require_matplotlib()
     except PlotUnavailable as exc:

@@ -313,6 +313,11 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     record = _strip_extension(Path(record), annotations)
     head = read_header(record)
     _check_filter(meta, model_path, head.fs, record)
+    shortest = int(np.ceil(float(meta["window"]) / float(meta["fs"]) * head.fs))
+    if head.n_samples < shortest:  # the filters failed on it with scipy's "must be greater than padlen" traceback
+        raise DataError(f"{record}: {head.n_samples} samples ({head.n_samples / head.fs:.2f} s), shorter than one beat "
+                        f"window of this model ({float(meta['window']) / float(meta['fs']):.2f} s): no beat can be "
+                        f"classified")
     channels, lead_warning = _record_leads(meta, model_path, head.sig_names, _model_channels(meta, model), record,
                                            lead)
     detect = _find_lead(head.sig_names, str(meta["lead"])) if len(channels) > 1 else None
