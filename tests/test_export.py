@@ -615,6 +615,26 @@ def test_predict_refuses_a_record_shorter_than_a_window_an_annotation_path_and_a
         assert not proc.stdout.strip(), proc.stdout[-2000:]  # refused before any beat was classified
 
 
+def test_predict_refuses_a_header_row_of_column_numbers_and_labels_that_are_no_class(untrained, tmp_path, cli_env):
+    """pandas' to_csv header (0, 1, ..., 187) was classified as a beat, of class 187 with --csv-has-label, where
+    training's reader refuses that file; a label of -1 or 0.5 counted as abnormal."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = np.c_[rng.normal(size=(3, 187)), [0, 1, 0]]
+    header = tmp_path / "header.csv"
+    np.savetxt(header, np.r_[[np.arange(188)], rows], delimiter=",")
+    odd = tmp_path / "odd.csv"
+    np.savetxt(odd, np.c_[rows[:, :-1], [0, -1, 0.5]], delimiter=",")
+    for csv, message in ((header, "header.csv, line 1: 0, 1, 2, ..., 187 is a header row of column numbers, not a "
+                                  "beat: remove it"),
+                         (odd, "odd.csv, line 2: label -1 is not a whole number >= 0")):
+        proc = run_cli(["predict", untrained["heartbeat"], "--csv", csv, "--csv-has-label"], tmp_path, cli_env,
+                       check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert message in proc.stderr, proc.stderr[-2000:]
+
+
 def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):
     """A model searched on heartbeat CSVs (187 samples at 125 Hz per row) was refused its own test file unless the
     user knew to pass --csv-fs 125, and a row with its class column still on was read as a 188th sample."""

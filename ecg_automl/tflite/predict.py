@@ -563,14 +563,19 @@ def _check_finite(csv_path, rows: np.ndarray, has_label: bool) -> None:
         return
     i = int(np.argmax(bad_rows))
     col = int(np.argmax(bad[i]))
-    lines = [n for n, _ in _data_lines(csv_path)]
-    where = f"line {lines[i]}" if len(lines) == len(rows) else f"row {i + 1}"
+    where = _row_place(csv_path, rows, i)
     count = f"{int(bad_rows.sum())} of {len(rows)} rows hold NaN or inf values"
     if has_label and col == rows.shape[1] - 1:
         raise DataError(f"{csv_path}, {where}: label {rows[i, col]} is not a finite number (0 = normal, other "
                         f"numbers abnormal); {count}")
     raise DataError(f"{csv_path}, {where}, column {col + 1}: {rows[i, col]} is not a finite number; {count}, which "
                     f"the model cannot classify: drop or repair them")
+
+
+def _row_place(csv_path, rows: np.ndarray, i: int) -> str:
+    """``line N`` of row ``i`` of the CSV (blank and comment lines counted), or ``row i+1`` where they do not match."""
+    lines = [n for n, _ in _data_lines(csv_path)]
+    return f"line {lines[i]}" if len(lines) == len(rows) else f"row {i + 1}"
 
 
 def _row_length_error(csv_path, n: int, window: int, fs: float, has_label: bool) -> DataError:
@@ -617,10 +622,19 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
         raise DataError(f"the CSV's sampling rate must be in [{FS_LOW}, {FS_HIGH}] Hz, not {fs}")
     rows = _csv_rows(csv_path)
     _check_finite(csv_path, rows, has_label)
+    if len(rows) and rows.shape[1] > 2 and np.array_equal(rows[0], np.arange(rows.shape[1])):
+        # pandas' to_csv writes column numbers as a header: it was classified as a beat (of class 187 with a label)
+        raise DataError(f"{csv_path}, line 1: 0, 1, 2, ..., {rows.shape[1] - 1} is a header row of column numbers, "
+                        f"not a beat: remove it (or write the CSV with header=False)")
     labels = None
     if has_label:
         if rows.shape[1] < 2:
             raise DataError(f"{csv_path}: rows hold {rows.shape[1]} column(s): no samples besides the label column")
+        bad = np.flatnonzero((rows[:, -1] < 0) | (rows[:, -1] != np.round(rows[:, -1])))
+        if len(bad):
+            raise DataError(f"{csv_path}, {_row_place(csv_path, rows, int(bad[0]))}: label {rows[bad[0], -1]:g} is not "
+                            f"a whole number >= 0 (0 = normal, any other class = abnormal): is the last column a "
+                            f"label?")
         labels, rows = rows[:, -1] != 0, rows[:, :-1]
     fs_model, window = float(meta["fs"]), int(meta["window"])
     if fs is None and meta.get("dataset") == "heartbeat-csv":  # trained on such rows: they are its input
