@@ -64,12 +64,23 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
     slug, marker = PHYSIONET[name]
     if (path / marker).exists():
         return path
+    _refuse_database_as_root(name, root)
     if not download:
         fetch = f"ecg-automl data fetch {name}" + (f" --root {root}" if explicit_root else "")
         raise DatabaseNotFoundError(
             f"database {name!r} is not under {root} (looked for {path / marker}). "
             f"Run `{fetch}` or set ECG_AUTOML_DATA to a folder holding {name}/.")
     return fetch_database(name, root)
+
+
+def _refuse_database_as_root(name: str, root: Path) -> None:
+    """DatabaseNotFoundError when ``root`` is the database's own folder (``--root data/mitdb``): a download would
+    go into data/mitdb/mitdb, and the error said to run exactly that."""
+    marker = PHYSIONET[name][1]
+    if root.name == name and (root / marker).exists() and not (root / name / marker).exists():
+        raise DatabaseNotFoundError(
+            f"{root} is the {name} folder itself; the data root is the folder that holds {name}/: give "
+            f"{root.parent} (--root {root.parent}, or ECG_AUTOML_DATA={root.parent}), or --data-path {root}")
 
 
 def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
@@ -84,6 +95,7 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     if name not in PHYSIONET:
         raise DatabaseNotFoundError(f"unknown PhysioNet database {name!r}; known: {', '.join(PHYSIONET)}")
     root = Path(root).expanduser().resolve() if root is not None else data_root()
+    _refuse_database_as_root(name, root)
     slug, marker = PHYSIONET[name]
     path = root / name
     incomplete: dict[str, str] = {}

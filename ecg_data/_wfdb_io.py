@@ -24,21 +24,34 @@ class Record:
     comments: list[str]
 
 
-def _check_signal_files(path: Path, header) -> None:
-    """Compare each signal file's size with what the header promises (catches truncated .dat files)."""
+def _signal_files(header) -> dict[str, list[int]]:
+    """Each signal file the header names, with the indices of the signals it holds."""
     files: dict[str, list[int]] = {}
     for i, fname in enumerate(header.file_name or []):
         files.setdefault(fname, []).append(i)
-    for fname, chans in files.items():
+    return files
+
+
+def _declared_bytes(header, chans: list[int]) -> int | None:
+    """The bytes the header's sample count takes in the file of signals ``chans`` (None: a format not sized here)."""
+    fmt = str(header.fmt[chans[0]])
+    per = _BYTES_PER_SAMPLE.get(fmt)
+    if per is None or header.sig_len is None:
+        return None
+    offset = int((header.byte_offset or [0] * len(header.fmt))[chans[0]] or 0)
+    return offset + math.ceil(header.sig_len * len(chans) * per)
+
+
+def _check_signal_files(path: Path, header) -> None:
+    """Compare each signal file's size with what the header promises (catches truncated .dat files)."""
+    for fname, chans in _signal_files(header).items():
         fpath = path.parent / fname
         if not fpath.exists():
             raise RecordError(str(fpath), "signal file is missing (the header names it)")
-        fmt = str(header.fmt[chans[0]])
-        per = _BYTES_PER_SAMPLE.get(fmt)
-        if per is None or header.sig_len is None:
+        need = _declared_bytes(header, chans)
+        if need is None:
             continue
-        offset = int((header.byte_offset or [0] * len(header.fmt))[chans[0]] or 0)
-        need = offset + math.ceil(header.sig_len * len(chans) * per)
+        fmt = str(header.fmt[chans[0]])
         have = fpath.stat().st_size
         if have < need:
             raise RecordError(str(fpath), f"truncated: {have} bytes, but the header ({path.name}.hea) declares "
@@ -65,18 +78,18 @@ def _check_header(hea: Path, header) -> None:
     """Refuse a header wfdb parsed leniently (a bad sample count, missing signal lines), naming the file, so
     that it is reported as malformed rather than as a missing channel or a sample-count mismatch later."""
     line = _record_line(hea)
-    if header.sig_len is None:
-        raise RecordError(str(hea), f"malformed header: the record line {line!r} gives no valid sample count "
-                                    f"(expected: name, signals, sampling rate, samples)")
     fields = line.split()
     given = fields[2].split("/")[0] if len(fields) > 2 else None  # absent: WFDB's default 250 Hz applies
     try:
         fs = float(given) if given is not None else float(header.fs)
-    except ValueError:
+    except (ValueError, TypeError):
         fs = math.nan
-    if not math.isfinite(fs) or fs <= 0:
+    if not math.isfinite(fs) or fs <= 0:  # first: a bad rate ("360x") also leaves wfdb without a sample count
         raise RecordError(str(hea), f"malformed header: the record line {line!r} gives no valid sampling rate "
                                     f"({given!r}; expected a positive number of Hz after the signal count)")
+    if header.sig_len is None:
+        raise RecordError(str(hea), f"malformed header: the record line {line!r} gives no valid sample count "
+                                    f"(expected: name, signals, sampling rate, samples)")
     n_sig = int(header.n_sig or 0)
     got = len(header.sig_name or [])
     if got != n_sig:
@@ -95,7 +108,7 @@ class Header:
     n_samples: int
     comments: list[str]
     #: Each signal's checksum (the 16-bit sum of its samples; None where the header gives none), and the file it is
-    #: in; ``checksums`` is None for a multi-segment record, whose spans are read in physical units only.
+    #: in; ``checksums`` None (a Header made by hand) reads spans in physical units, unchecked.
     checksums: list[int | None] | None = None
     file_names: list[str] | None = None
 
@@ -113,13 +126,17 @@ def read_header(path: str | Path) -> Header:
         header = wfdb.rdheader(str(path))
     except Exception as exc:
         raise RecordError(str(hea), f"unreadable header ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(header, wfdb.Record):  # it was called malformed ("declares 1 signal(s), but 0 signal line(s)")
+        raise RecordError(str(hea), f"a multi-segment record ({len(header.seg_name or [])} segments), which ecg-automl "
+                                    f"does not read: write it as one segment first, e.g. in Python, beside it: "
+                                    f"r = wfdb.rdrecord('{path.name}'); wfdb.wrsamp('{path.name}_single', fs=r.fs, "
+                                    f"units=r.units, sig_name=r.sig_name, p_signal=r.p_signal, fmt=['16'] * r.n_sig)")
     _check_header(hea, header)
     _check_signal_files(path, header)
-    single = isinstance(header, wfdb.Record)
     return Header(path, float(header.fs), list(header.sig_name or []), int(header.sig_len),
                   list(header.comments or []),
-                  checksums=list(header.checksum or [None] * len(header.sig_name or [])) if single else None,
-                  file_names=list(header.file_name or []) if single else None)
+                  checksums=list(header.checksum or [None] * len(header.sig_name or [])),
+                  file_names=list(header.file_name or []))
 
 
 class SpanChecksums:
@@ -196,12 +213,8 @@ def read_record(path: str | Path, channels: list[str] | None = None) -> Record:
         idx = [names.index(c) for c in channels]
     try:
         rec = wfdb.rdrecord(str(path), channels=idx, physical=False)  # digital: the header's checksums are of it
-        if isinstance(rec, wfdb.Record):
-            _check_checksums(path, rec)
-            sig = rec.dac(return_res=64)  # what rdrecord's physical=True gives, to the bit
-        else:  # a multi-segment record: no checksum over the whole
-            rec = wfdb.rdrecord(str(path), channels=idx)
-            sig = rec.p_signal
+        _check_checksums(path, rec)  # (read_header refused a multi-segment record)
+        sig = rec.dac(return_res=64)  # what rdrecord's physical=True gives, to the bit
     except RecordError:
         raise
     except Exception as exc:
@@ -226,11 +239,25 @@ def _check_checksums(path: Path, rec) -> None:
 
 def _checksum_error(path: Path, name: str, fname: str, want: int, got: int) -> RecordError:
     """The error for signal ``name`` of record ``path`` (in file ``fname``) whose samples sum to ``got``, not to
-    its header's checksum ``want``."""
-    return RecordError(str(path.parent / fname),
-                       f"signal {name!r} does not match its header ({path.name}.hea): its samples sum to checksum "
-                       f"{(got + 32768) % 65536 - 32768}, the header says {want}; the file is damaged or another "
-                       f"record's. Remove it and {_fetch_again(path)}")
+    its header's checksum ``want``; when the file is longer than the header's sample count takes, the header may be
+    what is wrong (a sample count edited down), and the error says so."""
+    import wfdb
+
+    problem = (f"signal {name!r} does not match its header ({path.name}.hea): its samples sum to checksum "
+               f"{(got + 32768) % 65536 - 32768}, the header says {want}; ")
+    try:
+        header = wfdb.rdheader(str(path))
+        need = _declared_bytes(header, _signal_files(header)[fname])
+        have = (path.parent / fname).stat().st_size
+    except Exception:  # the note is a hint only
+        need = have = None
+    if need is not None and have > need:
+        problem += (f"{fname} holds {have} bytes, more than the {need} its header's {header.sig_len} samples take, so "
+                    f"the header's sample count may be what is wrong (correct it), or the file is another record's. "
+                    f"Otherwise remove both and {_fetch_again(path)}")
+    else:
+        problem += f"the file is damaged or another record's. Remove it and {_fetch_again(path)}"
+    return RecordError(str(path.parent / fname), problem)
 
 
 def _fetch_again(path: Path) -> str:

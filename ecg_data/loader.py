@@ -60,6 +60,9 @@ def load_dataset(
     if not db_path.exists():
         raise DataError(f"{db_path} does not exist")
     if path is not None:
+        if db_path.is_file() and name in PHYSIONET:  # all records were "missing their header" below it
+            raise DataError(f"{db_path} is a file; --data-path (path=) names the {name} folder that holds its "
+                            f"records: {db_path.parent}?")
         _refuse_parent_folder(name, db_path)
     settings: dict[str, Any] = {"fs": float(fs), "window": int(window),
                                 "records": sorted(records) if records else None,

@@ -746,3 +746,47 @@ def test_a_ptbxl_signal_file_cut_short_is_found_by_load_and_fetch(ptbxl_root, tm
     assert fetch_database("ptbxl", db.parent) == db and asked == [[name]]
     assert dat.read_bytes() == (ptbxl_root / "ptbxl" / f"{name}.dat").read_bytes()
     assert len(load_dataset("ptbxl", root=db.parent, use_cache=False, download=False)) > 0
+
+
+def test_headers_and_roots_that_are_wrong_are_named_as_what_they_are(data_root, tmp_path):
+    """Each error named another cause: a valid multi-segment record was "malformed" (1 signal declared, 0 read), a
+    rate of '360x' "gave no valid sample count", a sample count edited down blamed the sound .dat ("damaged or
+    another record's. Remove it"), the mitdb folder given as the data root said to fetch into mitdb/mitdb, and a
+    .dat given as --data-path made all 44 records "have no header"."""
+    from ecg_data import database_dir
+    from ecg_data._wfdb_io import read_record
+
+    rec = wfdb.rdrecord(str(data_root / "mitdb" / "100"), sampto=3600)
+    for i, (a, b) in enumerate([(0, 1800), (1800, 3600)], start=1):
+        wfdb.wrsamp(f"multi_{i}", fs=360, units=["mV", "mV"], sig_name=rec.sig_name, p_signal=rec.p_signal[a:b],
+                    fmt=["16", "16"], write_dir=str(tmp_path))
+    (tmp_path / "multi.hea").write_text("multi/2 2 360 3600\nmulti_1 1800\nmulti_2 1800\n")
+    with pytest.raises(RecordError, match=r"a multi-segment record \(2 segments\), which ecg-automl does not read: "
+                                          r"write it as one segment first") as err:
+        read_record(tmp_path / "multi")
+    r = wfdb.rdrecord(str(tmp_path / "multi"))  # the hint's recipe, which works
+    wfdb.wrsamp("multi_single", fs=r.fs, units=r.units, sig_name=r.sig_name, p_signal=r.p_signal,
+                fmt=["16"] * r.n_sig, write_dir=str(tmp_path))
+    assert read_record(tmp_path / "multi_single").signal.shape == (3600, 2)
+
+    (tmp_path / "data").mkdir()
+    root = _copy_db(data_root, tmp_path / "data", ["103"])
+    hea = root / "mitdb" / "103.hea"
+    text = hea.read_text()
+    hea.write_text(text.replace("103 2 360 650000", "103 2 360x 650000", 1))
+    with pytest.raises(RecordError, match=r"gives no valid sampling rate \('360x'"):
+        read_record(root / "mitdb" / "103")
+    hea.write_text(text.replace("103 2 360 650000", "103 2 360 1000", 1))
+    with pytest.raises(RecordError, match=r"103.dat holds 1950000 bytes, more than the 3000 its header's 1000 samples "
+                                          r"take, so the header's sample count may be what is wrong"):
+        read_record(root / "mitdb" / "103")
+
+    db = root / "mitdb"
+    for call in (lambda: database_dir("mitdb", db, download=False), lambda: database_dir("mitdb", db),
+                 lambda: fetch_database("mitdb", db)):
+        with pytest.raises(DataError, match=f"{db} is the mitdb folder itself; the data root is the folder that "
+                                            f"holds mitdb/: give {root}"):
+            call()
+    assert not (db / "mitdb").exists()
+    with pytest.raises(DataError, match=f"{db / '103.dat'} is a file; --data-path"):
+        load_dataset("mitdb", path=db / "103.dat", use_cache=False)
