@@ -6,6 +6,7 @@ import dataclasses
 import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -54,6 +55,9 @@ class StudySettings:
         from .metrics import METRICS
         from .study import DIRECTIONS
 
+        if self.data_path is not None:  # absolute: `export`, a worker or a resume run from another folder read the
+            # same data (a relative path stored by an earlier version is read from the current folder, as it was)
+            self.data_path = str(Path(str(self.data_path)).expanduser().resolve())
         if self.records is not None:  # a set to every reader: the same records in another order are the same data,
             if isinstance(self.records, (str, bytes)) or not isinstance(self.records, Iterable):
                 # a lone "101" was read letter by letter, as records ['0', '1']

@@ -1337,3 +1337,20 @@ def test_why_not_writable_walks_up_to_the_first_folder_there(tmp_path, monkeypat
     monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(tmp_path))  # a read-only folder
     assert why_not_writable(tmp_path / "new") == f"{tmp_path} is not writable"
     assert not (tmp_path / "new").exists()
+
+
+def test_a_relative_data_path_is_stored_absolute_and_a_moved_one_is_named(tmp_path, monkeypatch):
+    """`search --data-path hb` stored "hb": `export`, a worker or a resume run from another folder read another (or
+    no) folder; and a study whose data had moved only said "/old/hb does not exist"."""
+    from ecg_data import DataError
+    from search.study import load_study_data
+
+    settings = _heartbeat_csv_study(tmp_path, False)
+    monkeypatch.chdir(tmp_path)
+    relative = StudySettings(**{**settings.to_dict(), "data_path": "heartbeat"})
+    assert relative.data_path == str(tmp_path / "heartbeat") == settings.data_path
+    assert relative.differences(StudySettings.from_dict(settings.to_dict())) == []
+    (tmp_path / "heartbeat").rename(tmp_path / "moved")
+    with pytest.raises(DataError, match=f"--data-path {tmp_path / 'heartbeat'} does not exist; for an existing study "
+                                        r"\(export, a worker, a resume\) put the same files back there"):
+        load_study_data(settings, SearchSpace.from_yaml(settings.space_yaml))
