@@ -205,9 +205,9 @@ def _search_settings(args: argparse.Namespace, space, objectives: list[str]):
 def _record_list(text: str | None) -> list[str] | None:
     """``--records " 100, 101"`` -> ``["100", "101"]`` (None when not given): the spaces around each id were kept,
     and no record is named `` 101``."""
-    if not text:
+    if text is None:
         return None
-    names = [r.strip() for r in text.split(",") if r.strip()]
+    names = [r.strip() for r in text.split(",") if r.strip()]  # "" too: `--records "$RECS"` with RECS unset ran all
     if not names:
         raise UsageError(f"--records {text!r} names no record: give comma-separated record ids, e.g. 100,101")
     return names

@@ -67,7 +67,9 @@ OPTIONAL: dict[str, Any] = {"rr_units": 8, "lr_schedule": "constant"}
 DISTRIBUTIONS = ("int", "float", "categorical")
 TOP_KEYS = {"name", "description", "params", "data"}
 DATA_KEYS = {"fs": ParamDomain(float, lambda v: 50 <= v <= 1000, "a sampling rate in Hz in [50, 1000]"),
-             "window": ParamDomain(int, lambda v: v >= 16, "samples per prepared window, >= 16")}
+             # at most 20 s at 1000 Hz: `data info --window 10000000` found no beat with a full window, and 100000
+             # wrote a 630 MB cache file
+             "window": ParamDomain(int, lambda v: 16 <= v <= 20_000, "samples per prepared window, 16-20000")}
 
 
 def _type_ok(value: Any, kind: type) -> bool:

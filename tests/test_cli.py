@@ -43,6 +43,12 @@ def test_data_info_strips_spaces_around_record_ids(tmp_path, cli_env):
     assert "search records: 101" in out and "test records: 100" in out
     proc = run_cli(["data", "info", "mitdb", "--records", " , "], tmp_path, cli_env, check=False)
     assert proc.returncode == 2 and "--records ' , ' names no record" in proc.stderr
+    # `--records "$RECS"` with RECS unset read every record; a window of 10,000,000 samples found no beat
+    for args, message in ((["--records", ""], "--records '' names no record"),
+                          (["--window", "10000000"], "--window: 10000000 is out of range, expected samples per "
+                                                     "prepared window, 16-20000")):
+        proc = run_cli(["data", "info", "mitdb", *args], tmp_path, cli_env, check=False)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
 
 
 def test_data_info_accounts_for_every_annotated_beat(tmp_path, cli_env):
