@@ -633,6 +633,12 @@ def test_predict_refuses_a_header_row_of_column_numbers_and_labels_that_are_no_c
                        check=False)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert message in proc.stderr, proc.stderr[-2000:]
+    # rows much shorter than the window at their stated rate: classified, but mostly zeros, which is said
+    short = tmp_path / "short.csv"
+    np.savetxt(short, rng.normal(size=(2, 64)), delimiter=",")
+    proc = run_cli(["predict", untrained["mitdb"], "--csv", short, "--csv-fs", "180"], tmp_path, cli_env)
+    assert (f"warning: {short}: each row holds 64 samples at 180 Hz (0.36 s), 33 % of the model's 1.07 s window: "
+            "the rest was zero-padded") in proc.stderr, proc.stderr[-2000:]
 
 
 def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):

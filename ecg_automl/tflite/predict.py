@@ -643,12 +643,14 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     if fs is None and rows.shape[1] != window:
         raise _row_length_error(csv_path, rows.shape[1], window, fs_model, has_label)
     fs_in = float(fs or fs_model)
+    covered = window  # samples of each model window the rows fill (the rest zero-padded)
     if (meta.get("dataset") == "heartbeat-csv" and fs_in == heartbeat_csv.FS_IN
             and rows.shape[1] == heartbeat_csv.N_SAMPLES):
         # rows of the layout it was trained on begin at the R peak: placed in the window as the search placed them
         windows = heartbeat_csv.windows_of(rows, fs_model, window, fs_in)
     else:
         beats = resample(rows.T, fs_in, fs_model).T if fs_in != fs_model else rows
+        covered = min(beats.shape[1], window)
         if beats.shape[1] < window:
             pad = window - beats.shape[1]
             beats = np.pad(beats, ((0, 0), (pad // 2, pad - pad // 2)))
@@ -657,6 +659,11 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     prob = model.predict(_model_inputs(meta, windows, np.zeros((len(windows), 0), np.float32)))  # no RR: refused above
     pred = Prediction(str(csv_path), np.arange(len(prob)), prob, float(meta["threshold"]), labels)
     pred.summary = {**_summary(pred, model.output_max), "beat_source": "CSV rows"}
+    if covered < 0.9 * window:  # most of a window of zeros is not what the model learned from
+        pred.summary["padding_warning"] = (
+            f"each row holds {rows.shape[1]} samples at {fs_in:g} Hz ({rows.shape[1] / fs_in:.2f} s), "
+            f"{100 * covered / window:.0f} % of the model's {window / fs_model:.2f} s window: the rest was zero-padded, "
+            f"which the model never saw in training; is --csv-fs the rows' rate?")
     seen = _seen_record_warning(meta, Path(csv_path).with_suffix(""))  # a heartbeat-CSV file the search read
     if seen:
         pred.summary["seen_in_training"] = seen
@@ -693,6 +700,8 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
         lines.append(f"  WARNING: {s['seen_in_training']}")
     if "preprocessing_warning" in s:
         lines.append(f"  WARNING: {s['preprocessing_warning']}")
+    if "padding_warning" in s:
+        lines.append(f"  WARNING: {s['padding_warning']}")
     for w in s.get("quality_warnings", []):
         lines.append(f"  WARNING (signal): {w}")
     if "skipped_beats" in s:
