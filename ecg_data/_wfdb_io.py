@@ -176,7 +176,7 @@ def read_span(head: Header, start: int, stop: int, channels: list[int], *,
     given, counts the span's digital samples towards the header's checksums."""
     import wfdb
 
-    digital = head.checksums is not None  # a single-segment record: read as digital, as read_record does
+    digital = head.checksums is not None  # a header read_header read: digital samples, as read_record reads them
     try:
         rec = wfdb.rdrecord(str(head.path), sampfrom=int(start), sampto=int(stop), channels=list(channels),
                             physical=not digital)
