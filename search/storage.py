@@ -141,7 +141,6 @@ def check_storage(url: str | None = None) -> None:
     """Reject a bad storage URL early, before the (slow) data loading, and without writing anything:
     the URL must parse and name a known database driver; a server database (PostgreSQL, MySQL) must
     accept a connection; a SQLite file's folder must exist (a relative one is created later)."""
-    import sqlalchemy
     from sqlalchemy.engine import make_url
 
     url = _url_text(url)
@@ -159,17 +158,34 @@ def check_storage(url: str | None = None) -> None:
             if db and db != ":memory:" and url.startswith("sqlite:////") and not Path(db).parent.is_dir():
                 raise StorageError(f"cannot open study storage {url}: folder {Path(db).parent} does not exist")
             return
-        engine = sqlalchemy.create_engine(parsed, pool_pre_ping=True)
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise StorageError(f"cannot open study storage {redact_url(url)}: {_first_line(exc)}") from None
+    problem = connect_error(url)
+    if problem:
+        raise StorageError(f"cannot open study storage {redact_url(url)}: {problem}")
+
+
+def connect_error(url: str) -> str | None:
+    """Why a database server at ``url`` (PostgreSQL, MySQL) refuses a connection, in one line, or None when it
+    accepts one; writes nothing."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, pool_pre_ping=True)
         try:
             with engine.connect():
                 pass
         finally:
             engine.dispose()
-    except StorageError:
-        raise
     except Exception as exc:
-        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        raise StorageError(f"cannot open study storage {redact_url(url)}: {first}") from None
+        return _first_line(exc)
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
 def storage_option(url: str | None, *, always: bool = False) -> str:

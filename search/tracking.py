@@ -382,18 +382,11 @@ class Tracker:
             except Exception as exc:
                 raise TrackingError(f"cannot reach the MLflow tracking store at {redact_url(uri)}: {exc}") from None
         elif uri.split("://")[0].split("+")[0] in ("postgresql", "postgres", "mysql", "mssql"):
-            import sqlalchemy
+            from .storage import connect_error
 
-            try:
-                engine = sqlalchemy.create_engine(uri, pool_pre_ping=True)
-                try:
-                    with engine.connect():
-                        pass
-                finally:
-                    engine.dispose()
-            except Exception as exc:
-                first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-                raise TrackingError(f"cannot reach the MLflow tracking store at {redact_url(uri)}: {first}") from None
+            problem = connect_error(uri)
+            if problem:
+                raise TrackingError(f"cannot reach the MLflow tracking store at {redact_url(uri)}: {problem}")
 
     def check(self) -> str:
         """Reach the store and return the experiment id (created if missing); raise
