@@ -3,7 +3,7 @@
 # Pi OS 13 "Trixie" (Debian 13 arm64, Python 3.13), run under qemu's user-mode emulation, against this host's
 # install on the same model and records: every beat's position and p(abnormal) must agree.
 #
-#   bash docs/check_pi_aarch64.sh MODEL.tflite RECORD [RECORD ...]      # e.g. q-int8.tflite ../shared/data/mitdb/100
+#   bash docs/check_pi_aarch64.sh MODEL.tflite RECORD [RECORD ...]      # e.g. quickstart-int8.tflite ../shared/data/mitdb/100
 #
 # Needs: debootstrap, dpkg-deb, curl, xz (Debian: apt-get install debootstrap), root for debootstrap, and this
 # project installed for the host side (PYTHON, default python3; e.g. PYTHON=.venv/bin/python). What it downloads (a

@@ -1,5 +1,11 @@
 """The Optuna search driver (and KerasTuner as a second engine) with MLflow tracking."""
 
+import os as _os
+
+# TensorFlow's oneDNN kernels give other floats: trained as the CLI trains, a notebook repeats a CLI study's values
+# (docs/REPRODUCIBILITY.md); it takes effect only if TensorFlow has not loaded yet, and a value the user set wins.
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
 from ._folders import OutputError
 from .final import FINAL_MODELS, FoldEnsemble, final_test, fit_final, fit_fold_models
 from .metrics import (METRICS, best_threshold, binary_metrics, cv_objective, describe_final_model, format_report,

@@ -38,6 +38,20 @@ def test_predict_and_export_functions_are_re_exported_without_slowing_the_packag
     assert proc.stdout.strip() == "[]", proc.stderr[-2000:]
 
 
+def test_import_search_trains_as_the_cli_does_with_onednn_off_unless_told_otherwise(cli_env):
+    """The CLI sets TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow loads; run_search from a notebook left oneDNN on and
+    gave other values for the same study (trial 0: 0.127238 against the CLI's 0.126836)."""
+    code = ("import os, search, tensorflow; "
+            "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))")
+    env = {k: v for k, v in cli_env.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip() == "0", proc.stderr[-2000:]
+    assert "oneDNN custom operations are on" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "TF_ENABLE_ONEDNN_OPTS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip() == "1", proc.stderr[-2000:]  # the user's choice wins
+
+
 def test_grouped_splits_takes_lists_and_refuses_a_number_of_folds_for_cv(small_mitdb):
     """Groups and labels as plain lists (scikit-learn splitters take them) were a numpy 'only integer scalar arrays'
     TypeError from the leak check; ``cv=5``, which scikit-learn reads as a KFold that ignores the patients, was an
