@@ -371,6 +371,10 @@ def _variant_part(key: str, value: Any) -> str:
         value = value.stem
     if isinstance(value, (list, tuple)):
         value = ",".join(map(str, value))
+    if isinstance(value, str) and "://" in value:  # a storage URL may hold a password: never in a file name
+        import hashlib
+
+        return f"{key}-{hashlib.sha256(value.encode()).hexdigest()[:8]}"
     text = re.sub(r"[^A-Za-z0-9.,+-]+", "-", f"{value:g}" if isinstance(value, float) else str(value)).strip("-")
     return f"{key}{text}" if isinstance(value, (int, float)) else f"{key}-{text}"
 

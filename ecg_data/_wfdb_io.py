@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def _declared_bytes(header, chans: list[int]) -> int | None:
     if per is None or header.sig_len is None:
         return None
     offset = int((header.byte_offset or [0] * len(header.fmt))[chans[0]] or 0)
-    return offset + math.ceil(header.sig_len * len(chans) * per)
+    frame = sum(int((header.samps_per_frame or [1] * len(header.fmt))[c] or 1) for c in chans)  # samples per frame
+    return offset + math.ceil(header.sig_len * frame * per)
 
 
 def _check_signal_files(path: Path, header) -> None:
@@ -133,10 +135,18 @@ def read_header(path: str | Path) -> Header:
                                     f"units=r.units, sig_name=r.sig_name, p_signal=r.p_signal, fmt=['16'] * r.n_sig)")
     _check_header(hea, header)
     _check_signal_files(path, header)
+    # a signal of several samples per frame is read averaged per frame, and its checksum is over every sample: such
+    # records are read in physical units and not checked against their checksums
+    checked = not _multi_frequency(header)
     return Header(path, float(header.fs), list(header.sig_name or []), int(header.sig_len),
                   list(header.comments or []),
-                  checksums=list(header.checksum or [None] * len(header.sig_name or [])),
+                  checksums=list(header.checksum or [None] * len(header.sig_name or [])) if checked else None,
                   file_names=list(header.file_name or []))
+
+
+def _multi_frequency(header) -> bool:
+    """Whether some signal of the record has more than one sample per frame (a WFDB multi-frequency record)."""
+    return any(int(n or 1) > 1 for n in (header.samps_per_frame or []))
 
 
 class SpanChecksums:
@@ -212,9 +222,13 @@ def read_record(path: str | Path, channels: list[str] | None = None) -> Record:
             raise RecordError(str(hea), f"no channel {missing[0]!r} (channels: {', '.join(names)})")
         idx = [names.index(c) for c in channels]
     try:
-        rec = wfdb.rdrecord(str(path), channels=idx, physical=False)  # digital: the header's checksums are of it
-        _check_checksums(path, rec)  # (read_header refused a multi-segment record)
-        sig = rec.dac(return_res=64)  # what rdrecord's physical=True gives, to the bit
+        if head.checksums is None:  # a multi-frequency record (see read_header): physical, unchecked
+            rec = wfdb.rdrecord(str(path), channels=idx)
+            sig = rec.p_signal
+        else:
+            rec = wfdb.rdrecord(str(path), channels=idx, physical=False)  # digital: the header's checksums are of it
+            _check_checksums(path, rec)  # (read_header refused a multi-segment record)
+            sig = rec.dac(return_res=64)  # what rdrecord's physical=True gives, to the bit
     except RecordError:
         raise
     except Exception as exc:
@@ -285,10 +299,12 @@ def annotation_file_problem(ann_path: Path) -> str:
     return ""
 
 
-def read_annotations(path: str | Path, extension: str = "atr", *,
-                     n_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_annotations(path: str | Path, extension: str = "atr", *, n_samples: int | None = None,
+                     checked: Iterable[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reference annotations of a record: (sample indices, symbols). The file must end as a whole one does
-    (:func:`annotation_file_problem`) and, given the record's ``n_samples``, annotate samples inside the record."""
+    (:func:`annotation_file_problem`) and, given the record's ``n_samples``, annotate samples inside the record:
+    those of the ``checked`` symbols (the beats the caller uses; all when None), so that a rhythm or comment
+    annotation another tool put at the record's end does not refuse it."""
     import wfdb
 
     path = Path(path)
@@ -305,6 +321,8 @@ def read_annotations(path: str | Path, extension: str = "atr", *,
     samples = np.asarray(ann.sample, dtype=np.int64)
     if n_samples is not None and len(samples):
         outside = (samples < 0) | (samples >= n_samples)
+        if checked is not None:
+            outside &= np.isin(np.asarray(ann.symbol), list(checked))
         if outside.any():
             raise RecordError(str(ann_path), f"{int(outside.sum())} of its {len(samples)} annotations lie outside the "
                                              f"record (samples 0-{n_samples - 1}), the first at sample "

@@ -50,7 +50,7 @@ def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: s
     if rec.fs != FS:  # the beat windows and RR intervals would be resampled from the wrong rate, silently
         raise RecordError(f"{path / record}.hea", f"sampling rate {rec.fs:g} Hz, but every MIT-BIH record is "
                                                  f"sampled at {FS:g} Hz: the header is damaged or edited")
-    samples, symbols = read_annotations(path / record, n_samples=len(rec.signal))
+    samples, symbols = read_annotations(path / record, n_samples=len(rec.signal), checked=AAMI)
     is_beat = np.isin(symbols, list(AAMI))
     samples, symbols = samples[is_beat], symbols[is_beat]
     if len(samples) == 0:

@@ -6,7 +6,6 @@ import dataclasses
 import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 
@@ -55,9 +54,6 @@ class StudySettings:
         from .metrics import METRICS
         from .study import DIRECTIONS
 
-        if self.data_path is not None:  # absolute: `export`, a worker or a resume run from another folder read the
-            # same data (a relative path stored by an earlier version is read from the current folder, as it was)
-            self.data_path = str(Path(str(self.data_path)).expanduser().resolve())
         if self.records is not None:  # a set to every reader: the same records in another order are the same data,
             if isinstance(self.records, (str, bytes)) or not isinstance(self.records, Iterable):
                 # a lone "101" was read letter by letter, as records ['0', '1']
@@ -75,10 +71,9 @@ class StudySettings:
                 raise TypeError(f"{name} must be a whole number{' or None' if optional else ''}, not {value!r}")
             setattr(self, name, int(value))
 
-        from ecg_automl.argtypes import MAX_SEED
-
-        if not 0 <= self.seed <= MAX_SEED:  # scikit-learn's splitter refused it after the study was written
-            raise ValueError(f"seed must be from 0 to {MAX_SEED}, not {self.seed}")
+        if not 0 <= self.seed < 2**32:  # scikit-learn's splitter refused it after the study was written (the CLI
+            # takes 0..2**31 - 1, ecg_automl.argtypes.MAX_SEED, which leaves room for the seeds derived from it)
+            raise ValueError(f"seed must be from 0 to {2**32 - 1}, not {self.seed}")
         # checked here, not when the first trial ends: run_search writes the study before any trial runs
         if self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r} (choose from {', '.join(METRICS)})")

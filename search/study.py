@@ -257,9 +257,13 @@ def _process_salt() -> int:
 def load_study_data(settings: StudySettings, space: SearchSpace) -> BeatDataset:
     """The study's dataset with the space's sampling rate and window; DataError when its search side has
     fewer patients than the study has folds (checked before any study is created)."""
-    if settings.data_path is not None and not Path(settings.data_path).exists():  # moved since the study was made
-        raise DataError(f"--data-path {settings.data_path} does not exist; for an existing study (export, a worker, "
-                        f"a resume) put the same files back there: where its data is is one of the study's settings")
+    if settings.data_path is not None and not Path(settings.data_path).expanduser().exists():  # moved, or elsewhere
+        relative = not Path(settings.data_path).expanduser().is_absolute()
+        raise DataError(f"--data-path {settings.data_path} does not exist"
+                        + (f" in {Path.cwd()} (a relative path is read from the folder a command runs in: run "
+                           f"export, a worker or a resume from the folder the study was made in)" if relative else "")
+                        + "; for an existing study put the same files there: where its data is is one of the "
+                          "study's settings")
     data = load_dataset(settings.dataset, fs=space.fs, window=space.window, records=settings.records,
                         on_bad_record=settings.on_bad_record, path=settings.data_path)
     n = len(np.unique(data.groups[data.split == "search"]))

@@ -221,6 +221,8 @@ def _store_uri(uri: str) -> str:
     for a URI that would lose the runs (in-memory SQLite), one SQLite cannot open as meant (two slashes, ``~``),
     and a folder store, which MLflow 3 refuses unless told otherwise."""
     text = uri.strip()
+    if text == "databricks":  # MLflow's one tracking URI without "://" (a Databricks workspace)
+        return text
     if "://" not in text and not text.startswith("file:"):  # a plain path
         path = Path(text).expanduser()
         if path.is_file() or path.suffix.lower() in (".db", ".sqlite", ".sqlite3"):

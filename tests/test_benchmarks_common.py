@@ -210,6 +210,8 @@ _SCRIPTS = ["csv_rows", "edge", "ensemble_latency", "fold_ensemble", "pi_install
     # --optuna-workers 2 also sets --optuna-tf-threads 1, which the user did not give: not in the name
     ("search_efficiency", ["--budget", "600", "--optuna-workers", "2"], "full_budget600_optuna-workers2"),
     ("search_efficiency", ["--metric", "f1@0.5"], "full_metric-f1-0.5"),
+    # a URL (it may hold a password) is a digest in the name
+    ("edge", ["--study", "s", "--storage", "postgresql://bob:hunter2@db/optuna"], "full_study-s_storage-e06051c4"),
 ])
 def test_a_full_run_with_other_options_writes_files_of_its_own(tmp_path, monkeypatch, script, argv, mode):
     """`fold_ensemble.py --folds 5` wrote fold_ensemble_full.json, replacing the published 3-fold run's figures

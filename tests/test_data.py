@@ -790,3 +790,33 @@ def test_headers_and_roots_that_are_wrong_are_named_as_what_they_are(data_root, 
     assert not (db / "mitdb").exists()
     with pytest.raises(DataError, match=f"{db / '103.dat'} is a file; --data-path"):
         load_dataset("mitdb", path=db / "103.dat", use_cache=False)
+
+
+def test_a_multi_frequency_record_and_a_non_beat_annotation_past_the_end_are_read(data_root, tmp_path):
+    """A signal of two samples per frame is read averaged per frame, while its checksum is over every sample: the
+    chunked reader (predict) refused such a valid record, and the size hint called its header's sample count wrong.
+    A rhythm or comment annotation another tool put past the last sample is no beat, and does not refuse the file."""
+    from ecg_data._wfdb_io import read_annotations, read_header, read_record
+    from ecg_data.mitdb import AAMI
+    from ecg_data.stream import missing_runs
+
+    src = wfdb.rdrecord(str(data_root / "mitdb" / "100"), sampto=3000, physical=False)
+    twice = np.repeat(src.d_signal[:, :1], 2, axis=0)  # MLII at two samples per frame, V5 at one
+    rec = wfdb.Record(record_name="mf", n_sig=2, fs=360, sig_len=3000, file_name=["mf.dat", "mf.dat"],
+                      fmt=["16", "16"], adc_gain=src.adc_gain, baseline=src.baseline, units=src.units,
+                      sig_name=src.sig_name, samps_per_frame=[2, 1], e_d_signal=[twice[:, 0], src.d_signal[:, 1]],
+                      checksum=[int(twice.sum()) % 65536, int(src.d_signal[:, 1].sum()) % 65536],
+                      adc_res=[11, 11], adc_zero=[1024, 1024], init_value=[int(twice[0, 0]), int(src.d_signal[0, 1])],
+                      block_size=[0, 0])
+    rec.wrsamp(expanded=True, write_dir=str(tmp_path))
+    head = read_header(tmp_path / "mf")
+    assert head.checksums is None  # not checked: the digital read averages each frame
+    missing_runs(head, [0, 1], chunk_s=2.0)  # raised "signal 'MLII' does not match its header"
+    assert read_record(tmp_path / "mf").signal.shape == (3000, 2)
+
+    wfdb.wrann("mf", "atr", np.array([100, 500, 900, 3000]), np.array(["N", "V", "N", "+"]),
+               aux_note=["", "", "", "(N"], write_dir=str(tmp_path))
+    samples, symbols = read_annotations(tmp_path / "mf", n_samples=3000, checked=AAMI)
+    assert list(symbols) == ["N", "V", "N", "+"] and samples[-1] == 3000
+    with pytest.raises(RecordError, match="1 of its 4 annotations lie outside the record"):
+        read_annotations(tmp_path / "mf", n_samples=3000)

@@ -637,8 +637,13 @@ def test_predict_refuses_a_header_row_of_column_numbers_and_labels_that_are_no_c
     short = tmp_path / "short.csv"
     np.savetxt(short, rng.normal(size=(2, 64)), delimiter=",")
     proc = run_cli(["predict", untrained["mitdb"], "--csv", short, "--csv-fs", "180"], tmp_path, cli_env)
-    assert (f"warning: {short}: each row holds 64 samples at 180 Hz (0.36 s), 33 % of the model's 1.07 s window: "
+    assert (f"warning: {short}: each row holds 64 samples at 180 Hz (0.36 s), 50 % of the 0.71 s the model reads: "
             "the rest was zero-padded") in proc.stderr, proc.stderr[-2000:]
+    # rows covering all the model reads (its centred 128 of the 192-sample window) are not warned about
+    covering = tmp_path / "covering.csv"
+    np.savetxt(covering, rng.normal(size=(2, 130)), delimiter=",")
+    proc = run_cli(["predict", untrained["mitdb"], "--csv", covering, "--csv-fs", "180"], tmp_path, cli_env)
+    assert "zero-padded" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
 
 
 def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):

@@ -111,6 +111,16 @@ def test_study_settings_of_the_wrong_type_are_refused_when_made(kwargs, message)
         StudySettings(**kwargs)
 
 
+def test_study_settings_refuse_a_seed_scikit_learn_cannot_take_but_open_any_it_can():
+    """A seed of -1 was stored with the study and failed in the splitter; a stored seed up to 2**32 - 1 (which an
+    earlier version accepted) still opens."""
+    from search import StudySettings
+
+    with pytest.raises(ValueError, match="seed must be from 0 to 4294967295, not -1"):
+        StudySettings(seed=-1)
+    assert StudySettings.from_dict(StudySettings(seed=2**32 - 1).to_dict()).seed == 2**32 - 1
+
+
 def test_study_settings_keep_record_lists_and_make_numpy_integers_ints():
     from search import StudySettings
 

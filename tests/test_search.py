@@ -1339,18 +1339,27 @@ def test_why_not_writable_walks_up_to_the_first_folder_there(tmp_path, monkeypat
     assert not (tmp_path / "new").exists()
 
 
-def test_a_relative_data_path_is_stored_absolute_and_a_moved_one_is_named(tmp_path, monkeypatch):
-    """`search --data-path hb` stored "hb": `export`, a worker or a resume run from another folder read another (or
-    no) folder; and a study whose data had moved only said "/old/hb does not exist"."""
+def test_a_data_path_that_is_not_there_is_named_with_the_way_out(tmp_path, monkeypatch):
+    """A study whose data had moved only said "/old/hb does not exist"; one made with a relative --data-path and
+    exported from another folder said the same of a path the user never typed. (The path is kept as given: workers
+    on other machines may hold the data at the same relative place, not the same absolute one.)"""
     from ecg_data import DataError
     from search.study import load_study_data
 
     settings = _heartbeat_csv_study(tmp_path, False)
-    monkeypatch.chdir(tmp_path)
+    space = SearchSpace.from_yaml(settings.space_yaml)
     relative = StudySettings(**{**settings.to_dict(), "data_path": "heartbeat"})
-    assert relative.data_path == str(tmp_path / "heartbeat") == settings.data_path
-    assert relative.differences(StudySettings.from_dict(settings.to_dict())) == []
+    assert relative.data_path == "heartbeat"
+    monkeypatch.chdir(tmp_path)
+    assert len(load_study_data(relative, space).y) == 100  # read from the folder the command runs in
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(DataError, match=f"--data-path heartbeat does not exist in {elsewhere} \\(a relative path is read "
+                                        r"from the folder a command runs in: run export, a worker or a resume from "
+                                        r"the folder the study was made in\)"):
+        load_study_data(relative, space)
     (tmp_path / "heartbeat").rename(tmp_path / "moved")
     with pytest.raises(DataError, match=f"--data-path {tmp_path / 'heartbeat'} does not exist; for an existing study "
-                                        r"\(export, a worker, a resume\) put the same files back there"):
-        load_study_data(settings, SearchSpace.from_yaml(settings.space_yaml))
+                                        r"put the same files there"):
+        load_study_data(settings, space)

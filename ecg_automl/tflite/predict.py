@@ -328,7 +328,7 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     missing = missing_runs(head, counted, chunk_s=chunk_s, observe=scan)  # lead-off gaps: bridged alike wherever chunks end
     in_gap = 0
     if annotations:
-        samples, symbols = read_annotations(record, annotations, n_samples=head.n_samples)
+        samples, symbols = read_annotations(record, annotations, n_samples=head.n_samples, checked=AAMI)
         beat = np.isin(symbols, list(AAMI))
         samples, symbols = samples[beat], symbols[beat]
         keep_cls = np.array([AAMI[s] != "Q" for s in symbols], dtype=bool)
@@ -624,7 +624,8 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     _check_finite(csv_path, rows, has_label)
     if len(rows) and rows.shape[1] > 2 and np.array_equal(rows[0], np.arange(rows.shape[1])):
         # pandas' to_csv writes column numbers as a header: it was classified as a beat (of class 187 with a label)
-        raise DataError(f"{csv_path}, line 1: 0, 1, 2, ..., {rows.shape[1] - 1} is a header row of column numbers, "
+        raise DataError(f"{csv_path}, {_row_place(csv_path, rows, 0)}: 0, 1, 2, ..., {rows.shape[1] - 1} is a header "
+                        f"row of column numbers, "
                         f"not a beat: remove it (or write the CSV with header=False)")
     labels = None
     if has_label:
@@ -659,11 +660,12 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     prob = model.predict(_model_inputs(meta, windows, np.zeros((len(windows), 0), np.float32)))  # no RR: refused above
     pred = Prediction(str(csv_path), np.arange(len(prob)), prob, float(meta["threshold"]), labels)
     pred.summary = {**_summary(pred, model.output_max), "beat_source": "CSV rows"}
-    if covered < 0.9 * window:  # most of a window of zeros is not what the model learned from
+    reads = int(meta.get("input_length") or window)  # the centred part of the window the model reads
+    if min(covered, reads) < 0.9 * reads:  # an input mostly of zeros is not what the model learned from
         pred.summary["padding_warning"] = (
             f"each row holds {rows.shape[1]} samples at {fs_in:g} Hz ({rows.shape[1] / fs_in:.2f} s), "
-            f"{100 * covered / window:.0f} % of the model's {window / fs_model:.2f} s window: the rest was zero-padded, "
-            f"which the model never saw in training; is --csv-fs the rows' rate?")
+            f"{100 * min(covered, reads) / reads:.0f} % of the {reads / fs_model:.2f} s the model reads: the rest was "
+            f"zero-padded, which the model never saw in training; is --csv-fs the rows' rate?")
     seen = _seen_record_warning(meta, Path(csv_path).with_suffix(""))  # a heartbeat-CSV file the search read
     if seen:
         pred.summary["seen_in_training"] = seen
