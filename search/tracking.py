@@ -713,6 +713,8 @@ class Tracker:
             # metrics: log what it lacks (a logged param's value cannot change, so only the missing keys)
             missing = {k: v for k, v in _params(t).items() if k not in run.data.params}
             no_folds = bool(t.user_attrs.get("fold_metrics")) and not any(k.startswith("fold.") for k in run.data.metrics)
+            no_summary = bool(t.user_attrs.get("mean_metrics")) and not any(k.startswith("mean.")
+                                                                            for k in run.data.metrics)
             # a curve the run has none of (which steps a curve it has lacks, MLflow tells only with a request per
             # curve: asked only of a trial that knows some of its points were lost, CURVES_LOST)
             curves = t.user_attrs.get(EPOCH_CURVES, {})
@@ -726,10 +728,11 @@ class Tracker:
             logged = self._curve_steps(run.info.run_id, keys)
             gaps = [k for k, steps in logged.items()
                     if any(v is not None and i not in steps for i, v in enumerate(curves[k]))]
-            if missing or no_folds or no_curves or gaps or run.info.status != RUN_STATUS.get(t.state.name):
+            if (missing or no_folds or no_summary or no_curves or gaps
+                    or run.info.status != RUN_STATUS.get(t.state.name)):
                 self.log_params(run.info.run_id, missing)
-                if no_folds:
-                    self._log_folds(run.info.run_id, t)
+                if no_folds or no_summary:
+                    self._log_folds(run.info.run_id, t, folds=no_folds, summary=no_summary)
                 self._log_curves(run.info.run_id, t, only=no_curves + gaps, logged=logged)
                 self.end_trial(t, run.info.run_id)
                 updated += 1
@@ -816,10 +819,13 @@ class Tracker:
             done.append(f"ended {status}")
         return done, missing
 
-    def _log_folds(self, run_id: str, trial) -> None:
-        """A finished trial's per-fold validation metrics, one step per fold (as the objective logs them)."""
-        for i, fold in enumerate(trial.user_attrs.get("fold_metrics", [])):
+    def _log_folds(self, run_id: str, trial, *, folds: bool = True, summary: bool = True) -> None:
+        """A finished trial's per-fold validation metrics, one step per fold, and their summary (``mean.*``,
+        ``oof_tuned.*``), as the objective logs them (back-filled runs lacked the summary: blank columns in the UI)."""
+        for i, fold in enumerate(trial.user_attrs.get("fold_metrics", []) if folds else []):
             self.log_metrics(run_id, {f"fold.{k}": v for k, v in fold.items()}, step=i)
+        if summary and trial.user_attrs.get("mean_metrics"):
+            self.log_metrics(run_id, trial.user_attrs["mean_metrics"])
 
     def _curve_steps(self, run_id: str, keys: Sequence[str]) -> dict[str, set[int]]:
         """The steps each of a run's curves ``keys`` holds (one request per curve; a curve the store did not

@@ -291,6 +291,7 @@ def test_sync_completes_a_run_created_just_before_the_server_went_away(tmp_path)
         distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
                        "batch_size": optuna.distributions.CategoricalDistribution([32, 64])},
         value=0.55, user_attrs={"config": config, "fold_metrics": folds, "objective_names": ["quality"],
+                                "mean_metrics": {"mean.f1": 0.55, "oof_tuned.f1": 0.57},
                                 EPOCH_CURVES: {"fold0.loss": [0.9, 0.7, 0.6], "fold0.val_loss": [0.8, None, 0.75],
                                                "fold0.val_auc": [None, None, None]}}))  # NaN every epoch
     parent = tracker.study_run(study, {})
@@ -311,12 +312,21 @@ def test_sync_completes_a_run_created_just_before_the_server_went_away(tmp_path)
     history = tracker.client.get_metric_history(run.info.run_id, "fold.f1")
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == [0.5, 0.6]
     assert done.data.metrics["objective.quality"] == pytest.approx(0.55)
+    # the summary the UI's columns show (back-filled runs lacked every mean.* and oof_tuned.* metric)
+    assert done.data.metrics["mean.f1"] == pytest.approx(0.55) and done.data.metrics["oof_tuned.f1"] == pytest.approx(0.57)
     # the curve the run lacked, at its epochs (the NaN epoch left out); the one it had, not logged twice
     curve = sorted(tracker.client.get_metric_history(run.info.run_id, "fold0.val_loss"), key=lambda m: m.step)
     assert [(m.step, m.value) for m in curve] == [(0, 0.8), (2, 0.75)]
     assert len(tracker.client.get_metric_history(run.info.run_id, "fold0.loss")) == 3
     # a second sync finds nothing left to do (and does not try to change a logged param)
     assert tracker.sync(study) == {"created": 0, "updated": 0}
+    # a trial whose run the outage never created gets its summary too
+    study.add_trial(optuna.trial.create_trial(
+        params={"learning_rate": 0.002, "batch_size": 32}, distributions=trial.distributions, value=0.5,
+        user_attrs={"config": config, "fold_metrics": folds, "mean_metrics": {"mean.f1": 0.5, "oof_tuned.f1": 0.52}}))
+    assert tracker.sync(study) == {"created": 1, "updated": 0}
+    new = tracker.trial_runs(parent)[1]
+    assert new.data.metrics["mean.f1"] == pytest.approx(0.5) and new.data.metrics["oof_tuned.f1"] == pytest.approx(0.52)
 
 
 def test_sync_fills_the_gaps_inside_the_curves_of_a_trial_that_lost_some(tmp_path):
