@@ -107,6 +107,11 @@ class CVObjective:
         self.interrupted.append(trial.number)
         trial.set_user_attr("fail_reason", reason)
         trial.set_user_attr("interrupted", True)
+        try:  # redone now, not at the next start: a worker still running takes it (a waiting trial goes first)
+            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+            trial.set_user_attr("requeued", True)
+        except Exception as exc:  # the next run of this command enqueues it (_requeue_interrupted)
+            log.warning("trial %d: could not enqueue its redo now (%s); the next run will", trial.number, exc)
         if self.tracker is not None and run_id is not None:
             self.tracker.set_tags(run_id, {"optuna.state": "FAIL", "fail_reason": reason})
             self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, "FAILED")

@@ -309,10 +309,11 @@ def search_data(data: BeatDataset, settings: StudySettings) -> BeatDataset:
 
 
 def _requeue_interrupted(study: optuna.Study) -> int:
-    """Enqueue once more the params of trials stopped by Ctrl-C, so the resumed study redoes them."""
+    """Enqueue once more the params of trials stopped by Ctrl-C whose process could not enqueue them itself
+    (``requeued``), so the resumed study redoes them."""
     done = set(study.user_attrs.get("requeued", []))
     todo = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if t.user_attrs.get("interrupted") and t.number not in done]
+            if t.user_attrs.get("interrupted") and t.number not in done and not t.user_attrs.get("requeued")]
     for t in todo:
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
     if todo:
@@ -598,6 +599,9 @@ def _end_stopped_study_run(study: optuna.Study, tracker: Tracker | None, status:
     process starts, or a resume, marks it RUNNING again)."""
     parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
     if parent and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        run = tracker._safe("study run", tracker.client.get_run, parent)
+        if run is not None and run.info.status == "FINISHED":  # another worker ended the study while this one
+            return  # waited: its FINISHED stands (a KILLED over it was never repaired by sync)
         tracker.end_study(parent, status)
 
 

@@ -1030,3 +1030,21 @@ def test_a_second_ctrl_c_says_what_it_does_not_the_first_line_again(tmp_path, cl
     assert line.startswith("interrupted again (SIGTERM): stopped at once, before MLflow was brought up to date")
     assert line.endswith("resume it, and `ecg-automl sync --study twice --tracking-uri sqlite:///m.db` to update "
                          "MLflow"), line
+
+
+def test_a_worker_stopped_after_another_finished_the_study_leaves_its_run_finished(tmp_path):
+    """A worker stopped with Ctrl-C while it waited for the last trial (which another worker then finished) closed
+    the study's run as KILLED over the other's FINISHED, and sync never repaired it."""
+    from search import Tracker, TrackingConfig
+    from search.study import _end_stopped_study_run
+
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "w"))
+    study = optuna.create_study(study_name="w", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    parent = tracker.study_run(study, {})
+    study.set_user_attr("mlflow_parent_run_id", parent)
+    tracker.end_study(parent, "FINISHED")
+    _end_stopped_study_run(study, tracker, "KILLED")
+    assert tracker.client.get_run(parent).info.status == "FINISHED"
+    tracker.client.update_run(parent, "RUNNING")  # a study this process was still running: closed as stopped
+    _end_stopped_study_run(study, tracker, "KILLED")
+    assert tracker.client.get_run(parent).info.status == "KILLED"

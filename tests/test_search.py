@@ -789,6 +789,12 @@ def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env, sig):
     assert len(interrupted) == 1 and interrupted[0].user_attrs["interrupted"]
     by = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
     assert interrupted[0].user_attrs["fail_reason"] == f"interrupted ({by})"
+    # its redo is enqueued at once, so that a worker still running on the study takes it (one stopped worker's
+    # trial was redone only when that worker's command ran again, and then never when the study was full)
+    waiting = [t for t in study.trials if t.state.name == "WAITING"]
+    assert [(t.user_attrs.get("retry_of"), t.system_attrs.get("fixed_params")) for t in waiting] == [
+        (interrupted[0].number, interrupted[0].params)]
+    assert interrupted[0].user_attrs["requeued"] is True
     done_before = {t.number: t.params for t in study.trials if t.state.name == "COMPLETE"}
     client = Tracker(tracking(tmp_path)).client  # the study's run is closed as stopped, not RUNNING for good
     assert client.get_run(study.user_attrs["mlflow_parent_run_id"]).info.status == "KILLED"
