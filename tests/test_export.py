@@ -977,6 +977,22 @@ def test_verification_flags_an_f1_loss_just_over_one_point():
         assert v["flagged"] is flagged and v["f1_drop"] == pytest.approx(1 - 2 * (100 - lost) / (200 - lost)), lost
 
 
+def test_verification_flags_an_export_that_ranks_nothing():
+    """An int8 file whose outputs all quantised to one value (a trial threshold of 8.9e-06, under the int8 step)
+    had ROC-AUC 0.500 against Keras' 0.960, with the same F1 both ways, and was not flagged."""
+    import numpy as np
+
+    from ecg_automl.tflite.verify import format_verification, verify
+
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    keras = np.array([0.1, 0.2, 0.1, 0.3, 0.9, 0.8, 0.7, 0.9])
+    v = verify(keras, np.full(8, 0.5), y, 1e-5, "int8")
+    assert v["f1_drop"] == 0 and v["auc_drop"] == 0.5 and v["flagged"]
+    assert ("WARNING: the int8 model's ROC-AUC is 0.500 below the Keras model's (more than 0.02): it ranks the beats "
+            "worse; its outputs take only 1 distinct value(s) on these beats") in format_verification(v)
+    assert not verify(keras, keras * 0.99, y, 0.5, "int8")["flagged"]
+
+
 @pytest.mark.parametrize("strict, code", [(False, 0), (True, 1)])
 def test_export_strict_fails_a_flagged_export(monkeypatch, capsys, strict, code):
     """`ecg-automl export --strict` exits 1 when the verification flags the export (an F1 drop over a point), for a
@@ -999,7 +1015,7 @@ def test_export_strict_fails_a_flagged_export(monkeypatch, capsys, strict, code)
     argv = ["export", "--study", "s", "--mode", "fp32", "--out", "m.tflite", "--no-mlflow"] + (["--strict"] if strict else [])
     args = build_parser().parse_args(argv)
     assert export_mod.cmd_export(args) == code
-    assert "F1 drop over 1 point" in capsys.readouterr().err
+    assert "warning: the fp32 model's F1 is 33.3 points below the Keras model's" in capsys.readouterr().err
 
 
 def _fake_trial_model_call(monkeypatch, final, user_attrs, tracker=None, best=True):

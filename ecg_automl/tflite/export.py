@@ -358,7 +358,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(format_verification(meta["verification"]))
     check = meta["verification"]
     if check["flagged"]:
-        print(f"warning: {check['threshold_unreachable'] or f'{args.mode} F1 drop over 1 point (see above)'}", file=sys.stderr)
+        why = check["threshold_unreachable"] or "; ".join(check.get("flag_reasons") or [f"{args.mode} F1 drop over 1 point"])
+        print(f"warning: {why}", file=sys.stderr)
         if args.strict:
             return 1
     return 0

@@ -12,6 +12,9 @@ from .runtime import unreachable_threshold_message
 #: and float16 exports lose accuracy too, and an fp32 one that does points at a conversion fault.
 F1_TOLERANCE = 0.01
 INT8_F1_TOLERANCE = F1_TOLERANCE  # its earlier name
+#: ... or whose ROC-AUC falls more than this below it: an int8 model whose outputs all quantise to one value ranks
+#: nothing (ROC-AUC 0.5) while its F1 can equal a Keras F1 of 0 at a threshold below the int8 step.
+AUC_TOLERANCE = 0.02
 
 
 def _metrics(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float]:
@@ -37,9 +40,19 @@ def verify(keras_prob: np.ndarray, tflite_prob: np.ndarray, y: np.ndarray, thres
         "mode": mode, "beats": int(len(y)), "threshold": float(threshold),
         "max_abs_dprob": float(delta.max()), "mean_abs_dprob": float(delta.mean()),
         "decision_agreement": float(((keras_prob >= threshold) == (tflite_prob >= threshold)).mean()),
-        "keras": k, "tflite": t, "f1_drop": k["f1"] - t["f1"],
+        "keras": k, "tflite": t, "f1_drop": k["f1"] - t["f1"], "auc_drop": k["roc_auc"] - t["roc_auc"],
     }
-    report["flagged"] = bool(report["f1_drop"] > F1_TOLERANCE)
+    reasons = []
+    if report["f1_drop"] > F1_TOLERANCE:
+        reasons.append(f"the {mode} model's F1 is {100 * report['f1_drop']:.1f} points below the Keras model's (more "
+                       f"than {100 * F1_TOLERANCE:.0f}); {mode} conversion hurts this model")
+    if report["auc_drop"] > AUC_TOLERANCE:  # NaN (one class only) compares False
+        distinct = len(np.unique(tflite_prob))
+        reasons.append(f"the {mode} model's ROC-AUC is {report['auc_drop']:.3f} below the Keras model's (more than "
+                       f"{AUC_TOLERANCE:g}): it ranks the beats worse"
+                       + (f"; its outputs take only {distinct} distinct value(s) on these beats" if distinct <= 3 else ""))
+    report["flagged"] = bool(reasons)
+    report["flag_reasons"] = reasons
     report["output_max"] = float(output_max) if np.isfinite(output_max) else None
     report["threshold_unreachable"] = unreachable_threshold_message(threshold, output_max)
     if report["threshold_unreachable"]:
@@ -58,6 +71,8 @@ def format_verification(v: dict[str, Any]) -> str:
     if v.get("threshold_unreachable"):
         lines.append(f"  WARNING: {v['threshold_unreachable']}")
     elif v["flagged"]:
-        lines.append(f"  WARNING: the {v['mode']} model's F1 is {100 * v['f1_drop']:.1f} points below the Keras model's "
-                     f"(more than {100 * F1_TOLERANCE:.0f}); {v['mode']} conversion hurts this model")
+        for reason in v.get("flag_reasons") or [  # a sidecar written before the reasons were recorded
+                f"the {v['mode']} model's F1 is {100 * v['f1_drop']:.1f} points below the Keras model's (more than "
+                f"{100 * F1_TOLERANCE:.0f}); {v['mode']} conversion hurts this model"]:
+            lines.append(f"  WARNING: {reason}")
     return "\n".join(lines)
