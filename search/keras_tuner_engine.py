@@ -15,6 +15,7 @@ from spaces import SearchSpace
 
 from . import _interrupt
 from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
+from .objective import _reason
 from .settings import StudySettings
 from .study import (StudyMismatchError, _trial_writers, clear_dead_final_at_start, load_study_data, log_study_figures,
                     open_study, refuse_other_settings, require_test_part, run_final, search_data, space_for_data)
@@ -98,6 +99,7 @@ def _tuner_class():
             in_study = StudyCurves(number)
             model_logged = False
             fold_metrics: list[dict[str, float]] = []
+            failed = ""
             try:
                 for k, (tr, va) in enumerate(self.folds):
                     val = self.data.subset(va)
@@ -118,11 +120,18 @@ def _tuner_class():
                     model_logged = log_trial_results(self.tracker, run_id, number, self.data.y, oof, threshold,
                                                      fold_metrics, summary, res.model)
                 status = "FINISHED"
+            except BaseException as exc:  # the run says why it failed, as a driver trial's does
+                failed = (f"interrupted ({_interrupt.cause()})" if isinstance(exc, KeyboardInterrupt)
+                          or _interrupt.requested() else _reason(exc))
+                raise
             finally:
                 if self.tracker is not None and run_id is not None:
                     if value is not None:
                         self.tracker.log_metrics(run_id, {"objective.quality": value, "threshold": threshold})
-                    self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id})
+                    tags = {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id}
+                    if status == "FAILED" and failed:  # an interrupted trial's redo gets a run of the same number
+                        tags.update({"optuna.state": "FAIL", "fail_reason": failed})
+                    self.tracker.set_tags(run_id, tags)
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
             attrs = {"fold_metrics": fold_metrics, "mean_metrics": summary, MODEL_IN_MLFLOW: model_logged,
                      CURVES_LOST: bool(curves_lost)}

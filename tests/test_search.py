@@ -1075,6 +1075,10 @@ def test_keras_tuner_search_stopped_by_sigterm_closes_its_runs_and_resumes(tmp_p
                                                    mlflow_uri, "--experiment", "test"], tmp_path, cli_env).stdout
     trial_runs = [r for r in client.search_runs([exp]) if r.data.tags.get("ecg_automl.kind") == "trial"]
     assert sorted(r.info.status for r in trial_runs) == ["FAILED", "FINISHED", "FINISHED"]
+    # the stopped trial's run says so (it had no reason), which tells it from its redo's run of the same number
+    failed = [r for r in trial_runs if r.info.status == "FAILED"]
+    assert [(r.data.tags.get("fail_reason"), r.data.tags.get("optuna.state")) for r in failed] == [
+        ("interrupted (SIGTERM)", "FAIL")]
 
 
 def test_fit_refuses_data_no_model_should_be_trained_on(small_mitdb):
