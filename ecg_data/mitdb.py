@@ -8,7 +8,7 @@ import numpy as np
 
 from ._paths import BEAT_ANNOTATIONS, missing_record_files
 from ._records import describe_gaps, read_all, record_problems, refuse_incomplete
-from ._wfdb_io import detect_qrs, read_annotations, read_record
+from ._wfdb_io import _fetch_again, detect_qrs, read_annotations, read_record
 from .dataset import BeatDataset, concat
 from .errors import DataError, RecordError
 from .preprocess import SIMILARITY_LAGS, beats_from_signal, neighbour_similarity
@@ -99,8 +99,7 @@ def _refuse_unlike_beats(path: Path, record: str, windows: np.ndarray, fs: float
                       f"under {MIN_SIMILARITY:g}; every MIT-BIH record has 0.89 or more, and the beats wfdb's "
                       f"XQRS detector finds in it do not look like one heart's either): the file holds something "
                       f"other than this record's ECG (garbled bytes, or another record's .dat). Remove it and "
-                      + (f"run `ecg-automl data fetch mitdb --root {path.parent}`, or copy it again"
-                         if path.name == "mitdb" else "copy or download it again"))
+                      + _fetch_again(path / record))
 
 
 def read_mitdb(path: Path, *, fs: float = 180.0, window: int = 256, records: list[str] | None = None,
