@@ -22,9 +22,20 @@ log = logging.getLogger("ecg_data")
 #: a change that concerns this source alone (``PIPELINE_VERSION`` concerns every source). A study records it.
 SOURCES: dict[str, Callable[..., BeatDataset]] = {}
 
+#: Sampling rates (Hz) and window lengths (samples) beats are prepared at; a space file's ``data:`` takes the same
+#: (``spaces.schema.DATA_KEYS``). fs=1 blamed a sound record's file, fs=5 band-passed to 0.5-2.25 Hz, and
+#: window=100000 wrote a 507 MB cache file for one record.
+FS_RANGE = (50.0, 1000.0)
+WINDOW_RANGE = (16, 20_000)
+
 
 def register_source(name: str, reader: Callable[..., BeatDataset]) -> None:
     """Make ``reader`` available as ``load_dataset(name)`` and on the CLI's ``--dataset``."""
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"a source's name must be a non-empty string, not {name!r}")
+    if not callable(reader):  # found only when the source was loaded
+        raise TypeError(f"reader must be a function reader(path, *, fs, window, records, on_bad_record) -> "
+                        f"BeatDataset, not {reader!r}")
     SOURCES[name] = reader
 
 
@@ -52,10 +63,10 @@ def load_dataset(
         raise TypeError(f"window must be a whole number of samples, not {window!r}")
     if isinstance(fs, bool) or not isinstance(fs, (int, float, np.integer, np.floating)):
         raise TypeError(f"fs must be a number (Hz), not {fs!r}")
-    if window < 8:
-        raise DataError(f"window must be at least 8 samples, not {window}")
-    if fs <= 0:
-        raise DataError(f"sampling rate must be positive, not {fs}")
+    if not WINDOW_RANGE[0] <= window <= WINDOW_RANGE[1]:
+        raise DataError(f"window must be from {WINDOW_RANGE[0]} to {WINDOW_RANGE[1]:,} samples, not {window}")
+    if not FS_RANGE[0] <= fs <= FS_RANGE[1]:
+        raise DataError(f"fs must be a sampling rate from {FS_RANGE[0]:g} to {FS_RANGE[1]:g} Hz, not {fs}")
     db_path = Path(path).expanduser().resolve() if path is not None else database_dir(name, root, download=download)
     if not db_path.exists():
         raise DataError(f"{db_path} does not exist")

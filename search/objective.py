@@ -62,6 +62,10 @@ class CVObjective:
         self.progress = progress
         self.verbose = verbose
         self.interrupted: list[int] = []  # numbers of the trials Ctrl-C/SIGTERM stopped in this process
+        held_out = int(np.count_nonzero(np.asarray(data.split) == "test"))
+        if held_out:  # the folds would train and validate on the test patients, and the final test then reuse them
+            raise ValueError(f"{data.name}: the data holds {held_out:,} beats of held-out test patients; the search "
+                             f"cross-validates on the search patients only: pass data.search_part()")
         # The folds are fixed once, so every trial is judged on the same patients.
         self.folds = list(grouped_splits(cv, data.X, data.y, data.groups))
 

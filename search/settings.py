@@ -50,6 +50,8 @@ class StudySettings:
     data_layout: int | None = None
 
     def __post_init__(self) -> None:
+        from ecg_automl.tflite.convert import MODES
+
         from .final import FINAL_MODELS
         from .metrics import METRICS
         from .study import DIRECTIONS
@@ -92,6 +94,25 @@ class StudySettings:
                              f"{self.final_members} seeds (final_members): use one or the other")
         if self.fold_repeats < 1:
             raise ValueError(f"fold_repeats must be at least 1, not {self.fold_repeats}")
+        if isinstance(self.latency_target, str):  # http://Pi:8765/ and http://pi:8765 are one device: a resume
+            from urllib.parse import urlsplit, urlunsplit  # spelt the other way was refused as "other settings"
+
+            parts = urlsplit(self.latency_target.strip())
+            self.latency_target = urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"),
+                                              parts.query, parts.fragment))
+        # each of these was stored with the study and failed (or pruned every trial) only after the search had run
+        if self.final_members < 1:
+            raise ValueError(f"final_members must be at least 1, not {self.final_members}")
+        if self.max_beats is not None and self.max_beats < 1:  # 0 read as "no subsampling", -5 failed in splits.py
+            raise ValueError(f"max_beats must be at least 1 (or None: every beat), not {self.max_beats}")
+        if self.latency_mode not in MODES:
+            raise ValueError(f"unknown latency_mode {self.latency_mode!r} (choose from {', '.join(MODES)})")
+        if self.latency_budget_ms is not None:
+            if isinstance(self.latency_budget_ms, bool) or not isinstance(self.latency_budget_ms, numbers.Real) \
+                    or not 0 < self.latency_budget_ms < float("inf"):
+                raise ValueError(f"latency_budget_ms must be a positive number of milliseconds (or None: no "
+                                 f"budget), not {self.latency_budget_ms!r}")
+            self.latency_budget_ms = float(self.latency_budget_ms)
         if self.fold_repeats > 1 and self.final_model != "folds":
             raise ValueError(f"fold_repeats={self.fold_repeats} repeats the fold ensemble's split: it needs "
                              "final_model='folds'")

@@ -28,6 +28,8 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
     ``create=False`` (a worker, ``sync``: the study must exist) refuses a SQLite file that is not there
     instead of creating an empty database at a mistyped path."""
     url = _url_text(url)
+    if url.startswith("sqlite:///"):
+        _refuse_tilde(url, url[len("sqlite:///"):])
     if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
         relative = not url.startswith("sqlite:////")
         path = Path(url[len("sqlite:///"):]).resolve()
@@ -137,6 +139,14 @@ def _url_text(url: object) -> str:
     return url
 
 
+def _refuse_tilde(url: str, db: str) -> None:
+    """StorageError for a SQLite path starting with ~: SQLite does not expand it, and made a folder named ~ in the
+    current one."""
+    if db.startswith("~"):
+        raise StorageError(f"cannot open study storage {url}: SQLite does not expand ~; write the path out, "
+                           f"e.g. sqlite:///{Path(db).expanduser()}")
+
+
 def check_storage(url: str | None = None) -> None:
     """Reject a bad storage URL early, before the (slow) data loading, and without writing anything:
     the URL must parse and name a known database driver; a server database (PostgreSQL, MySQL) must
@@ -152,9 +162,7 @@ def check_storage(url: str | None = None) -> None:
         parsed.get_dialect()
         if parsed.get_backend_name() == "sqlite":
             db = parsed.database or ""
-            if db.startswith("~"):  # SQLite made a folder named ~ in the current one
-                raise StorageError(f"cannot open study storage {url}: SQLite does not expand ~; write the path out, "
-                                   f"e.g. sqlite:///{Path(db).expanduser()}")
+            _refuse_tilde(url, db)
             if db and db != ":memory:" and url.startswith("sqlite:////") and not Path(db).parent.is_dir():
                 raise StorageError(f"cannot open study storage {url}: folder {Path(db).parent} does not exist")
             return

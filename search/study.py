@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 import sys
 import warnings
 from dataclasses import dataclass
@@ -516,6 +517,15 @@ def run_search(
     ``progress`` shows the trials' and the final model's progress bars and prints a line per finished trial;
     with ``progress=False`` the trial lines go to the ``search`` logger, or to ``trial_print_fn`` when given
     (:func:`run_trials`). ``print_fn`` prints the rest (notes, the final report)."""
+    # a study was written before n_trials=-1 ended the run with nothing done, or n_trials="2" failed in a comparison
+    if isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral) or n_trials < 0:
+        raise ValueError(f"n_trials must be a whole number of at least 0 (0: create the study only), not {n_trials!r}")
+    if not isinstance(settings, (StudySettings, type(None))):  # a dict failed as an AttributeError
+        raise TypeError(f"settings must be a StudySettings (or None: join the existing study), not "
+                        f"{type(settings).__name__}: StudySettings(**...)")
+    if not isinstance(tracking, (TrackingConfig, type(None))):
+        raise TypeError(f"tracking must be a TrackingConfig (or None: no MLflow), not {type(tracking).__name__}: "
+                        f"TrackingConfig.load() or TrackingConfig(tracking_uri=...)")
     tracker = None
     if tracking is not None:
         tracker = Tracker(tracking)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ecg_data import BeatDataset
-from spaces import build_model, model_inputs
+from spaces import SpaceError, build_model, model_inputs
 
 
 class TrainingDiverged(RuntimeError):
@@ -150,6 +150,10 @@ def _check_fit_data(config: Mapping[str, Any], train: BeatDataset, val: BeatData
     require_dataset("train", train)
     if val is not None:
         require_dataset("val", val)
+    missing = [k for k in ("batch_size", "epochs") if k not in config]
+    if missing:  # a bare KeyError from the middle of fit
+        raise SpaceError(f"config lacks {', '.join(missing)}: training needs them (space.config_from_params(params) "
+                         f"adds a space's fixed ones)")
     if len(train) == 0:
         raise ValueError(f"{train.name}: the training set has no beats")
     if val is not None and len(val) == 0:
@@ -173,4 +177,10 @@ def require_dataset(name: str, value: Any) -> None:
 
 def predict(model: Any, config: Mapping[str, Any], ds: BeatDataset, batch_size: int = 1024) -> np.ndarray:
     """Abnormal-class probabilities for every beat of ``ds``."""
+    require_dataset("ds", ds)
+    length = int(config["input_length"])
+    built = next((t.shape[1] for t in getattr(model, "inputs", None) or () if "ecg" in str(t.name)), None)
+    if built is not None and built != length:  # Keras ran the windows cut to another length without a word
+        raise ValueError(f"the model reads {built}-sample windows, but config has input_length {length}: pass the "
+                         f"config the model was built from")
     return np.ravel(model.predict(model_inputs(config, ds.X, ds.rr), batch_size=batch_size, verbose=0))

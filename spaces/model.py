@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ecg_data.preprocess import N_RR_FEATURES  # rhythm (RR-interval) features per beat
 
-from .schema import SpaceError
+from .schema import SpaceError, check_config_values
 
 if TYPE_CHECKING:  # keras loads TensorFlow (seconds): imported by the functions that build
     import keras
@@ -83,6 +83,7 @@ def _check_config(config: Any, compile_model: bool) -> None:
     if missing:
         raise SpaceError(f"config lacks {', '.join(missing)}: a model needs a value for every hyperparameter of the "
                          f"space (space.config_from_params(params) adds its fixed ones)")
+    check_config_values(config)
 
 
 def _inputs(config: Mapping[str, Any], channels: int):
@@ -162,7 +163,9 @@ def make_optimizer(config: Mapping[str, Any], decay_steps: int | None = None) ->
     schedule = config.get("lr_schedule", "constant")
     if schedule == "cosine":
         if not decay_steps:
-            raise ValueError("lr_schedule 'cosine' needs the number of training steps (decay_steps)")
+            raise ValueError("lr_schedule 'cosine' decays the learning rate over the training's length: build the model "
+                             "with decay_steps=<epochs x batches per epoch> to train it, or with compile_model=False "
+                             "to predict or load weights")
         lr = keras.optimizers.schedules.CosineDecay(lr, int(decay_steps))
     elif schedule != "constant":
         raise ValueError(f"unknown lr_schedule {schedule!r} (expected constant or cosine)")

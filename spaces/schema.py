@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ecg_data.loader import FS_RANGE, WINDOW_RANGE
+
 
 class SpaceError(ValueError):
     """A space file is malformed; the message names the key and what is wrong."""
@@ -66,10 +68,12 @@ OPTIONAL: dict[str, Any] = {"rr_units": 8, "lr_schedule": "constant"}
 
 DISTRIBUTIONS = ("int", "float", "categorical")
 TOP_KEYS = {"name", "description", "params", "data"}
-DATA_KEYS = {"fs": ParamDomain(float, lambda v: 50 <= v <= 1000, "a sampling rate in Hz in [50, 1000]"),
+DATA_KEYS = {"fs": ParamDomain(float, lambda v: FS_RANGE[0] <= v <= FS_RANGE[1],
+                               f"a sampling rate in Hz in [{FS_RANGE[0]:g}, {FS_RANGE[1]:g}]"),
              # at most 20 s at 1000 Hz: `data info --window 10000000` found no beat with a full window, and 100000
              # wrote a 630 MB cache file
-             "window": ParamDomain(int, lambda v: 16 <= v <= 20_000, "samples per prepared window, 16-20000")}
+             "window": ParamDomain(int, lambda v: WINDOW_RANGE[0] <= v <= WINDOW_RANGE[1],
+                                   f"samples per prepared window, {WINDOW_RANGE[0]}-{WINDOW_RANGE[1]}")}
 
 
 def _type_ok(value: Any, kind: type) -> bool:
@@ -92,6 +96,50 @@ def check_value(key: str, value: Any, domain: ParamDomain) -> None:
                          + (f" ({domain.describe})" if domain.describe else "") + _number_as_text_hint(value, domain))
     if not domain.check(value):
         raise SpaceError(f"{key}: {value!r} is out of range, expected {domain.describe}")
+
+
+def check_config_values(config: Any) -> None:
+    """Raise :class:`SpaceError` naming the first hyperparameter of ``config`` whose value is outside its domain
+    (a learning rate of -1 trained to a loss of 6.6e6, ``lstm_layers: 0`` failed inside Keras). NumPy numbers pass
+    as the Python numbers they are; text does not (see :func:`params_from_text`)."""
+    import numbers
+
+    import numpy as np
+
+    for key, value in config.items():
+        domain = PARAMS.get(key)
+        if domain is None:
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if domain.kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = int(value)
+        check_value(key, value, domain)
+
+
+def params_from_text(params: Any) -> dict[str, Any]:
+    """``params`` with values given as text (MLflow logs every param as text: ``"False"``, ``"0.001"``) turned into
+    what their domain holds, so a trial's logged params rebuild its model: ``bool("False")`` is True, which gave a
+    model with an ``rr`` input and a bidirectional LSTM its trial never had."""
+    out = dict(params)
+    for key, value in params.items():
+        domain = PARAMS.get(key)
+        if domain is None or not isinstance(value, str) or domain.kind is str:
+            continue
+        text = value.strip()
+        try:
+            if domain.kind is bool:
+                if text.lower() not in ("true", "false"):
+                    raise ValueError(text)
+                out[key] = text.lower() == "true"
+            elif domain.kind is int:
+                out[key] = int(text)
+            else:
+                out[key] = float(text)
+        except ValueError:
+            raise SpaceError(f"{key}: {value!r} is not {domain.kind.__name__}"
+                             + (f" ({domain.describe})" if domain.describe else "")) from None
+    return out
 
 
 def _number_as_text_hint(value: Any, domain: ParamDomain) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .schema import OPTIONAL, PARAMS, SpaceError, validate
+from .schema import OPTIONAL, PARAMS, SpaceError, check_config_values, params_from_text, validate
 
 _BUILTIN_DIR = Path(__file__).resolve().parent
 log = logging.getLogger("spaces")
@@ -238,9 +238,11 @@ class SearchSpace:
         return config
 
     def config_from_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        """A full config from a trial's logged params (searched values) plus this space's fixed values."""
-        config = {**self.fixed, **{k: v for k, v in params.items() if k in PARAMS}}
+        """A full config from a trial's logged params (searched values) plus this space's fixed values. Params as
+        MLflow returns them, all text, are read as their hyperparameter's type (``"False"`` as False)."""
+        config = {**self.fixed, **params_from_text({k: v for k, v in params.items() if k in PARAMS})}
         missing = [k for k in PARAMS if k not in config]
         if missing:
             raise SpaceError(f"params do not determine {', '.join(missing)}")
+        check_config_values(config)
         return config

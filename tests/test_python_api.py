@@ -308,3 +308,124 @@ def test_export_model_refuses_data_without_test_patients_or_a_threshold_out_of_r
     with pytest.raises(TFLiteError, match=r"threshold must be a probability from 0 to 1, not 1.5"):
         export_model(None, {}, small_mitdb, tmp_path / "m.tflite", mode="int8", threshold=1.5)
     assert not list(tmp_path.iterdir())
+
+
+def test_records_201_and_202_one_man_share_a_patient_id_so_no_split_puts_them_apart():
+    """MIT-BIH 201 (DS1) and 202 (DS2) are one man: with patient ids '201' and '202', a patient-grouped split a user
+    drew over both (and ``check_no_leak``) put his beats on both sides. The de Chazal split still keeps them apart,
+    as every published result does; ``CVObjective`` refuses data that still holds the DS2 test beats."""
+    from ecg_data import check_no_leak, load_dataset
+    from search import CVObjective
+    from spaces import SearchSpace
+
+    ds = load_dataset("mitdb", records=["201", "202", "101"])
+    assert set(ds.groups[ds.records == "201"]) == set(ds.groups[ds.records == "202"]) == {"201+202"}
+    assert set(ds.groups[ds.records == "101"]) == {"101"}
+    with pytest.raises(Exception, match="201\\+202"):
+        check_no_leak(ds.groups, np.flatnonzero(ds.records == "201"), np.flatnonzero(ds.records == "202"))
+    with pytest.raises(ValueError, match=r"holds 2,\d{3} beats of held-out test patients.*data.search_part\(\)"):
+        CVObjective(ds, SearchSpace.load("default"), None)
+
+
+def test_study_settings_and_run_search_refuse_values_that_failed_after_the_study_was_written(tmp_path):
+    """final_members=0 failed after the whole search; latency_mode='bogus' was stored and failed every trial;
+    latency_budget_ms=-1 pruned every trial; max_beats=0 read as 'every beat'; run_search(n_trials=-1) or '2'
+    wrote a study first. Each is refused before anything is written."""
+    from search import StudySettings, run_search
+    from spaces import SearchSpace
+
+    space = SearchSpace.load("default").to_yaml()
+    for kw, message in [({"final_members": 0}, "final_members must be at least 1"),
+                        ({"max_beats": 0}, "max_beats must be at least 1"),
+                        ({"latency_mode": "bogus"}, "unknown latency_mode 'bogus'"),
+                        ({"latency_budget_ms": -1.0}, "latency_budget_ms must be a positive number"),
+                        ({"latency_budget_ms": float("nan")}, "latency_budget_ms must be a positive number")]:
+        with pytest.raises(ValueError, match=message):
+            StudySettings(space_yaml=space, **kw)
+    assert StudySettings(space_yaml=space, latency_budget_ms=2).latency_budget_ms == 2.0
+    # a study made with http://Pi.local:8765/ was refused on resume with http://pi.local:8765 as "other settings"
+    assert StudySettings(space_yaml=space, latency_budget_ms=1, latency_target="http://Pi.local:8765/ ").latency_target \
+        == "http://pi.local:8765"
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    for n, error in [(-1, ValueError), ("2", ValueError), (True, ValueError)]:
+        with pytest.raises(error, match="n_trials must be a whole number"):
+            run_search("s", StudySettings(space_yaml=space), n_trials=n, storage=storage)
+    with pytest.raises(TypeError, match="settings must be a StudySettings"):
+        run_search("s", {"space_yaml": space}, n_trials=1, storage=storage)
+    assert not (tmp_path / "o.db").exists()
+
+
+def test_a_config_rebuilt_from_mlflow_text_params_is_the_trial_s_and_bad_values_are_refused_before_keras():
+    """MLflow returns params as text: ``rr_features="False"`` built a model with an ``rr`` input (bool("False") is
+    True). build_model trained learning_rate=-1 to a loss of 6.6e6 and failed deep inside Keras on lstm_layers=0."""
+    import optuna
+
+    from spaces import SearchSpace, SpaceError, build_model, params_from_text
+
+    space = SearchSpace.load("default")
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    config = space.suggest(trial)
+    text = {k: str(v) for k, v in trial.params.items()}
+    assert space.config_from_params(text) == config
+    assert params_from_text({"rr_features": "false", "lstm_bidirectional": "True", "pool": "max"}) == {
+        "rr_features": False, "lstm_bidirectional": True, "pool": "max"}
+    with pytest.raises(SpaceError, match="rr_features: 'maybe' is not bool"):
+        space.config_from_params({**text, "rr_features": "maybe"})
+    for key, value in [("learning_rate", -1.0), ("lstm_layers", 0), ("kernel_size", 0), ("stem_filters", "16"),
+                       ("class_weight", "bogus")]:
+        with pytest.raises(SpaceError, match=f"^{key}: "):
+            build_model({**config, key: value})
+    build_model({**config, "stem_filters": np.int64(8), "learning_rate": np.float32(1e-3)}, decay_steps=10)
+
+
+def test_load_dataset_takes_the_rates_and_windows_a_space_file_may_and_read_mitdb_a_text_path():
+    """window=100000 wrote a 507 MB cache file for one record; fs=1 blamed (and said to remove) a sound record's
+    .dat; read_mitdb("folder") was a TypeError about '/' on strings."""
+    from ecg_data import DataError, data_root, load_dataset, read_mitdb
+
+    for kw, message in [({"window": 100000}, "window must be from 16 to 20,000 samples, not 100000"),
+                        ({"window": 8}, "window must be from 16"),
+                        ({"fs": 1}, "fs must be a sampling rate from 50 to 1000 Hz, not 1"),
+                        ({"fs": 5000.0}, "fs must be a sampling rate from 50 to 1000 Hz")]:
+        with pytest.raises(DataError, match=message):
+            load_dataset("mitdb", records=["101"], **kw)
+    ds = read_mitdb(str(data_root() / "mitdb"), records=["101"])
+    assert set(ds.records) == {"101"} and len(ds) > 1000
+
+
+def test_predict_refuses_another_config_s_window_and_arrays_and_fit_names_missing_keys(small_mitdb):
+    """predict(model, config with another input_length) returned probabilities of windows the model was not built
+    for; an array for the dataset was an AttributeError; fit without batch_size a bare KeyError."""
+    from search import fit, predict
+    from spaces import SpaceError, build_model
+
+    config = {"input_length": 128, "stem_filters": 4, "res_blocks": 0, "conv_filters": 4, "kernel_size": 3,
+              "pool": "max", "lstm_units": 4, "lstm_layers": 1, "dense_layers": 0, "learning_rate": 1e-3,
+              "batch_size": 64, "epochs": 1}
+    model = build_model(config, compile_model=False)
+    part = small_mitdb.test_part().subset(np.arange(4))
+    assert predict(model, config, part).shape == (4,)
+    with pytest.raises(ValueError, match="model reads 128-sample windows, but config has input_length 120"):
+        predict(model, {**config, "input_length": 120}, part)
+    with pytest.raises(TypeError, match="ds must be an ecg_data.BeatDataset"):
+        predict(model, config, part.X)
+    with pytest.raises(SpaceError, match="config lacks batch_size"):
+        fit({k: v for k, v in config.items() if k != "batch_size"}, small_mitdb.search_part().subset(np.arange(200)))
+
+
+def test_export_checks_the_mode_and_storage_helpers_the_tilde_before_any_work(tmp_path, monkeypatch):
+    """export_trial(mode='bogus') retrained the trial first and only then failed; make_storage and open_study made
+    a folder named ~ in the working directory (only run_search checked); register_source took a non-function."""
+    from ecg_automl.tflite import TFLiteInputError, export_trial
+    from ecg_data import register_source
+    from search import StorageError, make_storage, open_study
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TFLiteInputError, match="unknown TFLite mode 'bogus'"):
+        export_trial("no-such-study", f"sqlite:///{tmp_path / 'none.db'}", "best", "bogus", tmp_path / "m.tflite")
+    for call in (lambda: make_storage("sqlite:///~/x.db"), lambda: open_study("t", "sqlite:///~/y.db")):
+        with pytest.raises(StorageError, match="SQLite does not expand ~"):
+            call()
+    assert not (tmp_path / "~").exists() and not (tmp_path / "none.db").exists()
+    with pytest.raises(TypeError, match="reader must be a function"):
+        register_source("x", 5)

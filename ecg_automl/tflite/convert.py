@@ -70,6 +70,12 @@ class TFLiteInputError(TFLiteError, ValueError):
 # --------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------
+def _check_mode(mode: str) -> None:
+    """TFLiteInputError unless ``mode`` is one of :data:`MODES` (checked before the data and the model, too)."""
+    if mode not in MODES:
+        raise TFLiteInputError(f"unknown TFLite mode {mode!r} (expected one of {', '.join(MODES)})")
+
+
 def convert(model: Any, config: Mapping[str, Any], mode: str,
             representative: Mapping[str, np.ndarray] | None = None, *,
             strip_names: bool = True, max_calibration_samples: int = MAX_CALIBRATION_SAMPLES) -> bytes:
@@ -81,8 +87,7 @@ def convert(model: Any, config: Mapping[str, Any], mode: str,
     internal tensors (smaller file; inputs, outputs and the signature keep theirs).
     Only TFLite builtin ops are emitted; anything else raises :class:`TFLiteError`.
     """
-    if mode not in MODES:
-        raise TFLiteInputError(f"unknown TFLite mode {mode!r} (expected one of {', '.join(MODES)})")
+    _check_mode(mode)
     input_names = [str(t.name) for t in model.inputs]
     _check_config(config, input_names)
     rep = None

@@ -14,7 +14,7 @@ import numpy as np
 
 from ecg_data.preprocess import HIGH_CUT, LOW_CUT
 
-from .convert import MODES, TFLiteError, convert, op_list
+from .convert import MODES, TFLiteError, _check_mode, convert, op_list
 from .runtime import TFLiteModel
 from .sidecar import write_model
 from .verify import format_verification, verify
@@ -282,6 +282,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
     from search.study import load_study_data
     from spaces import SearchSpace
 
+    _check_mode(mode)  # found now, not after the data and the retraining
     _check_out(out)  # found now, not after the data, the model, the conversion and the timing
     study, settings = open_study(study_name, storage, None, heartbeat=None)
     if trial_spec == "best":
