@@ -393,7 +393,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     import numpy as np
 
     for part in ("search", "test"):
-        recs = sorted(np.unique(ds.records[ds.split == part]).tolist())
+        recs = sorted(np.unique(ds.records[ds.split == part]).tolist(),  # PTB-XL's ecg_ids as numbers: 2 before 10
+                      key=lambda r: (0, int(r), "") if r.isdigit() else (1, 0, r))
         print(f"  {part} records: {' '.join(recs[:60])}{' ...' if len(recs) > 60 else ''}")
     if ds.info.get("protocol"):
         print(f"  protocol: {ds.info['protocol']}")

@@ -54,6 +54,14 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
     ``download=False``: then a missing database is a :class:`DatabaseNotFoundError` and nothing is written)."""
     explicit_root = root is not None
     root = Path(root).expanduser().resolve() if root is not None else data_root()
+    if root.is_file():  # was "database 'ptbxl' is not under <the file>"
+        given = "--root" if explicit_root else "ECG_AUTOML_DATA"
+        raise DatabaseNotFoundError(f"the data root {root} ({given}) is a file; it must be the folder that holds "
+                                    f"{name}/ (or give the database's own folder or file with --data-path)")
+    if not explicit_root and os.environ.get("ECG_AUTOML_DATA") and not root.exists():
+        # a mistyped ECG_AUTOML_DATA started a download into a new folder tree of that name
+        raise DatabaseNotFoundError(f"ECG_AUTOML_DATA={os.environ['ECG_AUTOML_DATA']} does not exist ({root}): fix "
+                                    f"the path, or create the folder (mkdir -p {root}) to download {name} into it")
     path = root / name
     if name not in PHYSIONET:
         if path.is_dir():
@@ -106,6 +114,9 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
         log.warning("%s in %s is incomplete (%s): downloading the missing files and the rest of any cut short "
                     "from PhysioNet", name, path,
                     _describe(incomplete))
+    else:  # said before it starts: a search on a database the root lacks downloads it into that root
+        log.warning("%s is not in the data root %s: downloading it from PhysioNet into %s (Ctrl-C stops; the same "
+                    "command resumes)", name, root, path)
     created = [d for d in (path, *path.parents) if not d.exists()]  # folders this fetch makes (deepest first)
     before = _files_under(path)
     try:

@@ -22,12 +22,17 @@ PIPELINE_VERSION = 6
 
 
 def _fingerprint(path: Path) -> list:
-    """Names, sizes and mtimes of the database's files: a changed or repaired record misses the cache."""
+    """Names, sizes and mtimes (in ns: a copy made within the same second as the file it replaced kept its key) of
+    the database's files, or of ``path`` alone when it is a file (a heartbeat CSV: its folder, perhaps ~, was
+    walked on every load): a changed or repaired record misses the cache."""
+    if path.is_file():
+        st = path.stat()
+        return [[path.name, st.st_size, st.st_mtime_ns]]
     out = []
     for p in sorted(path.rglob("*")):
         if p.is_file() and p.suffix.lower() in {".hea", ".dat", ".atr", ".mat", ".csv"}:
             st = p.stat()
-            out.append([str(p.relative_to(path)), st.st_size, int(st.st_mtime)])
+            out.append([str(p.relative_to(path)), st.st_size, st.st_mtime_ns])
     return out
 
 

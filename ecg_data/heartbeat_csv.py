@@ -14,7 +14,7 @@ The format has no patient ids, and without them every split leaks patients. A si
 (one patient id per line, one line per row) supplies them. Without it the reader refuses, unless
 ``allow_beat_level_split=True`` (or ``ECG_AUTOML_ALLOW_BEAT_SPLIT=1`` in the environment, which is how
 ``load_dataset`` passes it): then every row is its own group, with a loud warning and
-``info['beat_level_split'] = True``. Files whose name contains 'test' are the test part.
+``info['beat_level_split'] = True``. Files whose name has the word 'test' (:func:`is_test_file`) are the test part.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -70,13 +71,19 @@ def csv_files(path: Path) -> list[Path]:
     """``path`` itself, or the ``*.csv`` files of the folder ``path`` (sorted)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.glob("*.csv") if p.is_file())
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv" and p.is_file())  # UPPER.CSV too
         if not files:
             raise DataError(f"heartbeat-csv: no .csv files in {path}")
         return files
     if not path.exists():
         raise DataError(f"heartbeat-csv: {path} does not exist")
     return [path]
+
+
+def is_test_file(csv: Path) -> bool:
+    """Whether ``csv`` holds held-out test beats: its name has the word ``test`` (mitbih_test.csv, test.csv,
+    ptb-test-2.csv, TestSet.csv, tests.csv), not merely the letters (train_latest.csv was taken for a test file)."""
+    return re.search(r"(?:^|[^a-z])test(?:[^a-z]|set|s|$)", csv.stem.lower()) is not None
 
 
 def groups_file(csv: Path) -> Path:
@@ -229,11 +236,12 @@ def read_heartbeat_csv(path: Path, *, fs: float = 180.0, window: int = 256, reco
                     f"{csv}: no patient ids. This format has none, and without them any split puts beats of "
                     f"the same patient on both sides (a leaking, optimistic test score). Provide "
                     f"{groups_file(csv).name} next to it with one patient id per row, or accept a "
-                    f"beat-level split with allow_beat_level_split=True / {ENV_ALLOW}=1.")
+                    f"beat-level split with {ENV_ALLOW}=1 in the environment (in Python also "
+                    f"read_heartbeat_csv(..., allow_beat_level_split=True), which is not cached).")
             groups = np.char.add(f"{i}:", np.arange(n).astype(str))
             beat_level.append(csv.name)
         classes = rows[:, -1].astype(np.int64)
-        split = "test" if "test" in csv.name.lower() else "search"
+        split = "test" if is_test_file(csv) else "search"
         parts.append(BeatDataset(
             "heartbeat-csv", windows_of(rows[:, :-1], fs, window), np.ones((n, N_RR_FEATURES), dtype=np.float32),
             (classes != 0).astype(np.int8), classes.astype(str), groups, np.full(n, csv.stem[:32]),

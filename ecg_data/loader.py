@@ -82,7 +82,7 @@ def load_dataset(
     cache_inputs = getattr(reader, "cache_inputs", None)
     if cache_inputs is not None:  # inputs beyond the fingerprinted files (sidecars, switches read from the env)
         settings["inputs"] = cache_inputs(db_path)
-    ds = cached(name, db_path if db_path.is_dir() else db_path.parent, settings,
+    ds = cached(name, db_path, settings,
                 lambda: reader(db_path, fs=fs, window=window, records=records, on_bad_record=on_bad_record),
                 use_cache=use_cache)
     if ds.info.get("cache", {}).get("hit"):  # the reader logged these when it built the arrays; repeat them

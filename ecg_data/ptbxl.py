@@ -105,12 +105,16 @@ def read_table(path: Path) -> "pd.DataFrame":  # noqa: F821
     if not csv.exists():
         raise DataError(f"{csv} not found")
     try:
-        table = pd.read_csv(csv, index_col="ecg_id")
+        table = pd.read_csv(csv)
     except Exception as exc:
         raise DataError(f"{csv}: unreadable ({type(exc).__name__}: {exc})") from exc
-    missing = {"patient_id", "scp_codes", "strat_fold", "filename_lr"} - set(table.columns)
+    if len(table.columns) == 1 and any(sep in str(table.columns[0]) for sep in ";\t"):  # "Index ecg_id invalid"
+        raise DataError(f"{csv}: not comma-separated (its header is {str(table.columns[0])[:60]!r}...): PhysioNet's "
+                        f"file separates its columns with commas")
+    missing = {"ecg_id", "patient_id", "scp_codes", "strat_fold", "filename_lr"} - set(table.columns)
     if missing:
         raise DataError(f"{csv}: missing column(s) {sorted(missing)}")
+    table = table.set_index("ecg_id")
     table.index = _ecg_ids(table.index, csv)
     classes = _diagnostic_classes(path)
     ys, labels, patients = [], [], []
@@ -198,8 +202,13 @@ def read_ptbxl(path: Path, *, fs: float = 180.0, window: int = 256, records: lis
     if absent:
         table = _drop_absent(path, table, absent, notes)
     no_diag = table.index[table["y"] < 0]
+    if records is not None and len(no_diag) == len(table):  # "no beat windows from 0 record(s)"
+        raise DataError(f"ptbxl: ecg_id(s) {sorted(int(i) for i in no_diag)[:10]} have no diagnostic statement (no "
+                        f"NORM vs abnormal label), so they are left out: name labelled records")
     if len(no_diag):
-        log.info("ptbxl: %d record(s) without a diagnostic statement left out", len(no_diag))
+        (log.warning if records is not None else log.info)(
+            "ptbxl: %d record(s) without a diagnostic statement left out%s", len(no_diag),
+            f" (ecg_id {', '.join(str(int(i)) for i in no_diag[:10])})" if records is not None else "")
     table = table[table["y"] >= 0].sort_index()
     if on_bad_record == "error":
         _refuse_incomplete(path, table)

@@ -275,6 +275,13 @@ def load_study_data(settings: StudySettings, space: SearchSpace) -> BeatDataset:
                             f"held-out test record (`ecg-automl data info {settings.dataset}` lists which are which)")
         raise DataError(f"{settings.folds} folds need at least {settings.folds} patients on the search side; "
                         f"{settings.dataset}{chosen} has {n}: lower --folds or add records")
+    classes = np.unique(data.y[data.split == "search"])
+    if len(classes) < 2:  # every trial failed on it, ten in a row, after the study was written
+        kind = "abnormal" if classes[0] else "normal"
+        chosen = f" (--records {','.join(settings.records)})" if settings.records else ""
+        raise DataError(f"{settings.dataset}{chosen}: the search side holds only {kind} beats "
+                        f"({int(np.count_nonzero(data.split == 'search')):,}); a classifier of normal vs abnormal "
+                        f"needs both: add records or files with {'normal' if classes[0] else 'abnormal'} beats")
     if settings.max_beats:  # a very small subsample cannot make the folds (that failed after the study was made)
         search = search_data(data, settings)
         try:

@@ -252,7 +252,7 @@ def test_a_data_root_that_is_a_file_is_named_not_a_traceback(tmp_path, monkeypat
     monkeypatch.setenv("ECG_AUTOML_DATA", str(root))
     with pytest.raises(DataError) as err:
         load_dataset("mitdb", records=["101"])
-    assert f"the folder {root / 'mitdb'} cannot be created (Not a directory)" in str(err.value)
+    assert f"the data root {root} (ECG_AUTOML_DATA) is a file; it must be the folder that holds mitdb/" in str(err.value)
     assert "ECG_AUTOML_DATA" in str(err.value) and root.read_bytes() == b"PK"
 
 
@@ -820,3 +820,17 @@ def test_a_multi_frequency_record_and_a_non_beat_annotation_past_the_end_are_rea
     assert list(symbols) == ["N", "V", "N", "+"] and samples[-1] == 3000
     with pytest.raises(RecordError, match="1 of its 4 annotations lie outside the record"):
         read_annotations(tmp_path / "mf", n_samples=3000)
+
+
+def test_a_mistyped_ecg_automl_data_is_named_not_filled_with_a_download(tmp_path, monkeypatch):
+    """ECG_AUTOML_DATA=/nonexistent made that folder tree and downloaded MIT-BIH into it; a folder that exists is
+    still where a missing database goes (and `data fetch` or --root still create theirs)."""
+    from ecg_data import DatabaseNotFoundError, database_dir
+
+    typo = tmp_path / "dta"
+    monkeypatch.setenv("ECG_AUTOML_DATA", str(typo))
+    with pytest.raises(DatabaseNotFoundError, match=rf"ECG_AUTOML_DATA={typo} does not exist .*mkdir -p {typo}"):
+        load_dataset("mitdb", records=["101"])
+    assert not typo.exists()
+    with pytest.raises(DatabaseNotFoundError, match="is not under"):
+        database_dir("mitdb", tmp_path / "elsewhere", download=False)

@@ -557,3 +557,83 @@ def test_predict_places_heartbeat_csv_rows_as_the_search_did(csv_folder, monkeyp
     assert len(pred.prob) == 20
     source = read_heartbeat_csv(csv_folder, records=["mitbih_test"], fs=180, window=256)
     np.testing.assert_allclose(seen["ecg"], source.X[:, 64:192, :], atol=1e-6)
+
+
+def test_heartbeat_csv_test_files_are_named_by_the_word_and_any_case_of_csv_is_read(tmp_path):
+    """'train_latest.csv' was taken for a test file (the letters 'test'), and UPPER.CSV was skipped silently."""
+    from ecg_data.heartbeat_csv import is_test_file
+
+    assert [is_test_file(Path(n)) for n in ("mitbih_test.csv", "test.csv", "ptb-test-2.csv", "TestSet.csv",
+                                            "tests.csv")] == [True] * 5
+    assert not any(is_test_file(Path(n)) for n in ("train_latest.csv", "contest.csv", "mitbih_train.csv"))
+    folder = tmp_path / "names"
+    folder.mkdir()
+    _write_csv(folder / "train_latest.csv", _beat_rows(12, [0, 1], 0), [f"p{i % 3}" for i in range(12)])
+    _write_csv(folder / "HOLDOUT_TEST.CSV", _beat_rows(6, [0, 1], 1), [f"q{i % 2}" for i in range(6)])
+    ds = load_dataset("heartbeat-csv", path=folder, use_cache=False)
+    assert set(ds.records[ds.split == "search"]) == {"train_latest"}
+    assert set(ds.records[ds.split == "test"]) == {"HOLDOUT_TEST"}
+
+
+def test_a_heartbeat_csv_file_s_cache_key_is_that_file_not_every_file_of_its_folder(csv_folder, monkeypatch,
+                                                                                     tmp_path):
+    """Loading one CSV fingerprinted every .csv/.dat/... below its folder (a CSV kept in ~ walked all of home), so
+    a change to another file there missed the cache; a file replaced within the same second kept its key."""
+    monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
+    one = csv_folder / "mitbih_test.csv"
+    assert not load_dataset("heartbeat-csv", path=one).info["cache"]["hit"]
+    (csv_folder / "sub").mkdir()
+    (csv_folder / "sub" / "x.dat").write_bytes(b"\0" * 10)
+    assert load_dataset("heartbeat-csv", path=one).info["cache"]["hit"]
+    st = one.stat()
+    rows = np.loadtxt(one, delimiter=",")
+    rows[0, 5] = 0.123456789  # same size (fixed-width numbers), same second
+    np.savetxt(one, rows, delimiter=",", fmt="%.18e")
+    import os
+    os.utime(one, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+    assert one.stat().st_size == st.st_size and int(one.stat().st_mtime) == int(st.st_mtime)
+    assert not load_dataset("heartbeat-csv", path=one).info["cache"]["hit"]
+
+
+@needs_ptbxl
+def test_ptbxl_records_without_a_label_and_a_table_not_comma_separated_are_named(tmp_path):
+    """--records naming only records with no diagnostic statement said 'no beat windows from 0 record(s)'; a table
+    separated by ';' or without ecg_id said 'Index ecg_id invalid'; a data root that is a file said the database
+    was 'not under' it."""
+    import pandas as pd
+
+    from ecg_data import DatabaseNotFoundError
+    from ecg_data.ptbxl import read_table
+
+    unlabelled = [int(i) for i in read_table(PTBXL).query("y < 0").index[:2]]
+    with pytest.raises(DataError, match=rf"ecg_id\(s\) \[{unlabelled[0]}, {unlabelled[1]}\] have no diagnostic "
+                                        r"statement"):
+        load_dataset("ptbxl", path=PTBXL, records=[str(i) for i in unlabelled])
+    folder = tmp_path / "semicolon"
+    folder.mkdir()
+    pd.read_csv(PTBXL / "ptbxl_database.csv").head(5).to_csv(folder / "ptbxl_database.csv", sep=";", index=False)
+    with pytest.raises(DataError, match="not comma-separated"):
+        read_table(folder)
+    pd.read_csv(PTBXL / "ptbxl_database.csv").head(5).drop(columns="ecg_id").to_csv(folder / "ptbxl_database.csv",
+                                                                                     index=False)
+    with pytest.raises(DataError, match=r"missing column\(s\) \['ecg_id'\]"):
+        read_table(folder)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DatabaseNotFoundError, match=r"the data root .*afile \(--root\) is a file"):
+        load_dataset("ptbxl", root=tmp_path / "afile")
+
+
+def test_a_search_side_of_one_class_is_refused_before_the_study_is_written(csv_folder, tmp_path):
+    """A heartbeat CSV whose search file held only normal beats wrote the study, then failed ten trials in a row
+    (with --trials 1)."""
+    from search import StudySettings
+    from search.study import load_study_data
+    from spaces import SearchSpace
+
+    _write_csv(csv_folder / "mitbih_train.csv", _beat_rows(40, [0], 0), [f"p{i % 4}" for i in range(40)])
+    space = SearchSpace.load("default")
+    settings = StudySettings(dataset="heartbeat-csv", space_yaml=space.to_yaml(), folds=2,
+                             data_path=str(csv_folder))
+    with pytest.raises(DataError, match=r"the search side holds only normal beats \(40\).*add records or files "
+                                        r"with abnormal beats"):
+        load_study_data(settings, space)
