@@ -103,6 +103,9 @@ class CVObjective:
                 raise KeyboardInterrupt from exc
             reason = _reason(exc)
             trial.set_user_attr("fail_reason", reason)
+            if getattr(exc, "stops_study", False):  # the setup, not this config (a bench-server gone): the run
+                trial.set_user_attr("stops_study", True)  # stops at once, and the trial is redone on the next run
+                self._requeue(trial)
             raise
 
     def _mark_interrupted(self, trial: optuna.Trial, run_id: str | None) -> None:
@@ -111,14 +114,19 @@ class CVObjective:
         self.interrupted.append(trial.number)
         trial.set_user_attr("fail_reason", reason)
         trial.set_user_attr("interrupted", True)
-        try:  # redone now, not at the next start: a worker still running takes it (a waiting trial goes first)
-            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
-            trial.set_user_attr("requeued", True)
-        except Exception as exc:  # the next run of this command enqueues it (_requeue_interrupted)
-            log.warning("trial %d: could not enqueue its redo now (%s); the next run will", trial.number, exc)
+        self._requeue(trial)  # redone now, not at the next start: a worker still running takes it
         if self.tracker is not None and run_id is not None:
             self.tracker.set_tags(run_id, {"optuna.state": "FAIL", "fail_reason": reason})
             self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, "FAILED")
+
+    @staticmethod
+    def _requeue(trial: optuna.Trial) -> None:
+        """Enqueue ``trial``'s params again (a waiting trial goes first), marked ``requeued``."""
+        try:
+            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+            trial.set_user_attr("requeued", True)
+        except Exception as exc:  # the next run of this command enqueues an interrupted one (_requeue_interrupted)
+            log.warning("trial %d: could not enqueue its redo now (%s); the next run will", trial.number, exc)
 
     def _run(self, trial: optuna.Trial, config: dict[str, Any], run_id: str | None):
         extra: dict[str, float] = {}

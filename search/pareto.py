@@ -43,8 +43,10 @@ def pareto_figure(study: optuna.Study):
         ax.scatter([t.values[li] for t in pts], [t.values[qi] for t in pts], s=sizes, c=color, alpha=0.8, label=label)
         for t in pts if group else []:
             ax.annotate(str(t.number), (t.values[li], t.values[qi]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("Raspberry Pi 4 latency per beat (ms, estimate)")
-    ax.set_ylabel("validation F1 (abnormal)")
+    settings = study.user_attrs.get("settings", {})
+    ax.set_xlabel("latency per beat on the bench-server (ms, measured)" if settings.get("latency_target")
+                  else "Raspberry Pi 4 latency per beat (ms, estimate)")
+    ax.set_ylabel(f"validation {settings.get('metric', 'f1')} (abnormal)")
     ax.set_title(f"{study.study_name}: quality vs latency" + (" (marker area ~ size)" if si is not None else ""))
     ax.legend()
     fig.tight_layout()

@@ -668,6 +668,8 @@ class Tracker:
             tags["fail_reason"] = "the worker stopped without a result (heartbeat went stale); the trial is retried"
         if "prune_reason" in frozen_trial.user_attrs:
             tags["prune_reason"] = frozen_trial.user_attrs["prune_reason"]
+        if isinstance(frozen_trial.user_attrs.get("latency_device"), dict):  # the bench-server's board
+            tags["latency_device"] = json.dumps(frozen_trial.user_attrs["latency_device"], sort_keys=True)
         self.set_tags(run_id, tags)
         self._safe("end of trial run", self.client.set_terminated, run_id, RUN_STATUS.get(state, "FAILED"))
 

@@ -251,12 +251,13 @@ def test_the_pareto_report_says_what_its_columns_are_and_how_to_export_one(tmp_p
     assert "(quality: validation f1; latency: ms per beat, Raspberry Pi 4 estimate, int8; size: KB" in lines[0]
     # the command runs as printed: export needs --out, and the study's storage when it is not the default one
     # (it printed `ecg-automl export --study moo --trial N`, which export refuses for want of --out)
-    assert "`ecg-automl export --study moo --trial N --mode int8 --out trial-N.tflite`" in lines[0]
+    assert "`ecg-automl export --study moo --trial N --retrain --mode int8 --out trial-N.tflite`" in lines[0]
+    assert "size: KB of the int8 TFLite file of the untrained model" in lines[0]  # 15.3 KB listed, 16.3 exported
     lines.clear()
     report_pareto(study, None, lines.append, storage=f"sqlite:///{tmp_path / 'o.db'}")
-    command = lines[0].split("Export one with `")[1].split("`")[0]
-    assert command == f"ecg-automl export --study moo --storage sqlite:///{tmp_path / 'o.db'} --trial N --mode int8 " \
-                      f"--out trial-N.tflite"
+    command = lines[0].split("retrained on all search patients with `")[1].split("`")[0]
+    assert command == f"ecg-automl export --study moo --storage sqlite:///{tmp_path / 'o.db'} --trial N --retrain " \
+                      f"--mode int8 --out trial-N.tflite"
     import argparse
 
     from ecg_automl.tflite.export import add_export_parser
@@ -264,7 +265,7 @@ def test_the_pareto_report_says_what_its_columns_are_and_how_to_export_one(tmp_p
     parser = argparse.ArgumentParser()
     add_export_parser(parser.add_subparsers())
     args = parser.parse_args(command.replace("--trial N", "--trial 0").split()[1:])
-    assert (args.trial, args.mode, args.storage) == ("0", "int8", f"sqlite:///{tmp_path / 'o.db'}")
+    assert (args.trial, args.mode, args.storage, args.retrain) == ("0", "int8", f"sqlite:///{tmp_path / 'o.db'}", True)
 
 
 def test_multi_objective_study_has_a_pareto_front(tmp_path):
@@ -1078,3 +1079,117 @@ def test_an_older_keras_tuner_trial_is_retrained_without_asking_mlflow(monkeypat
         tracker=tracker, best=False)
     assert model == "retrained" and asked == []
     assert "retraining trial 2 on all search patients (its model is not stored) ..." in capsys.readouterr().err
+
+
+def test_export_retrain_trains_a_trial_on_all_search_patients_and_the_trial_s_own_model_is_said_to_be_a_fold_s(
+        exported, tmp_path, capsys):
+    """A Pareto member exported with `--trial N` was its last fold's model (trained on part of the search patients,
+    of a --max-beats subsample), and nothing said so; `--retrain` trains the config on all search patients first."""
+    import optuna
+
+    from ecg_automl.tflite.export import export_trial
+
+    tmp, storage, _ = exported
+    study = optuna.load_study(study_name="ex", storage=storage)
+    other = next(t.number for t in study.trials if t.number != study.user_attrs["final"]["trial"])
+    own = export_trial("ex", storage, str(other), "fp32", tmp_path / "own.tflite", tracking=tracking(tmp),
+                       verify_beats=200, runs=10)
+    assert own["model_origin"].startswith("trial model from MLflow run")
+    assert (f"note: trial {other}'s own model is its last fold's, trained on about 1/2 of the search patients of a "
+            f"800-beat subsample; --retrain") in capsys.readouterr().err
+    again = export_trial("ex", storage, str(other), "fp32", tmp_path / "re.tflite", tracking=tracking(tmp),
+                         verify_beats=200, runs=10, retrain=True)
+    assert again["model_origin"].startswith("retrained (seed 1")
+    assert f"retraining trial {other} on all search patients (asked with --retrain)" in capsys.readouterr().err
+
+
+def test_export_times_the_file_on_a_bench_server_when_asked_and_says_whether_dynamic_quantised_anything(
+        exported, tmp_path, monkeypatch):
+    """A study measured on a bench-server was exported with the host's Pi 4 estimate only (and the device never
+    recorded); `--mode dynamic` wrote the fp32 file unchanged on small models without a word."""
+    import threading
+
+    from ecg_automl.tflite.bench_server import make_server
+    from ecg_automl.tflite.export import export_trial
+
+    tmp, storage, out = exported
+    assert isinstance(out["dynamic"][1]["int8_weight_tensors"], int) and "int8_weight_tensors" not in out["fp32"][1]
+    server = make_server("127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        meta = export_trial("ex", storage, "best", "int8", tmp_path / "d.tflite", tracking=None, verify_beats=200,
+                            runs=20, latency_target=url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    lat = json.loads((tmp_path / "d.json").read_text())["latency"]
+    assert lat["device_median_ms"] > 0 and lat["device_p90_ms"] >= lat["device_median_ms"]
+    assert lat["device_target"] == url and lat["device"]["machine"] and meta["latency"] == lat
+
+
+def test_the_gate_times_a_model_of_the_study_s_leads(tmp_path):
+    """A PTB-XL (12-lead) study gated and optimised the latency and size of a 1-lead model: the front said 13.7 KB,
+    the export was 17.7 KB."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from search.study import latency_gates
+
+    settings = tiny_settings(tmp_path, objectives=["quality", "latency", "size"])
+    twelve = SimpleNamespace(X=np.zeros((2, 192, 12), np.float32))
+    gate, = latency_gates(settings, twelve)
+    assert gate.channels == 12 and latency_gates(settings)[0].channels == 1
+    config = {**UNTRAINED}
+    one, many = gate.measure(config, channels=1), gate.measure(config)
+    assert many["params"] > one["params"] and many["size_kb"] > one["size_kb"]
+
+
+def test_predict_says_which_preparation_values_of_a_sidecar_were_edited(untrained, data_root, tmp_path, cli_env):
+    """fs 180 -> 360 in a sidecar flagged 187 of 2,271 beats of record 100 abnormal instead of 3, with no warning:
+    predict still obeys the edit (the user may mean it), and says what was changed from what export wrote."""
+    model = tmp_path / "edited.tflite"
+    shutil.copy(untrained["mitdb"], model)
+    meta = json.loads(untrained["mitdb"].with_suffix(".json").read_text())
+    assert meta["prepared_as"]["fs"] == 180.0
+    model.with_suffix(".json").write_text(json.dumps({**meta, "fs": 360.0, "threshold": 0.6}))
+    proc = run_cli(["predict", model, "--record", data_root / "mitdb" / "100"], tmp_path, cli_env)
+    assert "edited.json: its sidecar was edited since export: fs 360.0 (export wrote 180.0); beats are prepared" \
+        in proc.stderr, proc.stderr[-2000:]
+    assert "threshold" not in proc.stderr  # choosing another threshold is the user's call
+
+
+def test_export_names_why_a_trial_was_pruned_takes_best_of_a_one_member_front_and_retrain_needs_a_trial(
+        tmp_path, cli_env, monkeypatch):
+    """`export --trial 0` of a pruned trial said only 'PRUNED ... nothing to export'; `--trial best` was refused
+    on a multi-objective study whose front has one member; --retrain with best would retrain nothing."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from ecg_automl.tflite import TFLiteError
+    from ecg_automl.tflite import export as ex
+    from search import open_study
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study, _ = open_study("mo", storage, tiny_settings(tmp_path, objectives=["quality", "latency"]))
+    dist = {"x": CategoricalDistribution([1])}
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={"x": 1},
+                                              distributions=dist, user_attrs={"prune_reason": "latency 2.1 ms > budget 1 ms"}))
+    study.add_trial(optuna.trial.create_trial(values=[0.7, 0.5], params={"x": 1}, distributions=dist,
+                                              user_attrs={"config": {}}))
+    with pytest.raises(TFLiteError, match=r"trial 0 is PRUNED, not COMPLETE: nothing to export \(latency 2.1 ms"):
+        ex.export_trial("mo", storage, "0", "int8", tmp_path / "m.tflite")
+
+    class Loaded(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Loaded
+
+    monkeypatch.setattr("search.study.load_study_data", stop)
+    with pytest.raises(Loaded):  # past the choice of trial: the front's one member
+        ex.export_trial("mo", storage, "best", "int8", tmp_path / "m.tflite")
+    proc = run_cli(["export", "--study", "mo", "--storage", storage, "--retrain", "--out", tmp_path / "m.tflite",
+                    "--no-mlflow"], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "--retrain retrains a trial's config: give --trial N" in proc.stderr

@@ -162,7 +162,8 @@ def test_a_latency_target_that_is_not_a_running_bench_server_is_refused_before_a
     threading.Thread(target=other.serve_forever, daemon=True).start()
     try:
         cases = {"notaurl": "is not a bench-server URL", "pi.local:8000": "is not a bench-server URL",
-                 f"http://127.0.0.1:{closed}": "cannot reach bench-server",
+                 f"http://127.0.0.1:{closed}": "cannot reach bench-server .*start `ecg-automl bench-server` on this "
+                                               "machine",
                  f"http://127.0.0.1:{other.server_address[1]}": "answered GET /health with 404"}
         for url, why in cases.items():
             with pytest.raises(TFLiteError, match=why):
@@ -172,3 +173,60 @@ def test_a_latency_target_that_is_not_a_running_bench_server_is_refused_before_a
         other.server_close()
     with _bench_server() as url:
         assert LatencyGate(1.0, target=url + "/").target == url + "/"
+        with pytest.raises(TFLiteError, match=r"/benchmark/health with 404: give the server's address alone, http://"):
+            LatencyGate(1.0, target=url + "/benchmark")  # the endpoint, not the server, was given
+
+
+@pytest.mark.parametrize("answer, why", [
+    (b"<html>hello</html>", "with no JSON"),
+    (b'{"p90_ms": 1.0}', "median_ms None, not a positive number"),
+    (b'{"median_ms": NaN, "p90_ms": 1.0}', "median_ms nan"),
+    (b'{"median_ms": -1, "p90_ms": 1.0}', "median_ms -1"),
+    (b'{"median_ms": "fast", "p90_ms": 1.0}', "median_ms 'fast'"),
+])
+def test_a_bench_server_answer_without_a_timing_stops_the_study_naming_the_server(answer, why):
+    """An HTML page, a missing or NaN median, -1 or text failed every trial with a raw JSONDecodeError or KeyError
+    (NaN passed the budget; -1 went on the front; text crashed the run) instead of one error naming the server."""
+    import http.server
+
+    from ecg_automl.tflite import LatencyTargetError
+    from ecg_automl.tflite.bench_server import remote_latency
+
+    class Fake(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(LatencyTargetError, match=f"bench-server {url} answered POST /benchmark .*{why}") as err:
+            remote_latency(url, b"model", waits=())
+        assert err.value.stops_study
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_bench_server_that_cannot_be_reached_is_tried_again_before_it_stops_the_search(monkeypatch):
+    """A brief drop (Wi-Fi, a restart of the Pi's server) failed the trial outright: each timing is tried three more
+    times, then it is a LatencyTargetError, which stops the search (tests/test_search.py)."""
+    import socket
+
+    from ecg_automl.tflite import LatencyTargetError
+    from ecg_automl.tflite import bench_server as bs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    sleeps: list[float] = []
+    monkeypatch.setattr(bs.time, "sleep", sleeps.append)
+    with pytest.raises(LatencyTargetError, match=rf"cannot reach bench-server http://127.0.0.1:{closed} .*4 tries"):
+        bs.remote_latency(f"http://127.0.0.1:{closed}", b"model")
+    assert sleeps == list(bs.RETRY_WAITS)

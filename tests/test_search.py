@@ -1373,3 +1373,29 @@ def test_a_data_path_that_is_not_there_is_named_with_the_way_out(tmp_path, monke
     with pytest.raises(DataError, match=f"--data-path {tmp_path / 'heartbeat'} does not exist; for an existing study "
                                         r"put the same files there"):
         load_study_data(settings, space)
+
+
+def test_a_trial_the_setup_cannot_measure_stops_the_run_at_once_and_is_queued_again(tmp_path, small_mitdb):
+    """A bench-server stopped after trial 0: trials 1-10 each failed 'cannot reach bench-server' before the run
+    stopped, ten draws lost. An error that is the setup's (``stops_study``) stops the run at its first trial, and
+    that trial's params are queued to be redone."""
+    import optuna
+
+    from ecg_automl.tflite import LatencyTargetError
+    from search import TrialsKeepFailingError
+    from search.study import run_trials
+
+    class GoneServer:  # the latency gate, once the bench-server has gone
+        def __call__(self, config, trial):
+            raise LatencyTargetError("cannot reach bench-server http://pi:8765 (refused)")
+
+    settings = tiny_settings(tmp_path)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    with pytest.raises(TrialsKeepFailingError, match=r"stopped at trial 0: LatencyTargetError: cannot reach "
+                                                     r"bench-server .*queued again"):
+        run_trials(study, settings, n_trials=5, data=small_mitdb, space=SearchSpace.load(tiny_space_file(tmp_path)),
+                   tracker=None, gates=[GoneServer()], progress=False)
+    failed, queued = study.trials
+    assert failed.state.name == "FAIL" and failed.user_attrs["stops_study"] and failed.user_attrs["requeued"]
+    assert queued.state.name == "WAITING" and queued.user_attrs["retry_of"] == 0
+    assert queued.system_attrs["fixed_params"] == failed.params

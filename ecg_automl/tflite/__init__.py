@@ -8,8 +8,8 @@ and the predict functions only need ``ai-edge-litert`` (with numpy, scipy and wf
 
 from typing import Any
 
-from .convert import (INT8_FLOAT_OPS, MODES, TFLiteError, TFLiteInputError, build_export_model, convert,
-                      op_list)
+from .convert import (INT8_FLOAT_OPS, MODES, LatencyTargetError, TFLiteError, TFLiteInputError, build_export_model,
+                      convert, op_list)
 from .latency import measure_latency, time_invocations
 from .runtime import TFLiteModel
 
@@ -18,7 +18,7 @@ from .runtime import TFLiteModel
 _LAZY = {"Prediction": ".predict", "format_prediction": ".predict", "predict_csv": ".predict",
          "predict_record": ".predict", "export_model": ".export", "export_trial": ".export"}
 
-__all__ = ["INT8_FLOAT_OPS", "MODES", "Prediction", "TFLiteError", "TFLiteInputError", "TFLiteModel",
+__all__ = ["INT8_FLOAT_OPS", "LatencyTargetError", "MODES", "Prediction", "TFLiteError", "TFLiteInputError", "TFLiteModel",
            "build_export_model", "convert", "export_model", "export_trial", "format_prediction", "measure_latency", "op_list",
            "predict_csv", "predict_record", "time_invocations"]
 

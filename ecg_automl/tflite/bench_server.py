@@ -12,6 +12,7 @@ import logging
 import platform
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -185,33 +186,78 @@ def check_target(url: str, *, timeout: float = 10) -> dict[str, Any]:
         with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as resp:
             answer = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        raise TFLiteError(f"{url} answered GET /health with {exc.code}: is it an `ecg-automl bench-server`?") from None
+        path = parsed.path.rstrip("/")
+        hint = (f": give the server's address alone, {parsed.scheme}://{parsed.netloc}" if path
+                else ": is it an `ecg-automl bench-server`?")
+        raise TFLiteError(f"{url} answered GET {path}/health with {exc.code}{hint}") from None
     except (OSError, ValueError) as exc:  # refused, timed out, unknown host; ValueError: not JSON
         reason = getattr(exc, "reason", exc)
-        raise TFLiteError(f"cannot reach bench-server {url} ({reason}): start `ecg-automl bench-server --host "
-                          f"0.0.0.0` on the device (a worker reads the target from its study; a study made without "
-                          f"--latency-target uses the Pi 4 estimate instead)") from None
+        local = (parsed.hostname or "") in ("127.0.0.1", "localhost", "::1")
+        start = ("start `ecg-automl bench-server` on this machine" if local else
+                 "start `ecg-automl bench-server --host 0.0.0.0` on the device")
+        raise TFLiteError(f"cannot reach bench-server {url} ({reason}): {start} (a worker reads the target from its "
+                          f"study; a study made without --latency-target uses the Pi 4 estimate instead)") from None
     if not isinstance(answer, dict) or not answer.get("ok"):
         raise TFLiteError(f"{url} answered GET /health with {str(answer)[:200]!r}: is it an `ecg-automl bench-server`?")
     return answer
 
 
+#: Seconds waited before each new try when a bench-server cannot be reached (a Wi-Fi drop, a restart): three tries
+#: more, then the search stops (:class:`~.convert.LatencyTargetError`).
+RETRY_WAITS = (2.0, 5.0, 10.0)
+
+
 def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: int = 20, threads: int = 1,
-                   timeout: float = 300) -> dict[str, Any]:
-    """Ask a bench-server at ``url`` (http://HOST:PORT) to time ``tflite_bytes``."""
+                   timeout: float = 300, waits: tuple[float, ...] = RETRY_WAITS) -> dict[str, Any]:
+    """Ask a bench-server at ``url`` (http://HOST:PORT) to time ``tflite_bytes``. A server that cannot be reached
+    is tried again after each of ``waits``; one still unreachable, or one whose answer holds no positive finite
+    ``median_ms`` and ``p90_ms`` (an HTML page, NaN, -1, text), is a :class:`~.convert.LatencyTargetError` naming
+    it. The server refusing this model (an HTTP error) is a :class:`~.convert.TFLiteError`: the model's trial
+    fails, the search goes on."""
     import urllib.error
     import urllib.request
 
-    from .convert import TFLiteError
+    from .convert import LatencyTargetError, TFLiteError
 
-    req = urllib.request.Request(f"{url.rstrip('/')}/benchmark?runs={runs}&warmup={warmup}&threads={threads}",
-                                 data=tflite_bytes, method="POST",
-                                 headers={"Content-Type": "application/octet-stream"})
+    endpoint = f"{url.rstrip('/')}/benchmark?runs={runs}&warmup={warmup}&threads={threads}"
+    for attempt, wait in enumerate((*waits, None)):
+        req = urllib.request.Request(endpoint, data=tflite_bytes, method="POST",
+                                     headers={"Content-Type": "application/octet-stream"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                body = resp.read()
+            break
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            raise TFLiteError(f"bench-server {url} refused the model ({exc.code}): {detail}") from None
+        except OSError as exc:
+            if wait is None:
+                raise LatencyTargetError(
+                    f"cannot reach bench-server {url} ({getattr(exc, 'reason', exc)}; {attempt + 1} tries over "
+                    f"{sum(waits):g} s): is `ecg-automl bench-server` still running on the device? The trial is "
+                    f"redone when the search runs again") from None
+            log.warning("bench-server %s: %s; trying again in %g s", url, getattr(exc, "reason", exc), wait)
+            time.sleep(wait)
+    return _check_answer(url, body)
+
+
+def _check_answer(url: str, body: bytes) -> dict[str, Any]:
+    """The bench-server's JSON answer, or a :class:`~.convert.LatencyTargetError` saying what is wrong with it."""
+    from .convert import LatencyTargetError
+
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")[:300]
-        raise TFLiteError(f"bench-server {url} refused the model ({exc.code}): {detail}") from None
-    except OSError as exc:
-        raise TFLiteError(f"cannot reach bench-server {url}: {exc}") from None
+        answer = json.loads(body)
+    except ValueError:
+        raise LatencyTargetError(f"bench-server {url} answered POST /benchmark with no JSON "
+                                 f"({body[:80].decode(errors='replace')!r}...): is it an `ecg-automl bench-server`?"
+                                 ) from None
+    if not isinstance(answer, dict):
+        raise LatencyTargetError(f"bench-server {url} answered POST /benchmark with {str(answer)[:120]!r}, not the "
+                                 f"timing of the model")
+    for key in ("median_ms", "p90_ms"):
+        value = answer.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise LatencyTargetError(f"bench-server {url} answered POST /benchmark with {key} {value!r}, not a "
+                                     f"positive number of milliseconds: is it an `ecg-automl bench-server` of this "
+                                     f"version?")
+    return answer

@@ -63,6 +63,13 @@ class TFLiteError(Exception):
     """Export or verification of a TFLite model failed."""
 
 
+class LatencyTargetError(TFLiteError):
+    """The bench-server a study measures latency on is down or answers nonsense: no trial can be measured until it
+    is fixed, so a search stops at the first such trial (``stops_study``) instead of failing ten in a row."""
+
+    stops_study = True
+
+
 class TFLiteInputError(TFLiteError, ValueError):
     """Bad arguments to the exporter (unknown mode, missing or malformed representative data)."""
 

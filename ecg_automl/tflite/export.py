@@ -93,20 +93,27 @@ def add_export_parser(sub) -> None:
     p.add_argument("--runs", type=_runs, default=300,
                    help="timed invocations for the latency, a multiple of 10: it is timed in rounds of 10 (default 300)")
     p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads for the timing (default 1)")
-    p.add_argument("--strict", action="store_true", help="exit 1 when the export loses more than 1 F1 point against Keras (any mode)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when the export is flagged: it loses more than 1 F1 point or 0.02 of ROC-AUC against "
+                        "Keras, or its int8 output cannot reach the decision threshold (any mode)")
+    p.add_argument("--retrain", action="store_true",
+                   help="with --trial N: train the trial's config on all search patients first (what a search's "
+                        "final model is), instead of exporting the trial's own last-fold model")
+    p.add_argument("--latency-target", default=None, metavar="URL",
+                   help="also time the file on a bench-server (http://HOST:PORT), e.g. the Pi a study measured on")
     p.add_argument("--mlflow-config", default=None, help="MLflow settings file (default: ./mlflow.yaml if present)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)")
     p.add_argument("--experiment", default=None, help="MLflow experiment name (overrides mlflow.yaml)")
     p.add_argument("--no-mlflow", action="store_true", help="do not fetch from or log to MLflow")
 
 
-def _trial_model(study, trial, settings, data, tracker, *, best: bool = False):
+def _trial_model(study, trial, settings, data, tracker, *, best: bool = False, retrain: bool = False):
     """The trained Keras model of ``trial`` with its origin and decision threshold: the study's final model
     for the best trial (at the final test's threshold: a fold ensemble's is chosen on its own out-of-fold
     predictions), else the trial's logged model (MLflow), else a retrain of its config on all search patients
     (said so), both at the trial's threshold. ``best`` (``--trial best``, which means the final model): a study
     without one is warned about, with what is exported instead. A KerasTuner trial recorded before its runs
-    held a model (no :data:`~search.tracking.MODEL_IN_MLFLOW`) is retrained."""
+    held a model (no :data:`~search.tracking.MODEL_IN_MLFLOW`) is retrained, as is any trial with ``retrain``."""
     import keras
 
     threshold = float(trial.user_attrs.get("threshold", 0.5))
@@ -129,17 +136,23 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False):
               f"instead ({'from MLflow, or retrained' if from_mlflow else 'retrained'}), at its validation threshold "
               f"{threshold:.4g}; for the final model, rerun the search command (without --no-final): it resumes "
               f"the study and runs the final test", file=sys.stderr)
-    if from_mlflow:
+    if from_mlflow and not retrain:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = tracker.client.download_artifacts(run_id, "model/model.keras", tmp)
                 model = keras.models.load_model(path, safe_mode=True)
-                return model, f"trial model from MLflow run {run_id}", threshold
+            print(f"note: trial {trial.number}'s own model is its last fold's, trained on about "
+                  f"{settings.folds - 1}/{settings.folds} of the search patients"
+                  + (f" of a {settings.max_beats}-beat subsample" if settings.max_beats else "")
+                  + "; --retrain trains its config on all search patients first (as a search's final model)",
+                  file=sys.stderr)
+            return model, f"trial model from MLflow run {run_id}", threshold
         except Exception as exc:
             log.warning("could not fetch trial %d's model from MLflow (%s); retraining it", trial.number, exc)
     from search.training import fit, tf_threads
 
-    why = "a KerasTuner trial of an older version stores no model" if keras_tuner else "its model is not stored"
+    why = ("asked with --retrain" if retrain else "a KerasTuner trial of an older version stores no model"
+           if keras_tuner else "its model is not stored")
     print(f"retraining trial {trial.number} on all search patients ({why}) ...", file=sys.stderr)
     # seed and thread count in the origin: the retrained weights depend on both (docs/REPRODUCIBILITY.md)
     origin = f"retrained (seed {settings.seed}, {tf_threads()} TensorFlow threads)"
@@ -200,14 +213,15 @@ def _check_out(out: str | Path) -> None:
 
 def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str | Path, *, mode: str,
                  threshold: float, seed: int = 0, verify_beats: int = 20000, runs: int = 300, threads: int = 1,
-                 about: dict[str, Any] | None = None) -> dict[str, Any]:
+                 about: dict[str, Any] | None = None, latency_target: str | None = None) -> dict[str, Any]:
     """Convert a trained ``build_model(config)`` model (or ``build_ensemble``) to ``out`` in ``mode``, with the
     ``.json`` sidecar :func:`predict_record` and ``ecg-automl predict`` read; returns the sidecar's content.
 
     ``data``: the dataset the model was trained on, as ``load_dataset`` gives it: int8 is calibrated on 500 beats of
     its search part, the file is checked against the model on (up to ``verify_beats`` of) its test part at
     ``threshold`` (the decision threshold chosen on validation data), and the sidecar names its rate, window, leads
-    and search records. ``about`` adds keys to the sidecar (``export_trial``: study, trial, model origin)."""
+    and search records. ``about`` adds keys to the sidecar (``export_trial``: study, trial, model origin).
+    ``latency_target`` (a bench-server's http://HOST:PORT) also times the file on that device: ``latency.device_*``."""
     from search._folders import why_no_folder
     from search.training import predict
     from spaces import model_inputs
@@ -216,7 +230,12 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
     from .pi_estimate import calibration_record, estimate_pi4_ms
     from .stats import model_stats
 
+    _check_mode(mode)
     _check_out(out)
+    if latency_target is not None:  # an unreachable device is said before the conversion and the timing
+        from .bench_server import check_target
+
+        check_target(latency_target)
     out = Path(out)
     search, test = data.search_part(), data.test_part()
     if not len(search) or not len(test):  # int8 calibrates on the one, the file is checked on the other
@@ -241,6 +260,12 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
     steady = reference_clock(mode, threads).measure(flat, rounds=max(1, runs // 10), warmup=20)
     lat = {k: steady[k] for k in ("median_ms", "p90_ms", "mean_ms", "n_runs", "threads")}
     lat.update(host_ms=steady["host_ms"], host_slowdown=steady["slowdown"])
+    if latency_target is not None:
+        from .bench_server import remote_latency
+
+        remote = remote_latency(latency_target, flat, runs=runs, threads=threads)
+        lat.update(device_median_ms=remote["median_ms"], device_p90_ms=remote["p90_ms"],
+                   device_target=latency_target, device=remote.get("device"))
     meta = {
         **(about or {}), "mode": mode,
         "dataset": data.name, "fs": float(data.fs), "window": int(data.X.shape[1]), "lead": "MLII",
@@ -254,6 +279,9 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
                     "pi4_calibration": calibration_record()},
         "verification": check, "io": runner.io_details(), **model_stats(model),
     }
+    if mode == "dynamic":  # the converter leaves weights too small to gain float: on small models that is all of them
+        meta["int8_weight_tensors"] = sum(np.dtype(d["dtype"]) == np.int8
+                                          for d in runner._interp.get_tensor_details())
     if data.name in _UNFILTERED:  # said in words: a null filter alone reads like a sidecar that lost it
         meta["filter_note"] = _UNFILTERED[data.name]
     if data.name != "mitdb":
@@ -272,12 +300,14 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
 
 def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str, out: str | Path, *,
                  tracking: TrackingConfig | None = None, verify_beats: int = 20000, runs: int = 300,
-                 threads: int = 1) -> dict[str, Any]:
+                 threads: int = 1, retrain: bool = False, latency_target: str | None = None) -> dict[str, Any]:
     """Export one trial of a study; returns the sidecar content (metrics, verification, latency, ops).
 
     ``trial_spec`` is ``"best"`` (its final model, when the search made one) or a trial number; ``mode`` one of
     :data:`MODES`. ``out`` gets the ``.tflite`` and its ``.json`` sidecar, which :func:`predict_record` reads;
-    ``tracking`` logs both on the trial's MLflow run."""
+    ``tracking`` logs both on the trial's MLflow run. ``retrain``: a trial number's config trained on all search
+    patients, instead of the trial's own model (its last fold's, trained on fewer); ``latency_target``: see
+    :func:`export_model`."""
     from search import Tracker, open_study
     from search.study import load_study_data
     from spaces import SearchSpace
@@ -292,14 +322,14 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
             states = sorted({t.state.name.lower() for t in study.get_trials(deepcopy=False)})
             raise TFLiteError(f"study {study_name!r} has no completed trial to export ({len(study.trials)} trials"
                               + (f": {', '.join(states)}" if states else "") + "); run or resume the search first")
-        if len(study.directions) > 1:  # its Pareto front has several trials: the user picks one
+        if len(study.directions) > 1 and len(study.best_trials) > 1:  # several trials on the front: the user picks
             label = {"quality": settings.metric, "latency": "latency ms", "size": "size KB"}
             names = [label.get(n, n) for n in settings.objectives]
             front = ", ".join(f"{t.number} ({', '.join(f'{n} {v:.4g}' for n, v in zip(names, t.values))})"
                               for t in sorted(study.best_trials, key=lambda t: t.number))
             raise TFLiteError(f"study {study_name!r} is multi-objective: it has no single best trial but a Pareto "
                               f"front, trials {front}; pass --trial N for the one to export")
-        trial = study.best_trial
+        trial = study.best_trials[0] if len(study.directions) > 1 else study.best_trial
     else:
         try:
             number = int(trial_spec)
@@ -309,15 +339,22 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
         except (ValueError, IndexError):
             raise TFLiteError(f"no trial {trial_spec!r} in study {study_name!r} ({len(study.trials)} trials)") from None
     if trial.state.name != "COMPLETE":
-        raise TFLiteError(f"trial {trial.number} is {trial.state.name}, not COMPLETE: nothing to export")
+        why = trial.user_attrs.get("prune_reason") or trial.user_attrs.get("fail_reason")
+        raise TFLiteError(f"trial {trial.number} is {trial.state.name}, not COMPLETE: nothing to export"
+                          + (f" ({why})" if why else ""))
     config = trial.user_attrs["config"]
     data = load_study_data(settings, SearchSpace.from_yaml(settings.space_yaml))
     tracker = Tracker(tracking) if tracking is not None else None
-    model, origin, threshold = _trial_model(study, trial, settings, data, tracker, best=trial_spec == "best")
+    model, origin, threshold = _trial_model(study, trial, settings, data, tracker, best=trial_spec == "best",
+                                            retrain=retrain)
 
     meta = export_model(model, config, data, out, mode=mode, threshold=threshold, seed=settings.seed,
-                        verify_beats=verify_beats, runs=runs, threads=threads,
+                        verify_beats=verify_beats, runs=runs, threads=threads, latency_target=latency_target,
                         about={"study": study_name, "trial": trial.number, "model_origin": origin})
+    if settings.latency_target and latency_target is None:
+        meta["note_latency"] = (f"study {study_name!r} measured latency on the bench-server {settings.latency_target};"
+                                f" this file was timed on this host (and the Pi 4 estimated): add --latency-target "
+                                f"{settings.latency_target} to time it on that device")
     if tracker is not None:
         run_id = trial.user_attrs.get("mlflow_run_id")
         out = Path(out)
@@ -331,13 +368,18 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ecg_automl.cli import UsageError
     from search import TrackingConfig
 
     tracking = None if args.no_mlflow else TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri,
                                                                   experiment_name=args.experiment)
     existed = Path(args.out).is_file()
+    if args.retrain and args.trial == "best":
+        raise UsageError("--retrain retrains a trial's config: give --trial N (--trial best exports the study's final "
+                         "model, which is already trained on all search patients)")
     meta = export_trial(args.study, args.storage, args.trial, args.mode, args.out, tracking=tracking,
-                        verify_beats=args.verify_beats, runs=args.runs, threads=args.threads)
+                        verify_beats=args.verify_beats, runs=args.runs, threads=args.threads, retrain=args.retrain,
+                        latency_target=args.latency_target)
     lat = meta["latency"]
     print(f"wrote {args.out} ({meta['size_kb']:.1f} KB, {args.mode}) from trial {meta['trial']} ({meta['model_origin']})"
           + (", replacing the earlier export there and its sidecar" if existed else ""))
@@ -352,6 +394,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  latency ({lat['threads']} thread, {lat['n_runs']} runs): median {lat['median_ms']:.3f} ms, "
           f"p90 {lat['p90_ms']:.3f} ms; with the host's slowdown ({lat['host_slowdown']:.2f}x) divided out "
           f"{lat['host_ms']:.3f} ms; Raspberry Pi 4 estimate {lat['pi4_estimate_ms']:.3f} ms")
+    if meta.get("int8_weight_tensors") == 0:
+        print("note: --mode dynamic quantised no weight tensor (the converter leaves tensors too small to gain "
+              "float), so this file is the fp32 model; int8 quantises them all", file=sys.stderr)
+    if "device_median_ms" in lat:
+        board = (lat.get("device") or {}).get("model") or (lat.get("device") or {}).get("machine", "?")
+        print(f"  on the bench-server {lat['device_target']} ({board}): median {lat['device_median_ms']:.3f} ms, "
+              f"p90 {lat['device_p90_ms']:.3f} ms")
+    if meta.get("note_latency"):
+        print(f"note: {meta['note_latency']}", file=sys.stderr)
     cal = lat.get("pi4_calibration", {})
     if cal and not cal["matches_this_host"]:
         print(f"  (the Pi estimate's host->Pi fit was measured on {cal['host_cpu']}, this machine is "

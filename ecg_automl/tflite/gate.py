@@ -61,8 +61,9 @@ class LatencyGate:
     """
 
     def __init__(self, budget_ms: float | None = None, *, mode: str = "int8", target: str | None = None,
-                 runs: int = 100, threads: int = 1, members: int = 1):
+                 runs: int = 100, threads: int = 1, members: int = 1, channels: int = 1):
         self.budget_ms = budget_ms
+        self.channels = int(channels)  # the data's leads: what the deployed model reads
         self.members = int(members)  # the final model averages this many copies (--final-members, --final-model folds)
         self.mode = mode
         self.target = target
@@ -77,10 +78,12 @@ class LatencyGate:
 
             check_target(target)
 
-    def measure(self, config: dict[str, Any], channels: int = 1) -> dict[str, Any]:
+    def measure(self, config: dict[str, Any], channels: int | None = None) -> dict[str, Any]:
         """Convert the untrained model for ``config`` (``members`` copies averaged, as the final model will be)
-        and time it; no training involved."""
+        and time it; no training involved. ``channels`` None: the gate's own (the study's data)."""
         from spaces import build_ensemble, build_model
+
+        channels = self.channels if channels is None else int(channels)
 
         from .convert import convert
         from .stats import model_stats
@@ -106,6 +109,8 @@ class LatencyGate:
 
             remote = remote_latency(self.target, flat, runs=self.runs, threads=self.threads)
             out.update(device_median_ms=remote["median_ms"], device_p90_ms=remote["p90_ms"])
+            if isinstance(remote.get("device"), dict):  # which board answered at the URL, with the trial
+                out["latency_device"] = remote["device"]
             out["latency_ms"] = remote["median_ms"]
         else:
             from .pi_estimate import estimate_pi4_ms

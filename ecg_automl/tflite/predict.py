@@ -6,6 +6,7 @@ pandas, Optuna or MLflow (a test checks the imports).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from ..argtypes import FS_HIGH, FS_LOW
 from . import quality
 from .convert import TFLiteError
 from .runtime import TFLiteModel, unreachable_threshold_message
-from .sidecar import model_sha256, read_sidecar, sidecar_path
+from .sidecar import edited_preparation, model_sha256, read_sidecar, sidecar_path
 
 #: Names of the AAMI class Q beat symbols: annotated beats the models are not trained on, so never classified.
 _Q_SYMBOLS = {"/": "paced", "f": "fusion of paced and normal", "Q": "unclassifiable"}
@@ -114,6 +115,11 @@ def _open_model(model_path: str | Path, threads: int) -> tuple[dict[str, Any], T
     meta = read_sidecar(model_path)
     model = TFLiteModel(model_path, threads=threads)
     _check_sidecar_matches(meta, model, model_path)
+    edited = edited_preparation(meta)
+    if edited:  # obeyed (the user may mean it), but said: the model then reads windows prepared otherwise
+        logging.getLogger("ecg_automl").warning(
+            "%s: its sidecar was edited since export: %s; beats are prepared as the sidecar now says, not as the "
+            "model was trained on", sidecar_path(model_path).name, "; ".join(edited))
     _check_rr_width(model, model_path)
     return meta, model
 

@@ -15,6 +15,10 @@ from typing import Any, Callable
 
 FORMAT = "ecg-automl/tflite-1"
 REQUIRED = ("fs", "window", "input_length", "rr_features", "threshold", "lead")
+#: The keys that say how a window is prepared for the model: written twice, the second time under ``prepared_as``,
+#: so that a hand edit of one (fs 180 -> 360 flagged 187 of 2,271 beats abnormal instead of 3) is said, not
+#: obeyed silently. ``threshold`` is not one: choosing another is a user's call.
+PREPARATION = ("fs", "window", "input_length", "rr_features", "lead", "leads", "channels", "filter", "normalisation")
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -87,8 +91,20 @@ def write_sidecar(model_path: str | Path, meta: dict[str, Any]) -> Path:
     """Write the sidecar of the ``.tflite`` at ``model_path`` (which must exist: its SHA-256 goes in)."""
     path = sidecar_path(model_path)
     sha = model_sha256(Path(model_path).read_bytes())
-    path.write_text(json.dumps({"format": FORMAT, **meta, "sha256": sha}, indent=2, default=float))
+    prepared = {k: meta[k] for k in PREPARATION if k in meta}
+    path.write_text(json.dumps({"format": FORMAT, **meta, "prepared_as": prepared, "sha256": sha}, indent=2,
+                               default=float))
     return path
+
+
+def edited_preparation(meta: dict[str, Any]) -> list[str]:
+    """The preparation keys whose value differs from the one export wrote (``prepared_as``), as ``key value (export
+    wrote value)``; none for a sidecar written before ``prepared_as`` existed."""
+    wrote = meta.get("prepared_as")
+    if not isinstance(wrote, dict):
+        return []
+    return [f"{k} {json.dumps(meta.get(k))} (export wrote {json.dumps(wrote.get(k))})" for k in PREPARATION
+            if (k in meta or k in wrote) and meta.get(k) != wrote.get(k)]
 
 
 def write_model(model_path: str | Path, model_bytes: bytes, meta: dict[str, Any]) -> bool:
