@@ -65,6 +65,25 @@ def lscpu_model_name() -> str:
     return host_cpu_name()
 
 
+def cpu_signature() -> dict[str, str]:
+    """The first CPU's vendor, family, model, stepping, cache size and bogomips from ``/proc/cpuinfo``: hosts that
+    ``lscpu`` names alike ("Intel(R) Xeon(R) Processor") gave other timings, and these tell them apart ({} where the
+    file is missing)."""
+    wanted = ("vendor_id", "cpu family", "model", "stepping", "microcode", "cache size", "bogomips")
+    out: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block only
+                key, _, value = line.partition(":")
+                if key.strip() in wanted:
+                    out[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return out
+
+
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on (load averages are added at start and end by the caller)."""
     try:
@@ -72,7 +91,7 @@ def machine_info() -> dict[str, Any]:
     except AttributeError:  # pragma: no cover
         affinity = None
     return {"logical_cpus": os.cpu_count(), "cpus_usable_by_process": affinity,
-            "lscpu_model_name": lscpu_model_name(), "platform": platform.platform(),
+            "lscpu_model_name": lscpu_model_name(), "cpu_signature": cpu_signature(), "platform": platform.platform(),
             "hostname": platform.node()}
 
 
@@ -166,6 +185,18 @@ def out_dir(text: str) -> Path:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot create {text}: {probe} is not writable")
     return path
+
+
+def space_file(text: str) -> str:
+    """An argparse ``type`` for ``--space``: a space file (or built-in name) that loads, checked before any folder
+    is made or data is read (a missing file was a SpaceError traceback after the work folder existed)."""
+    from spaces import SearchSpace, SpaceError
+
+    try:
+        SearchSpace.load(text)
+    except SpaceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def out_file(text: str) -> Path:

@@ -383,7 +383,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          f"--ds2-beats {QUICK['ds2_beats']}, --max-front {QUICK['max_front']}")
     ap.add_argument("--study", default=None, help="use this existing multi-objective study instead of running one")
     ap.add_argument("--storage", default=None, help="the study's storage URL (with --study)")
-    ap.add_argument("--space", default=str(C.ROOT / "spaces" / "edge.yaml"),
+    ap.add_argument("--space", type=C.space_file, default=str(C.ROOT / "spaces" / "edge.yaml"),
                     help="search space (default spaces/edge.yaml)")
     ap.add_argument("--objectives", default="f1,latency,size",
                     help="study objectives as for `ecg-automl search --objective` (default f1,latency,size: "
@@ -407,7 +407,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--runs", type=C.at_least(1), default=None, help=f"timed invokes per model (full {FULL['runs']})")
     ap.add_argument("--threads", type=C.at_least(1), default=1, help="LiteRT threads for latency and DS2 inference")
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
-    ap.add_argument("--work-dir", type=Path, default=None,
+    ap.add_argument("--work-dir", type=C.out_dir, default=None,
                     help="Optuna/MLflow stores and .tflite files (default OUT_DIR/_edge_work, git-ignored)")
     ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")

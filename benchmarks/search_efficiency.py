@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -137,7 +138,7 @@ def _run_one(args: argparse.Namespace) -> int:
                    "reason": a.get("prune_reason") or a.get("fail_reason")})
 
         run_trials(study, settings, n_trials=100_000, data=data, space=space, tracker=None,
-                   gates=latency_gates(settings), progress=False, extra_callbacks=[on_trial])
+                   gates=latency_gates(settings, data), progress=False, extra_callbacks=[on_trial])
     else:
         tuner = engine.removeprefix("kt-")
         max_epochs = None
@@ -464,7 +465,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="1 seed, 40 s per engine, 1,200 beats, 2 folds, 1 epoch")
     ap.add_argument("--seeds", type=C.at_least(0), nargs="+", help="seeds (full: 0 1 2)")
     ap.add_argument("--budget", type=C.above_zero, help="wall-clock seconds per engine and seed (full: 300)")
-    ap.add_argument("--space", default=str(ROOT / "spaces" / "default.yaml"), help="space (default spaces/default.yaml)")
+    ap.add_argument("--space", type=C.space_file, default=str(ROOT / "spaces" / "default.yaml"),
+                    help="space (default spaces/default.yaml)")
     ap.add_argument("--max-beats", type=C.at_least(1), help="DS1 beats drawn by patient and class (full: 4000)")
     ap.add_argument("--folds", type=C.at_least(2), help="patient-grouped folds per trial (full: 3)")
     ap.add_argument("--epochs", type=C.at_least(1), help="override the space's epochs (quick: 1)")
@@ -489,7 +491,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--startup-allowance", type=C.above_zero, default=60.0,
                     help="seconds a child may spend on imports and data before its budget clock starts")
     ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
-    ap.add_argument("--work-dir", help="keep the studies and trial logs here (default: a temporary folder)")
+    ap.add_argument("--work-dir", type=C.out_dir,
+                    help="keep the studies and trial logs here (default: a temporary folder, removed after a run "
+                         "that finishes)")
     ap.add_argument("--reanalyse", metavar="JSON", help="recompute the summaries and the plot of a result file "
                                                         "(its runs are kept; nothing is trained) and rewrite it")
     ap.add_argument("--pruner-signal", nargs="+", metavar="DIR", help="instead of a run: how well the pruner's "
@@ -585,7 +589,8 @@ def main(argv=None) -> int:
                           "kt_tf_threads": args.kt_tf_threads,
                           "target_f1": args.target, "engines": list(ENGINES), "mlflow": False,
                           "metric": args.metric, "objective": OBJECTIVES[args.metric],
-                          "order": "rotating per seed", "work_dir": str(work)}
+                          "order": "rotating per seed",
+                          "work_dir": str(work) if args.work_dir else None}  # a temporary one is removed
     analyse(result)
     C.finish(result, time.perf_counter() - t0)
     out = Path(args.out_dir)
@@ -594,6 +599,8 @@ def main(argv=None) -> int:
     png = plot(result, out / f"search_efficiency_{args.mode}.png")
     print_summary(result)
     print(f"wrote {js} and {png}")
+    if not args.work_dir:  # every run's trials are in the result file; a run that fails keeps the folder
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

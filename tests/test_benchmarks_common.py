@@ -191,6 +191,8 @@ def test_calibrate_pi_json_records_machine_versions_command_and_commit(tmp_path,
     doc = json.loads(out.read_text())
     assert "calibrate_pi.py" in doc["command"] and doc["machine"]["lscpu_model_name"] and doc["versions"]["tensorflow"]
     assert "git_commit" in doc["source"] and doc["host_cpu"] and len(doc["points"]) == len(CALIBRATION)
+    if Path("/proc/cpuinfo").exists():  # hosts lscpu names alike ("Intel(R) Xeon(R) Processor") timed otherwise
+        assert {"vendor_id", "model", "stepping"} <= set(doc["machine"]["cpu_signature"])
     assert _load_host_calibration(out)[0] == doc["host_cpu"]  # still a file the Pi estimate reads
 
 
@@ -234,3 +236,19 @@ def test_a_variant_name_stays_short_and_stable(tmp_path, monkeypatch):
     config.write_text("{}")
     modes = {fold_ensemble.parse_args(["--config", str(config), "--folds", str(k)]).mode for k in (5, 5, 6)}
     assert len(modes) == 2 and all(m.startswith("full_config-a-very-long") and len(m) <= 80 for m in modes), modes
+
+
+@pytest.mark.parametrize("script", ["edge", "search_efficiency"])
+def test_a_bad_space_or_work_dir_is_a_usage_error_before_any_folder_is_made(tmp_path, cli_env, script):
+    """--space /missing.yaml was a SpaceError traceback (edge.py had made its work folder by then); a --work-dir
+    under a file a NotADirectoryError traceback."""
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "out"
+    for args, message in [(["--space", str(tmp_path / "missing.yaml")], "missing.yaml"),
+                          (["--work-dir", str(tmp_path / "afile" / "w")], "is not a folder")]:
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--quick", "--out-dir",
+                               str(out), *args], cwd=tmp_path, env=cli_env, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert message in proc.stderr.strip().splitlines()[-1]
+        assert not out.exists()
