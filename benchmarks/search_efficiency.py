@@ -414,15 +414,19 @@ def plot(result: dict[str, Any], path: Path) -> Path:
             for r in fin:
                 if r["state"] == "complete" and r["value"] is not None:
                     ax.plot(r["seconds"], r["value"], "o", ms=3, color=COLOURS[e], alpha=0.35)
+    for i, s in enumerate(seeds):  # which line style is which seed (the colours are the engines)
+        ax.plot([], [], color="0.4", lw=1.2, ls=("-", "--", ":", "-.")[i % 4], label=f"seed {s}")
     ax.axhline(target, color="k", lw=0.8, ls=":")
-    ax.text(budget, target, f" target {target:g}", va="bottom", ha="right", fontsize=8)
+    ax.text(budget, target, f" time-to-target line {target:g} (--target; not the issue's bar)", va="bottom",
+            ha="right", fontsize=8)
     ax.set_xlim(0, budget)
     ax.set_xlabel("wall-clock seconds since the engine started")
     metric = st.get("metric", "f1@0.5")  # result files from before the option were all at 0.5
     ax.set_ylabel({"f1": "best validation F1 so far (abnormal, mean of K patient folds)\nat the threshold "
                          "chosen on the folds", "f1@0.5": "best validation F1 so far (abnormal, mean of K "
                          "patient folds)\nat 0.5", "auc": "best validation ROC-AUC so far (mean of K folds)"}[metric])
-    ax.set_title(f"best validation F1 over time, {len(seeds)} seed(s) (line style = seed; dots = trials)", fontsize=10)
+    ax.set_title(f"best validation F1 over time, {len(seeds)} seed(s) (colour = engine, line style = seed; "
+                 f"dots = complete trials)", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
 
@@ -444,11 +448,14 @@ def plot(result: dict[str, Any], path: Path) -> Path:
             ax2.text(i, 0.3, f"{med[e]['over_latency_budget']:g} over the\nlatency budget;\nbest within: "
                      + (f"{dep:.3f}" if dep is not None else "none"), ha="center", va="bottom", fontsize=7, color="w")
         best = med[e]["best_f1"]
-        ax2.text(i, comp[i] + pr[i] + rej[i], (f"best {best:.3f}" if best is not None else "no complete trial") + "\n"
+        total = med[e].get("trials_finished")
+        ax2.text(i, comp[i] + pr[i] + rej[i], (f"{total:g} finished (median)\n" if total is not None else "")
+                 + (f"best {best:.3f}" if best is not None else "no complete trial") + "\n"
                  f"target at {ttt:.0f} s" + (" (not all)" if med[e]["target_reached"] < med[e]["runs"] else ""),
                  ha="center", va="bottom", fontsize=8)
     ax2.set_xticks(x, ["Optuna\ndriver", "KT\nHyperband", "KT\nrandom"])
-    ax2.set_ylabel("trials finished within the budget (median over seeds)")
+    ax2.set_ylabel("trials within the budget: each part the median of its own\ncount over seeds (so the stack "
+                   "need not equal the median total)")
     ax2.set_ylim(0, max(np.add(np.add(comp, pr), rej).max(), 1) * 1.35)
     ax2.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"search efficiency ({result['mode']}): {st['space_name']} space, {st['max_beats']} DS1 beats, "
