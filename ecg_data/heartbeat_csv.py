@@ -129,6 +129,8 @@ def _locate_problem(csv: Path) -> None:
                                 f"({N_SAMPLES} samples at {FS_IN:g} Hz and the class)")
             for col, field in enumerate(fields, start=1):
                 try:
+                    if "_" in field:  # Python's float() reads 1_0 as 10; the CSV reader does not
+                        raise ValueError(field)
                     v = float(field)
                 except ValueError:
                     raise DataError(f"{csv}, line {lineno}, column {col}: {field.strip()[:40]!r} is not a number") from None
@@ -138,7 +140,8 @@ def _locate_problem(csv: Path) -> None:
             if label < 0 or not label.is_integer():
                 raise DataError(f"{csv}, line {lineno}: class {fields[-1].strip()!r} is not a whole number >= 0")
             if label > top:
-                hint = " (a header row? this layout has none)" if lineno == 1 else ""
+                header = lineno == 1 and [f.strip() for f in fields[:3]] == ["0", "1", "2"]  # pandas' column numbers
+                hint = " (a header row? this layout has none)" if header else ""
                 raise DataError(f"{csv}, line {lineno}: class {fields[-1].strip()!r} is not one of {classes}{hint}")
             rows += 1
     if rows == 0:

@@ -467,6 +467,16 @@ def test_heartbeat_csv_numeric_header_row_is_refused(csv_folder):
     csv.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"line 5: class '5' is not one of the layout's classes 0-4$"):
         read_heartbeat_csv(csv)
+    # a data row on line 1 with a class out of range is a bad class, not a header (the hint said it might be)
+    lines[0], lines[4] = lines[0].rsplit(",", 1)[0] + ",7", lines[3]
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"line 1: class '7' is not one of the layout's classes 0-4$"):
+        read_heartbeat_csv(csv)
+    # 1_0 is ten to Python's float(), not a number to a CSV reader
+    lines[0] = "1_0," + lines[3].split(",", 1)[1]
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"line 1, column 1: '1_0' is not a number"):
+        read_heartbeat_csv(csv)
 
 
 def test_heartbeat_csv_ptb_file_holds_classes_0_and_1(tmp_path):
