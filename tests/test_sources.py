@@ -332,6 +332,15 @@ def test_ptbdb_header_without_reason(ptb_folder, tmp_path):
     assert ds.info["skipped"][0]["path"].endswith("s0050_re.hea")
 
 
+def test_ptbdb_an_empty_records_file_is_named(ptb_folder, tmp_path):
+    """An empty RECORDS said 'neither a RECORDS file nor patient*/ *.hea headers', beside a RECORDS file."""
+    folder = tmp_path / "ptbdb"
+    shutil.copytree(ptb_folder, folder)
+    (folder / "RECORDS").write_text("\n")
+    with pytest.raises(DataError, match=r"its RECORDS file lists none: list the records, .*or remove it"):
+        read_ptbdb(folder)
+
+
 # ----------------------------------------------------------------------------------------------- heartbeat CSV
 
 def _beat_rows(n: int, classes: list[int], seed: int) -> np.ndarray:
