@@ -42,6 +42,7 @@ def patient_kfold(n_splits: int = 5, *, seed: int | None = 0) -> StratifiedGroup
 def check_no_leak(groups: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray) -> None:
     """Raise :class:`PatientLeakError` if any patient has beats in both index sets."""
     groups = np.asarray(groups)
+    _check_group_types(groups)
     shared = np.intersect1d(np.unique(groups[train_idx]), np.unique(groups[test_idx]))
     if len(shared):
         raise PatientLeakError(f"patients on both sides of the split: {', '.join(map(str, shared[:10]))}")
@@ -77,6 +78,14 @@ def _check_groups(y: np.ndarray, groups: np.ndarray | None) -> None:
         raise ValueError("groups is required: the patient of every beat, what the split keeps on one side")
     if len(groups) != len(y):
         raise ValueError(f"groups has {len(groups)} entries but there are {len(y)} beats (one patient per beat)")
+    _check_group_types(np.asarray(groups))
+
+
+def _check_group_types(values: np.ndarray) -> None:
+    """TypeError for patient ids of mixed types (numpy's "'<' not supported" TypeError when it sorts them)."""
+    if values.dtype == object and len({type(g) for g in values.ravel()}) > 1:
+        raise TypeError(f"groups mixes types ({', '.join(sorted({type(g).__name__ for g in values.ravel()}))}): give "
+                        f"every patient id as text, or every one as a number")
 
 
 def subsample_beats(y: np.ndarray, groups: np.ndarray, max_beats: int, *, seed: int = 0) -> np.ndarray:

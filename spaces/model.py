@@ -87,6 +87,8 @@ def _check_config(config: Any, compile_model: bool) -> None:
 
 
 def _inputs(config: Mapping[str, Any], channels: int):
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:  # 0 built a model of nothing
+        raise ValueError(f"channels must be the number of leads a window holds, at least 1, not {channels!r}")
     import keras
 
     ecg = keras.Input(shape=(int(config["input_length"]), channels), name="ecg")
@@ -188,5 +190,8 @@ def model_inputs(config: Mapping[str, Any], X: np.ndarray, rr: np.ndarray | None
     start = (full - length) // 2
     inputs = {"ecg": X[:, start:start + length, :]}
     if config.get("rr_features", False):
+        if rr is None or len(rr) != len(X):  # {'rr': None} reached Keras, or rows of other beats
+            raise ValueError(f"config has rr_features true: rr must hold the RR features of each of the {len(X)} "
+                             f"beats, not {'None' if rr is None else f'{len(rr)} rows'}")
         inputs["rr"] = rr
     return inputs

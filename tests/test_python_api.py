@@ -429,3 +429,29 @@ def test_export_checks_the_mode_and_storage_helpers_the_tilde_before_any_work(tm
     assert not (tmp_path / "~").exists() and not (tmp_path / "none.db").exists()
     with pytest.raises(TypeError, match="reader must be a function"):
         register_source("x", 5)
+
+
+def test_rates_patient_ids_rr_rows_and_channels_are_named_when_wrong():
+    """bandpass(fs=0) and resample(.., 0) were SciPy errors that did not name the rate; patient ids of mixed types a
+    numpy "'<' not supported" TypeError; model_inputs with rr_features and rr=None gave Keras {'rr': None};
+    build_model(channels=0) built a model of nothing."""
+    from ecg_data import bandpass, check_no_leak, grouped_splits, patient_kfold, resample
+    from spaces import build_model, model_inputs
+
+    with pytest.raises(ValueError, match="fs must be a sampling rate above 0 Hz, not 0"):
+        bandpass(np.zeros(100), 0)
+    with pytest.raises(ValueError, match="fs_out must be a sampling rate above 0 Hz, not -1"):
+        resample(np.zeros(100), 360, -1)
+    mixed = np.array([1, "a", 2, "b"], dtype=object)
+    with pytest.raises(TypeError, match=r"groups mixes types \(int, str\)"):
+        check_no_leak(mixed, [0, 1], [2, 3])
+    with pytest.raises(TypeError, match="groups mixes types"):
+        grouped_splits(patient_kfold(2), np.zeros((4, 1)), np.array([0, 1, 0, 1]), mixed)
+    config = {"input_length": 16, "rr_features": True, "stem_filters": 2, "res_blocks": 0, "conv_filters": 2,
+              "kernel_size": 3, "pool": "max", "lstm_units": 2, "lstm_layers": 1, "dense_layers": 0}
+    with pytest.raises(ValueError, match="rr must hold the RR features of each of the 3 beats, not None"):
+        model_inputs(config, np.zeros((3, 32, 1)), None)
+    with pytest.raises(ValueError, match="not 2 rows"):
+        model_inputs(config, np.zeros((3, 32, 1)), np.zeros((2, 14)))
+    with pytest.raises(ValueError, match="channels must be the number of leads a window holds, at least 1, not 0"):
+        build_model(config, channels=0, compile_model=False)
