@@ -84,6 +84,19 @@ def cpu_signature() -> dict[str, str]:
     return out
 
 
+def check_inter_patient(train, test) -> None:
+    """The inter-patient protocol's guard: no patient of the test part among the training beats, but for the one the
+    published de Chazal split itself shares (MIT-BIH 201 in DS1 and 202 in DS2 are one man: patient id 201+202,
+    docs/DATA.md); :class:`ecg_data.PatientLeakError` for any other."""
+    from ecg_data import check_no_leak
+    from ecg_data.mitdb import SUBJECTS
+
+    groups = np.concatenate([train.groups, test.groups])
+    side = np.arange(len(groups)) < len(train)
+    usual = ~np.isin(groups, sorted(set(SUBJECTS.values()))) if train.name == "mitdb" else np.ones(len(groups), bool)
+    check_no_leak(groups, np.flatnonzero(side & usual), np.flatnonzero(~side & usual))
+
+
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on (load averages are added at start and end by the caller)."""
     try:

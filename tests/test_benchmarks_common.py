@@ -252,3 +252,22 @@ def test_a_bad_space_or_work_dir_is_a_usage_error_before_any_folder_is_made(tmp_
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert message in proc.stderr.strip().splitlines()[-1]
         assert not out.exists()
+
+
+def test_the_inter_patient_guard_allows_only_the_overlap_of_de_chazal_s_split(monkeypatch):
+    """With 201 and 202 one patient id (201+202), quality.py and fold_ensemble.py's DS1/DS2 guard refused the
+    default data; any other patient on both sides is still refused."""
+    import numpy as np
+
+    from ecg_data import PatientLeakError, load_dataset
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import _common as C
+
+    data = load_dataset("mitdb", records=["201", "202", "101", "100"])
+    train, test = data.search_part(), data.test_part()
+    C.check_inter_patient(train, test)
+    leaked = test.subset(np.arange(len(test)))
+    leaked.groups[:5] = "101"
+    with pytest.raises(PatientLeakError, match="101"):
+        C.check_inter_patient(train, leaked)
