@@ -71,9 +71,18 @@ def csv_files(path: Path) -> list[Path]:
     """``path`` itself, or the ``*.csv`` files of the folder ``path`` (sorted)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv" and p.is_file())  # UPPER.CSV too
+        files = sorted(p for p in path.glob("*.csv") if p.is_file())
+        other_case = sorted(p.name for p in path.iterdir() if p.suffix.lower() == ".csv" and p.suffix != ".csv")
+        if other_case:  # read only as *.csv, as always (a study made on the folder would otherwise change data)
+            log.warning("heartbeat-csv: %s in %s %s not read (only files ending in .csv are): rename %s to read %s",
+                        ", ".join(other_case), path, "is" if len(other_case) == 1 else "are",
+                        "it" if len(other_case) == 1 else "them", "it" if len(other_case) == 1 else "them")
         if not files:
             raise DataError(f"heartbeat-csv: no .csv files in {path}")
+        for csv in files:
+            if _test_inside_a_word(csv):
+                log.warning("heartbeat-csv: %s is read as held-out test beats (its name contains 'test'); rename it "
+                            "if it is not a test file", csv.name)
         return files
     if not path.exists():
         raise DataError(f"heartbeat-csv: {path} does not exist")
@@ -81,9 +90,16 @@ def csv_files(path: Path) -> list[Path]:
 
 
 def is_test_file(csv: Path) -> bool:
-    """Whether ``csv`` holds held-out test beats: its name has the word ``test`` (mitbih_test.csv, test.csv,
-    ptb-test-2.csv, TestSet.csv, tests.csv), not merely the letters (train_latest.csv was taken for a test file)."""
-    return re.search(r"(?:^|[^a-z])test(?:[^a-z]|set|s|$)", csv.stem.lower()) is not None
+    """Whether ``csv`` holds held-out test beats: its name contains ``test``, in any case (mitbih_test.csv,
+    TestData.csv, mitbihtest.csv; also train_latest.csv, which :func:`csv_files` warns about)."""
+    return "test" in csv.name.lower()
+
+
+def _test_inside_a_word(csv: Path) -> bool:
+    """Whether ``test`` appears in ``csv``'s name only inside a longer word (latest, contest, attestation): the file
+    is a test file all the same (the rule is older than this check, and studies rely on it), but it may not be
+    meant as one."""
+    return is_test_file(csv) and re.search(r"(?:^|[^a-z])test", csv.stem.lower()) is None
 
 
 def groups_file(csv: Path) -> Path:

@@ -133,6 +133,8 @@ class StudySettings:
         names = {f.name for f in dataclasses.fields(cls)}
         if d and "metric_version" not in d and d.get("metric", "f1") == "f1":
             d = {**d, "metric": "f1@0.5"}
+        if d and d.get("max_beats") == 0:  # stored by `--max-beats 0` before 2026-12-04: every beat, as None says
+            d = {**d, "max_beats": None}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def differences(self, other: "StudySettings") -> list[str]:

@@ -114,6 +114,9 @@ def check_config_values(config: Any) -> None:
             value = value.item()
         if domain.kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
             value = int(value)
+        if domain.kind is bool and not isinstance(value, bool) and isinstance(value, numbers.Integral) \
+                and value in (0, 1):  # KerasTuner trials stored before 2026-12-05 hold 1/0 (the builder's truth)
+            value = bool(value)
         check_value(key, value, domain)
 
 
@@ -129,9 +132,9 @@ def params_from_text(params: Any) -> dict[str, Any]:
         text = value.strip()
         try:
             if domain.kind is bool:
-                if text.lower() not in ("true", "false"):
+                if text.lower() not in ("true", "false", "1", "0"):  # 1/0: older KerasTuner trials' params
                     raise ValueError(text)
-                out[key] = text.lower() == "true"
+                out[key] = text.lower() in ("true", "1")
             elif domain.kind is int:
                 out[key] = int(text)
             else:

@@ -343,6 +343,8 @@ def test_study_settings_and_run_search_refuse_values_that_failed_after_the_study
         with pytest.raises(ValueError, match=message):
             StudySettings(space_yaml=space, **kw)
     assert StudySettings(space_yaml=space, latency_budget_ms=2).latency_budget_ms == 2.0
+    # a study stored by `--max-beats 0` (every beat) before that was refused still opens
+    assert StudySettings.from_dict({**StudySettings(space_yaml=space).to_dict(), "max_beats": 0}).max_beats is None
     # a study made with http://Pi.local:8765/ was refused on resume with http://pi.local:8765 as "other settings"
     assert StudySettings(space_yaml=space, latency_budget_ms=1, latency_target="http://Pi.local:8765/ ").latency_target \
         == "http://pi.local:8765"
@@ -376,6 +378,12 @@ def test_a_config_rebuilt_from_mlflow_text_params_is_the_trial_s_and_bad_values_
         with pytest.raises(SpaceError, match=f"^{key}: "):
             build_model({**config, key: value})
     build_model({**config, "stem_filters": np.int64(8), "learning_rate": np.float32(1e-3)}, decay_steps=10)
+    # KerasTuner trials stored before 2026-12-05 hold rr_features and lstm_bidirectional as 1/0: they still build
+    build_model({**config, "rr_features": 1, "lstm_bidirectional": np.int64(0)}, decay_steps=10)
+    assert params_from_text({"rr_features": "1", "lstm_bidirectional": "0"}) == {"rr_features": True,
+                                                                                 "lstm_bidirectional": False}
+    with pytest.raises(SpaceError, match="rr_features: 2 is a int, expected bool"):
+        build_model({**config, "rr_features": 2}, decay_steps=10)
 
 
 def test_load_dataset_takes_the_rates_and_windows_a_space_file_may_and_read_mitdb_a_text_path():
