@@ -105,7 +105,7 @@ class CVObjective:
             trial.set_user_attr("fail_reason", reason)
             if getattr(exc, "stops_study", False):  # the setup, not this config (a bench-server gone): the run
                 trial.set_user_attr("stops_study", True)  # stops at once, and the trial is redone on the next run
-                self._requeue(trial)
+                self._requeue(trial, next_run=False)
             raise
 
     def _mark_interrupted(self, trial: optuna.Trial, run_id: str | None) -> None:
@@ -120,13 +120,15 @@ class CVObjective:
             self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, "FAILED")
 
     @staticmethod
-    def _requeue(trial: optuna.Trial) -> None:
-        """Enqueue ``trial``'s params again (a waiting trial goes first), marked ``requeued``."""
+    def _requeue(trial: optuna.Trial, next_run: bool = True) -> None:
+        """Enqueue ``trial``'s params again (a waiting trial goes first), marked ``requeued``. ``next_run``: an
+        interrupted trial that cannot be enqueued now is by the next run of the command (_requeue_interrupted)."""
         try:
             trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
             trial.set_user_attr("requeued", True)
-        except Exception as exc:  # the next run of this command enqueues an interrupted one (_requeue_interrupted)
-            log.warning("trial %d: could not enqueue its redo now (%s); the next run will", trial.number, exc)
+        except Exception as exc:
+            log.warning("trial %d: could not enqueue its redo (%s)%s", trial.number, exc,
+                        "; the next run will" if next_run else "")
 
     def _run(self, trial: optuna.Trial, config: dict[str, Any], run_id: str | None):
         extra: dict[str, float] = {}

@@ -372,7 +372,8 @@ def run_trials(
     say, note = _trial_writers(bar, progress, trial_print_fn)
 
     failures: list[str] = []  # reasons of this process's latest trials, while they keep failing
-    stopping: list[int] = []  # trials failed by the setup (a bench-server gone), which stops the run at once
+    stopping: list[tuple[int, bool]] = []  # (trial, requeued): failed by the setup (a bench-server gone), which
+    # stops the run at once
 
     def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if tracker is not None:
@@ -382,7 +383,7 @@ def run_trials(
         if trial.state == TrialState.FAIL and not trial.user_attrs.get("interrupted"):
             failures.append(str(trial.user_attrs.get("fail_reason", "?")))
             if trial.user_attrs.get("stops_study"):
-                stopping.append(trial.number)
+                stopping.append((trial.number, bool(trial.user_attrs.get("requeued"))))
         else:
             failures.clear()
         if trial.state == TrialState.FAIL:
@@ -420,9 +421,12 @@ def run_trials(
             log.warning("MLflow back-fill: %d trial runs created and %d completed (runs the tracking store missed, "
                         "or trials of stopped workers)", counts["created"], counts["updated"])
     if stopping:
+        number, requeued = stopping[-1]
         raise TrialsKeepFailingError(
-            f"stopped at trial {stopping[-1]}: {failures[-1]}. Not the config's fault: it is queued again, and every "
-            f"trial is kept in study {study.study_name!r}: fix the cause and run the same command again to resume")
+            f"stopped at trial {number}: {failures[-1]}. Not the config's fault"
+            + (": it is queued again, and" if requeued else " (it could not be queued again);")
+            + f" every trial is kept in study {study.study_name!r}: fix the cause and run the same command again to "
+              f"resume")
     if failing():
         raise TrialsKeepFailingError(
             f"stopped after {len(failures)} failed trials in a row (the last: {failures[-1]}); that points at the "
@@ -570,6 +574,7 @@ def run_search(
             tracker.require_study_run(study)  # not leave behind
             tracker.check()
     clear_dead_final_at_start(study, final, print_fn)
+    _note_one_lead_gate(study, own_gates, print_fn)
     gates = [*own_gates, *gates]
     try:
         completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
@@ -627,6 +632,21 @@ def _end_stopped_study_run(study: optuna.Study, tracker: Tracker | None, status:
         if run is not None and run.info.status == "FINISHED":  # another worker ended the study while this one
             return  # waited: its FINISHED stands (a KILLED over it was never repaired by sync)
         tracker.end_study(parent, status)
+
+
+def _note_one_lead_gate(study: optuna.Study, gates: Sequence[Gate], print_fn: Callable[[str], None]) -> None:
+    """Say so when a multi-lead study resumed here has trials the gate timed before it timed the data's leads (no
+    ``gate_channels``: 1-lead models, smaller and faster): their latency and size do not compare with new trials'."""
+    channels = max((getattr(g, "channels", 1) for g in gates), default=1)
+    if channels <= 1:
+        return
+    old = [t.number for t in study.get_trials(deepcopy=False)
+           if "latency_ms" in t.user_attrs and "gate_channels" not in t.user_attrs]
+    if old:
+        print_fn(f"note: trials {', '.join(map(str, old[:10]))}{' ...' if len(old) > 10 else ''} of study "
+                 f"{study.study_name!r} were timed and sized as 1-lead models by an earlier version; new trials are "
+                 f"{channels}-lead models, so their latency and size are not comparable: start a new study for one "
+                 f"front")
 
 
 def latency_gates(settings: StudySettings, data: BeatDataset | None = None) -> list[Gate]:

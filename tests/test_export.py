@@ -1143,7 +1143,22 @@ def test_the_gate_times_a_model_of_the_study_s_leads(tmp_path):
     assert gate.channels == 12 and latency_gates(settings)[0].channels == 1
     config = {**UNTRAINED}
     one, many = gate.measure(config, channels=1), gate.measure(config)
-    assert many["params"] > one["params"] and many["size_kb"] > one["size_kb"]
+    assert many["params"] > one["params"] and many["size_kb"] > one["size_kb"] and many["gate_channels"] == 12
+    # a study resumed here whose trials an earlier version timed as 1-lead models is told so
+    import optuna
+
+    from search.study import _note_one_lead_gate
+
+    study = optuna.create_study(study_name="px", directions=["maximize", "minimize"])
+    study.add_trial(optuna.trial.create_trial(values=[0.7, 0.2], user_attrs={"latency_ms": 0.2}))
+    study.add_trial(optuna.trial.create_trial(values=[0.6, 0.3], user_attrs={"latency_ms": 0.3, "gate_channels": 12}))
+    lines: list[str] = []
+    _note_one_lead_gate(study, [gate], lines.append)
+    assert lines == ["note: trials 0 of study 'px' were timed and sized as 1-lead models by an earlier version; new "
+                     "trials are 12-lead models, so their latency and size are not comparable: start a new study "
+                     "for one front"]
+    _note_one_lead_gate(study, latency_gates(settings), lines.append)  # a 1-lead study: nothing to say
+    assert len(lines) == 1
 
 
 def test_predict_says_which_preparation_values_of_a_sidecar_were_edited(untrained, data_root, tmp_path, cli_env):
@@ -1184,12 +1199,37 @@ def test_export_names_why_a_trial_was_pruned_takes_best_of_a_one_member_front_an
     class Loaded(Exception):
         pass
 
-    def stop(*args, **kwargs):
+    asked = {}
+
+    def stop(study, trial, *args, **kwargs):
+        asked.update(trial=trial.number, **kwargs)
         raise Loaded
 
-    monkeypatch.setattr("search.study.load_study_data", stop)
+    monkeypatch.setattr("search.study.load_study_data", lambda *args: None)
+    monkeypatch.setattr(ex, "_trial_model", stop)
     with pytest.raises(Loaded):  # past the choice of trial: the front's one member
         ex.export_trial("mo", storage, "best", "int8", tmp_path / "m.tflite")
+    # not warned about a missing final model: a multi-objective study never makes one
+    assert asked == {"trial": 1, "best": False, "retrain": False}
     proc = run_cli(["export", "--study", "mo", "--storage", storage, "--retrain", "--out", tmp_path / "m.tflite",
                     "--no-mlflow"], tmp_path, cli_env, check=False)
-    assert proc.returncode == 2 and "--retrain retrains a trial's config: give --trial N" in proc.stderr
+    assert proc.returncode == 2 and "--retrain retrains one trial's config: give --trial N" in proc.stderr
+
+
+def test_retrain_of_the_final_model_s_trial_retrains_its_config_not_the_final_ensemble(monkeypatch, capsys, tmp_path):
+    """`--trial N --retrain` naming the trial of the study's final model exported that final model (an ensemble
+    with --final-members or --final-model folds), not the trial's config trained on all search patients."""
+    from types import SimpleNamespace
+
+    from ecg_automl.tflite.export import _trial_model
+    from search import training
+
+    final = tmp_path / "final-trial2.keras"
+    final.write_bytes(b"not read")
+    monkeypatch.setattr(training, "fit", lambda config, train, val, seed: SimpleNamespace(model="retrained"))
+    study = SimpleNamespace(study_name="s", user_attrs={"final": {"trial": 2, "model_path": str(final)}})
+    trial = SimpleNamespace(number=2, user_attrs={"config": {}, "threshold": 0.375})
+    model, origin, _ = _trial_model(study, trial, SimpleNamespace(seed=1), SimpleNamespace(search_part=lambda: None),
+                                    None, retrain=True)
+    assert model == "retrained" and origin.startswith("retrained (seed 1")
+    assert "(asked with --retrain)" in capsys.readouterr().err

@@ -230,3 +230,35 @@ def test_a_bench_server_that_cannot_be_reached_is_tried_again_before_it_stops_th
     with pytest.raises(LatencyTargetError, match=rf"cannot reach bench-server http://127.0.0.1:{closed} .*4 tries"):
         bs.remote_latency(f"http://127.0.0.1:{closed}", b"model")
     assert sleeps == list(bs.RETRY_WAITS)
+
+
+def test_a_bench_server_still_timing_is_not_sent_the_model_again_and_fails_only_that_trial():
+    """A read timeout was retried like a refused connection: the model went again to a server still timing it (two
+    timings at once, each slower), and a slow model stopped the whole search."""
+    import http.server
+    import time as _time
+
+    from ecg_automl.tflite import LatencyTargetError, TFLiteError
+    from ecg_automl.tflite.bench_server import remote_latency
+
+    posts = []
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            posts.append(self.path)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            _time.sleep(1.5)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(TFLiteError, match=f"bench-server {url} sent no timing within 0.3 s") as err:
+            remote_latency(url, b"model", timeout=0.3, waits=(0.01, 0.01))
+        assert not isinstance(err.value, LatencyTargetError) and len(posts) == 1
+    finally:
+        server.shutdown()
+        server.server_close()

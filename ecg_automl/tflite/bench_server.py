@@ -219,6 +219,8 @@ def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: in
 
     from .convert import LatencyTargetError, TFLiteError
 
+    import http.client
+
     endpoint = f"{url.rstrip('/')}/benchmark?runs={runs}&warmup={warmup}&threads={threads}"
     for attempt, wait in enumerate((*waits, None)):
         req = urllib.request.Request(endpoint, data=tflite_bytes, method="POST",
@@ -230,14 +232,25 @@ def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: in
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:300]
             raise TFLiteError(f"bench-server {url} refused the model ({exc.code}): {detail}") from None
-        except OSError as exc:
-            if wait is None:
-                raise LatencyTargetError(
-                    f"cannot reach bench-server {url} ({getattr(exc, 'reason', exc)}; {attempt + 1} tries over "
-                    f"{sum(waits):g} s): is `ecg-automl bench-server` still running on the device? The trial is "
-                    f"redone when the search runs again") from None
-            log.warning("bench-server %s: %s; trying again in %g s", url, getattr(exc, "reason", exc), wait)
-            time.sleep(wait)
+        except urllib.error.URLError as exc:  # no connection: refused, unknown host, or no answer to it in time
+            if isinstance(exc.reason, TimeoutError):  # a host that drops packets: tries would each wait `timeout`
+                raise LatencyTargetError(f"cannot reach bench-server {url} (no answer to connect within {timeout:g} s)"
+                                         f": is the device on, at this address? The trial is redone when the search "
+                                         f"runs again") from None
+            problem = exc.reason
+        except TimeoutError:  # connected, but no timing in time: the server may still be timing this model, so it
+            # is not sent again (two timings at once would each be slower); this model's trial fails
+            raise TFLiteError(f"bench-server {url} sent no timing within {timeout:g} s (a model too slow to time "
+                              f"there, or a server stuck)") from None
+        except (OSError, http.client.HTTPException) as exc:  # the connection dropped (reset, closed, cut short)
+            problem = exc
+        if wait is None:
+            raise LatencyTargetError(
+                f"cannot reach bench-server {url} ({problem}; {attempt + 1} tries, {sum(waits):g} s apart in all): is "
+                f"`ecg-automl bench-server` still running on the device? The trial is redone when the search runs "
+                f"again")
+        log.warning("bench-server %s: %s; trying again in %g s", url, problem, wait)
+        time.sleep(wait)
     return _check_answer(url, body)
 
 

@@ -118,7 +118,7 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False, r
 
     threshold = float(trial.user_attrs.get("threshold", 0.5))
     final = study.user_attrs.get("final") or {}
-    if final.get("trial") == trial.number and Path(final.get("model_path", "")).exists():
+    if final.get("trial") == trial.number and Path(final.get("model_path", "")).exists() and not retrain:
         from search import describe_final_model
 
         origin = f"final model ({describe_final_model(final)})"
@@ -345,8 +345,9 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
     config = trial.user_attrs["config"]
     data = load_study_data(settings, SearchSpace.from_yaml(settings.space_yaml))
     tracker = Tracker(tracking) if tracking is not None else None
-    model, origin, threshold = _trial_model(study, trial, settings, data, tracker, best=trial_spec == "best",
-                                            retrain=retrain)
+    # best of a multi-objective study is its front's one member: such a study never has a final model to miss
+    model, origin, threshold = _trial_model(study, trial, settings, data, tracker,
+                                            best=trial_spec == "best" and len(study.directions) == 1, retrain=retrain)
 
     meta = export_model(model, config, data, out, mode=mode, threshold=threshold, seed=settings.seed,
                         verify_beats=verify_beats, runs=runs, threads=threads, latency_target=latency_target,
@@ -375,8 +376,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                                                                   experiment_name=args.experiment)
     existed = Path(args.out).is_file()
     if args.retrain and args.trial == "best":
-        raise UsageError("--retrain retrains a trial's config: give --trial N (--trial best exports the study's final "
-                         "model, which is already trained on all search patients)")
+        raise UsageError("--retrain retrains one trial's config: give --trial N (--trial best means the study's "
+                         "final model, which the search trained)")
     meta = export_trial(args.study, args.storage, args.trial, args.mode, args.out, tracking=tracking,
                         verify_beats=args.verify_beats, runs=args.runs, threads=args.threads, retrain=args.retrain,
                         latency_target=args.latency_target)

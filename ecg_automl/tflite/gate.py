@@ -103,7 +103,7 @@ class LatencyGate:
         host = clock.measure(flat, rounds=max(1, self.runs // 10))
         out: dict[str, Any] = {"host_ms": host["host_ms"], "host_median_ms": host["median_ms"],
                                "host_p90_ms": host["p90_ms"], "host_slowdown": host["slowdown"],
-                               "size_kb": len(flat) / 1024, **model_stats(model)}
+                               "size_kb": len(flat) / 1024, "gate_channels": channels, **model_stats(model)}
         if self.target:
             from .bench_server import remote_latency
 
