@@ -417,8 +417,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     for i, s in enumerate(seeds):  # which line style is which seed (the colours are the engines)
         ax.plot([], [], color="0.4", lw=1.2, ls=("-", "--", ":", "-.")[i % 4], label=f"seed {s}")
     ax.axhline(target, color="k", lw=0.8, ls=":")
-    ax.text(budget, target, f" time-to-target line {target:g} (--target; not the issue's bar)", va="bottom",
-            ha="right", fontsize=8)
+    ax.text(budget, target, f"time-to-target {target:g} ", va="bottom", ha="right", fontsize=8,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
     ax.set_xlim(0, budget)
     ax.set_xlabel("wall-clock seconds since the engine started")
     metric = st.get("metric", "f1@0.5")  # result files from before the option were all at 0.5
@@ -427,7 +427,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                          "patient folds)\nat 0.5", "auc": "best validation ROC-AUC so far (mean of K folds)"}[metric])
     ax.set_title(f"best validation F1 over time, {len(seeds)} seed(s) (colour = engine, line style = seed; "
                  f"dots = complete trials)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right", framealpha=0.6, ncol=2)
     ax.grid(alpha=0.3)
 
     med = result["medians"]

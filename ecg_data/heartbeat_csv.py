@@ -14,7 +14,7 @@ The format has no patient ids, and without them every split leaks patients. A si
 (one patient id per line, one line per row) supplies them. Without it the reader refuses, unless
 ``allow_beat_level_split=True`` (or ``ECG_AUTOML_ALLOW_BEAT_SPLIT=1`` in the environment, which is how
 ``load_dataset`` passes it): then every row is its own group, with a loud warning and
-``info['beat_level_split'] = True``. Files whose name has the word 'test' (:func:`is_test_file`) are the test part.
+``info['beat_level_split'] = True``. Files whose name contains 'test' (:func:`is_test_file`) are the test part.
 """
 
 from __future__ import annotations
@@ -72,17 +72,8 @@ def csv_files(path: Path) -> list[Path]:
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.glob("*.csv") if p.is_file())
-        other_case = sorted(p.name for p in path.iterdir() if p.suffix.lower() == ".csv" and p.suffix != ".csv")
-        if other_case:  # read only as *.csv, as always (a study made on the folder would otherwise change data)
-            log.warning("heartbeat-csv: %s in %s %s not read (only files ending in .csv are): rename %s to read %s",
-                        ", ".join(other_case), path, "is" if len(other_case) == 1 else "are",
-                        "it" if len(other_case) == 1 else "them", "it" if len(other_case) == 1 else "them")
         if not files:
             raise DataError(f"heartbeat-csv: no .csv files in {path}")
-        for csv in files:
-            if _test_inside_a_word(csv):
-                log.warning("heartbeat-csv: %s is read as held-out test beats (its name contains 'test'); rename it "
-                            "if it is not a test file", csv.name)
         return files
     if not path.exists():
         raise DataError(f"heartbeat-csv: {path} does not exist")
@@ -91,8 +82,23 @@ def csv_files(path: Path) -> list[Path]:
 
 def is_test_file(csv: Path) -> bool:
     """Whether ``csv`` holds held-out test beats: its name contains ``test``, in any case (mitbih_test.csv,
-    TestData.csv, mitbihtest.csv; also train_latest.csv, which :func:`csv_files` warns about)."""
+    TestData.csv; also train_latest.csv, which :func:`read_heartbeat_csv` warns about)."""
     return "test" in csv.name.lower()
+
+
+def _naming_warnings(path: Path, files: list[Path]) -> list[str]:
+    """What the naming rules did that may not be meant: a file read as a test file for 'test' inside another word,
+    files ending in another case of .csv left out of a folder (both rules are older than these warnings, and
+    studies made on such folders rely on them)."""
+    out = [f"heartbeat-csv: {csv.name} is read as held-out test beats (its name contains 'test'); rename it if it "
+           f"is not a test file" for csv in files if _test_inside_a_word(csv)]
+    if Path(path).is_dir():
+        other = sorted(p.name for p in Path(path).iterdir() if p.suffix.lower() == ".csv" and p.suffix != ".csv")
+        if other:
+            out.append(f"heartbeat-csv: {', '.join(other)} in {path} {'is' if len(other) == 1 else 'are'} not read "
+                       f"(only files ending in .csv are): rename {'it' if len(other) == 1 else 'them'} to read "
+                       f"{'it' if len(other) == 1 else 'them'}")
+    return out
 
 
 def _test_inside_a_word(csv: Path) -> bool:
@@ -265,7 +271,9 @@ def read_heartbeat_csv(path: Path, *, fs: float = 180.0, window: int = 256, reco
             "heartbeat-csv", windows_of(rows[:, :-1], fs, window), np.ones((n, N_RR_FEATURES), dtype=np.float32),
             (classes != 0).astype(np.int8), classes.astype(str), groups, np.full(n, csv.stem[:32]),
             np.full(n, split), fs))
-    warnings = []
+    warnings = _naming_warnings(path, files)
+    for message in warnings:
+        log.warning("%s", message)
     if beat_level:
         warnings.append(f"heartbeat-csv: NO PATIENT IDS for {', '.join(beat_level)} - every beat is its own group, "
                         f"so the search/test split and cross-validation mix beats of the same patients: scores "

@@ -27,7 +27,7 @@ HIGH_CUT_MAX = 0.45
 
 def bandpass(x: np.ndarray, fs: float, low: float = LOW_CUT, high: float = HIGH_CUT, order: int = 3) -> np.ndarray:
     """Zero-phase Butterworth band-pass along the first axis; NaNs are interpolated first."""
-    _check_rate("fs", fs)
+    fs = _check_rate("fs", fs)
     x = np.asarray(x, dtype=np.float64)
     x = fill_nans(x)
     high = min(high, HIGH_CUT_MAX * fs)
@@ -38,10 +38,16 @@ def bandpass(x: np.ndarray, fs: float, low: float = LOW_CUT, high: float = HIGH_
     return _signal.sosfiltfilt(sos, x, axis=0, padlen=max(padlen, 0))
 
 
-def _check_rate(name: str, fs: float) -> None:
-    """ValueError naming ``name`` unless ``fs`` is a finite rate above 0 Hz (SciPy's errors did not name it)."""
-    if isinstance(fs, bool) or not isinstance(fs, (int, float, np.integer, np.floating)) or not 0 < fs < np.inf:
+def _check_rate(name: str, fs: float) -> float:
+    """``fs`` as a float; TypeError (not a number) or ValueError (not a finite rate above 0 Hz) naming ``name``:
+    SciPy's errors did not name it. A 0-d array (what an .npz gives back) is a number."""
+    if isinstance(fs, np.ndarray) and fs.ndim == 0:
+        fs = fs.item()
+    if isinstance(fs, (bool, np.bool_)) or not isinstance(fs, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a sampling rate in Hz, not {fs!r}")
+    if not 0 < fs < np.inf:
         raise ValueError(f"{name} must be a sampling rate above 0 Hz, not {fs!r}")
+    return float(fs)
 
 
 def fill_nans(x: np.ndarray) -> np.ndarray:
@@ -72,8 +78,7 @@ def resample_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
 
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     """Polyphase resampling along the first axis from ``fs_in`` to ``fs_out`` Hz."""
-    _check_rate("fs_in", fs_in)
-    _check_rate("fs_out", fs_out)
+    fs_in, fs_out = _check_rate("fs_in", fs_in), _check_rate("fs_out", fs_out)
     if fs_in == fs_out:
         return np.asarray(x, dtype=np.float64)
     up, down = resample_ratio(fs_in, fs_out)

@@ -82,10 +82,15 @@ def _check_groups(y: np.ndarray, groups: np.ndarray | None) -> None:
 
 
 def _check_group_types(values: np.ndarray) -> None:
-    """TypeError for patient ids of mixed types (numpy's "'<' not supported" TypeError when it sorts them)."""
-    if values.dtype == object and len({type(g) for g in values.ravel()}) > 1:
-        raise TypeError(f"groups mixes types ({', '.join(sorted({type(g).__name__ for g in values.ravel()}))}): give "
-                        f"every patient id as text, or every one as a number")
+    """TypeError for patient ids that mix text and numbers (numpy's "'<' not supported" TypeError when it sorts
+    them); numbers of several types (int, numpy int64, float) or text of several (str, numpy str_) sort fine."""
+    if values.dtype != object:
+        return
+    kinds = {"text" if isinstance(g, (str, np.str_)) else "number" if isinstance(g, (numbers.Number, np.number))
+             else type(g).__name__ for g in values.ravel()}
+    if len(kinds) > 1:
+        raise TypeError(f"groups mixes {' and '.join(sorted(kinds))}: give every patient id as text, or every one as "
+                        f"a number")
 
 
 def subsample_beats(y: np.ndarray, groups: np.ndarray, max_beats: int, *, seed: int = 0) -> np.ndarray:

@@ -644,9 +644,9 @@ def _note_one_lead_gate(study: optuna.Study, gates: Sequence[Gate], print_fn: Ca
            if "latency_ms" in t.user_attrs and "gate_channels" not in t.user_attrs]
     if old:
         print_fn(f"note: trials {', '.join(map(str, old[:10]))}{' ...' if len(old) > 10 else ''} of study "
-                 f"{study.study_name!r} were timed and sized as 1-lead models by an earlier version; new trials are "
-                 f"{channels}-lead models, so their latency and size are not comparable: start a new study for one "
-                 f"front")
+                 f"{study.study_name!r} do not record the leads the gate timed: ecg-automl before 2026-12-06 timed and "
+                 f"sized 1-lead models for every study, so if it made them, their latency and size are not comparable "
+                 f"with new trials' ({channels}-lead models): start a new study for one front")
 
 
 def latency_gates(settings: StudySettings, data: BeatDataset | None = None) -> list[Gate]:

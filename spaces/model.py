@@ -87,8 +87,13 @@ def _check_config(config: Any, compile_model: bool) -> None:
 
 
 def _inputs(config: Mapping[str, Any], channels: int):
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:  # 0 built a model of nothing
-        raise ValueError(f"channels must be the number of leads a window holds, at least 1, not {channels!r}")
+    import numbers
+
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral):
+        raise TypeError(f"channels must be a whole number of leads, not {channels!r}")
+    if channels < 1:  # 0 built a model of nothing
+        raise ValueError(f"channels must be the number of leads a window holds, at least 1, not {int(channels)}")
+    channels = int(channels)
     import keras
 
     ecg = keras.Input(shape=(int(config["input_length"]), channels), name="ecg")

@@ -1154,9 +1154,9 @@ def test_the_gate_times_a_model_of_the_study_s_leads(tmp_path):
     study.add_trial(optuna.trial.create_trial(values=[0.6, 0.3], user_attrs={"latency_ms": 0.3, "gate_channels": 12}))
     lines: list[str] = []
     _note_one_lead_gate(study, [gate], lines.append)
-    assert lines == ["note: trials 0 of study 'px' were timed and sized as 1-lead models by an earlier version; new "
-                     "trials are 12-lead models, so their latency and size are not comparable: start a new study "
-                     "for one front"]
+    assert lines == ["note: trials 0 of study 'px' do not record the leads the gate timed: ecg-automl before "
+                     "2026-12-06 timed and sized 1-lead models for every study, so if it made them, their latency "
+                     "and size are not comparable with new trials' (12-lead models): start a new study for one front"]
     _note_one_lead_gate(study, latency_gates(settings), lines.append)  # a 1-lead study: nothing to say
     assert len(lines) == 1
 
@@ -1178,7 +1178,8 @@ def test_predict_says_which_preparation_values_of_a_sidecar_were_edited(untraine
 def test_export_names_why_a_trial_was_pruned_takes_best_of_a_one_member_front_and_retrain_needs_a_trial(
         tmp_path, cli_env, monkeypatch):
     """`export --trial 0` of a pruned trial said only 'PRUNED ... nothing to export'; `--trial best` was refused
-    on a multi-objective study whose front has one member; --retrain with best would retrain nothing."""
+    on a multi-objective study whose front has one member (with --retrain it retrains that member); --retrain with
+    the best of a single-objective study, its final model, is refused."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
@@ -1211,7 +1212,13 @@ def test_export_names_why_a_trial_was_pruned_takes_best_of_a_one_member_front_an
         ex.export_trial("mo", storage, "best", "int8", tmp_path / "m.tflite")
     # not warned about a missing final model: a multi-objective study never makes one
     assert asked == {"trial": 1, "best": False, "retrain": False}
-    proc = run_cli(["export", "--study", "mo", "--storage", storage, "--retrain", "--out", tmp_path / "m.tflite",
+    asked.clear()
+    with pytest.raises(Loaded):  # --retrain of a multi-objective best: its front's one member, retrained
+        ex.export_trial("mo", storage, "best", "int8", tmp_path / "m.tflite", retrain=True)
+    assert asked == {"trial": 1, "best": False, "retrain": True}
+    one, _ = open_study("so", storage, tiny_settings(tmp_path))
+    one.add_trial(optuna.trial.create_trial(value=0.7, params={"x": 1}, distributions=dist, user_attrs={"config": {}}))
+    proc = run_cli(["export", "--study", "so", "--storage", storage, "--retrain", "--out", tmp_path / "m.tflite",
                     "--no-mlflow"], tmp_path, cli_env, check=False)
     assert proc.returncode == 2 and "--retrain retrains one trial's config: give --trial N" in proc.stderr
 

@@ -448,12 +448,17 @@ def test_rates_patient_ids_rr_rows_and_channels_are_named_when_wrong():
 
     with pytest.raises(ValueError, match="fs must be a sampling rate above 0 Hz, not 0"):
         bandpass(np.zeros(100), 0)
+    with pytest.raises(TypeError, match="fs must be a sampling rate in Hz, not '360'"):
+        bandpass(np.zeros(100), "360")
+    assert bandpass(np.zeros(100), np.array(360.0)).shape == (100,)  # a rate read back from an .npz
     with pytest.raises(ValueError, match="fs_out must be a sampling rate above 0 Hz, not -1"):
         resample(np.zeros(100), 360, -1)
     mixed = np.array([1, "a", 2, "b"], dtype=object)
-    with pytest.raises(TypeError, match=r"groups mixes types \(int, str\)"):
+    with pytest.raises(TypeError, match=r"groups mixes number and text: give every patient id as text"):
         check_no_leak(mixed, [0, 1], [2, 3])
-    with pytest.raises(TypeError, match="groups mixes types"):
+    check_no_leak(np.array([1, np.int64(2), 3.0, 4], dtype=object), [0, 1], [2, 3])  # numbers of types
+    check_no_leak(np.array(["a", np.str_("b"), "c", "d"], dtype=object), [0, 1], [2, 3])  # text of two types
+    with pytest.raises(TypeError, match="groups mixes number and text"):
         grouped_splits(patient_kfold(2), np.zeros((4, 1)), np.array([0, 1, 0, 1]), mixed)
     config = {"input_length": 16, "rr_features": True, "stem_filters": 2, "res_blocks": 0, "conv_filters": 2,
               "kernel_size": 3, "pool": "max", "lstm_units": 2, "lstm_layers": 1, "dense_layers": 0}
@@ -463,3 +468,6 @@ def test_rates_patient_ids_rr_rows_and_channels_are_named_when_wrong():
         model_inputs(config, np.zeros((3, 32, 1)), np.zeros((2, 14)))
     with pytest.raises(ValueError, match="channels must be the number of leads a window holds, at least 1, not 0"):
         build_model(config, channels=0, compile_model=False)
+    with pytest.raises(TypeError, match="channels must be a whole number of leads, not 1.5"):
+        build_model(config, channels=1.5, compile_model=False)
+    assert build_model({**config, "rr_features": False}, channels=np.int64(2), compile_model=False).inputs[0].shape[2] == 2

@@ -590,12 +590,21 @@ def test_heartbeat_csv_test_files_in_a_word_and_other_case_csv_files_are_warned_
     _write_csv(folder / "mitbih_train.csv", _beat_rows(12, [0, 1], 1), [f"q{i % 3}" for i in range(12)])
     _write_csv(folder / "MORE.CSV", _beat_rows(6, [0, 1], 2), [f"r{i % 2}" for i in range(6)])
     with caplog.at_level(logging.WARNING, logger="ecg_data"):
-        ds = load_dataset("heartbeat-csv", path=folder, use_cache=False)
+        ds = load_dataset("heartbeat-csv", path=folder)
     assert set(ds.records[ds.split == "test"]) == {"train_latest"} and set(ds.records) == {"train_latest",
                                                                                          "mitbih_train"}
-    assert "train_latest.csv is read as held-out test beats (its name contains 'test'); rename it" in caplog.text
+    assert caplog.text.count("train_latest.csv is read as held-out test beats (its name contains 'test'); "
+                             "rename it") == 1  # once, not also from the cache key's listing
     assert "MORE.CSV in" in caplog.text and "is not read (only files ending in .csv are)" in caplog.text
     assert "mitbih_train.csv is read" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ecg_data"):  # a cache hit says it again, once
+        assert load_dataset("heartbeat-csv", path=folder).info["cache"]["hit"]
+    assert caplog.text.count("train_latest.csv is read as held-out test beats") == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ecg_data"):  # nor about a file `records` leaves out
+        load_dataset("heartbeat-csv", path=folder, records=["mitbih_train"], use_cache=False)
+    assert "train_latest" not in caplog.text
 
 
 def test_a_heartbeat_csv_file_s_cache_key_is_that_file_not_every_file_of_its_folder(csv_folder, monkeypatch,

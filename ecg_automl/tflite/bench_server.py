@@ -209,11 +209,12 @@ RETRY_WAITS = (2.0, 5.0, 10.0)
 
 def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: int = 20, threads: int = 1,
                    timeout: float = 300, waits: tuple[float, ...] = RETRY_WAITS) -> dict[str, Any]:
-    """Ask a bench-server at ``url`` (http://HOST:PORT) to time ``tflite_bytes``. A server that cannot be reached
-    is tried again after each of ``waits``; one still unreachable, or one whose answer holds no positive finite
-    ``median_ms`` and ``p90_ms`` (an HTML page, NaN, -1, text), is a :class:`~.convert.LatencyTargetError` naming
-    it. The server refusing this model (an HTTP error) is a :class:`~.convert.TFLiteError`: the model's trial
-    fails, the search goes on."""
+    """Ask a bench-server at ``url`` (http://HOST:PORT) to time ``tflite_bytes``. A refused or dropped connection is
+    tried again after each of ``waits``; one still failing, a connection or upload that times out (not tried again:
+    each try would wait ``timeout``), or an answer without a positive finite ``median_ms`` and ``p90_ms`` (an HTML
+    page, NaN, -1, text) is a :class:`~.convert.LatencyTargetError` naming the server, which stops the search. The
+    server refusing this model (an HTTP error), or sending no timing within ``timeout`` once it has the model, is a
+    :class:`~.convert.TFLiteError`: that model's trial fails, the search goes on."""
     import urllib.error
     import urllib.request
 
@@ -234,9 +235,8 @@ def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: in
             raise TFLiteError(f"bench-server {url} refused the model ({exc.code}): {detail}") from None
         except urllib.error.URLError as exc:  # no connection: refused, unknown host, or no answer to it in time
             if isinstance(exc.reason, TimeoutError):  # a host that drops packets: tries would each wait `timeout`
-                raise LatencyTargetError(f"cannot reach bench-server {url} (no answer to connect within {timeout:g} s)"
-                                         f": is the device on, at this address? The trial is redone when the search "
-                                         f"runs again") from None
+                raise LatencyTargetError(f"cannot reach bench-server {url} (timed out connecting to it or sending it "
+                                         f"the model): is the device on, at this address?") from None
             problem = exc.reason
         except TimeoutError:  # connected, but no timing in time: the server may still be timing this model, so it
             # is not sent again (two timings at once would each be slower); this model's trial fails
@@ -247,8 +247,7 @@ def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: in
         if wait is None:
             raise LatencyTargetError(
                 f"cannot reach bench-server {url} ({problem}; {attempt + 1} tries, {sum(waits):g} s apart in all): is "
-                f"`ecg-automl bench-server` still running on the device? The trial is redone when the search runs "
-                f"again")
+                f"`ecg-automl bench-server` still running on the device?")
         log.warning("bench-server %s: %s; trying again in %g s", url, problem, wait)
         time.sleep(wait)
     return _check_answer(url, body)

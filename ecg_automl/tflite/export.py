@@ -14,7 +14,7 @@ import numpy as np
 
 from ecg_data.preprocess import HIGH_CUT, LOW_CUT
 
-from .convert import MODES, TFLiteError, _check_mode, convert, op_list
+from .convert import MODES, TFLiteError, TFLiteInputError, _check_mode, convert, op_list
 from .runtime import TFLiteModel
 from .sidecar import write_model
 from .verify import format_verification, verify
@@ -329,6 +329,9 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
                               for t in sorted(study.best_trials, key=lambda t: t.number))
             raise TFLiteError(f"study {study_name!r} is multi-objective: it has no single best trial but a Pareto "
                               f"front, trials {front}; pass --trial N for the one to export")
+        if retrain and len(study.directions) == 1:  # best of a multi-objective study is its front's one member
+            raise TFLiteInputError("--retrain retrains one trial's config: give --trial N (--trial best of this study "
+                                   "means its final model, which its search trains)")
         trial = study.best_trials[0] if len(study.directions) > 1 else study.best_trial
     else:
         try:
@@ -369,15 +372,11 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ecg_automl.cli import UsageError
     from search import TrackingConfig
 
     tracking = None if args.no_mlflow else TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri,
                                                                   experiment_name=args.experiment)
     existed = Path(args.out).is_file()
-    if args.retrain and args.trial == "best":
-        raise UsageError("--retrain retrains one trial's config: give --trial N (--trial best means the study's "
-                         "final model, which the search trained)")
     meta = export_trial(args.study, args.storage, args.trial, args.mode, args.out, tracking=tracking,
                         verify_beats=args.verify_beats, runs=args.runs, threads=args.threads, retrain=args.retrain,
                         latency_target=args.latency_target)
