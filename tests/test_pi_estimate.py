@@ -134,17 +134,21 @@ def test_a_bad_host_calibration_file_is_refused_with_its_name(tmp_path, monkeypa
 
 
 @contextlib.contextmanager
-def _bench_server():
-    """A real bench-server on a free loopback port, for as long as the block runs."""
-    from ecg_automl.tflite.bench_server import make_server
-
-    server = make_server("127.0.0.1", 0)
+def _serving(server):
+    """``server`` (bound to a loopback port) serving from a thread, its URL for as long as the block runs."""
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _bench_server():
+    """A real bench-server on a free loopback port, for as long as the block runs."""
+    from ecg_automl.tflite.bench_server import make_server
+
+    return _serving(make_server("127.0.0.1", 0))
 
 
 def test_a_latency_target_that_is_not_a_running_bench_server_is_refused_before_any_trial(tmp_path):
@@ -177,6 +181,22 @@ def test_a_latency_target_that_is_not_a_running_bench_server_is_refused_before_a
             LatencyGate(1.0, target=url + "/benchmark")  # the endpoint, not the server, was given
 
 
+@contextlib.contextmanager
+def _fake_bench_server(do_post):
+    """A loopback HTTP server whose POST handler is ``do_post(handler)``, for as long as the block runs."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            do_post(self)
+
+        def log_message(self, *args):
+            pass
+
+    with _serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield url
+
+
 @pytest.mark.parametrize("answer, why", [
     (b"<html>hello</html>", "with no JSON"),
     (b'{"p90_ms": 1.0}', "median_ms None, not a positive number"),
@@ -187,31 +207,19 @@ def test_a_latency_target_that_is_not_a_running_bench_server_is_refused_before_a
 def test_a_bench_server_answer_without_a_timing_stops_the_study_naming_the_server(answer, why):
     """An HTML page, a missing or NaN median, -1 or text failed every trial with a raw JSONDecodeError or KeyError
     (NaN passed the budget; -1 went on the front; text crashed the run) instead of one error naming the server."""
-    import http.server
-
     from ecg_automl.tflite import LatencyTargetError
     from ecg_automl.tflite.bench_server import remote_latency
 
-    class Fake(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(answer)
+    def reply(handler):
+        handler.rfile.read(int(handler.headers["Content-Length"]))
+        handler.send_response(200)
+        handler.end_headers()
+        handler.wfile.write(answer)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with _fake_bench_server(reply) as url:
         with pytest.raises(LatencyTargetError, match=f"bench-server {url} answered POST /benchmark .*{why}") as err:
             remote_latency(url, b"model", waits=())
         assert err.value.stops_study
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_bench_server_that_cannot_be_reached_is_tried_again_before_it_stops_the_search(monkeypatch):
@@ -235,7 +243,6 @@ def test_a_bench_server_that_cannot_be_reached_is_tried_again_before_it_stops_th
 def test_a_bench_server_still_timing_is_not_sent_the_model_again_and_fails_only_that_trial():
     """A read timeout was retried like a refused connection: the model went again to a server still timing it (two
     timings at once, each slower), and a slow model stopped the whole search."""
-    import http.server
     import time as _time
 
     from ecg_automl.tflite import LatencyTargetError, TFLiteError
@@ -243,22 +250,12 @@ def test_a_bench_server_still_timing_is_not_sent_the_model_again_and_fails_only_
 
     posts = []
 
-    class Slow(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            posts.append(self.path)
-            self.rfile.read(int(self.headers["Content-Length"]))
-            _time.sleep(1.5)
+    def stall(handler):
+        posts.append(handler.path)
+        handler.rfile.read(int(handler.headers["Content-Length"]))
+        _time.sleep(1.5)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with _fake_bench_server(stall) as url:
         with pytest.raises(TFLiteError, match=f"bench-server {url} sent no timing within 0.3 s") as err:
             remote_latency(url, b"model", timeout=0.3, waits=(0.01, 0.01))
         assert not isinstance(err.value, LatencyTargetError) and len(posts) == 1
-    finally:
-        server.shutdown()
-        server.server_close()
