@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import numbers
 import sys
@@ -128,10 +129,37 @@ def _refuse_mismatch(name: str, study: optuna.Study, stored: StudySettings, sett
             f"(their draws and budgets differ). Choose a new --study name.")
     if settings is not None:
         diff = stored.differences(settings)
+        if diff and _moved_bench_server(name, study, stored, settings):
+            return  # the same board at a new address: open_study stores the new URL
         if diff:
             raise StudyMismatchError(
                 f"study {name!r} already exists with other settings ({'; '.join(diff)}). "
                 f"Resume it with the same options, or choose a new --study name.")
+
+
+def _moved_bench_server(name: str, study: optuna.Study, stored: StudySettings, settings: StudySettings) -> bool:
+    """True when the bench-server URL is the only setting that differs and the server now at the given URL is the
+    board that timed the study's trials (a Pi that got a new address); StudyMismatchError when it is another board
+    or the trials do not say which board timed them. False when other settings differ too."""
+    old, new = stored.latency_target, settings.latency_target
+    if not old or not new or old == new or dataclasses.replace(stored, latency_target=new).differences(settings):
+        return False
+    from ecg_automl.tflite.bench_server import check_target
+
+    device = check_target(new).get("device")
+    timed = [t for t in study.get_trials(deepcopy=False) if "latency_ms" in t.user_attrs]
+    boards = {json.dumps(t.user_attrs.get("latency_device"), sort_keys=True) for t in timed}
+    if not timed or boards == {json.dumps(device, sort_keys=True)}:
+        return True
+    if "null" in boards:
+        found = ("some of its trials do not record the board that timed them (ecg-automl before 2026-12-06 did not "
+                 "keep it), so the board at the new address cannot be checked")
+    else:
+        found = (f"its trials were timed on {'; '.join(sorted(boards))}, and {new} is {json.dumps(device, sort_keys=True)}"
+                 if len(boards) == 1 else f"its trials were timed on {len(boards)} different boards")
+    raise StudyMismatchError(
+        f"study {name!r} was timed on the bench-server at {old}; {found}. Latencies of two boards do not compare "
+        f"within one study: point --latency-target at the study's board, or choose a new --study name.")
 
 
 def _refuse_other_layout(name: str, stored: StudySettings) -> None:
@@ -209,6 +237,15 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None 
         stored = StudySettings.from_dict(study.user_attrs.get("settings", {}))
         study.pruner = make_pruner(pruner or study.user_attrs.get("pruner", "median"), _epochs_per_fold(stored))
         _refuse_mismatch(name, study, stored, settings, engine)
+        if settings is not None and settings.latency_target != stored.latency_target:  # the board moved
+            log.warning("study %r: its bench-server %s is now at %s (the same board answered there); the study "
+                        "times its trials there from now on", name, stored.latency_target, settings.latency_target)
+            moves = [*study.user_attrs.get("latency_target_moves", []),
+                     {"from": stored.latency_target, "to": settings.latency_target,
+                      "trials_before": len(study.get_trials(deepcopy=False))}]
+            stored = dataclasses.replace(stored, latency_target=settings.latency_target)
+            study.set_user_attr("settings", stored.to_dict())
+            study.set_user_attr("latency_target_moves", moves)
         settings = stored
     else:
         if settings is None:

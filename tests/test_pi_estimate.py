@@ -181,6 +181,43 @@ def test_a_latency_target_that_is_not_a_running_bench_server_is_refused_before_a
             LatencyGate(1.0, target=url + "/benchmark")  # the endpoint, not the server, was given
 
 
+def test_a_study_resumes_under_a_new_bench_server_url_only_when_the_same_board_answers_there(tmp_path):
+    """A Pi that got a new address (DHCP) made its study impossible to resume: the URL is one of the settings.
+    The new URL is taken when the board there is the one that timed the trials, and refused when it is another."""
+    import optuna
+
+    from ecg_automl.tflite.bench_server import check_target
+    from search import StudySettings, open_study
+    from search.study import StudyMismatchError
+    from spaces import SearchSpace
+
+    space = SearchSpace.load("spaces/default.yaml").to_yaml()
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    with _bench_server() as old, _bench_server() as new:
+        device = check_target(new)["device"]  # both servers run on this host: one board
+        made = StudySettings(space_yaml=space, latency_budget_ms=5, latency_target=old)
+        study, _ = open_study("moved", storage, made, heartbeat=None)
+        study.add_trial(optuna.trial.create_trial(
+            value=0.5, params={}, distributions={},
+            user_attrs={"latency_ms": 1.0, "latency_device": device}))
+        study, settings = open_study("moved", storage, StudySettings(space_yaml=space, latency_budget_ms=5,
+                                                                     latency_target=new), heartbeat=None)
+        assert settings.latency_target == new
+        assert optuna.load_study(study_name="moved", storage=storage).user_attrs["latency_target_moves"] == [
+            {"from": old, "to": new, "trials_before": 1}]
+        _, settings = open_study("moved", storage, None, heartbeat=None)  # a worker now times there
+        assert settings.latency_target == new
+        with pytest.raises(StudyMismatchError, match="other settings .*latency_budget_ms"):  # not only the URL
+            open_study("moved", storage, StudySettings(space_yaml=space, latency_budget_ms=9, latency_target=old),
+                       heartbeat=None)
+        study.add_trial(optuna.trial.create_trial(
+            value=0.6, params={}, distributions={},
+            user_attrs={"latency_ms": 1.0, "latency_device": {**device, "model": "Raspberry Pi 5"}}))
+        with pytest.raises(StudyMismatchError, match="timed on 2 different boards"):
+            open_study("moved", storage, made, heartbeat=None)
+    assert open_study("moved", storage, None, heartbeat=None)[1].latency_target == new  # nothing moved back
+
+
 @contextlib.contextmanager
 def _fake_bench_server(do_post):
     """A loopback HTTP server whose POST handler is ``do_post(handler)``, for as long as the block runs."""

@@ -202,6 +202,9 @@ def check_target(url: str, *, timeout: float = 10) -> dict[str, Any]:
     return answer
 
 
+#: What to do when the device answers at another address now (a study checks that the same board answers there).
+_MOVED = " (If it has a new address, resume with --latency-target giving it.)"
+
 #: Seconds waited before each new try when a bench-server cannot be reached (a Wi-Fi drop, a restart): three tries
 #: more, then the search stops (:class:`~.convert.LatencyTargetError`).
 RETRY_WAITS = (2.0, 5.0, 10.0)
@@ -236,7 +239,7 @@ def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: in
         except urllib.error.URLError as exc:  # no connection: refused, unknown host, or no answer to it in time
             if isinstance(exc.reason, TimeoutError):  # a host that drops packets: tries would each wait `timeout`
                 raise LatencyTargetError(f"cannot reach bench-server {url} (timed out connecting to it or sending it "
-                                         f"the model): is the device on, at this address?") from None
+                                         f"the model): is the device on, at this address?{_MOVED}") from None
             problem = exc.reason
         except TimeoutError:  # connected, but no timing in time: the server may still be timing this model, so it
             # is not sent again (two timings at once would each be slower); this model's trial fails
@@ -247,7 +250,7 @@ def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: in
         if wait is None:
             raise LatencyTargetError(
                 f"cannot reach bench-server {url} ({problem}; {attempt + 1} tries, {sum(waits):g} s apart in all): is "
-                f"`ecg-automl bench-server` still running on the device?")
+                f"`ecg-automl bench-server` still running on the device?{_MOVED}")
         log.warning("bench-server %s: %s; trying again in %g s", url, problem, wait)
         time.sleep(wait)
     return _check_answer(url, body)
