@@ -116,7 +116,7 @@ def make_model(work: Path, quick: bool, search: list[str], export: list[str]) ->
 # ---------------------------------------------------------------------------------------------------------
 def rows_of(record: Path, lead: str, beats: np.ndarray, meta: dict[str, Any]) -> dict[str, np.ndarray]:
     """The three kinds of CSV rows for ``beats`` (samples at the record's rate), at the model's rate and window."""
-    from ecg_data._wfdb_io import read_record
+    from ecg_data import read_record
     from ecg_data.preprocess import bandpass, extract_windows, fill_nans, resample
 
     rec = read_record(record, channels=[lead])

@@ -28,6 +28,11 @@ def int_at_least(low: int, why: str = "") -> Callable[[str], int]:
     return parse
 
 
+#: argparse types of counts: ``--trials 0`` creates a study only; ``--epochs 0`` trains nothing.
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number above 0: seconds, milliseconds, a sampling rate (a usage error otherwise)."""
     value = _parsed(text, float, "a number")

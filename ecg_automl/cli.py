@@ -10,7 +10,7 @@ import shlex
 import sys
 from typing import Callable, Sequence
 
-from .argtypes import int_at_least, port, positive_float, seconds_up_to, seed, study_name
+from .argtypes import int_at_least, non_negative_int, port, positive_float, positive_int, seconds_up_to, seed, study_name
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,7 +22,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
-def command(name: str):
+def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Decorator: register ``fn`` as the handler of subcommand ``name`` (``main`` looks it up in :data:`COMMANDS`)."""
     def deco(fn):
         COMMANDS[name] = fn
         return fn
@@ -38,7 +39,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ecg_data import DataError
     from spaces import SpaceError
 
-    from ecg_automl.tflite.pi_estimate import CalibrationError
+    from ecg_automl.tflite import CalibrationError
 
     errs: list[type[BaseException]] = [UsageError, DataError, SpaceError, FileNotFoundError, CalibrationError]
     if "search" in sys.modules:  # only commands that loaded the search stack can raise its errors
@@ -80,6 +81,7 @@ def _tracking(args):
 
 @command("search")
 def cmd_search(args: argparse.Namespace) -> int:
+    """``ecg-automl search``: create or resume a study and run it (the driver or KerasTuner), then its final model."""
     from search import run_search, set_threads
     from spaces import SearchSpace
 
@@ -115,7 +117,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     except ValueError as exc:  # options that contradict each other (--final-model folds with --final-members 3)
         raise UsageError(str(exc)) from None
     if args.engine == "keras-tuner":
-        from search.keras_tuner_engine import run_keras_tuner
+        from search import run_keras_tuner
 
         # recorded in the Optuna study of the same name, so the final test and `export` work as for the driver
         out = run_keras_tuner(args.study, settings, tuner=args.tuner or "hyperband", n_trials=args.trials,
@@ -138,7 +140,7 @@ def _check_out_dir(args: argparse.Namespace, objectives: list[str]) -> None:
     """Refuse an --out-dir that cannot be written (a file in the way, a read-only folder) before the data loads
     and the study is made: the final model was trained, then its save was a traceback. Only when something goes
     there: the final model (its folder ``OUT/STUDY``), or KerasTuner's state."""
-    from search._folders import why_not_writable
+    from search import why_not_writable
 
     final = not args.no_final and args.trials > 0 and len(objectives) == 1
     if args.engine != "keras-tuner" and not final:
@@ -156,7 +158,7 @@ def _print_next_steps(args: argparse.Namespace, final: dict | None) -> None:
     this run's storage and MLflow options, so a new user's next step is a copy and paste."""
     if not final:
         return
-    from search.storage import redact_url, storage_option
+    from search import redact_url, storage_option
 
     at = storage_option(args.storage)
     mlflow = _mlflow_options(args)
@@ -245,7 +247,7 @@ def _quality_metric(objective: str | None, metric: str | None) -> str:
 
 def _interrupted_exit_code() -> int:
     """143 when SIGTERM stopped the search stack's run, else 130 (Ctrl-C)."""
-    interrupt = sys.modules.get("search._interrupt")
+    interrupt = sys.modules.get("search.interrupt")
     return interrupt.exit_code() if interrupt is not None else 130
 
 
@@ -253,7 +255,7 @@ def _interrupted_again(args: argparse.Namespace) -> str | None:
     """The line for a search or worker a second Ctrl-C/SIGTERM stopped, or None after one: the first one's line
     (resume) was printed, or the final model's stop was being recorded; the second stopped that wrap-up at once,
     before MLflow's study run was closed and its missed trial runs back-filled, which `sync` makes up."""
-    interrupt = sys.modules.get("search._interrupt")
+    interrupt = sys.modules.get("search.interrupt")
     if interrupt is None or not interrupt.repeated():
         return None
     line = f"interrupted again ({interrupt.cause()}): stopped at once"
@@ -267,14 +269,14 @@ def _interrupted_again(args: argparse.Namespace) -> str | None:
 def _interruptible(run: Callable[[], int]) -> int:
     """Run a search command with SIGTERM handled as Ctrl-C for its whole length (the final model too, not only
     the trials): one line and exit code 143 instead of a silent death, the study left resumable."""
-    from search import _interrupt
+    from search import interrupt
 
-    _interrupt.clear()
-    previous = _interrupt.install()
+    interrupt.clear()
+    previous = interrupt.install()
     try:
         return run()
     finally:
-        _interrupt.restore(previous)
+        interrupt.restore(previous)
 
 
 def _trial_lines(args: argparse.Namespace) -> Callable[[str], None] | None:
@@ -302,7 +304,7 @@ def _print_summary(result, args: argparse.Namespace) -> None:
 def _sync_command(study_name: str, args: argparse.Namespace) -> str:
     """The ``ecg-automl sync`` that back-fills this run's study, printed for the user to run next: with this run's
     storage and MLflow options, as sync's defaults name another study store and tracking store."""
-    from search.storage import storage_option
+    from search import storage_option
 
     return f"ecg-automl sync --study {shlex.quote(study_name)}{storage_option(args.storage)}{_mlflow_options(args)}"
 
@@ -311,7 +313,7 @@ def _mlflow_options(args: argparse.Namespace, *, experiment: bool = True) -> str
     """`` --mlflow-config F --tracking-uri U --experiment E`` as given to this run (shell-quoted), for a command
     printed for the user to run next that logs to the same tracking store and experiment (``ui`` takes no
     ``--experiment``: ``experiment=False``)."""
-    from search.storage import redact_url
+    from search import redact_url
 
     uri = redact_url(args.tracking_uri) if args.tracking_uri else None  # a password stays out of terminals and logs
     return "".join(f" {flag} {shlex.quote(value)}" for flag, value in
@@ -321,6 +323,7 @@ def _mlflow_options(args: argparse.Namespace, *, experiment: bool = True) -> str
 
 @command("worker")
 def cmd_worker(args: argparse.Namespace) -> int:
+    """``ecg-automl worker``: join an existing Optuna-engine study and run trials of it, its settings its own."""
     from search import run_search, set_threads
 
     set_threads(args.tf_threads)
@@ -333,6 +336,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 @command("sync")
 def cmd_sync(args: argparse.Namespace) -> int:
+    """``ecg-automl sync``: back-fill the MLflow runs a study's trials lack (an outage, a dead worker)."""
     from search import Tracker, open_study
 
     tracker = Tracker(_tracking(args))
@@ -355,6 +359,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 @command("data")
 def cmd_data(args: argparse.Namespace) -> int:
+    """``ecg-automl data fetch|info``: download a PhysioNet database, or summarise the beats a source gives."""
     from ecg_data import fetch_database, load_dataset
 
     if args.data_cmd is None:
@@ -368,7 +373,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.root is not None and args.data_path is not None:  # --data-path wins: the root was silently unused
         raise UsageError("--root and --data-path both say where the data is: give --data-path (the database's own "
                          "folder or file) or --root (the folder holding NAME/), not both")
-    from spaces.schema import DATA_KEYS, check_value
+    from spaces import DATA_KEYS, check_value
 
     check_value("--fs", args.fs, DATA_KEYS["fs"])  # the rates and windows a space file may ask for
     check_value("--window", args.window, DATA_KEYS["window"])
@@ -456,9 +461,10 @@ def _left_out_lines(left: dict) -> list[str]:
 # --------------------------------------------------------------------------------------------
 @command("ui")
 def cmd_ui(args: argparse.Namespace) -> int:
+    """``ecg-automl ui``: start the MLflow UI on the configured tracking store (a local one must exist)."""
     import subprocess
 
-    from search.storage import redact_url
+    from search import redact_url
     from search.tracking import local_store
 
     cfg = _tracking(args)
@@ -536,8 +542,6 @@ def _free_port(host: str, port: int) -> int:
 # --------------------------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------------------------
-_positive_int = int_at_least(1)
-_non_negative_int = int_at_least(0)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -545,7 +549,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heartbeat", type=seconds_up_to(86_400), default=30,
                    help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
                         "retried")
-    p.add_argument("--tf-threads", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--tf-threads", type=positive_int, default=None, metavar="N",
                    help="TensorFlow threads for this process (default: its own choice, one per CPU); on a small "
                         "machine run one worker per core with --tf-threads 1 (see README, Scaling out). The values "
                         "depend on the count (each trial records its tf_threads): pass the same N to repeat a study")
@@ -579,6 +583,7 @@ class _VersionAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ecg-automl`` argument parser with every subcommand (export, predict and bench-server included)."""
     from ecg_automl.defaults import DEFAULT_STORAGE
 
     p = argparse.ArgumentParser(prog="ecg-automl",
@@ -592,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", default="mitdb", help="mitdb (default), ptbdb, ptbxl or heartbeat-csv")
     s.add_argument("--data-path", default=None, help="read the dataset from this file/folder instead of the data root")
     s.add_argument("--space", default="default", help="space file, or a built-in name: default (the default), edge")
-    s.add_argument("--trials", type=_non_negative_int, default=20,
+    s.add_argument("--trials", type=non_negative_int, default=20,
                    help="finished (complete or pruned) trials the study should hold (default 20; 0: create the study "
                         "only, for workers to join)")
     s.add_argument("--folds", type=int_at_least(2), default=3, help="patient-grouped, stratified CV folds per trial (default 3)")
@@ -603,8 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=seed, default=0,
                    help="seed of the sampler, folds, subsample and training (default 0); one process with the same "
                         "seed and --tf-threads repeats a study exactly, workers do not (docs/REPRODUCIBILITY.md)")
-    s.add_argument("--epochs", type=_positive_int, default=None, help="override the space's epochs")
-    s.add_argument("--max-beats", type=_positive_int, default=None,
+    s.add_argument("--epochs", type=positive_int, default=None, help="override the space's epochs")
+    s.add_argument("--max-beats", type=positive_int, default=None,
                    help="subsample the search side to this many beats for the trials (stratified by patient and "
                         "class; every patient kept unless there are more patients than beats); the final model "
                         "still trains on every search beat (--no-final skips it)")
@@ -633,14 +638,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--on-bad-record", choices=["error", "skip"], default="error",
                    help="a corrupt record stops the run (default) or is skipped with a warning")
     s.add_argument("--no-final", action="store_true", help="skip the final retrain and held-out test")
-    s.add_argument("--final-members", type=_positive_int, default=1, metavar="K",
+    s.add_argument("--final-members", type=positive_int, default=1, metavar="K",
                    help="final model = average of the best config trained with K seeds (one exported file, "
                         "K times the latency; default 1)")
     s.add_argument("--final-model", choices=["refit", "folds"], default="refit",
                    help="refit: the best config retrained on all search patients (default); folds: the average of "
                         "its --folds patient-grouped fold models, threshold from their out-of-fold predictions "
                         "(one exported file, --folds times the latency)")
-    s.add_argument("--fold-repeats", type=_positive_int, default=1, metavar="R",
+    s.add_argument("--fold-repeats", type=positive_int, default=1, metavar="R",
                    help="with --final-model folds: train each fold model R times with other seeds (R x --folds "
                         "models averaged, R x the latency; each search beat scored out of fold by R of them for "
                         "the threshold; default 1)")
@@ -651,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="join an existing study and run its trials (scale-out)")
     w.add_argument("--study", required=True, type=study_name, help="name of the study to join (created by `search --trials 0`)")
     w.add_argument("--storage", required=True, help="the study's Optuna RDB URL")
-    w.add_argument("--trials", type=_non_negative_int, required=True,
+    w.add_argument("--trials", type=non_negative_int, required=True,
                    help="total finished trials the study should reach (all workers together, not per worker)")
     w.add_argument("--timeout", type=positive_float, default=None,
                    help="stop starting new trials after this many seconds (default: no limit)")
@@ -725,7 +730,7 @@ def _load_extras() -> None:
 
 
 #: Top-level modules that only the ``search`` extra installs (TensorFlow, Optuna, MLflow and their company).
-SEARCH_EXTRA_MODULES = frozenset({"tensorflow", "keras", "keras_tuner", "optuna", "optuna_integration", "mlflow",
+SEARCH_EXTRA_MODULES = frozenset({"tensorflow", "keras", "keras_tuner", "optuna", "mlflow",
                                   "sklearn", "matplotlib", "tqdm", "psycopg", "psycopg2"})
 
 

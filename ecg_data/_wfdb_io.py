@@ -154,7 +154,7 @@ class SpanChecksums:
     ``predict``), checked against the header's checksums once every sample has been read in order: the check
     :func:`read_record` makes on a whole record, without holding the record in memory."""
 
-    def __init__(self, head: Header, channels: list[int]):
+    def __init__(self, head: Header, channels: list[int]) -> None:
         self.head, self.channels = head, list(channels)
         self._sums = np.zeros(len(self.channels), dtype=np.int64)
         self._next = 0  # the first sample not yet summed; -1 once a span was skipped or read out of order

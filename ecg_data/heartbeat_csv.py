@@ -64,6 +64,7 @@ def describe_layout(layout: int | None) -> str:
 
 
 def allow_beat_split_from_env() -> bool:
+    """Whether :data:`ENV_ALLOW` asks for a beat-level split of a CSV without patient groups (leaky, opt-in)."""
     return os.environ.get(ENV_ALLOW, "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -109,6 +110,7 @@ def _test_inside_a_word(csv: Path) -> bool:
 
 
 def groups_file(csv: Path) -> Path:
+    """The file of patient ids beside ``csv`` (one per row, same order)."""
     return csv.with_name(csv.name + GROUPS_SUFFIX)
 
 

@@ -48,8 +48,8 @@ def record_names(path: Path) -> list[str]:
         names = sorted(str(h.relative_to(path).with_suffix("")) for h in path.glob("*/*.hea"))
     if not names:
         raise DataError(f"ptbdb: no records in {path} " + (
-            f"(its RECORDS file lists none: list the records, one patientNNN/sNNNN_re a line, or remove it to read the "
-            f"patient*/ *.hea headers there)" if listing.exists() else "(neither a RECORDS file nor patient*/ *.hea "
+            "(its RECORDS file lists none: list the records, one patientNNN/sNNNN_re a line, or remove it to read the "
+            "patient*/ *.hea headers there)" if listing.exists() else "(neither a RECORDS file nor patient*/ *.hea "
                                                                        "headers)"))
     return names
 

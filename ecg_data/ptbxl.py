@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def detect_r_peaks(x: np.ndarray, fs: float) -> np.ndarray:
     return peaks[(peaks >= 0) & (peaks < len(x))]
 
 
-def beats_of_record(path: Path, ecg_id: int, row, *, fs: float, window: int) -> BeatDataset | None:
+def beats_of_record(path: Path, ecg_id: int, row: Any, *, fs: float, window: int) -> BeatDataset | None:
     """Beats of one record (all 12 leads), or None when QRS detection finds fewer than 3 beats."""
     rec = read_record(path / str(row["filename_lr"]))
     upper = [n.upper() for n in rec.sig_names]

@@ -6,21 +6,27 @@ import os as _os
 # (docs/REPRODUCIBILITY.md); it takes effect only if TensorFlow has not loaded yet, and a value the user set wins.
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from ._folders import OutputError
 from .final import FINAL_MODELS, FoldEnsemble, final_test, fit_final, fit_fold_models
+from .folders import OutputError, why_no_folder, why_not_writable
+from .keras_tuner_engine import run_keras_tuner
 from .metrics import (METRICS, best_threshold, binary_metrics, cv_objective, describe_final_model, format_report,
                       full_report)
 from .objective import CVObjective
+from .pareto import pareto_table
 from .settings import StudySettings
-from .storage import DEFAULT_STORAGE, StorageError, make_storage, redact_url
-from .study import (MAX_FAILURES_IN_A_ROW, SearchResult, StudyMismatchError, TrialsKeepFailingError, make_pruner,
-                    open_study, run_final, run_search, run_trials)
+from .storage import DEFAULT_STORAGE, StorageError, make_storage, redact_url, storage_option
+from .study import (MAX_FAILURES_IN_A_ROW, SearchResult, StudyMismatchError, TrialsKeepFailingError, latency_gates,
+                    load_study_data, make_pruner, make_sampler, open_study, run_final, run_search, run_trials)
 from .tracking import Tracker, TrackingConfig, TrackingError
 from .training import FitResult, TrainingDiverged, fit, predict, set_threads, tf_threads
 
 __all__ = [
-    "CVObjective", "DEFAULT_STORAGE", "MAX_FAILURES_IN_A_ROW", "FINAL_MODELS", "FitResult", "FoldEnsemble", "METRICS", "OutputError", "SearchResult", "StorageError", "StudyMismatchError", "StudySettings",
-    "Tracker", "TrackingConfig", "TrackingError", "TrainingDiverged", "TrialsKeepFailingError", "best_threshold", "binary_metrics", "cv_objective",
-    "describe_final_model", "final_test", "fit", "fit_final", "fit_fold_models", "format_report", "full_report", "make_pruner", "make_storage", "open_study", "predict",
-    "redact_url", "run_final", "run_search", "run_trials", "set_threads", "tf_threads",
+    "best_threshold", "binary_metrics", "cv_objective", "CVObjective", "DEFAULT_STORAGE", "describe_final_model",
+    "FINAL_MODELS", "final_test", "fit", "fit_final", "fit_fold_models", "FitResult", "FoldEnsemble",
+    "format_report", "full_report", "latency_gates", "load_study_data", "make_pruner", "make_sampler",
+    "make_storage", "MAX_FAILURES_IN_A_ROW", "METRICS", "open_study", "OutputError", "pareto_table", "predict",
+    "redact_url", "run_final", "run_keras_tuner", "run_search", "run_trials", "SearchResult", "set_threads",
+    "storage_option", "StorageError", "StudyMismatchError", "StudySettings", "tf_threads", "Tracker",
+    "TrackingConfig", "TrackingError", "TrainingDiverged", "TrialsKeepFailingError", "why_no_folder",
+    "why_not_writable",
 ]

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ecg_data import BeatDataset
 
 from . import plots
-from ._folders import OutputError, why_no_folder, why_not_writable
+from .folders import OutputError, why_no_folder, why_not_writable
 from .metrics import _check_threshold, best_threshold, binary_metrics, full_report
 from .tracking import Tracker
 from .training import FitResult, fit, predict, require_dataset, tf_threads
@@ -117,7 +117,7 @@ def fit_final(config: dict[str, Any], train: BeatDataset, *, seed: int = 0, memb
     return build_ensemble(config, [f.model for f in fits], channels=int(train.X.shape[2])), fits
 
 
-def save_model(model, out_path: Path) -> Path:
+def save_model(model: Any, out_path: Path) -> Path:
     """Save ``model`` at ``out_path``, creating its folder; a path that cannot be written (a file in the way,
     a read-only folder, a full disk) is an :class:`OutputError` naming it, not a traceback."""
     try:

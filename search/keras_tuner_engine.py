@@ -13,7 +13,7 @@ import numpy as np
 from ecg_data import grouped_splits, patient_kfold
 from spaces import SearchSpace
 
-from . import _interrupt
+from . import interrupt
 from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
 from .objective import _reason
 from .settings import StudySettings
@@ -27,7 +27,7 @@ log = logging.getLogger("search")
 TUNERS = ("hyperband", "bayesian", "random")
 
 
-def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int, space: SearchSpace):
+def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int, space: SearchSpace) -> Any:
     """KerasTuner's own oracle for ``tuner``, maximising the mean validation metric across folds, over the
     space's hyperparameters (registered up front: with no hypermodel KerasTuner would otherwise see an
     empty space and run every trial at the default values)."""
@@ -121,8 +121,8 @@ def _tuner_class():
                                                      fold_metrics, summary, res.model)
                 status = "FINISHED"
             except BaseException as exc:  # the run says why it failed, as a driver trial's does
-                failed = (f"interrupted ({_interrupt.cause()})" if isinstance(exc, KeyboardInterrupt)
-                          or _interrupt.requested() else _reason(exc))
+                failed = (f"interrupted ({interrupt.cause()})" if isinstance(exc, KeyboardInterrupt)
+                          or interrupt.requested() else _reason(exc))
                 raise
             finally:
                 if self.tracker is not None and run_id is not None:
@@ -227,7 +227,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     t = cls(oracle, space=space, data=data, folds=folds, metric=settings.metric, seed=settings.seed,
             tracker=tracker, parent_run_id=parent, on_trial=on_trial,
             directory=str(Path(out_dir) / "keras_tuner"), project_name=study_name, overwrite=False)
-    previous = _interrupt.install()  # SIGTERM stops it as Ctrl-C does: the runs are closed, not left RUNNING
+    previous = interrupt.install()  # SIGTERM stops it as Ctrl-C does: the runs are closed, not left RUNNING
     try:
         t.search(verbose=0)  # our progress bar and trial lines replace KerasTuner's own tables
     except KeyboardInterrupt:
@@ -241,7 +241,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             tracker.end_study(parent, "FAILED")
         raise e.__cause__ from None
     finally:
-        _interrupt.restore(previous)
+        interrupt.restore(previous)
         bar.close()
     best = max(history, key=lambda h: h["value"]) if history else None
     out: dict[str, Any] = {"history": history, "best": best, "seconds": time.perf_counter() - start,
@@ -263,7 +263,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     return out
 
 
-def record_trial(study, space: SearchSpace, config: dict[str, Any], value: float | None, threshold: float,
+def record_trial(study: Any, space: SearchSpace, config: dict[str, Any], value: float | None, threshold: float,
                  trial_id: str, tuner: str, run_id: str | None = None, attrs: dict[str, Any] | None = None) -> None:
     """Add one finished KerasTuner trial to the Optuna ``study`` (once: a resumed search skips trials recorded
     before). Hyperband's epochs are its round's budget, not a draw from the space: kept in ``config`` only.

@@ -14,7 +14,7 @@ import optuna
 from ecg_data import BeatDataset, grouped_splits
 from spaces import SearchSpace
 
-from . import _interrupt
+from . import interrupt
 from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
 from .metrics import epoch_signal, fold_signal
 from .tracking import CURVES_LOST, EPOCH_CURVES, Tracker, trial_tags
@@ -73,7 +73,8 @@ class CVObjective:
         if self.progress is not None:
             self.progress.set_postfix_str(text, refresh=True)
 
-    def __call__(self, trial: optuna.Trial):
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        """Train and score one trial's config on every fold (logged to MLflow); its objective value(s)."""
         run_id = None
         # Everything from the first suggestion on sits in the try: a Ctrl-C while the MLflow run is being
         # opened (a few hundred ms on SQLite) must mark the trial interrupted too, or it is never redone.
@@ -96,7 +97,7 @@ class CVObjective:
             self._mark_interrupted(trial, run_id)
             raise
         except Exception as exc:
-            if _interrupt.requested():
+            if interrupt.requested():
                 # Ctrl-C landed inside TensorFlow, which turned it into another error (seen: "TypeError: Failed
                 # to convert elements of (None,) to Tensor"): the trial was interrupted, not broken.
                 self._mark_interrupted(trial, run_id)
@@ -110,7 +111,7 @@ class CVObjective:
 
     def _mark_interrupted(self, trial: optuna.Trial, run_id: str | None) -> None:
         """Mark the trial (and its MLflow run) stopped by Ctrl-C or SIGTERM, so a resumed study redoes it."""
-        reason = f"interrupted ({_interrupt.cause()})"
+        reason = f"interrupted ({interrupt.cause()})"
         self.interrupted.append(trial.number)
         trial.set_user_attr("fail_reason", reason)
         trial.set_user_attr("interrupted", True)

@@ -20,7 +20,7 @@ def pareto_table(study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
-def pareto_figure(study: optuna.Study):
+def pareto_figure(study: optuna.Study) -> Any:
     """Quality against latency for every finished trial; the front highlighted, marker area ~ size."""
     import matplotlib
 
@@ -54,6 +54,7 @@ def pareto_figure(study: optuna.Study):
 
 
 def format_pareto(rows: list[dict[str, Any]]) -> str:
+    """:func:`pareto_table`'s rows as an aligned text table."""
     if not rows:
         return "no Pareto-optimal trial yet"
     keys = list(rows[0])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -16,7 +16,7 @@ def _plt():
     return plt
 
 
-def confusion_figure(cm: Sequence[Sequence[int]], title: str = "Confusion matrix"):
+def confusion_figure(cm: Sequence[Sequence[int]], title: str = "Confusion matrix") -> Any:
     """2x2 confusion matrix with counts and row percentages."""
     plt = _plt()
     cm = np.asarray(cm)
@@ -36,7 +36,7 @@ def confusion_figure(cm: Sequence[Sequence[int]], title: str = "Confusion matrix
     return fig
 
 
-def roc_figure(y: np.ndarray, prob: np.ndarray, title: str = "ROC (abnormal class)"):
+def roc_figure(y: np.ndarray, prob: np.ndarray, title: str = "ROC (abnormal class)") -> Any:
     """ROC curve with its AUC."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -58,7 +58,7 @@ def roc_figure(y: np.ndarray, prob: np.ndarray, title: str = "ROC (abnormal clas
 MIN_TRIALS_FOR_IMPORTANCES = 10
 
 
-def study_figures(study, metric: str = "f1") -> dict[str, object]:
+def study_figures(study: Any, metric: str = "f1") -> dict[str, object]:
     """Optuna's optimisation history and hyperparameter importances of a single-objective study, for its
     MLflow run; importances need :data:`MIN_TRIALS_FOR_IMPORTANCES` complete trials, so a smaller study gets
     the history only."""
@@ -99,5 +99,6 @@ def _figure_of(ax, title: str):
     return fig
 
 
-def close(fig) -> None:
+def close(fig: Any) -> None:
+    """Free a figure once it is logged (pyplot keeps every open one)."""
     _plt().close(fig)

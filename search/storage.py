@@ -12,7 +12,7 @@ import optuna
 
 from ecg_automl.defaults import DEFAULT_STORAGE  # noqa: F401  (re-exported)
 
-from ._folders import why_no_folder
+from .folders import why_no_folder
 
 
 class StorageError(RuntimeError):

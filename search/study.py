@@ -16,12 +16,11 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ecg_data import (BeatDataset, DataError, data_layout, describe_layout, grouped_splits, load_dataset,
-                      patient_kfold, subsample_beats)
-from ecg_data.cache import PIPELINE_VERSION
+from ecg_data import (PIPELINE_VERSION, BeatDataset, DataError, data_layout, describe_layout, grouped_splits,
+                      load_dataset, patient_kfold, subsample_beats)
 from spaces import SearchSpace, SpaceError
 
-from . import _interrupt
+from . import interrupt
 from .final import final_test
 from .metrics import describe_final_model, format_report
 from .objective import CVObjective, Gate, worker_id
@@ -144,7 +143,7 @@ def _moved_bench_server(name: str, study: optuna.Study, stored: StudySettings, s
     old, new = stored.latency_target, settings.latency_target
     if not old or not new or old == new or dataclasses.replace(stored, latency_target=new).differences(settings):
         return False
-    from ecg_automl.tflite.bench_server import check_target
+    from ecg_automl.tflite import check_target
 
     device = check_target(new).get("device")
     timed = [t for t in study.get_trials(deepcopy=False) if "latency_ms" in t.user_attrs]
@@ -367,6 +366,7 @@ def _requeue_interrupted(study: optuna.Study) -> int:
 
 
 def n_finished(study: optuna.Study) -> int:
+    """Trials of the study that ended COMPLETE or PRUNED (what ``--trials N`` counts)."""
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
@@ -433,8 +433,8 @@ def run_trials(
         bar.refresh()
 
     interrupted = False
-    _interrupt.clear()
-    previous_handler = _interrupt.install()
+    interrupt.clear()
+    previous_handler = interrupt.install()
 
     def failing() -> bool:
         return bool(stopping) or (max_failures_in_a_row is not None and len(failures) >= max_failures_in_a_row)
@@ -449,7 +449,7 @@ def run_trials(
                    else "interrupted while no trial of this process was running; ")
                   + "run the same command again to resume the study")
     finally:
-        _interrupt.restore(previous_handler)
+        interrupt.restore(previous_handler)
     bar.close()
     if tracker is not None:
         # trials of dead workers (failed by the heartbeat) and runs missed while MLflow was down
@@ -500,7 +500,7 @@ def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: floa
     heartbeat = optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)
     announced: set[int] = set()
     while True:
-        _interrupt.check()
+        interrupt.check()
         if stop() or (timeout is not None and time.monotonic() - start >= timeout):
             return
         if heartbeat:
@@ -692,7 +692,7 @@ def latency_gates(settings: StudySettings, data: BeatDataset | None = None) -> l
     13.7 KB the front said)."""
     if settings.latency_budget_ms is None and settings.objectives == ["quality"]:
         return []
-    from ecg_automl.tflite.gate import LatencyGate
+    from ecg_automl.tflite import LatencyGate
 
     channels = int(data.X.shape[2]) if data is not None else 1
     return [LatencyGate(budget_ms=settings.latency_budget_ms, mode=settings.latency_mode,

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from ._folders import why_no_folder
+from .folders import why_no_folder
 from ._process import is_alive, pid_namespace
 from .storage import redact_url
 
@@ -41,7 +41,7 @@ DEFAULTS = {"tracking_uri": "sqlite:///runs/mlflow.db", "artifact_location": "ru
 FINAL_IN_PROGRESS = "final_in_progress"
 
 
-def final_in_progress(study) -> tuple[dict[str, Any] | None, bool | None]:
+def final_in_progress(study: Any) -> tuple[dict[str, Any] | None, bool | None]:
     """The study's :data:`FINAL_IN_PROGRESS` marker (None: no search is making its final model) and whether that
     search's process is alive: True or False when it ran on this host, None on another (whose processes cannot be
     seen from here). A search killed during its final training (SIGKILL, the OOM killer, power loss) leaves the
@@ -84,7 +84,7 @@ CURVES_CHECKED = "ecg_automl.curves_checked"
 MODEL_IN_MLFLOW = "model_in_mlflow"
 
 
-def clear_dead_final(study) -> dict[str, Any] | None:
+def clear_dead_final(study: Any) -> dict[str, Any] | None:
     """Move a :data:`FINAL_IN_PROGRESS` marker whose search is dead on this host to :data:`FINAL_KILLED` and return
     it, so that later syncs and searches do not find it again; None (nothing changed) when there is no marker or
     its search may be alive (on this host, or on another one, which cannot be seen from here)."""
@@ -325,7 +325,7 @@ def _check_artifact_folder(location: str | None, experiment: str, existing: bool
         raise TrackingError(f"MLflow artifact location {path} cannot be written ({why}): {fix}") from None
 
 
-def trial_tags(trial) -> dict[str, str]:
+def trial_tags(trial: Any) -> dict[str, str]:
     """MLflow tags that say where a trial ran and what it retries: ``worker`` (host:pid), ``tf_threads`` (the
     TensorFlow threads it trained with: its values depend on them) and ``optuna.retry_of`` (the number of the trial
     a dead worker left, or one stopped with Ctrl-C)."""

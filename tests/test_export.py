@@ -1206,7 +1206,7 @@ def test_export_names_why_a_trial_was_pruned_takes_best_of_a_one_member_front_an
         asked.update(trial=trial.number, **kwargs)
         raise Loaded
 
-    monkeypatch.setattr("search.study.load_study_data", lambda *args: None)
+    monkeypatch.setattr("search.load_study_data", lambda *args: None)
     monkeypatch.setattr(ex, "_trial_model", stop)
     with pytest.raises(Loaded):  # past the choice of trial: the front's one member
         ex.export_trial("mo", storage, "best", "int8", tmp_path / "m.tflite")

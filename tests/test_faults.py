@@ -995,7 +995,7 @@ def test_a_second_ctrl_c_says_what_it_does_not_the_first_line_again(tmp_path, cl
     import signal
 
     from ecg_automl import cli
-    from search import _interrupt
+    from search import interrupt
 
     args = ["search", "--space", tiny_space_file(tmp_path), "--trials", 1, "--folds", 2, "--records",
             ",".join(SMALL_RECORDS), "--study", "twice", "--storage", f"sqlite:///{tmp_path / 'o.db'}",
@@ -1017,16 +1017,16 @@ def test_a_second_ctrl_c_says_what_it_does_not_the_first_line_again(tmp_path, cl
                     "interrupted again (Ctrl-C): stopped at once; the study keeps its finished trials: run the "
                     "same command again to resume it"], said
     # with MLflow, the second press also cut its wrap-up short: the line names the command that makes it up
-    _interrupt.clear()
+    interrupt.clear()
     for _ in range(2):
         with pytest.raises(KeyboardInterrupt):
-            _interrupt._handler(signal.SIGTERM, None)
+            interrupt._handler(signal.SIGTERM, None)
     try:
         line = cli._interrupted_again(argparse.Namespace(study="twice", storage=None, no_mlflow=False,
                                                          mlflow_config=None, tracking_uri="sqlite:///m.db",
                                                          experiment=None))
     finally:
-        _interrupt.clear()
+        interrupt.clear()
     assert line.startswith("interrupted again (SIGTERM): stopped at once, before MLflow was brought up to date")
     assert line.endswith("resume it, and `ecg-automl sync --study twice --tracking-uri sqlite:///m.db` to update "
                          "MLflow"), line

@@ -498,11 +498,11 @@ def test_ctrl_c_while_the_trial_run_is_being_opened_still_marks_it_interrupted(t
 def test_a_trial_stopped_by_sigterm_says_sigterm_not_ctrl_c(tmp_path, small_mitdb):
     """A worker ended by `kill` or a scheduler recorded 'interrupted (Ctrl-C)' in Optuna and MLflow."""
     from ecg_data import patient_kfold
-    from search import CVObjective, _interrupt
+    from search import CVObjective, interrupt
 
     class MLflowSigterm:  # the SIGTERM arrives while the trial's run is being opened
         def start_trial(self, *args, **kwargs):
-            _interrupt._handler(signal.SIGTERM, None)
+            interrupt._handler(signal.SIGTERM, None)
 
     data = small_mitdb.search_part()
     objective = CVObjective(data, SearchSpace.load(tiny_space_file(tmp_path)), patient_kfold(2, seed=0),
@@ -512,7 +512,7 @@ def test_a_trial_stopped_by_sigterm_says_sigterm_not_ctrl_c(tmp_path, small_mitd
         with pytest.raises(KeyboardInterrupt):
             study.optimize(objective, n_trials=1)
     finally:
-        _interrupt.clear()
+        interrupt.clear()
     assert study.trials[0].user_attrs["fail_reason"] == "interrupted (SIGTERM)"
 
 
@@ -520,10 +520,10 @@ def test_ctrl_c_that_tensorflow_turns_into_another_error_still_marks_the_trial_i
     """A SIGINT inside TensorFlow can surface as e.g. a TypeError (seen in CI); the handler's flag tells it
     from a broken trial, so the trial is marked interrupted and the study stops as for Ctrl-C."""
     from ecg_data import patient_kfold
-    from search import CVObjective, _interrupt
+    from search import CVObjective, interrupt
 
     def ctrl_c_inside_tensorflow(config, trial):
-        _interrupt._requested.set()  # what the SIGINT handler does before its KeyboardInterrupt is converted
+        interrupt._requested.set()  # what the SIGINT handler does before its KeyboardInterrupt is converted
         raise TypeError("Failed to convert elements of (None,) to Tensor.")
 
     objective = CVObjective(small_mitdb.search_part(), SearchSpace.load(tiny_space_file(tmp_path)),
@@ -533,7 +533,7 @@ def test_ctrl_c_that_tensorflow_turns_into_another_error_still_marks_the_trial_i
         with pytest.raises(KeyboardInterrupt):
             study.optimize(objective, n_trials=1, catch=(Exception,))
     finally:
-        _interrupt.clear()
+        interrupt.clear()
     t = study.trials[0]
     assert t.state.name == "FAIL" and t.user_attrs["interrupted"] is True
     # without Ctrl-C the same error is an ordinary failure with its reason
@@ -1239,7 +1239,7 @@ def test_an_artifact_location_that_cannot_be_written_is_refused_at_start(tmp_pat
 def test_a_ctrl_c_landing_in_a_finaliser_prints_no_traceback(monkeypatch):
     """Ctrl-C landing in a finaliser (often, while TensorFlow trains) made the interpreter print 'Exception ignored
     in: <function _collection_gced ...> Traceback ... KeyboardInterrupt' above the one-line message."""
-    from search import _interrupt
+    from search import interrupt
 
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", lambda args: seen.append(args.exc_type))
@@ -1250,22 +1250,22 @@ def test_a_ctrl_c_landing_in_a_finaliser_prints_no_traceback(monkeypatch):
 
         def __del__(self):
             if self.exc is KeyboardInterrupt:
-                _interrupt._handler(signal.SIGINT, None)
+                interrupt._handler(signal.SIGINT, None)
             raise self.exc
 
-    previous = _interrupt.install()
+    previous = interrupt.install()
     try:
         Finalised(KeyboardInterrupt)  # dropped at once: __del__ runs here, its exception is "unraisable"
-        assert _interrupt.requested()
+        assert interrupt.requested()
         with pytest.raises(KeyboardInterrupt):
-            _interrupt.check()  # the request is not lost
+            interrupt.check()  # the request is not lost
         Finalised(ValueError)  # any other finaliser error is still reported
     finally:
-        _interrupt.restore(previous)
+        interrupt.restore(previous)
     assert seen == [ValueError]
     Finalised(KeyboardInterrupt)  # outside a search: reported as before
     assert seen == [ValueError, KeyboardInterrupt]
-    _interrupt.clear()
+    interrupt.clear()
 
 
 def test_the_study_run_is_closed_when_a_timeout_ends_the_search_and_reopened_by_the_next_trial(tmp_path):
@@ -1339,7 +1339,7 @@ def test_a_final_model_folder_that_cannot_be_written_is_refused_before_training(
 def test_why_not_writable_walks_up_to_the_first_folder_there(tmp_path, monkeypatch):
     import os
 
-    from search._folders import why_not_writable
+    from search.folders import why_not_writable
 
     (tmp_path / "afile").write_text("")
     assert why_not_writable(tmp_path / "new" / "deeper") is None

@@ -16,11 +16,16 @@ from .runtime import TFLiteModel
 #: Re-exported names imported on first use: the predict module reads records with wfdb and scipy (about 1.7 s to
 #: import here), which ``bench-server``, ``convert`` and ``TFLiteModel`` alone do not need.
 _LAZY = {"Prediction": ".predict", "format_prediction": ".predict", "predict_csv": ".predict",
-         "predict_record": ".predict", "export_model": ".export", "export_trial": ".export"}
+         "predict_record": ".predict", "export_model": ".export", "export_trial": ".export",
+         "LatencyGate": ".gate", "check_target": ".bench_server", "CalibrationError": ".pi_estimate",
+         "estimate_pi4_ms": ".pi_estimate", "read_sidecar": ".sidecar"}
 
-__all__ = ["INT8_FLOAT_OPS", "LatencyTargetError", "MODES", "Prediction", "TFLiteError", "TFLiteInputError", "TFLiteModel",
-           "build_export_model", "convert", "export_model", "export_trial", "format_prediction", "measure_latency", "op_list",
-           "predict_csv", "predict_record", "time_invocations"]
+__all__ = [
+    "build_export_model", "CalibrationError", "check_target", "convert", "estimate_pi4_ms", "export_model",
+    "export_trial", "format_prediction", "INT8_FLOAT_OPS", "LatencyGate", "LatencyTargetError", "measure_latency",
+    "MODES", "op_list", "predict_csv", "predict_record", "Prediction", "read_sidecar", "TFLiteError",
+    "TFLiteInputError", "TFLiteModel", "time_invocations",
+]
 
 
 def __getattr__(name: str) -> Any:

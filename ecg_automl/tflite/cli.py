@@ -15,6 +15,7 @@ from ..install import install_hint
 
 
 def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> None:
+    """Add ``predict``, ``bench-server`` and ``export`` to the main CLI's parsers and command table."""
     if _add_parsers not in extra_parsers:  # a second main() in one process would add predict twice
         extra_parsers.append(_add_parsers)
     commands.update({"predict": cmd_predict, "bench-server": cmd_bench_server})
@@ -28,7 +29,7 @@ def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> No
 
 def _add_parsers(sub) -> None:
     from ecg_automl.argtypes import port, positive_float, sampling_rate
-    from ecg_automl.cli import _positive_int
+    from ecg_automl.argtypes import positive_int
 
     p = sub.add_parser("predict", help="classify a WFDB record or a CSV of beats with a .tflite (no TensorFlow)")
     p.add_argument("model", help="a .tflite written by `ecg-automl export` (its .json sidecar must lie beside it)")
@@ -49,7 +50,7 @@ def _add_parsers(sub) -> None:
                         "exactly the model's window; for a model trained on heartbeat CSVs, their 187 samples at "
                         "125 Hz)")
     p.add_argument("--csv-has-label", action="store_true", help="the CSV's last column is a label (0 = normal)")
-    p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="LiteRT threads (default 1)")
     p.add_argument("--json", action="store_true", help="print every beat and the summary as JSON")
     p.add_argument("--all", action="store_true", help="print every beat, not the first 50")
     p.add_argument("--strict", action="store_true",
@@ -77,6 +78,7 @@ def _add_parsers(sub) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """``ecg-automl predict``: classify a record's or a CSV's beats with an exported ``.tflite`` and its sidecar."""
     from ecg_automl.cli import UsageError
 
     from .predict import format_prediction, predict_csv, predict_record
@@ -200,6 +202,7 @@ def _progress_line():
 
 
 def cmd_bench_server(args: argparse.Namespace) -> int:
+    """``ecg-automl bench-server``: serve LiteRT timings of uploaded models (run it on the Raspberry Pi)."""
     from ecg_automl.cli import UsageError
 
     from .bench_server import serve

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ecg_data.preprocess import HIGH_CUT, LOW_CUT
+from ecg_data import HIGH_CUT, LOW_CUT
 
 from .convert import MODES, TFLiteError, TFLiteInputError, _check_mode, convert, op_list
 from .runtime import TFLiteModel
@@ -73,10 +73,10 @@ def _runs(text: str) -> int:
     return value
 
 
-def add_export_parser(sub) -> None:
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``ecg-automl export`` and its options (defaults stated in each help string)."""
     from ecg_automl.argtypes import study_name
-    from ecg_automl.cli import _non_negative_int, _positive_int
+    from ecg_automl.argtypes import non_negative_int, positive_int
     from ecg_automl.defaults import DEFAULT_STORAGE
 
     p = sub.add_parser("export", help="export a trial's model to TFLite, verified against Keras and timed")
@@ -88,11 +88,11 @@ def add_export_parser(sub) -> None:
                    help="TFLite mode (default int8, the Raspberry Pi deployment)")
     p.add_argument("--out", required=True, type=_tflite_path,
                    help="output .tflite path (the .json sidecar goes beside it)")
-    p.add_argument("--verify-beats", type=_non_negative_int, default=20000,
+    p.add_argument("--verify-beats", type=non_negative_int, default=20000,
                    help="held-out beats to verify on (evenly spaced; 0 = all; default 20000)")
     p.add_argument("--runs", type=_runs, default=300,
                    help="timed invocations for the latency, a multiple of 10: it is timed in rounds of 10 (default 300)")
-    p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT threads for the timing (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="LiteRT threads for the timing (default 1)")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when the export is flagged: it loses more than 1 F1 point or 0.02 of ROC-AUC against "
                         "Keras, or its int8 output cannot reach the decision threshold (any mode)")
@@ -202,7 +202,7 @@ def _members(model) -> int:
 def _check_out(out: str | Path) -> None:
     """TFLiteError when ``out`` cannot be the .tflite written: a folder, or in a folder that cannot be written (it
     was a traceback after the conversion and the timing)."""
-    from search._folders import why_not_writable
+    from search import why_not_writable
 
     if Path(out).exists() and not Path(out).is_file():
         raise TFLiteError(f"{out}: not a file (a folder?); --out names the .tflite to write")
@@ -222,7 +222,7 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
     ``threshold`` (the decision threshold chosen on validation data), and the sidecar names its rate, window, leads
     and search records. ``about`` adds keys to the sidecar (``export_trial``: study, trial, model origin).
     ``latency_target`` (a bench-server's http://HOST:PORT) also times the file on that device: ``latency.device_*``."""
-    from search._folders import why_no_folder
+    from search import why_no_folder
     from search.training import predict
     from spaces import model_inputs
 
@@ -309,7 +309,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
     patients, instead of the trial's own model (its last fold's, trained on fewer); ``latency_target``: see
     :func:`export_model`."""
     from search import Tracker, open_study
-    from search.study import load_study_data
+    from search import load_study_data
     from spaces import SearchSpace
 
     _check_mode(mode)  # found now, not after the data and the retraining
@@ -372,6 +372,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """``ecg-automl export``: a study's trial as a checked ``.tflite`` with its sidecar, logged to MLflow."""
     from search import TrackingConfig
 
     tracking = None if args.no_mlflow else TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri,

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .latency import ReferenceClock
 
 log = logging.getLogger("search")
 
@@ -34,7 +37,7 @@ def _representative(config: dict[str, Any], channels: int) -> dict[str, np.ndarr
     return rep
 
 
-def reference_clock(mode: str = "int8", threads: int = 1):
+def reference_clock(mode: str = "int8", threads: int = 1) -> ReferenceClock:
     """The process's :class:`.latency.ReferenceClock` for ``mode`` / ``threads`` (built and converted once,
     ~2 s; it remembers the fastest reference round it has seen for the life of the process)."""
     key = (mode, int(threads))
@@ -61,7 +64,7 @@ class LatencyGate:
     """
 
     def __init__(self, budget_ms: float | None = None, *, mode: str = "int8", target: str | None = None,
-                 runs: int = 100, threads: int = 1, members: int = 1, channels: int = 1):
+                 runs: int = 100, threads: int = 1, members: int = 1, channels: int = 1) -> None:
         self.budget_ms = budget_ms
         self.channels = int(channels)  # the data's leads: what the deployed model reads
         self.members = int(members)  # the final model averages this many copies (--final-members, --final-model folds)
@@ -120,7 +123,8 @@ class LatencyGate:
         out["gate_seconds"] = time.perf_counter() - t0
         return out
 
-    def __call__(self, config: dict[str, Any], trial) -> dict[str, float]:
+    def __call__(self, config: dict[str, Any], trial: Any) -> dict[str, float]:
+        """Measure ``config``, keep the figures on ``trial`` and prune it when it is over the budget."""
         import optuna
 
         m = self.measure(config)

@@ -68,7 +68,7 @@ class ReferenceClock:
     clock has seen); dividing it out gives the latency of the contention-free host, which is also what the
     Raspberry Pi estimate was calibrated on (a 5th percentile pooled over interleaved rounds)."""
 
-    def __init__(self, reference_bytes: bytes, threads: int = 1, *, probe_seconds: float = 3.0, per_round: int = 10):
+    def __init__(self, reference_bytes: bytes, threads: int = 1, *, probe_seconds: float = 3.0, per_round: int = 10) -> None:
         self.threads = int(threads)
         self.per_round = int(per_round)
         self._ref = _invoker(reference_bytes, self.threads, 0)
@@ -92,7 +92,7 @@ class ReferenceClock:
     def _note(self, ref_round_ms: float) -> None:
         self.fastest_ms = min(self.fastest_ms, ref_round_ms)
 
-    def measure(self, tflite_bytes_or_path, rounds: int = 15, warmup: int = 10, seed: int = 0) -> dict:
+    def measure(self, tflite_bytes_or_path: bytes | str | os.PathLike, rounds: int = 15, warmup: int = 10, seed: int = 0) -> dict:
         """``host_ms``: the candidate's latency with each round's slowdown divided out (median over rounds);
         ``median_ms`` / ``p90_ms`` / ``mean_ms``: the raw figures of the same invokes; ``slowdown``: the median factor."""
         once = _invoker(tflite_bytes_or_path, self.threads, seed)

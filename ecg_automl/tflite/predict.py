@@ -14,10 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ecg_data._wfdb_io import read_annotations, read_header
-from ecg_data import heartbeat_csv
+from ecg_data import AAMI, ABNORMAL, heartbeat_csv, read_annotations, read_header
 from ecg_data.errors import DataError
-from ecg_data.mitdb import AAMI, ABNORMAL
 from ecg_data.preprocess import HIGH_CUT, HIGH_CUT_MAX, LOW_CUT, N_RR_FEATURES, normalise, resample, rr_features
 from ecg_data.stream import (CHUNK_S, GAP_S, MissingRuns, Progress, beat_windows_chunked, detect_r_peaks_chunked,
                              full_window, missing_runs)
@@ -589,7 +587,7 @@ def _row_length_error(csv_path, n: int, window: int, fs: float, has_label: bool)
     implied = n * fs / window
     known = [r for r in _COMMON_RATES if abs(implied - r) <= 0.005 * r]
     hint = (f"; {n} samples is the model's window at {known[0]} Hz: if that is the CSV's rate, pass --csv-fs "
-            f"{known[0]}" if known else f"; if the rows are at another rate, pass it with --csv-fs")
+            f"{known[0]}" if known else "; if the rows are at another rate, pass it with --csv-fs")
     if n == window + 1 and not has_label:
         hint = "; if the last column is each beat's label, pass --csv-has-label"
     return DataError(f"{csv_path}: rows hold {n} samples, but the model takes beats of {window} samples at "

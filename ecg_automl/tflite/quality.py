@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ecg_data.preprocess import SIMILARITY_LAGS, SIMILARITY_S, neighbour_similarity
+from ecg_data.preprocess import neighbour_similarity
 
 #: A second of ECG spans at least this (mV) peak to peak; less is a flat line.
 FLAT_MV = 0.02
@@ -64,6 +64,7 @@ class LeadScan:
         self.at_hi, self.at_lo, self.finite = [0] * k, [0] * k, [0] * k
 
     def __call__(self, start: int, x: np.ndarray) -> None:
+        """Take the chunk ``x`` (samples x leads) that starts at sample ``start``."""
         x = np.asarray(x, dtype=np.float64)
         self.n += len(x)
         for j in range(x.shape[1]):
@@ -105,6 +106,7 @@ class LeadScan:
         self._rest = None
 
     def stats(self) -> dict[str, Any]:
+        """Per lead: flat time, clipping and the amplitude range the scan found, once every chunk is in."""
         self.finish()
         out = {}
         for j, name in enumerate(self.names):
@@ -121,8 +123,8 @@ class LeadScan:
 @dataclass
 class BeatScan:
     """Per-beat shape statistics from the model's normalised windows, fed in beat order (``__call__(windows)``,
-    (beats, length) of one lead): the highest correlation of its centre with the :data:`SIMILARITY_LAGS` beats
-    before it, and the sign of the QRS."""
+    (beats, length) of one lead): the highest correlation of its centre with the
+    :data:`ecg_data.preprocess.SIMILARITY_LAGS` beats before it, and the sign of the QRS."""
 
     fs: float
     corr: list[np.ndarray] = field(default_factory=list)
@@ -130,6 +132,7 @@ class BeatScan:
     _prev: np.ndarray | None = None
 
     def __call__(self, w: np.ndarray) -> None:
+        """Take the next beat windows ``w`` (beats x samples) in record order."""
         if not len(w):
             return
         best, self._prev = neighbour_similarity(w, self.fs, self._prev)
@@ -141,6 +144,7 @@ class BeatScan:
         self.negative.append((qrs - base).min(axis=1) + (qrs - base).max(axis=1) < 0)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every beat's best similarity to its neighbours and whether its QRS deflects mostly downwards, in record order."""
         corr = np.concatenate(self.corr) if self.corr else np.zeros(0)
         neg = np.concatenate(self.negative) if self.negative else np.zeros(0, dtype=bool)
         return corr, neg

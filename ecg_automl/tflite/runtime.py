@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 import threading
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -80,7 +80,7 @@ def native_chatter_dropped() -> Iterator[None]:
                 os.write(fd, kept)
 
 
-def make_interpreter(model_bytes: bytes, threads: int = 1):
+def make_interpreter(model_bytes: bytes, threads: int = 1) -> Any:
     """A LiteRT interpreter with tensors allocated."""
     require_litert()
     from ai_edge_litert.interpreter import Interpreter
@@ -110,7 +110,7 @@ def is_stateful(model_bytes: bytes) -> bool:
     return False
 
 
-def input_map(interp, names=("ecg", "rr")) -> dict[str, dict]:
+def input_map(interp: Any, names: tuple[str, ...] = ("ecg", "rr")) -> dict[str, dict]:
     """Input tensor details keyed by model input name (``ecg``/``rr``): from the signature when the model
     has one, else by matching the tensor names (``serving_default_ecg:0`` -> ``ecg``)."""
     details = interp.get_input_details()

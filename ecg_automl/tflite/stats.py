@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
 
-def model_stats(model) -> dict[str, int]:
+
+def model_stats(model: Any) -> dict[str, int]:
     """Trainable+frozen parameter count and MACs of one window through a ``build_model`` Keras model.
 
     MACs count the layers that dominate cost: Conv1D (out_len x kernel x in_ch x filters), LSTM

@@ -61,6 +61,7 @@ def verify(keras_prob: np.ndarray, tflite_prob: np.ndarray, y: np.ndarray, thres
 
 
 def format_verification(v: dict[str, Any]) -> str:
+    """The lines export prints for :func:`verify`'s result: probability gaps, agreement, and both sides' metrics."""
     k, t = v["keras"], v["tflite"]
     lines = [f"verification on {v['beats']} held-out beats ({v['mode']}, threshold {v['threshold']:.3f}):",
              f"  max |dprob| {v['max_abs_dprob']:.5f}, mean |dprob| {v['mean_abs_dprob']:.5f}, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from typing import Any
 
 _requested = threading.Event()
 _by: list[str] = []  # how the last request came: "Ctrl-C" or "SIGTERM"
@@ -47,7 +48,7 @@ def _quiet_unraisable(hook):
     return unraisable
 
 
-def install():
+def install() -> dict[int, Any] | None:
     """Use the flag-setting handler for SIGINT and SIGTERM (main thread only); returns the previous
     handlers, or None."""
     if threading.current_thread() is threading.main_thread():
@@ -58,7 +59,7 @@ def install():
     return None
 
 
-def restore(previous) -> None:
+def restore(previous: dict[int, Any] | None) -> None:
     """Put back the handlers :func:`install` replaced, and forget any request (its :func:`cause` stays, for
     the exit code, until :func:`clear`)."""
     _requested.clear()
@@ -88,6 +89,7 @@ def repeated() -> bool:
 
 
 def clear() -> None:
+    """Forget every request and its cause (a new run starts)."""
     _requested.clear()
     _by.clear()
     _count[0] = 0
