@@ -74,15 +74,17 @@ def set_seed(seed: int) -> None:
 
 
 def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
-    """Balanced class weights (n / (2 * count)) or None."""
+    """Balanced class weights (scikit-learn's n / (2 * count)), or None: ``mode`` none, or one class absent."""
+    from sklearn.utils.class_weight import compute_class_weight
+
     if mode == "none":
         return None
     if mode != "balanced":
         raise ValueError(f"unknown class_weight {mode!r} (expected balanced or none)")
-    counts = np.bincount(np.asarray(y).astype(int), minlength=2)
-    if (counts == 0).any():
+    y = np.asarray(y).astype(int)
+    if (np.bincount(y, minlength=2) == 0).any():  # scikit-learn refuses a class that is not in y
         return None
-    return {c: float(len(y) / (2 * counts[c])) for c in (0, 1)}
+    return {c: float(w) for c, w in zip((0, 1), compute_class_weight("balanced", classes=np.array([0, 1]), y=y))}
 
 
 def fit(
@@ -108,11 +110,11 @@ def fit(
     steps = math.ceil(len(train) / int(config["batch_size"])) * int(config["epochs"])
     model = build_model(config, channels=int(train.X.shape[2]), decay_steps=steps)
 
-    from . import _interrupt
+    from . import interrupt
 
     class _Watch(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            _interrupt.check()  # a Ctrl-C swallowed by a finaliser still stops the training
+            interrupt.check()  # a Ctrl-C swallowed by a finaliser still stops the training
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
