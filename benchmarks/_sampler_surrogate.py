@@ -5,7 +5,7 @@ The benchmark's runs cost 1-2 hours each and give one draw of a noisy race, so s
 compared there. Instead, a random forest is fitted to the configs and validation F1 of the completed
 4-epoch KerasTuner trials that ``search_efficiency.py`` result files hold (same space, data, folds and
 objective as the driver's trials), and samplers are run many times on "forest prediction + Gaussian noise":
-random search, and Optuna's TPE as the driver builds it (``search.study.tpe_sampler``: multivariate, constant
+random search, and Optuna's TPE as the driver builds it (``search.samplers.tpe_sampler``: multivariate, constant
 liar) with several numbers of random start-up trials (the driver's ``tpe_startup_trials``: 7 at 3 folds). The noise is the forest's
 out-of-bag residual (an upper bound: it holds the forest's own error) and half of it.
 
@@ -97,7 +97,7 @@ def simulate(space, configs: list[dict[str, Any]], values: list[float], trials: 
     import optuna
     from sklearn.ensemble import RandomForestRegressor
 
-    from search.study import tpe_sampler
+    from search.samplers import tpe_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     enc = _encoder(space)
@@ -207,7 +207,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
     from _common import save_figure
 
-    from search.study import tpe_startup_trials
+    from search.samplers import tpe_startup_trials
 
     sim = result["simulation"]
     driver = f"tpe_startup_{tpe_startup_trials(DRIVER_FOLDS)}"

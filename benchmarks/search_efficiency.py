@@ -91,7 +91,7 @@ def _run_one(args: argparse.Namespace) -> int:
     from spaces import SearchSpace
 
     from search import set_threads
-    from search.study import make_sampler
+    from search import make_sampler
 
     set_threads(args.tf_threads)
     C.quiet_tensorflow()
@@ -675,7 +675,7 @@ def _sampler_surrogate(args: argparse.Namespace) -> int:
     references on a surrogate of measured trials, at several budgets: how much the sampler alone can gain,
     which a 2-hour run cannot tell."""
     import _sampler_surrogate as SS
-    from search.study import tpe_startup_trials
+    from search.samplers import tpe_startup_trials
     from spaces import SearchSpace
 
     t0 = time.perf_counter()

@@ -13,10 +13,12 @@ from .metrics import (METRICS, best_threshold, binary_metrics, cv_objective, des
                       full_report)
 from .objective import CVObjective
 from .pareto import pareto_table
+from .pruners import make_pruner
+from .samplers import make_sampler
 from .settings import StudySettings
 from .storage import DEFAULT_STORAGE, StorageError, make_storage, redact_url, storage_option
 from .study import (MAX_FAILURES_IN_A_ROW, SearchResult, StudyMismatchError, TrialsKeepFailingError, latency_gates,
-                    load_study_data, make_pruner, make_sampler, open_study, run_final, run_search, run_trials)
+                    load_study_data, open_study, run_final, run_search, run_trials)
 from .tracking import Tracker, TrackingConfig, TrackingError
 from .training import FitResult, TrainingDiverged, fit, predict, set_threads, tf_threads
 

@@ -22,11 +22,14 @@ from spaces import SearchSpace, SpaceError
 
 from . import interrupt
 from .final import final_test
+from .final_marker import FINAL_IN_PROGRESS, FINAL_KILLED, clear_dead_final
 from .metrics import describe_final_model, format_report
 from .objective import CVObjective, Gate, worker_id
+from .pruners import make_pruner
+from .samplers import make_sampler
 from .settings import StudySettings
 from .storage import DEFAULT_STORAGE, check_storage, make_storage
-from .tracking import FINAL_IN_PROGRESS, FINAL_KILLED, Tracker, TrackingConfig, clear_dead_final
+from .tracking import Tracker, TrackingConfig
 
 log = logging.getLogger("search")
 
@@ -57,50 +60,6 @@ class SearchResult:
     tracking_failures: list[str]
     interrupted: bool = False
     tracking_skipped: int = 0  # MLflow calls not made while the tracking store was unreachable
-
-
-def make_sampler(settings: StudySettings, n_existing: int, salt: int = 0) -> optuna.samplers.BaseSampler:
-    """TPE (multivariate, constant liar for parallel workers); NSGA-II for 3+ objectives.
-
-    The seed is offset by the number of trials already in the study, so a resumed run does not replay
-    the random start-up draws of the first run, and by ``salt``: processes that share a study (workers
-    started together see the same number of trials) must not draw the same "random" configs.
-    """
-    seed = (settings.seed + 7919 * n_existing + 104729 * salt) % 2**32
-    if len(settings.objectives) >= 3:
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
-    return tpe_sampler(seed, tpe_startup_trials(settings.folds))
-
-
-def tpe_startup_trials(folds: int) -> int:
-    """Random draws before TPE models the trials: 4 + folds, at most 8 (7 at the default 3 folds)."""
-    return min(8, 4 + folds)
-
-
-def tpe_sampler(seed: int, n_startup_trials: int) -> optuna.samplers.TPESampler:
-    """TPE as the driver runs it: multivariate, and constant liar so parallel workers do not draw alike."""
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                      n_startup_trials=n_startup_trials)
-
-
-def make_pruner(name: str = "median", epochs_per_fold: int = 0) -> optuna.pruners.BasePruner:
-    """A real Optuna pruner over the running fold mean (``median``, ``hyperband`` or ``none``).
-
-    The median pruner first compares a trial after one epoch of its second fold (``n_warmup_steps`` =
-    ``epochs_per_fold``; steps are ``fold * epochs + epoch``): what tells a config's F1 on unseen patients is
-    how it does on a second group of patients, not more epochs on the first. Over 58 completed trials of the
-    search-efficiency benchmark, the running validation ROC-AUC ranked the trials' objective with Spearman
-    0.46 after the first epoch, 0.47 after the whole first fold and 0.64 after one epoch of the second fold
-    (90 % intervals overlap: ``benchmarks/search_efficiency.py --pruner-signal``), and pruning from the first
-    epoch stopped 43 of 56 trials of a 900 s study and, in another, every trial after the first three
-    (docs/RESULTS.md, section 6). With 2 folds (only the first is reported) it therefore never prunes."""
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(int(epochs_per_fold), 0))
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ValueError(f"unknown pruner {name!r} (median, hyperband, none)")
 
 
 def _refuse_mismatch(name: str, study: optuna.Study, stored: StudySettings, settings: StudySettings | None,
@@ -704,7 +663,7 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
               progress: bool = False) -> dict[str, Any] | None:
     """Final test of the best trial (once: a resumed study with the same best trial reuses the report);
     ``progress`` shows a bar over the final model's epochs. While the final model is made the study holds a
-    :data:`~search.tracking.FINAL_IN_PROGRESS` marker (trial, host:pid, when, process start), so that
+    :data:`~search.final_marker.FINAL_IN_PROGRESS` marker (trial, host:pid, when, process start), so that
     ``ecg-automl sync`` does not end the study run this search still logs to."""
     try:
         best = study.best_trial

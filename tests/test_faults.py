@@ -631,7 +631,7 @@ def test_sync_leaves_the_study_run_of_a_search_making_its_final_model_running(tm
 
     from search import Tracker, TrackingConfig
     from search.objective import worker_id
-    from search.tracking import FINAL_IN_PROGRESS
+    from search.final_marker import FINAL_IN_PROGRESS
 
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(TrackingConfig(uri, (tmp_path / "art").as_uri(), "fin"))
@@ -685,7 +685,7 @@ def test_sync_clears_a_dead_final_marker_so_a_second_sync_is_quiet(tmp_path, cli
     final model."""
     from ecg_automl.tflite.export import _no_final_model
     from search import Tracker, TrackingConfig
-    from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
+    from search.final_marker import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
 
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(TrackingConfig(uri, (tmp_path / "art").as_uri(), "fin"))
@@ -723,7 +723,7 @@ def test_a_search_with_no_final_or_a_worker_clears_a_dead_final_marker(tmp_path)
 
     from search import run_search
     from search._process import start_token
-    from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
+    from search.final_marker import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = _study_done_during_an_outage(tmp_path, "fin", storage, final=False)
@@ -760,7 +760,7 @@ def test_a_keras_tuner_search_clears_a_dead_final_marker_too(tmp_path, monkeypat
     from test_search import fake_keras_tuner_training, tiny_settings
 
     import search.keras_tuner_engine as kte
-    from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
+    from search.final_marker import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
 
     fake_keras_tuner_training(monkeypatch, [0.5] * 10)
     storage, lines = f"sqlite:///{tmp_path / 'optuna.db'}", []
@@ -795,7 +795,7 @@ def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monke
 
     import search.study
     from search._process import pid_namespace, start_token
-    from search.tracking import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
+    from search.final_marker import FINAL_IN_PROGRESS, FINAL_KILLED, final_in_progress
 
     study = _study_done_during_an_outage(tmp_path, "fin", f"sqlite:///{tmp_path / 'optuna.db'}", final=False)
     seen = []
@@ -829,7 +829,7 @@ def test_a_final_marker_whose_pid_was_given_to_a_later_process_reads_as_dead():
     written before start times were recorded is judged by its pid alone, as before."""
     from search._process import start_token
     from search.objective import worker_id
-    from search.tracking import FINAL_IN_PROGRESS, final_in_progress
+    from search.final_marker import FINAL_IN_PROGRESS, final_in_progress
 
     study = optuna.create_study()
     ours = start_token(os.getpid())
@@ -860,7 +860,7 @@ def test_a_final_marker_from_another_pid_namespace_is_not_judged_from_here():
     treated like another host's (alive unknown, left alone, and the note says why)."""
     from search._process import pid_namespace
     from search.objective import worker_id
-    from search.tracking import FINAL_IN_PROGRESS, _final_running_note, clear_dead_final, final_in_progress
+    from search.final_marker import FINAL_IN_PROGRESS, _final_running_note, clear_dead_final, final_in_progress
 
     ours = pid_namespace()
     assert ours is not None and ours.startswith("pid:["), ours

@@ -161,7 +161,7 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False, r
 
 def _no_final_model(study, trial, final: dict) -> str:
     """Why ``study`` has no final model of its best ``trial`` to export, in words."""
-    from search.tracking import FINAL_KILLED
+    from search.final_marker import FINAL_KILLED
 
     name = study.study_name
     killed = study.user_attrs.get(FINAL_KILLED) or {}
