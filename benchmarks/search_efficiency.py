@@ -445,7 +445,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ttt = med[e]["time_to_target_s"]
         dep = med[e].get("best_deployable_f1")
         if e != "optuna" and med[e].get("over_latency_budget"):
-            ax2.text(i, 0.3, f"{med[e]['over_latency_budget']:g} over the\nlatency budget;\nbest within: "
+            ax2.text(i, 0.3, f"{med[e]['over_latency_budget']:g} over the\nlatency budget;\nbest within it:\n"
                      + (f"{dep:.3f}" if dep is not None else "none"), ha="center", va="bottom", fontsize=7, color="w")
         best = med[e]["best_f1"]
         total = med[e].get("trials_finished")
