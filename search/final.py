@@ -5,6 +5,7 @@ seeds averaged) or the average of its K patient-grouped fold models (``folds``).
 from __future__ import annotations
 
 import logging
+import numbers
 import sys
 import time
 from dataclasses import dataclass
@@ -103,6 +104,8 @@ def fit_final(config: dict[str, Any], train: BeatDataset, *, seed: int = 0, memb
     """The final model: ``config`` trained on ``train`` (seed ``seed``), or with ``members`` > 1 the average
     of that many such models (seeds ``seed``, ``seed + 1``, ...) as one model (:func:`spaces.build_ensemble`).
     Returns (model, the members' :class:`~search.training.FitResult`)."""
+    if isinstance(members, bool) or not isinstance(members, numbers.Integral):  # "2" failed deep inside as a TypeError
+        raise TypeError(f"members must be a whole number of models, not {members!r}")
     if members < 1:
         raise ValueError(f"members must be at least 1, not {members}")
     fits = []

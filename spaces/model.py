@@ -58,6 +58,10 @@ def build_ensemble(config: Mapping[str, Any], members: Iterable[keras.Model], *,
     members = list(members)
     if not members:
         raise ValueError("an ensemble needs at least one member")
+    wrong = [m for m in members if not isinstance(m, keras.Model)]
+    if wrong:  # a list of seeds or paths failed deep inside as an AttributeError
+        raise TypeError(f"members must be trained Keras models (build_model(config), fitted), not "
+                        f"{type(wrong[0]).__name__}: {wrong[0]!r:.60}")
     ecg, rr = _inputs(config, channels)
     outs = [_network(config, ecg, rr, prefix=f"m{i}_") for i in range(len(members))]
     out = outs[0] if len(outs) == 1 else layers.Average(name="abnormal")(outs)

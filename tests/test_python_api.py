@@ -145,6 +145,20 @@ def test_build_model_names_what_its_config_lacks_before_building_a_layer():
         build_model(space)
 
 
+def test_fit_final_and_build_ensemble_name_a_wrong_kind_of_members():
+    """``fit_final(members="2")`` failed as a TypeError from inside the training loop and ``build_ensemble(config,
+    [1, 2])`` (seeds or paths for models) as an AttributeError from a copied layer."""
+    from search import fit_final
+    from spaces import SearchSpace, build_ensemble
+
+    with pytest.raises(TypeError, match=r"members must be a whole number of models, not '2'"):
+        fit_final({}, None, members="2")
+    space = SearchSpace.load("default")
+    config = {**space.fixed, **{k: (v["choices"][0] if "choices" in v else v["low"]) for k, v in space.searched.items()}}
+    with pytest.raises(TypeError, match=r"members must be trained Keras models .*, not int: 1"):
+        build_ensemble(config, [1, 2])
+
+
 def test_fit_and_fit_fold_models_refuse_arrays_for_a_dataset(small_mitdb):
     """``fit(config, X, None)`` was an AttributeError ('ndarray' object has no attribute 'y') once TensorFlow had
     loaded; the folds, labels and patients travel together in a BeatDataset."""
