@@ -10,8 +10,8 @@ from conftest import SMALL_RECORDS, run_cli
 
 def test_help_lists_the_commands(tmp_path, cli_env):
     out = run_cli(["--help"], tmp_path, cli_env).stdout
-    for cmd in ("search", "worker", "sync", "data", "ui"):
-        assert cmd in out
+    listed = {line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()}
+    assert {"search", "worker", "sync", "data", "ui", "predict", "bench-server", "export"} <= listed, out
 
 
 def test_version_names_the_package_python_and_the_libraries_that_decide_results(tmp_path, cli_env):
@@ -240,10 +240,15 @@ def test_missing_data_root_is_named(tmp_path, cli_env):
 
 def test_malformed_space_file_names_the_key(tmp_path, cli_env):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\nparams:\n  lstm_units: {type: int, low: 8}\n")
+    from pathlib import Path
+
+    default = (Path(__file__).parents[1] / "spaces" / "default.yaml").read_text()
+    assert "  lstm_units: {type: int, low: 8, high: 48, log: true}\n" in default
+    bad.write_text(default.replace("  lstm_units: {type: int, low: 8, high: 48, log: true}\n",
+                                   "  lstm_units: {type: int, low: 8, log: true}\n"))
     proc = run_cli(["search", "--study", "x", "--space", bad, "--no-mlflow"], tmp_path, cli_env, check=False)
     assert proc.returncode == 2
-    assert "params: missing" in proc.stderr or "params.lstm_units.high: missing" in proc.stderr
+    assert "params.lstm_units.high: missing" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("root_option", [False, True])

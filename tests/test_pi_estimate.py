@@ -43,11 +43,12 @@ def test_estimate_follows_the_fit():
         math.exp(pe.FIT["pi4"]["a"]))
 
 
-@pytest.mark.parametrize("host, dtype, threads", [(0.0, "float32", 1), (-1.0, "float32", 1),
-                                                   (float("nan"), "int8", 1), (1.0, "int4", 1),
-                                                   (1.0, "float32", 2)])
-def test_bad_arguments(host, dtype, threads):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("host, dtype, threads, why", [
+    (0.0, "float32", 1, "host_ms must be a positive number"), (-1.0, "float32", 1, "host_ms must be a positive"),
+    (float("nan"), "int8", 1, "host_ms must be a positive"), (1.0, "int4", 1, "unknown dtype 'int4'"),
+    (1.0, "float32", 2, "pi_threads must be 1 or 4")])
+def test_bad_arguments(host, dtype, threads, why):
+    with pytest.raises(ValueError, match=why):
         pe.estimate_pi4_ms(host, dtype, pi_threads=threads)
 
 

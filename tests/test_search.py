@@ -1063,12 +1063,16 @@ def test_keras_tuner_search_stopped_by_sigterm_closes_its_runs_and_resumes(tmp_p
     while "keras-tuner trial 0:" not in log.read_text() and time.time() < deadline:
         assert proc.poll() is None, log.read_text()
         time.sleep(0.5)
-    time.sleep(2)  # into trial 1
+    client = Tracker(TrackingConfig(mlflow_uri, None, "test")).client
+    exp = client.get_experiment_by_name("test").experiment_id
+    while time.time() < deadline:  # into trial 1: its run is open (a fixed sleep missed it on a loaded host)
+        assert proc.poll() is None, log.read_text()
+        if len([r for r in client.search_runs([exp]) if r.data.tags.get("ecg_automl.kind") == "trial"]) >= 2:
+            break
+        time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143, log.read_text()
     assert "run the same command again to resume" in log.read_text()
-    client = Tracker(TrackingConfig(mlflow_uri, None, "test")).client
-    exp = client.get_experiment_by_name("test").experiment_id
     assert not client.search_runs([exp], "attributes.status = 'RUNNING'")
     run_cli(args, tmp_path, cli_env, timeout=300)
     assert "0 runs created, 0 updated" in run_cli(["sync", "--study", "kts", "--storage", storage, "--tracking-uri",

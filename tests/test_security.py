@@ -279,7 +279,7 @@ def _hits(tokens: list[str]) -> list[str]:
         for seq in FORBIDDEN:
             if tuple(tokens[i:i + len(seq)]) == seq:
                 found.append("".join(seq))
-        if tokens[i] == "eval" and tokens[i + 1:i + 2] == ["("] and (i == 0 or tokens[i - 1] != "."):
+        if tokens[i] == "eval" and tokens[i + 1:i + 2] == ["("]:  # builtins.eval( and DataFrame.eval( too
             found.append("eval(")
     return found
 
@@ -287,8 +287,10 @@ def _hits(tokens: list[str]) -> list[str]:
 def test_the_scanner_finds_what_it_looks_for(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import pickle, numpy as np\nx = pickle.load(f)\ny = eval(s)\nz = np.load(p, allow_pickle=True)\n"
-                   "m = keras.saving.load_model(p, safe_mode=False)\n# eval(comment) is fine\nok = ast.literal_eval(s)\n")
-    assert sorted(_hits(_code_tokens(bad))) == sorted(["pickle.load", "eval(", "allow_pickle=True", "safe_mode=False"])
+                   "m = keras.saving.load_model(p, safe_mode=False)\n# eval(comment) is fine\nok = ast.literal_eval(s)\n"
+                   "w = builtins.eval(s)\n")
+    assert sorted(_hits(_code_tokens(bad))) == sorted(["pickle.load", "eval(", "allow_pickle=True", "safe_mode=False",
+                                                      "eval("])
 
 
 def test_product_code_neither_unpickles_nor_evals():

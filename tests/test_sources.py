@@ -114,12 +114,16 @@ def test_ptbxl_patient_crossing_folds_is_refused(tmp_path):
 
 @needs_ptbxl
 def test_ptbxl_scp_codes_are_never_evaluated(tmp_path):
+    """The scp_codes column is read as a literal: code in it would run with the user's rights."""
+    pwned = tmp_path / "pwned"
+
     def inject(db):
-        db.loc[db.index[3], "scp_codes"] = "__import__('os').getcwd()"
+        db.loc[db.index[3], "scp_codes"] = f"__import__('pathlib').Path({str(pwned)!r}).touch()"
 
     folder = _ptbxl_tables(tmp_path, inject)
     with pytest.raises(DataError, match="ecg_id 4: scp_codes"):
         load_dataset("ptbxl", path=folder)
+    assert not pwned.exists()
 
 
 def _set(row: int, column: str, value):
