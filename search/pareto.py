@@ -21,7 +21,9 @@ def pareto_table(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def pareto_figure(study: optuna.Study) -> Any:
-    """Quality against latency for every finished trial; the front highlighted, marker area ~ size."""
+    """Quality against latency for every finished trial, each labelled with its number; the front highlighted, and
+    with a size objective, marker area scaled over the study's own sizes (with a key). None when the study has no
+    latency objective or no finished trial (an empty plot said nothing)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,22 +35,41 @@ def pareto_figure(study: optuna.Study) -> Any:
     qi, li = names.index("quality"), names.index("latency")
     si = names.index("size") if "size" in names else None
     done = [t for t in study.trials if t.values is not None]
+    if not done:
+        return None
     front = {t.number for t in study.best_trials}
-    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+    kb = [t.values[si] for t in done] if si is not None else []
+    lo, hi = (min(kb), max(kb)) if kb else (0.0, 0.0)
+
+    def area(size_kb: float) -> float:  # 30-300 pt^2 over the study's range: 13.6 and 15.3 KB looked alike
+        return 30 + 270 * (size_kb - lo) / (hi - lo) if hi > lo else 80
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
     for group, color, label in ((False, "#9aa5b1", "trial"), (True, "#d62728", "Pareto front")):
         pts = [t for t in done if (t.number in front) == group]
         if not pts:
             continue
-        sizes = [20 + 2 * t.values[si] if si is not None else 30 for t in pts]
-        ax.scatter([t.values[li] for t in pts], [t.values[qi] for t in pts], s=sizes, c=color, alpha=0.8, label=label)
-        for t in pts if group else []:
-            ax.annotate(str(t.number), (t.values[li], t.values[qi]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        sizes = [area(t.values[si]) if si is not None else 40 for t in pts]
+        ax.scatter([t.values[li] for t in pts], [t.values[qi] for t in pts], s=sizes, c=color, alpha=0.75,
+                   label=label, edgecolors="white", linewidths=0.5)
+        for t in pts:
+            ax.annotate(str(t.number) + (f" ({t.values[si]:.1f} KB)" if si is not None and group else ""),
+                        (t.values[li], t.values[qi]), fontsize=7, xytext=(4, 3), textcoords="offset points",
+                        color="black" if group else "0.4")
+    handles, labels = ax.get_legend_handles_labels()
+    if si is not None and hi > lo:  # what the marker areas mean
+        for size_kb in (lo, hi):
+            handles.append(ax.scatter([], [], s=area(size_kb), c="white", edgecolors="0.3"))
+            labels.append(f"{size_kb:.1f} KB")
     settings = study.user_attrs.get("settings", {})
     ax.set_xlabel("latency per beat on the bench-server (ms, measured)" if settings.get("latency_target")
                   else "Raspberry Pi 4 latency per beat (ms, estimate)")
     ax.set_ylabel(f"validation {settings.get('metric', 'f1')} (abnormal)")
     ax.set_title(f"{study.study_name}: quality vs latency" + (" (marker area ~ size)" if si is not None else ""))
-    ax.legend()
+    ax.margins(0.12)
+    # above the axes, so no point hides under it
+    ax.legend(handles, labels, loc="lower left", bbox_to_anchor=(0, 1.06, 1, 0.1), ncol=4, fontsize=8, frameon=False,
+              mode="expand")
     fig.tight_layout()
     return fig
 

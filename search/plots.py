@@ -16,22 +16,33 @@ def _plt():
     return plt
 
 
+def _title(ax: Any, title: str, width: int = 44) -> None:
+    """``title`` wrapped to the small figures' width (a final test's title was cut off at one line)."""
+    import textwrap
+
+    lines = [w for part in title.split("\n") for w in textwrap.wrap(part, width) or [""]]
+    ax.set_title("\n".join(lines), fontsize=10 if len(lines) == 1 else 9)
+
+
 def confusion_figure(cm: Sequence[Sequence[int]], title: str = "Confusion matrix") -> Any:
-    """2x2 confusion matrix with counts and row percentages."""
+    """2x2 confusion matrix with counts and row percentages (n/a for a class with no beats)."""
     plt = _plt()
     cm = np.asarray(cm)
-    fig, ax = plt.subplots(figsize=(4, 3.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(4.4, 4), dpi=110)
     ax.imshow(cm / np.maximum(cm.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
     for i in range(2):
         for j in range(2):
-            pct = 100 * cm[i, j] / max(cm[i].sum(), 1)
+            if cm[i].sum() == 0:  # 0 of 0 is not 0 %
+                ax.text(j, i, "0\nn/a", ha="center", va="center", color="0.4")
+                continue
+            pct = 100 * cm[i, j] / cm[i].sum()
             ax.text(j, i, f"{cm[i, j]}\n{pct:.1f}%", ha="center", va="center",
                     color="white" if pct > 60 else "black")
     ax.set_xticks([0, 1], ["normal", "abnormal"])
     ax.set_yticks([0, 1], ["normal", "abnormal"])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    _title(ax, title)
     fig.tight_layout()
     return fig
 
@@ -41,15 +52,19 @@ def roc_figure(y: np.ndarray, prob: np.ndarray, title: str = "ROC (abnormal clas
     from sklearn.metrics import roc_auc_score, roc_curve
 
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4, 3.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(4.4, 4), dpi=110)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     if len(np.unique(y)) == 2:
         fpr, tpr, _ = roc_curve(y, prob)
         ax.plot(fpr, tpr, label=f"AUC {roc_auc_score(y, prob):.3f}")
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ax.legend(loc="lower right")
+    else:  # a curve needs both classes (a test side of normal beats only)
+        only = "abnormal" if len(y) and int(np.asarray(y)[0]) == 1 else "normal"
+        ax.text(0.5, 0.55, f"no ROC curve: every beat here is {only}" if len(y) else "no ROC curve: no beats",
+                ha="center", va="center", fontsize=9, bbox={"facecolor": "white", "edgecolor": "0.7"})
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("sensitivity")
-    ax.set_title(title)
-    ax.legend(loc="lower right")
+    _title(ax, title)
     fig.tight_layout()
     return fig
 
@@ -75,6 +90,11 @@ def study_figures(study: Any, metric: str = "f1") -> dict[str, object]:
     with warnings.catch_warnings():  # the matplotlib backend of optuna.visualization is "experimental"
         warnings.simplefilter("ignore")
         ax = ovm.plot_optimization_history(study, target_name=f"validation {metric}")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers (0.25 steps with a few trials)
+        if len(complete) == 1:
+            ax.set_xlim(complete[0].number - 1, complete[0].number + 1)
         figures["optimization_history.png"] = _figure_of(
             ax, f"study {study.study_name}: validation {metric} per complete trial")
         if len(complete) >= MIN_TRIALS_FOR_IMPORTANCES:

@@ -94,13 +94,15 @@ def prediction_figure(pred: Any) -> Any:
     top.scatter(t[flagged], pred.prob[flagged], s=dot + 2, c=_FLAGGED, lw=0, rasterized=True,
                 label=f"flagged abnormal ({int(flagged.sum())}{false_alarms})")
     top.axhline(pred.threshold, color="k", ls="--", lw=1, label=f"threshold {pred.threshold:.3f}")
-    if ref is not None:  # a row of ticks above the beats: where the annotations say abnormal, and if it was flagged
-        for hit, color, what in ((True, _REFERENCE, "annotated abnormal, flagged"),
-                                 (False, _MISSED, "annotated abnormal, missed")):
+    if ref is not None:  # rows of ticks above the beats: where the annotations say abnormal, flagged or missed (one
+        # row each: on a long record the row drawn last hid the other)
+        for hit, color, what, row in ((True, _REFERENCE, "annotated abnormal, flagged", 1.06),
+                                      (False, _MISSED, "annotated abnormal, missed", 1.12)):
             m = ref & (flagged == hit)
-            top.plot(t[m], np.full(int(m.sum()), 1.08), "|", color=color, ms=7, mew=0.8, rasterized=True,
-                     label=f"{what} ({int(m.sum())})")
-    top.set_ylim(-0.03, 1.14 if ref is not None else 1.03)
+            if m.any():
+                top.plot(t[m], np.full(int(m.sum()), row), "|", color=color, ms=6, mew=0.8, rasterized=True,
+                         label=f"{what} ({int(m.sum())})")
+    top.set_ylim(-0.03, 1.16 if ref is not None else 1.03)
     top.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     top.set_ylabel("p(abnormal)")
     gaps = np.reshape(pred.gaps if pred.gaps is not None else np.zeros((0, 2)), (-1, 2)) / pred.fs
@@ -110,21 +112,33 @@ def prediction_figure(pred: Any) -> Any:
             ax.axvspan(a, b, color=_GAP, alpha=0.5, lw=0, zorder=0,
                        label="lead-off gap" if i == 0 and ax is top else None)
     n_items = len(top.get_legend_handles_labels()[1])
-    top.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=n_items if n_items <= 4 else 3, frameon=False, fontsize=9, markerscale=2.5,
+    top.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=n_items if n_items <= 4 else 3, frameon=False, fontsize=9, markerscale=1.8,
                handletextpad=0.3, columnspacing=1.2, borderaxespad=0.2)
 
     window = burden_window_s(duration)
     n_windows = int(np.ceil(duration / window))
     pct, count = _burden(t, flagged, window, n_windows)
     edges = np.arange(n_windows) * window
-    bottom.bar(edges, np.nan_to_num(pct), width=window, align="edge", color=_FLAGGED, alpha=0.75, lw=0,
+    # a window cut short by a lead-off gap holds a few beats, whose percentage jumps: drawn faint and hatched; a
+    # window without beats is not drawn (it was a 0 % bar)
+    usual = float(np.median(count[count > 0])) if (count > 0).any() else 0.0
+    thin = (count > 0) & (count < 0.25 * usual)
+    bottom.bar(edges[~thin], pct[~thin], width=window, align="edge", color=_FLAGGED, alpha=0.75, lw=0,
                label="flagged by the model")
+    if thin.any():
+        bottom.bar(edges[thin], pct[thin], width=window, align="edge", color=_FLAGGED, alpha=0.25, lw=0,
+                   hatch="///", label="window with under a quarter of the usual beats")
     if ref is not None:
         ref_pct, _ = _burden(t, ref, window, n_windows)
         bottom.step(np.r_[edges, duration], np.r_[ref_pct, ref_pct[-1:]], where="post", color=_REFERENCE, lw=1.2,
                     label="annotated abnormal")
     peak = float(np.nanmax(np.r_[pct, 0.0] if ref is None else np.r_[pct, ref_pct, 0.0]))
-    bottom.set_ylim(0, max(5.0, min(100.0, peak * 1.15)))
+    bottom.set_ylim(0, max(5.0, min(100.0, peak) * 1.3))  # headroom for the legend: it hid the highest bars
+    if peak > 100 / 1.3:
+        bottom.set_yticks([0, 25, 50, 75, 100])
+    if not flagged.any():
+        bottom.text(0.5, 0.5, "no beat flagged abnormal", transform=bottom.transAxes, ha="center", va="center",
+                    fontsize=10, color="0.35")
     what = f"{window / 60:g} min" if window >= 60 else f"{window:g} s"
     bottom.set_ylabel(f"abnormal beats\nper {what} (%)")
     bottom.legend(loc="upper right", fontsize=9, frameon=True, framealpha=0.85)
