@@ -537,3 +537,28 @@ def test_every_tracking_uri_option_says_what_it_overrides(monkeypatch):
     helps = {name: a.help for name, p in sub.choices.items() for a in p._actions if "--tracking-uri" in a.option_strings}
     assert {"search", "worker", "sync", "ui", "export"} <= set(helps), helps
     assert set(helps.values()) == {"MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)"}, helps
+
+
+def test_mlflow_config_env_and_flag_decide_the_tracking_store_in_that_order(tmp_path, monkeypatch):
+    """--mlflow-config's values are used, $MLFLOW_TRACKING_URI overrides the file's URI and --tracking-uri both (no
+    test read a config file's values or the variable: ignoring either passed the suite)."""
+    from ecg_automl import cli
+
+    conf = tmp_path / "team.yaml"
+    conf.write_text(f"tracking_uri: sqlite:///{tmp_path / 'file.db'}\nexperiment_name: cardio\n"
+                    f"artifact_location: {tmp_path / 'art'}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+
+    def config(*extra):
+        return cli._tracking(cli.build_parser().parse_args(["sync", "--study", "s", "--mlflow-config", str(conf),
+                                                            *extra]))
+
+    got = config()
+    assert (got.tracking_uri, got.experiment_name, got.artifact_location) == (
+        f"sqlite:///{tmp_path / 'file.db'}", "cardio", str(tmp_path / "art"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
+    assert config().tracking_uri == f"sqlite:///{tmp_path / 'env.db'}" and config().experiment_name == "cardio"
+    got = config("--tracking-uri", str(tmp_path / "flag.db"), "--experiment", "other")
+    assert (got.tracking_uri, got.experiment_name) == (f"sqlite:///{tmp_path / 'flag.db'}", "other")

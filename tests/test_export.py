@@ -145,6 +145,19 @@ def test_latency_gate_rejects_without_training(tmp_path):
     assert all(r.info.status == "KILLED" and "latency_ms" in r.data.metrics for r in runs.values())
 
 
+def test_the_latency_gate_times_the_export_mode_the_study_names():
+    """`search --latency-mode fp32|dynamic|fp16` had no test: each builds its own file (fp16 holds half-size
+    weights), is timed on its own reference clock and estimated on the Pi's float fit."""
+    from ecg_automl.tflite.gate import REFERENCE_CONFIG, LatencyGate
+
+    measured = {mode: LatencyGate(None, mode=mode, runs=10).measure(REFERENCE_CONFIG)
+                for mode in ("fp32", "dynamic", "fp16")}
+    for mode, m in measured.items():
+        assert m["latency_ms"] == m["pi4_estimate_ms"] > 0 and m["host_ms"] > 0, (mode, m)
+    size = {mode: m["size_kb"] for mode, m in measured.items()}
+    assert size["fp16"] < 0.7 * size["fp32"] and size["dynamic"] < 0.7 * size["fp32"], size
+
+
 def test_the_latency_gate_prunes_over_budget_and_keeps_within_it(monkeypatch):
     """The gate's decision alone (its measurement stubbed): a model over the budget is pruned, one within it (and
     any model without a budget) goes on to training with its latency and size as objectives."""

@@ -485,3 +485,28 @@ def test_rates_patient_ids_rr_rows_and_channels_are_named_when_wrong():
     with pytest.raises(TypeError, match="channels must be a whole number of leads, not 1.5"):
         build_model(config, channels=1.5, compile_model=False)
     assert build_model({**config, "rr_features": False}, channels=np.int64(2), compile_model=False).inputs[0].shape[2] == 2
+
+
+def test_a_registered_source_loads_caches_and_splits_like_a_built_in_one(tmp_path, monkeypatch, data_root):
+    """``register_source`` had a test of its refusal only: a reader registered under a new name is what
+    ``load_dataset`` calls with the documented arguments, its arrays are cached under that name and split by patient."""
+    from ecg_data import SOURCES, check_no_leak, grouped_splits, load_dataset, patient_kfold, read_mitdb, register_source
+
+    calls = []
+
+    def my_holter(path, *, fs, window, records, on_bad_record):
+        calls.append((path, fs, window, records, on_bad_record))
+        ds = read_mitdb(path, fs=fs, window=window, records=["101", "106", "119", "223"], on_bad_record=on_bad_record)
+        ds.name = "my-holter"
+        return ds
+
+    monkeypatch.setitem(SOURCES, "my-holter", SOURCES["mitdb"])  # undone after the test
+    register_source("my-holter", my_holter)
+    monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
+    first = load_dataset("my-holter", path=data_root / "mitdb", fs=180, window=256)
+    again = load_dataset("my-holter", path=data_root / "mitdb", fs=180, window=256)
+    assert calls == [((data_root / "mitdb").resolve(), 180, 256, None, "error")]  # the second load is the cache's
+    assert first.name == "my-holter" and again.info["cache"]["hit"] and np.array_equal(first.X, again.X)
+    search = first.search_part()
+    for train, val in grouped_splits(patient_kfold(2), search.X, search.y, search.groups):
+        check_no_leak(search.groups, train, val)
