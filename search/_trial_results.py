@@ -110,7 +110,7 @@ def log_trial_results(tracker: Tracker | None, run_id: str | None, number: int, 
     pooled = 2 * tp / max(2 * tp + fp + fn, 1)
     # the trial's value is the mean of the folds' own figures, which these pooled beats do not give
     fig = plots.confusion_figure(cm, f"trial {number}: every validation fold's beats pooled, threshold "
-                                     f"{threshold:.3f}: F1 {pooled:.3f}\n(the trial's value is the folds' mean)")
+                                     f"{threshold:.3f}: F1 {pooled:.3f}\n(the trial's value: its metric's mean over the folds)")
     tracker.log_figure(run_id, fig, "confusion_matrix.png")
     plots.close(fig)
     fig = plots.roc_figure(y[seen], oof[seen], f"trial {number}: every validation fold's beats pooled")

@@ -65,12 +65,13 @@ def pareto_figure(study: optuna.Study) -> Any:
     ax.set_xlabel("latency per beat on the bench-server (ms, measured)" if settings.get("latency_target")
                   else "Raspberry Pi 4 latency per beat (ms, estimate)")
     ax.set_ylabel(f"validation {settings.get('metric', 'f1')} (abnormal)")
-    ax.set_title(f"{study.study_name}: quality vs latency" + (" (marker area ~ size)" if si is not None else ""))
+    from .plots import _title
+
+    _title(ax, f"{study.study_name}: quality vs latency" + (" (marker area ~ size)" if si is not None else ""), 64)
     ax.margins(0.12)
-    # above the axes, so no point hides under it
-    ax.legend(handles, labels, loc="lower left", bbox_to_anchor=(0, 1.06, 1, 0.1), ncol=4, fontsize=8, frameon=False,
-              mode="expand")
-    fig.tight_layout()
+    # under the axes, so no point hides under it
+    fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 

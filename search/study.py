@@ -96,9 +96,10 @@ def _refuse_mismatch(name: str, study: optuna.Study, stored: StudySettings, sett
 
 
 def _moved_bench_server(name: str, study: optuna.Study, stored: StudySettings, settings: StudySettings) -> bool:
-    """True when the bench-server URL is the only setting that differs and the server now at the given URL is the
-    board that timed the study's trials (a Pi that got a new address); StudyMismatchError when it is another board
-    or the trials do not say which board timed them. False when other settings differ too."""
+    """True when the bench-server URL is the only setting that differs and the server now at the given URL is a board
+    of the same model and software (``/health``'s device: board name, machine, system, Python, LiteRT) as the one
+    that timed the study's trials (a Pi that got a new address), or no trial was timed yet; StudyMismatchError when
+    it is another kind or the trials or the server do not say which board. False when other settings differ too."""
     old, new = stored.latency_target, settings.latency_target
     if not old or not new or old == new or dataclasses.replace(stored, latency_target=new).differences(settings):
         return False
@@ -106,10 +107,14 @@ def _moved_bench_server(name: str, study: optuna.Study, stored: StudySettings, s
 
     device = check_target(new).get("device")
     timed = [t for t in study.get_trials(deepcopy=False) if "latency_ms" in t.user_attrs]
-    boards = {json.dumps(t.user_attrs.get("latency_device"), sort_keys=True) for t in timed}
-    if not timed or boards == {json.dumps(device, sort_keys=True)}:
+    if not timed:
         return True
-    if "null" in boards:
+    boards = {json.dumps(t.user_attrs.get("latency_device"), sort_keys=True) for t in timed}
+    if not isinstance(device, dict):
+        found = f"the server at {new} does not say which board it is (its /health has no device)"
+    elif boards == {json.dumps(device, sort_keys=True)}:
+        return True
+    elif "null" in boards:
         found = ("some of its trials do not record the board that timed them (ecg-automl before 2026-12-06 did not "
                  "keep it), so the board at the new address cannot be checked")
     else:
@@ -196,8 +201,10 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None 
         study.pruner = make_pruner(pruner or study.user_attrs.get("pruner", "median"), _epochs_per_fold(stored))
         _refuse_mismatch(name, study, stored, settings, engine)
         if settings is not None and settings.latency_target != stored.latency_target:  # the board moved
-            log.warning("study %r: its bench-server %s is now at %s (the same board answered there); the study "
-                        "times its trials there from now on", name, stored.latency_target, settings.latency_target)
+            timed = any("latency_ms" in t.user_attrs for t in study.get_trials(deepcopy=False))
+            log.warning("study %r: its bench-server %s is now at %s (%s); the study times its trials there from now on",
+                        name, stored.latency_target, settings.latency_target,
+                        "a board of the same model and software answered there" if timed else "no trial was timed yet")
             moves = [*study.user_attrs.get("latency_target_moves", []),
                      {"from": stored.latency_target, "to": settings.latency_target,
                       "trials_before": len(study.get_trials(deepcopy=False))}]

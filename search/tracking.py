@@ -396,19 +396,24 @@ class Tracker:
     def study_run(self, study: Any, settings: dict[str, Any], *, run_name: str | None = None,
                   tags: dict[str, str] | None = None) -> str:
         """The study's parent run id: reused when the study resumes (so its trial runs stay under one parent),
-        created (and remembered) otherwise, named ``run_name`` (default: the study's name)."""
+        created (and remembered) otherwise, named ``run_name`` (default: the study's name). A study whose bench-server
+        moved (``latency_target_moves``) says so in a tag: the run's ``study.latency_target`` param cannot change."""
         run_id = study.user_attrs.get("mlflow_parent_run_id")
+        moves = study.user_attrs.get("latency_target_moves")
         if run_id:
             try:
                 with _quiet_store_errors():
                     run = self.client.get_run(run_id)
                     if run.info.status != "RUNNING":
                         self.client.update_run(run_id, status="RUNNING")
+                    if moves:
+                        self.client.set_tag(run_id, "latency_target_moves", json.dumps(moves))
                 return run_id
             except Exception:
                 log.warning("parent run %s not found in %s; starting a new one", run_id, self.config.tracking_uri)
         run = self.client.create_run(self.experiment_id, run_name=run_name or study.study_name,
                                      tags={"optuna.study_name": study.study_name, "ecg_automl.kind": "study",
+                                           **({"latency_target_moves": json.dumps(moves)} if moves else {}),
                                            **(tags or {})})
         run_id = run.info.run_id
         study.set_user_attr("mlflow_parent_run_id", run_id)

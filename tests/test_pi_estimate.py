@@ -1,6 +1,7 @@
 """The Raspberry Pi 4 latency estimate: constants match the calibration data, inputs are checked, no TF."""
 
 import contextlib
+import json
 import math
 import subprocess
 import sys
@@ -217,6 +218,66 @@ def test_a_study_resumes_under_a_new_bench_server_url_only_when_the_same_board_a
         with pytest.raises(StudyMismatchError, match="timed on 2 different boards"):
             open_study("moved", storage, made, heartbeat=None)
     assert open_study("moved", storage, None, heartbeat=None)[1].latency_target == new  # nothing moved back
+
+
+def _health_server(answer: dict):
+    """A loopback server whose GET /health answers ``answer``."""
+    import http.server
+    import json
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    return _serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler))
+
+
+def test_a_moved_bench_server_is_refused_when_its_board_or_the_trials_board_is_unknown_or_another(tmp_path):
+    """The refusals of a new bench-server URL: another kind of board, a server that does not name its board, trials
+    timed before the board was kept; and a study with no timed trial takes any. The study run's MLflow tag keeps the
+    move (its study.latency_target param cannot change)."""
+    import optuna
+
+    from search import StudySettings, Tracker, TrackingConfig, open_study
+    from search.study import StudyMismatchError
+    from spaces import SearchSpace
+
+    space = SearchSpace.load("spaces/default.yaml").to_yaml()
+    pi4 = {"machine": "aarch64", "system": "Linux", "python": "3.11.2", "model": "Raspberry Pi 4 Model B Rev 1.4"}
+
+    def settings(url):
+        return StudySettings(space_yaml=space, latency_budget_ms=5, latency_target=url)
+
+    with _health_server({"ok": True, "device": pi4}) as a, _health_server({"ok": True, "device": pi4}) as b, \
+            _health_server({"ok": True, "device": {**pi4, "model": "Raspberry Pi 5 Model B"}}) as pi5, \
+            _health_server({"ok": True}) as anonymous:
+        storage = f"sqlite:///{tmp_path / 'o.db'}"
+        open_study("empty", storage, settings(a), heartbeat=None)
+        assert open_study("empty", storage, settings(pi5), heartbeat=None)[1].latency_target == pi5  # nothing timed
+        study, _ = open_study("s", storage, settings(a), heartbeat=None)
+        tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "t"))
+        run_id = tracker.study_run(study, settings(a).to_dict())
+        study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={},
+                                                  user_attrs={"latency_ms": 1.0, "latency_device": pi4}))
+        with pytest.raises(StudyMismatchError, match=r"timed on .*Raspberry Pi 4.*, and http://127.0.0.1:\d+ is "
+                                                     r".*Raspberry Pi 5"):
+            open_study("s", storage, settings(pi5), heartbeat=None)
+        with pytest.raises(StudyMismatchError, match="does not say which board it is"):
+            open_study("s", storage, settings(anonymous), heartbeat=None)
+        study, _ = open_study("s", storage, settings(b), heartbeat=None)
+        assert tracker.study_run(study, settings(b).to_dict()) == run_id
+        assert json.loads(tracker.client.get_run(run_id).data.tags["latency_target_moves"]) == [
+            {"from": a, "to": b, "trials_before": 1}]
+        study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}, user_attrs={"latency_ms": 1.0}))
+        with pytest.raises(StudyMismatchError, match="do not record the board that timed them"):
+            open_study("s", storage, settings(a), heartbeat=None)
 
 
 @contextlib.contextmanager

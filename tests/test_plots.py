@@ -58,7 +58,7 @@ def test_the_pareto_plot_tells_sizes_apart_labels_every_trial_and_is_not_drawn_e
     areas = sorted(a for c in ax.collections for a in c.get_sizes() if len(c.get_offsets()))
     assert areas[0] == pytest.approx(30) and areas[-1] == pytest.approx(300)
     assert {t.get_text().split(" ")[0] for t in ax.texts} == {"0", "1", "2"}
-    assert {"13.6 KB", "15.3 KB"} <= {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {"13.6 KB", "15.3 KB"} <= {t.get_text() for t in fig.legends[0].get_texts()}
     empty = optuna.create_study(directions=["maximize", "minimize"], study_name="none")
     empty.set_user_attr("settings", {"objectives": ["quality", "latency"]})
     assert pareto_figure(empty) is None
@@ -86,4 +86,4 @@ def test_a_trials_confusion_matrix_says_it_pools_the_folds_and_gives_its_own_f1(
     tracker = Tracker()
     log_trial_results(tracker, "run", 1, y, oof, 0.5, [{"objective": 0.3}], {}, None)
     assert tracker.figures["confusion_matrix.png"] == ("trial 1: every validation fold's beats pooled, threshold "
-                                                       "0.500: F1 0.667 (the trial's value is the folds' mean)")
+                                                       "0.500: F1 0.667 (the trial's value: its metric's mean over the folds)")

@@ -81,6 +81,9 @@ def test_a_window_a_gap_cuts_short_is_drawn_faint_and_a_record_with_nothing_flag
     handles, labels = bottom.get_legend_handles_labels()
     faint = handles[labels.index("window with under a quarter of the usual beats")]
     assert [p.get_x() for p in faint] == [600.0] and len(bottom.containers[0]) == 59
+    short_end = _prediction(30.1, gaps=())  # a last window of 6 s, as every MIT-BIH record (1,805.6 s) has: not faint
+    assert "window with under a quarter of the usual beats" not in plot_mod.prediction_figure(
+        short_end).axes[1].get_legend_handles_labels()[1]
     quiet = _prediction(30)
     quiet.prob[:] = 0.1
     texts = [t.get_text() for t in plot_mod.prediction_figure(quiet).axes[1].texts]

@@ -202,8 +202,10 @@ def check_target(url: str, *, timeout: float = 10) -> dict[str, Any]:
     return answer
 
 
-#: What to do when the device answers at another address now (a study checks that the same board answers there).
-_MOVED = " (If it has a new address, resume with --latency-target giving it.)"
+#: What a study's search says when its bench-server cannot be reached (:class:`~.gate.LatencyGate`): the study takes a
+#: new address for the same kind of board.
+MOVED_HINT = (" If the device has a new address, resume the study with `ecg-automl search ... --latency-target NEW_URL` "
+              "(taken when a board of the same model and software answers there); workers started after it time there.")
 
 #: Seconds waited before each new try when a bench-server cannot be reached (a Wi-Fi drop, a restart): three tries
 #: more, then the search stops (:class:`~.convert.LatencyTargetError`).
@@ -211,13 +213,14 @@ RETRY_WAITS = (2.0, 5.0, 10.0)
 
 
 def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: int = 20, threads: int = 1,
-                   timeout: float = 300, waits: tuple[float, ...] = RETRY_WAITS) -> dict[str, Any]:
+                   timeout: float = 300, waits: tuple[float, ...] = RETRY_WAITS, hint: str = "") -> dict[str, Any]:
     """Ask a bench-server at ``url`` (http://HOST:PORT) to time ``tflite_bytes``. A refused or dropped connection is
     tried again after each of ``waits``; one still failing, a connection or upload that times out (not tried again:
     each try would wait ``timeout``), or an answer without a positive finite ``median_ms`` and ``p90_ms`` (an HTML
     page, NaN, -1, text) is a :class:`~.convert.LatencyTargetError` naming the server, which stops the search. The
     server refusing this model (an HTTP error), or sending no timing within ``timeout`` once it has the model, is a
-    :class:`~.convert.TFLiteError`: that model's trial fails, the search goes on."""
+    :class:`~.convert.TFLiteError`: that model's trial fails, the search goes on. ``hint`` ends the messages of a
+    server that cannot be reached (what the caller can do about it)."""
     import urllib.error
     import urllib.request
 
@@ -239,7 +242,7 @@ def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: in
         except urllib.error.URLError as exc:  # no connection: refused, unknown host, or no answer to it in time
             if isinstance(exc.reason, TimeoutError):  # a host that drops packets: tries would each wait `timeout`
                 raise LatencyTargetError(f"cannot reach bench-server {url} (timed out connecting to it or sending it "
-                                         f"the model): is the device on, at this address?{_MOVED}") from None
+                                         f"the model): is the device on, at this address?{hint}") from None
             problem = exc.reason
         except TimeoutError:  # connected, but no timing in time: the server may still be timing this model, so it
             # is not sent again (two timings at once would each be slower); this model's trial fails
@@ -250,7 +253,7 @@ def remote_latency(url: str, tflite_bytes: bytes, *, runs: int = 200, warmup: in
         if wait is None:
             raise LatencyTargetError(
                 f"cannot reach bench-server {url} ({problem}; {attempt + 1} tries, {sum(waits):g} s apart in all): is "
-                f"`ecg-automl bench-server` still running on the device?{_MOVED}")
+                f"`ecg-automl bench-server` still running on the device?{hint}")
         log.warning("bench-server %s: %s; trying again in %g s", url, problem, wait)
         time.sleep(wait)
     return _check_answer(url, body)

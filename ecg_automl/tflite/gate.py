@@ -108,9 +108,9 @@ class LatencyGate:
                                "host_p90_ms": host["p90_ms"], "host_slowdown": host["slowdown"],
                                "size_kb": len(flat) / 1024, "gate_channels": channels, **model_stats(model)}
         if self.target:
-            from .bench_server import remote_latency
+            from .bench_server import MOVED_HINT, remote_latency
 
-            remote = remote_latency(self.target, flat, runs=self.runs, threads=self.threads)
+            remote = remote_latency(self.target, flat, runs=self.runs, threads=self.threads, hint=MOVED_HINT)
             out.update(device_median_ms=remote["median_ms"], device_p90_ms=remote["p90_ms"])
             if isinstance(remote.get("device"), dict):  # which board answered at the URL, with the trial
                 out["latency_device"] = remote["device"]

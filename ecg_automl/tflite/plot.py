@@ -122,7 +122,8 @@ def prediction_figure(pred: Any) -> Any:
     # a window cut short by a lead-off gap holds a few beats, whose percentage jumps: drawn faint and hatched; a
     # window without beats is not drawn (it was a 0 % bar)
     usual = float(np.median(count[count > 0])) if (count > 0).any() else 0.0
-    thin = (count > 0) & (count < 0.25 * usual)
+    covered = np.clip(duration - edges, 0.0, window) / window  # the record's last window may be a few seconds long
+    thin = (count > 0) & (count < 0.25 * usual * covered)
     bottom.bar(edges[~thin], pct[~thin], width=window, align="edge", color=_FLAGGED, alpha=0.75, lw=0,
                label="flagged by the model")
     if thin.any():
