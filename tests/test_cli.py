@@ -103,7 +103,7 @@ def test_data_info_says_what_each_reader_left_out():
     (["search", "--study", "x", "--objective", "f1,latency", "--final-model", "folds", "--no-mlflow"],
      "a multi-objective study has no final model"),
     (["search", "--study", "x", "--fold-repeats", "2", "--no-mlflow"], "--fold-repeats repeats the fold ensemble"),
-    (["data", "info", "mitdb", "--records", "102"], "paced"),
+    (["data", "info", "mitdb", "--records", "102"], "records ['102'] are not in DS1/DS2 (paced records"),
     (["data", "info", "heartbeat-csv"], "point at them with --data-path"),  # only named the missing folder
     (["data", "info", "mitdb", "--root", "/nowhere", "--data-path", "/nowhere/mitdb"],  # --root was ignored
      "--root and --data-path both say where the data is"),
@@ -121,7 +121,7 @@ def test_data_info_says_what_each_reader_left_out():
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     proc = run_cli(args, tmp_path, cli_env, check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])  # a usage or input error
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
 

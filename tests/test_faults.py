@@ -195,7 +195,7 @@ def test_corrupt_wfdb_records_are_rejected_before_anything_is_written(tmp_path, 
 
 @pytest.mark.parametrize("args, messages", [
     (["--dataset", "nosuchdb"], ["unknown dataset 'nosuchdb'"]),
-    (["--records", "100,999"], ["999"]),
+    (["--records", "100,999"], ["records ['999'] are not in DS1/DS2"]),
     (["--storage", "foo://nowhere/db"], ["cannot open study storage foo://nowhere/db"]),
     (["--storage", "sqlite:////proc/no-such-dir/o.db"], ["cannot open study storage sqlite:////proc/no-such-dir/o.db"]),
     # a relative path below a file: FileExistsError traceback from mkdir, after the data had been loaded
