@@ -131,6 +131,14 @@ def cache_inputs(path: Path) -> dict:
     return {"files": sidecars, "allow_beat_level_split": allow_beat_split_from_env(), "layout": WINDOW_LAYOUT}
 
 
+def csv_number(field: str) -> float:
+    """A CSV cell as the number numpy's and pandas' readers take it; ValueError otherwise (Python's ``float()`` also
+    reads ``1_0`` as 10, which they refuse)."""
+    if "_" in field:
+        raise ValueError(field)
+    return float(field)
+
+
 def _max_class(csv: Path) -> int:
     """The highest class ``csv`` may hold: 1 in a PTB file (told by its name, as Kaggle's ptbdb_*.csv), else 4."""
     return PTB_MAX_CLASS if csv.name.lower().startswith(PTB_PREFIX) else MAX_CLASS
@@ -153,9 +161,7 @@ def _locate_problem(csv: Path) -> None:
                                 f"({N_SAMPLES} samples at {FS_IN:g} Hz and the class)")
             for col, field in enumerate(fields, start=1):
                 try:
-                    if "_" in field:  # Python's float() reads 1_0 as 10; the CSV reader does not
-                        raise ValueError(field)
-                    v = float(field)
+                    v = csv_number(field)
                 except ValueError:
                     raise DataError(f"{csv}, line {lineno}, column {col}: {field.strip()[:40]!r} is not a number") from None
                 if not math.isfinite(v):

@@ -565,7 +565,8 @@ def test_a_malformed_csv_is_named_by_its_line(untrained, tmp_path, cli_env):
     to "use `usecols`": the first bad line is now named as `data info` names it, from 1."""
     good, short, bad = ",".join(["0.1"] * 192), ",".join(["0.1"] * 100), ",".join(["abc"] + ["0.1"] * 191)
     for text, message in ((f"# beats\n\n{good}\n{good}\n{good}\n{bad}\n", "line 6, column 1: 'abc' is not a number"),
-                          (f"{good}\n{good}\n{short}\n", "line 3: 100 columns, the lines above have 192")):
+                          (f"{good}\n{good}\n{short}\n", "line 3: 100 columns, the lines above have 192"),
+                          (f"{good}\n1_0,{good[4:]}\n", "line 2, column 1: '1_0' is not a number")):  # float() takes it
         csv = tmp_path / "bad.csv"
         csv.write_text(text)
         proc = run_cli(["predict", untrained["mitdb"], "--csv", csv], tmp_path, cli_env, check=False)

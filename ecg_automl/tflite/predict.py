@@ -550,9 +550,7 @@ def _locate_parse_error(csv_path: str | Path) -> str | None:
         width = len(fields)
         for col, value in enumerate(fields, start=1):
             try:
-                if "_" in value:  # float() reads 1_000, numpy does not
-                    raise ValueError
-                float(value)
+                heartbeat_csv.csv_number(value)
             except ValueError:
                 return f"line {lineno}, column {col}: {value.strip()[:40]!r} is not a number"
     return None
