@@ -88,7 +88,7 @@ def _refuse_mismatch(name: str, study: optuna.Study, stored: StudySettings, sett
     if settings is not None:
         diff = stored.differences(settings)
         if diff and _moved_bench_server(name, study, stored, settings):
-            return  # the same board at a new address: open_study stores the new URL
+            return  # a board of the same model and software at a new address: open_study stores the new URL
         if diff:
             raise StudyMismatchError(
                 f"study {name!r} already exists with other settings ({'; '.join(diff)}). "
