@@ -834,3 +834,28 @@ def test_a_mistyped_ecg_automl_data_is_named_not_filled_with_a_download(tmp_path
     assert not typo.exists()
     with pytest.raises(DatabaseNotFoundError, match="is not under"):
         database_dir("mitdb", tmp_path / "elsewhere", download=False)
+
+
+def test_a_study_with_on_bad_record_skip_loads_without_the_damaged_record(data_root, tmp_path, monkeypatch):
+    """`search --on-bad-record skip` reaches the study's data (it was tested through load_dataset only): the
+    command line's option is the study's setting, and the study's data leaves the damaged record out by name."""
+    from ecg_automl import cli
+    from search import load_study_data
+    from spaces import SearchSpace
+
+    root = _copy_db(data_root, tmp_path, ["100", "101", "106", "119", "208"])
+    (root / "mitdb" / "101.atr").unlink()
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+    monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
+    space = SearchSpace.load("default")
+    args = cli.build_parser().parse_args(["search", "--study", "s", "--data-path", str(root / "mitdb"), "--folds", "2",
+                                          "--records", "100,101,106,119,208", "--on-bad-record", "skip"])
+    args.metric = cli._quality_metric(args.objective, args.metric)  # as cmd_search does
+    settings = cli._search_settings(args, space, ["quality"])
+    assert settings.on_bad_record == "skip"
+    data = load_study_data(settings, space)
+    assert set(data.records) == {"100", "106", "119", "208"}
+    assert [skip["path"].rsplit("/", 1)[-1] for skip in data.info["skipped"]] == ["101.atr"]
+    with pytest.raises(RecordError, match=r"101 has no 101\.atr"):
+        load_study_data(cli._search_settings(args.__class__(**{**vars(args), "on_bad_record": "error"}), space,
+                                             ["quality"]), space)
