@@ -51,7 +51,8 @@ def pareto_figure(study: optuna.Study) -> Any:
             continue
         sizes = [area(t.values[si]) if si is not None else 40 for t in pts]
         ax.scatter([t.values[li] for t in pts], [t.values[qi] for t in pts], s=sizes, c=color, alpha=0.75,
-                   label=label, edgecolors="white", linewidths=0.5)
+                   edgecolors="white", linewidths=0.5)
+        ax.scatter([], [], s=40, c=color, label=label)  # the legend's marker: one size, whatever the points' sizes
         for t in pts:
             ax.annotate(str(t.number) + (f" ({t.values[si]:.1f} KB)" if si is not None and group else ""),
                         (t.values[li], t.values[qi]), fontsize=7, xytext=(4, 3), textcoords="offset points",

@@ -58,7 +58,10 @@ def test_the_pareto_plot_tells_sizes_apart_labels_every_trial_and_is_not_drawn_e
     areas = sorted(a for c in ax.collections for a in c.get_sizes() if len(c.get_offsets()))
     assert areas[0] == pytest.approx(30) and areas[-1] == pytest.approx(300)
     assert {t.get_text().split(" ")[0] for t in ax.texts} == {"0", "1", "2"}
-    assert {"13.6 KB", "15.3 KB"} <= {t.get_text() for t in fig.legends[0].get_texts()}
+    legend = fig.legends[0]
+    assert {"13.6 KB", "15.3 KB"} <= {t.get_text() for t in legend.get_texts()}
+    kinds = [h for h, t in zip(legend.legend_handles, legend.get_texts()) if t.get_text() in ("trial", "Pareto front")]
+    assert [list(h.get_sizes()) for h in kinds] == [[40], [40]]  # not the largest point's size
     empty = optuna.create_study(directions=["maximize", "minimize"], study_name="none")
     empty.set_user_attr("settings", {"objectives": ["quality", "latency"]})
     assert pareto_figure(empty) is None
