@@ -106,8 +106,7 @@ def log_trial_results(tracker: Tracker | None, run_id: str | None, number: int, 
     tracker.log_metrics(run_id, summary)
     seen = ~np.isnan(oof)
     cm = _cm(y[seen], oof[seen], threshold)
-    (_, fp), (fn, tp) = cm
-    pooled = 2 * tp / max(2 * tp + fp + fn, 1)
+    pooled = binary_metrics(y[seen], oof[seen], threshold)["f1"]
     # the trial's value is the mean of the folds' own figures, which these pooled beats do not give
     fig = plots.confusion_figure(cm, f"trial {number}: every validation fold's beats pooled, threshold "
                                      f"{threshold:.3f}: F1 {pooled:.3f}\n(the trial's value: its metric's mean over the folds)")
