@@ -771,14 +771,15 @@ def test_ctrl_c_then_rerun_loses_and_repeats_nothing(tmp_path, cli_env, sig):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     storage = f"sqlite:///{tmp_path / 'o.db'}"
     deadline = time.time() + 300
-    while time.time() < deadline:  # wait until a trial is complete and another one is running
-        time.sleep(1)
+    while time.time() < deadline:  # wait until a trial is complete and another one is running (training:
+        time.sleep(1)  # every parameter drawn; a signal while it was still drawing them left a partial trial)
         assert proc.poll() is None, "the study finished before the test could interrupt it"
         try:
             trials = optuna.load_study(study_name="ctrlc", storage=storage).trials
         except Exception:
             continue
-        if any(t.state.name == "COMPLETE" for t in trials) and any(t.state.name == "RUNNING" for t in trials):
+        names = {frozenset(t.params) for t in trials if t.state.name == "COMPLETE"}
+        if any(t.state.name == "RUNNING" and frozenset(t.params) in names for t in trials):
             break
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
