@@ -23,7 +23,11 @@ repeats=R)``): R x K members, and each DS1 beat is scored out of fold by R model
 threshold. The threshold the single models' out-of-fold predictions give (the rule of one repeat) is reported
 beside it. The repeats' split seeds differ too, but scikit-learn's StratifiedGroupKFold gives the same DS1
 patient folds for every seed (its shuffle only breaks ties between patients of equal class balance), so on
-MIT-BIH the repeats share the folds and differ in training seed.
+MIT-BIH the repeats share the folds and differ in training seed. With ``--reshuffle-repeats`` the repeats after
+the first split the DS1 patients at random instead (scikit-learn's ``GroupKFold(shuffle=True)``, seed
+``seed + 7919 r``; not stratified by class), so that their members also differ in which patients they trained on:
+
+    python benchmarks/fold_ensemble.py --folds 5 --repeats 2 --reshuffle-repeats   # 95 min
 
 Writes ``fold_ensemble_<mode>.json`` and ``fold_ensemble_<mode>.png`` (ROC-AUC of members vs ensemble per
 seed; F1 against the threshold on DS1 out-of-fold and on DS2) to ``--out-dir``.
@@ -72,8 +76,21 @@ def f1_curve(y: np.ndarray, prob: np.ndarray) -> list[float]:
     return [float(f1_score(y, prob >= t, zero_division=0)) for t in CURVE]
 
 
+def splitters(folds: int, seed: int, repeats: int, reshuffle: bool) -> list | None:
+    """The patient splitters of the repeats: None (``fit_fold_models``' own: StratifiedGroupKFold, the same
+    DS1 folds in every repeat) or, with ``reshuffle``, that for the first repeat and random group folds after."""
+    if not reshuffle:
+        return None
+    from sklearn.model_selection import GroupKFold
+
+    from ecg_data import patient_kfold
+
+    return [patient_kfold(folds, seed=seed), *(GroupKFold(folds, shuffle=True, random_state=seed + 7919 * r)
+                                               for r in range(1, repeats))]
+
+
 def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, runs: int,
-             repeats: int = 1) -> dict[str, Any]:
+             repeats: int = 1, reshuffle: bool = False) -> dict[str, Any]:
     """K fold models on DS1, OOF threshold, DS2 scores of each member and of their average (Keras, int8)."""
     from ecg_automl.tflite import TFLiteModel, convert, measure_latency, time_invocations
     from ecg_data import subsample_beats
@@ -86,7 +103,8 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
     C.check_inter_patient(train, test)  # no DS2 patient in training but the one de Chazal's split shares
     # the product's fold ensemble (`ecg-automl search --final-model folds`): the K fold models, their average
     # as one model, and the threshold from their out-of-fold predictions
-    ens = fit_fold_models(config, train, folds=folds, seed=seed, repeats=repeats)
+    ens = fit_fold_models(config, train, folds=folds, seed=seed, repeats=repeats,
+                          cv=splitters(folds, seed, repeats, reshuffle))
     oof, thr = ens.oof, ens.threshold
     # the rule of one repeat: each fold's F1-best threshold on single models' out-of-fold probabilities
     single_thr = float(np.median([best_threshold(train.y[row == k], ens.oof_by_repeat[r][row == k])
@@ -100,7 +118,7 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
         int8_probs.append(TFLiteModel(flat, threads=1).predict(test_inputs))
         ms = time_invocations(flat, n_runs=runs, threads=1, seed=seed)
         members.append({"repeat": k // folds, "fold": k % folds, "train_beats": int(len(tr)), "val_beats": int(len(va)),
-                        "train_seconds": res.seconds, "int8_size_kb": len(flat) / 1024,
+                        "val_patients": sorted(str(p) for p in np.unique(train.groups[va])), "train_seconds": res.seconds, "int8_size_kb": len(flat) / 1024,
                         "int8_ms_median": float(np.median(ms)), "int8_ms_p90": float(np.percentile(ms, 90))})
         log.info("seed %d fold model %d/%d: DS2 ROC-AUC Keras %.3f int8 %.3f (%.0f s training)", seed, k + 1,
                  len(ens.fits),
@@ -206,6 +224,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--folds", type=C.at_least(2), default=None, help="patient-grouped DS1 folds = ensemble members (full 3)")
     ap.add_argument("--repeats", type=C.at_least(1), default=None,
                     help="train each fold model this many times with other seeds: repeats x folds members (default 1)")
+    ap.add_argument("--reshuffle-repeats", action="store_true",
+                    help="repeats after the first split the patients at random (GroupKFold), not into the same folds")
     ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (full 8, quick 1)")
     ap.add_argument("--max-beats", type=C.at_least(1), default=None, help="DS1 beats drawn by patient and class (full: all)")
     ap.add_argument("--runs", type=C.at_least(1), default=None, help="timed int8 invokes per member (full 300)")
@@ -222,13 +242,15 @@ def main(argv=None) -> int:
     config["epochs"] = int(args.epochs)
     seeds = [args.seed + i for i in range(args.seeds)]
     result.update({"config": config, "config_source": str(path),
-                   "settings": {"seeds": seeds, "folds": args.folds, "repeats": args.repeats, "epochs": args.epochs, "max_beats": args.max_beats,
+                   "settings": {"seeds": seeds, "folds": args.folds, "repeats": args.repeats,
+                                "reshuffle_repeats": args.reshuffle_repeats, "epochs": args.epochs, "max_beats": args.max_beats,
                                 "timed_runs": args.runs, "tflite_threads": 1}})
     data = load_dataset("mitdb", fs=180.0, window=max(256, int(config["input_length"])))
     result["data"] = data.summary()
     partial = args.out_dir / f"fold_ensemble_{args.mode}.partial.json"
     result["runs"] = C.seed_loop(seeds, lambda s: one_seed(config, data, s, args.folds, args.max_beats, args.runs,
-                                                           args.repeats), partial, result, t_start)
+                                                           args.repeats, args.reshuffle_repeats),
+                                 partial, result, t_start)
     result["medians"] = summarise(result["runs"])
     C.finish(result, time.perf_counter() - t_start)
     out = C.write_json(args.out_dir / f"fold_ensemble_{args.mode}.json", result)

@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -59,7 +59,7 @@ class FoldEnsemble:
 
 
 def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 3, seed: int = 0, repeats: int = 1,
-                    on_epoch_end: EpochCallback | None = None) -> FoldEnsemble:
+                    on_epoch_end: EpochCallback | None = None, cv: Sequence[Any] | None = None) -> FoldEnsemble:
     """Train ``config`` on each of ``folds`` patient-grouped folds of ``train`` (``ecg_data.patient_kfold``,
     split seed ``seed``; fold k trained with seed ``seed * 1009 + k``), pick the threshold from their
     out-of-fold predictions as the search does (:func:`search.best_threshold` with the folds), and average
@@ -71,7 +71,12 @@ def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 
     applied to than one model's probabilities are. The repeats always differ in training seed; their patient
     folds differ only where the split seed changes them: scikit-learn's ``StratifiedGroupKFold`` shuffles
     only to break ties between patients of equal class balance, and on MIT-BIH DS1 every seed gives the same
-    folds."""
+    folds.
+
+    ``cv``, one scikit-learn group splitter per repeat (each giving ``folds`` splits), replaces those
+    splitters: e.g. ``[patient_kfold(5, seed=0), GroupKFold(5, shuffle=True, random_state=1)]`` for repeats
+    whose patient folds differ (``benchmarks/fold_ensemble.py --reshuffle-repeats``). Every fold is checked for
+    patient leakage all the same."""
     from ecg_data import grouped_splits, patient_kfold
     from spaces import build_ensemble
 
@@ -80,12 +85,19 @@ def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 
         raise ValueError(f"a fold ensemble needs at least 2 folds, not {folds}")
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, not {repeats}")
+    if cv is not None:
+        cv = list(cv)
+        if len(cv) != repeats:
+            raise ValueError(f"cv has {len(cv)} splitters for {repeats} repeats (one per repeat)")
     oof = np.full((repeats, len(train)), np.nan)
     fold_of = np.full((repeats, len(train)), -1)
     fits, splits = [], []
     for r in range(repeats):
-        cv = patient_kfold(folds, seed=seed + 7919 * r)
-        for k, (tr, va) in enumerate(grouped_splits(cv, train.X, train.y, train.groups)):
+        splitter = patient_kfold(folds, seed=seed + 7919 * r) if cv is None else cv[r]
+        n_splits = splitter.get_n_splits(train.X, train.y, train.groups)
+        if n_splits != folds:
+            raise ValueError(f"the splitter of repeat {r} gives {n_splits} folds, not {folds}: {splitter!r}")
+        for k, (tr, va) in enumerate(grouped_splits(splitter, train.X, train.y, train.groups)):
             i = r * folds + k
             log.info("final model: training fold model %d/%d on %d beats", i + 1, repeats * folds, len(tr))
             res = fit(config, train.subset(tr), train.subset(va), seed=seed * 1009 + i,

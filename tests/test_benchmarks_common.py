@@ -206,6 +206,7 @@ _SCRIPTS = ["csv_rows", "edge", "ensemble_latency", "fold_ensemble", "pi_install
     ("fold_ensemble", ["--folds", "5", "--repeats", "2"], "full_folds5_repeats2"),
     ("fold_ensemble", ["--repeats", "2", "--folds", "5"], "full_folds5_repeats2"),  # in the parser's order
     ("fold_ensemble", ["--quick", "--folds", "5"], "quick"),
+    ("fold_ensemble", ["--folds", "5", "--repeats", "2", "--reshuffle-repeats"], "full_folds5_repeats2_reshuffle-repeats"),
     ("pipeline_cost", ["--repeats", "1"], "full_repeats1"),
     ("ensemble_latency", ["--members", "1,5"], "full_members-1,5"),
     ("search_efficiency", ["--seeds", "0", "1", "2"], "full"),
@@ -225,6 +226,20 @@ def test_a_full_run_with_other_options_writes_files_of_its_own(tmp_path, monkeyp
     module = importlib.import_module(script)
     args = module.parse_args([*argv, "--out-dir", str(tmp_path)])
     assert args.mode == mode
+
+
+def test_fold_ensemble_reshuffled_repeats_split_the_patients_otherwise(monkeypatch):
+    """--reshuffle-repeats: the first repeat keeps the search's StratifiedGroupKFold, later ones draw random
+    patient folds with their own seeds; without it fit_fold_models chooses (None)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import fold_ensemble
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    assert fold_ensemble.splitters(5, 1, 2, reshuffle=False) is None
+    first, second, third = fold_ensemble.splitters(5, 1, 3, reshuffle=True)
+    assert isinstance(first, StratifiedGroupKFold) and first.random_state == 1 and first.n_splits == 5
+    assert all(isinstance(s, GroupKFold) and s.shuffle and s.n_splits == 5 for s in (second, third))
+    assert (second.random_state, third.random_state) == (1 + 7919, 1 + 2 * 7919)
 
 
 def test_a_variant_name_stays_short_and_stable(tmp_path, monkeypatch):

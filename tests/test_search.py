@@ -214,6 +214,32 @@ def test_the_fold_models_averaged_score_what_their_members_average_at_their_own_
         fit_fold_models(config, data, folds=2, repeats=0)
 
 
+def test_fold_models_repeats_split_by_the_splitters_given(tmp_path, small_mitdb):
+    """fit_fold_models(cv=[...]): one splitter per repeat, so repeats can differ in their patients too (on MIT-BIH
+    the default StratifiedGroupKFold gives every repeat the same folds); a list of the wrong length or a splitter
+    of another fold count is refused before anything trains."""
+    from sklearn.model_selection import GroupKFold
+
+    from ecg_data import patient_kfold
+    from search import fit_fold_models
+
+    config = SearchSpace.load(tiny_space_file(tmp_path)).config_from_params(
+        {"input_length": 192, "conv_filters": 8, "learning_rate": 0.005})
+    config["epochs"] = 1
+    data = small_mitdb.search_part()
+    data = data.subset(np.arange(0, len(data), 12))
+    cv = [patient_kfold(2, seed=3), GroupKFold(2, shuffle=True, random_state=4)]
+    ens = fit_fold_models(config, data, folds=2, seed=3, repeats=2, cv=cv)
+    for r, splitter in enumerate(cv):
+        expected = [va for _, va in splitter.split(data.X, data.y, data.groups)]
+        assert [list(va) for _, va in ens.splits[2 * r:2 * r + 2]] == [list(va) for va in expected]
+    assert not np.array_equal(ens.fold_of[0], ens.fold_of[1])  # the repeats' patient folds differ
+    with pytest.raises(ValueError, match="cv has 1 splitters for 2 repeats"):
+        fit_fold_models(config, data, folds=2, repeats=2, cv=cv[:1])
+    with pytest.raises(ValueError, match="repeat 0 gives 3 folds, not 2"):
+        fit_fold_models(config, data, folds=2, cv=[patient_kfold(3)])
+
+
 def test_final_model_folds_is_tested_and_exported_with_its_own_threshold(tmp_path, capsys):
     """--final-model folds: the final test scores the average of the fold models at the threshold chosen on
     their out-of-fold predictions, and export writes that model with that threshold."""
