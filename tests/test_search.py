@@ -184,6 +184,33 @@ def test_a_killed_runs_trial_is_waited_for_with_a_message_then_redone(tmp_path, 
     assert states[orphan.number] == "FAIL" and states.count("COMPLETE") == 1
 
 
+def test_a_trial_whose_loss_turns_nan_fails_saying_so_and_the_study_goes_on(tmp_path, monkeypatch):
+    """A model whose training loss becomes NaN (TrainingDiverged) fails its trial with that reason, in Optuna
+    and in MLflow, and the study goes on to the trials it was asked for. No learning rate the space allows
+    diverged on MIT-BIH, so the first model built gets a loss that is NaN."""
+    import search.training as training
+
+    real, built = training.build_model, []
+
+    def build_model(config, **kw):
+        model = real(config, **kw)
+        built.append(model)
+        if len(built) == 1:  # trial 0's first fold
+            model.compile(optimizer="adam", loss=lambda y, p: (y + p) * float("nan"))
+        return model
+
+    monkeypatch.setattr(training, "build_model", build_model)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = run_search("nan", tiny_settings(tmp_path), n_trials=2, storage=storage, tracking=tracking(tmp_path),
+                        out_dir=tmp_path / "runs", progress=False, pruner="none", final=False)
+    trials = result.study.trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[0].user_attrs["fail_reason"] == "TrainingDiverged: loss became nan at epoch 1"
+    assert len(built) == 1 + 2 * 2  # the failed trial stopped at its first fold; two trials of two folds
+    run = mlflow_trial_runs(tmp_path, result.study)[0]
+    assert run.info.status == "FAILED" and run.data.tags["fail_reason"] == trials[0].user_attrs["fail_reason"]
+
+
 def test_the_fold_models_averaged_score_what_their_members_average_at_their_own_threshold(tmp_path, small_mitdb):
     """fit_fold_models: K models on patient-grouped folds (each search patient validated once per repeat, by the
     one model of that repeat that did not see it), repeated with other seeds; the threshold chosen on the
