@@ -466,6 +466,19 @@ def test_predict_says_when_it_reads_another_lead_and_which_beats_it_skipped(untr
     assert "WARNING" not in text
 
 
+def test_the_note_on_skipped_beats_counts_one_beat_in_the_singular():
+    """A 10 s CinC record with one beat too near its end read "1 beats were not classified: 1 are too close"."""
+    import numpy as np
+
+    from ecg_automl.tflite.predict import _skipped_note, _skipped_text
+
+    assert _skipped_text(_skipped_note(None, np.zeros(0, bool), 1)) == (
+        "1 beat was not classified: 1 is too close to the record's start or end for a full window")
+    note = _skipped_note(np.array(["/", "N"]), np.array([True, False]), 2)
+    assert _skipped_text(note) == ("3 beats were not classified: 1 paced (/) beat is AAMI class Q, which the model "
+                                   "is not trained on; 2 are too close to the record's start or end for a full window")
+
+
 def test_predict_reads_the_lead_named_by_lead(untrained, data_root, tmp_path, cli_env):
     """A device's record names its lead "ECG1": an MLII model read the first lead with a warning and no way to
     choose. --lead names the record's lead to read (any case); another lead than the model's is still called out,

@@ -249,10 +249,13 @@ def _skipped_text(k: dict[str, Any]) -> str:
     why = []
     if k["class_q"]:
         kinds = [f"{n} {name}" for name, n in k["class_q"].items()]
-        why.append(f"{', '.join(kinds)} beats are AAMI class Q, which the model is not trained on")
+        q = sum(k["class_q"].values())
+        why.append(f"{', '.join(kinds)} {'beat is' if q == 1 else 'beats are'} AAMI class Q, which the model is not "
+                   "trained on")
     if k["no_full_window"]:
-        why.append(f"{k['no_full_window']} are too close to the record's start or end for a full window")
-    return f"{k['count']} beats were not classified: {'; '.join(why)}"
+        n = k["no_full_window"]
+        why.append(f"{n} {'is' if n == 1 else 'are'} too close to the record's start or end for a full window")
+    return f"{k['count']} {'beat was' if k['count'] == 1 else 'beats were'} not classified: {'; '.join(why)}"
 
 
 def _strip_extension(record: Path, annotations: str | None) -> Path:
