@@ -118,7 +118,8 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
         int8_probs.append(TFLiteModel(flat, threads=1).predict(test_inputs))
         ms = time_invocations(flat, n_runs=runs, threads=1, seed=seed)
         members.append({"repeat": k // folds, "fold": k % folds, "train_beats": int(len(tr)), "val_beats": int(len(va)),
-                        "val_patients": sorted(str(p) for p in np.unique(train.groups[va])), "train_seconds": res.seconds, "int8_size_kb": len(flat) / 1024,
+                        "val_patients": sorted(str(p) for p in np.unique(train.groups[va])),
+                        "train_seconds": res.seconds, "int8_size_kb": len(flat) / 1024,
                         "int8_ms_median": float(np.median(ms)), "int8_ms_p90": float(np.percentile(ms, 90))})
         log.info("seed %d fold model %d/%d: DS2 ROC-AUC Keras %.3f int8 %.3f (%.0f s training)", seed, k + 1,
                  len(ens.fits),

@@ -94,10 +94,11 @@ def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 
     fits, splits = [], []
     for r in range(repeats):
         splitter = patient_kfold(folds, seed=seed + 7919 * r) if cv is None else cv[r]
+        repeat = grouped_splits(splitter, train.X, train.y, train.groups)  # TypeError for what is no splitter
         n_splits = splitter.get_n_splits(train.X, train.y, train.groups)
         if n_splits != folds:
             raise ValueError(f"the splitter of repeat {r} gives {n_splits} folds, not {folds}: {splitter!r}")
-        for k, (tr, va) in enumerate(grouped_splits(splitter, train.X, train.y, train.groups)):
+        for k, (tr, va) in enumerate(repeat):
             i = r * folds + k
             log.info("final model: training fold model %d/%d on %d beats", i + 1, repeats * folds, len(tr))
             res = fit(config, train.subset(tr), train.subset(va), seed=seed * 1009 + i,

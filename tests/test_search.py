@@ -265,6 +265,8 @@ def test_fold_models_repeats_split_by_the_splitters_given(tmp_path, small_mitdb)
         fit_fold_models(config, data, folds=2, repeats=2, cv=cv[:1])
     with pytest.raises(ValueError, match="repeat 0 gives 3 folds, not 2"):
         fit_fold_models(config, data, folds=2, cv=[patient_kfold(3)])
+    with pytest.raises(TypeError, match="cv must be a splitter object"):
+        fit_fold_models(config, data, folds=2, cv=[2])
 
 
 def test_final_model_folds_is_tested_and_exported_with_its_own_threshold(tmp_path, capsys):
