@@ -133,11 +133,15 @@ def now() -> str:
 
 
 def header(script: str, mode: str) -> dict[str, Any]:
-    """The common head of a result file; ``finish`` adds the end time and load."""
+    """The common head of a result file; ``finish`` adds the end time and load. Training runs with TensorFlow's
+    oneDNN kernels off, as the ``ecg-automl`` CLI and ``import search`` set it (they give other floats; result
+    files before commit 5d7dd86 trained with them on), unless TF_ENABLE_ONEDNN_OPTS is set already."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     return {"benchmark": script, "mode": mode, "command": command_line(), "argv": sys.argv[1:],
             "cwd": os.getcwd(), "started_utc": now(), "machine": {**machine_info(), "loadavg_start": loadavg()},
             "versions": versions(), "source": source(),
-            "env": {k: os.environ.get(k) for k in ("ECG_AUTOML_DATA", "ECG_AUTOML_CACHE", "TF_NUM_INTEROP_THREADS",
+            "env": {k: os.environ.get(k) for k in ("ECG_AUTOML_DATA", "ECG_AUTOML_CACHE", "TF_ENABLE_ONEDNN_OPTS",
+                                                   "TF_NUM_INTEROP_THREADS",
                                                    "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS",
                                                    "ECG_AUTOML_PI_CALIBRATION")},
             "pi4_calibration": _pi_calibration()}

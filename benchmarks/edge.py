@@ -423,7 +423,6 @@ def main(argv=None) -> int:
     """Run the benchmark; returns the exit code."""
     args = parse_args(argv)
     C.quiet_tensorflow()
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as the ecg-automl CLI, whose search this stands for
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.basicConfig(level=logging.INFO if not args.verbose else logging.DEBUG,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
@@ -435,7 +434,6 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     result = C.header("edge", args.mode)
     C.warn_if_exists(args.out_dir / f"edge_{args.mode}.json")
-    result["env"]["TF_ENABLE_ONEDNN_OPTS"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
 
     from search.pareto import pareto_table
     from search.study import load_study_data

@@ -228,6 +228,20 @@ def test_a_full_run_with_other_options_writes_files_of_its_own(tmp_path, monkeyp
     assert args.mode == mode
 
 
+@pytest.mark.parametrize("given,recorded", [(None, "0"), ("1", "1")])
+def test_a_result_file_records_whether_training_used_onednn(tmp_path, cli_env, given, recorded):
+    """Benchmarks train as the CLI does, oneDNN off (other floats: the 5x2 fold ensemble of commit 063aede, with
+    it on, is not repeated by the same command today), and the result file says which; a value set is kept."""
+    env = {k: v for k, v in cli_env.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if given is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = given
+    code = ("import os, sys; sys.path.insert(0, 'benchmarks'); import _common as C; head = C.header('x', 'quick'); "
+            "print(head['env']['TF_ENABLE_ONEDNN_OPTS'], os.environ['TF_ENABLE_ONEDNN_OPTS'])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == [recorded, recorded]
+
+
 def test_fold_ensemble_reshuffled_repeats_split_the_patients_otherwise(monkeypatch):
     """--reshuffle-repeats: the first repeat keeps the search's StratifiedGroupKFold, later ones draw random
     patient folds with their own seeds; without it fit_fold_models chooses (None)."""
