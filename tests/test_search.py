@@ -186,8 +186,8 @@ def test_a_killed_runs_trial_is_waited_for_with_a_message_then_redone(tmp_path, 
 
 def test_a_trial_whose_loss_turns_nan_fails_saying_so_and_the_study_goes_on(tmp_path, monkeypatch):
     """A model whose training loss becomes NaN (TrainingDiverged) fails its trial with that reason, in Optuna
-    and in MLflow, and the study goes on to the trials it was asked for. No learning rate the space allows
-    diverged on MIT-BIH, so the first model built gets a loss that is NaN."""
+    and in MLflow, and the study goes on to the trials it was asked for. A real model could not be made to
+    diverge (a learning rate must be under 1), so the first model built gets a loss that is NaN."""
     import search.training as training
 
     real, built = training.build_model, []
