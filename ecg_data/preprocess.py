@@ -213,7 +213,7 @@ def beats_from_signal(
 
 def neighbour_similarity(windows: np.ndarray, fs: float, before: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Each beat window's highest correlation, over its central +-:data:`SIMILARITY_S`, with the
+    """Each beat window's highest correlation, over its central +-:data:`SIMILARITY_S` (all of a shorter window), with the
     :data:`SIMILARITY_LAGS` windows before it (NaN for a first beat), and the last centres to pass as ``before``
     to the next call (a record read chunk by chunk): beats of one heart look alike from one beat to the next;
     windows cut from noise, or at samples that are not beats, do not.
@@ -223,7 +223,7 @@ def neighbour_similarity(windows: np.ndarray, fs: float, before: np.ndarray | No
     if not len(w):
         return np.zeros(0), before if before is not None else np.zeros((0, 0))
     mid, half = w.shape[1] // 2, int(round(SIMILARITY_S * fs))
-    c = w[:, mid - half:mid + half]
+    c = w[:, max(mid - half, 0):mid + half]  # a window shorter than 2 x half: all of it (a negative start wrapped)
     c = c - c.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(c, axis=1)
     c = c / np.where(norm > 0, norm, 1.0)[:, None]

@@ -85,6 +85,20 @@ def test_every_setting_that_changes_the_arrays_is_in_the_cache_key(tmp_path, mon
     assert again.info["cache"]["hit"] and np.array_equal(again.X, base.X)
 
 
+@pytest.mark.parametrize("window", [64, 89])
+def test_a_short_window_loads_sound_records(tmp_path, monkeypatch, window):
+    """Windows under 0.5 s (90 samples at 180 Hz) are allowed, but the beats-look-alike check sliced their centre
+    from a negative start, which wrapped to the window's tail (one sample at 89): every sound record was refused as
+    "holds something other than this record's ECG", its .dat blamed."""
+    from ecg_data.preprocess import neighbour_similarity
+
+    monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
+    ds = load_dataset("mitdb", records=["100", "101"], window=window)
+    assert ds.X.shape[1] == window and set(ds.records) == {"100", "101"}
+    sim = neighbour_similarity(ds.X[ds.records == "100", :, 0], ds.fs)[0]
+    assert np.nanmedian(sim) > 0.9  # beats of one heart, compared over the whole short window
+
+
 def test_code_that_prepares_the_arrays_is_in_the_cache_key(tmp_path, monkeypatch):
     """An upgrade that changes the preprocessing code (or wfdb, SciPy) without a PIPELINE_VERSION bump prepares
     the arrays again: before, the key held only the version, so such a change was served stale arrays."""
