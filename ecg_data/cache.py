@@ -24,13 +24,14 @@ PIPELINE_VERSION = 6
 def _fingerprint(path: Path) -> list:
     """Names, sizes and mtimes (in ns: a copy made within the same second as the file it replaced kept its key) of
     the database's files, or of ``path`` alone when it is a file (a heartbeat CSV: its folder, perhaps ~, was
-    walked on every load): a changed or repaired record misses the cache."""
+    walked on every load): a changed or repaired record misses the cache, and so does an edited ``RECORDS`` list
+    (PTB reads its records, and so its test patients, from it)."""
     if path.is_file():
         st = path.stat()
         return [[path.name, st.st_size, st.st_mtime_ns]]
     out = []
     for p in sorted(path.rglob("*")):
-        if p.is_file() and p.suffix.lower() in {".hea", ".dat", ".atr", ".mat", ".csv"}:
+        if p.is_file() and (p.suffix.lower() in {".hea", ".dat", ".atr", ".mat", ".csv"} or p.name == "RECORDS"):
             st = p.stat()
             out.append([str(p.relative_to(path)), st.st_size, st.st_mtime_ns])
     return out
@@ -47,12 +48,19 @@ def source_digest(folder: Path) -> str:
 @functools.lru_cache(maxsize=1)
 def code_digest() -> dict[str, str]:
     """What computes the arrays besides the settings: this package's source and the versions of wfdb (reading,
-    QRS detection) and SciPy (filtering, resampling). In the cache key, so an upgrade that changes them prepares
-    the arrays again even where :data:`PIPELINE_VERSION` was not bumped, instead of serving stale ones."""
+    QRS detection), SciPy (filtering, resampling) and scikit-learn (PTB's held-out patients). In the cache key, so
+    an upgrade that changes them prepares the arrays again even where :data:`PIPELINE_VERSION` was not bumped,
+    instead of serving stale ones."""
     from importlib import metadata
 
-    return {"ecg_data": source_digest(Path(__file__).parent), "wfdb": metadata.version("wfdb"),
-            "scipy": metadata.version("scipy")}
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:  # scikit-learn comes with the search extra, not with `pi`
+            return "not installed"
+
+    return {"ecg_data": source_digest(Path(__file__).parent), "wfdb": version("wfdb"), "scipy": version("scipy"),
+            "scikit-learn": version("scikit-learn")}
 
 
 def cache_key(name: str, path: Path, settings: dict[str, Any]) -> str:

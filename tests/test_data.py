@@ -100,15 +100,16 @@ def test_a_short_window_loads_sound_records(tmp_path, monkeypatch, window):
 
 
 def test_code_that_prepares_the_arrays_is_in_the_cache_key(tmp_path, monkeypatch):
-    """An upgrade that changes the preprocessing code (or wfdb, SciPy) without a PIPELINE_VERSION bump prepares
-    the arrays again: before, the key held only the version, so such a change was served stale arrays."""
+    """An upgrade that changes the preprocessing code (or wfdb, SciPy, scikit-learn) without a PIPELINE_VERSION bump
+    prepares the arrays again: before, the key held only the version, so such a change was served stale arrays."""
     from ecg_data import cache
 
     monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
     assert not load_dataset("mitdb", records=["101"], window=128).info["cache"]["hit"]
     assert load_dataset("mitdb", records=["101"], window=128).info["cache"]["hit"]
     real = cache.code_digest()
-    for part in ("ecg_data", "wfdb", "scipy"):
+    assert set(real) == {"ecg_data", "wfdb", "scipy", "scikit-learn"}  # scikit-learn: it draws PTB's test patients
+    for part in ("ecg_data", "wfdb", "scipy", "scikit-learn"):
         with monkeypatch.context() as m:
             m.setattr(cache, "code_digest", lambda part=part: {**real, part: "other"})
             assert not load_dataset("mitdb", records=["101"], window=128).info["cache"]["hit"], part

@@ -288,6 +288,21 @@ def test_ptbdb_reads_the_real_layout(ptb_folder):
         assert set(one.split[one.records == rec]) == set(ds.split[ds.records == rec])
 
 
+def test_an_edited_ptbdb_records_list_misses_the_cache(ptb_folder, tmp_path, monkeypatch):
+    """PTB reads its records, and from them its held-out patients, from RECORDS, which has no file ending the cache
+    key looked at: trimming it (as a message of the data layer suggests) was served the full earlier arrays."""
+    monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "ptbdb"
+    shutil.copytree(ptb_folder, folder)
+    full = load_dataset("ptbdb", path=folder)
+    assert not full.info["cache"]["hit"] and "patient001" in set(full.groups)
+    listing = folder / "RECORDS"
+    listing.write_text("".join(f"{r}\n" for r in listing.read_text().split() if not r.startswith("patient001/")))
+    trimmed = load_dataset("ptbdb", path=folder)
+    assert not trimmed.info["cache"]["hit"] and "patient001" not in set(trimmed.groups)
+    assert load_dataset("ptbdb", path=folder).info["cache"]["hit"]
+
+
 def test_ptbdb_truncated_record(ptb_folder, tmp_path):
     folder = tmp_path / "ptbdb"
     shutil.copytree(ptb_folder, folder)
