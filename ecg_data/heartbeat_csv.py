@@ -253,9 +253,14 @@ def read_heartbeat_csv(path: Path, *, fs: float = 180.0, window: int = 256, reco
     files = csv_files(path)
     if records is not None:
         want = {str(r) for r in records}
-        files = [f for f in files if f.name in want or f.stem in want]
-        if not files:
+        chosen = [f for f in files if f.name in want or f.stem in want]
+        if not chosen:
             raise DataError(f"heartbeat-csv: none of {sorted(want)} among the CSV files at {path}")
+        unknown = sorted(want - {f.name for f in chosen} - {f.stem for f in chosen})
+        if unknown:  # a misspelt name left its file out, and with it perhaps the whole test part, without a word
+            raise DataError(f"heartbeat-csv: {unknown} {'is' if len(unknown) == 1 else 'are'} not among the CSV "
+                            f"files at {path} ({', '.join(f.stem for f in files)})")
+        files = chosen
 
     parts: list[BeatDataset] = []
     beat_level: list[str] = []

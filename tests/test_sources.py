@@ -409,6 +409,16 @@ def test_heartbeat_csv_folder_with_groups(csv_folder):
     np.testing.assert_allclose(single.X[:, :, 0], normalise(at_centre), atol=1e-5)
 
 
+def test_heartbeat_csv_records_refuse_a_name_that_is_no_file(csv_folder):
+    """Only a list that matched no file at all was refused: a misspelt second name left its file out without a
+    word, here the whole test part."""
+    both = read_heartbeat_csv(csv_folder, records=["mitbih_train", "mitbih_test.csv"])  # a stem or a file name
+    assert set(both.records) == {"mitbih_train", "mitbih_test"}
+    with pytest.raises(DataError, match=r"\['mitbih_tset'\] is not among the CSV files at .*heartbeat "
+                                        r"\(mitbih_test, mitbih_train\)"):
+        read_heartbeat_csv(csv_folder, records=["mitbih_train", "mitbih_tset"])
+
+
 def test_heartbeat_csv_needs_patient_ids(csv_folder, monkeypatch, caplog):
     Path(str(csv_folder / "mitbih_test.csv") + ".groups").unlink()
     with pytest.raises(DataError, match="no patient ids.*mitbih_test.csv.groups"):
