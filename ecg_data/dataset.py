@@ -90,9 +90,11 @@ class BeatDataset:
             if path.suffix != ".npz":
                 path = path.with_name(path.name + ".npz")
         flags = {f"info.{k}": np.bool_(self.info[k]) for k in _SAVED_FLAGS if k in self.info}
-        np.savez(path, X=self.X, rr=self.rr, y=self.y, label=self.label.astype("U8"),
-                 groups=self.groups.astype("U32"), records=self.records.astype("U32"),
-                 split=self.split.astype("U8"), fs=np.float64(self.fs), name=np.str_(self.name), **flags)
+        # strings as wide as the longest (fixed U8/U32 widths cut a reader's longer class names and patient ids
+        # without an error: a cache hit then differed from the miss, and ids sharing 32 characters became one patient)
+        np.savez(path, X=self.X, rr=self.rr, y=self.y, label=np.asarray(self.label).astype(str),
+                 groups=np.asarray(self.groups).astype(str), records=np.asarray(self.records).astype(str),
+                 split=np.asarray(self.split).astype(str), fs=np.float64(self.fs), name=np.str_(self.name), **flags)
         return path
 
     @classmethod

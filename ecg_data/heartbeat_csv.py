@@ -44,7 +44,6 @@ PTB_PREFIX = "ptbdb"
 PTB_MAX_CLASS = 1
 ENV_ALLOW = "ECG_AUTOML_ALLOW_BEAT_SPLIT"
 GROUPS_SUFFIX = ".groups"
-_MAX_GROUP_LEN = 32  # BeatDataset.save stores groups as U32
 #: How rows become windows (in the cache key, and recorded by a study: :func:`data_layout`).
 WINDOW_LAYOUT = 2
 #: What each :data:`WINDOW_LAYOUT` did, for the message that refuses a study made with another one.
@@ -217,8 +216,6 @@ def read_groups(csv: Path, n_rows: int) -> np.ndarray | None:
     for i, pid in enumerate(ids, start=1):
         if not pid:
             raise DataError(f"{g}, line {i}: empty patient id")
-        if len(pid) > _MAX_GROUP_LEN:
-            raise DataError(f"{g}, line {i}: patient id longer than {_MAX_GROUP_LEN} characters")
     if len(ids) != n_rows:
         raise DataError(f"{g}: {len(ids)} patient ids, but {csv.name} has {n_rows} rows (one id per row)")
     return np.array(ids)

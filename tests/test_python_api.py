@@ -487,6 +487,32 @@ def test_rates_patient_ids_rr_rows_and_channels_are_named_when_wrong():
     assert build_model({**config, "rr_features": False}, channels=np.int64(2), compile_model=False).inputs[0].shape[2] == 2
 
 
+def test_a_registered_source_s_long_class_names_and_patient_ids_come_back_whole_from_the_cache(
+        tmp_path, monkeypatch, data_root):
+    """The cache wrote labels as 8 characters and patient ids as 32: a reader's "Myocardial infarction" came back
+    as "Myocardi" on a cache hit (the miss had it whole), and ids that share their first 32 characters became one
+    patient."""
+    from ecg_data import SOURCES, load_dataset, read_mitdb, register_source
+
+    def long_names(path, *, fs, window, records, on_bad_record):
+        ds = read_mitdb(path, fs=fs, window=window, records=["101", "106"], on_bad_record=on_bad_record)
+        ds.name = "long-names"
+        ds.label = np.where(ds.y == 1, "Myocardial infarction", "Healthy control")
+        ds.groups = np.char.add("hospital-north/ward-7/consultant-a/", ds.records)  # 38 characters
+        return ds
+
+    monkeypatch.setitem(SOURCES, "long-names", SOURCES["mitdb"])  # undone after the test
+    register_source("long-names", long_names)
+    monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
+    first = load_dataset("long-names", path=data_root / "mitdb")
+    again = load_dataset("long-names", path=data_root / "mitdb")
+    assert again.info["cache"]["hit"]
+    assert set(again.label) == {"Myocardial infarction", "Healthy control"}
+    np.testing.assert_array_equal(again.label, first.label)
+    np.testing.assert_array_equal(again.groups, first.groups)
+    assert len(set(again.groups)) == 2 and again.summary() == first.summary()
+
+
 def test_a_registered_source_loads_caches_and_splits_like_a_built_in_one(tmp_path, monkeypatch, data_root):
     """``register_source`` had a test of its refusal only: a reader registered under a new name is what
     ``load_dataset`` calls with the documented arguments, its arrays are cached under that name and split by patient."""

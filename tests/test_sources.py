@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import logging
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -417,6 +418,20 @@ def test_heartbeat_csv_records_refuse_a_name_that_is_no_file(csv_folder):
     with pytest.raises(DataError, match=r"\['mitbih_tset'\] is not among the CSV files at .*heartbeat "
                                         r"\(mitbih_test, mitbih_train\)"):
         read_heartbeat_csv(csv_folder, records=["mitbih_train", "mitbih_tset"])
+
+
+def test_heartbeat_csv_patient_ids_may_be_uuids(csv_folder, monkeypatch, tmp_path):
+    """Ids over 32 characters were refused, because the cache cut them there: a UUID (36) is a common patient id."""
+    monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
+    ids = {name: [str(uuid.UUID(int=1000 * k + i % n)) for i in range(rows)]
+           for k, (name, rows, n) in enumerate([("mitbih_train", 40, 4), ("mitbih_test", 20, 2)])}
+    for name, groups in ids.items():
+        (csv_folder / f"{name}.csv.groups").write_text("".join(f"{g}\n" for g in groups))
+    first = load_dataset("heartbeat-csv", path=csv_folder)
+    again = load_dataset("heartbeat-csv", path=csv_folder)
+    assert again.info["cache"]["hit"]
+    for ds in (first, again):
+        assert set(ds.groups) == set(ids["mitbih_train"]) | set(ids["mitbih_test"]) and len(set(ds.groups)) == 6
 
 
 def test_heartbeat_csv_needs_patient_ids(csv_folder, monkeypatch, caplog):
