@@ -676,7 +676,8 @@ def test_predict_refuses_a_header_row_of_column_numbers_and_labels_that_are_no_c
 
 def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):
     """A model searched on heartbeat CSVs (187 samples at 125 Hz per row) was refused its own test file unless the
-    user knew to pass --csv-fs 125, and a row with its class column still on was read as a 188th sample."""
+    user knew to pass --csv-fs 125, and a row with its class column still on was read as a 188th sample (with
+    --csv-fs 125 too: then the rows were centre-cropped, their R peak cut off, without a word)."""
     import numpy as np
 
     from ecg_automl.tflite.export import _CLASS_MEANING
@@ -699,10 +700,11 @@ def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path,
     finally:
         heartbeat_side.write_text(saved)
     assert "a record named mitbih_test is one of the 1 heartbeat-csv records" in summary["seen_in_training"]
-    proc = run_cli(["predict", untrained["heartbeat"], "--csv", kaggle], tmp_path, cli_env, check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "trained on heartbeat-CSV rows of 187 samples at 125 Hz; if the last column is each beat's class" in (
-        proc.stderr)
+    for rate in ([], ["--csv-fs", "125"]):  # the layout's rate given: it was read as 188 samples, without a word
+        proc = run_cli(["predict", untrained["heartbeat"], "--csv", kaggle, *rate], tmp_path, cli_env, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (rate, proc.stderr[-2000:])
+        assert "trained on heartbeat-CSV rows of 187 samples at 125 Hz; if the last column is each beat's class" in (
+            proc.stderr), rate
     # another model: a row one sample longer than its window points at the label column
     labelled = tmp_path / "labelled.csv"
     np.savetxt(labelled, np.c_[rng.normal(size=(2, 192)), [0, 1]], delimiter=",")

@@ -643,9 +643,14 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
                             f"label?")
         labels, rows = rows[:, -1] != 0, rows[:, :-1]
     fs_model, window = float(meta["fs"]), int(meta["window"])
-    if fs is None and meta.get("dataset") == "heartbeat-csv":  # trained on such rows: they are its input
-        _check_heartbeat_rows(csv_path, rows.shape[1], has_label)
-        fs = heartbeat_csv.FS_IN
+    if meta.get("dataset") == "heartbeat-csv":  # trained on such rows: they are its input
+        if fs is None:
+            _check_heartbeat_rows(csv_path, rows.shape[1], has_label)
+            fs = heartbeat_csv.FS_IN
+        elif fs == heartbeat_csv.FS_IN and rows.shape[1] == heartbeat_csv.N_COLUMNS and not has_label:
+            # that layout's rate with its class column left on: a 188th sample sent the rows to the centre crop
+            # below, which cut off the R peak the rows begin at
+            _check_heartbeat_rows(csv_path, rows.shape[1], has_label)
     if fs is None and rows.shape[1] != window:
         raise _row_length_error(csv_path, rows.shape[1], window, fs_model, has_label)
     fs_in = float(fs or fs_model)
