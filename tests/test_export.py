@@ -56,6 +56,24 @@ def test_a_retrained_trial_model_names_its_seed_and_thread_count(exported, tmp_p
     assert json.loads((tmp_path / "r.json").read_text())["model_origin"] == meta["model_origin"]
 
 
+def test_export_at_more_threads_estimates_the_pi_from_a_one_thread_timing(exported, tmp_path, monkeypatch):
+    """The Pi fit maps 1-thread host timings to a 1-thread Pi: `export --threads 2` fed it the 2-thread timing, so the
+    sidecar's estimate was neither a 1- nor a 2-thread Pi's figure."""
+    from ecg_automl.tflite import gate
+    from ecg_automl.tflite.export import export_trial
+    from ecg_automl.tflite.pi_estimate import estimate_pi4_ms
+
+    clocks, real = [], gate.reference_clock
+    monkeypatch.setattr(gate, "reference_clock", lambda mode, threads=1: clocks.append(threads) or real(mode, threads))
+    _, storage, _ = exported
+    meta = export_trial("ex", storage, "best", "int8", tmp_path / "t2.tflite", tracking=None, verify_beats=200,
+                        runs=20, threads=2)
+    lat = json.loads((tmp_path / "t2.json").read_text())["latency"]
+    assert lat == meta["latency"] and lat["threads"] == 2 and clocks == [2, 1]
+    assert lat["pi4_estimate_ms"] == pytest.approx(estimate_pi4_ms(lat["pi4_host_ms"], "int8"))
+    assert lat["pi4_estimate_ms"] != pytest.approx(estimate_pi4_ms(lat["host_ms"], "int8"))
+
+
 def test_every_mode_exports_builtin_ops_matching_keras(exported):
     tmp, _, out = exported
     tolerance = {"fp32": 1e-4, "fp16": 5e-3, "dynamic": 0.05, "int8": 0.2}
