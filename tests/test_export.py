@@ -148,6 +148,24 @@ def test_not_a_tflite_file_is_refused(tmp_path, cli_env, data_root):
     assert proc.returncode == 2 and "not a TFLite model" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_study_without_test_patients_is_refused_before_the_export_retrains(tmp_path, monkeypatch):
+    """A --no-final study on search records only: export retrained the trial's model for minutes, then failed on
+    "the data has no test beats"."""
+    import dataclasses
+
+    import ecg_automl.tflite.export as ex
+    from ecg_automl.tflite import TFLiteError
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    settings = dataclasses.replace(tiny_settings(tmp_path), records=["101", "106", "119", "208"])
+    run_search("ds1", settings, n_trials=1, storage=storage, tracking=None, progress=False, final=False,
+               print_fn=lambda s: None)
+    monkeypatch.setattr(ex, "_trial_model", lambda *a, **k: pytest.fail("retrained before the data was checked"))
+    with pytest.raises(TFLiteError, match=r"study 'ds1': its mitdb data has no held-out test patient \(its --records "
+                                          r"101,106,119,208 are all search records\)"):
+        ex.export_trial("ds1", storage, "0", "int8", tmp_path / "m.tflite", retrain=True)
+
+
 def test_latency_gate_rejects_without_training(tmp_path):
     storage = f"sqlite:///{tmp_path / 'o.db'}"
     t0 = time.time()

@@ -355,6 +355,11 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
                           + (f" ({why})" if why else ""))
     config = trial.user_attrs["config"]
     data = load_study_data(settings, SearchSpace.from_yaml(settings.space_yaml))
+    if not len(data.test_part()):  # found now, not after minutes of retraining (only a search with a final test
+        # refuses such data up front: a --no-final or multi-objective one runs on it)
+        where = f" (its --records {','.join(settings.records)} are all search records)" if settings.records else ""
+        raise TFLiteError(f"study {study_name!r}: its {data.name} data has no held-out test patient{where}, and export "
+                          f"checks the file against the model on them: start a study whose records include some")
     tracker = Tracker(tracking) if tracking is not None else None
     # best of a multi-objective study is its front's one member: such a study never has a final model to miss
     model, origin, threshold = _trial_model(study, trial, settings, data, tracker,
