@@ -1084,7 +1084,7 @@ def test_export_strict_fails_a_flagged_export(monkeypatch, capsys, strict, code)
     assert "warning: the fp32 model's F1 is 33.3 points below the Keras model's" in capsys.readouterr().err
 
 
-def _fake_trial_model_call(monkeypatch, final, user_attrs, tracker=None, best=True):
+def _fake_trial_model_call(monkeypatch, final, user_attrs, tracker=None, best=True, study_attrs=None):
     """Run export's _trial_model on a study/trial stand-in, with the retraining replaced by a stub."""
     from types import SimpleNamespace
 
@@ -1092,7 +1092,7 @@ def _fake_trial_model_call(monkeypatch, final, user_attrs, tracker=None, best=Tr
     from search import training
 
     monkeypatch.setattr(training, "fit", lambda config, train, val, seed: SimpleNamespace(model="retrained"))
-    study = SimpleNamespace(study_name="s", user_attrs={"final": final} if final else {})
+    study = SimpleNamespace(study_name="s", user_attrs={**({"final": final} if final else {}), **(study_attrs or {})})
     trial = SimpleNamespace(number=2, user_attrs={"config": {}, "threshold": 0.375, **user_attrs})
     data = SimpleNamespace(search_part=lambda: None)
     return _trial_model(study, trial, SimpleNamespace(seed=1), data, tracker, best=best)
@@ -1117,6 +1117,49 @@ def test_export_best_without_a_final_model_says_so_and_what_it_exports(monkeypat
     assert "rerun the search command (without --no-final): it resumes the study and runs the final test" in warning
     _fake_trial_model_call(monkeypatch, final, {}, best=False)  # --trial 2 asks for the trial's own model
     assert "warning" not in capsys.readouterr().err
+
+
+def test_export_best_while_a_search_makes_the_final_model_says_so(monkeypatch, capsys):
+    """`--trial best` while the search was still training the final model exported the trial's own model with
+    "has no final model (its search ran with --no-final, or stopped before the final test)", and told the user to
+    rerun the search, which would have trained a second final model beside the first."""
+    import os
+    import socket
+
+    from ecg_automl.tflite import TFLiteError
+    from search.final_marker import FINAL_IN_PROGRESS
+
+    since = time.time() - 60
+    here = {"trial": 2, "worker": f"{socket.gethostname()}:{os.getpid()}", "since": since}
+    elsewhere = {**here, "worker": "other-host:4242"}
+    for marker, unseen in ((here, False), (elsewhere, True)):
+        with pytest.raises(TFLiteError) as err:
+            _fake_trial_model_call(monkeypatch, None, {}, best=True, study_attrs={FINAL_IN_PROGRESS: marker})
+        msg = str(err.value)
+        assert (f"study 's''s final model (of trial 2) is being made by its search {marker['worker']} since "
+                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}") in msg
+        assert msg.endswith("export --trial best when that search has ended, or --trial 2 for the trial's own "
+                            "model now")
+        assert ("cannot be seen from here" in msg) == unseen
+    # another trial's final model in the making, or --trial 2: the trial's own model, as before
+    _fake_trial_model_call(monkeypatch, None, {}, best=True, study_attrs={FINAL_IN_PROGRESS: {**here, "trial": 1}})
+    assert _fake_trial_model_call(monkeypatch, None, {}, best=False, study_attrs={FINAL_IN_PROGRESS: here})[0] == (
+        "retrained")
+    # its search died on this host, and no sync or search has cleared the marker yet: said as a stopped search
+    dead = {**here, "worker": f"{socket.gethostname()}:{_a_free_pid()}"}
+    capsys.readouterr()
+    _fake_trial_model_call(monkeypatch, None, {}, best=True, study_attrs={FINAL_IN_PROGRESS: dead})
+    assert f"its search, {dead['worker']}, was stopped while making it on" in capsys.readouterr().err
+
+
+def _a_free_pid() -> int:
+    """A pid no process has now."""
+    import os
+
+    pid = 4_000_000
+    while os.path.exists(f"/proc/{pid}"):
+        pid -= 1
+    return pid
 
 
 def test_an_older_keras_tuner_trial_is_retrained_without_asking_mlflow(monkeypatch, capsys):

@@ -126,6 +126,8 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False, r
         origin = f"final model ({describe_final_model(final)})"
         threshold = float(final.get("abnormal", {}).get("threshold", threshold))
         return keras.models.load_model(final["model_path"], safe_mode=True), origin, threshold
+    if best:
+        _refuse_final_in_progress(study, trial)
     from search.tracking import MODEL_IN_MLFLOW
 
     # a KerasTuner trial says whether its run holds its model (MODEL_IN_MLFLOW); one recorded before it said
@@ -161,12 +163,30 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False, r
     return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, origin, threshold
 
 
+def _refuse_final_in_progress(study, trial) -> None:
+    """TFLiteError while a search that may still be alive makes ``study``'s final model of ``trial``: exporting the
+    trial's own model instead, as for a study without a final model, handed out a lesser model (and told the user to
+    rerun the search, which would have trained a second final model beside the first)."""
+    from search.final_marker import final_in_progress
+
+    marker, alive = final_in_progress(study)
+    if marker is None or alive is False or marker.get("trial") != trial.number:
+        return
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(marker.get("since", 0))))
+    unseen = "" if alive else (" (on another host or in another container: whether it still runs cannot be seen "
+                               "from here; `ecg-automl sync` on its host clears a search that died)")
+    raise TFLiteError(f"study {study.study_name!r}'s final model (of trial {trial.number}) is being made by its search "
+                      f"{marker.get('worker', '?')} since {when}{unseen}: export --trial best when that search has "
+                      f"ended, or --trial {trial.number} for the trial's own model now")
+
+
 def _no_final_model(study, trial, final: dict) -> str:
     """Why ``study`` has no final model of its best ``trial`` to export, in words."""
-    from search.final_marker import FINAL_KILLED
+    from search.final_marker import FINAL_KILLED, final_in_progress
 
     name = study.study_name
-    killed = study.user_attrs.get(FINAL_KILLED) or {}
+    marker, alive = final_in_progress(study)  # a search that died making it, not yet cleared by a sync or search
+    killed = study.user_attrs.get(FINAL_KILLED) or (marker if alive is False else None) or {}
     if killed.get("trial") == trial.number and final.get("trial") != trial.number:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(killed.get("since", 0))))
         return (f"study {name!r} has no final model (its search, {killed.get('worker', '?')}, was stopped while "
