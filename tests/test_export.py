@@ -1236,6 +1236,28 @@ def test_export_times_the_file_on_a_bench_server_when_asked_and_says_whether_dyn
     assert lat["device_target"] == url and lat["device"]["machine"] and meta["latency"] == lat
 
 
+def test_the_sidecar_of_a_study_timed_on_a_bench_server_says_the_file_was_timed_here(exported, tmp_path, monkeypatch):
+    """export's note that the study measured latency on a device, but this file was timed on this host, was printed
+    and returned but never written: it was added to the sidecar's content after the sidecar had been written."""
+    import search
+    from ecg_automl.tflite.export import export_trial
+
+    opened = search.open_study
+
+    def measured_on_a_pi(*args, **kwargs):
+        study, settings = opened(*args, **kwargs)
+        settings.latency_target = "http://raspberrypi:8765"  # as a study searched with --latency-target records it
+        return study, settings
+
+    monkeypatch.setattr(search, "open_study", measured_on_a_pi)
+    _, storage, _ = exported
+    meta = export_trial("ex", storage, "best", "fp32", tmp_path / "n.tflite", tracking=None, verify_beats=200, runs=10)
+    side = json.loads((tmp_path / "n.json").read_text())
+    assert side["note_latency"] == meta["note_latency"]
+    assert ("measured latency on the bench-server http://raspberrypi:8765; this file was timed on this host (and the "
+            "Pi 4 estimated): add --latency-target http://raspberrypi:8765") in side["note_latency"]
+
+
 def test_the_gate_times_a_model_of_the_study_s_leads(tmp_path):
     """A PTB-XL (12-lead) study gated and optimised the latency and size of a 1-lead model: the front said 13.7 KB,
     the export was 17.7 KB."""

@@ -385,13 +385,14 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
     model, origin, threshold = _trial_model(study, trial, settings, data, tracker,
                                             best=trial_spec == "best" and len(study.directions) == 1, retrain=retrain)
 
+    about = {"study": study_name, "trial": trial.number, "model_origin": origin}
+    if settings.latency_target and latency_target is None:  # in the sidecar too (it was in the return value only)
+        about["note_latency"] = (f"study {study_name!r} measured latency on the bench-server "
+                                 f"{settings.latency_target}; this file was timed on this host (and the Pi 4 "
+                                 f"estimated): add --latency-target {settings.latency_target} to time it on that device")
     meta = export_model(model, config, data, out, mode=mode, threshold=threshold, seed=settings.seed,
                         verify_beats=verify_beats, runs=runs, threads=threads, latency_target=latency_target,
-                        about={"study": study_name, "trial": trial.number, "model_origin": origin})
-    if settings.latency_target and latency_target is None:
-        meta["note_latency"] = (f"study {study_name!r} measured latency on the bench-server {settings.latency_target};"
-                                f" this file was timed on this host (and the Pi 4 estimated): add --latency-target "
-                                f"{settings.latency_target} to time it on that device")
+                        about=about)
     if tracker is not None:
         run_id = trial.user_attrs.get("mlflow_run_id")
         out = Path(out)
