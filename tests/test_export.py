@@ -404,6 +404,9 @@ def test_a_threshold_above_the_int8_output_ceiling_is_called_out(exported, data_
     summary = json.loads(proc.stdout)["summary"]
     assert summary["abnormal_beats"] == 0 and summary["verdict"].startswith("unknown")
     assert "above the largest probability this int8 model can output (0.9961" in summary["warning"]
+    # on stderr too, as predict's other warnings: a script reading --json or the exit code did not hear of it
+    assert f"warning: {data_root / 'mitdb' / '100'}: the decision threshold 0.9990 is above" in proc.stderr, (
+        proc.stderr[-2000:])
     text = run_cli(["predict", model, "--record", data_root / "mitdb" / "100", "--annotations", "atr"],
                    tmp_path, cli_env).stdout
     assert "WARNING: the decision threshold 0.9990" in text and "no abnormal beat found" not in text

@@ -134,9 +134,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Summary warnings about the model and its input (another lead read, a record the search trained on, rows the
-#: model's training never filtered): printed on stderr like the signal's, so --json readers hear of them too.
-_MODEL_WARNINGS = ("lead_warning", "seen_in_training", "preprocessing_warning", "padding_warning")
+#: Summary warnings about the model and its input (a threshold it cannot reach, another lead read, a record the search
+#: trained on, rows the model's training never filtered): printed on stderr like the signal's, so --json readers hear
+#: of them too.
+_MODEL_WARNINGS = ("warning", "lead_warning", "seen_in_training", "preprocessing_warning", "padding_warning")
 
 
 def _check_annotations(args: argparse.Namespace) -> None:
