@@ -953,6 +953,31 @@ def test_a_re_export_replaces_the_model_and_its_sidecar_together(exported, tmp_p
     assert side["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() and side["verification"]["beats"] == 200
 
 
+@pytest.mark.parametrize("stage", ["model", "sidecar"])
+def test_a_write_that_fails_leaves_the_earlier_export_and_no_hidden_file(tmp_path, monkeypatch, stage):
+    """A full disk while the model or its sidecar was written left a hidden .NAME.tflite.partial (and its .json)
+    beside the earlier export, on every failed try."""
+    import errno
+
+    from ecg_automl.tflite import sidecar
+
+    path = tmp_path / "m.tflite"
+    sidecar.write_model(path, b"earlier model", {"threshold": 0.5})
+    before = path.read_bytes(), path.with_suffix(".json").read_text()
+    real_write = Path.write_bytes if stage == "model" else Path.write_text
+
+    def disk_full(self, data, *args, **kwargs):
+        real_write(self, data[: len(data) // 2], *args, **kwargs)  # half of it written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes" if stage == "model" else "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        sidecar.write_model(path, b"a new model", {"threshold": 0.7})
+    monkeypatch.undo()
+    assert (path.read_bytes(), path.with_suffix(".json").read_text()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.tflite"]
+
+
 def test_predict_counts_the_beats_an_int8_model_clips(exported, data_root, tmp_path, cli_env):
     """An int8 model's inputs hold a fixed range, set on 500 calibration beats: the long pauses of record 232
     give RR features beyond it, which quantisation clipped without a word. predict now counts those beats;

@@ -109,14 +109,23 @@ def edited_preparation(meta: dict[str, Any]) -> list[str]:
 
 def write_model(model_path: str | Path, model_bytes: bytes, meta: dict[str, Any]) -> bool:
     """Write a ``.tflite`` and its sidecar together, each through a temporary file renamed into place, so
-    that a run stopped before this point leaves an earlier export whole. Returns whether an earlier model
-    was replaced."""
+    that a run stopped before this point, or a write that fails (a full disk), leaves an earlier export whole and no
+    temporary file. Returns whether an earlier model was replaced."""
     out = Path(model_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     replaced = out.exists()
     tmp = out.with_name(f".{out.name}.partial")
-    tmp.write_bytes(model_bytes)
-    side_tmp = write_sidecar(tmp, meta)  # .{name}.json beside the temporary model, same SHA-256
-    os.replace(side_tmp, sidecar_path(out))
-    os.replace(tmp, out)
+    side_tmp = sidecar_path(tmp)  # .{name}.json beside the temporary model, same SHA-256
+    try:
+        tmp.write_bytes(model_bytes)
+        write_sidecar(tmp, meta)
+        os.replace(side_tmp, sidecar_path(out))
+        os.replace(tmp, out)
+    except BaseException:  # a full disk, Ctrl-C: no hidden half-written file left behind
+        for left in (tmp, side_tmp):
+            try:
+                left.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise
     return replaced
