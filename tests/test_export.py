@@ -713,6 +713,19 @@ def test_predict_refuses_a_header_row_of_column_numbers_and_labels_that_are_no_c
     assert "zero-padded" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
 
 
+def test_predict_reads_a_csv_that_begins_with_a_byte_order_mark(untrained, tmp_path, cli_env):
+    """A CSV saved by Excel begins with a UTF-8 byte-order mark: predict refused it ("'\ufeff0.1' is not a number")
+    where the search's reader (pandas) takes it."""
+    import numpy as np
+
+    plain, excel = tmp_path / "plain.csv", tmp_path / "excel.csv"
+    np.savetxt(plain, np.random.default_rng(0).normal(size=(2, 130)), delimiter=",")
+    excel.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    beats = [json.loads(run_cli(["predict", untrained["mitdb"], "--csv", f, "--csv-fs", "180", "--json"],
+                                tmp_path, cli_env).stdout)["beats"] for f in (plain, excel)]
+    assert beats[0] == beats[1] and len(beats[0]) == 2
+
+
 def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path, cli_env):
     """A model searched on heartbeat CSVs (187 samples at 125 Hz per row) was refused its own test file unless the
     user knew to pass --csv-fs 125, and a row with its class column still on was read as a 188th sample (with

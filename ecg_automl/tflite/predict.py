@@ -520,7 +520,9 @@ def _csv_rows(csv_path: str | Path) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # numpy warns on an empty file; that is reported below
-            rows = np.loadtxt(csv_path, delimiter=",", dtype=np.float64, ndmin=2)
+            # utf-8-sig: a CSV saved by Excel begins with a byte-order mark ("'\ufeff1.0' is not a number"); the
+            # search's reader (pandas) takes such a file
+            rows = np.loadtxt(csv_path, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8-sig")
     except FileNotFoundError:
         raise
     except (ValueError, OSError) as exc:
@@ -534,7 +536,7 @@ def _csv_rows(csv_path: str | Path) -> np.ndarray:
 def _data_lines(csv_path: str | Path):
     """``(line number from 1, text)`` of each line of the CSV that np.loadtxt reads as a row: the text before a
     ``#`` of every line where that is not empty (as ``data info`` counts lines, blank and comment lines count)."""
-    with open(csv_path, encoding="utf-8", errors="replace") as fh:
+    with open(csv_path, encoding="utf-8-sig", errors="replace") as fh:
         for lineno, line in enumerate(fh, start=1):
             text = line.rstrip("\r\n").split("#", 1)[0]
             if text:
