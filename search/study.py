@@ -22,7 +22,7 @@ from spaces import SearchSpace, SpaceError
 
 from . import interrupt
 from .final import final_test
-from .final_marker import FINAL_IN_PROGRESS, FINAL_KILLED, clear_dead_final
+from .final_marker import FINAL_IN_PROGRESS, FINAL_KILLED, clear_dead_final, final_in_progress
 from .metrics import describe_final_model, format_report
 from .objective import CVObjective, Gate, worker_id
 from .pruners import make_pruner
@@ -603,8 +603,8 @@ def run_search(
         log_study_figures(study, tracker)
     if tracker is not None and completed and n_finished(study) >= n_trials:
         parent = study.user_attrs.get("mlflow_parent_run_id")
-        if parent:
-            tracker.end_study(parent)
+        if parent and final_in_progress(study)[1] is not True:  # another live search making the final model
+            tracker.end_study(parent)  # logs to the study run, which stays RUNNING until that one ends it
     elif completed:  # --timeout ended this process's share before the study's trial count
         _end_stopped_study_run(study, tracker, "FINISHED")
     return SearchResult(study, report, tracker.failures if tracker else [], interrupted=not completed,
@@ -681,6 +681,15 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     if cached and cached.get("trial") == best.number and Path(cached.get("model_path", "")).exists():
         print_fn(format_report(cached, f"final test of trial {best.number} (already done)"))
         return cached
+    marker, alive = final_in_progress(study)
+    if marker and alive and marker.get("trial") == best.number:  # the same command run twice at once, say
+        import time
+
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(marker.get("since", 0))))
+        print_fn(f"trial {best.number}'s final model is being made by another search of this study, "
+                 f"{marker.get('worker')}, since {when}: this one leaves it to that one (the study gets its report; "
+                 f"`ecg-automl export --trial best` once that search has ended)")
+        return None
     config, threshold = best.user_attrs["config"], float(best.user_attrs.get("threshold", 0.5))
     title = f"final test on held-out patients: trial {best.number}, {data.name}"
     n_search, n_test = int((data.split == "search").sum()), int((data.split == "test").sum())

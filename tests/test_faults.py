@@ -667,6 +667,36 @@ def test_sync_leaves_the_study_run_of_a_search_making_its_final_model_running(tm
     assert tracker.client.get_run(parent).info.status == "KILLED"
 
 
+def test_a_second_search_leaves_the_final_model_to_the_live_search_making_it(tmp_path, monkeypatch):
+    """The same search command run twice at once: the second, finding every trial done, trained the final model
+    too while the first was making it (both writing final-trialN.keras), and ended the study run FINISHED under the
+    first one's final test."""
+    import search.study as search_study
+    from test_search import tiny_settings
+
+    from search import Tracker, TrackingConfig, run_search
+    from search.final_marker import FINAL_IN_PROGRESS
+    from search.objective import worker_id
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    config = TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "twice")
+    study = _study_done_during_an_outage(tmp_path, "twice", storage, final=False)
+    since = time.time()
+    marker = {"trial": 1, "worker": worker_id(), "since": since}  # this test's process is the first search
+    study.set_user_attr(FINAL_IN_PROGRESS, marker)
+    monkeypatch.setattr(search_study, "final_test", lambda *a, **k: pytest.fail("a second final model was trained"))
+    said = []
+    result = run_search("twice", tiny_settings(tmp_path), n_trials=2, storage=storage, tracking=config,
+                        progress=False, print_fn=said.append, out_dir=tmp_path / "runs")
+    assert result.final is None and not result.interrupted
+    assert (f"trial 1's final model is being made by another search of this study, {worker_id()}, since "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}: this one leaves it to that one") in said[-1]
+    study = optuna.load_study(study_name="twice", storage=storage)
+    assert study.user_attrs[FINAL_IN_PROGRESS] == marker and not study.user_attrs.get("final")
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert Tracker(config).client.get_run(parent).info.status == "RUNNING"  # the first search ends it
+
+
 def _dead_search_marker(trial: int = 1) -> dict:
     """A FINAL_IN_PROGRESS marker as a search on this host leaves it when killed: its process is gone."""
     import socket
