@@ -152,6 +152,7 @@ class CVObjective:
         n_folds = len(self.folds)
         single = len(self.objectives) == 1  # Optuna cannot prune multi-objective trials
         epochs = int(config["epochs"])
+        stride = max(self.space.epochs_range[1], epochs)  # steps per fold, the same for every trial of the space
         for k, (tr, va) in enumerate(self.folds):
             self._status(f"trial {trial.number} fold {k + 1}/{n_folds}")
             train, val = self.data.subset(tr), self.data.subset(va)
@@ -164,7 +165,7 @@ class CVObjective:
                 if in_study.update(curves, k, epoch):
                     trial.set_user_attr(EPOCH_CURVES, in_study.kept)
                 if single and k < n_folds - 1:  # the last fold finishes: by then the work is nearly done
-                    self._report_epoch(trial, scores, k, epoch, epochs, n_folds, logs)
+                    self._report_epoch(trial, scores, k, epoch, epochs, n_folds, logs, stride)
 
             result = fit(config, train, val, seed=self.seed * 100003 + trial.number * 101 + k,
                          on_epoch_end=on_epoch, verbose=self.verbose)
@@ -190,19 +191,22 @@ class CVObjective:
 
 
     def _report_epoch(self, trial: optuna.Trial, scores: list[float], k: int, epoch: int, epochs: int,
-                      n_folds: int, logs: dict[str, float]) -> None:
+                      n_folds: int, logs: dict[str, float], stride: int | None = None) -> None:
         """Report the running fold mean after an epoch and prune if the pruner says so.
 
         This fold's current validation value (:func:`search.metrics.epoch_signal`: ROC-AUC, or F1 at 0.5 for
-        ``f1@0.5``) stands in for the fold, at step ``fold * epochs + epoch``: a pruner compares trials at the
+        ``f1@0.5``) stands in for the fold, at step ``fold * stride + epoch``: a pruner compares trials at the
         same point and can stop a hopeless one after an epoch rather than a fold (no extra pass over the
-        beats: Keras evaluates the validation beats every epoch anyway)."""
+        beats: Keras evaluates the validation beats every epoch anyway). ``stride`` is the most epochs the space
+        allows (``epochs`` by default): with epochs searched, a 2-epoch trial's second fold began at the step of a
+        4-epoch trial's third epoch of its first, so the two were compared at different points."""
+        stride = epochs if stride is None else stride
         current = epoch_signal(self.metric, logs)
         signal = "f1 at 0.5" if self.metric == "f1@0.5" else "roc_auc"
         if not np.isfinite(current):
             return
         running = float(np.nanmean([*scores, current]))
-        trial.report(running, step=k * epochs + epoch)
+        trial.report(running, step=k * stride + epoch)
         if trial.should_prune():
             where = f"fold {k + 1}/{n_folds}, epoch {epoch + 1}/{epochs}"
             trial.set_user_attr("prune_reason", f"running mean validation {signal} {running:.4f} after {where}")

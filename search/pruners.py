@@ -9,8 +9,9 @@ def make_pruner(name: str = "median", epochs_per_fold: int = 0) -> optuna.pruner
     """A real Optuna pruner over the running fold mean (``median``, ``hyperband`` or ``none``).
 
     The median pruner first compares a trial after one epoch of its second fold (``n_warmup_steps`` =
-    ``epochs_per_fold``; steps are ``fold * epochs + epoch``): what tells a config's F1 on unseen patients is
-    how it does on a second group of patients, not more epochs on the first. Over 58 completed trials of the
+    ``epochs_per_fold``, the most epochs the space allows; steps are ``fold * epochs_per_fold + epoch``): what
+    tells a config's F1 on unseen patients is how it does on a second group of patients, not more epochs on the
+    first. Over 58 completed trials of the
     search-efficiency benchmark, the running validation ROC-AUC ranked the trials' objective with Spearman
     0.46 after the first epoch, 0.47 after the whole first fold and 0.64 after one epoch of the second fold
     (90 % intervals overlap: ``benchmarks/search_efficiency.py --pruner-signal``), and pruning from the first

@@ -240,9 +240,10 @@ def _half_created(name: str, storage: optuna.storages.BaseStorage) -> bool:
 
 
 def _epochs_per_fold(settings: StudySettings) -> int:
-    """Epochs each fold trains for in this study's space (the fewest, if epochs is searched); 0 if unknown."""
+    """The steps each fold takes in a trial's reports (:meth:`CVObjective._report_epoch`): the most epochs this
+    study's space allows, so that every trial's second fold begins at this step; 0 if unknown."""
     try:
-        return SearchSpace.from_yaml(settings.space_yaml).epochs_range[0]
+        return SearchSpace.from_yaml(settings.space_yaml).epochs_range[1]
     except SpaceError:  # a study stored without its space: the pruner then compares from the first epoch
         return 0
 

@@ -308,6 +308,28 @@ def test_a_study_resumes_with_its_records_in_another_order(tmp_path, cli_env):
     assert stored_as_typed.differences(StudySettings(records=["100", "213"])) == []
 
 
+def test_trials_of_a_space_that_searches_epochs_report_each_fold_from_the_same_step(tmp_path, small_mitdb):
+    """Steps were ``fold * the trial's epochs + epoch``: with epochs searched over 1 and 2, a 1-epoch trial's second
+    fold reported at step 1, where a 2-epoch trial was still in its first fold, so the pruner compared them at
+    different points (and its warm-up, the fewest epochs, let it prune 2-epoch trials inside their first fold)."""
+    from ecg_data import patient_kfold
+    from search import CVObjective
+    from search.study import _epochs_per_fold
+
+    space = SearchSpace.load(tiny_space_file(tmp_path)).with_overrides(
+        epochs={"type": "categorical", "choices": [1, 2]})
+    data = small_mitdb.search_part()
+    data = data.subset(np.flatnonzero(np.isin(data.groups, ["106", "119", "208"])))
+    data = data.subset(np.arange(0, len(data), 8))
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    for epochs in (1, 2):
+        study.enqueue_trial({"epochs": epochs})
+    study.optimize(CVObjective(data, space, patient_kfold(3, seed=0)), n_trials=2)
+    steps = {t.params["epochs"]: list(t.intermediate_values) for t in study.trials}
+    assert steps == {1: [0, 2], 2: [0, 1, 2, 3]}  # every trial's second fold from step 2 (the last is not reported)
+    assert _epochs_per_fold(StudySettings(space_yaml=space.to_yaml())) == 2  # the median pruner's warm-up: fold 2
+
+
 def test_contradicting_final_model_options_are_refused():
     with pytest.raises(ValueError, match="use one or the other"):
         StudySettings(final_model="folds", final_members=3)
