@@ -232,6 +232,14 @@ class SearchSpace:
                 config[key] = hp.Int(key, spec["low"], spec["high"],
                                      step=None if spec.get("log") else spec.get("step", 1),
                                      sampling="log" if spec.get("log") else "linear")
+            elif spec.get("step") and not spec.get("log"):
+                # KerasTuner counts the values as int((high - low) // step + 1), which loses the top one where the
+                # division rounds down (0.5 // 0.1 = 4.0), and draws low + i * step, which can overshoot high
+                # (0.30000000000000004), a value the Optuna study then refused: half a step of room, then each
+                # draw put on Optuna's grid of the same range
+                low, high, step = float(spec["low"]), float(spec["high"]), float(spec["step"])
+                value = hp.Float(key, low, high + step / 2, step=step)
+                config[key] = min(max(low + round((value - low) / step) * step, low), high)
             else:
                 config[key] = hp.Float(key, float(spec["low"]), float(spec["high"]), step=spec.get("step"),
                                        sampling="log" if spec.get("log") else "linear")

@@ -248,6 +248,28 @@ def test_keras_tuner_draws_true_false_choices_as_booleans():
     assert type(config["batch_size"]) is int and type(config["pool"]) is str  # other choices keep their type
 
 
+@pytest.mark.parametrize("low, high, step", [(0.0, 0.5, 0.1), (0.03, 0.3, 0.01), (0.0, 0.6, 0.2)])
+def test_keras_tuner_draws_a_stepped_float_on_the_optuna_grid_top_value_included(low, high, step):
+    """KerasTuner never drew the top value of 0-0.5 by 0.1 (it counts int(0.5 // 0.1 + 1) = 5 values), and drew
+    0.30000000000000004 from 0.03-0.3 by 0.01, which the Optuna study refused when the trial was recorded, after
+    all its folds had trained."""
+    doc = _doc()
+    doc["params"]["dense_dropout"] = {"type": "float", "low": low, "high": high, "step": step}
+    space = SearchSpace.from_dict(doc)
+    hp = kt.HyperParameters()
+    space.keras_tuner_config(hp)
+    drawn_hp = next(h for h in hp.space if h.name == "dense_dropout")
+    distribution = space.optuna_distributions()["dense_dropout"]
+    drawn = set()
+    for prob in np.linspace(0, 1, 500, endpoint=False):  # every value KerasTuner's samplers can map a draw to
+        hp.values["dense_dropout"] = drawn_hp.prob_to_value(prob)
+        value = space.keras_tuner_config(hp)["dense_dropout"]
+        assert distribution._contains(distribution.to_internal_repr(value)), value
+        drawn.add(value)
+    grid = {low + i * step for i in range(round((high - low) / step) + 1)}
+    assert len(drawn) == len(grid) and min(drawn) == low and max(drawn) == high
+
+
 def test_a_float_choice_written_as_a_whole_number_serves_both_engines():
     """`conv_dropout: {type: categorical, choices: [0, 0.25, 0.5]}` ran with Optuna, but KerasTuner refused a
     Choice of ints and floats with a traceback after the study was written; the choices are floats now. 0 and 0.0
