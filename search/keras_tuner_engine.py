@@ -74,10 +74,12 @@ def _tuner_class():
     class CVTuner(kt.engine.base_tuner.BaseTuner):
         """Runs each KerasTuner trial as K patient-grouped folds (same folds as the Optuna driver)."""
 
-        def __init__(self, oracle, *, space, data, folds, metric, seed, tracker, parent_run_id, on_trial, **kw):
+        def __init__(self, oracle, *, space, data, folds, metric, seed, tracker, parent_run_id, on_trial,
+                     on_failed=None, **kw):
             super().__init__(oracle, hypermodel=None, **kw)
             self.space, self.data, self.folds, self.metric, self.seed = space, data, folds, metric, seed
             self.tracker, self.parent_run_id, self.on_trial = tracker, parent_run_id, on_trial
+            self.on_failed = on_failed
 
         def run_trial(self, trial, *args, **kwargs):
             hp = trial.hyperparameters
@@ -121,8 +123,17 @@ def _tuner_class():
                                                      fold_metrics, summary, res.model)
                 status = "FINISHED"
             except BaseException as exc:  # the run says why it failed, as a driver trial's does
-                failed = (f"interrupted ({interrupt.cause()})" if isinstance(exc, KeyboardInterrupt)
-                          or interrupt.requested() else _reason(exc))
+                interrupted = isinstance(exc, KeyboardInterrupt) or interrupt.requested()
+                failed = f"interrupted ({interrupt.cause()})" if interrupted else _reason(exc)
+                if not interrupted and self.on_failed is not None:  # KerasTuner goes on with the next trial id:
+                    # recorded as failed, as the driver records its own, so that the study's trial numbers stay
+                    # those of the MLflow runs (an interrupted trial is redone under its id, and recorded then)
+                    try:
+                        self.on_failed(number, config, trial.trial_id, run_id, failed,
+                                       {"fold_metrics": fold_metrics, CURVES_LOST: bool(curves_lost),
+                                        **({EPOCH_CURVES: in_study.kept} if in_study.kept else {})})
+                    except StudyMismatchError as e:
+                        raise kt.errors.FatalError(str(e)) from e
                 raise
             finally:
                 if self.tracker is not None and run_id is not None:
@@ -223,9 +234,16 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         if timeout is not None and time.perf_counter() - start > timeout:
             oracle.max_trials = len(oracle.trials)
 
+    def on_failed(number, config, trial_id, run_id, reason, attrs):
+        if study is not None:
+            record_trial(study, space, config, None, 0.5, trial_id, tuner, run_id=run_id,
+                         attrs={**attrs, "fail_reason": reason})
+        bar.update(1)
+        say(f"keras-tuner trial {number} failed: {reason}")
+
     cls = _tuner_class()
     t = cls(oracle, space=space, data=data, folds=folds, metric=settings.metric, seed=settings.seed,
-            tracker=tracker, parent_run_id=parent, on_trial=on_trial,
+            tracker=tracker, parent_run_id=parent, on_trial=on_trial, on_failed=on_failed,
             directory=str(Path(out_dir) / "keras_tuner"), project_name=study_name, overwrite=False)
     previous = interrupt.install()  # SIGTERM stops it as Ctrl-C does: the runs are closed, not left RUNNING
     try:
@@ -292,7 +310,7 @@ def record_trial(study: Any, space: SearchSpace, config: dict[str, Any], value: 
     if run_id is not None:
         attrs["mlflow_run_id"] = run_id
     if not ok:
-        attrs["fail_reason"] = f"validation objective is {value}"
+        attrs.setdefault("fail_reason", f"validation objective is {value}")
     study.add_trial(optuna.trial.create_trial(
         params={k: config[k] for k in dists}, distributions=dists, value=float(value) if ok else None,
         state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL, user_attrs=attrs))

@@ -617,10 +617,14 @@ class Tracker:
     def trial_runs(self, parent_id: str) -> dict[int, Any]:
         """Existing nested runs of a study, by trial number; of several runs of one number (a KerasTuner trial
         redone after an interrupt) the latest, not the interrupted one."""
+        return {int(r.data.tags["optuna.trial_number"]): r for r in self._nested_runs(parent_id)
+                if "optuna.trial_number" in r.data.tags}
+
+    def _nested_runs(self, parent_id: str) -> list[Any]:
+        """Every nested run of a study's run, oldest first."""
         runs = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'",
                                        max_results=10000)
-        runs = sorted(runs, key=lambda r: r.info.start_time or 0)
-        return {int(r.data.tags["optuna.trial_number"]): r for r in runs if "optuna.trial_number" in r.data.tags}
+        return sorted(runs, key=lambda r: r.info.start_time or 0)
 
     def sync(self, study: Any, trials: Iterable | None = None, *, study_run: bool = False) -> dict[str, Any]:
         """Create or complete the MLflow runs of finished trials that MLflow missed (server was down).
@@ -635,12 +639,16 @@ class Tracker:
         if new_parent:  # a study searched with --no-mlflow
             parent = self.study_run(study, study.user_attrs.get("settings", {}))
             created += 1
-        existing = self.trial_runs(parent)
+        nested = self._nested_runs(parent)
+        existing = {int(r.data.tags["optuna.trial_number"]): r for r in nested if "optuna.trial_number" in r.data.tags}
+        by_id = {r.info.run_id: r for r in nested}
         for t in trials if trials is not None else study.get_trials(deepcopy=False):
             if t.state.name in ("RUNNING", "WAITING"):
                 continue
-            # A finished Optuna trial cannot be changed any more: the run id is passed, not stored.
-            run = existing.get(t.number)
+            # A finished Optuna trial cannot be changed any more: the run id is passed, not stored. Its own run
+            # first: a KerasTuner trial that failed before its record was kept left the study's numbers one behind
+            # its runs' (a run of that number then got another trial's results)
+            run = by_id.get(t.user_attrs.get("mlflow_run_id")) or existing.get(t.number)
             if run is None:
                 run_id = self.start_trial(parent, t.number, study.study_name, _params(t), trial_tags(t),
                                           reopen=False)

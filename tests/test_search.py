@@ -1255,6 +1255,63 @@ def test_a_resumed_keras_tuner_search_shows_the_study_s_best_on_each_trial_line(
     assert lines == ["keras-tuner trial 0: 0.9000 (best 0.9000)", "keras-tuner trial 1: 0.3000 (best 0.9000)"]
 
 
+def test_a_failed_keras_tuner_trial_is_recorded_so_the_study_s_numbers_stay_its_runs(tmp_path, monkeypatch):
+    """A KerasTuner trial that raised (a NaN loss, a config Keras cannot build) was not recorded in the study, and
+    KerasTuner went on with the next id: the study's trial 1 was KerasTuner's trial 2, whose MLflow run is numbered
+    2, and `sync` then ended the failed trial's run FINISHED with trial 2's objective."""
+    import search.keras_tuner_engine as kte
+
+    fake_keras_tuner_training(monkeypatch, [0.9, 0.3])
+    summarise, calls = kte.summarise_folds, []
+
+    def second_trial_diverges(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("loss became nan at epoch 1")
+        return summarise(*args)
+
+    monkeypatch.setattr(kte, "summarise_folds", second_trial_diverges)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    said: list[str] = []
+    kte.run_keras_tuner("ktf", tiny_settings(tmp_path), tuner="random", n_trials=3, out_dir=tmp_path, progress=False,
+                        storage=storage, tracking=tracking(tmp_path), trial_print_fn=said.append)
+    study = optuna.load_study(study_name="ktf", storage=storage)
+    assert [(t.number, t.state.name, t.value) for t in study.trials] == [(0, "COMPLETE", 0.9), (1, "FAIL", None),
+                                                                         (2, "COMPLETE", 0.3)]
+    assert study.trials[1].user_attrs["fail_reason"] == "RuntimeError: loss became nan at epoch 1"
+    assert "keras-tuner trial 1 failed: RuntimeError: loss became nan at epoch 1" in said
+    runs = mlflow_trial_runs(tmp_path, study)
+    for t in study.trials:
+        assert runs[t.number].info.run_id == t.user_attrs["mlflow_run_id"], t.number
+    assert runs[1].info.status == "FAILED" and runs[2].data.metrics["objective.quality"] == 0.3
+    tracker = Tracker(tracking(tmp_path))
+    assert tracker.sync(study) == {"created": 0, "updated": 0}  # every run already says what its trial holds
+    assert tracker.client.get_run(runs[1].info.run_id).info.status == "FAILED"
+
+
+def test_sync_takes_a_trial_s_own_run_where_the_run_numbers_are_another_trial_s(tmp_path):
+    """A study a KerasTuner search recorded before its failed trials were kept: KerasTuner's trial 0 failed (its
+    run, numbered 0, FAILED) and its trial 1 is the study's trial 0, whose run is numbered 1. `sync` looked runs up
+    by number, so it ended the failed trial's run FINISHED with trial 0's results."""
+    from search.tracking import _params
+
+    tracker = Tracker(tracking(tmp_path))
+    study = optuna.create_study(study_name="old-kt", storage=f"sqlite:///{tmp_path / 'o.db'}", direction="maximize")
+    parent = tracker.study_run(study, {})
+    failed = tracker.start_trial(parent, 0, "old-kt", {"learning_rate": 0.003})
+    tracker.client.set_terminated(failed, "FAILED")
+    own = tracker.start_trial(parent, 1, "old-kt", {"learning_rate": 0.002})
+    dist = {"learning_rate": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
+    study.add_trial(optuna.trial.create_trial(params={"learning_rate": 0.002}, distributions=dist, value=0.6,
+                                              user_attrs={"mlflow_run_id": own, "threshold": 0.4}))
+    (trial,) = study.trials
+    tracker.end_trial(trial, own)
+    assert _params(trial) == {"learning_rate": 0.002}
+    assert tracker.sync(study) == {"created": 0, "updated": 0}
+    assert tracker.client.get_run(failed).info.status == "FAILED"
+    assert "objective.quality" not in tracker.client.get_run(failed).data.metrics
+
+
 @pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
 def test_progress_false_prints_no_trial_lines(tmp_path, monkeypatch, capfd, caplog, engine):
     """``progress=False`` hid the bar, but each finished trial's line was still written to stdout (tqdm's write
