@@ -252,11 +252,11 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         if tracker is not None:
             tracker.end_study(parent, "KILLED")
         raise
-    except Exception as e:  # the study was taken over (record_trial): say so, with the study run closed
+    except Exception as e:  # the study was taken over (record_trial), trials that kept failing: the study run is
+        if tracker is not None:  # closed (it was left RUNNING for good but for the first)
+            tracker.end_study(parent, "FAILED")
         if not isinstance(e.__cause__, StudyMismatchError):
             raise
-        if tracker is not None:
-            tracker.end_study(parent, "FAILED")
         raise e.__cause__ from None
     finally:
         interrupt.restore(previous)

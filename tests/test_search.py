@@ -1289,6 +1289,27 @@ def test_a_failed_keras_tuner_trial_is_recorded_so_the_study_s_numbers_stay_its_
     assert tracker.client.get_run(runs[1].info.run_id).info.status == "FAILED"
 
 
+def test_a_keras_tuner_search_whose_trials_keep_failing_closes_its_study_run(tmp_path, monkeypatch):
+    """KerasTuner stops after 3 failed trials in a row (a space whose draws Keras cannot build): the error reached
+    the user, but the study's MLflow run stayed RUNNING for good."""
+    import search.keras_tuner_engine as kte
+
+    fake_keras_tuner_training(monkeypatch, [])
+
+    def diverges(*args):
+        raise RuntimeError("loss became nan at epoch 1")
+
+    monkeypatch.setattr(kte, "summarise_folds", diverges)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    with pytest.raises(RuntimeError, match="consecutive failures"):
+        kte.run_keras_tuner("ktx", tiny_settings(tmp_path), tuner="random", n_trials=5, out_dir=tmp_path,
+                            progress=False, storage=storage, tracking=tracking(tmp_path), print_fn=lambda s: None)
+    study = optuna.load_study(study_name="ktx", storage=storage)
+    assert [t.state.name for t in study.trials] == ["FAIL"] * 3
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert Tracker(tracking(tmp_path)).client.get_run(parent).info.status == "FAILED"
+
+
 def test_sync_takes_a_trial_s_own_run_where_the_run_numbers_are_another_trial_s(tmp_path):
     """A study a KerasTuner search recorded before its failed trials were kept: KerasTuner's trial 0 failed (its
     run, numbered 0, FAILED) and its trial 1 is the study's trial 0, whose run is numbered 1. `sync` looked runs up
