@@ -1377,7 +1377,9 @@ def test_export_names_why_a_trial_was_pruned_takes_best_of_a_one_member_front_an
         asked.update(trial=trial.number, **kwargs)
         raise Loaded
 
-    monkeypatch.setattr("search.load_study_data", lambda *args: None)
+    from types import SimpleNamespace
+
+    monkeypatch.setattr("search.load_study_data", lambda *args: SimpleNamespace(test_part=lambda: [0]))  # test beats
     monkeypatch.setattr(ex, "_trial_model", stop)
     with pytest.raises(Loaded):  # past the choice of trial: the front's one member
         ex.export_trial("mo", storage, "best", "int8", tmp_path / "m.tflite")

@@ -93,8 +93,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=_runs, default=300,
                    help="timed invocations for the latency, a multiple of 10: it is timed in rounds of 10 (default 300)")
     p.add_argument("--threads", type=positive_int, default=1,
-                   help="LiteRT threads for the timing (default 1; the Raspberry Pi 4 estimate is always a 1-thread "
-                        "one, from a 1-thread timing)")
+                   help="LiteRT threads for the timing (the Raspberry Pi 4 estimate is always a 1-thread one, from "
+                        "a 1-thread timing; default 1)")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when the export is flagged: it loses more than 1 F1 point or 0.02 of ROC-AUC against "
                         "Keras, or its int8 output cannot reach the decision threshold (any mode)")
