@@ -12,7 +12,7 @@ import numpy as np
 import optuna
 
 from ecg_data import BeatDataset, grouped_splits
-from spaces import SearchSpace
+from spaces import SearchSpace, why_config_cannot_build
 
 from . import interrupt
 from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
@@ -132,6 +132,10 @@ class CVObjective:
                         "; the next run will" if next_run else "")
 
     def _run(self, trial: optuna.Trial, config: dict[str, Any], run_id: str | None):
+        cannot = why_config_cannot_build(config)
+        if cannot:  # pruned before anything runs: it failed in Keras, and ten such draws in a row stopped the search
+            trial.set_user_attr("prune_reason", cannot)
+            raise optuna.TrialPruned(cannot)
         extra: dict[str, float] = {}
         for gate in self.gates:
             extra.update(gate(config, trial))

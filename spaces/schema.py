@@ -178,6 +178,20 @@ def _bounds(spec: Any) -> tuple[Any, Any]:
     return spec["low"], spec["high"]
 
 
+def why_config_cannot_build(config: Any) -> str | None:
+    """Why the model of ``config`` cannot be built (its window too short for its poolings), or None: a space may hold
+    such draws beside buildable ones, and Keras' "Computed output size would be zero or negative" names neither."""
+    length, blocks = int(config["input_length"]), int(config["res_blocks"])
+    down = int(config.get("lstm_downsample", 1))
+    if length < 2 ** blocks:
+        return (f"input_length {length} is too short for res_blocks {blocks} (each block halves the window: at least "
+                f"{2 ** blocks} samples needed); this draw cannot be built")
+    if length < down:
+        return (f"input_length {length} is too short for lstm_downsample {down} (the LSTM branch averages that many "
+                f"samples into each step); this draw cannot be built")
+    return None
+
+
 def _check_some_model_builds(params: dict[str, Any]) -> None:
     """SpaceError when no config of the space builds a model: each fails at its first layer, so the search
     failed 10 trials in a row and then blamed the setup, and its advice (fix it and run the same command)

@@ -330,6 +330,36 @@ def test_trials_of_a_space_that_searches_epochs_report_each_fold_from_the_same_s
     assert _epochs_per_fold(StudySettings(space_yaml=space.to_yaml())) == 2  # the median pruner's warm-up: fold 2
 
 
+def test_a_draw_whose_model_cannot_be_built_is_pruned_before_it_runs(tmp_path, small_mitdb):
+    """A space may hold draws too short for their poolings beside buildable ones (the schema refuses only a space
+    with none): each failed in Keras ("Computed output size would be zero or negative"), and ten in a row stopped the
+    search as if the setup were broken. Such a draw is now pruned, saying why, before its gate and training."""
+    from ecg_data import patient_kfold
+    from search import CVObjective
+
+    space = SearchSpace.load(tiny_space_file(tmp_path)).with_overrides(
+        input_length={"type": "categorical", "choices": [16, 128]}, res_blocks={"type": "int", "low": 1, "high": 5})
+    data = small_mitdb.search_part()
+    data = data.subset(np.flatnonzero(np.isin(data.groups, ["106", "119"])))
+    timed = []
+    study = optuna.create_study(direction="maximize")
+    for blocks in (5, 4):
+        study.enqueue_trial({"input_length": 16, "res_blocks": blocks})
+    study.optimize(CVObjective(data, space, patient_kfold(2, seed=0), gates=[lambda c, t: timed.append(c) or {}]),
+                   n_trials=2)
+    short, fits = study.trials
+    assert short.state.name == "PRUNED" and timed[0]["res_blocks"] == 4 and len(timed) == 1
+    assert short.user_attrs["prune_reason"] == ("input_length 16 is too short for res_blocks 5 (each block halves the "
+                                                "window: at least 32 samples needed); this draw cannot be built")
+    assert "fold_metrics" not in short.user_attrs
+    assert fits.state.name == "COMPLETE"  # 16 samples take 4 blocks (16 -> 8 -> 4 -> 2 -> 1)
+    from spaces import why_config_cannot_build
+
+    assert "too short for lstm_downsample 8" in why_config_cannot_build(
+        {"input_length": 4, "res_blocks": 1, "lstm_downsample": 8})
+    assert why_config_cannot_build({"input_length": 8, "res_blocks": 3, "lstm_downsample": 8}) is None
+
+
 def test_contradicting_final_model_options_are_refused():
     with pytest.raises(ValueError, match="use one or the other"):
         StudySettings(final_model="folds", final_members=3)
