@@ -58,10 +58,16 @@ def clear_dead_final(study: Any) -> dict[str, Any] | None:
     return killed
 
 
+def marker_since(marker: dict[str, Any]) -> str:
+    """When the search of a :data:`FINAL_IN_PROGRESS` (or :data:`FINAL_KILLED`) marker began its final model, as
+    local ``YYYY-MM-DD HH:MM`` for a message."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(marker.get("since", 0))))
+
+
 def _final_running_note(marker: dict[str, Any], alive: bool | None) -> str:
     """What ``sync`` says when it leaves the study run RUNNING for a search still making its final model."""
     worker = str(marker.get("worker", "?"))
-    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(marker.get("since", 0))))
+    since = marker_since(marker)
     note = (f"study run left RUNNING: the search still appears to be running trial {marker.get('trial', '?')}'s "
             f"final model ({worker}, since {since}); run sync again when it ends")
     if alive is None:

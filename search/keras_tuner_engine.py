@@ -71,6 +71,14 @@ def _trial_number(trial, oracle) -> int:
 def _tuner_class():
     import keras_tuner as kt
 
+    def _hand_over(record: Callable[..., None], *args: Any) -> None:
+        """Pass a trial to the search's ``record`` (on_trial, on_failed): a study another search took over stops the
+        search, where KerasTuner would log any other error as a failed trial and go on."""
+        try:
+            record(*args)
+        except StudyMismatchError as e:
+            raise kt.errors.FatalError(str(e)) from e
+
     class CVTuner(kt.engine.base_tuner.BaseTuner):
         """Runs each KerasTuner trial as K patient-grouped folds (same folds as the Optuna driver)."""
 
@@ -102,6 +110,14 @@ def _tuner_class():
             model_logged = False
             fold_metrics: list[dict[str, float]] = []
             failed = ""
+
+            def kept(**more: Any) -> dict[str, Any]:
+                """What the study keeps of this trial, finished or failed (``sync`` logs it to a run that missed it)."""
+                attrs = {"fold_metrics": fold_metrics, CURVES_LOST: bool(curves_lost), **more}
+                if in_study.kept:
+                    attrs[EPOCH_CURVES] = in_study.kept
+                return attrs
+
             try:
                 for k, (tr, va) in enumerate(self.folds):
                     val = self.data.subset(va)
@@ -128,12 +144,7 @@ def _tuner_class():
                 if not interrupted and self.on_failed is not None:  # KerasTuner goes on with the next trial id:
                     # recorded as failed, as the driver records its own, so that the study's trial numbers stay
                     # those of the MLflow runs (an interrupted trial is redone under its id, and recorded then)
-                    try:
-                        self.on_failed(number, config, trial.trial_id, run_id, failed,
-                                       {"fold_metrics": fold_metrics, CURVES_LOST: bool(curves_lost),
-                                        **({EPOCH_CURVES: in_study.kept} if in_study.kept else {})})
-                    except StudyMismatchError as e:
-                        raise kt.errors.FatalError(str(e)) from e
+                    _hand_over(self.on_failed, number, config, trial.trial_id, run_id, failed, kept())
                 raise
             finally:
                 if self.tracker is not None and run_id is not None:
@@ -144,14 +155,8 @@ def _tuner_class():
                         tags.update({"optuna.state": "FAIL", "fail_reason": failed})
                     self.tracker.set_tags(run_id, tags)
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
-            attrs = {"fold_metrics": fold_metrics, "mean_metrics": summary, MODEL_IN_MLFLOW: model_logged,
-                     CURVES_LOST: bool(curves_lost)}
-            if in_study.kept:
-                attrs[EPOCH_CURVES] = in_study.kept
-            try:
-                self.on_trial(number, value, config, threshold, trial.trial_id, run_id, attrs)
-            except StudyMismatchError as e:  # KerasTuner would log any other error as a failed trial and go on
-                raise kt.errors.FatalError(str(e)) from e
+            _hand_over(self.on_trial, number, value, config, threshold, trial.trial_id, run_id,
+                       kept(mean_metrics=summary, **{MODEL_IN_MLFLOW: model_logged}))
             return {"val_objective": value}
 
         def save_model(self, trial_id, model, step=0):  # models are rebuilt from configs, not stored

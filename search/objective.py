@@ -195,16 +195,15 @@ class CVObjective:
 
 
     def _report_epoch(self, trial: optuna.Trial, scores: list[float], k: int, epoch: int, epochs: int,
-                      n_folds: int, logs: dict[str, float], stride: int | None = None) -> None:
+                      n_folds: int, logs: dict[str, float], stride: int) -> None:
         """Report the running fold mean after an epoch and prune if the pruner says so.
 
         This fold's current validation value (:func:`search.metrics.epoch_signal`: ROC-AUC, or F1 at 0.5 for
         ``f1@0.5``) stands in for the fold, at step ``fold * stride + epoch``: a pruner compares trials at the
         same point and can stop a hopeless one after an epoch rather than a fold (no extra pass over the
         beats: Keras evaluates the validation beats every epoch anyway). ``stride`` is the most epochs the space
-        allows (``epochs`` by default): with epochs searched, a 2-epoch trial's second fold began at the step of a
-        4-epoch trial's third epoch of its first, so the two were compared at different points."""
-        stride = epochs if stride is None else stride
+        allows: with epochs searched, a 2-epoch trial's second fold began at the step of a 4-epoch trial's third
+        epoch of its first, so the two were compared at different points."""
         current = epoch_signal(self.metric, logs)
         signal = "f1 at 0.5" if self.metric == "f1@0.5" else "roc_auc"
         if not np.isfinite(current):

@@ -22,7 +22,7 @@ from spaces import SearchSpace, SpaceError
 
 from . import interrupt
 from .final import final_test
-from .final_marker import FINAL_IN_PROGRESS, FINAL_KILLED, clear_dead_final, final_in_progress
+from .final_marker import FINAL_IN_PROGRESS, FINAL_KILLED, clear_dead_final, final_in_progress, marker_since
 from .metrics import describe_final_model, format_report
 from .objective import CVObjective, Gate, worker_id
 from .pruners import make_pruner
@@ -684,11 +684,8 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
         return cached
     marker, alive = final_in_progress(study)
     if marker and alive and marker.get("trial") == best.number:  # the same command run twice at once, say
-        import time
-
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(marker.get("since", 0))))
         print_fn(f"trial {best.number}'s final model is being made by another search of this study, "
-                 f"{marker.get('worker')}, since {when}: this one leaves it to that one (the study gets its report; "
+                 f"{marker.get('worker')}, since {marker_since(marker)}: this one leaves it to that one (the study gets its report; "
                  f"`ecg-automl export --trial best` once that search has ended)")
         return None
     config, threshold = best.user_attrs["config"], float(best.user_attrs.get("threshold", 0.5))

@@ -617,8 +617,7 @@ class Tracker:
     def trial_runs(self, parent_id: str) -> dict[int, Any]:
         """Existing nested runs of a study, by trial number; of several runs of one number (a KerasTuner trial
         redone after an interrupt) the latest, not the interrupted one."""
-        return {int(r.data.tags["optuna.trial_number"]): r for r in self._nested_runs(parent_id)
-                if "optuna.trial_number" in r.data.tags}
+        return _by_trial_number(self._nested_runs(parent_id))
 
     def _nested_runs(self, parent_id: str) -> list[Any]:
         """Every nested run of a study's run, oldest first."""
@@ -640,7 +639,7 @@ class Tracker:
             parent = self.study_run(study, study.user_attrs.get("settings", {}))
             created += 1
         nested = self._nested_runs(parent)
-        existing = {int(r.data.tags["optuna.trial_number"]): r for r in nested if "optuna.trial_number" in r.data.tags}
+        existing = _by_trial_number(nested)
         by_id = {r.info.run_id: r for r in nested}
         for t in trials if trials is not None else study.get_trials(deepcopy=False):
             if t.state.name in ("RUNNING", "WAITING"):
@@ -800,6 +799,11 @@ class Tracker:
                  for step, v in enumerate(values) if v is not None and step not in logged.get(key, ())]
         for i in range(0, len(items), 1000):  # MLflow takes at most 1,000 metrics per batch
             self._safe("log_metrics", self.client.log_batch, run_id, metrics=items[i:i + 1000])
+
+
+def _by_trial_number(runs: list[Any]) -> dict[int, Any]:
+    """Trial runs by their ``optuna.trial_number`` tag; of several of one number, the last in ``runs``."""
+    return {int(r.data.tags["optuna.trial_number"]): r for r in runs if "optuna.trial_number" in r.data.tags}
 
 
 def _params(trial) -> dict[str, Any]:

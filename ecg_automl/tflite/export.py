@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,12 +166,12 @@ def _refuse_final_in_progress(study, trial) -> None:
     """TFLiteError while a search that may still be alive makes ``study``'s final model of ``trial``: exporting the
     trial's own model instead, as for a study without a final model, handed out a lesser model (and told the user to
     rerun the search, which would have trained a second final model beside the first)."""
-    from search.final_marker import final_in_progress
+    from search.final_marker import final_in_progress, marker_since
 
     marker, alive = final_in_progress(study)
     if marker is None or alive is False or marker.get("trial") != trial.number:
         return
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(marker.get("since", 0))))
+    when = marker_since(marker)
     unseen = "" if alive else (" (on another host or in another container: whether it still runs cannot be seen "
                                "from here; `ecg-automl sync` on its host clears a search that died)")
     raise TFLiteError(f"study {study.study_name!r}'s final model (of trial {trial.number}) is being made by its search "
@@ -182,13 +181,13 @@ def _refuse_final_in_progress(study, trial) -> None:
 
 def _no_final_model(study, trial, final: dict) -> str:
     """Why ``study`` has no final model of its best ``trial`` to export, in words."""
-    from search.final_marker import FINAL_KILLED, final_in_progress
+    from search.final_marker import FINAL_KILLED, final_in_progress, marker_since
 
     name = study.study_name
     marker, alive = final_in_progress(study)  # a search that died making it, not yet cleared by a sync or search
     killed = study.user_attrs.get(FINAL_KILLED) or (marker if alive is False else None) or {}
     if killed.get("trial") == trial.number and final.get("trial") != trial.number:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(killed.get("since", 0))))
+        when = marker_since(killed)
         return (f"study {name!r} has no final model (its search, {killed.get('worker', '?')}, was stopped while "
                 f"making it on {when})")
     if not final:
@@ -284,8 +283,9 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
     lat.update(host_ms=steady["host_ms"], host_slowdown=steady["slowdown"])
     # the Pi fit maps a 1-thread host timing to a 1-thread Pi one (docs/PI_LATENCY.md): at another --threads the
     # file is timed at 1 thread for it too (an estimate from a 2-thread timing was neither a 1- nor a 2-thread Pi's)
-    pi_host = steady if threads == 1 else reference_clock(mode, 1).measure(flat, rounds=max(1, runs // 10), warmup=20)
+    pi_host = steady
     if threads != 1:
+        pi_host = reference_clock(mode, 1).measure(flat, rounds=max(1, runs // 10), warmup=20)
         lat["pi4_host_ms"] = pi_host["host_ms"]
     if latency_target is not None:
         from .bench_server import remote_latency

@@ -6,6 +6,7 @@ another model (a copy, a re-export that stopped half-way) is refused, not obeyed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -123,9 +124,7 @@ def write_model(model_path: str | Path, model_bytes: bytes, meta: dict[str, Any]
         os.replace(tmp, out)
     except BaseException:  # a full disk, Ctrl-C: no hidden half-written file left behind
         for left in (tmp, side_tmp):
-            try:
+            with contextlib.suppress(OSError):
                 left.unlink(missing_ok=True)
-            except OSError:
-                pass
         raise
     return replaced
