@@ -197,7 +197,7 @@ def test_calibrate_pi_json_records_machine_versions_command_and_commit(tmp_path,
 
 
 _SCRIPTS = ["csv_rows", "edge", "ensemble_latency", "fold_ensemble", "pi_install", "pipeline_cost", "ptbxl_records",
-            "quality", "rr_features", "search_efficiency"]
+            "quality", "rr_features", "search_efficiency", "threshold_rules"]
 
 
 @pytest.mark.parametrize("script,argv,mode", [
@@ -208,6 +208,8 @@ _SCRIPTS = ["csv_rows", "edge", "ensemble_latency", "fold_ensemble", "pi_install
     ("fold_ensemble", ["--quick", "--folds", "5"], "quick"),
     ("fold_ensemble", ["--folds", "5", "--repeats", "2", "--reshuffle-repeats"], "full_folds5_repeats2_reshuffle-repeats"),
     ("pipeline_cost", ["--repeats", "1"], "full_repeats1"),
+    ("threshold_rules", ["--seed", "3", "--folds", "5"], "full"),  # the full mode's own values
+    ("threshold_rules", ["--seed", "0"], "full_seed0"),
     ("ensemble_latency", ["--members", "1,5"], "full_members-1,5"),
     ("search_efficiency", ["--seeds", "0", "1", "2"], "full"),
     # --optuna-workers 2 also sets --optuna-tf-threads 1, which the user did not give: not in the name
@@ -254,6 +256,64 @@ def test_fold_ensemble_reshuffled_repeats_split_the_patients_otherwise(monkeypat
     assert isinstance(first, StratifiedGroupKFold) and first.random_state == 1 and first.n_splits == 5
     assert all(isinstance(s, GroupKFold) and s.shuffle and s.n_splits == 5 for s in (second, third))
     assert (second.random_state, third.random_state) == (1 + 7919, 1 + 2 * 7919)
+
+
+def _threshold_rules(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import threshold_rules
+
+    return threshold_rules
+
+
+def test_threshold_rules_f1_curve_is_sklearns_f1(monkeypatch):
+    """The curve rules read F1 off one sort of the probabilities: it must be scikit-learn's F1 at each threshold,
+    ties and the extremes included."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    TR = _threshold_rules(monkeypatch)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    p = np.round(np.clip(0.3 * y + rng.random(500) * 0.7, 0, 1), 2)  # rounded: many ties
+    grid = np.array([0.0, 0.05, 0.3, 0.5, 0.51, 0.77, 0.99, 1.0])
+    assert np.allclose(TR._f1_at(y, p, grid), [f1_score(y, p >= t, zero_division=0) for t in grid])
+
+
+def test_threshold_rules_never_see_the_held_fold(monkeypatch):
+    """Leave one fold out: the rule is given only the other folds' beats, and the held fold is classified at the
+    threshold it chose from them, so the DS1 figure is one of transfer to unseen patients."""
+    import numpy as np
+
+    TR = _threshold_rules(monkeypatch)
+    folds = np.repeat([0, 1, 2, 3], 50)
+    y = np.tile([0, 1], 100)
+    p = np.where(y == 1, 0.6, 0.4) + folds * 0.01  # fold k's classes part at 0.5 + k/100
+    seen = []
+
+    def rule(yy, pp, ff):
+        seen.append(sorted(set(ff.tolist())))
+        return 0.5 + float(ff.max()) / 100  # a threshold that depends on which folds it was given
+    r = TR.leave_one_fold_out(rule, y, p, folds)
+    assert seen == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
+    assert r["thresholds"] == [0.53, 0.53, 0.53, 0.52]
+    # folds 0-2 are parted cleanly at 0.53 (their abnormal beats sit at 0.6-0.62); fold 3 too at 0.52
+    assert r["fold_f1"] == [1.0, 1.0, 1.0, 1.0] and r["f1"] == 1.0
+    bad = TR.leave_one_fold_out(lambda yy, pp, ff: 0.65, y, p, folds)  # over every abnormal beat but fold 3's
+    assert bad["fold_f1"][:3] == [0.0, 0.0, 0.0] and bad["f1"] < 0.5
+
+
+def test_threshold_rules_plateau_middle_is_the_centre_of_the_flat_top(monkeypatch):
+    """The plateau rule takes the middle of the thresholds within 0.01 of the best mean-over-folds F1, not the
+    single best point, so one noisy peak at the plateau's edge does not carry it there."""
+    import numpy as np
+
+    TR = _threshold_rules(monkeypatch)
+    curve = np.zeros(len(TR.GRID))
+    curve[100:201] = 0.80  # a flat top from grid point 100 to 200 ...
+    curve[200] = 0.805     # ... whose best point is at its edge
+    monkeypatch.setattr(TR, "_fold_curves", lambda y, p, folds: np.vstack([curve, curve]))
+    assert TR._mean_curve_best(None, None, None) == TR.GRID[200]
+    assert TR._mean_curve_plateau_middle(None, None, None) == TR.GRID[150]
 
 
 def test_a_variant_name_stays_short_and_stable(tmp_path, monkeypatch):

@@ -99,3 +99,26 @@ def test_ensemble_latency_quick(tmp_path, cli_env):
     assert c["trained_1_epoch"]["size_kb"] == one["size_kb"]  # the control's trained member is K=1's
     assert abs(c["untrained"]["size_kb"] - one["size_kb"]) < 0.1 * one["size_kb"]  # the same graph
     assert math.isclose(c["trained_over_untrained"], c["trained_1_epoch"]["ms_median"] / c["untrained"]["ms_median"])
+
+
+def test_threshold_rules_quick(tmp_path, cli_env):
+    r = run_quick("threshold_rules.py", tmp_path, cli_env)
+    assert r["settings"] == {"seeds": [0], "folds": 3, "epochs": 1, "max_beats": 4000}
+    run = r["runs"][0]
+    assert run["train_beats"] <= 4100 and run["test_beats"] > 40_000
+    assert set(run["rules"]) == {"median_of_fold_best", "pooled_best", "mean_curve_best",
+                                 "mean_curve_plateau_middle", "median_curve_best"}
+    for name, rule in run["rules"].items():
+        lofo = rule["ds1_leave_one_fold_out"]
+        assert is_rate(rule["threshold"]) and is_rate(rule["ds2_f1"]) and is_rate(lofo["f1"]), name
+        assert len(lofo["thresholds"]) == len(lofo["fold_f1"]) == 3
+        assert rule["ds2_f1"] <= run["ds2_optimal_f1_not_deployable"] + 1e-9  # the optimum over every threshold
+    assert is_rate(run["ds2_roc_auc"]) and is_rate(run["ds1_oof_roc_auc"])
+    assert len(run["curves"]["ds1_mean_over_folds"]) == len(run["curves"]["ds2"]) == len(r["grid"])
+    m = r["medians"]
+    assert m["chosen_on_ds1"] == max(m["rules"], key=lambda n: m["rules"][n]["ds1_leave_one_fold_out_f1"])
+    import numpy as np
+
+    with np.load(tmp_path / "threshold_rules_quick_predictions.npz") as z:  # another rule can be tried on these
+        assert len(z["seed0_ds1_oof"]) == len(z["seed0_ds1_y"]) == len(z["seed0_ds1_fold"]) == run["train_beats"]
+        assert len(z["seed0_ds2_prob"]) == run["test_beats"] and set(np.unique(z["seed0_ds1_fold"])) == {0, 1, 2}
