@@ -337,13 +337,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 @command("sync")
 def cmd_sync(args: argparse.Namespace) -> int:
     """``ecg-automl sync``: back-fill the MLflow runs a study's trials lack (an outage, a dead worker)."""
-    from search import Tracker, open_study
+    from search import Tracker, fail_stale_trials, open_study
 
     tracker = Tracker(_tracking(args))
     tracker.ping()
     study, _ = open_study(args.study, args.storage, None)  # the study must exist: nothing is created
     tracker.require_study_run(study)  # a wrong store would get runs with no study run to belong to; before
     tracker.check()  # check(), which creates the experiment (and a SQLite store) a refused sync must not leave
+    stale = fail_stale_trials(study)  # a worker killed with no other worker left to notice
+    if stale:
+        print(f"trial(s) {', '.join(map(str, stale))}: RUNNING without a heartbeat for longer than their worker's "
+              f"grace period (the worker is gone): failed, and queued again for the next search run of the study")
     counts = tracker.sync(study, study_run=True)
     print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated"
           + (f"; study run: {', '.join(counts['study_run'])}" if counts["study_run"] else ""))

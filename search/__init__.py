@@ -16,7 +16,7 @@ from .pareto import pareto_table
 from .pruners import make_pruner
 from .samplers import make_sampler
 from .settings import StudySettings
-from .storage import DEFAULT_STORAGE, StorageError, make_storage, redact_url, storage_option
+from .storage import DEFAULT_STORAGE, StorageError, fail_stale_trials, make_storage, redact_url, storage_option
 from .study import (MAX_FAILURES_IN_A_ROW, SearchResult, StudyMismatchError, TrialsKeepFailingError, latency_gates,
                     load_study_data, open_study, run_final, run_search, run_trials)
 from .tracking import Tracker, TrackingConfig, TrackingError
@@ -24,6 +24,7 @@ from .training import FitResult, TrainingDiverged, fit, predict, set_threads, tf
 
 __all__ = [
     "best_threshold", "binary_metrics", "cv_objective", "CVObjective", "DEFAULT_STORAGE", "describe_final_model",
+    "fail_stale_trials",
     "FINAL_MODELS", "final_test", "fit", "fit_final", "fit_fold_models", "FitResult", "FoldEnsemble",
     "format_report", "full_report", "latency_gates", "load_study_data", "make_pruner", "make_sampler",
     "make_storage", "MAX_FAILURES_IN_A_ROW", "METRICS", "open_study", "OutputError", "pareto_table", "predict",

@@ -17,6 +17,7 @@ from spaces import SearchSpace, why_config_cannot_build
 from . import interrupt
 from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
 from .metrics import epoch_signal, fold_signal
+from .storage import HEARTBEAT_ATTR
 from .tracking import CURVES_LOST, EPOCH_CURVES, Tracker, trial_tags
 from .training import fit, tf_threads
 
@@ -30,6 +31,28 @@ def worker_id() -> str:
 
 #: A gate runs before training and may reject a candidate (raise optuna.TrialPruned) or add objectives.
 Gate = Callable[[dict[str, Any], optuna.Trial], dict[str, float]]
+
+
+#: What a trial records about its own run: a retry of a dead worker's trial (Optuna's heartbeat retry callback)
+#: starts with copies of them, which must not pass for its own (``mlflow_run_id`` made its results overwrite the
+#: dead trial's MLflow run when the tracking store was down as the retry started, and ``sync`` then flipped that
+#: run between the two trials' states).
+_RUN_ATTRS = {"mlflow_run_id": None, "threshold": None, "mean_metrics": {}, "fold_metrics": [], EPOCH_CURVES: {},
+              CURVES_LOST: False, "fail_reason": None, "prune_reason": None, "interrupted": False, "requeued": False,
+              "stops_study": False}
+
+
+def _start_fresh(trial: optuna.Trial) -> None:
+    """Record this worker's heartbeat interval on ``trial`` (another worker judges its heartbeat by it), and clear
+    what a retried trial inherited of the run it retries (:data:`_RUN_ATTRS`)."""
+    interval = trial.storage.get_heartbeat_interval() if hasattr(trial.storage, "get_heartbeat_interval") else None
+    if interval:
+        trial.set_user_attr(HEARTBEAT_ATTR, interval)
+    frozen = trial.storage.get_trial(trial._trial_id)
+    if "failed_trial" in frozen.system_attrs:  # set by the retry callback on the trial it enqueues
+        for key, empty in _RUN_ATTRS.items():
+            if key in frozen.user_attrs:
+                trial.set_user_attr(key, empty)
 
 
 class CVObjective:
@@ -79,6 +102,7 @@ class CVObjective:
         # Everything from the first suggestion on sits in the try: a Ctrl-C while the MLflow run is being
         # opened (a few hundred ms on SQLite) must mark the trial interrupted too, or it is never redone.
         try:
+            _start_fresh(trial)
             config = self.space.suggest(trial)
             trial.set_user_attr("config", config)
             trial.set_user_attr("objective_names", self.objectives)
@@ -142,10 +166,6 @@ class CVObjective:
         if extra and self.tracker is not None:
             self.tracker.log_metrics(run_id, extra)
 
-        # a retried trial (Optuna's RetryFailedTrialCallback) inherits its failed predecessor's, which sync would log
-        for stale, empty in (("fold_metrics", []), (EPOCH_CURVES, {}), (CURVES_LOST, False)):
-            if stale in trial.user_attrs:
-                trial.set_user_attr(stale, empty)
         scores: list[float] = []
         fold_metrics: list[dict[str, float]] = []
         curves: dict[str, list[float | None]] = {}  # "fold{k}.{name}": one value per epoch

@@ -48,9 +48,10 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
                            f"postgresql://user:pass@host/db)")
     kwargs = {}
     if heartbeat:
+        interval = max(1, int(heartbeat))  # Optuna takes whole seconds
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            kwargs = dict(heartbeat_interval=max(1, int(heartbeat)), grace_period=max(2, int(4 * heartbeat)),
+            kwargs = dict(heartbeat_interval=interval, grace_period=grace_period(interval),
                           heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
     engine_kwargs = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
@@ -70,6 +71,58 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
             first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             raise StorageError(f"cannot open study storage {redact_url(url)}: {first}") from None
     raise AssertionError("unreachable")
+
+
+#: The heartbeat interval (s) of the worker running a trial, kept on the trial (user attribute): another worker
+#: judges the trial by it (:func:`fail_stale_trials`), not by its own ``--heartbeat``.
+HEARTBEAT_ATTR = "heartbeat_interval_s"
+
+
+def grace_period(interval: float) -> int:
+    """Seconds without a heartbeat after which a trial of a worker beating every ``interval`` s is stale: 4 beats
+    (``--heartbeat 0.5`` beats every 1 s, so 4 s, not 2)."""
+    return 4 * max(1, int(interval))
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Fail the running trials of dead workers, as Optuna's ``fail_stale_trials`` does (the storage's callback
+    queues their retries), each judged by the heartbeat interval of the worker running it (:data:`HEARTBEAT_ATTR`;
+    this worker's for a trial that does not say): a worker started with ``--heartbeat 1`` failed the live trials
+    of workers on the default 30 after 4 s, and each of those workers then crashed reporting its result. The
+    storage keeps the longest grace period of the running trials for Optuna's own check before each trial it
+    starts, which cannot tell them apart. Returns the numbers of the trials failed."""
+    import copy
+
+    storage = study._storage
+    rdb = getattr(storage, "_backend", storage)  # under Optuna's cache
+    if not optuna.storages._heartbeat.is_heartbeat_enabled(storage):
+        return []
+    own = getattr(rdb, "_ecg_own_grace_period", None)
+    if own is None:
+        own = rdb._ecg_own_grace_period = rdb.grace_period or 2 * rdb.heartbeat_interval
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    grace_of = {t._trial_id: grace_period(t.user_attrs[HEARTBEAT_ATTR])
+                if isinstance(t.user_attrs.get(HEARTBEAT_ATTR), (int, float)) else own for t in running}
+    stale: list[int] = []
+    try:
+        for grace in sorted(set(grace_of.values())):
+            rdb.grace_period = grace
+            stale += [i for i in rdb._get_stale_trial_ids(study._study_id) if grace_of.get(i) == grace]
+    finally:
+        rdb.grace_period = max([own, *grace_of.values()])
+    failed = []
+    for trial_id in stale:
+        try:
+            if storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+                failed.append(trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it first
+    callback = storage.get_heartbeat_stale_trial_callback()
+    frozen = [copy.deepcopy(storage.get_trial(i)) for i in failed]
+    if callback is not None:
+        for trial in frozen:
+            callback(study, trial)
+    return sorted(t.number for t in frozen)
 
 
 #: Tables of Optuna's RDB schema; a database holding tables but none of these is another program's.

@@ -28,7 +28,7 @@ from .objective import CVObjective, Gate, worker_id
 from .pruners import make_pruner
 from .samplers import make_sampler
 from .settings import StudySettings
-from .storage import DEFAULT_STORAGE, check_storage, make_storage
+from .storage import DEFAULT_STORAGE, check_storage, fail_stale_trials, make_storage
 from .tracking import Tracker, TrackingConfig
 
 log = logging.getLogger("search")
@@ -456,7 +456,8 @@ def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: floa
     """Run one trial at a time until the study holds ``n_trials`` finished trials, across all workers.
 
     A worker starts a trial only while finished + running trials (of every worker) stay below the
-    target, so N workers end with exactly ``n_trials``. When the rest are running elsewhere it waits:
+    target, so N workers end with ``n_trials`` (more only when two check at the same instant: the count and the
+    new trial are not one transaction). When the rest are running elsewhere it waits:
     if their worker dies, the heartbeat fails the trial, the retry callback re-queues it, and a waiting
     worker runs it. (Optuna's MaxTrialsCallback alone would overshoot by up to N-1 trials.) ``stop()``
     true ends it before the next trial; ``say`` tells the user which trials it is waiting for, and for how long.
@@ -470,10 +471,8 @@ def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: floa
         interrupt.check()
         if stop() or (timeout is not None and time.monotonic() - start >= timeout):
             return
-        if heartbeat:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
+        if heartbeat:  # each running trial judged by its own worker's heartbeat interval
+            fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         finished = sum(t.state in FINISHED for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -492,7 +491,28 @@ def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: floa
                 announced |= others
             time.sleep(poll)
             continue
-        study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
+        taken: list[int] = []  # this process's trial, failed by another worker while it ran
+        try:
+            study.optimize(_noting_taken(objective, taken), n_trials=1, callbacks=callbacks, catch=(Exception,),
+                           gc_after_trial=True)
+        except Exception:
+            if not taken:
+                raise
+            say(f"trial {taken[0]} was failed by another worker while it ran here (its heartbeat was judged stale: "
+                f"this process paused, or a worker judged it by a shorter interval); its result is dropped and "
+                f"the trial is redone as a retry")
+
+
+def _noting_taken(objective, taken: list[int]):
+    """``objective``, noting in ``taken`` the number of its trial if another worker failed that trial while it ran:
+    Optuna then refuses the result ("Cannot tell a FAIL trial") with an error out of ``study.optimize``."""
+    def run(trial: optuna.Trial):
+        try:
+            return objective(trial)
+        finally:
+            if trial.storage.get_trial(trial._trial_id).state == TrialState.FAIL:
+                taken.append(trial.number)
+    return run
 
 
 def require_test_part(data: BeatDataset, settings: StudySettings) -> None:

@@ -647,7 +647,10 @@ class Tracker:
             # A finished Optuna trial cannot be changed any more: the run id is passed, not stored. Its own run
             # first: a KerasTuner trial that failed before its record was kept left the study's numbers one behind
             # its runs' (a run of that number then got another trial's results)
-            run = by_id.get(t.user_attrs.get("mlflow_run_id")) or existing.get(t.number)
+            run = by_id.get(t.user_attrs.get("mlflow_run_id"))
+            if run is not None and run.data.tags.get("optuna.trial_number") not in (None, str(t.number)):
+                run = None  # another trial's: a retry of a dead worker's trial inherited its run id
+            run = run or existing.get(t.number)
             if run is None:
                 run_id = self.start_trial(parent, t.number, study.study_name, _params(t), trial_tags(t),
                                           reopen=False)

@@ -1078,3 +1078,134 @@ def test_a_worker_stopped_after_another_finished_the_study_leaves_its_run_finish
     tracker.client.update_run(parent, "RUNNING")  # a study this process was still running: closed as stopped
     _end_stopped_study_run(study, tracker, "KILLED")
     assert tracker.client.get_run(parent).info.status == "KILLED"
+
+
+def _running_trial(study, storage_obj, *, interval=None, beat_age_s: float = 0.0):
+    """A RUNNING trial with a heartbeat ``beat_age_s`` old, as a worker beating every ``interval`` s leaves it."""
+    import sqlalchemy
+
+    from search.storage import HEARTBEAT_ATTR
+
+    trial = study.ask()
+    if interval is not None:
+        trial.set_user_attr(HEARTBEAT_ATTR, interval)
+    rdb = getattr(storage_obj, "_backend", storage_obj)
+    rdb.record_heartbeat(trial._trial_id)
+    engine = sqlalchemy.create_engine(rdb.url)
+    with engine.begin() as conn:  # the beat as old as asked, without waiting for it
+        conn.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, :age) "
+                                     "WHERE trial_id = :id"), {"age": f"-{beat_age_s} seconds", "id": trial._trial_id})
+    engine.dispose()
+    return trial
+
+
+def test_a_worker_judges_a_trial_by_the_heartbeat_of_the_worker_running_it(tmp_path):
+    """A worker started with --heartbeat 1 failed after 4 s the live trials of workers beating every 30 s (the
+    default), and each of those workers then crashed reporting its result. A trial now carries its worker's
+    interval and is stale only after 4 of those beats; a trial without it (an older worker's) is judged as before."""
+    from search import fail_stale_trials, make_storage
+    from search.storage import grace_period
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="hb", storage=make_storage(url, heartbeat=30))
+    slow = _running_trial(study, study._storage, interval=30, beat_age_s=10)  # 10 s: alive on a 30 s beat
+    old = _running_trial(study, study._storage, beat_age_s=10)  # no interval recorded: this worker's grace
+    gone = _running_trial(study, study._storage, interval=30, beat_age_s=150)  # 5 beats missed
+    fast_worker = optuna.load_study(study_name="hb", storage=make_storage(url, heartbeat=1))
+    assert fail_stale_trials(fast_worker) == [old.number, gone.number]
+    states = {t.number: t.state.name for t in fast_worker.get_trials()}
+    assert states[slow.number] == "RUNNING" and states[old.number] == states[gone.number] == "FAIL"
+    # the longer grace holds for Optuna's own check before each trial it starts, and goes once the trial does
+    assert getattr(fast_worker._storage, "_backend", fast_worker._storage).grace_period == 120
+    study.tell(slow, 0.5)
+    fail_stale_trials(fast_worker)
+    assert getattr(fast_worker._storage, "_backend", fast_worker._storage).grace_period == 4
+    assert grace_period(0.5) == 4 and grace_period(30) == 120  # 0.5 s beats every 1 s: 2 s of grace was 2 beats
+    # the retries are queued by the storage's callback, once each
+    retried = sorted(t.system_attrs["failed_trial"] for t in fast_worker.get_trials(states=(TrialState.WAITING,)))
+    assert retried == [old.number, gone.number]
+
+
+def test_a_worker_whose_trial_another_failed_goes_on(tmp_path):
+    """When another worker failed this worker's running trial (it paused longer than the grace period), Optuna
+    refused the result ("Cannot tell a FAIL trial") and the worker ended with a traceback, the trial's work lost.
+    It now says what happened and goes on: the retry is run; an error of its own still ends it."""
+    from search import make_storage
+    from search.study import _optimize_until
+
+    study = optuna.create_study(study_name="hb", storage=make_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=30))
+
+    def objective(trial):
+        if trial.number == 0:  # a trial of this process failed by another worker while it ran
+            trial.storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        return 0.5
+    said: list[str] = []
+    _optimize_until(study, objective, 2, None, [], poll=0.01, say=said.append)
+    assert [(t.number, t.state.name) for t in study.get_trials()] == [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE")]
+    assert len(said) == 1 and said[0].startswith("trial 0 was failed by another worker while it ran here"), said
+
+    def broken_callback(study, trial):
+        raise RuntimeError("a callback of this process")
+    with pytest.raises(RuntimeError, match="a callback of this process"):
+        _optimize_until(study, lambda t: 1 / 0, 4, None, [broken_callback], poll=0.01, say=said.append)
+
+
+def test_a_retried_trial_starts_without_the_dead_trials_run(tmp_path):
+    """A retry of a dead worker's trial starts with copies of its user attributes: started while the tracking store
+    was down, it kept the dead trial's mlflow_run_id, its results overwrote that run, and `sync` flipped the run
+    between the two trials' states at every call. A retry now starts clean (its worker's interval recorded); a trial
+    the search re-queued itself keeps what it was given; and sync no longer takes another trial's run for its own."""
+    from search import make_storage
+    from search.objective import _start_fresh
+    from search.storage import HEARTBEAT_ATTR
+
+    study = optuna.create_study(study_name="r", storage=make_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=7))
+    inherited = {"mlflow_run_id": "dead0run", "threshold": 0.3, "mean_metrics": {"f1": 0.4}, "fail_reason": "x",
+                 "worker": "host:1"}
+    study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params={}, distributions={},
+                                              user_attrs=inherited, system_attrs={"failed_trial": 0}))
+    study.enqueue_trial({}, user_attrs={"retry_of": 3, "mlflow_run_id": "kept"})  # the search's own re-queue
+    retry, requeued = study.ask(), study.ask()
+    _start_fresh(retry)
+    _start_fresh(requeued)
+    got = study._storage.get_trial(retry._trial_id).user_attrs
+    assert got["mlflow_run_id"] is None and got["threshold"] is None and got["mean_metrics"] == {}
+    assert got["fail_reason"] is None and got[HEARTBEAT_ATTR] == 7 and got["worker"] == "host:1"
+    assert study._storage.get_trial(requeued._trial_id).user_attrs["mlflow_run_id"] == "kept"
+
+
+def test_sync_ignores_a_recorded_run_of_another_trial_and_fails_stale_trials(tmp_path, cli_env):
+    """`sync` found a trial's run by the recorded mlflow_run_id alone, so a retry that inherited the dead trial's id
+    took that run; and after the only worker was killed it left the trial and its run RUNNING, saying nothing. It now
+    takes a run only of the trial's own number, and fails a trial whose heartbeat is stale by its worker's interval
+    (the retry is queued for the next search run), ending its run FAILED."""
+    from search import Tracker, TrackingConfig, make_storage
+
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(TrackingConfig(uri, (tmp_path / "art").as_uri(), "hb"))
+    from test_search import tiny_settings
+
+    from search import open_study
+
+    study, _ = open_study("hb", storage, tiny_settings(tmp_path))
+    parent = tracker.study_run(study, {})
+    study.set_user_attr("mlflow_parent_run_id", parent)
+    first = tracker.start_trial(parent, 0, "hb", {"learning_rate": 0.002})
+    dist = {"learning_rate": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
+    for i, value in enumerate((0.5, 0.6)):  # trial 1 recorded trial 0's run as its own
+        study.add_trial(optuna.trial.create_trial(
+            params={"learning_rate": 0.002}, distributions=dist, value=value,
+            user_attrs={"config": {"learning_rate": 0.002}, "threshold": 0.4, "fold_metrics": [{"f1": value}],
+                        "objective_names": ["quality"], "mlflow_run_id": first}))
+    study = optuna.load_study(study_name="hb", storage=make_storage(storage, heartbeat=30))
+    dead = _running_trial(study, study._storage, interval=2, beat_age_s=60)  # its only worker was killed
+    run = tracker.start_trial(parent, dead.number, "hb", {})
+    study._storage.set_trial_user_attr(dead._trial_id, "mlflow_run_id", run)
+    out = run_cli(["sync", "--study", "hb", "--storage", storage, "--tracking-uri", uri, "--experiment", "hb"],
+                  tmp_path, cli_env)
+    assert f"trial(s) {dead.number}: RUNNING without a heartbeat" in out.stdout, out
+    runs = {r.data.tags["optuna.trial_number"]: r for r in tracker._nested_runs(parent)}
+    assert runs["0"].data.metrics.get("objective.quality") == 0.5 and runs["1"].data.metrics["objective.quality"] == 0.6
+    assert runs[str(dead.number)].info.status == "FAILED"
+    states = [t.state.name for t in study.get_trials()]
+    assert states[dead.number] == "FAIL" and states[-1] == "WAITING"  # the retry, for the next search run
