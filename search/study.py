@@ -385,7 +385,7 @@ def run_trials(
         bar.n = min(n_finished(study), n_trials)
         state = trial.state.name.lower()
         if trial.state == TrialState.FAIL and not trial.user_attrs.get("interrupted"):
-            failures.append(str(trial.user_attrs.get("fail_reason", "?")))
+            failures.append(str(trial.user_attrs.get("fail_reason") or "?"))
             if trial.user_attrs.get("stops_study"):
                 stopping.append((trial.number, bool(trial.user_attrs.get("requeued"))))
         else:

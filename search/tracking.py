@@ -602,11 +602,12 @@ class Tracker:
                 metrics[key] = frozen_trial.user_attrs[key]
         self.log_metrics(run_id, metrics)
         tags = {"optuna.state": state}
-        if "fail_reason" in frozen_trial.user_attrs:
+        # (a retry keeps its dead trial's reasons as None: search.objective._start_fresh)
+        if frozen_trial.user_attrs.get("fail_reason"):
             tags["fail_reason"] = frozen_trial.user_attrs["fail_reason"]
         elif state == "FAIL":
             tags["fail_reason"] = "the worker stopped without a result (heartbeat went stale); the trial is retried"
-        if "prune_reason" in frozen_trial.user_attrs:
+        if frozen_trial.user_attrs.get("prune_reason"):
             tags["prune_reason"] = frozen_trial.user_attrs["prune_reason"]
         if isinstance(frozen_trial.user_attrs.get("latency_device"), dict):  # the bench-server's board
             tags["latency_device"] = json.dumps(frozen_trial.user_attrs["latency_device"], sort_keys=True)

@@ -1172,6 +1172,16 @@ def test_a_retried_trial_starts_without_the_dead_trials_run(tmp_path):
     assert got["mlflow_run_id"] is None and got["threshold"] is None and got["mean_metrics"] == {}
     assert got["fail_reason"] is None and got[HEARTBEAT_ATTR] == 7 and got["worker"] == "host:1"
     assert study._storage.get_trial(requeued._trial_id).user_attrs["mlflow_run_id"] == "kept"
+    # the retry completes: its run says nothing of the dead trial's failure ("None" was a tag)
+    from search import Tracker, TrackingConfig
+
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "r"))
+    parent = tracker.study_run(study, {})
+    run = tracker.start_trial(parent, retry.number, "r", {})
+    study.tell(retry, 0.7)
+    tracker.end_trial(study._storage.get_trial(retry._trial_id), run)
+    tags = tracker.client.get_run(run).data.tags
+    assert tags["optuna.state"] == "COMPLETE" and "fail_reason" not in tags and "prune_reason" not in tags
 
 
 def test_sync_ignores_a_recorded_run_of_another_trial_and_fails_stale_trials(tmp_path, cli_env):
