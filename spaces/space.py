@@ -36,6 +36,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: merged by the base loader, whose keys
+                continue  # the mapping's own may override
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if not isinstance(key, collections.abc.Hashable):
@@ -111,7 +113,8 @@ class SearchSpace:
         if not p.is_file():  # a folder named like a built-in (an edge/ of exports) does not hide it
             # "default", or "spaces/default.yaml" run from outside a checkout: the installed copy
             builtin = _BUILTIN_DIR / (p.name if p.suffix == ".yaml" else f"{p.name}.yaml")
-            if builtin.exists() and (not p.suffix or p.parent.name in ("spaces", "")):
+            # only then: an edited copy at a mistyped path (/home/me/exp/spaces/default.yaml) ran the built-in
+            if builtin.exists() and p.parts in ((p.name,), ("spaces", p.name)):
                 p = builtin
         if not p.exists():
             names = ", ".join(sorted(x.stem for x in _BUILTIN_DIR.glob("*.yaml")))
@@ -229,9 +232,11 @@ class SearchSpace:
                 config[key] = bool(value) if all(isinstance(c, bool) for c in spec["choices"]) else value
             elif spec["type"] == "int":
                 # KerasTuner reads a log-scale step as a factor; leave it unset there, as Optuna does.
-                config[key] = hp.Int(key, spec["low"], spec["high"],
-                                     step=None if spec.get("log") else spec.get("step", 1),
-                                     sampling="log" if spec.get("log") else "linear")
+                # KerasTuner maps the top of a log scale (probability 1.0, which its Bayesian optimiser proposes)
+                # to high + 1 (65 for 16-64), a value the Optuna study then refused: kept inside the range
+                value = hp.Int(key, spec["low"], spec["high"], step=None if spec.get("log") else spec.get("step", 1),
+                               sampling="log" if spec.get("log") else "linear")
+                config[key] = min(max(int(value), int(spec["low"])), int(spec["high"]))
             elif spec.get("step") and not spec.get("log"):
                 # KerasTuner counts the values as int((high - low) // step + 1), which loses the top one where the
                 # division rounds down (0.5 // 0.1 = 4.0), and draws low + i * step, which can overshoot high
@@ -240,9 +245,10 @@ class SearchSpace:
                 low, high, step = float(spec["low"]), float(spec["high"]), float(spec["step"])
                 value = hp.Float(key, low, high + step / 2, step=step)
                 config[key] = min(max(low + round((value - low) / step) * step, low), high)
-            else:
-                config[key] = hp.Float(key, float(spec["low"]), float(spec["high"]), step=spec.get("step"),
-                                       sampling="log" if spec.get("log") else "linear")
+            else:  # its top can come back a rounding over high (0.44000000000000006 for 0.03-0.44): kept inside
+                low, high = float(spec["low"]), float(spec["high"])
+                value = hp.Float(key, low, high, step=spec.get("step"), sampling="log" if spec.get("log") else "linear")
+                config[key] = min(max(float(value), low), high)
         return config
 
     def config_from_params(self, params: dict[str, Any]) -> dict[str, Any]:

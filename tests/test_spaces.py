@@ -270,6 +270,33 @@ def test_keras_tuner_draws_a_stepped_float_on_the_optuna_grid_top_value_included
     assert len(drawn) == len(grid) and min(drawn) == low and max(drawn) == high
 
 
+@pytest.mark.parametrize("name", ["default", "edge"])
+def test_keras_tuner_draws_stay_in_the_optuna_range_at_their_extremes(name):
+    """KerasTuner's Bayesian optimiser proposes probability 1.0, which its log-scale Int maps to high + 1
+    (conv_filters 65 of 16-64 in the default space) and a Float to a rounding over high (0.44000000000000006 of
+    0.03-0.44): the trial trained, then the Optuna study refused its record, and three such in a row stopped the
+    search. Every numeric draw of the built-in spaces, at both ends and between, is one the study takes."""
+    space = SearchSpace.load(name)
+    hp = kt.HyperParameters()
+    space.keras_tuner_config(hp)
+    dists = space.optuna_distributions()
+    numeric = [h for h in hp.space if h.name in dists and type(h).__name__ in ("Int", "Float")]
+    assert numeric
+    for prob in (0.0, 0.37, 0.999999, 1.0):
+        for h in numeric:
+            hp.values[h.name] = h.prob_to_value(prob)
+        config = space.keras_tuner_config(hp)
+        for h in numeric:
+            d = dists[h.name]
+            assert d._contains(d.to_internal_repr(config[h.name])), (h.name, prob, config[h.name])
+    doc = _doc()
+    doc["params"]["dense_dropout"] = {"type": "float", "low": 0.03, "high": 0.44}
+    hp = kt.HyperParameters()
+    SearchSpace.from_dict(doc).keras_tuner_config(hp)
+    hp.values["dense_dropout"] = next(h for h in hp.space if h.name == "dense_dropout").prob_to_value(1.0)
+    assert hp.values["dense_dropout"] > 0.44 and SearchSpace.from_dict(doc).keras_tuner_config(hp)["dense_dropout"] == 0.44
+
+
 def test_a_float_choice_written_as_a_whole_number_serves_both_engines():
     """`conv_dropout: {type: categorical, choices: [0, 0.25, 0.5]}` ran with Optuna, but KerasTuner refused a
     Choice of ints and floats with a traceback after the study was written; the choices are floats now. 0 and 0.0
@@ -319,3 +346,36 @@ def test_an_edited_copy_of_a_builtin_space_that_keeps_its_name_is_warned_about(t
         assert not caplog.records
         assert SearchSpace.load(tmp_path / "mine.yaml").params["epochs"] == 2
     assert len(caplog.records) == 1 and "mine.yaml is named 'default', like the built-in space" in caplog.text
+
+
+def test_a_missing_space_file_under_a_folder_named_spaces_is_not_the_built_in(tmp_path, monkeypatch):
+    """`--space /home/me/exp/spaces/default.yaml` (an edited copy, mistyped) ran the built-in default space without a
+    word, as any missing path whose folder is named spaces did. Only a built-in's name, or spaces/NAME.yaml from
+    outside a checkout, means the built-in."""
+    monkeypatch.chdir(tmp_path)  # no spaces/ folder here
+    builtin = SearchSpace.load("default")
+    for given in ("default", "default.yaml", "spaces/default.yaml", "./spaces/edge.yaml"):
+        assert SearchSpace.load(given).name in ("default", "edge"), given
+    assert SearchSpace.load("spaces/default.yaml").params == builtin.params
+    for given in (tmp_path / "exp" / "spaces" / "default.yaml", "typo/spaces/edge.yaml", "spaces/sub/default.yaml"):
+        with pytest.raises(SpaceError, match="no such space file"):
+            SearchSpace.load(given)
+
+
+def test_a_space_file_may_use_yaml_merge_keys(tmp_path):
+    """`dense_dropout: {<<: *drop, high: 0.5}` is plain YAML (yaml.safe_load reads it), but the loader that refuses
+    duplicate keys called the merge key a constructor error: "not valid YAML". A key given twice is still refused."""
+    doc = _doc()
+    doc["params"]["conv_dropout"] = {"type": "float", "low": 0.0, "high": 0.3}
+    body = yaml.safe_dump({k: v for k, v in doc.items() if k != "params"}, sort_keys=False)
+    params = {k: v for k, v in doc["params"].items() if k not in ("conv_dropout", "dense_dropout")}
+    body += "params:\n  conv_dropout: &drop {type: float, low: 0.0, high: 0.3}\n  dense_dropout: {<<: *drop, high: 0.5}\n"
+    body += "".join(f"  {line}\n" for line in yaml.safe_dump(params, sort_keys=False).splitlines())
+    f = tmp_path / "merge.yaml"
+    f.write_text(body)
+    space = SearchSpace.load(f)
+    assert space.params["dense_dropout"] == {"type": "float", "low": 0.0, "high": 0.5}
+    assert space.params["conv_dropout"] == {"type": "float", "low": 0.0, "high": 0.3}
+    f.write_text(body + "  dense_units: 16\n  dense_units: 32\n")
+    with pytest.raises(SpaceError, match="'dense_units' is given twice"):
+        SearchSpace.load(f)
