@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ecg_data import grouped_splits, patient_kfold
-from spaces import SearchSpace
+from spaces import SearchSpace, why_config_cannot_build
 
 from . import interrupt
 from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
@@ -83,11 +83,27 @@ def _tuner_class():
         """Runs each KerasTuner trial as K patient-grouped folds (same folds as the Optuna driver)."""
 
         def __init__(self, oracle, *, space, data, folds, metric, seed, tracker, parent_run_id, on_trial,
-                     on_failed=None, **kw):
+                     on_failed=None, on_pruned=None, verbose=0, **kw):
             super().__init__(oracle, hypermodel=None, **kw)
             self.space, self.data, self.folds, self.metric, self.seed = space, data, folds, metric, seed
             self.tracker, self.parent_run_id, self.on_trial = tracker, parent_run_id, on_trial
-            self.on_failed = on_failed
+            self.on_failed, self.on_pruned, self.verbose = on_failed, on_pruned, verbose
+
+        def _pruned(self, trial, number: int, config: dict[str, Any], reason: str) -> dict[str, float]:
+            """A draw whose model cannot be built, pruned before it trains as the driver prunes it: it failed in
+            Keras, and three such in a row stopped KerasTuner. KerasTuner gets the worst value (its optimisers
+            learn to avoid the region), the study a PRUNED trial with the reason, MLflow a KILLED run."""
+            run_id = None
+            if self.tracker is not None:
+                run_id = self.tracker.start_trial(self.parent_run_id, number, self.project_name, config,
+                                                  {"tf_threads": str(tf_threads())})
+                self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id,
+                                               "optuna.state": "PRUNED", "prune_reason": reason})
+                if run_id is not None:
+                    self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, "KILLED")
+            if self.on_pruned is not None:
+                _hand_over(self.on_pruned, number, config, trial.trial_id, run_id, reason)
+            return {"val_objective": 0.0}  # every METRICS value lies in 0-1, higher better
 
         def run_trial(self, trial, *args, **kwargs):
             hp = trial.hyperparameters
@@ -95,6 +111,9 @@ def _tuner_class():
             if "tuner/epochs" in hp.values:  # Hyperband's budget for this round
                 config["epochs"] = int(hp.values["tuner/epochs"])
             number = _trial_number(trial, self.oracle)
+            cannot = why_config_cannot_build(config)
+            if cannot:
+                return self._pruned(trial, number, config, cannot)
             run_id = None
             if self.tracker is not None:
                 run_id = self.tracker.start_trial(self.parent_run_id, number, self.project_name, config,
@@ -128,7 +147,7 @@ def _tuner_class():
                         in_study.update(curves, k, epoch)
 
                     res = fit(config, self.data.subset(tr), val, seed=self.seed * 100003 + number * 101 + k,
-                              on_epoch_end=on_epoch)
+                              on_epoch_end=on_epoch, verbose=self.verbose)
                     oof[va] = res.val_prob
                     fold_of[va] = k
                     fold_metrics.append(fold_record(val.y, res, k, self.tracker, run_id))
@@ -246,9 +265,19 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         bar.update(1)
         say(f"keras-tuner trial {number} failed: {reason}")
 
+    def on_pruned(number, config, trial_id, run_id, reason):
+        if study is not None:
+            record_trial(study, space, config, None, 0.5, trial_id, tuner, run_id=run_id,
+                         attrs={"prune_reason": reason}, pruned=True)
+        bar.update(1)
+        say(f"keras-tuner trial {number} pruned: {reason}")
+        if timeout is not None and time.perf_counter() - start > timeout:
+            oracle.max_trials = len(oracle.trials)
+
     cls = _tuner_class()
     t = cls(oracle, space=space, data=data, folds=folds, metric=settings.metric, seed=settings.seed,
-            tracker=tracker, parent_run_id=parent, on_trial=on_trial, on_failed=on_failed,
+            tracker=tracker, parent_run_id=parent, on_trial=on_trial, on_failed=on_failed, on_pruned=on_pruned,
+            verbose=verbose,
             directory=str(Path(out_dir) / "keras_tuner"), project_name=study_name, overwrite=False)
     previous = interrupt.install()  # SIGTERM stops it as Ctrl-C does: the runs are closed, not left RUNNING
     try:
@@ -287,7 +316,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
 
 
 def record_trial(study: Any, space: SearchSpace, config: dict[str, Any], value: float | None, threshold: float,
-                 trial_id: str, tuner: str, run_id: str | None = None, attrs: dict[str, Any] | None = None) -> None:
+                 trial_id: str, tuner: str, run_id: str | None = None, attrs: dict[str, Any] | None = None,
+                 pruned: bool = False) -> None:
     """Add one finished KerasTuner trial to the Optuna ``study`` (once: a resumed search skips trials recorded
     before). Hyperband's epochs are its round's budget, not a draw from the space: kept in ``config`` only.
     ``run_id``, the trial's MLflow run, is kept as ``mlflow_run_id`` (as the driver's trials keep theirs), so
@@ -309,13 +339,14 @@ def record_trial(study: Any, space: SearchSpace, config: dict[str, Any], value: 
     dists = space.optuna_distributions()
     if tuner == "hyperband":
         dists.pop("epochs", None)
-    ok = value is not None and math.isfinite(value)
+    ok = not pruned and value is not None and math.isfinite(value)
     attrs = {**(attrs or {}), "config": config, "threshold": float(threshold), "keras_tuner.trial_id": trial_id,
              "engine": f"keras-tuner:{tuner}", "tf_threads": tf_threads()}
     if run_id is not None:
         attrs["mlflow_run_id"] = run_id
-    if not ok:
+    if not ok and not pruned:
         attrs.setdefault("fail_reason", f"validation objective is {value}")
+    state = optuna.trial.TrialState
     study.add_trial(optuna.trial.create_trial(
         params={k: config[k] for k in dists}, distributions=dists, value=float(value) if ok else None,
-        state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL, user_attrs=attrs))
+        state=state.PRUNED if pruned else state.COMPLETE if ok else state.FAIL, user_attrs=attrs))

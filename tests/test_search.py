@@ -58,7 +58,7 @@ def fake_keras_tuner_training(monkeypatch, values: list[float]) -> None:
             m["objective"] = value
         return value, 0.5, {"mean.f1": value}
 
-    def fit(config, train, val, seed, on_epoch_end=None):
+    def fit(config, train, val, seed, on_epoch_end=None, verbose=0):
         if on_epoch_end is not None:  # one epoch's Keras logs
             on_epoch_end(0, {"loss": 0.5, "val_auc": 0.75})
         return types.SimpleNamespace(val_prob=np.full(len(val), 0.5), seconds=0.1, beats_per_s=10.0, model=None)
@@ -1338,6 +1338,49 @@ def test_a_keras_tuner_search_whose_trials_keep_failing_closes_its_study_run(tmp
     assert [t.state.name for t in study.trials] == ["FAIL"] * 3
     parent = study.user_attrs["mlflow_parent_run_id"]
     assert Tracker(tracking(tmp_path)).client.get_run(parent).info.status == "FAILED"
+
+
+def test_a_keras_tuner_draw_that_cannot_be_built_is_pruned_as_the_driver_prunes_it(tmp_path, monkeypatch):
+    """A space may hold draws whose model cannot be built beside buildable ones; the driver prunes them before they
+    train, but KerasTuner failed each in Keras and stopped after three in a row ("Number of consecutive failures
+    exceeded the limit of 3") with a traceback. They are now pruned there too, saying why: a PRUNED trial in the
+    study, a KILLED run in MLflow, and the worst value to KerasTuner, which goes on."""
+    import dataclasses
+
+    import search.keras_tuner_engine as kte
+
+    fake_keras_tuner_training(monkeypatch, [0.7, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    settings = tiny_settings(tmp_path)
+    space = SearchSpace.from_yaml(settings.space_yaml).with_overrides(  # 3 draws in 4 cannot be built
+        input_length=16, res_blocks={"type": "int", "low": 4, "high": 7})
+    settings = dataclasses.replace(settings, space_yaml=space.to_yaml())
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    said: list[str] = []
+    kte.run_keras_tuner("ktp", settings, tuner="random", n_trials=8, out_dir=tmp_path, progress=False,
+                        storage=storage, tracking=tracking(tmp_path), trial_print_fn=said.append)
+    study = optuna.load_study(study_name="ktp", storage=storage)
+    trials = study.trials
+    assert len(trials) == 8
+    for t in trials:
+        config = t.user_attrs["config"]
+        unbuildable = config["res_blocks"] > 4
+        assert t.state.name == ("PRUNED" if unbuildable else "COMPLETE"), (t.number, config, t.state)
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    states = "".join(t.state.name[0] for t in trials)
+    assert "PPP" in states, states  # three in a row stopped it
+    for t in pruned:
+        blocks = t.user_attrs["config"]["res_blocks"]
+        assert t.value is None and t.user_attrs["prune_reason"] == (
+            f"input_length 16 is too short for res_blocks {blocks} (each block halves the window: at least "
+            f"{2 ** blocks} samples needed); this draw cannot be built")
+    reason = pruned[0].user_attrs["prune_reason"]
+    assert f"keras-tuner trial {pruned[0].number} pruned: {reason}" in said
+    runs = mlflow_trial_runs(tmp_path, study)
+    for t in pruned:
+        run = runs[t.number]
+        assert run.info.status == "KILLED" and run.data.tags["prune_reason"] == t.user_attrs["prune_reason"]
+        assert run.info.run_id == t.user_attrs["mlflow_run_id"]
+    assert Tracker(tracking(tmp_path)).sync(study) == {"created": 0, "updated": 0}
 
 
 def test_sync_takes_a_trial_s_own_run_where_the_run_numbers_are_another_trial_s(tmp_path):
