@@ -63,10 +63,16 @@ def seed(text: str) -> int:
 def seconds_up_to(limit: float) -> Callable[[str], float]:
     """argparse type: a finite number of seconds above 0 and at most ``limit`` (``--heartbeat 1e308`` overflowed
     a timer with a traceback)."""
+    return up_to(limit, "seconds")
+
+
+def up_to(limit: float, unit: str) -> Callable[[str], float]:
+    """argparse type: a finite number above 0 and at most ``limit`` ``unit`` (``bench-server --max-mb 1e308``
+    overflowed the byte count with a traceback)."""
     def parse(text: str) -> float:
         value = positive_float(text)
         if value > limit:
-            raise argparse.ArgumentTypeError(f"must be at most {limit:g} seconds, not {text}")
+            raise argparse.ArgumentTypeError(f"must be at most {limit:g} {unit}, not {text}")
         return value
 
     parse.__name__ = "float"

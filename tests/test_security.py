@@ -33,6 +33,7 @@ def test_bench_server_binds_loopback_by_default(monkeypatch):
     (["--port", "-1"], "argument --port: must be a port number from 0 to 65535, not -1"),
     (["--max-mb", "nan"], "argument --max-mb: must be a finite number above 0"),
     (["--max-mb", "-1"], "argument --max-mb: must be a finite number above 0"),
+    (["--max-mb", "1e308"], "argument --max-mb: must be at most 4096 MB, not 1e308"),  # an OverflowError traceback
     (["--host", "no-such-host.invalid"], "bench-server cannot listen on no-such-host.invalid:8765"),
 ])
 def test_bench_server_bad_options_give_one_line(tmp_path, cli_env, args, message):

@@ -28,7 +28,7 @@ def register(extra_parsers: list[Callable], commands: dict[str, Callable]) -> No
 
 
 def _add_parsers(sub) -> None:
-    from ecg_automl.argtypes import port, positive_float, sampling_rate
+    from ecg_automl.argtypes import port, sampling_rate, up_to
     from ecg_automl.argtypes import positive_int
 
     p = sub.add_parser("predict", help="classify a WFDB record or a CSV of beats with a .tflite (no TensorFlow)")
@@ -68,7 +68,7 @@ def _add_parsers(sub) -> None:
                                    "uses it.")
     b.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
     b.add_argument("--port", type=port, default=8765, help="TCP port, 0-65535 (default 8765; 0: any free port)")
-    b.add_argument("--max-mb", type=positive_float, default=16, help="largest model accepted, in MB (default 16)")
+    b.add_argument("--max-mb", type=up_to(4096, "MB"), default=16, help="largest model accepted, in MB (default 16)")
 
     try:
         from .export import add_export_parser
