@@ -499,7 +499,7 @@ def main(argv=None) -> int:
                      "ds2_sample": ("all DS2 beats" if len(ds2) == len(ds2_all) else
                                     f"ecg_data.subsample_beats(DS2, {args.ds2_beats}, seed={settings.seed}): "
                                     "stratified by patient and class"),
-                     "threshold": "the trial's threshold: max F1 on its DS1 out-of-fold validation predictions",
+                     "threshold": "the trial's threshold: the median over its DS1 validation folds of each fold's F1-best threshold",
                      "runs": args.runs, "warmup": 20, "threads": args.threads, "modes": list(MODES),
                      "calibration_windows": CALIBRATION_WINDOWS, "fs": space.fs, "window": space.window,
                      "records": settings.records or "all 44 non-paced", "latency_budget_ms": settings.latency_budget_ms,

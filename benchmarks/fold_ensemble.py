@@ -128,6 +128,8 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
     ens_keras, ens_int8 = np.mean(keras_probs, axis=0), np.mean(int8_probs, axis=0)
     for m, pk, p8 in zip(members, keras_probs, int8_probs):
         m["keras"], m["int8"] = scores(test.y, pk, thr), scores(test.y, p8, thr)
+        if repeats > 1:  # one member deployed alone would take the single models' threshold, not the average's
+            m["keras_at_single_model_oof_threshold"] = scores(test.y, pk, single_thr)
     # the deployable form: the K fold models averaged inside one graph, converted to one int8 file
     one = convert(ens.model, config, "int8", model_inputs(config, train.X, train.rr))
     one_prob = TFLiteModel(one, threads=1).predict(test_inputs)
@@ -176,7 +178,12 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             **({"single_model_oof_threshold": float(np.median([r["single_model_oof_threshold"] for r in runs])),
                 "ensemble_int8_one_file_at_single_model_oof_threshold": C.median_of(
                     [r["ensemble_int8_one_file_at_single_model_oof_threshold"] for r in runs])}
-               if all("single_model_oof_threshold" in r for r in runs) else {})}
+               if all("single_model_oof_threshold" in r for r in runs) else {}),
+            # with repeats, `member_keras_median` is at the average's (lower) threshold: this is one member as it
+            # would be deployed alone (runs before this field scored members at the average's threshold only)
+            **({"member_keras_median_at_single_model_oof_threshold": C.median_of(
+                [C.median_of([m["keras_at_single_model_oof_threshold"] for m in r["members"]]) for r in runs])}
+               if all("keras_at_single_model_oof_threshold" in m for r in runs for m in r["members"]) else {})}
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from benchsmoke import is_rate, run_quick
 
 
@@ -54,15 +56,22 @@ def test_edge_quick(tmp_path, cli_env):
 
 
 def test_fold_ensemble_quick(tmp_path, cli_env):
-    r = run_quick("fold_ensemble.py", tmp_path, cli_env)
+    r = run_quick("fold_ensemble.py", tmp_path, cli_env, "--repeats", "2")
     st = r["settings"]
     assert st["seeds"] == [0] and st["folds"] == 2 and st["epochs"] == 1 and r["config"]["epochs"] == 1
+    assert st["repeats"] == 2
     run = r["runs"][0]
     assert run["train_beats"] <= 4100 and run["test_beats"] > 40_000  # ~4,000 DS1 beats; every DS2 beat
     assert is_rate(run["threshold"]) and is_rate(run["oof_f1_at_threshold"])
     members = run["members"]
-    assert [m["fold"] for m in members] == [0, 1]
-    assert sum(m["train_beats"] for m in members) == run["train_beats"]  # each beat is trained on by K-1 folds
+    assert [(m["repeat"], m["fold"]) for m in members] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    # each beat is trained on by K-1 folds of each repeat
+    assert sum(m["train_beats"] for m in members) == 2 * run["train_beats"]
+    # a member deployed alone takes the single models' threshold: scored there too, beside the average's
+    single = run["single_model_oof_threshold"]
+    assert is_rate(single) and all(is_rate(m["keras_at_single_model_oof_threshold"]["f1"]) for m in members)
+    assert r["medians"]["member_keras_median_at_single_model_oof_threshold"]["f1"] == float(
+        np.median([m["keras_at_single_model_oof_threshold"]["f1"] for m in members]))
     one = run["ensemble_int8_one_file"]  # the fold models averaged in one graph, one int8 file
     for scored in ([m[kind] for m in members for kind in ("keras", "int8")]
                    + [run["ensemble_keras"], run["ensemble_int8"], one]):
