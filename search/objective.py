@@ -44,15 +44,14 @@ _RUN_ATTRS = {"mlflow_run_id": None, "threshold": None, "mean_metrics": {}, "fol
 
 def _start_fresh(trial: optuna.Trial) -> None:
     """Record this worker's heartbeat interval on ``trial`` (another worker judges its heartbeat by it), and clear
-    what a retried trial inherited of the run it retries (:data:`_RUN_ATTRS`)."""
+    what it holds of a run before it ran, which can only be inherited, e.g. by a retry (:data:`_RUN_ATTRS`)."""
     interval = trial.storage.get_heartbeat_interval() if hasattr(trial.storage, "get_heartbeat_interval") else None
     if interval:
         trial.set_user_attr(HEARTBEAT_ATTR, interval)
-    frozen = trial.storage.get_trial(trial._trial_id)
-    if "failed_trial" in frozen.system_attrs:  # set by the retry callback on the trial it enqueues
-        for key, empty in _RUN_ATTRS.items():
-            if key in frozen.user_attrs:
-                trial.set_user_attr(key, empty)
+    held = trial.storage.get_trial(trial._trial_id).user_attrs  # before it ran: copies (the retry callback's)
+    for key, empty in _RUN_ATTRS.items():
+        if key in held:
+            trial.set_user_attr(key, empty)
 
 
 class CVObjective:

@@ -1164,14 +1164,14 @@ def test_a_retried_trial_starts_without_the_dead_trials_run(tmp_path):
                  "worker": "host:1"}
     study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params={}, distributions={},
                                               user_attrs=inherited, system_attrs={"failed_trial": 0}))
-    study.enqueue_trial({}, user_attrs={"retry_of": 3, "mlflow_run_id": "kept"})  # the search's own re-queue
+    study.enqueue_trial({}, user_attrs={"retry_of": 3})  # the search's own re-queue (Ctrl-C) keeps what it is given
     retry, requeued = study.ask(), study.ask()
     _start_fresh(retry)
     _start_fresh(requeued)
     got = study._storage.get_trial(retry._trial_id).user_attrs
     assert got["mlflow_run_id"] is None and got["threshold"] is None and got["mean_metrics"] == {}
     assert got["fail_reason"] is None and got[HEARTBEAT_ATTR] == 7 and got["worker"] == "host:1"
-    assert study._storage.get_trial(requeued._trial_id).user_attrs["mlflow_run_id"] == "kept"
+    assert study._storage.get_trial(requeued._trial_id).user_attrs == {"retry_of": 3, HEARTBEAT_ATTR: 7}
     # the retry completes: its run says nothing of the dead trial's failure ("None" was a tag)
     from search import Tracker, TrackingConfig
 
