@@ -242,6 +242,20 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def add_config_option(ap: argparse.ArgumentParser) -> None:
+    """``--config``: the model config JSON a benchmark trains (default :data:`DEFAULT_CONFIG`)."""
+    ap.add_argument("--config", type=config_file, default=None,
+                    help=f"model config JSON (default {DEFAULT_CONFIG.relative_to(ROOT)})")
+
+
+def run_config(args) -> tuple[dict[str, Any], Path]:
+    """The config of ``--config`` (or the default) with ``--epochs`` set, and the file it came from."""
+    path = args.config or DEFAULT_CONFIG
+    config = load_config(path)
+    config["epochs"] = int(args.epochs)
+    return config, path
+
+
 def study_config(name: str, storage: str) -> tuple[dict[str, Any], float, dict[str, Any]]:
     """The best trial's config and decision threshold, and the study's stored settings."""
     import optuna

@@ -225,8 +225,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
-    ap.add_argument("--config", type=C.config_file, default=None,
-                    help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
+    C.add_config_option(ap)
     ap.add_argument("--seeds", type=C.at_least(1), default=None, help="repeats (full 3, quick 1); medians reported")
     ap.add_argument("--seed", type=C.at_least(0), default=0, help="first seed (seeds are SEED, SEED+1, ...)")
     ap.add_argument("--folds", type=C.at_least(2), default=None, help="patient-grouped DS1 folds = ensemble members (full 3)")
@@ -245,9 +244,7 @@ def main(argv=None) -> int:
     result, t_start = C.start("fold_ensemble", args.mode, args.verbose, args.out_dir)
     from ecg_data import load_dataset
 
-    path = args.config or C.DEFAULT_CONFIG
-    config = C.load_config(path)
-    config["epochs"] = int(args.epochs)
+    config, path = C.run_config(args)
     seeds = [args.seed + i for i in range(args.seeds)]
     result.update({"config": config, "config_source": str(path),
                    "settings": {"seeds": seeds, "folds": args.folds, "repeats": args.repeats,
