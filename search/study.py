@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import numbers
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -510,8 +510,9 @@ def _noting_taken(objective, taken: list[int]):
         try:
             return objective(trial)
         finally:
-            if trial.storage.get_trial(trial._trial_id).state == TrialState.FAIL:
-                taken.append(trial.number)
+            with contextlib.suppress(Exception):  # the storage out of reach: Optuna's own error says so next
+                if trial.storage.get_trial(trial._trial_id).state == TrialState.FAIL:
+                    taken.append(trial.number)
     return run
 
 
