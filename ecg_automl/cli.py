@@ -90,6 +90,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.pruner is not None and args.engine == "keras-tuner":  # it was ignored (None: not given)
         raise UsageError(f"--pruner {args.pruner} chooses an Optuna pruner: it needs --engine optuna (the KerasTuner "
                          f"engine has no pruner; its --tuner hyperband stops trials early on its own schedule)")
+    if args.heartbeat is not None and args.engine == "keras-tuner":  # it was ignored
+        raise UsageError(f"--heartbeat {args.heartbeat:g} sets the Optuna engine's trial heartbeat: the KerasTuner "
+                         f"engine records its trials when they end, and has none")
     from search.storage import in_memory
 
     if in_memory(args.storage):  # e.g. --storage sqlite:///$DB with DB unset
@@ -128,7 +131,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     result = run_search(args.study, settings, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=not args.no_final, out_dir=args.out_dir,
-                        progress=not args.quiet, verbose=args.verbose, heartbeat=args.heartbeat,
+                        progress=not args.quiet, verbose=args.verbose, heartbeat=_heartbeat(args),
                         trial_print_fn=_trial_lines(args))
     _print_summary(result, args)
     if not result.interrupted:
@@ -329,7 +332,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     set_threads(args.tf_threads)
     result = run_search(args.study, None, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=False, progress=not args.quiet,
-                        verbose=args.verbose, heartbeat=args.heartbeat, trial_print_fn=_trial_lines(args))
+                        verbose=args.verbose, heartbeat=_heartbeat(args), trial_print_fn=_trial_lines(args))
     _print_summary(result, args)
     return _interrupted_exit_code() if result.interrupted else 0
 
@@ -548,9 +551,14 @@ def _free_port(host: str, port: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _heartbeat(args: argparse.Namespace) -> float:
+    """``--heartbeat``, 30 s when not given."""
+    return 30.0 if args.heartbeat is None else args.heartbeat
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     """How a search or worker process runs its trials: heartbeat, TensorFlow threads, progress output."""
-    p.add_argument("--heartbeat", type=seconds_up_to(86_400), default=30,
+    p.add_argument("--heartbeat", type=seconds_up_to(86_400), default=None,  # None: not given (30)
                    help="seconds between trial heartbeats (default 30); a trial silent for 4 beats is failed and "
                         "retried")
     p.add_argument("--tf-threads", type=positive_int, default=None, metavar="N",
