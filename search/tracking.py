@@ -275,6 +275,15 @@ def trial_tags(trial: Any) -> dict[str, str]:
     return tags
 
 
+def _claimed_by_another(run: Any, number: int, claims: dict[str, list[int]]) -> bool:
+    """True when trial ``number`` records ``run`` but so does the trial the run is numbered for: a retry copied the
+    id of its dead trial's run. (A run numbered otherwise that no other trial records stays the trial's own: an
+    older KerasTuner study's runs are numbered one ahead of its trials.)"""
+    tag = run.data.tags.get("optuna.trial_number")
+    others = [n for n in claims.get(run.info.run_id, []) if n != number]
+    return tag is not None and tag != str(number) and tag in {str(n) for n in others}
+
+
 class Tracker:
     """Writes studies and trials to MLflow. Failures after start-up do not stop the search: they are
     logged, counted in :attr:`failures`, and the trial's data stays in Optuna for :meth:`sync`."""
@@ -642,15 +651,20 @@ class Tracker:
         nested = self._nested_runs(parent)
         existing = _by_trial_number(nested)
         by_id = {r.info.run_id: r for r in nested}
-        for t in trials if trials is not None else study.get_trials(deepcopy=False):
+        every = study.get_trials(deepcopy=False)
+        claims: dict[str, list[int]] = {}  # run id -> the trials recording it
+        for t in every:
+            if t.user_attrs.get("mlflow_run_id"):
+                claims.setdefault(t.user_attrs["mlflow_run_id"], []).append(t.number)
+        for t in trials if trials is not None else every:
             if t.state.name in ("RUNNING", "WAITING"):
                 continue
             # A finished Optuna trial cannot be changed any more: the run id is passed, not stored. Its own run
             # first: a KerasTuner trial that failed before its record was kept left the study's numbers one behind
             # its runs' (a run of that number then got another trial's results)
             run = by_id.get(t.user_attrs.get("mlflow_run_id"))
-            if run is not None and run.data.tags.get("optuna.trial_number") not in (None, str(t.number)):
-                run = None  # another trial's: a retry of a dead worker's trial inherited its run id
+            if run is not None and _claimed_by_another(run, t.number, claims):
+                run = None  # a retry of a dead worker's trial that inherited the dead trial's run id
             run = run or existing.get(t.number)
             if run is None:
                 run_id = self.start_trial(parent, t.number, study.study_name, _params(t), trial_tags(t),

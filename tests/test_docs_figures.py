@@ -42,6 +42,8 @@ def _figures() -> list[tuple[str, str]]:
     one, member = f52["ensemble_int8_one_file"], f52["member_keras_median"]
     rerun = [r["ensemble_int8_one_file"] for r in _load("fold_ensemble_full_folds5_repeats2_stopped")["runs"]]
     k10 = next(e for e in _load("ensemble_latency_full")["ensembles"] if e["members"] == 10)  # the same file's shape
+    tr = _load("threshold_rules_full")["medians"]
+    chosen, product = tr["rules"][tr["chosen_on_ds1"]], tr["rules"]["median_of_fold_best"]
     p = _load("ptbxl_records_full")["headline"]
     cost = _load("pipeline_cost_full")["summary"]
     e = _edge_best_int8()
@@ -64,6 +66,10 @@ def _figures() -> list[tuple[str, str]]:
         ("fold ensemble 5x2, member", f"(one member at that threshold: {member['f1']:.3f} / {member['roc_auc']:.3f};"),
         ("fold ensemble 5x2, rerun", f"gave F1 {rerun[0]['f1']:.3f} / {rerun[1]['f1']:.3f} and ROC-AUC "
                                      f"{rerun[0]['roc_auc']:.4f} / {rerun[1]['roc_auc']:.4f} in two seeds"),
+        ("threshold rules", f"(DS1 F1 {chosen['ds1_leave_one_fold_out_f1']:.3f} for the best against "
+                            f"{product['ds1_leave_one_fold_out_f1']:.3f}; DS2 F1 {chosen['ds2_f1']:.3f} against "
+                            f"{product['ds2_f1']:.3f})"),
+        ("threshold rules, ROC-AUC", f"5-fold Keras averages reach DS2 ROC-AUC {tr['ds2_roc_auc']:.4f}, still under"),
         ("fold ensemble 5 folds", f"{f5['size_kb']:.0f} KB, {f5['ms_median']:.3f} ms) "
                                   f"{f5['f1']:.3f} / {f5['roc_auc']:.4f}"),
         ("fold ensemble 3 folds", f"with 3 folds {f3['f1']:.3f} / {f3['roc_auc']:.3f}"),
