@@ -94,10 +94,15 @@ def fit_fold_models(config: dict[str, Any], train: BeatDataset, *, folds: int = 
     fits, splits = [], []
     for r in range(repeats):
         splitter = patient_kfold(folds, seed=seed + 7919 * r) if cv is None else cv[r]
-        repeat = grouped_splits(splitter, train.X, train.y, train.groups)  # TypeError for what is no splitter
+        repeat = list(grouped_splits(splitter, train.X, train.y, train.groups))  # TypeError for no splitter
         n_splits = splitter.get_n_splits(train.X, train.y, train.groups)
         if n_splits != folds:
             raise ValueError(f"the splitter of repeat {r} gives {n_splits} folds, not {folds}: {splitter!r}")
+        validated = np.bincount(np.concatenate([va for _, va in repeat]), minlength=len(train))
+        if (validated != 1).any():  # else found after all the training, as NaN out-of-fold "scores of a diverged model"
+            raise ValueError(f"the splitter of repeat {r} validates {int((validated == 0).sum())} beats in no fold and "
+                             f"{int((validated > 1).sum())} in more than one: a fold ensemble needs K-fold splits whose "
+                             f"validation folds hold every beat once ({splitter!r})")
         for k, (tr, va) in enumerate(repeat):
             i = r * folds + k
             log.info("final model: training fold model %d/%d on %d beats", i + 1, repeats * folds, len(tr))

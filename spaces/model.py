@@ -68,6 +68,12 @@ def build_ensemble(config: Mapping[str, Any], members: Iterable[keras.Model], *,
     model = keras.Model(inputs=[t for t in (ecg, rr) if t is not None], outputs=out,
                         name=f"ecg_resconv_lstm_x{len(members)}")
     for i, member in enumerate(members):
+        own = {layer.name for layer in member.layers if layer.weights}
+        slots = {layer.name[len(f"m{i}_"):] for layer in model.layers if layer.weights and layer.name.startswith(f"m{i}_")}
+        if own != slots:  # a slot no member layer fills kept its random weights, exported as if trained
+            raise ValueError(f"member {i} is not a model of this config (build_model(config) builds one): it lacks "
+                             f"{sorted(slots - own)[:4] or 'nothing'} and has {sorted(own - slots)[:4] or 'nothing'} "
+                             f"besides")
         for layer in member.layers:
             if layer.weights:
                 model.get_layer(f"m{i}_{layer.name}").set_weights(layer.get_weights())

@@ -159,6 +159,20 @@ def test_fit_final_and_build_ensemble_name_a_wrong_kind_of_members():
         build_ensemble(config, [1, 2])
 
 
+def test_build_ensemble_refuses_members_of_another_config():
+    """A member built with fewer blocks or head layers than ``config`` left the ensemble's extra layers at their
+    random initial weights, without a word, and the result exported as a trained model."""
+    from spaces import SearchSpace, build_ensemble, build_model
+
+    space = SearchSpace.load("default")
+    config = {**space.fixed, **{k: (v["choices"][0] if "choices" in v else v["low"]) for k, v in space.searched.items()}}
+    config.update(res_blocks=1, dense_layers=1)
+    member = build_model(config)
+    assert build_ensemble(config, [member, build_model(config)]).count_params() == 2 * member.count_params()
+    with pytest.raises(ValueError, match=r"member 0 is not a model of this config .* it lacks \['res1_"):
+        build_ensemble({**config, "res_blocks": 2}, [member])
+
+
 def test_fit_and_fit_fold_models_refuse_arrays_for_a_dataset(small_mitdb):
     """``fit(config, X, None)`` was an AttributeError ('ndarray' object has no attribute 'y') once TensorFlow had
     loaded; the folds, labels and patients travel together in a BeatDataset."""

@@ -267,6 +267,12 @@ def test_fold_models_repeats_split_by_the_splitters_given(tmp_path, small_mitdb)
         fit_fold_models(config, data, folds=2, cv=[patient_kfold(3)])
     with pytest.raises(TypeError, match="cv must be a splitter object"):
         fit_fold_models(config, data, folds=2, cv=[2])
+    # a splitter whose validation parts miss beats (or repeat them) trained every fold model, then failed on NaN
+    # out-of-fold "scores of a diverged model"; it is refused before training
+    from sklearn.model_selection import GroupShuffleSplit
+
+    with pytest.raises(ValueError, match=r"the splitter of repeat 0 validates \d+ beats in no fold and \d+ in more than one"):
+        fit_fold_models(config, data, folds=2, cv=[GroupShuffleSplit(2, test_size=0.25, random_state=0)])
 
 
 def test_final_model_folds_is_tested_and_exported_with_its_own_threshold(tmp_path, capsys):
