@@ -19,13 +19,17 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class FitResult:
-    """A trained model with its per-epoch history and predictions on the validation beats."""
+    """A trained model with its per-epoch history and predictions on the validation beats.
+
+    ``seconds`` times the whole ``model.fit``, its per-epoch validation passes included
+    (``validation_seconds`` of it); ``beats_per_s`` is training beats over the time spent training alone."""
 
     model: Any
     history: dict[str, list[float]]
     val_prob: np.ndarray | None = None
     seconds: float = 0.0
     beats_per_s: float = 0.0
+    validation_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +117,14 @@ def fit(
     from . import interrupt
 
     class _Watch(keras.callbacks.Callback):
+        validating = 0.0  # seconds of the per-epoch validation passes: not training throughput
+
+        def on_test_begin(self, logs=None):
+            self._test_start = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            self.validating += time.perf_counter() - self._test_start
+
         def on_train_batch_end(self, batch, logs=None):
             interrupt.check()  # a Ctrl-C swallowed by a finaliser still stops the training
 
@@ -128,16 +140,18 @@ def fit(
     val_data = None
     if val is not None:
         val_data = (model_inputs(config, val.X, val.rr), val.y.astype(np.float32))
+    watch = _Watch()
     start = time.perf_counter()
     hist = model.fit(
         x_train, train.y.astype(np.float32),
         batch_size=int(config["batch_size"]), epochs=int(config["epochs"]),
         class_weight=class_weights(train.y, config.get("class_weight", "none")),
-        validation_data=val_data, callbacks=[_Watch()], verbose=verbose, shuffle=True,
+        validation_data=val_data, callbacks=[watch], verbose=verbose, shuffle=True,
     )
     seconds = time.perf_counter() - start
     result = FitResult(model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}, seconds=seconds,
-                       beats_per_s=len(train) * int(config["epochs"]) / max(seconds, 1e-9))
+                       beats_per_s=len(train) * int(config["epochs"]) / max(seconds - watch.validating, 1e-9),
+                       validation_seconds=watch.validating)
     if val is not None:
         result.val_prob = predict(model, config, val)
         if not np.isfinite(result.val_prob).all():

@@ -1222,6 +1222,22 @@ def test_fit_refuses_data_no_model_should_be_trained_on(small_mitdb):
         fit({**cfg, "class_weight": "balance"}, some)
 
 
+def test_fit_throughput_leaves_out_the_validation_passes(small_mitdb):
+    """beats/s is training beats over the training time alone: with a validation set many times the training set,
+    the per-epoch validation passes took most of ``fit`` and the per-trial beats_per_s understated training."""
+    from search import fit
+
+    cfg = {k: (v["choices"][0] if isinstance(v, dict) and "choices" in v else v["low"] if isinstance(v, dict) else v)
+           for k, v in TINY.items()}
+    cfg["epochs"] = 1
+    search = small_mitdb.search_part()
+    train = search.subset(np.r_[np.flatnonzero(search.y == 0)[:200], np.flatnonzero(search.y == 1)[:100]])
+    res = fit(cfg, train, search)
+    assert 0 < res.validation_seconds < res.seconds
+    assert res.beats_per_s == pytest.approx(len(train) / (res.seconds - res.validation_seconds))
+    assert res.beats_per_s > len(train) / res.seconds
+
+
 def test_balanced_class_weights_weigh_the_rare_class_up():
     """class_weight='balanced' gives each class n / (2 * its count): the rare abnormal class the larger weight, so
     both classes weigh alike in the loss (swapped, the rare class would count for even less than unweighted)."""
