@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,11 +31,27 @@ def _fingerprint(path: Path) -> list:
         st = path.stat()
         return [[path.name, st.st_size, st.st_mtime_ns]]
     out = []
-    for p in sorted(path.rglob("*")):
-        if p.is_file() and (p.suffix.lower() in {".hea", ".dat", ".atr", ".mat", ".csv"} or p.name == "RECORDS"):
+    for p in _files_under(path):
+        if p.suffix.lower() in {".hea", ".dat", ".atr", ".mat", ".csv"} or p.name == "RECORDS":
             st = p.stat()
             out.append([str(p.relative_to(path)), st.st_size, st.st_mtime_ns])
-    return out
+    return sorted(out)
+
+
+def _files_under(path: Path) -> list[Path]:
+    """The files under ``path``, through symlinked folders too (``Path.rglob`` does not follow them, so a
+    ``records100`` linked into a shared copy was left out of the key and a changed record served stale arrays);
+    a folder reached twice (a link loop) is walked once."""
+    seen: set[str] = set()
+    files = []
+    for folder, dirs, names in os.walk(path, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        files.extend(Path(folder) / n for n in names if os.path.isfile(os.path.join(folder, n)))
+    return files
 
 
 def source_digest(folder: Path) -> str:
@@ -112,8 +129,9 @@ def _load_entry(npz: Path, meta: Path) -> BeatDataset | None:
 def _write_entry(ds: BeatDataset, npz: Path, meta: Path, settings: dict[str, Any]) -> bool:
     """Write a cache entry atomically (arrays first, then the .json that makes it valid); False, after a
     warning and with no temporary file left, when the cache folder cannot be written."""
-    tmp = npz.with_name(f".{npz.name}.{os.getpid()}.tmp.npz")
-    meta_tmp = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
+    writer = f"{os.getpid()}-{threading.get_ident()}"  # two threads of one process filling one entry collided
+    tmp = npz.with_name(f".{npz.name}.{writer}.tmp.npz")
+    meta_tmp = meta.with_name(f".{meta.name}.{writer}.tmp")
     try:
         npz.parent.mkdir(parents=True, exist_ok=True)
         ds.save(tmp)

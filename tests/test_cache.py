@@ -104,3 +104,48 @@ def test_an_interrupted_cache_write_leaves_no_temporary_file(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         cached("mitdb", src, {"fs": 180.0}, _Builder(), directory=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_changed_record_behind_a_symlinked_folder_misses_the_cache(tmp_path):
+    """A root whose ``records100`` links into another copy: ``Path.rglob`` did not follow the link, so the key left
+    those records out and a replaced record file was served from the old arrays. A link loop is walked once."""
+    store = tmp_path / "store" / "00000"
+    store.mkdir(parents=True)
+    (store / "00001_lr.dat").write_bytes(b"a" * 10)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "records100").symlink_to(tmp_path / "store", target_is_directory=True)
+    (tmp_path / "store" / "loop").symlink_to(src, target_is_directory=True)
+    build = _Builder()
+    for _ in range(2):
+        cached("ptbxl", src, {"fs": 100.0}, build, directory=tmp_path / "cache")
+    assert build.calls == 1
+    (store / "00001_lr.dat").write_bytes(b"b" * 11)
+    cached("ptbxl", src, {"fs": 100.0}, build, directory=tmp_path / "cache")
+    assert build.calls == 2
+
+
+def test_two_threads_filling_one_entry_do_not_share_temporary_files(tmp_path, caplog, monkeypatch):
+    """The temporary names held the process id alone: a second thread writing the same entry had its file
+    replaced away under it, and warned that the cache folder was not writable."""
+    import threading
+
+    real_save = BeatDataset.save
+    both_writing = threading.Barrier(2, timeout=20)
+
+    def save(self, path):
+        real_save(self, path)
+        both_writing.wait()  # both threads have written their temporary arrays before either renames
+
+    monkeypatch.setattr(BeatDataset, "save", save)
+    src = tmp_path / "src"
+    src.mkdir()
+    caplog.set_level(logging.WARNING, logger="ecg_data")
+    threads = [threading.Thread(target=cached, args=("mitdb", src, {"fs": 180.0}, _Builder()),
+                                kwargs={"directory": tmp_path / "cache"}) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not caplog.records
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".json", ".npz"]
