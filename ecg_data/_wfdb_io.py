@@ -98,6 +98,11 @@ def _check_header(hea: Path, header) -> None:
         raise RecordError(str(hea), f"malformed header: the record line {line!r} declares {n_sig} signal(s), but "
                                     f"{got} signal line(s) could be read (one per signal: file, format, gain, "
                                     f"..., name)")
+    names = list(header.sig_name or [])
+    unnamed = [i + 1 for i, name in enumerate(names) if not name]
+    if unnamed and len(unnamed) < len(names):  # wfdb read the cut line's missing fields as None, no error
+        raise RecordError(str(hea), f"malformed header: signal line(s) {', '.join(map(str, unnamed))} of {len(names)} "
+                                    f"end before the signal's name, which the others give (a header cut short?)")
 
 
 @dataclass

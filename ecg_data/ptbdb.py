@@ -110,7 +110,7 @@ def held_out_patients(patient_labels: dict[str, int]) -> set[str]:
 def beats_of_record(path: Path, record: str, *, fs: float, window: int, y: int, split: str) -> BeatDataset:
     """Beats of one record on lead ii (first channel when there is no ii), all with the record's label."""
     rec = read_record(path / record)
-    lower = [n.lower() for n in rec.sig_names]
+    lower = [(n or "").lower() for n in rec.sig_names]
     lead = lower.index(LEAD) if LEAD in lower else 0
     x = rec.signal[:, lead]
     peaks = detect_qrs(x, rec.fs)

@@ -173,7 +173,7 @@ def detect_r_peaks(x: np.ndarray, fs: float) -> np.ndarray:
 def beats_of_record(path: Path, ecg_id: int, row: Any, *, fs: float, window: int) -> BeatDataset | None:
     """Beats of one record (all 12 leads), or None when QRS detection finds fewer than 3 beats."""
     rec = read_record(path / str(row["filename_lr"]))
-    upper = [n.upper() for n in rec.sig_names]
+    upper = [(n or "").upper() for n in rec.sig_names]
     lead = upper.index(LEAD) if LEAD in upper else 0
     peaks = detect_r_peaks(rec.signal[:, lead], rec.fs)
     if len(peaks) < MIN_BEATS:

@@ -324,6 +324,9 @@ def test_missing_database_without_download_writes_nothing(tmp_path):
      "malformed header: the record line '203 2 0 650000' gives no valid sampling rate ('0'"),
     ("203 2 -360 650000\n203.dat 212 200 11 1024 972 5391 0 MLII\n203.dat 212 200 11 1024 1001 2216 0 V1\n",
      "malformed header: the record line '203 2 -360 650000' gives no valid sampling rate ('-360'"),
+    # cut inside the last signal line: wfdb read its name as None, and PTB-XL's loader failed with an AttributeError
+    ("203 2 360 650000\n203.dat 212 200 11 1024 972 5391 0 MLII\n203.dat 212 200 11 1024 1001 2216 0 V1\n"[:-12],
+     "malformed header: signal line(s) 2 of 2 end before the signal's name, which the others give"),
 ])
 def test_malformed_header_is_reported_as_such(data_root, tmp_path, header, problem):
     """Headers wfdb parses leniently are a malformed header of the named file, not a missing channel."""
