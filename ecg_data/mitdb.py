@@ -59,7 +59,8 @@ def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: s
     is_beat = np.isin(symbols, list(AAMI))
     samples, symbols = samples[is_beat], symbols[is_beat]
     if len(samples) == 0:
-        raise DataError(f"{path / record}.atr: no beat annotations")
+        raise RecordError(f"{path / record}.atr", "no beat annotations (a rhythm- or noise-only annotation file): "
+                                                 "the record has no labelled beats")
     X, rr, keep = beats_from_signal(rec.signal, rec.fs, samples, fs=fs, length=window)
     annotated = np.array([AAMI[s] for s in symbols])
     is_q, classes = annotated == "Q", annotated[keep]

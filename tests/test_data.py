@@ -877,3 +877,17 @@ def test_a_study_with_on_bad_record_skip_loads_without_the_damaged_record(data_r
     with pytest.raises(RecordError, match=r"101 has no 101\.atr"):
         load_study_data(cli._search_settings(args.__class__(**{**vars(args), "on_bad_record": "error"}), space,
                                              ["quality"]), space)
+
+
+def test_a_record_annotated_with_no_beats_is_a_bad_record_that_skip_mode_skips(data_root, tmp_path):
+    """An .atr holding only rhythm and noise annotations stopped the whole load, even with on_bad_record='skip'
+    (a DataError, not a RecordError of the named file)."""
+    import wfdb
+
+    root = _copy_db(data_root, tmp_path, ["100", "101"])
+    wfdb.wrann("100", "atr", np.array([10, 5000]), symbol=["+", "~"], aux_note=["(N", ""],
+               write_dir=str(root / "mitdb"))
+    with pytest.raises(RecordError, match=r"100\.atr: no beat annotations"):
+        load_dataset("mitdb", root=root, records=["100", "101"], use_cache=False)
+    ds = load_dataset("mitdb", root=root, records=["100", "101"], on_bad_record="skip", use_cache=False)
+    assert set(ds.records) == {"101"} and ds.info["skipped"][0]["path"].endswith("100.atr")
