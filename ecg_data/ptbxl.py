@@ -26,7 +26,7 @@ from ._records import describe_gaps, read_all, record_problems, refuse_incomplet
 from ._wfdb_io import detect_qrs, read_record
 from .dataset import BeatDataset, concat
 from .errors import DataError
-from .preprocess import beats_from_signal, resample
+from .preprocess import beats_from_signal, resample, resampled_positions
 
 log = logging.getLogger("ecg_data")
 
@@ -166,7 +166,7 @@ def detect_r_peaks(x: np.ndarray, fs: float) -> np.ndarray:
     if fs >= DETECT_FS:
         return detect_qrs(x, fs)
     q = detect_qrs(resample(x, fs, DETECT_FS), DETECT_FS)
-    peaks = np.unique(np.round(q * (fs / DETECT_FS)).astype(np.int64))
+    peaks = np.unique(resampled_positions(q, fs, DETECT_FS, back=True))
     return peaks[(peaks >= 0) & (peaks < len(x))]
 
 

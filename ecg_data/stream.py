@@ -25,7 +25,7 @@ from scipy import signal as _signal
 from scipy.ndimage import maximum_filter1d
 
 from ._wfdb_io import Header, SpanChecksums, read_span
-from .preprocess import HIGH_CUT, LOW_CUT, bandpass, resample, resample_ratio as _down
+from .preprocess import HIGH_CUT, LOW_CUT, bandpass, resample, resample_ratio as _down, resampled_positions
 
 #: Seconds of signal per chunk core (memory grows with it, not with the record).
 CHUNK_S = 600.0
@@ -266,7 +266,7 @@ def detect_r_peaks_chunked(head: Header, channel: int, *, chunk_s: float = CHUNK
     q = np.asarray(xq.qrs_inds, dtype=np.int64)
     if fs_d == fs:
         return q
-    found = np.unique(np.round(q * (fs / fs_d)).astype(np.int64))
+    found = np.unique(resampled_positions(q, fs, fs_d, back=True))
     return found[(found >= 0) & (found < n)]
 
 
@@ -339,7 +339,7 @@ def beat_windows_chunked(head: Header, channels: list[int], beats: np.ndarray, *
     fs_in, n = head.fs, head.n_samples
     up, down = _down(fs_in, fs)
     half = length // 2
-    scaled = np.round(beats * (fs / fs_in)).astype(np.int64)
+    scaled = resampled_positions(beats, fs_in, fs)
     read = sorted(set(channels))
     pos = [read.index(c) for c in channels]
     margin = max(margin_s * fs_in, (half + 1) * fs_in / fs + 64 * max(up, down))
@@ -366,5 +366,5 @@ def beat_windows_chunked(head: Header, channels: list[int], beats: np.ndarray, *
 def full_window(beats: np.ndarray, fs_in: float, n: int, *, fs: float, length: int) -> np.ndarray:
     """Mask of the beats whose window at ``fs`` lies inside the record (``extract_windows``'s rule)."""
     up, down = _down(fs_in, fs)
-    starts = np.round(np.asarray(beats, dtype=np.int64) * (fs / fs_in)).astype(np.int64) - length // 2
+    starts = resampled_positions(beats, fs_in, fs) - length // 2
     return (starts >= 0) & (starts + length <= _resampled_len(n, up, down))

@@ -891,3 +891,20 @@ def test_a_record_annotated_with_no_beats_is_a_bad_record_that_skip_mode_skips(d
         load_dataset("mitdb", root=root, records=["100", "101"], use_cache=False)
     ds = load_dataset("mitdb", root=root, records=["100", "101"], on_bad_record="skip", use_cache=False)
     assert set(ds.records) == {"101"} and ds.info["skipped"][0]["path"].endswith("100.atr")
+
+
+@pytest.mark.parametrize("fs_in, fs", [(360.0, 359.8), (359.8, 180.0), (360.0, 180.0)])
+def test_beat_windows_stay_on_their_peaks_at_a_rate_the_resampling_only_approximates(fs_in, fs):
+    """The windows were placed at fs / fs_in times each peak, but resample() applies a fraction of at most 1000
+    (999/1000 for 360 to 359.8 Hz): 30 minutes in, the R peak had drifted out of its 64-sample window."""
+    from ecg_data.preprocess import beats_from_signal
+
+    n = int(30 * 60 * fs_in)
+    peaks = np.arange(500, n - 500, int(0.8 * fs_in))
+    t = np.arange(n)
+    x = np.zeros(n)
+    for p in peaks:  # narrow pulses: the beats' R peaks
+        x[p - 8:p + 9] = np.exp(-0.5 * ((t[p - 8:p + 9] - p) / 2.0) ** 2)
+    windows, _, keep = beats_from_signal(x, fs_in, peaks, fs=fs, length=64)
+    where = np.abs(windows[:, :, 0]).argmax(axis=1)
+    assert keep.all() and np.abs(where - 32).max() <= 1, (where[:3], where[-3:])
