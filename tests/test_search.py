@@ -1273,6 +1273,32 @@ def test_final_test_refuses_a_threshold_outside_0_1_before_training(small_mitdb,
             final_test({"epochs": 1}, bad, small_mitdb)
 
 
+@pytest.mark.parametrize("final_model", ["refit", "folds"])
+def test_the_final_model_never_trains_or_validates_on_a_held_out_patient(small_mitdb, monkeypatch, final_model):
+    """Every beat the final model's training sees (its fold models' validation beats too) is a search-part beat of a
+    search patient; the report's patient counts are computed apart from what is trained on, so only this tells."""
+    from search import final, final_test
+
+    seen = []
+    real_fit = final.fit
+
+    def spy(config, train, val=None, **kwargs):
+        seen.extend(d for d in (train, val) if d is not None)
+        return real_fit(config, train, val, **kwargs)
+
+    monkeypatch.setattr(final, "fit", spy)
+    cfg = {k: (v["choices"][0] if isinstance(v, dict) and "choices" in v else v["low"] if isinstance(v, dict) else v)
+           for k, v in TINY.items()}
+    cfg["epochs"] = 1
+    data = small_mitdb.subset(np.arange(len(small_mitdb)) % 4 == 0)  # every patient, a quarter of the beats
+    report = final_test(cfg, 0.5, data, final_model=final_model, folds=2)
+    held_out = set(data.test_part().groups)
+    assert seen and held_out and report["test_patients"] == len(held_out)
+    for d in seen:
+        assert set(d.split) == {"search"} and not set(d.groups) & held_out
+    assert sum(len(d) for d in seen) >= len(data.search_part())
+
+
 def test_a_failed_trial_s_reason_keeps_the_cause_of_a_keras_layer_error():
     """A space drawing lstm_downsample 32 with input_length 16 failed its trials with the reason 'ValueError:
     Exception encountered when calling AveragePooling1D.call().', which says where, not why: Keras puts the
