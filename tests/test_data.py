@@ -43,6 +43,9 @@ def test_labels_match_reference_annotations(small_mitdb, data_root):
     m = small_mitdb.records == "208"
     assert set(np.unique(small_mitdb.y[m][small_mitdb.label[m] == "N"])) == {0}
     assert set(np.unique(small_mitdb.y[m][small_mitdb.label[m] == "V"])) == {1}
+    # the abnormal class is S, V and F, every beat of them (the counts above hold whatever y says)
+    assert {"S", "V", "F"} <= set(small_mitdb.label[small_mitdb.split == "search"])
+    assert np.array_equal(small_mitdb.y, (small_mitdb.label != "N").astype(np.int8))
 
 
 def test_windows_are_normalised_and_split_by_patient(small_mitdb):
@@ -50,6 +53,9 @@ def test_windows_are_normalised_and_split_by_patient(small_mitdb):
     assert ds.X.shape[1:] == (256, 1) and ds.X.dtype == np.float32
     assert np.isfinite(ds.X).all() and np.isfinite(ds.rr).all()
     assert np.allclose(ds.X.mean(axis=(1, 2)), 0, atol=1e-3)
+    # a z-score: unit spread too (what the sidecar tells device code), but where clipping at +-20 bit
+    unclipped = np.abs(ds.X).max(axis=(1, 2)) < 20
+    assert unclipped.mean() > 0.99 and np.allclose(ds.X[unclipped].std(axis=(1, 2)), 1, atol=1e-3)
     assert set(ds.records[ds.split == "search"]) <= set(DS1)
     assert set(ds.records[ds.split == "test"]) <= set(DS2)
     assert not set(ds.groups[ds.split == "search"]) & set(ds.groups[ds.split == "test"])

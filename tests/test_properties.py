@@ -271,9 +271,12 @@ def test_normalise_is_finite_and_zero_mean(shape, scale, seed, holes, fraction):
     out = normalise(w)
     assert out.shape == shape and out.dtype == np.float32
     assert np.isfinite(out).all() and np.abs(out).max(initial=0) <= 20
-    for win in out:  # z-scored (or all zero when flat / missing), unless clipping bit
+    for raw, win in zip(w, out):  # z-scored (or all zero when flat / missing), unless clipping bit
         if np.abs(win).max() < 20:
             assert abs(float(win.mean())) < 1e-3
+            finite = np.isfinite(raw)
+            if finite.any() and raw[finite].std() > 1e-7:  # not flat: unit spread over its finite samples
+                assert np.sqrt(np.mean(win[finite].astype(np.float64) ** 2)) == pytest.approx(1, abs=1e-3)
 
 
 @FAST
