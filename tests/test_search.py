@@ -1596,6 +1596,20 @@ def test_keras_tuner_engine_checks_its_folds_for_leaking_patients(tmp_path, monk
                             out_dir=tmp_path, progress=False, storage=None, final=False)
 
 
+def test_the_optuna_driver_checks_its_folds_for_leaking_patients(small_mitdb):
+    """The driver's objective checks every fold of the splitter it is given (grouped_splits): a ``cv=`` that lets a
+    patient's beats into both sides of a fold is refused before any trial, as in the KerasTuner engine."""
+    from sklearn.model_selection import GroupKFold, KFold
+
+    from ecg_data.splits import PatientLeakError
+    from search import CVObjective
+
+    search, space = small_mitdb.search_part(), SearchSpace.load("default")
+    with pytest.raises(PatientLeakError, match="patients on both sides"):
+        CVObjective(search, space, KFold(2, shuffle=True, random_state=0))
+    assert len(CVObjective(search, space, GroupKFold(2)).folds) == 2  # a grouped splitter is taken as it is
+
+
 def test_a_final_model_folder_that_cannot_be_written_is_refused_before_training(tmp_path, small_mitdb,
                                                                                  monkeypatch):
     """A file where the final model's folder should be: the model was trained, then model.save raised
