@@ -98,6 +98,39 @@ def test_config_builds_a_two_branch_model():
     assert model.output_shape == (None, 1)
 
 
+@pytest.mark.parametrize("pick", [0, -1])
+def test_every_hyperparameter_shapes_the_model_it_names(pick):
+    """Each searched value reaches the built model: layer sizes, counts, kernel, pooling, dropout rates, the
+    optimizer and its rate (a value ignored by the builder would be searched for nothing, unnoticed)."""
+    import keras
+
+    space = SearchSpace.load("default")
+    cfg = space.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask())
+    cfg.update({"stem_filters": 6, "conv_filters": 10, "kernel_size": 5, "res_blocks": 2, "lstm_units": 7,
+                "lstm_layers": 2, "lstm_downsample": 4, "input_length": 128, "dense_layers": 2, "dense_units": 9,
+                "rr_features": True, "rr_units": 3, "conv_dropout": 0.3, "dense_dropout": 0.2, "learning_rate": 0.004,
+                "lr_schedule": "constant"})
+    cfg.update({"pool": ["max", "avg"][pick], "optimizer": ["rmsprop", "sgd"][pick],
+                "lstm_bidirectional": [True, False][pick]})
+    model = build_model(cfg)
+    layer = model.get_layer
+    assert model.get_layer("ecg").output.shape[1] == 128
+    assert layer("stem_conv").filters == 6 and layer("stem_conv").kernel_size == (5,)
+    assert layer("res1_conv2").filters == 10 and layer("res1_conv2").kernel_size == (5,)
+    assert not [n.name for n in model.layers if n.name.startswith("res2_")]
+    assert isinstance(layer("res0_pool"), {"max": keras.layers.MaxPooling1D, "avg": keras.layers.AveragePooling1D}[
+        cfg["pool"]])
+    assert layer("conv_dropout").rate == pytest.approx(0.3) and layer("head1_dropout").rate == pytest.approx(0.2)
+    assert layer("lstm_downsample").pool_size == (4,)
+    lstm = layer("bilstm1").forward_layer if cfg["lstm_bidirectional"] else layer("lstm1")
+    assert lstm.units == 7 and not [n.name for n in model.layers if n.name.endswith("lstm2")]
+    assert layer("head1").units == 9 and layer("rr_dense").units == 3
+    assert not [n.name for n in model.layers if n.name == "head2"]
+    opt = model.optimizer
+    assert type(opt) is {"rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}[cfg["optimizer"]]
+    assert float(opt.learning_rate) == pytest.approx(0.004)
+
+
 def test_hyperparameters_added_later_are_optional_with_the_old_behaviour():
     """A space or config written before rr_units / lr_schedule existed still loads and builds the model
     it built then (8 RR units, a constant learning rate)."""
