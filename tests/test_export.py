@@ -1126,6 +1126,27 @@ def test_verification_flags_an_export_that_ranks_nothing():
     assert not verify(keras, keras * 0.99, y, 0.5, "int8")["flagged"]
 
 
+def test_verification_flags_many_changed_decisions_and_an_fp32_file_that_is_not_the_model():
+    """A conversion that moves beats across the threshold both ways keeps F1 and ROC-AUC close and was not flagged,
+    nor was an fp32 file whose probabilities were 0.01 off (a float32 conversion agrees to about 1e-6)."""
+    import numpy as np
+
+    from ecg_automl.tflite.verify import verify
+
+    y = np.r_[np.zeros(500, int), np.ones(500, int)]
+    # 40 of each class on each side of the threshold; the file swaps them: as many errors, on other beats
+    keras = np.r_[np.full(420, 0.1), np.full(40, 0.45), np.full(40, 0.55),
+                  np.full(420, 0.9), np.full(40, 0.45), np.full(40, 0.55)]
+    swapped = keras.copy()
+    swapped[keras == 0.45], swapped[keras == 0.55] = 0.55, 0.45
+    v = verify(keras, swapped, y, 0.5, "int8")
+    assert v["f1_drop"] == 0 and abs(v["auc_drop"]) <= 0.02 and v["decision_agreement"] == 0.84 and v["flagged"], v
+    assert any("otherwise than the Keras model" in r for r in v["flag_reasons"])
+    off = np.clip(keras + 0.01, 0, 1)
+    assert verify(keras, off, y, 0.5, "fp32")["flagged"] and not verify(keras, off, y, 0.5, "fp16")["flagged"]
+    assert not verify(keras, keras + 1e-6, y, 0.5, "fp32")["flagged"]
+
+
 @pytest.mark.parametrize("strict, code", [(False, 0), (True, 1)])
 def test_export_strict_fails_a_flagged_export(monkeypatch, capsys, strict, code):
     """`ecg-automl export --strict` exits 1 when the verification flags the export (an F1 drop over a point), for a
@@ -1143,12 +1164,55 @@ def test_export_strict_fails_a_flagged_export(monkeypatch, capsys, strict, code)
             "macs": 1, "io": {"inputs": {}, "output": {}}, "verification": verify(keras, worse, y, 0.5, "fp32"),
             "latency": {"threads": 1, "n_runs": 1, "median_ms": 0.1, "p90_ms": 0.1, "host_slowdown": 1.0,
                         "host_ms": 0.1, "pi4_estimate_ms": 0.5}}
-    monkeypatch.setattr(export_mod, "export_trial", lambda *a, **k: meta)
+    def export_trial(*args, strict=False, **kwargs):
+        if strict:
+            raise export_mod.ExportFlagged("m.tflite", meta)
+        return meta
+
+    monkeypatch.setattr(export_mod, "export_trial", export_trial)
     _load_extras()
     argv = ["export", "--study", "s", "--mode", "fp32", "--out", "m.tflite", "--no-mlflow"] + (["--strict"] if strict else [])
     args = build_parser().parse_args(argv)
     assert export_mod.cmd_export(args) == code
-    assert "warning: the fp32 model's F1 is 33.3 points below the Keras model's" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "warning: the fp32 model's F1 is 33.3 points below the Keras model's" in out.err
+    assert ("did not write m.tflite (--strict" if strict else "wrote m.tflite") in out.out
+
+
+def test_a_strict_export_the_check_flags_writes_nothing_and_predict_warns_of_a_flagged_file(exported, tmp_path,
+                                                                                            data_root):
+    """`export --strict` exited 1 but had already written the flagged file over the last good export; and predict
+    used a file whose export was flagged without a word."""
+    import keras
+
+    from ecg_automl.tflite import ExportFlagged, predict_record
+    from ecg_automl.tflite.export import export_model
+    from search import load_study_data, open_study
+    from spaces import SearchSpace
+
+    _, storage, out = exported
+    study, settings = open_study("ex", storage, None, heartbeat=None)
+    final = study.user_attrs["final"]
+    config = study.trials[final["trial"]].user_attrs["config"]
+    data = load_study_data(settings, SearchSpace.from_yaml(settings.space_yaml))
+    model = keras.models.load_model(final["model_path"], compile=False)
+    target = tmp_path / "m.tflite"
+    shutil.copy(out["fp32"][0], target)
+    shutil.copy(out["fp32"][0].with_suffix(".json"), target.with_suffix(".json"))
+    before = (target.read_bytes(), target.with_suffix(".json").read_text())
+    with pytest.raises(ExportFlagged, match=r"m\.tflite not written \(strict\): the decision threshold 0\.9990") as err:
+        export_model(model, config, data, target, mode="int8", threshold=0.999, verify_beats=300, runs=10, strict=True)
+    assert err.value.meta["verification"]["flagged"] and err.value.meta["mode"] == "int8"
+    assert (target.read_bytes(), target.with_suffix(".json").read_text()) == before
+    # without --strict it is written, flagged in its sidecar, and predict says so
+    side = target.with_suffix(".json")
+    meta = json.loads(side.read_text())
+    meta["verification"] = {**meta["verification"], "flagged": True,
+                            "flag_reasons": ["the fp32 model's F1 is 3.0 points below the Keras model's"]}
+    side.write_text(json.dumps(meta))
+    pred = predict_record(target, data_root / "mitdb" / "213")
+    assert pred.summary["export_warning"] == ("its export check flagged this file: the fp32 model's F1 is 3.0 points "
+                                              "below the Keras model's")
 
 
 def _fake_trial_model_call(monkeypatch, final, user_attrs, tracker=None, best=True, study_attrs=None):

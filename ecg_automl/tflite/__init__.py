@@ -8,8 +8,8 @@ and the predict functions only need ``ai-edge-litert`` (with numpy, scipy and wf
 
 from typing import Any
 
-from .convert import (INT8_FLOAT_OPS, MODES, LatencyTargetError, TFLiteError, TFLiteInputError, build_export_model,
-                      convert, op_list)
+from .convert import (INT8_FLOAT_OPS, MODES, ExportFlagged, LatencyTargetError, TFLiteError, TFLiteInputError,
+                      build_export_model, convert, op_list)
 from .latency import measure_latency, time_invocations
 from .runtime import TFLiteModel
 
@@ -22,7 +22,7 @@ _LAZY = {"Prediction": ".predict", "format_prediction": ".predict", "predict_csv
 
 __all__ = [
     "build_export_model", "CalibrationError", "check_target", "convert", "estimate_pi4_ms", "export_model",
-    "export_trial", "format_prediction", "INT8_FLOAT_OPS", "LatencyGate", "LatencyTargetError", "measure_latency",
+    "export_trial", "ExportFlagged", "format_prediction", "INT8_FLOAT_OPS", "LatencyGate", "LatencyTargetError", "measure_latency",
     "MODES", "op_list", "predict_csv", "predict_record", "Prediction", "read_sidecar", "TFLiteError",
     "TFLiteInputError", "TFLiteModel", "time_invocations",
 ]

@@ -135,9 +135,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 #: Summary warnings about the model and its input (a threshold it cannot reach, another lead read, a record the search
-#: trained on, rows the model's training never filtered): printed on stderr like the signal's, so --json readers hear
+#: trained on, rows the model's training never filtered, a file its export check flagged): printed on stderr like the signal's, so --json readers hear
 #: of them too.
-_MODEL_WARNINGS = ("warning", "lead_warning", "seen_in_training", "preprocessing_warning", "padding_warning")
+_MODEL_WARNINGS = ("warning", "lead_warning", "seen_in_training", "preprocessing_warning", "padding_warning",
+                   "export_warning")
 
 
 def _check_annotations(args: argparse.Namespace) -> None:

@@ -70,6 +70,17 @@ class LatencyTargetError(TFLiteError):
     stops_study = True
 
 
+class ExportFlagged(TFLiteError):
+    """A strict export whose check flagged the file (``export_model(strict=True)``): nothing was written; ``meta`` holds
+    the sidecar it would have had, its ``verification`` saying why."""
+
+    def __init__(self, out: Any, meta: dict[str, Any]) -> None:
+        v = meta["verification"]
+        why = v.get("threshold_unreachable") or "; ".join(v.get("flag_reasons") or ["flagged"])
+        super().__init__(f"{out} not written (strict): {why}")
+        self.meta = meta
+
+
 class TFLiteInputError(TFLiteError, ValueError):
     """Bad arguments to the exporter (unknown mode, missing or malformed representative data)."""
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ecg_data import HIGH_CUT, LOW_CUT
 
-from .convert import MODES, TFLiteError, TFLiteInputError, _check_mode, convert, op_list
+from .convert import MODES, ExportFlagged, TFLiteError, TFLiteInputError, _check_mode, convert, op_list
 from .runtime import TFLiteModel
 from .sidecar import write_model
 from .verify import format_verification, verify
@@ -95,8 +95,9 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
                    help="LiteRT threads for the timing (the Raspberry Pi 4 estimate is always a 1-thread one, from "
                         "a 1-thread timing; default 1)")
     p.add_argument("--strict", action="store_true",
-                   help="exit 1 when the export is flagged: it loses more than 1 F1 point or 0.02 of ROC-AUC against "
-                        "Keras, or its int8 output cannot reach the decision threshold (any mode)")
+                   help="write nothing and exit 1 when the export is flagged (an earlier export at --out stays): it "
+                        "loses more than 1 F1 point or 0.02 of ROC-AUC against Keras, or its int8 output cannot reach "
+                        "the decision threshold (any mode)")
     p.add_argument("--retrain", action="store_true",
                    help="with --trial N: train the trial's config on all search patients first (what a search's "
                         "final model is), instead of exporting the trial's own last-fold model")
@@ -234,7 +235,8 @@ def _check_out(out: str | Path) -> None:
 
 def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str | Path, *, mode: str,
                  threshold: float, seed: int = 0, verify_beats: int = 20000, runs: int = 300, threads: int = 1,
-                 about: dict[str, Any] | None = None, latency_target: str | None = None) -> dict[str, Any]:
+                 about: dict[str, Any] | None = None, latency_target: str | None = None,
+                 strict: bool = False) -> dict[str, Any]:
     """Convert a trained ``build_model(config)`` model (or ``build_ensemble``) to ``out`` in ``mode``, with the
     ``.json`` sidecar :func:`predict_record` and ``ecg-automl predict`` read; returns the sidecar's content.
 
@@ -242,7 +244,8 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
     its search part, the file is checked against the model on (up to ``verify_beats`` of) its test part at
     ``threshold`` (the decision threshold chosen on validation data), and the sidecar names its rate, window, leads
     and search records. ``about`` adds keys to the sidecar (``export_trial``: study, trial, model origin).
-    ``latency_target`` (a bench-server's http://HOST:PORT) also times the file on that device: ``latency.device_*``."""
+    ``latency_target`` (a bench-server's http://HOST:PORT) also times the file on that device: ``latency.device_*``.
+    ``strict``: a file the check flags is not written (an earlier export at ``out`` stays): :class:`ExportFlagged`."""
     from search import why_no_folder
     from search.training import predict
     from spaces import model_inputs
@@ -319,6 +322,8 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
     leads = dataset_leads(data.name, meta["channels"])
     if leads:
         meta["leads"] = leads
+    if strict and check["flagged"]:  # before the write: it replaced the last good export, and predict used it
+        raise ExportFlagged(out, meta)
     try:
         write_model(out, flat, meta)
     except OSError as exc:  # a full disk, a folder made read-only since the check above
@@ -328,7 +333,8 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
 
 def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str, out: str | Path, *,
                  tracking: TrackingConfig | None = None, verify_beats: int = 20000, runs: int = 300,
-                 threads: int = 1, retrain: bool = False, latency_target: str | None = None) -> dict[str, Any]:
+                 threads: int = 1, retrain: bool = False, latency_target: str | None = None,
+                 strict: bool = False) -> dict[str, Any]:
     """Export one trial of a study; returns the sidecar content (metrics, verification, latency, ops).
 
     ``trial_spec`` is ``"best"`` (its final model, when the search made one) or a trial number; ``mode`` one of
@@ -392,7 +398,7 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
                                  f"estimated): add --latency-target {settings.latency_target} to time it on that device")
     meta = export_model(model, config, data, out, mode=mode, threshold=threshold, seed=settings.seed,
                         verify_beats=verify_beats, runs=runs, threads=threads, latency_target=latency_target,
-                        about=about)
+                        about=about, strict=strict)
     if tracker is not None:
         run_id = trial.user_attrs.get("mlflow_run_id")
         out = Path(out)
@@ -412,12 +418,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     tracking = None if args.no_mlflow else TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri,
                                                                   experiment_name=args.experiment)
     existed = Path(args.out).is_file()
-    meta = export_trial(args.study, args.storage, args.trial, args.mode, args.out, tracking=tracking,
-                        verify_beats=args.verify_beats, runs=args.runs, threads=args.threads, retrain=args.retrain,
-                        latency_target=args.latency_target)
+    try:
+        meta = export_trial(args.study, args.storage, args.trial, args.mode, args.out, tracking=tracking,
+                            verify_beats=args.verify_beats, runs=args.runs, threads=args.threads, retrain=args.retrain,
+                            latency_target=args.latency_target, strict=args.strict)
+        written = True
+    except ExportFlagged as flagged:
+        meta, written = flagged.meta, False
     lat = meta["latency"]
-    print(f"wrote {args.out} ({meta['size_kb']:.1f} KB, {args.mode}) from trial {meta['trial']} ({meta['model_origin']})"
-          + (", replacing the earlier export there and its sidecar" if existed else ""))
+    if written:
+        print(f"wrote {args.out} ({meta['size_kb']:.1f} KB, {args.mode}) from trial {meta['trial']} "
+              f"({meta['model_origin']})" + (", replacing the earlier export there and its sidecar" if existed else ""))
+    else:
+        print(f"did not write {args.out} (--strict, and the check below flagged it: {meta['size_kb']:.1f} KB, "
+              f"{args.mode}, from trial {meta['trial']}, {meta['model_origin']})"
+              + ("; the earlier export there is unchanged" if existed else ""))
     print(f"  ops: {', '.join(meta['ops'])}")
     print(f"  params {meta['params']}, MACs/beat {meta['macs']}")
     io = meta["io"]

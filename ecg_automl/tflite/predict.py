@@ -75,6 +75,14 @@ def _summary(pred: Prediction, output_max: float = float("inf")) -> dict[str, An
     return out
 
 
+def _add_export_warning(summary: dict[str, Any], meta: dict[str, Any]) -> None:
+    """``export_warning`` when the file's own export check flagged it (it lost F1 or ROC-AUC against the Keras model
+    it came from); an unreachable threshold is said apart, as ``warning``, from the model itself."""
+    v = meta.get("verification")
+    if isinstance(v, dict) and v.get("flagged") and v.get("flag_reasons"):
+        summary["export_warning"] = "its export check flagged this file: " + "; ".join(map(str, v["flag_reasons"]))
+
+
 def _model_inputs(meta: dict[str, Any], windows: np.ndarray, rr: np.ndarray) -> dict[str, np.ndarray]:
     length, full = int(meta["input_length"]), windows.shape[1]
     start = (full - length) // 2
@@ -384,6 +392,7 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     unfiltered = _unfiltered_training_warning(meta)
     if unfiltered:
         pred.summary["preprocessing_warning"] = unfiltered
+    _add_export_warning(pred.summary, meta)
     if skipped:
         pred.summary["skipped_beats"] = skipped
     if missing.total():
@@ -672,6 +681,7 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     prob = model.predict(_model_inputs(meta, windows, np.zeros((len(windows), 0), np.float32)))  # no RR: refused above
     pred = Prediction(str(csv_path), np.arange(len(prob)), prob, float(meta["threshold"]), labels)
     pred.summary = {**_summary(pred, model.output_max), "beat_source": "CSV rows"}
+    _add_export_warning(pred.summary, meta)
     reads = int(meta.get("input_length") or window)  # the centred part of the window the model reads
     if min(covered, reads) < 0.9 * reads:  # an input mostly of zeros is not what the model learned from
         pred.summary["padding_warning"] = (
@@ -716,6 +726,8 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
         lines.append(f"  WARNING: {s['preprocessing_warning']}")
     if "padding_warning" in s:
         lines.append(f"  WARNING: {s['padding_warning']}")
+    if "export_warning" in s:
+        lines.append(f"  WARNING: {s['export_warning']}")
     for w in s.get("quality_warnings", []):
         lines.append(f"  WARNING (signal): {w}")
     if "skipped_beats" in s:

@@ -15,6 +15,12 @@ INT8_F1_TOLERANCE = F1_TOLERANCE  # its earlier name
 #: ... or whose ROC-AUC falls more than this below it: an int8 model whose outputs all quantise to one value ranks
 #: nothing (ROC-AUC 0.5) while its F1 can equal a Keras F1 of 0 at a threshold below the int8 step.
 AUC_TOLERANCE = 0.02
+#: ... or whose decisions at the threshold agree with the Keras model's on fewer than this share of the beats: a
+#: conversion that moves many beats across the threshold both ways can leave F1 where it was.
+MIN_AGREEMENT = 0.95
+#: ... or, in fp32, whose probabilities differ from Keras's by more than this anywhere: a float32 conversion agrees
+#: to about 1e-6, so a larger difference is a conversion fault, whatever it does to the figures.
+FP32_MAX_DPROB = 1e-3
 
 
 def _metrics(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float]:
@@ -51,6 +57,14 @@ def verify(keras_prob: np.ndarray, tflite_prob: np.ndarray, y: np.ndarray, thres
         reasons.append(f"the {mode} model's ROC-AUC is {report['auc_drop']:.3f} below the Keras model's (more than "
                        f"{AUC_TOLERANCE:g}): it ranks the beats worse"
                        + (f"; its outputs take only {distinct} distinct value(s) on these beats" if distinct <= 3 else ""))
+    if report["decision_agreement"] < MIN_AGREEMENT:
+        reasons.append(f"the {mode} model decides {100 * (1 - report['decision_agreement']):.1f} % of the beats "
+                       f"otherwise than the Keras model at threshold {threshold:.3f} (more than "
+                       f"{100 * (1 - MIN_AGREEMENT):.0f} %)")
+    if mode == "fp32" and report["max_abs_dprob"] > FP32_MAX_DPROB:
+        reasons.append(f"the fp32 model's probabilities differ from the Keras model's by up to "
+                       f"{report['max_abs_dprob']:.2g} (a float32 conversion agrees to about 1e-6): the conversion "
+                       f"changed the model")
     report["flagged"] = bool(reasons)
     report["flag_reasons"] = reasons
     report["output_max"] = float(output_max) if np.isfinite(output_max) else None
