@@ -673,9 +673,9 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     else:
         beats = resample(rows.T, fs_in, fs_model).T if fs_in != fs_model else rows
         covered = min(beats.shape[1], window)
-        if beats.shape[1] < window:
-            pad = window - beats.shape[1]
-            beats = np.pad(beats, ((0, 0), (pad // 2, pad - pad // 2)))
+        if beats.shape[1] < window:  # padded with NaN: the z-score is the rows' own (zeros lowered its spread), and
+            pad = window - beats.shape[1]  # normalise then sets the padding to 0
+            beats = np.pad(beats, ((0, 0), (pad // 2, pad - pad // 2)), constant_values=np.nan)
         start = (beats.shape[1] - window) // 2
         windows = normalise(beats[:, start:start + window, None])
     prob = model.predict(_model_inputs(meta, windows, np.zeros((len(windows), 0), np.float32)))  # no RR: refused above
@@ -688,6 +688,12 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
             f"each row holds {rows.shape[1]} samples at {fs_in:g} Hz ({rows.shape[1] / fs_in:.2f} s), "
             f"{100 * min(covered, reads) / reads:.0f} % of the {reads / fs_model:.2f} s the model reads: the rest was "
             f"zero-padded, which the model never saw in training; is --csv-fs the rows' rate?")
+    elif covered < window:  # the model reads all it needs, but training z-scored each beat over the whole window
+        pred.summary["padding_warning"] = (
+            f"each row holds {rows.shape[1]} samples at {fs_in:g} Hz ({rows.shape[1] / fs_in:.2f} s), less than the "
+            f"{window / fs_model:.2f} s window over which training z-scored each beat: the rows were z-scored over "
+            f"their own samples, so decisions can differ from those on the record's beats; give rows of "
+            f"{window / fs_model:.2f} s (or classify the WFDB record)")
     seen = _seen_record_warning(meta, Path(csv_path).with_suffix(""))  # a heartbeat-CSV file the search read
     if seen:
         pred.summary["seen_in_training"] = seen
