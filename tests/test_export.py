@@ -929,21 +929,54 @@ def test_predict_refuses_a_sidecar_of_another_model(untrained, data_root, tmp_pa
                               cli_env).stdout)["summary"]["beats"] > 2000
 
 
+def test_a_tflite_model_of_another_kind_is_named_as_such_not_a_traceback(untrained, data_root, tmp_path, cli_env):
+    """A valid .tflite with two outputs (not an ecg-automl classifier) under an ecg-automl sidecar was a ValueError
+    traceback from reading the model, before the sidecar's SHA-256 named it as another model."""
+    import shutil
+
+    import keras
+    import tensorflow as tf
+
+    from ecg_automl.tflite import TFLiteError, TFLiteModel
+
+    ecg = keras.Input((128, 1), name="ecg")
+    flat = keras.layers.Flatten()(ecg)
+    two = tmp_path / "two.tflite"
+    two.write_bytes(tf.lite.TFLiteConverter.from_keras_model(
+        keras.Model(ecg, [keras.layers.Dense(1)(flat), keras.layers.Dense(2)(flat)])).convert())
+    with pytest.raises(TFLiteError, match=r"two\.tflite: not an ecg-automl beat classifier \(it has 2 output tensors"):
+        TFLiteModel(two)
+    shutil.copy(untrained["mitdb"].with_suffix(".json"), two.with_suffix(".json"))
+    proc = run_cli(["predict", two, "--record", data_root / "mitdb" / "100"], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "its sidecar two.json belongs to another model" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_a_hand_edited_sidecar_value_is_named(untrained, data_root, tmp_path, cli_env):
     """A sidecar with a value of the wrong type or range gave a ValueError or TypeError traceback (fs "abc",
     threshold null, a window shorter than the model's input): one line now names the key, its value and what
     it must be."""
     import shutil
 
+    from ecg_data import PIPELINE_VERSION
+
     model = tmp_path / "edited.tflite"
     shutil.copy(untrained["mitdb"], model)
     meta = json.loads(untrained["mitdb"].with_suffix(".json").read_text())
+    assert meta["pipeline_version"] == PIPELINE_VERSION and meta["format"] == "ecg-automl/tflite-1"
     for key, value, message in (("fs", "abc", 'fs is "abc", expected a sampling rate in Hz in [50, 1000]'),
                                 ("threshold", None, "threshold is null, expected a probability from 0 to 1"),
                                 ("window", 10, "window is 10, expected an integer >= 16"),
                                 ("window", 64, "input_length is 128, expected an integer from 1 to window (64)"),
                                 ("filter", "butterworth", 'filter is "butterworth", expected {"low": HZ, "high": HZ} '
-                                 'with 0 < low < high, or null (no filter in training)')):
+                                 'with 0 < low < high, or null (no filter in training)'),
+                                # a sidecar of another version, or beats prepared otherwise, were obeyed silently
+                                ("format", "ecg-automl/tflite-2", 'format "ecg-automl/tflite-2", but this ecg-automl '
+                                 "reads ecg-automl/tflite-1: the model was exported by another version"),
+                                ("pipeline_version", 99, "the model was trained on beats prepared by pipeline version "
+                                 f"99, but this ecg-automl prepares them by version {PIPELINE_VERSION}"),
+                                ("normalisation", "min-max", 'normalisation is "min-max", but this ecg-automl prepares '
+                                 'beats by "per-window z-score" only')):
         model.with_suffix(".json").write_text(json.dumps({**meta, key: value}))
         proc = run_cli(["predict", model, "--record", data_root / "mitdb" / "100"], tmp_path, cli_env, check=False)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -15,7 +15,7 @@ from ecg_data import HIGH_CUT, LOW_CUT
 
 from .convert import MODES, ExportFlagged, TFLiteError, TFLiteInputError, _check_mode, convert, op_list
 from .runtime import TFLiteModel
-from .sidecar import write_model
+from .sidecar import NORMALISATION, write_model
 from .verify import format_verification, verify
 
 if TYPE_CHECKING:  # the search stack: imported by export_trial when it runs
@@ -301,7 +301,7 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
         "dataset": data.name, "fs": float(data.fs), "window": int(data.X.shape[1]), "lead": "MLII",
         "channels": int(data.X.shape[2]), "input_length": int(config["input_length"]),
         "rr_features": bool(config["rr_features"]), "filter": None if data.name in _UNFILTERED else dict(BAND),
-        "normalisation": "per-window z-score",
+        "normalisation": NORMALISATION,
         "class_meaning": _CLASS_MEANING.get(data.name, {"0": "normal", "1": "abnormal"}),
         "threshold": threshold, "config": config, "members": _members(model),
         "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),

@@ -119,6 +119,7 @@ def _open_model(model_path: str | Path, threads: int) -> tuple[dict[str, Any], T
             raise TFLiteError(f"{path}: not a TFLite model (no TFL3 flatbuffer identifier); predict takes a .tflite "
                               f"written by `ecg-automl export`, with its .json sidecar beside it{hint}")
     meta = read_sidecar(model_path)
+    _check_sidecar_sha(meta, path.read_bytes() if path.is_file() else b"", model_path)  # before the model is read
     model = TFLiteModel(model_path, threads=threads)
     _check_sidecar_matches(meta, model, model_path)
     edited = edited_preparation(meta)
@@ -130,16 +131,22 @@ def _open_model(model_path: str | Path, threads: int) -> tuple[dict[str, Any], T
     return meta, model
 
 
+def _check_sidecar_sha(meta: dict[str, Any], model_bytes: bytes, model_path) -> None:
+    """Refuse a sidecar that records another model's SHA-256 (checked before the model is read: another valid
+    .tflite, one of two outputs, say, failed in the reading instead of being named as another model)."""
+    sha = meta.get("sha256")
+    if sha is not None and sha != model_sha256(model_bytes):
+        raise TFLiteError(f"{model_path}: its sidecar {sidecar_path(model_path).name} belongs to another model (the "
+                          f"sidecar records SHA-256 {str(sha)[:12]}..., this file is {model_sha256(model_bytes)[:12]}"
+                          f"...); export writes the two together: copy both, or export again")
+
+
 def _check_sidecar_matches(meta: dict[str, Any], model: TFLiteModel, model_path) -> None:
     """Refuse a sidecar that belongs to another model: by the SHA-256 it records (written since it is), else
     (an older sidecar) by the inputs it describes. Obeying it would prepare windows, or apply a threshold,
     that are another model's: a shape error at best, wrong decisions at worst."""
     side = sidecar_path(model_path).name
-    sha = meta.get("sha256")
-    if sha is not None and sha != model_sha256(model.model_bytes):
-        raise TFLiteError(f"{model_path}: its sidecar {side} belongs to another model (the sidecar records SHA-256 "
-                          f"{str(sha)[:12]}..., this file is {model_sha256(model.model_bytes)[:12]}...); export "
-                          f"writes the two together: copy both, or export again")
+    _check_sidecar_sha(meta, model.model_bytes, model_path)
     ecg = model.inputs.get("ecg")
     mismatch = []
     if ecg is not None and len(ecg["shape"]) == 3:

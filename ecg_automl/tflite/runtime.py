@@ -206,10 +206,14 @@ class TFLiteModel:
             self._interp = make_interpreter(self.model_bytes, self.threads)
         except ValueError as exc:  # e.g. a truncated or damaged file that still starts like a model
             raise TFLiteError(f"{where}: not a valid TFLite model ({exc})") from None
-        self.inputs = input_map(self._interp)
+        try:
+            self.inputs = input_map(self._interp)
+        except ValueError as exc:  # a model of another kind: said as the model's fault, not as a traceback
+            raise TFLiteError(f"{where}: not an ecg-automl beat classifier ({exc})") from None
         outs = self._interp.get_output_details()
         if len(outs) != 1:
-            raise ValueError(f"expected one output tensor, the model has {len(outs)}")
+            raise TFLiteError(f"{where}: not an ecg-automl beat classifier (it has {len(outs)} output tensors; one "
+                              f"gives the probability of an abnormal beat)")
         self._out = outs[0]
         self.stateful = is_stateful(self.model_bytes)
         if any(len(d["shape"]) and int(d["shape"][0]) != 1 for d in self.inputs.values()):

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 FORMAT = "ecg-automl/tflite-1"
+#: How every beat window is scaled (``ecg_data.preprocess.normalise``), as the sidecar says it.
+NORMALISATION = "per-window z-score"
 REQUIRED = ("fs", "window", "input_length", "rr_features", "threshold", "lead")
 #: The keys that say how a window is prepared for the model: written twice, the second time under ``prepared_as``,
 #: so that a hand edit of one (fs 180 -> 360 flagged 187 of 2,271 beats abnormal instead of 3) is said, not
@@ -42,13 +44,36 @@ def read_sidecar(model_path: str | Path) -> dict[str, Any]:
         raise TFLiteError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise TFLiteError(f"{path}: not a JSON object of the model's settings")
+    if "format" in meta and meta["format"] != FORMAT:  # a later version's sidecar may mean its keys otherwise
+        raise TFLiteError(f"{path}: format {json.dumps(meta['format'])}, but this ecg-automl reads {FORMAT}: the model "
+                          f"was exported by another version; predict with that one, or export the model again")
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise TFLiteError(f"{path}: missing {', '.join(missing)}")
+    _check_pipeline(path, meta)
     for key, (ok, expected) in _checks(meta).items():
         if key in meta and not ok(meta[key]):
             raise TFLiteError(f"{path}: {key} is {json.dumps(meta[key])}, expected {expected}")
     return meta
+
+
+def _check_pipeline(path: Path, meta: dict[str, Any]) -> None:
+    """Refuse a model whose beats were prepared otherwise than this version prepares them: its ``pipeline_version``
+    (written since it is; an older sidecar has none and is not judged) or a normalisation other than the z-score.
+    Predict would feed it windows or RR features unlike its training's, and its decisions would be wrong silently."""
+    from ecg_data import PIPELINE_VERSION
+
+    from .convert import TFLiteError
+
+    version = meta.get("pipeline_version")
+    if version is not None and version != PIPELINE_VERSION:
+        raise TFLiteError(f"{path}: the model was trained on beats prepared by pipeline version {version}, but this "
+                          f"ecg-automl prepares them by version {PIPELINE_VERSION} (ecg_data.PIPELINE_VERSION): predict "
+                          f"with the version that exported it, or export the model again with this one")
+    norm = meta.get("normalisation")
+    if norm is not None and norm != NORMALISATION:
+        raise TFLiteError(f"{path}: normalisation is {json.dumps(norm)}, but this ecg-automl prepares beats by "
+                          f"{json.dumps(NORMALISATION)} only")
 
 
 def _number(v: Any) -> bool:
@@ -93,8 +118,10 @@ def write_sidecar(model_path: str | Path, meta: dict[str, Any]) -> Path:
     path = sidecar_path(model_path)
     sha = model_sha256(Path(model_path).read_bytes())
     prepared = {k: meta[k] for k in PREPARATION if k in meta}
-    path.write_text(json.dumps({"format": FORMAT, **meta, "prepared_as": prepared, "sha256": sha}, indent=2,
-                               default=float))
+    from ecg_data import PIPELINE_VERSION
+
+    path.write_text(json.dumps({"format": FORMAT, "pipeline_version": PIPELINE_VERSION, **meta,
+                                "prepared_as": prepared, "sha256": sha}, indent=2, default=float))
     return path
 
 
