@@ -101,6 +101,8 @@ def test_export_at_more_threads_estimates_the_pi_from_a_one_thread_timing(export
 
 
 def test_every_mode_exports_builtin_ops_matching_keras(exported):
+    from ecg_automl.tflite.pi_estimate import extrapolation_note
+
     tmp, _, out = exported
     tolerance = {"fp32": 1e-4, "fp16": 5e-3, "dynamic": 0.05, "int8": 0.2}
     for mode, (path, meta) in out.items():
@@ -116,6 +118,7 @@ def test_every_mode_exports_builtin_ops_matching_keras(exported):
         assert side["leads"] == ["MLII"] and side["channels"] == 1
         lat = side["latency"]
         assert lat["median_ms"] > 0 and lat["pi4_estimate_ms"] > lat["median_ms"]
+        assert lat["pi4_estimate_note"] == extrapolation_note(lat["host_ms"], "int8" if mode == "int8" else "float32")
         # the Pi estimate is made from the figure with the host's slowdown divided out (never above the raw one
         # by more than timing jitter)
         assert 0 < lat["host_ms"] <= 1.25 * lat["median_ms"] and lat["host_slowdown"] >= 1.0

@@ -29,6 +29,17 @@ def test_calibration_points_are_complete():
     assert any(p["pi_threads"] == 1 and p["pi_ms"] < 10 for p in pe.CALIBRATION)
 
 
+def test_an_estimate_outside_the_fit_s_host_range_is_called_an_extrapolation():
+    """This project's models time at 0.06-0.1 ms here, under the fit's smallest point (0.357 ms): the export's Pi
+    figure did not say that it extrapolates."""
+    low, high = pe.FIT["pi1"]["host_range_ms"]
+    assert pe.extrapolation_note(low) is None and pe.extrapolation_note(high, "int8") is None
+    note = pe.extrapolation_note(0.07, "int8")
+    assert note == (f"extrapolated: 0.07 ms here is outside the {low:g}-{high:g} ms of host time the host->Pi fit "
+                    "was measured over (docs/PI_LATENCY.md)")
+    assert pe.extrapolation_note(10 * high).startswith("extrapolated: ")
+
+
 def test_estimate_follows_the_fit():
     small = next(p for p in pe.CALIBRATION if p["id"] == "deb-mnv1-q")
     est = pe.estimate_pi4_ms(small["host_ms"], "int8")

@@ -251,7 +251,7 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
     from spaces import model_inputs
 
     from .gate import reference_clock
-    from .pi_estimate import calibration_record, estimate_pi4_ms
+    from .pi_estimate import calibration_record, estimate_pi4_ms, extrapolation_note
     from .stats import model_stats
 
     _check_mode(mode)
@@ -307,6 +307,7 @@ def export_model(model: Any, config: dict[str, Any], data: BeatDataset, out: str
         "size_kb": len(flat) / 1024, "ops": sorted(set(op_list(flat))),
         "latency": {**lat,
                     "pi4_estimate_ms": estimate_pi4_ms(pi_host["host_ms"], "int8" if mode == "int8" else "float32"),
+                    "pi4_estimate_note": extrapolation_note(pi_host["host_ms"], "int8" if mode == "int8" else "float32"),
                     "pi4_calibration": calibration_record()},
         "verification": check, "io": runner.io_details(), **model_stats(model),
     }
@@ -444,7 +445,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  latency ({lat['threads']} thread, {lat['n_runs']} runs): median {lat['median_ms']:.3f} ms, "
           f"p90 {lat['p90_ms']:.3f} ms; with the host's slowdown ({lat['host_slowdown']:.2f}x) divided out "
           f"{lat['host_ms']:.3f} ms; Raspberry Pi 4 estimate {lat['pi4_estimate_ms']:.3f} ms"
-          + (f" (1 thread, from {lat['pi4_host_ms']:.3f} ms here at 1 thread)" if "pi4_host_ms" in lat else ""))
+          + (f" (1 thread, from {lat['pi4_host_ms']:.3f} ms here at 1 thread)" if "pi4_host_ms" in lat else "")
+          + (f", {lat['pi4_estimate_note']}" if lat.get("pi4_estimate_note") else ""))
     if meta.get("int8_weight_tensors") == 0:
         print("note: --mode dynamic quantised no weight tensor (the converter leaves tensors too small to gain "
               "float), so this file is the fp32 model; int8 quantises them all", file=sys.stderr)

@@ -239,6 +239,17 @@ def estimate_pi4_ms(host_ms: float, dtype: str = "float32", *, pi_threads: int =
     return math.exp(fit["a"] + fit["b"] * math.log(host_ms))
 
 
+def extrapolation_note(host_ms: float, dtype: str = "float32", *, pi_threads: int = 1) -> str | None:
+    """What to say of :func:`estimate_pi4_ms`'s figure for ``host_ms`` when it lies outside the host latencies the
+    fit was measured over (None inside): most of this project's models time under its smallest point, so their
+    Pi estimates extrapolate, by a slope that one point sets (docs/PI_LATENCY.md)."""
+    low, high = active_calibration()["fit"][_fit_name(dtype, pi_threads)].get("host_range_ms") or (None, None)
+    if low is None or low <= float(host_ms) <= high:
+        return None
+    return (f"extrapolated: {float(host_ms):.3g} ms here is outside the {low:g}-{high:g} ms of host time the "
+            f"host->Pi fit was measured over (docs/PI_LATENCY.md)")
+
+
 class CalibrationError(ValueError):
     """The host calibration file named by ``$ECG_AUTOML_PI_CALIBRATION`` cannot be used."""
 
