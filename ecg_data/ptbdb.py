@@ -29,6 +29,8 @@ from .preprocess import beats_from_signal
 
 log = logging.getLogger("ecg_data")
 
+#: Every PTB Diagnostic record is sampled at 1000 Hz: another rate in a header means a damaged or edited header.
+FS = 1000.0
 LEAD = "ii"
 NORMAL_REASON = "healthy control"
 #: Reasons that are no diagnosis: such records carry no label and are left out.
@@ -110,6 +112,9 @@ def held_out_patients(patient_labels: dict[str, int]) -> set[str]:
 def beats_of_record(path: Path, record: str, *, fs: float, window: int, y: int, split: str) -> BeatDataset:
     """Beats of one record on lead ii (first channel when there is no ii), all with the record's label."""
     rec = read_record(path / record)
+    if rec.fs != FS:  # the beats would be resampled from the wrong rate, silently
+        raise RecordError(f"{path / record}.hea", f"sampling rate {rec.fs:g} Hz, but every PTB Diagnostic record is "
+                                                 f"sampled at {FS:g} Hz: the header is damaged or edited")
     lower = [(n or "").lower() for n in rec.sig_names]
     lead = lower.index(LEAD) if LEAD in lower else 0
     x = rec.signal[:, lead]

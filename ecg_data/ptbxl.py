@@ -25,7 +25,7 @@ from ._paths import PTBXL_LR_DAT_BYTES, missing_ptbxl_files
 from ._records import describe_gaps, read_all, record_problems, refuse_incomplete
 from ._wfdb_io import detect_qrs, read_record
 from .dataset import BeatDataset, concat
-from .errors import DataError
+from .errors import DataError, RecordError
 from .preprocess import beats_from_signal, resample, resampled_positions
 
 log = logging.getLogger("ecg_data")
@@ -37,6 +37,8 @@ LEAD = "II"
 TEST_FOLD = 10
 #: R peaks are detected on lead II upsampled to this rate (see :func:`detect_r_peaks`).
 DETECT_FS = 300.0
+#: The rate of every record ``filename_lr`` names (``records100/``): another in a header means a damaged or edited one.
+FS_LR = 100.0
 #: Records with fewer detected beats than this are skipped (and counted).
 MIN_BEATS = 3
 _EXAMPLES = 20  # at most this many record ids per counter in ``info`` (keep the cached metadata small)
@@ -173,6 +175,10 @@ def detect_r_peaks(x: np.ndarray, fs: float) -> np.ndarray:
 def beats_of_record(path: Path, ecg_id: int, row: Any, *, fs: float, window: int) -> BeatDataset | None:
     """Beats of one record (all 12 leads), or None when QRS detection finds fewer than 3 beats."""
     rec = read_record(path / str(row["filename_lr"]))
+    if rec.fs != FS_LR:  # the beats and RR intervals would be resampled from the wrong rate, silently
+        raise RecordError(f"{path / str(row['filename_lr'])}.hea", f"sampling rate {rec.fs:g} Hz, but every PTB-XL "
+                                                                  f"records100 file is sampled at {FS_LR:g} Hz: the "
+                                                                  f"header is damaged or edited")
     upper = [(n or "").upper() for n in rec.sig_names]
     lead = upper.index(LEAD) if LEAD in upper else 0
     peaks = detect_r_peaks(rec.signal[:, lead], rec.fs)

@@ -914,3 +914,17 @@ def test_beat_windows_stay_on_their_peaks_at_a_rate_the_resampling_only_approxim
     windows, _, keep = beats_from_signal(x, fs_in, peaks, fs=fs, length=64)
     where = np.abs(windows[:, :, 0]).argmax(axis=1)
     assert keep.all() and np.abs(where - 32).max() <= 1, (where[:3], where[-3:])
+
+
+def test_a_ptbxl_header_with_another_sampling_rate_is_refused(ptbxl_root, tmp_path):
+    """A records100 header edited to 200 Hz loaded silently: its beats were resampled from the wrong rate and its
+    RR intervals halved (PTB-XL's loader checked no rate, MIT-BIH's did)."""
+    db = _ptbxl_copy(ptbxl_root, tmp_path, 3)
+    hea = db / "records100/00000/00002_lr.hea"
+    hea.write_bytes(hea.read_bytes().replace(b"00002_lr 12 100 ", b"00002_lr 12 200 ", 1))
+    with pytest.raises(RecordError) as err:
+        load_dataset("ptbxl", root=db.parent, use_cache=False, download=False)
+    assert err.value.path == str(hea)
+    assert "sampling rate 200 Hz, but every PTB-XL records100 file is sampled at 100 Hz" in err.value.problem
+    ds = load_dataset("ptbxl", root=db.parent, use_cache=False, download=False, on_bad_record="skip")
+    assert set(ds.records) == {"1", "3"}

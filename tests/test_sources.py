@@ -317,6 +317,21 @@ def test_ptbdb_truncated_record(ptb_folder, tmp_path):
     assert "patient003" not in set(ds.groups) and "patient001" in set(ds.groups)
 
 
+def test_a_ptbdb_header_with_another_sampling_rate_is_refused(ptb_folder, tmp_path):
+    """A header edited to 500 Hz loaded silently, its beats resampled from the wrong rate."""
+    folder = tmp_path / "ptbdb"
+    shutil.copytree(ptb_folder, folder)
+    hea = folder / "patient003" / "s0030_re.hea"
+    first, rest = hea.read_text().split("\n", 1)
+    fields = first.split()
+    fields[2] = "500"
+    hea.write_text(" ".join(fields) + "\n" + rest)
+    with pytest.raises(RecordError, match="sampling rate 500 Hz, but every PTB Diagnostic record is sampled at "
+                                          "1000 Hz") as err:
+        load_dataset("ptbdb", path=folder, use_cache=False)
+    assert err.value.path == str(hea)
+
+
 def test_ptbdb_records_missing_files_are_one_error_with_the_ways_on(ptb_folder, tmp_path):
     """Loading a PTB copy whose records lack their .dat or .hea stopped at the first missing file, with no way on:
     it is one error naming every incomplete record and its missing file, --records/--on-bad-record skip and the
