@@ -340,8 +340,15 @@ def detect_qrs(x: np.ndarray, fs: float) -> np.ndarray:
     """R-peak sample indices from wfdb's XQRS detector (used where no beat annotations exist)."""
     from wfdb import processing
 
+    from .preprocess import fill_nans
+
     sig = np.asarray(x, dtype=np.float64)
-    if not np.isfinite(sig).all() or np.ptp(sig) == 0:
+    finite = np.isfinite(sig)
+    if not finite.any():
+        return np.zeros(0, dtype=np.int64)
+    if not finite.all():  # one missing sample (WFDB's invalid value) lost every beat of the record: bridged
+        sig = fill_nans(sig)
+    if np.ptp(sig) == 0:
         return np.zeros(0, dtype=np.int64)
     xqrs = processing.XQRS(sig=sig, fs=fs)
     xqrs.detect(verbose=False)

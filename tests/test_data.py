@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -928,3 +929,18 @@ def test_a_ptbxl_header_with_another_sampling_rate_is_refused(ptbxl_root, tmp_pa
     assert "sampling rate 200 Hz, but every PTB-XL records100 file is sampled at 100 Hz" in err.value.problem
     ds = load_dataset("ptbxl", root=db.parent, use_cache=False, download=False, on_bad_record="skip")
     assert set(ds.records) == {"1", "3"}
+
+
+def test_a_ptbxl_record_with_one_missing_sample_keeps_its_beats(ptbxl_root, tmp_path, caplog):
+    """One invalid sample (WFDB's missing value, NaN when read) on lead II made QRS detection find no beat, and the
+    record was skipped as having "fewer than 3 beats": the detector now bridges it as the band-pass does."""
+    db = _ptbxl_copy(ptbxl_root, tmp_path, 3)
+    clean = load_dataset("ptbxl", root=db.parent, use_cache=False, download=False)
+    rec = wfdb.rdrecord(str(db / "records100/00000/00001_lr"), physical=False)
+    rec.d_signal[500, 1] = -32768  # format 16's invalid value
+    rec.checksum = rec.calc_checksum()
+    rec.wrsamp(write_dir=str(db / "records100/00000"))
+    caplog.set_level(logging.WARNING, logger="ecg_data")
+    ds = load_dataset("ptbxl", root=db.parent, use_cache=False, download=False)
+    assert "fewer than 3 beats" not in caplog.text
+    assert np.count_nonzero(ds.records == "1") == np.count_nonzero(clean.records == "1") > 3
