@@ -447,6 +447,8 @@ def _left_out_lines(left: dict) -> list[str]:
     if sum((beats.get("no_full_window") or {}).values()):
         lines.append(f"{split(beats['no_full_window'])} beats too close to a record's start or end for a full "
                      f"window")
+    if sum((beats.get("no_signal") or {}).values()):
+        lines.append(f"{split(beats['no_signal'])} annotated beats where the signal is flat or missing (a lead off)")
     if left.get("excluded_no_diagnosis"):
         lines.append(f"{left['excluded_no_diagnosis']} record(s) without a diagnostic statement")
     few = left.get("skipped_few_beats") or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,8 @@ DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "21
 #: The patient id of a record's beats where it is not the record name: 201 and 202 are one subject.
 SUBJECTS = {"201": "201+202", "202": "201+202"}
 
+log = logging.getLogger("ecg_data")
+
 LEAD = "MLII"
 #: Every MIT-BIH record is sampled at 360 Hz: another rate in a header means a damaged or edited header.
 FS = 360.0
@@ -47,6 +50,7 @@ FS = 360.0
 MIN_SIMILARITY = 0.5
 #: ... over at least this many beats (fewer say little either way).
 MIN_SIMILARITY_BEATS = 20
+
 
 
 def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: str) -> BeatDataset:
@@ -64,14 +68,33 @@ def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: s
     X, rr, keep = beats_from_signal(rec.signal, rec.fs, samples, fs=fs, length=window)
     annotated = np.array([AAMI[s] for s in symbols])
     is_q, classes = annotated == "Q", annotated[keep]
-    use = classes != "Q"
+    # a window with no ECG in it (a flat or lead-off stretch, bridged by the filter) trained as a labelled beat
+    no_signal = (classes != "Q") & _no_signal(rec.signal[:, 0], samples, rec.fs, fs, window)[keep]
+    use = (classes != "Q") & ~no_signal
     n = int(use.sum())
     _refuse_unlike_beats(path, record, X[:, :, 0], fs, rec.signal, rec.fs, window)
+    if no_signal.any():
+        log.warning("mitdb %s: %d annotated beat(s) lie where the signal is flat or missing (a lead off?): left out",
+                    record, int(no_signal.sum()))
     # what the protocol leaves out of this record, for `data info` (summed over records by read_mitdb)
-    left_out = {"class_q": int(is_q.sum()), "no_full_window": int((~is_q).sum()) - n}
+    left_out = {"class_q": int(is_q.sum()), "no_full_window": int((~is_q).sum()) - int((classes != "Q").sum()),
+                "no_signal": int(no_signal.sum())}
     return BeatDataset(
         "mitdb", X[use], rr[use], np.isin(classes[use], ABNORMAL).astype(np.int8), classes[use],
         np.full(n, SUBJECTS.get(record, record)), np.full(n, record), np.full(n, split), fs, {"split": split, "left_out": left_out})
+
+
+def _no_signal(x: np.ndarray, samples: np.ndarray, fs_record: float, fs: float, window: int) -> np.ndarray:
+    """Mask of the beats whose window, in the record's own samples, holds no ECG: one value throughout, or missing
+    samples only (a lead off). After filtering such a window is the filter's decaying tail, which z-scores to
+    a wave of its own (or to ~0), so this is judged before it."""
+    half = int(round(window / 2 * fs_record / fs))
+    out = np.zeros(len(samples), dtype=bool)
+    for i, s in enumerate(np.asarray(samples, dtype=np.int64)):
+        seg = x[max(s - half, 0):s + half]
+        seg = seg[np.isfinite(seg)]
+        out[i] = seg.size == 0 or np.ptp(seg) == 0
+    return out
 
 
 def _refuse_unlike_beats(path: Path, record: str, windows: np.ndarray, fs: float, signal: np.ndarray,
@@ -123,7 +146,7 @@ def read_mitdb(path: str | Path, *, fs: float = 180.0, window: int = 256, record
                                                         split="search" if r in DS1 else "test"),
                      on_bad_record, skipped)
     beats_left_out = {kind: {part: sum(p.info["left_out"][kind] for p in parts if p.info["split"] == part)
-                             for part in ("search", "test")} for kind in ("class_q", "no_full_window")}
+                             for part in ("search", "test")} for kind in ("class_q", "no_full_window", "no_signal")}
     return concat("mitdb", parts, fs, {"skipped": skipped, "protocol": "de Chazal DS1/DS2, AAMI, MLII",
                                        "paced_records_excluded": list(PACED) if records is None else [],
                                        "beats_left_out": beats_left_out})

@@ -944,3 +944,23 @@ def test_a_ptbxl_record_with_one_missing_sample_keeps_its_beats(ptbxl_root, tmp_
     ds = load_dataset("ptbxl", root=db.parent, use_cache=False, download=False)
     assert "fewer than 3 beats" not in caplog.text
     assert np.count_nonzero(ds.records == "1") == np.count_nonzero(clean.records == "1") > 3
+
+
+def test_mitdb_beats_where_the_signal_is_flat_are_left_out_and_counted(data_root, tmp_path, caplog):
+    """A lead-off stretch (a flat line with checksums that match) kept its annotated beats as windows of nothing,
+    trained under their labels; they are left out now, logged, and counted for `data info`."""
+    root = _copy_db(data_root, tmp_path, ["100", "101"])
+    clean = load_dataset("mitdb", root=root, records=["100"], use_cache=False)
+    rec = wfdb.rdrecord(str(root / "mitdb" / "100"), physical=False)
+    start, stop = 360 * 300, 360 * 360  # one minute flat
+    rec.d_signal[start:stop] = rec.d_signal[start]
+    rec.checksum = rec.calc_checksum()
+    rec.wrsamp(write_dir=str(root / "mitdb"))
+    caplog.set_level(logging.WARNING, logger="ecg_data")
+    ds = load_dataset("mitdb", root=root, records=["100"], use_cache=False)
+    ann = wfdb.rdann(str(root / "mitdb" / "100"), "atr")
+    inside = int(sum(start + 128 <= s < stop - 128 for s, sym in zip(ann.sample, ann.symbol) if sym in "NLRejAaJSVEF"))
+    left = ds.info["beats_left_out"]["no_signal"]["test"]  # 100 is a DS2 record
+    assert inside > 50 and inside <= left <= inside + 4  # plus a beat or two whose window only just reaches the signal
+    assert len(ds) == len(clean) - left and "flat or missing (a lead off?): left out" in caplog.text
+    assert np.abs(ds.X).max(axis=(1, 2)).min() >= 1
