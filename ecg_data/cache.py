@@ -65,7 +65,7 @@ def source_digest(folder: Path) -> str:
 @functools.lru_cache(maxsize=1)
 def code_digest() -> dict[str, str]:
     """What computes the arrays besides the settings: this package's source and the versions of wfdb (reading,
-    QRS detection), SciPy (filtering, resampling) and scikit-learn (PTB's held-out patients). In the cache key, so
+    QRS detection), SciPy (filtering, resampling) and scikit-learn. In the cache key, so
     an upgrade that changes them prepares the arrays again even where :data:`PIPELINE_VERSION` was not bumped,
     instead of serving stale ones."""
     from importlib import metadata
