@@ -603,9 +603,14 @@ class Tracker:
             return
         state = frozen_trial.state.name
         metrics = {}
-        if frozen_trial.values is not None:
+        if frozen_trial.values is not None and state == "COMPLETE":
             names = frozen_trial.user_attrs.get("objective_names") or [f"objective_{i}" for i in range(len(frozen_trial.values))]
             metrics.update({f"objective.{n}": v for n, v in zip(names, frozen_trial.values)})
+        elif frozen_trial.values is not None and state == "PRUNED":
+            # Optuna gives a pruned trial its last reported value: the running mean of the pruning signal (validation
+            # ROC-AUC for the default metric f1), not the objective; logged as objective.quality it sorted pruned
+            # trials above finished ones in the MLflow UI
+            metrics["pruned.running_mean"] = frozen_trial.values[0]
         for key in ("threshold", "latency_ms", "size_kb"):
             if key in frozen_trial.user_attrs:
                 metrics[key] = frozen_trial.user_attrs[key]

@@ -1454,6 +1454,29 @@ def test_sync_takes_a_trial_s_own_run_where_the_run_numbers_are_another_trial_s(
     assert "objective.quality" not in tracker.client.get_run(failed).data.metrics
 
 
+def test_a_pruned_trial_s_running_value_is_not_logged_as_its_objective(tmp_path):
+    """Optuna gives a pruned trial its last reported value, the running mean of the pruning signal (validation
+    ROC-AUC for the default metric f1), and it was logged as objective.quality: sorted by it, the MLflow UI put
+    pruned trials (ROC-AUC around 0.9) above the finished ones (F1 around 0.4)."""
+    tracker = Tracker(tracking(tmp_path))
+    study = optuna.create_study(study_name="pr", storage=f"sqlite:///{tmp_path / 'o.db'}", direction="maximize")
+    parent = tracker.study_run(study, {})
+    dist = {"learning_rate": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
+    runs = {}
+    for number, state, value in ((0, optuna.trial.TrialState.COMPLETE, 0.41),
+                                 (1, optuna.trial.TrialState.PRUNED, 0.93)):
+        runs[number] = tracker.start_trial(parent, number, "pr", {"learning_rate": 0.002})
+        study.add_trial(optuna.trial.create_trial(
+            params={"learning_rate": 0.002}, distributions=dist, value=value, state=state,
+            intermediate_values={3: value} if state.name == "PRUNED" else {},
+            user_attrs={"mlflow_run_id": runs[number], "objective_names": ["quality"]}))
+    for t in study.trials:
+        tracker.end_trial(t)
+    done, pruned = (tracker.client.get_run(runs[n]).data.metrics for n in (0, 1))
+    assert done["objective.quality"] == pytest.approx(0.41) and "pruned.running_mean" not in done
+    assert "objective.quality" not in pruned and pruned["pruned.running_mean"] == pytest.approx(0.93)
+
+
 @pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
 def test_progress_false_prints_no_trial_lines(tmp_path, monkeypatch, capfd, caplog, engine):
     """``progress=False`` hid the bar, but each finished trial's line was still written to stdout (tqdm's write
