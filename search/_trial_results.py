@@ -87,10 +87,17 @@ def summarise_folds(metric: str, y: np.ndarray, oof: np.ndarray, fold_of: np.nda
     mean, per_fold, threshold = cv_objective(metric, y[seen], oof[seen], fold_of[seen])
     for m, value in zip(fold_metrics, per_fold):  # each fold at the one chosen threshold
         m["objective"] = value
-    summary = {f"mean.{name}": float(np.mean([f[name] for f in fold_metrics])) for name in fold_metrics[0]}
+    summary = {f"mean.{name}": _finite_mean([f[name] for f in fold_metrics]) for name in fold_metrics[0]}
     oof_m = binary_metrics(y[seen], oof[seen], threshold)
     summary.update({f"oof_tuned.{name}": v for name, v in oof_m.items()})
     return mean, threshold, summary
+
+
+def _finite_mean(values: list[float]) -> float:
+    """The mean of the defined values (a fold of one class has no ROC-AUC: its NaN voided the trial's mean.roc_auc,
+    and for metric auc its mean.objective, beside a trial value that leaves such folds out); NaN when none is."""
+    finite = [float(v) for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def log_trial_results(tracker: Tracker | None, run_id: str | None, number: int, y: np.ndarray, oof: np.ndarray,

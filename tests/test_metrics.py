@@ -114,6 +114,17 @@ def test_a_validation_fold_of_one_class_does_not_void_the_objective():
     value, per_fold, _ = cv_objective("f1", y, prob, folds)
     assert min(per_fold[:2]) > 0.98 and per_fold[2] == 0.0
     assert np.isnan(cv_objective("auc", np.zeros(10, int), np.linspace(0, 1, 10), np.r_[np.zeros(5), np.ones(5)])[0])
+    # the trial's summary over the folds leaves the undefined one out too (its NaN voided mean.roc_auc, and for
+    # metric auc mean.objective, beside a trial value of 1.0)
+    from types import SimpleNamespace
+
+    from search._trial_results import fold_record, summarise_folds
+
+    fold_of = folds.astype(np.int64)
+    records = [fold_record(y[fold_of == k], SimpleNamespace(val_prob=prob[fold_of == k], seconds=1.0, beats_per_s=1.0),
+                           k, None, None) for k in range(3)]
+    value, _, summary = summarise_folds("auc", y, prob.copy(), fold_of, records)
+    assert value == 1.0 and summary["mean.objective"] == 1.0 and summary["mean.roc_auc"] == 1.0
 
 
 def test_the_cli_offers_every_metric_the_objective_knows():
