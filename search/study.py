@@ -200,6 +200,10 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None 
         stored = StudySettings.from_dict(study.user_attrs.get("settings", {}))
         study.pruner = make_pruner(pruner or study.user_attrs.get("pruner", "median"), _epochs_per_fold(stored))
         _refuse_mismatch(name, study, stored, settings, engine)
+        if pruner and pruner != study.user_attrs.get("pruner", "median"):  # this process only: said, not silent
+            log.warning("study %r was created with the %s pruner: this process prunes with %s, other workers and later "
+                        "resumes without --pruner with %s", name, study.user_attrs.get("pruner", "median"), pruner,
+                        study.user_attrs.get("pruner", "median"))
         if settings is not None and settings.latency_target != stored.latency_target:  # the board moved
             timed = any("latency_ms" in t.user_attrs for t in study.get_trials(deepcopy=False))
             log.warning("study %r: its bench-server %s is now at %s (%s); the study times its trials there from now on",

@@ -4,6 +4,7 @@ Ctrl-C, MLflow runs 1:1 with Optuna trials, and KerasTuner over the same space."
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import signal
 import subprocess
@@ -1452,6 +1453,24 @@ def test_sync_takes_a_trial_s_own_run_where_the_run_numbers_are_another_trial_s(
     assert tracker.sync(study) == {"created": 0, "updated": 0}
     assert tracker.client.get_run(failed).info.status == "FAILED"
     assert "objective.quality" not in tracker.client.get_run(failed).data.metrics
+
+
+def test_resuming_with_another_pruner_says_the_other_workers_keep_the_stored_one(tmp_path, caplog):
+    """--pruner on a resume applies to that process alone (the study keeps the pruner it was created with, which
+    workers and later resumes use): the study's trials were then pruned two ways without a word."""
+    from search import open_study
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    open_study("pr", storage, tiny_settings(tmp_path), "median")
+    caplog.set_level(logging.WARNING, logger="search")
+    study, _ = open_study("pr", storage, None, "hyperband")
+    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner) and study.user_attrs["pruner"] == "median"
+    assert ("study 'pr' was created with the median pruner: this process prunes with hyperband, other workers and "
+            "later resumes without --pruner with median") in caplog.text
+    caplog.clear()
+    open_study("pr", storage, None, "median")
+    open_study("pr", storage, None, None)
+    assert "pruner" not in caplog.text
 
 
 def test_a_pruned_trial_s_running_value_is_not_logged_as_its_objective(tmp_path):
