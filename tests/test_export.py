@@ -252,6 +252,36 @@ def test_the_latency_gate_prunes_over_budget_and_keeps_within_it(monkeypatch):
         assert "prune_reason" not in trial.user_attrs
 
 
+def test_tpe_models_over_budget_trials_by_how_far_over_they_are(monkeypatch):
+    """A rejected trial ends PRUNED without a value or an intermediate one; while few trials had finished, TPE
+    filled its "good" group with such trials, all alike to it, so in trial order (1 trained and 25 rejected: 2 of
+    the 3 "good" were simply the first rejected). The gate now sets each measured trial's constraint, the ms over
+    the budget: TPE ranks infeasible trials after feasible ones and by that, so it leans towards faster configs."""
+    import optuna
+    from optuna.samplers._tpe.sampler import _split_trials
+
+    from ecg_automl.tflite.gate import CONSTRAINT, LatencyGate
+
+    latencies = iter([1.0, 9.0, 8.0, 2.5, 3.0] + [7.0] * 21)
+    g = LatencyGate(2.0)
+    monkeypatch.setattr(g, "measure", lambda config: {"latency_ms": next(latencies), "size_kb": 12.0,
+                                                      "gate_seconds": 0.1})
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        g({}, trial)
+        return x
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    study.optimize(objective, n_trials=26)
+    trials = study.get_trials(deepcopy=False)
+    assert trials[0].state.name == "COMPLETE" and trials[0].constraints == {CONSTRAINT: -1.0}
+    assert all(t.state.name == "PRUNED" for t in trials[1:]) and trials[1].constraints == {CONSTRAINT: 7.0}
+    good, _ = _split_trials(study, trials, 3)
+    assert [t.number for t in good] == [0, 3, 4]  # the finished one, then the two least over the budget
+
+
 def test_the_gate_times_what_will_be_deployed_an_ensemble_of_final_members():
     """With --final-members K the exported model runs K members one after another: the gate converts and
     times that, not one member (a budget that one member meets could otherwise ship a model K times over it)."""

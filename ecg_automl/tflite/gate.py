@@ -53,6 +53,11 @@ def reference_clock(mode: str = "int8", threads: int = 1) -> ReferenceClock:
     return _CLOCKS[key]
 
 
+#: The Optuna constraint a budgeted gate sets on each trial it measures: milliseconds over the budget (feasible at 0
+#: or less), which TPE reads to rank rejected configs after feasible ones, nearest the budget first.
+CONSTRAINT = "latency_ms_over_budget"
+
+
 class LatencyGate:
     """Callable gate for :class:`search.objective.CVObjective`: returns ``{"latency": ms, "size": KB}``.
 
@@ -130,6 +135,11 @@ class LatencyGate:
         m = self.measure(config)
         for key, value in m.items():
             trial.set_user_attr(key, value)
+        if self.budget_ms is not None and hasattr(trial, "set_constraint"):
+            # an over-budget trial ends PRUNED without a value, and TPE filled its "good" group with such trials, all
+            # alike to it, while few had finished: with the ms over the budget as a constraint it ranks them after
+            # the feasible ones and by how far over they are
+            trial.set_constraint(CONSTRAINT, float(m["latency_ms"]) - self.budget_ms)
         if self.budget_ms is not None and m["latency_ms"] > self.budget_ms:
             reason = (f"latency {m['latency_ms']:.3f} ms > budget {self.budget_ms:g} ms "
                       f"({self.mode}, measured before training in {m['gate_seconds']:.1f} s)")
