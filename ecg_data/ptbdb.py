@@ -6,9 +6,9 @@ Layout (PhysioNet ``ptbdb``): ``<path>/patientNNN/sNNNNlre.{hea,dat,xyz}`` and a
 abnormal (y=1, 'abnormal'). A header without that line is a bad record; a reason of "n/a" (PTB leaves
 some patients undiagnosed) is not a label, so those records are left out and counted.
 
-The patient is the ``patientNNN`` folder. The test part is a deterministic, label-stratified hold-out of
-about 20 % of the patients (first fold of ``StratifiedGroupKFold(5, shuffle=True, random_state=0)`` over
-all patients of the database), so the split does not depend on the ``records`` filter.
+The patient is the ``patientNNN`` folder. The test part is about 20 % of the patients, each drawn by a hash of its
+name (:func:`held_out_patients`), so the split depends neither on the ``records`` filter nor on which other
+patients' headers could be read.
 """
 
 from __future__ import annotations

@@ -128,7 +128,8 @@ def _moved_bench_server(name: str, study: optuna.Study, stored: StudySettings, s
 def _refuse_other_layout(name: str, stored: StudySettings) -> None:
     """StudyMismatchError when the study's dataset lays its arrays out otherwise now than when the study was made
     (``ecg_data.data_layout``). A study stored without a layout was made before studies recorded one: refused for a
-    source that has a layout (heartbeat-csv: its windows changed then), resumed for the others (nothing changed)."""
+    source that has a layout (heartbeat-csv: its windows changed then; ptbdb: its held-out patients changed with
+    layout 2), resumed for the others (nothing changed)."""
     current = data_layout(stored.dataset)
     if stored.data_layout == current:
         return

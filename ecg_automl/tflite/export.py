@@ -96,8 +96,9 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
                         "a 1-thread timing; default 1)")
     p.add_argument("--strict", action="store_true",
                    help="write nothing and exit 1 when the export is flagged (an earlier export at --out stays): it "
-                        "loses more than 1 F1 point or 0.02 of ROC-AUC against Keras, or its int8 output cannot reach "
-                        "the decision threshold (any mode)")
+                        "loses more than 1 F1 point or 0.02 of ROC-AUC against Keras, decides more than 5 %% of the "
+                        "beats otherwise, is an fp32 file more than 0.001 off, or its int8 output cannot reach the "
+                        "decision threshold")
     p.add_argument("--retrain", action="store_true",
                    help="with --trial N: train the trial's config on all search patients first (what a search's "
                         "final model is), instead of exporting the trial's own last-fold model")
