@@ -16,11 +16,16 @@ def make_pruner(name: str = "median", epochs_per_fold: int = 0) -> optuna.pruner
     0.46 after the first epoch, 0.47 after the whole first fold and 0.64 after one epoch of the second fold
     (90 % intervals overlap: ``benchmarks/search_efficiency.py --pruner-signal``), and pruning from the first
     epoch stopped 43 of 56 trials of a 900 s study and, in another, every trial after the first three
-    (docs/RESULTS.md, section 6). With 2 folds (only the first is reported) it therefore never prunes."""
+    (docs/RESULTS.md, section 6). With 2 folds (only the first is reported) it therefore never prunes.
+
+    Hyperband's resource is counted in folds for the same reason (``min_resource`` = ``epochs_per_fold``): its
+    rungs fall at ``epochs_per_fold * 3**i``, the first epoch of fold 1, 3, 9..., a step every trial reports,
+    whatever its epochs. With one step per epoch a 1-epoch trial filled its first rung with its fold-1 value
+    while a 4-epoch trial filled the same rung in fold 0, and they were compared there."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(int(epochs_per_fold), 0))
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1)
+        return optuna.pruners.HyperbandPruner(min_resource=max(int(epochs_per_fold), 1))
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"unknown pruner {name!r} (median, hyperband, none)")

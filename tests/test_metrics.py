@@ -197,3 +197,25 @@ def test_the_fold_ensemble_report_calls_the_search_threshold_a_threshold():
     text = format_report(report)
     assert "the search trial's threshold was 0.440" in text
     assert "the search trial's was" not in text
+
+
+def test_hyperband_compares_trials_of_any_epoch_count_at_the_same_fold():
+    """Steps are ``fold * epochs_per_fold + epoch``: with Hyperband's resource in steps, a 1-epoch trial (steps 0,
+    4) filled its first rung at step 4 (fold 1) and a 4-epoch trial at step 3 (fold 0), and the two were compared
+    there. Counted in folds, every rung is the first epoch of the same fold for every trial."""
+    import optuna
+
+    from search.pruners import make_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    stride = 4
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("hyperband", stride))
+    for i in range(8):
+        trial = study.ask()
+        for step in (k * stride + e for k in range(2) for e in range(1 if i % 2 else 4)):
+            trial.report(i + step / 100, step)
+            if trial.should_prune():
+                break
+        study.tell(trial, i)
+    rungs = [{k: v for k, v in t.system_attrs.items() if k.startswith("completed_rung")} for t in study.trials[1:]]
+    assert rungs and all(r == {"completed_rung_0": pytest.approx(t + stride / 100)} for t, r in enumerate(rungs, 1))
