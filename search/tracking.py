@@ -125,6 +125,27 @@ class TrackingConfig:
         return cls(_store_uri(str(uri)), artifacts, experiment_name or doc["experiment_name"])
 
 
+def _health_request(uri: str) -> Any:
+    """The GET of a tracking server's ``/health``, with the URI's ``user:password@`` (or MLflow's
+    ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``) as basic auth, as MLflow's client sends them: urllib read the
+    credentials as part of the host name, and a server behind basic auth was "unreachable" while it answered."""
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(uri.rstrip("/") + "/health")
+    user = urllib.parse.unquote(parts.username) if parts.username else os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = (urllib.parse.unquote(parts.password) if parts.password is not None
+                else os.environ.get("MLFLOW_TRACKING_PASSWORD", "") if not parts.username else "")
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
+    if user:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    return request
+
+
 def _checked_config(path: Path, loaded: Any) -> dict[str, Any]:
     """A parsed ``mlflow.yaml``, or TrackingError naming what is wrong: not a mapping, an unknown key, or a
     ``tracking_uri`` / ``experiment_name`` left empty (``tracking_uri:`` alone became a file store in a folder
@@ -324,7 +345,7 @@ class Tracker:
             import urllib.request
 
             try:
-                urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).read()
+                urllib.request.urlopen(_health_request(uri), timeout=10).read()
             except Exception as exc:
                 raise TrackingError(f"cannot reach the MLflow tracking store at {redact_url(uri)}: {exc}") from None
         elif uri.split("://")[0].split("+")[0] in ("postgresql", "postgres", "mysql", "mssql"):
@@ -336,10 +357,17 @@ class Tracker:
 
     def check(self) -> str:
         """Reach the store and return the experiment id (created if missing); raise
-        :class:`TrackingError` with the URI if the store cannot be used."""
+        :class:`TrackingError` with the URI if the store cannot be used, or its experiment was deleted."""
         self.ping()
         try:
             existing = self.client.get_experiment_by_name(self.config.experiment_name)
+            if existing is not None and existing.lifecycle_stage == "deleted":
+                # MLflow refuses runs in it: a traceback after the data had loaded, and `sync` "back-filled" nothing
+                raise TrackingError(
+                    f"MLflow experiment {self.config.experiment_name!r} (id {existing.experiment_id}) in "
+                    f"{redact_url(self.config.tracking_uri)} was deleted: restore it from MLflow's trash (`mlflow "
+                    f"experiments restore --experiment-id {existing.experiment_id}` with MLFLOW_TRACKING_URI set to "
+                    f"the store), or log a new study to another --experiment, or run with --no-mlflow")
             _check_artifact_folder(existing.artifact_location if existing is not None
                                    else self.config.artifact_location, self.config.experiment_name,
                                    existing is not None)

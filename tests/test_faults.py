@@ -1219,3 +1219,52 @@ def test_sync_ignores_a_recorded_run_of_another_trial_and_fails_stale_trials(tmp
     assert runs[str(dead.number)].info.status == "FAILED"
     states = [t.state.name for t in study.get_trials()]
     assert states[dead.number] == "FAIL" and states[-1] == "WAITING"  # the retry, for the next search run
+
+
+def test_a_deleted_mlflow_experiment_is_named_with_the_ways_on(tmp_path):
+    """An experiment deleted in MLflow (in its trash): a search died with MLflow's "must be in the 'active' state"
+    traceback after the data had loaded, and `sync` said it back-filled 0 runs, exit 0."""
+    from search import TrackingConfig, TrackingError
+    from search.tracking import Tracker
+
+    config = TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "gone")
+    tracker = Tracker(config)
+    tracker.client.delete_experiment(tracker.check())
+    with pytest.raises(TrackingError, match=r"MLflow experiment 'gone' \(id \d+\) in sqlite:///.* was deleted: restore "
+                                            r"it from MLflow's trash \(`mlflow experiments restore --experiment-id"):
+        Tracker(config).check()
+
+
+def test_a_tracking_server_behind_basic_auth_is_reached_with_the_uri_s_credentials(tmp_path):
+    """urllib read `user:pw@` as part of the host name: a tracking URI with credentials was "unreachable" (Name or
+    service not known) while the server answered, though MLflow's own client sends them as basic auth."""
+    import base64
+    import http.server
+    import threading
+
+    from search import TrackingConfig, TrackingError
+    from search.tracking import Tracker
+
+    seen = []
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            ok = self.headers.get("Authorization") == "Basic " + base64.b64encode(b"user:p@ss").decode()
+            self.send_response(200 if ok else 401)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        Tracker(TrackingConfig(f"http://user:p%40ss@127.0.0.1:{port}", None, "x")).ping()
+        assert seen == [("/health", "Basic " + base64.b64encode(b"user:p@ss").decode())]
+        with pytest.raises(TrackingError, match=r"http://user:\*\*\*@127\.0\.0\.1:\d+: HTTP Error 401"):
+            Tracker(TrackingConfig(f"http://user:wrong@127.0.0.1:{port}", None, "x")).ping()
+    finally:
+        server.shutdown()
