@@ -484,6 +484,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: the MLflow UI will listen on {args.host}, reachable from other machines; it has no "
               f"authentication", file=sys.stderr)
+    _check_ui_store(cfg)
     store = local_store(cfg.tracking_uri)
     if store is not None and not store.exists():  # e.g. run from another folder than the searches' runs/
         print(f"warning: no MLflow store at {store}: the UI will be empty until a search logs there (give the "
@@ -500,8 +501,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
         cmd += ["--default-artifact-root", art]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         cmd += ["--allowed-hosts", "*"]
-    print(f"MLflow UI on http://{args.host}:{port} (store {redact_url(cfg.tracking_uri)}); Ctrl-C to stop",
-          flush=True)
+    where = (f"http://[{args.host}]:{port}" if ":" in args.host else f"http://{args.host}:{port}")
+    if args.host in ("0.0.0.0", "::", ""):  # no browser reaches http://0.0.0.0: this machine's own name does
+        import socket
+
+        where = (f"port {port} of every address of this machine (http://127.0.0.1:{port} here, "
+                 f"http://{socket.gethostname()}:{port} from another machine)")
+    print(f"MLflow UI on {where} (store {redact_url(cfg.tracking_uri)}); Ctrl-C to stop", flush=True)
     # The server forks workers: run it in its own process group and stop the whole group with us, so
     # neither Ctrl-C nor a SIGTERM to this process leaves a server behind.
     import signal
@@ -518,15 +524,41 @@ def cmd_ui(args: argparse.Namespace) -> int:
             except ProcessLookupError:
                 pass
 
+    terminated = []
+
     def on_term(*_):  # stop the server after the main thread's proc.wait() has let go (not inside it: a
-        raise KeyboardInterrupt  # second wait in the handler would block on the first one's lock until its timeout)
+        terminated.append(True)  # second wait in the handler would block on the first one's lock until its timeout)
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     try:
         return proc.wait()
     except KeyboardInterrupt:
         stop()
-        return 0
+        return 143 if terminated else 130  # as every other command stopped so (it was 0, as if the UI had ended)
+
+
+def _check_ui_store(cfg) -> None:
+    """UsageError (or TrackingError) for a store the MLflow server cannot open: another scheme (``sqllite://``,
+    ``ftp://``), a file that is no SQLite database, a database server that does not answer. Each printed the UI's
+    URL, then a traceback from the server's start-up, exit 1."""
+    from pathlib import Path
+
+    from search import redact_url
+    from search.tracking import Tracker, local_store
+
+    uri = cfg.tracking_uri
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else "file"
+    if scheme not in ("sqlite", "file", "postgresql", "postgres", "mysql", "mssql"):
+        raise UsageError(f"{redact_url(uri)} is no tracking store the MLflow UI can open: give sqlite:///FILE, a folder "
+                         f"(file:///DIR), or a postgresql:// or mysql:// database")
+    store = local_store(uri)
+    if scheme == "sqlite" and store is not None and Path(store).is_file() and Path(store).stat().st_size:
+        with open(store, "rb") as fh:  # (an empty file is a new database to SQLite)
+            if fh.read(16) != b"SQLite format 3\x00":
+                raise UsageError(f"{store} is not an SQLite database (the --tracking-uri, mlflow.yaml or "
+                                 f"$MLFLOW_TRACKING_URI names another file?)")
+    Tracker(cfg).ping()  # a database server that does not answer (MLflow retried it for two minutes)
 
 
 def _free_port(host: str, port: int) -> int:

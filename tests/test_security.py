@@ -251,7 +251,7 @@ def test_ui_stops_its_server_promptly_on_sigterm(tmp_path, cli_env):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0 and took < 15, (proc.returncode, took)
+    assert proc.returncode == 143 and took < 15, (proc.returncode, took)  # stopped, as every command says so
     with pytest.raises(OSError):  # the server went with it
         urllib.request.urlopen(url, timeout=2)
 
@@ -329,3 +329,53 @@ def test_a_tracking_uris_password_is_not_printed(tmp_path, monkeypatch, capsys):
     cli._print_next_steps(args, {"f1": 0.5})
     out = capsys.readouterr().out
     assert "s3cret" not in out and f"open http://bob:***@127.0.0.1:{port} in a browser" in out
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("sqllite:///runs/mlflow.db", "sqllite:///runs/mlflow.db is no tracking store the MLflow UI can open"),
+    ("ftp://host/x", "ftp://host/x is no tracking store the MLflow UI can open"),
+    ("sqlite:///{tmp}/notadb.db", "{tmp}/notadb.db is not an SQLite database"),
+    ("postgresql://u:secret@127.0.0.1:1/x", "cannot reach the MLflow tracking store at postgresql://u:***@127.0.0.1:1/x"),
+])
+def test_ui_on_a_store_mlflow_cannot_open_says_so_before_starting(tmp_path, monkeypatch, capsys, uri, message):
+    """A mistyped scheme, a file that is no database or a database server that does not answer: the URL was printed,
+    then the server's start-up traceback, exit 1."""
+    import signal
+
+    started = _NoServer.started = []
+    monkeypatch.setattr(subprocess, "Popen", _NoServer)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notadb.db").write_text("not a database")
+    assert cli.main(["ui", "--tracking-uri", uri.format(tmp=tmp_path)]) == 2 and started == []
+    out = capsys.readouterr()
+    assert f"error: {message.format(tmp=tmp_path)}" in out.err and "MLflow UI on" not in out.out
+
+
+@pytest.mark.parametrize("host, url", [("::1", "http://[::1]:{port} "), ("0.0.0.0", "port {port} of every address")])
+@pytest.mark.parametrize("signum, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ui_prints_a_url_a_browser_opens_and_exits_as_stopped(tmp_path, monkeypatch, capsys, host, url, signum, code):
+    """`ui --host ::1` printed http://::1:PORT (no brackets) and --host 0.0.0.0 http://0.0.0.0:PORT, which no
+    browser opens; Ctrl-C and SIGTERM ended it with exit 0, as if the UI had ended by itself."""
+    import signal
+
+    handlers = {}
+
+    class Stopped(_NoServer):
+        def wait(self, timeout=None):
+            if timeout is None:  # the main wait: the signal arrives
+                if signum == "SIGTERM":
+                    handlers[signal.SIGTERM]()
+                raise KeyboardInterrupt
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Stopped)
+    monkeypatch.setattr(signal, "signal", lambda sig, handler: handlers.__setitem__(sig, handler))
+    monkeypatch.setattr(cli.os, "killpg", lambda pid, sig: None)
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+    monkeypatch.setattr(cli, "_free_port", lambda host, port: 5077)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["ui", "--host", host, "--port", "5077",
+                     "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == code
+    assert f"MLflow UI on {url.format(port=5077)}" in capsys.readouterr().out
