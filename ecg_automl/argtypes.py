@@ -66,13 +66,15 @@ def seconds_up_to(limit: float) -> Callable[[str], float]:
     return up_to(limit, "seconds")
 
 
-def up_to(limit: float, unit: str) -> Callable[[str], float]:
-    """argparse type: a finite number above 0 and at most ``limit`` ``unit`` (``bench-server --max-mb 1e308``
-    overflowed the byte count with a traceback)."""
+def up_to(limit: float, unit: str, least: float = 0.0) -> Callable[[str], float]:
+    """argparse type: a finite number above 0 (and at least ``least``) and at most ``limit`` ``unit``
+    (``bench-server --max-mb 1e308`` overflowed the byte count with a traceback; ``1e-9`` refused every model)."""
     def parse(text: str) -> float:
         value = positive_float(text)
         if value > limit:
             raise argparse.ArgumentTypeError(f"must be at most {limit:g} {unit}, not {text}")
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least:g} {unit}, not {text}")
         return value
 
     parse.__name__ = "float"
@@ -94,6 +96,18 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {value}")
     return value
+
+
+def non_empty(what: str) -> Callable[[str], str]:
+    """argparse type: a value that is not empty or blank (``--experiment ""``, or ``"$VAR"`` with VAR unset, was
+    replaced by the default without a word; ``--experiment "   "`` named an experiment of three spaces)."""
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"must not be empty: give {what}, or leave the option out")
+        return text
+
+    parse.__name__ = "str"
+    return parse
 
 
 def study_name(text: str) -> str:

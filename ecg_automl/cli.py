@@ -10,7 +10,8 @@ import shlex
 import sys
 from typing import Callable, Sequence
 
-from .argtypes import int_at_least, non_negative_int, port, positive_float, positive_int, seconds_up_to, seed, study_name
+from .argtypes import (int_at_least, non_empty, non_negative_int, port, positive_float, positive_int, seconds_up_to, seed,
+                       study_name)
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -62,10 +63,13 @@ def _add_tracking_args(p: argparse.ArgumentParser, *, optional: bool = True, exp
     """The MLflow options; ``--no-mlflow`` only where the command can run without MLflow (not sync, not ui),
     ``--experiment`` only where the command logs runs (not ui: the UI lists every experiment of the store)."""
     g = p.add_argument_group("MLflow")
-    g.add_argument("--mlflow-config", default=None, help="MLflow settings file (default: ./mlflow.yaml if present)")
-    g.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)")
+    g.add_argument("--mlflow-config", type=non_empty("an MLflow settings file"), default=None,
+                   help="MLflow settings file (default: ./mlflow.yaml if present)")
+    g.add_argument("--tracking-uri", type=non_empty("a tracking URI"), default=None,
+                   help="MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)")
     if experiment:
-        g.add_argument("--experiment", default=None, help="MLflow experiment name (overrides mlflow.yaml)")
+        g.add_argument("--experiment", type=non_empty("an experiment name"), default=None,
+                       help="MLflow experiment name (overrides mlflow.yaml)")
     if optional:
         g.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
 
@@ -74,6 +78,11 @@ def _tracking(args):
     from search import TrackingConfig
 
     if getattr(args, "no_mlflow", False):
+        given = [flag for flag, value in (("--mlflow-config", args.mlflow_config), ("--tracking-uri", args.tracking_uri),
+                                          ("--experiment", getattr(args, "experiment", None))) if value is not None]
+        if given:  # they were ignored, even a config file that does not exist
+            raise UsageError(f"{', '.join(given)} configure{'s' if len(given) == 1 else ''} MLflow, which --no-mlflow "
+                             f"turns off: use one or the other")
         return None
     return TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri,
                                experiment_name=getattr(args, "experiment", None))

@@ -125,6 +125,20 @@ def _moved_bench_server(name: str, study: optuna.Study, stored: StudySettings, s
         f"within one study: point --latency-target at the study's board, or choose a new --study name.")
 
 
+def _worker_tracking_options(tracker: Tracker | None) -> str:
+    """The MLflow options a worker needs to log where this run logs (the printed worker command failed with "logs to
+    MLflow experiment 'X', not 'ecg-automl'" after a search with --experiment X): the store (password redacted) and
+    experiment, or ``--no-mlflow``."""
+    import shlex
+
+    from .tracking import redact_url
+
+    if tracker is None:
+        return " --no-mlflow"
+    return (f" --tracking-uri {shlex.quote(redact_url(tracker.config.tracking_uri))}"
+            f" --experiment {shlex.quote(tracker.config.experiment_name)}")
+
+
 def _refuse_other_layout(name: str, stored: StudySettings) -> None:
     """StudyMismatchError when the study's dataset lays its arrays out otherwise now than when the study was made
     (``ecg_data.data_layout``). A study stored without a layout was made before studies recorded one: refused for a
@@ -617,7 +631,8 @@ def run_search(
             from .storage import storage_option
 
             print_fn(f"study {study_name!r} is ready and holds no trial (--trials 0): workers join it with "
-                     f"`ecg-automl worker --study {study_name}{storage_option(storage, always=True)} --trials N`")
+                     f"`ecg-automl worker --study {study_name}{storage_option(storage, always=True)} --trials N"
+                     f"{_worker_tracking_options(tracker)}`")
         elif completed and final and len(settings.objectives) == 1:
             report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
                                progress=progress)

@@ -89,6 +89,8 @@ def test_data_info_says_what_each_reader_left_out():
         "12 record(s) without a diagnostic statement",
         "2 record(s) listed in the database's table but not in this copy (e.g. 7, 9)"]
     assert _left_out_lines({"excluded_no_diagnosis": 0, "no_full_window": {"count": 0, "examples": []}}) == []
+    assert _left_out_lines({"beats_left_out": {"no_signal": {"search": 3, "test": 0}}}) == [
+        "3 (search 3, test 0) annotated beats where the signal is flat or missing (a lead off)"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -118,6 +120,16 @@ def test_data_info_says_what_each_reader_left_out():
     (["worker", "--study", " ", "--storage", "sqlite:///o.db", "--trials", "1"], "argument --study: must not be empty"),
     (["sync", "--study", ""], "argument --study: must not be empty"),
     (["export", "--study", "", "--no-mlflow", "--out", "m.tflite"], "argument --study: must not be empty"),
+    # an empty MLflow option (e.g. "$VAR" with VAR unset) was replaced by the default; "   " named an experiment
+    (["sync", "--study", "x", "--experiment", ""], "argument --experiment: must not be empty"),
+    (["search", "--study", "x", "--tracking-uri", " "], "argument --tracking-uri: must not be empty"),
+    (["export", "--study", "x", "--mlflow-config", "", "--out", "m.tflite"], "argument --mlflow-config: must not be empty"),
+    # --no-mlflow silently ignored the MLflow options, even a config file that does not exist
+    (["search", "--study", "x", "--no-mlflow", "--experiment", "foo"],
+     "--experiment configures MLflow, which --no-mlflow turns off: use one or the other"),
+    (["export", "--study", "x", "--no-mlflow", "--mlflow-config", "no.yaml", "--tracking-uri", "http://h:1",
+      "--out", "m.tflite"], "--mlflow-config, --tracking-uri configure MLflow, which --no-mlflow turns off"),
+    (["bench-server", "--max-mb", "1e-9"], "argument --max-mb: must be at least 0.001 MB, not 1e-9"),  # refused all
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     proc = run_cli(args, tmp_path, cli_env, check=False)
@@ -329,7 +341,7 @@ def test_search_trials_0_ends_with_a_summary_that_says_something(tmp_path, cli_e
                     "--max-beats", "600", "--records", ",".join(SMALL_RECORDS),
                     "--storage", f"sqlite:///{tmp_path / 'o.db'}"], tmp_path, cli_env)
     assert "study empty: no trial yet" in proc.stdout.splitlines()
-    assert f"`ecg-automl worker --study empty --storage sqlite:///{tmp_path / 'o.db'} --trials N`" in proc.stdout
+    assert f"`ecg-automl worker --study empty --storage sqlite:///{tmp_path / 'o.db'} --trials N --no-mlflow`" in proc.stdout
 
 
 def _run_without_search_extra(args, cwd, env):

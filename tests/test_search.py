@@ -172,7 +172,14 @@ def test_a_killed_runs_trial_is_waited_for_with_a_message_then_redone(tmp_path, 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     settings = tiny_settings(tmp_path)
     run_search("killed", settings, n_trials=0, storage=storage, tracking=None, progress=False)
-    assert "study 'killed' is ready and holds no trial (--trials 0): workers join it" in capsys.readouterr().out
+    # with the MLflow options a worker needs to log where the search does (it failed "logs to MLflow experiment 'X',
+    # not 'ecg-automl'" after a search with --experiment X)
+    assert (f"study 'killed' is ready and holds no trial (--trials 0): workers join it with `ecg-automl worker --study "
+            f"killed --storage {storage} --trials N --no-mlflow`") in capsys.readouterr().out
+    from search.study import _worker_tracking_options
+
+    assert _worker_tracking_options(Tracker(TrackingConfig("http://u:pw@host:5000", None, "my exp"))) == (
+        " --tracking-uri 'http://u:***@host:5000' --experiment 'my exp'")
     study = optuna.load_study(study_name="killed", storage=storage)
     orphan = study.ask()  # what the killed process left: RUNNING, one heartbeat, then silence
     study._storage.record_heartbeat(orphan._trial_id)

@@ -68,7 +68,7 @@ def _add_parsers(sub) -> None:
                                    "uses it.")
     b.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
     b.add_argument("--port", type=port, default=8765, help="TCP port, 0-65535 (default 8765; 0: any free port)")
-    b.add_argument("--max-mb", type=up_to(4096, "MB"), default=16, help="largest model accepted, in MB (default 16)")
+    b.add_argument("--max-mb", type=up_to(4096, "MB", least=0.001), default=16, help="largest model accepted, in MB (default 16)")
 
     try:
         from .export import add_export_parser

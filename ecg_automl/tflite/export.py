@@ -75,7 +75,7 @@ def _runs(text: str) -> int:
 def add_export_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``ecg-automl export`` and its options (defaults stated in each help string)."""
     from ecg_automl.argtypes import study_name
-    from ecg_automl.argtypes import non_negative_int, positive_int
+    from ecg_automl.argtypes import non_empty, non_negative_int, positive_int
     from ecg_automl.defaults import DEFAULT_STORAGE
 
     p = sub.add_parser("export", help="export a trial's model to TFLite, verified against Keras and timed")
@@ -104,9 +104,12 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
                         "final model is), instead of exporting the trial's own last-fold model")
     p.add_argument("--latency-target", default=None, metavar="URL",
                    help="also time the file on a bench-server (http://HOST:PORT), e.g. the Pi a study measured on")
-    p.add_argument("--mlflow-config", default=None, help="MLflow settings file (default: ./mlflow.yaml if present)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)")
-    p.add_argument("--experiment", default=None, help="MLflow experiment name (overrides mlflow.yaml)")
+    p.add_argument("--mlflow-config", type=non_empty("an MLflow settings file"), default=None,
+                   help="MLflow settings file (default: ./mlflow.yaml if present)")
+    p.add_argument("--tracking-uri", type=non_empty("a tracking URI"), default=None,
+                   help="MLflow tracking URI (overrides mlflow.yaml and $MLFLOW_TRACKING_URI)")
+    p.add_argument("--experiment", type=non_empty("an experiment name"), default=None,
+                   help="MLflow experiment name (overrides mlflow.yaml)")
     p.add_argument("--no-mlflow", action="store_true", help="do not fetch from or log to MLflow")
 
 
@@ -415,10 +418,9 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``ecg-automl export``: a study's trial as a checked ``.tflite`` with its sidecar, logged to MLflow."""
-    from search import TrackingConfig
+    from ecg_automl.cli import _tracking
 
-    tracking = None if args.no_mlflow else TrackingConfig.load(args.mlflow_config, tracking_uri=args.tracking_uri,
-                                                                  experiment_name=args.experiment)
+    tracking = _tracking(args)  # None with --no-mlflow, which refuses the other MLflow options
     existed = Path(args.out).is_file()
     try:
         meta = export_trial(args.study, args.storage, args.trial, args.mode, args.out, tracking=tracking,
