@@ -813,6 +813,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
         return 141
+    except KeyboardInterrupt:  # before a command ran (importing the toolkit takes a second): no traceback either
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _main(argv: Sequence[str] | None) -> int:

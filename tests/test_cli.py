@@ -577,3 +577,16 @@ def test_mlflow_config_env_and_flag_decide_the_tracking_store_in_that_order(tmp_
     assert config().tracking_uri == f"sqlite:///{tmp_path / 'env.db'}" and config().experiment_name == "cardio"
     got = config("--tracking-uri", str(tmp_path / "flag.db"), "--experiment", "other")
     assert (got.tracking_uri, got.experiment_name) == (f"sqlite:///{tmp_path / 'flag.db'}", "other")
+
+
+def test_ctrl_c_while_the_toolkit_loads_is_one_line_not_a_traceback(monkeypatch, capsys):
+    """Ctrl-C in the first second (while optuna and the subcommands were imported) printed a 50-line
+    KeyboardInterrupt traceback; later it printed 'interrupted', exit 130."""
+    from ecg_automl import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_load_extras", interrupted)
+    assert cli.main(["data", "info", "mitdb"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
