@@ -117,13 +117,13 @@ def make_model(work: Path, quick: bool, search: list[str], export: list[str]) ->
 def rows_of(record: Path, lead: str, beats: np.ndarray, meta: dict[str, Any]) -> dict[str, np.ndarray]:
     """The three kinds of CSV rows for ``beats`` (samples at the record's rate), at the model's rate and window."""
     from ecg_data import read_record
-    from ecg_data.preprocess import bandpass, extract_windows, fill_nans, resample
+    from ecg_data.preprocess import bandpass, extract_windows, fill_nans, resample, resampled_positions
 
     rec = read_record(record, channels=[lead])
     fs_model, window = float(meta["fs"]), int(meta["window"])
     band = meta.get("filter", {})
     low, high = band.get("low", 0.5), band.get("high", 40.0)
-    peaks = np.round(beats * (fs_model / rec.fs)).astype(np.int64)  # predict's rule (ecg_data.stream)
+    peaks = resampled_positions(beats, rec.fs, fs_model)  # predict's rule (ecg_data.stream)
 
     def cut(signal: np.ndarray) -> np.ndarray:
         windows, keep = extract_windows(signal, peaks, window)

@@ -76,6 +76,11 @@ def _record_line(hea: Path) -> str:
     return ""
 
 
+#: The fields of a WFDB signal line before the signal's name (file, format, gain, ADC resolution, ADC zero, initial
+#: value, checksum, block size).
+_FIELDS_BEFORE_NAME = 8
+
+
 def _check_header(hea: Path, header) -> None:
     """Refuse a header wfdb parsed leniently (a bad sample count, missing signal lines), naming the file, so
     that it is reported as malformed rather than as a missing channel or a sample-count mismatch later."""
@@ -99,10 +104,15 @@ def _check_header(hea: Path, header) -> None:
                                     f"{got} signal line(s) could be read (one per signal: file, format, gain, "
                                     f"..., name)")
     names = list(header.sig_name or [])
-    unnamed = [i + 1 for i, name in enumerate(names) if not name]
-    if unnamed and len(unnamed) < len(names):  # wfdb read the cut line's missing fields as None, no error
-        raise RecordError(str(hea), f"malformed header: signal line(s) {', '.join(map(str, unnamed))} of {len(names)} "
-                                    f"end before the signal's name, which the others give (a header cut short?)")
+    lines = [ln.split() for ln in hea.read_text(encoding="latin-1").splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#")][1:1 + len(names)]
+    # a signal's name is optional in WFDB, but a line without it that also stops before its checksum and block size
+    # while the other lines name theirs was cut short: wfdb read its missing fields as None, without an error
+    cut = [i + 1 for i, name in enumerate(names) if not name and i < len(lines) and len(lines[i]) < _FIELDS_BEFORE_NAME]
+    if cut and any(names):
+        raise RecordError(str(hea), f"malformed header: signal line(s) {', '.join(map(str, cut))} of {len(names)} "
+                                    f"end before the signal's checksum and name, which the others give (a header cut "
+                                    f"short?)")
 
 
 @dataclass

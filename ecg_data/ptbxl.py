@@ -26,7 +26,7 @@ from ._records import describe_gaps, read_all, record_problems, refuse_incomplet
 from ._wfdb_io import detect_qrs, read_record
 from .dataset import BeatDataset, concat
 from .errors import DataError, RecordError
-from .preprocess import beats_from_signal, resample, resampled_positions
+from .preprocess import beats_from_signal, fill_nans, resample, resampled_positions
 
 log = logging.getLogger("ecg_data")
 
@@ -167,7 +167,9 @@ def detect_r_peaks(x: np.ndarray, fs: float) -> np.ndarray:
     """
     if fs >= DETECT_FS:
         return detect_qrs(x, fs)
-    q = detect_qrs(resample(x, fs, DETECT_FS), DETECT_FS)
+    # missing samples bridged at the record's rate first, as chunked predict does: resampled, one NaN spread over
+    # 0.2 s, and the straight line bridging that wiped out the QRS it fell on
+    q = detect_qrs(resample(fill_nans(x), fs, DETECT_FS), DETECT_FS)
     peaks = np.unique(resampled_positions(q, fs, DETECT_FS, back=True))
     return peaks[(peaks >= 0) & (peaks < len(x))]
 
