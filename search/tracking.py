@@ -338,7 +338,7 @@ class Tracker:
     # -- set-up -----------------------------------------------------------------------------
     def ping(self) -> None:
         """Raise :class:`TrackingError` if a tracking server (http/https URI) or a database server (PostgreSQL,
-        MySQL) does not answer; writes nothing. MLflow itself retried an unreachable database for almost two
+        MySQL) does not answer, or (a server, or a local store that exists) its experiment was deleted; writes nothing. MLflow itself retried an unreachable database for almost two
         minutes, and a worker or ``sync`` then said the study's run was not in the store."""
         uri = self.config.tracking_uri
         if uri.startswith(("http://", "https://")):
@@ -354,6 +354,24 @@ class Tracker:
             problem = connect_error(uri)
             if problem:
                 raise TrackingError(f"cannot reach the MLflow tracking store at {redact_url(uri)}: {problem}")
+            return  # (opening a database store could create MLflow's tables: :meth:`check` looks at its experiment)
+        store = local_store(uri)
+        if store is None or store.exists():  # a tracking server, or a local store already there: nothing is created
+            try:
+                existing = self.client.get_experiment_by_name(self.config.experiment_name)
+            except Exception:  # the store's own problems are check()'s to report, with its context
+                return
+            self._refuse_deleted(existing)
+
+    def _refuse_deleted(self, existing: Any) -> None:
+        """TrackingError when the experiment is in MLflow's trash: MLflow refuses runs in it (a search died with a
+        traceback, and `sync` "back-filled" nothing, exit 0)."""
+        if existing is not None and existing.lifecycle_stage == "deleted":
+            raise TrackingError(
+                f"MLflow experiment {self.config.experiment_name!r} (id {existing.experiment_id}) in "
+                f"{redact_url(self.config.tracking_uri)} was deleted: restore it from MLflow's trash (`mlflow "
+                f"experiments restore --experiment-id {existing.experiment_id}` with MLFLOW_TRACKING_URI set to "
+                f"the store), or log a new study to another --experiment, or run with --no-mlflow")
 
     def check(self) -> str:
         """Reach the store and return the experiment id (created if missing); raise
@@ -361,13 +379,7 @@ class Tracker:
         self.ping()
         try:
             existing = self.client.get_experiment_by_name(self.config.experiment_name)
-            if existing is not None and existing.lifecycle_stage == "deleted":
-                # MLflow refuses runs in it: a traceback after the data had loaded, and `sync` "back-filled" nothing
-                raise TrackingError(
-                    f"MLflow experiment {self.config.experiment_name!r} (id {existing.experiment_id}) in "
-                    f"{redact_url(self.config.tracking_uri)} was deleted: restore it from MLflow's trash (`mlflow "
-                    f"experiments restore --experiment-id {existing.experiment_id}` with MLFLOW_TRACKING_URI set to "
-                    f"the store), or log a new study to another --experiment, or run with --no-mlflow")
+            self._refuse_deleted(existing)
             _check_artifact_folder(existing.artifact_location if existing is not None
                                    else self.config.artifact_location, self.config.experiment_name,
                                    existing is not None)
