@@ -567,7 +567,9 @@ def _check_ui_store(cfg) -> None:
             if fh.read(16) != b"SQLite format 3\x00":
                 raise UsageError(f"{store} is not an SQLite database (the --tracking-uri, mlflow.yaml or "
                                  f"$MLFLOW_TRACKING_URI names another file?)")
-    Tracker(cfg).ping()  # a database server that does not answer (MLflow retried it for two minutes)
+    # a database server that does not answer (MLflow retried it for two minutes); not the experiment: the UI lists
+    # them all, and restores one deleted from its trash
+    Tracker(cfg).ping(experiment=False)
 
 
 def _free_port(host: str, port: int) -> int:

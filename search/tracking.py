@@ -336,10 +336,11 @@ class Tracker:
         return self._client
 
     # -- set-up -----------------------------------------------------------------------------
-    def ping(self) -> None:
+    def ping(self, *, experiment: bool = True) -> None:
         """Raise :class:`TrackingError` if a tracking server (http/https URI) or a database server (PostgreSQL,
-        MySQL) does not answer, or (a server, or a local store that exists) its experiment was deleted; writes nothing. MLflow itself retried an unreachable database for almost two
-        minutes, and a worker or ``sync`` then said the study's run was not in the store."""
+        MySQL) does not answer, or (``experiment``; a server, or a local store that exists) the experiment runs go
+        to was deleted; writes nothing. MLflow itself retried an unreachable database for almost two minutes, and a
+        worker or ``sync`` then said the study's run was not in the store."""
         uri = self.config.tracking_uri
         if uri.startswith(("http://", "https://")):
             import urllib.request
@@ -356,7 +357,7 @@ class Tracker:
                 raise TrackingError(f"cannot reach the MLflow tracking store at {redact_url(uri)}: {problem}")
             return  # (opening a database store could create MLflow's tables: :meth:`check` looks at its experiment)
         store = local_store(uri)
-        if store is None or store.exists():  # a tracking server, or a local store already there: nothing is created
+        if experiment and (store is None or store.exists()):  # a tracking server, or a local store already there: nothing is created
             try:
                 existing = self.client.get_experiment_by_name(self.config.experiment_name)
             except Exception:  # the store's own problems are check()'s to report, with its context
@@ -376,7 +377,7 @@ class Tracker:
     def check(self) -> str:
         """Reach the store and return the experiment id (created if missing); raise
         :class:`TrackingError` with the URI if the store cannot be used, or its experiment was deleted."""
-        self.ping()
+        self.ping(experiment=False)  # looked up once, below
         try:
             existing = self.client.get_experiment_by_name(self.config.experiment_name)
             self._refuse_deleted(existing)

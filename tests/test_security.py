@@ -379,3 +379,22 @@ def test_ui_prints_a_url_a_browser_opens_and_exits_as_stopped(tmp_path, monkeypa
     assert cli.main(["ui", "--host", host, "--port", "5077",
                      "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == code
     assert f"MLflow UI on {url.format(port=5077)}" in capsys.readouterr().out
+
+
+def test_ui_starts_on_a_store_whose_experiment_was_deleted(tmp_path, monkeypatch):
+    """The UI lists every experiment and restores a deleted one from its trash: the reachability check it shares
+    with search refused to start it when mlflow.yaml's experiment had been deleted."""
+    import signal
+
+    from search import TrackingConfig
+    from search.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    tracker = Tracker(TrackingConfig(uri, None, "ecg-automl"))
+    tracker.client.delete_experiment(tracker.check())
+    started = _NoServer.started = []
+    monkeypatch.setattr(subprocess, "Popen", _NoServer)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    monkeypatch.setattr(cli, "_extra_parsers", [])
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["ui", "--port", "0", "--tracking-uri", uri]) == 0 and len(started) == 1
