@@ -52,7 +52,6 @@ MIN_SIMILARITY = 0.5
 MIN_SIMILARITY_BEATS = 20
 
 
-
 def beats_of_record(path: Path, record: str, *, fs: float, window: int, split: str) -> BeatDataset:
     """Beats of one record: AAMI-labelled windows on MLII, rhythm features from all beat annotations."""
     rec = read_record(path / record, channels=[LEAD])

@@ -142,11 +142,10 @@ def _check_sidecar_sha(meta: dict[str, Any], model_bytes: bytes, model_path) -> 
 
 
 def _check_sidecar_matches(meta: dict[str, Any], model: TFLiteModel, model_path) -> None:
-    """Refuse a sidecar that belongs to another model: by the SHA-256 it records (written since it is), else
-    (an older sidecar) by the inputs it describes. Obeying it would prepare windows, or apply a threshold,
-    that are another model's: a shape error at best, wrong decisions at worst."""
+    """Refuse a sidecar that belongs to another model by the inputs it describes (an older sidecar records no
+    SHA-256: :func:`_check_sidecar_sha` judges the others first). Obeying it would prepare windows, or apply a
+    threshold, that are another model's: a shape error at best, wrong decisions at worst."""
     side = sidecar_path(model_path).name
-    _check_sidecar_sha(meta, model.model_bytes, model_path)
     ecg = model.inputs.get("ecg")
     mismatch = []
     if ecg is not None and len(ecg["shape"]) == 3:
