@@ -224,6 +224,7 @@ def main(argv=None) -> int:
     def one(seed: int) -> dict[str, Any]:
         out, a = one_seed(config, data, seed, args.folds, args.max_beats)
         arrays.update(a)
+        args.out_dir.mkdir(parents=True, exist_ok=True)  # --out-dir was only checked to be creatable
         np.savez_compressed(args.out_dir / f"threshold_rules_{args.mode}_predictions.npz", **arrays)
         return out
 
