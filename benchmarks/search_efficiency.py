@@ -314,7 +314,9 @@ def summarise_run(run: dict[str, Any], target: float) -> dict[str, Any]:
     curve = best_curve(trials)
     dcurve = best_curve(trials, deployable=True)
     states = [r["state"] for r in trials]
-    early = sum(1 for r in trials if r.get("epochs") is not None and r["epochs"] < r["max_epochs"])
+    # rounds Hyperband itself cut short (another engine's shorter trials are the space's epochs, not a round)
+    early = (sum(1 for r in trials if r.get("epochs") is not None and r["epochs"] < r["max_epochs"])
+             if run["engine"] == "kt-hyperband" else 0)
     return {
         "engine": run["engine"], "seed": run["seed"], "budget_s": run["budget_s"],
         "trials_finished": len(trials), "complete": states.count("complete"), "pruned": states.count("pruned"),
@@ -360,16 +362,26 @@ def _median(values) -> float | None:
     return float(np.median(vals)) if vals else None
 
 
+def _median_none_worst(values) -> float | None:
+    """Median of best F1s where a seed without a model (None) counts as the worst: leaving it out would report
+    the median of the others as if every seed had one. None when the median falls on such a seed."""
+    m = float(np.median([-np.inf if v is None else v for v in values]))
+    return m if np.isfinite(m) else None
+
+
 def medians(per_seed: dict[int, dict[str, dict[str, Any]]], budget: float) -> dict[str, dict[str, Any]]:
     """Median over seeds of every count and time per engine (a never-reached target counts as the budget
-    for the median of time-to-target, and is also counted)."""
+    for the median of time-to-target, and is also counted; a seed with no model counts as the worst best F1,
+    and the seeds that have one are counted)."""
     out = {}
     for e in ENGINES:
         runs = [per_seed[s][e] for s in per_seed]
         out[e] = {k: _median(r[k] for r in runs) for k in
                   ("trials_finished", "complete", "pruned", "rejected_by_latency_gate", "failed",
-                   "hyperband_short_rounds", "best_f1", "time_to_best_s", "over_latency_budget",
-                   "best_deployable_f1", "time_to_best_deployable_s")}
+                   "hyperband_short_rounds", "time_to_best_s", "over_latency_budget", "time_to_best_deployable_s")}
+        for k in ("best_f1", "best_deployable_f1"):
+            out[e][k] = _median_none_worst(r[k] for r in runs)
+            out[e][f"{k}_runs"] = sum(r[k] is not None for r in runs)
         out[e]["time_to_target_s"] = _median(r["time_to_target_s"] if r["time_to_target_s"] is not None else budget
                                              for r in runs)
         out[e]["target_reached"] = sum(r["time_to_target_s"] is not None for r in runs)
@@ -446,7 +458,10 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         dep = med[e].get("best_deployable_f1")
         if e != "optuna" and med[e].get("over_latency_budget"):
             ax2.text(i, 0.3, f"{med[e]['over_latency_budget']:g} over the\nlatency budget;\nbest within it:\n"
-                     + (f"{dep:.3f}" if dep is not None else "none"), ha="center", va="bottom", fontsize=7, color="w")
+                     + (f"{dep:.3f}" if dep is not None else "none")
+                     + (f"\n({med[e]['best_deployable_f1_runs']} of {med[e]['runs']} seeds have one)"
+                        if med[e].get("best_deployable_f1_runs", med[e]["runs"]) < med[e]["runs"] else ""),
+                     ha="center", va="bottom", fontsize=7, color="w")
         best = med[e]["best_f1"]
         total = med[e].get("trials_finished")
         ax2.text(i, comp[i] + pr[i] + rej[i], (f"{total:g} finished (median)\n" if total is not None else "")

@@ -360,3 +360,40 @@ def test_the_inter_patient_guard_allows_only_the_overlap_of_de_chazal_s_split(mo
     leaked.groups[:5] = "101"
     with pytest.raises(PatientLeakError, match="101"):
         C.check_inter_patient(train, leaked)
+
+
+def test_threshold_rules_saves_a_seeds_predictions_into_a_new_out_dir(tmp_path, monkeypatch):
+    """--out-dir is checked to be creatable, not created: the predictions written after the first seed must
+    create it (it was a FileNotFoundError that threw away the seed's training)."""
+    import numpy as np
+
+    TR = _threshold_rules(monkeypatch)
+    import ecg_data
+
+    class Done(Exception):
+        pass
+
+    monkeypatch.setattr(ecg_data, "load_dataset", lambda *a, **k: type("D", (), {"summary": lambda self: {}})())
+    monkeypatch.setattr(TR, "one_seed", lambda config, data, seed, folds, max_beats: ({"seed": seed},
+                                                                                      {f"seed{seed}": np.zeros(3)}))
+    monkeypatch.setattr(TR, "summarise", lambda runs: (_ for _ in ()).throw(Done()))
+    out = tmp_path / "new" / "sub"
+    with pytest.raises(Done):
+        TR.main(["--quick", "--out-dir", str(out)])
+    assert np.load(out / "threshold_rules_quick_predictions.npz")["seed0"].shape == (3,)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "benchmarks" / "results").glob("search_efficiency_full*.json")),
+                         ids=lambda p: p.stem)
+def test_published_search_efficiency_files_hold_what_the_current_analysis_computes(path, monkeypatch):
+    """A change to the analysis (the target's rounding, say) must be followed by --reanalyse of every published
+    run: three files kept a target rounded up past the weakest engine's best, so it 'never reached' its own median."""
+    import copy
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import search_efficiency as SE
+
+    stored = json.loads(path.read_text())
+    fresh = json.loads(json.dumps(SE.analyse(copy.deepcopy(stored)), default=list))
+    for key in ("settings", "per_seed", "medians", "optuna_vs_baselines", "optuna_vs_baselines_deployable"):
+        assert fresh.get(key) == stored.get(key), f"{path.name}: {key} is stale; run search_efficiency.py --reanalyse"
