@@ -108,9 +108,10 @@ class TrackingConfig:
             raise TrackingError(f"{p}: MLflow config file not found")
         if p.exists():
             try:
-                loaded = load_yaml(p.read_text(encoding="utf-8")) or {}
+                text = p.read_text(encoding="utf-8")
+                loaded = load_yaml(text) or {}
             except yaml.YAMLError as exc:
-                raise TrackingError(f"{p}: not valid YAML: {yaml_problem(exc)}") from None
+                raise TrackingError(f"{p}: not valid YAML: {yaml_problem(exc, text)}") from None
             except SpaceError as exc:  # a key given twice: one of the two was silently ignored
                 raise TrackingError(f"{p}: {exc}") from None
             except UnicodeDecodeError as exc:

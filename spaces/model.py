@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ecg_data.preprocess import N_RR_FEATURES  # rhythm (RR-interval) features per beat
 
-from .schema import SpaceError, check_config_values
+from .schema import SpaceError, check_config_values, why_config_cannot_build
 
 if TYPE_CHECKING:  # keras loads TensorFlow (seconds): imported by the functions that build
     import keras
@@ -94,6 +94,9 @@ def _check_config(config: Any, compile_model: bool) -> None:
         raise SpaceError(f"config lacks {', '.join(missing)}: a model needs a value for every hyperparameter of the "
                          f"space (space.config_from_params(params) adds its fixed ones)")
     check_config_values(config)
+    why = why_config_cannot_build(config)  # Keras' own error ("Computed output size would be zero") names neither
+    if why:
+        raise SpaceError(why)
 
 
 def _inputs(config: Mapping[str, Any], channels: int):

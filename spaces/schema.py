@@ -27,29 +27,37 @@ def _choice(*allowed):
 
 
 _pos_int = ParamDomain(int, lambda v: v >= 1, "an integer >= 1")
-_nonneg_int = ParamDomain(int, lambda v: v >= 0, "an integer >= 0")
+#: Widths and depths are capped: a typo such as ``stem_filters: 100000000`` (3.6 GB of weights in one layer) loaded,
+#: and the trial then died for memory rather than with an error; the caps are far beyond what trains here.
+MAX_WIDTH, MAX_DEPTH = 4096, 16
+_width = ParamDomain(int, lambda v: 1 <= v <= MAX_WIDTH, f"an integer in [1, {MAX_WIDTH}]")
+_depth = ParamDomain(int, lambda v: 1 <= v <= MAX_DEPTH, f"an integer in [1, {MAX_DEPTH}]")
+_depth0 = ParamDomain(int, lambda v: 0 <= v <= MAX_DEPTH, f"an integer in [0, {MAX_DEPTH}]")
 _dropout = ParamDomain(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 #: Every hyperparameter of the model family and its training, with its domain.
 PARAMS: dict[str, ParamDomain] = {
     # input
-    "input_length": ParamDomain(int, lambda v: v >= 16, "window length in samples, >= 16"),
+    # at most the longest window the data layer prepares: a longer one was refused later as a "window" the user
+    # never wrote, naming neither the file nor input_length
+    "input_length": ParamDomain(int, lambda v: 16 <= v <= WINDOW_RANGE[1],
+                                f"window length in samples, in [16, {WINDOW_RANGE[1]}]"),
     "rr_features": ParamDomain(bool, describe="true/false: feed RR-interval rhythm context to the head"),
     # residual Conv1D branch
-    "stem_filters": _pos_int,
-    "res_blocks": _nonneg_int,
-    "conv_filters": _pos_int,
+    "stem_filters": _width,
+    "res_blocks": _depth0,
+    "conv_filters": _width,
     "kernel_size": ParamDomain(int, lambda v: 1 <= v <= 63, "an integer in [1, 63]"),
     "pool": _choice("max", "avg"),
     "conv_dropout": _dropout,
     # LSTM branch
-    "lstm_units": _pos_int,
-    "lstm_layers": _pos_int,
+    "lstm_units": _width,
+    "lstm_layers": _depth,
     "lstm_bidirectional": ParamDomain(bool, describe="true/false"),
     "lstm_downsample": ParamDomain(int, lambda v: 1 <= v <= 32, "an integer in [1, 32]"),
     # dense head
-    "dense_layers": _nonneg_int,
-    "dense_units": _pos_int,
+    "dense_layers": _depth0,
+    "dense_units": _width,
     "dense_dropout": _dropout,
     # training
     "optimizer": _choice("adam", "rmsprop", "sgd"),
@@ -59,7 +67,7 @@ PARAMS: dict[str, ParamDomain] = {
     "class_weight": _choice("balanced", "none"),
     # added later: optional, a space or config that leaves them out gets OPTIONAL below (the behaviour
     # before they existed), so older space files and trial configs still load and rebuild the same model
-    "rr_units": _pos_int,
+    "rr_units": _width,
     "lr_schedule": _choice("constant", "cosine"),
 }
 
@@ -223,9 +231,9 @@ def validate(doc: Any) -> None:
         value = doc.get(key)
         if value is not None and (isinstance(value, (dict, list, bool)) or not isinstance(value, (str, int, float))):
             raise SpaceError(f"{key}: must be text, not a {type(value).__name__} ({value!r})")
-    data = doc.get("data") or {}
+    data = {} if doc.get("data") is None else doc["data"]  # `data: []` or `data: 0` was taken for no data section
     if not isinstance(data, dict):
-        raise SpaceError("data: must be a mapping")
+        raise SpaceError(f"data: must be a mapping (fs, window), not {type(data).__name__} ({data!r})")
     for key, value in data.items():
         if key not in DATA_KEYS:
             raise SpaceError(f"data.{key}: unknown key (allowed: {', '.join(DATA_KEYS)})")

@@ -48,6 +48,27 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
+    def _refuse_yaml11_number(self, node, value):
+        """YAML 1.1 reads ``010`` as octal 8 and ``1:30`` as base-60 90: a space file's ``epochs: 010`` or
+        ``choices: [064, 128]`` became other numbers without a word."""
+        raw = node.value.replace("_", "").lstrip("+-")
+        if ":" in raw or (len(raw) > 1 and raw[0] == "0" and raw[1].isdigit()):
+            raise SpaceError(f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}: {node.value!r} "
+                             f"reads as {value!r} in YAML (a leading 0 is octal, a colon base 60); write the number "
+                             f"without them, or quote it if it is text")
+        return value
+
+    def construct_yaml_int(self, node):
+        return self._refuse_yaml11_number(node, super().construct_yaml_int(node))
+
+    def construct_yaml_float(self, node):
+        value = super().construct_yaml_float(node)
+        return self._refuse_yaml11_number(node, value) if ":" in node.value else value
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.construct_yaml_float)
+
 
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load`` that refuses a key given twice (:class:`SpaceError`): for space files and ``mlflow.yaml``."""
@@ -58,8 +79,14 @@ def load_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """One line with the file's line and column, not PyYAML's several lines about a ``<unicode string>``."""
+def yaml_problem(exc: yaml.YAMLError, text: str | None = None) -> str:
+    """One line with the file's line and column, not PyYAML's several lines about a ``<unicode string>``
+    (``text``: the parsed text, to place a character the reader refuses, which PyYAML gives as an offset)."""
+    if isinstance(exc, yaml.reader.ReaderError) and text is not None:
+        pos = min(exc.position, len(text))
+        line, col = text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return f"line {line}, column {col}: {exc.reason} (character #x{char:04x}); a space file is plain text"
     if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
         return " ".join(str(exc).split())
     mark = exc.problem_mark
@@ -101,7 +128,7 @@ class SearchSpace:
         try:
             doc = load_yaml(text)
         except yaml.YAMLError as exc:
-            raise SpaceError(f"{source}: not valid YAML: {yaml_problem(exc)}") from None
+            raise SpaceError(f"{source}: not valid YAML: {yaml_problem(exc, text)}") from None
         except SpaceError as exc:  # a key given twice
             raise SpaceError(f"{source}: {exc}") from None
         return cls.from_dict(doc, source)

@@ -123,6 +123,7 @@ def test_data_info_says_what_each_reader_left_out():
     # an empty MLflow option (e.g. "$VAR" with VAR unset) was replaced by the default; "   " named an experiment
     (["sync", "--study", "x", "--experiment", ""], "argument --experiment: must not be empty"),
     (["search", "--study", "x", "--tracking-uri", " "], "argument --tracking-uri: must not be empty"),
+    (["search", "--study", "x", "--space", ""], "argument --space: must not be empty"),  # was ".: a directory"
     (["export", "--study", "x", "--mlflow-config", "", "--out", "m.tflite"], "argument --mlflow-config: must not be empty"),
     # --no-mlflow silently ignored the MLflow options, even a config file that does not exist
     (["search", "--study", "x", "--no-mlflow", "--experiment", "foo"],

@@ -52,6 +52,16 @@ def test_a_folder_named_like_a_builtin_space_does_not_hide_it(tmp_path, monkeypa
     (lambda d: d.update(colour="blue"), "unknown top-level key 'colour'"),
     (lambda d: d["params"].update(batch_size={"type": "normal", "mean": 64}), "params.batch_size.type"),
     (lambda d: d["params"].update(rr_features="yes"), "params.rr_features: 'yes' is a str, expected bool"),
+    # longer than any window the data layer prepares: was "window must be from 16 to 20,000 samples" at load time
+    (lambda d: d["params"].update(input_length={"type": "categorical", "choices": [256, 30000]}),
+     "params.input_length.choices[1]: 30000 is out of range, expected window length in samples, in [16, 20000]"),
+    # a typo that loaded and then died for memory in the trial (3.6 GB of weights in the stem)
+    (lambda d: d["params"].update(stem_filters=100_000_000), "params.stem_filters: 100000000 is out of range"),
+    (lambda d: d["params"].update(lstm_layers={"type": "int", "low": 1, "high": 100}),
+     "params.lstm_layers.high: 100 is out of range, expected an integer in [1, 16]"),
+    # a data section that is no mapping was taken for none (only a truthy one was refused)
+    (lambda d: d.update(data=[]), "data: must be a mapping (fs, window), not list ([])"),
+    (lambda d: d.update(data=0), "data: must be a mapping (fs, window), not int (0)"),
 ])
 def test_malformed_space_names_the_key(mutate, message):
     doc = _doc()
@@ -412,3 +422,56 @@ def test_a_space_file_may_use_yaml_merge_keys(tmp_path):
     f.write_text(body + "  dense_units: 16\n  dense_units: 32\n")
     with pytest.raises(SpaceError, match="'dense_units' is given twice"):
         SearchSpace.load(f)
+
+
+@pytest.mark.parametrize("written, read", [("010", 8), ("064", 52), ("1:30", 90)])
+def test_a_yaml_11_octal_or_base_60_number_is_refused_not_read_as_another(tmp_path, written, read):
+    """PyYAML reads ``epochs: 010`` as 8 and ``1:30`` as 90, and the space then searched other values unsaid."""
+    text = _DEFAULT_YAML.replace("  epochs: 4\n", f"  epochs: {written}\n")
+    assert text != _DEFAULT_YAML
+    with pytest.raises(SpaceError) as err:
+        SearchSpace.from_yaml(text, "s.yaml")
+    assert str(err.value).startswith(f"s.yaml: line ") and f"{written!r} reads as {read}" in str(err.value)
+    SearchSpace.from_yaml(text.replace(f"epochs: {written}", "epochs: 10"), "s.yaml")  # plain numbers still load
+
+
+def test_a_control_character_is_placed_by_line_and_column(tmp_path):
+    """PyYAML's reader gives an offset in a '<unicode string>'; the message names the line and column."""
+    text = _DEFAULT_YAML.replace("  epochs: 4\n", "  epochs: 4\x00\n")
+    line = text[:text.index("\x00")].count("\n") + 1
+    with pytest.raises(SpaceError) as err:
+        SearchSpace.from_yaml(text, "s.yaml")
+    assert str(err.value).startswith(f"s.yaml: not valid YAML: line {line}, column 12: ") and "unicode" not in str(err.value)
+
+
+def test_building_a_config_its_window_cannot_hold_names_the_hyperparameters():
+    """build_model (the Python API, fit) raised Keras' 'Computed output size would be zero or negative', which names
+    neither; the search prunes such draws, a direct caller got the traceback."""
+    config = SearchSpace.load("default").suggest(optuna.create_study().ask())
+    config.update(input_length=16, res_blocks=5)
+    with pytest.raises(SpaceError, match="input_length 16 is too short for res_blocks 5"):
+        build_model(config, compile_model=False)
+    config.update(res_blocks=1, lstm_downsample=32)
+    with pytest.raises(SpaceError, match="input_length 16 is too short for lstm_downsample 32"):
+        build_model(config, compile_model=False)
+
+
+def test_the_space_format_page_lists_every_hyperparameter_with_its_schema_range():
+    """docs/SPACES.md is the reference for space files: a hyperparameter added to, or a bound changed in, the
+    schema must show there (its table's 'allowed values' as the schema checks them)."""
+    import re
+
+    from spaces import OPTIONAL
+
+    page = (Path(spaces.__file__).parents[1] / "docs" / "SPACES.md").read_text(encoding="utf-8")
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)`[^\n]*", page, flags=re.M)}
+    assert set(PARAMS) <= set(rows), sorted(set(PARAMS) - set(rows))
+    for key, domain in PARAMS.items():
+        bounds = re.search(r"in \[(\d+), (\d+)\]", domain.describe)
+        if bounds:
+            assert f"| {bounds[1]}-{bounds[2]} |" in rows[key], (key, domain.describe, rows[key])
+        for choice in re.findall(r"one of (.*)", domain.describe)[:1]:
+            assert all(f"`{c}`" in rows[key] for c in choice.split(", ")), (key, rows[key])
+        assert ("optional" in rows[key]) == (key in OPTIONAL), key
+        if key in OPTIONAL:
+            assert f"optional, default {OPTIONAL[key]})" in rows[key].replace("`", ""), rows[key]
