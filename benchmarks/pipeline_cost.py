@@ -153,15 +153,19 @@ def tiny_study(config: dict, *, records, max_beats: int, folds: int, epochs: int
             continue
         total = (t.datetime_complete - t.datetime_start).total_seconds()
         folds_m = t.user_attrs.get("fold_metrics", [])
-        train = float(sum(f["train_seconds"] for f in folds_m))
+        # model.fit's time less its per-epoch validation passes (inference on the fold's validation beats)
+        val = float(sum(f.get("validation_seconds", 0.0) for f in folds_m))
+        train = float(sum(f["train_seconds"] for f in folds_m)) - val
+        other = total - train - val
         trials.append({"number": t.number, "state": t.state.name, "total_seconds": total,
-                       "training_seconds": train, "other_seconds": total - train,
+                       "training_seconds": train, "validation_seconds": val, "other_seconds": other,
                        "training_share": train / total if total > 0 else float("nan"),
-                       "other_share": (total - train) / total if total > 0 else float("nan"),
+                       "validation_share": val / total if total > 0 else float("nan"),
+                       "other_share": other / total if total > 0 else float("nan"),
                        "folds": len(folds_m), "fold_train_seconds": [f["train_seconds"] for f in folds_m],
                        "learning_rate": t.params.get("learning_rate"), "value": t.value})
-        log.info("trial %d (%s): %.1f s total, %.1f s training (%.0f %%), %.1f s other", t.number, t.state.name,
-                 total, train, 100 * train / max(total, 1e-9), total - train)
+        log.info("trial %d (%s): %.1f s total, %.1f s training (%.0f %%), %.1f s per-epoch validation, %.1f s other",
+                 t.number, t.state.name, total, train, 100 * train / max(total, 1e-9), val, other)
     in_trials = sum(t["total_seconds"] for t in trials)
     out = {"run_search_seconds": wall, "trials": trials, "seconds_outside_trials": wall - in_trials,
            "tracking_failures": list(result.tracking_failures), "folds": folds, "max_beats": max_beats,
@@ -184,19 +188,23 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 5), gridspec_kw={"width_ratios": [1.4, 1]})
     names = [f"trial {k}" for k in range(len(s["per_trial_index"]))]
     train = [t["training_seconds"] for t in s["per_trial_index"]]
+    val = [t.get("validation_seconds", 0.0) for t in s["per_trial_index"]]
     other = [t["other_seconds"] for t in s["per_trial_index"]]
     x = np.arange(len(names))
-    ax.bar(x, train, 0.6, label="training (sum of folds' model.fit)", color="#1f77b4")
-    ax.bar(x, other, 0.6, bottom=train, label="other (build, predict, metrics, MLflow, Optuna)", color="#ff7f0e")
-    for i, (a, b) in enumerate(zip(train, other)):
-        total = a + b
-        ax.text(i, total, f"{total:.1f} s\n{100 * b / total:.0f} % other", ha="center", va="bottom", fontsize=8)
+    ax.bar(x, train, 0.6, label="training (folds' model.fit, less its validation)", color="#1f77b4")
+    ax.bar(x, val, 0.6, bottom=train, label="per-epoch validation inside model.fit", color="#17becf")
+    ax.bar(x, other, 0.6, bottom=np.add(train, val), label="other (build, predict, metrics, MLflow, Optuna)",
+           color="#ff7f0e")
+    for i, (a, v, b) in enumerate(zip(train, val, other)):
+        total = a + v + b
+        ax.text(i, total, f"{total:.1f} s\n{100 * v / total:.0f} % validation\n{100 * b / total:.0f} % other",
+                ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, names)
     ax.set_ylabel("seconds (median over repeats)")
     st = result["settings"]
     ax.set_title(f"2-trial study: {st['study_folds']} folds x {st['study_beats']} beats, "
                  f"{st['study_epochs']} epoch(s)", fontsize=10)
-    ax.set_ylim(0, max(a + b for a, b in zip(train, other)) * 1.25 if train else 1)
+    ax.set_ylim(0, max(a + v + b for a, v, b in zip(train, val, other)) * 1.3 if train else 1)
     ax.legend(fontsize=8, loc="upper left")
     labels = ["data prep\ncold", "data prep\nwarm", "latency gate\n(int8 convert+time)", "study outside\ntrials"]
     vals = [s["data_prep_cold_seconds"], s["data_prep_warm_seconds"], s["gate_seconds"], s["seconds_outside_trials"]]
@@ -289,7 +297,7 @@ def main(argv=None) -> int:
     per_index = [C.median_of([s["trials"][k] for s in studies]) for k in range(n_trials)]
     all_trials = [t for s in studies for t in s["trials"]]
     tot = sum(t["total_seconds"] for t in all_trials)
-    trn = sum(t["training_seconds"] for t in all_trials)
+    trn = sum(t["training_seconds"] + t["validation_seconds"] for t in all_trials)
     summary = {
         "data_prep_cold_seconds": float(np.median([p["cold_seconds"] for p in preps])),
         "data_prep_warm_seconds": float(np.median([p["warm_seconds"] for p in preps])),
@@ -302,8 +310,10 @@ def main(argv=None) -> int:
         "gate_pi4_estimate_ms": float(np.median([g["pi4_estimate_ms"] for g in gates])),
         "trial_seconds": float(np.median([t["total_seconds"] for t in all_trials])),
         "trial_training_seconds": float(np.median([t["training_seconds"] for t in all_trials])),
+        "trial_validation_seconds": float(np.median([t["validation_seconds"] for t in all_trials])),
         "trial_other_seconds": float(np.median([t["other_seconds"] for t in all_trials])),
         "trial_training_share": float(np.median([t["training_share"] for t in all_trials])),
+        "trial_validation_share": float(np.median([t["validation_share"] for t in all_trials])),
         "trial_other_share": float(np.median([t["other_share"] for t in all_trials])),
         "pooled_other_share": (tot - trn) / tot if tot > 0 else float("nan"),
         "seconds_outside_trials": float(np.median([s["seconds_outside_trials"] for s in studies])),
@@ -334,7 +344,8 @@ def print_summary(result: dict[str, Any]) -> None:
           f"{'n/a' if steady is None else f'{steady:.0f}'} beats/s, overall {s['overall_beats_per_s']:.0f} beats/s")
     print(f"  latency gate: {s['gate_seconds']:.2f} s (Pi 4 estimate {s['gate_pi4_estimate_ms']:.3f} ms); "
           f"{100 * s['gate_share_if_enabled']:.0f} % of a trial if enabled")
-    print(f"  trial: {s['trial_seconds']:.1f} s, training {s['trial_training_seconds']:.1f} s, other "
+    print(f"  trial: {s['trial_seconds']:.1f} s, training {s['trial_training_seconds']:.1f} s, per-epoch validation "
+          f"{s['trial_validation_seconds']:.1f} s, other "
           f"{s['trial_other_seconds']:.1f} s ({100 * s['trial_other_share']:.0f} % other); "
           f"run_search {s['run_search_seconds']:.1f} s, {s['seconds_outside_trials']:.1f} s outside trials")
 

@@ -47,7 +47,7 @@ import _common as C  # noqa: E402
 
 log = logging.getLogger("benchmarks.quality")
 
-QUICK = {"max_beats": 4000, "epochs": 1, "seeds": 1, "members": 1}
+QUICK = {"max_beats": 4000, "epochs": 1, "seeds": 1, "members": 2}  # 2: the smoke run averages members as the full one
 FULL = {"max_beats": None, "epochs": None, "seeds": 3, "members": 3}
 BEAT_LEVEL_THRESHOLD = 0.5
 TEST_FRACTION = 0.2
@@ -141,6 +141,13 @@ def oof_threshold(config: dict, train, folds: int, seed: int) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0}
 
 
+def member_seed(seed: int, members: int) -> int:
+    """First training seed of benchmark seed ``seed``'s members (``fit_final`` trains seeds ``first + i``):
+    ``seed * members`` so that the seeds' ensembles share no member (with ``seed`` they did: {0, 1, 2},
+    {1, 2, 3}, {2, 3, 4} for 3 members)."""
+    return seed * members
+
+
 def inter_patient(config: dict, data, seed: int, max_beats: int | None, folds: int,
                   threshold: float | None, members: int = 1) -> dict[str, Any]:
     """Train on DS1 (``members`` seeds averaged into one model, as ``search --final-members``), threshold
@@ -167,8 +174,9 @@ def inter_patient(config: dict, data, seed: int, max_beats: int | None, folds: i
         out["threshold_source"] = "given (study best trial)"
     log.info("seed %d: training on DS1 (%d beats, %d patients, %d member(s)), threshold %.3f", seed, len(train),
              out["train_patients"], members, threshold)
-    model, fits = fit_final(config, train, seed=seed, members=members)
+    model, fits = fit_final(config, train, seed=member_seed(seed, members), members=members)
     out["members"] = members
+    out["member_seeds"] = [member_seed(seed, members) + i for i in range(members)]
     out["train_seconds"] = sum(f.seconds for f in fits)
     out["train_beats_per_s"] = float(np.median([f.beats_per_s for f in fits]))
     t0 = time.perf_counter()

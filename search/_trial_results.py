@@ -70,9 +70,11 @@ def record_epoch(curves: dict[str, list[float | None]], k: int, epoch: int, logs
 def fold_record(val_y: np.ndarray, result: Any, k: int, tracker: Tracker | None, run_id: str | None
                 ) -> dict[str, float]:
     """Fold ``k``'s validation metrics at 0.5 with its training time and throughput (``result``: a
-    :class:`~search.training.FitResult` with ``val_prob``), logged as ``fold.*`` at step ``k``."""
+    :class:`~search.training.FitResult` with ``val_prob``), logged as ``fold.*`` at step ``k``
+    (``train_seconds``: the whole ``model.fit``, of which ``validation_seconds`` the per-epoch validation)."""
     m = binary_metrics(val_y, result.val_prob)
-    m.update({"train_seconds": result.seconds, "beats_per_s": result.beats_per_s})
+    m.update({"train_seconds": result.seconds, "validation_seconds": result.validation_seconds,
+              "beats_per_s": result.beats_per_s})
     if tracker is not None:
         tracker.log_metrics(run_id, {f"fold.{name}": v for name, v in m.items()}, step=k)
     return m

@@ -397,3 +397,15 @@ def test_published_search_efficiency_files_hold_what_the_current_analysis_comput
     fresh = json.loads(json.dumps(SE.analyse(copy.deepcopy(stored)), default=list))
     for key in ("settings", "per_seed", "medians", "optuna_vs_baselines", "optuna_vs_baselines_deployable"):
         assert fresh.get(key) == stored.get(key), f"{path.name}: {key} is stale; run search_efficiency.py --reanalyse"
+
+
+def test_quality_seeds_share_no_ensemble_member(monkeypatch):
+    """fit_final trains members first, first + 1, ...: with first = the benchmark seed, seeds 0, 1, 2 of 3 members
+    averaged {0, 1, 2}, {1, 2, 3}, {2, 3, 4}, so the 'repeats' were not independent."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import quality
+
+    for members in (1, 2, 3, 5):
+        used = [quality.member_seed(s, members) + i for s in range(6) for i in range(members)]
+        assert len(set(used)) == len(used), members
+    assert quality.member_seed(0, 3) == 0  # seed 0 keeps its members (the published run's seed 0)

@@ -30,6 +30,8 @@ def test_quality_and_pipeline_cost_quick(tmp_path, cli_env):
     ip = res["inter_patient_keras"]
     assert ip["train_beats"] <= 4100 and ip["test_beats"] > 40_000  # ~4,000 DS1 beats; every DS2 beat
     assert ip["per_seed"][0]["oof"]["folds"] == 3
+    # two members averaged, as in full mode (3): each scored alone too, with seeds no other benchmark seed uses
+    assert ip["per_seed"][0]["member_seeds"] == [0, 1] and len(ip["per_seed"][0]["members_keras"]) == 2
     assert is_rate(res["int8_vs_keras"]["decision_agreement"])
     leak = res["beat_level_split"]["leak"]
     assert leak["patients_on_both_sides"] > 0 and leak["check_no_leak_failed"] is True
@@ -41,13 +43,14 @@ def test_quality_and_pipeline_cost_quick(tmp_path, cli_env):
     assert p["data_prep"][0]["cold_cache_hit"] is False and p["data_prep"][0]["warm_cache_hit"] is True
     assert s["steady_beats_per_s"] > 0 and s["first_epoch_beats_per_s"] > 0
     assert s["gate_seconds"] > 0 and s["gate_pi4_estimate_ms"] > 0
-    for k in ("trial_training_share", "trial_other_share", "pooled_other_share", "gate_share_if_enabled"):
+    for k in ("trial_training_share", "trial_validation_share", "trial_other_share", "pooled_other_share",
+              "gate_share_if_enabled"):
         assert is_rate(s[k]), (k, s[k])
     trials = p["study"][0]["trials"]
     assert len(trials) == 2 and all(t["state"] == "COMPLETE" and t["folds"] == 2 for t in trials)
-    for t in trials:
-        assert 0 < t["training_seconds"] < t["total_seconds"]
-        assert math.isclose(t["training_seconds"] + t["other_seconds"], t["total_seconds"])
+    for t in trials:  # the folds' validation passes are booked apart from training
+        assert 0 < t["validation_seconds"] < t["training_seconds"] < t["total_seconds"]
+        assert math.isclose(t["training_seconds"] + t["validation_seconds"] + t["other_seconds"], t["total_seconds"])
 
 
 def test_ptbxl_records_quick(tmp_path, cli_env, data_root):

@@ -121,7 +121,7 @@ def test_a_validation_fold_of_one_class_does_not_void_the_objective():
     from search._trial_results import fold_record, summarise_folds
 
     fold_of = folds.astype(np.int64)
-    records = [fold_record(y[fold_of == k], SimpleNamespace(val_prob=prob[fold_of == k], seconds=1.0, beats_per_s=1.0),
+    records = [fold_record(y[fold_of == k], SimpleNamespace(val_prob=prob[fold_of == k], seconds=1.0, validation_seconds=0.1, beats_per_s=1.0),
                            k, None, None) for k in range(3)]
     value, _, summary = summarise_folds("auc", y, prob.copy(), fold_of, records)
     assert value == 1.0 and summary["mean.objective"] == 1.0 and summary["mean.roc_auc"] == 1.0

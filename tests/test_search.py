@@ -62,7 +62,8 @@ def fake_keras_tuner_training(monkeypatch, values: list[float]) -> None:
     def fit(config, train, val, seed, on_epoch_end=None, verbose=0):
         if on_epoch_end is not None:  # one epoch's Keras logs
             on_epoch_end(0, {"loss": 0.5, "val_auc": 0.75})
-        return types.SimpleNamespace(val_prob=np.full(len(val), 0.5), seconds=0.1, beats_per_s=10.0, model=None)
+        return types.SimpleNamespace(val_prob=np.full(len(val), 0.5), seconds=0.1, validation_seconds=0.01,
+                                     beats_per_s=10.0, model=None)
 
     monkeypatch.setattr(kte, "fit", fit)
     monkeypatch.setattr(kte, "summarise_folds", summarise_folds)
@@ -838,7 +839,7 @@ def _without_layout(settings: StudySettings) -> dict:
 def _repeatable(study) -> dict:
     """What two runs of one command with one seed must share: each trial's params, value, threshold and per-fold
     metrics (not their timings), and the final test's figures (not its time or path)."""
-    timing = {"train_seconds", "beats_per_s"}
+    timing = {"train_seconds", "validation_seconds", "beats_per_s"}
     final = study.user_attrs["final"]
     return {"trials": [(t.number, t.state.name, t.params, t.value, t.user_attrs["threshold"],
                         [{k: v for k, v in m.items() if k not in timing} for m in t.user_attrs["fold_metrics"]])
