@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,21 +19,29 @@ from spaces import SearchSpace, why_config_cannot_build
 from . import interrupt
 from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
 from .objective import _reason
+from .samplers import tpe_startup_trials
 from .settings import StudySettings
-from .study import (StudyMismatchError, _trial_writers, clear_dead_final_at_start, load_study_data, log_study_figures,
-                    open_study, refuse_other_settings, require_test_part, run_final, search_data, space_for_data)
+from .storage import check_storage, redact_url
+from .study import (MAX_FAILURES_IN_A_ROW, StudyMismatchError, TrialsKeepFailingError, _trial_writers,
+                    clear_dead_final_at_start, load_study_data, log_study_figures, open_study, refuse_other_settings,
+                    require_test_part, run_final, search_data, space_for_data)
 from .tracking import CURVES_LOST, EPOCH_CURVES, MODEL_IN_MLFLOW, Tracker, TrackingConfig
 from .training import fit, tf_threads
 
 log = logging.getLogger("search")
 
 TUNERS = ("hyperband", "bayesian", "random")
+#: What a search writes into KerasTuner's project folder: the study, storage and settings it belongs to.
+STATE_FILE = "ecg_automl_search.json"
 
 
-def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int, space: SearchSpace) -> Any:
+def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int, space: SearchSpace,
+                initial_points: int | None = None) -> Any:
     """KerasTuner's own oracle for ``tuner``, maximising the mean validation metric across folds, over the
     space's hyperparameters (registered up front: with no hypermodel KerasTuner would otherwise see an
-    empty space and run every trial at the default values)."""
+    empty space and run every trial at the default values). ``initial_points``: the Bayesian oracle's random
+    draws before its Gaussian process (KerasTuner's default, 3 per hyperparameter, was 66 here: every trial of a
+    20-trial search was random search's)."""
     import keras_tuner as kt
 
     hp = kt.HyperParameters()
@@ -38,7 +49,9 @@ def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int, space: Se
     if tuner == "hyperband":
         hp.values.pop("epochs", None)  # Hyperband sets each round's epochs itself (tuner/epochs)
     common = dict(objective=kt.Objective("val_objective", direction="max"), seed=_kt_seed(seed), hyperparameters=hp,
-                  tune_new_entries=False, allow_new_entries=True)
+                  tune_new_entries=False, allow_new_entries=True,
+                  # as the driver: stopped after this many failed trials in a row (KerasTuner's default was 3)
+                  max_consecutive_failed_trials=MAX_FAILURES_IN_A_ROW)
     if tuner == "hyperband":
         # hyperband_iterations=None: run Hyperband's bracket schedule again and again until --trials (or the
         # timeout) stops it. KerasTuner's default of 1 ends the search after one schedule, 10 trials here:
@@ -49,7 +62,8 @@ def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int, space: Se
         oracle.max_trials = n_trials  # Hyperband has no trial cap of its own; the CLI's --trials is one
         return oracle
     if tuner == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(max_trials=n_trials, **common)
+        return kt.oracles.BayesianOptimizationOracle(max_trials=n_trials, num_initial_points=initial_points,
+                                                     **common)
     if tuner == "random":
         return kt.oracles.RandomSearchOracle(max_trials=n_trials, **common)
     raise ValueError(f"unknown tuner {tuner!r} ({', '.join(TUNERS)})")
@@ -153,9 +167,11 @@ def _tuner_class():
                     fold_metrics.append(fold_record(val.y, res, k, self.tracker, run_id))
                 # the same objective as the Optuna driver: every fold at the threshold chosen from all of them
                 value, threshold, summary = summarise_folds(self.metric, self.data.y, oof, fold_of, fold_metrics)
-                if np.isfinite(value):  # else recorded as failed, as the driver's trial fails
-                    model_logged = log_trial_results(self.tracker, run_id, number, self.data.y, oof, threshold,
-                                                     fold_metrics, summary, res.model)
+                if not math.isfinite(value):  # failed, as the driver's trial fails (a NaN was reported as a result,
+                    value = None  # and a first trial's NaN was the "best" of every later line)
+                    raise ValueError(f"validation {self.metric} is undefined: every validation fold holds one class only")
+                model_logged = log_trial_results(self.tracker, run_id, number, self.data.y, oof, threshold,
+                                                 fold_metrics, summary, res.model)
                 status = "FINISHED"
             except BaseException as exc:  # the run says why it failed, as a driver trial's does
                 interrupted = isinstance(exc, KeyboardInterrupt) or interrupt.requested()
@@ -164,6 +180,8 @@ def _tuner_class():
                     # recorded as failed, as the driver records its own, so that the study's trial numbers stay
                     # those of the MLflow runs (an interrupted trial is redone under its id, and recorded then)
                     _hand_over(self.on_failed, number, config, trial.trial_id, run_id, failed, kept())
+                if interrupted and not isinstance(exc, KeyboardInterrupt):  # a Ctrl-C TensorFlow turned into another
+                    raise KeyboardInterrupt from exc  # error: KerasTuner would fail the trial and go on to the next
                 raise
             finally:
                 if self.tracker is not None and run_id is not None:
@@ -209,8 +227,21 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     if n_trials < 1:  # KerasTuner takes max_trials=0 for "no limit" and would search until stopped
         raise ValueError(f"the KerasTuner engine needs n_trials >= 1, not {n_trials}")
     space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
+    tracker = parent = None
+    if tracking is not None:  # as the driver: an unreachable tracking server is an error before anything else
+        tracker = Tracker(tracking)
+        tracker.ping()
+    check_storage(storage)
     if storage is not None:  # a mismatched resume is refused before minutes of data loading
         refuse_other_settings(study_name, storage, settings, engine=f"keras-tuner:{tuner}")
+    project = Path(out_dir) / "keras_tuner" / study_name
+    fingerprint = json.loads(json.dumps({"study": study_name, "tuner": tuner,  # as it reads back (lists, not tuples)
+                                         "storage": redact_url(storage) if storage else None,
+                                         "settings": settings.to_dict()}))
+    check_tuner_state(project, fingerprint, storage)
+    if tuner == "hyperband" and space.epochs_range[0] != space.epochs_range[1]:
+        print_fn(f"note: Hyperband sets each round's epochs itself (1 to {space.epochs_range[1]}, the space's "
+                 f"highest): the space's epochs distribution is not drawn from")
     full = load_study_data(settings, space)
     space = space_for_data(space, full, print_fn)
     if final and storage is not None and len(settings.objectives) == 1:
@@ -219,12 +250,18 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     # through grouped_splits, as the driver's objective: each fold is checked for a patient on both sides
     folds = list(grouped_splits(patient_kfold(settings.folds, seed=settings.seed), data.X, data.y, data.groups))
     study = None
+    if tracker is not None:  # before the study is written: a store MLflow cannot use left an empty study behind
+        tracker.check()
     if storage is not None:
         study, settings = open_study(study_name, storage, settings, heartbeat=None, engine=f"keras-tuner:{tuner}")
-    tracker = parent = None
-    if tracking is not None:
-        tracker = Tracker(tracking)
-        tracker.check()
+        if study.user_attrs.get("keras_tuner_dir") is None:  # where a resume must find KerasTuner's own state
+            study.set_user_attr("keras_tuner_dir", str(project.resolve()))
+    project.mkdir(parents=True, exist_ok=True)
+    # whole or not at all: the tuners of a distributed search (and its chief) read and write it as they start
+    tmp = project / f".{STATE_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(fingerprint, indent=1))
+    os.replace(tmp, project / STATE_FILE)
+    if tracker is not None:
         name, tags = f"{study_name} (keras-tuner {tuner})", {"engine": "keras-tuner"}
         if study is not None:  # reused on resume; the final test is logged on it
             tracker.require_study_run(study, missing_ok=True)
@@ -236,11 +273,12 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     if study is not None:
         clear_dead_final_at_start(study, final, print_fn)
     epochs = space.epochs_range[1]
-    oracle = make_oracle(tuner, n_trials, epochs, settings.seed, space)
+    # the Bayesian oracle's random start-up as long as the driver's TPE's
+    oracle = make_oracle(tuner, n_trials, epochs, settings.seed, space, initial_points=tpe_startup_trials(settings.folds))
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     bar = tqdm(total=n_trials, desc=f"keras-tuner {tuner}", unit="trial", disable=not progress, file=sys.stderr)
-    say, _ = _trial_writers(bar, progress, trial_print_fn)  # as the driver writes its trial lines
+    say, note = _trial_writers(bar, progress, trial_print_fn)  # as the driver writes its trial lines
 
     # a resumed search's earlier trials count for the best shown on each trial's line (not for the history)
     earlier = [tr.value for tr in study.get_trials(deepcopy=False) if tr.state.name == "COMPLETE"] if study else []
@@ -262,6 +300,9 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         if study is not None:
             record_trial(study, space, config, None, 0.5, trial_id, tuner, run_id=run_id,
                          attrs={**attrs, "fail_reason": reason})
+        # --trials counts finished (complete or pruned) trials, as the driver's: a failed one does not use one up
+        oracle.max_trials += 1
+        bar.total += 1
         bar.update(1)
         say(f"keras-tuner trial {number} failed: {reason}")
 
@@ -279,6 +320,13 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             tracker=tracker, parent_run_id=parent, on_trial=on_trial, on_failed=on_failed, on_pruned=on_pruned,
             verbose=verbose,
             directory=str(Path(out_dir) / "keras_tuner"), project_name=study_name, overwrite=False)
+    bar.update(_finished_before(oracle))  # a resumed search's bar starts where the last one stopped
+    try:  # each failed trial printed its traceback (KerasTuner's DEBUG, on by default); its line says why it failed
+        from keras_tuner.src import config as kt_config
+
+        kt_config.DEBUG = False
+    except ImportError:  # a KerasTuner without that module: its tracebacks stay
+        pass
     previous = interrupt.install()  # SIGTERM stops it as Ctrl-C does: the runs are closed, not left RUNNING
     try:
         t.search(verbose=0)  # our progress bar and trial lines replace KerasTuner's own tables
@@ -289,12 +337,22 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     except Exception as e:  # the study was taken over (record_trial), trials that kept failing: the study run is
         if tracker is not None:  # closed (it was left RUNNING for good but for the first)
             tracker.end_study(parent, "FAILED")
+        if isinstance(e, RuntimeError) and "consecutive failures" in str(e):  # KerasTuner's own stop
+            where = f"study {study_name!r}" if study is not None else f"{project}"
+            raise TrialsKeepFailingError(
+                f"stopped after {MAX_FAILURES_IN_A_ROW} failed trials in a row (the last: "
+                f"{_last_failure(oracle)}); that points at the setup rather than at the configs tried. Every trial is "
+                f"kept in {where}: fix the cause and run the same command again to resume") from None
         if not isinstance(e.__cause__, StudyMismatchError):
             raise
         raise e.__cause__ from None
     finally:
         interrupt.restore(previous)
         bar.close()
+    finished = _finished_before(oracle)
+    if finished < oracle.max_trials and not (timeout is not None and time.perf_counter() - start > timeout):
+        note(f"note: KerasTuner ({tuner}) stopped after {finished} of {oracle.max_trials} trials: it found no new "
+             f"configuration to try (the space holds few distinct ones)")
     best = max(history, key=lambda h: h["value"]) if history else None
     out: dict[str, Any] = {"history": history, "best": best, "seconds": time.perf_counter() - start,
                            "study": study, "final": None}
@@ -313,6 +371,61 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             log_study_figures(study, tracker)
         tracker.end_study(parent)
     return out
+
+
+def check_tuner_state(project: Path, fingerprint: dict[str, Any], storage: str | None) -> None:
+    """Refuse KerasTuner state that belongs to another search, before the data loads: KerasTuner resumes whatever
+    its project folder holds, so a search with another storage or space drew from the old one's ranges (clamped to
+    the new), or found the old search complete and ran nothing; and a study resumed without its state retrained
+    every earlier trial, then dropped the redo as recorded before."""
+    if project.exists() and not project.is_dir() or project.parent.exists() and not project.parent.is_dir():
+        raise StudyMismatchError(f"{project}: KerasTuner keeps its state in this folder, but a file is in the way")
+    state = project / STATE_FILE
+    if state.is_file():
+        try:
+            old = json.loads(state.read_text())
+        except (OSError, ValueError):
+            old = None
+        if old != fingerprint:
+            what = ([k for k in fingerprint if not isinstance(old, dict) or old.get(k) != fingerprint[k]]
+                    if isinstance(old, dict) else ["everything (the file is unreadable)"])
+            settings = [k for k in fingerprint["settings"]
+                        if isinstance(old, dict) and (old.get("settings") or {}).get(k) != fingerprint["settings"][k]]
+            raise StudyMismatchError(
+                f"{project} holds KerasTuner's state of another search (its {', '.join(what)} differ"
+                + (f": {', '.join(settings)}" if settings else "") + "), which KerasTuner would resume. Remove that "
+                f"folder to start over, or choose another --out-dir or --study")
+        return
+    if storage is None or (project / "oracle.json").exists():
+        return  # a new search, or one made before searches recorded what they belong to
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=fingerprint["study"], storage=storage)
+    except KeyError:  # no such study yet
+        return
+    mine = [t for t in study.get_trials(deepcopy=False) if "keras_tuner.trial_id" in t.user_attrs]
+    if mine:
+        made = study.user_attrs.get("keras_tuner_dir")
+        raise StudyMismatchError(
+            f"study {fingerprint['study']!r} holds {len(mine)} KerasTuner trials, but KerasTuner's state is not in "
+            f"{project}" + (f" (it was made in {made})" if made else "") + ": without it KerasTuner would train "
+            f"every earlier trial again. Run from where it was made (the same --out-dir), or use a new --study")
+
+
+def _finished_before(oracle: Any) -> int:
+    """Trials KerasTuner has ended (completed or failed) in its state: a resume's progress starts there."""
+    return sum(1 for t in oracle.trials.values() if str(t.status) in ("COMPLETED", "FAILED", "INVALID")
+               or getattr(t.status, "value", None) in ("COMPLETED", "FAILED", "INVALID"))
+
+
+def _last_failure(oracle: Any) -> str:
+    """The last failed trial's error line (KerasTuner keeps the whole traceback as its message)."""
+    for tid in reversed(oracle.end_order):
+        message = (oracle.trials[tid].message or "").strip().splitlines()
+        if message:
+            return message[-1]
+    return "no message"
 
 
 def record_trial(study: Any, space: SearchSpace, config: dict[str, Any], value: float | None, threshold: float,

@@ -1348,7 +1348,7 @@ def test_a_failed_keras_tuner_trial_is_recorded_so_the_study_s_numbers_stay_its_
     2, and `sync` then ended the failed trial's run FINISHED with trial 2's objective."""
     import search.keras_tuner_engine as kte
 
-    fake_keras_tuner_training(monkeypatch, [0.9, 0.3])
+    fake_keras_tuner_training(monkeypatch, [0.9, 0.3, 0.5])
     summarise, calls = kte.summarise_folds, []
 
     def second_trial_diverges(*args):
@@ -1363,8 +1363,9 @@ def test_a_failed_keras_tuner_trial_is_recorded_so_the_study_s_numbers_stay_its_
     kte.run_keras_tuner("ktf", tiny_settings(tmp_path), tuner="random", n_trials=3, out_dir=tmp_path, progress=False,
                         storage=storage, tracking=tracking(tmp_path), trial_print_fn=said.append)
     study = optuna.load_study(study_name="ktf", storage=storage)
+    # --trials 3 counts finished trials, as the driver's: the failed one does not use one up (it ended at 2)
     assert [(t.number, t.state.name, t.value) for t in study.trials] == [(0, "COMPLETE", 0.9), (1, "FAIL", None),
-                                                                         (2, "COMPLETE", 0.3)]
+                                                                         (2, "COMPLETE", 0.3), (3, "COMPLETE", 0.5)]
     assert study.trials[1].user_attrs["fail_reason"] == "RuntimeError: loss became nan at epoch 1"
     assert "keras-tuner trial 1 failed: RuntimeError: loss became nan at epoch 1" in said
     runs = mlflow_trial_runs(tmp_path, study)
@@ -1377,8 +1378,8 @@ def test_a_failed_keras_tuner_trial_is_recorded_so_the_study_s_numbers_stay_its_
 
 
 def test_a_keras_tuner_search_whose_trials_keep_failing_closes_its_study_run(tmp_path, monkeypatch):
-    """KerasTuner stops after 3 failed trials in a row (a space whose draws Keras cannot build): the error reached
-    the user, but the study's MLflow run stayed RUNNING for good."""
+    """KerasTuner stopped after 3 failed trials in a row (the driver after 10) with its own RuntimeError and a
+    traceback per trial; the study's MLflow run stayed RUNNING for good. Now the driver's limit and error."""
     import search.keras_tuner_engine as kte
 
     fake_keras_tuner_training(monkeypatch, [])
@@ -1388,11 +1389,14 @@ def test_a_keras_tuner_search_whose_trials_keep_failing_closes_its_study_run(tmp
 
     monkeypatch.setattr(kte, "summarise_folds", diverges)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    with pytest.raises(RuntimeError, match="consecutive failures"):
+    from search import TrialsKeepFailingError
+
+    with pytest.raises(TrialsKeepFailingError, match=r"stopped after 10 failed trials in a row \(the last: "
+                                                     r"RuntimeError: loss became nan at epoch 1\).*study 'ktx'"):
         kte.run_keras_tuner("ktx", tiny_settings(tmp_path), tuner="random", n_trials=5, out_dir=tmp_path,
                             progress=False, storage=storage, tracking=tracking(tmp_path), print_fn=lambda s: None)
     study = optuna.load_study(study_name="ktx", storage=storage)
-    assert [t.state.name for t in study.trials] == ["FAIL"] * 3
+    assert [t.state.name for t in study.trials] == ["FAIL"] * 10
     parent = study.user_attrs["mlflow_parent_run_id"]
     assert Tracker(tracking(tmp_path)).client.get_run(parent).info.status == "FAILED"
 
@@ -1744,3 +1748,138 @@ def test_a_trial_the_setup_cannot_measure_stops_the_run_at_once_and_is_queued_ag
     assert failed.state.name == "FAIL" and failed.user_attrs["stops_study"] and failed.user_attrs["requeued"]
     assert queued.state.name == "WAITING" and queued.user_attrs["retry_of"] == 0
     assert queued.system_attrs["fixed_params"] == failed.params
+
+
+def test_keras_tuner_bayesian_draws_the_driver_s_start_up_count_at_random_then_models(tmp_path, monkeypatch):
+    """KerasTuner's Bayesian oracle drew 3 random points per hyperparameter (66 here) before its Gaussian process:
+    every trial of a 20-trial search was random search's. It now starts as the driver's TPE does."""
+    import search.keras_tuner_engine as kte
+    from search.samplers import tpe_startup_trials
+
+    built = []
+    make = kte.make_oracle
+    monkeypatch.setattr(kte, "make_oracle", lambda *a, **k: built.append(make(*a, **k)) or built[-1])
+    fake_keras_tuner_training(monkeypatch, [0.5] * 10)
+    settings = tiny_settings(tmp_path)
+    kte.run_keras_tuner("ktb", settings, tuner="bayesian", n_trials=1, out_dir=tmp_path, progress=False)
+    assert built[0].num_initial_points == tpe_startup_trials(settings.folds) == 6
+
+
+def test_keras_tuner_state_of_another_search_is_refused_before_the_data_loads(tmp_path, monkeypatch):
+    """KerasTuner resumes whatever its folder holds: a search with a new storage found the old search complete and
+    ran nothing (exit 0, no final test), and one with a changed space drew from the old ranges, clamped to the new."""
+    import dataclasses
+
+    import search.keras_tuner_engine as kte
+    from search import StudyMismatchError
+
+    fake_keras_tuner_training(monkeypatch, [0.5] * 10)
+    settings = tiny_settings(tmp_path)
+    kte.run_keras_tuner("kts", settings, tuner="random", n_trials=1, out_dir=tmp_path, progress=False,
+                        storage=f"sqlite:///{tmp_path / 'a.db'}")
+    monkeypatch.setattr(kte, "load_study_data", lambda *a: pytest.fail("the data loaded before the refusal"))
+    with pytest.raises(StudyMismatchError, match=r"keras_tuner/kts holds KerasTuner's state of another search "
+                                                 r"\(its storage differ\).*Remove that folder"):
+        kte.run_keras_tuner("kts", settings, tuner="random", n_trials=2, out_dir=tmp_path, progress=False,
+                            storage=f"sqlite:///{tmp_path / 'b.db'}")
+    other = dataclasses.replace(settings, space_yaml=SearchSpace.from_yaml(settings.space_yaml).with_overrides(
+        learning_rate={"type": "float", "low": 0.02, "high": 0.05}).to_yaml())
+    with pytest.raises(StudyMismatchError, match=r"its storage, settings differ: space_yaml\)"):
+        kte.run_keras_tuner("kts", other, tuner="random", n_trials=2, out_dir=tmp_path, progress=False)
+
+
+def test_a_keras_tuner_study_resumed_without_its_state_is_refused(tmp_path, monkeypatch):
+    """Resumed from another --out-dir (or working folder), KerasTuner trained every earlier trial again and the
+    study then dropped each redo as recorded before: minutes of training for nothing, under a normal-looking run."""
+    import search.keras_tuner_engine as kte
+    from search import StudyMismatchError
+
+    fake_keras_tuner_training(monkeypatch, [0.5] * 10)
+    settings, storage = tiny_settings(tmp_path), f"sqlite:///{tmp_path / 'o.db'}"
+    kte.run_keras_tuner("ktr", settings, tuner="random", n_trials=1, out_dir=tmp_path / "one", progress=False,
+                        storage=storage)
+    with pytest.raises(StudyMismatchError, match=r"study 'ktr' holds 1 KerasTuner trials, but KerasTuner's state is "
+                                                 r"not in .*two/keras_tuner/ktr \(it was made in .*one/keras_tuner/ktr\)"):
+        kte.run_keras_tuner("ktr", settings, tuner="random", n_trials=2, out_dir=tmp_path / "two", progress=False,
+                            storage=storage)
+    (tmp_path / "three").mkdir()
+    (tmp_path / "three" / "keras_tuner").write_text("a file")
+    with pytest.raises(StudyMismatchError, match="keras_tuner/x: KerasTuner keeps its state in this folder, but a file"):
+        kte.run_keras_tuner("x", settings, tuner="random", n_trials=1, out_dir=tmp_path / "three", progress=False)
+
+
+def test_a_ctrl_c_turned_into_another_error_stops_a_keras_tuner_search_and_the_trial_is_redone(tmp_path, monkeypatch):
+    """TensorFlow can turn the Ctrl-C into another error; KerasTuner then failed the trial and went on to the next
+    (which stopped at once), so the interrupted trial was lost: never redone, and --trials 4 ended with 3."""
+    import types
+
+    import search.keras_tuner_engine as kte
+    from search import interrupt
+
+    fake_keras_tuner_training(monkeypatch, [0.5] * 10)
+    calls = []
+
+    def fit(config, train, val, seed, on_epoch_end=None, verbose=0):
+        calls.append(seed)
+        if len(calls) == 3:  # trial 1, fold 0
+            monkeypatch.setattr(interrupt, "requested", lambda: True)
+            raise TypeError("Failed to convert elements of (None,) to Tensor")
+        return types.SimpleNamespace(val_prob=np.full(len(val), 0.5), seconds=0.1, validation_seconds=0.01,
+                                     beats_per_s=10.0, model=None)
+
+    monkeypatch.setattr(kte, "fit", fit)
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    with pytest.raises(KeyboardInterrupt):
+        kte.run_keras_tuner("kti", tiny_settings(tmp_path), tuner="random", n_trials=3, out_dir=tmp_path,
+                            progress=False, storage=storage)
+    assert [t.state.name for t in optuna.load_study(study_name="kti", storage=storage).trials] == ["COMPLETE"]
+
+
+def test_a_keras_tuner_trial_with_no_defined_value_fails_as_the_driver_s(tmp_path, monkeypatch):
+    """A NaN objective (every validation fold of one class) was reported as the trial's value, and a first trial's
+    NaN was the 'best' on every later line and in the result."""
+    import search.keras_tuner_engine as kte
+
+    fake_keras_tuner_training(monkeypatch, [float("nan"), 0.7])
+    said: list[str] = []
+    out = kte.run_keras_tuner("ktn", tiny_settings(tmp_path), tuner="random", n_trials=1, out_dir=tmp_path,
+                              progress=False, storage=f"sqlite:///{tmp_path / 'o.db'}", trial_print_fn=said.append)
+    assert said[:2] == ["keras-tuner trial 0 failed: ValueError: validation f1 is undefined: every validation fold "
+                        "holds one class only", "keras-tuner trial 1: 0.7000 (best 0.7000)"]
+    assert out["best"]["value"] == 0.7 and [t.state.name for t in out["study"].trials] == ["FAIL", "COMPLETE"]
+
+
+def test_a_keras_tuner_search_that_runs_out_of_configs_says_so(tmp_path, monkeypatch):
+    """A space with few distinct configs ended KerasTuner's search early without a word ('asked 6, ran 2')."""
+    import dataclasses
+
+    import search.keras_tuner_engine as kte
+
+    fake_keras_tuner_training(monkeypatch, [0.5] * 10)
+    settings = tiny_settings(tmp_path)
+    space = SearchSpace.from_yaml(settings.space_yaml)
+    fixed = {k: space.config_from_params({k2: v["choices"][0] if v["type"] == "categorical" else v["low"]
+                                           for k2, v in space.params.items() if isinstance(v, dict)})[k]
+             for k in space.params}
+    fixed["pool"] = {"type": "categorical", "choices": ["max", "avg"]}
+    settings = dataclasses.replace(settings, space_yaml=space.with_overrides(**fixed).to_yaml())
+    said: list[str] = []
+    out = kte.run_keras_tuner("kte", settings, tuner="random", n_trials=6, out_dir=tmp_path, progress=False,
+                              trial_print_fn=said.append)
+    assert len(out["history"]) == 2
+    assert any("stopped after 2 of 6 trials: it found no new configuration" in line for line in said), said
+
+
+def test_a_keras_tuner_search_with_an_unreachable_tracking_server_leaves_no_study(tmp_path, monkeypatch):
+    """The KerasTuner engine loaded the data and wrote the study before it asked MLflow: an unreachable server
+    left an empty study behind, which a corrected command could then be refused on."""
+    import search.keras_tuner_engine as kte
+    from search import TrackingError
+
+    monkeypatch.setattr(kte, "load_study_data", lambda *a: pytest.fail("the data loaded before MLflow was asked"))
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    with pytest.raises(TrackingError):
+        kte.run_keras_tuner("ktu", tiny_settings(tmp_path), tuner="random", n_trials=1, out_dir=tmp_path,
+                            progress=False, storage=storage,
+                            tracking=TrackingConfig("http://127.0.0.1:9", None, "test"))
+    assert optuna.get_all_study_names(storage) == [] if (tmp_path / "o.db").exists() else True
