@@ -23,7 +23,7 @@ from .samplers import tpe_startup_trials
 from .settings import StudySettings
 from .storage import check_storage, redact_url
 from .study import (MAX_FAILURES_IN_A_ROW, StudyMismatchError, TrialsKeepFailingError, _trial_writers,
-                    clear_dead_final_at_start, load_study_data, log_study_figures, open_study, refuse_other_settings,
+                    check_study_data, clear_dead_final_at_start, load_study_data, log_study_figures, open_study, refuse_other_settings,
                     require_test_part, run_final, search_data, space_for_data)
 from .tracking import CURVES_LOST, EPOCH_CURVES, MODEL_IN_MLFLOW, Tracker, TrackingConfig
 from .training import fit, tf_threads
@@ -254,6 +254,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         tracker.check()
     if storage is not None:
         study, settings = open_study(study_name, storage, settings, heartbeat=None, engine=f"keras-tuner:{tuner}")
+        check_study_data(study, full)
         if study.user_attrs.get("keras_tuner_dir") is None:  # where a resume must find KerasTuner's own state
             study.set_user_attr("keras_tuner_dir", str(project.resolve()))
     project.mkdir(parents=True, exist_ok=True)

@@ -250,6 +250,35 @@ def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None 
     return study, settings
 
 
+def data_fingerprint(data: BeatDataset) -> dict[str, Any]:
+    """What a study's trials were computed on: counts, and a hash of every beat's patient and label in order
+    (not the samples, which may differ in the last bit between platforms)."""
+    import hashlib
+
+    h = hashlib.sha256("\n".join(map(str, data.groups)).encode())
+    h.update(np.asarray(data.y, dtype=np.int8).tobytes())
+    return {"beats": int(len(data)), "patients": int(len(np.unique(data.groups))), "abnormal": int(np.sum(data.y)),
+            "sha256": h.hexdigest()[:16]}
+
+
+def check_study_data(study: optuna.Study, data: BeatDataset) -> None:
+    """Refuse a worker or resume whose copy of the dataset gives other beats than the study's (a record missing or
+    skipped there, another PTB-XL subset): its trials were mixed in, no longer comparable, without a word. The
+    first process to look records the fingerprint (a study made before this check gets it then)."""
+    now, stored = data_fingerprint(data), study.user_attrs.get("data_fingerprint")
+    if stored is None:
+        study.set_user_attr("data_fingerprint", now)
+    elif stored != now:
+        def said(f: dict[str, Any]) -> str:
+            return f"{f['beats']:,} beats of {f['patients']} patients ({f['abnormal']:,} abnormal)"
+
+        raise StudyMismatchError(
+            f"study {study.study_name!r} was searched on other data: {said(stored)} then, {said(now)} here"
+            + (" (the same counts, other beats)" if said(stored) == said(now) else "")
+            + ". Another copy of the dataset, or records missing or skipped here: its trials would not be comparable "
+              "with the study's. Use the study's data (ECG_AUTOML_DATA, --data-path), or a new --study")
+
+
 def _half_created(name: str, storage: optuna.storages.BaseStorage) -> bool:
     """True for a study a search was stopped in the middle of creating (killed between ``create_study`` and
     storing its settings): no settings, no trials. Loaded as it is, it would be refused for good as made by
@@ -605,12 +634,14 @@ def run_search(
         if tracker is not None:
             tracker.check()
         study, settings = open_study(study_name, rdb, settings, pruner, heartbeat=heartbeat, engine="optuna")
+        check_study_data(study, data)
         if tracker is not None:  # a resume with another --experiment split the study's runs over two experiments
             tracker.require_study_run(study, missing_ok=True)
     else:  # a worker: everything comes from the existing study
         study, settings = open_study(study_name, storage, None, pruner, heartbeat=heartbeat, engine="optuna")
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
         data = load_study_data(settings, space)
+        check_study_data(study, data)
         space = space_for_data(space, data, print_fn)
         own_gates = latency_gates(settings, data)
         if tracker is not None:  # its runs go under the study's run, not a new one elsewhere; checked before

@@ -1883,3 +1883,29 @@ def test_a_keras_tuner_search_with_an_unreachable_tracking_server_leaves_no_stud
                             progress=False, storage=storage,
                             tracking=TrackingConfig("http://127.0.0.1:9", None, "test"))
     assert optuna.get_all_study_names(storage) == [] if (tmp_path / "o.db").exists() else True
+
+
+def test_a_worker_or_resume_on_other_data_is_refused_before_it_trains(tmp_path, monkeypatch):
+    """The study stored its dataset's name and records but not what loaded: a worker whose copy lacked a record (or
+    skipped a bad one, or held another PTB-XL subset) joined and put trials on other patients' folds in the study."""
+    import search.study as st
+    from search import StudyMismatchError
+
+    settings, storage = tiny_settings(tmp_path), f"sqlite:///{tmp_path / 'o.db'}"
+    run_search("dfp", settings, n_trials=0, storage=storage, final=False, progress=False, print_fn=lambda s: None)
+    stored = optuna.load_study(study_name="dfp", storage=storage).user_attrs["data_fingerprint"]
+    load = st.load_study_data
+
+    def one_patient_fewer(settings, space):
+        data = load(settings, space)
+        return data.subset(np.flatnonzero(data.groups != data.groups[0]))
+
+    monkeypatch.setattr(st, "load_study_data", one_patient_fewer)
+    said = f"{stored['beats']:,} beats of {stored['patients']} patients"
+    for given in (None, settings):  # a worker, a resume
+        with pytest.raises(StudyMismatchError, match=f"study 'dfp' was searched on other data: {said} .* then, "
+                                                     f".* of {stored['patients'] - 1} patients .* here"):
+            run_search("dfp", given, n_trials=1, storage=storage, final=False, progress=False)
+    assert optuna.load_study(study_name="dfp", storage=storage).trials == []
+    monkeypatch.setattr(st, "load_study_data", load)  # the study's data: joined as before
+    run_search("dfp", None, n_trials=0, storage=storage, final=False, progress=False, print_fn=lambda s: None)
