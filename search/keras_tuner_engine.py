@@ -25,7 +25,7 @@ from .storage import check_storage, redact_url
 from .study import (MAX_FAILURES_IN_A_ROW, StudyMismatchError, TrialsKeepFailingError, _trial_writers,
                     check_study_data, clear_dead_final_at_start, load_study_data, log_study_figures, open_study, refuse_other_settings,
                     require_test_part, run_final, search_data, space_for_data)
-from .tracking import CURVES_LOST, EPOCH_CURVES, MODEL_IN_MLFLOW, Tracker, TrackingConfig
+from .tracking import CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, MODEL_IN_MLFLOW, Tracker, TrackingConfig
 from .training import fit, tf_threads
 
 log = logging.getLogger("search")
@@ -139,6 +139,7 @@ def _tuner_class():
             # metrics, the summary, plots and the last fold's model
             curves: dict[str, list[float | None]] = {}
             curves_lost: list[bool] = []  # some curve points did not reach MLflow (CURVES_LOST)
+            folds_lost: list[bool] = []  # some fold.* metrics did not (FOLDS_LOST)
             in_study = StudyCurves(number)
             model_logged = False
             fold_metrics: list[dict[str, float]] = []
@@ -146,7 +147,8 @@ def _tuner_class():
 
             def kept(**more: Any) -> dict[str, Any]:
                 """What the study keeps of this trial, finished or failed (``sync`` logs it to a run that missed it)."""
-                attrs = {"fold_metrics": fold_metrics, CURVES_LOST: bool(curves_lost), **more}
+                attrs = {"fold_metrics": fold_metrics, CURVES_LOST: bool(curves_lost), FOLDS_LOST: bool(folds_lost),
+                         **more}
                 if in_study.kept:
                     attrs[EPOCH_CURVES] = in_study.kept
                 return attrs
@@ -164,7 +166,10 @@ def _tuner_class():
                               on_epoch_end=on_epoch, verbose=self.verbose)
                     oof[va] = res.val_prob
                     fold_of[va] = k
+                    lost = self.tracker.lost if self.tracker is not None else 0
                     fold_metrics.append(fold_record(val.y, res, k, self.tracker, run_id))
+                    if self.tracker is not None and self.tracker.lost > lost:
+                        folds_lost.append(True)
                 # the same objective as the Optuna driver: every fold at the threshold chosen from all of them
                 value, threshold, summary = summarise_folds(self.metric, self.data.y, oof, fold_of, fold_metrics)
                 if not math.isfinite(value):  # failed, as the driver's trial fails (a NaN was reported as a result,

@@ -18,7 +18,7 @@ from . import interrupt
 from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
 from .metrics import epoch_signal, fold_signal
 from .storage import HEARTBEAT_ATTR
-from .tracking import CURVES_LOST, EPOCH_CURVES, Tracker, trial_tags
+from .tracking import CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, Tracker, trial_tags
 from .training import fit, tf_threads
 
 log = logging.getLogger("search")
@@ -38,8 +38,8 @@ Gate = Callable[[dict[str, Any], optuna.Trial], dict[str, float]]
 #: dead trial's MLflow run when the tracking store was down as the retry started, and ``sync`` then flipped that
 #: run between the two trials' states).
 _RUN_ATTRS = {"mlflow_run_id": None, "threshold": None, "mean_metrics": {}, "fold_metrics": [], EPOCH_CURVES: {},
-              CURVES_LOST: False, "fail_reason": None, "prune_reason": None, "interrupted": False, "requeued": False,
-              "stops_study": False}
+              CURVES_LOST: False, FOLDS_LOST: False, "fail_reason": None, "prune_reason": None, "interrupted": False,
+              "requeued": False, "stops_study": False}
 
 
 def _start_fresh(trial: optuna.Trial) -> None:
@@ -196,8 +196,11 @@ class CVObjective:
             scores.append(fold_signal(self.metric, val.y, result.val_prob))
             oof[va] = result.val_prob
             fold_of[va] = k
+            lost = self.tracker.lost if self.tracker is not None else 0
             fold_metrics.append(fold_record(val.y, result, k, self.tracker, run_id))
             trial.set_user_attr("fold_metrics", fold_metrics)
+            if self.tracker is not None and self.tracker.lost > lost and not trial.user_attrs.get(FOLDS_LOST):
+                trial.set_user_attr(FOLDS_LOST, True)  # `sync` looks for the folds MLflow lacks
 
         mean, threshold, summary = summarise_folds(self.metric, self.data.y, oof, fold_of, fold_metrics)
         if not np.isfinite(mean):

@@ -42,6 +42,12 @@ EPOCH_CURVES = "epoch_curves"
 CURVES_LOST = "mlflow_curves_lost"
 #: Run tag set by ``sync`` once it has completed the curves of a trial with :data:`CURVES_LOST` (not asked again).
 CURVES_CHECKED = "ecg_automl.curves_checked"
+#: Trial user attribute, True when some of the trial's per-fold metrics (``fold.*``, one step per fold) did not
+#: reach MLflow: ``sync`` then logs the folds its run lacks (it looked only for a run with no ``fold.*`` at all, so
+#: a run that held fold 0 kept only fold 0, and sync said nothing was left to do).
+FOLDS_LOST = "mlflow_folds_lost"
+#: Run tag set by ``sync`` once it has completed the folds of a trial with :data:`FOLDS_LOST`.
+FOLDS_CHECKED = "ecg_automl.folds_checked"
 #: User attribute of a KerasTuner trial: its run holds its last fold's model (``model/model.keras``), as a driver
 #: trial's does; KerasTuner trials recorded before it have none (``ecg-automl export`` retrains those).
 MODEL_IN_MLFLOW = "model_in_mlflow"
@@ -742,16 +748,29 @@ class Tracker:
             logged = self._curve_steps(run.info.run_id, keys)
             gaps = [k for k, steps in logged.items()
                     if any(v is not None and i not in steps for i, v in enumerate(curves[k]))]
-            if (missing or no_folds or no_summary or no_curves or gaps
+            # likewise the folds of a trial that knows some of its fold.* metrics were lost (FOLDS_LOST)
+            folds = t.user_attrs.get("fold_metrics") or []
+            check_folds = (not no_folds and bool(t.user_attrs.get(FOLDS_LOST))
+                           and run.data.tags.get(FOLDS_CHECKED) != "true")
+            fold_steps = self._curve_steps(run.info.run_id, sorted({f"fold.{k}" for f in folds for k in f})
+                                           if check_folds else [])
+            fold_gaps = {i: {k: f[k[5:]] for k, steps in fold_steps.items() if k[5:] in f and i not in steps}
+                         for i, f in enumerate(folds)}
+            fold_gaps = {i: m for i, m in fold_gaps.items() if m}
+            if (missing or no_folds or no_summary or no_curves or gaps or fold_gaps
                     or run.info.status != RUN_STATUS.get(t.state.name)):
                 self.log_params(run.info.run_id, missing)
                 if no_folds or no_summary:
                     self._log_folds(run.info.run_id, t, folds=no_folds, summary=no_summary)
+                for i, m in fold_gaps.items():
+                    self.log_metrics(run.info.run_id, m, step=i)
                 self._log_curves(run.info.run_id, t, only=no_curves + gaps, logged=logged)
                 self.end_trial(t, run.info.run_id)
                 updated += 1
             if check and self.lost == lost:  # every history answered, every missing point logged
                 self.set_tags(run.info.run_id, {CURVES_CHECKED: "true"})
+            if check_folds and self.lost == lost:
+                self.set_tags(run.info.run_id, {FOLDS_CHECKED: "true"})
         if not study_run:
             return {"created": created, "updated": updated}
         marker, alive = final_in_progress(study)

@@ -367,6 +367,41 @@ def test_sync_fills_the_gaps_inside_the_curves_of_a_trial_that_lost_some(tmp_pat
     assert asked == []  # and does not ask for the histories again (the run says they were completed)
 
 
+def test_sync_fills_the_folds_a_trial_lost_and_only_for_a_trial_that_says_so(tmp_path):
+    """A store unreachable while fold 1's metrics were logged left a run holding fold 0 only; `sync` looked only
+    for a run with no fold.* at all, so it said nothing was left to do, for good. A trial that knows it lost some
+    (FOLDS_LOST) gets the missing folds, and only those."""
+    from search import Tracker, TrackingConfig
+    from search.tracking import FOLDS_LOST
+
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "folds"))
+    study = optuna.create_study(study_name="folds", storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                                direction="maximize")
+    folds = [{"f1": 0.5, "roc_auc": 0.8}, {"f1": 0.6, "roc_auc": 0.9}, {"f1": 0.7, "roc_auc": 0.95}]
+    parent = tracker.study_run(study, {})
+    for number, lost in ((0, True), (1, False)):
+        study.add_trial(optuna.trial.create_trial(
+            params={}, distributions={}, value=0.6,
+            user_attrs={"config": {}, "objective_names": ["quality"], "fold_metrics": folds, FOLDS_LOST: lost}))
+        run_id = tracker.start_trial(parent, number, "folds", {}, {})
+        tracker.log_metrics(run_id, {"fold.f1": 0.5, "fold.roc_auc": 0.8}, step=0)  # folds 1 and 2: the outage,
+        tracker.log_metrics(run_id, {"fold.roc_auc": 0.95}, step=2)  # but one of fold 2's metrics got through
+        tracker.end_trial(study.get_trials()[number], run_id)
+
+    def steps(number: int, key: str) -> list[tuple[int, float]]:
+        run_id = tracker.trial_runs(parent)[number].info.run_id
+        return sorted((m.step, m.value) for m in tracker.client.get_metric_history(run_id, key))
+
+    assert tracker.sync(study) == {"created": 0, "updated": 1}
+    assert steps(0, "fold.f1") == [(0, 0.5), (1, 0.6), (2, 0.7)]
+    assert steps(0, "fold.roc_auc") == [(0, 0.8), (1, 0.9), (2, 0.95)]  # nothing twice
+    assert steps(1, "fold.f1") == [(0, 0.5)]  # not flagged: not asked about (a request per metric)
+    asked = []
+    real = tracker.client.get_metric_history
+    tracker.client.get_metric_history = lambda *a: asked.append(a) or real(*a)
+    assert tracker.sync(study) == {"created": 0, "updated": 0} and asked == []  # the run says it was completed
+
+
 def _open_storage(url: str) -> str:
     try:
         make_storage(url, heartbeat=None)

@@ -479,17 +479,17 @@ def test_a_trial_whose_curve_points_did_not_reach_mlflow_says_so_for_sync(tmp_pa
     every curve's history: the trial records that some points were lost (CURVES_LOST), and only then."""
     from ecg_data import patient_kfold
     from search import CVObjective
-    from search.tracking import CURVES_LOST
+    from search.tracking import CURVES_LOST, FOLDS_LOST
 
     class Tracker:
-        def __init__(self, lose_step: int | None):
-            self.lose_step, self.lost = lose_step, 0
+        def __init__(self, lose_step: int | None, prefix: str = "fold1."):
+            self.lose_step, self.prefix, self.lost = lose_step, prefix, 0
 
         def start_trial(self, *args, **kwargs):
             return "run"
 
         def log_metrics(self, run_id, metrics, step=None):
-            if step == self.lose_step and any(k.startswith("fold1.") for k in metrics):
+            if step == self.lose_step and any(k.startswith(self.prefix) for k in metrics):
                 self.lost += 1  # as Tracker._safe counts a failed or skipped call
 
         def __getattr__(self, name):
@@ -505,6 +505,13 @@ def test_a_trial_whose_curve_points_did_not_reach_mlflow_says_so_for_sync(tmp_pa
         study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
         study.optimize(objective, n_trials=1)
         assert study.trials[0].user_attrs.get(CURVES_LOST, False) is flagged
+        assert study.trials[0].user_attrs.get(FOLDS_LOST, False) is False  # no fold.* lost
+    # a fold's metrics (fold.*, step = the fold) lost: FOLDS_LOST, for `sync` to log the folds the run lacks
+    objective = CVObjective(data, space, patient_kfold(2, seed=0), tracker=Tracker(1, prefix="fold."),
+                            parent_run_id="parent")
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].user_attrs[FOLDS_LOST] is True and not study.trials[0].user_attrs.get(CURVES_LOST)
 
 
 def test_a_keras_tuner_trial_s_curves_too_long_for_the_study_are_left_out(tmp_path, monkeypatch, caplog):
