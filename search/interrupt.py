@@ -15,13 +15,27 @@ from typing import Any
 _requested = threading.Event()
 _by: list[str] = []  # how the last request came: "Ctrl-C" or "SIGTERM"
 _count: list[int] = [0]  # requests since clear(): a second one stops the wrap-up the first one let run
+_deferred: list[bool] = [False]  # inside defer() ... undefer(): the flag is set, nothing is raised
 
 
 def _handler(signum, frame) -> None:
     _by[:] = ["SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"]
     _count[0] += 1
     _requested.set()
-    raise KeyboardInterrupt
+    if not _deferred[0]:
+        raise KeyboardInterrupt
+
+
+def defer() -> None:
+    """Until :func:`undefer`, a Ctrl-C/SIGTERM only sets the flag: for a write that must not be cut in two (Optuna
+    storing a finished trial, where a KeyboardInterrupt left the trial RUNNING and Optuna's own clean-up failed with
+    an UnboundLocalError traceback). The next :func:`check` raises it."""
+    _deferred[0] = True
+
+
+def undefer() -> None:
+    """End :func:`defer` (the request it held, if any, stays for :func:`check`)."""
+    _deferred[0] = False
 
 
 def cause() -> str:
@@ -90,6 +104,7 @@ def repeated() -> bool:
 
 def clear() -> None:
     """Forget every request and its cause (a new run starts)."""
+    _deferred[0] = False
     _requested.clear()
     _by.clear()
     _count[0] = 0

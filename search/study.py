@@ -541,14 +541,18 @@ def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: floa
             continue
         taken: list[int] = []  # this process's trial, failed by another worker while it ran
         try:
-            study.optimize(_noting_taken(objective, taken), n_trials=1, callbacks=callbacks, catch=(Exception,),
-                           gc_after_trial=True)
+            # a Ctrl-C from the objective's return until the first callback (Optuna storing the result) waits for
+            # the check at the top of the loop: the finished trial is stored whole
+            study.optimize(_noting_taken(objective, taken), n_trials=1, gc_after_trial=True, catch=(Exception,),
+                           callbacks=[lambda study, trial: interrupt.undefer(), *callbacks])
         except Exception:
             if not taken:
                 raise
             say(f"trial {taken[0]} was failed by another worker while it ran here (its heartbeat was judged stale: "
                 f"this process paused, or a worker judged it by a shorter interval); its result is dropped and "
                 f"the trial is redone as a retry")
+        finally:  # Optuna refused the result (no callback ran): the held request counts from here
+            interrupt.undefer()
 
 
 def _noting_taken(objective, taken: list[int]):
@@ -556,7 +560,12 @@ def _noting_taken(objective, taken: list[int]):
     Optuna then refuses the result ("Cannot tell a FAIL trial") with an error out of ``study.optimize``."""
     def run(trial: optuna.Trial):
         try:
-            return objective(trial)
+            value = objective(trial)
+            interrupt.defer()  # undone by the first callback, after Optuna has stored the value
+            return value
+        except optuna.TrialPruned:
+            interrupt.defer()
+            raise
         finally:
             with contextlib.suppress(Exception):  # the storage out of reach: Optuna's own error says so next
                 if trial.storage.get_trial(trial._trial_id).state == TrialState.FAIL:

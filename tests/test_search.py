@@ -1916,3 +1916,33 @@ def test_a_worker_or_resume_on_other_data_is_refused_before_it_trains(tmp_path, 
     assert optuna.load_study(study_name="dfp", storage=storage).trials == []
     monkeypatch.setattr(st, "load_study_data", load)  # the study's data: joined as before
     run_search("dfp", None, n_trials=0, storage=storage, final=False, progress=False, print_fn=lambda s: None)
+
+
+def test_a_ctrl_c_while_optuna_stores_a_finished_trial_keeps_it_and_stops_cleanly(tmp_path, monkeypatch):
+    """A Ctrl-C (or SIGTERM) raised inside Optuna's write of a finished trial left it RUNNING (redone after the
+    heartbeat's grace) and Optuna's own clean-up failed with an UnboundLocalError traceback. The request now waits
+    for the write: the trial is stored COMPLETE and the search stops as interrupted."""
+    import os
+    import signal
+    import types
+
+    import optuna.storages._rdb.storage as rdb
+    import search.objective as obj
+
+    monkeypatch.setattr(obj, "fit", lambda config, train, val, seed, on_epoch_end=None, verbose=0: types.SimpleNamespace(
+        val_prob=np.linspace(0, 1, len(val)), seconds=0.1, validation_seconds=0.01, beats_per_s=10.0, model=None))
+    real = rdb.RDBStorage.set_trial_state_values
+
+    def ctrl_c_while_storing(self, trial_id, state, values=None):
+        if state == optuna.trial.TrialState.COMPLETE:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered here, in the middle of the write
+        return real(self, trial_id, state, values)
+
+    monkeypatch.setattr(rdb.RDBStorage, "set_trial_state_values", ctrl_c_while_storing)
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    said: list[str] = []
+    result = run_search("cc", tiny_settings(tmp_path), n_trials=3, storage=storage, final=False, progress=False,
+                        print_fn=said.append, trial_print_fn=said.append)
+    assert result.interrupted
+    assert [t.state.name for t in optuna.load_study(study_name="cc", storage=storage).trials] == ["COMPLETE"]
+    assert any(line.startswith("interrupted while no trial of this process was running") for line in said), said
