@@ -769,6 +769,10 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
                  f"{marker.get('worker')}, since {marker_since(marker)}: this one leaves it to that one (the study gets its report; "
                  f"`ecg-automl export --trial best` once that search has ended)")
         return None
+    if marker and alive is None:  # on another host (or container): it cannot be told from here whether it runs
+        print_fn(f"note: {marker.get('worker')} began trial {marker.get('trial')}'s final model at "
+                 f"{marker_since(marker)}, on another host, where this search cannot tell whether it still runs: "
+                 f"this one makes the final model itself (if both finish, the study keeps the later report)")
     config, threshold = best.user_attrs["config"], float(best.user_attrs.get("threshold", 0.5))
     title = f"final test on held-out patients: trial {best.number}, {data.name}"
     n_search, n_test = int((data.split == "search").sum()), int((data.split == "test").sum())

@@ -732,6 +732,32 @@ def test_a_second_search_leaves_the_final_model_to_the_live_search_making_it(tmp
     assert Tracker(config).client.get_run(parent).info.status == "RUNNING"  # the first search ends it
 
 
+def test_a_search_that_cannot_see_the_one_making_the_final_model_says_so_before_making_it(tmp_path, monkeypatch):
+    """A marker from another host cannot be checked from here: the search makes the final model itself (the way on
+    when that search was killed), but did so without a word, though the docs said it left it to the other."""
+    import search.study as search_study
+    from test_search import tiny_settings
+
+    from search import run_search
+    from search.final_marker import FINAL_IN_PROGRESS
+
+    class Stop(Exception):
+        pass
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = _study_done_during_an_outage(tmp_path, "elsewhere", storage, final=False)
+    since = time.time()
+    study.set_user_attr(FINAL_IN_PROGRESS, {"trial": 1, "worker": "otherhost:4242", "since": since})
+    monkeypatch.setattr(search_study, "final_test", lambda *a, **k: (_ for _ in ()).throw(Stop()))
+    said = []
+    with pytest.raises(Stop):
+        run_search("elsewhere", tiny_settings(tmp_path), n_trials=2, storage=storage, progress=False,
+                   print_fn=said.append, out_dir=tmp_path / "runs")
+    assert (f"note: otherhost:4242 began trial 1's final model at {time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}"
+            f", on another host, where this search cannot tell whether it still runs: this one makes the final model "
+            f"itself") in "\n".join(said), said
+
+
 def _dead_search_marker(trial: int = 1) -> dict:
     """A FINAL_IN_PROGRESS marker as a search on this host leaves it when killed: its process is gone."""
     import socket
