@@ -312,6 +312,42 @@ def _claimed_by_another(run: Any, number: int, claims: dict[str, list[int]]) -> 
     return tag is not None and tag != str(number) and tag in {str(n) for n in others}
 
 
+@contextmanager
+def _folder_lock(folder: Path):
+    """An exclusive lock on ``folder`` (``flock`` on its descriptor) while MLflow opens a SQLite store in it: MLflow
+    creates and migrates a new store as its client opens it, and processes doing so at once (workers started
+    together) failed ("Online migration expected to match one row", "table _alembic_tmp_latest_metrics already
+    exists") and could leave the store half-migrated for good. Without ``fcntl`` (Windows) no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # cannot open the folder for reading: MLflow will say what is wrong with it
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+_STORE_RACE_ATTEMPTS = 8
+
+
+def _store_race(exc: BaseException) -> bool:
+    """True for the errors of processes creating one fresh MLflow store at once (workers started together on a new
+    SQLite file: 5 rounds in 5 failed one of 4): a migration another process already ran ("Online migration
+    expected to match one row", a table or column that "already exists"), a locked database, or the experiment
+    created twice."""
+    text = str(exc).lower()
+    return any(s in text for s in ("online migration expected", "already exists", "duplicate column",
+                                   "database is locked"))
+
+
 class Tracker:
     """Writes studies and trials to MLflow. Failures after start-up do not stop the search: they are
     logged, counted in :attr:`failures`, and the trial's data stays in Optuna for :meth:`sync`."""
@@ -338,8 +374,12 @@ class Tracker:
 
             uri = self.config.tracking_uri
             if uri.startswith("sqlite:///"):
-                Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-            self._client = MlflowClient(tracking_uri=uri)
+                folder = Path(uri[len("sqlite:///"):]).parent
+                folder.mkdir(parents=True, exist_ok=True)
+                with _folder_lock(folder):  # the client creates and migrates the store: one process at a time
+                    self._client = MlflowClient(tracking_uri=uri)
+            else:
+                self._client = MlflowClient(tracking_uri=uri)
         return self._client
 
     # -- set-up -----------------------------------------------------------------------------
@@ -384,20 +424,30 @@ class Tracker:
     def check(self) -> str:
         """Reach the store and return the experiment id (created if missing); raise
         :class:`TrackingError` with the URI if the store cannot be used, or its experiment was deleted."""
+        import random
+
         self.ping(experiment=False)  # looked up once, below
-        try:
-            existing = self.client.get_experiment_by_name(self.config.experiment_name)
-            self._refuse_deleted(existing)
-            _check_artifact_folder(existing.artifact_location if existing is not None
-                                   else self.config.artifact_location, self.config.experiment_name,
-                                   existing is not None)
-            return self.experiment_id
-        except TrackingError:
-            raise
-        except Exception as exc:
-            raise TrackingError(f"cannot reach the MLflow tracking store at "
-                                f"{redact_url(self.config.tracking_uri)}: "
-                                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+        for attempt in range(_STORE_RACE_ATTEMPTS):
+            try:
+                existing = self.client.get_experiment_by_name(self.config.experiment_name)
+                self._refuse_deleted(existing)
+                _check_artifact_folder(existing.artifact_location if existing is not None
+                                       else self.config.artifact_location, self.config.experiment_name,
+                                       existing is not None)
+                return self.experiment_id
+            except TrackingError:
+                raise
+            except Exception as exc:
+                if _store_race(exc) and attempt + 1 < _STORE_RACE_ATTEMPTS:
+                    # another process is creating the same fresh store's tables (or experiment) right now: once
+                    # it is done, a new client finds them
+                    self._client, self._experiment_id = None, None
+                    time.sleep(0.2 + random.random() * 0.5 * (attempt + 1))
+                    continue
+                raise TrackingError(f"cannot reach the MLflow tracking store at "
+                                    f"{redact_url(self.config.tracking_uri)}: "
+                                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+        raise AssertionError("unreachable")
 
     @property
     def experiment_id(self) -> str:
