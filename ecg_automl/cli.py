@@ -360,6 +360,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if stale:
         print(f"trial(s) {', '.join(map(str, stale))}: RUNNING without a heartbeat for longer than their worker's "
               f"grace period (the worker is gone): failed, and queued again for the next search run of the study")
+    running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
+    if running:  # left alone, silently: a worker killed a moment ago looks alive until its grace period ends
+        print(f"trial(s) {', '.join(str(t.number) for t in running)} still RUNNING ("
+              + "; ".join(f"{t.user_attrs.get('worker', 'worker unknown')}, since "
+                          f"{t.datetime_start:%Y-%m-%d %H:%M:%S}" for t in running)
+              + "): left to their workers. A worker that was killed is found by its missing heartbeat "
+                f"({_grace_text(running)} after its last one): run sync again then, or resume the search")
     counts = tracker.sync(study, study_run=True)
     print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated"
           + (f"; study run: {', '.join(counts['study_run'])}" if counts["study_run"] else ""))
@@ -368,6 +375,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if counts["not_back_filled"]:
         print(f"warning: not back-filled on the study run: {'; '.join(counts['not_back_filled'])}", file=sys.stderr)
     return 0
+
+
+def _grace_text(trials) -> str:
+    """How long a RUNNING trial may go without a heartbeat before sync fails it, for a message."""
+    from search.storage import HEARTBEAT_ATTR, grace_period
+
+    graces = sorted({grace_period(t.user_attrs[HEARTBEAT_ATTR]) for t in trials
+                     if isinstance(t.user_attrs.get(HEARTBEAT_ATTR), (int, float))})
+    if not graces:
+        return "its worker's grace period"
+    return f"{graces[0]} s" if len(graces) == 1 else f"{graces[0]}-{graces[-1]} s"
 
 
 # --------------------------------------------------------------------------------------------

@@ -1280,6 +1280,13 @@ def test_sync_ignores_a_recorded_run_of_another_trial_and_fails_stale_trials(tmp
     assert runs[str(dead.number)].info.status == "FAILED"
     states = [t.state.name for t in study.get_trials()]
     assert states[dead.number] == "FAIL" and states[-1] == "WAITING"  # the retry, for the next search run
+    # within its grace period a killed worker's trial looks alive: left alone, which sync said nothing about
+    recent = _running_trial(study, study._storage, interval=2, beat_age_s=1)
+    study._storage.set_trial_user_attr(recent._trial_id, "worker", "otherhost:77")
+    out = run_cli(["sync", "--study", "hb", "--storage", storage, "--tracking-uri", uri, "--experiment", "hb"],
+                  tmp_path, cli_env)
+    assert (f"trial(s) {recent.number} still RUNNING (otherhost:77, since " in out.stdout
+            and "its missing heartbeat (8 s after its last one): run sync again then" in out.stdout), out.stdout
 
 
 def test_a_deleted_mlflow_experiment_is_named_with_the_ways_on(tmp_path):
