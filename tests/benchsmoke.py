@@ -11,7 +11,8 @@ import sys
 
 from conftest import ROOT
 RATES = ("accuracy", "sensitivity", "specificity", "ppv", "f1", "roc_auc")
-VERSIONS = ("python", "tensorflow", "keras", "ai-edge-litert", "optuna", "numpy")
+VERSIONS = ("python", "tensorflow", "keras", "ai-edge-litert", "optuna", "numpy", "keras-tuner", "mlflow", "scikit-learn",
+            "wfdb", "scipy")  # every library a figure depends on (KerasTuner is the search-efficiency baseline)
 
 
 def run_quick(script: str, out_dir, env, *extra: str) -> dict:
