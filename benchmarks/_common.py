@@ -328,18 +328,23 @@ def write_json(path: Path, result: dict[str, Any]) -> Path:
     return path
 
 
-def median_of(dicts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Key-wise median of numeric values over ``dicts`` (nested dicts recursed; non-numbers dropped)."""
+def median_of(dicts: list[dict[str, Any]], _where: str = "") -> dict[str, Any]:
+    """Key-wise median of numeric values over ``dicts`` (nested dicts recursed; non-numbers dropped). Every key
+    of any dict counts (a key whose first seed held None was dropped); a median over fewer seeds than ``dicts``
+    (a value missing or NaN in some) is logged, as it is a median of the rest."""
     out: dict[str, Any] = {}
-    if not dicts:
-        return out
-    for key, first in dicts[0].items():
+    keys = list(dict.fromkeys(k for d in dicts for k in d))
+    for key in keys:
         vals = [d.get(key) for d in dicts]
-        if isinstance(first, dict):
-            out[key] = median_of([v for v in vals if isinstance(v, dict)])
-        elif isinstance(first, (int, float, np.integer, np.floating)) and not isinstance(first, bool):
+        kind = next((v for v in vals if v is not None), None)
+        if isinstance(kind, dict):
+            out[key] = median_of([v if isinstance(v, dict) else {} for v in vals], f"{_where}{key}.")
+        elif isinstance(kind, (int, float, np.integer, np.floating)) and not isinstance(kind, bool):
             nums = [float(v) for v in vals if isinstance(v, (int, float, np.integer, np.floating))]
             nums = [v for v in nums if math.isfinite(v)]
+            if len(nums) < len(dicts):
+                logging.getLogger("benchmarks").info("median of %s%s over %d of %d seeds (the others have none)",
+                                                     _where, key, len(nums), len(dicts))
             out[key] = float(np.median(nums)) if nums else float("nan")
     return out
 

@@ -409,3 +409,16 @@ def test_quality_seeds_share_no_ensemble_member(monkeypatch):
         used = [quality.member_seed(s, members) + i for s in range(6) for i in range(members)]
         assert len(set(used)) == len(used), members
     assert quality.member_seed(0, 3) == 0  # seed 0 keeps its members (the published run's seed 0)
+
+
+def test_median_of_keeps_a_key_the_first_seed_lacks(monkeypatch, caplog):
+    """A key whose first seed held None (or lacked it) was dropped from the medians altogether."""
+    import logging
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import _common as C
+
+    with caplog.at_level(logging.INFO, logger="benchmarks"):
+        med = C.median_of([{"a": None, "b": 1.0}, {"a": 0.5, "b": 2.0, "c": {"d": 3.0}}, {"a": 0.7, "b": float("nan")}])
+    assert med == {"a": 0.6, "b": 1.5, "c": {"d": 3.0}}
+    assert "median of a over 2 of 3 seeds" in caplog.text and "median of c.d over 1 of 3 seeds" in caplog.text
