@@ -106,6 +106,7 @@ def _run_one(args: argparse.Namespace) -> int:
     if workers > 1:  # the workers start their clocks together, once all (and a chief oracle) are ready
         C.start_together(work, str(index), workers + int(distributed_kt))
     t0 = time.time()
+    (work / f"clock-{index}").write_text(repr(t0))  # the parent's deadline counts the budget from here
 
     def write(row: dict[str, Any]) -> None:
         row["seconds"] = time.time() - t0
@@ -209,7 +210,8 @@ def _spawn(args: argparse.Namespace, engine: str, seed: int, work: Path, budget:
     if threads:
         cmd += ["--tf-threads", str(threads)]
     (work / f"{engine}-{seed}").mkdir(parents=True, exist_ok=True)
-    for stale in [*(work / f"{engine}-{seed}").glob("ready-*"), work / f"{engine}-{seed}" / "study-created"]:
+    for stale in [*(work / f"{engine}-{seed}").glob("ready-*"), *(work / f"{engine}-{seed}").glob("clock-*"),
+                  work / f"{engine}-{seed}" / "study-created"]:
         stale.unlink(missing_ok=True)  # the workers' start-up files of an earlier run in this --work-dir
     logs = [work / (f"{engine}-{seed}.log" if i == 0 else f"{engine}-{seed}-worker{i}.log") for i in range(workers)]
     envs: list[dict[str, str] | None] = [None] * workers
@@ -222,12 +224,22 @@ def _spawn(args: argparse.Namespace, engine: str, seed: int, work: Path, budget:
     t_start = time.time()
     procs = [subprocess.Popen(cmd + ["--worker-index", str(i)], stdout=fh, stderr=subprocess.STDOUT, env=env,
                               start_new_session=True) for i, (fh, env) in enumerate(zip(handles, envs))]
-    # the child's clock starts after its imports and data loading; give it that time on top of the budget,
-    # then read its trials by their own clock and keep only those finished within the budget
+    # the child's clock starts after its imports and data loading: once it has (its clock file), the budget is
+    # counted from there (a start slower than the allowance cut the engine's budget without a word); until then
+    # it has the allowance. Its trials are read by its own clock, and only those finished within the budget kept.
     deadline = time.monotonic() + budget + args.startup_allowance
+    clock = work / f"{engine}-{seed}" / "clock-0"
+    started = None
     exited, failed = None, None
     try:
         while time.monotonic() < deadline:
+            if started is None and clock.exists():
+                try:
+                    started = float(clock.read_text())
+                except ValueError:  # caught mid-write
+                    pass
+                else:  # a few seconds' slack for the last trial's row
+                    deadline = time.monotonic() + max(0.0, started + budget - time.time()) + 5.0
             codes = [p.poll() for p in procs]
             failed = next((i for i, c in enumerate(codes) if c not in (None, 0)), None)
             if failed is not None or all(c is not None for c in codes):
@@ -246,11 +258,15 @@ def _spawn(args: argparse.Namespace, engine: str, seed: int, work: Path, budget:
         for fh in handles:
             fh.close()
     rows = _read_rows(trials_file) if trials_file.exists() else []
+    if started is None and exited is None:
+        log.warning("%s (seed %d) did not start its clock within %.0f s (--startup-allowance) and was stopped: it "
+                    "had no budget", engine, seed, args.startup_allowance)
     if exited not in (None, 0):
         tail = logs[failed or 0].read_text()[-3000:]
         raise RuntimeError(f"{engine} (seed {seed}) exited with {exited} before its budget was spent:\n{tail}")
     within = sorted((r for r in rows if r["seconds"] <= budget), key=lambda r: r["seconds"])
     return {"engine": engine, "seed": seed, "budget_s": budget, "process_seconds": time.time() - t_start,
+            "startup_seconds": (started - t_start) if started is not None else None,
             "trials": within, "trials_after_budget": len(rows) - len(within), "load_avg_end": C.loadavg()}
 
 
@@ -511,7 +527,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--kt-tf-threads", type=C.at_least(1),
                     help="TensorFlow threads per KerasTuner tuner process (default: 1 with several, else TF's choice)")
     ap.add_argument("--startup-allowance", type=C.above_zero, default=60.0,
-                    help="seconds a child may spend on imports and data before its budget clock starts")
+                    help="seconds a child may take to start its budget clock (imports, data); its budget counts from then")
     ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("--work-dir", type=C.out_dir,
                     help="keep the studies and trial logs here (default: a temporary folder, removed after a run "

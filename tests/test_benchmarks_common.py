@@ -422,3 +422,28 @@ def test_median_of_keeps_a_key_the_first_seed_lacks(monkeypatch, caplog):
         med = C.median_of([{"a": None, "b": 1.0}, {"a": 0.5, "b": 2.0, "c": {"d": 3.0}}, {"a": 0.7, "b": float("nan")}])
     assert med == {"a": 0.6, "b": 1.5, "c": {"d": 3.0}}
     assert "median of a over 2 of 3 seeds" in caplog.text and "median of c.d over 1 of 3 seeds" in caplog.text
+
+
+def test_an_engine_slower_to_start_than_the_allowance_still_gets_its_whole_budget(tmp_path, monkeypatch):
+    """The deadline was spawn + budget + allowance: a child whose imports and data took longer than the allowance
+    was killed before its budget was spent, without a word. The budget now counts from the child's own clock."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import search_efficiency as SE
+
+    child = tmp_path / "engine.py"
+    child.write_text(textwrap.dedent("""
+        import json, sys, time
+        from pathlib import Path
+        a = {sys.argv[i]: sys.argv[i + 1] for i in range(len(sys.argv) - 1) if sys.argv[i].startswith("--")}
+        time.sleep(3)  # imports and data: longer than the allowance
+        t0 = time.time()
+        (Path(a["--work"]) / "clock-0").write_text(repr(t0))
+        time.sleep(2.5)
+        with open(a["--trials-file"], "a") as fh:
+            fh.write(json.dumps({"trial": 0, "state": "complete", "value": 0.5, "seconds": time.time() - t0}) + "\\n")
+        time.sleep(600)
+    """))
+    monkeypatch.setattr(SE, "__file__", str(child))
+    args = SE.parse_args(["--quick", "--out-dir", str(tmp_path / "out"), "--startup-allowance", "1"])
+    run = SE._spawn(args, "optuna", 0, tmp_path, 3.0)
+    assert [r["trial"] for r in run["trials"]] == [0] and 2.9 < run["startup_seconds"] < 6
