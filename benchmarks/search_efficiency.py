@@ -224,9 +224,10 @@ def _spawn(args: argparse.Namespace, engine: str, seed: int, work: Path, budget:
     t_start = time.time()
     procs = [subprocess.Popen(cmd + ["--worker-index", str(i)], stdout=fh, stderr=subprocess.STDOUT, env=env,
                               start_new_session=True) for i, (fh, env) in enumerate(zip(handles, envs))]
-    # the child's clock starts after its imports and data loading: once it has (its clock file), the budget is
-    # counted from there (a start slower than the allowance cut the engine's budget without a word); until then
-    # it has the allowance. Its trials are read by its own clock, and only those finished within the budget kept.
+    # the child's clock starts after its imports (its data loads within the budget): once it has (its clock
+    # file), the budget is counted from there (a start slower than the allowance cut the engine's budget without
+    # a word); until then it has the allowance. Its trials are read by its own clock, and only those finished
+    # within the budget kept.
     deadline = time.monotonic() + budget + args.startup_allowance
     clock = work / f"{engine}-{seed}" / "clock-0"
     started = None
@@ -527,7 +528,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--kt-tf-threads", type=C.at_least(1),
                     help="TensorFlow threads per KerasTuner tuner process (default: 1 with several, else TF's choice)")
     ap.add_argument("--startup-allowance", type=C.above_zero, default=60.0,
-                    help="seconds a child may take to start its budget clock (imports, data); its budget counts from then")
+                    help="seconds a child may take to start its budget clock (its imports); its budget counts from then")
     ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("--work-dir", type=C.out_dir,
                     help="keep the studies and trial logs here (default: a temporary folder, removed after a run "

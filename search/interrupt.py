@@ -22,7 +22,7 @@ def _handler(signum, frame) -> None:
     _by[:] = ["SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"]
     _count[0] += 1
     _requested.set()
-    if not _deferred[0]:
+    if not _deferred[0] or _count[0] > 1:  # a second request stops at once, even a write held for the first
         raise KeyboardInterrupt
 
 

@@ -22,7 +22,7 @@ from .objective import _reason
 from .samplers import tpe_startup_trials
 from .settings import StudySettings
 from .storage import check_storage, redact_url
-from .study import (MAX_FAILURES_IN_A_ROW, StudyMismatchError, TrialsKeepFailingError, _trial_writers,
+from .study import (MAX_FAILURES_IN_A_ROW, StudyMismatchError, TrialsKeepFailingError, _stamped, _trial_writers,
                     check_study_data, clear_dead_final_at_start, load_study_data, log_study_figures, open_study, refuse_other_settings,
                     require_test_part, run_final, search_data, space_for_data)
 from .tracking import CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, MODEL_IN_MLFLOW, Tracker, TrackingConfig
@@ -175,8 +175,11 @@ def _tuner_class():
                 if not math.isfinite(value):  # failed, as the driver's trial fails (a NaN was reported as a result,
                     value = None  # and a first trial's NaN was the "best" of every later line)
                     raise ValueError(f"validation {self.metric} is undefined: every validation fold holds one class only")
+                lost = self.tracker.lost if self.tracker is not None else 0
                 model_logged = log_trial_results(self.tracker, run_id, number, self.data.y, oof, threshold,
                                                  fold_metrics, summary, res.model)
+                if self.tracker is not None and self.tracker.lost > lost:  # fold.objective is logged there
+                    folds_lost.append(True)
                 status = "FINISHED"
             except BaseException as exc:  # the run says why it failed, as a driver trial's does
                 interrupted = isinstance(exc, KeyboardInterrupt) or interrupt.requested()
@@ -242,7 +245,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     project = Path(out_dir) / "keras_tuner" / study_name
     fingerprint = json.loads(json.dumps({"study": study_name, "tuner": tuner,  # as it reads back (lists, not tuples)
                                          "storage": redact_url(storage) if storage else None,
-                                         "settings": settings.to_dict()}))
+                                         "settings": _stamped(settings).to_dict()}))
     check_tuner_state(project, fingerprint, storage)
     if tuner == "hyperband" and space.epochs_range[0] != space.epochs_range[1]:
         print_fn(f"note: Hyperband sets each round's epochs itself (1 to {space.epochs_range[1]}, the space's "
@@ -327,6 +330,11 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             verbose=verbose,
             directory=str(Path(out_dir) / "keras_tuner"), project_name=study_name, overwrite=False)
     bar.update(_finished_before(oracle))  # a resumed search's bar starts where the last one stopped
+    # KerasTuner does not keep max_trials: a resume gets again one more trial per failed one (--trials counts
+    # finished trials), and counts failures in a row from its own start (KerasTuner's check found any run of them
+    # in the whole history, so a resume after such a stop stopped again at its first trial)
+    oracle.max_trials += _failed(oracle)
+    stopped_failing = _stop_when_failing(oracle, MAX_FAILURES_IN_A_ROW)
     try:  # each failed trial printed its traceback (KerasTuner's DEBUG, on by default); its line says why it failed
         from keras_tuner.src import config as kt_config
 
@@ -343,18 +351,20 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     except Exception as e:  # the study was taken over (record_trial), trials that kept failing: the study run is
         if tracker is not None:  # closed (it was left RUNNING for good but for the first)
             tracker.end_study(parent, "FAILED")
-        if isinstance(e, RuntimeError) and "consecutive failures" in str(e):  # KerasTuner's own stop
-            where = f"study {study_name!r}" if study is not None else f"{project}"
-            raise TrialsKeepFailingError(
-                f"stopped after {MAX_FAILURES_IN_A_ROW} failed trials in a row (the last: "
-                f"{_last_failure(oracle)}); that points at the setup rather than at the configs tried. Every trial is "
-                f"kept in {where}: fix the cause and run the same command again to resume") from None
         if not isinstance(e.__cause__, StudyMismatchError):
             raise
         raise e.__cause__ from None
     finally:
         interrupt.restore(previous)
         bar.close()
+    if stopped_failing:  # the search ended itself after the last failure was saved (so a resume does not redo it)
+        if tracker is not None:
+            tracker.end_study(parent, "FAILED")
+        where = f"study {study_name!r}" if study is not None else f"{project}"
+        raise TrialsKeepFailingError(
+            f"stopped after {MAX_FAILURES_IN_A_ROW} failed trials in a row (the last: {_last_failure(oracle)}); that "
+            f"points at the setup rather than at the configs tried. Every trial is kept in {where}: fix the cause "
+            f"and run the same command again to resume")
     finished = _finished_before(oracle)
     if finished < oracle.max_trials and not (timeout is not None and time.perf_counter() - start > timeout):
         note(f"note: KerasTuner ({tuner}) stopped after {finished} of {oracle.max_trials} trials: it found no new "
@@ -392,11 +402,15 @@ def check_tuner_state(project: Path, fingerprint: dict[str, Any], storage: str |
             old = json.loads(state.read_text())
         except (OSError, ValueError):
             old = None
-        if old != fingerprint:
-            what = ([k for k in fingerprint if not isinstance(old, dict) or old.get(k) != fingerprint[k]]
-                    if isinstance(old, dict) else ["everything (the file is unreadable)"])
-            settings = [k for k in fingerprint["settings"]
-                        if isinstance(old, dict) and (old.get("settings") or {}).get(k) != fingerprint["settings"][k]]
+        if not isinstance(old, dict):
+            what, settings = ["everything (the file is unreadable)"], []
+        else:  # settings as the study compares them: a field added to StudySettings later reads as its default
+            ours = StudySettings.from_dict(fingerprint["settings"]).to_dict()
+            theirs = StudySettings.from_dict(old.get("settings") or {}).to_dict()
+            settings = [k for k in ours if theirs.get(k) != ours[k]]
+            what = [k for k in ("study", "tuner", "storage") if old.get(k) != fingerprint[k]] + (
+                ["settings"] if settings else [])
+        if what:
             raise StudyMismatchError(
                 f"{project} holds KerasTuner's state of another search (its {', '.join(what)} differ"
                 + (f": {', '.join(settings)}" if settings else "") + "), which KerasTuner would resume. Remove that "
@@ -404,12 +418,16 @@ def check_tuner_state(project: Path, fingerprint: dict[str, Any], storage: str |
         return
     if storage is None or (project / "oracle.json").exists():
         return  # a new search, or one made before searches recorded what they belong to
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
+        return  # no study yet (and nothing is created here: open_study does that, once the input is accepted)
     import optuna
 
-    try:
-        study = optuna.load_study(study_name=fingerprint["study"], storage=storage)
-    except KeyError:  # no such study yet
+    from .storage import make_storage
+
+    rdb = make_storage(storage, heartbeat=None, create=False)
+    if fingerprint["study"] not in {s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)}:
         return
+    study = optuna.load_study(study_name=fingerprint["study"], storage=rdb)
     mine = [t for t in study.get_trials(deepcopy=False) if "keras_tuner.trial_id" in t.user_attrs]
     if mine:
         made = study.user_attrs.get("keras_tuner_dir")
@@ -417,6 +435,32 @@ def check_tuner_state(project: Path, fingerprint: dict[str, Any], storage: str |
             f"study {fingerprint['study']!r} holds {len(mine)} KerasTuner trials, but KerasTuner's state is not in "
             f"{project}" + (f" (it was made in {made})" if made else "") + ": without it KerasTuner would train "
             f"every earlier trial again. Run from where it was made (the same --out-dir), or use a new --study")
+
+
+def _failed(oracle: Any) -> int:
+    """Trials KerasTuner's state holds as failed."""
+    return sum(1 for t in oracle.trials.values() if str(getattr(t.status, "value", t.status)) == "FAILED")
+
+
+def _stop_when_failing(oracle: Any, limit: int) -> list[bool]:
+    """Make ``oracle`` end the search (no new trial) once ``limit`` trials in a row have failed since now, instead
+    of KerasTuner's own check, which raised before the last failure was saved (a resume redid it, and then dropped
+    its result as recorded before) and counted runs of failures anywhere in the history. Returns a list that holds
+    True once it has stopped the search."""
+    stopped: list[bool] = []
+    start = len(oracle.end_order)
+
+    def check(self=oracle) -> None:
+        streak = 0
+        for trial_id in self.end_order[start:]:
+            failed = str(getattr(self.trials[trial_id].status, "value", self.trials[trial_id].status)) == "FAILED"
+            streak = streak + 1 if failed else 0
+        if streak >= limit and not stopped:
+            stopped.append(True)
+            self.max_trials = len(self.trials)  # create_trial then answers STOPPED
+
+    oracle._check_consecutive_failures = check
+    return stopped
 
 
 def _finished_before(oracle: Any) -> int:

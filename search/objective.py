@@ -208,8 +208,11 @@ class CVObjective:
         trial.set_user_attr("fold_metrics", fold_metrics)
         trial.set_user_attr("threshold", threshold)
         trial.set_user_attr("mean_metrics", summary)
+        lost = self.tracker.lost if self.tracker is not None else 0
         log_trial_results(self.tracker, run_id, trial.number, self.data.y, oof, threshold, fold_metrics, summary,
                           result.model)
+        if self.tracker is not None and self.tracker.lost > lost and not trial.user_attrs.get(FOLDS_LOST):
+            trial.set_user_attr(FOLDS_LOST, True)  # fold.objective is logged there, one step per fold
         values = {"quality": mean, **extra}
         if len(self.objectives) == 1:
             return mean

@@ -563,7 +563,7 @@ def _noting_taken(objective, taken: list[int]):
             value = objective(trial)
             interrupt.defer()  # undone by the first callback, after Optuna has stored the value
             return value
-        except optuna.TrialPruned:
+        except Exception:  # pruned, or failed (Optuna stores it as FAIL): that write too
             interrupt.defer()
             raise
         finally:

@@ -86,7 +86,7 @@ def yaml_problem(exc: yaml.YAMLError, text: str | None = None) -> str:
         pos = min(exc.position, len(text))
         line, col = text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
         char = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        return f"line {line}, column {col}: {exc.reason} (character #x{char:04x}); a space file is plain text"
+        return f"line {line}, column {col}: {exc.reason} (character #x{char:04x}); the file must be plain text"
     if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
         return " ".join(str(exc).split())
     mark = exc.problem_mark

@@ -512,6 +512,12 @@ def test_a_trial_whose_curve_points_did_not_reach_mlflow_says_so_for_sync(tmp_pa
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     study.optimize(objective, n_trials=1)
     assert study.trials[0].user_attrs[FOLDS_LOST] is True and not study.trials[0].user_attrs.get(CURVES_LOST)
+    # fold.objective, logged per fold once every fold is done (by log_trial_results), counts too
+    objective = CVObjective(data, space, patient_kfold(2, seed=0), tracker=Tracker(1, prefix="fold.objective"),
+                            parent_run_id="parent")
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].user_attrs[FOLDS_LOST] is True
 
 
 def test_a_keras_tuner_trial_s_curves_too_long_for_the_study_are_left_out(tmp_path, monkeypatch, caplog):
@@ -1946,3 +1952,130 @@ def test_a_ctrl_c_while_optuna_stores_a_finished_trial_keeps_it_and_stops_cleanl
     assert result.interrupted
     assert [t.state.name for t in optuna.load_study(study_name="cc", storage=storage).trials] == ["COMPLETE"]
     assert any(line.startswith("interrupted while no trial of this process was running") for line in said), said
+
+
+def test_a_ctrl_c_while_optuna_stores_a_failed_trial_keeps_it_too(tmp_path, monkeypatch):
+    """The deferral covered a returned value or a pruned trial; a trial that raised (stored FAIL by Optuna) still
+    broke the same way when the Ctrl-C came during that write."""
+    import os
+    import signal
+
+    import optuna.storages._rdb.storage as rdb
+    import search.objective as obj
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("a setup problem")
+
+    monkeypatch.setattr(obj, "fit", fails)
+    real = rdb.RDBStorage.set_trial_state_values
+
+    def ctrl_c_while_storing(self, trial_id, state, values=None):
+        if state == optuna.trial.TrialState.FAIL:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, trial_id, state, values)
+
+    monkeypatch.setattr(rdb.RDBStorage, "set_trial_state_values", ctrl_c_while_storing)
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    result = run_search("ccf", tiny_settings(tmp_path), n_trials=3, storage=storage, final=False, progress=False,
+                        print_fn=lambda s: None, trial_print_fn=lambda s: None)
+    assert result.interrupted
+    assert [t.state.name for t in optuna.load_study(study_name="ccf", storage=storage).trials] == ["FAIL"]
+
+
+def test_a_second_ctrl_c_is_not_held_by_a_deferred_write():
+    """A first Ctrl-C waits for the write it came in; a second one stops at once (a stalled database write held
+    the process until it was done)."""
+    import os
+    import signal
+
+    from search import interrupt
+
+    interrupt.clear()
+    previous = interrupt.install()
+    try:
+        interrupt.defer()
+        os.kill(os.getpid(), signal.SIGINT)  # held
+        assert interrupt.requested()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100):  # the signal is handled between bytecodes
+                pass
+    finally:
+        interrupt.undefer()
+        interrupt.restore(previous)
+        interrupt.clear()
+
+
+def test_a_keras_tuner_search_in_a_new_folder_with_its_storage_there_starts(tmp_path, monkeypatch):
+    """The KerasTuner state check opened the study storage before anything had made its folder: a first search
+    with the default storage (runs/optuna.db) in a new folder died with "unable to open database file"; and where
+    the folder existed it created an empty database before the input was accepted."""
+    import search.keras_tuner_engine as kte
+
+    fake_keras_tuner_training(monkeypatch, [0.5] * 4)
+    settings = tiny_settings(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = kte.run_keras_tuner("ktn", settings, tuner="random", n_trials=1, progress=False,
+                              storage="sqlite:///runs/optuna.db")  # the CLI's default, runs/ not made yet
+    assert [t.state.name for t in out["study"].trials] == ["COMPLETE"]
+    (tmp_path / "empty").mkdir()
+    kte.check_tuner_state(tmp_path / "empty" / "keras_tuner" / "x", {"study": "x"}, f"sqlite:///{tmp_path / 'empty' / 'o.db'}")
+    assert not (tmp_path / "empty" / "o.db").exists()
+
+
+def test_a_keras_tuner_resume_with_the_study_s_own_settings_or_an_older_state_file_is_accepted(tmp_path, monkeypatch):
+    """The state file held the settings as given and was compared key by key: a resume with the settings the study
+    returns (pipeline version filled in), or a file written before a settings field existed, was refused."""
+    import json
+
+    import search.keras_tuner_engine as kte
+    from search import open_study
+
+    fake_keras_tuner_training(monkeypatch, [0.5] * 4)
+    settings, storage = tiny_settings(tmp_path), f"sqlite:///{tmp_path / 'o.db'}"
+    kte.run_keras_tuner("kto", settings, tuner="random", n_trials=1, out_dir=tmp_path, progress=False, storage=storage)
+    _, stored = open_study("kto", storage)
+    state = tmp_path / "keras_tuner" / "kto" / kte.STATE_FILE
+    old = json.loads(state.read_text())
+    del old["settings"]["fold_repeats"]  # a field an older version did not have
+    state.write_text(json.dumps(old))
+    out = kte.run_keras_tuner("kto", stored, tuner="random", n_trials=2, out_dir=tmp_path, progress=False,
+                              storage=storage)
+    assert [t.state.name for t in out["study"].trials] == ["COMPLETE", "COMPLETE"]
+
+
+def test_a_resumed_keras_tuner_search_still_counts_only_finished_trials_and_redoes_no_failure(tmp_path, monkeypatch):
+    """KerasTuner does not keep max_trials: a resume lost the extra trial a failed one had earned (--trials 3 after
+    a --trials 2 run with a failure ran nothing). And its own failure stop raised before the last failure was saved:
+    the resume ran that trial again and dropped its result as recorded before; its check also found the old run of
+    failures in the history and stopped the resume at its first trial."""
+    import search.keras_tuner_engine as kte
+    from search import TrialsKeepFailingError
+
+    fake_keras_tuner_training(monkeypatch, [0.9, 0.3, 0.5])
+    summarise, calls = kte.summarise_folds, []
+
+    def second_trial_diverges(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("loss became nan at epoch 1")
+        return summarise(*args)
+
+    monkeypatch.setattr(kte, "summarise_folds", second_trial_diverges)
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    for n in (2, 3):
+        out = kte.run_keras_tuner("ktr", tiny_settings(tmp_path), tuner="random", n_trials=n, out_dir=tmp_path,
+                                  progress=False, storage=storage)
+    assert [t.state.name for t in out["study"].trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+
+    fake_keras_tuner_training(monkeypatch, [])
+    monkeypatch.setattr(kte, "summarise_folds", lambda *a: (_ for _ in ()).throw(RuntimeError("device gone")))
+    with pytest.raises(TrialsKeepFailingError, match="stopped after 10 failed trials in a row"):
+        kte.run_keras_tuner("ktf", tiny_settings(tmp_path), tuner="random", n_trials=3, out_dir=tmp_path,
+                            progress=False, storage=storage)
+    fake_keras_tuner_training(monkeypatch, [0.4, 0.6, 0.7])  # the cause fixed: the same command again
+    out = kte.run_keras_tuner("ktf", tiny_settings(tmp_path), tuner="random", n_trials=3, out_dir=tmp_path,
+                              progress=False, storage=storage)
+    states = [t.state.name for t in out["study"].trials]
+    assert states == ["FAIL"] * 10 + ["COMPLETE"] * 3, states  # --trials 3 finished, as the driver's
+    assert [h["value"] for h in out["history"]] == [0.4, 0.6, 0.7]
