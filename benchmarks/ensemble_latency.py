@@ -19,7 +19,7 @@ was fitted on contention-free host times, not on medians under load), and report
 calibration was fitted on (``pi4_estimate_extrapolated``).
 
     python benchmarks/ensemble_latency.py --quick   # K = 1, 2; 50 invokes; 1 round; 1,500 training beats (~1 min)
-    python benchmarks/ensemble_latency.py           # K = 1, 5, 10; 300 invokes; 3 rounds; 4,000 training beats (91 s on 2 cores, results/ensemble_latency_full.json)
+    python benchmarks/ensemble_latency.py           # K = 1, 5, 10; 300 invokes; 3 rounds; 4,000 training beats (97 s on 2 cores, results/ensemble_latency_full.json)
 
 Writes ``ensemble_latency_<mode>.json`` and ``ensemble_latency_<mode>.png`` (ms per beat against members, with the
 1 ms line) to ``--out-dir``.
