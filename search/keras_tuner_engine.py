@@ -23,8 +23,8 @@ from .samplers import tpe_startup_trials
 from .settings import StudySettings
 from .storage import check_storage, redact_url
 from .study import (MAX_FAILURES_IN_A_ROW, StudyMismatchError, TrialsKeepFailingError, _stamped, _trial_writers,
-                    check_study_data, clear_dead_final_at_start, load_study_data, log_study_figures, open_study, refuse_other_settings,
-                    require_test_part, run_final, search_data, space_for_data)
+                    check_study_data, clear_dead_final_at_start, load_study_data, log_study_figures, open_study,
+                    refuse_other_settings, require_test_part, run_final, search_data, space_for_data, stored_study)
 from .tracking import CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, MODEL_IN_MLFLOW, Tracker, TrackingConfig
 from .training import fit, tf_threads
 
@@ -418,16 +418,9 @@ def check_tuner_state(project: Path, fingerprint: dict[str, Any], storage: str |
         return
     if storage is None or (project / "oracle.json").exists():
         return  # a new search, or one made before searches recorded what they belong to
-    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
-        return  # no study yet (and nothing is created here: open_study does that, once the input is accepted)
-    import optuna
-
-    from .storage import make_storage
-
-    rdb = make_storage(storage, heartbeat=None, create=False)
-    if fingerprint["study"] not in {s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)}:
+    study = stored_study(fingerprint["study"], storage)  # None: no study yet (and nothing is created here)
+    if study is None:
         return
-    study = optuna.load_study(study_name=fingerprint["study"], storage=rdb)
     mine = [t for t in study.get_trials(deepcopy=False) if "keras_tuner.trial_id" in t.user_attrs]
     if mine:
         made = study.user_attrs.get("keras_tuner_dir")
@@ -437,9 +430,14 @@ def check_tuner_state(project: Path, fingerprint: dict[str, Any], storage: str |
             f"every earlier trial again. Run from where it was made (the same --out-dir), or use a new --study")
 
 
+def _status(trial: Any) -> str:
+    """A KerasTuner trial's status as text ("COMPLETED", "FAILED", ...)."""
+    return str(getattr(trial.status, "value", trial.status))
+
+
 def _failed(oracle: Any) -> int:
     """Trials KerasTuner's state holds as failed."""
-    return sum(1 for t in oracle.trials.values() if str(getattr(t.status, "value", t.status)) == "FAILED")
+    return sum(1 for t in oracle.trials.values() if _status(t) == "FAILED")
 
 
 def _stop_when_failing(oracle: Any, limit: int) -> list[bool]:
@@ -453,8 +451,7 @@ def _stop_when_failing(oracle: Any, limit: int) -> list[bool]:
     def check(self=oracle) -> None:
         streak = 0
         for trial_id in self.end_order[start:]:
-            failed = str(getattr(self.trials[trial_id].status, "value", self.trials[trial_id].status)) == "FAILED"
-            streak = streak + 1 if failed else 0
+            streak = streak + 1 if _status(self.trials[trial_id]) == "FAILED" else 0
         if streak >= limit and not stopped:
             stopped.append(True)
             self.max_trials = len(self.trials)  # create_trial then answers STOPPED
@@ -465,8 +462,7 @@ def _stop_when_failing(oracle: Any, limit: int) -> list[bool]:
 
 def _finished_before(oracle: Any) -> int:
     """Trials KerasTuner has ended (completed or failed) in its state: a resume's progress starts there."""
-    return sum(1 for t in oracle.trials.values() if str(t.status) in ("COMPLETED", "FAILED", "INVALID")
-               or getattr(t.status, "value", None) in ("COMPLETED", "FAILED", "INVALID"))
+    return sum(1 for t in oracle.trials.values() if _status(t) in ("COMPLETED", "FAILED", "INVALID"))
 
 
 def _last_failure(oracle: Any) -> str:

@@ -164,20 +164,27 @@ def _stamped(settings: StudySettings) -> StudySettings:
     return settings
 
 
+def stored_study(name: str, storage_url: str | None) -> optuna.Study | None:
+    """The study ``name`` if the storage holds it (fully created), else None; writes nothing, not even a SQLite
+    file that is not there yet (it is created later, once the command's input is accepted)."""
+    url = storage_url or DEFAULT_STORAGE
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        return None
+    storage = make_storage(url, heartbeat=None, create=False)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if name not in {s.study_name for s in summaries} or _half_created(name, storage):
+        return None
+    return optuna.load_study(study_name=name, storage=storage)
+
+
 def refuse_other_settings(name: str, storage_url: str | None, settings: StudySettings, engine: str) -> None:
     """Before the data loads (minutes, or a download): refuse a resume whose settings or engine differ from
     the stored study's, as :func:`open_study` would after it. Writes nothing; a study or SQLite file that
     is not there yet passes (it is created later)."""
-    url = storage_url or DEFAULT_STORAGE
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        return
-    storage = make_storage(url, heartbeat=None, create=False)
-    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    if name not in {s.study_name for s in summaries} or _half_created(name, storage):
-        return
-    study = optuna.load_study(study_name=name, storage=storage)
-    _refuse_mismatch(name, study, StudySettings.from_dict(study.user_attrs.get("settings", {})), _stamped(settings),
-                     engine)
+    study = stored_study(name, storage_url)
+    if study is not None:
+        _refuse_mismatch(name, study, StudySettings.from_dict(study.user_attrs.get("settings", {})),
+                         _stamped(settings), engine)
 
 
 def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None = None,

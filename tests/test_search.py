@@ -69,6 +69,21 @@ def fake_keras_tuner_training(monkeypatch, values: list[float]) -> None:
     monkeypatch.setattr(kte, "summarise_folds", summarise_folds)
 
 
+def second_keras_tuner_trial_diverges(monkeypatch) -> None:
+    """After :func:`fake_keras_tuner_training`: the engine's second trial fails ("loss became nan at epoch 1")."""
+    import search.keras_tuner_engine as kte
+
+    summarise, calls = kte.summarise_folds, []
+
+    def second_trial_diverges(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("loss became nan at epoch 1")
+        return summarise(*args)
+
+    monkeypatch.setattr(kte, "summarise_folds", second_trial_diverges)
+
+
 def tracking(tmp_path: Path) -> TrackingConfig:
     return TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "test")
 
@@ -1362,15 +1377,7 @@ def test_a_failed_keras_tuner_trial_is_recorded_so_the_study_s_numbers_stay_its_
     import search.keras_tuner_engine as kte
 
     fake_keras_tuner_training(monkeypatch, [0.9, 0.3, 0.5])
-    summarise, calls = kte.summarise_folds, []
-
-    def second_trial_diverges(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("loss became nan at epoch 1")
-        return summarise(*args)
-
-    monkeypatch.setattr(kte, "summarise_folds", second_trial_diverges)
+    second_keras_tuner_trial_diverges(monkeypatch)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     said: list[str] = []
     kte.run_keras_tuner("ktf", tiny_settings(tmp_path), tuner="random", n_trials=3, out_dir=tmp_path, progress=False,
@@ -2053,15 +2060,7 @@ def test_a_resumed_keras_tuner_search_still_counts_only_finished_trials_and_redo
     from search import TrialsKeepFailingError
 
     fake_keras_tuner_training(monkeypatch, [0.9, 0.3, 0.5])
-    summarise, calls = kte.summarise_folds, []
-
-    def second_trial_diverges(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("loss became nan at epoch 1")
-        return summarise(*args)
-
-    monkeypatch.setattr(kte, "summarise_folds", second_trial_diverges)
+    second_keras_tuner_trial_diverges(monkeypatch)
     storage = f"sqlite:///{tmp_path / 'o.db'}"
     for n in (2, 3):
         out = kte.run_keras_tuner("ktr", tiny_settings(tmp_path), tuner="random", n_trials=n, out_dir=tmp_path,
