@@ -50,7 +50,8 @@ def make_oracle(tuner: str, n_trials: int, max_epochs: int, seed: int, space: Se
         hp.values.pop("epochs", None)  # Hyperband sets each round's epochs itself (tuner/epochs)
     common = dict(objective=kt.Objective("val_objective", direction="max"), seed=_kt_seed(seed), hyperparameters=hp,
                   tune_new_entries=False, allow_new_entries=True,
-                  # as the driver: stopped after this many failed trials in a row (KerasTuner's default was 3)
+                  # as the driver's limit (KerasTuner's default was 3); run_keras_tuner replaces the check that
+                  # applies it (_stop_when_failing)
                   max_consecutive_failed_trials=MAX_FAILURES_IN_A_ROW)
     if tuner == "hyperband":
         # hyperband_iterations=None: run Hyperband's bracket schedule again and again until --trials (or the
@@ -366,7 +367,9 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             f"points at the setup rather than at the configs tried. Every trial is kept in {where}: fix the cause "
             f"and run the same command again to resume")
     finished = _finished_before(oracle)
-    if finished < oracle.max_trials and not (timeout is not None and time.perf_counter() - start > timeout):
+    distributed = "KERASTUNER_ORACLE_IP" in os.environ  # a tuner of KerasTuner's distributed mode sees its own trials
+    if (finished < oracle.max_trials and not distributed
+            and not (timeout is not None and time.perf_counter() - start > timeout)):
         note(f"note: KerasTuner ({tuner}) stopped after {finished} of {oracle.max_trials} trials: it found no new "
              f"configuration to try (the space holds few distinct ones)")
     best = max(history, key=lambda h: h["value"]) if history else None
