@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -65,6 +65,13 @@ def record_epoch(curves: dict[str, list[float | None]], k: int, epoch: int, logs
     lost = tracker.lost
     tracker.log_metrics(run_id, {f"fold{k}.{name}": v for name, v in logs.items()}, step=epoch)
     return tracker.lost > lost
+
+
+def losing(tracker: Tracker | None) -> Callable[[], bool]:
+    """A check of whether any MLflow call has been lost (failed, or skipped while the store was away) since now:
+    a trial that lost some of its ``fold.*`` metrics says so (:data:`~search.tracking.FOLDS_LOST`) for ``sync``."""
+    before = tracker.lost if tracker is not None else 0
+    return lambda: tracker is not None and tracker.lost > before
 
 
 def fold_record(val_y: np.ndarray, result: Any, k: int, tracker: Tracker | None, run_id: str | None

@@ -17,7 +17,7 @@ from ecg_data import grouped_splits, patient_kfold
 from spaces import SearchSpace, why_config_cannot_build
 
 from . import interrupt
-from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
+from ._trial_results import StudyCurves, fold_record, log_trial_results, losing, record_epoch, summarise_folds
 from .objective import _reason
 from .samplers import tpe_startup_trials
 from .settings import StudySettings
@@ -167,19 +167,19 @@ def _tuner_class():
                               on_epoch_end=on_epoch, verbose=self.verbose)
                     oof[va] = res.val_prob
                     fold_of[va] = k
-                    lost = self.tracker.lost if self.tracker is not None else 0
+                    lost = losing(self.tracker)
                     fold_metrics.append(fold_record(val.y, res, k, self.tracker, run_id))
-                    if self.tracker is not None and self.tracker.lost > lost:
+                    if lost():
                         folds_lost.append(True)
                 # the same objective as the Optuna driver: every fold at the threshold chosen from all of them
                 value, threshold, summary = summarise_folds(self.metric, self.data.y, oof, fold_of, fold_metrics)
                 if not math.isfinite(value):  # failed, as the driver's trial fails (a NaN was reported as a result,
                     value = None  # and a first trial's NaN was the "best" of every later line)
                     raise ValueError(f"validation {self.metric} is undefined: every validation fold holds one class only")
-                lost = self.tracker.lost if self.tracker is not None else 0
+                lost = losing(self.tracker)
                 model_logged = log_trial_results(self.tracker, run_id, number, self.data.y, oof, threshold,
                                                  fold_metrics, summary, res.model)
-                if self.tracker is not None and self.tracker.lost > lost:  # fold.objective is logged there
+                if lost():  # fold.objective is logged there
                     folds_lost.append(True)
                 status = "FINISHED"
             except BaseException as exc:  # the run says why it failed, as a driver trial's does

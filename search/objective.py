@@ -15,7 +15,7 @@ from ecg_data import BeatDataset, grouped_splits
 from spaces import SearchSpace, why_config_cannot_build
 
 from . import interrupt
-from ._trial_results import StudyCurves, fold_record, log_trial_results, record_epoch, summarise_folds
+from ._trial_results import StudyCurves, fold_record, log_trial_results, losing, record_epoch, summarise_folds
 from .metrics import epoch_signal, fold_signal
 from .storage import HEARTBEAT_ATTR
 from .tracking import CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, Tracker, trial_tags
@@ -196,10 +196,10 @@ class CVObjective:
             scores.append(fold_signal(self.metric, val.y, result.val_prob))
             oof[va] = result.val_prob
             fold_of[va] = k
-            lost = self.tracker.lost if self.tracker is not None else 0
+            lost = losing(self.tracker)
             fold_metrics.append(fold_record(val.y, result, k, self.tracker, run_id))
             trial.set_user_attr("fold_metrics", fold_metrics)
-            if self.tracker is not None and self.tracker.lost > lost and not trial.user_attrs.get(FOLDS_LOST):
+            if lost() and not trial.user_attrs.get(FOLDS_LOST):
                 trial.set_user_attr(FOLDS_LOST, True)  # `sync` looks for the folds MLflow lacks
 
         mean, threshold, summary = summarise_folds(self.metric, self.data.y, oof, fold_of, fold_metrics)
@@ -208,10 +208,10 @@ class CVObjective:
         trial.set_user_attr("fold_metrics", fold_metrics)
         trial.set_user_attr("threshold", threshold)
         trial.set_user_attr("mean_metrics", summary)
-        lost = self.tracker.lost if self.tracker is not None else 0
+        lost = losing(self.tracker)
         log_trial_results(self.tracker, run_id, trial.number, self.data.y, oof, threshold, fold_metrics, summary,
                           result.model)
-        if self.tracker is not None and self.tracker.lost > lost and not trial.user_attrs.get(FOLDS_LOST):
+        if lost() and not trial.user_attrs.get(FOLDS_LOST):
             trial.set_user_attr(FOLDS_LOST, True)  # fold.objective is logged there, one step per fold
         values = {"quality": mean, **extra}
         if len(self.objectives) == 1:
