@@ -414,13 +414,19 @@ def test_workers_started_together_on_a_fresh_database_all_open_it(tmp_path):
     """Four workers opening one new SQLite storage at the same moment race to create its schema ("table
     already exists", a duplicate alembic_version row: 9 in 10 rounds failed before the retry); each must
     open it. Seen first as a flaky CI failure of the lost-server test (its poller raced the search)."""
+    _four_processes_open_new_stores(_open_storage, tmp_path, "fresh")
+
+
+def _four_processes_open_new_stores(open_store, tmp_path: Path, name: str) -> None:
+    """Three rounds of four forked processes opening one new SQLite file at the same moment with ``open_store``
+    (url -> "ok" or the error's repr); each must open it."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
     for rnd in range(3):
-        url = f"sqlite:///{tmp_path / f'fresh-{rnd}.db'}"
+        url = f"sqlite:///{tmp_path / f'{name}-{rnd}.db'}"
         with ctx.Pool(4) as pool:
-            results = pool.map(_open_storage, [url] * 4)
+            results = pool.map(open_store, [url] * 4)
         assert results == ["ok"] * 4, results
 
 
@@ -1356,13 +1362,6 @@ def test_workers_started_together_on_a_fresh_mlflow_store_all_open_it(tmp_path):
     """A study searched with --no-mlflow, then workers started together with MLflow: each process's client created
     and migrated the new SQLite store at once (5 rounds in 5 had one fail: "Online migration expected to match one
     row", "table _alembic_tmp_latest_metrics already exists", which a retry could not mend)."""
-    import multiprocessing
-
     import mlflow  # noqa: F401  -- imported before the fork, as a search has it
 
-    ctx = multiprocessing.get_context("fork")
-    for rnd in range(3):
-        url = f"sqlite:///{tmp_path / f'mlflow-{rnd}.db'}"
-        with ctx.Pool(4) as pool:
-            results = pool.map(_check_mlflow_store, [url] * 4)
-        assert results == ["ok"] * 4, results
+    _four_processes_open_new_stores(_check_mlflow_store, tmp_path, "mlflow")
