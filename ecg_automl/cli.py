@@ -671,7 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="launch or resume a study")
     s.add_argument("--dataset", default="mitdb", help="mitdb (default), ptbdb, ptbxl or heartbeat-csv")
     s.add_argument("--data-path", default=None, help="read the dataset from this file/folder instead of the data root")
-    s.add_argument("--space", default="default", type=non_empty("a space file or built-in name"), help="space file, or a built-in name: default (the default), edge")
+    s.add_argument("--space", default="default", type=non_empty("a space file or built-in name"),
+                   help="space file, or a built-in name: default (the default), edge")
     s.add_argument("--trials", type=non_negative_int, default=20,
                    help="finished (complete or pruned) trials the study should hold (default 20; 0: create the study "
                         "only, for workers to join)")

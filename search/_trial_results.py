@@ -67,6 +67,12 @@ def record_epoch(curves: dict[str, list[float | None]], k: int, epoch: int, logs
     return tracker.lost > lost
 
 
+def undefined_value(metric: str) -> ValueError:
+    """The error a trial fails with when no fold defines its value (every validation fold of one class): the
+    driver's and KerasTuner's trials say the same."""
+    return ValueError(f"validation {metric} is undefined: every validation fold holds one class only")
+
+
 def losing(tracker: Tracker | None) -> Callable[[], bool]:
     """A check of whether any MLflow call has been lost (failed, or skipped while the store was away) since now:
     a trial that lost some of its ``fold.*`` metrics says so (:data:`~search.tracking.FOLDS_LOST`) for ``sync``."""

@@ -17,7 +17,8 @@ from ecg_data import grouped_splits, patient_kfold
 from spaces import SearchSpace, why_config_cannot_build
 
 from . import interrupt
-from ._trial_results import StudyCurves, fold_record, log_trial_results, losing, record_epoch, summarise_folds
+from ._trial_results import (StudyCurves, fold_record, log_trial_results, losing, record_epoch, summarise_folds,
+                             undefined_value)
 from .objective import _reason
 from .samplers import tpe_startup_trials
 from .settings import StudySettings
@@ -175,7 +176,7 @@ def _tuner_class():
                 value, threshold, summary = summarise_folds(self.metric, self.data.y, oof, fold_of, fold_metrics)
                 if not math.isfinite(value):  # failed, as the driver's trial fails (a NaN was reported as a result,
                     value = None  # and a first trial's NaN was the "best" of every later line)
-                    raise ValueError(f"validation {self.metric} is undefined: every validation fold holds one class only")
+                    raise undefined_value(self.metric)
                 lost = losing(self.tracker)
                 model_logged = log_trial_results(self.tracker, run_id, number, self.data.y, oof, threshold,
                                                  fold_metrics, summary, res.model)
@@ -284,7 +285,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         clear_dead_final_at_start(study, final, print_fn)
     epochs = space.epochs_range[1]
     # the Bayesian oracle's random start-up as long as the driver's TPE's
-    oracle = make_oracle(tuner, n_trials, epochs, settings.seed, space, initial_points=tpe_startup_trials(settings.folds))
+    oracle = make_oracle(tuner, n_trials, epochs, settings.seed, space,
+                         initial_points=tpe_startup_trials(settings.folds))
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     bar = tqdm(total=n_trials, desc=f"keras-tuner {tuner}", unit="trial", disable=not progress, file=sys.stderr)

@@ -15,7 +15,8 @@ from ecg_data import BeatDataset, grouped_splits
 from spaces import SearchSpace, why_config_cannot_build
 
 from . import interrupt
-from ._trial_results import StudyCurves, fold_record, log_trial_results, losing, record_epoch, summarise_folds
+from ._trial_results import (StudyCurves, fold_record, log_trial_results, losing, record_epoch, summarise_folds,
+                             undefined_value)
 from .metrics import epoch_signal, fold_signal
 from .storage import HEARTBEAT_ATTR
 from .tracking import CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, Tracker, trial_tags
@@ -204,7 +205,7 @@ class CVObjective:
 
         mean, threshold, summary = summarise_folds(self.metric, self.data.y, oof, fold_of, fold_metrics)
         if not np.isfinite(mean):
-            raise ValueError(f"validation {self.metric} is undefined: every validation fold holds one class only")
+            raise undefined_value(self.metric)
         trial.set_user_attr("fold_metrics", fold_metrics)
         trial.set_user_attr("threshold", threshold)
         trial.set_user_attr("mean_metrics", summary)
