@@ -187,6 +187,15 @@ def refuse_other_settings(name: str, storage_url: str | None, settings: StudySet
                          _stamped(settings), engine)
 
 
+def refuse_other_experiment(tracker: Tracker | None, name: str, storage_url: str | None) -> None:
+    """Before the data loads and before :meth:`Tracker.check` creates the experiment: refuse a resume whose
+    ``--experiment`` is not the one the stored study logs to (its runs would be split over two experiments, and a
+    refused resume left the mistyped experiment behind). Writes nothing."""
+    study = stored_study(name, storage_url) if tracker is not None else None
+    if study is not None:
+        tracker.require_study_run(study, missing_ok=True)
+
+
 def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None = None,
                settings: StudySettings | None = None, pruner: str | None = None, heartbeat: float | None = 30,
                engine: str | None = None) -> tuple[optuna.Study, StudySettings]:
@@ -641,6 +650,7 @@ def run_search(
     if settings is not None:  # a new or resumed study: check the input first
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
         refuse_other_settings(study_name, storage, settings, engine="optuna")  # before minutes of data loading
+        refuse_other_experiment(tracker, study_name, storage)
         data = load_study_data(settings, space)
         space = space_for_data(space, data, print_fn)
         if final and len(settings.objectives) == 1:
@@ -651,8 +661,6 @@ def run_search(
             tracker.check()
         study, settings = open_study(study_name, rdb, settings, pruner, heartbeat=heartbeat, engine="optuna")
         check_study_data(study, data)
-        if tracker is not None:  # a resume with another --experiment split the study's runs over two experiments
-            tracker.require_study_run(study, missing_ok=True)
     else:  # a worker: everything comes from the existing study
         study, settings = open_study(study_name, storage, None, pruner, heartbeat=heartbeat, engine="optuna")
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")

@@ -192,6 +192,11 @@ def _store_uri(uri: str) -> str:
             text = f"sqlite:///{path.resolve()}"
         else:
             text = path.resolve().as_uri()
+    scheme = _unknown_scheme(text)
+    if scheme is not None:  # found only after minutes of data loading, as a "model registry" error
+        raise TrackingError(f"tracking URI {redact_url(uri)}: MLflow has no tracking store for the scheme {scheme!r}; give "
+                            f"http(s)://HOST:PORT (a tracking server), sqlite:///path.db, postgresql://..., "
+                            f"mysql://... or a plain path to a .db file")
     if text.startswith("sqlite:"):
         if not text.startswith("sqlite:///"):
             raise TrackingError(f"tracking URI {uri}: a SQLite store is sqlite:///relative/path.db or "
@@ -213,6 +218,20 @@ def _store_uri(uri: str) -> str:
                             f"sqlite:///runs/mlflow.db (`mlflow migrate-filestore` moves a folder's runs into one), "
                             f"or set MLFLOW_ALLOW_FILE_STORE=true to keep the folder")
     return _absolute_uri(text)
+
+
+def _unknown_scheme(uri: str) -> str | None:
+    """The URI's scheme when MLflow has no tracking store for it (``htp://``, a typo), else None; schemes of
+    installed MLflow plugins count as known. None too where MLflow's registry cannot be read."""
+    try:
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+        from mlflow.utils.uri import get_uri_scheme
+
+        known = set(_tracking_store_registry._registry)
+        scheme = get_uri_scheme(uri)
+    except Exception:  # a private API that moved: MLflow reports the scheme itself, later
+        return None
+    return None if scheme in known else scheme
 
 
 def _is_optuna_storage(path: Path) -> bool:

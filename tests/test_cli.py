@@ -131,6 +131,9 @@ def test_data_info_says_what_each_reader_left_out():
     (["export", "--study", "x", "--no-mlflow", "--mlflow-config", "no.yaml", "--tracking-uri", "http://h:1",
       "--out", "m.tflite"], "--mlflow-config, --tracking-uri configure MLflow, which --no-mlflow turns off"),
     (["bench-server", "--max-mb", "1e-9"], "argument --max-mb: must be at least 0.001 MB, not 1e-9"),  # refused all
+    # refused after the data loaded and the study storage was made, as a "model registry" error
+    (["search", "--study", "x", "--tracking-uri", "htp://u:pw@127.0.0.1:9"],
+     "tracking URI htp://u:***@127.0.0.1:9: MLflow has no tracking store for the scheme 'htp'"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     proc = run_cli(args, tmp_path, cli_env, check=False)

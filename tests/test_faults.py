@@ -552,7 +552,7 @@ def test_resuming_a_search_under_another_experiment_is_refused(tmp_path):
     study split over two experiments. `sync` and `worker` refused this already; now the resumed search does."""
     from test_search import tiny_settings
 
-    from search import Tracker, TrackingConfig, TrackingError, open_study, run_search
+    from search import Tracker, TrackingConfig, TrackingError, open_study, run_keras_tuner, run_search
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study, _ = open_study("s", storage, tiny_settings(tmp_path))
@@ -563,8 +563,12 @@ def test_resuming_a_search_under_another_experiment_is_refused(tmp_path):
         run_search("s", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=other, progress=False,
                    out_dir=tmp_path / "runs")  # all in tmp_path should it run (as it did before)
     assert optuna.load_study(study_name="s", storage=storage).trials == []
-    tracker = Tracker(other)
-    assert tracker.client.search_runs([tracker.experiment_id]) == []
+    # refused before the experiment is made: the mistyped one was left behind, empty
+    assert Tracker(other).client.get_experiment_by_name("other") is None
+    with pytest.raises(TrackingError, match="study 's' logs to MLflow experiment 'home', not 'other'"):
+        run_keras_tuner("s", tiny_settings(tmp_path), tuner="random", n_trials=1, storage=storage, tracking=other,
+                        progress=False, out_dir=tmp_path / "runs")
+    assert Tracker(other).client.get_experiment_by_name("other") is None
 
 
 def _study_done_during_an_outage(tmp_path, name: str, storage: str, *, final: bool = True):
