@@ -367,6 +367,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                           f"{t.datetime_start:%Y-%m-%d %H:%M:%S}" for t in running)
               + "): left to their workers. A worker that was killed is found by its missing heartbeat "
                 f"({_grace_text(running)} after its last one): run sync again then, or resume the search")
+    lost, failed = tracker.lost, len(tracker.failures)
     counts = tracker.sync(study, study_run=True)
     print(f"MLflow back-fill for study {args.study}: {counts['created']} runs created, {counts['updated']} updated"
           + (f"; study run: {', '.join(counts['study_run'])}" if counts["study_run"] else ""))
@@ -374,6 +375,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(counts["left_running"])
     if counts["not_back_filled"]:
         print(f"warning: not back-filled on the study run: {'; '.join(counts['not_back_filled'])}", file=sys.stderr)
+    if counts["trial_files_lost"]:  # the runs were whole but for these, and nothing said so
+        print(f"warning: not back-filled on the trial runs (made from each trial's predictions and weights, which the "
+              f"study does not keep; `ecg-automl export --trial N` retrains a model MLflow lacks): "
+              f"{'; '.join(counts['trial_files_lost'])}", file=sys.stderr)
+    if tracker.lost > lost:  # said "1 updated", exit 0, while every write had failed and the run stayed RUNNING
+        trials = counts["incomplete"]
+        print(f"error: {tracker.lost - lost} MLflow call(s) of the back-fill failed (the first: "
+              f"{tracker.failures[failed] if len(tracker.failures) > failed else 'skipped: the store was unreachable'})"
+              + (f"; trial(s) {', '.join(map(str, trials))} not fully back-filled" if trials else "")
+              + ": run `ecg-automl sync` again once the tracking store takes writes", file=sys.stderr)
+        return 1
     return 0
 
 

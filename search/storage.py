@@ -68,8 +68,7 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
                 # the schema is there and opening it succeeds
                 time.sleep(0.2 + random.random() * 0.5 * (attempt + 1))
                 continue
-            first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            raise StorageError(f"cannot open study storage {redact_url(url)}: {first}") from None
+            raise StorageError(f"cannot open study storage {redact_url(url)}: {_first_line(exc)}") from None
     raise AssertionError("unreachable")
 
 
@@ -245,8 +244,12 @@ def connect_error(url: str) -> str | None:
     return None
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """The line of an error's text that says what went wrong, for a one-line message: SQLAlchemy puts "(raised as a
+    result of Query-invoked autoflush; ...)" first, and the cause ("unable to open database file") on the next."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith("(raised as a result of")] or lines
+    return said[0][:limit] if said else type(exc).__name__
 
 
 def storage_option(url: str | None, *, always: bool = False) -> str:

@@ -484,10 +484,14 @@ def run_trials(
     bar.close()
     if tracker is not None:
         # trials of dead workers (failed by the heartbeat) and runs missed while MLflow was down
+        lost = tracker.lost
         counts = tracker._safe("sync", tracker.sync, study)
         if counts and (counts["created"] or counts["updated"]):
             log.warning("MLflow back-fill: %d trial runs created and %d completed (runs the tracking store missed, "
                         "or trials of stopped workers)", counts["created"], counts["updated"])
+        if tracker.lost > lost:  # the trials whose back-fill failed were counted as done
+            log.warning("MLflow back-fill incomplete (%d call(s) failed): run `ecg-automl sync --study %s` once the "
+                        "tracking store takes writes", tracker.lost - lost, study.study_name)
     if stopping:
         number, requeued = stopping[-1]
         raise TrialsKeepFailingError(

@@ -21,7 +21,7 @@ import yaml
 
 from .final_marker import FINAL_KILLED, _final_running_note, clear_dead_final, final_in_progress
 from .folders import why_no_folder
-from .storage import redact_url
+from .storage import _first_line, redact_url
 
 log = logging.getLogger("search")
 
@@ -383,6 +383,7 @@ class Tracker:
         self.skipped = 0  # calls not made while the store was unreachable
         self._offline_until: float | None = None
         self._experiment_id: str | None = None
+        self._then = _GOES_ON  # what a failed call's warning tells the user to do
 
     @property
     def client(self) -> Any:
@@ -465,7 +466,7 @@ class Tracker:
                     continue
                 raise TrackingError(f"cannot reach the MLflow tracking store at "
                                     f"{redact_url(self.config.tracking_uri)}: "
-                                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+                                    f"{type(exc).__name__}: {_first_line(exc)}") from None
         raise AssertionError("unreachable")
 
     @property
@@ -505,15 +506,14 @@ class Tracker:
             with _quiet_store_errors():
                 result = fn(*args, **kwargs)
         except Exception as exc:  # a lost server must not lose the trial (it stays in Optuna)
-            msg = f"MLflow {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+            msg = f"MLflow {what} failed ({type(exc).__name__}: {_first_line(exc, 200) if str(exc).strip() else ''})"
             self.failures.append(msg)
             if _unreachable(exc):
                 self._offline_until = time.monotonic() + OFFLINE_RETRY_S
                 log.warning("%s; the tracking store looks unreachable: MLflow calls are skipped for %.0f s "
-                            "at a time while it is; the study goes on, run `ecg-automl sync` later to back-fill",
-                            msg, OFFLINE_RETRY_S)
+                            "at a time while it is; %s", msg, OFFLINE_RETRY_S, self._then)
             else:
-                log.warning("%s; the study goes on, run `ecg-automl sync` later to back-fill", msg)
+                log.warning("%s; %s", msg, self._then)
             return None
         self._offline_until = None
         return result
@@ -523,22 +523,32 @@ class Tracker:
                   tags: dict[str, str] | None = None) -> str:
         """The study's parent run id: reused when the study resumes (so its trial runs stay under one parent),
         created (and remembered) otherwise, named ``run_name`` (default: the study's name). A study whose bench-server
-        moved (``latency_target_moves``) says so in a tag: the run's ``study.latency_target`` param cannot change."""
+        moved (``latency_target_moves``) says so in a tag: the run's ``study.latency_target`` param cannot change.
+        Where the remembered run is not in this store (a resume logged to another store in between, which then
+        remembered its own), this store's study run of the study is found by its tags and reused: a new one beside it
+        split the study over two runs. The run is tagged with the versions that decide results."""
+        from ecg_automl import __version__, versions
+
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         moves = study.user_attrs.get("latency_target_moves")
         if run_id:
             try:
-                with _quiet_store_errors():
-                    run = self.client.get_run(run_id)
-                    if run.info.status != "RUNNING":
-                        self.client.update_run(run_id, status="RUNNING")
-                    if moves:
-                        self.client.set_tag(run_id, "latency_target_moves", json.dumps(moves))
-                return run_id
+                return self._reopen_study_run(run_id, moves)
             except Exception:
-                log.warning("parent run %s not found in %s; starting a new one", run_id, self.config.tracking_uri)
+                found = self._find_study_run(study.study_name)
+                if found is not None:
+                    log.warning("the study's MLflow run %s is not in %s, where its run %s is: logging there (a run of "
+                                "the study in between went to another tracking store)", run_id,
+                                redact_url(self.config.tracking_uri), found)
+                    study.set_user_attr("mlflow_parent_run_id", found)
+                    return self._reopen_study_run(found, moves)
+                log.warning("the study's MLflow run %s is not in %s (its runs were logged to another tracking store): "
+                            "starting a study run here, and back-filling its trials into it", run_id,
+                            redact_url(self.config.tracking_uri))
         run = self.client.create_run(self.experiment_id, run_name=run_name or study.study_name,
                                      tags={"optuna.study_name": study.study_name, "ecg_automl.kind": "study",
+                                           "engine": "optuna", "ecg_automl.version": __version__,
+                                           "ecg_automl.versions": json.dumps(versions()),
                                            **({"latency_target_moves": json.dumps(moves)} if moves else {}),
                                            **(tags or {})})
         run_id = run.info.run_id
@@ -547,6 +557,26 @@ class Tracker:
         if "space_yaml" in settings:
             self.log_text(run_id, settings["space_yaml"], "space.yaml")
         return run_id
+
+    def _reopen_study_run(self, run_id: str, moves: Any) -> str:
+        """Mark the study's run RUNNING again (and note a moved bench-server); raises when it is not in the store."""
+        with _quiet_store_errors():
+            run = self.client.get_run(run_id)
+            if run.info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+            if moves:
+                self.client.set_tag(run_id, "latency_target_moves", json.dumps(moves))
+        return run_id
+
+    def _find_study_run(self, study_name: str) -> str | None:
+        """The id of the first study run of ``study_name`` in this experiment, by its tags, or None."""
+        try:
+            with _quiet_store_errors():
+                runs = self.client.search_runs([self.experiment_id], "tags.`ecg_automl.kind` = 'study'",
+                                               max_results=1000, order_by=["attributes.start_time ASC"])
+        except Exception:
+            return None
+        return next((r.info.run_id for r in runs if r.data.tags.get("optuna.study_name") == study_name), None)
 
     def require_study_run(self, study: Any, *, missing_ok: bool = False) -> None:
         """Raise :class:`TrackingError` unless the study's parent run (if it has one) is in this store and
@@ -655,7 +685,7 @@ class Tracker:
                 model.save(path)
             except Exception as exc:
                 log.warning("could not save the model for MLflow (%s: %s); the trial goes on without it",
-                            type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+                            type(exc).__name__, _first_line(exc, 200))
                 return False
             self.log_artifact(run_id, path, "model")
         return self.lost == lost
@@ -763,9 +793,22 @@ class Tracker:
         ``study_run`` (``ecg-automl sync``) also completes the study's run: the final test the study holds, its
         plots or Pareto front, and its end (:meth:`_sync_study_run`); the result then has ``"study_run"``: what
         was done to it, ``"not_back_filled"``: what could not be, and ``"left_running"``: why the study run was
-        left alone (a search is still making the final model, :func:`final_in_progress`), else None."""
+        left alone (a search is still making the final model, :func:`final_in_progress`), else None; and
+        ``"trial_files_lost"``: the files the back-filled runs of complete trials lack (:meth:`_trial_files_lost`).
+
+        A trial counts as created or updated only when every MLflow call of its back-fill succeeded; the numbers
+        of those whose calls failed are ``"incomplete"`` (with ``study_run``), and a later sync tries them again."""
+        then, self._then = self._then, _SYNC_GOES_ON
+        try:
+            return self._sync(study, trials, study_run=study_run)
+        finally:
+            self._then = then
+
+    def _sync(self, study: Any, trials: Iterable | None, *, study_run: bool) -> dict[str, Any]:
         parent = study.user_attrs.get("mlflow_parent_run_id")
         created = updated = 0
+        incomplete: list[int] = []
+        touched: list[tuple[Any, str]] = []  # (trial, run) of the runs back-filled
         new_parent = not parent
         if new_parent:  # a study searched with --no-mlflow
             parent = self.study_run(study, study.user_attrs.get("settings", {}))
@@ -788,15 +831,19 @@ class Tracker:
             if run is not None and _claimed_by_another(run, t.number, claims):
                 run = None  # a retry of a dead worker's trial that inherited the dead trial's run id
             run = run or existing.get(t.number)
+            before = self.lost
             if run is None:
                 run_id = self.start_trial(parent, t.number, study.study_name, _params(t), trial_tags(t),
                                           reopen=False)
-                if run_id is None:
-                    continue
-                self._log_folds(run_id, t)
-                self._log_curves(run_id, t)
-                self.end_trial(t, run_id)
-                created += 1
+                if run_id is not None:
+                    self._log_folds(run_id, t)
+                    self._log_curves(run_id, t)
+                    self.end_trial(t, run_id)
+                if run_id is not None and self.lost == before:
+                    created += 1
+                    touched.append((t, run_id))
+                else:  # the run a later sync finds and completes, or none
+                    incomplete.append(t.number)
                 continue
             # the run may have been created just before the server went away, without its params or fold
             # metrics: log what it lacks (a logged param's value cannot change, so only the missing keys)
@@ -835,7 +882,11 @@ class Tracker:
                     self.log_metrics(run.info.run_id, m, step=i)
                 self._log_curves(run.info.run_id, t, only=no_curves + gaps, logged=logged)
                 self.end_trial(t, run.info.run_id)
-                updated += 1
+                if self.lost == before:
+                    updated += 1
+                    touched.append((t, run.info.run_id))
+                else:
+                    incomplete.append(t.number)
             if check and self.lost == lost:  # every history answered, every missing point logged
                 self.set_tags(run.info.run_id, {CURVES_CHECKED: "true"})
             if check_folds and self.lost == lost:
@@ -844,14 +895,36 @@ class Tracker:
             return {"created": created, "updated": updated}
         marker, alive = final_in_progress(study)
         if marker and alive is not False:  # the search logs the final test, plots and end itself when it is done
-            return {"created": created, "updated": updated, "study_run": [], "not_back_filled": [],
+            return {"created": created, "updated": updated, "incomplete": incomplete, "study_run": [],
+                    "not_back_filled": [], "trial_files_lost": self._trial_files_lost(touched),
                     "left_running": _final_running_note(marker, alive)}
         clear_dead_final(study)  # a second sync does not find it again
         done, missing = self._sync_study_run(study, parent, killed_final=study.user_attrs.get(FINAL_KILLED))
         if done and not new_parent:
             updated += 1
-        return {"created": created, "updated": updated, "study_run": done, "not_back_filled": missing,
-                "left_running": None}
+        return {"created": created, "updated": updated, "incomplete": incomplete, "study_run": done,
+                "not_back_filled": missing, "trial_files_lost": self._trial_files_lost(touched), "left_running": None}
+
+    def _trial_files_lost(self, touched: list[tuple[Any, str]]) -> list[str]:
+        """What the back-filled runs of complete trials lack of the files a trial's run holds, which the study
+        cannot give: the plots need the trial's out-of-fold predictions, the model its weights. One line per set of
+        files, naming its trials (a sync said nothing of them, and the runs looked whole but for their pictures)."""
+        lacking: dict[tuple[str, ...], list[int]] = {}
+        for trial, run_id in touched:
+            if trial.state.name != "COMPLETE":  # a pruned or failed trial's run holds no file
+                continue
+            try:
+                with _quiet_store_errors():
+                    names = {a.path for a in self.client.list_artifacts(run_id)}
+                    if "model" in names:
+                        names |= {a.path for a in self.client.list_artifacts(run_id, "model")}
+            except Exception:  # cannot tell: nothing said
+                continue
+            gone = tuple(f for f in _TRIAL_FILES if f not in names)
+            if gone:
+                lacking.setdefault(gone, []).append(trial.number)
+        return [f"trial{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}: {', '.join(files)}"
+                for files, numbers in lacking.items()]
 
     def _sync_study_run(self, study, parent: str, killed_final: dict[str, Any] | None = None
                         ) -> tuple[list[str], list[str]]:
@@ -868,6 +941,15 @@ class Tracker:
         names = {a.path for a in self.client.list_artifacts(parent)}
         done: list[str] = []
         missing: list[str] = []
+        mark = [self.lost]
+
+        def did(what: str, when_refused: str) -> None:  # sync said "ended FINISHED" where MLflow had refused it
+            if self.lost == mark[0]:
+                done.append(what)
+            else:
+                missing.append(f"{when_refused}: MLflow refused the write (the warnings above say why)")
+            mark[0] = self.lost
+
         report = study.user_attrs.get("final")
         if killed_final and report and report.get("trial") == killed_final.get("trial"):
             killed_final = None  # killed after the report was stored: the final test is done
@@ -876,6 +958,7 @@ class Tracker:
                            f"{killed_final.get('worker', '?')}, was stopped while making the final model: run the "
                            f"search command again to make it)")
         if report:
+            mark[0] = self.lost
             if "model" in names:
                 names |= {a.path for a in self.client.list_artifacts(parent, "model")}
             dataset = study.user_attrs.get("settings", {}).get("dataset", "")
@@ -893,13 +976,14 @@ class Tracker:
                 else:
                     missing.append(f"model/final_model.keras ({model_path or 'the final model file'} is gone)")
             if logged:
-                done.append(f"final test back-filled ({', '.join(logged)})")
+                did(f"final test back-filled ({', '.join(logged)})", f"the final test ({', '.join(logged)})")
             if "final_roc.png" not in names:
                 missing.append("final_roc.png (it needs the final model's test predictions, which the study "
                                "does not keep)")
         if len(study.directions) == 1 and "optimization_history.png" not in names:
             from . import plots
 
+            mark[0] = self.lost
             try:
                 figures = plots.study_figures(study, study.user_attrs.get("settings", {}).get("metric", "f1"))
             except Exception as exc:  # as log_study_figures: a plot that cannot be drawn is a warning
@@ -909,16 +993,18 @@ class Tracker:
                 self.log_figure(parent, fig, name)
                 plots.close(fig)
             if figures:
-                done.append(f"plots back-filled ({', '.join(figures)})")
+                did(f"plots back-filled ({', '.join(figures)})", f"the plots ({', '.join(figures)})")
         if len(study.directions) > 1:
+            mark[0] = self.lost
             logged = self.log_pareto(parent, study, skip=names)
             if logged:
-                done.append(f"Pareto front back-filled ({', '.join(logged)})")
+                did(f"Pareto front back-filled ({', '.join(logged)})", f"the Pareto front ({', '.join(logged)})")
         if run.info.status == "RUNNING" and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
             status = "KILLED" if killed_final or (waiting and not report) else "FINISHED"
+            mark[0] = self.lost
             self.end_study(parent, status)
-            done.append(f"ended {status}")
+            did(f"ended {status}", f"its end ({status})")
         return done, missing
 
     def _log_folds(self, run_id: str, trial, *, folds: bool = True, summary: bool = True) -> None:
@@ -952,6 +1038,12 @@ class Tracker:
                  for step, v in enumerate(values) if v is not None and step not in logged.get(key, ())]
         for i in range(0, len(items), 1000):  # MLflow takes at most 1,000 metrics per batch
             self._safe("log_metrics", self.client.log_batch, run_id, metrics=items[i:i + 1000])
+
+
+#: The files a complete trial's run holds (:func:`search._trial_results.log_trial_results`).
+_TRIAL_FILES = ("confusion_matrix.png", "roc.png", "model/model.keras")
+_GOES_ON = "the study goes on, run `ecg-automl sync` later to back-fill"
+_SYNC_GOES_ON = "the back-fill goes on with the next run; run `ecg-automl sync` again once the store takes writes"
 
 
 def _by_trial_number(runs: list[Any]) -> dict[int, Any]:

@@ -640,6 +640,98 @@ def test_sync_back_fills_the_final_test_and_ends_the_study_run(tmp_path, cli_env
     assert tracker.client.get_run(running.user_attrs["mlflow_parent_run_id"]).info.status == "RUNNING"
 
 
+def test_sync_whose_writes_fail_says_so_and_exits_1(tmp_path, monkeypatch, capsys, caplog):
+    """With a store that took no writes (a read-only folder), `sync` printed "0 runs created, 1 updated" and exited
+    0 while the trial's run stayed RUNNING; its warnings showed SQLAlchemy's "(raised as a result of Query-invoked
+    autoflush ...)" line instead of the cause, and told the user to run `ecg-automl sync` later."""
+    import logging
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from ecg_automl.cli import main
+    from search import Tracker, TrackingConfig
+
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(TrackingConfig(uri, (tmp_path / "art").as_uri(), "ro"))
+    study = _study_done_during_an_outage(tmp_path, "ro", storage, final=False)
+    parent = tracker.study_run(study, {})
+    run0 = tracker.start_trial(parent, 0, "ro", study.trials[0].user_attrs["config"])  # then the store went away
+
+    def read_only(self, *args, **kwargs):
+        raise MlflowException("(raised as a result of Query-invoked autoflush; consider using a session.no_autoflush "
+                              "block if this flush is occurring prematurely)\n(sqlite3.OperationalError) unable to "
+                              "open database file\n[SQL: INSERT INTO metrics]")
+
+    for name in ("log_batch", "set_terminated", "create_run", "log_figure", "log_text", "log_artifact"):
+        monkeypatch.setattr(MlflowClient, name, read_only)
+    sync = ["sync", "--study", "ro", "--storage", storage, "--tracking-uri", uri, "--experiment", "ro"]
+    with caplog.at_level(logging.WARNING, logger="search"):
+        assert main(sync) == 1
+    out, err = capsys.readouterr()
+    assert "MLflow back-fill for study ro: 0 runs created, 0 updated" in out, out
+    assert ("MLflow call(s) of the back-fill failed (the first: MLflow log_metrics failed (MlflowException: "
+            "(sqlite3.OperationalError) unable to open database file)); trial(s) 0, 1 not fully back-filled: run "
+            "`ecg-automl sync` again once the tracking store takes writes") in err, err
+    assert ("warning: not back-filled on the study run: the plots (optimization_history.png): MLflow refused the "
+            "write (the warnings above say why); its end (FINISHED): MLflow refused the write") in err, err
+    warned = [r.getMessage() for r in caplog.records if r.name == "search" and r.levelno == logging.WARNING]
+    assert warned and all("run `ecg-automl sync` again once the store takes writes" in w for w in warned), warned
+    assert not any("raised as a result of" in w or "study goes on" in w for w in warned), warned
+    assert tracker.client.get_run(run0).info.status == "RUNNING"
+
+    monkeypatch.undo()  # the store takes writes again: the next sync completes both trials, exit 0
+    assert main(sync) == 0
+    out, err = capsys.readouterr()
+    assert ("MLflow back-fill for study ro: 1 runs created, 2 updated; study run: plots back-filled "
+            "(optimization_history.png), ended FINISHED") in out
+    # what no sync can give back was not said at all
+    assert ("warning: not back-filled on the trial runs (made from each trial's predictions and weights, which the "
+            "study does not keep; `ecg-automl export --trial N` retrains a model MLflow lacks): trials 0, 1: "
+            "confusion_matrix.png, roc.png, model/model.keras") in err, err
+    assert tracker.client.get_run(run0).info.status == "FINISHED"
+
+
+def test_export_with_a_store_that_is_not_the_studys_is_refused_and_creates_none(tmp_path):
+    """Run from another folder, export opened the default ./runs/mlflow.db there: it created that store, could not
+    fetch the trial's model from it (and retrained it), and warned three times that logging the file failed."""
+    from ecg_automl.tflite.export import export_trial
+    from search import Tracker, TrackingConfig, TrackingError
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = _study_done_during_an_outage(tmp_path, "away", storage)
+    Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "e")).study_run(study, {})
+    elsewhere = tmp_path / "elsewhere" / "runs" / "mlflow.db"
+    with pytest.raises(TrackingError, match=r"which is not in the tracking store sqlite:///.*elsewhere/runs/mlflow.db: "
+                                            r"give the store the study was created with .*, or --no-mlflow"):
+        export_trial("away", storage, "best", "fp32", tmp_path / "m.tflite",
+                     tracking=TrackingConfig(f"sqlite:///{elsewhere}", (tmp_path / "art").as_uri(), "e"))
+    assert not elsewhere.exists() and not (tmp_path / "m.tflite").exists()
+
+
+def test_a_resume_after_one_logged_to_another_store_finds_the_study_run_again(tmp_path):
+    """A resume with MLFLOW_TRACKING_URI left pointing at a server started a study run there and remembered it; the
+    next resume, back in the study's own store, did not find that run and started a second study run beside the
+    first, with every trial back-filled under it again. It now finds the first by its tags. A new study run says
+    which versions made it."""
+    import json
+
+    from search import Tracker, TrackingConfig
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = _study_done_during_an_outage(tmp_path, "moved", storage)
+    home = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'home.db'}", (tmp_path / "art").as_uri(), "e"))
+    first = home.study_run(study, {})
+    away = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'away.db'}", (tmp_path / "art").as_uri(), "e"))
+    assert away.study_run(study, {}) != first  # not in that store: a study run there (as before)
+    home = Tracker(home.config)
+    assert home.study_run(study, {}) == first
+    assert study.user_attrs["mlflow_parent_run_id"] == first
+    assert len(home.client.search_runs([home.experiment_id])) == 1
+    tags = home.client.get_run(first).data.tags
+    assert tags["engine"] == "optuna" and json.loads(tags["ecg_automl.versions"])["optuna"] == optuna.__version__
+
+
 def test_sync_back_fills_the_pareto_front_of_a_multi_objective_study(tmp_path, cli_env):
     """A multi-objective search logs its Pareto front (pareto_front.json and .png) on the study run at its end;
     with the tracking store away then, `sync` created the trial runs and ended the study run without them."""
@@ -798,7 +890,10 @@ def test_sync_clears_a_dead_final_marker_so_a_second_sync_is_quiet(tmp_path, cli
     first = run_cli(sync, tmp_path, cli_env)
     assert "ended KILLED" in first.stdout and first.stderr.strip() == (
         f"warning: not back-filled on the study run: final test of trial 1 (its search, {marker['worker']}, was "
-        f"stopped while making the final model: run the search command again to make it)"), first
+        f"stopped while making the final model: run the search command again to make it)\n"
+        f"warning: not back-filled on the trial runs (made from each trial's predictions and weights, which the study "
+        f"does not keep; `ecg-automl export --trial N` retrains a model MLflow lacks): trials 0, 1: "
+        f"confusion_matrix.png, roc.png, model/model.keras"), first
     assert tracker.client.get_run(parent).info.status == "KILLED"
     assert final_in_progress(study) == (None, None)
     killed = study.user_attrs[FINAL_KILLED]

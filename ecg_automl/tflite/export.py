@@ -82,7 +82,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", required=True, type=study_name, help="name of the study to export from")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     p.add_argument("--trial", type=_trial_spec, default="best",
-                   help="best (the final model of the study; default) or a trial number")
+                   help="best (the final model of the study; default) or a trial number (the trial's own model; "
+                        "for the trial the final model was made from, the final model)")
     p.add_argument("--mode", choices=MODES, default="int8",
                    help="TFLite mode (default int8, the Raspberry Pi deployment)")
     p.add_argument("--out", required=True, type=_tflite_path,
@@ -101,7 +102,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
                         "decision threshold")
     p.add_argument("--retrain", action="store_true",
                    help="with --trial N: train the trial's config on all search patients first (what a search's "
-                        "final model is), instead of exporting the trial's own last-fold model")
+                        "final model is), instead of exporting the trial's own last-fold model (or the final model "
+                        "made from it)")
     p.add_argument("--latency-target", default=None, metavar="URL",
                    help="also time the file on a bench-server (http://HOST:PORT), e.g. the Pi a study measured on")
     p.add_argument("--mlflow-config", type=non_empty("an MLflow settings file"), default=None,
@@ -347,13 +349,20 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
     ``tracking`` logs both on the trial's MLflow run. ``retrain``: a trial number's config trained on all search
     patients, instead of the trial's own model (its last fold's, trained on fewer); ``latency_target``: see
     :func:`export_model`."""
-    from search import Tracker, open_study
+    from search import Tracker, TrackingError, open_study
     from search import load_study_data
     from spaces import SearchSpace
 
     _check_mode(mode)  # found now, not after the data and the retraining
     _check_out(out)  # found now, not after the data, the model, the conversion and the timing
     study, settings = open_study(study_name, storage, None, heartbeat=None)
+    tracker = Tracker(tracking) if tracking is not None else None
+    if tracker is not None:  # run from another folder, the default store there is not the study's: export made a
+        tracker.ping()  # new, empty one, could not fetch the trial's model (retrained it) or log the file there
+        try:
+            tracker.require_study_run(study)
+        except TrackingError as e:
+            raise TrackingError(f"{e}, or --no-mlflow to export without MLflow") from None
     if trial_spec == "best":
         from optuna.trial import TrialState
 
@@ -391,7 +400,6 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
         where = f" (its --records {','.join(settings.records)} are all search records)" if settings.records else ""
         raise TFLiteError(f"study {study_name!r}: its {data.name} data has no held-out test patient{where}, and export "
                           f"checks the file against the model on them: start a study whose records include some")
-    tracker = Tracker(tracking) if tracking is not None else None
     # best of a multi-objective study is its front's one member: such a study never has a final model to miss
     model, origin, threshold = _trial_model(study, trial, settings, data, tracker,
                                             best=trial_spec == "best" and len(study.directions) == 1, retrain=retrain)
