@@ -87,13 +87,15 @@ def resampled_positions(samples: np.ndarray, fs_in: float, fs_out: float, *, bac
     return np.round(np.asarray(samples, dtype=np.int64) * up / down).astype(np.int64)
 
 
-def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    """Polyphase resampling along the first axis from ``fs_in`` to ``fs_out`` Hz."""
+def resample(x: np.ndarray, fs_in: float, fs_out: float, *, padtype: str = "constant") -> np.ndarray:
+    """Polyphase resampling along the first axis from ``fs_in`` to ``fs_out`` Hz. ``padtype`` (scipy's
+    ``resample_poly``) is what the filter assumes beyond both ends: zeros by default (a whole record, whose ends
+    are cut off anyway); a short piece resampled alone keeps its ends with "antireflect"."""
     fs_in, fs_out = _check_rate("fs_in", fs_in), _check_rate("fs_out", fs_out)
     if fs_in == fs_out:
         return np.asarray(x, dtype=np.float64)
     up, down = resample_ratio(fs_in, fs_out)
-    return _signal.resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=0)
+    return _signal.resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=0, padtype=padtype)
 
 
 def normalise(windows: np.ndarray) -> np.ndarray:

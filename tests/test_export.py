@@ -833,6 +833,37 @@ def test_a_heartbeat_csv_model_reads_rows_of_its_own_layout(untrained, tmp_path,
     assert set(_CLASS_MEANING) == set(SOURCES) and "NORM" in _CLASS_MEANING["ptbxl"]["0"]
 
 
+def test_csv_rows_at_another_rate_make_the_windows_the_model_was_trained_on(data_root):
+    """--csv-fs: a heartbeat-CSV model's rows at another rate than 125 Hz went to the centre crop, which cut off the
+    R peak each row begins at (the windows' median correlation with the 125 Hz rows' was -0.06); and any model's rows
+    were resampled one at a time with zeros beyond their ends, which pulled both ends towards 0 (up to 1.2 z-units
+    off the record's own windows, 34 of 300 decisions changed on MIT-BIH 213)."""
+    import numpy as np
+    import wfdb
+
+    from ecg_automl.tflite.predict import _csv_windows
+    from ecg_data import heartbeat_csv
+    from ecg_data.preprocess import bandpass, normalise, resample, resampled_positions
+
+    rng = np.random.default_rng(0)
+    t = np.arange(heartbeat_csv.N_SAMPLES) / heartbeat_csv.FS_IN  # heartbeat rows: the R peak first, then the beat
+    rows = np.exp(-t / 0.01) - 0.3 * np.exp(-((t - 0.3) / 0.05) ** 2) + 0.02 * rng.normal(size=(20, t.size))
+    meta = {"dataset": "heartbeat-csv", "fs": 180.0, "window": 256}
+    at125, _ = _csv_windows(rows, meta, heartbeat_csv.FS_IN)
+    at250, covered = _csv_windows(resample(rows.T, 125, 250).T, meta, 250.0)
+    assert covered == 256 and np.argmax(at250[:, :, 0], axis=1).tolist() == [128] * 20  # the R peak at the centre
+    assert min(np.corrcoef(a[:, 0], b[:, 0])[0, 1] for a, b in zip(at125, at250)) > 0.99
+
+    record = str(data_root / "mitdb" / "213")
+    x = bandpass(wfdb.rdrecord(record, channels=[0]).p_signal, 360.0)[:, 0]
+    at180 = resample(x, 360, 180)
+    beats = np.array([s for s in wfdb.rdann(record, "atr").sample if s % 2 == 0 and 300 < s < len(x) - 300])[:300]
+    centres = resampled_positions(beats, 360, 180)
+    own = normalise(np.array([at180[c - 96:c + 96] for c in centres])[:, :, None])  # the record path's windows
+    rows360, _ = _csv_windows(np.array([x[s - 192:s + 192] for s in beats]), {"fs": 180.0, "window": 192}, 360.0)
+    assert np.abs(rows360 - own).max() < 0.1  # 1.24 with zeros beyond the rows' ends
+
+
 def test_a_heartbeat_csv_model_says_it_was_never_filtered_and_predict_warns_on_a_record(data_root, tmp_path, cli_env):
     """A heartbeat-CSV model's sidecar named the 0.5-40 Hz band-pass of the record sources, which ecg-automl never
     applied to its rows (the CSV's maker preprocessed them): its ``filter`` is now null, with a note saying why.
@@ -927,6 +958,26 @@ def test_predict_bridges_missing_samples_and_says_so(untrained, data_root, tmp_p
     text = run_cli(["predict", untrained["mitdb"], "--record", data_root / "mitdb" / "100", "--annotations", "atr"],
                    tmp_path, cli_env).stdout
     assert "\n  beats at: the R peaks of the annotations (atr)\n" in text, text[-800:]
+
+
+def test_predict_refuses_a_lead_that_holds_no_sample(untrained, data_root, tmp_path, cli_env):
+    """A record whose model lead is missing from end to end gave "no beats found (lead MLII)" with a numpy warning,
+    and with its annotations classified every beat as an all-zero window: "no abnormal beat found"."""
+    import numpy as np
+    import wfdb
+
+    rec = wfdb.rdrecord(str(data_root / "mitdb" / "100"), sampto=360 * 20)
+    ann = wfdb.rdann(str(data_root / "mitdb" / "100"), "atr", sampto=360 * 20)
+    sig = rec.p_signal.copy()
+    sig[:, 0] = np.nan
+    wfdb.wrsamp("empty", fs=360, units=["mV", "mV"], sig_name=rec.sig_name, p_signal=sig, fmt=["16", "16"],
+                adc_gain=[200, 200], baseline=[0, 0], write_dir=str(tmp_path))  # NaN as WFDB's missing value
+    wfdb.wrann("empty", "atr", ann.sample, ann.symbol, write_dir=str(tmp_path))
+    for more in ([], ["--annotations", "atr"]):
+        proc = run_cli(["predict", untrained["mitdb"], "--record", tmp_path / "empty", *more], tmp_path, cli_env,
+                       check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (more, proc.stderr[-2000:])
+        assert "empty: lead MLII holds no sample (every value is missing)" in proc.stderr, (more, proc.stderr[-2000:])
 
 
 def test_a_cinc_record_may_be_named_by_its_mat_file(untrained, cinc_root, tmp_path, cli_env):
@@ -1134,6 +1185,10 @@ def test_predict_warns_on_a_record_the_model_was_trained_on(exported, untrained,
     # PTB Diagnostic's records are named with their patient's folder
     assert _seen_record_warning({"dataset": "ptbdb", "search_records": ["patient001/s0010_re"]},
                                 Path("ptbdb/patient001/s0010_re"))
+    # DS2's 202 is DS1's 201: one man, one tape (it got no warning)
+    ds1 = {"dataset": "mitdb", "search_records": ["101", "201"]}
+    assert "202 is of the same patient as MIT-BIH record 201" in _seen_record_warning(ds1, Path("mitdb/202"))
+    assert not _seen_record_warning(ds1, Path("mitdb/203"))
 
 
 def test_predict_and_bench_server_say_when_litert_is_missing(untrained, data_root, tmp_path, cli_env):

@@ -238,6 +238,16 @@ def _seen_record_warning(meta: dict[str, Any], record: Path) -> str | None:
     seen = {str(r) for r in meta.get("search_records") or ()}
     names = {r.rsplit("/", 1)[-1] for r in seen}  # PTB Diagnostic's are patient001/s0010_re
     ptbxl = meta.get("dataset") == "ptbxl" and re.fullmatch(r"0*(\d+)_(?:lr|hr)", record.name)
+    if meta.get("dataset") == "mitdb" and record.name not in names:  # DS2's 202 is DS1's 201: one man, one tape
+        from ecg_data.mitdb import SUBJECTS
+
+        subject = SUBJECTS.get(record.name)
+        same = sorted(n for n in names if subject is not None and SUBJECTS.get(n) == subject)
+        if same:
+            return (f"a record named {record.name} is of the same patient as MIT-BIH record {same[0]}, one of the "
+                    f"{len(seen)} records whose patients this model was trained on: if it is that record, the "
+                    f"results on it (against its annotations above all) overstate how the model does on patients it "
+                    f"has not seen")
     if not names & {record.name, *(ptbxl.groups()[:1] if ptbxl else ())}:  # a PTB-XL file (00001_lr): its ecg_id
         return None
     return (f"a record named {record.name} is one of the {len(seen)} {meta.get('dataset', '')} records whose "
@@ -347,6 +357,10 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     counted = sorted({*channels, det_ch})
     scan = quality.LeadScan(head.fs, [head.sig_names[c] for c in counted])  # flat and clipped, on the same pass
     missing = missing_runs(head, counted, chunk_s=chunk_s, observe=scan)  # lead-off gaps: bridged alike wherever chunks end
+    empty = [name for name, s in scan.stats().items() if s["range_mv"] is None]
+    if empty:  # with annotations its beats were classified as all-zero windows: "no abnormal beat found"
+        raise DataError(f"{record}: lead {', '.join(empty)} holds no sample (every value is missing): no beat of it "
+                        f"can be classified")
     in_gap = 0
     if annotations:
         samples, symbols = read_annotations(record, annotations, n_samples=head.n_samples, checked=AAMI)
@@ -528,6 +542,26 @@ def _classify_chunked(meta: dict[str, Any], model: TFLiteModel, head, channels: 
     return prob, {k: n for k, n in clipped.items() if n}
 
 
+def _csv_windows(rows: np.ndarray, meta: dict[str, Any], fs_in: float) -> tuple[np.ndarray, int]:
+    """CSV rows (n, samples) at ``fs_in`` Hz as the model's normalised windows (n, window, 1), and how many samples
+    of each window the rows fill (the rest is zero-padding)."""
+    fs_model, window = float(meta["fs"]), int(meta["window"])
+    if meta.get("dataset") == "heartbeat-csv":
+        # rows of the layout it was trained on begin at the R peak, at any rate: placed in the window as the search
+        # placed them (at another --csv-fs the centre crop below cut the R peak off, without a word)
+        return heartbeat_csv.windows_of(rows, fs_model, window, fs_in), window
+    # each row is resampled alone: "antireflect" continues it past both ends, where zeros (scipy's default) pulled
+    # its first and last samples towards 0 (rows at 360 Hz differed from the record's own windows by up to 1.2
+    # z-units there, and changed 34 of 300 decisions on MIT-BIH 213)
+    beats = resample(rows.T, fs_in, fs_model, padtype="antireflect").T if fs_in != fs_model else rows
+    covered = min(beats.shape[1], window)
+    if beats.shape[1] < window:  # padded with NaN: the z-score is the rows' own (zeros lowered its spread), and
+        pad = window - beats.shape[1]  # normalise then sets the padding to 0
+        beats = np.pad(beats, ((0, 0), (pad // 2, pad - pad // 2)), constant_values=np.nan)
+    start = (beats.shape[1] - window) // 2
+    return normalise(beats[:, start:start + window, None]), covered
+
+
 def _csv_rows(csv_path: str | Path) -> np.ndarray:
     """The CSV's rows as a 2-D float array; an empty or non-numeric file is a clear error."""
     import warnings
@@ -671,19 +705,7 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     if fs is None and rows.shape[1] != window:
         raise _row_length_error(csv_path, rows.shape[1], window, fs_model, has_label)
     fs_in = float(fs or fs_model)
-    covered = window  # samples of each model window the rows fill (the rest zero-padded)
-    if (meta.get("dataset") == "heartbeat-csv" and fs_in == heartbeat_csv.FS_IN
-            and rows.shape[1] == heartbeat_csv.N_SAMPLES):
-        # rows of the layout it was trained on begin at the R peak: placed in the window as the search placed them
-        windows = heartbeat_csv.windows_of(rows, fs_model, window, fs_in)
-    else:
-        beats = resample(rows.T, fs_in, fs_model).T if fs_in != fs_model else rows
-        covered = min(beats.shape[1], window)
-        if beats.shape[1] < window:  # padded with NaN: the z-score is the rows' own (zeros lowered its spread), and
-            pad = window - beats.shape[1]  # normalise then sets the padding to 0
-            beats = np.pad(beats, ((0, 0), (pad // 2, pad - pad // 2)), constant_values=np.nan)
-        start = (beats.shape[1] - window) // 2
-        windows = normalise(beats[:, start:start + window, None])
+    windows, covered = _csv_windows(rows, meta, fs_in)
     prob = model.predict(_model_inputs(meta, windows, np.zeros((len(windows), 0), np.float32)))  # no RR: refused above
     pred = Prediction(str(csv_path), np.arange(len(prob)), prob, float(meta["threshold"]), labels)
     pred.summary = {**_summary(pred, model.output_max), "beat_source": "CSV rows"}
