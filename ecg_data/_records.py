@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
-from .errors import RecordError
+from .errors import DataError, RecordError
 
 log = logging.getLogger("ecg_data")
 T = TypeVar("T")
@@ -16,7 +16,8 @@ ON_BAD_RECORD = ("error", "skip")
 
 def read_all(records: Iterable[str], reader: Callable[[str], T], on_bad_record: str, skipped: list[dict]) -> list[T]:
     """Apply ``reader`` to each record; a :class:`RecordError` is raised, or with ``on_bad_record='skip'``
-    logged as a warning and appended to ``skipped`` (so the run's log counts it)."""
+    logged as a warning and appended to ``skipped`` (so the run's log counts it). DataError when every record was
+    skipped: nothing is left to search or test on."""
     if on_bad_record not in ON_BAD_RECORD:
         raise ValueError(f"on_bad_record must be one of {ON_BAD_RECORD}, not {on_bad_record!r}")
     out = []
@@ -28,6 +29,10 @@ def read_all(records: Iterable[str], reader: Callable[[str], T], on_bad_record: 
                 raise
             log.warning("skipping bad record %s", exc)
             skipped.append({"record": str(rec), "path": exc.path, "problem": exc.problem})
+    if not out and skipped:  # a traceback ("ValueError: mitdb: no beats were read") with the reasons above it
+        raise DataError(f"none of the {len(skipped)} record(s) could be read (--on-bad-record skip skipped them "
+                        f"all): " + "; ".join(f"{s['record']}: {s['problem']}" for s in skipped[:5])
+                        + ("; ..." if len(skipped) > 5 else ""))
     return out
 
 

@@ -22,17 +22,18 @@ log = logging.getLogger("ecg_data")
 PIPELINE_VERSION = 6
 
 
-def _fingerprint(path: Path) -> list:
+def _fingerprint(path: Path, *, every: bool = False) -> list:
     """Names, sizes and mtimes (in ns: a copy made within the same second as the file it replaced kept its key) of
     the database's files, or of ``path`` alone when it is a file (a heartbeat CSV: its folder, perhaps ~, was
     walked on every load): a changed or repaired record misses the cache, and so does an edited ``RECORDS`` list
-    (PTB reads its records, and so its test patients, from it)."""
+    (PTB reads its records, and so its test patients, from it). ``every``: all files, whatever their names (a
+    source registered by a user reads files of its own kinds)."""
     if path.is_file():
         st = path.stat()
         return [[path.name, st.st_size, st.st_mtime_ns]]
     out = []
     for p in _files_under(path):
-        if p.suffix.lower() in {".hea", ".dat", ".atr", ".mat", ".csv"} or p.name == "RECORDS":
+        if every or p.suffix.lower() in {".hea", ".dat", ".atr", ".mat", ".csv"} or p.name == "RECORDS":
             st = p.stat()
             out.append([str(p.relative_to(path)), st.st_size, st.st_mtime_ns])
     return sorted(out)
@@ -78,6 +79,28 @@ def code_digest() -> dict[str, str]:
 
     return {"ecg_data": source_digest(Path(__file__).parent), "wfdb": version("wfdb"), "scipy": version("scipy"),
             "scikit-learn": version("scikit-learn")}
+
+
+def reader_inputs(reader: Callable[..., Any], path: Path) -> dict[str, Any] | None:
+    """For a reader from outside this package (``register_source``): its name, a digest of its source and of the
+    values it closes over, and every file under ``path``, for the cache key, which otherwise covers only this
+    package's code and the PhysioNet file kinds (a changed reader, or a changed file of its own kind, was served the
+    old arrays); None for ours. Whatever else it depends on, its ``cache_inputs(path)`` adds, as ours do."""
+    import inspect
+
+    if (getattr(reader, "__module__", "") or "").split(".")[0] == __name__.split(".")[0]:
+        return None
+    try:
+        code = inspect.getsource(reader)
+    except (OSError, TypeError):  # defined where no source can be read (an interactive session): its identity
+        code = repr(getattr(reader, "__code__", reader))
+    for cell in getattr(reader, "__closure__", None) or ():
+        try:
+            code += f"\0{cell.cell_contents!r}"
+        except ValueError:  # a cell not filled yet
+            code += "\0"
+    return {"reader": f"{getattr(reader, '__module__', '?')}.{getattr(reader, '__qualname__', repr(reader))}",
+            "source": hashlib.sha256(code.encode()).hexdigest()[:16], "files": _fingerprint(path, every=True)}
 
 
 def cache_key(name: str, path: Path, settings: dict[str, Any]) -> str:

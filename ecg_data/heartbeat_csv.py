@@ -204,7 +204,7 @@ def read_groups(csv: Path, n_rows: int) -> np.ndarray | None:
     except OSError as exc:  # a folder of that name, no read permission
         raise DataError(f"{g}: cannot be read as the patient ids of {csv.name} ({exc.strerror or exc})") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark (Notepad, Excel) made the first id another patient's
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise DataError(f"{g}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); save the patient ids "
@@ -298,11 +298,13 @@ def read_heartbeat_csv(path: Path, *, fs: float = 180.0, window: int = 256, reco
         "protocol": f"heartbeat CSV, {N_SAMPLES} samples at {FS_IN:g} Hz per row; class 0 normal; "
                     f"files named *test* are the test part",
     })
-    if not beat_level:
-        crossing = np.intersect1d(np.unique(ds.groups[ds.split == "search"]), np.unique(ds.groups[ds.split == "test"]))
-        if len(crossing):
-            raise DataError(f"heartbeat-csv: patient(s) {', '.join(crossing[:10])} have beats in both the test "
-                            f"file(s) and the others; the test split would leak patients")
+    # the opt-in covers the files without ids only: a patient the other files' ids put on both sides is still a leak
+    ids = {part: {str(g) for p, csv in zip(parts, files) if csv.name not in beat_level and p.split[0] == part
+                  for g in np.unique(p.groups)} for part in ("search", "test")}
+    crossing = sorted(ids["search"] & ids["test"])
+    if crossing:
+        raise DataError(f"heartbeat-csv: patient(s) {', '.join(crossing[:10])} have beats in both the test "
+                        f"file(s) and the others; the test split would leak patients")
     return ds
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._paths import PHYSIONET, database_dir
-from .cache import cached
+from .cache import cached, reader_inputs
 from .dataset import BeatDataset
 from .errors import DataError
 
@@ -82,6 +82,9 @@ def load_dataset(
     cache_inputs = getattr(reader, "cache_inputs", None)
     if cache_inputs is not None:  # inputs beyond the fingerprinted files (sidecars, switches read from the env)
         settings["inputs"] = cache_inputs(db_path)
+    own = reader_inputs(reader, db_path)
+    if own is not None:  # a registered reader's code and files
+        settings["reader"] = own
     ds = cached(name, db_path, settings,
                 lambda: reader(db_path, fs=fs, window=window, records=records, on_bad_record=on_bad_record),
                 use_cache=use_cache)

@@ -149,3 +149,36 @@ def test_two_threads_filling_one_entry_do_not_share_temporary_files(tmp_path, ca
         t.join()
     assert not caplog.records
     assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".json", ".npz"]
+
+
+def _toy_reader(scale: float):
+    """A reader as a user registers one: arrays from a file of its own kind (.npy), scaled."""
+    def reader(path, *, fs, window, records, on_bad_record):
+        x = np.load(Path(path) / "beats.npy") * scale
+        n = len(x)
+        return BeatDataset("toy", x[:, :window, None].astype(np.float32), np.ones((n, 14), np.float32),
+                           np.zeros(n, np.int8), np.full(n, "N"), np.arange(n).astype(str), np.full(n, "r"),
+                           np.full(n, "search"), fs)
+    return reader
+
+
+def test_a_registered_source_misses_the_cache_when_its_reader_or_its_files_change(tmp_path, monkeypatch):
+    """The cache key covered ecg_data's own code and the PhysioNet file kinds only: a source added with
+    register_source was served its old arrays after its reader changed, or after a file of its own kind did."""
+    from ecg_data import load_dataset, register_source
+    from ecg_data.loader import SOURCES
+
+    monkeypatch.setenv("ECG_AUTOML_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(SOURCES, "toy", SOURCES.get("mitdb"))  # undone after the test
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    np.save(folder / "beats.npy", np.ones((10, 256)))
+    register_source("toy", _toy_reader(1.0))
+    assert not load_dataset("toy", path=folder, window=128).info["cache"]["hit"]
+    assert load_dataset("toy", path=folder, window=128).info["cache"]["hit"]  # nothing changed: a hit
+    register_source("toy", _toy_reader(2.0))
+    again = load_dataset("toy", path=folder, window=128)
+    assert not again.info["cache"]["hit"] and float(again.X[0, 0, 0]) == 2.0
+    np.save(folder / "beats.npy", np.full((10, 256), 3.0))
+    changed = load_dataset("toy", path=folder, window=128)
+    assert not changed.info["cache"]["hit"] and float(changed.X[0, 0, 0]) == 6.0

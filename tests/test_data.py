@@ -174,6 +174,16 @@ def test_skip_mode_counts_bad_records(data_root, tmp_path, caplog):
         assert ds.info["cache"]["hit"] is hit and caplog.text.count("100.atr") == 1, caplog.text
 
 
+def test_skip_mode_with_every_record_bad_is_one_clear_error(data_root, tmp_path):
+    """Every record asked for skipped as bad ended in a traceback: ValueError "mitdb: no beats were read"."""
+    root = _copy_db(data_root, tmp_path, ["100", "101"])
+    (root / "mitdb" / "100.atr").unlink()
+    (root / "mitdb" / "101.hea").write_text("this is not a header\n")
+    with pytest.raises(DataError, match=r"none of the 2 record\(s\) could be read \(--on-bad-record skip skipped "
+                                        r"them all\): 101: unreadable header .*; 100: annotation file not found"):
+        load_dataset("mitdb", root=root, records=["100", "101"], on_bad_record="skip", use_cache=False)
+
+
 def test_missing_database_says_where_to_put_it(tmp_path):
     with pytest.raises(DataError) as err:
         load_dataset("mitdb", root=tmp_path / "nowhere", download=False)

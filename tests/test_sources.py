@@ -490,6 +490,26 @@ def test_heartbeat_csv_needs_patient_ids(csv_folder, monkeypatch, caplog):
     assert read_heartbeat_csv(csv_folder, allow_beat_level_split=True).info["beat_level_split"] is True
 
 
+def test_heartbeat_csv_patient_ids_saved_with_a_byte_order_mark_are_the_same_patients(csv_folder):
+    """A .groups file saved as "UTF-8 with BOM" (Notepad, Excel) read its first id as '\ufeffq0', another patient:
+    a patient with beats in the test file and the others then passed the leak check."""
+    test_ids = Path(str(csv_folder / "mitbih_test.csv") + ".groups")
+    test_ids.write_text("".join(f"{g}\n" for g in ["p0"] + [f"q{i % 2}" for i in range(19)]), encoding="utf-8-sig")
+    with pytest.raises(DataError, match=r"patient\(s\) p0 have beats in both the test file\(s\) and the others"):
+        read_heartbeat_csv(csv_folder)
+    test_ids.write_text("".join(f"{g}\n" for g in [f"q{i % 2}" for i in range(20)]), encoding="utf-8-sig")
+    assert set(read_heartbeat_csv(csv_folder).groups) == {"p0", "p1", "p2", "p3", "q0", "q1"}
+
+
+def test_the_beat_level_opt_in_does_not_hide_a_leak_the_given_ids_show(csv_folder):
+    """ECG_AUTOML_ALLOW_BEAT_SPLIT=1 is for files without patient ids: with one such file beside two that have ids,
+    the ids' own leak (patients on both sides) was no longer checked."""
+    Path(str(csv_folder / "mitbih_test.csv") + ".groups").write_text("".join(f"p{i % 4}\n" for i in range(20)))
+    _write_csv(csv_folder / "extra.csv", _beat_rows(10, [0, 1], 2))  # no ids
+    with pytest.raises(DataError, match=r"patient\(s\) p0, p1, p2, p3 have beats in both the test file"):
+        read_heartbeat_csv(csv_folder, allow_beat_level_split=True)
+
+
 def test_heartbeat_csv_says_it_has_no_rr_intervals(csv_folder, small_mitdb):
     """The dataset object tells the search whether its rr array is real (it survives the cache and subsets)."""
     first = load_dataset("heartbeat-csv", path=csv_folder)
