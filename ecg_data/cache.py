@@ -86,21 +86,41 @@ def reader_inputs(reader: Callable[..., Any], path: Path) -> dict[str, Any] | No
     values it closes over, and every file under ``path``, for the cache key, which otherwise covers only this
     package's code and the PhysioNet file kinds (a changed reader, or a changed file of its own kind, was served the
     old arrays); None for ours. Whatever else it depends on, its ``cache_inputs(path)`` adds, as ours do."""
-    import inspect
-
     if (getattr(reader, "__module__", "") or "").split(".")[0] == __name__.split(".")[0]:
         return None
-    try:
-        code = inspect.getsource(reader)
-    except (OSError, TypeError):  # defined where no source can be read (an interactive session): its identity
-        code = repr(getattr(reader, "__code__", reader))
-    for cell in getattr(reader, "__closure__", None) or ():
+    return {"reader": hashlib.sha256(_describe(reader).encode()).hexdigest()[:16],
+            "files": _fingerprint(path, every=True)}
+
+
+def _describe(obj: Any, depth: int = 0) -> str:
+    """Text that stands for what ``obj`` (a reader, a partial of one, what a closure holds) computes, the same in
+    every process: a function by its name, source and closure, a partial by its function and arguments, anything
+    else by its repr() unless that holds a memory address (the key then missed the cache on every load)."""
+    import functools
+    import inspect
+
+    if depth > 4:
+        return type(obj).__qualname__
+    if isinstance(obj, functools.partial):
+        parts = [_describe(obj.func, depth + 1), *(_describe(a, depth + 1) for a in obj.args),
+                 *(f"{k}={_describe(v, depth + 1)}" for k, v in sorted(obj.keywords.items()))]
+        return "partial(" + "\0".join(parts) + ")"
+    fn = getattr(obj, "__func__", obj)  # a bound method's function
+    if inspect.isfunction(fn):
         try:
-            code += f"\0{cell.cell_contents!r}"
-        except ValueError:  # a cell not filled yet
-            code += "\0"
-    return {"reader": f"{getattr(reader, '__module__', '?')}.{getattr(reader, '__qualname__', repr(reader))}",
-            "source": hashlib.sha256(code.encode()).hexdigest()[:16], "files": _fingerprint(path, every=True)}
+            code = inspect.getsource(fn)
+        except (OSError, TypeError):  # defined where no source can be read (an interactive session)
+            code = fn.__code__.co_code.hex() + repr(fn.__code__.co_names)
+        cells = []
+        for cell in fn.__closure__ or ():
+            try:
+                cells.append(_describe(cell.cell_contents, depth + 1))
+            except ValueError:  # a cell not filled yet
+                cells.append("")
+        defaults = [_describe(d, depth + 1) for d in fn.__defaults__ or ()]
+        return "\0".join([f"{fn.__module__}.{fn.__qualname__}", code, *cells, *defaults])
+    text = repr(obj)
+    return type(obj).__qualname__ if " at 0x" in text else text
 
 
 def cache_key(name: str, path: Path, settings: dict[str, Any]) -> str:

@@ -95,7 +95,10 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float, *, padtype: str = "cons
     if fs_in == fs_out:
         return np.asarray(x, dtype=np.float64)
     up, down = resample_ratio(fs_in, fs_out)
-    return _signal.resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=0, padtype=padtype)
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 2:  # SciPy 1.17's "antireflect" on one sample killed the process (SIGFPE): nothing to continue
+        padtype = "constant"
+    return _signal.resample_poly(x, up, down, axis=0, padtype=padtype)
 
 
 def normalise(windows: np.ndarray) -> np.ndarray:

@@ -27,7 +27,8 @@ from .study import (MAX_FAILURES_IN_A_ROW, StudyMismatchError, TrialsKeepFailing
                     check_study_data, clear_dead_final_at_start, load_study_data, log_study_figures, open_study,
                     refuse_other_experiment, refuse_other_settings, require_test_part, run_final, search_data,
                     space_for_data, stored_study)
-from .tracking import CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, MODEL_IN_MLFLOW, Tracker, TrackingConfig
+from .tracking import (CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, MODEL_IN_MLFLOW, Tracker, TrackingConfig,
+                       version_tags)
 from .training import fit, tf_threads
 
 log = logging.getLogger("search")
@@ -280,7 +281,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             parent = tracker.study_run(study, settings.to_dict(), run_name=name, tags=tags)
         else:
             parent = tracker.client.create_run(tracker.experiment_id, run_name=name,
-                                               tags={"ecg_automl.kind": "study", **tags}).info.run_id
+                                               tags={"ecg_automl.kind": "study", **tags,
+                                                     **version_tags()}).info.run_id
             tracker.log_params(parent, {f"study.{k}": v for k, v in settings.to_dict().items() if k != "space_yaml"})
     if study is not None:
         clear_dead_final_at_start(study, final, print_fn)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from contextlib import contextmanager
@@ -525,17 +526,19 @@ class Tracker:
         created (and remembered) otherwise, named ``run_name`` (default: the study's name). A study whose bench-server
         moved (``latency_target_moves``) says so in a tag: the run's ``study.latency_target`` param cannot change.
         Where the remembered run is not in this store (a resume logged to another store in between, which then
-        remembered its own), this store's study run of the study is found by its tags and reused: a new one beside it
-        split the study over two runs. The run is tagged with the versions that decide results."""
-        from ecg_automl import __version__, versions
+        remembered its own), this store's study run of the study is found by the study's own key (:data:`STUDY_KEY`,
+        not its name, which another study may bear) and reused: a new one beside it split the study over two runs.
+        The run is tagged with the study's engine and the versions that decide results."""
+        import uuid
 
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         moves = study.user_attrs.get("latency_target_moves")
+        key = study.user_attrs.get(STUDY_KEY)
         if run_id:
             try:
                 return self._reopen_study_run(run_id, moves)
             except Exception:
-                found = self._find_study_run(study.study_name)
+                found = self._find_study_run(key) if key else None
                 if found is not None:
                     log.warning("the study's MLflow run %s is not in %s, where its run %s is: logging there (a run of "
                                 "the study in between went to another tracking store)", run_id,
@@ -545,10 +548,13 @@ class Tracker:
                 log.warning("the study's MLflow run %s is not in %s (its runs were logged to another tracking store): "
                             "starting a study run here, and back-filling its trials into it", run_id,
                             redact_url(self.config.tracking_uri))
+        if not key:
+            key = uuid.uuid4().hex
+            study.set_user_attr(STUDY_KEY, key)
+        engine = str(study.user_attrs.get("engine", "optuna")).split(":")[0]  # as its trial runs say it
         run = self.client.create_run(self.experiment_id, run_name=run_name or study.study_name,
                                      tags={"optuna.study_name": study.study_name, "ecg_automl.kind": "study",
-                                           "engine": "optuna", "ecg_automl.version": __version__,
-                                           "ecg_automl.versions": json.dumps(versions()),
+                                           "engine": engine, STUDY_KEY_TAG: key, **version_tags(),
                                            **({"latency_target_moves": json.dumps(moves)} if moves else {}),
                                            **(tags or {})})
         run_id = run.info.run_id
@@ -568,15 +574,17 @@ class Tracker:
                 self.client.set_tag(run_id, "latency_target_moves", json.dumps(moves))
         return run_id
 
-    def _find_study_run(self, study_name: str) -> str | None:
-        """The id of the first study run of ``study_name`` in this experiment, by its tags, or None."""
+    def _find_study_run(self, key: str) -> str | None:
+        """The id of the first study run in this experiment tagged with the study's ``key``, or None."""
+        if not re.fullmatch(r"[0-9a-f]{32}", key):  # made by study_run: nothing to quote in the filter
+            return None
         try:
             with _quiet_store_errors():
-                runs = self.client.search_runs([self.experiment_id], "tags.`ecg_automl.kind` = 'study'",
-                                               max_results=1000, order_by=["attributes.start_time ASC"])
+                runs = self.client.search_runs([self.experiment_id], f"tags.`{STUDY_KEY_TAG}` = '{key}'",
+                                               max_results=1, order_by=["attributes.start_time ASC"])
         except Exception:
             return None
-        return next((r.info.run_id for r in runs if r.data.tags.get("optuna.study_name") == study_name), None)
+        return runs[0].info.run_id if runs else None
 
     def require_study_run(self, study: Any, *, missing_ok: bool = False) -> None:
         """Raise :class:`TrackingError` unless the study's parent run (if it has one) is in this store and
@@ -744,10 +752,12 @@ class Tracker:
 
     def end_trial(self, frozen_trial: Any, run_id: str | None = None) -> None:
         """Write the trial's final state, value and attributes to its run (``run_id``, else the one the
-        trial recorded when it started); called from the study callback and by :meth:`sync`."""
+        trial recorded when it started); called from the study callback and by :meth:`sync`. The run is ended only
+        when those reached the store: one left RUNNING is what :meth:`sync` looks into again."""
         run_id = run_id or frozen_trial.user_attrs.get("mlflow_run_id")
         if run_id is None:
             return
+        lost = self.lost
         state = frozen_trial.state.name
         metrics = {}
         if frozen_trial.values is not None and state == "COMPLETE":
@@ -773,7 +783,8 @@ class Tracker:
         if isinstance(frozen_trial.user_attrs.get("latency_device"), dict):  # the bench-server's board
             tags["latency_device"] = json.dumps(frozen_trial.user_attrs["latency_device"], sort_keys=True)
         self.set_tags(run_id, tags)
-        self._safe("end of trial run", self.client.set_terminated, run_id, RUN_STATUS.get(state, "FAILED"))
+        if self.lost == lost:
+            self._safe("end of trial run", self.client.set_terminated, run_id, RUN_STATUS.get(state, "FAILED"))
 
     # -- back-fill ----------------------------------------------------------------------------
     def trial_runs(self, parent_id: str) -> dict[int, Any]:
@@ -838,7 +849,8 @@ class Tracker:
                 if run_id is not None:
                     self._log_folds(run_id, t)
                     self._log_curves(run_id, t)
-                    self.end_trial(t, run_id)
+                    if self.lost == before:  # left RUNNING, a run some of whose calls failed is looked into again
+                        self.end_trial(t, run_id)
                 if run_id is not None and self.lost == before:
                     created += 1
                     touched.append((t, run_id))
@@ -858,7 +870,9 @@ class Tracker:
                          if k not in run.data.metrics and any(v is not None for v in values)]  # all-NaN: nothing
             # a trial that knows some of its curve points were lost: the steps each curve's history lacks (asked
             # once: the run is then tagged, as a finished trial's attribute cannot be cleared)
-            check = bool(t.user_attrs.get(CURVES_LOST)) and run.data.tags.get(CURVES_CHECKED) != "true"
+            # (or of a run not ended as its trial: a back-fill whose calls failed left it RUNNING, after some points)
+            unended = run.info.status != RUN_STATUS.get(t.state.name)
+            check = (bool(t.user_attrs.get(CURVES_LOST)) or unended) and run.data.tags.get(CURVES_CHECKED) != "true"
             lost = self.lost
             keys = [k for k in curves if k in run.data.metrics] if check else []
             logged = self._curve_steps(run.info.run_id, keys)
@@ -866,7 +880,7 @@ class Tracker:
                     if any(v is not None and i not in steps for i, v in enumerate(curves[k]))]
             # likewise the folds of a trial that knows some of its fold.* metrics were lost (FOLDS_LOST)
             folds = t.user_attrs.get("fold_metrics") or []
-            check_folds = (not no_folds and bool(t.user_attrs.get(FOLDS_LOST))
+            check_folds = (not no_folds and (bool(t.user_attrs.get(FOLDS_LOST)) or unended)
                            and run.data.tags.get(FOLDS_CHECKED) != "true")
             fold_steps = self._curve_steps(run.info.run_id, sorted({f"fold.{k}" for f in folds for k in f})
                                            if check_folds else [])
@@ -881,7 +895,8 @@ class Tracker:
                 for i, m in fold_gaps.items():
                     self.log_metrics(run.info.run_id, m, step=i)
                 self._log_curves(run.info.run_id, t, only=no_curves + gaps, logged=logged)
-                self.end_trial(t, run.info.run_id)
+                if self.lost == before:
+                    self.end_trial(t, run.info.run_id)
                 if self.lost == before:
                     updated += 1
                     touched.append((t, run.info.run_id))
@@ -1038,6 +1053,19 @@ class Tracker:
                  for step, v in enumerate(values) if v is not None and step not in logged.get(key, ())]
         for i in range(0, len(items), 1000):  # MLflow takes at most 1,000 metrics per batch
             self._safe("log_metrics", self.client.log_batch, run_id, metrics=items[i:i + 1000])
+
+
+#: The study's attribute holding a key of its own, also tagged on its MLflow study run: a resume finds that run by
+#: it where the study's remembered run is not in the store (the study's name may be another study's too).
+STUDY_KEY = "mlflow_study_key"
+STUDY_KEY_TAG = "ecg_automl.study_key"
+
+
+def version_tags() -> dict[str, str]:
+    """A study run's tags for the versions that decide results (ecg-automl's, Python's and the libraries')."""
+    from ecg_automl import __version__, versions
+
+    return {"ecg_automl.version": __version__, "ecg_automl.versions": json.dumps(versions())}
 
 
 #: The files a complete trial's run holds (:func:`search._trial_results.log_trial_results`).

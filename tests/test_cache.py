@@ -182,3 +182,26 @@ def test_a_registered_source_misses_the_cache_when_its_reader_or_its_files_chang
     np.save(folder / "beats.npy", np.full((10, 256), 3.0))
     changed = load_dataset("toy", path=folder, window=128)
     assert not changed.info["cache"]["hit"] and float(changed.X[0, 0, 0]) == 6.0
+
+
+def test_a_registered_reader_is_described_the_same_in_every_process():
+    """A reader registered as a functools.partial, or as a closure over a function or object, was keyed by its
+    repr(), which holds a memory address: every process missed the cache and wrote another entry."""
+    import functools
+
+    from ecg_data.cache import _describe
+
+    class Settings:  # an object without a repr of its own: "<...Settings object at 0x...>"
+        pass
+
+    settings = Settings()
+
+    def over(fn):
+        def reader(path, **kw):
+            return fn(path, **kw), settings
+        return reader
+
+    for reader in (functools.partial(_toy_reader(1.0), window=3), over(_toy_reader(1.0))):
+        text = _describe(reader)
+        assert " at 0x" not in text and "_toy_reader" in text, text
+    assert _describe(functools.partial(_toy_reader(1.0))) != _describe(functools.partial(_toy_reader(2.0)))

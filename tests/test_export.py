@@ -862,6 +862,11 @@ def test_csv_rows_at_another_rate_make_the_windows_the_model_was_trained_on(data
     own = normalise(np.array([at180[c - 96:c + 96] for c in centres])[:, :, None])  # the record path's windows
     rows360, _ = _csv_windows(np.array([x[s - 192:s + 192] for s in beats]), {"fs": 180.0, "window": 192}, 360.0)
     assert np.abs(rows360 - own).max() < 0.1  # 1.24 with zeros beyond the rows' ends
+    # a one-sample row (a signal written one value per line) at another rate: SciPy's "antireflect" killed the
+    # process with SIGFPE; it is a row of padding, which predict warns about
+    assert _csv_windows(np.ones((3, 1)), {"fs": 180.0, "window": 192}, 360.0)[1] == 1
+    # a heartbeat model's short rows are padding after the beat: said (their windows were all "covered")
+    assert _csv_windows(rows[:, :40], meta, heartbeat_csv.FS_IN)[1] == 128 + 58
 
 
 def test_a_heartbeat_csv_model_says_it_was_never_filtered_and_predict_warns_on_a_record(data_root, tmp_path, cli_env):

@@ -730,6 +730,52 @@ def test_a_resume_after_one_logged_to_another_store_finds_the_study_run_again(tm
     assert len(home.client.search_runs([home.experiment_id])) == 1
     tags = home.client.get_run(first).data.tags
     assert tags["engine"] == "optuna" and json.loads(tags["ecg_automl.versions"])["optuna"] == optuna.__version__
+    # another study of the same name (another storage) whose run is not here is not given this study's run
+    other = _study_done_during_an_outage(tmp_path, "moved", f"sqlite:///{tmp_path / 'other.db'}")
+    Tracker(away.config).study_run(other, {})
+    assert Tracker(home.config).study_run(other, {}) != first
+    # a KerasTuner study's run made by sync (searched with --no-mlflow) says its engine
+    kt = _study_done_during_an_outage(tmp_path, "kt", storage)
+    kt.set_user_attr("engine", "keras-tuner:random")
+    home.sync(kt, study_run=True)
+    assert home.client.get_run(kt.user_attrs["mlflow_parent_run_id"]).data.tags["engine"] == "keras-tuner"
+
+
+def test_a_trial_whose_back_fill_lost_one_call_is_completed_by_the_next_sync(tmp_path, monkeypatch):
+    """One fold's metrics lost during a sync (a single 503): the trial was reported incomplete, but its run was
+    ended all the same, and the next sync, seeing fold.* metrics there, reported nothing to do: the gap stayed."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from search import Tracker, TrackingConfig
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = _study_done_during_an_outage(tmp_path, "gap", storage, final=False)
+    dist = {"learning_rate": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
+    study.add_trial(optuna.trial.create_trial(
+        params={"learning_rate": 0.005}, distributions=dist, value=0.7,
+        user_attrs={"config": {"learning_rate": 0.005}, "threshold": 0.4, "objective_names": ["quality"],
+                    "fold_metrics": [{"f1": 0.6}, {"f1": 0.7}, {"f1": 0.8}]}))
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "gap"))
+    tracker.study_run(study, {})
+    log_batch, calls = MlflowClient.log_batch, []
+
+    def one_lost(self, run_id, metrics=(), **kwargs):
+        if any(m.key == "fold.f1" and m.step == 1 for m in metrics):
+            calls.append(run_id)
+            if len(calls) == 1:
+                raise MlflowException("503 Service Unavailable")
+        return log_batch(self, run_id, metrics=metrics, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", one_lost)
+    assert tracker.sync(study, study_run=True)["incomplete"] == [2]
+    run = tracker.trial_runs(study.user_attrs["mlflow_parent_run_id"])[2]
+    assert run.info.status == "RUNNING"  # not ended: the next sync looks into it
+    again = tracker.sync(study, study_run=True)
+    assert again["incomplete"] == [] and again["updated"] >= 1
+    history = tracker.client.get_metric_history(run.info.run_id, "fold.f1")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+    assert tracker.client.get_run(run.info.run_id).info.status == "FINISHED"
 
 
 def test_sync_back_fills_the_pareto_front_of_a_multi_objective_study(tmp_path, cli_env):

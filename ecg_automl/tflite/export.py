@@ -357,9 +357,15 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
     _check_out(out)  # found now, not after the data, the model, the conversion and the timing
     study, settings = open_study(study_name, storage, None, heartbeat=None)
     tracker = Tracker(tracking) if tracking is not None else None
-    if tracker is not None:  # run from another folder, the default store there is not the study's: export made a
-        tracker.ping()  # new, empty one, could not fetch the trial's model (retrained it) or log the file there
+    if tracker is not None:
         try:
+            tracker.ping()
+        except TrackingError as e:  # the file is what the user came for: made without MLflow, as before
+            print(f"warning: {e}: the export is not logged to MLflow, and a trial model MLflow holds is retrained instead "
+                  f"of fetched (--no-mlflow says so without this warning)", file=sys.stderr)
+            tracker = None
+    if tracker is not None:  # run from another folder, the default store there is not the study's: export made a
+        try:  # new, empty one, could not fetch the trial's model (retrained it) or log the file there
             tracker.require_study_run(study)
         except TrackingError as e:
             raise TrackingError(f"{e}, or --no-mlflow to export without MLflow") from None

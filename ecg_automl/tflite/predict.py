@@ -548,8 +548,10 @@ def _csv_windows(rows: np.ndarray, meta: dict[str, Any], fs_in: float) -> tuple[
     fs_model, window = float(meta["fs"]), int(meta["window"])
     if meta.get("dataset") == "heartbeat-csv":
         # rows of the layout it was trained on begin at the R peak, at any rate: placed in the window as the search
-        # placed them (at another --csv-fs the centre crop below cut the R peak off, without a word)
-        return heartbeat_csv.windows_of(rows, fs_model, window, fs_in), window
+        # placed them (at another --csv-fs the centre crop below cut the R peak off, without a word); the zeros
+        # before the R peak are the layout's own, those after a short row's end are padding
+        after = int(round(rows.shape[1] * fs_model / fs_in))
+        return heartbeat_csv.windows_of(rows, fs_model, window, fs_in), window // 2 + min(after, window - window // 2)
     # each row is resampled alone: "antireflect" continues it past both ends, where zeros (scipy's default) pulled
     # its first and last samples towards 0 (rows at 360 Hz differed from the record's own windows by up to 1.2
     # z-units there, and changed 34 of 300 decisions on MIT-BIH 213)
