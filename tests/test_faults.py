@@ -709,6 +709,24 @@ def test_export_with_a_store_that_is_not_the_studys_is_refused_and_creates_none(
     assert not elsewhere.exists() and not (tmp_path / "m.tflite").exists()
 
 
+def test_export_with_a_tracking_server_that_does_not_answer_goes_on_without_mlflow(tmp_path, capsys):
+    """The file is what the user came for: a server that does not answer is a warning, and export goes on (here to
+    the retraining of the made-up trial's config, which lacks what training needs), as it did before it checked
+    the study's store."""
+    from ecg_automl.tflite.export import export_trial
+    from search import TrackingConfig
+    from spaces.schema import SpaceError
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _study_done_during_an_outage(tmp_path, "down", storage)
+    with pytest.raises(SpaceError, match="config lacks batch_size"):
+        export_trial("down", storage, "best", "fp32", tmp_path / "m.tflite",
+                     tracking=TrackingConfig("http://127.0.0.1:9", (tmp_path / "art").as_uri(), "e"))
+    err = capsys.readouterr().err
+    assert "warning: cannot reach the MLflow tracking store at http://127.0.0.1:9" in err, err
+    assert "the export is not logged to MLflow" in err
+
+
 def test_a_resume_after_one_logged_to_another_store_finds_the_study_run_again(tmp_path):
     """A resume with MLFLOW_TRACKING_URI left pointing at a server started a study run there and remembered it; the
     next resume, back in the study's own store, did not find that run and started a second study run beside the
