@@ -82,10 +82,11 @@ def code_digest() -> dict[str, str]:
 
 
 def reader_inputs(reader: Callable[..., Any], path: Path) -> dict[str, Any] | None:
-    """For a reader from outside this package (``register_source``): its name, a digest of its source and of the
-    values it closes over, and every file under ``path``, for the cache key, which otherwise covers only this
-    package's code and the PhysioNet file kinds (a changed reader, or a changed file of its own kind, was served the
-    old arrays); None for ours. Whatever else it depends on, its ``cache_inputs(path)`` adds, as ours do."""
+    """For a reader from outside this package (``register_source``): a digest of what it computes
+    (:func:`_describe`: its name, source and the values it closes over) and every file under ``path``, for the
+    cache key, which otherwise covers only this package's code and the PhysioNet file kinds (a changed reader, or a
+    changed file of its own kind, was served the old arrays); None for ours. Whatever else it depends on, its
+    ``cache_inputs(path)`` adds, as ours do."""
     if (getattr(reader, "__module__", "") or "").split(".")[0] == __name__.split(".")[0]:
         return None
     return {"reader": hashlib.sha256(_describe(reader).encode()).hexdigest()[:16],

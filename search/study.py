@@ -490,8 +490,8 @@ def run_trials(
             log.warning("MLflow back-fill: %d trial runs created and %d completed (runs the tracking store missed, "
                         "or trials of stopped workers)", counts["created"], counts["updated"])
         if tracker.lost > lost:  # the trials whose back-fill failed were counted as done
-            log.warning("MLflow back-fill incomplete (%d call(s) failed): run `ecg-automl sync --study %s` once the "
-                        "tracking store takes writes", tracker.lost - lost, study.study_name)
+            log.warning("MLflow back-fill incomplete (%d call(s) failed): the trials it could not complete are left to "
+                        "`ecg-automl sync`", tracker.lost - lost)
     if stopping:
         number, requeued = stopping[-1]
         raise TrialsKeepFailingError(

@@ -195,8 +195,8 @@ def _store_uri(uri: str) -> str:
             text = path.resolve().as_uri()
     scheme = _unknown_scheme(text)
     if scheme is not None:  # found only after minutes of data loading, as a "model registry" error
-        raise TrackingError(f"tracking URI {redact_url(uri)}: MLflow has no tracking store for the scheme {scheme!r}; give "
-                            f"http(s)://HOST:PORT (a tracking server), sqlite:///path.db, postgresql://..., "
+        raise TrackingError(f"tracking URI {redact_url(uri)}: MLflow has no tracking store for the scheme "
+                            f"{scheme!r}; give http(s)://HOST:PORT (a tracking server), sqlite:///path.db, postgresql://..., "
                             f"mysql://... or a plain path to a .db file")
     if text.startswith("sqlite:"):
         if not text.startswith("sqlite:///"):
@@ -849,9 +849,7 @@ class Tracker:
                 if run_id is not None:
                     self._log_folds(run_id, t)
                     self._log_curves(run_id, t)
-                    if self.lost == before:  # left RUNNING, a run some of whose calls failed is looked into again
-                        self.end_trial(t, run_id)
-                if run_id is not None and self.lost == before:
+                if run_id is not None and self._end_if_whole(t, run_id, before):
                     created += 1
                     touched.append((t, run_id))
                 else:  # the run a later sync finds and completes, or none
@@ -895,9 +893,7 @@ class Tracker:
                 for i, m in fold_gaps.items():
                     self.log_metrics(run.info.run_id, m, step=i)
                 self._log_curves(run.info.run_id, t, only=no_curves + gaps, logged=logged)
-                if self.lost == before:
-                    self.end_trial(t, run.info.run_id)
-                if self.lost == before:
+                if self._end_if_whole(t, run.info.run_id, before):
                     updated += 1
                     touched.append((t, run.info.run_id))
                 else:
@@ -919,6 +915,13 @@ class Tracker:
             updated += 1
         return {"created": created, "updated": updated, "incomplete": incomplete, "study_run": done,
                 "not_back_filled": missing, "trial_files_lost": self._trial_files_lost(touched), "left_running": None}
+
+    def _end_if_whole(self, trial: Any, run_id: str, before: int) -> bool:
+        """End a back-filled trial run when no MLflow call has failed since ``before`` (:attr:`lost` then); True if
+        so. A run left RUNNING is what the next sync looks into again, step by step."""
+        if self.lost == before:
+            self.end_trial(trial, run_id)
+        return self.lost == before
 
     def _trial_files_lost(self, touched: list[tuple[Any, str]]) -> list[str]:
         """What the back-filled runs of complete trials lack of the files a trial's run holds, which the study
@@ -956,14 +959,12 @@ class Tracker:
         names = {a.path for a in self.client.list_artifacts(parent)}
         done: list[str] = []
         missing: list[str] = []
-        mark = [self.lost]
 
-        def did(what: str, when_refused: str) -> None:  # sync said "ended FINISHED" where MLflow had refused it
-            if self.lost == mark[0]:
+        def did(what: str, when_refused: str, before: int) -> None:  # said "ended FINISHED" where MLflow refused it
+            if self.lost == before:
                 done.append(what)
             else:
                 missing.append(f"{when_refused}: MLflow refused the write (the warnings above say why)")
-            mark[0] = self.lost
 
         report = study.user_attrs.get("final")
         if killed_final and report and report.get("trial") == killed_final.get("trial"):
@@ -973,7 +974,7 @@ class Tracker:
                            f"{killed_final.get('worker', '?')}, was stopped while making the final model: run the "
                            f"search command again to make it)")
         if report:
-            mark[0] = self.lost
+            before = self.lost
             if "model" in names:
                 names |= {a.path for a in self.client.list_artifacts(parent, "model")}
             dataset = study.user_attrs.get("settings", {}).get("dataset", "")
@@ -991,14 +992,14 @@ class Tracker:
                 else:
                     missing.append(f"model/final_model.keras ({model_path or 'the final model file'} is gone)")
             if logged:
-                did(f"final test back-filled ({', '.join(logged)})", f"the final test ({', '.join(logged)})")
+                did(f"final test back-filled ({', '.join(logged)})", f"the final test ({', '.join(logged)})", before)
             if "final_roc.png" not in names:
                 missing.append("final_roc.png (it needs the final model's test predictions, which the study "
                                "does not keep)")
         if len(study.directions) == 1 and "optimization_history.png" not in names:
             from . import plots
 
-            mark[0] = self.lost
+            before = self.lost
             try:
                 figures = plots.study_figures(study, study.user_attrs.get("settings", {}).get("metric", "f1"))
             except Exception as exc:  # as log_study_figures: a plot that cannot be drawn is a warning
@@ -1008,18 +1009,19 @@ class Tracker:
                 self.log_figure(parent, fig, name)
                 plots.close(fig)
             if figures:
-                did(f"plots back-filled ({', '.join(figures)})", f"the plots ({', '.join(figures)})")
+                did(f"plots back-filled ({', '.join(figures)})", f"the plots ({', '.join(figures)})", before)
         if len(study.directions) > 1:
-            mark[0] = self.lost
+            before = self.lost
             logged = self.log_pareto(parent, study, skip=names)
             if logged:
-                did(f"Pareto front back-filled ({', '.join(logged)})", f"the Pareto front ({', '.join(logged)})")
+                did(f"Pareto front back-filled ({', '.join(logged)})", f"the Pareto front ({', '.join(logged)})",
+                    before)
         if run.info.status == "RUNNING" and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
             status = "KILLED" if killed_final or (waiting and not report) else "FINISHED"
-            mark[0] = self.lost
+            before = self.lost
             self.end_study(parent, status)
-            did(f"ended {status}", f"its end ({status})")
+            did(f"ended {status}", f"its end ({status})", before)
         return done, missing
 
     def _log_folds(self, run_id: str, trial, *, folds: bool = True, summary: bool = True) -> None:

@@ -700,7 +700,8 @@ def test_export_with_a_store_that_is_not_the_studys_is_refused_and_creates_none(
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = _study_done_during_an_outage(tmp_path, "away", storage)
-    Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "e")).study_run(study, {})
+    home = TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "e")
+    Tracker(home).study_run(study, {})
     elsewhere = tmp_path / "elsewhere" / "runs" / "mlflow.db"
     with pytest.raises(TrackingError, match=r"which is not in the tracking store sqlite:///.*elsewhere/runs/mlflow.db: "
                                             r"give the store the study was created with .*, or --no-mlflow"):

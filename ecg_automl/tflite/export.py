@@ -361,8 +361,8 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
         try:
             tracker.ping()
         except TrackingError as e:  # the file is what the user came for: made without MLflow, as before
-            print(f"warning: {e}: the export is not logged to MLflow, and a trial model MLflow holds is retrained instead "
-                  f"of fetched (--no-mlflow says so without this warning)", file=sys.stderr)
+            print(f"warning: {e}: the export is not logged to MLflow, and a trial model MLflow holds is retrained "
+                  f"instead of fetched (--no-mlflow says so without this warning)", file=sys.stderr)
             tracker = None
     if tracker is not None:  # run from another folder, the default store there is not the study's: export made a
         try:  # new, empty one, could not fetch the trial's model (retrained it) or log the file there
