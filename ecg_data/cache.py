@@ -95,8 +95,9 @@ def reader_inputs(reader: Callable[..., Any], path: Path) -> dict[str, Any] | No
 
 def _describe(obj: Any, depth: int = 0) -> str:
     """Text that stands for what ``obj`` (a reader, a partial of one, what a closure holds) computes, the same in
-    every process: a function by its name, source and closure, a partial by its function and arguments, anything
-    else by its repr() unless that holds a memory address (the key then missed the cache on every load)."""
+    every process and from one load to the next: a function by its name, source and closure, a partial by its
+    function and arguments, an immutable value by its repr() (unless that holds a memory address: the key then
+    missed the cache on every load), any other object by its type."""
     import functools
     import inspect
 
@@ -120,8 +121,11 @@ def _describe(obj: Any, depth: int = 0) -> str:
                 cells.append("")
         defaults = [_describe(d, depth + 1) for d in fn.__defaults__ or ()]
         return "\0".join([f"{fn.__module__}.{fn.__qualname__}", code, *cells, *defaults])
-    text = repr(obj)
-    return type(obj).__qualname__ if " at 0x" in text else text
+    if isinstance(obj, (str, int, float, bool, type(None), tuple, frozenset)):  # values that cannot change
+        text = repr(obj)
+        return type(obj).__qualname__ if " at 0x" in text else text
+    # anything else by its type: a list it appends to, a logger or a counter changed the key on every load
+    return type(obj).__qualname__
 
 
 def cache_key(name: str, path: Path, settings: dict[str, Any]) -> str:

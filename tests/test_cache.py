@@ -205,3 +205,12 @@ def test_a_registered_reader_is_described_the_same_in_every_process():
         text = _describe(reader)
         assert " at 0x" not in text and "_toy_reader" in text, text
     assert _describe(functools.partial(_toy_reader(1.0))) != _describe(functools.partial(_toy_reader(2.0)))
+    calls = []  # a list the reader appends to: its contents are not what it computes (every load missed)
+
+    def counting(path, **kw):
+        calls.append(path)
+        return _toy_reader(1.0)(path, **kw)
+
+    before = _describe(counting)
+    calls.append("a load")
+    assert _describe(counting) == before

@@ -332,8 +332,10 @@ def test_a_tracking_uris_password_is_not_printed(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("uri, message", [
-    ("sqllite:///runs/mlflow.db", "sqllite:///runs/mlflow.db is no tracking store the MLflow UI can open"),
-    ("ftp://host/x", "ftp://host/x is no tracking store the MLflow UI can open"),
+    # refused with the scheme named, as by every command (TrackingConfig), before ui's own checks
+    ("sqllite:///runs/mlflow.db", "tracking URI sqllite:///runs/mlflow.db: MLflow has no tracking store for the "
+                                  "scheme 'sqllite'"),
+    ("ftp://host/x", "tracking URI ftp://host/x: MLflow has no tracking store for the scheme 'ftp'"),
     ("sqlite:///{tmp}/notadb.db", "{tmp}/notadb.db is not an SQLite database"),
     ("postgresql://u:secret@127.0.0.1:1/x", "cannot reach the MLflow tracking store at postgresql://u:***@127.0.0.1:1/x"),
 ])
@@ -341,6 +343,8 @@ def test_ui_on_a_store_mlflow_cannot_open_says_so_before_starting(tmp_path, monk
     """A mistyped scheme, a file that is no database or a database server that does not answer: the URL was printed,
     then the server's start-up traceback, exit 1."""
     import signal
+
+    import mlflow.tracking._tracking_service.utils  # noqa: F401  (imported before Popen is replaced: it runs uname)
 
     started = _NoServer.started = []
     monkeypatch.setattr(subprocess, "Popen", _NoServer)
