@@ -25,8 +25,7 @@ from .settings import StudySettings
 from .storage import check_storage, redact_url
 from .study import (MAX_FAILURES_IN_A_ROW, StudyMismatchError, TrialsKeepFailingError, _stamped, _trial_writers,
                     check_study_data, clear_dead_final_at_start, load_study_data, log_study_figures, open_study,
-                    refuse_other_experiment, refuse_other_settings, require_test_part, run_final, search_data,
-                    space_for_data, stored_study)
+                    refuse_other_settings, require_test_part, run_final, search_data, space_for_data, stored_study)
 from .tracking import (CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, MODEL_IN_MLFLOW, Tracker, TrackingConfig,
                        version_tags)
 from .training import fit, tf_threads
@@ -245,8 +244,7 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         tracker.ping()
     check_storage(storage)
     if storage is not None:  # a mismatched resume is refused before minutes of data loading
-        refuse_other_settings(study_name, storage, settings, engine=f"keras-tuner:{tuner}")
-        refuse_other_experiment(tracker, study_name, storage)
+        refuse_other_settings(study_name, storage, settings, engine=f"keras-tuner:{tuner}", tracker=tracker)
     project = Path(out_dir) / "keras_tuner" / study_name
     fingerprint = json.loads(json.dumps({"study": study_name, "tuner": tuner,  # as it reads back (lists, not tuples)
                                          "storage": redact_url(storage) if storage else None,

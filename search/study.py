@@ -177,23 +177,19 @@ def stored_study(name: str, storage_url: str | None) -> optuna.Study | None:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def refuse_other_settings(name: str, storage_url: str | None, settings: StudySettings, engine: str) -> None:
+def refuse_other_settings(name: str, storage_url: str | None, settings: StudySettings, engine: str,
+                          tracker: Tracker | None = None) -> None:
     """Before the data loads (minutes, or a download): refuse a resume whose settings or engine differ from
-    the stored study's, as :func:`open_study` would after it. Writes nothing; a study or SQLite file that
-    is not there yet passes (it is created later)."""
+    the stored study's, as :func:`open_study` would after it, and (``tracker``) whose ``--experiment`` is not the
+    one the study logs to, before :meth:`Tracker.check` creates it (the study's runs would be split over two
+    experiments, and a refused resume left the mistyped experiment behind). Writes nothing; a study or SQLite
+    file that is not there yet passes (it is created later)."""
     study = stored_study(name, storage_url)
     if study is not None:
         _refuse_mismatch(name, study, StudySettings.from_dict(study.user_attrs.get("settings", {})),
                          _stamped(settings), engine)
-
-
-def refuse_other_experiment(tracker: Tracker | None, name: str, storage_url: str | None) -> None:
-    """Before the data loads and before :meth:`Tracker.check` creates the experiment: refuse a resume whose
-    ``--experiment`` is not the one the stored study logs to (its runs would be split over two experiments, and a
-    refused resume left the mistyped experiment behind). Writes nothing."""
-    study = stored_study(name, storage_url) if tracker is not None else None
-    if study is not None:
-        tracker.require_study_run(study, missing_ok=True)
+        if tracker is not None:
+            tracker.require_study_run(study, missing_ok=True)
 
 
 def open_study(name: str, storage_url: str | optuna.storages.BaseStorage | None = None,
@@ -653,8 +649,7 @@ def run_search(
     check_storage(storage)  # so is a bad storage URL (the data loading below can take minutes)
     if settings is not None:  # a new or resumed study: check the input first
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
-        refuse_other_settings(study_name, storage, settings, engine="optuna")  # before minutes of data loading
-        refuse_other_experiment(tracker, study_name, storage)
+        refuse_other_settings(study_name, storage, settings, engine="optuna", tracker=tracker)  # before the data
         data = load_study_data(settings, space)
         space = space_for_data(space, data, print_fn)
         if final and len(settings.objectives) == 1:
