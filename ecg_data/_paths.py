@@ -175,6 +175,9 @@ def missing_record_files(path: Path, record: str, annotation: str | None = None)
     return [f for f in wanted if not (path / f).is_file()]
 
 
+#: PTB-XL's tables, which are not WFDB records: the record list (the marker) and the scp-code statements.
+PTBXL_TABLES = ("ptbxl_database.csv", "scp_statements.csv")
+
 #: Bytes of every PTB-XL 100 Hz signal file (10 s x 100 Hz x 12 leads x 2 bytes, format 16). Only a file of another
 #: size has its header read to check it (:func:`damaged_record_files`), so that 21,799 headers need not be.
 PTBXL_LR_DAT_BYTES = 24_000
@@ -233,8 +236,8 @@ def ptbxl_records(csv: Path) -> list[str]:
 
 
 def _incomplete_records(name: str, path: Path, marker: str) -> dict[str, str]:
-    """Record -> what is wrong with it, for each record a RECORDS marker (or PTB-XL's table) lists that lacks a
-    file (:func:`missing_record_files`) or has a damaged one (:func:`damaged_record_files`: for PTB-XL, whose
+    """Record -> what is wrong with it (PTB-XL: and its statement table -> ``no scp_statements.csv`` when it is
+    missing), for each record a RECORDS marker (or PTB-XL's table) lists that lacks a file (:func:`missing_record_files`) or has a damaged one (:func:`damaged_record_files`: for PTB-XL, whose
     21,799 headers take minutes to read, empty files, and a header read only for a signal file of an odd size);
     empty for a database with neither."""
     annotation = BEAT_ANNOTATIONS.get(name)
@@ -248,6 +251,8 @@ def _incomplete_records(name: str, path: Path, marker: str) -> dict[str, str]:
         return {}
     dat_bytes = PTBXL_LR_DAT_BYTES if name == "ptbxl" else None
     out: dict[str, str] = {}
+    if name == "ptbxl":  # the loader needs the statement table too (a mirror without it was reported complete)
+        out.update({t: f"no {t}" for t in PTBXL_TABLES if t != marker and not (path / t).is_file()})
     for r in records:
         if files := missing(r):
             out[r] = f"no {', '.join(files)}"
@@ -270,7 +275,11 @@ def _download(name: str, slug: str, marker: str, path: Path, incomplete: list[st
     import wfdb
 
     if name == "ptbxl" and incomplete:
-        wfdb.dl_database(slug, str(path), records=incomplete, annotators=None)  # skips the files already there
+        tables = [r for r in incomplete if r in PTBXL_TABLES]  # the statement table, missing from a hand copy
+        if tables:
+            wfdb.dl_files(slug, str(path), tables)
+        if records := [r for r in incomplete if r not in PTBXL_TABLES]:
+            wfdb.dl_database(slug, str(path), records=records, annotators=None)  # skips the files already there
     elif name == "ptbxl":
         # PTB-XL's CSV files are not WFDB records: fetch the 100 Hz records plus the two tables. The tables come
         # first (the record list is in one) into a side folder, and move beside the records only once every record
@@ -278,7 +287,7 @@ def _download(name: str, slug: str, marker: str, path: Path, incomplete: list[st
         import pandas as pd
 
         tables = path / ".tables-downloading"
-        names = ["ptbxl_database.csv", "scp_statements.csv"]
+        names = list(PTBXL_TABLES)
         wfdb.dl_files(slug, str(tables), names)
         table = pd.read_csv(tables / "ptbxl_database.csv")
         wfdb.dl_database(slug, str(path), records=list(table["filename_lr"]), annotators=None)

@@ -22,6 +22,11 @@ log = logging.getLogger("ecg_data")
 PIPELINE_VERSION = 6
 
 
+#: The built-in sources' file kinds: headers, signal files (PTB's headers name a ``.xyz`` beside each ``.dat``: a
+#: missing one was refused on a cold cache and passed on a warm one), annotations, CinC's ``.mat``, tables and CSVs.
+_DATA_SUFFIXES = frozenset({".hea", ".dat", ".xyz", ".atr", ".mat", ".csv"})
+
+
 def _fingerprint(path: Path, *, every: bool = False) -> list:
     """Names, sizes and mtimes (in ns: a copy made within the same second as the file it replaced kept its key) of
     the database's files, or of ``path`` alone when it is a file (a heartbeat CSV: its folder, perhaps ~, was
@@ -33,7 +38,7 @@ def _fingerprint(path: Path, *, every: bool = False) -> list:
         return [[path.name, st.st_size, st.st_mtime_ns]]
     out = []
     for p in _files_under(path):
-        if every or p.suffix.lower() in {".hea", ".dat", ".atr", ".mat", ".csv"} or p.name == "RECORDS":
+        if every or p.suffix.lower() in _DATA_SUFFIXES or p.name == "RECORDS":
             st = p.stat()
             out.append([str(p.relative_to(path)), st.st_size, st.st_mtime_ns])
     return sorted(out)

@@ -85,7 +85,9 @@ def _diagnostic_classes(path: Path) -> dict[str, str]:
 
     csv = path / STATEMENTS_CSV
     if not csv.exists():
-        raise DataError(f"{csv} not found (PTB-XL's statement table maps scp codes to diagnostic classes)")
+        raise DataError(f"{csv} not found (PTB-XL's statement table maps scp codes to diagnostic classes): "
+                        f"download it with `ecg-automl data fetch ptbxl --root {path.parent}`, or copy it there from "
+                        f"PhysioNet's ptb-xl")
     try:
         table = pd.read_csv(csv, index_col=0)
     except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -104,6 +105,22 @@ def test_a_short_window_loads_sound_records(tmp_path, monkeypatch, window):
     assert ds.X.shape[1] == window and set(ds.records) == {"100", "101"}
     sim = neighbour_similarity(ds.X[ds.records == "100", :, 0], ds.fs)[0]
     assert np.nanmedian(sim) > 0.9  # beats of one heart, compared over the whole short window
+
+
+def test_every_signal_file_of_a_ptb_record_is_in_the_cache_key(tmp_path):
+    """PTB Diagnostic's headers name a .xyz signal file beside each .dat. The key left it out, so a copy missing or
+    damaging one was refused on a cold cache and loaded from a warm one: two workers on one copy disagreed."""
+    from ecg_data.cache import _fingerprint
+
+    folder = tmp_path / "ptbdb" / "patient001"
+    folder.mkdir(parents=True)
+    for ext in ("hea", "dat", "xyz"):
+        (folder / f"s0010_re.{ext}").write_bytes(b"x" * 4)
+    (tmp_path / "ptbdb" / "RECORDS").write_text("patient001/s0010_re\n")
+    before = _fingerprint(tmp_path / "ptbdb")
+    assert [f[0] for f in before] == ["RECORDS", *(f"patient001/s0010_re.{e}" for e in ("dat", "hea", "xyz"))]
+    (folder / "s0010_re.xyz").write_bytes(b"x")
+    assert _fingerprint(tmp_path / "ptbdb") != before
 
 
 def test_code_that_prepares_the_arrays_is_in_the_cache_key(tmp_path, monkeypatch):
@@ -736,6 +753,30 @@ def test_fetch_completes_a_ptbxl_copy_whose_records_lack_files(ptbxl_root, tmp_p
     assert fetch_database("ptbxl", db.parent) == db and len(asked) == 1  # complete now: no second download
     # the shared 500-record subset lists only its own records: complete, nothing downloaded
     assert fetch_database("ptbxl", ptbxl_root) == ptbxl_root / "ptbxl" and len(asked) == 1
+
+
+def test_fetch_completes_a_ptbxl_copy_without_its_statement_table(ptbxl_root, tmp_path, monkeypatch):
+    """A PTB-XL mirror without scp_statements.csv (the workplace copy's source lacked it) was reported complete by
+    fetch, and every load then failed on the missing table with no way forward. fetch now downloads the table,
+    and only it; the load error names that fetch."""
+    db = _ptbxl_copy(ptbxl_root, tmp_path, 3)
+    (db / "scp_statements.csv").unlink()
+    with pytest.raises(DataError, match=r"scp_statements.csv not found .*: download it with `ecg-automl data fetch "
+                                        rf"ptbxl --root {re.escape(str(db.parent))}`"):
+        load_dataset("ptbxl", root=db.parent, fs=180, window=256, use_cache=False)
+    asked = []
+
+    def dl_files(slug, dl_dir, files, **kwargs):
+        asked.append((slug, list(files)))
+        for f in files:
+            shutil.copy(ptbxl_root / "ptbxl" / f, Path(dl_dir, f))
+
+    monkeypatch.setattr(wfdb, "dl_files", dl_files)
+    monkeypatch.setattr(wfdb, "dl_database", _no_tables)
+    assert fetch_database("ptbxl", db.parent) == db
+    assert asked == [("ptb-xl", ["scp_statements.csv"])]
+    assert fetch_database("ptbxl", db.parent) == db and len(asked) == 1  # complete now
+    assert len(load_dataset("ptbxl", root=db.parent, fs=180, window=256, use_cache=False)) > 0
 
 
 def test_fetch_of_ptbxl_that_leaves_a_record_incomplete_says_which(ptbxl_root, tmp_path, monkeypatch):
