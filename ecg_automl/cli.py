@@ -143,9 +143,15 @@ def cmd_search(args: argparse.Namespace) -> int:
                         progress=not args.quiet, verbose=args.verbose, heartbeat=_heartbeat(args),
                         trial_print_fn=_trial_lines(args))
     _print_summary(result, args)
-    if not result.interrupted:
-        _print_next_steps(args, result.final)
-    return _interrupted_exit_code() if result.interrupted else 0
+    if result.interrupted:
+        return _interrupted_exit_code()
+    from search.study import why_no_model
+
+    if args.trials > 0 and (why := why_no_model(result.study)):  # a scripted pipeline took it for a success
+        print(f"error: study {args.study}: {why}", file=sys.stderr)
+        return 1
+    _print_next_steps(args, result.final)
+    return 0
 
 
 def _check_out_dir(args: argparse.Namespace, objectives: list[str]) -> None:
@@ -189,7 +195,11 @@ def _print_next_steps(args: argparse.Namespace, final: dict | None) -> None:
     no_mlflow = " --no-mlflow" if args.no_mlflow else ""
     lines.append(f"  export the final model to TFLite:  ecg-automl export --study {study}{at}{mlflow}{no_mlflow} "
                  f"--mode int8 --out {out}")
-    lines.append(f"  classify a record with it:  ecg-automl predict {out} --record PATH/TO/RECORD")
+    if args.dataset == "heartbeat-csv":  # a record's windows are not the CSV rows it learned (predict warns)
+        lines.append(f"  classify a CSV of beats with it:  ecg-automl predict {out} --csv PATH/TO/BEATS.csv "
+                     f"[--csv-has-label]")
+    else:
+        lines.append(f"  classify a record with it:  ecg-automl predict {out} --record PATH/TO/RECORD")
     print("\n".join(lines))
 
 

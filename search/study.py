@@ -491,7 +491,7 @@ def run_trials(
     if stopping:
         number, requeued = stopping[-1]
         raise TrialsKeepFailingError(
-            f"stopped at trial {number}: {failures[-1]}. Not the config's fault"
+            f"stopped at trial {number}: {failures[-1].rstrip('.')}. Not the config's fault"
             + (": it is queued again, and" if requeued else " (it could not be queued again);")
             + f" every trial is kept in study {study.study_name!r}: fix the cause and run the same command again to "
               f"resume")
@@ -589,11 +589,75 @@ def _noting_taken(objective, taken: list[int]):
     return run
 
 
+def why_no_model(study: optuna.Study) -> str | None:
+    """Why a study whose trials all ended holds no completed one (every trial over the latency budget, say), for
+    a search that would otherwise end "no completed trial" with exit 0; None when it has one, or none ended."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    if not trials or any(t.state == TrialState.COMPLETE for t in trials):
+        return None
+    budget = StudySettings.from_dict(study.user_attrs["settings"]).latency_budget_ms \
+        if "settings" in study.user_attrs else None
+    over = [t for t in trials if budget is not None and "latency_ms" in t.user_attrs
+            and float(t.user_attrs["latency_ms"]) > budget]
+    if budget is not None and len(over) == len(trials):
+        fastest = min(float(t.user_attrs["latency_ms"]) for t in over)
+        return (f"every trial ({len(trials)}) was over the latency budget of {budget:g} ms (the fastest: "
+                f"{fastest:.3f} ms), so there is no model to test or export. The budget is one of the study's "
+                f"settings: start a new --study with a higher --latency-budget-ms, or a space of smaller models "
+                f"(--space edge)")
+    reasons = sorted({str(t.user_attrs.get("prune_reason") or "pruned") for t in trials})
+    return (f"none of the study's {len(trials)} finished trial(s) completed, so there is no model to test or export "
+            f"(pruned: {'; '.join(reasons[:3])}{'; ...' if len(reasons) > 3 else ''})")
+
+
+def check_latency_basis(study: optuna.Study, gates: Sequence[Gate]) -> None:
+    """Refuse a worker or resume whose Raspberry Pi latency estimates would not be comparable with the study's:
+    they are this host's timings through a host->Pi fit, and another CPU, or another fit
+    (``$ECG_AUTOML_PI_CALIBRATION``), put a faster model above a slower one on the front and past a budget the
+    slower one met, without a word. The first process to look records the basis (CPU and fit); a study whose
+    latency comes from a bench-server (``--latency-target``) has one device, and no basis to check."""
+    if not any(getattr(g, "target", "") is None for g in gates):  # no host-estimated LatencyGate
+        return
+    from ecg_automl.tflite.pi_estimate import CALIBRATION_ENV, active_calibration
+
+    cal = active_calibration()
+    now = json.loads(json.dumps({"timed_on": cal["this_host_cpu"], "fit_measured_on": cal["host_cpu"],
+                                 "fit": cal["fit"]}))  # as the study stores it
+    stored = study.user_attrs.get("latency_basis")
+    if stored is None:
+        study.set_user_attr("latency_basis", now)
+        return
+    if stored == now:
+        return
+
+    def said(basis: dict[str, Any]) -> str:
+        return f"timed on {basis.get('timed_on')!r} through the fit measured on {basis.get('fit_measured_on')!r}"
+
+    other_fit = stored.get("fit") != now["fit"]
+    raise StudyMismatchError(
+        f"study {study.study_name!r} estimates Raspberry Pi latency from host timings {said(stored)}; here they would "
+        f"be {said(now)}{' (another fit: ' + CALIBRATION_ENV + ' differs)' if other_fit else ''}. Hosts differ in "
+        f"speed model by model (0.64-1.6x, docs/PI_LATENCY.md), so these trials' latencies would not be comparable "
+        f"with the study's: run it where the study was made, with the same {CALIBRATION_ENV}, or make a study that "
+        f"measures every trial on one Pi with --latency-target (ecg-automl bench-server)")
+
+
 def require_test_part(data: BeatDataset, settings: StudySettings) -> None:
     """Refuse, before any trial, a search whose final test would find no held-out patient (it failed after
-    the whole search with a traceback)."""
-    if (data.split == "test").any():
-        return
+    the whole search with a traceback), or held-out beats of one class only (the whole search ran, then its
+    test printed F1 0 and ROC-AUC nan without a word)."""
+    test = data.split == "test"
+    if test.any():
+        classes = np.unique(data.y[test])
+        if len(classes) > 1:
+            return
+        kind, lacking = ("abnormal", "normal") if classes[0] else ("normal", "abnormal")
+        chosen = f" (--records {','.join(settings.records)})" if settings.records else ""
+        raise DataError(f"{data.name}{chosen}: the held-out test part holds only {kind} beats "
+                        f"({int(np.count_nonzero(test)):,} of {len(np.unique(data.groups[test]))} patient(s)), so "
+                        f"the final test's F1 and ROC-AUC would be undefined; add test records with {lacking} "
+                        f"beats (`ecg-automl data info {data.name}` lists which are which), or pass --no-final to "
+                        f"search without the final test")
     where = (" (its test part is the CSV files whose name contains 'test', e.g. mitbih_test.csv)"
              if data.name == "heartbeat-csv" else
              f" (--records {','.join(settings.records)} are all search records)" if settings.records else "")
@@ -660,6 +724,7 @@ def run_search(
             tracker.check()
         study, settings = open_study(study_name, rdb, settings, pruner, heartbeat=heartbeat, engine="optuna")
         check_study_data(study, data)
+        check_latency_basis(study, own_gates)
     else:  # a worker: everything comes from the existing study
         study, settings = open_study(study_name, storage, None, pruner, heartbeat=heartbeat, engine="optuna")
         space = SearchSpace.from_yaml(settings.space_yaml, f"study {study_name}")
@@ -667,6 +732,7 @@ def run_search(
         check_study_data(study, data)
         space = space_for_data(space, data, print_fn)
         own_gates = latency_gates(settings, data)
+        check_latency_basis(study, own_gates)
         if tracker is not None:  # its runs go under the study's run, not a new one elsewhere; checked before
             tracker.ping()  # check(), which creates the experiment (and a SQLite store) a refused worker must
             tracker.require_study_run(study)  # not leave behind

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 
 import pytest
@@ -180,6 +181,10 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     # the whole search ran, then the final test was a traceback ("no held-out test patients")
     (["--records", "101,106,119"], "no held-out test patient in the data (--records 101,106,119 are all search "),
     (["--records", "101,106,119", "--engine", "keras-tuner"], "no held-out test patient in the data"),
+    # the whole search ran, then its test printed F1 0 and ROC-AUC nan without a word (212: N and RBBB beats only)
+    (["--records", "101,106,119,212"], "mitdb (--records 101,106,119,212): the held-out test part holds only normal "
+                                       "beats (2,746 of 1 patient(s))"),
+    (["--records", "101,106,119,212", "--engine", "keras-tuner"], "the held-out test part holds only normal beats"),
     # sqlite:///$DB with DB unset: the whole study ran in memory and was gone at exit, never resumable
     (["--storage", "sqlite:///"], "--storage sqlite:/// names no database file: SQLite keeps that study in memory"),
     (["--storage", "sqlite:///:memory:"], "--storage sqlite:///:memory: names no database file"),
@@ -199,6 +204,20 @@ def test_bad_search_values_exit_2_and_leave_no_study(tmp_path, cli_env, args, me
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o.db").exists() or optuna.get_all_study_names(storage) == []
+
+
+def test_a_search_whose_every_trial_is_over_the_latency_budget_fails(tmp_path, cli_env):
+    """A budget no model met pruned every trial, printed "no completed trial: nothing to test" and exited 0: a
+    scripted pipeline took a search with no model for a success, and nothing said the budget was why."""
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    proc = run_cli(["search", "--study", "tight", "--no-mlflow", "--storage", storage, "--trials", "2",
+                    "--latency-budget-ms", "0.0001", "--folds", "2", "--epochs", "1", "--quiet", "--records",
+                    ",".join(SMALL_RECORDS)], tmp_path, cli_env, check=False, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert re.search(r"error: study tight: every trial \(2\) was over the latency budget of 0.0001 ms \(the fastest: "
+                     r"\d+\.\d{3} ms\), so there is no model to test or export.*--latency-budget-ms", proc.stderr), \
+        proc.stderr[-2000:]
+    assert "next:" not in proc.stdout and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("args, metric", [
@@ -418,7 +437,7 @@ def test_a_search_ends_with_the_commands_that_browse_and_export_it(capsys):
     from ecg_automl.cli import _print_next_steps
 
     args = argparse.Namespace(study="my study", storage="postgresql://u:secret@db/optuna", no_mlflow=False,
-                              mlflow_config=None, tracking_uri="sqlite:///t/m.db", experiment=None)
+                              mlflow_config=None, tracking_uri="sqlite:///t/m.db", experiment=None, dataset="mitdb")
     _print_next_steps(args, {"trial": 3})
     out = capsys.readouterr().out
     assert "ecg-automl ui --tracking-uri sqlite:///t/m.db\n" in out
@@ -427,6 +446,22 @@ def test_a_search_ends_with_the_commands_that_browse_and_export_it(capsys):
     assert "ecg-automl predict 'my study-int8.tflite' --record" in out
     _print_next_steps(args, None)
     assert capsys.readouterr().out == ""
+
+
+def test_a_heartbeat_csv_search_points_predict_at_a_csv(capsys):
+    """After a heartbeat-CSV study the next step said `predict ... --record PATH/TO/RECORD`: a record's windows are
+    not the CSV rows the model learned, and predict then warned that its decisions are not what the test
+    describes. The step now names --csv."""
+    import argparse
+
+    from ecg_automl.cli import _print_next_steps
+
+    args = argparse.Namespace(study="hb", storage=None, no_mlflow=True, mlflow_config=None, tracking_uri=None,
+                              experiment=None, dataset="heartbeat-csv")
+    _print_next_steps(args, {"trial": 0})
+    out = capsys.readouterr().out
+    assert "ecg-automl predict hb-int8.tflite --csv PATH/TO/BEATS.csv [--csv-has-label]\n" in out
+    assert "--record" not in out
 
 
 def test_the_ui_step_a_search_prints_is_one_that_ui_takes(capsys):
@@ -441,7 +476,7 @@ def test_the_ui_step_a_search_prints_is_one_that_ui_takes(capsys):
     _load_extras()
     parser = build_parser()
     args = argparse.Namespace(study="s", storage=None, no_mlflow=False, mlflow_config=None,
-                              tracking_uri="sqlite:///t/m.db", experiment="trials")
+                              tracking_uri="sqlite:///t/m.db", experiment="trials", dataset="mitdb")
     _print_next_steps(args, {"trial": 3})
     lines = capsys.readouterr().out.splitlines()
     ui = next(line for line in lines if "MLflow:" in line).split(":  ", 1)[1]

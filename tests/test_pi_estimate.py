@@ -1,6 +1,7 @@
 """The Raspberry Pi 4 latency estimate: constants match the calibration data, inputs are checked, no TF."""
 
 import contextlib
+import functools
 import json
 import math
 import subprocess
@@ -177,17 +178,27 @@ def test_a_latency_target_that_is_not_a_running_bench_server_is_refused_before_a
         closed = s.getsockname()[1]
     other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=other.serve_forever, daemon=True).start()
+    # another web server that answers /health with a page (a router's): it was reported as not reachable, with
+    # JSON's "Expecting value" as the reason and "start `ecg-automl bench-server`" as the remedy
+    (tmp_path / "health").write_text("<html>router login</html>")
+    page = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    threading.Thread(target=page.serve_forever, daemon=True).start()
     try:
         cases = {"notaurl": "is not a bench-server URL", "pi.local:8000": "is not a bench-server URL",
                  f"http://127.0.0.1:{closed}": "cannot reach bench-server .*start `ecg-automl bench-server` on this "
                                                "machine",
-                 f"http://127.0.0.1:{other.server_address[1]}": "answered GET /health with 404"}
+                 f"http://127.0.0.1:{other.server_address[1]}": "answered GET /health with 404",
+                 f"http://127.0.0.1:{page.server_address[1]}": r"^http://127.0.0.1:\d+ answered GET /health with "
+                                                              r"'<html>router login</html>': is it an `ecg-automl "
+                                                              r"bench-server`\?$"}
         for url, why in cases.items():
             with pytest.raises(TFLiteError, match=why):
                 LatencyGate(1.0, target=url)
     finally:
-        other.shutdown()
-        other.server_close()
+        for server in (other, page):
+            server.shutdown()
+            server.server_close()
     with _bench_server() as url:
         assert LatencyGate(1.0, target=url + "/").target == url + "/"
         with pytest.raises(TFLiteError, match=r"/benchmark/health with 404: give the server's address alone, http://"):

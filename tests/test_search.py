@@ -1931,6 +1931,37 @@ def test_a_worker_or_resume_on_other_data_is_refused_before_it_trains(tmp_path, 
     run_search("dfp", None, n_trials=0, storage=storage, final=False, progress=False, print_fn=lambda s: None)
 
 
+def test_a_worker_whose_pi_estimates_use_another_basis_is_refused(tmp_path, monkeypatch):
+    """Workers on other hosts each timed candidates on their own CPU through their own host->Pi fit, and the study
+    stored neither: one front held a model 1.8x faster on one host, with 18x fewer MACs, at twice the slower one's
+    "Pi latency". The study now records its basis, and a worker or resume on another is refused before it trains."""
+    from ecg_automl.tflite import pi_estimate
+    from search import StudyMismatchError
+
+    monkeypatch.delenv(pi_estimate.CALIBRATION_ENV, raising=False)
+    settings, storage = tiny_settings(tmp_path, objectives=["quality", "latency"]), f"sqlite:///{tmp_path / 'o.db'}"
+    run_search("lb", settings, n_trials=0, storage=storage, final=False, progress=False, print_fn=lambda s: None)
+    basis = optuna.load_study(study_name="lb", storage=storage).user_attrs["latency_basis"]
+    here = pi_estimate.host_cpu_name()
+    assert basis["timed_on"] == here and basis["fit_measured_on"] == pi_estimate.HOST_CPU_NAME
+    epyc = ROOT / "benchmarks" / "results" / "pi_calibration_amd_epyc.json"
+    monkeypatch.setenv(pi_estimate.CALIBRATION_ENV, str(epyc))  # another fit (a host's own file)
+    for given in (None, settings):  # a worker, a resume
+        with pytest.raises(StudyMismatchError, match=r"study 'lb' estimates Raspberry Pi latency from host timings "
+                                                     r"timed on .* through the fit measured on .*\(another fit: "
+                                                     r"ECG_AUTOML_PI_CALIBRATION differs\)"):
+            run_search("lb", given, n_trials=1, storage=storage, final=False, progress=False)
+    monkeypatch.setattr(pi_estimate, "host_cpu_name", lambda: "Another CPU")  # another host, the same fit
+    monkeypatch.delenv(pi_estimate.CALIBRATION_ENV)
+    pi_estimate._ACTIVE.clear()
+    with pytest.raises(StudyMismatchError, match=r"here they would be timed on 'Another CPU' .*--latency-target"):
+        run_search("lb", None, n_trials=1, storage=storage, final=False, progress=False)
+    assert optuna.load_study(study_name="lb", storage=storage).trials == []
+    monkeypatch.undo()
+    pi_estimate._ACTIVE.clear()
+    run_search("lb", None, n_trials=0, storage=storage, final=False, progress=False, print_fn=lambda s: None)
+
+
 def test_a_ctrl_c_while_optuna_stores_a_finished_trial_keeps_it_and_stops_cleanly(tmp_path, monkeypatch):
     """A Ctrl-C (or SIGTERM) raised inside Optuna's write of a finished trial left it RUNNING (redone after the
     heartbeat's grace) and Optuna's own clean-up failed with an UnboundLocalError traceback. The request now waits

@@ -86,6 +86,55 @@ def test_bench_server_answers_bad_requests_at_once():
         server.server_close()
 
 
+def test_bench_server_holds_a_bounded_number_of_uploads_in_memory():
+    """Each connection's thread read its whole body (up to 16 MB) into memory, with no limit on connections: a
+    dozen clients that sent 15 MB and stalled took the server from 128 to 313 MB, a few dozen a Pi's memory. A
+    connection beyond ``max_uploads`` now waits for a slot, then is answered 503 without its body being read."""
+    import http.client
+    import socket
+    import threading
+    import time
+
+    from ecg_automl.tflite.bench_server import make_server
+
+    server = make_server("127.0.0.1", 0, request_timeout=2, max_uploads=2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    stalled = []
+    try:
+        for _ in range(2):  # two uploads that stop half way hold both slots
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"POST /benchmark HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nxxxxTFL3")
+            stalled.append(sock)
+        trickling = threading.Event()
+        trickling.set()
+
+        def trickle():  # a byte now and then: the per-read timeout never ends them
+            while trickling.is_set():
+                for sock in stalled:
+                    sock.sendall(b"x")
+                time.sleep(0.2)
+
+        threading.Thread(target=trickle, daemon=True).start()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/benchmark?runs=0", body=b"xxxxTFL3" + b"\0" * 64)
+        resp = conn.getresponse()
+        assert resp.status == 503 and b"2 models are being received or timed" in resp.read()
+        conn.close()
+        trickling.clear()
+        for sock in stalled:  # silent now: timed out (408), and their slots are free again
+            assert b" 408 " in sock.recv(4096).split(b"\r\n")[0]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/benchmark?runs=0", body=b"xxxxTFL3" + b"\0" * 64)
+        assert conn.getresponse().status == 400  # read and answered: runs=0 is refused
+        conn.close()
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.shutdown()
+        server.server_close()
+
+
 def test_bench_server_on_every_address_names_a_url_another_machine_can_use(monkeypatch):
     """`bench-server --host 0.0.0.0` (how a Pi serves a search on another machine) printed
     http://0.0.0.0:PORT, which no client reaches: pasted into --latency-target it was 'cannot reach'."""
@@ -324,7 +373,7 @@ def test_a_tracking_uris_password_is_not_printed(tmp_path, monkeypatch, capsys):
     assert f"open http://bob:***@127.0.0.1:{port} in a browser" in err and "s3cret" not in err
 
     args = argparse.Namespace(mlflow_config=None, tracking_uri=uri, experiment="e", storage=None, no_mlflow=False,
-                              study="s")
+                              study="s", dataset="mitdb")
     assert "s3cret" not in cli._sync_command("s", args) and "bob:***@" in cli._sync_command("s", args)
     cli._print_next_steps(args, {"f1": 0.5})
     out = capsys.readouterr().out

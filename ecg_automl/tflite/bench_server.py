@@ -49,10 +49,13 @@ def _device() -> dict[str, Any]:
 
 
 def make_server(host: str = "127.0.0.1", port: int = 8765, *, max_bytes: int = MAX_BYTES,
-                max_runs: int = 2000, request_timeout: float = 60) -> ThreadingHTTPServer:
+                max_runs: int = 2000, request_timeout: float = 60, max_uploads: int = 4) -> ThreadingHTTPServer:
     """The HTTP server (not started): ``GET /health``, ``POST /benchmark?runs=N&warmup=W&threads=T``;
-    ``request_timeout``: seconds a connection may stay silent."""
+    ``request_timeout``: seconds a connection may stay silent; ``max_uploads``: bodies held in memory at once
+    until answered (each up to ``max_bytes``: a dozen clients that sent 15 MB and stalled held 185 MB of a Pi's
+    1-8 GB; the next waits up to ``request_timeout`` for a slot, then gets 503)."""
     lock = threading.Lock()
+    uploads = threading.BoundedSemaphore(max_uploads)
     device = _device()
 
     class Handler(BaseHTTPRequestHandler):
@@ -101,6 +104,16 @@ def make_server(host: str = "127.0.0.1", port: int = 8765, *, max_bytes: int = M
                         pass
                 self.close_connection = True
                 return self._reply(413, {"error": f"model of {length} bytes is over the {max_bytes}-byte limit"})
+            if not uploads.acquire(timeout=request_timeout):  # held until the answer: the model stays in memory
+                self.close_connection = True
+                return self._reply(503, {"error": f"{max_uploads} models are being received or timed: try again "
+                                                  f"later"})
+            try:
+                return self._benchmark(url, length)
+            finally:
+                uploads.release()
+
+        def _benchmark(self, url, length: int) -> None:
             try:
                 payload = self.rfile.read(length)
             except TimeoutError:
@@ -184,13 +197,17 @@ def check_target(url: str, *, timeout: float = 10) -> dict[str, Any]:
                           f"`ecg-automl bench-server`")
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as resp:
-            answer = json.loads(resp.read())
+            body = resp.read()
+        try:  # reached: an answer that is not JSON is another web server (a router page), not an unreachable one
+            answer = json.loads(body)
+        except ValueError:
+            answer = body.decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         path = parsed.path.rstrip("/")
         hint = (f": give the server's address alone, {parsed.scheme}://{parsed.netloc}" if path
                 else ": is it an `ecg-automl bench-server`?")
         raise TFLiteError(f"{url} answered GET {path}/health with {exc.code}{hint}") from None
-    except (OSError, ValueError) as exc:  # refused, timed out, unknown host; ValueError: not JSON
+    except (OSError, ValueError) as exc:  # refused, timed out, unknown host, a malformed URL
         reason = getattr(exc, "reason", exc)
         local = (parsed.hostname or "") in ("127.0.0.1", "localhost", "::1")
         start = ("start `ecg-automl bench-server` on this machine" if local else
