@@ -347,13 +347,21 @@ def load_study_data(settings: StudySettings, space: SearchSpace) -> BeatDataset:
                         f"needs both: add records or files with {'normal' if classes[0] else 'abnormal'} beats")
     if settings.max_beats:  # a very small subsample cannot make the folds (that failed after the study was made)
         search = search_data(data, settings)
+        kept = len(np.unique(search.groups))
         try:
-            list(grouped_splits(patient_kfold(settings.folds, seed=settings.seed), search.X, search.y, search.groups))
+            folds = list(grouped_splits(patient_kfold(settings.folds, seed=settings.seed), search.X, search.y,
+                                        search.groups))
         except ValueError as exc:
-            kept = len(np.unique(search.groups))
             raise DataError(f"--max-beats {settings.max_beats} keeps {len(search.y)} beat(s) of {kept} patient(s) on "
                             f"the search side, too few for {settings.folds} patient-grouped folds ({exc}): raise "
                             f"--max-beats (or lower --folds)") from None
+        for k, (train, _) in enumerate(folds):  # every trial failed on such a fold, ten in a row, after the study
+            # was made; and the fix, another --max-beats, was then refused as another setting of that study
+            if len(np.unique(search.y[train])) < 2:
+                raise DataError(f"--max-beats {settings.max_beats} keeps {len(search.y)} beat(s) of {kept} patient(s) "
+                                f"({int(search.y.sum())} abnormal) on the search side: fold {k + 1} of "
+                                f"{settings.folds} would train on {'abnormal' if search.y[train][0] else 'normal'} "
+                                f"beats only; raise --max-beats (or lower --folds)")
     return data
 
 

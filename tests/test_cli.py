@@ -158,6 +158,10 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     (["--max-beats", "1", "--folds", "2"], "--max-beats 1 keeps 2 beat(s) of 2 patient(s) on the search side, too "
                                            "few for 2 patient-grouped folds"),
     (["--max-beats", "2", "--folds", "2", "--engine", "keras-tuner"], "--max-beats 2 keeps 2 beat(s) of "),
+    # ten failed trials, then "fix the cause and run the same command again"; the fix was refused as another setting
+    (["--max-beats", "5", "--folds", "2"], "--max-beats 5 keeps 5 beat(s) of 4 patient(s) (1 abnormal) on the search "
+                                           "side: fold 2 of 2 would train on normal beats only; raise --max-beats"),
+    (["--max-beats", "5", "--folds", "2", "--engine", "keras-tuner"], "fold 2 of 2 would train on normal beats only"),
     (["--tuner", "random"], "--tuner random chooses a KerasTuner tuner: it needs --engine keras-tuner"),
     # a traceback after the first trial, and a budget no model meets silently ignored
     (["--engine", "keras-tuner", "--objective", "f1,latency"], "the KerasTuner engine optimises --objective f1"),
