@@ -386,8 +386,13 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
                      f"{b.number}: validation {settings.metric} {b.value:.4f} (KerasTuner trial "
                      f"{b.user_attrs.get('keras_tuner.trial_id')})")
         if final and done and len(settings.objectives) == 1:
-            out["final"] = run_final(study, settings, full, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
-                                     progress=progress)
+            try:
+                out["final"] = run_final(study, settings, full, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
+                                         progress=progress)
+            except BaseException as exc:  # Ctrl-C/SIGTERM or an error in the final model: the study run was left
+                if tracker is not None:  # RUNNING, and a later sync ended it FINISHED with no final model made
+                    tracker.end_study(parent, "FAILED" if isinstance(exc, Exception) else "KILLED")
+                raise
     if tracker is not None:
         if study is not None and len(settings.objectives) == 1:
             log_study_figures(study, tracker)

@@ -580,6 +580,24 @@ def test_a_keras_tuner_trial_whose_curve_points_did_not_reach_mlflow_says_so_for
                                             "fold1.val_auc": [0.75]}
 
 
+@pytest.mark.parametrize("stop, status", [(KeyboardInterrupt(), "KILLED"), (RuntimeError("disk full"), "FAILED")])
+def test_a_keras_tuner_search_stopped_in_its_final_model_closes_its_study_run(tmp_path, monkeypatch, stop, status):
+    """Ctrl-C (or an error) while the KerasTuner engine made the final model left the study's MLflow run RUNNING,
+    and `ecg-automl sync` then ended it FINISHED, with no final model made; the driver's ends KILLED."""
+    import search.keras_tuner_engine as kte
+
+    def final(*args, **kwargs):
+        raise stop
+
+    monkeypatch.setattr(kte, "run_final", final)
+    with pytest.raises(type(stop)):
+        kte.run_keras_tuner("kt-stop", tiny_settings(tmp_path), tuner="random", n_trials=1, tracking=tracking(tmp_path),
+                            out_dir=tmp_path, progress=False, storage=f"sqlite:///{tmp_path / 'optuna.db'}", final=True)
+    study = optuna.load_study(study_name="kt-stop", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    client = Tracker(tracking(tmp_path)).client
+    assert client.get_run(study.user_attrs["mlflow_parent_run_id"]).info.status == status
+
+
 def test_a_keras_tuner_trial_whose_model_cannot_be_saved_is_still_recorded(tmp_path, monkeypatch, caplog):
     """Saving the trial's model for MLflow raised out of the trial after its value was computed: KerasTuner counted
     it failed and the study never got it. Now it is a warning, and the trial says its run holds no model."""
