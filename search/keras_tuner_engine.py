@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,8 @@ from spaces import SearchSpace, why_config_cannot_build
 from . import interrupt
 from ._trial_results import (StudyCurves, fold_record, log_trial_results, losing, record_epoch, summarise_folds,
                              undefined_value)
-from .objective import _reason
+from ._process import is_alive, pid_namespace, start_token
+from .objective import _reason, worker_id
 from .samplers import tpe_startup_trials
 from .settings import StudySettings
 from .storage import check_storage, redact_url
@@ -113,7 +115,7 @@ def _tuner_class():
             run_id = None
             if self.tracker is not None:
                 run_id = self.tracker.start_trial(self.parent_run_id, number, self.project_name, config,
-                                                  {"tf_threads": str(tf_threads())})
+                                                  _run_tags())
                 self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id,
                                                "optuna.state": "PRUNED", "prune_reason": reason})
                 if run_id is not None:
@@ -134,7 +136,7 @@ def _tuner_class():
             run_id = None
             if self.tracker is not None:
                 run_id = self.tracker.start_trial(self.parent_run_id, number, self.project_name, config,
-                                                  {"tf_threads": str(tf_threads())})
+                                                  _run_tags())
             oof, fold_of = np.full(len(self.data), np.nan), np.full(len(self.data), -1)
             value = None
             status = "FAILED"
@@ -282,6 +284,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
                                                tags={"ecg_automl.kind": "study", **tags,
                                                      **version_tags()}).info.run_id
             tracker.log_params(parent, {f"study.{k}": v for k, v in settings.to_dict().items() if k != "space_yaml"})
+    if tracker is not None and "KERASTUNER_ORACLE_IP" not in os.environ:  # one process: no other runs a trial now
+        _end_orphaned_trial_runs(tracker, parent, print_fn)
     if study is not None:
         clear_dead_final_at_start(study, final, print_fn)
     epochs = space.epochs_range[1]
@@ -398,6 +402,42 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             log_study_figures(study, tracker)
         tracker.end_study(parent)
     return out
+
+
+def _run_tags() -> dict[str, str]:
+    """A trial run's tags at its start: ``worker`` (host:pid) as the driver's runs have, with the process's start
+    and pid namespace, which tell a later search whether that process is dead (:func:`_end_orphaned_trial_runs`)."""
+    return {"tf_threads": str(tf_threads()), "worker": worker_id(), "worker_started": start_token(os.getpid()) or "",
+            "worker_pidns": pid_namespace() or ""}
+
+
+def _end_orphaned_trial_runs(tracker: Tracker, parent: str | None, print_fn: Callable[[str], None]) -> None:
+    """End FAILED the trial runs of this study's run left RUNNING by a search whose process died (kill -9, the OOM
+    killer, a crash): KerasTuner redoes that trial under the same number in a new run, and the old one stayed
+    RUNNING for good, which `sync` (it follows the Optuna study) never touched. A run whose process is alive on this
+    host, or ran on another, is left alone."""
+    if parent is None:
+        return
+    runs = tracker._safe("trial runs of the study", tracker._nested_runs, parent) or []
+    dead = []
+    for run in runs:
+        if run.info.status != "RUNNING":
+            continue
+        tags = run.data.tags
+        host, _, pid = tags.get("worker", "").rpartition(":")
+        if "worker" in tags:  # runs from before the tag were made by a search that has ended
+            theirs, ours = tags.get("worker_pidns"), pid_namespace()
+            if host != socket.gethostname() or not pid.isdigit() or (theirs and ours and theirs != ours):
+                continue
+            if is_alive(int(pid), tags.get("worker_started") or None):
+                continue
+        tracker.set_tags(run.info.run_id, {"optuna.state": "FAIL", "fail_reason": "its search process died (killed, "
+                                           "out of memory or a crash): the trial is redone under its number"})
+        tracker._safe("end of trial run", tracker.client.set_terminated, run.info.run_id, "FAILED")
+        dead.append(tags.get("optuna.trial_number", "?"))
+    if dead:
+        print_fn(f"note: the MLflow run(s) of trial(s) {', '.join(dead)} were left RUNNING by a search that died: "
+                 f"ended FAILED (KerasTuner redoes such a trial under its number)")
 
 
 def check_tuner_state(project: Path, fingerprint: dict[str, Any], storage: str | None) -> None:

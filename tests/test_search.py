@@ -598,6 +598,38 @@ def test_a_keras_tuner_search_stopped_in_its_final_model_closes_its_study_run(tm
     assert client.get_run(study.user_attrs["mlflow_parent_run_id"]).info.status == status
 
 
+def test_a_keras_tuner_resume_ends_the_trial_runs_a_killed_search_left_running(tmp_path, capsys):
+    """kill -9 (or the OOM killer) in a KerasTuner trial left its MLflow run RUNNING for good: the resume redid the
+    trial in a new run of the same number, and `sync`, which follows the Optuna study, never touched the old one.
+    A resume now ends such runs FAILED; a run whose process still lives is left alone."""
+    import os
+    import socket
+
+    import search.keras_tuner_engine as kte
+    from search._process import start_token
+
+    storage, cfg = f"sqlite:///{tmp_path / 'optuna.db'}", tracking(tmp_path)
+    out = kte.run_keras_tuner("kt-orphan", tiny_settings(tmp_path), tuner="random", n_trials=1, tracking=cfg,
+                              out_dir=tmp_path, progress=False, storage=storage, final=False)
+    tracker = Tracker(cfg)
+    parent = out["study"].user_attrs["mlflow_parent_run_id"]
+    (done,) = tracker.trial_runs(parent).values()
+    assert done.data.tags["worker"] == f"{socket.gethostname()}:{os.getpid()}"  # as the driver's runs
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    runs = {}
+    for name, pid, started in (("dead", dead.pid, "boot/1"), ("alive", os.getpid(), start_token(os.getpid()))):
+        runs[name] = tracker.start_trial(parent, 1, "kt-orphan", {}, {"worker": f"{socket.gethostname()}:{pid}",
+                                                                       "worker_started": started})
+    runs["elsewhere"] = tracker.start_trial(parent, 1, "kt-orphan", {}, {"worker": "another-host:1"})
+    kte.run_keras_tuner("kt-orphan", tiny_settings(tmp_path), tuner="random", n_trials=1, tracking=cfg,
+                        out_dir=tmp_path, progress=False, storage=storage, final=False)
+    status = {name: tracker.client.get_run(run_id) for name, run_id in runs.items()}
+    assert status["dead"].info.status == "FAILED" and "process died" in status["dead"].data.tags["fail_reason"]
+    assert status["alive"].info.status == status["elsewhere"].info.status == "RUNNING"
+    assert "the MLflow run(s) of trial(s) 1 were left RUNNING by a search that died" in capsys.readouterr().out
+
+
 def test_a_keras_tuner_trial_whose_model_cannot_be_saved_is_still_recorded(tmp_path, monkeypatch, caplog):
     """Saving the trial's model for MLflow raised out of the trial after its value was computed: KerasTuner counted
     it failed and the study never got it. Now it is a warning, and the trial says its run holds no model."""
