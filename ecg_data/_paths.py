@@ -236,10 +236,11 @@ def ptbxl_records(csv: Path) -> list[str]:
 
 
 def _incomplete_records(name: str, path: Path, marker: str) -> dict[str, str]:
-    """Record -> what is wrong with it (PTB-XL: and its statement table -> ``no scp_statements.csv`` when it is
-    missing), for each record a RECORDS marker (or PTB-XL's table) lists that lacks a file (:func:`missing_record_files`) or has a damaged one (:func:`damaged_record_files`: for PTB-XL, whose
+    """Record -> what is wrong with it, for each record a RECORDS marker (or PTB-XL's table) lists that lacks a
+    file (:func:`missing_record_files`) or has a damaged one (:func:`damaged_record_files`: for PTB-XL, whose
     21,799 headers take minutes to read, empty files, and a header read only for a signal file of an odd size);
-    empty for a database with neither."""
+    empty for a database with neither. PTB-XL's statement table, when missing, is there too (``scp_statements.csv``
+    -> ``no scp_statements.csv``): the loader needs it."""
     annotation = BEAT_ANNOTATIONS.get(name)
     if marker == "RECORDS":
         records = (path / marker).read_text(encoding="utf-8", errors="replace").split()
