@@ -651,8 +651,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         "machine run one worker per core with --tf-threads 1 (see README, Scaling out). The values "
                         "depend on the count (each trial records its tf_threads): pass the same N to repeat a study")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--verbose", type=int, default=0,
-                   help="Keras fit verbosity (0 quiet, the default; 2 one line per epoch)")
+    p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2),  # Keras takes these (5 passed silently)
+                   help="Keras fit verbosity (0 quiet, the default; 1 a progress bar; 2 one line per epoch)")
 
 
 def _version_text() -> str:

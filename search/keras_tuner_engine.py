@@ -383,11 +383,16 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     out: dict[str, Any] = {"history": history, "best": best, "seconds": time.perf_counter() - start,
                            "study": study, "final": None}
     if study is not None:
-        done = [tr for tr in study.get_trials(deepcopy=False) if tr.state.name == "COMPLETE"]
+        trials = study.get_trials(deepcopy=False)
+        done = [tr for tr in trials if tr.state.name == "COMPLETE"]
         if done:
             b = study.best_trial
-            print_fn(f"keras-tuner study {study_name}: {len(done)} trials recorded in {storage}; best trial "
-                     f"{b.number}: validation {settings.metric} {b.value:.4f} (KerasTuner trial "
+            states: dict[str, int] = {}  # "2 trials recorded" said nothing of the pruned or failed third
+            for tr in trials:
+                states[tr.state.name.lower()] = states.get(tr.state.name.lower(), 0) + 1
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+            print_fn(f"keras-tuner study {study_name}: {len(trials)} trial(s) recorded ({counts}) in {storage}; best "
+                     f"trial {b.number}: validation {settings.metric} {b.value:.4f} (KerasTuner trial "
                      f"{b.user_attrs.get('keras_tuner.trial_id')})")
         if final and done and len(settings.objectives) == 1:
             try:

@@ -172,7 +172,8 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     (["--engine", "keras-tuner", "--heartbeat", "5", "--trials", "1", "--epochs", "1", "--no-final"],
      "--heartbeat 5 sets the Optuna engine's trial heartbeat: the KerasTuner engine records its trials when they "
      "end, and has none"),  # silently ignored
-    (["--study", "", "--trials", "0"], "argument --study: must not be empty: name the study"),  # a study named ""
+    (["--study", "", "--trials", "0"], "argument --study: must not be empty: name the study"),
+    (["--verbose", "5"], "argument --verbose: invalid choice: 5 (choose from 0, 1, 2)"),  # accepted silently  # a study named ""
     # --objective auc silently optimised F1 (the --metric default); with --metric f1 it still does not
     (["--objective", "auc", "--metric", "f1"], "--objective auc optimises ROC-AUC but --metric f1 says F1"),
     (["--objective", "f1,latency", "--metric", "auc"], "use --objective auc,latency"),

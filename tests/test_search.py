@@ -1038,7 +1038,7 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
     final = out["final"]
     assert final["trial"] == best.number and final["config"] == best.user_attrs["config"]
     assert Path(final["model_path"]).exists() and 0.5 < final["abnormal"]["roc_auc"] <= 1
-    assert "keras-tuner study kt: 2 trials recorded" in capsys.readouterr().out
+    assert "keras-tuner study kt: 2 trial(s) recorded (2 complete) in" in capsys.readouterr().out
     parent = Tracker(tracking(tmp_path)).client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.tags["engine"] == "keras-tuner"  # the final test is on KerasTuner's study run
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
@@ -1471,7 +1471,7 @@ def test_a_keras_tuner_search_whose_trials_keep_failing_closes_its_study_run(tmp
     assert Tracker(tracking(tmp_path)).client.get_run(parent).info.status == "FAILED"
 
 
-def test_a_keras_tuner_draw_that_cannot_be_built_is_pruned_as_the_driver_prunes_it(tmp_path, monkeypatch):
+def test_a_keras_tuner_draw_that_cannot_be_built_is_pruned_as_the_driver_prunes_it(tmp_path, monkeypatch, capsys):
     """A space may hold draws whose model cannot be built beside buildable ones; the driver prunes them before they
     train, but KerasTuner failed each in Keras and stopped after three in a row ("Number of consecutive failures
     exceeded the limit of 3") with a traceback. They are now pruned there too, saying why: a PRUNED trial in the
@@ -1512,6 +1512,9 @@ def test_a_keras_tuner_draw_that_cannot_be_built_is_pruned_as_the_driver_prunes_
         assert run.info.status == "KILLED" and run.data.tags["prune_reason"] == t.user_attrs["prune_reason"]
         assert run.info.run_id == t.user_attrs["mlflow_run_id"]
     assert Tracker(tracking(tmp_path)).sync(study) == {"created": 0, "updated": 0}
+    # the summary counted the complete trials alone ("5 trials recorded" of 8)
+    assert (f"keras-tuner study ktp: 8 trial(s) recorded ({8 - len(pruned)} complete, {len(pruned)} pruned) in "
+            in capsys.readouterr().out)
 
 
 def test_sync_takes_a_trial_s_own_run_where_the_run_numbers_are_another_trial_s(tmp_path):
