@@ -835,6 +835,17 @@ def latency_gates(settings: StudySettings, data: BeatDataset | None = None) -> l
                         target=settings.latency_target, members=settings.n_final_members, channels=channels)]
 
 
+def _final_model_line(study: optuna.Study, number: int, config: dict[str, Any], model: str, n_search: int,
+                      n_test: int) -> str:
+    """What the final model is about to be, with its epochs: a KerasTuner Hyperband trial's are those of the round
+    it won in, perhaps fewer than --epochs, and nothing said so."""
+    epochs = int(config["epochs"])
+    hyperband = (", the epochs of the Hyperband round it won in"
+                 if str(study.user_attrs.get("engine", "")).endswith(":hyperband") else "")
+    return (f"training trial {number}'s final model ({model}, {epochs} epoch{'s' if epochs != 1 else ''}{hyperband}; "
+            f"{n_search} search beats), testing on {n_test} held-out beats ...")
+
+
 def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *, tracker: Tracker | None,
               out_dir: str | Path = "runs", print_fn: Callable[[str], None] = print,
               progress: bool = False) -> dict[str, Any] | None:
@@ -866,8 +877,7 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     n_search, n_test = int((data.split == "search").sum()), int((data.split == "test").sum())
     model = describe_final_model({"final_model": settings.final_model, "members": settings.n_final_members,
                                   "fold_repeats": settings.fold_repeats})
-    print_fn(f"training trial {best.number}'s final model ({model}; {n_search} search beats), testing on "
-             f"{n_test} held-out beats ...")
+    print_fn(_final_model_line(study, best.number, config, model, n_search, n_test))
     parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
     import os
     import time

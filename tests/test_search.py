@@ -1200,6 +1200,20 @@ def test_keras_tuner_hyperband_trains_no_more_epochs_than_asked(tmp_path, epochs
     assert max(rounds) == epochs and min(rounds) >= 1
 
 
+def test_the_final_model_line_names_its_epochs_and_a_hyperband_round_s(tmp_path):
+    """A KerasTuner Hyperband study's best trial may have won in a 1-epoch round under --epochs 3; its final model
+    then trained 1 epoch, and the line announcing it did not say so."""
+    from search.study import _final_model_line
+
+    study = optuna.create_study(study_name="e", storage=f"sqlite:///{tmp_path / 'o.db'}")
+    line = _final_model_line(study, 2, {"epochs": 8}, "one model trained on all search patients", 100, 50)
+    assert line == ("training trial 2's final model (one model trained on all search patients, 8 epochs; 100 search "
+                    "beats), testing on 50 held-out beats ...")
+    study.set_user_attr("engine", "keras-tuner:hyperband")
+    assert "(one model trained on all search patients, 1 epoch, the epochs of the Hyperband round it won in; 100 " \
+        in _final_model_line(study, 2, {"epochs": 1}, "one model trained on all search patients", 100, 50)
+
+
 def _heartbeat_csv_study(tmp_path: Path, rr_features) -> StudySettings:
     """Settings of a tiny study on a small heartbeat CSV (Kaggle layout, patient ids in .groups sidecars)."""
     from test_sources import _beat_rows, _write_csv
