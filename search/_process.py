@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 
@@ -46,3 +47,14 @@ def is_alive(pid: int, start: str | None = None) -> bool:
         return True
     now = start_token(pid)
     return now is None or now == start
+
+
+def worker_alive(worker: str, started: str | None = None, pidns: str | None = None) -> bool | None:
+    """Whether the process a record names (``worker`` = ``host:pid``, with its ``started`` token and ``pidns``, as
+    :func:`start_token` and :func:`pid_namespace` gave them) still runs: True or False on this host, None where it
+    cannot be seen from here (another host, another container's pid namespace, or no pid in the record)."""
+    host, _, pid = str(worker).rpartition(":")
+    ours = pid_namespace()
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0 or (pidns and ours and pidns != ours):
+        return None
+    return is_alive(int(pid), started)

@@ -3,11 +3,10 @@ during its final training leaves the marker, which ``sync``, ``export`` and the 
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
-from ._process import is_alive, pid_namespace
+from ._process import pid_namespace, worker_alive
 
 #: Study user attr a search sets while it makes its final model (``search.study.run_final``): ``{"trial": N,
 #: "worker": "host:pid", "since": epoch seconds, "started": the process's start (:func:`search._process.start_token`,
@@ -26,10 +25,7 @@ def final_in_progress(study: Any) -> tuple[dict[str, Any] | None, bool | None]:
     marker = study.user_attrs.get(FINAL_IN_PROGRESS)
     if not marker:
         return None, None
-    host, _, pid = str(marker.get("worker", "")).rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0 or _other_pid_namespace(marker):
-        return marker, None
-    return marker, is_alive(int(pid), marker.get("started"))
+    return marker, worker_alive(str(marker.get("worker", "")), marker.get("started"), marker.get("pidns"))
 
 
 def _other_pid_namespace(marker: dict[str, Any]) -> bool:

@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from spaces import SearchSpace, why_config_cannot_build
 from . import interrupt
 from ._trial_results import (StudyCurves, fold_record, log_trial_results, losing, record_epoch, summarise_folds,
                              undefined_value)
-from ._process import is_alive, pid_namespace, start_token
+from ._process import pid_namespace, start_token, worker_alive
 from .objective import _reason, worker_id
 from .samplers import tpe_startup_trials
 from .settings import StudySettings
@@ -429,13 +428,9 @@ def _end_orphaned_trial_runs(tracker: Tracker, parent: str | None, print_fn: Cal
         if run.info.status != "RUNNING":
             continue
         tags = run.data.tags
-        host, _, pid = tags.get("worker", "").rpartition(":")
-        if "worker" in tags:  # runs from before the tag were made by a search that has ended
-            theirs, ours = tags.get("worker_pidns"), pid_namespace()
-            if host != socket.gethostname() or not pid.isdigit() or (theirs and ours and theirs != ours):
-                continue
-            if is_alive(int(pid), tags.get("worker_started") or None):
-                continue
+        if "worker" in tags and worker_alive(tags["worker"], tags.get("worker_started") or None,
+                                             tags.get("worker_pidns") or None) is not False:
+            continue  # alive, or where it cannot be seen; runs from before the tag were made by a search that ended
         tracker.set_tags(run.info.run_id, {"optuna.state": "FAIL", "fail_reason": "its search process died (killed, "
                                            "out of memory or a crash): the trial is redone under its number"})
         tracker._safe("end of trial run", tracker.client.set_terminated, run.info.run_id, "FAILED")

@@ -839,11 +839,12 @@ def _final_model_line(study: optuna.Study, number: int, config: dict[str, Any], 
                       n_test: int) -> str:
     """What the final model is about to be, with its epochs: a KerasTuner Hyperband trial's are those of the round
     it won in, perhaps fewer than --epochs, and nothing said so."""
-    epochs = int(config["epochs"])
+    epochs = int(config.get("epochs", 0))  # a config always has them; a hand-made one may not
     hyperband = (", the epochs of the Hyperband round it won in"
                  if str(study.user_attrs.get("engine", "")).endswith(":hyperband") else "")
-    return (f"training trial {number}'s final model ({model}, {epochs} epoch{'s' if epochs != 1 else ''}{hyperband}; "
-            f"{n_search} search beats), testing on {n_test} held-out beats ...")
+    said = f", {epochs} epoch{'s' if epochs != 1 else ''}{hyperband}" if epochs else ""
+    return (f"training trial {number}'s final model ({model}{said}; {n_search} search beats), testing on {n_test} "
+            f"held-out beats ...")
 
 
 def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *, tracker: Tracker | None,
