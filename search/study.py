@@ -662,7 +662,7 @@ def require_test_part(data: BeatDataset, settings: StudySettings) -> None:
         kind, lacking = ("abnormal", "normal") if classes[0] else ("normal", "abnormal")
         chosen = f" (--records {','.join(settings.records)})" if settings.records else ""
         raise DataError(f"{data.name}{chosen}: the held-out test part holds only {kind} beats "
-                        f"({int(np.count_nonzero(test)):,} of {len(np.unique(data.groups[test]))} patient(s)), so "
+                        f"({int(np.count_nonzero(test)):,} beats of {len(np.unique(data.groups[test]))} patient(s)), so "
                         f"the final test's F1 and ROC-AUC would be undefined; add test records with {lacking} "
                         f"beats (`ecg-automl data info {data.name}` lists which are which), or pass --no-final to "
                         f"search without the final test")

@@ -188,7 +188,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, cli_env, args, message):
     (["--records", "101,106,119", "--engine", "keras-tuner"], "no held-out test patient in the data"),
     # the whole search ran, then its test printed F1 0 and ROC-AUC nan without a word (212: N and RBBB beats only)
     (["--records", "101,106,119,212"], "mitdb (--records 101,106,119,212): the held-out test part holds only normal "
-                                       "beats (2,746 of 1 patient(s))"),
+                                       "beats (2,746 beats of 1 patient(s))"),
     (["--records", "101,106,119,212", "--engine", "keras-tuner"], "the held-out test part holds only normal beats"),
     # sqlite:///$DB with DB unset: the whole study ran in memory and was gone at exit, never resumable
     (["--storage", "sqlite:///"], "--storage sqlite:/// names no database file: SQLite keeps that study in memory"),
