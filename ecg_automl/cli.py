@@ -308,12 +308,10 @@ def _trial_lines(args: argparse.Namespace) -> Callable[[str], None] | None:
 
 
 def _print_summary(result, args: argparse.Namespace) -> None:
+    from search.study import trial_counts
+
     study = result.study
-    states: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        states[t.state.name] = states.get(t.state.name, 0) + 1
-    print(f"study {study.study_name}: " + (", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items()))
-                                           or "no trial yet"))
+    print(f"study {study.study_name}: " + (trial_counts(study.get_trials(deepcopy=False)) or "no trial yet"))
     if result.tracking_failures:
         skipped = getattr(result, "tracking_skipped", 0)
         sync = _sync_command(study.study_name, args)

@@ -26,7 +26,8 @@ from .settings import StudySettings
 from .storage import check_storage, redact_url
 from .study import (MAX_FAILURES_IN_A_ROW, StudyMismatchError, TrialsKeepFailingError, _stamped, _trial_writers,
                     check_study_data, clear_dead_final_at_start, load_study_data, log_study_figures, open_study,
-                    refuse_other_settings, require_test_part, run_final, search_data, space_for_data, stored_study)
+                    refuse_other_settings, require_test_part, run_final, search_data, space_for_data, stored_study,
+                    trial_counts)
 from .tracking import (CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, MODEL_IN_MLFLOW, Tracker, TrackingConfig,
                        version_tags)
 from .training import fit, tf_threads
@@ -386,13 +387,10 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         done = [tr for tr in trials if tr.state.name == "COMPLETE"]
         if done:
             b = study.best_trial
-            states: dict[str, int] = {}  # "2 trials recorded" said nothing of the pruned or failed third
-            for tr in trials:
-                states[tr.state.name.lower()] = states.get(tr.state.name.lower(), 0) + 1
-            counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-            print_fn(f"keras-tuner study {study_name}: {len(trials)} trial(s) recorded ({counts}) in {storage}; best "
-                     f"trial {b.number}: validation {settings.metric} {b.value:.4f} (KerasTuner trial "
-                     f"{b.user_attrs.get('keras_tuner.trial_id')})")
+            # "2 trials recorded" said nothing of the pruned or failed third
+            print_fn(f"keras-tuner study {study_name}: {len(trials)} trial(s) recorded ({trial_counts(trials)}) in "
+                     f"{storage}; best trial {b.number}: validation {settings.metric} {b.value:.4f} (KerasTuner "
+                     f"trial {b.user_attrs.get('keras_tuner.trial_id')})")
         if final and done and len(settings.objectives) == 1:
             try:
                 out["final"] = run_final(study, settings, full, tracker=tracker, out_dir=out_dir, print_fn=print_fn,

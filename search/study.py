@@ -597,6 +597,14 @@ def _noting_taken(objective, taken: list[int]):
     return run
 
 
+def trial_counts(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
+    """``2 complete, 1 pruned``: how many trials are in each state (the closing line of a search, either engine)."""
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+
+
 def why_no_model(study: optuna.Study) -> str | None:
     """Why a study whose trials all ended holds no completed one (every trial over the latency budget, say), for
     a search that would otherwise end "no completed trial" with exit 0; None when it has one, or none ended."""
