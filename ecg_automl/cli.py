@@ -128,6 +128,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         settings = _search_settings(args, space, objectives)
     except ValueError as exc:  # options that contradict each other (--final-model folds with --final-members 3)
         raise UsageError(str(exc)) from None
+    from search.study import why_no_model
+
     if args.engine == "keras-tuner":
         from search import run_keras_tuner
 
@@ -136,6 +138,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                               tracking=_tracking(args), out_dir=args.out_dir, progress=not args.quiet,
                               verbose=args.verbose, timeout=args.timeout, storage=args.storage,
                               final=not args.no_final, trial_print_fn=_trial_lines(args))
+        if out.get("study") is not None and (why := why_no_model(out["study"])):  # exit 0 read as a success
+            print(f"error: study {args.study}: {why}", file=sys.stderr)
+            return 1
         _print_next_steps(args, out.get("final"))
         return 0
     result = run_search(args.study, settings, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
@@ -145,8 +150,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     _print_summary(result, args)
     if result.interrupted:
         return _interrupted_exit_code()
-    from search.study import why_no_model
-
     if args.trials > 0 and (why := why_no_model(result.study)):  # a scripted pipeline took it for a success
         print(f"error: study {args.study}: {why}", file=sys.stderr)
         return 1

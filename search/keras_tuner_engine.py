@@ -385,12 +385,13 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
     if study is not None:
         trials = study.get_trials(deepcopy=False)
         done = [tr for tr in trials if tr.state.name == "COMPLETE"]
-        if done:
-            b = study.best_trial
-            # "2 trials recorded" said nothing of the pruned or failed third
+        if trials:  # "2 trials recorded" said nothing of the pruned or failed third; all pruned said nothing at all
+            b = study.best_trial if done else None
             print_fn(f"keras-tuner study {study_name}: {len(trials)} trial(s) recorded ({trial_counts(trials)}) in "
-                     f"{storage}; best trial {b.number}: validation {settings.metric} {b.value:.4f} (KerasTuner "
-                     f"trial {b.user_attrs.get('keras_tuner.trial_id')})")
+                     f"{redact_url(storage)}" + (f"; best trial {b.number}: validation {settings.metric} "
+                                                 f"{b.value:.4f} (KerasTuner trial "
+                                                 f"{b.user_attrs.get('keras_tuner.trial_id')})" if b else
+                                                 "; none completed"))
         if final and done and len(settings.objectives) == 1:
             try:
                 out["final"] = run_final(study, settings, full, tracker=tracker, out_dir=out_dir, print_fn=print_fn,

@@ -225,6 +225,28 @@ def test_a_search_whose_every_trial_is_over_the_latency_budget_fails(tmp_path, c
     assert "next:" not in proc.stdout and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("engine", [["--engine", "keras-tuner", "--tuner", "random", "--seed", "1"], ["--seed", "2"]])
+def test_a_search_with_no_model_fails_on_either_engine(tmp_path, cli_env, engine):
+    """A KerasTuner search whose every trial was pruned (a space whose windows are too short for its blocks)
+    printed its pruned lines and exited 0, with no closing line: the Optuna engine's exit 1 and why, on both
+    (these seeds draw 2 of the 10 block counts in 11 that cannot be built)."""
+    from spaces import SearchSpace
+
+    space = tmp_path / "short.yaml"
+    space.write_text(SearchSpace.load("edge").with_overrides(
+        input_length=16, res_blocks={"type": "int", "low": 4, "high": 14}).to_yaml().replace("name: edge", "name: short"))
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    proc = run_cli(["search", "--study", "short", "--no-mlflow", "--storage", storage, "--trials", "2",
+                    "--space", str(space), "--folds", "2", "--epochs", "1", "--quiet", "--records",
+                    ",".join(SMALL_RECORDS), *engine], tmp_path, cli_env, check=False, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert ("error: study short: none of the study's 2 finished trial(s) completed, so there is no model to test "
+            "or export (pruned: input_length 16 is too short for res_blocks") in proc.stderr, proc.stderr[-2000:]
+    if "keras-tuner" in engine:
+        assert f"keras-tuner study short: 2 trial(s) recorded (2 pruned) in {storage}; none completed" in proc.stdout
+    assert "next:" not in proc.stdout and "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("args, metric", [
     (["--objective", "auc"], "auc"), (["--objective", "auc,latency"], "auc"), (["--metric", "auc"], "auc"),
     ([], "f1"), (["--objective", "f1", "--metric", "f1@0.5"], "f1@0.5"),
