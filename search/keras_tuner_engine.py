@@ -280,8 +280,9 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         if study is not None:  # reused on resume; the final test is logged on it
             parent = tracker.study_run(study, settings.to_dict(), run_name=name, tags=tags)
         else:
+            tracker.space_name = space.name  # as study_run does: a tag of the study run and its trial runs
             parent = tracker.client.create_run(tracker.experiment_id, run_name=name,
-                                               tags={"ecg_automl.kind": "study", **tags,
+                                               tags={"ecg_automl.kind": "study", **tags, "space": space.name,
                                                      **version_tags()}).info.run_id
             tracker.log_params(parent, {f"study.{k}": v for k, v in settings.to_dict().items() if k != "space_yaml"})
     if tracker is not None and "KERASTUNER_ORACLE_IP" not in os.environ:  # one process: no other runs a trial now

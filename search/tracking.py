@@ -308,6 +308,15 @@ def _check_artifact_folder(location: str | None, experiment: str, existing: bool
         raise TrackingError(f"MLflow artifact location {path} cannot be written ({why}): {fix}") from None
 
 
+def _space_name(space_yaml: Any) -> str:
+    """The ``name:`` of a study's space (its settings' ``space_yaml``), "" when there is none to read."""
+    try:
+        doc = yaml.safe_load(space_yaml) if isinstance(space_yaml, str) else None
+    except yaml.YAMLError:
+        return ""
+    return str(doc.get("name") or "") if isinstance(doc, dict) else ""
+
+
 def trial_tags(trial: Any) -> dict[str, str]:
     """MLflow tags that say where a trial ran and what it retries: ``worker`` (host:pid), ``tf_threads`` (the
     TensorFlow threads it trained with: its values depend on them) and ``optuna.retry_of`` (the number of the trial
@@ -385,6 +394,7 @@ class Tracker:
         self._offline_until: float | None = None
         self._experiment_id: str | None = None
         self._then = _GOES_ON  # what a failed call's warning tells the user to do
+        self.space_name = ""  # its study space's name (study_run): a tag of its runs, `tags.space = 'mine'` finds them
 
     @property
     def client(self) -> Any:
@@ -531,6 +541,7 @@ class Tracker:
         The run is tagged with the study's engine and the versions that decide results."""
         import uuid
 
+        self.space_name = _space_name(settings.get("space_yaml"))
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         moves = study.user_attrs.get("latency_target_moves")
         key = study.user_attrs.get(STUDY_KEY)
@@ -555,6 +566,7 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=run_name or study.study_name,
                                      tags={"optuna.study_name": study.study_name, "ecg_automl.kind": "study",
                                            "engine": engine, STUDY_KEY_TAG: key, **version_tags(),
+                                           **({"space": self.space_name} if self.space_name else {}),
                                            **({"latency_target_moves": json.dumps(moves)} if moves else {}),
                                            **(tags or {})})
         run_id = run.info.run_id
@@ -628,6 +640,7 @@ class Tracker:
                 self.experiment_id, run_name=f"trial-{trial_number}",
                 tags={"mlflow.parentRunId": parent_id, "optuna.study_name": study_name,
                       "optuna.trial_number": str(trial_number), "ecg_automl.kind": "trial",
+                      **({"space": self.space_name} if self.space_name else {}),
                       **{k: str(v) for k, v in (tags or {}).items()}})
             self.log_params(run.info.run_id, params)
             return run.info.run_id

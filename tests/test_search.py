@@ -115,6 +115,7 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     for t in study.trials:
         run = runs[t.number]
         assert run.data.tags["optuna.state"] == t.state.name
+        assert run.data.tags["space"] == "tiny"  # the space's name: `tags.space = 'tiny'` finds its runs
         assert run.info.status == {"COMPLETE": "FINISHED", "FAIL": "FAILED"}[t.state.name]
         if t.state.name == "COMPLETE":
             assert float(run.data.params["learning_rate"]) == pytest.approx(t.params["learning_rate"])
@@ -140,6 +141,7 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     assert sum(map(sum, final["confusion_matrix"])) == final["n"]
     parent = tracker.client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
+    assert parent.data.tags["space"] == "tiny"
     assert Path(final["model_path"]).exists()
     # the logged report says which trial and config it tested (it did not: only the .txt's title named the trial)
     logged = json.loads(Path(tracker.client.download_artifacts(parent.info.run_id, "final_test.json",
@@ -1042,6 +1044,8 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
     assert "keras-tuner study kt: 2 trial(s) recorded (2 complete) in" in capsys.readouterr().out
     parent = Tracker(tracking(tmp_path)).client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.tags["engine"] == "keras-tuner"  # the final test is on KerasTuner's study run
+    assert parent.data.tags["space"] == "tiny"  # the space's name labels its runs, as the driver's
+    assert {r.data.tags["space"] for r in mlflow_trial_runs(tmp_path, study).values()} == {"tiny"}
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
     meta = export_trial("kt", storage, "best", "fp32", tmp_path / "kt.tflite", verify_beats=300, runs=20,
                         tracking=tracking(tmp_path))
