@@ -138,6 +138,36 @@ def fit_final(config: dict[str, Any], train: BeatDataset, *, seed: int = 0, memb
     return build_ensemble(config, [f.model for f in fits], channels=int(train.X.shape[2])), fits
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, hex: the final model's, recorded in the study, tells its file from one another
+    search saved at the same path."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def final_model_problem(final: dict[str, Any]) -> str | None:
+    """Why a study's final report's ``model_path`` is not its final model, in words ("is gone (moved or deleted)",
+    "was replaced ..."); None when it is there and, where the report recorded its SHA-256 (``model_sha256``), holds
+    the same bytes. Two studies of one name (in two storages) with one --out-dir save at the same path: the later
+    replaced the other's model, which `export` then shipped under the other study's config and threshold."""
+    path = Path(final.get("model_path") or "")
+    if not final.get("model_path") or not path.is_file():
+        return "is gone (moved or deleted)"
+    want = final.get("model_sha256")
+    try:
+        if want and file_sha256(path) != want:
+            return ("was replaced since its search saved it (another study of the same name, in another storage, "
+                    "saved its own final model there with the same --out-dir; or the file was changed)")
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
 def save_model(model: Any, out_path: Path) -> Path:
     """Save ``model`` at ``out_path``, creating its folder; a path that cannot be written (a file in the way,
     a read-only folder, a full disk) is an :class:`OutputError` naming it, not a traceback."""
@@ -225,6 +255,7 @@ def final_test(
     report["seconds"] = time.perf_counter() - t0
     if out_path is not None:
         report["model_path"] = str(save_model(model, Path(out_path)).resolve())
+        report["model_sha256"] = file_sha256(report["model_path"])  # which file is this study's (final_model_problem)
     if tracker is not None and run_id is not None:
         tracker.log_final_report(run_id, report, title)  # what `ecg-automl sync` can back-fill from the study
         fig = plots.roc_figure(test.y, prob, title)

@@ -21,7 +21,7 @@ from ecg_data import (PIPELINE_VERSION, BeatDataset, DataError, data_layout, des
 from spaces import SearchSpace, SpaceError
 
 from . import interrupt
-from .final import final_test
+from .final import final_model_problem, final_test
 from .final_marker import FINAL_IN_PROGRESS, FINAL_KILLED, clear_dead_final, final_in_progress, marker_since
 from .metrics import describe_final_model, format_report
 from .objective import CVObjective, Gate, worker_id
@@ -868,9 +868,12 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
         print_fn("no completed trial: nothing to test")
         return None
     cached = study.user_attrs.get("final")
-    if cached and cached.get("trial") == best.number and Path(cached.get("model_path", "")).exists():
-        print_fn(format_report(cached, f"final test of trial {best.number} (already done)"))
-        return cached
+    problem = final_model_problem(cached) if cached and cached.get("trial") == best.number else None
+    if cached and cached.get("trial") == best.number:
+        if problem is None:
+            print_fn(format_report(cached, f"final test of trial {best.number} (already done)"))
+            return cached
+        print_fn(f"note: trial {best.number}'s final model, {cached.get('model_path')}, {problem}: making it again")
     marker, alive = final_in_progress(study)
     if marker and alive and marker.get("trial") == best.number:  # the same command run twice at once, say
         print_fn(f"trial {best.number}'s final model is being made by another search of this study, "
@@ -893,13 +896,17 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
 
     from ._process import pid_namespace, start_token
 
+    out_path = Path(out_dir) / study.study_name / f"final-trial{best.number}.keras"
+    if out_path.exists() and not (cached and Path(cached.get("model_path") or "") == out_path.resolve()):
+        print_fn(f"note: {out_path} holds a final model this study did not save (another study named "
+                 f"{study.study_name!r}, in another storage, with this --out-dir?): this search replaces it (that "
+                 f"study's export then says so); another --out-dir keeps both")
     study.set_user_attr(FINAL_IN_PROGRESS, {"trial": best.number, "worker": worker_id(), "since": time.time(),
                                             "started": start_token(os.getpid()), "pidns": pid_namespace()})
     try:
         report = final_test(config, threshold, data, seed=settings.seed, members=settings.final_members,
                             final_model=settings.final_model, folds=settings.folds,
-                            fold_repeats=settings.fold_repeats,
-                            out_path=Path(out_dir) / study.study_name / f"final-trial{best.number}.keras",
+                            fold_repeats=settings.fold_repeats, out_path=out_path,
                             tracker=tracker, run_id=parent, title=title, progress=progress,
                             about={"trial": best.number, "config": config})  # in final_test.json, too
         study.set_user_attr("final", _jsonable(report))

@@ -1349,7 +1349,58 @@ def test_a_strict_export_the_check_flags_writes_nothing_and_predict_warns_of_a_f
                                               "below the Keras model's")
 
 
-def _fake_trial_model_call(monkeypatch, final, user_attrs, tracker=None, best=True, study_attrs=None):
+def test_export_refuses_a_final_model_file_another_study_replaced(exported, capsys):
+    """Two studies of one name (two storages) with one --out-dir save their final models at the same path: the
+    later replaced the other's, and `export` of the other shipped it under that study's config and threshold (F1
+    0.00 against 0.37 in the review). The study records its file's SHA-256: a replaced or damaged file is said,
+    and the copy on the study's MLflow run exported instead."""
+    from ecg_automl.tflite.export import export_trial
+    from search import final_model_problem, open_study
+    from spaces import build_model
+
+    tmp, storage, _ = exported
+    study, _ = open_study("ex", storage, None, heartbeat=None)
+    final = study.user_attrs["final"]
+    path = Path(final["model_path"])
+    assert final_model_problem(final) is None and len(final["model_sha256"]) == 64
+    own = path.read_bytes()
+    try:
+        build_model(UNTRAINED, channels=1).save(path)  # another study's model, at this study's path
+        assert final_model_problem(final).startswith("was replaced since its search saved it")
+        meta = export_trial("ex", storage, "best", "fp32", tmp / "replaced.tflite", tracking=tracking(tmp),
+                            verify_beats=300, runs=10)
+        err = capsys.readouterr().err
+        run_id = study.user_attrs["mlflow_parent_run_id"]
+        assert (f"note: study 'ex''s final model file {path} was replaced since its search saved it" in err
+                and f"exporting the copy logged to its MLflow run {run_id}" in err), err
+        assert meta["model_origin"].endswith(f"from MLflow run {run_id}") and meta["trial"] == final["trial"]
+        assert meta["threshold"] == pytest.approx(final["abnormal"]["threshold"])
+    finally:
+        path.write_bytes(own)
+
+
+@pytest.mark.parametrize("damage, why", [
+    ("replaced", "was replaced since its search saved it (another study of the same name, in another storage"),
+    ("damaged", "cannot be read as a Keras model (damaged? Keras says: "),
+])
+def test_export_says_why_the_final_model_file_is_not_exported(monkeypatch, capsys, tmp_path, damage, why):
+    """A damaged final model file was a traceback saying "File not found" (the file was there); one another study
+    had replaced was exported as this study's. Without MLflow to fetch the study's copy from, the trial's own model
+    is exported, for --trial best and for --trial N of the final model's trial alike, and the warning says why."""
+    path = tmp_path / "final-trial2.keras"
+    path.write_bytes(b"PK\x03\x04 a zip cut short")
+    final = {"trial": 2, "model_path": str(path)}
+    if damage == "replaced":
+        final["model_sha256"] = "0" * 64
+    for best in (True, False):
+        model, origin, threshold = _fake_trial_model_call(monkeypatch, final, {}, best=best)
+        err = capsys.readouterr().err
+        assert model == "retrained" and threshold == 0.375 and "Traceback" not in err
+        assert f"warning: the final model of study 's', {path}, {why}" in err, err
+        assert f"exporting {'best ' if best else ''}trial 2's own model instead (retrained)" in err
+
+
+def _fake_trial_model_call(monkeypatch, final, user_attrs, tracker=None, best=True, study_attrs=None, retrain=False):
     """Run export's _trial_model on a study/trial stand-in, with the retraining replaced by a stub."""
     from types import SimpleNamespace
 
@@ -1360,7 +1411,7 @@ def _fake_trial_model_call(monkeypatch, final, user_attrs, tracker=None, best=Tr
     study = SimpleNamespace(study_name="s", user_attrs={**({"final": final} if final else {}), **(study_attrs or {})})
     trial = SimpleNamespace(number=2, user_attrs={"config": {}, "threshold": 0.375, **user_attrs})
     data = SimpleNamespace(search_part=lambda: None)
-    return _trial_model(study, trial, SimpleNamespace(seed=1), data, tracker, best=best)
+    return _trial_model(study, trial, SimpleNamespace(seed=1), data, tracker, best=best, retrain=retrain)
 
 
 @pytest.mark.parametrize("final, why", [
@@ -1379,9 +1430,13 @@ def test_export_best_without_a_final_model_says_so_and_what_it_exports(monkeypat
     warning = next(line for line in err.splitlines() if line.startswith("warning:"))
     assert why in warning
     assert "exporting best trial 2's own model instead (retrained), at its validation threshold 0.375" in warning
-    assert "rerun the search command (without --no-final): it resumes the study and runs the final test" in warning
+    assert "rerun the search command (with no --no-final): it resumes the study and makes the final model" in warning
     _fake_trial_model_call(monkeypatch, final, {}, best=False)  # --trial 2 asks for the trial's own model
-    assert "warning" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    if final and final["trial"] == 2:  # but its final model's file is gone: that is said (it was not)
+        assert f"warning: {why}: exporting trial 2's own model instead (retrained)" in err
+    else:
+        assert "warning" not in err
 
 
 def test_export_best_while_a_search_makes_the_final_model_says_so(monkeypatch, capsys):
@@ -1454,6 +1509,23 @@ def test_an_older_keras_tuner_trial_is_retrained_without_asking_mlflow(monkeypat
     assert "retraining trial 2 on all search patients (its model is not stored) ..." in capsys.readouterr().err
 
 
+def test_export_retrain_says_what_it_exports_and_why_it_retrains(monkeypatch, capsys):
+    """`--trial N --retrain` of a study whose final model of N averages 2 fold models exported one refit model at the
+    trial's threshold, while its help called that "what a search's final model is"; `--no-mlflow` retrained a trial
+    whose model MLflow held, saying "its model is not stored"."""
+    final = {"trial": 2, "model_path": "/nowhere/final-trial2.keras", "members": 2, "final_model": "folds",
+             "abnormal": {"threshold": 0.232}}
+    _fake_trial_model_call(monkeypatch, final, {"config": {"epochs": 3}}, best=False, retrain=True)
+    err = capsys.readouterr().err
+    assert "retraining trial 2 on all search patients for 3 epoch(s) (asked with --retrain) ..." in err
+    assert ("note: study 's''s final model of trial 2 is the average of 2 patient-grouped fold models" in err
+            and "at threshold 0.232: --retrain exports one model of its config instead, at the trial's threshold "
+                "0.375 (--trial 2 without --retrain exports the final model)" in err), err
+    _fake_trial_model_call(monkeypatch, None, {"mlflow_run_id": "abc"}, best=False)
+    assert ("retraining trial 2 on all search patients (--no-mlflow: its model logged to MLflow is not fetched) ..."
+            in capsys.readouterr().err)
+
+
 def test_export_retrain_trains_a_trial_on_all_search_patients_and_the_trial_s_own_model_is_said_to_be_a_fold_s(
         exported, tmp_path, capsys):
     """A Pareto member exported with `--trial N` was its last fold's model (trained on part of the search patients,
@@ -1473,7 +1545,9 @@ def test_export_retrain_trains_a_trial_on_all_search_patients_and_the_trial_s_ow
     again = export_trial("ex", storage, str(other), "fp32", tmp_path / "re.tflite", tracking=tracking(tmp),
                          verify_beats=200, runs=10, retrain=True)
     assert again["model_origin"].startswith("retrained (seed 1")
-    assert f"retraining trial {other} on all search patients (asked with --retrain)" in capsys.readouterr().err
+    epochs = study.trials[other].user_attrs["config"]["epochs"]
+    assert (f"retraining trial {other} on all search patients for {epochs} epoch(s) (asked with --retrain)"
+            in capsys.readouterr().err)
 
 
 def test_export_times_the_file_on_a_bench_server_when_asked_and_says_whether_dynamic_quantised_anything(

@@ -1083,6 +1083,50 @@ def test_the_final_phase_is_marked_while_the_final_model_is_made(tmp_path, monke
     assert (study.user_attrs[FINAL_KILLED] is None) is not fails  # the final model it did not make is made now
 
 
+def test_a_final_model_file_another_study_saved_is_said_and_not_taken_for_this_study_s(tmp_path, monkeypatch):
+    """Two studies of one name (two storages) with one --out-dir: the second's search replaced the first's final
+    model without a word, and the first's resume then took the file for its own ("already done"). The search says
+    it replaces a file its study did not save, and a resume whose file is not the one it saved makes it again."""
+    import numpy as np
+    from test_search import tiny_settings
+
+    import search.study
+    from search.final import file_sha256
+
+    study = _study_done_during_an_outage(tmp_path, "fin", f"sqlite:///{tmp_path / 'optuna.db'}", final=False)
+    made = []
+
+    def final_test(config, threshold, data, *, out_path, **kwargs):
+        out_path.write_bytes(f"model {len(made)}".encode())
+        made.append(out_path)
+        return {"trial": 1, "model_path": str(out_path.resolve()), "model_sha256": file_sha256(out_path)}
+
+    monkeypatch.setattr(search.study, "final_test", final_test)
+    monkeypatch.setattr(search.study, "format_report", lambda report, title: f"report: {title}")
+    data = type("Data", (), {"name": "mitdb", "split": np.array(["search", "test"])})()
+    path = tmp_path / "fin" / "final-trial1.keras"
+    path.parent.mkdir()
+    path.write_bytes(b"another study's final model")
+
+    def final():
+        said = []
+        search.study.run_final(study, tiny_settings(tmp_path), data, tracker=None, out_dir=tmp_path,
+                               print_fn=said.append)
+        return said
+
+    said = final()
+    assert len(made) == 1 and (f"note: {path} holds a final model this study did not save (another study named "
+                               f"'fin', in another storage, with this --out-dir?): this search replaces it") in said[1]
+    assert final() == ["report: final test of trial 1 (already done)"] and len(made) == 1
+    path.write_bytes(b"the other study's final model again")
+    said = final()
+    assert len(made) == 2 and said[0] == (f"note: trial 1's final model, {path.resolve()}, was replaced since its "
+                                          f"search saved it (another study of the same name, in another storage, "
+                                          f"saved its own final model there with the same --out-dir; or the file "
+                                          f"was changed): making it again")
+    assert not any("holds a final model this study did not save" in line for line in said)
+
+
 def test_a_final_marker_whose_pid_was_given_to_a_later_process_reads_as_dead():
     """A search killed while making its final model left a marker naming its pid; after the crash another process
     could get that pid, and the marker read as alive for good (sync kept the study run RUNNING, with no way out).

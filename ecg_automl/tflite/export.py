@@ -101,9 +101,10 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
                         "beats otherwise, is an fp32 file more than 0.001 off, or its int8 output cannot reach the "
                         "decision threshold")
     p.add_argument("--retrain", action="store_true",
-                   help="with --trial N: train the trial's config on all search patients first (what a search's "
-                        "final model is), instead of exporting the trial's own last-fold model (or the final model "
-                        "made from it)")
+                   help="with --trial N: train the trial's config once on all search patients first (a search's "
+                        "default final model; not a --final-members or --final-model folds ensemble, which the "
+                        "final model of that trial is), instead of exporting the trial's own last-fold model (or "
+                        "the final model made from it)")
     p.add_argument("--latency-target", default=None, metavar="URL",
                    help="also time the file on a bench-server (http://HOST:PORT), e.g. the Pi a study measured on")
     p.add_argument("--mlflow-config", type=non_empty("an MLflow settings file"), default=None,
@@ -126,12 +127,25 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False, r
 
     threshold = float(trial.user_attrs.get("threshold", 0.5))
     final = study.user_attrs.get("final") or {}
-    if final.get("trial") == trial.number and Path(final.get("model_path", "")).exists() and not retrain:
-        from search import describe_final_model
+    problem = None  # why the final model's file cannot be exported
+    if final.get("trial") == trial.number and not retrain:
+        from search import describe_final_model, final_model_problem
 
         origin = f"final model ({describe_final_model(final)})"
-        threshold = float(final.get("abnormal", {}).get("threshold", threshold))
-        return keras.models.load_model(final["model_path"], safe_mode=True), origin, threshold
+        final_threshold = float(final.get("abnormal", {}).get("threshold", threshold))
+        problem = final_model_problem(final)
+        if problem is None:
+            try:
+                return keras.models.load_model(final["model_path"], safe_mode=True), origin, final_threshold
+            except Exception as exc:  # a damaged file was a traceback saying "File not found"
+                said = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                problem = f"cannot be read as a Keras model (damaged? Keras says: {said})"
+        logged = _final_model_from_mlflow(study, tracker)
+        if logged is not None:  # the study run holds the same final model (Tracker.log_model)
+            model, run_id = logged
+            print(f"note: study {study.study_name!r}'s final model file {final.get('model_path')} {problem}: "
+                  f"exporting the copy logged to its MLflow run {run_id}", file=sys.stderr)
+            return model, f"{origin} from MLflow run {run_id}", final_threshold
     if best:
         _refuse_final_in_progress(study, trial)
     from search.tracking import MODEL_IN_MLFLOW
@@ -141,11 +155,11 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False, r
     keras_tuner = "keras_tuner.trial_id" in trial.user_attrs and MODEL_IN_MLFLOW not in trial.user_attrs
     run_id = trial.user_attrs.get("mlflow_run_id")
     from_mlflow = tracker is not None and run_id and trial.user_attrs.get(MODEL_IN_MLFLOW, not keras_tuner)
-    if best:
-        print(f"warning: {_no_final_model(study, trial, final)}: exporting best trial {trial.number}'s own model "
-              f"instead ({'from MLflow, or retrained' if from_mlflow else 'retrained'}), at its validation threshold "
-              f"{threshold:.4g}; for the final model, rerun the search command (without --no-final): it resumes "
-              f"the study and runs the final test", file=sys.stderr)
+    if best or problem is not None:  # --trial N of the final model's trial, too: it was exported without a word
+        print(f"warning: {_no_final_model(study, trial, final, problem)}: exporting {'best ' if best else ''}trial "
+              f"{trial.number}'s own model instead ({'from MLflow, or retrained' if from_mlflow else 'retrained'}), "
+              f"at its validation threshold {threshold:.4g}; for the final model, rerun the search command (with no "
+              f"--no-final): it resumes the study and makes the final model", file=sys.stderr)
     if from_mlflow and not retrain:
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -162,8 +176,18 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False, r
     from search.training import fit, tf_threads
 
     why = ("asked with --retrain" if retrain else "a KerasTuner trial of an older version stores no model"
-           if keras_tuner else "its model is not stored")
-    print(f"retraining trial {trial.number} on all search patients ({why}) ...", file=sys.stderr)
+           if keras_tuner else "--no-mlflow: its model logged to MLflow is not fetched"
+           if tracker is None and run_id and trial.user_attrs.get(MODEL_IN_MLFLOW, True) else "its model is not stored")
+    epochs = trial.user_attrs["config"].get("epochs")
+    print(f"retraining trial {trial.number} on all search patients"
+          f"{f' for {epochs} epoch(s)' if isinstance(epochs, int) else ''} ({why}) ...", file=sys.stderr)
+    if retrain and final.get("trial") == trial.number and int(final.get("members", 1)) > 1:
+        from search import describe_final_model
+
+        print(f"note: study {study.study_name!r}'s final model of trial {trial.number} is "
+              f"{describe_final_model(final)}, at threshold {float(final.get('abnormal', {}).get('threshold', 0.5)):.4g}"
+              f": --retrain exports one model of its config instead, at the trial's threshold {threshold:.4g} "
+              f"(--trial {trial.number} without --retrain exports the final model)", file=sys.stderr)
     # seed and thread count in the origin: the retrained weights depend on both (docs/REPRODUCIBILITY.md)
     origin = f"retrained (seed {settings.seed}, {tf_threads()} TensorFlow threads)"
     return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, origin, threshold
@@ -186,8 +210,26 @@ def _refuse_final_in_progress(study, trial) -> None:
                       f"ended, or --trial {trial.number} for the trial's own model now")
 
 
-def _no_final_model(study, trial, final: dict) -> str:
-    """Why ``study`` has no final model of its best ``trial`` to export, in words."""
+def _final_model_from_mlflow(study, tracker):
+    """(model, run id) of the final model logged on ``study``'s MLflow run (``model/final_model.keras``), for a
+    study whose file of it is gone or not its own; None without MLflow, or when the run holds none."""
+    import keras
+
+    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    if tracker is None or not run_id:
+        return None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = tracker.client.download_artifacts(run_id, "model/final_model.keras", tmp)
+            return keras.models.load_model(path, safe_mode=True), run_id
+    except Exception as exc:
+        log.info("study %s's run %s holds no final model to fetch (%s)", study.study_name, run_id, exc)
+        return None
+
+
+def _no_final_model(study, trial, final: dict, problem: str | None = None) -> str:
+    """Why ``study`` has no final model of its best ``trial`` to export, in words (``problem``: why its file is
+    not it, from :func:`search.final_model_problem` or the load)."""
     from search.final_marker import FINAL_KILLED, final_in_progress, marker_since
 
     name = study.study_name
@@ -203,7 +245,7 @@ def _no_final_model(study, trial, final: dict) -> str:
     if final.get("trial") != trial.number:
         return (f"the final model of study {name!r} is of trial {final.get('trial')}, but its best trial is now "
                 f"{trial.number} (trials were added after the final test)")
-    return f"the final model of study {name!r}, {final.get('model_path')}, is gone (moved or deleted)"
+    return f"the final model of study {name!r}, {final.get('model_path')}, {problem or 'is gone (moved or deleted)'}"
 
 
 #: The leads each dataset's windows hold, in channel order (what ``predict`` reads from a record).
