@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import numbers
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from .objective import CVObjective, Gate, worker_id
 from .pruners import make_pruner
 from .samplers import make_sampler
 from .settings import StudySettings
-from .storage import DEFAULT_STORAGE, check_storage, fail_stale_trials, make_storage
+from .storage import DEFAULT_STORAGE, check_storage, fail_stale_trials, make_storage, redact_url
 from .tracking import Tracker, TrackingConfig
 
 log = logging.getLogger("search")
@@ -125,18 +126,26 @@ def _moved_bench_server(name: str, study: optuna.Study, stored: StudySettings, s
         f"within one study: point --latency-target at the study's board, or choose a new --study name.")
 
 
-def _worker_tracking_options(tracker: Tracker | None) -> str:
+def _tracking_options(tracker: Tracker | None, *, changed_only: bool = False) -> str:
     """The MLflow options a worker needs to log where this run logs (the printed worker command failed with "logs to
     MLflow experiment 'X', not 'ecg-automl'" after a search with --experiment X): the store (password redacted) and
-    experiment, or ``--no-mlflow``."""
-    import shlex
-
-    from .tracking import redact_url
-
+    experiment, or ``--no-mlflow``. ``changed_only``: those that differ from ./mlflow.yaml's, for a command run
+    from here (the Pareto front's export, which refused another experiment than the study's, and logged a
+    --no-mlflow study's export nowhere without a word)."""
     if tracker is None:
         return " --no-mlflow"
-    return (f" --tracking-uri {shlex.quote(redact_url(tracker.config.tracking_uri))}"
-            f" --experiment {shlex.quote(tracker.config.experiment_name)}")
+    default = None
+    if changed_only:
+        try:
+            default = TrackingConfig.load()
+        except Exception:  # a broken ./mlflow.yaml: both options said
+            pass
+    options = ""
+    if default is None or tracker.config.tracking_uri != default.tracking_uri:
+        options += f" --tracking-uri {shlex.quote(redact_url(tracker.config.tracking_uri))}"
+    if default is None or tracker.config.experiment_name != default.experiment_name:
+        options += f" --experiment {shlex.quote(tracker.config.experiment_name)}"
+    return options
 
 
 def _refuse_other_layout(name: str, stored: StudySettings) -> None:
@@ -768,7 +777,7 @@ def run_search(
 
             print_fn(f"study {study_name!r} is ready and holds no trial (--trials 0): workers join it with "
                      f"`ecg-automl worker --study {study_name}{storage_option(storage, always=True)} --trials N"
-                     f"{_worker_tracking_options(tracker)}`")
+                     f"{_tracking_options(tracker)}`")
         elif completed and final and len(settings.objectives) == 1:
             report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
                                progress=progress)
@@ -964,10 +973,13 @@ def report_pareto(study: optuna.Study, tracker: Tracker | None, print_fn: Callab
         parts.append(f"latency: ms per beat, {where}, {mode}")
     if "size" in objectives:  # the gate's file is of an untrained model: a trained one stores its zero biases apart
         parts.append(f"size: KB of the {mode} TFLite file of the untrained model, a few % under a trained export's")
+    name = shlex.quote(study.study_name)
+    mlflow = _tracking_options(tracker, changed_only=True)
+    hint = (f". A member's own model is its last fold's: export it retrained on all search patients with "
+            f"`ecg-automl export --study {name}{at}{mlflow} --trial N --retrain --mode {mode} --out trial-N.tflite`"
+            ) if rows else ""  # an empty front has no member to export
     print_fn(f"Pareto front of {study.study_name} ({len(rows)} trials):\n{format_pareto(rows)}\n"
-             f"({'; '.join(parts)}). A member's own model is its last fold's: export it retrained on all search "
-             f"patients with `ecg-automl export --study {study.study_name}{at} --trial N --retrain --mode {mode} "
-             f"--out trial-N.tflite`")
+             f"({'; '.join(parts)}){hint}")
     if tracker is not None:
         tracker.log_pareto(study.user_attrs.get("mlflow_parent_run_id"), study, rows)  # what `sync` back-fills
     return rows

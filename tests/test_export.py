@@ -359,13 +359,13 @@ def test_the_pareto_report_says_what_its_columns_are_and_how_to_export_one(tmp_p
     assert "(quality: validation f1; latency: ms per beat, Raspberry Pi 4 estimate, int8; size: KB" in lines[0]
     # the command runs as printed: export needs --out, and the study's storage when it is not the default one
     # (it printed `ecg-automl export --study moo --trial N`, which export refuses for want of --out)
-    assert "`ecg-automl export --study moo --trial N --retrain --mode int8 --out trial-N.tflite`" in lines[0]
+    assert "`ecg-automl export --study moo --no-mlflow --trial N --retrain --mode int8 --out trial-N.tflite`" in lines[0]
     assert "size: KB of the int8 TFLite file of the untrained model" in lines[0]  # 15.3 KB listed, 16.3 exported
     lines.clear()
     report_pareto(study, None, lines.append, storage=f"sqlite:///{tmp_path / 'o.db'}")
     command = lines[0].split("retrained on all search patients with `")[1].split("`")[0]
-    assert command == f"ecg-automl export --study moo --storage sqlite:///{tmp_path / 'o.db'} --trial N --retrain " \
-                      f"--mode int8 --out trial-N.tflite"
+    assert command == f"ecg-automl export --study moo --storage sqlite:///{tmp_path / 'o.db'} --no-mlflow --trial N " \
+                      f"--retrain --mode int8 --out trial-N.tflite"
     import argparse
 
     from ecg_automl.tflite.export import add_export_parser
@@ -374,6 +374,22 @@ def test_the_pareto_report_says_what_its_columns_are_and_how_to_export_one(tmp_p
     add_export_parser(parser.add_subparsers())
     args = parser.parse_args(command.replace("--trial N", "--trial 0").split()[1:])
     assert (args.trial, args.mode, args.storage, args.retrain) == ("0", "int8", f"sqlite:///{tmp_path / 'o.db'}", True)
+    # a study logged to another experiment: export refused the printed command ("logs to MLflow experiment 'my exp',
+    # not 'ecg-automl'"); with the defaults' store and experiment, no MLflow option is needed
+    from search import Tracker, TrackingConfig
+
+    lines.clear()
+    default = TrackingConfig.load()
+    report_pareto(study, Tracker(TrackingConfig(default.tracking_uri, None, "my exp")), lines.append)
+    assert "`ecg-automl export --study moo --experiment 'my exp' --trial N --retrain" in lines[0]
+    lines.clear()
+    report_pareto(study, Tracker(default), lines.append)
+    assert "`ecg-automl export --study moo --trial N --retrain" in lines[0]
+    empty, _ = open_study("empty", f"sqlite:///{tmp_path / 'o.db'}",
+                          tiny_settings(tmp_path, objectives=["quality", "latency"]))
+    lines.clear()
+    report_pareto(empty, None, lines.append)
+    assert "no Pareto-optimal trial yet" in lines[0] and "ecg-automl export" not in lines[0]
 
 
 def test_multi_objective_study_has_a_pareto_front(tmp_path):

@@ -195,9 +195,9 @@ def test_a_killed_runs_trial_is_waited_for_with_a_message_then_redone(tmp_path, 
     # not 'ecg-automl'" after a search with --experiment X)
     assert (f"study 'killed' is ready and holds no trial (--trials 0): workers join it with `ecg-automl worker --study "
             f"killed --storage {storage} --trials N --no-mlflow`") in capsys.readouterr().out
-    from search.study import _worker_tracking_options
+    from search.study import _tracking_options
 
-    assert _worker_tracking_options(Tracker(TrackingConfig("http://u:pw@host:5000", None, "my exp"))) == (
+    assert _tracking_options(Tracker(TrackingConfig("http://u:pw@host:5000", None, "my exp"))) == (
         " --tracking-uri 'http://u:***@host:5000' --experiment 'my exp'")
     study = optuna.load_study(study_name="killed", storage=storage)
     orphan = study.ask()  # what the killed process left: RUNNING, one heartbeat, then silence
