@@ -541,6 +541,15 @@ def test_a_12_lead_model_reads_its_12_leads_or_says_which_are_missing(untrained,
     proc = run_cli(["predict", untrained["ptbxl"], "--record", record, "--json"], tmp_path, cli_env)
     summary = json.loads(proc.stdout)["summary"]
     assert summary["lead"] == ",".join(PTBXL_LEADS) and 5 <= summary["beats"] <= 15, summary
+    # a model of records' diagnoses judges the record by its beats' mean probability: "abnormal beats present" for
+    # any one beat over the threshold called NORM records abnormal, and said nothing of what the labels meant
+    decision = "abnormal" if summary["mean_probability"] >= summary["threshold"] else "normal"
+    assert summary["record_decision"] == decision
+    assert summary["verdict"].startswith(f"{decision} record: its beats' mean p(abnormal) "
+                                         f"{summary['mean_probability']:.3f} is ")
+    text = run_cli(["predict", untrained["ptbxl"], "--record", record], tmp_path, cli_env).stdout
+    assert (f"{summary['abnormal_beats']} over the threshold" in text and f": {decision} record: " in text
+            and "(the model learned records' diagnoses, 1 = abnormal record" in text), text[-1500:]
     # a two-lead MIT-BIH record: one line naming the leads needed and the record's
     proc = run_cli(["predict", untrained["ptbxl"], "--record", ptbxl_root / "mitdb" / "100"], tmp_path, cli_env,
                    check=False)

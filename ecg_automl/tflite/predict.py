@@ -52,14 +52,28 @@ class Prediction:
         return self.prob >= self.threshold
 
 
-def _summary(pred: Prediction, output_max: float = float("inf")) -> dict[str, Any]:
+#: Sources whose labels are a record's (its diagnosis), not a beat's: a model of theirs judges records.
+RECORD_LABELLED = ("ptbxl", "ptbdb")
+
+
+def _summary(pred: Prediction, output_max: float = float("inf"), meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The numbers and the verdict of a prediction. A model trained on record labels (:data:`RECORD_LABELLED`) gets a
+    record's verdict, its beats' mean p(abnormal) against the threshold: "abnormal beats present" for any one beat
+    over it called a PTB-XL NORM record with 1 of 9 such beats abnormal, and an MI record with none normal."""
     n = len(pred.prob)
     flagged = int(pred.abnormal.sum())
+    mean = float(pred.prob.mean()) if n else 0.0
     out: dict[str, Any] = {"beats": n, "abnormal_beats": flagged,
                            "abnormal_fraction": flagged / n if n else 0.0,
-                           "mean_probability": float(pred.prob.mean()) if n else 0.0,
+                           "mean_probability": mean,
                            "threshold": pred.threshold,
                            "verdict": "abnormal beats present" if flagged else "no abnormal beat found"}
+    if meta is not None and meta.get("dataset") in RECORD_LABELLED and n:
+        meaning = (meta.get("class_meaning") or {}).get("1", "abnormal record")
+        out["record_decision"] = "abnormal" if mean >= pred.threshold else "normal"
+        out["verdict"] = (f"{out['record_decision']} record: its beats' mean p(abnormal) {mean:.3f} is "
+                          f"{'at or over' if mean >= pred.threshold else 'under'} the threshold (the model learned "
+                          f"records' diagnoses, 1 = {meaning}: it judges the record, not each beat)")
     unreachable = unreachable_threshold_message(pred.threshold, output_max)
     if unreachable:  # "no abnormal beat" would be a statement the model cannot make
         out["warning"] = unreachable
@@ -401,7 +415,7 @@ def predict_record(model_path: str | Path, record: str | Path, *, annotations: s
     pred = Prediction(str(record), beat_samples, prob, float(meta["threshold"]), reference, fs=head.fs,
                       n_samples=head.n_samples, gaps=_merged([missing.gaps(c, _gap_len(head.fs)) for c in counted]))
     lead_names = [head.sig_names[c] for c in channels]
-    pred.summary = {**_summary(pred, model.output_max),
+    pred.summary = {**_summary(pred, model.output_max, meta),
                     "lead": lead_names[0] if len(lead_names) == 1 else ",".join(lead_names), "fs_record": head.fs,
                     "beat_source": f"annotations ({annotations})" if annotations else "XQRS detector"}
     if lead_warning:
@@ -710,7 +724,7 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     windows, covered = _csv_windows(rows, meta, fs_in)
     prob = model.predict(_model_inputs(meta, windows, np.zeros((len(windows), 0), np.float32)))  # no RR: refused above
     pred = Prediction(str(csv_path), np.arange(len(prob)), prob, float(meta["threshold"]), labels)
-    pred.summary = {**_summary(pred, model.output_max), "beat_source": "CSV rows"}
+    pred.summary = {**_summary(pred, model.output_max, meta), "beat_source": "CSV rows"}
     _add_export_warning(pred.summary, meta)
     reads = int(meta.get("input_length") or window)  # the centred part of the window the model reads
     if min(covered, reads) < 0.9 * reads:  # an input mostly of zeros is not what the model learned from
@@ -746,7 +760,8 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
                      f"{'ABNORMAL' if pred.abnormal[i] else 'normal'}{ref}")
     if len(pred.prob) > max_beats:
         lines.append(f"   ... {len(pred.prob) - max_beats} more beats (--all or --json for every beat)")
-    lines.append(f"{pred.source}: {s['beats']} beats, {s['abnormal_beats']} abnormal "
+    flagged = "over the threshold" if "record_decision" in s else "abnormal"  # a record model's beats are not judged
+    lines.append(f"{pred.source}: {s['beats']} beats, {s['abnormal_beats']} {flagged} "
                  f"({100 * s['abnormal_fraction']:.1f}%) at threshold {s['threshold']:.3f}: {s['verdict']}")
     origin = {"XQRS detector": "R peaks found by wfdb's XQRS detector (no annotations read)"}.get(
         s.get("beat_source", ""), f"the R peaks of the {s.get('beat_source')}")
