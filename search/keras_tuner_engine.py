@@ -22,7 +22,7 @@ from ._trial_results import (StudyCurves, fold_record, log_trial_results, losing
 from ._process import pid_namespace, start_token, worker_alive
 from .objective import _reason, worker_id
 from .samplers import tpe_startup_trials
-from .settings import StudySettings
+from .settings import StudySettings, space_differences
 from .storage import check_storage, redact_url
 from .study import (MAX_FAILURES_IN_A_ROW, StudyMismatchError, TrialsKeepFailingError, _stamped, _trial_writers,
                     check_study_data, clear_dead_final_at_start, load_study_data, log_study_figures, open_study,
@@ -458,7 +458,8 @@ def check_tuner_state(project: Path, fingerprint: dict[str, Any], storage: str |
         else:  # settings as the study compares them: a field added to StudySettings later reads as its default
             ours = StudySettings.from_dict(fingerprint["settings"]).to_dict()
             theirs = StudySettings.from_dict(old.get("settings") or {}).to_dict()
-            settings = [k for k in ours if theirs.get(k) != ours[k]]
+            settings = [k for k in ours if theirs.get(k) != ours[k] and not (  # the same space in another order
+                k == "space_yaml" and space_differences(str(theirs.get(k)), ours[k]) is None)]
             what = [k for k in ("study", "tuner", "storage") if old.get(k) != fingerprint[k]] + (
                 ["settings"] if settings else [])
         if what:

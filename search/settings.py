@@ -142,9 +142,12 @@ class StudySettings:
         out = []
         for f in dataclasses.fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if a != b:
-                out.append(_space_differences(a, b) if f.name == "space_yaml"
-                           else f"{f.name}: study has {a!r}, command gives {b!r}")
+            if a == b:
+                continue
+            if f.name != "space_yaml":
+                out.append(f"{f.name}: study has {a!r}, command gives {b!r}")
+            elif (space := space_differences(a, b)) is not None:  # None: the same space, in another order or form
+                out.append(space)
         return out
 
 
@@ -158,17 +161,22 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _space_differences(stored: str, given: str, limit: int = 5) -> str:
-    """What differs between two spaces' YAML, key by key (``space: params.epochs: study has 4, command gives 2``)."""
+def space_differences(stored: str, given: str, limit: int = 5) -> str | None:
+    """What differs between two spaces' YAML, key by key (``space: params.epochs: study has 4, command gives 2``);
+    None when they hold the same values (keys in another order, ``0`` for ``0.0``: a resume was refused for that,
+    saying "same values, other text")."""
     import yaml
 
     try:
         a, b = _flatten(yaml.safe_load(stored) or {}), _flatten(yaml.safe_load(given) or {})
     except yaml.YAMLError:
         return "space_yaml"
-    if a.get("name") != b.get("name"):
-        return f"space: study has {a.get('name')!r}, command gives {b.get('name')!r}"
-    keys = [k for k in sorted(a.keys() | b.keys()) if a.get(k, "(absent)") != b.get(k, "(absent)")]
+    keys = sorted((k for k in a.keys() | b.keys() if a.get(k, "(absent)") != b.get(k, "(absent)")),
+                  key=lambda k: (k != "name", k))  # all of them: a name told first hid the rest until it was fixed
+    if not keys:
+        return None
     parts = [f"{k}: study has {a.get(k, '(absent)')!r}, command gives {b.get(k, '(absent)')!r}" for k in keys[:limit]]
+    if keys[0] == "name":  # a file without `name:` is named after itself: a renamed copy differs by name alone
+        parts[0] += " (a space file without `name:` is named after the file)"
     more = f"; and {len(keys) - limit} more" if len(keys) > limit else ""
-    return "space: " + "; ".join(parts) + more if parts else "space_yaml (same values, other text)"
+    return "space: " + "; ".join(parts) + more

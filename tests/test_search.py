@@ -803,6 +803,24 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     other.space_yaml = space.with_overrides(epochs=space.params["epochs"] + 1).to_yaml()
     with pytest.raises(StudyMismatchError, match=r"space: params\.epochs: study has 1, command gives 2\)"):
         run_search("t3", other, n_trials=2, storage=storage, tracking=None, progress=False, final=False)
+    # the same space written in another order, a float as an int: the same study (it was refused, "same values,
+    # other text"), for both engines' checks
+    from search.study import refuse_other_settings
+
+    doc = yaml.safe_load(tiny_settings(tmp_path).space_yaml)
+    doc["params"] = dict(reversed(list(doc["params"].items())))
+    doc["params"]["conv_dropout"] = 0  # 0.0 in the study
+    same = tiny_settings(tmp_path)
+    same.space_yaml = yaml.safe_dump(doc, sort_keys=False)
+    assert same.space_yaml != tiny_settings(tmp_path).space_yaml
+    refuse_other_settings("t3", storage, same, engine="optuna")
+    # a renamed copy that also differs otherwise: every difference at once (the name alone was told first)
+    doc["name"], doc["params"]["epochs"] = "tiny_v2", 2
+    other.space_yaml = yaml.safe_dump(doc, sort_keys=False)
+    with pytest.raises(StudyMismatchError, match=r"space: name: study has 'tiny', command gives 'tiny_v2' \(a space "
+                                                 r"file without `name:` is named after the file\); params\.epochs: "
+                                                 r"study has 1, command gives 2\)"):
+        refuse_other_settings("t3", storage, other, engine="optuna")
 
 
 def test_a_mismatched_resume_is_refused_before_the_data_loads(tmp_path, monkeypatch):
@@ -1878,6 +1896,13 @@ def test_keras_tuner_state_of_another_search_is_refused_before_the_data_loads(tm
         learning_rate={"type": "float", "low": 0.02, "high": 0.05}).to_yaml())
     with pytest.raises(StudyMismatchError, match=r"its storage, settings differ: space_yaml\)"):
         kte.run_keras_tuner("kts", other, tuner="random", n_trials=2, out_dir=tmp_path, progress=False)
+    # the same space in another order is the same search's (refused as another's space_yaml before)
+    doc = yaml.safe_load(settings.space_yaml)
+    doc["params"] = dict(reversed(list(doc["params"].items())))
+    same = dataclasses.replace(settings, space_yaml=yaml.safe_dump(doc, sort_keys=False))
+    fingerprint = json.loads((tmp_path / "keras_tuner" / "kts" / kte.STATE_FILE).read_text())
+    kte.check_tuner_state(tmp_path / "keras_tuner" / "kts", {**fingerprint, "settings": kte._stamped(same).to_dict()},
+                          fingerprint["storage"])
 
 
 def test_a_keras_tuner_study_resumed_without_its_state_is_refused(tmp_path, monkeypatch):
