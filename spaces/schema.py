@@ -162,9 +162,15 @@ def _number_as_text_hint(value: Any, domain: ParamDomain) -> str:
     except ValueError:
         return ""
     mark = value.lower().find("e")
-    if mark > 0 and "." not in value:
-        return f"; YAML reads {value} as text: write {number!r} or {value[:mark]}.0{value[mark:]}"
-    return "; write it without quotes"
+    if mark <= 0:
+        return "; write it without quotes"
+    if domain.kind is int:  # 1000.0 is then refused as a float
+        return f"; YAML reads {value} as text: write {int(number)}" if number.is_integer() else ""
+    # PyYAML's floats need a dot and a signed exponent: 1.0e3 and 18.0e1 are text too, 1.0e+3 is a number
+    mantissa, exponent = value[:mark], value[mark + 1:]
+    mantissa += "" if "." in mantissa else ".0"
+    exponent = exponent if exponent[:1] in ("+", "-") else f"+{exponent}"
+    return f"; YAML reads {value} as text: write {number!r} or {mantissa}e{exponent}"
 
 
 def _check_step_divides(where: str, low: float, high: float, step: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import keras_tuner as kt
@@ -212,6 +213,17 @@ def test_a_number_yaml_read_as_text_says_how_to_write_it(tmp_path):
     p.write_text(text.replace("epochs: 4", "epochs: '4'"))
     with pytest.raises(SpaceError, match="params.epochs: '4' is a str, expected int.*write it without quotes"):
         SearchSpace.load(p)
+    # the advice works when followed: an int is written as an int (1000.0 was suggested, then refused as a float),
+    # and PyYAML's float needs a signed exponent too (1.0e3 was suggested, and read as text again)
+    for before, after, told in (("epochs: 4", "epochs: 1e3", "write 1000"), ("high: 0.01", "high: 1e-2", "write 0.01 or 1.0e-2"),
+                                ("high: 0.01", "high: 1.0e2", "write 100.0 or 1.0e+2"), ("fs: 180", "fs: 18e1", "write 180.0 or 18.0e+1")):
+        p.write_text(text.replace(before, after))
+        with pytest.raises(SpaceError, match=re.escape(f"YAML reads {after.split()[1]} as text: {told}")):
+            SearchSpace.load(p)
+        fixed = told.split()[-1]
+        if fixed != "1.0e+2":  # (out of range as a learning rate)
+            p.write_text(text.replace(before, f"{before.split()[0]} {fixed}"))
+            SearchSpace.load(p)  # loads
 
 
 def test_an_empty_description_stays_empty():
