@@ -152,7 +152,14 @@ class SearchSpace:
             raise SpaceError(f"{p}: not a text (UTF-8) file, byte {exc.start}: a space file is YAML") from None
         except OSError as exc:  # a folder, an unreadable file
             raise SpaceError(f"{p}: cannot read the space file ({exc.strerror or exc})") from None
-        space = cls.from_yaml(text, str(p))
+        try:
+            space = cls.from_yaml(text, str(p))
+        except SpaceError as exc:
+            if p.parts == (p.name,) and not p.suffix and (_BUILTIN_DIR / f"{p.name}.yaml").exists():
+                # a stray file ./edge read for the built-in space edge: the error named neither
+                raise SpaceError(f"{exc} (read from the file {p.name} in the working folder, which hides the "
+                                 f"built-in space {p.name!r}: --space {p.name}.yaml names the built-in)") from None
+            raise
         _warn_borrowed_name(space, p)
         return space
 

@@ -35,6 +35,18 @@ def test_a_folder_named_like_a_builtin_space_does_not_hide_it(tmp_path, monkeypa
     (tmp_path / name).mkdir()
     assert SearchSpace.load(name).name == name
 
+
+def test_a_file_named_like_a_builtin_space_says_it_hides_it(tmp_path, monkeypatch):
+    """A stray text file ./edge was read for `--space edge`: "edge: a space file must be a mapping at the top level,
+    not str", with no word that a file of the working folder was read, not the built-in space."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "edge").write_text("notes on the edge exports\n")
+    with pytest.raises(SpaceError, match=r"^edge: .*\(read from the file edge in the working folder, which hides the "
+                                         r"built-in space 'edge': --space edge.yaml names the built-in\)$"):
+        SearchSpace.load("edge")
+    assert SearchSpace.load("edge.yaml").name == "edge"
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d["params"].update(lstm_unitz=8), "params.lstm_unitz: unknown hyperparameter"),
     # a misspelt name is unknown and leaves the real one missing: the misspelling is named, with the fix
