@@ -137,6 +137,10 @@ def read_header(path: str | Path) -> Header:
     path = Path(path)
     hea = path.with_name(path.name + ".hea")
     if not hea.exists():
+        if path.is_dir():  # "mitdb.hea: header file not found" for the folder of the records
+            some = sorted(p.stem for p in path.glob("*.hea"))
+            example = f", e.g. {path / some[0]}" if some else ""
+            raise RecordError(str(path), f"a folder, not a record: name a record in it, without extension{example}")
         raise RecordError(str(hea), "header file not found")
     _refuse_empty(hea, "header")
     try:

@@ -168,6 +168,16 @@ def test_truncated_record_names_file(data_root, tmp_path):
     assert "101.dat" in str(err.value) and "truncated" in str(err.value)
 
 
+def test_a_folder_given_as_a_record_is_named_as_one(data_root, tmp_path):
+    """`predict --record .../mitdb` (the folder) answered "mitdb.hea: header file not found"."""
+    from ecg_data._wfdb_io import read_header
+
+    root = _copy_db(data_root, tmp_path, ["100", "101"])
+    with pytest.raises(RecordError, match=re.escape(f"{root / 'mitdb'}: a folder, not a record: name a record in it, "
+                                                    f"without extension, e.g. {root / 'mitdb' / '100'}")):
+        read_header(root / "mitdb")
+
+
 def test_missing_annotations_and_bad_header(data_root, tmp_path):
     root = _copy_db(data_root, tmp_path, ["100", "101"])
     (root / "mitdb" / "100.atr").unlink()

@@ -4,6 +4,7 @@ prediction on a real record, the latency gate, a multi-objective Pareto study, a
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -1690,6 +1691,21 @@ def test_export_names_why_a_trial_was_pruned_takes_best_of_a_one_member_front_an
                                               user_attrs={"config": {}}))
     with pytest.raises(TFLiteError, match=r"trial 0 is PRUNED, not COMPLETE: nothing to export \(latency 2.1 ms"):
         ex.export_trial("mo", storage, "0", "int8", tmp_path / "m.tflite")
+    # a trial left RUNNING by a search killed with kill -9: "is RUNNING, not COMPLETE" said nothing of why or what next
+    import os
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for pid, now in ((dead.pid, "is no longer running (killed?): run the search command again, which marks the trial "
+                                "failed once its heartbeat is stale"),
+                     (os.getpid(), "is training it now: export it when that is done")):
+        with pytest.warns(UserWarning, match="Heartbeat"):  # (Optuna: heartbeats are for Study.optimize)
+            trial = study.ask()
+        study._storage.set_trial_user_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{pid}")
+        with pytest.raises(TFLiteError, match=re.escape(f"trial {trial.number} is RUNNING, not COMPLETE: nothing to "
+                                                        f"export; its search, {socket.gethostname()}:{pid}, {now}")):
+            ex.export_trial("mo", storage, str(trial.number), "int8", tmp_path / "m.tflite")
 
     class Loaded(Exception):
         pass

@@ -82,8 +82,9 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", required=True, type=study_name, help="name of the study to export from")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     p.add_argument("--trial", type=_trial_spec, default="best",
-                   help="best (the final model of the study; default) or a trial number (the trial's own model; "
-                        "for the trial the final model was made from, the final model)")
+                   help="best (the final model of the study; default; of a multi-objective study, the one trial "
+                        "of its Pareto front, if it holds one) or a trial number (the trial's own model; for the trial "
+                        "the final model was made from, the final model)")
     p.add_argument("--mode", choices=MODES, default="int8",
                    help="TFLite mode (default int8, the Raspberry Pi deployment)")
     p.add_argument("--out", required=True, type=_tflite_path,
@@ -437,6 +438,16 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
             trial = study.trials[number]
         except (ValueError, IndexError):
             raise TFLiteError(f"no trial {trial_spec!r} in study {study_name!r} ({len(study.trials)} trials)") from None
+    if trial.state.name == "RUNNING":  # "not COMPLETE" alone, for the trial of a search killed with kill -9
+        from search._process import worker_alive
+
+        worker = str(trial.user_attrs.get("worker", ""))
+        alive = worker_alive(worker) if worker else None
+        now = {True: f"its search, {worker}, is training it now: export it when that is done",
+               False: f"its search, {worker}, is no longer running (killed?): run the search command again, which "
+                      f"marks the trial failed once its heartbeat is stale (2 min by default) and trains it anew",
+               None: "a search may be training it (on another host?): export it when that is done"}[alive]
+        raise TFLiteError(f"trial {trial.number} is RUNNING, not COMPLETE: nothing to export; {now}")
     if trial.state.name != "COMPLETE":
         why = trial.user_attrs.get("prune_reason") or trial.user_attrs.get("fail_reason")
         raise TFLiteError(f"trial {trial.number} is {trial.state.name}, not COMPLETE: nothing to export"
