@@ -7,14 +7,25 @@ from typing import Any
 import optuna
 
 
+#: The measured figures a Pareto row shows beside the objectives (a bench-server's ``device_*``, else the estimate's).
+_DETAILS = ("host_ms", "host_median_ms", "host_p90_ms", "pi4_estimate_ms", "device_median_ms", "device_p90_ms",
+            "size_kb", "params", "macs")
+#: The figure each objective is: left out of the details, where it would be a second column of the same numbers.
+_OBJECTIVE_FIGURES = {"latency": ("pi4_estimate_ms", "device_median_ms"), "size": ("size_kb",)}
+
+
 def pareto_table(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per Pareto-optimal trial: its number, objective values and the measured latency details."""
+    """One row per Pareto-optimal trial: its number, objective values and the measured latency details (a
+    bench-server's p90 too; not the figure an objective already is)."""
     names = study.user_attrs.get("settings", {}).get("objectives") or [f"objective_{i}" for i in range(len(study.directions))]
     rows = []
     for t in sorted(study.best_trials, key=lambda t: t.values[0], reverse=True):
-        row = {"trial": t.number, **{n: v for n, v in zip(names, t.values)}}
-        for key in ("host_ms", "host_median_ms", "host_p90_ms", "pi4_estimate_ms", "size_kb", "params", "macs"):
-            if key in t.user_attrs:
+        objectives = dict(zip(names, t.values))
+        same = {key for name, value in objectives.items() for key in _OBJECTIVE_FIGURES.get(name, ())
+                if t.user_attrs.get(key) == value}
+        row = {"trial": t.number, **objectives}
+        for key in _DETAILS:
+            if key in t.user_attrs and key not in same:
                 row[key] = t.user_attrs[key]
         rows.append(row)
     return rows

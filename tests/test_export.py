@@ -393,6 +393,26 @@ def test_the_pareto_report_says_what_its_columns_are_and_how_to_export_one(tmp_p
     assert "no Pareto-optimal trial yet" in lines[0] and "ecg-automl export" not in lines[0]
 
 
+def test_the_pareto_table_shows_each_figure_once_and_a_bench_server_s_p90(tmp_path):
+    """Its rows held the latency objective and pi4_estimate_ms, the size objective and size_kb: the same numbers
+    twice, in a 14-character column each; a bench-server study's p90 was not in them at all."""
+    import optuna
+
+    from search import open_study
+    from search.pareto import pareto_table
+
+    study, _ = open_study("pt", f"sqlite:///{tmp_path / 'o.db'}",
+                          tiny_settings(tmp_path, objectives=["quality", "latency", "size"]))
+    timed = {"host_ms": 0.05, "host_median_ms": 0.06, "host_p90_ms": 0.07, "params": 900, "macs": 5000}
+    study.add_trial(optuna.trial.create_trial(values=[0.7, 0.4, 12.0], user_attrs={
+        **timed, "pi4_estimate_ms": 0.4, "latency_ms": 0.4, "size_kb": 12.0}))
+    study.add_trial(optuna.trial.create_trial(values=[0.6, 0.3, 11.0], user_attrs={
+        **timed, "device_median_ms": 0.3, "device_p90_ms": 0.35, "latency_ms": 0.3, "size_kb": 11.0}))
+    rows = pareto_table(study)
+    assert rows == [{"trial": 0, "quality": 0.7, "latency": 0.4, "size": 12.0, **timed},
+                    {"trial": 1, "quality": 0.6, "latency": 0.3, "size": 11.0, **timed, "device_p90_ms": 0.35}]
+
+
 def test_multi_objective_study_has_a_pareto_front(tmp_path):
     storage = f"sqlite:///{tmp_path / 'o.db'}"
     result = run_search("moo", tiny_settings(tmp_path, objectives=["quality", "latency", "size"]), n_trials=3,
