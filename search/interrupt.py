@@ -16,6 +16,7 @@ _requested = threading.Event()
 _by: list[str] = []  # how the last request came: "Ctrl-C" or "SIGTERM"
 _count: list[int] = [0]  # requests since clear(): a second one stops the wrap-up the first one let run
 _deferred: list[bool] = [False]  # inside defer() ... undefer(): the flag is set, nothing is raised
+_depth: list[int] = [0]  # install()s not yet restore()d: only the outermost restore forgets a request
 
 
 def _handler(signum, frame) -> None:
@@ -66,6 +67,7 @@ def install() -> dict[int, Any] | None:
     """Use the flag-setting handler for SIGINT and SIGTERM (main thread only); returns the previous
     handlers, or None."""
     if threading.current_thread() is threading.main_thread():
+        _depth[0] += 1
         previous = {sig: signal.signal(sig, _handler) for sig in _SIGNALS}
         previous["unraisablehook"] = sys.unraisablehook
         sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
@@ -74,14 +76,24 @@ def install() -> dict[int, Any] | None:
 
 
 def restore(previous: dict[int, Any] | None) -> None:
-    """Put back the handlers :func:`install` replaced, and forget any request (its :func:`cause` stays, for
-    the exit code, until :func:`clear`)."""
-    _requested.clear()
+    """Put back the handlers :func:`install` replaced, and, the outermost, forget any request (its :func:`cause`
+    stays, for the exit code, until :func:`clear`). An inner one (the trial loop's, inside the search command's)
+    keeps it: a request its code swallowed (a SIGTERM raised in a finaliser) after the loop's last check was
+    forgotten there, and the search went on to make its final model and exit 0."""
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        _depth[0] = max(0, _depth[0] - 1)
+    if not active():
+        _requested.clear()
     if previous is not None and threading.current_thread() is threading.main_thread():
         previous = dict(previous)
         sys.unraisablehook = previous.pop("unraisablehook", sys.unraisablehook)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def active() -> bool:
+    """True while a handler :func:`install` set is in place (an outer one: the search command's)."""
+    return _depth[0] > 0
 
 
 def check() -> None:

@@ -352,7 +352,9 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         pass
     previous = interrupt.install()  # SIGTERM stops it as Ctrl-C does: the runs are closed, not left RUNNING
     try:
+        interrupt.check()  # a SIGTERM swallowed in a finaliser while the data loaded: no trial is started
         t.search(verbose=0)  # our progress bar and trial lines replace KerasTuner's own tables
+        interrupt.check()  # one swallowed after the last trial's checks: not the final model
     except KeyboardInterrupt:
         if tracker is not None:
             tracker.end_study(parent, "KILLED")

@@ -477,15 +477,18 @@ def run_trials(
         bar.refresh()
 
     interrupted = False
-    interrupt.clear()
+    if not interrupt.active():  # inside the search command's handler, a request made while the data loaded stays
+        interrupt.clear()
     previous_handler = interrupt.install()
 
     def failing() -> bool:
         return bool(stopping) or (max_failures_in_a_row is not None and len(failures) >= max_failures_in_a_row)
 
     try:
+        interrupt.check()  # a SIGTERM swallowed in a finaliser while the data loaded: no trial is started
         _optimize_until(study, objective, n_trials, timeout, [on_trial_end, *extra_callbacks], poll, failing,
                         say=note)
+        interrupt.check()  # one swallowed after the loop's last check: not the final model, then exit 0
     except KeyboardInterrupt:
         interrupted = True
         stopped = ", ".join(map(str, objective.interrupted))  # none when it was waiting for other workers

@@ -2117,6 +2117,39 @@ def test_a_ctrl_c_while_optuna_stores_a_failed_trial_keeps_it_too(tmp_path, monk
     assert [t.state.name for t in optuna.load_study(study_name="ccf", storage=storage).trials] == ["FAIL"]
 
 
+def test_a_sigterm_swallowed_before_the_trials_stops_the_search(tmp_path, monkeypatch):
+    """A SIGTERM whose KeyboardInterrupt a finaliser swallowed while the data loaded (the search command's handler
+    set the flag) was forgotten: the trial loop cleared it before its own handler went in, and the search ran its
+    trials and final model and exited 0. It now stops before the first trial, the study left to resume."""
+    import signal
+
+    from search import interrupt
+
+    interrupt.clear()
+    outer = interrupt.install()  # the search command's, for its whole length (cli._interruptible)
+    try:
+        import search.study as study_module
+
+        load = study_module.load_study_data
+
+        def load_and_swallow(*args, **kwargs):
+            data = load(*args, **kwargs)
+            interrupt.defer()  # as in a finaliser: the handler's KeyboardInterrupt never reaches the code
+            interrupt._handler(signal.SIGTERM, None)
+            interrupt.undefer()
+            return data
+
+        monkeypatch.setattr(study_module, "load_study_data", load_and_swallow)
+        result = run_search("swallowed", tiny_settings(tmp_path), n_trials=1, storage=f"sqlite:///{tmp_path / 'o.db'}",
+                            tracking=None, progress=False, final=True, out_dir=tmp_path)
+        assert result.interrupted and result.final is None and result.study.trials == []
+        assert interrupt.requested() and interrupt.exit_code() == 143  # the command's exit code
+    finally:
+        interrupt.restore(outer)
+        interrupt.clear()
+    assert not interrupt.active()
+
+
 def test_a_second_ctrl_c_is_not_held_by_a_deferred_write():
     """A first Ctrl-C waits for the write it came in; a second one stops at once (a stalled database write held
     the process until it was done)."""

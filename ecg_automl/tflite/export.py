@@ -82,9 +82,9 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", required=True, type=study_name, help="name of the study to export from")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
     p.add_argument("--trial", type=_trial_spec, default="best",
-                   help="best (the final model of the study; default; of a multi-objective study, the one trial "
-                        "of its Pareto front, if it holds one) or a trial number (the trial's own model; for the trial "
-                        "the final model was made from, the final model)")
+                   help="best (the final model of the study; default) or a trial number (the trial's own model; "
+                        "for the trial the final model was made from, the final model); a multi-objective study has "
+                        "no final model: its best is the one trial of its Pareto front, if the front holds one")
     p.add_argument("--mode", choices=MODES, default="int8",
                    help="TFLite mode (default int8, the Raspberry Pi deployment)")
     p.add_argument("--out", required=True, type=_tflite_path,
