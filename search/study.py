@@ -595,9 +595,17 @@ def _noting_taken(objective, taken: list[int]):
     """``objective``, noting in ``taken`` the number of its trial if another worker failed that trial while it ran:
     Optuna then refuses the result ("Cannot tell a FAIL trial") with an error out of ``study.optimize``."""
     def run(trial: optuna.Trial):
+        value = None
         try:
             value = objective(trial)
             interrupt.defer()  # undone by the first callback, after Optuna has stored the value
+            return value
+        except KeyboardInterrupt:
+            if value is None:  # in the trial: it marked itself interrupted
+                raise
+            # after it finished, before the write was held: Optuna stored the trial FAIL, without the mark that
+            # redoes it, and its value was lost. It is kept; the flag stops the loop at its next check
+            interrupt.defer()
             return value
         except Exception:  # pruned, or failed (Optuna stores it as FAIL): that write too
             interrupt.defer()

@@ -2150,6 +2150,33 @@ def test_a_sigterm_swallowed_before_the_trials_stops_the_search(tmp_path, monkey
     assert not interrupt.active()
 
 
+def test_a_ctrl_c_between_a_finished_trial_and_its_write_keeps_the_trial(monkeypatch):
+    """A Ctrl-C/SIGTERM landing after the objective returned, before the write was held, made Optuna store the
+    finished trial FAIL, without the mark that redoes it on resume: its value was lost for good."""
+    from types import SimpleNamespace
+
+    from search import interrupt
+    from search.study import _noting_taken
+
+    real, calls = interrupt.defer, []
+
+    def defer():  # the signal comes just as the write is about to be held
+        calls.append(1)
+        if len(calls) == 1:
+            interrupt._requested.set()
+            raise KeyboardInterrupt
+        real()
+
+    monkeypatch.setattr(interrupt, "defer", defer)
+    try:
+        assert _noting_taken(lambda trial: 0.625, [])(SimpleNamespace(number=0)) == 0.625
+        assert len(calls) == 2 and interrupt._deferred[0] and interrupt.requested()
+        with pytest.raises(KeyboardInterrupt):  # in the trial itself: raised, as before
+            _noting_taken(lambda trial: (_ for _ in ()).throw(KeyboardInterrupt), [])(SimpleNamespace(number=1))
+    finally:
+        interrupt.clear()
+
+
 def test_a_second_ctrl_c_is_not_held_by_a_deferred_write():
     """A first Ctrl-C waits for the write it came in; a second one stops at once (a stalled database write held
     the process until it was done)."""
