@@ -317,6 +317,15 @@ def _space_name(space_yaml: Any) -> str:
     return str(doc.get("name") or "") if isinstance(doc, dict) else ""
 
 
+def another_final(held: dict[str, Any], report: dict[str, Any]) -> bool:
+    """Whether a study run's logged ``final_test.json`` (``held``) is of another final model than the study's
+    ``report``: another trial, or (both recording it) another model file."""
+    if held.get("trial") != report.get("trial"):
+        return True
+    return bool(held.get("model_sha256") and report.get("model_sha256")
+                and held["model_sha256"] != report["model_sha256"])
+
+
 def trial_tags(trial: Any) -> dict[str, str]:
     """MLflow tags that say where a trial ran and what it retries: ``worker`` (host:pid), ``tf_threads`` (the
     TensorFlow threads it trained with: its values depend on them) and ``optuna.retry_of`` (the number of the trial
@@ -684,6 +693,15 @@ class Tracker:
         """Store ``obj`` as indented JSON in the run's artifact file ``name``; nothing for ``run_id`` None."""
         self.log_text(run_id, json.dumps(obj, indent=2, default=str), name)
 
+    def logged_json(self, run_id: str, name: str) -> Any:
+        """The JSON artifact ``name`` of a run, parsed; None when it cannot be fetched or read."""
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                return json.loads(Path(self.client.download_artifacts(run_id, name, tmp)).read_text())
+        except Exception as exc:
+            log.info("could not read %s of run %s (%s)", name, run_id, exc)
+            return None
+
     def log_figure(self, run_id: str | None, fig: Any, name: str) -> None:
         """Store a matplotlib figure as the run's image artifact ``name``; nothing for ``run_id`` None."""
         if run_id is not None:
@@ -923,7 +941,8 @@ class Tracker:
                     "not_back_filled": [], "trial_files_lost": self._trial_files_lost(touched),
                     "left_running": _final_running_note(marker, alive)}
         clear_dead_final(study)  # a second sync does not find it again
-        done, missing = self._sync_study_run(study, parent, killed_final=study.user_attrs.get(FINAL_KILLED))
+        done, missing = self._sync_study_run(study, parent, killed_final=study.user_attrs.get(FINAL_KILLED),
+                                             redraw=bool(created or updated))
         if done and not new_parent:
             updated += 1
         return {"created": created, "updated": updated, "incomplete": incomplete, "study_run": done,
@@ -957,7 +976,7 @@ class Tracker:
         return [f"trial{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}: {', '.join(files)}"
                 for files, numbers in lacking.items()]
 
-    def _sync_study_run(self, study, parent: str, killed_final: dict[str, Any] | None = None
+    def _sync_study_run(self, study, parent: str, killed_final: dict[str, Any] | None = None, redraw: bool = False
                         ) -> tuple[list[str], list[str]]:
         """Log on the study's run what the study holds and the run lacks: the final test (metrics,
         ``final_test.json``/``.txt``, confusion matrix, the model file if it is still on disk) and the study's
@@ -986,14 +1005,22 @@ class Tracker:
             missing.append(f"final test of trial {killed_final.get('trial', '?')} (its search, "
                            f"{killed_final.get('worker', '?')}, was stopped while making the final model: run the "
                            f"search command again to make it)")
+        stale = None  # the trial of a final test the run holds that is not the study's (a resume made another)
         if report:
             before = self.lost
             if "model" in names:
                 names |= {a.path for a in self.client.list_artifacts(parent, "model")}
+            if "final_test.json" in names:
+                held = self.logged_json(parent, "final_test.json")
+                if isinstance(held, dict) and another_final(held, report):
+                    stale = held.get("trial", "?")  # replaced below: it was kept, and export fetched its model
+                    names -= {"final_test.json", "final_test.txt", "final_confusion_matrix.png",
+                              "model/final_model.keras"}
             dataset = study.user_attrs.get("settings", {}).get("dataset", "")
             title = f"final test on held-out patients: trial {report.get('trial', '?')}, {dataset}"
             logged = self.log_final_report(parent, report, title, skip=names,
-                                           metrics=not any(k.startswith("test.") for k in run.data.metrics))
+                                           metrics=stale is not None
+                                           or not any(k.startswith("test.") for k in run.data.metrics))
             model_path = Path(report.get("model_path") or "")
             if "model/final_model.keras" not in names:
                 if model_path.is_file():
@@ -1005,11 +1032,17 @@ class Tracker:
                 else:
                     missing.append(f"model/final_model.keras ({model_path or 'the final model file'} is gone)")
             if logged:
-                did(f"final test back-filled ({', '.join(logged)})", f"the final test ({', '.join(logged)})", before)
-            if "final_roc.png" not in names:
+                what = (f"final test of trial {report.get('trial', '?')} replaced that of trial {stale}, made before "
+                        f"the study's best trial changed" if stale is not None else "final test back-filled")
+                did(f"{what} ({', '.join(logged)})", f"the final test ({', '.join(logged)})", before)
+            if stale is not None and "final_roc.png" in names:
+                missing.append(f"final_roc.png (it is still trial {stale}'s: a new one needs the final model's test "
+                               f"predictions, which the study does not keep)")
+            elif "final_roc.png" not in names:
                 missing.append("final_roc.png (it needs the final model's test predictions, which the study "
                                "does not keep)")
-        if len(study.directions) == 1 and "optimization_history.png" not in names:
+        if len(study.directions) == 1 and ("optimization_history.png" not in names or redraw or stale is not None):
+            # redrawn when trials were back-filled: the plot of a resumed study showed its first run's trials
             from . import plots
 
             before = self.lost

@@ -640,6 +640,46 @@ def test_sync_back_fills_the_final_test_and_ends_the_study_run(tmp_path, cli_env
     assert tracker.client.get_run(running.user_attrs["mlflow_parent_run_id"]).info.status == "RUNNING"
 
 
+def test_sync_replaces_a_final_test_a_resume_made_stale(tmp_path):
+    """A resume with --no-mlflow added a better trial and made its final model; `sync` then kept the study run's old
+    final test (trial 1's metrics, report and model) and its plot of the first run's trials, without a word, and
+    export's MLflow fallback fetched trial 1's model for trial 2. The run's final test is replaced, the plot redrawn,
+    and export does not take a model of another final test."""
+    import json
+
+    from ecg_automl.tflite.export import _final_model_from_mlflow
+    from search import Tracker, TrackingConfig
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "st"))
+    study = _study_done_during_an_outage(tmp_path, "st", storage)
+    study.set_user_attr("final", {**study.user_attrs["final"], "model_sha256": "1" * 64})
+    first = tracker.sync(study, study_run=True)
+    assert first["created"] == 3 and "final test back-filled" in " ".join(first["study_run"])
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    history = tracker.client.get_run(parent).data.metrics  # (the plot's file is compared below)
+    dist = {"learning_rate": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
+    study.add_trial(optuna.trial.create_trial(  # the resume's better trial, and its final test
+        params={"learning_rate": 0.005}, distributions=dist, value=0.9,
+        user_attrs={"config": {"learning_rate": 0.005}, "threshold": 0.3, "fold_metrics": [{"f1": 0.9}],
+                    "objective_names": ["quality"]}))
+    new = {**study.user_attrs["final"], "trial": 2, "model_sha256": "2" * 64,
+           "abnormal": {**study.user_attrs["final"]["abnormal"], "f1": 0.123}}
+    study.set_user_attr("final", new)
+    assert _final_model_from_mlflow(study, tracker) is None  # the run's model is trial 1's
+    again = tracker.sync(study, study_run=True)
+    assert again["created"] == 1
+    assert ("final test of trial 2 replaced that of trial 1, made before the study's best trial changed (test.* "
+            "metrics, final_test.json, final_test.txt, final_confusion_matrix.png)") in again["study_run"], again
+    assert "plots back-filled (optimization_history.png)" in again["study_run"]
+    held = tracker.logged_json(parent, "final_test.json")
+    assert held["trial"] == 2 and held["model_sha256"] == "2" * 64
+    assert tracker.client.get_run(parent).data.metrics["test.f1"] == 0.123 != history["test.f1"]
+    quiet = tracker.sync(study, study_run=True)
+    assert (quiet["created"], quiet["updated"]) == (0, 0) and not any("replaced" in d for d in quiet["study_run"])
+    assert json.dumps(quiet["study_run"]).count("plots") == 0
+
+
 def test_sync_whose_writes_fail_says_so_and_exits_1(tmp_path, monkeypatch, capsys, caplog):
     """With a store that took no writes (a read-only folder), `sync` printed "0 runs created, 1 updated" and exited
     0 while the trial's run stayed RUNNING; its warnings showed SQLAlchemy's "(raised as a result of Query-invoked

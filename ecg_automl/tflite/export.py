@@ -213,11 +213,20 @@ def _refuse_final_in_progress(study, trial) -> None:
 
 def _final_model_from_mlflow(study, tracker):
     """(model, run id) of the final model logged on ``study``'s MLflow run (``model/final_model.keras``), for a
-    study whose file of it is gone or not its own; None without MLflow, or when the run holds none."""
+    study whose file of it is gone or not its own; None without MLflow, when the run holds none, or when the run's
+    final test is not the study's (a resume with --no-mlflow made a new final model, and the run kept the old one's:
+    it was exported under the new trial's config and threshold)."""
     import keras
 
+    from search.tracking import another_final
+
     run_id = study.user_attrs.get("mlflow_parent_run_id")
-    if tracker is None or not run_id:
+    final = study.user_attrs.get("final") or {}
+    if tracker is None or not run_id or not final.get("model_sha256"):  # (a study saved before: cannot tell)
+        return None
+    held = tracker.logged_json(run_id, "final_test.json")
+    if not isinstance(held, dict) or another_final(held, final) or not held.get("model_sha256"):
+        log.info("study %s's run %s holds another final model than the study's, or none", study.study_name, run_id)
         return None
     try:
         with tempfile.TemporaryDirectory() as tmp:
