@@ -20,7 +20,7 @@ from ecg_data import BeatDataset
 from . import plots
 from .folders import OutputError, why_no_folder, why_not_writable
 from .metrics import _check_threshold, best_threshold, binary_metrics, full_report
-from .tracking import Tracker
+from .tracking import FINAL_MODEL_TAG, Tracker
 from .training import FitResult, fit, predict, require_dataset, tf_threads
 
 log = logging.getLogger("search")
@@ -261,5 +261,7 @@ def final_test(
         fig = plots.roc_figure(test.y, prob, title)
         tracker.log_figure(run_id, fig, "final_roc.png")
         plots.close(fig)
-        tracker.log_model(run_id, model, "final_model.keras")
+        if tracker.log_model(run_id, model, "final_model.keras") and report.get("model_sha256"):
+            # which final model the run's copy is (export takes it only for the study's own)
+            tracker.set_tags(run_id, {FINAL_MODEL_TAG: report["model_sha256"]})
     return report

@@ -317,6 +317,11 @@ def _space_name(space_yaml: Any) -> str:
     return str(doc.get("name") or "") if isinstance(doc, dict) else ""
 
 
+#: Tag of a study run: the SHA-256 (as the study's final report records it) of the final model file whose copy is
+#: the run's ``model/final_model.keras``.
+FINAL_MODEL_TAG = "final_model.sha256"
+
+
 def another_final(held: dict[str, Any], report: dict[str, Any]) -> bool:
     """Whether a study run's logged ``final_test.json`` (``held``) is of another final model than the study's
     ``report``: another trial, or (both recording it) another model file."""
@@ -1028,6 +1033,8 @@ class Tracker:
                         copy = Path(tmp) / "final_model.keras"
                         copy.write_bytes(model_path.read_bytes())
                         self.log_artifact(parent, copy, "model")
+                    if report.get("model_sha256"):
+                        self.set_tags(parent, {FINAL_MODEL_TAG: report["model_sha256"]})
                     logged.append("model/final_model.keras")
                 else:
                     missing.append(f"model/final_model.keras ({model_path or 'the final model file'} is gone)")

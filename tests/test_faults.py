@@ -654,16 +654,20 @@ def test_sync_replaces_a_final_test_a_resume_made_stale(tmp_path):
     tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "st"))
     study = _study_done_during_an_outage(tmp_path, "st", storage)
     study.set_user_attr("final", {**study.user_attrs["final"], "model_sha256": "1" * 64})
+    Path(study.user_attrs["final"]["model_path"]).parent.mkdir(parents=True)
+    Path(study.user_attrs["final"]["model_path"]).write_bytes(b"trial 1's final model")
     first = tracker.sync(study, study_run=True)
     assert first["created"] == 3 and "final test back-filled" in " ".join(first["study_run"])
     parent = study.user_attrs["mlflow_parent_run_id"]
+    assert tracker.client.get_run(parent).data.tags["final_model.sha256"] == "1" * 64  # what the run's copy is
     history = tracker.client.get_run(parent).data.metrics  # (the plot's file is compared below)
     dist = {"learning_rate": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
     study.add_trial(optuna.trial.create_trial(  # the resume's better trial, and its final test
         params={"learning_rate": 0.005}, distributions=dist, value=0.9,
         user_attrs={"config": {"learning_rate": 0.005}, "threshold": 0.3, "fold_metrics": [{"f1": 0.9}],
                     "objective_names": ["quality"]}))
-    new = {**study.user_attrs["final"], "trial": 2, "model_sha256": "2" * 64,
+    new = {**study.user_attrs["final"], "trial": 2, "model_sha256": "2" * 64,  # its file gone since
+           "model_path": str(tmp_path / "runs" / "st" / "final-trial2.keras"),
            "abnormal": {**study.user_attrs["final"]["abnormal"], "f1": 0.123}}
     study.set_user_attr("final", new)
     assert _final_model_from_mlflow(study, tracker) is None  # the run's model is trial 1's
@@ -674,6 +678,9 @@ def test_sync_replaces_a_final_test_a_resume_made_stale(tmp_path):
     assert "plots back-filled (optimization_history.png)" in again["study_run"]
     held = tracker.logged_json(parent, "final_test.json")
     assert held["trial"] == 2 and held["model_sha256"] == "2" * 64
+    # the new model's file was gone: the run's copy is still trial 1's, and said to be, so export does not take it
+    assert tracker.client.get_run(parent).data.tags["final_model.sha256"] == "1" * 64
+    assert _final_model_from_mlflow(study, tracker) is None
     assert tracker.client.get_run(parent).data.metrics["test.f1"] == 0.123 != history["test.f1"]
     quiet = tracker.sync(study, study_run=True)
     assert (quiet["created"], quiet["updated"]) == (0, 0) and not any("replaced" in d for d in quiet["study_run"])

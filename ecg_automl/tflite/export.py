@@ -214,21 +214,22 @@ def _refuse_final_in_progress(study, trial) -> None:
 def _final_model_from_mlflow(study, tracker):
     """(model, run id) of the final model logged on ``study``'s MLflow run (``model/final_model.keras``), for a
     study whose file of it is gone or not its own; None without MLflow, when the run holds none, or when the run's
-    final test is not the study's (a resume with --no-mlflow made a new final model, and the run kept the old one's:
-    it was exported under the new trial's config and threshold)."""
+    copy is not of the study's final model (its tag :data:`~search.tracking.FINAL_MODEL_TAG`: a resume with
+    --no-mlflow made a new final model, the run kept the old one, and it was exported under the new trial's config
+    and threshold)."""
     import keras
 
-    from search.tracking import another_final
+    from search.tracking import FINAL_MODEL_TAG
 
     run_id = study.user_attrs.get("mlflow_parent_run_id")
     final = study.user_attrs.get("final") or {}
     if tracker is None or not run_id or not final.get("model_sha256"):  # (a study saved before: cannot tell)
         return None
-    held = tracker.logged_json(run_id, "final_test.json")
-    if not isinstance(held, dict) or another_final(held, final) or not held.get("model_sha256"):
-        log.info("study %s's run %s holds another final model than the study's, or none", study.study_name, run_id)
-        return None
     try:
+        if tracker.client.get_run(run_id).data.tags.get(FINAL_MODEL_TAG) != final["model_sha256"]:
+            log.info("study %s's run %s holds another final model than the study's, or none", study.study_name,
+                     run_id)
+            return None
         with tempfile.TemporaryDirectory() as tmp:
             path = tracker.client.download_artifacts(run_id, "model/final_model.keras", tmp)
             return keras.models.load_model(path, safe_mode=True), run_id
