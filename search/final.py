@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ecg_data import BeatDataset
 
 from . import plots
+from ._process import is_alive
 from .folders import OutputError, why_no_folder, why_not_writable
 from .metrics import _check_threshold, best_threshold, binary_metrics, full_report
 from .tracking import FINAL_MODEL_TAG, Tracker
@@ -170,11 +171,22 @@ def final_model_problem(final: dict[str, Any]) -> str | None:
 
 def save_model(model: Any, out_path: Path) -> Path:
     """Save ``model`` at ``out_path``, creating its folder; a path that cannot be written (a file in the way,
-    a read-only folder, a full disk) is an :class:`OutputError` naming it, not a traceback."""
+    a read-only folder, a full disk) is an :class:`OutputError` naming it, not a traceback. Whole or not at all:
+    written beside it and renamed into place (a search killed while saving left a 0-byte model there, which the
+    next search took for another study's). Such a partial file of a killed save is removed by the next."""
+    import os
+
+    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp{out_path.suffix}")  # Keras wants the suffix
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(out_path)
+        for old in out_path.parent.glob(f".{out_path.stem}.*.tmp{out_path.suffix}"):  # of a killed save
+            pid = old.name[len(out_path.stem) + 2:].split(".")[0]
+            if not (pid.isdigit() and is_alive(int(pid), None)):  # (not another search's save going on now)
+                old.unlink(missing_ok=True)
+        model.save(tmp)
+        os.replace(tmp, out_path)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot save the final model as {out_path}: {why_no_folder(out_path.parent, exc)}") from None
     return out_path
 

@@ -1795,6 +1795,39 @@ def test_a_final_model_folder_that_cannot_be_written_is_refused_before_training(
         save_model(Full(), tmp_path / "runs" / "m.keras")
 
 
+def test_a_final_model_save_is_whole_or_not_at_all(tmp_path):
+    """A search killed while it saved the final model left a 0-byte final-trial0.keras, which the next search took
+    for another study's model. The save writes beside the file and renames it into place; the partial file a
+    killed save left is removed by the next save (not one a live process is writing)."""
+    import os
+
+    from search.final import save_model
+
+    class Killed:
+        def save(self, path):
+            Path(path).write_bytes(b"half a model")  # then kill -9
+            raise KeyboardInterrupt
+
+    class Whole:
+        def save(self, path):
+            assert Path(path).suffix == ".keras"  # Keras refuses another
+            Path(path).write_bytes(b"a model")
+
+    out = tmp_path / "runs" / "s" / "final-trial0.keras"
+    with pytest.raises(KeyboardInterrupt):
+        save_model(Killed(), out)
+    assert not out.exists()
+    left = list(out.parent.glob(".final-trial0.*"))
+    assert len(left) == 1 and left[0].name == f".final-trial0.{os.getpid()}.tmp.keras"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left[0].rename(out.parent / f".final-trial0.{dead.pid}.tmp.keras")  # as a killed search left it
+    live = out.parent / f".final-trial0.{os.getppid()}.tmp.keras"  # another search's save, going on now
+    live.write_bytes(b"")
+    assert save_model(Whole(), out) == out and out.read_bytes() == b"a model"
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, live.name])
+
+
 def test_why_not_writable_walks_up_to_the_first_folder_there(tmp_path, monkeypatch):
     import os
 
