@@ -252,6 +252,25 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
     return said[0][:limit] if said else type(exc).__name__
 
 
+def storage_write_problem(exc: BaseException) -> str | None:
+    """What the database said, when ``exc`` is (or was caused by) the study storage failing a read or write in
+    use (a full disk, a deleted or read-only file, a corrupt page, a lost server); None for other errors. Optuna
+    wraps such a failure, and its trial run then ends in "AssertionError: Should not reach", so the chain is walked."""
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError)):
+            orig = getattr(exc, "orig", None)
+            return _first_line(orig if orig is not None else exc, 200)
+        if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ is None \
+                and exc.__context__ is None:
+            return _first_line(exc, 200)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def storage_option(url: str | None, *, always: bool = False) -> str:
     """`` --storage URL`` for a command printed for the user to run next (the password hidden), or "" for the
     default storage, which needs no option (``always``: for ``worker``, whose --storage has no default)."""

@@ -29,7 +29,8 @@ from .objective import CVObjective, Gate, worker_id
 from .pruners import make_pruner
 from .samplers import make_sampler
 from .settings import StudySettings
-from .storage import DEFAULT_STORAGE, check_storage, fail_stale_trials, make_storage, redact_url
+from .storage import (DEFAULT_STORAGE, StorageError, check_storage, fail_stale_trials, make_storage, redact_url,
+                      storage_write_problem)
 from .tracking import Tracker, TrackingConfig
 
 log = logging.getLogger("search")
@@ -486,8 +487,9 @@ def run_trials(
 
     try:
         interrupt.check()  # a SIGTERM swallowed in a finaliser while the data loaded: no trial is started
-        _optimize_until(study, objective, n_trials, timeout, [on_trial_end, *extra_callbacks], poll, failing,
-                        say=note)
+        with _storage_failures_said(study):
+            _optimize_until(study, objective, n_trials, timeout, [on_trial_end, *extra_callbacks], poll, failing,
+                            say=note)
         interrupt.check()  # one swallowed after the loop's last check: not the final model, then exit 0
     except KeyboardInterrupt:
         interrupted = True
@@ -589,6 +591,35 @@ def _optimize_until(study: optuna.Study, objective, n_trials: int, timeout: floa
                 f"the trial is redone as a retry")
         finally:  # Optuna refused the result (no callback ran): the held request counts from here
             interrupt.undefer()
+
+
+@contextlib.contextmanager
+def _storage_failures_said(study: optuna.Study):
+    """A study storage that fails in use (a full disk, its file deleted or made read-only, a lost server) was a
+    100-200 line traceback ending in Optuna's "AssertionError: Should not reach", beside one of the heartbeat
+    thread's: one :class:`StorageError` instead, saying what the database said and that a resume goes on."""
+    import threading
+
+    rdb = getattr(study._storage, "_backend", study._storage)
+    url = redact_url(str(getattr(rdb, "url", "") or "the study storage"))
+    hook = threading.excepthook
+
+    def quiet_heartbeat(args) -> None:  # its failure is the one said below
+        if storage_write_problem(args.exc_value) is None:
+            hook(args)
+
+    threading.excepthook = quiet_heartbeat
+    try:
+        yield
+    except Exception as exc:
+        said = storage_write_problem(exc)
+        if said is None:
+            raise
+        raise StorageError(f"the study storage {url} failed in use ({said}): the trials it holds are kept. Fix it "
+                           f"(free space, a writable file, the server back) and run the same command again: the "
+                           f"study resumes, and the trial that was running is redone") from None
+    finally:
+        threading.excepthook = hook
 
 
 def _noting_taken(objective, taken: list[int]):

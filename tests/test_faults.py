@@ -687,6 +687,47 @@ def test_sync_replaces_a_final_test_a_resume_made_stale(tmp_path):
     assert json.dumps(quiet["study_run"]).count("plots") == 0
 
 
+def test_a_study_storage_that_fails_in_use_is_one_error_and_the_study_resumes(tmp_path, monkeypatch):
+    """A full disk (or the database file deleted, or made read-only) under a running search was a 100-200 line
+    traceback ending in Optuna's "AssertionError: Should not reach", exit 1: one StorageError (exit 2) now says what
+    the database said and that the same command resumes."""
+    import sqlite3
+
+    import sqlalchemy.exc
+    from test_search import tiny_settings
+
+    from search import StorageError, run_search
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    real = optuna.storages.RDBStorage._create_new_trial
+
+    def full(self, *args, **kwargs):
+        raise sqlalchemy.exc.OperationalError("INSERT INTO trials", {}, sqlite3.OperationalError(
+            "database or disk is full"))
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "_create_new_trial", full)  # (what Optuna's cache calls)
+    with pytest.raises(StorageError) as err:
+        run_search("full", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=None, progress=False,
+                   final=False, out_dir=tmp_path)
+    assert str(err.value).startswith(f"the study storage {storage} failed in use (database or disk is full): the "
+                                     f"trials it holds are kept. Fix it") and "run the same command again" in str(err.value)
+    # as a failed commit reaches the loop: Optuna's "Should not reach" raised while handling the storage's error
+    from search.storage import storage_write_problem
+
+    try:
+        try:
+            full(None)
+        except Exception:
+            raise AssertionError("Should not reach.")
+    except AssertionError as exc:
+        assert storage_write_problem(exc) == "database or disk is full"
+    assert storage_write_problem(ValueError("x")) is None
+    monkeypatch.setattr(optuna.storages.RDBStorage, "_create_new_trial", real)
+    result = run_search("full", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=None, progress=False,
+                        final=False, out_dir=tmp_path)
+    assert [t.state.name for t in result.study.trials] == ["COMPLETE"]
+
+
 def test_sync_whose_writes_fail_says_so_and_exits_1(tmp_path, monkeypatch, capsys, caplog):
     """With a store that took no writes (a read-only folder), `sync` printed "0 runs created, 1 updated" and exited
     0 while the trial's run stayed RUNNING; its warnings showed SQLAlchemy's "(raised as a result of Query-invoked
