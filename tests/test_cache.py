@@ -106,6 +106,30 @@ def test_an_interrupted_cache_write_leaves_no_temporary_file(tmp_path, monkeypat
     assert list((tmp_path / "cache").iterdir()) == []
 
 
+def test_a_cache_write_removes_the_temporary_files_of_a_killed_writer(tmp_path):
+    """A writer killed with SIGKILL (its clean-up never runs) left its hidden .tmp.npz, 6-100+ MB, for good: the next
+    write of the entry removes those of writers that no longer run, and leaves a running writer's alone."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    src = tmp_path / "src"
+    src.mkdir()
+    directory = tmp_path / "cache"
+    cached("mitdb", src, {"fs": 180.0}, _Builder(), directory=directory)
+    entry = next(directory.glob("mitdb-*.npz"))
+    meta = next(directory.glob("mitdb-*.json"))
+    killed = [directory / f".{entry.name}.{dead.pid}-1.tmp.npz", directory / f".{meta.name}.{dead.pid}-1.tmp"]
+    running = directory / f".{entry.name}.{os.getppid()}-1.tmp.npz"
+    for path in [*killed, running]:
+        path.write_bytes(b"partial")
+    entry.unlink()  # a miss: the entry is written again
+    cached("mitdb", src, {"fs": 180.0}, _Builder(), directory=directory)
+    assert not any(p.exists() for p in killed) and running.exists()
+
+
 def test_a_changed_record_behind_a_symlinked_folder_misses_the_cache(tmp_path):
     """A root whose ``records100`` links into another copy: ``Path.rglob`` did not follow the link, so the key left
     those records out and a replaced record file was served from the old arrays. A link loop is walked once."""
