@@ -181,10 +181,17 @@ def stored_study(name: str, storage_url: str | None) -> optuna.Study | None:
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
         return None
     storage = make_storage(url, heartbeat=None, create=False)
-    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    if name not in {s.study_name for s in summaries} or _half_created(name, storage):
-        return None
-    return optuna.load_study(study_name=name, storage=storage)
+    try:
+        summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if name not in {s.study_name for s in summaries} or _half_created(name, storage):
+            return None
+        return optuna.load_study(study_name=name, storage=storage)
+    except Exception as exc:  # a corrupt page opens, then fails a read: a 99-line traceback
+        said = storage_write_problem(exc)
+        if said is None:
+            raise
+        raise StorageError(f"cannot read study storage {redact_url(url)} ({said}): restore the file from a copy, "
+                           f"or use another --storage") from None
 
 
 def refuse_other_settings(name: str, storage_url: str | None, settings: StudySettings, engine: str,

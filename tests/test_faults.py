@@ -8,6 +8,7 @@ test_mlflow_server.py (tracking server unreachable at start)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -726,6 +727,28 @@ def test_a_study_storage_that_fails_in_use_is_one_error_and_the_study_resumes(tm
     result = run_search("full", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=None, progress=False,
                         final=False, out_dir=tmp_path)
     assert [t.state.name for t in result.study.trials] == ["COMPLETE"]
+
+
+def test_a_study_storage_with_a_corrupt_page_is_one_error(tmp_path, monkeypatch):
+    """A SQLite file whose header is fine but a page of its trials is not opened, then failed the first read: a
+    99-line traceback ending "database disk image is malformed"."""
+    import sqlite3
+
+    import sqlalchemy.exc
+
+    from search import StorageError
+    from search.study import stored_study
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    _study_done_during_an_outage(tmp_path, "bad", storage)
+
+    def malformed(*args, **kwargs):
+        raise sqlalchemy.exc.DatabaseError("SELECT", {}, sqlite3.DatabaseError("database disk image is malformed"))
+
+    monkeypatch.setattr(optuna, "get_all_study_summaries", malformed)
+    with pytest.raises(StorageError, match=re.escape(f"cannot read study storage {storage} (database disk image is "
+                                                     f"malformed): restore the file from a copy")):
+        stored_study("bad", storage)
 
 
 def test_sync_whose_writes_fail_says_so_and_exits_1(tmp_path, monkeypatch, capsys, caplog):
