@@ -814,12 +814,13 @@ def run_search(
     clear_dead_final_at_start(study, final, print_fn)
     _note_one_lead_gate(study, own_gates, print_fn)
     gates = [*own_gates, *gates]
+    before = len(study.get_trials(deepcopy=False))  # a run that stops before adding a trial changed nothing
     try:
         completed = run_trials(study, settings, n_trials=n_trials, data=data, space=space, tracker=tracker,
                                timeout=timeout, gates=gates, progress=progress, verbose=verbose,
                                max_failures_in_a_row=max_failures_in_a_row, trial_print_fn=trial_print_fn)
         if not completed:
-            _end_stopped_study_run(study, tracker, "KILLED")
+            _end_stopped_study_run(study, tracker, "KILLED", trials_before=before)
         report = None
         if n_trials == 0 and not study.get_trials(deepcopy=False, states=FINISHED):
             from .storage import storage_option
@@ -831,7 +832,8 @@ def run_search(
             report = run_final(study, settings, data, tracker=tracker, out_dir=out_dir, print_fn=print_fn,
                                progress=progress)
     except BaseException as exc:  # Ctrl-C/SIGTERM in the final training, trials that keep failing
-        _end_stopped_study_run(study, tracker, "FAILED" if isinstance(exc, Exception) else "KILLED")
+        _end_stopped_study_run(study, tracker, "FAILED" if isinstance(exc, Exception) else "KILLED",
+                               trials_before=before)
         raise
     if len(settings.objectives) > 1:
         report_pareto(study, tracker, print_fn, storage=storage)
@@ -861,15 +863,27 @@ def clear_dead_final_at_start(study: optuna.Study, final: bool,
              f"making trial {killed.get('trial', '?')}'s final model; {then}")
 
 
-def _end_stopped_study_run(study: optuna.Study, tracker: Tracker | None, status: str) -> None:
+def _end_stopped_study_run(study: optuna.Study, tracker: Tracker | None, status: str,
+                           trials_before: int | None = None) -> None:
     """Close the study's MLflow run as ``status`` when this process stops it early, so the UI does not show a
     stopped study as running for good; left RUNNING while another worker runs a trial (the next trial any
-    process starts, or a resume, marks it RUNNING again)."""
+    process starts, or a resume, marks it RUNNING again). A run that stopped before it added a trial
+    (``trials_before``: the study's count when it began, the final model not begun) changed nothing: the status
+    this process reopened it from stands (a resume whose storage was read-only made a finished study's run FAILED,
+    which `sync` left so)."""
     parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
-    if parent and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    try:
+        trials = study.get_trials(deepcopy=False) if parent else []
+    except Exception as exc:  # the storage failed (what stopped the run): its own error is said, not this one
+        log.warning("the study's MLflow run is left as it is: the study storage cannot be read (%s)", exc)
+        return
+    if parent and not any(t.state == TrialState.RUNNING for t in trials):
         run = tracker._safe("study run", tracker.client.get_run, parent)
         if run is not None and run.info.status == "FINISHED":  # another worker ended the study while this one
             return  # waited: its FINISHED stands (a KILLED over it was never repaired by sync)
+        was = tracker.reopened_from.get(parent)
+        if was is not None and trials_before is not None and len(trials) == trials_before:
+            status = was
         tracker.end_study(parent, status)
 
 

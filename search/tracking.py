@@ -408,6 +408,7 @@ class Tracker:
         self._offline_until: float | None = None
         self._experiment_id: str | None = None
         self._then = _GOES_ON  # what a failed call's warning tells the user to do
+        self.reopened_from: dict[str, str] = {}  # study run id -> its status before this process reopened it
         self.space_name = ""  # its study space's name (study_run): a tag of its runs, `tags.space = 'mine'` finds them
 
     @property
@@ -596,6 +597,7 @@ class Tracker:
             run = self.client.get_run(run_id)
             if run.info.status != "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
+                self.reopened_from.setdefault(run_id, run.info.status)
             if moves:
                 self.client.set_tag(run_id, "latency_target_moves", json.dumps(moves))
         return run_id

@@ -706,10 +706,19 @@ def test_a_study_storage_that_fails_in_use_is_one_error_and_the_study_resumes(tm
         raise sqlalchemy.exc.OperationalError("INSERT INTO trials", {}, sqlite3.OperationalError(
             "database or disk is full"))
 
+    from search import Tracker, TrackingConfig
+
+    cfg = TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "art").as_uri(), "full")
+    done = run_search("full", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=cfg, progress=False,
+                      final=False, out_dir=tmp_path).study
+    parent = done.user_attrs["mlflow_parent_run_id"]
+    assert Tracker(cfg).client.get_run(parent).info.status == "FINISHED"
     monkeypatch.setattr(optuna.storages.RDBStorage, "_create_new_trial", full)  # (what Optuna's cache calls)
     with pytest.raises(StorageError) as err:
-        run_search("full", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=None, progress=False,
+        run_search("full", tiny_settings(tmp_path), n_trials=2, storage=storage, tracking=cfg, progress=False,
                    final=False, out_dir=tmp_path)
+    # the resume added nothing: the finished study's run stays FINISHED (it was left FAILED, and sync kept it so)
+    assert Tracker(cfg).client.get_run(parent).info.status == "FINISHED"
     assert str(err.value).startswith(f"the study storage {storage} failed in use (database or disk is full): the "
                                      f"trials it holds are kept. Fix it") and "run the same command again" in str(err.value)
     # as a failed commit reaches the loop: Optuna's "Should not reach" raised while handling the storage's error
@@ -724,9 +733,9 @@ def test_a_study_storage_that_fails_in_use_is_one_error_and_the_study_resumes(tm
         assert storage_write_problem(exc) == "database or disk is full"
     assert storage_write_problem(ValueError("x")) is None
     monkeypatch.setattr(optuna.storages.RDBStorage, "_create_new_trial", real)
-    result = run_search("full", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=None, progress=False,
+    result = run_search("full", tiny_settings(tmp_path), n_trials=2, storage=storage, tracking=cfg, progress=False,
                         final=False, out_dir=tmp_path)
-    assert [t.state.name for t in result.study.trials] == ["COMPLETE"]
+    assert [t.state.name for t in result.study.trials] == ["COMPLETE", "COMPLETE"]
 
 
 def test_a_study_storage_with_a_corrupt_page_is_one_error(tmp_path, monkeypatch):
