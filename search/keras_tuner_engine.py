@@ -203,6 +203,8 @@ def _tuner_class():
                     tags = {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id}
                     if status == "FAILED" and failed:  # an interrupted trial's redo gets a run of the same number
                         tags.update({"optuna.state": "FAIL", "fail_reason": failed})
+                    elif value is not None:  # as the driver's: `tags.optuna.state = 'COMPLETE'` missed these
+                        tags["optuna.state"] = "COMPLETE"
                     self.tracker.set_tags(run_id, tags)
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, status)
             _hand_over(self.on_trial, number, value, config, threshold, trial.trial_id, run_id,

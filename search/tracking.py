@@ -1047,7 +1047,7 @@ class Tracker:
             if stale is not None and "final_roc.png" in names:
                 missing.append(f"final_roc.png (it is still trial {stale}'s: a new one needs the final model's test "
                                f"predictions, which the study does not keep)")
-            elif "final_roc.png" not in names:
+            elif "final_roc.png" not in names and logged:  # said once, with the back-fill (every sync repeated it)
                 missing.append("final_roc.png (it needs the final model's test predictions, which the study "
                                "does not keep)")
         if len(study.directions) == 1 and ("optimization_history.png" not in names or redraw or stale is not None):

@@ -628,7 +628,9 @@ def test_sync_back_fills_the_final_test_and_ends_the_study_run(tmp_path, cli_env
     assert "test_at_0.5.f1" in run.data.metrics and "test.normal.precision" in run.data.metrics
     assert {"final_test.json", "final_test.txt", "final_confusion_matrix.png", "optimization_history.png"} <= \
         {a.path for a in tracker.client.list_artifacts(parent)}
-    assert "0 runs created, 0 updated\n" in run_cli(["sync", "--study", "out", *sync], tmp_path, cli_env).stdout
+    again = run_cli(["sync", "--study", "out", *sync], tmp_path, cli_env)
+    assert "0 runs created, 0 updated\n" in again.stdout
+    assert "final_roc.png" not in again.stderr  # said once, with the back-fill: not by every sync after it
 
     out = run_cli(["sync", "--study", "offline", *sync], tmp_path, cli_env)
     assert "3 runs created, 0 updated" in out.stdout and "ended FINISHED" in out.stdout, out.stdout

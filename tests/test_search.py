@@ -1064,6 +1064,8 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
     assert parent.data.tags["engine"] == "keras-tuner"  # the final test is on KerasTuner's study run
     assert parent.data.tags["space"] == "tiny"  # the space's name labels its runs, as the driver's
     assert {r.data.tags["space"] for r in mlflow_trial_runs(tmp_path, study).values()} == {"tiny"}
+    # a complete trial's run says so, as the driver's do (a filter on tags.optuna.state missed them)
+    assert {r.data.tags.get("optuna.state") for r in mlflow_trial_runs(tmp_path, study).values()} == {"COMPLETE"}
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
     meta = export_trial("kt", storage, "best", "fp32", tmp_path / "kt.tflite", verify_beats=300, runs=20,
                         tracking=tracking(tmp_path))
