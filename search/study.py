@@ -868,8 +868,8 @@ def _end_stopped_study_run(study: optuna.Study, tracker: Tracker | None, status:
     """Close the study's MLflow run as ``status`` when this process stops it early, so the UI does not show a
     stopped study as running for good; left RUNNING while another worker runs a trial (the next trial any
     process starts, or a resume, marks it RUNNING again). A run that stopped before it added a trial
-    (``trials_before``: the study's count when it began, the final model not begun) changed nothing: the status
-    this process reopened it from stands (a resume whose storage was read-only made a finished study's run FAILED,
+    (``trials_before``: the study's count when it began) left the study's trials as they were: the status this
+    process reopened the run from stands (a resume whose storage was read-only made a finished study's run FAILED,
     which `sync` left so)."""
     parent = study.user_attrs.get("mlflow_parent_run_id") if tracker is not None else None
     try:

@@ -1041,8 +1041,11 @@ class Tracker:
                 else:
                     missing.append(f"model/final_model.keras ({model_path or 'the final model file'} is gone)")
             if logged:
-                what = (f"final test of trial {report.get('trial', '?')} replaced that of trial {stale}, made before "
-                        f"the study's best trial changed" if stale is not None else "final test back-filled")
+                what = ("final test back-filled" if stale is None else
+                        f"final test of trial {stale} replaced by the study's newer one of the same trial"
+                        if stale == report.get("trial") else
+                        f"final test of trial {report.get('trial', '?')} replaced that of trial {stale}, made before "
+                        f"the study's best trial changed")
                 did(f"{what} ({', '.join(logged)})", f"the final test ({', '.join(logged)})", before)
             if stale is not None and "final_roc.png" in names:
                 missing.append(f"final_roc.png (it is still trial {stale}'s: a new one needs the final model's test "

@@ -688,6 +688,10 @@ def test_sync_replaces_a_final_test_a_resume_made_stale(tmp_path):
     quiet = tracker.sync(study, study_run=True)
     assert (quiet["created"], quiet["updated"]) == (0, 0) and not any("replaced" in d for d in quiet["study_run"])
     assert json.dumps(quiet["study_run"]).count("plots") == 0
+    study.set_user_attr("final", {**new, "model_sha256": "3" * 64})  # the same trial's final model, made again
+    remade = tracker.sync(study, study_run=True)
+    assert any(d.startswith("final test of trial 2 replaced by the study's newer one of the same trial")
+               for d in remade["study_run"]), remade
 
 
 def test_a_study_storage_that_fails_in_use_is_one_error_and_the_study_resumes(tmp_path, monkeypatch):
