@@ -940,8 +940,8 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
         print_fn("no completed trial: nothing to test")
         return None
     cached = study.user_attrs.get("final")
-    problem = final_model_problem(cached) if cached and cached.get("trial") == best.number else None
     if cached and cached.get("trial") == best.number:
+        problem = final_model_problem(cached)
         if problem is None:
             print_fn(format_report(cached, f"final test of trial {best.number} (already done)"))
             return cached

@@ -322,7 +322,7 @@ def _space_name(space_yaml: Any) -> str:
 FINAL_MODEL_TAG = "final_model.sha256"
 
 
-def another_final(held: dict[str, Any], report: dict[str, Any]) -> bool:
+def _another_final(held: dict[str, Any], report: dict[str, Any]) -> bool:
     """Whether a study run's logged ``final_test.json`` (``held``) is of another final model than the study's
     ``report``: another trial, or (both recording it) another model file."""
     if held.get("trial") != report.get("trial"):
@@ -1019,7 +1019,7 @@ class Tracker:
                 names |= {a.path for a in self.client.list_artifacts(parent, "model")}
             if "final_test.json" in names:
                 held = self.logged_json(parent, "final_test.json")
-                if isinstance(held, dict) and another_final(held, report):
+                if isinstance(held, dict) and _another_final(held, report):
                     stale = held.get("trial", "?")  # replaced below: it was kept, and export fetched its model
                     names -= {"final_test.json", "final_test.txt", "final_confusion_matrix.png",
                               "model/final_model.keras"}
