@@ -1118,6 +1118,25 @@ def test_a_hand_edited_sidecar_value_is_named(untrained, data_root, tmp_path, cl
         assert f"edited.json: {message}" in proc.stderr, proc.stderr[-2000:]
 
 
+def test_a_sidecar_saved_with_a_byte_order_mark_or_not_as_utf8_is_read_or_named(untrained, tmp_path):
+    """A sidecar an editor saved with a byte-order mark (Windows Notepad) was refused as "not valid JSON", and one
+    that is not UTF-8 text gave a UnicodeDecodeError traceback."""
+    import shutil
+
+    from ecg_automl.tflite.convert import TFLiteError
+    from ecg_automl.tflite.sidecar import read_sidecar
+
+    model = tmp_path / "bom.tflite"
+    shutil.copy(untrained["mitdb"], model)
+    text = untrained["mitdb"].with_suffix(".json").read_text()
+    model.with_suffix(".json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_sidecar(model) == json.loads(text)
+    model.with_suffix(".json").write_bytes(text.encode("utf-16"))
+    with pytest.raises(TFLiteError, match=r"bom\.json: not a UTF-8 text file, so not a sidecar `ecg-automl export` "
+                                          r"wrote \(invalid start byte at byte 0\)"):
+        read_sidecar(model)
+
+
 def test_a_sidecar_filter_the_record_rate_cannot_take_is_named(untrained, data_root, tmp_path, cli_env):
     """The band-pass runs at the record's own rate, its high cut-off capped at 0.45 x that rate (as in training):
     a hand-edited filter.low at or above the cap (170 Hz; MIT-BIH's 360 Hz caps at 162) was scipy's traceback

@@ -38,8 +38,11 @@ def read_sidecar(model_path: str | Path) -> dict[str, Any]:
     path = sidecar_path(model_path)
     if not path.exists():
         raise TFLiteError(f"{path}: sidecar not found; it is written by `ecg-automl export` next to the .tflite")
-    try:
-        meta = json.loads(path.read_text())
+    try:  # utf-8-sig: a sidecar an editor saved with a byte-order mark (Windows Notepad) reads as the same JSON
+        meta = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:  # was a traceback
+        raise TFLiteError(f"{path}: not a UTF-8 text file, so not a sidecar `ecg-automl export` wrote ({exc.reason} "
+                          f"at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise TFLiteError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
