@@ -7,6 +7,6 @@ model builder), ``search`` (Optuna driver, KerasTuner engine, MLflow tracking) a
 
 __version__ = "0.1.0"
 
-from ._versions import versions  # noqa: E402  (needs nothing heavy: package metadata only)
+from ._versions import git_source, versions  # noqa: E402  (needs nothing heavy: package metadata only)
 
-__all__ = ["__version__", "versions"]
+__all__ = ["__version__", "git_source", "versions"]

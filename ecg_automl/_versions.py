@@ -31,3 +31,29 @@ def versions() -> dict[str, str | None]:
     base install)."""
     return {"python": platform.python_version(),
             **{label: _installed(*names) for label, names in _LIBRARIES.items()}}
+
+
+def git_source() -> dict[str, object] | None:
+    """The git commit of the ecg-automl code that runs, and whether its tracked files have uncommitted changes
+    (``{"commit": ..., "dirty": ...}``), when it runs from a git checkout (an editable install: what the README
+    installs); None otherwise (a wheel in site-packages, or no git). A version number alone does not say which
+    code of a checkout made a study's results."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    pyproject = root / "pyproject.toml"
+    try:  # the checkout must be ecg-automl's own: a wheel in a venv inside another git repo is not that repo's code
+        if 'name = "ecg-automl"' not in pyproject.read_text(encoding="utf-8", errors="replace"):
+            return None
+        git = ["git", "--no-optional-locks", "-C", str(root)]  # status takes no index.lock a user's git may need
+
+        def run(*args: str) -> str:
+            return subprocess.run([*git, *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+        if Path(run("rev-parse", "--show-toplevel")).resolve() != root:
+            return None
+        return {"commit": run("rev-parse", "HEAD"),
+                "dirty": bool(run("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return None

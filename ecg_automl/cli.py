@@ -658,15 +658,18 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 def _version_text() -> str:
     """What ``ecg-automl --version`` prints: this package's version, Python's and those of the installed libraries
-    that decide results, for a bug report."""
-    from ecg_automl import __version__, versions
+    that decide results, for a bug report; run from a git checkout, the commit too."""
+    from ecg_automl import __version__, git_source, versions
 
     found = versions()
     python = found.pop("python")
     libraries = [f"{name} {version}" for name, version in found.items() if version is not None]
     if found["tensorflow"] is None:
         libraries.append("no TensorFlow (the base install)")
-    return f"ecg-automl {__version__} (Python {python}; {', '.join(libraries)})"
+    source = git_source()
+    commit = (f", git {str(source['commit'])[:12]}{' with uncommitted changes' if source['dirty'] else ''}"
+              if source else "")
+    return f"ecg-automl {__version__}{commit} (Python {python}; {', '.join(libraries)})"
 
 
 class _VersionAction(argparse.Action):

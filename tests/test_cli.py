@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 
 import pytest
 from conftest import SMALL_RECORDS, run_cli
@@ -23,12 +24,56 @@ def test_version_names_the_package_python_and_the_libraries_that_decide_results(
 
     from ecg_automl import __version__
 
+    from ecg_automl import git_source
+
     out = run_cli(["--version"], tmp_path, cli_env).stdout.strip()
     assert metadata.version("ecg-automl") == __version__
-    assert out.startswith(f"ecg-automl {__version__} (Python {platform.python_version()}; "), out
+    source = git_source()  # run from a checkout (as the README installs it): which commit, since the version alone
+    commit = (f", git {source['commit'][:12]}{' with uncommitted changes' if source['dirty'] else ''}"  # says not
+              if source else "")
+    assert out.startswith(f"ecg-automl {__version__}{commit} (Python {platform.python_version()}; "), out
     for dist in ("keras", "ai-edge-litert", "optuna", "mlflow", "wfdb"):
         assert f"{dist} {metadata.version(dist)}" in out, out
     assert "no TensorFlow" not in out
+
+
+def test_the_code_s_git_commit_is_read_from_its_own_checkout_only(tmp_path):
+    """A study's results depend on the code that ran; ``git_source`` names its commit where ecg-automl runs from
+    its own git checkout, and nothing for a copy that is not one (a wheel in a venv inside another repository)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import ecg_automl
+    from ecg_automl import git_source
+
+    root = Path(ecg_automl.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("ecg-automl does not run from a git checkout here")
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert git_source()["commit"] == head
+
+    def copy_in(repo: Path, under: str, pyproject: str) -> tuple[dict | None, str]:
+        """``git_source`` of a copy of the package at ``repo/under/ecg_automl``, in a git repository at ``repo``,
+        and the repository's HEAD."""
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                        "--allow-empty", "-m", "x"], check=True)
+        (repo / under).mkdir(exist_ok=True)
+        shutil.copytree(root / "ecg_automl", repo / under / "ecg_automl")
+        (repo / under / "pyproject.toml").write_text(pyproject)
+        out = subprocess.run([sys.executable, "-c", "import ecg_automl; print(repr(ecg_automl.git_source()))"],
+                             cwd=repo / under, capture_output=True, text=True, check=True).stdout.strip()
+        return eval(out), subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                                         text=True, check=True).stdout.strip()
+
+    ours = '[project]\nname = "ecg-automl"\n'
+    found, head = copy_in(tmp_path / "own", ".", ours)  # a checkout of its own: its commit (untracked files
+    assert found == {"commit": head, "dirty": False}  # are not changes to the code it holds)
+    # its own pyproject, but the repository's root is above it: another project's repository
+    assert copy_in(tmp_path / "a", "site", ours)[0] is None
+    assert copy_in(tmp_path / "b", ".", '[project]\nname = "other"\n')[0] is None
 
 
 def test_data_info_prints_balance_and_splits(tmp_path, cli_env):
