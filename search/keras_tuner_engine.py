@@ -20,6 +20,7 @@ from . import interrupt
 from ._trial_results import (StudyCurves, fold_record, log_trial_results, losing, record_epoch, summarise_folds,
                              undefined_value)
 from ._process import pid_namespace, start_token, worker_alive
+from .metrics import describe_values
 from .objective import _reason, worker_id
 from .samplers import tpe_startup_trials
 from .settings import StudySettings, space_differences
@@ -28,8 +29,8 @@ from .study import (MAX_FAILURES_IN_A_ROW, StudyMismatchError, TrialsKeepFailing
                     check_study_data, clear_dead_final_at_start, load_study_data, log_study_figures, open_study,
                     refuse_other_settings, require_test_part, run_final, search_data, space_for_data, stored_study,
                     trial_counts)
-from .tracking import (CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, MODEL_IN_MLFLOW, Tracker, TrackingConfig,
-                       version_tags)
+from .tracking import (CURVES_LOST, EPOCH_CURVES, FOLDS_LOST, MODEL_IN_MLFLOW, STUDY_RUN_NOTE, Tracker,
+                       TrackingConfig, version_tags)
 from .training import fit, tf_threads
 
 log = logging.getLogger("search")
@@ -117,7 +118,8 @@ def _tuner_class():
                 run_id = self.tracker.start_trial(self.parent_run_id, number, self.project_name, config,
                                                   _run_tags())
                 self.tracker.set_tags(run_id, {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id,
-                                               "optuna.state": "PRUNED", "prune_reason": reason})
+                                               "optuna.state": "PRUNED", "prune_reason": reason,
+                                               **_hyperband_tags(trial.hyperparameters)})
                 if run_id is not None:
                     self.tracker._safe("end of trial run", self.tracker.client.set_terminated, run_id, "KILLED")
             if self.on_pruned is not None:
@@ -200,7 +202,7 @@ def _tuner_class():
                 if self.tracker is not None and run_id is not None:
                     if value is not None:
                         self.tracker.log_metrics(run_id, {"objective.quality": value, "threshold": threshold})
-                    tags = {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id}
+                    tags = {"engine": "keras-tuner", "keras_tuner.trial_id": trial.trial_id, **_hyperband_tags(hp)}
                     if status == "FAILED" and failed:  # an interrupted trial's redo gets a run of the same number
                         tags.update({"optuna.state": "FAIL", "fail_reason": failed})
                     elif value is not None:  # as the driver's: `tags.optuna.state = 'COMPLETE'` missed these
@@ -283,8 +285,10 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             parent = tracker.study_run(study, settings.to_dict(), run_name=name, tags=tags)
         else:
             tracker.space_name = space.name  # as study_run does: a tag of the study run and its trial runs
+            tracker.metric = settings.metric
             parent = tracker.client.create_run(tracker.experiment_id, run_name=name,
                                                tags={"ecg_automl.kind": "study", **tags, "space": space.name,
+                                                     "mlflow.note.content": STUDY_RUN_NOTE,
                                                      **version_tags()}).info.run_id
             tracker.log_params(parent, {f"study.{k}": v for k, v in settings.to_dict().items() if k != "space_yaml"})
     if tracker is not None and "KERASTUNER_ORACLE_IP" not in os.environ:  # one process: no other runs a trial now
@@ -312,7 +316,8 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
         if on_trial_end is not None:
             on_trial_end(history[-1])
         bar.update(1)
-        say(f"keras-tuner trial {number}: {value:.4f} (best {max([best, *earlier]):.4f})")
+        say(f"keras-tuner trial {number}: {describe_values(settings.metric, [value])} "
+            f"(best {max([best, *earlier]):.4f})")
         if timeout is not None and time.perf_counter() - start > timeout:
             oracle.max_trials = len(oracle.trials)
 
@@ -410,6 +415,16 @@ def run_keras_tuner(study_name: str, settings: StudySettings, *, tuner: str = "h
             log_study_figures(study, tracker)
         tracker.end_study(parent)
     return out
+
+
+def _hyperband_tags(hp: Any) -> dict[str, str]:
+    """A Hyperband trial's place in its schedule as run tags: its bracket and round, and the trial whose config it
+    trains again for more epochs (``keras_tuner.promoted_from``): why one config has runs of 2, 4 and 8 epochs.
+    Nothing for the other tuners."""
+    values = getattr(hp, "values", {}) or {}
+    names = {"tuner/bracket": "keras_tuner.bracket", "tuner/round": "keras_tuner.round",
+             "tuner/trial_id": "keras_tuner.promoted_from"}
+    return {tag: str(values[key]) for key, tag in names.items() if values.get(key) is not None}
 
 
 def _run_tags() -> dict[str, str]:
@@ -555,8 +570,11 @@ def record_trial(study: Any, space: SearchSpace, config: dict[str, Any], value: 
     if tuner == "hyperband":
         dists.pop("epochs", None)
     ok = not pruned and value is not None and math.isfinite(value)
-    attrs = {**(attrs or {}), "config": config, "threshold": float(threshold), "keras_tuner.trial_id": trial_id,
-             "engine": f"keras-tuner:{tuner}", "tf_threads": tf_threads()}
+    # objective_names and worker as the driver's trials keep them: a run `sync` makes of the trial logs its value as
+    # objective.quality (it logged objective_0) and says which process ran it
+    attrs = {"worker": worker_id(), **(attrs or {}), "config": config, "threshold": float(threshold),
+             "keras_tuner.trial_id": trial_id, "engine": f"keras-tuner:{tuner}", "tf_threads": tf_threads(),
+             "objective_names": ["quality"]}
     if run_id is not None:
         attrs["mlflow_run_id"] = run_id
     if not ok and not pruned:

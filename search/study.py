@@ -24,7 +24,7 @@ from spaces import SearchSpace, SpaceError
 from . import interrupt
 from .final import final_model_problem, final_test
 from .final_marker import FINAL_IN_PROGRESS, FINAL_KILLED, clear_dead_final, final_in_progress, marker_since
-from .metrics import describe_final_model, format_report
+from .metrics import describe_final_model, describe_values, format_report
 from .objective import CVObjective, Gate, worker_id
 from .pruners import make_pruner
 from .samplers import make_sampler
@@ -480,8 +480,8 @@ def run_trials(
         elif trial.state == TrialState.PRUNED:
             say(f"trial {trial.number} pruned: {trial.user_attrs.get('prune_reason', '')}")
         else:
-            vals = ", ".join(f"{v:.4f}" for v in trial.values)
-            say(f"trial {trial.number} {state}: {vals}")
+            names = trial.user_attrs.get("objective_names") or settings.objectives
+            say(f"trial {trial.number} {state}: {describe_values(settings.metric, trial.values, names)}")
         bar.refresh()
 
     interrupted = False

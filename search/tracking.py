@@ -317,6 +317,55 @@ def _space_name(space_yaml: Any) -> str:
     return str(doc.get("name") or "") if isinstance(doc, dict) else ""
 
 
+#: What ``objective.quality`` is for each study metric (:data:`search.metrics.METRICS`).
+_QUALITY_MEANING = {
+    "f1": "the abnormal class's F1 at the decision threshold chosen on the validation folds (`threshold`), "
+          "the mean over the folds",
+    "f1@0.5": "the abnormal class's F1 at a fixed threshold of 0.5, the mean over the validation folds",
+    "auc": "the abnormal class's ROC-AUC, the mean over the validation folds",
+}
+
+
+def trial_run_note(metric: str | None) -> str:
+    """A trial run's description in the MLflow UI: which of its figures is the value the search ranks by. Three F1s
+    (``objective.quality``, ``mean.f1`` at 0.5, ``oof_tuned.f1`` pooled) sat side by side with no word of which."""
+    quality = _QUALITY_MEANING.get(metric or "", "the study's quality metric, the mean over the validation folds")
+    return "\n".join([
+        f"One trial of an ecg-automl study (metric `{metric}`), cross-validated on patient-grouped folds: no patient "
+        "has beats on both sides of a fold.",
+        "",
+        f"- `objective.quality`: {quality}. The value the search ranks trials by; `fold.objective` is each fold's "
+        "(step = fold).",
+        "- `threshold`: the decision threshold chosen on the validation folds (the median of each fold's F1-best "
+        "threshold), which the trial's exported model flags beats at (a `--final-model folds` final model chooses "
+        "its own).",
+        "- `oof_tuned.*`: every validation fold's beats pooled, at `threshold`.",
+        "- `fold.*` and `mean.*` other than `fold.objective` and `mean.objective`: each fold at a fixed 0.5 "
+        "(`mean.threshold`), and their mean; `beats_per_s` and `*_seconds` time the training.",
+        "- `fold{k}.*`: Keras's per-epoch curves of fold k (step = epoch).",
+        "- `objective.latency` / `latency_ms` (Pi 4 estimate or a bench-server's board, ms) and `objective.size` / "
+        "`size_kb`: a latency-aware study's other objectives.",
+        "- `pruned.running_mean`: where the pruner stopped the trial, the running mean of its signal (validation "
+        "ROC-AUC, F1 at 0.5 for `f1@0.5`): not a value comparable to `objective.quality`.",
+        "- `tflite.<mode>.*`: what `ecg-automl export` measured of this trial's `.tflite` file (of the study's final "
+        "model, where this trial made it): its size, host "
+        "median latency, F1 on held-out test patients' beats (not validation ones) and largest probability "
+        "difference from the Keras model.",
+    ])
+
+
+#: A study run's description in the MLflow UI.
+STUDY_RUN_NOTE = "\n".join([
+    "One ecg-automl study: its settings are the `study.*` params; each trial is a nested run (expand the row).",
+    "",
+    "- `test.*`: the final test of the study's final model on held-out patients, whom no trial saw, at "
+    "`test.threshold` (chosen on validation folds: the best trial's, or with `--final-model folds` the fold "
+    "models' own); `test_at_0.5.*` the same at 0.5; "
+    "`test.normal.*` / `test.abnormal.*` per class (`final_test.json` and `final_report.txt` hold all of it).",
+    "- A latency-aware study has no final test: `pareto_front.json` lists its trade-offs.",
+])
+
+
 #: Tag of a study run: the SHA-256 (as the study's final report records it) of the final model file whose copy is
 #: the run's ``model/final_model.keras``.
 FINAL_MODEL_TAG = "final_model.sha256"
@@ -333,9 +382,11 @@ def _another_final(held: dict[str, Any], report: dict[str, Any]) -> bool:
 
 def trial_tags(trial: Any) -> dict[str, str]:
     """MLflow tags that say where a trial ran and what it retries: ``worker`` (host:pid), ``tf_threads`` (the
-    TensorFlow threads it trained with: its values depend on them) and ``optuna.retry_of`` (the number of the trial
-    a dead worker left, or one stopped with Ctrl-C)."""
+    TensorFlow threads it trained with: its values depend on them), ``optuna.retry_of`` (the number of the trial
+    a dead worker left, or one stopped with Ctrl-C) and, for a KerasTuner trial, ``engine`` and its trial id."""
     tags = {}
+    if "keras_tuner.trial_id" in trial.user_attrs:  # as a KerasTuner trial's own run is tagged (one `sync` makes too)
+        tags.update({"engine": "keras-tuner", "keras_tuner.trial_id": str(trial.user_attrs["keras_tuner.trial_id"])})
     if "worker" in trial.user_attrs:
         tags["worker"] = str(trial.user_attrs["worker"])
     if "tf_threads" in trial.user_attrs:
@@ -410,6 +461,7 @@ class Tracker:
         self._then = _GOES_ON  # what a failed call's warning tells the user to do
         self.reopened_from: dict[str, str] = {}  # study run id -> its status before this process reopened it
         self.space_name = ""  # its study space's name (study_run): a tag of its runs, `tags.space = 'mine'` finds them
+        self.metric: str | None = None  # its study's quality metric (study_run): its trial runs' description names it
 
     @property
     def client(self) -> Any:
@@ -557,6 +609,7 @@ class Tracker:
         import uuid
 
         self.space_name = _space_name(settings.get("space_yaml"))
+        self.metric = settings.get("metric")
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         moves = study.user_attrs.get("latency_target_moves")
         key = study.user_attrs.get(STUDY_KEY)
@@ -583,7 +636,7 @@ class Tracker:
                                            "engine": engine, STUDY_KEY_TAG: key, **version_tags(),
                                            **({"space": self.space_name} if self.space_name else {}),
                                            **({"latency_target_moves": json.dumps(moves)} if moves else {}),
-                                           **(tags or {})})
+                                           "mlflow.note.content": STUDY_RUN_NOTE, **(tags or {})})
         run_id = run.info.run_id
         study.set_user_attr("mlflow_parent_run_id", run_id)
         self.log_params(run_id, {f"study.{k}": v for k, v in settings.items() if k != "space_yaml"})
@@ -657,6 +710,8 @@ class Tracker:
                 tags={"mlflow.parentRunId": parent_id, "optuna.study_name": study_name,
                       "optuna.trial_number": str(trial_number), "ecg_automl.kind": "trial",
                       **({"space": self.space_name} if self.space_name else {}),
+                      **({"objective.metric": self.metric} if self.metric else {}),
+                      "mlflow.note.content": trial_run_note(self.metric),
                       **{k: str(v) for k, v in (tags or {}).items()}})
             self.log_params(run.info.run_id, params)
             return run.info.run_id
@@ -1122,10 +1177,17 @@ STUDY_KEY_TAG = "ecg_automl.study_key"
 
 
 def version_tags() -> dict[str, str]:
-    """A study run's tags for the versions that decide results (ecg-automl's, Python's and the libraries')."""
-    from ecg_automl import __version__, versions
+    """A study run's tags for the versions that decide results (ecg-automl's, Python's and the libraries'), and
+    the git commit of the code run from a checkout (``mlflow.source.git.commit``, which the UI shows; with
+    ``ecg_automl.git_dirty`` "true" where its tracked files had uncommitted changes)."""
+    from ecg_automl import __version__, git_source, versions
 
-    return {"ecg_automl.version": __version__, "ecg_automl.versions": json.dumps(versions())}
+    tags = {"ecg_automl.version": __version__, "ecg_automl.versions": json.dumps(versions())}
+    source = git_source()
+    if source is not None:
+        tags.update({"mlflow.source.git.commit": str(source["commit"]),
+                     "ecg_automl.git_dirty": "true" if source["dirty"] else "false"})
+    return tags
 
 
 #: The files a complete trial's run holds (:func:`search._trial_results.log_trial_results`).

@@ -219,3 +219,15 @@ def test_hyperband_compares_trials_of_any_epoch_count_at_the_same_fold():
         study.tell(trial, i)
     rungs = [{k: v for k, v in t.system_attrs.items() if k.startswith("completed_rung")} for t in study.trials[1:]]
     assert rungs and all(r == {"completed_rung_0": pytest.approx(t + stride / 100)} for t, r in enumerate(rungs, 1))
+
+
+def test_a_trial_s_values_are_printed_with_their_names():
+    """The search printed 'trial 0 complete: 0.1272': not which of the three quality metrics, nor for a
+    latency-aware study which figure was the latency (ms) and which the size (KB)."""
+    from search.metrics import describe_values
+
+    assert describe_values("f1", [0.12724]) == "f1 0.1272"
+    assert describe_values("auc", [0.9]) == "auc 0.9000"
+    assert describe_values("f1@0.5", [0.71234, 0.51234, 38.42], ["quality", "latency", "size"]) == \
+        "f1@0.5 0.7123, latency 0.512 ms, size 38.4 KB"
+    assert describe_values("f1", [38.42, 0.7], ["size", "quality"]) == "size 38.4 KB, f1 0.7000"

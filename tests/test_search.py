@@ -116,6 +116,10 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
         run = runs[t.number]
         assert run.data.tags["optuna.state"] == t.state.name
         assert run.data.tags["space"] == "tiny"  # the space's name: `tags.space = 'tiny'` finds its runs
+        # which of its three F1s the search ranks by: the run's description in the UI, and a tag to filter on
+        assert run.data.tags["objective.metric"] == "f1"
+        assert "`objective.quality`: the abnormal class's F1 at the decision threshold chosen" in \
+            run.data.tags["mlflow.note.content"]
         assert run.info.status == {"COMPLETE": "FINISHED", "FAIL": "FAILED"}[t.state.name]
         if t.state.name == "COMPLETE":
             assert float(run.data.params["learning_rate"]) == pytest.approx(t.params["learning_rate"])
@@ -142,6 +146,9 @@ def test_study_runs_logs_and_tests_on_held_out_patients(tmp_path, capsys):
     parent = tracker.client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
     assert parent.data.tags["space"] == "tiny"
+    assert "`test.*`: the final test" in parent.data.tags["mlflow.note.content"]
+    from ecg_automl import git_source  # the code's commit, where it runs from a checkout (the UI shows it)
+    assert parent.data.tags.get("mlflow.source.git.commit") == (git_source() or {}).get("commit")
     assert Path(final["model_path"]).exists()
     # the logged report says which trial and config it tested (it did not: only the .txt's title named the trial)
     logged = json.loads(Path(tracker.client.download_artifacts(parent.info.run_id, "final_test.json",
@@ -581,6 +588,30 @@ def test_a_keras_tuner_trial_whose_curve_points_did_not_reach_mlflow_says_so_for
     assert t.user_attrs[CURVES_LOST] is True
     assert t.user_attrs["epoch_curves"] == {"fold0.loss": [0.5], "fold0.val_auc": [0.75], "fold1.loss": [0.5],
                                             "fold1.val_auc": [0.75]}
+
+
+def test_sync_of_a_keras_tuner_search_made_with_no_mlflow_logs_its_trials_as_the_search_would(tmp_path, monkeypatch):
+    """A KerasTuner search with --no-mlflow, then `sync`: the runs it made logged the value as objective_0 (the
+    driver's as objective.quality) with no engine, KerasTuner trial id or worker tag, which the search's own
+    runs carry."""
+    import os
+    import socket
+
+    import search.keras_tuner_engine as kte
+
+    fake_keras_tuner_training(monkeypatch, [0.7])
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    out = kte.run_keras_tuner("kt-offline", tiny_settings(tmp_path), tuner="random", n_trials=1, tracking=None,
+                              out_dir=tmp_path, progress=False, storage=storage, final=False)
+    study = out["study"]
+    Tracker(tracking(tmp_path)).sync(study, study_run=True)
+    (run,) = mlflow_trial_runs(tmp_path, optuna.load_study(study_name="kt-offline", storage=storage)).values()
+    assert run.data.metrics["objective.quality"] == pytest.approx(0.7) and "objective.objective_0" not in \
+        run.data.metrics
+    tags = run.data.tags
+    assert tags["engine"] == "keras-tuner" and tags["keras_tuner.trial_id"] == study.trials[0].user_attrs[
+        "keras_tuner.trial_id"]
+    assert tags["worker"] == f"{socket.gethostname()}:{os.getpid()}" and tags["objective.metric"] == "f1"
 
 
 @pytest.mark.parametrize("stop, status", [(KeyboardInterrupt(), "KILLED"), (RuntimeError("disk full"), "FAILED")])
@@ -1064,6 +1095,10 @@ def test_keras_tuner_engine_on_the_same_space(tmp_path, capsys):
     assert parent.data.tags["engine"] == "keras-tuner"  # the final test is on KerasTuner's study run
     assert parent.data.tags["space"] == "tiny"  # the space's name labels its runs, as the driver's
     assert {r.data.tags["space"] for r in mlflow_trial_runs(tmp_path, study).values()} == {"tiny"}
+    assert {r.data.tags["objective.metric"] for r in mlflow_trial_runs(tmp_path, study).values()} == {"f1"}
+    assert all("`objective.quality`" in r.data.tags["mlflow.note.content"]
+               for r in mlflow_trial_runs(tmp_path, study).values())
+    assert "`test.*`: the final test" in parent.data.tags["mlflow.note.content"]
     # a complete trial's run says so, as the driver's do (a filter on tags.optuna.state missed them)
     assert {r.data.tags.get("optuna.state") for r in mlflow_trial_runs(tmp_path, study).values()} == {"COMPLETE"}
     assert parent.data.metrics["test.roc_auc"] == pytest.approx(final["abnormal"]["roc_auc"])
@@ -1205,6 +1240,34 @@ def test_keras_tuner_hyperband_runs_its_schedule_again_until_trials(tmp_path):
         oracle.end_trial(trial)
         finished += 1
     assert finished == 25 and trial.status == "STOPPED"
+
+
+def test_a_hyperband_trial_s_run_says_its_bracket_round_and_the_trial_it_trains_again(tmp_path, monkeypatch):
+    """One config had MLflow runs of 1 and 2 epochs with nothing saying why: Hyperband's bracket, round and the trial
+    a promoted run trains again are tags of its run now (nothing for the random tuner)."""
+    import types
+
+    import search.keras_tuner_engine as kte
+
+    fake_keras_tuner_training(monkeypatch, [0.5 + 0.01 * i for i in range(8)])
+    space = tmp_path / "hb.yaml"  # up to 3 epochs: Hyperband's rounds of 1 and 3
+    space.write_text(yaml.safe_dump({"name": "tiny", "data": {"fs": 180, "window": 192}, "params": {**TINY, "epochs": 3}}))
+    settings = StudySettings(dataset="mitdb", space_yaml=SearchSpace.load(space).to_yaml(), folds=2, seed=1,
+                             max_beats=800, records=SMALL_RECORDS)
+    out = kte.run_keras_tuner("kt-hb", settings, tuner="hyperband", n_trials=8,
+                              tracking=tracking(tmp_path), out_dir=tmp_path, progress=False,
+                              storage=f"sqlite:///{tmp_path / 'optuna.db'}", final=False)
+    runs = list(mlflow_trial_runs(tmp_path, out["study"]).values())
+    assert len(runs) == 8 and all({"keras_tuner.bracket", "keras_tuner.round"} <= set(r.data.tags) for r in runs)
+    ids = {r.data.tags["keras_tuner.trial_id"]: r for r in runs}
+    promoted = [r for r in runs if "keras_tuner.promoted_from" in r.data.tags]
+    assert promoted, [r.data.tags for r in runs]
+    for r in promoted:  # the same config, trained again for more epochs in the next round
+        earlier = ids[r.data.tags["keras_tuner.promoted_from"]]
+        assert int(r.data.tags["keras_tuner.round"]) == int(earlier.data.tags["keras_tuner.round"]) + 1
+        assert int(r.data.params["epochs"]) > int(earlier.data.params["epochs"])
+    drawn = kte.make_oracle("random", n_trials=2, max_epochs=2, seed=0, space=SearchSpace.load("default"))
+    assert kte._hyperband_tags(types.SimpleNamespace(values=drawn.populate_space("t0")["values"])) == {}
 
 
 @pytest.mark.parametrize("epochs", [1, 2, 4])
@@ -1456,7 +1519,7 @@ def test_a_resumed_keras_tuner_search_shows_the_study_s_best_on_each_trial_line(
         kte.run_keras_tuner("kt", tiny_settings(tmp_path), tuner="random", n_trials=n, out_dir=tmp_path,
                             progress=False, storage=storage, trial_print_fn=said.append)
     lines = [line for line in said if line.startswith("keras-tuner trial")]
-    assert lines == ["keras-tuner trial 0: 0.9000 (best 0.9000)", "keras-tuner trial 1: 0.3000 (best 0.9000)"]
+    assert lines == ["keras-tuner trial 0: f1 0.9000 (best 0.9000)", "keras-tuner trial 1: f1 0.3000 (best 0.9000)"]
 
 
 def test_a_failed_keras_tuner_trial_is_recorded_so_the_study_s_numbers_stay_its_runs(tmp_path, monkeypatch):
@@ -1634,12 +1697,12 @@ def test_progress_false_prints_no_trial_lines(tmp_path, monkeypatch, capfd, capl
     if engine == "optuna":
         run_search("quiet", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=None, progress=False,
                    final=False, pruner="none", print_fn=lambda s: None)
-        line = "trial 0 complete: "
+        line = "trial 0 complete: f1 "
     else:  # training replaced by a fixed value: the lines are what is checked
         fake_keras_tuner_training(monkeypatch, [0.9])
         kte.run_keras_tuner("quiet", tiny_settings(tmp_path), tuner="random", n_trials=1, out_dir=tmp_path,
                             progress=False, storage=storage, print_fn=lambda s: None)
-        line = "keras-tuner trial 0: 0.9000 (best 0.9000)"
+        line = "keras-tuner trial 0: f1 0.9000 (best 0.9000)"
     out = capfd.readouterr()
     assert line not in out.out and line not in out.err, out.out[-2000:]
     assert line in caplog.text, caplog.text[-2000:]
@@ -1997,7 +2060,7 @@ def test_a_keras_tuner_trial_with_no_defined_value_fails_as_the_driver_s(tmp_pat
     out = kte.run_keras_tuner("ktn", tiny_settings(tmp_path), tuner="random", n_trials=1, out_dir=tmp_path,
                               progress=False, storage=f"sqlite:///{tmp_path / 'o.db'}", trial_print_fn=said.append)
     assert said[:2] == ["keras-tuner trial 0 failed: ValueError: validation f1 is undefined: every validation fold "
-                        "holds one class only", "keras-tuner trial 1: 0.7000 (best 0.7000)"]
+                        "holds one class only", "keras-tuner trial 1: f1 0.7000 (best 0.7000)"]
     assert out["best"]["value"] == 0.7 and [t.state.name for t in out["study"].trials] == ["FAIL", "COMPLETE"]
 
 
