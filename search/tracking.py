@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import tempfile
 import time
 from contextlib import contextmanager
@@ -687,6 +688,13 @@ class Tracker:
             raise TrackingError(f"study {study.study_name!r} logs to MLflow run {run_id}, which is not in the "
                                 f"tracking store {redact_url(self.config.tracking_uri)}: give the store the study "
                                 f"was created with (--tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)") from None
+        if run.info.lifecycle_stage == "deleted":  # a resume reported it "not in the store" and started another
+            # beside it, and sync back-filled trial runs under it, which the UI shows under no study
+            uri = redact_url(self.config.tracking_uri)
+            raise TrackingError(
+                f"study {study.study_name!r} logs to MLflow run {run_id}, which was deleted (the UI's Delete, or "
+                f"`mlflow runs delete`): restore it to log there again (MLFLOW_TRACKING_URI={shlex.quote(uri)} "
+                f"mlflow runs restore --run-id {run_id})")
         name = self.client.get_experiment(run.info.experiment_id).name
         if name != self.config.experiment_name:
             raise TrackingError(f"study {study.study_name!r} logs to MLflow experiment {name!r}, not "

@@ -457,6 +457,33 @@ def test_sync_into_a_store_without_the_study_run_is_refused(tmp_path, cli_env, w
     assert "0 runs created" in run_cli(["sync", "--study", "s", "--storage", storage, *right], tmp_path, cli_env).stdout
 
 
+def test_a_study_whose_mlflow_run_was_deleted_is_refused_with_how_to_restore_it(tmp_path, cli_env):
+    """After the study's run was deleted in the MLflow UI, a resume said the run "is not in" the store and started
+    a second study run beside it, and `sync` back-filled trial runs under the deleted one: orphans the UI shows
+    under no study, and two active runs of each trial. Both are refused now, saying how to restore the run."""
+    from test_search import tiny_settings
+
+    from search import Tracker, TrackingConfig, open_study
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study, _ = open_study("s", storage, tiny_settings(tmp_path))
+    tracker = Tracker(TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "home"))
+    run_id = tracker.study_run(study, {})
+    tracker.client.delete_run(run_id)
+    mlflow = ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "home"]
+    for cmd in (["sync"], ["worker", "--trials", "1"]):
+        proc = run_cli([*cmd, "--study", "s", "--storage", storage, *mlflow], tmp_path, cli_env, check=False,
+                       timeout=300)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert (f"study 's' logs to MLflow run {run_id}, which was deleted (the UI's Delete, or `mlflow runs "
+                f"delete`): restore it to log there again (MLFLOW_TRACKING_URI=sqlite:///{tmp_path}/mlflow.db mlflow "
+                f"runs restore --run-id {run_id})") in proc.stderr, proc.stderr[-2000:]
+    assert len(tracker.client.search_runs([tracker.experiment_id], run_view_type=3)) == 1  # nothing made
+    tracker.client.restore_run(run_id)
+    assert "0 runs created" in run_cli(["sync", "--study", "s", "--storage", storage, *mlflow], tmp_path,
+                                       cli_env).stdout
+
+
 @pytest.mark.parametrize("text, message", [
     ("tracking_uri:\n", "tracking_uri needs a value, not None (remove the line for the default"),
     ("experiment_name: ''\n", "experiment_name needs a value, not ''"),
