@@ -357,6 +357,40 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _interrupted_exit_code() if result.interrupted else 0
 
 
+@command("delete")
+def cmd_delete(args: argparse.Namespace) -> int:
+    """``ecg-automl delete``: remove a study whole (Optuna study, MLflow runs, final model file, KerasTuner folder),
+    after saying what and asking (``--yes``: without asking)."""
+    from search import Tracker, open_study
+    from search.delete import delete_study, plan_deletion
+
+    tracking = _tracking(args)
+    tracker = None
+    if tracking is not None:
+        tracker = Tracker(tracking)
+        tracker.ping()
+    study, _ = open_study(args.study, args.storage, None, heartbeat=None)  # it must exist: nothing is created
+    plan = plan_deletion(study, args.storage, tracker)
+    print(f"deleting study {args.study!r}:")
+    for line in plan.describe():
+        print(f"  {line}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not deleted: pass --yes to delete without being asked (the input is not a terminal)")
+        if input("delete these? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not deleted")
+            return 1
+    delete_study(plan, tracker)
+    gc = ""
+    if plan.runs:
+        uri = tracking.tracking_uri
+        gc = ("; `mlflow gc` on the tracking server's backend store frees its runs' artifacts" if "://" in uri
+              and not uri.startswith(("sqlite:", "file:")) else
+              f"; `MLFLOW_TRACKING_URI={shlex.quote(uri)} mlflow gc` frees its runs' artifacts")
+    print(f"deleted study {args.study!r}{gc}")
+    return 0
+
+
 @command("sync")
 def cmd_sync(args: argparse.Namespace) -> int:
     """``ecg-automl sync``: back-fill the MLflow runs a study's trials lack (an outage, a dead worker)."""
@@ -414,19 +448,71 @@ def _grace_text(trials) -> str:
 # --------------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------------
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _data_cache(args: argparse.Namespace) -> int:
+    """``ecg-automl data cache``: list the array cache's entries; ``--remove-stale``/``--remove-all`` delete them (and
+    the temporary files killed writers left). Nothing else removes an entry, and each upgrade starts new ones."""
+    import datetime as dt
+
+    from ecg_data import cache_dir
+    from ecg_data.cache import cache_entries, remove_cache_entries, stray_cache_files
+
+    where = cache_dir()
+    entries, stray = cache_entries(where), stray_cache_files(where)
+    stale = [e for e in entries if not e.current]
+    if args.remove_all or args.remove_stale:
+        gone = entries if args.remove_all else stale
+        freed = remove_cache_entries(gone)
+        for f in stray:
+            try:
+                size = f.stat().st_size
+                f.unlink()
+                freed += size
+            except FileNotFoundError:
+                pass
+        print(f"removed {len(gone)} of the {len(entries)} entries of the array cache {where}"
+              + (f" and {len(stray)} temporary file(s) of killed writers" if stray else "") + f": {_mb(freed)} freed"
+              + ("; each is rebuilt from the records on its next use" if gone else ""))
+        return 0
+    total = sum(e.size_bytes for e in entries)
+    print(f"array cache {where}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {_mb(total)}"
+          + ("" if where.is_dir() else " (the folder does not exist yet)"))
+    for e in entries:
+        made = {True: "this installation's", False: "another version's", None: "origin unknown"}[e.current]
+        used = dt.datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
+        print(f"  {e.path.stem:<32} {_mb(e.size_bytes):>10}  last used {used}  {made}")
+    if stray:
+        print(f"  {len(stray)} temporary file(s) of killed writers: "
+              f"{_mb(sum(f.stat().st_size for f in stray if f.exists()))}")
+    if stale:
+        print(f"{len(stale)} entr{'y' if len(stale) == 1 else 'ies'} ({_mb(sum(e.size_bytes for e in stale))}) "
+              f"{'is' if len(stale) == 1 else 'are'} not known to be this installation's: made by another version of "
+              f"ecg-automl, wfdb, SciPy or scikit-learn, or written before entries recorded which and not read since. "
+              f"`ecg-automl data cache --remove-stale` removes them; one still needed (here or by another installation "
+              f"sharing this cache) is rebuilt from the records on its next use.")
+    return 0
+
+
 @command("data")
 def cmd_data(args: argparse.Namespace) -> int:
-    """``ecg-automl data fetch|info``: download a PhysioNet database, or summarise the beats a source gives."""
+    """``ecg-automl data fetch|info|cache``: download a PhysioNet database, summarise the beats a source gives, or
+    list (and clear) the array cache."""
     from ecg_data import fetch_database, load_dataset
 
     if args.data_cmd is None:
         raise UsageError("`ecg-automl data` needs a subcommand: `data fetch NAME` downloads a PhysioNet database "
                         "(mitdb, ptbdb, ptbxl) into the data root; `data info NAME` shows its records, beats, "
-                        "class balance and splits (see `ecg-automl data --help`)")
+                        "class balance and splits; `data cache` lists the cached arrays (see `ecg-automl data "
+                        "--help`)")
     if args.data_cmd == "fetch":
         path = fetch_database(args.name, args.root)
         print(f"{args.name} is in {path}")
         return 0
+    if args.data_cmd == "cache":
+        return _data_cache(args)
     if args.root is not None and args.data_path is not None:  # --data-path wins: the root was silently unused
         raise UsageError("--root and --data-path both say where the data is: give --data-path (the database's own "
                          "folder or file) or --root (the folder holding NAME/), not both")
@@ -767,6 +853,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(w)
     _add_tracking_args(w)
 
+    x = sub.add_parser("delete", help="delete a study: its Optuna study, MLflow runs and final model file",
+                       description="Delete a study whole: the Optuna study, its MLflow study run and trial runs "
+                                   "(marked deleted: `mlflow gc` then frees their artifacts), its final model file "
+                                   "(while it holds the model the study recorded) and a KerasTuner search's state "
+                                   "folder. It says what it deletes and asks first. Refused while a trial of the "
+                                   "study runs.")
+    x.add_argument("--study", required=True, type=study_name, help="name of the study to delete")
+    x.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the study's Optuna RDB URL (default {DEFAULT_STORAGE})")
+    x.add_argument("--yes", action="store_true", help="delete without asking")
+    _add_tracking_args(x, experiment=False)
+
     y = sub.add_parser("sync", help="back-fill MLflow from the Optuna study (after a tracking outage)")
     y.add_argument("--study", required=True, type=study_name, help="name of the study whose trials MLflow should hold")
     y.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the study's Optuna RDB URL (default {DEFAULT_STORAGE})")
@@ -777,6 +874,18 @@ def build_parser() -> argparse.ArgumentParser:
     f = dsub.add_parser("fetch", help="download a PhysioNet database into the data root")
     f.add_argument("name", choices=["mitdb", "ptbdb", "ptbxl"])
     f.add_argument("--root", default=None, help="data root (default $ECG_AUTOML_DATA or the user cache)")
+    c = dsub.add_parser("cache", help="list the cached arrays and what they take, or remove them",
+                        description="The prepared beat arrays are cached (in $ECG_AUTOML_CACHE or "
+                                    "~/.cache/ecg-automl/arrays) under a key of everything that makes them: each "
+                                    "upgrade of ecg-automl, wfdb, SciPy or scikit-learn, or a moved data folder, "
+                                    "starts new entries (116 MB for all of MIT-BIH), and nothing removes the old "
+                                    "ones but this command. Removing an entry is safe: it is rebuilt from the "
+                                    "records when it is needed.")
+    rm = c.add_mutually_exclusive_group()
+    rm.add_argument("--remove-stale", action="store_true",
+                    help="remove the entries this installation will not read (made by another version, or of "
+                         "unknown origin), and temporary files killed writers left")
+    rm.add_argument("--remove-all", action="store_true", help="remove every entry (each is rebuilt on its next use)")
     i = dsub.add_parser("info", help="records, beats, class balance and the splits")
     i.add_argument("name", help="mitdb, ptbdb, ptbxl or heartbeat-csv")
     i.add_argument("--root", default=None, help="data root (default $ECG_AUTOML_DATA or the user cache)")

@@ -2,7 +2,7 @@
 
 from ._paths import cache_dir, data_root, database_dir, fetch_database
 from ._wfdb_io import Header, Record, read_annotations, read_header, read_record
-from .cache import PIPELINE_VERSION
+from .cache import PIPELINE_VERSION, CacheEntry, cache_entries, remove_cache_entries, stray_cache_files
 from .dataset import BeatDataset
 from .errors import DatabaseNotFoundError, DataError, RecordError
 from .heartbeat_csv import read_heartbeat_csv
@@ -19,11 +19,13 @@ register_source("ptbxl", read_ptbxl)
 register_source("heartbeat-csv", read_heartbeat_csv)
 
 __all__ = [
-    "AAMI", "ABNORMAL", "bandpass", "BeatDataset", "beats_from_signal", "cache_dir", "check_no_leak", "data_layout",
+    "AAMI", "ABNORMAL", "bandpass", "BeatDataset", "beats_from_signal", "cache_dir", "cache_entries", "CacheEntry",
+    "check_no_leak", "data_layout",
     "data_root", "database_dir", "DatabaseNotFoundError", "DataError", "describe_layout", "DS1", "DS2",
     "fetch_database", "FS_RANGE", "grouped_splits", "Header", "HIGH_CUT", "load_dataset", "LOW_CUT",
     "N_RR_FEATURES", "normalise", "patient_kfold", "PatientLeakError", "PIPELINE_VERSION", "read_annotations",
     "read_header", "read_heartbeat_csv", "read_mitdb", "read_ptbdb", "read_ptbxl", "read_record", "Record",
-    "RecordError", "register_source", "resample", "rr_features", "SOURCES", "SUBJECTS", "subsample_beats",
+    "RecordError", "register_source", "remove_cache_entries", "resample", "rr_features", "SOURCES", "stray_cache_files",
+    "SUBJECTS", "subsample_beats",
     "WINDOW_RANGE",
 ]

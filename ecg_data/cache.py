@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -153,6 +154,7 @@ def cached(name: str, path: Path, settings: dict[str, Any], build: Callable[[], 
     if use_cache and npz.exists() and meta.exists():
         ds = _load_entry(npz, meta)
         if ds is not None:
+            _mark_used(npz, meta)
             log.info("using cached %s arrays %s", name, npz)
             ds.info["cache"] = {"hit": True, "file": str(npz)}
             return ds
@@ -168,6 +170,7 @@ def _load_entry(npz: Path, meta: Path) -> BeatDataset | None:
         info = json.loads(meta.read_text())
         if not isinstance(info, dict):
             raise ValueError(f"{meta.name} holds no JSON object")
+        info.pop(_MADE_BY, None)  # the cache's own record, not the dataset's
         ds = BeatDataset.load(npz, info)
         n = len(ds.y)
         if any(len(a) != n for a in (ds.X, ds.rr, ds.label, ds.groups, ds.records, ds.split)):
@@ -189,7 +192,7 @@ def _write_entry(ds: BeatDataset, npz: Path, meta: Path, settings: dict[str, Any
         npz.parent.mkdir(parents=True, exist_ok=True)
         _remove(*_killed_writes(npz, meta))
         ds.save(tmp)
-        meta_tmp.write_text(json.dumps({**ds.info, "settings": settings}, default=str))
+        meta_tmp.write_text(json.dumps({**ds.info, "settings": settings, _MADE_BY: _made_by()}, default=str))
         os.replace(tmp, npz)
         os.replace(meta_tmp, meta)
     except BaseException as exc:  # also Ctrl-C/SIGTERM mid-write: no orphaned temporary file (it may be 100+ MB)
@@ -201,6 +204,96 @@ def _write_entry(ds: BeatDataset, npz: Path, meta: Path, settings: dict[str, Any
                     type(exc).__name__, exc.strerror or exc)
         return False
     return True
+
+
+#: Key of a cache entry's ``.json`` recording which code made it (:func:`code_digest`, :data:`PIPELINE_VERSION`): an
+#: entry another version made is never read by this one (its key differs), and ``ecg-automl data cache`` says so.
+_MADE_BY = "cache_made_by"
+
+
+def _made_by() -> dict[str, Any]:
+    return {"pipeline_version": PIPELINE_VERSION, "code": code_digest()}
+
+
+def _mark_used(npz: Path, meta: Path) -> None:
+    """Note a cache hit: the arrays' mtime is the entry's last use, and an entry an earlier version wrote without
+    :data:`_MADE_BY` gets it (this code just read it, so it is this code's). Nothing where the cache is read-only."""
+    try:
+        os.utime(npz)
+        info = json.loads(meta.read_text())
+        if isinstance(info, dict) and _MADE_BY not in info:
+            tmp = meta.with_name(f".{meta.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+            try:
+                tmp.write_text(json.dumps({**info, _MADE_BY: _made_by()}, default=str))
+                os.replace(tmp, meta)
+            finally:
+                _remove(tmp)
+    except (OSError, ValueError):
+        pass
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached dataset: its arrays (``path``) and ``.json``, their size, its last use, and whether this
+    installation's code made it (``current``: False for another version's, None where the entry does not say:
+    written before entries recorded it, and not read since)."""
+
+    path: Path
+    dataset: str
+    size_bytes: int
+    last_used: float
+    current: bool | None
+
+    @property
+    def files(self) -> list[Path]:
+        """The entry's arrays and its ``.json``, which makes them valid."""
+        return [self.path, self.path.with_suffix(".json")]
+
+
+def cache_entries(directory: str | os.PathLike | None = None) -> list[CacheEntry]:
+    """The entries of the array cache (``$ECG_AUTOML_CACHE`` or ``~/.cache/ecg-automl/arrays``), least recently
+    used first. Nothing removes an entry by itself: each upgrade of this package or of wfdb, SciPy or scikit-learn
+    (and each moved data folder) starts new ones, 116 MB for all of MIT-BIH."""
+    directory = Path(directory) if directory is not None else cache_dir()
+    mine = _made_by()
+    out = []
+    for npz in directory.glob("*.npz") if directory.is_dir() else []:
+        meta = npz.with_suffix(".json")
+        if npz.name.startswith(".") or not meta.is_file():
+            continue
+        try:
+            info = json.loads(meta.read_text())
+            made = info.get(_MADE_BY) if isinstance(info, dict) else None
+            st = npz.stat()
+        except (OSError, ValueError):
+            continue  # removed meanwhile, or unreadable: the next load of it rebuilds it
+        out.append(CacheEntry(npz, npz.stem.rsplit("-", 1)[0], st.st_size + meta.stat().st_size, st.st_mtime,
+                              None if not isinstance(made, dict) else made == mine))
+    return sorted(out, key=lambda e: e.last_used)
+
+
+def stray_cache_files(directory: str | os.PathLike | None = None) -> list[Path]:
+    """Temporary files that writers killed with SIGKILL left in the cache (hidden copies of arrays)."""
+    directory = Path(directory) if directory is not None else cache_dir()
+    if not directory.is_dir():
+        return []
+    # ".mitdb-KEY.npz.PID-TID.tmp.npz" and ".mitdb-KEY.json.PID-TID.tmp" are entry mitdb-KEY's
+    stems = {q.name[1:].split(".npz.")[0].split(".json.")[0] for q in directory.glob(".*.tmp*")}
+    return [p for stem in sorted(stems) for p in _killed_writes(directory / f"{stem}.npz", directory / f"{stem}.json")]
+
+
+def remove_cache_entries(entries: list[CacheEntry]) -> int:
+    """Delete these entries (a later load rebuilds one it needs); the bytes freed."""
+    freed = 0
+    for entry in entries:
+        for f in entry.files:
+            try:
+                size = f.stat().st_size
+                f.unlink()
+                freed += size
+            except FileNotFoundError:
+                pass
+    return freed
 
 
 def _killed_writes(npz: Path, meta: Path) -> list[Path]:

@@ -6,6 +6,7 @@ import os as _os
 # (docs/REPRODUCIBILITY.md); it takes effect only if TensorFlow has not loaded yet, and a value the user set wins.
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
+from .delete import StudyDeletion, delete_study, plan_deletion
 from .final import FINAL_MODELS, FoldEnsemble, final_model_problem, final_test, fit_final, fit_fold_models
 from .folders import OutputError, why_no_folder, why_not_writable
 from .keras_tuner_engine import run_keras_tuner
@@ -23,13 +24,15 @@ from .tracking import Tracker, TrackingConfig, TrackingError
 from .training import FitResult, TrainingDiverged, fit, predict, set_threads, tf_threads
 
 __all__ = [
-    "best_threshold", "binary_metrics", "cv_objective", "CVObjective", "DEFAULT_STORAGE", "describe_final_model",
+    "best_threshold", "binary_metrics", "cv_objective", "CVObjective", "DEFAULT_STORAGE", "delete_study",
+    "describe_final_model",
     "fail_stale_trials",
     "FINAL_MODELS", "final_model_problem", "final_test", "fit", "fit_final", "fit_fold_models", "FitResult", "FoldEnsemble",
     "format_report", "full_report", "latency_gates", "load_study_data", "make_pruner", "make_sampler",
-    "make_storage", "MAX_FAILURES_IN_A_ROW", "METRICS", "open_study", "OutputError", "pareto_table", "predict",
+    "make_storage", "MAX_FAILURES_IN_A_ROW", "METRICS", "open_study", "OutputError", "pareto_table", "plan_deletion",
+    "predict",
     "redact_url", "run_final", "run_keras_tuner", "run_search", "run_trials", "SearchResult", "set_threads",
-    "storage_option", "StorageError", "StudyMismatchError", "StudySettings", "tf_threads", "Tracker",
+    "storage_option", "StorageError", "StudyDeletion", "StudyMismatchError", "StudySettings", "tf_threads", "Tracker",
     "TrackingConfig", "TrackingError", "TrainingDiverged", "TrialsKeepFailingError", "why_no_folder",
     "why_not_writable",
 ]

@@ -2364,3 +2364,72 @@ def test_a_resumed_keras_tuner_search_still_counts_only_finished_trials_and_redo
     states = [t.state.name for t in out["study"].trials]
     assert states == ["FAIL"] * 10 + ["COMPLETE"] * 3, states  # --trials 3 finished, as the driver's
     assert [h["value"] for h in out["history"]] == [0.4, 0.6, 0.7]
+
+
+def test_delete_removes_a_study_whole_and_leaves_what_is_not_its_own(tmp_path, cli_env):
+    """Optuna's delete-study left the study's MLflow runs (a model per trial) and its final model file, with nothing
+    to say whose they were. `ecg-automl delete` removes the study, its runs (marked deleted) and the file; a file
+    another study of the name saved over is left, and a study with a trial RUNNING is refused."""
+    from conftest import run_cli
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    cfg = tracking(tmp_path)
+    result = run_search("gone", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=cfg,
+                        out_dir=tmp_path / "runs", progress=False, pruner="none", print_fn=lambda s: None)
+    model = Path(result.final["model_path"])
+    tracker = Tracker(cfg)
+    parent = result.study.user_attrs["mlflow_parent_run_id"]
+    runs = [parent, *(r.info.run_id for r in mlflow_trial_runs(tmp_path, result.study).values())]
+    mlflow = ["--tracking-uri", cfg.tracking_uri]
+    proc = run_cli(["delete", "--study", "gone", "--storage", storage, *mlflow], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "pass --yes to delete without being asked" in proc.stderr, proc.stderr[-2000:]
+    assert f"2 MLflow run(s): the study run {parent} and 1 trial run(s)" in proc.stdout and f"file {model}" in proc.stdout
+    assert model.exists()  # asked, not answered: nothing deleted
+
+    out = run_cli(["delete", "--study", "gone", "--storage", storage, *mlflow, "--yes"], tmp_path, cli_env).stdout
+    assert "deleted study 'gone'; `MLFLOW_TRACKING_URI=" in out and "mlflow gc` frees its runs' artifacts" in out, out
+    assert "gone" not in optuna.get_all_study_names(storage)
+    assert {tracker.client.get_run(r).info.lifecycle_stage for r in runs} == {"deleted"}
+    assert not model.exists() and not model.parent.exists()
+
+    # a final model file another study of the name saved over is not this study's: left, and said
+    result = run_search("gone", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=None,
+                        out_dir=tmp_path / "runs", progress=False, pruner="none", print_fn=lambda s: None)
+    Path(result.final["model_path"]).write_bytes(b"another study's model")
+    study = optuna.load_study(study_name="gone", storage=storage)
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING))
+    proc = run_cli(["delete", "--study", "gone", "--storage", storage, "--no-mlflow", "--yes"], tmp_path, cli_env,
+                   check=False)
+    assert proc.returncode == 2 and "has trial(s) 1 RUNNING: stop its searches and workers first" in proc.stderr
+    running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"][0]
+    study._storage.set_trial_state_values(running._trial_id, optuna.trial.TrialState.FAIL)
+    out = run_cli(["delete", "--study", "gone", "--storage", storage, "--no-mlflow", "--yes"], tmp_path, cli_env).stdout
+    assert f"not deleted: {result.final['model_path']}: it was replaced since its search saved it" in out, out
+    assert Path(result.final["model_path"]).read_bytes() == b"another study's model"
+    assert "gone" not in optuna.get_all_study_names(storage)
+
+
+def test_delete_removes_a_keras_tuner_study_s_state_folder(tmp_path, monkeypatch):
+    """A KerasTuner search keeps its tuner's state in OUT/keras_tuner/NAME: deleted with its study (a search of a
+    new study of that name then refused the folder as another study's)."""
+    import search.keras_tuner_engine as kte
+    from search.delete import delete_study, plan_deletion
+
+    fake_keras_tuner_training(monkeypatch, [0.7])
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    out = kte.run_keras_tuner("kt-del", tiny_settings(tmp_path), tuner="random", n_trials=1, tracking=None,
+                              out_dir=tmp_path, progress=False, storage=storage, final=False)
+    folder = tmp_path / "keras_tuner" / "kt-del"
+    assert folder.is_dir()
+    plan = plan_deletion(out["study"], storage, None)
+    assert plan.folders == [folder.resolve()] and plan.files == [] and plan.runs == []
+    delete_study(plan, None)
+    assert not folder.exists() and "kt-del" not in optuna.get_all_study_names(storage)
+    # a folder whose state names another storage's study of the name is not this one's
+    fake_keras_tuner_training(monkeypatch, [0.6])
+    kte.run_keras_tuner("kt-del", tiny_settings(tmp_path), tuner="random", n_trials=1, tracking=None,
+                              out_dir=tmp_path, progress=False, storage=storage, final=False)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    optuna.copy_study(from_study_name="kt-del", from_storage=storage, to_storage=other)
+    plan = plan_deletion(optuna.load_study(study_name="kt-del", storage=other), other, None)
+    assert plan.folders == [] and plan.kept[0].startswith(f"{folder.resolve()}: its KerasTuner state is not this study's")

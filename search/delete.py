@@ -1,0 +1,134 @@
+"""Deleting a study whole: its Optuna study, its MLflow runs and the files its searches wrote.
+
+Optuna's ``delete-study`` removes the study alone; its MLflow runs (each trial's model, 0.25-1.3 MB) and its final
+model file stayed behind with nothing to tell which study they belonged to.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from .final import final_model_problem
+from .final_marker import final_in_progress
+from .storage import redact_url
+from .tracking import Tracker, TrackingError
+
+
+@dataclass
+class StudyDeletion:
+    """What :func:`delete_study` removes (``plan_deletion``), and what it leaves, in words (``kept``)."""
+
+    study: str
+    storage: str
+    trials: int
+    runs: list[str] = field(default_factory=list)  # MLflow run ids: the study run first, then its trial runs
+    files: list[Path] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+    def describe(self) -> list[str]:
+        """One line per thing to delete, then what stays."""
+        lines = [f"Optuna study {self.study!r} in {redact_url(self.storage)} ({self.trials} trial(s))"]
+        if self.runs:
+            lines.append(f"{len(self.runs)} MLflow run(s): the study run {self.runs[0]} and {len(self.runs) - 1} "
+                         f"trial run(s) (marked deleted; `mlflow gc` frees their artifacts)")
+        lines += [f"file {f}" for f in self.files] + [f"folder {d}" for d in self.folders]
+        return lines + [f"not deleted: {k}" for k in self.kept]
+
+
+def plan_deletion(study: optuna.Study, storage: str, tracker: Tracker | None) -> StudyDeletion:
+    """What deleting ``study`` removes: its MLflow runs in ``tracker``'s store, its final model file (only while it
+    holds the bytes the study recorded: another study of the same name may have saved over it) and its KerasTuner
+    folder (only while that folder's state names this study and storage). Refused while a trial runs or a search
+    makes the final model: a worker would go on writing to what is deleted."""
+    running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    if running:
+        raise TrackingError(f"study {study.study_name!r} has trial(s) {', '.join(map(str, running))} RUNNING: stop its "
+                            f"searches and workers first (a trial a killed worker left RUNNING is failed by "
+                            f"`ecg-automl sync --study {study.study_name}` once its heartbeat is stale)")
+    marker, alive = final_in_progress(study)
+    if marker and alive:
+        raise TrackingError(f"a search ({marker.get('worker')}) is making study {study.study_name!r}'s final model: "
+                            f"stop it first")
+    plan = StudyDeletion(study.study_name, storage, len(study.trials))
+    if marker and alive is None:
+        plan.kept.append(f"what a search on another host ({marker.get('worker')}) may still be making: the study's "
+                         f"final model (stop that search first if it runs)")
+    _plan_runs(plan, study, tracker)
+    final = study.user_attrs.get("final") or {}
+    if final.get("model_path"):
+        problem = final_model_problem(final)
+        if problem is None:
+            plan.files.append(Path(final["model_path"]))
+        elif Path(final["model_path"]).exists():
+            plan.kept.append(f"{final['model_path']}: it {problem}")
+    kt_dir = study.user_attrs.get("keras_tuner_dir")
+    if kt_dir and Path(kt_dir).is_dir():
+        if _keras_tuner_folder_of(Path(kt_dir), study.study_name, storage):
+            plan.folders.append(Path(kt_dir))
+        else:
+            plan.kept.append(f"{kt_dir}: its KerasTuner state is not this study's (another search of the name "
+                             f"with the same --out-dir)")
+    return plan
+
+
+def _plan_runs(plan: StudyDeletion, study: optuna.Study, tracker: Tracker | None) -> None:
+    """The study's run and its nested trial runs, wherever in the store (not only in the configured experiment)."""
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if not parent:
+        return
+    if tracker is None:
+        plan.kept.append(f"its MLflow runs (study run {parent}): --no-mlflow")
+        return
+    try:
+        run = tracker.client.get_run(parent)
+    except Exception:
+        plan.kept.append(f"its MLflow runs: the study run {parent} is not in {redact_url(tracker.config.tracking_uri)}"
+                         f" (give the store it logged to with --tracking-uri)")
+        return
+    children, token = [], None
+    while True:
+        page = tracker.client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'",
+                                          max_results=1000, page_token=token)
+        children += [r.info.run_id for r in page]
+        token = page.token
+        if not token:
+            break
+    if run.info.lifecycle_stage != "deleted" or children:
+        plan.runs = [parent, *children]
+
+
+def _keras_tuner_folder_of(folder: Path, name: str, storage: str) -> bool:
+    """Whether KerasTuner's project ``folder`` was made for study ``name`` in ``storage`` (its state file says so)."""
+    from .keras_tuner_engine import STATE_FILE
+
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("study") == name and state.get("storage") == redact_url(storage)
+
+
+def delete_study(plan: StudyDeletion, tracker: Tracker | None) -> None:
+    """Delete what ``plan`` lists, the Optuna study last: a deletion cut short leaves the study, and running it
+    again finishes the job."""
+    for run_id in plan.runs:
+        run = tracker.client.get_run(run_id)
+        if run.info.lifecycle_stage != "deleted":
+            tracker.client.delete_run(run_id)
+    for f in plan.files:
+        f.unlink(missing_ok=True)
+        try:
+            f.parent.rmdir()  # runs/NAME/, when nothing else is in it
+        except OSError:
+            pass
+    for d in plan.folders:
+        shutil.rmtree(d, ignore_errors=True)
+    optuna.delete_study(study_name=plan.study, storage=plan.storage)
+
