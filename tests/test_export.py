@@ -344,6 +344,31 @@ def test_export_of_best_on_a_multi_objective_study_names_its_pareto_front(tmp_pa
         export_trial("moo", storage, "best", "int8", tmp_path / "m.tflite")
 
 
+def test_exporting_a_trial_off_the_pareto_front_names_a_trial_that_dominates_it(tmp_path, capsys):
+    """`export --trial N` of a dominated trial of a multi-objective study went without a word that another trial
+    is as good or better on every objective."""
+    import optuna
+
+    from ecg_automl.tflite.export import _dominating_trial, export_trial
+    from search import open_study
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study, _ = open_study("moo", storage, tiny_settings(tmp_path, objectives=["quality", "latency", "size"]))
+    for values in ([0.7, 0.9, 12.0], [0.6, 0.5, 9.0], [0.5, 0.95, 13.0], [0.7, 0.9, 12.0]):
+        study.add_trial(optuna.trial.create_trial(values=values))
+    trials = study.trials
+    assert _dominating_trial(study, trials[2]).number == 0
+    assert _dominating_trial(study, trials[0]) is None and _dominating_trial(study, trials[1]) is None
+    assert _dominating_trial(study, trials[3]) is None  # equal to trial 0 on every objective: on the front too
+    with pytest.raises(KeyError):  # the note comes before the export (these trials hold no model to export)
+        export_trial("moo", storage, "2", "int8", tmp_path / "m.tflite")
+    assert ("note: trial 2 (f1 0.5, latency ms 0.95, size KB 13) is not on study 'moo''s Pareto front: trial 0 (f1 "
+            "0.7, latency ms 0.9, size KB 12) is as good or better on every objective") in capsys.readouterr().err
+    single, _ = open_study("one", storage, tiny_settings(tmp_path))
+    single.add_trial(optuna.trial.create_trial(value=0.5))
+    assert _dominating_trial(single, single.trials[0]) is None
+
+
 def test_the_pareto_report_says_what_its_columns_are_and_how_to_export_one(tmp_path):
     """The end-of-run table had columns 'quality', 'latency' and 'size' with no unit or source, and no word
     on how to export a trial of the front."""

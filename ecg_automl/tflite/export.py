@@ -117,6 +117,22 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-mlflow", action="store_true", help="do not fetch from or log to MLflow")
 
 
+def _dominating_trial(study: Any, trial: Any) -> Any:
+    """A trial of a multi-objective study's Pareto front that dominates ``trial`` (as good on every objective, better
+    on one), or None: ``trial`` is on the front, or the study has one objective."""
+    if len(study.directions) < 2 or trial.values is None:
+        return None
+    sign = [1 if d.name == "MAXIMIZE" else -1 for d in study.directions]
+
+    def better_or_equal(a, b):  # a's values at least as good as b's on every objective
+        return all(s * x >= s * y for s, x, y in zip(sign, a, b))
+
+    for t in sorted(study.best_trials, key=lambda t: t.number):
+        if t.number != trial.number and better_or_equal(t.values, trial.values) and t.values != trial.values:
+            return t
+    return None
+
+
 def _trial_model(study, trial, settings, data, tracker, *, best: bool = False, retrain: bool = False):
     """The trained Keras model of ``trial`` with its origin and decision threshold: the study's final model
     for the best trial (at the final test's threshold: a fold ensemble's is chosen on its own out-of-fold
@@ -462,6 +478,16 @@ def export_trial(study_name: str, storage: str, trial_spec: str | int, mode: str
         why = trial.user_attrs.get("prune_reason") or trial.user_attrs.get("fail_reason")
         raise TFLiteError(f"trial {trial.number} is {trial.state.name}, not COMPLETE: nothing to export"
                           + (f" ({why})" if why else ""))
+    dominating = _dominating_trial(study, trial)
+    if dominating is not None:
+        label = {"quality": settings.metric, "latency": "latency ms", "size": "size KB"}
+        names = [label.get(n, n) for n in settings.objectives]
+
+        def values(t: Any) -> str:
+            return ", ".join(f"{n} {v:.4g}" for n, v in zip(names, t.values))
+
+        print(f"note: trial {trial.number} ({values(trial)}) is not on study {study_name!r}'s Pareto front: trial "
+              f"{dominating.number} ({values(dominating)}) is as good or better on every objective", file=sys.stderr)
     config = trial.user_attrs["config"]
     data = load_study_data(settings, SearchSpace.from_yaml(settings.space_yaml))
     if not len(data.test_part()):  # found now, not after minutes of retraining (only a search with a final test
