@@ -357,6 +357,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _interrupted_exit_code() if result.interrupted else 0
 
 
+@command("studies")
+def cmd_studies(args: argparse.Namespace) -> int:
+    """``ecg-automl studies``: the studies of a storage, a row each (names to pass to --study, and where each is)."""
+    from search.listing import format_summaries, study_summaries
+
+    rows = study_summaries(args.storage)
+    print(json.dumps(rows, indent=2) if args.json else format_summaries(rows, args.storage))
+    return 0
+
+
 @command("delete")
 def cmd_delete(args: argparse.Namespace) -> int:
     """``ecg-automl delete``: remove a study whole (Optuna study, MLflow runs, final model file, KerasTuner folder),
@@ -852,6 +862,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: the pruner the study was created with")
     _add_run_args(w)
     _add_tracking_args(w)
+
+    ls = sub.add_parser("studies", help="list the studies of a storage: trials, best, final test",
+                        description="One row per study of the storage: its engine, data, objectives, trials by "
+                                    "state, best trial (or Pareto front), final test on held-out patients and when "
+                                    "its last trial ended. Reads only.")
+    ls.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna RDB URL (default {DEFAULT_STORAGE})")
+    ls.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     x = sub.add_parser("delete", help="delete a study: its Optuna study, MLflow runs and final model file",
                        description="Delete a study whole: the Optuna study, its MLflow study run and trial runs "

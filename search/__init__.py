@@ -10,6 +10,7 @@ from .delete import StudyDeletion, delete_study, plan_deletion
 from .final import FINAL_MODELS, FoldEnsemble, final_model_problem, final_test, fit_final, fit_fold_models
 from .folders import OutputError, why_no_folder, why_not_writable
 from .keras_tuner_engine import run_keras_tuner
+from .listing import format_summaries, study_summaries
 from .metrics import (METRICS, best_threshold, binary_metrics, cv_objective, describe_final_model, format_report,
                       full_report)
 from .objective import CVObjective
@@ -25,14 +26,12 @@ from .training import FitResult, TrainingDiverged, fit, predict, set_threads, tf
 
 __all__ = [
     "best_threshold", "binary_metrics", "cv_objective", "CVObjective", "DEFAULT_STORAGE", "delete_study",
-    "describe_final_model",
-    "fail_stale_trials",
-    "FINAL_MODELS", "final_model_problem", "final_test", "fit", "fit_final", "fit_fold_models", "FitResult", "FoldEnsemble",
-    "format_report", "full_report", "latency_gates", "load_study_data", "make_pruner", "make_sampler",
-    "make_storage", "MAX_FAILURES_IN_A_ROW", "METRICS", "open_study", "OutputError", "pareto_table", "plan_deletion",
-    "predict",
-    "redact_url", "run_final", "run_keras_tuner", "run_search", "run_trials", "SearchResult", "set_threads",
-    "storage_option", "StorageError", "StudyDeletion", "StudyMismatchError", "StudySettings", "tf_threads", "Tracker",
+    "describe_final_model", "fail_stale_trials", "final_model_problem", "FINAL_MODELS", "final_test", "fit",
+    "fit_final", "fit_fold_models", "FitResult", "FoldEnsemble", "format_report", "format_summaries", "full_report",
+    "latency_gates", "load_study_data", "make_pruner", "make_sampler", "make_storage", "MAX_FAILURES_IN_A_ROW",
+    "METRICS", "open_study", "OutputError", "pareto_table", "plan_deletion", "predict", "redact_url", "run_final",
+    "run_keras_tuner", "run_search", "run_trials", "SearchResult", "set_threads", "storage_option", "StorageError",
+    "study_summaries", "StudyDeletion", "StudyMismatchError", "StudySettings", "tf_threads", "Tracker",
     "TrackingConfig", "TrackingError", "TrainingDiverged", "TrialsKeepFailingError", "why_no_folder",
     "why_not_writable",
 ]

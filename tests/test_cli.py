@@ -13,7 +13,7 @@ from conftest import SMALL_RECORDS, run_cli
 def test_help_lists_the_commands(tmp_path, cli_env):
     out = run_cli(["--help"], tmp_path, cli_env).stdout
     listed = {line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()}
-    assert {"search", "worker", "sync", "data", "ui", "predict", "bench-server", "export", "delete"} <= listed, out
+    assert {"search", "worker", "sync", "data", "ui", "predict", "bench-server", "export", "delete", "studies"} <= listed, out
 
 
 def test_version_names_the_package_python_and_the_libraries_that_decide_results(tmp_path, cli_env):

@@ -2433,3 +2433,40 @@ def test_delete_removes_a_keras_tuner_study_s_state_folder(tmp_path, monkeypatch
     optuna.copy_study(from_study_name="kt-del", from_storage=storage, to_storage=other)
     plan = plan_deletion(optuna.load_study(study_name="kt-del", storage=other), other, None)
     assert plan.folders == [] and plan.kept[0].startswith(f"{folder.resolve()}: its KerasTuner state is not this study's")
+
+
+def test_studies_lists_a_storage_s_studies_a_row_each(tmp_path, cli_env):
+    """`optuna studies` printed each study's attributes, the whole space file included, in one table cell: there
+    was no readable list of a storage's studies (the names --study takes). `ecg-automl studies` gives one row each."""
+    from conftest import run_cli
+
+    from search import open_study
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    one, _ = open_study("single", storage, tiny_settings(tmp_path))
+    for value in (0.5, 0.75):
+        one.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}))
+    one.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    one.set_user_attr("final", {"trial": 1, "abnormal": {"f1": 0.61234, "roc_auc": 0.9512}})
+    moo, _ = open_study("moo", storage, tiny_settings(tmp_path, objectives=["quality", "latency"]))
+    for values in ([0.7, 0.9], [0.6, 0.5], [0.5, 0.95]):
+        moo.add_trial(optuna.trial.create_trial(values=values))
+    optuna.create_study(study_name="half", storage=storage)  # what a search killed while creating it left
+
+    out = run_cli(["studies", "--storage", storage], tmp_path, cli_env).stdout
+    lines = out.splitlines()
+    assert lines[0] == f"3 studies in {storage}:", out
+    assert lines[1].split() == ["study", "engine", "data", "objectives", "trials", "best", "final", "test",
+                                "(held-out)", "last", "trial", "ended"], out
+    half, moo_line, single = lines[2:]
+    assert half.startswith("half") and "none: never fully created (a search was stopped creating it)" in half, out
+    assert moo_line.split()[:6] == ["moo", "optuna", "mitdb", "f1,", "latency", "3"], out
+    assert "Pareto front of 2" in moo_line, out
+    assert "2 complete, 1 pruned" in single and "trial 1: f1 0.7500" in single, out
+    assert "trial 1: F1 0.612, ROC-AUC 0.951" in single, out
+    rows = json.loads(run_cli(["studies", "--storage", storage, "--json"], tmp_path, cli_env).stdout)
+    assert [r["study"] for r in rows] == ["half", "moo", "single"]
+    assert rows[1]["pareto_front"] == [0, 1] and rows[2]["best"]["value"] == 0.75 and not rows[0]["fully_created"]
+    assert rows[2]["final_test"] == {"trial": 1, "f1": 0.61234, "roc_auc": 0.9512}
+    proc = run_cli(["studies", "--storage", f"sqlite:///{tmp_path / 'none.db'}"], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and "no study storage at" in proc.stderr and not (tmp_path / "none.db").exists()
