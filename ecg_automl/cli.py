@@ -387,16 +387,21 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("not deleted: pass --yes to delete without being asked (the input is not a terminal)")
-        if input("delete these? [y/N] ").strip().lower() not in ("y", "yes"):
+        try:
+            answer = input("delete these? [y/N] ")
+        except EOFError:  # Ctrl-D: a no (it was a traceback)
+            answer = ""
+            print()
+        if answer.strip().lower() not in ("y", "yes"):
             print("not deleted")
             return 1
     delete_study(plan, tracker)
     gc = ""
-    if plan.runs:
-        uri = tracking.tracking_uri
-        gc = ("; `mlflow gc` on the tracking server's backend store frees its runs' artifacts" if "://" in uri
-              and not uri.startswith(("sqlite:", "file:")) else
-              f"; `MLFLOW_TRACKING_URI={shlex.quote(uri)} mlflow gc` frees its runs' artifacts")
+    if plan.runs:  # --run-ids: a bare `mlflow gc` purges every deleted run of the store, not only these
+        uri, ids = tracking.tracking_uri, ",".join(plan.runs)
+        gc = (f"; `mlflow gc --run-ids {ids}` on the tracking server's backend store frees its runs' artifacts"
+              if "://" in uri and not uri.startswith(("sqlite:", "file:")) else
+              f"; `MLFLOW_TRACKING_URI={shlex.quote(uri)} mlflow gc --run-ids {ids}` frees its runs' artifacts")
     print(f"deleted study {args.study!r}{gc}")
     return 0
 
@@ -473,8 +478,12 @@ def _data_cache(args: argparse.Namespace) -> int:
     where = cache_dir()
     entries, stray = cache_entries(where), stray_cache_files(where)
     stale = [e for e in entries if not e.current]
-    if args.remove_all or args.remove_stale:
-        gone = entries if args.remove_all else stale
+    if args.remove_all or args.remove_stale or args.unused_for is not None:
+        import time
+
+        cutoff = time.time() - 86400 * (args.unused_for or 0)
+        gone = (entries if args.remove_all else stale if args.remove_stale
+                else [e for e in entries if e.last_used < cutoff])
         freed = remove_cache_entries(gone)
         for f in stray:
             try:
@@ -503,6 +512,8 @@ def _data_cache(args: argparse.Namespace) -> int:
               f"ecg-automl, wfdb, SciPy or scikit-learn, or written before entries recorded which and not read since. "
               f"`ecg-automl data cache --remove-stale` removes them; one still needed (here or by another installation "
               f"sharing this cache) is rebuilt from the records on its next use.")
+    if entries:  # this code's entries of a moved data folder or changed records are not stale, but never read again
+        print("`--unused-for DAYS` removes the entries no command has read for DAYS days, `--remove-all` every one.")
     return 0
 
 
@@ -873,9 +884,12 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("delete", help="delete a study: its Optuna study, MLflow runs and final model file",
                        description="Delete a study whole: the Optuna study, its MLflow study run and trial runs "
                                    "(marked deleted: `mlflow gc` then frees their artifacts), its final model file "
-                                   "(while it holds the model the study recorded) and a KerasTuner search's state "
-                                   "folder. It says what it deletes and asks first. Refused while a trial of the "
-                                   "study runs.")
+                                   "(while it holds the model the study recorded; earlier final models of resumes "
+                                   "whose best trial changed are left) and a KerasTuner search's state folder. It "
+                                   "says what it deletes and asks first. Refused while a trial of the study runs, "
+                                   "and when its MLflow runs are not in the tracking store given (--no-mlflow: "
+                                   "leave them). A copy made with `optuna copy-study` names the original's runs "
+                                   "and files: delete only a copy with `optuna delete-study`.")
     x.add_argument("--study", required=True, type=study_name, help="name of the study to delete")
     x.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the study's Optuna RDB URL (default {DEFAULT_STORAGE})")
     x.add_argument("--yes", action="store_true", help="delete without asking")
@@ -897,12 +911,16 @@ def build_parser() -> argparse.ArgumentParser:
                                     "upgrade of ecg-automl, wfdb, SciPy or scikit-learn, or a moved data folder, "
                                     "starts new entries (116 MB for all of MIT-BIH), and nothing removes the old "
                                     "ones but this command. Removing an entry is safe: it is rebuilt from the "
-                                    "records when it is needed.")
+                                    "records when it is needed. Only files named as entries (NAME-KEY.npz and its "
+                                    ".json) are listed or removed.")
     rm = c.add_mutually_exclusive_group()
     rm.add_argument("--remove-stale", action="store_true",
                     help="remove the entries this installation will not read (made by another version, or of "
                          "unknown origin), and temporary files killed writers left")
     rm.add_argument("--remove-all", action="store_true", help="remove every entry (each is rebuilt on its next use)")
+    rm.add_argument("--unused-for", type=positive_float, default=None, metavar="DAYS",
+                    help="remove the entries no command has read for DAYS days (those of a data folder since moved, "
+                         "or of records since changed, are this version's but never read again)")
     i = dsub.add_parser("info", help="records, beats, class balance and the splits")
     i.add_argument("name", help="mitdb, ptbdb, ptbxl or heartbeat-csv")
     i.add_argument("--root", default=None, help="data root (default $ECG_AUTOML_DATA or the user cache)")

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,6 +212,9 @@ def _write_entry(ds: BeatDataset, npz: Path, meta: Path, settings: dict[str, Any
 _MADE_BY = "cache_made_by"
 
 
+_ENTRY = re.compile(r"[^.].*-[0-9a-f]{20}\.npz")
+
+
 def _made_by() -> dict[str, Any]:
     return {"pipeline_version": PIPELINE_VERSION, "code": code_digest()}
 
@@ -236,7 +240,8 @@ def _mark_used(npz: Path, meta: Path) -> None:
 class CacheEntry:
     """One cached dataset: its arrays (``path``) and ``.json``, their size, its last use, and whether this
     installation's code made it (``current``: False for another version's, None where the entry does not say:
-    written before entries recorded it, and not read since)."""
+    written before entries recorded it, and not read since). A current entry may still never be read again: one of
+    a data folder since moved, or of records since changed (their sizes and dates are in the key too)."""
 
     path: Path
     dataset: str
@@ -259,7 +264,8 @@ def cache_entries(directory: str | os.PathLike | None = None) -> list[CacheEntry
     out = []
     for npz in directory.glob("*.npz") if directory.is_dir() else []:
         meta = npz.with_suffix(".json")
-        if npz.name.startswith(".") or not meta.is_file():
+        # NAME-KEY.npz only (KEY: cache_key's 20 hex digits): a user's own mydata.npz in the folder is not an entry
+        if not _ENTRY.fullmatch(npz.name) or not meta.is_file():
             continue
         try:
             info = json.loads(meta.read_text())

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from .final import final_model_problem
 from .final_marker import final_in_progress
 from .storage import redact_url
-from .tracking import Tracker, TrackingError
+from .tracking import Tracker, TrackingError, local_store
 
 
 @dataclass
@@ -39,7 +39,11 @@ class StudyDeletion:
             lines.append(f"{len(self.runs)} MLflow run(s): the study run {self.runs[0]} and {len(self.runs) - 1} "
                          f"trial run(s) (marked deleted; `mlflow gc` frees their artifacts)")
         lines += [f"file {f}" for f in self.files] + [f"folder {d}" for d in self.folders]
-        return lines + [f"not deleted: {k}" for k in self.kept]
+        lines += [f"not deleted: {k}" for k in self.kept]
+        if self.runs or self.files or self.folders:  # nothing tells a copy from the study it was copied from
+            lines.append("(a copy of a study made with `optuna copy-study` names the same runs and files as the "
+                         "original: to delete only the copy, use `optuna delete-study`)")
+        return lines
 
 
 def plan_deletion(study: optuna.Study, storage: str, tracker: Tracker | None) -> StudyDeletion:
@@ -64,13 +68,15 @@ def plan_deletion(study: optuna.Study, storage: str, tracker: Tracker | None) ->
     final = study.user_attrs.get("final") or {}
     if final.get("model_path"):
         problem = final_model_problem(final)
+        if problem is None and not final.get("model_sha256"):  # recorded before studies kept it: not known as its own
+            problem = "is not known to be this study's (made before studies recorded their final model's SHA-256)"
         if problem is None:
             plan.files.append(Path(final["model_path"]))
         elif Path(final["model_path"]).exists():
             plan.kept.append(f"{final['model_path']}: it {problem}")
     kt_dir = study.user_attrs.get("keras_tuner_dir")
     if kt_dir and Path(kt_dir).is_dir():
-        if _keras_tuner_folder_of(Path(kt_dir), study.study_name, storage):
+        if _keras_tuner_folder_of(Path(kt_dir), study):
             plan.folders.append(Path(kt_dir))
         else:
             plan.kept.append(f"{kt_dir}: its KerasTuner state is not this study's (another search of the name "
@@ -86,12 +92,18 @@ def _plan_runs(plan: StudyDeletion, study: optuna.Study, tracker: Tracker | None
     if tracker is None:
         plan.kept.append(f"its MLflow runs (study run {parent}): --no-mlflow")
         return
+    store = local_store(tracker.config.tracking_uri)
     try:
+        if store is not None and not store.exists():  # opening it would create an empty store here
+            raise FileNotFoundError(store)
         run = tracker.client.get_run(parent)
     except Exception:
-        plan.kept.append(f"its MLflow runs: the study run {parent} is not in {redact_url(tracker.config.tracking_uri)}"
-                         f" (give the store it logged to with --tracking-uri)")
-        return
+        # the study is the only record of which runs were its: deleted, they would be orphans for good
+        raise TrackingError(f"study {study.study_name!r} logs to MLflow run {parent}, which is not in the tracking "
+                            f"store {redact_url(tracker.config.tracking_uri)}: give the store it logged to "
+                            f"(--tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI; a relative sqlite:/// path is "
+                            f"read from the current folder), or --no-mlflow to delete the study and leave its runs"
+                            ) from None
     children, token = [], None
     while True:
         page = tracker.client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'",
@@ -104,15 +116,18 @@ def _plan_runs(plan: StudyDeletion, study: optuna.Study, tracker: Tracker | None
         plan.runs = [parent, *children]
 
 
-def _keras_tuner_folder_of(folder: Path, name: str, storage: str) -> bool:
-    """Whether KerasTuner's project ``folder`` was made for study ``name`` in ``storage`` (its state file says so)."""
+def _keras_tuner_folder_of(folder: Path, study: optuna.Study) -> bool:
+    """Whether KerasTuner's project ``folder`` was made for ``study``: its state file names the study and its
+    settings (not its storage URL, which the state keeps as typed: ``sqlite:///kt.db`` there, an absolute path in
+    the delete command, was "another study's")."""
     from .keras_tuner_engine import STATE_FILE
 
     try:
         state = json.loads((folder / STATE_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(state, dict) and state.get("study") == name and state.get("storage") == redact_url(storage)
+    return (isinstance(state, dict) and state.get("study") == study.study_name
+            and state.get("settings") == study.user_attrs.get("settings"))
 
 
 def delete_study(plan: StudyDeletion, tracker: Tracker | None) -> None:

@@ -344,10 +344,12 @@ def trial_run_note(metric: str | None) -> str:
         "- `fold.*` and `mean.*` other than `fold.objective` and `mean.objective`: each fold at a fixed 0.5 "
         "(`mean.threshold`), and their mean; `beats_per_s` and `*_seconds` time the training.",
         "- `fold{k}.*`: Keras's per-epoch curves of fold k (step = epoch).",
-        "- `objective.latency` / `latency_ms` (Pi 4 estimate or a bench-server's board, ms) and `objective.size` / "
-        "`size_kb`: a latency-aware study's other objectives.",
+        "- `latency_ms` (Pi 4 estimate or a bench-server's board, ms) and `size_kb`: what a latency gate "
+        "(`--latency-budget-ms`) or objective measured; `objective.latency` / `objective.size`: a multi-objective "
+        "study's other objectives.",
         "- `pruned.running_mean`: where the pruner stopped the trial, the running mean of its signal (validation "
-        "ROC-AUC, F1 at 0.5 for `f1@0.5`): not a value comparable to `objective.quality`.",
+        "ROC-AUC, F1 at 0.5 for `f1@0.5`) over the folds and epochs it reached: not the objective of a finished "
+        "trial.",
         "- `tflite.<mode>.*`: what `ecg-automl export` measured of this trial's `.tflite` file (of the study's final "
         "model, where this trial made it): its size, host "
         "median latency, F1 on held-out test patients' beats (not validation ones) and largest probability "
@@ -362,8 +364,9 @@ STUDY_RUN_NOTE = "\n".join([
     "- `test.*`: the final test of the study's final model on held-out patients, whom no trial saw, at "
     "`test.threshold` (chosen on validation folds: the best trial's, or with `--final-model folds` the fold "
     "models' own); `test_at_0.5.*` the same at 0.5; "
-    "`test.normal.*` / `test.abnormal.*` per class (`final_test.json` and `final_report.txt` hold all of it).",
-    "- A latency-aware study has no final test: `pareto_front.json` lists its trade-offs.",
+    "`test.normal.*` / `test.abnormal.*` per class (`final_test.json` and `final_test.txt` hold all of it).",
+    "- A multi-objective study (`--objective quality,latency`) has no final test: `pareto_front.json` lists its "
+    "trade-offs.",
 ])
 
 
@@ -691,10 +694,11 @@ class Tracker:
         if run.info.lifecycle_stage == "deleted":  # a resume reported it "not in the store" and started another
             # beside it, and sync back-filled trial runs under it, which the UI shows under no study
             uri = redact_url(self.config.tracking_uri)
+            hidden = " (with the password that *** stands for)" if uri != self.config.tracking_uri else ""
             raise TrackingError(
                 f"study {study.study_name!r} logs to MLflow run {run_id}, which was deleted (the UI's Delete, or "
                 f"`mlflow runs delete`): restore it to log there again (MLFLOW_TRACKING_URI={shlex.quote(uri)} "
-                f"mlflow runs restore --run-id {run_id})")
+                f"mlflow runs restore --run-id {run_id}{hidden})")
         name = self.client.get_experiment(run.info.experiment_id).name
         if name != self.config.experiment_name:
             raise TrackingError(f"study {study.study_name!r} logs to MLflow experiment {name!r}, not "

@@ -288,10 +288,21 @@ def test_the_cache_lists_its_entries_and_removes_those_another_version_made(tmp_
     out = run_cli(["data", "cache", "--remove-stale"], tmp_path, env).stdout
     assert "removed 2 of the 3 entries" in out and "and 1 temporary file(s) of killed writers" in out, out
     assert current.exists() and not other.exists() and not unknown.exists() and not killed.exists()
+    mine = directory / "mydata.npz"  # a user's own files in the folder are no entries: never listed nor removed
+    mine.write_bytes(b"x")
+    mine.with_suffix(".json").write_text("{}")
+    os.utime(current, (1, 1))
+    out = run_cli(["data", "cache", "--unused-for", "30"], tmp_path, env).stdout
+    assert "removed 1 of the 1 entries" in out and not current.exists(), out
+    cached("mitdb", src, {"fs": 180.0}, build, directory=directory)
+    assert build.calls == 3 and current.exists()
+    out = run_cli(["data", "cache", "--unused-for", "30"], tmp_path, env).stdout
+    assert "removed 0 of the 1 entries" in out and current.exists(), out  # read just now
     out = run_cli(["data", "cache", "--remove-all"], tmp_path, env).stdout
     assert "removed 1 of the 1 entries" in out and not current.exists(), out
+    assert mine.exists() and mine.with_suffix(".json").exists()
     cached("mitdb", src, {"fs": 180.0}, build, directory=directory)  # rebuilt where needed
-    assert build.calls == 3 and current.exists()
+    assert build.calls == 4 and current.exists()
 
     # an entry an earlier version wrote becomes this installation's when this code reads it
     meta = json.loads(current.with_suffix(".json").read_text())
@@ -299,4 +310,4 @@ def test_the_cache_lists_its_entries_and_removes_those_another_version_made(tmp_
     current.with_suffix(".json").write_text(json.dumps(meta))
     assert cache_entries(directory)[0].current is None
     cached("mitdb", src, {"fs": 180.0}, build, directory=directory)
-    assert build.calls == 3 and cache_entries(directory)[0].current is True
+    assert build.calls == 4 and cache_entries(directory)[0].current is True

@@ -478,6 +478,10 @@ def test_a_study_whose_mlflow_run_was_deleted_is_refused_with_how_to_restore_it(
         assert (f"study 's' logs to MLflow run {run_id}, which was deleted (the UI's Delete, or `mlflow runs "
                 f"delete`): restore it to log there again (MLFLOW_TRACKING_URI=sqlite:///{tmp_path}/mlflow.db mlflow "
                 f"runs restore --run-id {run_id})") in proc.stderr, proc.stderr[-2000:]
+    from search import TrackingError, run_search  # a resume, whose check lets a run missing from the store pass
+    with pytest.raises(TrackingError, match=f"logs to MLflow run {run_id}, which was deleted"):
+        run_search("s", tiny_settings(tmp_path), n_trials=1, storage=storage, progress=False,
+                   tracking=TrackingConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", None, "home"))
     assert len(tracker.client.search_runs([tracker.experiment_id], run_view_type=3)) == 1  # nothing made
     tracker.client.restore_run(run_id)
     assert "0 runs created" in run_cli(["sync", "--study", "s", "--storage", storage, *mlflow], tmp_path,

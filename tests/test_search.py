@@ -2385,9 +2385,18 @@ def test_delete_removes_a_study_whole_and_leaves_what_is_not_its_own(tmp_path, c
     assert proc.returncode == 2 and "pass --yes to delete without being asked" in proc.stderr, proc.stderr[-2000:]
     assert f"2 MLflow run(s): the study run {parent} and 1 trial run(s)" in proc.stdout and f"file {model}" in proc.stdout
     assert model.exists()  # asked, not answered: nothing deleted
+    # another tracking store (a relative default one read from another folder): the study is the only record of
+    # which runs were its, so it is not deleted without them; and no empty store is left there
+    elsewhere = tmp_path / "elsewhere" / "mlflow.db"
+    proc = run_cli(["delete", "--study", "gone", "--storage", storage, "--tracking-uri", f"sqlite:///{elsewhere}",
+                    "--yes"], tmp_path, cli_env, check=False)
+    assert proc.returncode == 2 and f"logs to MLflow run {parent}, which is not in the tracking store" in proc.stderr
+    assert "or --no-mlflow to delete the study and leave its runs" in proc.stderr and not elsewhere.exists()
+    assert "gone" in optuna.get_all_study_names(storage)
 
     out = run_cli(["delete", "--study", "gone", "--storage", storage, *mlflow, "--yes"], tmp_path, cli_env).stdout
-    assert "deleted study 'gone'; `MLFLOW_TRACKING_URI=" in out and "mlflow gc` frees its runs' artifacts" in out, out
+    assert "deleted study 'gone'; `MLFLOW_TRACKING_URI=" in out, out
+    assert f"mlflow gc --run-ids {','.join(runs)}` frees its runs' artifacts" in out, out  # these alone
     assert "gone" not in optuna.get_all_study_names(storage)
     assert {tracker.client.get_run(r).info.lifecycle_stage for r in runs} == {"deleted"}
     assert not model.exists() and not model.parent.exists()
@@ -2425,13 +2434,16 @@ def test_delete_removes_a_keras_tuner_study_s_state_folder(tmp_path, monkeypatch
     assert plan.folders == [folder.resolve()] and plan.files == [] and plan.runs == []
     delete_study(plan, None)
     assert not folder.exists() and "kt-del" not in optuna.get_all_study_names(storage)
-    # a folder whose state names another storage's study of the name is not this one's
+    # the state file keeps --storage as typed: given otherwise (an absolute path) it is the same study's folder
     fake_keras_tuner_training(monkeypatch, [0.6])
-    kte.run_keras_tuner("kt-del", tiny_settings(tmp_path), tuner="random", n_trials=1, tracking=None,
-                              out_dir=tmp_path, progress=False, storage=storage, final=False)
-    other = f"sqlite:///{tmp_path / 'other.db'}"
-    optuna.copy_study(from_study_name="kt-del", from_storage=storage, to_storage=other)
-    plan = plan_deletion(optuna.load_study(study_name="kt-del", storage=other), other, None)
+    monkeypatch.chdir(tmp_path)
+    out = kte.run_keras_tuner("kt-del", tiny_settings(tmp_path), tuner="random", n_trials=1, tracking=None,
+                              out_dir=tmp_path, progress=False, storage="sqlite:///optuna.db", final=False)
+    assert plan_deletion(out["study"], storage, None).folders == [folder.resolve()]
+    # a folder whose state holds another study of the name (other settings, the same --out-dir) is not this one's
+    state = json.loads((folder / kte.STATE_FILE).read_text())
+    (folder / kte.STATE_FILE).write_text(json.dumps({**state, "settings": {**state["settings"], "seed": 99}}))
+    plan = plan_deletion(out["study"], storage, None)
     assert plan.folders == [] and plan.kept[0].startswith(f"{folder.resolve()}: its KerasTuner state is not this study's")
 
 
