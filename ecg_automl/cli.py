@@ -371,15 +371,15 @@ def cmd_studies(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     """``ecg-automl delete``: remove a study whole (Optuna study, MLflow runs, final model file, KerasTuner folder),
     after saying what and asking (``--yes``: without asking)."""
-    from search import Tracker, open_study
-    from search.delete import delete_study, plan_deletion
+    from search import Tracker
+    from search.delete import delete_study, plan_deletion, study_to_delete
 
     tracking = _tracking(args)
     tracker = None
     if tracking is not None:
         tracker = Tracker(tracking)
         tracker.ping()
-    study, _ = open_study(args.study, args.storage, None, heartbeat=None)  # it must exist: nothing is created
+    study = study_to_delete(args.study, args.storage)  # an old pipeline's or a half-created one too
     plan = plan_deletion(study, args.storage, tracker)
     print(f"deleting study {args.study!r}:")
     for line in plan.describe():

@@ -6,7 +6,7 @@ import os as _os
 # (docs/REPRODUCIBILITY.md); it takes effect only if TensorFlow has not loaded yet, and a value the user set wins.
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from .delete import StudyDeletion, delete_study, plan_deletion
+from .delete import StudyDeletion, delete_study, plan_deletion, study_to_delete
 from .final import FINAL_MODELS, FoldEnsemble, final_model_problem, final_test, fit_final, fit_fold_models
 from .folders import OutputError, why_no_folder, why_not_writable
 from .keras_tuner_engine import run_keras_tuner
@@ -31,7 +31,7 @@ __all__ = [
     "latency_gates", "load_study_data", "make_pruner", "make_sampler", "make_storage", "MAX_FAILURES_IN_A_ROW",
     "METRICS", "open_study", "OutputError", "pareto_table", "plan_deletion", "predict", "redact_url", "run_final",
     "run_keras_tuner", "run_search", "run_trials", "SearchResult", "set_threads", "storage_option", "StorageError",
-    "study_summaries", "StudyDeletion", "StudyMismatchError", "StudySettings", "tf_threads", "Tracker",
-    "TrackingConfig", "TrackingError", "TrainingDiverged", "TrialsKeepFailingError", "why_no_folder",
+    "study_summaries", "study_to_delete", "StudyDeletion", "StudyMismatchError", "StudySettings", "tf_threads",
+    "Tracker", "TrackingConfig", "TrackingError", "TrainingDiverged", "TrialsKeepFailingError", "why_no_folder",
     "why_not_writable",
 ]

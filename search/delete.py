@@ -46,6 +46,22 @@ class StudyDeletion:
         return lines
 
 
+def study_to_delete(name: str, storage: str) -> optuna.Study:
+    """Study ``name`` as stored, whatever made it: :func:`search.open_study` refuses a study of an older data
+    pipeline or one a killed search left half-created, the ones a user most wants gone. Creates nothing."""
+    from .storage import StorageError, make_storage
+    from .study import StudyMismatchError
+
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
+        raise StorageError(f"no study storage at {redact_url(storage)} (give the --storage the study is in)")
+    rdb = make_storage(storage, heartbeat=None, create=False)
+    names = {s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)}
+    if name not in names:
+        raise StudyMismatchError(f"no study named {name!r} in {redact_url(storage)} (known: "
+                                 f"{', '.join(sorted(names)) or 'none'})")
+    return optuna.load_study(study_name=name, storage=rdb)
+
+
 def plan_deletion(study: optuna.Study, storage: str, tracker: Tracker | None) -> StudyDeletion:
     """What deleting ``study`` removes: its MLflow runs in ``tracker``'s store, its final model file (only while it
     holds the bytes the study recorded: another study of the same name may have saved over it) and its KerasTuner

@@ -2482,3 +2482,21 @@ def test_studies_lists_a_storage_s_studies_a_row_each(tmp_path, cli_env):
     assert rows[2]["final_test"] == {"trial": 1, "f1": 0.61234, "roc_auc": 0.9512}
     proc = run_cli(["studies", "--storage", f"sqlite:///{tmp_path / 'none.db'}"], tmp_path, cli_env, check=False)
     assert proc.returncode == 2 and "no study storage at" in proc.stderr and not (tmp_path / "none.db").exists()
+
+
+def test_delete_takes_a_study_search_would_refuse_to_open(tmp_path):
+    """A study of an older data pipeline, or one a killed search left half-created, is what a user most wants gone,
+    and open_study refuses both: delete reads the study as stored."""
+    from search import StudyMismatchError
+    from search.delete import delete_study, plan_deletion, study_to_delete
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    old = optuna.create_study(study_name="old", storage=storage)
+    old.set_user_attr("settings", {"dataset": "mitdb", "metric": "f1"})  # no pipeline_version: version 5 or older
+    old.add_trial(optuna.trial.create_trial(value=0.5))
+    optuna.create_study(study_name="half", storage=storage)
+    for name in ("old", "half"):
+        delete_study(plan_deletion(study_to_delete(name, storage), storage, None), None)
+    assert optuna.get_all_study_names(storage) == []
+    with pytest.raises(StudyMismatchError, match="no study named 'old' in sqlite:///.*optuna.db \\(known: none\\)"):
+        study_to_delete("old", storage)
