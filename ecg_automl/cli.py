@@ -348,13 +348,19 @@ def _mlflow_options(args: argparse.Namespace, *, experiment: bool = True) -> str
 def cmd_worker(args: argparse.Namespace) -> int:
     """``ecg-automl worker``: join an existing Optuna-engine study and run trials of it, its settings its own."""
     from search import run_search, set_threads
+    from search.study import why_no_model
 
     set_threads(args.tf_threads)
     result = run_search(args.study, None, n_trials=args.trials, storage=args.storage, tracking=_tracking(args),
                         timeout=args.timeout, pruner=args.pruner, final=False, progress=not args.quiet,
                         verbose=args.verbose, heartbeat=_heartbeat(args), trial_print_fn=_trial_lines(args))
     _print_summary(result, args)
-    return _interrupted_exit_code() if result.interrupted else 0
+    if result.interrupted:
+        return _interrupted_exit_code()
+    if args.trials > 0 and (why := why_no_model(result.study)):  # as `search` (it exited 0 here)
+        print(f"error: study {args.study}: {why}", file=sys.stderr)
+        return 1
+    return 0
 
 
 @command("studies")
@@ -378,7 +384,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     tracker = None
     if tracking is not None:
         tracker = Tracker(tracking)
-        tracker.ping()
+        tracker.ping(experiment=False)  # it looks for the study's runs in any experiment of the store
     study = study_to_delete(args.study, args.storage)  # an old pipeline's or a half-created one too
     plan = plan_deletion(study, args.storage, tracker)
     print(f"deleting study {args.study!r}:")
@@ -849,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-final", action="store_true", help="skip the final retrain and held-out test")
     s.add_argument("--final-members", type=positive_int, default=1, metavar="K",
                    help="final model = average of the best config trained with K seeds (one exported file, "
-                        "K times the latency; default 1)")
+                        "K times the latency; default 1; not with --final-model folds)")
     s.add_argument("--final-model", choices=["refit", "folds"], default="refit",
                    help="refit: the best config retrained on all search patients (default); folds: the average of "
                         "its --folds patient-grouped fold models, threshold from their out-of-fold predictions "
@@ -893,7 +899,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--study", required=True, type=study_name, help="name of the study to delete")
     x.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the study's Optuna RDB URL (default {DEFAULT_STORAGE})")
     x.add_argument("--yes", action="store_true", help="delete without asking")
-    _add_tracking_args(x, experiment=False)
+    _add_tracking_args(x, experiment=False, optional=False)
+    x.add_argument("--no-mlflow", action="store_true",
+                   help="leave the study's MLflow runs (and do not open the tracking store)")
 
     y = sub.add_parser("sync", help="back-fill MLflow from the Optuna study (after a tracking outage)")
     y.add_argument("--study", required=True, type=study_name, help="name of the study whose trials MLflow should hold")

@@ -57,7 +57,8 @@ def database_dir(name: str, root: str | os.PathLike | None = None, *, download: 
     if root.is_file():  # was "database 'ptbxl' is not under <the file>"
         given = "--root" if explicit_root else "ECG_AUTOML_DATA"
         raise DatabaseNotFoundError(f"the data root {root} ({given}) is a file; it must be the folder that holds "
-                                    f"{name}/ (or give the database's own folder or file with --data-path)")
+                                    f"{name}/ (or give the database's own folder or file with --data-path: search, "
+                                    f"data info)")
     if not explicit_root and os.environ.get("ECG_AUTOML_DATA") and not root.exists():
         # a mistyped ECG_AUTOML_DATA started a download into a new folder tree of that name
         raise DatabaseNotFoundError(f"ECG_AUTOML_DATA={os.environ['ECG_AUTOML_DATA']} does not exist ({root}): fix "
@@ -88,7 +89,8 @@ def _refuse_database_as_root(name: str, root: Path) -> None:
     if root.name == name and (root / marker).exists() and not (root / name / marker).exists():
         raise DatabaseNotFoundError(
             f"{root} is the {name} folder itself; the data root is the folder that holds {name}/: give "
-            f"{root.parent} (--root {root.parent}, or ECG_AUTOML_DATA={root.parent}), or --data-path {root}")
+            f"{root.parent} (ECG_AUTOML_DATA={root.parent}, or `ecg-automl data`'s --root {root.parent}), or the "
+            f"database's own folder with --data-path {root} (search, data info)")
 
 
 def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
@@ -124,8 +126,8 @@ def fetch_database(name: str, root: str | os.PathLike | None = None) -> Path:
     except OSError as exc:  # the root is a file, read-only, on a full disk...
         raise DatabaseNotFoundError(
             f"cannot download {name!r}: the folder {path} cannot be created ({exc.strerror or exc}). The data root "
-            f"{root} must be a writable folder: set ECG_AUTOML_DATA (or --root) to one, or to a folder that "
-            f"already holds {name}/") from None
+            f"{root} must be a writable folder: set ECG_AUTOML_DATA (`ecg-automl data fetch`: or --root) to one, or "
+            f"to a folder that already holds {name}/") from None
     try:
         with _network_timeout(DOWNLOAD_TIMEOUT):
             _download(name, slug, marker, path, list(incomplete))

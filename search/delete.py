@@ -7,6 +7,7 @@ model file stayed behind with nothing to tell which study they belonged to.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from optuna.trial import TrialState
 
 from .final import final_model_problem
 from .final_marker import final_in_progress
-from .storage import redact_url
+from .storage import redact_url, storage_option
 from .tracking import Tracker, TrackingError, local_store
 
 
@@ -69,9 +70,10 @@ def plan_deletion(study: optuna.Study, storage: str, tracker: Tracker | None) ->
     makes the final model: a worker would go on writing to what is deleted."""
     running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
     if running:
+        sync = f"ecg-automl sync --study {shlex.quote(study.study_name)}{storage_option(storage)}"
         raise TrackingError(f"study {study.study_name!r} has trial(s) {', '.join(map(str, running))} RUNNING: stop its "
-                            f"searches and workers first (a trial a killed worker left RUNNING is failed by "
-                            f"`ecg-automl sync --study {study.study_name}` once its heartbeat is stale)")
+                            f"searches and workers first (a trial a killed worker left RUNNING is failed by `{sync}` "
+                            f"once its heartbeat is stale)")
     marker, alive = final_in_progress(study)
     if marker and alive:
         raise TrackingError(f"a search ({marker.get('worker')}) is making study {study.study_name!r}'s final model: "

@@ -91,7 +91,8 @@ class StudySettings:
             raise ValueError(f"unknown final model {self.final_model!r} (choose from {', '.join(FINAL_MODELS)})")
         if self.final_model == "folds" and self.final_members > 1:
             raise ValueError("final model 'folds' averages the study's fold models; it cannot also take "
-                             f"{self.final_members} seeds (final_members): use one or the other")
+                             f"{self.final_members} seeds (--final-members; final_members in Python): use one or the "
+                             f"other")
         if self.fold_repeats < 1:
             raise ValueError(f"fold_repeats must be at least 1, not {self.fold_repeats}")
         if isinstance(self.latency_target, str):  # http://Pi:8765/ and http://pi:8765 are one device: a resume

@@ -276,7 +276,9 @@ def storage_option(url: str | None, *, always: bool = False) -> str:
     default storage, which needs no option (``always``: for ``worker``, whose --storage has no default)."""
     if not always and (not url or url == DEFAULT_STORAGE):
         return ""
-    return f" --storage {redact_url(url or DEFAULT_STORAGE)}"
+    import shlex  # a URL with ?a=b&c=d pasted unquoted became a background job and a second command
+
+    return f" --storage {shlex.quote(redact_url(url or DEFAULT_STORAGE))}"
 
 
 def redact_url(url: str) -> str:

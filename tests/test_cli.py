@@ -147,7 +147,7 @@ def test_data_info_says_what_each_reader_left_out():
      "cannot open study storage postgresql://u:***@127.0.0.1:1/db"),
     (["search", "--study", "x", "--objective", "f1,speed"], "--objective takes f1 or auc"),
     (["search", "--study", "x", "--final-model", "folds", "--final-members", "3", "--no-mlflow"],
-     "cannot also take 3 seeds (final_members): use one or the other"),
+     "cannot also take 3 seeds (--final-members; final_members in Python): use one or the other"),
     (["search", "--study", "x", "--objective", "f1,latency", "--final-model", "folds", "--no-mlflow"],
      "a multi-objective study has no final model"),
     (["search", "--study", "x", "--fold-repeats", "2", "--no-mlflow"], "--fold-repeats repeats the fold ensemble"),
@@ -268,6 +268,11 @@ def test_a_search_whose_every_trial_is_over_the_latency_budget_fails(tmp_path, c
                      r"\d+\.\d{3} ms\), so there is no model to test or export.*--latency-budget-ms", proc.stderr), \
         proc.stderr[-2000:]
     assert "next:" not in proc.stdout and "Traceback" not in proc.stderr
+    # a worker of that study says the same and fails as the search does (it exited 0)
+    proc = run_cli(["worker", "--study", "tight", "--no-mlflow", "--storage", storage, "--trials", "2", "--quiet"],
+                   tmp_path, cli_env, check=False, timeout=300)
+    assert proc.returncode == 1 and "error: study tight: every trial (2) was over the latency budget" in proc.stderr, \
+        proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("engine", [["--engine", "keras-tuner", "--tuner", "random", "--seed", "1"], ["--seed", "2"]])

@@ -458,6 +458,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_bench_server_stopped_with_ctrl_c_exits_130(tmp_path, cli_env):
+    """Ctrl-C ended bench-server with exit 0, as if it had finished, where `ui` and every other command stopped so
+    exit 130."""
+    import signal
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ecg_automl", "bench-server", "--port", str(port)], cwd=tmp_path,
+                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "bench-server stopped" in err and "Traceback" not in err, err[-2000:]
+
+
 def test_bench_server_times_a_real_model_and_rejects_garbage(exported, tmp_path, cli_env):
     _, _, out = exported
     port = _free_port()

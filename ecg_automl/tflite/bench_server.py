@@ -176,9 +176,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, **kw) -> None:
                     host or "every address")
     print(listening_line(host, server.server_address[1]), flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve_forever()  # until Ctrl-C (KeyboardInterrupt, for the caller: `bench-server` exits 130)
     finally:
         server.server_close()
 

@@ -213,4 +213,7 @@ def cmd_bench_server(args: argparse.Namespace) -> int:
         serve(args.host, args.port, max_bytes=int(args.max_mb * 1024 * 1024))
     except OSError as exc:  # port in use, an address this host does not have, a host name that does not resolve
         raise UsageError(f"bench-server cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:  # stopped, as `ui` and every other command stopped so: 130 (it was 0)
+        print("bench-server stopped", file=sys.stderr)
+        return 130
     return 0
