@@ -490,14 +490,7 @@ def _data_cache(args: argparse.Namespace) -> int:
         cutoff = time.time() - 86400 * (args.unused_for or 0)
         gone = (entries if args.remove_all else stale if args.remove_stale
                 else [e for e in entries if e.last_used < cutoff])
-        freed = remove_cache_entries(gone)
-        for f in stray:
-            try:
-                size = f.stat().st_size
-                f.unlink()
-                freed += size
-            except FileNotFoundError:
-                pass
+        freed = remove_cache_entries(gone, stray)
         print(f"removed {len(gone)} of the {len(entries)} entries of the array cache {where}"
               + (f" and {len(stray)} temporary file(s) of killed writers" if stray else "") + f": {_mb(freed)} freed"
               + ("; each is rebuilt from the records on its next use" if gone else ""))

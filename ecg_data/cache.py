@@ -288,17 +288,17 @@ def stray_cache_files(directory: str | os.PathLike | None = None) -> list[Path]:
     return [p for stem in sorted(stems) for p in _killed_writes(directory / f"{stem}.npz", directory / f"{stem}.json")]
 
 
-def remove_cache_entries(entries: list[CacheEntry]) -> int:
-    """Delete these entries (a later load rebuilds one it needs); the bytes freed."""
+def remove_cache_entries(entries: list[CacheEntry], stray: list[Path] | None = None) -> int:
+    """Delete these entries (a later load rebuilds one it needs) and the ``stray`` files of
+    :func:`stray_cache_files`; the bytes freed."""
     freed = 0
-    for entry in entries:
-        for f in entry.files:
-            try:
-                size = f.stat().st_size
-                f.unlink()
-                freed += size
-            except FileNotFoundError:
-                pass
+    for f in [*(f for entry in entries for f in entry.files), *(stray or [])]:
+        try:
+            size = f.stat().st_size
+            f.unlink()
+            freed += size
+        except FileNotFoundError:
+            pass
     return freed
 
 
