@@ -2370,6 +2370,8 @@ def test_delete_removes_a_study_whole_and_leaves_what_is_not_its_own(tmp_path, c
     """Optuna's delete-study left the study's MLflow runs (a model per trial) and its final model file, with nothing
     to say whose they were. `ecg-automl delete` removes the study, its runs (marked deleted) and the file; a file
     another study of the name saved over is left, and a study with a trial RUNNING is refused."""
+    import types
+
     from conftest import run_cli
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -2401,11 +2403,18 @@ def test_delete_removes_a_study_whole_and_leaves_what_is_not_its_own(tmp_path, c
     assert {tracker.client.get_run(r).info.lifecycle_stage for r in runs} == {"deleted"}
     assert not model.exists() and not model.parent.exists()
 
-    # a final model file another study of the name saved over is not this study's: left, and said
-    result = run_search("gone", tiny_settings(tmp_path), n_trials=1, storage=storage, tracking=None,
-                        out_dir=tmp_path / "runs", progress=False, pruner="none", print_fn=lambda s: None)
-    Path(result.final["model_path"]).write_bytes(b"another study's model")
-    study = optuna.load_study(study_name="gone", storage=storage)
+    # a final model file another study of the name saved over is not this study's: left, and said (the study as a
+    # search records its final model, without training one again)
+    from search import open_study
+    from search.final import file_sha256
+
+    study, _ = open_study("gone", storage, tiny_settings(tmp_path))
+    model.parent.mkdir()
+    model.write_bytes(b"this study's model")
+    study.set_user_attr("final", {"trial": 0, "model_path": str(model), "model_sha256": file_sha256(model)})
+    model.write_bytes(b"another study's model")
+    result = types.SimpleNamespace(final={"model_path": str(model)})
+    study.add_trial(optuna.trial.create_trial(value=0.5))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING))
     proc = run_cli(["delete", "--study", "gone", "--storage", storage, "--no-mlflow", "--yes"], tmp_path, cli_env,
                    check=False)
