@@ -155,7 +155,6 @@ def cached(name: str, path: Path, settings: dict[str, Any], build: Callable[[], 
     if use_cache and npz.exists() and meta.exists():
         ds = _load_entry(npz, meta)
         if ds is not None:
-            _mark_used(npz, meta)
             log.info("using cached %s arrays %s", name, npz)
             ds.info["cache"] = {"hit": True, "file": str(npz)}
             return ds
@@ -171,6 +170,7 @@ def _load_entry(npz: Path, meta: Path) -> BeatDataset | None:
         info = json.loads(meta.read_text())
         if not isinstance(info, dict):
             raise ValueError(f"{meta.name} holds no JSON object")
+        stored = dict(info)
         info.pop(_MADE_BY, None)  # the cache's own record, not the dataset's
         ds = BeatDataset.load(npz, info)
         n = len(ds.y)
@@ -180,6 +180,7 @@ def _load_entry(npz: Path, meta: Path) -> BeatDataset | None:
         log.warning("cache entry %s is unreadable (%s: %s): rebuilding it", npz, type(exc).__name__, exc)
         _remove(npz, meta)
         return None
+    _mark_used(npz, meta, stored)
     return ds
 
 
@@ -219,20 +220,20 @@ def _made_by() -> dict[str, Any]:
     return {"pipeline_version": PIPELINE_VERSION, "code": code_digest()}
 
 
-def _mark_used(npz: Path, meta: Path) -> None:
+def _mark_used(npz: Path, meta: Path, info: dict[str, Any]) -> None:
     """Note a cache hit: the arrays' mtime is the entry's last use, and an entry an earlier version wrote without
-    :data:`_MADE_BY` gets it (this code just read it, so it is this code's). Nothing where the cache is read-only."""
+    :data:`_MADE_BY` gets it in its ``.json`` (``info``, as read: this code just read the entry, so it is this
+    code's). Nothing where the cache is read-only."""
     try:
         os.utime(npz)
-        info = json.loads(meta.read_text())
-        if isinstance(info, dict) and _MADE_BY not in info:
+        if _MADE_BY not in info:
             tmp = meta.with_name(f".{meta.name}.{os.getpid()}-{threading.get_ident()}.tmp")
             try:
                 tmp.write_text(json.dumps({**info, _MADE_BY: _made_by()}, default=str))
                 os.replace(tmp, meta)
             finally:
                 _remove(tmp)
-    except (OSError, ValueError):
+    except OSError:
         pass
 
 

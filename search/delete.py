@@ -66,8 +66,8 @@ def study_to_delete(name: str, storage: str) -> optuna.Study:
 def plan_deletion(study: optuna.Study, storage: str, tracker: Tracker | None) -> StudyDeletion:
     """What deleting ``study`` removes: its MLflow runs in ``tracker``'s store, its final model file (only while it
     holds the bytes the study recorded: another study of the same name may have saved over it) and its KerasTuner
-    folder (only while that folder's state names this study and storage). Refused while a trial runs or a search
-    makes the final model: a worker would go on writing to what is deleted."""
+    folder (only while that folder's state names this study and its settings). Refused while a trial runs or a
+    search makes the final model: a worker would go on writing to what is deleted."""
     running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
     if running:
         sync = f"ecg-automl sync --study {shlex.quote(study.study_name)}{storage_option(storage)}"

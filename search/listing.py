@@ -33,19 +33,19 @@ def study_summaries(storage_url: str | None = None) -> list[dict[str, Any]]:
 
 
 def _summary(study: optuna.Study) -> dict[str, Any]:
+    from .study import state_counts
+
     settings = study.user_attrs.get("settings") or {}
     trials = study.get_trials(deepcopy=False)
-    states: dict[str, int] = {}
-    for t in trials:
-        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     objectives = list(settings.get("objectives") or ["quality"])
     metric = settings.get("metric", "f1")
     row: dict[str, Any] = {
         "study": study.study_name, "engine": str(study.user_attrs.get("engine", "optuna")),
-        "dataset": settings.get("dataset"), "metric": metric, "objectives": objectives, "trials": states,
-        "best": None, "pareto_front": None, "final_test": None, "last_trial_end": None,
+        "dataset": settings.get("dataset"), "metric": metric, "objectives": objectives,
+        "trials": state_counts(trials), "best": None, "pareto_front": None, "final_test": None,
+        "last_trial_end": None,
+        "fully_created": bool(settings),  # False: a search was stopped while creating it (its next run finishes it)
     }
-    row["fully_created"] = bool(settings)  # not: a search was stopped while creating it (its next run finishes it)
     if not settings:
         return row
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -72,7 +72,7 @@ def format_summaries(rows: list[dict[str, Any]], storage_url: str | None = None)
     table = [("study", "engine", "data", "objectives", "trials", "best", "final test (held-out)", "last trial ended")]
     for r in rows:
         objectives = ", ".join(r["metric"] if o == "quality" else o for o in r["objectives"])
-        trials = ", ".join(f"{n} {state}" for state, n in sorted(r["trials"].items())) or (
+        trials = ", ".join(f"{n} {state}" for state, n in r["trials"].items()) or (
             "none" if r.get("fully_created", True) else "none: never fully created (a search was stopped creating it)")
         if r["best"]:
             best = f"trial {r['best']['trial']}: {r['best']['text']}"

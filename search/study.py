@@ -655,12 +655,17 @@ def _noting_taken(objective, taken: list[int]):
     return run
 
 
-def trial_counts(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
-    """``2 complete, 1 pruned``: how many trials are in each state (the closing line of a search, either engine)."""
+def state_counts(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    """``{"complete": 2, "pruned": 1}``: how many trials are in each state, by state name."""
     states: dict[str, int] = {}
     for t in trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-    return ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    return dict(sorted(states.items()))
+
+
+def trial_counts(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
+    """``2 complete, 1 pruned``: how many trials are in each state (the closing line of a search, either engine)."""
+    return ", ".join(f"{n} {state}" for state, n in state_counts(trials).items())
 
 
 def why_no_model(study: optuna.Study) -> str | None:
