@@ -450,7 +450,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(f"error: {tracker.lost - lost} MLflow call(s) of the back-fill failed (the first: "
               f"{tracker.failures[failed] if len(tracker.failures) > failed else 'skipped: the store was unreachable'})"
               + (f"; trial(s) {', '.join(map(str, trials))} not fully back-filled" if trials else "")
-              + ": run `ecg-automl sync` again once the tracking store takes writes", file=sys.stderr)
+              + f": run `{_sync_command(args.study, args)}` again once the tracking store takes writes",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -955,7 +955,8 @@ def run_final(study: optuna.Study, settings: StudySettings, data: BeatDataset, *
     if marker and alive and marker.get("trial") == best.number:  # the same command run twice at once, say
         print_fn(f"trial {best.number}'s final model is being made by another search of this study, "
                  f"{marker.get('worker')}, since {marker_since(marker)}: this one leaves it to that one (the study gets its report; "
-                 f"`ecg-automl export --trial best` once that search has ended)")
+                 f"`ecg-automl export --study {shlex.quote(study.study_name)} --out FILE`, with the search's "
+                 f"--storage, once that search has ended)")
         return None
     if marker and alive is None:  # on another host (or container): it cannot be told from here whether it runs
         print_fn(f"note: {marker.get('worker')} began trial {marker.get('trial')}'s final model at "

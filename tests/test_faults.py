@@ -829,7 +829,8 @@ def test_sync_whose_writes_fail_says_so_and_exits_1(tmp_path, monkeypatch, capsy
     assert "MLflow back-fill for study ro: 0 runs created, 0 updated" in out, out
     assert ("MLflow call(s) of the back-fill failed (the first: MLflow log_metrics failed (MlflowException: "
             "(sqlite3.OperationalError) unable to open database file)); trial(s) 0, 1 not fully back-filled: run "
-            "`ecg-automl sync` again once the tracking store takes writes") in err, err
+            f"`ecg-automl sync --study ro --storage {storage} --tracking-uri {uri} --experiment ro` again once the "
+            "tracking store takes writes") in err, err
     assert ("warning: not back-filled on the study run: the plots (optimization_history.png): MLflow refused the "
             "write (the warnings above say why); its end (FINISHED): MLflow refused the write") in err, err
     warned = [r.getMessage() for r in caplog.records if r.name == "search" and r.levelno == logging.WARNING]
@@ -1050,6 +1051,7 @@ def test_a_second_search_leaves_the_final_model_to_the_live_search_making_it(tmp
     assert result.final is None and not result.interrupted
     assert (f"trial 1's final model is being made by another search of this study, {worker_id()}, since "
             f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}: this one leaves it to that one") in said[-1]
+    assert "`ecg-automl export --study twice --out FILE`, with the search's --storage, once" in said[-1]
     study = optuna.load_study(study_name="twice", storage=storage)
     assert study.user_attrs[FINAL_IN_PROGRESS] == marker and not study.user_attrs.get("final")
     parent = study.user_attrs["mlflow_parent_run_id"]

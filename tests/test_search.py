@@ -2456,6 +2456,17 @@ def test_delete_removes_a_keras_tuner_study_s_state_folder(tmp_path, monkeypatch
     assert plan.folders == [] and plan.kept[0].startswith(f"{folder.resolve()}: its KerasTuner state is not this study's")
 
 
+def test_a_printed_storage_option_is_quoted_for_the_shell():
+    """A storage URL with ?a=b&c=d, pasted unquoted from a printed command, became a background job and a second
+    command; the password stays hidden."""
+    from search import storage_option
+
+    assert storage_option("sqlite:///runs/optuna.db") == ""  # the default needs none
+    assert storage_option("sqlite:////tmp/o.db") == " --storage sqlite:////tmp/o.db"
+    assert storage_option("postgresql://u:pw@h/db?sslmode=require&x=y") == \
+        " --storage 'postgresql://u:***@h/db?sslmode=require&x=y'"
+
+
 def test_studies_lists_a_storage_s_studies_a_row_each(tmp_path, cli_env):
     """`optuna studies` printed each study's attributes, the whole space file included, in one table cell: there
     was no readable list of a storage's studies (the names --study takes). `ecg-automl studies` gives one row each."""
