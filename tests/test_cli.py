@@ -518,7 +518,7 @@ def test_a_search_ends_with_the_commands_that_browse_and_export_it(capsys):
     _print_next_steps(args, {"trial": 3})
     out = capsys.readouterr().out
     assert "ecg-automl ui --tracking-uri sqlite:///t/m.db\n" in out
-    assert ("ecg-automl export --study 'my study' --storage postgresql://u:***@db/optuna --tracking-uri "
+    assert ("ecg-automl export --study 'my study' --storage 'postgresql://u:***@db/optuna' --tracking-uri "
             "sqlite:///t/m.db --mode int8 --out 'my study-int8.tflite'\n") in out
     assert "ecg-automl predict 'my study-int8.tflite' --record" in out
     _print_next_steps(args, None)
@@ -586,7 +586,7 @@ def test_the_sync_command_after_a_tracking_outage_names_the_runs_stores(capsys):
     _print_summary(result, args)
     err = capsys.readouterr().err
     assert ("warning: 1 MLflow calls failed and 13 were skipped while the tracking store was unreachable; the results "
-            "are in the Optuna study: run `ecg-automl sync --study lost --storage postgresql://ecg:***@db/optuna "
+            "are in the Optuna study: run `ecg-automl sync --study lost --storage 'postgresql://ecg:***@db/optuna' "
             "--tracking-uri http://10.0.0.5:5000 --experiment wide` when the tracking server is back\n") == err
     args = argparse.Namespace(storage="sqlite:///runs/optuna.db", mlflow_config=None, tracking_uri=None, experiment=None)
     _print_summary(result, args)
