@@ -464,8 +464,11 @@ def test_bench_server_stopped_with_ctrl_c_exits_130(tmp_path, cli_env):
     import signal
 
     port = _free_port()
+    # as from a terminal: a pytest-xdist worker ignores SIGINT, and a child inherits that (Python then installs no
+    # KeyboardInterrupt for it, as POSIX has background jobs ignore Ctrl-C)
     proc = subprocess.Popen([sys.executable, "-m", "ecg_automl", "bench-server", "--port", str(port)], cwd=tmp_path,
-                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for _ in range(120):
             try:
