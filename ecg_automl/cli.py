@@ -647,7 +647,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         print(f"warning: no MLflow store at {store}: the UI will be empty until a search logs there (give the "
               f"store with --tracking-uri, mlflow.yaml or $MLFLOW_TRACKING_URI)", file=sys.stderr)
     port = _free_port(args.host, args.port)
-    if cfg.tracking_uri.startswith("sqlite:///"):
+    if store is not None and cfg.tracking_uri.startswith("sqlite:"):
         store.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.tracking_uri,
            "--host", args.host, "--port", str(port), "--workers", "1"]

@@ -28,11 +28,11 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
     ``create=False`` (a worker, ``sync``: the study must exist) refuses a SQLite file that is not there
     instead of creating an empty database at a mistyped path."""
     url = _url_text(url)
-    if url.startswith("sqlite:///"):
-        _refuse_tilde(url, url[len("sqlite:///"):])
-    if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
-        relative = not url.startswith("sqlite:////")
-        path = Path(url[len("sqlite:///"):]).resolve()
+    db = sqlite_file(url)
+    if db is not None:
+        _refuse_tilde(url, str(db))
+        relative = not db.is_absolute()
+        path = db.resolve()
         if not create and not path.exists():
             raise StorageError(f"cannot open study storage {url}: {path} does not exist (create the study "
                                f"first with `ecg-automl search ... --storage {url}`)")
@@ -42,7 +42,7 @@ def make_storage(url: str | None = None, *, heartbeat: float | None = 30,
             except OSError as exc:  # a file in the way, a read-only folder
                 raise StorageError(f"cannot open study storage {url}: cannot create the folder {path.parent} "
                                    f"({why_no_folder(path.parent, exc)})") from None
-            url = f"sqlite:///{path}"
+            url = _with_database(url, path)
     if "://" not in url:
         raise StorageError(f"{url!r} is not a storage URL (examples: sqlite:///runs/optuna.db, "
                            f"postgresql://user:pass@host/db)")
@@ -133,7 +133,7 @@ def _refuse_foreign_database(url: str, engine_kwargs: dict) -> None:
     Optuna would add its tables to it and then fail with a misleading schema-version message."""
     import sqlalchemy
 
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+    if url.startswith("sqlite:") and not sqlite_file_exists(url):
         return  # a new file (or :memory:): Optuna creates the schema
     try:
         engine = sqlalchemy.create_engine(url, **engine_kwargs)
@@ -176,6 +176,34 @@ def in_memory(url: str | None) -> bool:
         return parsed.get_backend_name() == "sqlite" and (parsed.database or "") in ("", ":memory:")
     except Exception:
         return False  # not a URL: check_storage says so
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL as SQLAlchemy reads it: without a query string (``?timeout=30``)
+    and with %-escapes decoded. None for another database, an in-memory one or a URL that does not parse."""
+    if not url.startswith("sqlite:///"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        db = make_url(url).database
+    except Exception:  # malformed: check_storage and make_storage say why
+        return None
+    return Path(db) if db and db != ":memory:" else None
+
+
+def sqlite_file_exists(url: str) -> bool:
+    """Whether ``url`` is a SQLite URL whose database file is there: reading a study from one that is not would
+    create an empty file at a mistyped path."""
+    path = sqlite_file(url)
+    return path is not None and path.is_file()
+
+
+def _with_database(url: str, path: Path) -> str:
+    """``url`` naming the database ``path`` instead, its query string kept."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=str(path)).render_as_string(hide_password=False)
 
 
 def _url_text(url: object) -> str:

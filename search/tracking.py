@@ -23,7 +23,7 @@ import yaml
 
 from .final_marker import FINAL_KILLED, _final_running_note, clear_dead_final, final_in_progress
 from .folders import why_no_folder
-from .storage import _first_line, redact_url
+from .storage import _first_line, _with_database, redact_url, sqlite_file
 
 log = logging.getLogger("search")
 
@@ -203,14 +203,14 @@ def _store_uri(uri: str) -> str:
         if not text.startswith("sqlite:///"):
             raise TrackingError(f"tracking URI {uri}: a SQLite store is sqlite:///relative/path.db or "
                                 f"sqlite:////absolute/path.db (three or four slashes), e.g. sqlite:///runs/mlflow.db")
-        db = text[len("sqlite:///"):]
-        if db in ("", ":memory:"):  # e.g. sqlite:///$DB with DB unset
+        db = str(sqlite_file(text) or "")
+        if not db:  # e.g. sqlite:///$DB with DB unset, or :memory:
             raise TrackingError(f"tracking URI {uri} names no database file: SQLite would keep the runs in memory, "
                                 f"lost when the command ends. Give a file, e.g. sqlite:///runs/mlflow.db")
         if db.startswith("~"):
             raise TrackingError(f"tracking URI {uri}: SQLite does not expand ~ (it would make a folder named ~ "
                                 f"here); write the path out, e.g. sqlite:///{Path(db).expanduser()}")
-    if text.startswith("sqlite:///") and _is_optuna_storage(Path(text[len("sqlite:///"):]).expanduser()):
+    if sqlite_file(text) is not None and _is_optuna_storage(sqlite_file(text).expanduser()):
         raise TrackingError(f"tracking URI {uri} is an Optuna study storage (its tables are Optuna's), not an MLflow "
                             f"store; MLflow would add its own tables to it. Give the MLflow store, e.g. "
                             f"--tracking-uri sqlite:///runs/mlflow.db, and the study storage with --storage")
@@ -266,7 +266,7 @@ def local_store(uri: str) -> Path | None:
     from urllib.parse import unquote, urlparse
 
     if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):])
+        return sqlite_file(uri)
     if uri.startswith("file:"):
         return Path(unquote(urlparse(uri).path))
     return None
@@ -275,9 +275,9 @@ def local_store(uri: str) -> Path | None:
 def _absolute_uri(uri: str) -> str:
     """Make ``sqlite:///relative.db`` absolute so runs land in one place (its folder is created when the
     :attr:`Tracker.client` is first used, once the command's input has been accepted)."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        path = Path(uri[len("sqlite:///"):]).resolve()
-        return f"sqlite:///{path}"
+    db = sqlite_file(uri)
+    if db is not None and not db.is_absolute():
+        return _with_database(uri, db.resolve())
     if "://" not in uri:  # a plain folder: MLflow's file store
         return Path(uri).resolve().as_uri()
     return uri
@@ -475,8 +475,8 @@ class Tracker:
             from mlflow.tracking import MlflowClient
 
             uri = self.config.tracking_uri
-            if uri.startswith("sqlite:///"):
-                folder = Path(uri[len("sqlite:///"):]).parent
+            if sqlite_file(uri) is not None:
+                folder = sqlite_file(uri).parent
                 folder.mkdir(parents=True, exist_ok=True)
                 with _folder_lock(folder):  # the client creates and migrates the store: one process at a time
                     self._client = MlflowClient(tracking_uri=uri)

@@ -79,7 +79,8 @@ def test_a_retrained_trial_model_names_its_seed_and_thread_count(exported, tmp_p
     meta = export_trial("ex", storage, str(other), "fp32", tmp_path / "r.tflite", tracking=None, verify_beats=200,
                         runs=5)
     assert meta["trial"] == other
-    assert meta["model_origin"] == f"retrained (seed 1, {tf_threads()} TensorFlow threads)"
+    n = tf_threads()
+    assert meta["model_origin"] == f"retrained (seed 1, {n} TensorFlow thread{'' if n == 1 else 's'})"
     assert json.loads((tmp_path / "r.json").read_text())["model_origin"] == meta["model_origin"]
 
 
@@ -1663,6 +1664,20 @@ def test_export_retrain_trains_a_trial_on_all_search_patients_and_the_trial_s_ow
     epochs = study.trials[other].user_attrs["config"]["epochs"]
     assert (f"retraining trial {other} on all search patients for {epochs} epoch(s) (asked with --retrain)"
             in capsys.readouterr().err)
+
+
+def test_export_tf_threads_sets_the_threads_a_retrain_trains_with(exported, tmp_path, cli_env):
+    """A retrain's weights depend on the TensorFlow thread count, but export had no --tf-threads (search and worker
+    have one): a study searched with --tf-threads 1 could not have a trial retrained as it was trained."""
+    import optuna
+
+    tmp, storage, _ = exported
+    study = optuna.load_study(study_name="ex", storage=storage)
+    other = next(t.number for t in study.trials if t.number != study.user_attrs["final"]["trial"])
+    run_cli(["export", "--study", "ex", "--storage", storage, "--trial", other, "--retrain", "--tf-threads", 1,
+             "--mode", "fp32", "--out", tmp_path / "t1.tflite", "--no-mlflow", "--verify-beats", 200, "--runs", 10],
+            cwd=tmp, env=cli_env)
+    assert json.loads((tmp_path / "t1.json").read_text())["model_origin"] == "retrained (seed 1, 1 TensorFlow thread)"
 
 
 def test_export_times_the_file_on_a_bench_server_when_asked_and_says_whether_dynamic_quantised_anything(

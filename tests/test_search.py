@@ -2520,3 +2520,30 @@ def test_delete_takes_a_study_search_would_refuse_to_open(tmp_path):
     assert optuna.get_all_study_names(storage) == []
     with pytest.raises(StudyMismatchError, match="no study named 'old' in sqlite:///.*optuna.db \\(known: none\\)"):
         study_to_delete("old", storage)
+
+
+def test_a_sqlite_storage_with_a_query_string_is_read_as_its_file(tmp_path, monkeypatch):
+    """``sqlite:///s.db?timeout=30`` (SQLAlchemy passes the query to SQLite) opened and searched, but the file was
+    looked for as ``s.db?timeout=30``: ``studies`` and ``delete`` said "no study storage", a worker's
+    make_storage(create=False) said the file does not exist, and the UI warned of an empty MLflow store."""
+    from search import make_storage
+    from search.delete import study_to_delete
+    from search.listing import study_summaries
+    from search.storage import StorageError, sqlite_file
+    from search.study import stored_study
+    from search.tracking import local_store
+
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///sub/s.db?timeout=30"
+    study = optuna.create_study(study_name="q", storage=make_storage(url, heartbeat=None))
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    assert (tmp_path / "sub" / "s.db").is_file() and not list(tmp_path.glob("sub/*\\?*"))
+    assert sqlite_file(url) == Path("sub/s.db") and local_store(url) == Path("sub/s.db")
+    assert sqlite_file("sqlite:///a%20b.db") == Path("a b.db")
+    assert sqlite_file("sqlite:///:memory:") is None and sqlite_file("postgresql://h/db") is None
+    make_storage(url, heartbeat=None, create=False)
+    assert stored_study("q", url) is not None
+    assert [s["study"] for s in study_summaries(url)] == ["q"]
+    assert study_to_delete("q", url).study_name == "q"
+    with pytest.raises(StorageError, match="no study storage at sqlite:///nope.db\\?timeout=30"):
+        study_summaries("sqlite:///nope.db?timeout=30")

@@ -106,6 +106,10 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
                         "default final model; not a --final-members or --final-model folds ensemble, which the "
                         "final model of that trial is), instead of exporting the trial's own last-fold model (or "
                         "the final model made from it)")
+    p.add_argument("--tf-threads", type=positive_int, default=None, metavar="N",
+                   help="TensorFlow threads for a retrain (--retrain, or a trial whose model is stored nowhere; "
+                        "default: its own choice, one per CPU): the retrained weights depend on the count, so pass "
+                        "the study's (its trials record tf_threads) to repeat its training")
     p.add_argument("--latency-target", default=None, metavar="URL",
                    help="also time the file on a bench-server (http://HOST:PORT), e.g. the Pi a study measured on")
     p.add_argument("--mlflow-config", type=non_empty("an MLflow settings file"), default=None,
@@ -206,7 +210,8 @@ def _trial_model(study, trial, settings, data, tracker, *, best: bool = False, r
               f": --retrain exports one model of its config instead, at the trial's threshold {threshold:.4g} "
               f"(--trial {trial.number} without --retrain exports the final model)", file=sys.stderr)
     # seed and thread count in the origin: the retrained weights depend on both (docs/REPRODUCIBILITY.md)
-    origin = f"retrained (seed {settings.seed}, {tf_threads()} TensorFlow threads)"
+    threads = tf_threads()
+    origin = f"retrained (seed {settings.seed}, {threads} TensorFlow thread{'' if threads == 1 else 's'})"
     return fit(trial.user_attrs["config"], data.search_part(), None, seed=settings.seed).model, origin, threshold
 
 
@@ -523,7 +528,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     """``ecg-automl export``: a study's trial as a checked ``.tflite`` with its sidecar, logged to MLflow."""
     from ecg_automl.cli import _tracking
 
+    from search import set_threads
+
     tracking = _tracking(args)  # None with --no-mlflow, which refuses the other MLflow options
+    set_threads(args.tf_threads)  # before TensorFlow starts: a retrain's weights depend on the count
     existed = Path(args.out).is_file()
     try:
         meta = export_trial(args.study, args.storage, args.trial, args.mode, args.out, tracking=tracking,
