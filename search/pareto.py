@@ -79,7 +79,8 @@ def pareto_figure(study: optuna.Study) -> Any:
     ax.set_ylabel(f"validation {settings.get('metric', 'f1')} (abnormal)")
     from .plots import _title
 
-    _title(ax, f"{study.study_name}: quality vs latency" + (" (marker area ~ size)" if si is not None else ""), 64)
+    scale = " (marker area: size, from the study's smallest to its largest)" if si is not None and hi > lo else ""
+    _title(ax, f"{study.study_name}: quality vs latency{scale}", 64)
     ax.margins(0.12)
     # under the axes, so no point hides under it
     fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)

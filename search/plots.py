@@ -93,8 +93,16 @@ def study_figures(study: Any, metric: str = "f1") -> dict[str, object]:
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers (0.25 steps with a few trials)
+        for line in ax.get_lines():  # Optuna joins the bests with slopes, as if bests lay between trials
+            if line.get_label() == "Best Value":
+                line.set_drawstyle("steps-post")
+                line.set_label("best so far")
+                if len(complete) == 1:  # a one-point line draws nothing but its legend entry
+                    line.remove()
         if len(complete) == 1:
             ax.set_xlim(complete[0].number - 1, complete[0].number + 1)
+            ax.set_xticks([complete[0].number])  # not trial -1
+        ax.legend(bbox_to_anchor=(1.05, 1.0), loc="upper left")
         figures["optimization_history.png"] = _figure_of(
             ax, f"study {study.study_name}: validation {metric} per complete trial")
         if len(complete) >= MIN_TRIALS_FOR_IMPORTANCES:

@@ -42,6 +42,23 @@ def test_the_history_of_a_few_trials_has_whole_trial_numbers():
     assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
+def test_the_history_draws_the_best_so_far_as_steps_and_one_trial_without_trial_minus_one():
+    """Optuna joins the bests with slopes (0.3 at trial 0 rising to 0.5 at trial 1, as if there were bests
+    between); a one-trial study showed ticks -1, 0, 1 and a legend entry for a line that drew nothing."""
+    study = optuna.create_study(direction="maximize", study_name="steps")
+    for v in (0.3, 0.5, 0.4):
+        study.add_trial(optuna.trial.create_trial(value=v, params={}, distributions={}))
+    ax = plots.study_figures(study)["optimization_history.png"].axes[0]
+    best = [line for line in ax.get_lines() if line.get_label() == "best so far"]
+    assert len(best) == 1 and best[0].get_drawstyle() == "steps-post"
+    assert list(best[0].get_ydata()) == [0.3, 0.5, 0.5]
+    one = optuna.create_study(direction="maximize", study_name="one")
+    one.add_trial(optuna.trial.create_trial(value=0.3, params={}, distributions={}))
+    ax = plots.study_figures(one)["optimization_history.png"].axes[0]
+    assert list(ax.get_xticks()) == [0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["validation f1"]
+
+
 def _edge_study(values: list[tuple[float, float, float]]) -> optuna.Study:
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"], study_name="edge")
     study.set_user_attr("settings", {"objectives": ["quality", "latency", "size"], "metric": "f1"})
