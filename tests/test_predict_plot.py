@@ -90,6 +90,23 @@ def test_a_window_a_gap_cuts_short_is_drawn_faint_and_a_record_with_nothing_flag
     assert texts == ["no beat flagged abnormal"]
 
 
+def test_the_plot_carries_the_printed_warnings_and_a_10_s_record_reads_in_seconds():
+    """The picture left out what the report warned of (a record whose patient the model trained on, another lead
+    read); a 10 s PTB-XL record was titled "0.2 min", had ticks at 0:00 and 0:10 only and one 30 s burden bar."""
+    pred = _prediction(10 / 60, gaps=())
+    pred.summary["seen_in_training"] = "a record named x is one of the 22 mitdb records whose patients ..."
+    pred.summary["quality_warnings"] = ["neighbouring beats hardly look alike"]
+    fig = plot_mod.prediction_figure(pred)
+    top, bottom = fig.axes
+    notes = [t.get_text() for t in fig.texts if t.get_text().startswith("WARNING")]  # the suptitle is one too
+    assert len(notes) == 1 and notes[0].startswith("WARNING: a record named x is one of the 22 mitdb records")
+    assert "WARNING: signal: neighbouring beats hardly look alike" in notes[0]
+    assert fig._suptitle.get_text().startswith("x: 10 s, 10 beats")
+    ticks = [t for t in bottom.get_xticks() if 0 <= t <= 10]
+    assert len(ticks) >= 5 and "per 5 s" in bottom.get_ylabel()
+    assert not [t for t in plot_mod.prediction_figure(_prediction(30)).texts if "WARNING" in t.get_text()]
+
+
 def test_a_holter_plot_reads_in_hours_and_minutes_with_5_minute_burden(tmp_path):
     """A 4-hour record: h:mm ticks and the burden per 5 min; without annotations no reference is drawn."""
     pred = _prediction(240, fs=128.0, reference=False, gaps=((3600, 3900), (9000, 9002)))

@@ -81,7 +81,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``ecg-automl predict``: classify a record's or a CSV's beats with an exported ``.tflite`` and its sidecar."""
     from ecg_automl.cli import UsageError
 
-    from .predict import format_prediction, predict_csv, predict_record
+    from .predict import MODEL_WARNING_KEYS, format_prediction, predict_csv, predict_record
 
     if args.record is not None and not args.record.strip():  # it fell through to the CSV path ("None: not a CSV")
         raise UsageError("--record is empty: name a WFDB record, e.g. --record mitdb/100")
@@ -126,19 +126,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     warnings = pred.summary.get("quality_warnings", [])
     for w in warnings:  # on stderr too: a script that reads --json, or only the exit code, still hears of it
         print(f"warning: {pred.source}: {w}", file=sys.stderr)
-    for key in _MODEL_WARNINGS:  # about the model and the input, not the signal: --strict does not exit on them
+    for key in MODEL_WARNING_KEYS:  # about the model and the input, not the signal: --strict does not exit on them
         if key in pred.summary:
             print(f"warning: {pred.source}: {pred.summary[key]}", file=sys.stderr)
     if warnings and args.strict:
         return 1
     return 0
 
-
-#: Summary warnings about the model and its input (a threshold it cannot reach, another lead read, a record the search
-#: trained on, rows the model's training never filtered, a file its export check flagged): printed on stderr like the signal's, so --json readers hear
-#: of them too.
-_MODEL_WARNINGS = ("warning", "lead_warning", "seen_in_training", "preprocessing_warning", "padding_warning",
-                   "export_warning")
 
 
 def _check_annotations(args: argparse.Namespace) -> None:

@@ -45,8 +45,9 @@ def _plt():
 
 
 def burden_window_s(duration_s: float) -> float:
-    """The abnormal-burden window for a record this long: 5 min over an hour (a Holter), else 30 s."""
-    return 300.0 if duration_s > LONG_RECORD_S else 30.0
+    """The abnormal-burden window for a record this long: 5 min over an hour (a Holter), 30 s over two minutes, else
+    5 s (a 10 s PTB-XL record in one 30 s window was one bar as wide as the plot)."""
+    return 300.0 if duration_s > LONG_RECORD_S else 30.0 if duration_s > 120.0 else 5.0
 
 
 def _time_axis(ax, duration_s: float) -> str:
@@ -54,7 +55,7 @@ def _time_axis(ax, duration_s: float) -> str:
     from matplotlib.ticker import FuncFormatter, MultipleLocator
 
     long = duration_s > LONG_RECORD_S
-    steps = (600, 1200, 1800, 3600, 7200, 10800, 21600) if long else (10, 30, 60, 120, 300, 600, 1200)
+    steps = (600, 1200, 1800, 3600, 7200, 10800, 21600) if long else (1, 2, 5, 10, 30, 60, 120, 300, 600, 1200)
     step = next((s for s in steps if duration_s / s <= 12), steps[-1])
     ax.xaxis.set_major_locator(MultipleLocator(step))
     if long:
@@ -150,15 +151,38 @@ def prediction_figure(pred: Any) -> Any:
         ax.grid(axis="y", color="#dddddd", lw=0.6)
         ax.set_axisbelow(True)
     fig.suptitle(_title(pred, duration), fontsize=11, x=0.01, ha="left")
-    fig.tight_layout()
+    notes = _warning_text(pred.summary)
+    if notes:  # what the printed report warns of (a record the search trained on, another lead read) stays with the
+        # picture, which is often all that is passed on
+        n_lines = notes.count("\n") + 1
+        height = 6.8 + 0.17 * n_lines
+        fig.set_size_inches(13, height)
+        fig.text(0.01, 0.008, notes, fontsize=8, color="#8b0000", ha="left", va="bottom")
+        fig.tight_layout(rect=(0, (0.17 * n_lines + 0.1) / height, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
+
+
+def _warning_text(summary: dict[str, Any], width: int = 190, most: int = 8) -> str:
+    """The prediction's warnings as lines under the plot, each wrapped to ``width`` characters, at most ``most`` lines
+    (the rest counted)."""
+    import textwrap
+
+    from .predict import summary_warnings
+
+    lines = [line for w in summary_warnings(summary)
+             for line in textwrap.wrap(f"WARNING: {w}", width, subsequent_indent="    ")]
+    if len(lines) > most:
+        lines = lines[:most - 1] + [f"... and {len(lines) - most + 1} more line(s): see the printed report"]
+    return "\n".join(lines)
 
 
 def _title(pred: Any, duration: float) -> str:
     """Record, length, beats, how many flagged, and (with annotations) sensitivity and PPV."""
     s = pred.summary
     h, m = int(duration // 3600), int(duration % 3600 // 60)
-    length = f"{h} h {m:02d} min" if h else f"{duration / 60:.1f} min"
+    length = f"{h} h {m:02d} min" if h else f"{duration / 60:.1f} min" if duration >= 120 else f"{duration:.0f} s"
     line = (f"{Path(pred.source).name}: {length}, {s.get('beats', len(pred.prob))} beats from the "
             f"{s.get('beat_source', 'record')}, {s.get('abnormal_beats', int(pred.abnormal.sum()))} flagged abnormal "
             f"({100 * s.get('abnormal_fraction', 0.0):.1f}%)")

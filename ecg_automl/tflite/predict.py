@@ -746,6 +746,20 @@ def predict_csv(model_path: str | Path, csv_path: str | Path, *, fs: float | Non
     return pred
 
 
+#: Summary keys of warnings about the model and its input (a threshold it cannot reach, another lead read, a record
+#: the search trained on, rows the model's training never filtered, a file its export check flagged), in the order
+#: they are printed; the signal's own warnings are the list ``quality_warnings``.
+MODEL_WARNING_KEYS = ("warning", "lead_warning", "seen_in_training", "preprocessing_warning", "padding_warning",
+                      "export_warning")
+
+
+def summary_warnings(summary: dict[str, Any]) -> list[str]:
+    """Every warning of a prediction's summary, the model's and input's first, then the signal's ("signal: ..."), as
+    the printed report gives them: what a plot of the prediction must show too."""
+    return ([str(summary[k]) for k in MODEL_WARNING_KEYS if k in summary]
+            + [f"signal: {w}" for w in summary.get("quality_warnings", [])])
+
+
 def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
     """Per-beat table (first ``max_beats``) and the summary, for the terminal."""
     s = pred.summary
@@ -767,20 +781,8 @@ def format_prediction(pred: Prediction, max_beats: int = 50) -> str:
         s.get("beat_source", ""), f"the R peaks of the {s.get('beat_source')}")
     if s.get("beat_source", "CSV rows") != "CSV rows":
         lines.append(f"  beats at: {origin}")
-    if "warning" in s:
-        lines.append(f"  WARNING: {s['warning']}")
-    if "lead_warning" in s:
-        lines.append(f"  WARNING: {s['lead_warning']}")
-    if "seen_in_training" in s:
-        lines.append(f"  WARNING: {s['seen_in_training']}")
-    if "preprocessing_warning" in s:
-        lines.append(f"  WARNING: {s['preprocessing_warning']}")
-    if "padding_warning" in s:
-        lines.append(f"  WARNING: {s['padding_warning']}")
-    if "export_warning" in s:
-        lines.append(f"  WARNING: {s['export_warning']}")
-    for w in s.get("quality_warnings", []):
-        lines.append(f"  WARNING (signal): {w}")
+    lines += [f"  WARNING: {s[k]}" for k in MODEL_WARNING_KEYS if k in s]
+    lines += [f"  WARNING (signal): {w}" for w in s.get("quality_warnings", [])]
     if "skipped_beats" in s:
         lines.append(f"  note: {_skipped_text(s['skipped_beats'])}")
     for name, n in s.get("clipped_inputs", {}).items():
