@@ -236,7 +236,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("P(median of 3 seeds passes the bar)")
     ax.set_title(f"the bar against the budget (solid: noise {levels[0]}, dashed: {levels[-1]})", fontsize=9)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="center right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)  # inside it hid points
     ax.grid(alpha=0.3)
     ax = axes[-1]
     names = list(sim["noise"][levels[0]]["samplers"])
@@ -247,7 +247,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                label=f"noise {level}")  # error bar: the binomial standard error over the runs
     ax.set_xticks(np.arange(len(names)) + w * (len(levels) - 1) / 2, names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("P(reaches a random run's best in half its trials)")
-    ax.set_title("the bar in trial counts ('random': another random search)", fontsize=9)
+    ax.set_title(f"the bar in trial counts at {sim['trials']} trials ('random': another random search)", fontsize=9)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")

@@ -140,7 +140,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
              "workers": f"{m['workers']} workers x\n1 TF thread"}
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     x = np.arange(len(LAYOUTS))
-    a.bar(x, [m["medians"][k]["wall_s"] for k in LAYOUTS], color=["#7f7f7f", "#bcbd22", "#1f77b4"])
+    colours = {"default": "#7f7f7f", "one_thread": "#bcbd22", "workers": "#1f77b4"}  # one per layout, both panels
+    a.bar(x, [m["medians"][k]["wall_s"] for k in LAYOUTS], color=[colours[k] for k in LAYOUTS])
     for i, k in enumerate(LAYOUTS):
         a.scatter([i] * len(m["repeats"]), [r[k]["wall_s"] for r in m["repeats"]], color="k", s=12, zorder=3)
         a.text(i, m["medians"][k]["wall_s"], f"{m['medians'][k]['cores_busy']:.2f} cores busy", ha="center",
@@ -150,7 +151,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     a.set_title(f"speed-up of the workers: {m['speedup_median']:.2f}x (median of {len(m['repeats'])})", fontsize=10)
     for i, k in enumerate(LAYOUTS):
         per = np.median([r[k]["draw_seconds"] for r in m["repeats"]], axis=0)
-        b.plot(np.arange(len(per)), per, "o-", label=names[k].replace("\n", " "))
+        b.plot(np.arange(len(per)), per, "o-", color=colours[k], label=names[k].replace("\n", " "))
     b.set_xlabel("draw")
     b.set_ylabel("training seconds of the draw (median of repeats)")
     b.legend(fontsize=8)

@@ -209,7 +209,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     x = np.arange(len(records))
     for i, kind in enumerate(KINDS):
         vals = [r["rows"][kind]["changed_decisions"] for r in records]
-        bars = ax2.bar(x + (i - (len(KINDS) - 1) / 2) * width, vals, width, color=colours[kind], label=kind)
+        bars = ax2.bar(x + (i - (len(KINDS) - 1) / 2) * width, vals, width, color=colours[kind], label=LABELS[kind])
         for b, v in zip(bars, vals):
             ax2.text(b.get_x() + b.get_width() / 2, v, str(v), ha="center", va="bottom", fontsize=8)
     ax2.set_xticks(x, [f"{r['record']}\n({r['beats']:,} beats)" for r in records])

@@ -207,7 +207,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     a.set_ylabel("DS2 ROC-AUC")
     a.set_title("K fold models vs their average, unseen patients")
     a.grid(alpha=0.3)
-    a.legend()
+    a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)  # below: inside it hid members
     r0 = runs[0]
     t = r0["curves"]["threshold"]
     b.plot(t, r0["curves"]["ds1_oof"], "-o", ms=3, label="DS1 out-of-fold (chooses the threshold)")

@@ -189,16 +189,20 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     names = [f"trial {k}" for k in range(len(s["per_trial_index"]))]
     train = [t["training_seconds"] for t in s["per_trial_index"]]
     val = [t.get("validation_seconds", 0.0) for t in s["per_trial_index"]]
+    # files from before the validation was booked apart hold it in training_seconds: no validation part then
+    booked = any("validation_seconds" in t for t in s["per_trial_index"])
     other = [t["other_seconds"] for t in s["per_trial_index"]]
     x = np.arange(len(names))
-    ax.bar(x, train, 0.6, label="training (folds' model.fit, less its validation)", color="#1f77b4")
-    ax.bar(x, val, 0.6, bottom=train, label="per-epoch validation inside model.fit", color="#17becf")
+    ax.bar(x, train, 0.6, label="training (folds' model.fit, less its validation)" if booked
+           else "training (sum of folds' model.fit, its validation included)", color="#1f77b4")
+    if booked:
+        ax.bar(x, val, 0.6, bottom=train, label="per-epoch validation inside model.fit", color="#17becf")
     ax.bar(x, other, 0.6, bottom=np.add(train, val), label="other (build, predict, metrics, MLflow, Optuna)",
            color="#ff7f0e")
     for i, (a, v, b) in enumerate(zip(train, val, other)):
         total = a + v + b
-        ax.text(i, total, f"{total:.1f} s\n{100 * v / total:.0f} % validation\n{100 * b / total:.0f} % other",
-                ha="center", va="bottom", fontsize=8)
+        ax.text(i, total, f"{total:.1f} s\n" + (f"{100 * v / total:.0f} % validation\n" if booked else "")
+                + f"{100 * b / total:.0f} % other", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, names)
     ax.set_ylabel("seconds (median over repeats)")
     st = result["settings"]
@@ -214,8 +218,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax2.set_xticks(np.arange(len(vals)), labels, fontsize=8)
     tp = s.get("steady_beats_per_s") or s.get("first_epoch_beats_per_s")
     ax2.set_title(f"other costs; training {tp:.0f} beats/s (steady epoch)", fontsize=10)
+    ax2.set_ylabel("seconds (median over repeats)")
     ax2.set_ylim(0, max(vals) * 1.2 if max(vals) > 0 else 1)
-    fig.suptitle(f"pipeline cost ({result['mode']} mode, {st['repeats']} repeat(s)), "
+    fig.suptitle(f"pipeline cost ({result['mode']} mode, {st['repeats']} repeat(s)); "
                  f"{result['machine']['lscpu_model_name']}, {result['machine']['logical_cpus']} CPUs, "
                  f"load {result['machine']['loadavg_start'][0]:.1f}", fontsize=10)
     return C.save_figure(fig, path)

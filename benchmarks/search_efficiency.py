@@ -443,11 +443,11 @@ def plot(result: dict[str, Any], path: Path) -> Path:
             for r in fin:
                 if r["state"] == "complete" and r["value"] is not None:
                     ax.plot(r["seconds"], r["value"], "o", ms=3, color=COLOURS[e], alpha=0.35)
+    # named in the legend (a label on the line hid the curves that run along it), before the seeds so that the
+    # legend's first column holds the engines and the target, its second the seeds
+    ax.axhline(target, color="k", lw=0.8, ls=":", label=f"time-to-target {target:g}")
     for i, s in enumerate(seeds):  # which line style is which seed (the colours are the engines)
         ax.plot([], [], color="0.4", lw=1.2, ls=("-", "--", ":", "-.")[i % 4], label=f"seed {s}")
-    ax.axhline(target, color="k", lw=0.8, ls=":")
-    ax.text(budget, target, f"time-to-target {target:g} ", va="bottom", ha="right", fontsize=8,
-            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
     ax.set_xlim(0, budget)
     ax.set_xlabel("wall-clock seconds since the engine started")
     metric = st.get("metric", "f1@0.5")  # result files from before the option were all at 0.5
@@ -468,31 +468,43 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax2.bar(x, comp, 0.6, label="complete (all folds)", color="#2ca02c")
     ax2.bar(x, pr, 0.6, bottom=comp, label="pruned (after an epoch or a fold)", color="#ff7f0e")
     ax2.bar(x, rej, 0.6, bottom=np.add(comp, pr), label="rejected by latency gate", color="#9467bd")
+    notes = []
     for i, e in enumerate(ENGINES):
+        # every note in dark text above its bar (inside, white on the bar, they overlapped or were cut off)
+        total = med[e].get("trials_finished")
+        lines = [f"{total:g} finished (median)"] if total is not None else []
+        best = med[e]["best_f1"]
+        lines.append(f"best {best:.3f}" if best is not None else "no complete trial")
+        lines.append(f"target at {med[e]['time_to_target_s']:.0f} s"
+                     + (" (not all)" if med[e]["target_reached"] < med[e]["runs"] else ""))
         if short[i]:
-            ax2.text(i, comp[i] / 2, f"{short[i]:g} short\nHyperband\nrounds", ha="center", fontsize=7, color="w")
-        ttt = med[e]["time_to_target_s"]
+            lines.append(f"{short[i]:g} short Hyperband rounds")
         dep = med[e].get("best_deployable_f1")
         if e != "optuna" and med[e].get("over_latency_budget"):
-            ax2.text(i, 0.3, f"{med[e]['over_latency_budget']:g} over the\nlatency budget;\nbest within it:\n"
-                     + (f"{dep:.3f}" if dep is not None else "none")
-                     + (f"\n({med[e]['best_deployable_f1_runs']} of {med[e]['runs']} seeds have one)"
-                        if med[e].get("best_deployable_f1_runs", med[e]["runs"]) < med[e]["runs"] else ""),
-                     ha="center", va="bottom", fontsize=7, color="w")
-        best = med[e]["best_f1"]
-        total = med[e].get("trials_finished")
-        ax2.text(i, comp[i] + pr[i] + rej[i], (f"{total:g} finished (median)\n" if total is not None else "")
-                 + (f"best {best:.3f}" if best is not None else "no complete trial") + "\n"
-                 f"target at {ttt:.0f} s" + (" (not all)" if med[e]["target_reached"] < med[e]["runs"] else ""),
-                 ha="center", va="bottom", fontsize=8)
+            lines += [f"{med[e]['over_latency_budget']:g} over the latency budget",
+                      "best within it: " + (f"{dep:.3f}" if dep is not None else "none")]
+            if med[e].get("best_deployable_f1_runs", med[e]["runs"]) < med[e]["runs"]:
+                lines.append(f"({med[e]['best_deployable_f1_runs']} of {med[e]['runs']} seeds have one)")
+        notes.append(ax2.text(i, comp[i] + pr[i] + rej[i], "\n".join(lines), ha="center", va="bottom", fontsize=7.5,
+                              in_layout=False))  # the y range below keeps them inside the axes
     ax2.set_xticks(x, ["Optuna\ndriver", "KT\nHyperband", "KT\nrandom"])
     ax2.set_ylabel("trials within the budget: each part the median of its own\ncount over seeds (so the stack "
                    "need not equal the median total)")
-    ax2.set_ylim(0, max(np.add(np.add(comp, pr), rej).max(), 1) * 1.35)
-    ax2.legend(fontsize=7, loc="upper left")
+    leg = ax2.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"search efficiency ({result['mode']}): {st['space_name']} space, {st['max_beats']} DS1 beats, "
                  f"{st['folds']} folds, {budget:.0f} s per engine; {result['machine']['lscpu_model_name']}, "
                  f"{result['machine']['logical_cpus']} CPUs", fontsize=10)
+    # the y range that fits every bar's notes above it, and below the legend where they share its columns
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    box, lb = ax2.get_window_extent(renderer), leg.get_window_extent(renderer)
+    room_under_legend = (lb.y0 - box.y0) / box.height - 0.01
+    ymax = 1.0
+    for i, t in enumerate(notes):
+        tb = t.get_window_extent(renderer)
+        room = room_under_legend if tb.x0 < lb.x1 and tb.x1 > lb.x0 else 0.98
+        ymax = max(ymax, (comp[i] + pr[i] + rej[i]) / max(room - tb.height / box.height, 0.05))
+    ax2.set_ylim(0, ymax)
     return C.save_figure(fig, path)
 
 

@@ -176,20 +176,25 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     runs = result["runs"]
-    fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 5.4), squeeze=False)
     colours = dict(zip(RULES, ("k", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e")))
+    # rules that choose the same threshold draw one line over another: a line style and a marker at a height
+    # of its own per rule keep each one visible
+    styles = dict(zip(RULES, ("--", ":", (0, (5, 3)), "-.", (0, (1, 3)))))
+    markers = dict(zip(RULES, ("o", "v", "s", "D", "^")))
     for ax, r in zip(axes[0], runs):
         ax.plot(GRID, r["curves"]["ds1_mean_over_folds"], label="DS1, mean over folds (out of fold)")
         ax.plot(GRID, r["curves"]["ds2"], color="#d62728", label="DS2, average of the fold models")
-        for name, rr in r["rules"].items():
-            ax.axvline(rr["threshold"], color=colours[name], ls="--", lw=1,
-                       label=f"{name} {rr['threshold']:.3f} (DS1 LOFO F1 {rr['ds1_leave_one_fold_out']['f1']:.3f})")
+        for k, (name, rr) in enumerate(r["rules"].items()):
+            ax.plot([rr["threshold"]] * 3, [0, 0.96 - 0.06 * k, 1], transform=ax.get_xaxis_transform(),
+                    color=colours[name], ls=styles[name], lw=1.2, marker=markers[name], ms=5, markevery=[1],
+                    label=f"{name} {rr['threshold']:.3f} (DS1 LOFO F1 {rr['ds1_leave_one_fold_out']['f1']:.3f})")
         ax.set_xscale("logit")
         ax.set_xlabel("decision threshold (logit scale)")
         ax.set_ylabel("F1 (abnormal)")
         ax.set_title(f"seed {r['seed']}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))  # below: inside it hid the tails
     return C.save_figure(fig, path)
 
 
