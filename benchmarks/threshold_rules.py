@@ -178,17 +178,15 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     runs = result["runs"]
     fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 5.4), squeeze=False)
     colours = dict(zip(RULES, ("k", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e")))
-    # rules that choose the same threshold draw one line over another: a line style and a marker at a height
-    # of its own per rule keep each one visible
+    # rules that choose the same threshold draw one line over another: a line style of its own per rule keeps each
+    # one visible (a marker on the line would read as an F1 value)
     styles = dict(zip(RULES, ("--", ":", (0, (5, 3)), "-.", (0, (1, 3)))))
-    markers = dict(zip(RULES, ("o", "v", "s", "D", "^")))
     for ax, r in zip(axes[0], runs):
         ax.plot(GRID, r["curves"]["ds1_mean_over_folds"], label="DS1, mean over folds (out of fold)")
         ax.plot(GRID, r["curves"]["ds2"], color="#d62728", label="DS2, average of the fold models")
         for k, (name, rr) in enumerate(r["rules"].items()):
-            ax.plot([rr["threshold"]] * 3, [0, 0.96 - 0.06 * k, 1], transform=ax.get_xaxis_transform(),
-                    color=colours[name], ls=styles[name], lw=1.2, marker=markers[name], ms=5, markevery=[1],
-                    label=f"{name} {rr['threshold']:.3f} (DS1 LOFO F1 {rr['ds1_leave_one_fold_out']['f1']:.3f})")
+            ax.axvline(rr["threshold"], color=colours[name], ls=styles[name], lw=1.4 - 0.15 * k,
+                       label=f"{name} {rr['threshold']:.3f} (DS1 LOFO F1 {rr['ds1_leave_one_fold_out']['f1']:.3f})")
         ax.set_xscale("logit")
         ax.set_xlabel("decision threshold (logit scale)")
         ax.set_ylabel("F1 (abnormal)")
