@@ -213,7 +213,7 @@ def _url_text(url: object) -> str:
         return DEFAULT_STORAGE
     if isinstance(url, os.PathLike):
         raise StorageError(f"storage must be a URL string, not the path {os.fspath(url)!r}: for a SQLite file "
-                           f"pass storage='sqlite:///{os.fspath(url)}'")
+                           f"pass storage='{_with_database('sqlite:///', Path(os.fspath(url)))}'")
     if not isinstance(url, str):
         raise StorageError(f"storage must be a URL string such as 'sqlite:///runs/optuna.db', not {url!r}")
     return url

@@ -191,7 +191,7 @@ def _store_uri(uri: str) -> str:
     if "://" not in text and not text.startswith("file:"):  # a plain path
         path = Path(text).expanduser()
         if path.is_file() or path.suffix.lower() in (".db", ".sqlite", ".sqlite3"):
-            text = f"sqlite:///{path.resolve()}"
+            text = _with_database("sqlite:///", path.resolve())  # a % or ? in the name escaped, as SQLAlchemy reads it
         else:
             text = path.resolve().as_uri()
     scheme = _unknown_scheme(text)

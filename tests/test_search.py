@@ -2573,3 +2573,7 @@ def test_a_sqlite_storage_with_a_query_string_is_read_as_its_file(tmp_path, monk
     assert study_to_delete("q", url).study_name == "q"
     with pytest.raises(StorageError, match="no study storage at sqlite:///nope.db\\?timeout=30"):
         study_summaries("sqlite:///nope.db?timeout=30")
+    from search.tracking import _store_uri
+
+    for name in ("a%41.db", "a?b.db"):  # a tracking store given as a path: the URL made of it names that file
+        assert local_store(_store_uri(str(tmp_path / name))) == tmp_path / name

@@ -14,7 +14,8 @@ import numpy as np
 
 #: File types ``--plot`` writes (matplotlib's Agg backend picks the format from the suffix).
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
-#: Records longer than this (seconds) get an hours:minutes axis and 5-minute burden windows, shorter ones 30 s.
+#: Records longer than this (seconds) get an hours:minutes axis and 5-minute burden windows, shorter ones 30 s (5 s
+#: for records of two minutes or less: :func:`burden_window_s`).
 LONG_RECORD_S = 3600.0
 
 _FLAGGED, _NORMAL, _REFERENCE, _MISSED, _GAP = "#d62728", "#7f9cbf", "#222222", "#ff9f1c", "#bbbbbb"
@@ -182,7 +183,7 @@ def _title(pred: Any, duration: float) -> str:
     """Record, length, beats, how many flagged, and (with annotations) sensitivity and PPV."""
     s = pred.summary
     h, m = int(duration // 3600), int(duration % 3600 // 60)
-    length = f"{h} h {m:02d} min" if h else f"{duration / 60:.1f} min" if duration >= 120 else f"{duration:.0f} s"
+    length = f"{h} h {m:02d} min" if h else f"{duration / 60:.1f} min" if duration > 120 else f"{duration:.0f} s"
     line = (f"{Path(pred.source).name}: {length}, {s.get('beats', len(pred.prob))} beats from the "
             f"{s.get('beat_source', 'record')}, {s.get('abnormal_beats', int(pred.abnormal.sum()))} flagged abnormal "
             f"({100 * s.get('abnormal_fraction', 0.0):.1f}%)")
