@@ -50,10 +50,10 @@ class StudyDeletion:
 def study_to_delete(name: str, storage: str) -> optuna.Study:
     """Study ``name`` as stored, whatever made it: :func:`search.open_study` refuses a study of an older data
     pipeline or one a killed search left half-created, the ones a user most wants gone. Creates nothing."""
-    from .storage import StorageError, make_storage, sqlite_file_exists
+    from .storage import StorageError, make_storage, sqlite_file_missing
     from .study import StudyMismatchError
 
-    if storage.startswith("sqlite:") and not sqlite_file_exists(storage):
+    if sqlite_file_missing(storage):
         raise StorageError(f"no study storage at {redact_url(storage)} (give the --storage the study is in)")
     rdb = make_storage(storage, heartbeat=None, create=False)
     names = {s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)}

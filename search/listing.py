@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .metrics import describe_values
-from .storage import (DEFAULT_STORAGE, StorageError, make_storage, redact_url, sqlite_file_exists,
+from .storage import (DEFAULT_STORAGE, StorageError, make_storage, redact_url, sqlite_file_missing,
                       storage_write_problem)
 
 
@@ -18,7 +18,7 @@ def study_summaries(storage_url: str | None = None) -> list[dict[str, Any]]:
     """One dict per study of the storage, by name: its engine, dataset, objectives, trials by state, best trial (or
     Pareto front size), final test on held-out patients and when its last trial ended. Reads only."""
     url = storage_url or DEFAULT_STORAGE
-    if url.startswith("sqlite:") and not sqlite_file_exists(url):
+    if sqlite_file_missing(url):
         raise StorageError(f"no study storage at {redact_url(url)} (a search creates it; give --storage for another)")
     storage = make_storage(url, heartbeat=None, create=False)
     try:

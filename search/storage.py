@@ -133,7 +133,7 @@ def _refuse_foreign_database(url: str, engine_kwargs: dict) -> None:
     Optuna would add its tables to it and then fail with a misleading schema-version message."""
     import sqlalchemy
 
-    if url.startswith("sqlite:") and not sqlite_file_exists(url):
+    if sqlite_file_missing(url):
         return  # a new file (or :memory:): Optuna creates the schema
     try:
         engine = sqlalchemy.create_engine(url, **engine_kwargs)
@@ -192,11 +192,13 @@ def sqlite_file(url: str) -> Path | None:
     return Path(db) if db and db != ":memory:" else None
 
 
-def sqlite_file_exists(url: str) -> bool:
-    """Whether ``url`` is a SQLite URL whose database file is there: reading a study from one that is not would
-    create an empty file at a mistyped path."""
+def sqlite_file_missing(url: str) -> bool:
+    """Whether ``url`` is a SQLite URL whose database file is not there (an in-memory one has none): opening it to
+    read a study would create an empty file at a mistyped path."""
+    if not url.startswith("sqlite:"):
+        return False
     path = sqlite_file(url)
-    return path is not None and path.is_file()
+    return path is None or not path.is_file()
 
 
 def _with_database(url: str, path: Path) -> str:

@@ -30,7 +30,7 @@ from .pruners import make_pruner
 from .samplers import make_sampler
 from .settings import StudySettings
 from .storage import (DEFAULT_STORAGE, StorageError, check_storage, fail_stale_trials, make_storage, redact_url,
-                      sqlite_file_exists, storage_write_problem)
+                      sqlite_file_missing, storage_write_problem)
 from .tracking import Tracker, TrackingConfig
 
 log = logging.getLogger("search")
@@ -178,7 +178,7 @@ def stored_study(name: str, storage_url: str | None) -> optuna.Study | None:
     """The study ``name`` if the storage holds it (fully created), else None; writes nothing, not even a SQLite
     file that is not there yet (it is created later, once the command's input is accepted)."""
     url = storage_url or DEFAULT_STORAGE
-    if url.startswith("sqlite:") and not sqlite_file_exists(url):
+    if sqlite_file_missing(url):
         return None
     storage = make_storage(url, heartbeat=None, create=False)
     try:

@@ -210,7 +210,7 @@ def _store_uri(uri: str) -> str:
         if db.startswith("~"):
             raise TrackingError(f"tracking URI {uri}: SQLite does not expand ~ (it would make a folder named ~ "
                                 f"here); write the path out, e.g. sqlite:///{Path(db).expanduser()}")
-    if sqlite_file(text) is not None and _is_optuna_storage(sqlite_file(text).expanduser()):
+    if (db_file := sqlite_file(text)) is not None and _is_optuna_storage(db_file.expanduser()):
         raise TrackingError(f"tracking URI {uri} is an Optuna study storage (its tables are Optuna's), not an MLflow "
                             f"store; MLflow would add its own tables to it. Give the MLflow store, e.g. "
                             f"--tracking-uri sqlite:///runs/mlflow.db, and the study storage with --storage")
@@ -475,8 +475,8 @@ class Tracker:
             from mlflow.tracking import MlflowClient
 
             uri = self.config.tracking_uri
-            if sqlite_file(uri) is not None:
-                folder = sqlite_file(uri).parent
+            if (db_file := sqlite_file(uri)) is not None:
+                folder = db_file.parent
                 folder.mkdir(parents=True, exist_ok=True)
                 with _folder_lock(folder):  # the client creates and migrates the store: one process at a time
                     self._client = MlflowClient(tracking_uri=uri)
