@@ -97,6 +97,30 @@ def check_inter_patient(train, test) -> None:
     check_no_leak(groups, np.flatnonzero(side & usual), np.flatnonzero(~side & usual))
 
 
+def add_ds2_beats_option(ap: argparse.ArgumentParser, quick: int) -> None:
+    """``--ds2-beats N``: test on a DS2 subsample (:func:`ds2_part`); full runs test on every DS2 beat."""
+    ap.add_argument("--ds2-beats", type=at_least(1), default=None,
+                    help=f"test on a DS2 subsample of this size, stratified by patient and class (full: all; quick {quick}, "
+                         f"a smoke run's scores, not a figure)")
+
+
+def ds2_part(test, max_beats: int | None, seed: int):
+    """``test`` itself, or a subsample of about ``max_beats`` of its beats stratified by patient and class
+    (:func:`ecg_data.subsample_beats`): a quick run predicts every DS2 beat (about 50,000) several times, which took
+    most of its minute without testing any more of the script."""
+    if not max_beats or max_beats >= len(test):
+        return test
+    from ecg_data import subsample_beats
+
+    return test.subset(subsample_beats(test.y, test.groups, max_beats, seed=seed))
+
+
+def ds2_name(run: dict[str, Any]) -> str:
+    """"DS2", or "DS2 (N of M beats)" for a run tested on a subsample: what a plot's labels call the test part."""
+    n, total = run.get("test_beats"), run.get("test_beats_total")
+    return f"DS2 ({n:,} of {total:,} beats)" if n and total and n < total else "DS2"
+
+
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on (load averages are added at start and end by the caller)."""
     try:

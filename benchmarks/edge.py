@@ -405,9 +405,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--final-beats", type=C.at_least(1), default=None,
                     help="retrain each member on this many DS1 beats (stratified) instead of all DS1, the search's "
                          f"final-model policy (quick {QUICK['final_beats']})")
-    ap.add_argument("--ds2-beats", type=C.at_least(1), default=None,
-                    help="test on a DS2 subsample of this size, stratified by patient and class "
-                         f"(full: all; quick {QUICK['ds2_beats']})")
+    C.add_ds2_beats_option(ap, QUICK["ds2_beats"])
     ap.add_argument("--runs", type=C.at_least(1), default=None, help=f"timed invokes per model (full {FULL['runs']})")
     ap.add_argument("--threads", type=C.at_least(1), default=1, help="LiteRT threads for latency and DS2 inference")
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
@@ -459,11 +457,7 @@ def main(argv=None) -> int:
     data = load_study_data(settings, space)
     load_s = time.perf_counter() - t0
     ds2_all = data.test_part()
-    ds2 = ds2_all
-    if args.ds2_beats and args.ds2_beats < len(ds2_all):
-        from ecg_data import subsample_beats
-
-        ds2 = ds2_all.subset(subsample_beats(ds2_all.y, ds2_all.groups, args.ds2_beats, seed=settings.seed))
+    ds2 = C.ds2_part(ds2_all, args.ds2_beats, settings.seed)
     n_ds1 = int((data.split == "search").sum())
     retrain = (f"{args.final_beats} DS1 beats (stratified subsample)" if args.final_beats and args.final_beats < n_ds1
                else f"all {n_ds1} DS1 beats")

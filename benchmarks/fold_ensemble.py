@@ -14,7 +14,7 @@ and run on every DS2 beat): ROC-AUC, F1 at the DS1 threshold, F1 at 0.5, and -- 
 **not a deployable figure** -- the F1 at the DS2-optimal threshold, which shows how much of the gap to a
 better F1 is threshold transfer rather than ranking.
 
-    python benchmarks/fold_ensemble.py --quick     # 4,000 DS1 beats, 1 epoch, 1 seed, 2 folds (~2 min)
+    python benchmarks/fold_ensemble.py --quick     # 4,000 DS1 beats, 1 epoch, 1 seed, 2 folds, 5,000 DS2 beats (~1 min)
     python benchmarks/fold_ensemble.py             # all beats, 8 epochs, 3 folds, 3 seeds (28 min alone on 2 cores)
     python benchmarks/fold_ensemble.py --folds 5 --repeats 2   # 2 x 5 fold models per seed (repeated K-fold; 95 min)
 
@@ -49,8 +49,8 @@ import _common as C  # noqa: E402
 
 log = logging.getLogger("benchmarks.fold_ensemble")
 
-QUICK = {"seeds": 1, "max_beats": 4000, "epochs": 1, "folds": 2, "repeats": 1, "runs": 50}
-FULL = {"seeds": 3, "max_beats": None, "epochs": 8, "folds": 3, "repeats": 1, "runs": 300}
+QUICK = {"seeds": 1, "max_beats": 4000, "epochs": 1, "folds": 2, "repeats": 1, "runs": 50, "ds2_beats": 5000}
+FULL = {"seeds": 3, "max_beats": None, "epochs": 8, "folds": 3, "repeats": 1, "runs": 300, "ds2_beats": None}
 CURVE = np.round(np.concatenate([np.arange(0.05, 0.95, 0.05), [0.95, 0.97, 0.98, 0.99, 0.995, 0.999]]), 3)
 
 
@@ -90,14 +90,14 @@ def splitters(folds: int, seed: int, repeats: int, reshuffle: bool) -> list | No
 
 
 def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, runs: int,
-             repeats: int = 1, reshuffle: bool = False) -> dict[str, Any]:
+             repeats: int = 1, reshuffle: bool = False, ds2_beats: int | None = None) -> dict[str, Any]:
     """K fold models on DS1, OOF threshold, DS2 scores of each member and of their average (Keras, int8)."""
     from ecg_automl.tflite import TFLiteModel, convert, measure_latency, time_invocations
     from ecg_data import subsample_beats
     from search import best_threshold, fit_fold_models, predict
     from spaces import model_inputs
 
-    train, test = data.search_part(), data.test_part()
+    train, test = data.search_part(), C.ds2_part(data.test_part(), ds2_beats, seed)
     if max_beats:
         train = train.subset(subsample_beats(train.y, train.groups, max_beats, seed=seed))
     C.check_inter_patient(train, test)  # no DS2 patient in training but the one de Chazal's split shares
@@ -138,7 +138,8 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None, r
                 "ms_p90": lat["p90_ms"],
                 "decision_agreement_with_keras": float(np.mean((one_prob >= thr) == (ens_keras >= thr)))}
     C.clear_keras()
-    out = {"seed": seed, "train_beats": int(len(train)), "test_beats": int(len(test)), "threshold": thr,
+    out = {"seed": seed, "train_beats": int(len(train)), "test_beats": int(len(test)),
+           "test_beats_total": int((data.split == "test").sum()), "threshold": thr,
            "oof_f1_at_threshold": scores(train.y, oof, thr)["f1"], "members": members, "repeats": repeats,
            "ensemble_keras": scores(test.y, ens_keras, thr), "ensemble_int8": scores(test.y, ens_int8, thr),
            "ensemble_int8_one_file": one_file,
@@ -204,14 +205,15 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                       label="the average as one int8 file" if i == 0 else None, zorder=4)
     a.axhline(0.97, color="k", ls=":", lw=1, label="the benchmarks issue's bar (0.97)")
     a.set_xticks(range(len(runs)), [f"seed {r['seed']}" for r in runs])
-    a.set_ylabel("DS2 ROC-AUC")
+    a.set_ylabel(f"{C.ds2_name(runs[0])} ROC-AUC")
     a.set_title("K fold models vs their average, unseen patients")
     a.grid(alpha=0.3)
     a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)  # below: inside it hid members
     r0 = runs[0]
     t = r0["curves"]["threshold"]
     b.plot(t, r0["curves"]["ds1_oof"], "-o", ms=3, label="DS1 out-of-fold (chooses the threshold)")
-    b.plot(t, r0["curves"]["ds2_ensemble_keras"], "-o", ms=3, color="#d62728", label="DS2, average of fold models")
+    b.plot(t, r0["curves"]["ds2_ensemble_keras"], "-o", ms=3, color="#d62728",
+           label=f"{C.ds2_name(r0)}, average of fold models")
     b.axvline(r0["threshold"], color="k", ls="--", lw=1, label=f"chosen threshold {r0['threshold']:.3f}")
     b.set_xscale("logit")  # the DS1 threshold sits at 0.97-0.999, where a linear axis has no room
     b.set_xlabel("decision threshold (logit scale)")
@@ -236,6 +238,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (full 8, quick 1)")
     ap.add_argument("--max-beats", type=C.at_least(1), default=None, help="DS1 beats drawn by patient and class (full: all)")
     ap.add_argument("--runs", type=C.at_least(1), default=None, help="timed int8 invokes per member (full 300)")
+    C.add_ds2_beats_option(ap, QUICK["ds2_beats"])
     return C.parse_mode(ap, argv, QUICK, FULL)
 
 
@@ -249,12 +252,12 @@ def main(argv=None) -> int:
     result.update({"config": config, "config_source": str(path),
                    "settings": {"seeds": seeds, "folds": args.folds, "repeats": args.repeats,
                                 "reshuffle_repeats": args.reshuffle_repeats, "epochs": args.epochs, "max_beats": args.max_beats,
-                                "timed_runs": args.runs, "tflite_threads": 1}})
+                                "ds2_beats": args.ds2_beats or "all", "timed_runs": args.runs, "tflite_threads": 1}})
     data = load_dataset("mitdb", fs=180.0, window=max(256, int(config["input_length"])))
     result["data"] = data.summary()
     partial = args.out_dir / f"fold_ensemble_{args.mode}.partial.json"
     result["runs"] = C.seed_loop(seeds, lambda s: one_seed(config, data, s, args.folds, args.max_beats, args.runs,
-                                                           args.repeats, args.reshuffle_repeats),
+                                                           args.repeats, args.reshuffle_repeats, args.ds2_beats),
                                  partial, result, t_start)
     result["medians"] = summarise(result["runs"])
     C.finish(result, time.perf_counter() - t_start)

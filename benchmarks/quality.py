@@ -7,7 +7,8 @@ config and its validation-chosen threshold), on the 44 non-paced MIT-BIH records
 
 (a) **inter-patient** (de Chazal DS1/DS2): train on DS1 (all search beats, or ``--max-beats`` drawn stratified
     by patient and class), choose the decision threshold on DS1 out-of-fold predictions of a patient-grouped
-    K-fold (``ecg_data.patient_kfold``; or take it from the study), test once on every DS2 beat: accuracy,
+    K-fold (``ecg_data.patient_kfold``; or take it from the study), test once on every DS2 beat (``--ds2-beats``:
+    a stratified subsample, as the quick run does): accuracy,
     sensitivity, specificity, PPV, F1, ROC-AUC of the abnormal class, the confusion matrix and the share of
     each AAMI class (N, S, V, F) flagged abnormal. The same for the model's int8 TFLite export (calibrated on
     DS1 beats, run with ``TFLiteModel``: LiteRT, one window at a time) at the same threshold.
@@ -22,7 +23,7 @@ uses the seed only to break ties, and MIT-BIH DS1 has none, see ``ecg_data.patie
 reported. Writes ``quality_<mode>.json`` and ``quality_<mode>.png``
 (grouped bars of F1 / sensitivity / PPV / ROC-AUC) to ``--out-dir``.
 
-    python benchmarks/quality.py --quick                 # ~4,000 training beats, 1 epoch, 1 seed (~1-2 min)
+    python benchmarks/quality.py --quick                 # ~4,000 training beats, 1 epoch, 1 seed, 5,000 DS2 beats (~1 min)
     python benchmarks/quality.py                         # all beats, the config's epochs, 3 seeds (~2 h 15 min:
                                                          # 8,020 s on 2 busy cores, results/quality_full.json)
     python benchmarks/quality.py --seeds 1 --config my.json
@@ -47,8 +48,8 @@ import _common as C  # noqa: E402
 
 log = logging.getLogger("benchmarks.quality")
 
-QUICK = {"max_beats": 4000, "epochs": 1, "seeds": 1, "members": 2}  # 2: the smoke run averages members as the full one
-FULL = {"max_beats": None, "epochs": None, "seeds": 3, "members": 3}
+QUICK = {"max_beats": 4000, "epochs": 1, "seeds": 1, "members": 2, "ds2_beats": 5000}  # 2: the smoke run averages members as the full one
+FULL = {"max_beats": None, "epochs": None, "seeds": 3, "members": 3, "ds2_beats": None}
 BEAT_LEVEL_THRESHOLD = 0.5
 TEST_FRACTION = 0.2
 ARMS = ("inter_patient_keras", "inter_patient_int8", "inter_patient_keras_at_0.5", "beat_level_split")
@@ -149,20 +150,21 @@ def member_seed(seed: int, members: int) -> int:
 
 
 def inter_patient(config: dict, data, seed: int, max_beats: int | None, folds: int,
-                  threshold: float | None, members: int = 1) -> dict[str, Any]:
+                  threshold: float | None, members: int = 1, ds2_beats: int | None = None) -> dict[str, Any]:
     """Train on DS1 (``members`` seeds averaged into one model, as ``search --final-members``), threshold
-    from DS1 OOF (or given), test on DS2: Keras and int8 TFLite."""
+    from DS1 OOF (or given), test on DS2 (or ``ds2_beats`` of it): Keras and int8 TFLite."""
     from ecg_automl.tflite import TFLiteModel, convert, measure_latency
     from ecg_data import subsample_beats
     from search import fit_final, predict
     from spaces import model_inputs
 
-    train, test = data.search_part(), data.test_part()
+    train, test = data.search_part(), C.ds2_part(data.test_part(), ds2_beats, seed)
     if max_beats:
         train = train.subset(subsample_beats(train.y, train.groups, max_beats, seed=seed))
     # the protocol itself: no DS2 patient in training but the one de Chazal's split shares (raises otherwise)
     C.check_inter_patient(train, test)
     out: dict[str, Any] = {"seed": seed, "train_beats": len(train), "test_beats": len(test),
+                           "test_beats_total": int((data.split == "test").sum()),
                            "train_patients": int(len(np.unique(train.groups))),
                            "test_patients": int(len(np.unique(test.groups)))}
     if threshold is None:
@@ -282,7 +284,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                  f"{result['mode']} mode, median of {seeds} seed{'s' if seeds > 1 else ''}, "
                  f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''}, "
                  f"train beats {result['results']['inter_patient_keras']['train_beats']} (inter-patient) / "
-                 f"{result['results']['beat_level_split']['train_beats']} (beat-level)", fontsize=10)
+                 f"{result['results']['beat_level_split']['train_beats']} (beat-level)"
+                 + (f", DS2 subsample of {result['results']['inter_patient_keras']['test_beats']} beats"
+                    if s.get("ds2_beats", "all") != "all" else ""), fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=4, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return C.save_figure(fig, path)
@@ -294,7 +298,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = C.parser(__doc__)
     ap.add_argument("--quick", action="store_true",
-                    help=f"smoke mode: --max-beats {QUICK['max_beats']}, --epochs {QUICK['epochs']}, --seeds {QUICK['seeds']}")
+                    help=f"smoke mode: --max-beats {QUICK['max_beats']}, --epochs {QUICK['epochs']}, --seeds {QUICK['seeds']}, "
+                         f"--members {QUICK['members']}, --ds2-beats {QUICK['ds2_beats']}")
     ap.add_argument("--config", type=C.config_file, default=None, help=f"model config JSON (default {C.DEFAULT_CONFIG.relative_to(C.ROOT)})")
     ap.add_argument("--study", default=None, help="take the best trial's config and threshold from this Optuna study")
     ap.add_argument("--storage", default=None, help="the study's storage URL (with --study)")
@@ -309,6 +314,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--members", type=C.at_least(1), default=None,
                     help="inter-patient model = average of this many seeds' models, as `search --final-members` "
                          "(full 3, quick 1); the threshold still comes from single fold models")
+    C.add_ds2_beats_option(ap, QUICK["ds2_beats"])
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
     ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -339,7 +345,8 @@ def main(argv=None) -> int:
     seeds = [args.seed + i for i in range(args.seeds)]
     result.update({
         "config": config, "config_source": config_source, "study": study_info,
-        "settings": {"seeds": seeds, "max_beats": args.max_beats, "epochs": int(config["epochs"]), "members": args.members,
+        "settings": {"seeds": seeds, "max_beats": args.max_beats, "ds2_beats": args.ds2_beats or "all",
+                     "epochs": int(config["epochs"]), "members": args.members,
                      "folds": args.folds if threshold is None else None, "records": records or "all 44 non-paced",
                      "fs": fs, "window": window, "beat_level_test_fraction": TEST_FRACTION,
                      "beat_level_threshold": BEAT_LEVEL_THRESHOLD, "tflite_threads": 1},
@@ -356,7 +363,8 @@ def main(argv=None) -> int:
 
     partial = args.out_dir / f"quality_{args.mode}.partial.json"
     runs = C.seed_loop(seeds, lambda seed: {
-        "inter_patient": inter_patient(config, data, seed, args.max_beats, args.folds, threshold, args.members),
+        "inter_patient": inter_patient(config, data, seed, args.max_beats, args.folds, threshold, args.members,
+                                       args.ds2_beats),
         "beat_level": beat_level(config, data, seed, args.max_beats)}, partial, result, t_start)
     runs_inter, runs_beat = [r["inter_patient"] for r in runs], [r["beat_level"] for r in runs]
 

@@ -22,7 +22,7 @@ logit between 0.005 and 0.9995 for the curve rules):
   is within 0.01 of that curve's best: the centre of the flat top rather than one noisy peak;
 - ``median_curve_best`` -- the threshold where the median over folds of the per-fold F1 is highest.
 
-    python benchmarks/threshold_rules.py --quick    # 4,000 DS1 beats, 1 epoch, 1 seed, 3 folds (~2 min)
+    python benchmarks/threshold_rules.py --quick    # 4,000 DS1 beats, 1 epoch, 1 seed, 3 folds, 5,000 DS2 beats (~1 min)
     python benchmarks/threshold_rules.py            # all beats, 8 epochs, 5 folds, seeds 3-5 (~75 min alone)
 
 The full mode starts at seed 3: seeds 0-2 are those of the fold-ensemble runs whose DS2 results are already
@@ -47,8 +47,8 @@ import _common as C  # noqa: E402
 
 log = logging.getLogger("benchmarks.threshold_rules")
 
-QUICK = {"seeds": 1, "seed": 0, "max_beats": 4000, "epochs": 1, "folds": 3}
-FULL = {"seeds": 3, "seed": 3, "max_beats": None, "epochs": 8, "folds": 5}
+QUICK = {"seeds": 1, "seed": 0, "max_beats": 4000, "epochs": 1, "folds": 3, "ds2_beats": 5000}
+FULL = {"seeds": 3, "seed": 3, "max_beats": None, "epochs": 8, "folds": 5, "ds2_beats": None}
 GRID = 1 / (1 + np.exp(-np.linspace(np.log(0.005 / 0.995), np.log(0.9995 / 0.0005), 400)))
 PLATEAU = 0.01
 
@@ -117,13 +117,14 @@ def leave_one_fold_out(rule: Callable, y: np.ndarray, p: np.ndarray, folds: np.n
             "fold_f1_mean": float(np.mean(per_fold))}
 
 
-def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None) -> tuple[dict[str, Any], dict]:
+def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None,
+             ds2_beats: int | None = None) -> tuple[dict[str, Any], dict]:
     from sklearn.metrics import f1_score, precision_recall_curve, roc_auc_score
 
     from ecg_data import subsample_beats
     from search import fit_fold_models, predict
 
-    train, test = data.search_part(), data.test_part()
+    train, test = data.search_part(), C.ds2_part(data.test_part(), ds2_beats, seed)
     if max_beats:
         train = train.subset(subsample_beats(train.y, train.groups, max_beats, seed=seed))
     C.check_inter_patient(train, test)
@@ -140,7 +141,8 @@ def one_seed(config: dict, data, seed: int, folds: int, max_beats: int | None) -
     prec, rec, thr = precision_recall_curve(test.y, ds2)  # the exact optimum, not the grid's
     best_f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
     i = int(np.argmax(best_f1[:-1]))
-    out = {"seed": seed, "train_beats": int(len(train)), "test_beats": int(len(test)), "rules": rules,
+    out = {"seed": seed, "train_beats": int(len(train)), "test_beats": int(len(test)),
+           "test_beats_total": int((data.split == "test").sum()), "rules": rules,
            "ds1_oof_roc_auc": float(roc_auc_score(y, p)), "ds2_roc_auc": float(roc_auc_score(test.y, ds2)),
            "ds2_optimal_f1_not_deployable": float(best_f1[i]), "ds2_optimal_threshold_not_deployable": float(thr[i]),
            "member_train_seconds": [f.seconds for f in ens.fits],
@@ -183,7 +185,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     styles = dict(zip(RULES, ("--", ":", (0, (5, 3)), "-.", (0, (1, 3)))))
     for ax, r in zip(axes[0], runs):
         ax.plot(GRID, r["curves"]["ds1_mean_over_folds"], label="DS1, mean over folds (out of fold)")
-        ax.plot(GRID, r["curves"]["ds2"], color="#d62728", label="DS2, average of the fold models")
+        ax.plot(GRID, r["curves"]["ds2"], color="#d62728", label=f"{C.ds2_name(r)}, average of the fold models")
         for k, (name, rr) in enumerate(r["rules"].items()):
             ax.axvline(rr["threshold"], color=colours[name], ls=styles[name], lw=1.4 - 0.15 * k,
                        label=f"{name} {rr['threshold']:.3f} (DS1 LOFO F1 {rr['ds1_leave_one_fold_out']['f1']:.3f})")
@@ -206,6 +208,7 @@ def parse_args(argv=None):
                     help="patient-grouped DS1 folds (full 5); leave-one-fold-out needs at least 3")
     ap.add_argument("--epochs", type=C.at_least(1), default=None, help="override the config's epochs (full 8, quick 1)")
     ap.add_argument("--max-beats", type=C.at_least(1), default=None, help="DS1 beats drawn by patient and class (full: all)")
+    C.add_ds2_beats_option(ap, QUICK["ds2_beats"])
     return C.parse_mode(ap, argv, QUICK, FULL)
 
 
@@ -218,14 +221,14 @@ def main(argv=None) -> int:
     seeds = [args.seed + i for i in range(args.seeds)]
     result.update({"config": config, "config_source": str(path), "grid": GRID, "plateau_f1": PLATEAU,
                    "settings": {"seeds": seeds, "folds": args.folds, "epochs": args.epochs,
-                                "max_beats": args.max_beats}})
+                                "max_beats": args.max_beats, "ds2_beats": args.ds2_beats or "all"}})
     data = load_dataset("mitdb", fs=180.0, window=max(256, int(config["input_length"])))
     result["data"] = data.summary()
     partial = args.out_dir / f"threshold_rules_{args.mode}.partial.json"
     arrays: dict[str, np.ndarray] = {}
 
     def one(seed: int) -> dict[str, Any]:
-        out, a = one_seed(config, data, seed, args.folds, args.max_beats)
+        out, a = one_seed(config, data, seed, args.folds, args.max_beats, args.ds2_beats)
         arrays.update(a)
         args.out_dir.mkdir(parents=True, exist_ok=True)  # --out-dir was only checked to be creatable
         np.savez_compressed(args.out_dir / f"threshold_rules_{args.mode}_predictions.npz", **arrays)

@@ -374,7 +374,7 @@ def test_threshold_rules_saves_a_seeds_predictions_into_a_new_out_dir(tmp_path, 
         pass
 
     monkeypatch.setattr(ecg_data, "load_dataset", lambda *a, **k: type("D", (), {"summary": lambda self: {}})())
-    monkeypatch.setattr(TR, "one_seed", lambda config, data, seed, folds, max_beats: ({"seed": seed},
+    monkeypatch.setattr(TR, "one_seed", lambda config, data, seed, folds, max_beats, ds2_beats: ({"seed": seed},
                                                                                       {f"seed{seed}": np.zeros(3)}))
     monkeypatch.setattr(TR, "summarise", lambda runs: (_ for _ in ()).throw(Done()))
     out = tmp_path / "new" / "sub"

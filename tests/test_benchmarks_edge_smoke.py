@@ -61,7 +61,8 @@ def test_fold_ensemble_quick(tmp_path, cli_env):
     assert st["seeds"] == [0] and st["folds"] == 2 and st["epochs"] == 1 and r["config"]["epochs"] == 1
     assert st["repeats"] == 2
     run = r["runs"][0]
-    assert run["train_beats"] <= 4100 and run["test_beats"] > 40_000  # ~4,000 DS1 beats; every DS2 beat
+    assert run["train_beats"] <= 4100 and st["ds2_beats"] == 5000  # ~4,000 DS1 beats; a DS2 subsample of ~5,000
+    assert 5000 <= run["test_beats"] < 5100 and run["test_beats_total"] > 40_000
     assert is_rate(run["threshold"]) and is_rate(run["oof_f1_at_threshold"])
     members = run["members"]
     assert [(m["repeat"], m["fold"]) for m in members] == [(0, 0), (0, 1), (1, 0), (1, 1)]
@@ -112,9 +113,9 @@ def test_ensemble_latency_quick(tmp_path, cli_env):
 
 def test_threshold_rules_quick(tmp_path, cli_env):
     r = run_quick("threshold_rules.py", tmp_path, cli_env)
-    assert r["settings"] == {"seeds": [0], "folds": 3, "epochs": 1, "max_beats": 4000}
+    assert r["settings"] == {"seeds": [0], "folds": 3, "epochs": 1, "max_beats": 4000, "ds2_beats": 5000}
     run = r["runs"][0]
-    assert run["train_beats"] <= 4100 and run["test_beats"] > 40_000
+    assert run["train_beats"] <= 4100 and 5000 <= run["test_beats"] < 5100 and run["test_beats_total"] > 40_000
     assert set(run["rules"]) == {"median_of_fold_best", "pooled_best", "mean_curve_best",
                                  "mean_curve_plateau_middle", "median_curve_best"}
     for name, rule in run["rules"].items():

@@ -28,7 +28,9 @@ def test_quality_and_pipeline_cost_quick(tmp_path, cli_env):
         cm = seed0["confusion_matrix"]
         assert cm["tn"] + cm["fp"] + cm["fn"] + cm["tp"] == seed0["test_beats"] == seed0["n"]
     ip = res["inter_patient_keras"]
-    assert ip["train_beats"] <= 4100 and ip["test_beats"] > 40_000  # ~4,000 DS1 beats; every DS2 beat
+    # ~4,000 DS1 beats; a DS2 subsample of ~5,000 beats that keeps every DS2 patient
+    assert ip["train_beats"] <= 4100 and 5000 <= ip["test_beats"] < 5100 and q["settings"]["ds2_beats"] == 5000
+    assert ip["per_seed"][0]["test_beats_total"] > 40_000 and ip["per_seed"][0]["test_patients"] == 22
     assert ip["per_seed"][0]["oof"]["folds"] == 3
     # two members averaged, as in full mode (3): each scored alone too, with seeds no other benchmark seed uses
     assert ip["per_seed"][0]["member_seeds"] == [0, 1] and len(ip["per_seed"][0]["members_keras"]) == 2
