@@ -16,7 +16,7 @@ time (plot), trials finished, trials pruned (Optuna's pruner), rejected (latency
 (Hyperband rounds that were not promoted), the time to reach ``--target`` and the time the Optuna driver
 needs to reach each KerasTuner baseline's best F1, as a fraction of the time the baseline needed.
 
-    python benchmarks/search_efficiency.py --quick        # 1 seed, 40 s per engine (~3 min)
+    python benchmarks/search_efficiency.py --quick        # 1 seed, 30 s per engine (~2 min)
     python benchmarks/search_efficiency.py                # 3 seeds, 300 s per engine (~50 min)
     python benchmarks/search_efficiency.py --seeds 0 1 2 3 4 --budget 600 --space spaces/edge.yaml
     python benchmarks/search_efficiency.py --budget 600 --optuna-workers 2   # the driver as 2 workers x 1 TF thread (~95 min)
@@ -61,7 +61,7 @@ OBJECTIVES = {"f1": "mean over folds of validation F1 (abnormal) at the one thre
                     "predictions (median of each fold's F1-best threshold), the threshold the model is exported with",
               "f1@0.5": "mean over folds of validation F1 (abnormal) at threshold 0.5",
               "auc": "mean over folds of validation ROC-AUC (abnormal)"}
-QUICK = {"seeds": [0], "budget": 40.0, "max_beats": 1200, "folds": 2, "epochs": 1}
+QUICK = {"seeds": [0], "budget": 30.0, "max_beats": 1200, "folds": 2, "epochs": 1}
 FULL = {"seeds": [0, 1, 2], "budget": 300.0, "max_beats": 4000, "folds": 3, "epochs": None}
 
 
@@ -513,7 +513,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 # ---------------------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
     ap = C.parser(__doc__)
-    ap.add_argument("--quick", action="store_true", help="1 seed, 40 s per engine, 1,200 beats, 2 folds, 1 epoch")
+    ap.add_argument("--quick", action="store_true", help="1 seed, 30 s per engine, 1,200 beats, 2 folds, 1 epoch")
     ap.add_argument("--seeds", type=C.at_least(0), nargs="+", help="seeds (full: 0 1 2)")
     ap.add_argument("--budget", type=C.above_zero, help="wall-clock seconds per engine and seed (full: 300)")
     ap.add_argument("--space", type=C.space_file, default=str(ROOT / "spaces" / "default.yaml"),
