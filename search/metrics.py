@@ -202,7 +202,8 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
     a = report["abnormal"]
     lines = [title] if title else []
     lines.append(f"  beats {report['n']}, decision threshold {a['threshold']:.3f}"
-                 + (f"; trained with {report['tf_threads']} TensorFlow threads" if "tf_threads" in report else ""))
+                 + (f"; trained with {report['tf_threads']} TensorFlow thread{'' if report['tf_threads'] == 1 else 's'}"
+                    if "tf_threads" in report else ""))
     if report.get("members", 1) > 1:
         alone = ", ".join(f"{v:.4f}" for v in report.get("member_roc_auc", []))
         lines.append(f"  model: {describe_final_model(report)} (ROC-AUC of each alone: {alone})")

@@ -199,6 +199,15 @@ def test_the_fold_ensemble_report_calls_the_search_threshold_a_threshold():
     assert "the search trial's was" not in text
 
 
+def test_the_report_counts_one_tensorflow_thread_in_the_singular():
+    """The final test's report read "trained with 1 TensorFlow threads" (export's sidecar already said "thread")."""
+    from search.metrics import format_report, full_report
+
+    y, p = _fold(np.random.default_rng(0), 40, 10)
+    for n, words in ((1, "trained with 1 TensorFlow thread\n"), (2, "trained with 2 TensorFlow threads\n")):
+        assert words in format_report({**full_report(y, p, 0.5), "tf_threads": n}) + "\n"
+
+
 def test_hyperband_compares_trials_of_any_epoch_count_at_the_same_fold():
     """Steps are ``fold * epochs_per_fold + epoch``: with Hyperband's resource in steps, a 1-epoch trial (steps 0,
     4) filled its first rung at step 4 (fold 1) and a 4-epoch trial at step 3 (fold 0), and the two were compared
