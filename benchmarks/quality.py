@@ -313,7 +313,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="patient-grouped folds for the DS1 out-of-fold threshold (default 3)")
     ap.add_argument("--members", type=C.at_least(1), default=None,
                     help="inter-patient model = average of this many seeds' models, as `search --final-members` "
-                         "(full 3, quick 1); the threshold still comes from single fold models")
+                         "(full 3, quick 2); the threshold still comes from single fold models")
     C.add_ds2_beats_option(ap, QUICK["ds2_beats"])
     ap.add_argument("--records", default=None, help="comma-separated MIT-BIH records (default: all 44 non-paced)")
     ap.add_argument("--out-dir", type=C.out_dir, default=C.DEFAULT_OUT, help=C.OUT_HELP)
