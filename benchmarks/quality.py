@@ -285,7 +285,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                  f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''}, "
                  f"train beats {result['results']['inter_patient_keras']['train_beats']} (inter-patient) / "
                  f"{result['results']['beat_level_split']['train_beats']} (beat-level)"
-                 + (f", DS2 subsample of {result['results']['inter_patient_keras']['test_beats']} beats"
+                 + (f", tested on {C.ds2_name(result['results']['inter_patient_keras']['per_seed'][0])}"
                     if s.get("ds2_beats", "all") != "all" else ""), fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=4, frameon=False)
     ax.grid(axis="y", alpha=0.3)
