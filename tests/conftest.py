@@ -35,26 +35,6 @@ DATA = _data_root()
 SMALL_RECORDS = ["101", "106", "119", "208", "223", "100", "200", "213"]
 
 
-#: The test files that take longest, longest first (seconds in a CI run on 2026-12-07). .ci/run hands files out in
-#: collection order (``--dist loadfile --no-loadscope-reorder``): xdist's own order, most tests first, left the
-#: benchmark smoke files (4-8 tests, up to 330 s) for last, and one worker idle while the other ran them.
-LONGEST_FIRST = ("test_search.py",                  # 792
-                 "test_faults.py",                  # 335
-                 "test_benchmarks_smoke.py",        # 328
-                 "test_export.py",                  # 295
-                 "test_benchmarks_edge_smoke.py",   # 260
-                 "test_cli.py",                     # 218
-                 "test_benchmarks_search_smoke.py", # 207
-                 "test_scaleout.py")                # 127; every other file under 60
-
-
-def pytest_collection_modifyitems(items):
-    """Run the files of :data:`LONGEST_FIRST` first, in its order, then the others in name order; the tests of a
-    file keep their order."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _env(tmp_path_factory):
     if not (DATA / "mitdb" / "RECORDS").exists():
