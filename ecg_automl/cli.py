@@ -492,11 +492,24 @@ def _data_cache(args: argparse.Namespace) -> int:
         gone = (entries if args.remove_all else stale if args.remove_stale
                 else [e for e in entries if e.last_used < cutoff])
         freed = remove_cache_entries(gone, stray)
+        if args.json:
+            print(json.dumps({"cache_dir": str(where), "entries_before": len(entries),
+                              "removed": [e.path.stem for e in gone], "temporary_files_removed": [str(f) for f in stray],
+                              "freed_bytes": freed}, indent=2))
+            return 0
         print(f"removed {len(gone)} of the {len(entries)} entries of the array cache {where}"
               + (f" and {len(stray)} temporary file(s) of killed writers" if stray else "") + f": {_mb(freed)} freed"
               + ("; each is rebuilt from the records on its next use" if gone else ""))
         return 0
     total = sum(e.size_bytes for e in entries)
+    if args.json:  # for scripts: sizes in bytes, last use in UTC, current true/false/null as CacheEntry has it
+        utc = dt.timezone.utc
+        print(json.dumps({"cache_dir": str(where), "exists": where.is_dir(), "total_bytes": total, "entries": [
+            {"name": e.path.stem, "dataset": e.dataset, "path": str(e.path), "size_bytes": e.size_bytes,
+             "last_used": dt.datetime.fromtimestamp(e.last_used, utc).isoformat(timespec="seconds"),
+             "current": e.current} for e in entries],
+            "temporary_files": [str(f) for f in stray], "stale_entries": len(stale)}, indent=2))
+        return 0
     print(f"array cache {where}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {_mb(total)}"
           + ("" if where.is_dir() else " (the folder does not exist yet)"))
     for e in entries:
@@ -923,6 +936,8 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--unused-for", type=positive_float, default=None, metavar="DAYS",
                     help="remove the entries no command has read for DAYS days (those of a data folder since moved, "
                          "or of records since changed, are this version's but never read again)")
+    c.add_argument("--json", action="store_true",
+                   help="print the entries (or, with a removal, what was removed) as JSON; sizes in bytes")
     i = dsub.add_parser("info", help="records, beats, class balance and the splits")
     i.add_argument("name", help="mitdb, ptbdb, ptbxl or heartbeat-csv")
     i.add_argument("--root", default=None, help="data root (default $ECG_AUTOML_DATA or the user cache)")

@@ -285,6 +285,12 @@ def test_the_cache_lists_its_entries_and_removes_those_another_version_made(tmp_
     assert "2 entries" in out and "are not known to be this installation's" in out, out
     assert "this installation's" in out.splitlines()[[i for i, line in enumerate(out.splitlines())
                                                        if current.stem in line][0]], out
+    listed = json.loads(run_cli(["data", "cache", "--json"], tmp_path, env).stdout)
+    assert listed["cache_dir"] == str(directory) and listed["stale_entries"] == 2, listed
+    assert [(e["path"], e["current"]) for e in listed["entries"]] == [(str(unknown), None), *sorted(
+        [(str(current), True), (str(other), False)], key=lambda pc: Path(pc[0]).stat().st_mtime)], listed
+    assert listed["total_bytes"] == sum(e["size_bytes"] for e in listed["entries"]) > 0
+    assert listed["temporary_files"] == [str(killed)], listed
     out = run_cli(["data", "cache", "--remove-stale"], tmp_path, env).stdout
     assert "removed 2 of the 3 entries" in out and "and 1 temporary file(s) of killed writers" in out, out
     assert current.exists() and not other.exists() and not unknown.exists() and not killed.exists()
@@ -298,8 +304,8 @@ def test_the_cache_lists_its_entries_and_removes_those_another_version_made(tmp_
     assert build.calls == 3 and current.exists()
     out = run_cli(["data", "cache", "--unused-for", "30"], tmp_path, env).stdout
     assert "removed 0 of the 1 entries" in out and current.exists(), out  # read just now
-    out = run_cli(["data", "cache", "--remove-all"], tmp_path, env).stdout
-    assert "removed 1 of the 1 entries" in out and not current.exists(), out
+    removed = json.loads(run_cli(["data", "cache", "--remove-all", "--json"], tmp_path, env).stdout)
+    assert removed["removed"] == [current.stem] and removed["freed_bytes"] > 0 and not current.exists(), removed
     assert mine.exists() and mine.with_suffix(".json").exists()
     cached("mitdb", src, {"fs": 180.0}, build, directory=directory)  # rebuilt where needed
     assert build.calls == 4 and current.exists()
